@@ -1,0 +1,31 @@
+# accord: `make` builds build/accord; `make test` runs the whole suite.
+CC ?= cc
+CFLAGS ?= -O2 -g
+CFLAGS += -mno-red-zone -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	  -Isrc -pthread -MMD -MP
+LDLIBS += -pthread -llz4 -lz -llzma -lzstd -lcapstone -lm
+
+SRCS := $(shell find src -name '*.c' | sort)
+OBJS := $(SRCS:%.c=build/%.o)
+LIBOBJS := $(filter-out build/src/main.o,$(OBJS))
+
+all: build/accord
+
+build/accord: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/libaccord.a: $(LIBOBJS)
+	rm -f $@; ar rcs $@ $^
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+-include tests/tests.mk
+-include guest/guest.mk
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d)
+.PHONY: all clean test

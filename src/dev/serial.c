@@ -1,0 +1,375 @@
+/* 16550A UART at COM1_PORT on ISA IRQ COM1_IRQ. Transmitted bytes go
+ * straight to the console's output fd, so the transmitter is always empty;
+ * received bytes come from a reader thread on the console's input fd (or
+ * serial_input) and wait in a receive buffer deeper than the 16550's FIFO,
+ * so that pasted input is never overrun. Register access runs under
+ * vm->io_lock, and so does the reader thread whenever it touches state. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dev/dev.h"
+#include "dev/devices.h"
+#include "dev/platform.h"
+#include "vm/vm.h"
+
+#define RX_SIZE 1024
+
+enum { UART_RBR, UART_IER, UART_IIR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR };
+#define UART_THR UART_RBR
+#define UART_FCR UART_IIR
+
+#define IER_RDI 0x01  /* received data available */
+#define IER_THRI 0x02 /* transmitter holding register empty */
+#define IER_RLSI 0x04 /* receiver line status */
+#define IER_MSI 0x08  /* modem status */
+#define IER_WRITABLE 0x0F
+
+#define IIR_NO_INT 0x01
+#define IIR_MSI 0x00
+#define IIR_THRI 0x02
+#define IIR_RDI 0x04
+#define IIR_RLSI 0x06
+#define IIR_FIFO_ENABLED 0xC0
+
+#define FCR_ENABLE 0x01
+#define FCR_CLEAR_RX 0x02
+#define FCR_STORED 0xC9 /* enable, DMA mode, trigger level */
+
+#define LCR_DLAB 0x80
+
+#define MCR_DTR 0x01
+#define MCR_RTS 0x02
+#define MCR_OUT1 0x04
+#define MCR_OUT2 0x08
+#define MCR_LOOP 0x10
+#define MCR_WRITABLE 0x1F
+
+#define LSR_DR 0x01
+#define LSR_OE 0x02
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+
+#define MSR_DCTS 0x01
+#define MSR_DDSR 0x02
+#define MSR_TERI 0x04
+#define MSR_DDCD 0x08
+#define MSR_DELTAS 0x0F
+#define MSR_CTS 0x10
+#define MSR_DSR 0x20
+#define MSR_RI 0x40
+#define MSR_DCD 0x80
+
+struct serial_state {
+	uint8_t ier, lcr, mcr, fcr, scr, dll, dlm;
+	uint8_t msr;
+	uint8_t lsr_err;   /* overrun, latched until LSR is read */
+	bool thr_ipending; /* THRE interrupt not yet taken through IIR */
+	bool irq;
+	uint16_t rx_head, rx_count;
+	uint8_t rx[RX_SIZE];
+};
+
+struct serial {
+	struct vm *vm;
+	int in_fd, out_fd;
+	pthread_t reader;
+	bool has_reader;
+	bool stop;		 /* under vm->io_lock */
+	int wake[2];		 /* a byte here stops the reader */
+	pthread_cond_t rx_space; /* with vm->io_lock: the guest took bytes */
+	struct serial_state s;
+};
+
+static uint8_t serial_modem_lines(const struct serial_state *s)
+{
+	uint8_t m = s->mcr;
+
+	/* outside loopback the line looks like a connected null modem */
+	if (!(m & MCR_LOOP))
+		return MSR_DCD | MSR_DSR | MSR_CTS;
+	return (m & MCR_RTS ? MSR_CTS : 0) | (m & MCR_DTR ? MSR_DSR : 0) |
+	       (m & MCR_OUT1 ? MSR_RI : 0) | (m & MCR_OUT2 ? MSR_DCD : 0);
+}
+
+static void serial_update_msr(struct serial_state *s)
+{
+	uint8_t old = s->msr, lines = serial_modem_lines(s), changed = old ^ lines;
+	uint8_t delta = old & MSR_DELTAS;
+
+	if (changed & MSR_CTS)
+		delta |= MSR_DCTS;
+	if (changed & MSR_DSR)
+		delta |= MSR_DDSR;
+	if (changed & MSR_DCD)
+		delta |= MSR_DDCD;
+	if ((old & MSR_RI) && !(lines & MSR_RI))
+		delta |= MSR_TERI;
+	s->msr = lines | delta;
+}
+
+static uint8_t serial_iir_id(const struct serial_state *s)
+{
+	if ((s->ier & IER_RLSI) && s->lsr_err)
+		return IIR_RLSI;
+	if ((s->ier & IER_RDI) && s->rx_count)
+		return IIR_RDI;
+	if ((s->ier & IER_THRI) && s->thr_ipending)
+		return IIR_THRI;
+	if ((s->ier & IER_MSI) && (s->msr & MSR_DELTAS))
+		return IIR_MSI;
+	return IIR_NO_INT;
+}
+
+static void serial_update_irq(struct serial *sp)
+{
+	struct serial_state *s = &sp->s;
+	/* on a PC, OUT2 gates the UART's interrupt onto the ISA bus, and
+	 * loopback disconnects OUT2 */
+	bool level = serial_iir_id(s) != IIR_NO_INT && (s->mcr & (MCR_OUT2 | MCR_LOOP)) == MCR_OUT2;
+
+	if (level == s->irq)
+		return;
+	s->irq = level;
+	vm_set_irq(sp->vm, COM1_IRQ, level);
+}
+
+static bool rx_push(struct serial_state *s, uint8_t b)
+{
+	if (s->rx_count == RX_SIZE)
+		return false;
+	s->rx[(s->rx_head + s->rx_count) % RX_SIZE] = b;
+	s->rx_count++;
+	return true;
+}
+
+static uint8_t rx_pop(struct serial *sp)
+{
+	struct serial_state *s = &sp->s;
+	uint8_t b;
+
+	if (!s->rx_count)
+		return 0;
+	b = s->rx[s->rx_head];
+	s->rx_head = (s->rx_head + 1) % RX_SIZE;
+	s->rx_count--;
+	pthread_cond_signal(&sp->rx_space);
+	return b;
+}
+
+static void rx_clear(struct serial *sp)
+{
+	sp->s.rx_head = 0;
+	sp->s.rx_count = 0;
+	pthread_cond_signal(&sp->rx_space);
+}
+
+int serial_input(struct serial *sp, const uint8_t *buf, int n)
+{
+	int i;
+
+	for (i = 0; i < n && rx_push(&sp->s, buf[i]); i++)
+		;
+	serial_update_irq(sp);
+	return i;
+}
+
+static void serial_transmit(struct serial *sp, uint8_t b)
+{
+	struct serial_state *s = &sp->s;
+	ssize_t r;
+
+	if (s->mcr & MCR_LOOP) {
+		if (!rx_push(s, b))
+			s->lsr_err |= LSR_OE;
+	} else if (sp->out_fd >= 0) {
+		/* a console that cannot take the byte loses it, as a wire would */
+		do
+			r = write(sp->out_fd, &b, 1);
+		while (r < 0 && errno == EINTR);
+	}
+	/* the byte left at once: the holding register is empty again */
+	s->thr_ipending = true;
+}
+
+static uint64_t serial_read(void *opaque, uint64_t off, int size)
+{
+	struct serial *sp = opaque;
+	struct serial_state *s = &sp->s;
+	bool dlab = s->lcr & LCR_DLAB;
+	uint8_t v = 0;
+
+	switch (off) {
+	case UART_RBR:
+		v = dlab ? s->dll : rx_pop(sp);
+		break;
+	case UART_IER:
+		v = dlab ? s->dlm : s->ier;
+		break;
+	case UART_IIR:
+		v = serial_iir_id(s);
+		/* reading IIR takes the THRE interrupt it reports */
+		if (v == IIR_THRI)
+			s->thr_ipending = false;
+		if (s->fcr & FCR_ENABLE)
+			v |= IIR_FIFO_ENABLED;
+		break;
+	case UART_LCR:
+		v = s->lcr;
+		break;
+	case UART_MCR:
+		v = s->mcr;
+		break;
+	case UART_LSR:
+		v = s->lsr_err | LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0);
+		s->lsr_err = 0;
+		break;
+	case UART_MSR:
+		v = s->msr;
+		s->msr &= ~MSR_DELTAS;
+		break;
+	case UART_SCR:
+		v = s->scr;
+		break;
+	}
+	serial_update_irq(sp);
+	return v;
+}
+
+static void serial_write(void *opaque, uint64_t off, uint64_t val, int size)
+{
+	struct serial *sp = opaque;
+	struct serial_state *s = &sp->s;
+	bool dlab = s->lcr & LCR_DLAB;
+	uint8_t v = (uint8_t)val;
+
+	switch (off) {
+	case UART_THR:
+		if (dlab)
+			s->dll = v;
+		else
+			serial_transmit(sp, v);
+		break;
+	case UART_IER:
+		if (dlab) {
+			s->dlm = v;
+			break;
+		}
+		/* enabling the THRE interrupt with THR empty raises it anew */
+		if ((v & IER_THRI) && !(s->ier & IER_THRI))
+			s->thr_ipending = true;
+		s->ier = v & IER_WRITABLE;
+		break;
+	case UART_FCR:
+		/* switching the FIFOs on or off empties them */
+		if (((v ^ s->fcr) & FCR_ENABLE) || (v & FCR_CLEAR_RX))
+			rx_clear(sp);
+		s->fcr = v & FCR_STORED;
+		break;
+	case UART_LCR:
+		s->lcr = v;
+		break;
+	case UART_MCR:
+		s->mcr = v & MCR_WRITABLE;
+		serial_update_msr(s);
+		break;
+	case UART_SCR:
+		s->scr = v;
+		break;
+	}
+	serial_update_irq(sp);
+}
+
+static const struct io_ops serial_ops = {
+	.read = serial_read,
+	.write = serial_write,
+};
+
+static void *serial_reader(void *arg)
+{
+	struct serial *sp = arg;
+	pthread_mutex_t *io_lock = &sp->vm->io_lock;
+	uint8_t buf[256];
+	bool stop = false;
+	ssize_t n;
+	int done;
+
+	while (!stop) {
+		struct pollfd pfd[2] = { { .fd = sp->in_fd, .events = POLLIN },
+					 { .fd = sp->wake[0], .events = POLLIN } };
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		n = read(sp->in_fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break; /* end of input */
+		pthread_mutex_lock(io_lock);
+		for (done = 0; !sp->stop;) {
+			done += serial_input(sp, buf + done, (int)n - done);
+			if (done == n)
+				break;
+			/* the guest is behind: wait until it reads */
+			pthread_cond_wait(&sp->rx_space, io_lock);
+		}
+		stop = sp->stop;
+		pthread_mutex_unlock(io_lock);
+	}
+	return NULL;
+}
+
+struct serial *serial_create(struct vm *vm, int in_fd, int out_fd)
+{
+	struct serial *sp = calloc(1, sizeof(*sp));
+
+	if (!sp)
+		return NULL;
+	sp->vm = vm;
+	sp->in_fd = in_fd;
+	sp->out_fd = out_fd;
+	sp->wake[0] = sp->wake[1] = -1;
+	pthread_cond_init(&sp->rx_space, NULL);
+	sp->s.msr = serial_modem_lines(&sp->s);
+	if (bus_register(&vm->pio, COM1_PORT, 8, &serial_ops, sp, "serial")) {
+		serial_destroy(sp);
+		return NULL;
+	}
+	if (in_fd < 0)
+		return sp;
+	if (pipe(sp->wake) < 0 || pthread_create(&sp->reader, NULL, serial_reader, sp)) {
+		perror("accord: serial input");
+		serial_destroy(sp);
+		return NULL;
+	}
+	sp->has_reader = true;
+	return sp;
+}
+
+void serial_destroy(struct serial *sp)
+{
+	if (!sp)
+		return;
+	if (sp->has_reader) {
+		pthread_mutex_lock(&sp->vm->io_lock);
+		sp->stop = true;
+		pthread_cond_broadcast(&sp->rx_space);
+		pthread_mutex_unlock(&sp->vm->io_lock);
+		while (write(sp->wake[1], "", 1) < 0 && errno == EINTR)
+			;
+		pthread_join(sp->reader, NULL);
+	}
+	for (int i = 0; i < 2; i++)
+		if (sp->wake[i] >= 0)
+			close(sp->wake[i]);
+	pthread_cond_destroy(&sp->rx_space);
+	free(sp);
+}

@@ -1,0 +1,253 @@
+/* engine_ops for accord's own x86-64 CPU (src/cpu/): wires the CPU's bus
+ * hooks to the machine and runs it in slices between timer polls. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+#include "dev/dev.h"
+#include "engine/engine.h"
+#include "vm/vm.h"
+
+/* instructions between timer polls: small enough for timely interrupts,
+ * large enough that the clock read is noise */
+#define EMU_SLICE 20000
+
+struct emu_vcpu {
+	struct cpu cpu;
+	struct vcpu *v;
+};
+
+static inline struct cpu *emu_cpu(struct vcpu *v)
+{
+	return &((struct emu_vcpu *)v->engine_priv)->cpu;
+}
+
+static uint8_t *emu_gpa_page(void *opaque, uint64_t gpa, bool write)
+{
+	struct vcpu *v = opaque;
+	return vm_gpa(v->vm, gpa, 0x1000);
+}
+
+static bool is_lapic(uint64_t gpa)
+{
+	return (gpa & ~0xfffull) == LAPIC_BASE;
+}
+
+static uint64_t emu_mmio_read(void *opaque, uint64_t gpa, int size)
+{
+	struct vcpu *v = opaque;
+	uint64_t val;
+	if (is_lapic(gpa))
+		return lapic_mmio_read(v->lapic, gpa & 0xfff, size);
+	pthread_mutex_lock(&v->vm->io_lock);
+	bus_read(&v->vm->mmio, gpa, size, &val);
+	pthread_mutex_unlock(&v->vm->io_lock);
+	return val;
+}
+
+static void emu_mmio_write(void *opaque, uint64_t gpa, uint64_t val, int size)
+{
+	struct vcpu *v = opaque;
+	if (is_lapic(gpa)) {
+		lapic_mmio_write(v->lapic, gpa & 0xfff, val, size);
+		emu_cpu(v)->intr_poke = 1; /* EOI or TPR may unmask an interrupt */
+		return;
+	}
+	pthread_mutex_lock(&v->vm->io_lock);
+	bus_write(&v->vm->mmio, gpa, val, size);
+	pthread_mutex_unlock(&v->vm->io_lock);
+}
+
+static uint32_t emu_pio_in(void *opaque, uint16_t port, int size)
+{
+	struct vcpu *v = opaque;
+	uint64_t val;
+	pthread_mutex_lock(&v->vm->io_lock);
+	bus_read(&v->vm->pio, port, size, &val);
+	pthread_mutex_unlock(&v->vm->io_lock);
+	return (uint32_t)val;
+}
+
+static void emu_pio_out(void *opaque, uint16_t port, uint32_t val, int size)
+{
+	struct vcpu *v = opaque;
+	pthread_mutex_lock(&v->vm->io_lock);
+	bus_write(&v->vm->pio, port, val, size);
+	pthread_mutex_unlock(&v->vm->io_lock);
+	if (v->vm->exit_reason)
+		emu_cpu(v)->stop_request = 1;
+}
+
+static int emu_intr_vector(void *opaque, bool ack)
+{
+	struct vcpu *v = opaque;
+	return lapic_get_interrupt(v->lapic, ack);
+}
+
+static bool emu_msr_read(void *opaque, uint32_t msr, uint64_t *val)
+{
+	struct vcpu *v = opaque;
+	return lapic_msr_read(v->lapic, msr, val);
+}
+
+static bool emu_msr_write(void *opaque, uint32_t msr, uint64_t val)
+{
+	struct vcpu *v = opaque;
+	return lapic_msr_write(v->lapic, msr, val);
+}
+
+static uint64_t emu_tsc(void *opaque)
+{
+	struct vcpu *v = opaque;
+	return vm_tsc(v->vm);
+}
+
+static int emu_vcpu_init(struct vcpu *v)
+{
+	struct emu_vcpu *e = aligned_alloc(64, sizeof(*e));
+	if (!e)
+		return -1;
+	memset(e, 0, sizeof(*e));
+	e->v = v;
+	v->engine_priv = e;
+	struct cpu *c = &e->cpu;
+	cpu_init(c, v->index);
+	c->bus = (struct cpu_bus){
+		.gpa_page = emu_gpa_page,
+		.mmio_read = emu_mmio_read,
+		.mmio_write = emu_mmio_write,
+		.pio_in = emu_pio_in,
+		.pio_out = emu_pio_out,
+		.intr_vector = emu_intr_vector,
+		.msr_read = emu_msr_read,
+		.msr_write = emu_msr_write,
+		.tsc = emu_tsc,
+		.opaque = v,
+	};
+	c->trace_ud = getenv("ACCORD_TRACE_UD") != NULL;
+	return 0;
+}
+
+static int emu_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
+{
+	struct cpu *c = emu_cpu(v);
+	for (;;) {
+		if (lapic_take_nmi(v->lapic))
+			c->nmi_pending = true;
+		enum cpu_stop r = cpu_run(c, EMU_SLICE);
+		switch (r) {
+		case STOP_BUDGET:
+			vm_poll_timers(v);
+			if (v->vm->exit_reason || v->init_pending) {
+				ex->kind = EXIT_KICK;
+				return 0;
+			}
+			continue;
+		case STOP_HLT:
+			ex->kind = EXIT_HLT;
+			return 0;
+		case STOP_SHUTDOWN:
+			ex->kind = EXIT_SHUTDOWN;
+			snprintf(ex->msg, sizeof(ex->msg), "rip=%#llx", (unsigned long long)c->rip);
+			if (getenv("ACCORD_DUMP"))
+				cpu_dump(c, stderr);
+			return 0;
+		case STOP_REQUEST:
+			c->stop_request = 0;
+			ex->kind = EXIT_KICK;
+			return 0;
+		default:
+			ex->kind = EXIT_NONE;
+			return 0;
+		}
+	}
+}
+
+static void emu_vcpu_kick(struct vcpu *v)
+{
+	struct cpu *c = emu_cpu(v);
+	c->intr_poke = 1;
+	if (v->vm->exit_reason || v->init_pending)
+		c->stop_request = 1;
+}
+
+static int emu_get_state(struct vcpu *v, struct cpu_state *s)
+{
+	struct cpu *c = emu_cpu(v);
+	memcpy(s->r, c->r, sizeof(s->r));
+	s->rip = c->rip;
+	s->rflags = c->rflags;
+	s->cr0 = c->cr0;
+	s->cr2 = c->cr2;
+	s->cr3 = c->cr3;
+	s->cr4 = c->cr4;
+	s->efer = c->efer;
+	return 0;
+}
+
+static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
+{
+	struct cpu *c = emu_cpu(v);
+	memcpy(c->r, s->r, sizeof(c->r));
+	c->rip = s->rip;
+	c->rflags = s->rflags | 2;
+	return 0;
+}
+
+static int emu_set_boot_state(struct vcpu *v, const struct boot_state *bs)
+{
+	struct cpu *c = emu_cpu(v);
+	c->gdtr.base = bs->gdt_base;
+	c->gdtr.limit = bs->gdt_limit;
+	c->idtr.base = 0;
+	c->idtr.limit = 0;
+	c->rflags = 2;
+	c->cr0 = CR0_PE | CR0_ET;
+	c->cpl = 0;
+	/* a flat data segment 0x18 and code 0x10, as the loader's GDT says */
+	uint16_t data_attr = 0x93 | SEG_ATTR_DB | (1u << 11);
+	for (int s = 0; s < 6; s++)
+		cpu_set_seg_flat(c, s, 0x18, data_attr);
+	c->tr.attr = SEG_ATTR_P | 0xb;
+	c->tr.limit = 0x67;
+	if (bs->mode == 64) {
+		c->cr4 = CR4_PAE;
+		c->cr3 = bs->cr3;
+		c->efer = EFER_LME | EFER_LMA;
+		c->cr0 |= CR0_PG;
+		cpu_set_seg_flat(c, S_CS, 0x10, 0x9b | SEG_ATTR_L | (1u << 11));
+	} else {
+		cpu_set_seg_flat(c, S_CS, 0x10, 0x9b | SEG_ATTR_DB | (1u << 11));
+	}
+	cpu_update_mode(c);
+	tlb_flush(c);
+	c->rip = bs->rip;
+	c->r[R_RSP] = bs->rsp;
+	c->r[R_RAX] = bs->rax;
+	c->r[R_RBX] = bs->rbx;
+	c->r[R_RSI] = bs->rsi;
+	c->r[R_RDI] = bs->rdi;
+	return 0;
+}
+
+static int emu_start_ap(struct vcpu *v, uint8_t vector)
+{
+	struct cpu *c = emu_cpu(v);
+	cpu_reset(c);
+	c->seg[S_CS].sel = (uint16_t)vector << 8;
+	c->seg[S_CS].base = (uint64_t)vector << 12;
+	c->rip = 0;
+	return 0;
+}
+
+const struct engine_ops engine_emu = {
+	.name = "emu",
+	.vcpu_init = emu_vcpu_init,
+	.vcpu_run = emu_vcpu_run,
+	.vcpu_kick = emu_vcpu_kick,
+	.get_state = emu_get_state,
+	.set_state = emu_set_state,
+	.set_boot_state = emu_set_boot_state,
+	.start_ap = emu_start_ap,
+};

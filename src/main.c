@@ -1,0 +1,202 @@
+/* accord command line: parse, call, report. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "boot/boot.h"
+#include "dev/dev.h"
+#include "engine/engine.h"
+#include "vm/console.h"
+#include "vm/vm.h"
+
+/* exit statuses (README "Exit status") */
+enum {
+	EXIT_OK = 0,
+	EXIT_USAGE = 1,
+	EXIT_GUEST_PANIC = 2,
+	EXIT_BAD_IMAGE = 3,
+	EXIT_NO_ACCEL = 4,
+	EXIT_VM_FAILED = 5,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: accord run --kernel FILE [options]\n"
+		"\n"
+		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
+		"  --initrd FILE     initial ramdisk\n"
+		"  --cmdline STR     kernel command line\n"
+		"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
+		"  --cpus N          virtual CPUs (default 1)\n"
+		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
+		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
+		"\n"
+		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
+}
+
+/* sizes: a number with an optional K, M, G suffix; no suffix means MiB */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	uint64_t mul = 1ull << 20;
+	if (*end) {
+		switch (*end) {
+		case 'k': case 'K': mul = 1ull << 10; break;
+		case 'm': case 'M': mul = 1ull << 20; break;
+		case 'g': case 'G': mul = 1ull << 30; break;
+		default: return -1;
+		}
+		if (end[1] && !((end[1] == 'i' || end[1] == 'B') && (!end[2] || end[2] == 'B')))
+			return -1;
+	}
+	if (v > (1ull << 40) / mul)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, 0, 'k' },
+		{ "initrd", required_argument, 0, 'i' },
+		{ "cmdline", required_argument, 0, 'c' },
+		{ "memory", required_argument, 0, 'm' },
+		{ "cpus", required_argument, 0, 'p' },
+		{ "accel", required_argument, 0, 'a' },
+		{ "debug-exit", no_argument, 0, 'd' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct boot_config cfg = { 0 };
+	uint64_t mem = 512ull << 20;
+	int cpus = 1;
+	const char *accel = "auto";
+	bool debug_exit = false;
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k': cfg.kernel = optarg; break;
+		case 'i': cfg.initrd = optarg; break;
+		case 'c': cfg.cmdline = optarg; break;
+		case 'm':
+			if (parse_size(optarg, &mem) < 0) {
+				fprintf(stderr, "accord: --memory '%s': expected a size such as 512M or 2G\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'p': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > VM_MAX_CPUS) {
+				fprintf(stderr, "accord: --cpus '%s': expected a number from 1 to %d\n", optarg,
+					VM_MAX_CPUS);
+				return EXIT_USAGE;
+			}
+			cpus = (int)n;
+			break;
+		}
+		case 'a': accel = optarg; break;
+		case 'd': debug_exit = true; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "accord: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (!cfg.kernel) {
+		fprintf(stderr, "accord: run needs --kernel FILE\n");
+		return EXIT_USAGE;
+	}
+	if (mem < (16ull << 20)) {
+		fprintf(stderr, "accord: --memory: at least 16M is needed\n");
+		return EXIT_USAGE;
+	}
+	if (mem & 0xfff) {
+		fprintf(stderr, "accord: --memory: must be a multiple of 4K\n");
+		return EXIT_USAGE;
+	}
+
+	const struct engine_ops *engine;
+	if (!strcmp(accel, "emu")) {
+		engine = &engine_emu;
+	} else if (!strcmp(accel, "auto")) {
+		engine = &engine_emu;
+		fprintf(stderr, "accord: --accel auto: using emu (this build has no kvm engine yet)\n");
+	} else if (!strcmp(accel, "kvm")) {
+		fprintf(stderr, "accord: --accel kvm: this build has no kvm engine yet\n");
+		return EXIT_NO_ACCEL;
+	} else {
+		fprintf(stderr, "accord: --accel '%s': expected auto, emu or kvm\n", accel);
+		return EXIT_USAGE;
+	}
+
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm || vm_create(vm, mem, cpus, engine) < 0)
+		return EXIT_VM_FAILED;
+	vm->debug_exit = debug_exit;
+	int in_fd, out_fd;
+	if (console_start(vm, &in_fd, &out_fd) < 0)
+		return EXIT_VM_FAILED;
+	struct platform_opts po = { .console_in_fd = in_fd, .console_out_fd = out_fd, .debug_exit = debug_exit };
+	if (platform_init(vm, &po) < 0) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
+	struct boot_state bs;
+	if (boot_load(vm, &cfg, &bs) < 0) {
+		console_stop();
+		return EXIT_BAD_IMAGE;
+	}
+	engine->set_boot_state(vm->vcpu[0], &bs);
+	int rc = vm_run(vm);
+	console_stop();
+	switch (vm->exit_reason) {
+	case VM_POWEROFF:
+	case VM_DEBUG_EXIT:
+		break;
+	case VM_RESET:
+		fprintf(stderr, "accord: the guest asked for a reset; accord does not reboot guests, so it exits\n");
+		break;
+	case VM_PANIC:
+		fprintf(stderr, "accord: %s\n", vm->exit_msg);
+		rc = EXIT_GUEST_PANIC;
+		break;
+	default:
+		fprintf(stderr, "accord: the VM failed: %s\n", vm->exit_msg);
+		console_print_tail(20);
+		rc = EXIT_VM_FAILED;
+		break;
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	fprintf(stderr, "accord: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,108 @@
+/* The machine: guest RAM and its map, vCPUs, the buses, the devices, and the
+ * lifecycle. Engine-neutral: src/engine/{emu,kvm}.c run the vCPUs. */
+#ifndef ACCORD_VM_H
+#define ACCORD_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vm/bus.h"
+
+#define VM_MAX_CPUS 64
+/* Guest-physical map: RAM from 0 up to the PCI hole, the rest above 4 GiB. */
+#define VM_HOLE_START 0xC0000000ull
+#define VM_HOLE_END 0x100000000ull
+#define LAPIC_BASE 0xFEE00000ull
+#define IOAPIC_BASE 0xFEC00000ull
+
+/* Guest TSC and LAPIC timer clock, told to the guest through CPUID 0x15
+ * (TSC = crystal * 0x15.EBX / 0x15.EAX) so it never calibrates. */
+#define VM_CRYSTAL_HZ 25000000ull
+#define VM_TSC_RATIO 80ull /* TSC = 2 GHz */
+#define VM_TSC_HZ (VM_CRYSTAL_HZ * VM_TSC_RATIO)
+
+struct vm;
+struct lapic;
+struct engine_ops;
+
+struct vcpu {
+	struct vm *vm;
+	int index;
+	pthread_t thread;
+	struct lapic *lapic;
+	void *engine_priv;
+	/* INIT/SIPI state for application processors */
+	volatile int state; /* VCPU_WAIT_SIPI, VCPU_RUNNING, VCPU_STOPPED */
+	volatile uint8_t sipi_vector;
+	volatile int sipi_pending, init_pending;
+	int wake; /* under lock: something happened since the vCPU halted */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled on interrupts, SIPI, stop */
+};
+enum { VCPU_WAIT_SIPI, VCPU_RUNNING, VCPU_STOPPED };
+
+/* why the VM ended */
+enum vm_exit_reason {
+	VM_RUNNING = 0,
+	VM_POWEROFF,    /* ACPI S5 / Hyper-V: status 0 */
+	VM_RESET,       /* reset requested (treated as exit unless --reboot) */
+	VM_DEBUG_EXIT,  /* debug-exit port: status (v << 1) | 1 */
+	VM_PANIC,       /* guest reported a panic */
+	VM_ERROR,       /* triple fault, engine error */
+};
+
+struct vm {
+	uint8_t *ram;
+	uint64_t ram_size; /* total bytes of guest RAM */
+	uint64_t low_size; /* bytes mapped below VM_HOLE_START */
+	int ncpus;
+	struct vcpu *vcpu[VM_MAX_CPUS];
+	const struct engine_ops *engine;
+	void *engine_priv;
+
+	struct bus pio, mmio;
+	pthread_mutex_t io_lock; /* serialises device emulation */
+
+	/* devices that other parts address directly */
+	struct serial *serial;
+	struct ioapic *ioapic;
+	struct pic *pic;
+	struct pit *pit;
+	struct rtc *rtc;
+	struct acpipm *acpipm;
+
+	uint64_t t0_ns; /* CLOCK_MONOTONIC at VM creation: guest time zero */
+
+	volatile int exit_reason;
+	int exit_status; /* process exit status for VM_DEBUG_EXIT */
+	char exit_msg[256];
+	bool debug_exit; /* --debug-exit: port 0xf4 is present */
+};
+
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine);
+void vm_destroy(struct vm *vm);
+/* host pointer for [gpa, gpa+len) if it is all RAM, else NULL */
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
+/* copy into guest RAM; -1 if the range is not RAM */
+int vm_write_phys(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
+int vm_read_phys(struct vm *vm, uint64_t gpa, void *dst, uint64_t len);
+/* guest clock */
+uint64_t vm_now_ns(const struct vm *vm);
+uint64_t vm_tsc(const struct vm *vm);
+/* interrupt lines (GSI) and MSIs, routed through IOAPIC/PIC to LAPICs */
+void vm_set_irq(struct vm *vm, unsigned gsi, int level);
+void vm_send_msi(struct vm *vm, uint64_t addr, uint32_t data);
+/* wake a vCPU that may be halted or running so it notices new work */
+void vm_kick_vcpu(struct vcpu *v);
+/* INIT and STARTUP IPIs to application processors (from the LAPIC) */
+void vm_vcpu_init_ipi(struct vcpu *v);
+void vm_vcpu_sipi(struct vcpu *v, uint8_t vector);
+/* ns until this vCPU's next timer event, firing what is due */
+int64_t vm_poll_timers(struct vcpu *v);
+/* end the VM; the first reason wins */
+void vm_request_exit(struct vm *vm, int reason, int status, const char *msg);
+/* run all vCPUs until the VM ends; returns the process exit status */
+int vm_run(struct vm *vm);
+
+#endif

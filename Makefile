@@ -24,8 +24,17 @@ build/%.o: %.c
 -include tests/tests.mk
 -include guest/guest.mk
 
+# The README's first command: set up, build accord and the default guest,
+# and boot it with the console on this terminal (Ctrl-a x quits).
+GUEST_CMDLINE ?= console=ttyS0 panic=-1 quiet
+run:
+	@tests/setup.sh
+	@$(MAKE) --no-print-directory all guest-image
+	build/accord run --kernel build/guest-image/vmlinuz --initrd build/guest-image/initrd.cpio.gz \
+		--cmdline "$(GUEST_CMDLINE)" --memory 512M
+
 clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d)
-.PHONY: all clean test
+.PHONY: all clean test run

@@ -196,7 +196,6 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_OK;
 	}
-	fprintf(stderr, "accord: unknown command '%s'\n", argv[1]);
-	usage(stderr);
+	fprintf(stderr, "accord: unknown command '%s' (see accord --help)\n", argv[1]);
 	return EXIT_USAGE;
 }

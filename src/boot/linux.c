@@ -289,10 +289,10 @@ int linux_load_bzimage(struct boot_ctx *c, const struct kfile *f, struct boot_st
 		return kernel_fail(c, "truncated: the setup header ends at %u, the file has %zu bytes",
 				   hdr_end, f->size);
 	version = hdr_end >= HDR_VERSION + 2 ? get16(d + HDR_VERSION) : 0;
-	if (version < 0x20C || hdr_end < HDR_MIN_END)
+	if (version && version < 0x20C)
 		return kernel_fail(c, "boot protocol %u.%02u has no 64-bit entry point (needs 2.12)",
 				   version >> 8, version & 0xFF);
-	if (hdr_end > HDR_MAX_END)
+	if (hdr_end < HDR_MIN_END || hdr_end > HDR_MAX_END)
 		return kernel_fail(c, "malformed setup header: %u bytes long",
 				   hdr_end - HDR_START);
 	xlf = get16(d + HDR_XLOADFLAGS);

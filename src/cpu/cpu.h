@@ -162,7 +162,10 @@ struct insn {
 	uint8_t is_mem;
 	uint8_t imm_size;
 	uint8_t riprel;
-	int8_t base; /* base register of the memory operand, -1 if none */
+	int8_t base;  /* base register of the memory operand, -1 if none */
+	int8_t index; /* index register, -1 if none */
+	uint8_t scale;
+	int64_t disp;
 	uint64_t ea;   /* effective address (offset within seg), if is_mem */
 	uint64_t imm;  /* sign-extended to 64 bits where the encoding says so */
 	uint64_t imm2; /* enter's second immediate, far pointers' selector */
@@ -210,6 +213,8 @@ struct cpu {
 	struct tlb_entry tlb[2][TLB_SIZE];
 
 	struct cpu_bus bus;
+	/* decoded instructions (decode.c); NULL disables the cache */
+	struct dcache_entry *dcache;
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
 
@@ -220,6 +225,13 @@ struct cpu {
 	int nbreak;
 	uint64_t resume_icount; /* a breakpoint at the resume RIP is skipped once */
 	uint64_t breaks[32];
+};
+
+#define DCACHE_SIZE 8192
+struct dcache_entry {
+	uintptr_t key;
+	uint64_t w0, w1, m0, m1; /* the instruction's bytes and their mask */
+	struct insn in;
 };
 
 /* lifecycle */
@@ -287,8 +299,10 @@ void cpu_update_mode(struct cpu *c);
 void cpu_load_seg(struct cpu *c, int seg, uint16_t sel); /* protected-mode load with checks */
 void cpu_set_seg_flat(struct cpu *c, int seg, uint16_t sel, uint16_t attr);
 
-/* decode at c->rip; faults like instruction fetch */
-void insn_decode(struct cpu *c, struct insn *in);
+/* Decode at c->rip (faults like instruction fetch): a pointer into the
+ * decoded-instruction cache, or to scratch when the bytes are not cached.
+ * Valid until the next decode on this CPU. */
+struct insn *insn_decode(struct cpu *c, struct insn *scratch);
 /* execute one decoded instruction; the families */
 void exec_insn(struct cpu *c, struct insn *in);
 /* SSE/MMX (map 1..3 vector opcodes) and x87 (D8..DF): return false for an

@@ -74,7 +74,8 @@ static void fetch_refill(struct fetch *f)
 	f->base = f->n;
 	if (hp) {
 		f->p = hp;
-		f->avail = inpage;
+		/* never past the 15th byte: fetching a 16th is #GP(0) */
+		f->avail = inpage < 15 - f->n ? inpage : 15 - f->n;
 	} else {
 		/* code in MMIO space: a byte at a time */
 		f->one = mem_fetch_mmio(c, lin);
@@ -157,6 +158,9 @@ static int imm_size_map1(struct insn *in)
 	return 0;
 }
 
+/* ModRM, SIB and displacement: the addressing form only. The address
+ * itself depends on registers and is computed per execution (insn_ea_calc),
+ * so a decoded instruction can be reused. */
 static void decode_modrm(struct fetch *f, struct insn *in)
 {
 	uint8_t m = fetch_u8(f);
@@ -171,68 +175,75 @@ static void decode_modrm(struct fetch *f, struct insn *in)
 	}
 	in->is_mem = 1;
 	in->base = -1;
-	struct cpu *c = f->c;
-	uint64_t ea = 0;
+	in->index = -1;
 	int rm = m & 7;
 	if (in->addrsize == 2) {
 		static const int8_t b16[8] = { R_RBX, R_RBX, R_RBP, R_RBP, R_RSI, R_RDI, R_RBP, R_RBX };
 		static const int8_t i16[8] = { R_RSI, R_RDI, R_RSI, R_RDI, -1, -1, -1, -1 };
 		if (in->mod == 0 && rm == 6) {
-			ea = fetch_imm(f, 2);
-		} else {
-			ea = c->r[b16[rm]];
-			if (i16[rm] >= 0)
-				ea += c->r[i16[rm]];
-			if (in->mod == 1)
-				ea += sext(fetch_imm(f, 1), 1);
-			else if (in->mod == 2)
-				ea += fetch_imm(f, 2);
-			if ((rm == 2 || rm == 3 || rm == 6) && in->seg == S_NONE)
-				in->seg = S_SS;
+			in->disp = fetch_imm(f, 2);
+			return;
 		}
-		in->ea = ea & 0xffff;
+		in->base = b16[rm];
+		in->index = i16[rm];
+		if (in->mod == 1)
+			in->disp = sext(fetch_imm(f, 1), 1);
+		else if (in->mod == 2)
+			in->disp = fetch_imm(f, 2);
+		if ((rm == 2 || rm == 3 || rm == 6) && in->seg == S_NONE)
+			in->seg = S_SS;
 		return;
 	}
-	bool riprel = false;
 	if (rm == 4) {
 		uint8_t sib = fetch_u8(f);
-		int scale = sib >> 6;
 		int idx = ((sib >> 3) & 7) | (rex & 2 ? 8 : 0);
 		int base = (sib & 7) | (rex & 1 ? 8 : 0);
+		in->scale = sib >> 6;
 		if (idx != R_RSP)
-			ea = c->r[idx] << scale;
+			in->index = idx;
 		if ((base & 7) == 5 && in->mod == 0) {
-			ea += sext(fetch_imm(f, 4), 4);
+			in->disp = sext(fetch_imm(f, 4), 4);
 		} else {
 			in->base = base;
-			ea += c->r[base];
 			if ((base == R_RSP || base == R_RBP) && in->seg == S_NONE)
 				in->seg = S_SS;
 		}
 	} else if (rm == 5 && in->mod == 0) {
-		ea = sext(fetch_imm(f, 4), 4);
-		riprel = c->mode == 64;
+		in->disp = sext(fetch_imm(f, 4), 4);
+		/* RIP-relative: relative to the end of the instruction */
+		in->riprel = f->c->mode == 64;
 	} else {
 		int base = rm | (rex & 1 ? 8 : 0);
 		in->base = base;
-		ea = c->r[base];
 		if (base == R_RBP && in->seg == S_NONE)
 			in->seg = S_SS;
 	}
 	if (in->mod == 1)
-		ea += sext(fetch_imm(f, 1), 1);
+		in->disp += sext(fetch_imm(f, 1), 1);
 	else if (in->mod == 2)
-		ea += sext(fetch_imm(f, 4), 4);
-	in->ea = ea;
-	/* RIP-relative: relative to the end of the instruction, which is
-	 * known only after the immediate; mark it and finish below */
-	in->riprel = riprel;
+		in->disp += sext(fetch_imm(f, 4), 4);
 }
 
-void insn_decode(struct cpu *c, struct insn *in)
+static inline void insn_ea_calc(struct cpu *c, struct insn *in)
+{
+	uint64_t ea = (uint64_t)in->disp;
+	if (in->base >= 0)
+		ea += c->r[in->base];
+	if (in->index >= 0)
+		ea += c->r[in->index] << in->scale;
+	if (in->riprel)
+		ea += c->rip + in->len;
+	if (in->addrsize == 4)
+		ea = (uint32_t)ea;
+	else if (in->addrsize == 2)
+		ea = (uint16_t)ea;
+	in->ea = ea;
+}
+
+static void decode_bytes(struct cpu *c, struct insn *in)
 {
 	struct fetch f = { .c = c, .in = in, .lin = seg_lin(c, S_CS, c->rip) };
-	memset(in, 0, offsetof(struct insn, bytes));
+	memset(in, 0, sizeof(*in));
 	in->seg = S_NONE;
 	int def = c->mode == 16 ? 2 : 4;
 	int opsize = def, addrsize = c->mode == 64 ? 8 : def;
@@ -240,6 +251,13 @@ void insn_decode(struct cpu *c, struct insn *in)
 
 	for (;;) {
 		b = fetch_u8(&f);
+		if (c->mode == 64 && (b & 0xF0) == 0x40) {
+			in->rex = b;
+			continue;
+		}
+		/* a REX prefix counts only right before the opcode */
+		uint8_t rex = in->rex;
+		in->rex = 0;
 		switch (b) {
 		case 0x66: in->opsize_prefix = 1; continue;
 		case 0x67: addrsize = c->mode == 64 ? 4 : (def == 4 ? 2 : 4); continue;
@@ -252,16 +270,13 @@ void insn_decode(struct cpu *c, struct insn *in)
 		case 0x64: in->seg = S_FS; continue;
 		case 0x65: in->seg = S_GS; continue;
 		}
+		in->rex = rex;
 		break;
 	}
 	if (in->opsize_prefix)
 		opsize = def == 4 ? 2 : 4;
-	if (c->mode == 64 && (b & 0xF0) == 0x40) {
-		in->rex = b;
-		b = fetch_u8(&f);
-		if (in->rex & 8)
-			opsize = 8;
-	}
+	if (in->rex & 8)
+		opsize = 8;
 	in->opsize = opsize;
 	in->addrsize = addrsize;
 	if (b == 0x0F) {
@@ -314,10 +329,50 @@ void insn_decode(struct cpu *c, struct insn *in)
 		}
 	}
 	in->len = f.n;
-	if (in->riprel)
-		in->ea += c->rip + in->len;
-	if (in->is_mem && in->addrsize == 4)
-		in->ea = (uint32_t)in->ea;
 	if (in->seg == S_NONE)
 		in->seg = S_DS;
+}
+
+/* The decoded-instruction cache, keyed by the host address of the bytes
+ * (so by guest-physical address) and the code size. An entry is used only
+ * when the bytes in memory still equal the decoded ones: self-modifying and
+ * cross-modifying code need no invalidation protocol. */
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+struct insn *insn_decode(struct cpu *c, struct insn *scratch)
+{
+	uint64_t lin = seg_lin(c, S_CS, c->rip);
+	struct insn *in = scratch;
+	/* 16 bytes must be readable for the comparison */
+	if (c->dcache && (lin & 0xfff) <= 0x1000 - 16) {
+		const uint8_t *p = mem_fetch_ptr(c, lin);
+		if (p) {
+			uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+			struct dcache_entry *e = &c->dcache[((uintptr_t)p ^ ((uintptr_t)p >> 11)) & (DCACHE_SIZE - 1)];
+			uint64_t w0 = load64(p), w1 = load64(p + 8);
+			if (e->key != key || ((w0 ^ e->w0) & e->m0) | ((w1 ^ e->w1) & e->m1)) {
+				/* decoding may fault half-way: the entry must not
+				 * match anything until it is complete */
+				e->key = 0;
+				decode_bytes(c, &e->in);
+				int n = e->in.len;
+				e->key = key;
+				e->m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+				e->m1 = n <= 8 ? 0 : (n >= 16 ? ~0ull : (1ull << (8 * (n - 8))) - 1);
+				e->w0 = w0 & e->m0;
+				e->w1 = w1 & e->m1;
+			}
+			in = &e->in;
+		}
+	}
+	if (in == scratch)
+		decode_bytes(c, in);
+	if (in->is_mem)
+		insn_ea_calc(c, in);
+	return in;
 }

@@ -7,9 +7,19 @@
 #include "cpu/cpu.h"
 #include "cpu/exec.h"
 
+/* In 64-bit mode a non-canonical address through SS raises #SS(0), through
+ * any other segment #GP(0) (mmu.c) */
+static inline uint64_t ss_canonical(struct cpu *c, uint64_t lin)
+{
+	if (c->mode == 64 && (int64_t)(lin << 16) >> 16 != (int64_t)lin)
+		cpu_fault(c, EXC_SS, 0);
+	return lin;
+}
+
 uint64_t insn_ea_lin(struct cpu *c, const struct insn *in)
 {
-	return seg_lin(c, in->seg, in->ea);
+	uint64_t lin = seg_lin(c, in->seg, in->ea);
+	return in->seg == S_SS ? ss_canonical(c, lin) : lin;
 }
 
 uint64_t reg_read(struct cpu *c, int reg, int size, bool rex)
@@ -106,7 +116,7 @@ void push(struct cpu *c, uint64_t val, int size)
 {
 	uint64_t sp = c->r[R_RSP] - size;
 	int w = stack_width(c);
-	mem_write(c, seg_lin(c, S_SS, rsp_mask(c, sp)), val, size);
+	mem_write(c, ss_canonical(c, seg_lin(c, S_SS, rsp_mask(c, sp))), val, size);
 	if (w == 8)
 		c->r[R_RSP] = sp;
 	else if (w == 4)
@@ -117,7 +127,7 @@ void push(struct cpu *c, uint64_t val, int size)
 
 uint64_t pop(struct cpu *c, int size)
 {
-	uint64_t v = mem_read(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RSP])), size);
+	uint64_t v = mem_read(c, ss_canonical(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RSP]))), size);
 	uint64_t sp = c->r[R_RSP] + size;
 	int w = stack_width(c);
 	if (w == 8)
@@ -132,7 +142,7 @@ uint64_t pop(struct cpu *c, int size)
 /* read without popping, for instructions that may fault after the read */
 static uint64_t peek(struct cpu *c, int off, int size)
 {
-	return mem_read(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RSP] + off)), size);
+	return mem_read(c, ss_canonical(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RSP] + off))), size);
 }
 
 static inline int stack_opsize(struct cpu *c, struct insn *in)
@@ -159,15 +169,17 @@ void write_rflags(struct cpu *c, uint64_t v, int size, bool iret)
 {
 	uint64_t mask = F_ARITH | F_TF | F_DF | F_NT | F_AC | F_ID;
 	if (iret)
-		mask |= F_RF | F_VIF | F_VIP;
+		mask |= F_RF;
 	if (c->cpl == 0)
-		mask |= F_IOPL;
+		mask |= F_IOPL | (iret ? F_VIF | F_VIP : 0);
 	if (c->cpl <= (int)((c->rflags >> 12) & 3))
 		mask |= F_IF;
 	if (size == 2)
 		mask &= 0xffff;
 	uint64_t old = c->rflags;
 	c->rflags = (old & ~mask) | (v & mask) | 2;
+	if (!iret)
+		c->rflags &= ~(uint64_t)F_RF; /* popf clears RF */
 	if (!(old & F_IF) && (c->rflags & F_IF))
 		c->intr_poke = 1;
 }
@@ -203,6 +215,17 @@ static void *atomic_ptr(struct cpu *c, uint64_t lin, int size)
 	return mem_ptr(c, lin, size, true);
 }
 
+/* Fault now as a write to [lin, lin + size) would. Read-modify-write
+ * instructions check for write access before they read, and nothing of
+ * theirs (flags included) may change when the write faults. */
+static void probe_write(struct cpu *c, uint64_t lin, int size)
+{
+	uint64_t last = (lin + size - 1) & ~0xfffull;
+	mem_ptr(c, lin, 1, true);
+	if (last != (lin & ~0xfffull))
+		mem_ptr(c, last, 1, true);
+}
+
 typedef uint64_t (*rmw_fn)(struct cpu *c, uint64_t old, uint64_t arg, int size, int op);
 
 static uint64_t rmw_alu(struct cpu *c, uint64_t old, uint64_t arg, int size, int op)
@@ -230,6 +253,7 @@ static uint64_t rmw(struct cpu *c, struct insn *in, int size, rmw_fn fn, uint64_
 				return old;
 		}
 	}
+	probe_write(c, lin, size);
 	uint64_t old = mem_read(c, lin, size);
 	mem_write(c, lin, fn(c, old, arg, size, op), size);
 	return old;
@@ -491,9 +515,10 @@ static bool string_op(struct cpu *c, struct insn *in)
 					} else if (dp >= sp + bytes || sp >= dp + bytes) {
 						memcpy(dp, sp, bytes);
 					} else {
-						/* overlap: x86 copies element by element */
-						for (uint64_t i = 0; i < bytes; i++)
-							dp[i] = sp[i];
+						/* overlap: x86 copies element by element,
+						 * each read whole before it is written */
+						for (uint64_t i = 0; i < bytes; i += size)
+							memmove(dp + i, sp + i, size);
 					}
 					if (op <= 0xA5)
 						areg_add(c, R_RSI, asz, bytes);
@@ -732,7 +757,9 @@ static void exec_map0(struct cpu *c, struct insn *in)
 			c->intr_shadow = true;
 		break;
 	}
-	case 0x8F: { /* pop r/m */
+	case 0x8F: { /* pop r/m; only /0 exists */
+		if (in->reg & 7)
+			cpu_ud(c);
 		int s = stack_opsize(c, in);
 		uint64_t v = peek(c, 0, s);
 		struct insn tmp = *in;
@@ -838,8 +865,11 @@ static void exec_map0(struct cpu *c, struct insn *in)
 			reg_write(c, in->reg, off, size, false);
 		}
 		break;
-	case 0xC6: rm_write(c, in, in->imm, 1); break;
-	case 0xC7: rm_write(c, in, in->imm, size); break;
+	case 0xC6: case 0xC7: /* mov r/m, imm: only /0 exists (no TSX) */
+		if (in->reg & 7)
+			cpu_ud(c);
+		rm_write(c, in, in->imm, op == 0xC6 ? 1 : size);
+		break;
 	case 0xC8: { /* enter */
 		int s = stack_opsize(c, in);
 		int level = in->imm2 & 31;
@@ -847,17 +877,19 @@ static void exec_map0(struct cpu *c, struct insn *in)
 		uint64_t frame = c->r[R_RSP];
 		for (int i = 1; i < level; i++) {
 			uint64_t bp = c->r[R_RBP] - (uint64_t)i * s;
-			push(c, mem_read(c, seg_lin(c, S_SS, rsp_mask(c, bp)), s), s);
+			push(c, mem_read(c, ss_canonical(c, seg_lin(c, S_SS, rsp_mask(c, bp))), s), s);
 		}
 		if (level)
 			push(c, frame, s);
+		/* the frame must be writable down to the final stack pointer */
+		mem_ptr(c, ss_canonical(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RSP] - (uint16_t)in->imm))), 1, true);
 		reg_write(c, R_RBP, frame, s == 8 ? 8 : stack_width(c), false);
 		areg_add(c, R_RSP, stack_width(c), -(int64_t)(uint16_t)in->imm);
 		break;
 	}
 	case 0xC9: { /* leave */
 		int s = stack_opsize(c, in);
-		uint64_t v = mem_read(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RBP])), s);
+		uint64_t v = mem_read(c, ss_canonical(c, seg_lin(c, S_SS, rsp_mask(c, c->r[R_RBP]))), s);
 		reg_write(c, R_RSP, c->r[R_RBP] + s, stack_width(c) == 8 ? 8 : stack_width(c), false);
 		reg_write(c, R_RBP, v, s, false);
 		break;
@@ -948,9 +980,9 @@ static void exec_map0(struct cpu *c, struct insn *in)
 	case 0xEA: /* jmp far ptr (32-bit modes) */
 		far_jump(c, (uint16_t)in->imm2, in->imm);
 		return;
-	case 0xF1: /* int1 */
+	case 0xF1: /* int1 (icebp): a trap, delivered like a hardware #DB, without the gate DPL check */
 		c->rip = next;
-		cpu_deliver(c, EXC_DB, false, 0, true, next);
+		cpu_deliver(c, EXC_DB, false, 0, false, next);
 		return;
 	case 0xF4: /* hlt */
 		if (c->cpl)
@@ -1063,6 +1095,7 @@ uint64_t xchg_rm(struct cpu *c, struct insn *in, int size, uint64_t v)
 		default: return __atomic_exchange_n((uint64_t *)p, v, __ATOMIC_SEQ_CST);
 		}
 	}
+	probe_write(c, lin, size);
 	uint64_t old = mem_read(c, lin, size);
 	mem_write(c, lin, v, size);
 	return old;
@@ -1082,6 +1115,7 @@ static void cmpxchg(struct cpu *c, struct insn *in, int size)
 			old = acc & sz_mask(size);
 			cas_sized(p, &old, src, size);
 		} else {
+			probe_write(c, lin, size);
 			old = mem_read(c, lin, size);
 			/* the destination is written back either way */
 			mem_write(c, lin, old == (acc & sz_mask(size)) ? src : old, size);
@@ -1114,6 +1148,7 @@ static void cmpxchg_wide(struct cpu *c, struct insn *in)
 		if (p) {
 			ok = cas_sized(p, &old, nv, 8);
 		} else {
+			probe_write(c, lin, 8);
 			old = mem_read(c, lin, 8);
 			ok = old == cmp;
 			mem_write(c, lin, ok ? nv : old, 8);
@@ -1138,6 +1173,7 @@ static void cmpxchg_wide(struct cpu *c, struct insn *in)
 			     : "b"(c->r[R_RBX]), "c"(c->r[R_RCX])
 			     : "memory", "cc");
 	} else {
+		probe_write(c, lin, 16);
 		uint64_t olo = mem_read(c, lin, 8), ohi = mem_read(c, lin + 8, 8);
 		ok = olo == lo && ohi == hi;
 		uint64_t buf[2] = { ok ? c->r[R_RBX] : olo, ok ? c->r[R_RCX] : ohi };
@@ -1206,6 +1242,8 @@ static void exec_map1(struct cpu *c, struct insn *in)
 	case 0xA4: case 0xA5: case 0xAC: case 0xAD: { /* shld / shrd */
 		uint8_t n = (op & 1) ? (uint8_t)c->r[R_RCX] : (uint8_t)in->imm;
 		uint64_t src = reg_read(c, in->reg, size, rex);
+		if (in->is_mem)
+			probe_write(c, insn_ea_lin(c, in), size);
 		uint64_t d = rm_read(c, in, size);
 		rm_write(c, in, alu_shd(c, op >= 0xAC, size, d, src, n), size);
 		break;
@@ -1233,9 +1271,16 @@ static void exec_map1(struct cpu *c, struct insn *in)
 			reg_write(c, in->reg, d, size, false);
 		break;
 	}
-	case 0xC0: case 0xC1: { /* xadd */
+	case 0xC0: case 0xC1: { /* xadd: the sum is stored last (xadd r, r doubles r) */
 		int s = op == 0xC0 ? 1 : size;
 		uint64_t src = reg_read(c, in->reg, s, rex);
+		if (!in->is_mem) {
+			uint64_t d = reg_read(c, in->rm, s, rex);
+			uint64_t sum = alu(c, ALU_ADD, s, d, src);
+			reg_write(c, in->reg, d, s, rex);
+			reg_write(c, in->rm, sum, s, rex);
+			break;
+		}
 		uint64_t old = rmw(c, in, s, rmw_alu, src, ALU_ADD, in->lock);
 		reg_write(c, in->reg, old, s, rex);
 		break;

@@ -11,6 +11,12 @@ void set_rip(struct cpu *c, uint64_t rip, int opsize);
 void write_rflags(struct cpu *c, uint64_t v, int size, bool iret);
 uint64_t xchg_rm(struct cpu *c, struct insn *in, int size, uint64_t v);
 
+/* mmu.c: implicit supervisor accesses (descriptor tables, the TSS, the
+ * stack of an interrupt that enters CPL 0), which are privileged whatever
+ * the CPL */
+uint64_t mem_read_sys(struct cpu *c, uint64_t lin, int size);
+void mem_write_sys(struct cpu *c, uint64_t lin, uint64_t val, int size);
+
 /* exec_sys.c */
 void exec_sys(struct cpu *c, struct insn *in);
 void bcd_adjust(struct cpu *c, uint8_t op);

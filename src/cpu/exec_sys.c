@@ -32,7 +32,7 @@ uint64_t desc_read(struct cpu *c, uint16_t sel, int exc)
 	}
 	if ((uint32_t)(sel & ~7u) + 7 > limit)
 		cpu_fault(c, exc, sel & ~3u);
-	return mem_read(c, base + (sel & ~7u), 8);
+	return mem_read_sys(c, base + (sel & ~7u), 8);
 }
 
 /* accessed bit, as the processor sets it on a segment load */
@@ -41,7 +41,7 @@ static void desc_set_accessed(struct cpu *c, uint16_t sel, uint64_t d)
 	if (d & (1ull << 40))
 		return;
 	uint64_t base = (sel & 4) ? c->ldtr.base : c->gdtr.base;
-	mem_write(c, base + (sel & ~7u) + 5, ((d >> 40) & 0xff) | 1, 1);
+	mem_write_sys(c, base + (sel & ~7u) + 5, ((d >> 40) & 0xff) | 1, 1);
 }
 
 void seg_from_desc(struct seg *s, uint16_t sel, uint64_t d)
@@ -273,11 +273,11 @@ void io_check(struct cpu *c, uint16_t port, int size)
 		cpu_gp0(c);
 	if (c->tr.limit < 0x67)
 		cpu_gp0(c);
-	uint16_t iomap = (uint16_t)mem_read(c, c->tr.base + 0x66, 2);
+	uint16_t iomap = (uint16_t)mem_read_sys(c, c->tr.base + 0x66, 2);
 	uint32_t byte = iomap + port / 8;
 	if (byte + 1 > c->tr.limit)
 		cpu_gp0(c);
-	uint16_t bits = (uint16_t)mem_read(c, c->tr.base + byte, 2);
+	uint16_t bits = (uint16_t)mem_read_sys(c, c->tr.base + byte, 2);
 	if ((bits >> (port & 7)) & ((1u << size) - 1))
 		cpu_gp0(c);
 }
@@ -492,7 +492,8 @@ static void group0f01(struct cpu *c, struct insn *in)
 		}
 		cpu_ud(c);
 	}
-	uint64_t lin = insn_ea_lin(c, in);
+	/* invlpg accesses nothing: no segment or canonical checks */
+	uint64_t lin = (in->reg & 7) == 7 ? seg_lin(c, in->seg, in->ea) : insn_ea_lin(c, in);
 	switch (in->reg & 7) {
 	case 0: case 1: { /* sgdt / sidt */
 		struct dtr *t = (in->reg & 7) == 0 ? &c->gdtr : &c->idtr;

@@ -3,6 +3,7 @@
  * NMI, and external interrupts from the interrupt controller. */
 #include <capstone/capstone.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu/cpu.h"
@@ -12,6 +13,7 @@ void cpu_init(struct cpu *c, int index)
 {
 	memset(c, 0, sizeof(*c));
 	c->index = index;
+	c->dcache = calloc(DCACHE_SIZE, sizeof(*c->dcache));
 	cpu_reset(c);
 }
 
@@ -114,8 +116,8 @@ void cpu_deliver(struct cpu *c, int vector, bool has_err, uint32_t err, bool sof
 	uint32_t idt_err = vector * 8 + 2 + (soft ? 0 : 1);
 	if ((uint32_t)vector * gsz + gsz - 1 > c->idtr.limit)
 		cpu_fault(c, EXC_GP, idt_err);
-	uint64_t lo = mem_read(c, c->idtr.base + vector * gsz, 8);
-	uint64_t hi = lm ? mem_read(c, c->idtr.base + vector * gsz + 8, 8) : 0;
+	uint64_t lo = mem_read_sys(c, c->idtr.base + vector * gsz, 8);
+	uint64_t hi = lm ? mem_read_sys(c, c->idtr.base + vector * gsz + 8, 8) : 0;
 	int type = (lo >> 40) & 0xf, dpl = (lo >> 45) & 3;
 	bool present = (lo >> 47) & 1;
 	bool gate_ok = lm ? (type == 0xe || type == 0xf) : (type == 0xe || type == 0xf || type == 0x6 || type == 0x7);
@@ -147,9 +149,9 @@ void cpu_deliver(struct cpu *c, int vector, bool has_err, uint32_t err, bool sof
 	bool stack_switch = new_cpl < c->cpl;
 	if (lm) {
 		if (ist)
-			rsp = mem_read(c, c->tr.base + 0x24 + 8 * (ist - 1), 8);
+			rsp = mem_read_sys(c, c->tr.base + 0x24 + 8 * (ist - 1), 8);
 		else if (stack_switch)
-			rsp = mem_read(c, c->tr.base + 4 + 8 * new_cpl, 8);
+			rsp = mem_read_sys(c, c->tr.base + 4 + 8 * new_cpl, 8);
 		rsp &= ~0xfull;
 		uint64_t frame[6];
 		int n = 0;
@@ -160,9 +162,14 @@ void cpu_deliver(struct cpu *c, int vector, bool has_err, uint32_t err, bool sof
 		frame[n++] = ret;
 		if (has_err)
 			frame[n++] = err;
-		/* write the whole frame first so a fault leaves state intact */
-		for (int i = 0; i < n; i++)
-			mem_write(c, rsp - 8 * (i + 1), frame[i], 8);
+		/* write the whole frame first so a fault leaves state intact;
+		 * the frame is written with the new CPL's rights */
+		for (int i = 0; i < n; i++) {
+			if (new_cpl < 3)
+				mem_write_sys(c, rsp - 8 * (i + 1), frame[i], 8);
+			else
+				mem_write(c, rsp - 8 * (i + 1), frame[i], 8);
+		}
 		rsp -= 8 * n;
 		if (stack_switch) {
 			c->seg[S_SS].sel = new_cpl;
@@ -176,12 +183,12 @@ void cpu_deliver(struct cpu *c, int vector, bool has_err, uint32_t err, bool sof
 		int gsize = (type & 8) ? 4 : 2;
 		uint64_t ss_sel = old_ss;
 		if (stack_switch) {
-			rsp = mem_read(c, c->tr.base + 4 + 8 * new_cpl, 4);
-			ss_sel = mem_read(c, c->tr.base + 8 + 8 * new_cpl, 2);
-			int saved = c->cpl;
+			rsp = mem_read_sys(c, c->tr.base + 4 + 8 * new_cpl, 4);
+			ss_sel = mem_read_sys(c, c->tr.base + 8 + 8 * new_cpl, 2);
+			/* from here on the accesses are the new CPL's: a fault
+			 * while pushing becomes a double fault there */
 			c->cpl = new_cpl;
 			cpu_load_seg(c, S_SS, (uint16_t)ss_sel);
-			c->cpl = saved;
 			c->r[R_RSP] = rsp;
 			push(c, old_ss, gsize);
 			push(c, old_rsp, gsize);
@@ -282,12 +289,11 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 				if (c->breaks[i] == c->rip && c->icount != c->resume_icount)
 					return STOP_DEBUG;
 		}
-		struct insn in;
+		struct insn scratch;
 		c->insn_rip = c->rip;
 		c->insn_rsp = c->r[R_RSP];
 		c->intr_shadow = false;
-		insn_decode(c, &in);
-		exec_insn(c, &in);
+		exec_insn(c, insn_decode(c, &scratch));
 		c->icount++;
 		if (c->single_step)
 			return STOP_DEBUG;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "cpu/exec.h"
 
 #define PTE_P (1ull << 0)
 #define PTE_W (1ull << 1)
@@ -350,4 +351,48 @@ void mem_write_buf(struct cpu *c, uint64_t lin, const void *buf, int len)
 		}
 		lin += n, b += n, len -= n;
 	}
+}
+
+/* Implicit supervisor accesses from CPL 3: a walk with supervisor rights,
+ * kept out of the TLB, which holds user rights at CPL 3. */
+static uint64_t sys_translate(struct cpu *c, uint64_t lin, int kind)
+{
+	uint64_t gpa;
+	uint32_t err = 0;
+	if (c->mode == 64 && !lin_canonical(lin))
+		cpu_fault(c, EXC_GP, 0);
+	if (!mmu_translate(c, lin, kind | ACC_SUPER, &gpa, &err)) {
+		c->cr2 = lin;
+		cpu_fault(c, EXC_PF, err);
+	}
+	return gpa;
+}
+
+uint64_t mem_read_sys(struct cpu *c, uint64_t lin, int size)
+{
+	if (c->cpl != 3)
+		return mem_read(c, lin, size);
+	if ((lin & 0xfff) + size > 0x1000) {
+		uint64_t v = 0;
+		for (int i = 0; i < size; i++)
+			v |= mem_read_sys(c, lin + i, 1) << (8 * i);
+		return v;
+	}
+	return phys_read(c, sys_translate(c, lin, ACC_R), size);
+}
+
+void mem_write_sys(struct cpu *c, uint64_t lin, uint64_t val, int size)
+{
+	if (c->cpl != 3) {
+		mem_write(c, lin, val, size);
+		return;
+	}
+	if ((lin & 0xfff) + size > 0x1000) {
+		sys_translate(c, lin, ACC_W);
+		sys_translate(c, (lin + size - 1) & ~0xfffull, ACC_W);
+		for (int i = 0; i < size; i++)
+			mem_write_sys(c, lin + i, val >> (8 * i), 1);
+		return;
+	}
+	phys_write(c, sys_translate(c, lin, ACC_W), val, size);
 }

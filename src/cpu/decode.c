@@ -263,10 +263,12 @@ static void decode_bytes(struct cpu *c, struct insn *in)
 		case 0x67: addrsize = c->mode == 64 ? 4 : (def == 4 ? 2 : 4); continue;
 		case 0xF0: in->lock = 1; continue;
 		case 0xF2: case 0xF3: in->rep = b; continue;
-		case 0x26: in->seg = S_ES; continue;
-		case 0x2E: in->seg = S_CS; continue;
-		case 0x36: in->seg = S_SS; continue;
-		case 0x3E: in->seg = S_DS; continue;
+		/* 64-bit mode ignores these: the default segment (SS for an
+		 * rsp or rbp base) decides between #SS and #GP */
+		case 0x26: if (c->mode != 64) in->seg = S_ES; continue;
+		case 0x2E: if (c->mode != 64) in->seg = S_CS; continue;
+		case 0x36: if (c->mode != 64) in->seg = S_SS; continue;
+		case 0x3E: if (c->mode != 64) in->seg = S_DS; continue;
 		case 0x64: in->seg = S_FS; continue;
 		case 0x65: in->seg = S_GS; continue;
 		}

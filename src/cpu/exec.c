@@ -801,6 +801,9 @@ static void exec_map0(struct cpu *c, struct insn *in)
 	case 0x9B: /* fwait */
 		if ((c->cr0 & (CR0_TS | CR0_MP)) == (CR0_TS | CR0_MP))
 			cpu_fault(c, EXC_NM, 0);
+		/* a pending unmasked x87 exception (FSW.ES) is taken here */
+		if ((c->fx.fsw & 0x80) && (c->cr0 & CR0_NE))
+			cpu_fault(c, EXC_MF, 0);
 		break;
 	case 0x9C: { /* pushf */
 		int s = stack_opsize(c, in);

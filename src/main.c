@@ -173,6 +173,7 @@ static int cmd_run(int argc, char **argv)
 		break;
 	case VM_PANIC:
 		fprintf(stderr, "accord: %s\n", vm->exit_msg);
+		console_print_tail(20);
 		rc = EXIT_GUEST_PANIC;
 		break;
 	default:

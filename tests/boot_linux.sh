@@ -77,14 +77,33 @@ boot_and_check() {
 boot_and_check "1 cpu" 1
 boot_and_check "2 cpus" 2
 
+# Ctrl-a x on the console ends accord at once, with status 0
+log=$tmp/quit.log
+console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1 quiet" --memory 256M --accel "$ACCEL"
+if console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	printf '\001x' >&"$CONSOLE_IN"
+	console_finish 30
+	if [ "$CONSOLE_STATUS" = 0 ] && grep -q "terminated from the console" "$log"; then
+		tap_ok "Ctrl-a x quits with status 0"
+	else
+		tap_not_ok "Ctrl-a x quits" "status $CONSOLE_STATUS"
+		console_tail
+	fi
+else
+	tap_not_ok "Ctrl-a x quits" "the guest did not reach init"
+	console_finish 1
+fi
+
 # A kernel that cannot find its root and has nothing to run panics: accord
 # must end with the panic status and print the guest's last lines.
 log=$tmp/panic.log
 timeout 300 "$ACCORD" run --kernel "$IMG/vmlinuz" --cmdline "console=ttyS0 panic=-1" \
 	--memory 256M --accel "$ACCEL" </dev/null >"$log" 2>&1
 rc=$?
-if [ "$rc" -eq 2 ] && grep -q "accord: guest panic: Kernel panic - not syncing" "$log"; then
-	tap_ok "a guest panic ends accord with status 2 and says why"
+if [ "$rc" -eq 2 ] && grep -q "accord: guest panic: Kernel panic - not syncing" "$log" &&
+	grep -q "accord: last guest console lines:" "$log"; then
+	tap_ok "a guest panic ends accord with status 2, says why and shows the last lines"
 else
 	tap_not_ok "a guest panic ends accord with status 2" "status $rc"
 	tail -n 10 "$log" | sed 's/^/#   /'

@@ -40,12 +40,6 @@
 
 #include "cpu/cpu.h"
 
-#ifdef CPU_TEST_STUBS
-/* sse.c / x87.c / fx.c are not written yet: nothing vector is exercised here */
-__attribute__((weak)) bool sse_exec(struct cpu *c, struct insn *in) { return false; }
-__attribute__((weak)) bool x87_exec(struct cpu *c, struct insn *in) { return false; }
-__attribute__((weak)) bool fx_exec(struct cpu *c, struct insn *in) { return false; }
-#endif
 
 /* ---- the address space both sides share ---- */
 
@@ -1546,7 +1540,7 @@ static void gen_cond(struct gen *g)
 static void gen_misc(struct gen *g)
 {
 	struct ins x;
-	switch (rnd(14)) {
+	switch (rnd(16)) {
 	case 0: case 1: /* cbw cwde cdqe / cwd cdq cqo */
 		ins_init(&x, size248());
 		x.op = 0x98 + rnd(2);
@@ -1617,6 +1611,42 @@ static void gen_misc(struct gen *g)
 		if (a32)
 			x.pfx |= P67;
 		emit(g, &x);
+		return;
+	}
+	case 14: case 15: { /* lar lsl verr verw: descriptors read at CPL 3; the
+			    * GDT is Linux's (not its per-CPU entry 0x78) */
+		static const uint16_t sels[] = { 0, 3, 0x08, 0x10, 0x18, 0x1b, 0x23, 0x28, 0x2b, 0x30, 0x33,
+						 0x38, 0x40, 0x43, 0x60, 0x6b, 0x80, 0x2f, 0xfff3 };
+		int r = pick_scratch(g, 0);
+		struct ins y;
+		g->t->cpl3_only = true; /* CPL 0 may see the kernel's descriptors */
+		ins_init(&y, 4);
+		y.op = 0xB8;
+		y.plusr = r;
+		y.isz = 4;
+		y.imm = (rnd64() & 0xffff0000) | sels[rnd(sizeof(sels) / sizeof(sels[0]))];
+		emit_setup(g, &y);
+		int k = rnd(4);
+		ins_init(&x, k < 2 ? size248() : 4);
+		x.map = 1;
+		x.modrm = true;
+		if (k < 2) {
+			x.op = 0x02 + k; /* lar, lsl */
+			x.reg = pick_reg(g, &x, 8, true);
+		} else {
+			x.op = 0x00;
+			x.digit = true;
+			x.reg = k + 2; /* verr /4, verw /5 */
+		}
+		if (rnd(3)) {
+			x.rm = r;
+		} else {
+			uint64_t T = DATA_ADDR + 0x100 + rnd(DATA_RW - 0x200);
+			emit_store(g, T, r, 2);
+			mem_build(g, &x, T);
+		}
+		emit(g, &x);
+		fl_set(g, F_ZF, 0);
 		return;
 	}
 	case 10: { /* nop, 66 nop, pause */
@@ -2110,6 +2140,83 @@ static void setup_far(struct gen *g)
 	g->rsp = g->t->r[R_RSP];
 }
 
+/* ---- self-modifying code: stores into instructions about to run, and
+ * into one that already ran (the decoded-instruction cache must notice) ---- */
+
+static void gen_smc(struct gen *g)
+{
+	struct tcase *t = g->t;
+	int r = pick_scratch(g, 1u << R_RCX);
+	switch (rnd(3)) {
+	case 0: { /* patch the immediate of the next instruction: mov byte/dword [rip+d], imm */
+		bool dw = rnd(2);
+		uint8_t b[11] = { 0xC6, 0x05 };
+		int len = dw ? 10 : 7;
+		if (dw)
+			b[0] = 0xC7;
+		uint32_t v = (uint32_t)rnd64();
+		memcpy(b + 6, &v, 4);
+		emit_raw(g, b, len);
+		int disp_at = g->n - len + 2;
+		/* add r32, imm32 */
+		uint8_t a[7] = { (uint8_t)(0x40 | (r >= 8)), 0x81, (uint8_t)(0xC0 | (r & 7)) };
+		v = (uint32_t)rnd64();
+		memcpy(a + 3, &v, 4);
+		emit_raw(g, a, 7);
+		int32_t d = (int32_t)((g->n - 4 + (dw ? 0 : rnd(4))) - (disp_at + 4 + (dw ? 4 : 1)));
+		memcpy(t->code + disp_at, &d, 4);
+		memcpy(t->ncode + disp_at, &d, 4);
+		fl_set(g, F_ARITH, 0);
+		form_add(g->forms, 0x100 + dw);
+		return;
+	}
+	case 1: { /* turn a later nop into clc, stc, cmc, cdq or cwde */
+		static const uint8_t ops[5] = { 0xF8, 0xF9, 0xF5, 0x99, 0x98 };
+		uint8_t b[7] = { 0xC6, 0x05, 0, 0, 0, 0, ops[rnd(5)] };
+		emit_raw(g, b, 7);
+		int disp_at = g->n - 5;
+		int gap = rnd(4);
+		for (int i = 0; i < gap; i++) {
+			uint8_t nop = 0x90;
+			emit_raw(g, &nop, 1);
+		}
+		uint8_t nop = 0x90;
+		emit_raw(g, &nop, 1);
+		int32_t d = (int32_t)((g->n - 1) - (disp_at + 5));
+		memcpy(t->code + disp_at, &d, 4);
+		memcpy(t->ncode + disp_at, &d, 4);
+		form_add(g->forms, 0x200 + b[6]);
+		return;
+	}
+	default: { /* a loop that runs an instruction, patches it, runs it again */
+		g->fixed |= 1u << R_RCX;
+		uint8_t m[5] = { 0xB9, (uint8_t)(2 + rnd(3)), 0, 0, 0 }; /* mov ecx, n */
+		emit_raw(g, m, 5);
+		int top = g->n;
+		uint8_t a[7] = { (uint8_t)(0x40 | (r >= 8)), 0x81, (uint8_t)(0xC0 | (r & 7)) };
+		uint32_t v = (uint32_t)rnd64();
+		memcpy(a + 3, &v, 4);
+		emit_raw(g, a, 7);
+		uint8_t st[10] = { 0xC7, 0x05 };
+		v = (uint32_t)rnd64();
+		memcpy(st + 6, &v, 4);
+		emit_raw(g, st, 10);
+		int32_t d = (int32_t)((top + 3) - g->n);
+		memcpy(t->code + g->n - 8, &d, 4);
+		memcpy(t->ncode + g->n - 8, &d, 4);
+		uint8_t dec[3] = { 0xFF, 0xC9 }; /* dec ecx */
+		emit_raw(g, dec, 2);
+		uint8_t j[2] = { 0x75, 0 };
+		emit_raw(g, j, 2);
+		patch_rel8(g, g->n - 1, top);
+		g->fixed &= ~(1u << R_RCX);
+		fl_set(g, F_ARITH, 0);
+		form_add(g->forms, 0x300);
+		return;
+	}
+	}
+}
+
 /* ---- exceptions: #UD, #GP, #PF, #BP, #DB, #DE from instructions ---- */
 
 static void gen_fault(struct gen *g)
@@ -2129,6 +2236,10 @@ static void gen_fault(struct gen *g)
 		} else {
 			static const uint8_t ud[3][3] = { { 0x0F, 0x0B }, { 0x0F, 0xB9, 0xC0 }, { 0x0F, 0xFF, 0xC0 } };
 			k -= sizeof(inv);
+			/* Intel's UD0 and UD1 fetch a ModRM byte, AMD's not always:
+			 * keep them away from an absent page */
+			if (g->t->code2_absent)
+				k = 0;
 			emit_raw(g, ud[k], k ? 3 : 2);
 			form_add(g->forms, 0x200 + k);
 		}
@@ -2830,22 +2941,23 @@ struct family {
 };
 
 static const struct family families[] = {
-	{ "alu", gen_alu, NULL, 8000, 4, true },
-	{ "unary", gen_unary, NULL, 4000, 4, true },
-	{ "mov", gen_mov, NULL, 5000, 4, true },
-	{ "lea", gen_lea, NULL, 5000, 4, true },
-	{ "stack", gen_stack, setup_stack, 5000, 5 },
-	{ "xchg", gen_xchg, NULL, 5000, 3, true },
-	{ "bit", gen_bit, NULL, 5000, 4, true },
-	{ "bitscan", gen_bitscan, NULL, 4000, 3, true },
-	{ "shift", gen_shift, NULL, 8000, 4, true },
-	{ "muldiv", gen_muldiv, NULL, 6000, 3, true },
-	{ "cond", gen_cond, NULL, 5000, 5, true },
-	{ "misc", gen_misc, setup_misc, 5000, 5 },
-	{ "string", gen_string, setup_string, 5000, 2 },
-	{ "control", gen_control, setup_control, 4000, 4 },
-	{ "far", gen_far, setup_far, 3000, 3 },
-	{ "fault", gen_fault, NULL, 3000, 1 },
+	{ "alu", gen_alu, NULL, 30000, 4, true },
+	{ "unary", gen_unary, NULL, 15000, 4, true },
+	{ "mov", gen_mov, NULL, 25000, 4, true },
+	{ "lea", gen_lea, NULL, 15000, 4, true },
+	{ "stack", gen_stack, setup_stack, 20000, 5 },
+	{ "xchg", gen_xchg, NULL, 25000, 3, true },
+	{ "bit", gen_bit, NULL, 20000, 4, true },
+	{ "bitscan", gen_bitscan, NULL, 15000, 3, true },
+	{ "shift", gen_shift, NULL, 30000, 4, true },
+	{ "muldiv", gen_muldiv, NULL, 20000, 3, true },
+	{ "cond", gen_cond, NULL, 25000, 5, true },
+	{ "misc", gen_misc, setup_misc, 20000, 5 },
+	{ "string", gen_string, setup_string, 25000, 2 },
+	{ "control", gen_control, setup_control, 20000, 4 },
+	{ "far", gen_far, setup_far, 10000, 3 },
+	{ "smc", gen_smc, NULL, 10000, 3 },
+	{ "fault", gen_fault, NULL, 25000, 1 },
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
 

@@ -48,15 +48,12 @@ TEST_BINS += build/tests/unit_dev
 
 # ---- emu CPU: differential test against the host, CPU unit tests ----
 # (tests/difftest.c, tests/unit_cpu.c). Linked against the src/cpu objects
-# only, so that work in progress elsewhere does not stop them; until
-# src/cpu/sse.c exists the test files carry weak stubs for the vector and
-# x87 entry points (CPU_TEST_STUBS).
+# only, so that work in progress elsewhere does not stop them.
 CPU_TEST_OBJS = $(filter build/src/cpu/%.o,$(OBJS))
-CPU_TEST_CFLAGS = $(if $(wildcard src/cpu/sse.c),,-DCPU_TEST_STUBS)
 build/tests/difftest build/tests/unit_cpu: build/tests/%: tests/%.c $$(CPU_TEST_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CPU_TEST_CFLAGS) -Itests -o $@ $< $(CPU_TEST_OBJS) $(LDLIBS)
-TEST_BINS += build/tests/difftest
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(CPU_TEST_OBJS) -lcapstone -lm
+TEST_BINS += build/tests/unit_cpu build/tests/difftest
 # ---- end emu CPU ----
 
 # --- sse/x87 (owner: sse.c, x87.c, fx.c) ---

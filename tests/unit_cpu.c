@@ -19,11 +19,6 @@
 
 #include "cpu/cpu.h"
 
-#ifdef CPU_TEST_STUBS
-__attribute__((weak)) bool sse_exec(struct cpu *c, struct insn *in) { return false; }
-__attribute__((weak)) bool x87_exec(struct cpu *c, struct insn *in) { return false; }
-__attribute__((weak)) bool fx_exec(struct cpu *c, struct insn *in) { return false; }
-#endif
 
 static int n_test, n_pass, n_fail;
 
@@ -164,13 +159,7 @@ static void enter_cpl(int cpl)
 static void machine_reset(void)
 {
 	memset(ram, 0, RAM_SIZE);
-	struct dcache_entry *dc = C->dcache;
-	cpu_init(C, 0);
-	if (C->dcache && dc) {
-		free(C->dcache);
-		C->dcache = dc;
-		memset(dc, 0, DCACHE_SIZE * sizeof(*dc));
-	}
+	cpu_reset(C);
 	C->bus = (struct cpu_bus){ .gpa_page = bus_gpa_page, .mmio_read = bus_mmio_read, .mmio_write = bus_mmio_write,
 				   .pio_in = bus_pio_in, .pio_out = bus_pio_out, .intr_vector = bus_intr,
 				   .msr_read = bus_msr_read, .msr_write = bus_msr_write, .tsc = bus_tsc };
@@ -530,7 +519,7 @@ static void test_reserved(void)
 	B(&k, 1, 0xF4);
 	struct outcome o = run_k(&k);
 	ok(pf_is(o, l, PF_P | PF_RSVD), "mmu: a physical-address bit above MAXPHYADDR in a PTE is #PF(P|RSVD)");
-	*pte = DATA + 0xa000 | PG_P | PG_W;
+	*pte = (DATA + 0xa000) | PG_P | PG_W;
 	uint64_t *pde = map2m(0x80000000ull, 0x200000 | 0x2000, PG_P | PG_W); /* bit 13: reserved in a 2M leaf */
 	k.n = 0;
 	load_rax(&k, 0x80000000ull);
@@ -827,8 +816,10 @@ static void test_syscall(void)
 	movabs(&k, R_RCX, 0xffffffff00000000ull | (UCODE + 0x20));
 	movabs(&k, R_R11, 0x202);
 	B(&k, 2, 0x0F, 0x07);
+	ram[UCODE + 0x20] = 0x90;
+	ram[UCODE + 0x21] = 0xF4;
 	o = run_k(&k);
-	ok(C->seg[S_CS].sel == (SEL_UCODE32 | 3u) && C->mode == 32 && o.rip == UCODE + 0x21,
+	ok(o.vector == EXC_GP && o.cs == (SEL_UCODE32 | 3u) && o.rip == UCODE + 0x21,
 	   "sysretl: to compatibility mode, CS = STAR[63:48], EIP = ECX");
 	/* sysretq with a non-canonical RCX: #GP at CPL 0 */
 	machine_reset();

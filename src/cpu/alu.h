@@ -14,23 +14,29 @@ enum alu_op { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_
 	      ALU_ROL, ALU_ROR, ALU_RCL, ALU_RCR, ALU_SHL, ALU_SHR, ALU_SAL, ALU_SAR };
 
 #define ALU_IN "pushq %[f]\n\tpopfq\n\t"
+/* operations whose flags do not depend on the incoming ones skip the popf,
+ * the expensive half of the exchange */
+#define ALU_NOIN ""
 #define ALU_OUT "\n\tpushfq\n\tpopq %[f]"
 
-#define ALU_BIN(INSN, a, b, f, size)                                                       \
+#define ALU_BIN_IN(IN, INSN, a, b, f, size)                                                       \
 	switch (size) {                                                                     \
 	case 1: { uint8_t x = a, y = b;                                                     \
-		asm(ALU_IN INSN " %[y],%[x]" ALU_OUT : [x] "+q"(x), [f] "+r"(f) : [y] "q"(y) : "cc"); \
+		asm(IN INSN " %[y],%[x]" ALU_OUT : [x] "+q"(x), [f] "+r"(f) : [y] "q"(y) : "cc"); \
 		a = x; break; }                                                             \
 	case 2: { uint16_t x = a, y = b;                                                    \
-		asm(ALU_IN INSN " %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
+		asm(IN INSN " %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
 		a = x; break; }                                                             \
 	case 4: { uint32_t x = a, y = b;                                                    \
-		asm(ALU_IN INSN " %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
+		asm(IN INSN " %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
 		a = x; break; }                                                             \
 	default: { uint64_t x = a, y = b;                                                   \
-		asm(ALU_IN INSN " %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
+		asm(IN INSN " %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
 		a = x; break; }                                                             \
 	}
+
+#define ALU_BIN(INSN, a, b, f, size) ALU_BIN_IN(ALU_IN, INSN, a, b, f, size)
+#define ALU_BIN_FRESH(INSN, a, b, f, size) ALU_BIN_IN(ALU_NOIN, INSN, a, b, f, size)
 
 #define ALU_UN(INSN, a, f, size)                                                           \
 	switch (size) {                                                                     \
@@ -54,13 +60,13 @@ static inline uint64_t alu(struct cpu *c, int op, int size, uint64_t a, uint64_t
 	uint64_t f = c->rflags & F_ARITH;
 	uint8_t n = (uint8_t)b;
 	switch (op) {
-	case ALU_ADD: ALU_BIN("add", a, b, f, size); break;
-	case ALU_OR: ALU_BIN("or", a, b, f, size); break;
+	case ALU_ADD: ALU_BIN_FRESH("add", a, b, f, size); break;
+	case ALU_OR: ALU_BIN_FRESH("or", a, b, f, size); break;
 	case ALU_ADC: ALU_BIN("adc", a, b, f, size); break;
 	case ALU_SBB: ALU_BIN("sbb", a, b, f, size); break;
-	case ALU_AND: case ALU_TEST: ALU_BIN("and", a, b, f, size); break;
-	case ALU_SUB: case ALU_CMP: ALU_BIN("sub", a, b, f, size); break;
-	case ALU_XOR: ALU_BIN("xor", a, b, f, size); break;
+	case ALU_AND: case ALU_TEST: ALU_BIN_FRESH("and", a, b, f, size); break;
+	case ALU_SUB: case ALU_CMP: ALU_BIN_FRESH("sub", a, b, f, size); break;
+	case ALU_XOR: ALU_BIN_FRESH("xor", a, b, f, size); break;
 	case ALU_INC: ALU_UN("inc", a, f, size); break;
 	case ALU_DEC: ALU_UN("dec", a, f, size); break;
 	case ALU_NEG: ALU_UN("neg", a, f, size); break;

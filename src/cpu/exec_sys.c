@@ -622,7 +622,8 @@ static void lar_lsl(struct cpu *c, struct insn *in, bool lsl)
 		seg_from_desc(&s, sel, d);
 		v = s.limit;
 	} else {
-		v = (d >> 32) & 0x00f0ff00;
+		/* bits 19:16 are "undefined"; hardware gives limit 19:16 */
+		v = (d >> 32) & 0x00ffff00;
 	}
 	reg_write(c, in->reg, v, in->opsize == 2 ? 2 : 4, false);
 }

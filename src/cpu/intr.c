@@ -268,6 +268,11 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 	if (setjmp(c->fault_jmp)) {
 		if (!deliver_fault(c))
 			return STOP_SHUTDOWN;
+		/* a single step that faults ends at the handler, not in it */
+		if (c->single_step) {
+			c->icount++;
+			return STOP_DEBUG;
+		}
 		/* faults count against the budget so a fault loop still
 		 * returns to the engine */
 		if (++c->icount >= end)
@@ -277,7 +282,9 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 		if (__builtin_expect(c->intr_poke | c->stop_request | c->halted, 0)) {
 			if (c->stop_request)
 				return STOP_REQUEST;
-			if (c->intr_poke && !c->intr_shadow) {
+			/* single steps hold interrupts off (as QEMU's gdbstub
+			 * does) unless they wake a halted CPU */
+			if (c->intr_poke && !c->intr_shadow && (!c->single_step || c->halted)) {
 				c->intr_poke = 0;
 				take_interrupt(c);
 			}

@@ -157,6 +157,9 @@ static int emu_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 			c->stop_request = 0;
 			ex->kind = EXIT_KICK;
 			return 0;
+		case STOP_DEBUG:
+			ex->kind = EXIT_DEBUG;
+			return 0;
 		default:
 			ex->kind = EXIT_NONE;
 			return 0;
@@ -168,7 +171,7 @@ static void emu_vcpu_kick(struct vcpu *v)
 {
 	struct cpu *c = emu_cpu(v);
 	c->intr_poke = 1;
-	if (v->vm->exit_reason || v->init_pending)
+	if (v->vm->exit_reason || v->init_pending || v->vm->pause_request)
 		c->stop_request = 1;
 }
 
@@ -183,6 +186,12 @@ static int emu_get_state(struct vcpu *v, struct cpu_state *s)
 	s->cr3 = c->cr3;
 	s->cr4 = c->cr4;
 	s->efer = c->efer;
+	for (int i = 0; i < 6; i++)
+		s->sel[i] = c->seg[i].sel;
+	s->fs_base = c->seg[S_FS].base;
+	s->gs_base = c->seg[S_GS].base;
+	_Static_assert(sizeof(c->fx) == sizeof(s->fxsave), "FXSAVE image");
+	memcpy(s->fxsave, &c->fx, sizeof(s->fxsave));
 	return 0;
 }
 
@@ -241,6 +250,29 @@ static int emu_start_ap(struct vcpu *v, uint8_t vector)
 	return 0;
 }
 
+/* gdb stub */
+static int emu_set_guest_debug(struct vcpu *v, const struct guest_debug *d)
+{
+	struct cpu *c = emu_cpu(v);
+	int n = d->nbreak < GUEST_DEBUG_MAX_BREAKS ? d->nbreak : GUEST_DEBUG_MAX_BREAKS;
+	_Static_assert(sizeof(c->breaks) / sizeof(c->breaks[0]) >= GUEST_DEBUG_MAX_BREAKS, "breaks");
+	memcpy(c->breaks, d->breaks, n * sizeof(c->breaks[0]));
+	c->nbreak = n;
+	c->single_step = d->single_step;
+	c->resume_icount = d->skip_break_at_rip ? c->icount : ~0ull;
+	return 0;
+}
+
+static int emu_translate(struct vcpu *v, uint64_t va, uint64_t *gpa)
+{
+	struct cpu *c = emu_cpu(v);
+	uint32_t err;
+	if ((c->efer & EFER_LMA) && (uint64_t)((int64_t)(va << 16) >> 16) != va)
+		return -1;
+	/* the walk of a read: it may set accessed bits, never dirty bits */
+	return mmu_translate(c, va, ACC_R | ACC_SUPER, gpa, &err) ? 0 : -1;
+}
+
 const struct engine_ops engine_emu = {
 	.name = "emu",
 	.vcpu_init = emu_vcpu_init,
@@ -250,4 +282,6 @@ const struct engine_ops engine_emu = {
 	.set_state = emu_set_state,
 	.set_boot_state = emu_set_boot_state,
 	.start_ap = emu_start_ap,
+	.set_guest_debug = emu_set_guest_debug,
+	.translate = emu_translate,
 };

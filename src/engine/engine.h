@@ -3,6 +3,7 @@
 #ifndef ACCORD_ENGINE_H
 #define ACCORD_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vm;
@@ -14,6 +15,7 @@ enum vcpu_exit_kind {
 	EXIT_SHUTDOWN, /* triple fault */
 	EXIT_KICK,     /* another thread asked the vCPU to return */
 	EXIT_ERROR,
+	EXIT_DEBUG,    /* breakpoint or single step (set_guest_debug) */
 };
 
 struct vcpu_exit {
@@ -38,6 +40,22 @@ struct boot_state {
 struct cpu_state {
 	uint64_t r[16], rip, rflags;
 	uint64_t cr0, cr2, cr3, cr4, efer;
+	/* read by get_state only (the gdb stub): selectors in the order es cs
+	 * ss ds fs gs, the FS/GS bases, the x87/SSE state as FXSAVE lays it out */
+	uint16_t sel[6];
+	uint64_t fs_base, gs_base;
+	uint8_t fxsave[512];
+};
+
+/* The debugger's hold on one vCPU (the gdb stub). Breakpoints are RIP
+ * values, checked before the instruction there executes; a single step
+ * executes one instruction (or delivers one exception) and stops. */
+#define GUEST_DEBUG_MAX_BREAKS 32
+struct guest_debug {
+	bool single_step;
+	bool skip_break_at_rip; /* resuming at a breakpoint: do not stop there at once */
+	int nbreak;
+	uint64_t breaks[GUEST_DEBUG_MAX_BREAKS];
 };
 
 struct engine_ops {
@@ -54,6 +72,14 @@ struct engine_ops {
 	int (*set_boot_state)(struct vcpu *cpu, const struct boot_state *bs);
 	/* an application processor after INIT-SIPI: real mode at vector << 12 */
 	int (*start_ap)(struct vcpu *cpu, uint8_t vector);
+	/* debugging (the gdb stub), NULL when the engine has none. Called only
+	 * while the vCPU is out of vcpu_run; a breakpoint or a finished single
+	 * step ends vcpu_run with EXIT_DEBUG. While vm->pause_request is set,
+	 * vcpu_kick must make vcpu_run return. */
+	int (*set_guest_debug)(struct vcpu *cpu, const struct guest_debug *dbg);
+	/* guest-virtual to guest-physical through the vCPU's page tables, as
+	 * a supervisor read would walk them; -1 when that would fault */
+	int (*translate)(struct vcpu *cpu, uint64_t va, uint64_t *gpa);
 };
 
 extern const struct engine_ops engine_emu;

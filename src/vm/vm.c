@@ -9,6 +9,7 @@
 
 #include "dev/dev.h"
 #include "engine/engine.h"
+#include "vm/gdbstub.h"
 #include "vm/vm.h"
 
 static uint64_t mono_ns(void)
@@ -234,7 +235,12 @@ static void *vcpu_thread(void *arg)
 		return NULL;
 	while (!vm->exit_reason) {
 		memset(&ex, 0, sizeof(ex));
-		if (vm->engine->vcpu_run(v, &ex) < 0) {
+		if (vm->gdb && !gdbstub_vcpu_enter(v))
+			break;
+		int rc = vm->engine->vcpu_run(v, &ex);
+		if (vm->gdb)
+			gdbstub_vcpu_leave(v, &ex);
+		if (rc < 0) {
 			vm_request_exit(vm, VM_ERROR, 1, ex.msg[0] ? ex.msg : "vCPU failed");
 			break;
 		}

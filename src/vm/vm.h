@@ -25,6 +25,7 @@
 struct vm;
 struct lapic;
 struct engine_ops;
+struct gdbstub;
 
 struct vcpu {
 	struct vm *vm;
@@ -78,6 +79,11 @@ struct vm {
 	int exit_status; /* process exit status for VM_DEBUG_EXIT */
 	char exit_msg[256];
 	bool debug_exit; /* --debug-exit: port 0xf4 is present */
+
+	/* --gdb (vm/gdbstub.c): while pause_request is set the vCPUs leave
+	 * vcpu_run and park in gdbstub_vcpu_enter */
+	struct gdbstub *gdb;
+	volatile int pause_request;
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine);

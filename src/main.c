@@ -11,6 +11,7 @@
 #include "dev/dev.h"
 #include "engine/engine.h"
 #include "vm/console.h"
+#include "vm/gdbstub.h"
 #include "vm/vm.h"
 
 /* exit statuses (README "Exit status") */
@@ -35,6 +36,8 @@ static void usage(FILE *f)
 		"  --cpus N          virtual CPUs (default 1)\n"
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
+		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
+		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
 		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
 }
@@ -74,6 +77,7 @@ static int cmd_run(int argc, char **argv)
 		{ "cpus", required_argument, 0, 'p' },
 		{ "accel", required_argument, 0, 'a' },
 		{ "debug-exit", no_argument, 0, 'd' },
+		{ "gdb", required_argument, 0, 'g' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -82,6 +86,7 @@ static int cmd_run(int argc, char **argv)
 	int cpus = 1;
 	const char *accel = "auto";
 	bool debug_exit = false;
+	const char *gdb = NULL;
 	int ch;
 
 	optind = 1;
@@ -109,6 +114,11 @@ static int cmd_run(int argc, char **argv)
 		}
 		case 'a': accel = optarg; break;
 		case 'd': debug_exit = true; break;
+		case 'g':
+			if (gdbstub_check_spec(optarg) < 0)
+				return EXIT_USAGE;
+			gdb = optarg;
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -162,7 +172,12 @@ static int cmd_run(int argc, char **argv)
 		return EXIT_BAD_IMAGE;
 	}
 	engine->set_boot_state(vm->vcpu[0], &bs);
+	if (gdb && gdbstub_start(vm, gdb) < 0) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
 	int rc = vm_run(vm);
+	gdbstub_finish(vm, rc);
 	console_stop();
 	switch (vm->exit_reason) {
 	case VM_POWEROFF:

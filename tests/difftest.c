@@ -1596,11 +1596,40 @@ static void gen_misc(struct gen *g)
 		y.isz = w16 ? 2 : 4;
 		y.imm = v;
 		emit_setup(g, &y);
+		bool tf = rnd(5) == 0;
+		if (tf) { /* single-step: #DB after the instruction that follows */
+			y.imm |= F_TF;
+			memcpy(g->t->code + g->n - y.isz, &y.imm, y.isz);
+			memcpy(g->t->ncode + g->n - y.isz, &y.imm, y.isz);
+		}
 		ins_init(&x, w16 ? 2 : 4);
 		x.op = 0x9D;
 		emit(g, &x);
 		fl_set(g, F_ARITH, 0);
-		g->t->flag_extra |= F_NT | F_ID | F_IF;
+		g->t->flag_extra |= F_NT | F_ID | F_IF | F_TF;
+		if (tf) {
+			static const uint8_t next[][6] = {
+				{ 1, 0x90 }, { 1, 0xF5 }, { 3, 0x48, 0xFF, 0xC0 }, { 4, 0x48, 0x83, 0xC1, 0x05 },
+				{ 1, 0x9C }, { 1, 0xCC }, { 2, 0xCD, 0x03 }, { 2, 0x0F, 0x0B },
+				{ 5, 0xB8, 0x2b, 0, 0, 0 }, { 2, 0x8E, 0xD0 }, /* mov eax, 0x2b; mov ss, eax */
+				{ 2, 0x6A, 0x2b }, { 1, 0x17 }, /* push 0x2b; pop ss (invalid in 64-bit mode) */
+				{ 3, 0x48, 0x31, 0xC0 },
+			};
+			int k = rnd(sizeof(next) / sizeof(next[0]));
+			if (k == 9 || k == 11)
+				k--;
+			if (k == 8 || k == 10) { /* mov ss / pop ss with its selector set up */
+				emit_raw(g, next[k] + 1, next[k][0]);
+				k++;
+			}
+			emit_raw(g, next[k] + 1, next[k][0]);
+			form_add(g->forms, 0x7000 + k);
+			if (k == 9) { /* the trap waits one more instruction */
+				uint8_t nop = 0x90;
+				emit_raw(g, &nop, 1);
+			}
+			g->stop = true;
+		}
 		g->t->cpl3_only |= (v & F_IOPL) != 0; /* CPL 0 may change IOPL */
 		return;
 	}
@@ -1768,6 +1797,16 @@ static void gen_string(struct gen *g)
 	uint8_t b = down ? 0xFD : 0xFC;
 	if (rnd(4))
 		emit_raw(g, &b, 1);
+	if (rnd(10) == 0) { /* single-step: #DB after each iteration */
+		uint8_t pf[6] = { 0x68 };
+		uint32_t v = 0x202 | F_TF | (down ? F_DF : 0) | (rnd64() & F_ARITH);
+		memcpy(pf + 1, &v, 4);
+		pf[5] = 0x9D;
+		emit_raw(g, pf, 5);
+		emit_raw(g, pf + 5, 1);
+		g->t->flag_extra |= F_TF;
+		g->stop = true;
+	}
 	struct ins x;
 	ins_init(&x, size);
 	x.hb = false;
@@ -1788,6 +1827,8 @@ static void gen_string(struct gen *g)
 static void setup_string(struct gen *g)
 {
 	g->busy |= 1u << R_RSI | 1u << R_RDI | 1u << R_RCX | 1u << R_RAX;
+	g->rsp_free = false;
+	g->fixed |= 1u << R_RSP;
 }
 
 /* ---- call ret jmp enter leave ---- */

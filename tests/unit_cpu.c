@@ -760,6 +760,38 @@ static void test_external_interrupt(void)
 	   "intr: a pending interrupt wakes hlt; the frame returns past the hlt");
 }
 
+static void test_single_step(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	B(&k, 1, 0x68), imm32(&k, 0x202 | F_TF); /* push; popfq: TF from here */
+	B(&k, 1, 0x9D);
+	B(&k, 1, 0x90); /* the first instruction traced */
+	B(&k, 1, 0x90);
+	C->dr[6] = 0;
+	struct outcome o = run_k(&k);
+	ok(o.vector == EXC_DB && o.rip == KCODE + 7 && (o.rflags & F_TF) && !(C->rflags & F_TF) && (C->dr[6] & 1u << 14),
+	   "single-step: #DB after the instruction that follows the popf, DR6.BS set, TF cleared for the handler");
+	machine_reset();
+	k.n = 0;
+	B(&k, 1, 0x68), imm32(&k, 0x202 | F_TF);
+	B(&k, 1, 0x9D);
+	B(&k, 1, 0xCC); /* int3: the handler is not traced, no #DB after it */
+	o = run_k(&k);
+	ok(o.vector == EXC_BP && o.rip == KCODE + 7, "single-step: int3 with TF set gives #BP, no #DB");
+	machine_reset();
+	k.n = 0;
+	movabs(&k, R_RCX, 3);
+	movabs(&k, R_RSI, DATA);
+	movabs(&k, R_RDI, DATA + 0x100);
+	B(&k, 1, 0x68), imm32(&k, 0x202 | F_TF);
+	B(&k, 1, 0x9D);
+	B(&k, 2, 0xF3, 0xA4); /* rep movsb */
+	o = run_k(&k);
+	ok(o.vector == EXC_DB && o.rip == KCODE + 36 && C->r[R_RCX] == 2 && C->r[R_RDI] == DATA + 0x101,
+	   "single-step: rep movsb traps after one iteration, RIP at the instruction");
+}
+
 /* ================= syscall, sysret, iretq, swapgs ================= */
 
 #define MSR_EFER 0xc0000080
@@ -1186,6 +1218,7 @@ int main(void)
 	test_ist_rsp0();
 	test_double_triple();
 	test_external_interrupt();
+	test_single_step();
 	test_syscall();
 	test_iret_swapgs();
 	test_msrs();

@@ -480,6 +480,8 @@ static bool string_op(struct cpu *c, struct insn *in)
 	int64_t step = (c->rflags & F_DF) ? -size : size;
 	uint64_t count = rep ? areg(c, R_RCX, asz) : 1;
 	int n = 0;
+	/* single-stepping traps after every iteration */
+	int chunk = (c->rflags & F_TF) ? 1 : REP_CHUNK;
 
 	if (rep && count == 0)
 		return true;
@@ -498,8 +500,8 @@ static bool string_op(struct cpu *c, struct insn *in)
 				k = room_d / size;
 			if (k * size > room_s)
 				k = room_s / size;
-			if (k > REP_CHUNK)
-				k = REP_CHUNK;
+			if (k > (uint64_t)chunk)
+				k = chunk;
 			if (k > 1) {
 				uint8_t *dp = mem_ptr(c, di, (int)(k * size), true);
 				uint8_t *sp = op <= 0xA5 ? mem_ptr(c, si, (int)(k * size), false) : NULL;
@@ -526,7 +528,7 @@ static bool string_op(struct cpu *c, struct insn *in)
 					count -= k;
 					areg_add(c, R_RCX, asz, -(int64_t)k);
 					n += (int)k;
-					if (n >= REP_CHUNK && count)
+					if (n >= chunk && count)
 						return false;
 					continue;
 				}
@@ -581,7 +583,7 @@ static bool string_op(struct cpu *c, struct insn *in)
 			if ((in->rep == 0xF3 && !zf) || (in->rep == 0xF2 && zf))
 				return true;
 		}
-		if (count && n >= REP_CHUNK)
+		if (count && n >= chunk)
 			return false;
 	}
 	return true;

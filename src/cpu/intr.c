@@ -261,6 +261,37 @@ static bool take_interrupt(struct cpu *c)
 	return true;
 }
 
+/* RFLAGS.TF was set when the instruction began: #DB (a trap) after it,
+ * except after a software interrupt, whose handler is not traced, and
+ * after mov ss / pop ss, which delay it by one instruction. */
+static void single_step_trap(struct cpu *c, const struct insn *in)
+{
+	if (in->map == 0) {
+		switch (in->op) {
+		case 0xCC: case 0xCD: case 0xF1:
+			return;
+		case 0xCE: /* into: only when it raised #OF (and so cleared TF) */
+			if (!(c->rflags & F_TF))
+				return;
+			break;
+		case 0x17:
+			return;
+		case 0x8E:
+			if ((in->reg & 7) == S_SS)
+				return;
+			break;
+		}
+	}
+	if (c->halted)
+		return;
+	c->dr[6] |= 1u << 14; /* BS */
+	c->cur_exc = EXC_DB;
+	c->insn_rip = c->rip;
+	c->insn_rsp = c->r[R_RSP];
+	cpu_deliver(c, EXC_DB, false, 0, false, c->rip);
+	c->cur_exc = -1;
+}
+
 enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 {
 	volatile uint64_t end = c->icount + max_insns;
@@ -300,8 +331,12 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 		c->insn_rip = c->rip;
 		c->insn_rsp = c->r[R_RSP];
 		c->intr_shadow = false;
-		exec_insn(c, insn_decode(c, &scratch));
+		bool tf = c->rflags & F_TF;
+		struct insn *in = insn_decode(c, &scratch);
+		exec_insn(c, in);
 		c->icount++;
+		if (__builtin_expect(tf, 0))
+			single_step_trap(c, in);
 		if (c->single_step)
 			return STOP_DEBUG;
 		if (c->icount >= end)

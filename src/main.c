@@ -144,11 +144,20 @@ static int cmd_run(int argc, char **argv)
 	if (!strcmp(accel, "emu")) {
 		engine = &engine_emu;
 	} else if (!strcmp(accel, "auto")) {
-		engine = &engine_emu;
-		fprintf(stderr, "accord: --accel auto: using emu (this build has no kvm engine yet)\n");
+		char why[256];
+		int fast = kvm_probe(why, sizeof(why));
+		engine = fast > 0 ? &engine_kvm : &engine_emu;
+		if (fast == 0)
+			fprintf(stderr, "accord: --accel auto: %s; using emu\n", why);
+		else if (fast < 0)
+			fprintf(stderr, "accord: --accel auto: no usable /dev/kvm (%s); using emu\n", why);
 	} else if (!strcmp(accel, "kvm")) {
-		fprintf(stderr, "accord: --accel kvm: this build has no kvm engine yet\n");
-		return EXIT_NO_ACCEL;
+		char why[256];
+		if (kvm_check(why, sizeof(why)) < 0) {
+			fprintf(stderr, "accord: --accel kvm: %s\n", why);
+			return EXIT_NO_ACCEL;
+		}
+		engine = &engine_kvm;
 	} else {
 		fprintf(stderr, "accord: --accel '%s': expected auto, emu or kvm\n", accel);
 		return EXIT_USAGE;

@@ -75,3 +75,10 @@ TEST_SCRIPTS += tests/accord_guest.sh
 
 # the stock Debian kernel to a busybox shell on the emu engine
 TEST_SCRIPTS += tests/boot_linux.sh
+
+# ---- boot loaders and ACPI tables (tests/unit_boot.c) ----
+# bzImage/vmlinux/PVH/Multiboot loading, malformed images, ACPI parsed back.
+# The stock kernel comes from tests/stock-kernel.sh (../shared/debs);
+# without a package those cases are skipped with a reason.
+TEST_BINS += build/tests/unit_boot
+# ---- end boot loaders ----

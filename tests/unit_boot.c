@@ -443,7 +443,7 @@ static void test_vmlinux_and_pvh(void)
 
 	len = make_elf64(elf, true);
 	cfg.kernel = write_file("pvh", elf, len);
-	cfg.initrd = write_file("initrd.small", syn_code, 5000);
+	cfg.initrd = write_file("initrd.small", syn_code, 3000);
 	vm_fill(0xAA);
 	r = boot_capture(&cfg, &bs, err, sizeof(err));
 	si = gpa(BOOT_PARAMS_ADDR, 0x100);
@@ -458,9 +458,9 @@ static void test_vmlinux_and_pvh(void)
 		uint8_t *mod = gpa(get64(si + 0x10), 32), *mm = gpa(get64(si + 0x28), 72);
 		uint64_t addr = mod ? get64(mod) : 0;
 
-		ok(get32(si + 0xC) == 1 && mod && get64(mod + 8) == 5000 && !(addr & 0xFFF) &&
-			   addr >= SYN_PADDR + SYN_CODE + SYN_BSS && addr + 5000 <= VM_MEM &&
-			   !memcmp(gpa(addr, 5000), syn_code, 5000),
+		ok(get32(si + 0xC) == 1 && mod && get64(mod + 8) == 3000 && !(addr & 0xFFF) &&
+			   addr >= SYN_PADDR + SYN_CODE + SYN_BSS && addr + 3000 <= VM_MEM &&
+			   !memcmp(gpa(addr, 3000), syn_code, 3000),
 		   "PVH: initrd is module 0, page-aligned above the kernel");
 		ok(get32(si + 0x30) == 3 && mm && get64(mm) == 0 && get32(mm + 16) == 1 &&
 			   get64(mm + 24) == EBDA_START && get32(mm + 40) == 2 &&
@@ -901,8 +901,9 @@ static void test_stock_kernel(const char *path)
 	int r;
 
 	if (!bz) {
-		skip(path ? "cannot read the stock kernel" : "no stock kernel given "
-			    "(argv[1] or ACCORD_TEST_KERNEL)",
+		skip(path ? "cannot read the stock kernel"
+			  : "no stock kernel: no argv[1], no ACCORD_TEST_KERNEL, and "
+			    "tests/stock-kernel.sh found no linux-image package",
 		     "stock Debian kernel");
 		return;
 	}
@@ -994,6 +995,22 @@ static void test_stock_kernel(const char *path)
 		   get64(gpa(BOOT_PARAMS_ADDR + 0x10, 8)) && get32(gpa(BOOT_PARAMS_ADDR + 0xC, 4)) == 1,
 	   "stock vmlinux: PVH entry 0x%llx with the initrd as a module",
 	   (unsigned long long)bs.rip);
+
+	/* without its PVH note it is a plain vmlinux with a physical e_entry */
+	{
+		uint8_t *note = memmem(elf, elf_len, "\x04\0\0\0\x08\0\0\0\x12\0\0\0Xen", 16);
+
+		if (note)
+			note[8] = 0x7F;
+		cfg.kernel = write_file("vmlinux.stock", elf, elf_len);
+		vm_fill(0);
+		r = boot_capture(&cfg, &bs, err, sizeof(err));
+		bp = gpa(BOOT_PARAMS_ADDR, 4096);
+		ok(note && r == 0 && bs.mode == 64 && bs.rip == entry &&
+			   !memcmp(gpa(entry, 64), elf + entry_off, 64) &&
+			   get32(bp + 0x218) >= kernel_end && get32(bp + 0x21C) == initrd_len,
+		   "stock vmlinux without the PVH note: 64-bit entry at e_entry, initrd above _end");
+	}
 	unlink(cfg.kernel);
 
 	test_malformed(bz, bz_len, "stock bzImage");
@@ -1020,9 +1037,29 @@ static int test_vcpu_init(struct vcpu *v)
 
 static const struct engine_ops test_engine = { .name = "none", .vcpu_init = test_vcpu_init };
 
+/* argv[1], else $ACCORD_TEST_KERNEL, else what tests/stock-kernel.sh finds
+ * (tests/run runs us from the repository root) */
+static const char *stock_kernel_path(int argc, char **argv)
+{
+	static char path[4096];
+	const char *given = argc > 1 ? argv[1] : getenv("ACCORD_TEST_KERNEL");
+	FILE *p;
+
+	if (given)
+		return *given ? given : NULL;
+	p = popen("tests/stock-kernel.sh 2>/dev/null", "r");
+	if (!p)
+		return NULL;
+	if (!fgets(path, sizeof(path), p))
+		path[0] = 0;
+	pclose(p);
+	path[strcspn(path, "\n")] = 0;
+	return path[0] ? path : NULL;
+}
+
 int main(int argc, char **argv)
 {
-	const char *kernel = argc > 1 ? argv[1] : getenv("ACCORD_TEST_KERNEL");
+	const char *kernel = stock_kernel_path(argc, argv);
 	static uint8_t elf[0x2000], packed[0x4000], bz[0x8000];
 	size_t i, bz_len;
 
@@ -1046,7 +1083,7 @@ int main(int argc, char **argv)
 							 sizeof(packed)));
 	test_malformed(bz, bz_len, "synthetic bzImage");
 	test_bad_inputs(bz, bz_len);
-	test_stock_kernel(kernel && *kernel ? kernel : NULL);
+	test_stock_kernel(kernel);
 	test_acpi();
 
 	vm_destroy(&vm);

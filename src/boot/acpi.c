@@ -362,6 +362,8 @@ static int acpi_put_hook_tables(struct acpi_builder *b, struct vm *vm)
 		if (off < 0)
 			return -1;
 		len = table_hooks[i](vm, b->base + off, b->cap - off);
+		if (len < 0)
+			return -1; /* the hook said why */
 		if (len == 0)
 			continue;
 		if (len < ACPI_HEADER_SIZE || (size_t)len > b->cap - off ||

@@ -26,12 +26,14 @@ int boot_load(struct vm *vm, const struct boot_config *cfg, struct boot_state *b
  * tables into [ACPI_TABLES_ADDR, ACPI_TABLES_END). 0, or -1 with a message. */
 int acpi_build(struct vm *vm, uint64_t *rsdp_addr);
 
-/* Devices that need ACPI objects register hooks once (duplicates are
- * ignored); acpi_build calls them for each VM it builds tables for.
- * A DSDT hook emits objects inside Scope (\_SB). A table hook writes one
- * whole table at buf (at most cap bytes, header from acpi_table_header)
- * and returns its length, 0 for none, or -1 on error; acpi_build lists it
- * in the RSDT/XSDT and sets its checksum. */
+/* Devices that need ACPI objects register hooks before boot_load, from the
+ * main thread (duplicates are ignored; -1 when the hook table is full).
+ * acpi_build calls them for each VM it builds tables for, so a hook looks
+ * at the vm to decide what to emit.
+ * A DSDT hook emits objects inside Scope (\_SB) with the aml.h encoder.
+ * A table hook writes one whole table at buf (at most cap bytes, header from
+ * acpi_table_header) and returns its length, 0 for none, or -1 after
+ * printing why; acpi_build lists it in the RSDT/XSDT and sets its checksum. */
 typedef void (*acpi_dsdt_fn)(struct aml *a, struct vm *vm);
 typedef long (*acpi_table_fn)(struct vm *vm, uint8_t *buf, size_t cap);
 int acpi_register_dsdt(acpi_dsdt_fn fn);

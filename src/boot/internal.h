@@ -31,12 +31,14 @@ struct boot_ctx {
 	struct vm *vm;
 	const struct boot_config *cfg;
 	uint64_t rsdp;
-	char err[320];
+	char err[4096 + 256]; /* room for a path and the message */
 };
 
+/* Record the error (if it is the first) and return -1: as given, or after
+ * "kernel FILE: " or "initrd FILE: ". */
 int boot_fail(struct boot_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* "kernel FILE: ..." */
 int kernel_fail(struct boot_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int initrd_fail(struct boot_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct kfile {
 	const uint8_t *data;
@@ -128,7 +130,6 @@ int boot_memmap(struct vm *vm, struct mem_range *r);
 
 /* Copies the command line to BOOT_CMDLINE_ADDR unless longer than max. */
 int boot_put_cmdline(struct boot_ctx *c, size_t max);
-const char *boot_cmdline(const struct boot_ctx *c);
 
 /* Reads the initrd into the highest page-aligned place in [lo, hi). */
 int boot_load_initrd(struct boot_ctx *c, uint64_t lo, uint64_t hi, uint64_t *addr,

@@ -305,7 +305,9 @@ int linux_load_bzimage(struct boot_ctx *c, const struct kfile *f, struct boot_st
 		return kernel_fail(c, "truncated: the setup code needs %llu bytes, the file has %zu",
 				   (unsigned long long)setup_size, f->size);
 	syssize = get32(d + HDR_SYSSIZE) * 16ull;
-	if (!syssize || syssize > f->size - setup_size)
+	if (!syssize)
+		return kernel_fail(c, "malformed setup header: syssize is 0");
+	if (syssize > f->size - setup_size)
 		return kernel_fail(c, "truncated: the kernel needs %llu bytes, the file has %zu",
 				   (unsigned long long)(setup_size + syssize), f->size);
 	payload_off = get32(d + HDR_PAYLOAD_OFFSET);

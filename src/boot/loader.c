@@ -15,17 +15,19 @@
 #include "engine/engine.h"
 #include "vm/vm.h"
 
-/* Larger than any kernel we could place below the PCI hole. */
+/* Kernel files are read whole; nothing this large is a kernel we can load. */
 #define KERNEL_FILE_MAX (VM_HOLE_START)
 
-static int vfail(struct boot_ctx *c, const char *prefix, const char *fmt, va_list ap)
+static int vfail(struct boot_ctx *c, const char *subject, const char *path, const char *fmt,
+		 va_list ap)
 {
-	size_t n;
+	int n = 0;
 
 	if (c->err[0])
 		return -1;
-	n = snprintf(c->err, sizeof(c->err), "%s", prefix);
-	if (n < sizeof(c->err))
+	if (subject)
+		n = snprintf(c->err, sizeof(c->err), "%s %s: ", subject, path);
+	if (n >= 0 && (size_t)n < sizeof(c->err))
 		vsnprintf(c->err + n, sizeof(c->err) - n, fmt, ap);
 	return -1;
 }
@@ -35,32 +37,27 @@ int boot_fail(struct boot_ctx *c, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfail(c, "", fmt, ap);
+	vfail(c, NULL, NULL, fmt, ap);
 	va_end(ap);
 	return -1;
 }
 
 int kernel_fail(struct boot_ctx *c, const char *fmt, ...)
 {
-	char prefix[256];
 	va_list ap;
 
-	snprintf(prefix, sizeof(prefix), "kernel %s: ", c->cfg->kernel);
 	va_start(ap, fmt);
-	vfail(c, prefix, fmt, ap);
+	vfail(c, "kernel", c->cfg->kernel, fmt, ap);
 	va_end(ap);
 	return -1;
 }
 
-static int initrd_fail(struct boot_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int initrd_fail(struct boot_ctx *c, const char *fmt, ...)
+int initrd_fail(struct boot_ctx *c, const char *fmt, ...)
 {
-	char prefix[256];
 	va_list ap;
 
-	snprintf(prefix, sizeof(prefix), "initrd %s: ", c->cfg->initrd);
 	va_start(ap, fmt);
-	vfail(c, prefix, fmt, ap);
+	vfail(c, "initrd", c->cfg->initrd, fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -75,8 +72,10 @@ static int read_full(int fd, void *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0)
+			errno = EIO; /* the file shrank while we read it */
 		if (n <= 0)
-			return n < 0 ? -1 : (errno = EIO, -1);
+			return -1;
 		p += n;
 		len -= n;
 	}
@@ -341,14 +340,9 @@ int boot_memmap(struct vm *vm, struct mem_range *r)
 	return n;
 }
 
-const char *boot_cmdline(const struct boot_ctx *c)
-{
-	return c->cfg->cmdline ? c->cfg->cmdline : "";
-}
-
 int boot_put_cmdline(struct boot_ctx *c, size_t max)
 {
-	const char *s = boot_cmdline(c);
+	const char *s = c->cfg->cmdline ? c->cfg->cmdline : "";
 	size_t len = strlen(s);
 
 	if (max > BOOT_CMDLINE_MAX - 1)

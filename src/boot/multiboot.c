@@ -154,8 +154,7 @@ int multiboot_load(struct boot_ctx *c, const struct kfile *f, size_t off, struct
 		size_t len = strlen(c->cfg->initrd);
 
 		if (len >= MB_INFO_SIZE - MB_MOD_STRING_OFF)
-			return boot_fail(c, "initrd %s: path too long for the Multiboot module string",
-					 c->cfg->initrd);
+			return initrd_fail(c, "path too long for the Multiboot module string");
 		memcpy(info + MB_MOD_STRING_OFF, c->cfg->initrd, len);
 		mbi_flags |= MBI_MODS;
 		put32(info + MBI_MODS_COUNT, 1);

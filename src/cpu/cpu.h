@@ -213,8 +213,12 @@ struct cpu {
 	struct tlb_entry tlb[2][TLB_SIZE];
 
 	struct cpu_bus bus;
-	/* decoded instructions (decode.c); NULL disables the cache */
-	struct dcache_entry *dcache;
+	/* blocks of decoded instructions (block.c); NULL: decode every time */
+	struct block_cache *blocks;
+	/* host page of the block being executed, and whether an instruction
+	 * wrote into it (self-modifying code ends the block) */
+	uintptr_t code_page;
+	bool smc;
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
 
@@ -225,13 +229,6 @@ struct cpu {
 	int nbreak;
 	uint64_t resume_icount; /* a breakpoint at the resume RIP is skipped once */
 	uint64_t breaks[32];
-};
-
-#define DCACHE_SIZE 8192
-struct dcache_entry {
-	uintptr_t key;
-	uint64_t w0, w1, m0, m1; /* the instruction's bytes and their mask */
-	struct insn in;
 };
 
 /* lifecycle */
@@ -299,10 +296,18 @@ void cpu_update_mode(struct cpu *c);
 void cpu_load_seg(struct cpu *c, int seg, uint16_t sel); /* protected-mode load with checks */
 void cpu_set_seg_flat(struct cpu *c, int seg, uint16_t sel, uint16_t attr);
 
-/* Decode at c->rip (faults like instruction fetch): a pointer into the
- * decoded-instruction cache, or to scratch when the bytes are not cached.
- * Valid until the next decode on this CPU. */
+/* Decode at c->rip into scratch (faults like instruction fetch), with the
+ * memory operand's address computed; returns scratch. */
 struct insn *insn_decode(struct cpu *c, struct insn *scratch);
+/* the same without the address (for cached blocks), and the address */
+void insn_decode_static(struct cpu *c, struct insn *in);
+void insn_ea(struct cpu *c, struct insn *in);
+/* block.c: the decoded-block cache */
+struct block_cache *block_cache_create(void);
+void block_cache_destroy(struct block_cache *bc);
+/* Run the block at c->rip (decoding it on a miss); false when no block can
+ * be made there (the caller steps one instruction). */
+bool block_exec(struct cpu *c);
 /* execute one decoded instruction; the families */
 void exec_insn(struct cpu *c, struct insn *in);
 /* SSE/MMX (map 1..3 vector opcodes) and x87 (D8..DF): return false for an

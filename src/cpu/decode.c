@@ -335,46 +335,21 @@ static void decode_bytes(struct cpu *c, struct insn *in)
 		in->seg = S_DS;
 }
 
-/* The decoded-instruction cache, keyed by the host address of the bytes
- * (so by guest-physical address) and the code size. An entry is used only
- * when the bytes in memory still equal the decoded ones: self-modifying and
- * cross-modifying code need no invalidation protocol. */
-static inline uint64_t load64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
 struct insn *insn_decode(struct cpu *c, struct insn *scratch)
 {
-	uint64_t lin = seg_lin(c, S_CS, c->rip);
-	struct insn *in = scratch;
-	/* 16 bytes must be readable for the comparison */
-	if (c->dcache && (lin & 0xfff) <= 0x1000 - 16) {
-		const uint8_t *p = mem_fetch_ptr(c, lin);
-		if (p) {
-			uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
-			struct dcache_entry *e = &c->dcache[((uintptr_t)p ^ ((uintptr_t)p >> 11)) & (DCACHE_SIZE - 1)];
-			uint64_t w0 = load64(p), w1 = load64(p + 8);
-			if (e->key != key || ((w0 ^ e->w0) & e->m0) | ((w1 ^ e->w1) & e->m1)) {
-				/* decoding may fault half-way: the entry must not
-				 * match anything until it is complete */
-				e->key = 0;
-				decode_bytes(c, &e->in);
-				int n = e->in.len;
-				e->key = key;
-				e->m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
-				e->m1 = n <= 8 ? 0 : (n >= 16 ? ~0ull : (1ull << (8 * (n - 8))) - 1);
-				e->w0 = w0 & e->m0;
-				e->w1 = w1 & e->m1;
-			}
-			in = &e->in;
-		}
-	}
-	if (in == scratch)
-		decode_bytes(c, in);
-	if (in->is_mem)
-		insn_ea_calc(c, in);
-	return in;
+	decode_bytes(c, scratch);
+	if (scratch->is_mem)
+		insn_ea_calc(c, scratch);
+	return scratch;
+}
+
+/* for block.c: decode without the address computation */
+void insn_decode_static(struct cpu *c, struct insn *in)
+{
+	decode_bytes(c, in);
+}
+
+void insn_ea(struct cpu *c, struct insn *in)
+{
+	insn_ea_calc(c, in);
 }

@@ -13,7 +13,7 @@ void cpu_init(struct cpu *c, int index)
 {
 	memset(c, 0, sizeof(*c));
 	c->index = index;
-	c->dcache = calloc(DCACHE_SIZE, sizeof(*c->dcache));
+	c->blocks = block_cache_create();
 	cpu_reset(c);
 }
 
@@ -297,6 +297,7 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 	volatile uint64_t end = c->icount + max_insns;
 	c->intr_poke = 1;
 	if (setjmp(c->fault_jmp)) {
+		c->code_page = 0;
 		if (!deliver_fault(c))
 			return STOP_SHUTDOWN;
 		/* a single step that faults ends at the handler, not in it */
@@ -326,6 +327,14 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 			for (int i = 0; i < c->nbreak; i++)
 				if (c->breaks[i] == c->rip && c->icount != c->resume_icount)
 					return STOP_DEBUG;
+		}
+		/* the fast path: a cached block; TF and the debugger step
+		 * one instruction at a time */
+		if (__builtin_expect(c->blocks && !(c->rflags & F_TF) && !c->single_step && !c->nbreak, 1) &&
+		    block_exec(c)) {
+			if (c->icount >= end)
+				return STOP_BUDGET;
+			continue;
 		}
 		struct insn scratch;
 		c->insn_rip = c->rip;

@@ -18,6 +18,13 @@
 #define PTE_ADDR (((1ull << PHYS_BITS) - 1) & ~0xfffull)
 #define PTE_RSVD_ADDR (((1ull << 52) - 1) & ~((1ull << PHYS_BITS) - 1))
 
+/* a write into the page of the running block ends the block (block.c) */
+static inline void smc_check(struct cpu *c, uintptr_t hp)
+{
+	if (__builtin_expect((hp & ~(uintptr_t)0xfff) == c->code_page, 0))
+		c->smc = true;
+}
+
 static inline bool lin_canonical(uint64_t lin)
 {
 	return (int64_t)(lin << 16) >> 16 == (int64_t)lin;
@@ -286,17 +293,21 @@ static void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
 		return;
 	}
 	uint8_t *p = translate_fill(c, lin, ACC_W, &gpa);
-	if (p)
+	if (p) {
+		smc_check(c, (uintptr_t)p);
 		memcpy(p, &val, size);
-	else
+	} else {
 		c->bus.mmio_write(c->bus.opaque, gpa, val, size);
+	}
 }
 
 void mem_write(struct cpu *c, uint64_t lin, uint64_t val, int size)
 {
 	struct tlb_entry *e = tlb_entry(c, lin);
 	if (e->tag_w == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000) {
-		memcpy((void *)(lin + e->addend), &val, size);
+		uintptr_t hp = lin + e->addend;
+		smc_check(c, hp);
+		memcpy((void *)hp, &val, size);
 		return;
 	}
 	mem_write_slow(c, lin, val, size);
@@ -308,10 +319,17 @@ void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write)
 		return NULL;
 	struct tlb_entry *e = tlb_entry(c, lin);
 	uint64_t tag = (lin & ~0xfffull) | 1;
-	if ((write ? e->tag_w : e->tag_r) == tag)
-		return (void *)(lin + e->addend);
-	uint64_t gpa;
-	return translate_fill(c, lin, write ? ACC_W : ACC_R, &gpa);
+	uint8_t *p;
+	if ((write ? e->tag_w : e->tag_r) == tag) {
+		p = (uint8_t *)(lin + e->addend);
+	} else {
+		uint64_t gpa;
+		p = translate_fill(c, lin, write ? ACC_W : ACC_R, &gpa);
+	}
+	/* the caller writes through p */
+	if (write && p)
+		smc_check(c, (uintptr_t)p);
+	return p;
 }
 
 void mem_read_buf(struct cpu *c, uint64_t lin, void *buf, int len)

@@ -4,6 +4,7 @@
 #define ACCORD_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vm;
@@ -84,5 +85,15 @@ struct engine_ops {
 
 extern const struct engine_ops engine_emu;
 extern const struct engine_ops engine_kvm;
+
+/* kvm engine availability (src/engine/kvm.c); the environment variable
+ * ACCORD_KVM_DEV names another device than /dev/kvm (tests use it).
+ * kvm_check: 0 if the device opens with API 12 and the capabilities the
+ * engine needs, else -1 and why ("/dev/kvm: No such file or directory").
+ * kvm_probe: also times a ring-0 loop in a throwaway VM: 1 if KVM runs it
+ * at hardware speed, 0 if not (an emulated KVM; why says how slow), -1 if
+ * KVM is unusable (why says why). */
+int kvm_check(char *why, size_t n);
+int kvm_probe(char *why, size_t n);
 
 #endif

@@ -1,0 +1,187 @@
+/* Blocks of decoded instructions, cached per CPU and keyed by the host
+ * address of their first byte (so by guest-physical address) and the code
+ * size. A block runs straight-line code: it ends at an unconditional
+ * transfer, at an instruction that changes how the following bytes must be
+ * decoded or when interrupts must be looked at, at the end of its page, or
+ * after BLOCK_MAX_INSNS. Execution leaves a block early whenever RIP is not
+ * where the next instruction starts (a taken branch, a string instruction
+ * that will restart) and when an instruction wrote into the block's page.
+ *
+ * A cached block is used only while the bytes in memory equal the bytes it
+ * was decoded from, compared at each entry: code that other vCPUs or
+ * devices modify needs no invalidation protocol. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+
+#define BLOCK_MAX_INSNS 32
+#define BLOCK_HASH (1u << 14)
+#define BLOCK_ARENA (16u << 20)
+
+struct block {
+	uintptr_t key;
+	struct block *next; /* hash chain */
+	const uint8_t *bytes; /* the code this block was decoded from */
+	uint16_t nbytes;
+	uint8_t ninsns;
+	struct insn in[];
+};
+
+struct block_cache {
+	struct block *hash[BLOCK_HASH];
+	uint8_t *arena;
+	size_t used;
+};
+
+struct block_cache *block_cache_create(void)
+{
+	struct block_cache *bc = calloc(1, sizeof(*bc));
+	if (!bc)
+		return NULL;
+	bc->arena = malloc(BLOCK_ARENA);
+	if (!bc->arena) {
+		free(bc);
+		return NULL;
+	}
+	return bc;
+}
+
+void block_cache_destroy(struct block_cache *bc)
+{
+	if (!bc)
+		return;
+	free(bc->arena);
+	free(bc);
+}
+
+static inline unsigned block_slot(uintptr_t key)
+{
+	return (unsigned)((key >> 3) ^ (key >> 17)) & (BLOCK_HASH - 1);
+}
+
+/* does this instruction end a block? */
+static bool ends_block(const struct insn *in)
+{
+	uint8_t op = in->op;
+	if (in->map == 0) {
+		switch (op) {
+		case 0x07: case 0x17: case 0x1F: /* pop segment */
+		case 0x6C ... 0x6F:              /* ins / outs */
+		case 0x8E:                       /* mov sreg */
+		case 0x9A: case 0x9D:            /* call far, popf */
+		case 0xC2: case 0xC3: case 0xCA ... 0xCF: /* ret, int, iret */
+		case 0xE4 ... 0xE7: case 0xEC ... 0xEF:   /* in / out */
+		case 0xE8 ... 0xEB:              /* call, jmp */
+		case 0xF1: case 0xF4:            /* int1, hlt */
+		case 0xFA: case 0xFB:            /* cli, sti */
+			return true;
+		case 0xFF:
+			return in->reg >= 2 && in->reg <= 5;
+		}
+		return false;
+	}
+	if (in->map == 1) {
+		switch (op) {
+		case 0x00: case 0x01: case 0x05 ... 0x09: case 0x0B:
+		case 0x20 ... 0x23: case 0x30: case 0x32 ... 0x35:
+		case 0xA1: case 0xA2: case 0xA9: case 0xAA:
+		case 0xB2: case 0xB4: case 0xB5: case 0xB9: case 0xFF:
+			return true;
+		}
+	}
+	return false;
+}
+
+static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, uintptr_t key)
+{
+	struct block_cache *bc = c->blocks;
+	size_t worst = sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct insn) + 0x1000;
+	if (bc->used + worst > BLOCK_ARENA) {
+		memset(bc->hash, 0, sizeof(bc->hash));
+		bc->used = 0;
+	}
+	struct block *volatile b = (struct block *)(bc->arena + bc->used);
+	uint64_t rip0 = c->rip, cr2 = c->cr2;
+	int pending = c->pending_exc;
+	uint32_t pending_err = c->pending_err;
+	unsigned room = 0x1000 - (unsigned)(lin & 0xfff);
+	volatile int n = 0;
+	volatile unsigned off = 0;
+	jmp_buf saved;
+
+	/* Decoding ahead must not fault: a fault ends the block before the
+	 * instruction, which then faults for real when it is reached. */
+	memcpy(saved, c->fault_jmp, sizeof(saved));
+	if (setjmp(c->fault_jmp) == 0) {
+		while (n < BLOCK_MAX_INSNS) {
+			struct insn *in = &b->in[n];
+			c->rip = rip0 + off;
+			insn_decode_static(c, in);
+			if (off + in->len > room)
+				break; /* reaches into the next page */
+			off += in->len;
+			n++;
+			if (ends_block(in))
+				break;
+		}
+	}
+	memcpy(c->fault_jmp, saved, sizeof(saved));
+	c->rip = rip0;
+	c->cr2 = cr2;
+	c->pending_exc = pending;
+	c->pending_err = pending_err;
+	if (n == 0)
+		return NULL;
+	uint8_t *copy = (uint8_t *)&b->in[n];
+	memcpy(copy, p, off);
+	b->key = key;
+	b->bytes = copy;
+	b->nbytes = (uint16_t)off;
+	b->ninsns = (uint8_t)n;
+	unsigned slot = block_slot(key);
+	b->next = bc->hash[slot];
+	bc->hash[slot] = b;
+	bc->used += (sizeof(*b) + n * sizeof(struct insn) + off + 63) & ~(size_t)63;
+	return b;
+}
+
+bool block_exec(struct cpu *c)
+{
+	/* a fetch fault is reported at the instruction being fetched */
+	c->insn_rip = c->rip;
+	c->insn_rsp = c->r[R_RSP];
+	uint64_t lin = seg_lin(c, S_CS, c->rip);
+	const uint8_t *p = mem_fetch_ptr(c, lin);
+	if (!p)
+		return false;
+	uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+	struct block_cache *bc = c->blocks;
+	struct block *b = bc->hash[block_slot(key)];
+	while (b && (b->key != key || memcmp(b->bytes, p, b->nbytes)))
+		b = b->next;
+	if (!b) {
+		b = block_build(c, p, lin, key);
+		if (!b)
+			return false;
+	}
+	c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
+	c->smc = false;
+	uint64_t rip = c->rip;
+	for (int i = 0; i < b->ninsns; i++) {
+		struct insn *in = &b->in[i];
+		c->insn_rip = rip;
+		c->insn_rsp = c->r[R_RSP];
+		c->intr_shadow = false;
+		if (in->is_mem)
+			insn_ea(c, in);
+		exec_insn(c, in);
+		c->icount++;
+		rip += in->len;
+		/* a pending event is looked at after this instruction */
+		if (c->rip != rip || c->smc || c->intr_poke)
+			break;
+	}
+	c->code_page = 0;
+	return true;
+}

@@ -1,0 +1,1241 @@
+/* engine_ops for /dev/kvm: the host CPU runs the guest; the machine stays
+ * accord's. There is no in-kernel irqchip: the LAPIC, IOAPIC, PIC and the
+ * timers are the userspace devices of src/dev, so this engine injects the
+ * LAPIC's vectors with KVM_INTERRUPT at interrupt windows, sends MMIO, port
+ * I/O and the interrupt-controller MSRs to the machine, and turns HLT into
+ * EXIT_HLT for vm.c to wait on.
+ *
+ * Kicks: the kick signal (SIGUSR1) is blocked in a vCPU thread except inside
+ * KVM_RUN (KVM_SET_SIGNAL_MASK), so a kick sent while the thread is
+ * elsewhere stays pending and makes the next KVM_RUN return at once, and a
+ * kick inside KVM_RUN ends it. A per-thread POSIX timer sends the same
+ * signal at the next LAPIC/PIT/RTC deadline, since the guest no longer
+ * stops every few thousand instructions to poll them as emu does.
+ *
+ * ACCORD_KVM_DEV names the device to open instead of /dev/kvm (tests use
+ * it to simulate a host without KVM); ACCORD_VERBOSE=1 says on stderr what
+ * the host's KVM made the engine change in the CPU model. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu/cpu.h"
+#include "dev/dev.h"
+#include "engine/engine.h"
+#include "vm/vm.h"
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+#define KVM_KICK_SIGNAL SIGUSR1
+
+/* Three pages for VMX's real-mode TSS and one for its identity-mapped page
+ * table (hosts without unrestricted guest), at the top of the PCI hole where
+ * accord maps no device. */
+#define KVM_TSS_ADDR 0xfffbd000ull
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
+
+#define MSR_IA32_TSC 0x10
+#define MSR_APIC_BASE 0x1b
+#define MSR_TSC_DEADLINE 0x6e0
+
+/* the timer signal comes at least this often, as vm.c re-checks a halted
+ * vCPU now and then regardless of deadlines */
+#define KVM_MAX_SLEEP_NS 100000000ll
+
+/* --accel auto's probe: a loop of `dec ecx; jnz` in ring 0. Hardware runs an
+ * iteration in about a nanosecond; an emulated KVM in hundreds. */
+#define PROBE_ITERS 50000
+#define PROBE_RUNS 3
+#define PROBE_FAST_NS_PER_ITER 20.0
+
+struct kvm_vm {
+	int sys_fd, vm_fd;
+	int run_size;
+	struct kvm_cpuid2 *supported; /* KVM_GET_SUPPORTED_CPUID */
+	uint32_t tsc_khz;	      /* the guest's TSC rate; 0: unknown */
+	bool verbose;
+};
+
+struct kvm_vcpu_priv {
+	struct vcpu *v;
+	struct kvm_vm *kvm;
+	int fd;
+	struct kvm_run *run;
+
+	/* the thread that runs the vCPU; kicks signal it while it lives */
+	pthread_mutex_t lock;
+	pthread_t thread;
+	bool thread_live;
+	timer_t timer;
+	bool timer_ok;
+	uint64_t timer_at_ns; /* armed expiry, CLOCK_MONOTONIC; 0: none */
+
+	bool halted;	 /* stopped at HLT until an interrupt or NMI */
+	bool ready;	 /* the last exit's ready_for_interrupt_injection */
+	bool io_pending; /* the last exit completes on the next KVM_RUN */
+	uint64_t tsc_deadline; /* IA32_TSC_DEADLINE as the guest wrote it */
+
+	/* the state KVM_CREATE_VCPU gave: INIT returns an AP to it */
+	struct kvm_regs reset_regs;
+	struct kvm_sregs reset_sregs;
+	struct kvm_fpu reset_fpu;
+	struct kvm_vcpu_events reset_events;
+	struct kvm_debugregs reset_dregs;
+	struct kvm_xcrs reset_xcrs;
+	bool have_xcrs;
+};
+
+static __thread struct kvm_vcpu_priv *thread_vcpu;
+static pthread_key_t thread_key;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
+{
+	return v->engine_priv;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static const char *kvm_dev_path(void)
+{
+	const char *p = getenv("ACCORD_KVM_DEV");
+	return p && *p ? p : "/dev/kvm";
+}
+
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+	{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+	{ KVM_CAP_X86_USER_SPACE_MSR, "KVM_CAP_X86_USER_SPACE_MSR" },
+	{ KVM_CAP_X86_MSR_FILTER, "KVM_CAP_X86_MSR_FILTER" },
+};
+
+/* the KVM device with API 12 and the capabilities this engine needs, or -1
+ * with the reason in why ("/dev/kvm: No such file or directory") */
+static int kvm_open_dev(char *why, size_t n)
+{
+	const char *path = kvm_dev_path();
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, n, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	int api = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (api < 0) {
+		snprintf(why, n, "%s: not a KVM device (KVM_GET_API_VERSION: %s)", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (api != KVM_API_VERSION) {
+		snprintf(why, n, "%s: KVM API version %d, accord needs %d", path, api, KVM_API_VERSION);
+		close(fd);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
+		if (ioctl(fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			snprintf(why, n, "%s: the host's KVM lacks %s (Linux 5.10 or later has it)", path,
+				 required_caps[i].name);
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+int kvm_check(char *why, size_t n)
+{
+	int fd = kvm_open_dev(why, n);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+/* ---- the guest-visible CPU model ---- */
+
+/* leaves whose ECX input selects a subleaf */
+static bool cpuid_indexed(uint32_t leaf)
+{
+	static const uint32_t l[] = { 4, 7, 0xb, 0xd, 0xf, 0x10, 0x12, 0x14, 0x17, 0x18, 0x1d, 0x1e,
+				      0x1f, 0x20, 0x23, 0x24, 0x8000001d, 0x80000020, 0x80000026 };
+	for (size_t i = 0; i < sizeof(l) / sizeof(l[0]); i++)
+		if (l[i] == leaf)
+			return true;
+	return false;
+}
+
+static const struct kvm_cpuid_entry2 *supported_entry(const struct kvm_cpuid2 *s, uint32_t leaf, uint32_t sub)
+{
+	for (uint32_t i = 0; i < s->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &s->entries[i];
+		if (e->function == leaf &&
+		    (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e->index == sub))
+			return e;
+	}
+	return NULL;
+}
+
+enum { R_EAX, R_EBX, R_ECX, R_EDX };
+
+/* Bits of a feature register that accord provides itself, whatever KVM
+ * supports: the APIC, its TSC-deadline mode and its always-running timer
+ * are the userspace LAPIC's, the hypervisor bit is accord's to set. */
+static uint32_t own_bits(uint32_t leaf, int reg)
+{
+	if (leaf == 1 && reg == R_ECX)
+		return 1u << 24 | 1u << 31;
+	if (leaf == 1 && reg == R_EDX)
+		return 1u << 9;
+	if (leaf == 6 && reg == R_EAX)
+		return 1u << 2;
+	return 0;
+}
+
+/* whether register reg of a leaf holds feature flags that the host's KVM
+ * must be able to back; the other registers are information (vendor,
+ * signature, cache and topology data, brand, accord's own leaves) */
+static bool feature_reg(uint32_t leaf, uint32_t sub, int reg)
+{
+	switch (leaf) {
+	case 1:
+		return reg == R_ECX || reg == R_EDX;
+	case 6:
+		return reg == R_EAX;
+	case 7:
+		return reg != R_EAX || sub > 0; /* 7.0 EAX is the subleaf count */
+	case 0xd:
+		return (sub == 0 && (reg == R_EAX || reg == R_EDX)) || (sub == 1 && reg == R_EAX);
+	case 0x80000001:
+		return reg == R_ECX || reg == R_EDX;
+	case 0x80000007:
+		return reg == R_EDX;
+	case 0x80000008:
+		return reg == R_EBX;
+	}
+	return false;
+}
+
+static void cpuid_mask(struct kvm_vm *k, int cpu, struct kvm_cpuid_entry2 *e)
+{
+	static const char regname[4][4] = { "EAX", "EBX", "ECX", "EDX" };
+	const struct kvm_cpuid_entry2 *s = supported_entry(k->supported, e->function, e->index);
+	uint32_t *r[4] = { &e->eax, &e->ebx, &e->ecx, &e->edx };
+	const uint32_t zero[4] = { 0 };
+	const uint32_t *sr = zero;
+	uint32_t sup[4];
+
+	if (s) {
+		sup[0] = s->eax, sup[1] = s->ebx, sup[2] = s->ecx, sup[3] = s->edx;
+		sr = sup;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (!feature_reg(e->function, e->index, i))
+			continue;
+		uint32_t drop = *r[i] & ~(sr[i] | own_bits(e->function, i));
+		if (!drop)
+			continue;
+		*r[i] &= ~drop;
+		if (k->verbose && cpu == 0)
+			fprintf(stderr,
+				"accord: kvm: CPUID 0x%x.%u %s bits 0x%08x are not supported by this host's KVM; "
+				"hidden from the guest\n",
+				e->function, e->index, regname[i], drop);
+	}
+	/* never more address bits than the host has */
+	if (e->function == 0x80000008 && s) {
+		uint32_t phys = e->eax & 0xff, lin = (e->eax >> 8) & 0xff;
+		if ((s->eax & 0xff) && phys > (s->eax & 0xff))
+			phys = s->eax & 0xff;
+		if (((s->eax >> 8) & 0xff) && lin > ((s->eax >> 8) & 0xff))
+			lin = (s->eax >> 8) & 0xff;
+		e->eax = (e->eax & ~0xffffu) | lin << 8 | phys;
+	}
+}
+
+/* CPUID 0x15 and 0x16 tell the guest its TSC rate. The crystal (ECX) is
+ * the LAPIC timer's clock and stays; the ratio follows the TSC the guest
+ * really gets when KVM cannot scale it to VM_TSC_HZ. */
+static void cpuid_tsc(struct kvm_vm *k, struct kvm_cpuid_entry2 *e)
+{
+	if ((uint64_t)k->tsc_khz * 1000 == VM_TSC_HZ)
+		return;
+	if (e->function == 0x15) {
+		/* Linux computes crystal_khz * EBX / EAX in 32 bits: the
+		 * largest ratio that fits, within a few ppm of the rate */
+		uint64_t crystal_khz = VM_CRYSTAL_HZ / 1000;
+		uint64_t den = k->tsc_khz ? (UINT32_MAX / crystal_khz) * crystal_khz / k->tsc_khz : 0;
+		if (!den)
+			den = 1;
+		e->eax = (uint32_t)den;
+		e->ebx = (uint32_t)(((uint64_t)k->tsc_khz * den + crystal_khz / 2) / crystal_khz);
+		if ((uint64_t)e->ebx * crystal_khz > UINT32_MAX)
+			e->ebx = 0; /* the ratio is not enumerated: the guest calibrates */
+	} else if (e->function == 0x16) {
+		e->eax = k->tsc_khz / 1000;
+		e->ebx = k->tsc_khz / 1000;
+	}
+}
+
+static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub,
+		     bool indexed)
+{
+	struct cpuid_result r;
+	if (c->nent >= 256)
+		return -1;
+	cpuid_query(cpu, leaf, sub, &r);
+	if (indexed && sub > 0 && !(r.eax | r.ebx | r.ecx | r.edx))
+		return 0;
+	struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
+	memset(e, 0, sizeof(*e));
+	e->function = leaf;
+	e->index = sub;
+	e->flags = indexed ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
+	e->eax = r.eax;
+	e->ebx = r.ebx;
+	e->ecx = r.ecx;
+	e->edx = r.edx;
+	cpuid_mask(k, cpu, e);
+	cpuid_tsc(k, e);
+	return 0;
+}
+
+/* every leaf of the shared model (src/cpu/cpuid.c), as KVM_SET_CPUID2 */
+static int cpuid_set(struct kvm_vcpu_priv *p)
+{
+	static const uint32_t bases[] = { 0, 0x40000000, 0x80000000 };
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
+	int cpu = p->v->index;
+	if (!c)
+		return -1;
+	for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+		struct cpuid_result r;
+		cpuid_query(cpu, bases[b], 0, &r);
+		uint32_t max = r.eax;
+		if (bases[b] && (max < bases[b] || max > bases[b] + 0xff))
+			continue; /* the model has no leaves in this range */
+		if (!bases[b] && max > 0xff)
+			max = 0xff;
+		for (uint32_t leaf = bases[b]; leaf <= max; leaf++) {
+			bool indexed = cpuid_indexed(leaf);
+			for (uint32_t sub = 0; sub < (indexed ? 64u : 1u); sub++)
+				if (cpuid_add(p->kvm, cpu, c, leaf, sub, indexed) < 0) {
+					free(c);
+					fprintf(stderr, "accord: kvm: the CPU model has more than 256 CPUID leaves\n");
+					return -1;
+				}
+		}
+	}
+	int rc = ioctl(p->fd, KVM_SET_CPUID2, c);
+	if (rc < 0)
+		fprintf(stderr, "accord: kvm: KVM_SET_CPUID2: %s\n", strerror(errno));
+	free(c);
+	return rc;
+}
+
+static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
+{
+	for (int n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+		if (!c)
+			return NULL;
+		c->nent = n;
+		if (ioctl(sys_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* ---- the VM ---- */
+
+/* The interrupt-controller MSRs go to accord's LAPIC: IA32_APIC_BASE and
+ * IA32_TSC_DEADLINE through the filter. x2APIC MSRs cannot be filtered (KVM
+ * ignores filters on them); without an in-kernel LAPIC KVM fails them, and
+ * KVM_MSR_EXIT_REASON_INVAL brings them here too. The Hyper-V range and
+ * KVM's own paravirtual MSRs are accord's to answer, not KVM's: accord's
+ * CPUID does not announce KVM's interface. */
+static int msr_filter_set(int vm_fd)
+{
+	static uint8_t deny[0x200 / 8]; /* all zero: every MSR of a range exits */
+	static const struct {
+		uint32_t base, n;
+	} ranges[] = {
+		{ MSR_APIC_BASE, 1 },
+		{ MSR_TSC_DEADLINE, 1 },
+		{ 0x40000000, 0x200 }, /* Hyper-V (TLFS) */
+		{ 0x11, 2 },	       /* MSR_KVM_WALL_CLOCK, MSR_KVM_SYSTEM_TIME */
+		{ 0x4b564d00, 0x100 }, /* KVM's paravirtual MSRs */
+	};
+	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+		f.ranges[i].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+		f.ranges[i].base = ranges[i].base;
+		f.ranges[i].nmsrs = ranges[i].n;
+		f.ranges[i].bitmap = deny;
+	}
+	return ioctl(vm_fd, KVM_X86_SET_MSR_FILTER, &f);
+}
+
+static int kvm_vm_init(struct vm *vm)
+{
+	char why[256];
+	struct kvm_vm *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -1;
+	vm->engine_priv = k;
+	k->verbose = getenv("ACCORD_VERBOSE") && strcmp(getenv("ACCORD_VERBOSE"), "0");
+	k->sys_fd = kvm_open_dev(why, sizeof(why));
+	if (k->sys_fd < 0) {
+		fprintf(stderr, "accord: kvm: %s\n", why);
+		return -1;
+	}
+	k->run_size = ioctl(k->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	k->supported = get_supported_cpuid(k->sys_fd);
+	if (k->run_size <= 0 || !k->supported) {
+		fprintf(stderr, "accord: kvm: cannot query the host's KVM: %s\n", strerror(errno));
+		return -1;
+	}
+	k->vm_fd = ioctl(k->sys_fd, KVM_CREATE_VM, 0);
+	if (k->vm_fd < 0) {
+		fprintf(stderr, "accord: kvm: KVM_CREATE_VM: %s\n", strerror(errno));
+		return -1;
+	}
+	if (ioctl(k->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+		fprintf(stderr, "accord: kvm: KVM_SET_TSS_ADDR: %s\n", strerror(errno));
+		return -1;
+	}
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+		uint64_t a = KVM_IDENTITY_MAP_ADDR;
+		if (ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &a) < 0) {
+			fprintf(stderr, "accord: kvm: KVM_SET_IDENTITY_MAP_ADDR: %s\n", strerror(errno));
+			return -1;
+		}
+	}
+
+	/* guest RAM: below the PCI hole, and the rest from 4 GiB (vm_gpa) */
+	struct kvm_userspace_memory_region low = {
+		.slot = 0,
+		.guest_phys_addr = 0,
+		.memory_size = vm->low_size,
+		.userspace_addr = (uintptr_t)vm->ram,
+	};
+	struct kvm_userspace_memory_region high = {
+		.slot = 1,
+		.guest_phys_addr = VM_HOLE_END,
+		.memory_size = vm->ram_size - vm->low_size,
+		.userspace_addr = (uintptr_t)(vm->ram + vm->low_size),
+	};
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &low) < 0 ||
+	    (high.memory_size && ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &high) < 0)) {
+		fprintf(stderr, "accord: kvm: KVM_SET_USER_MEMORY_REGION: %s\n", strerror(errno));
+		return -1;
+	}
+
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_USER_SPACE_MSR,
+		.args = { KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL },
+	};
+	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || msr_filter_set(k->vm_fd) < 0) {
+		fprintf(stderr, "accord: kvm: cannot send MSRs to accord's model: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- vCPUs ---- */
+
+/* The guest TSC runs at VM_TSC_HZ where KVM can scale it, so that CPUID
+ * 0x15 is true as it stands; elsewhere it runs at the host's rate and
+ * cpuid_tsc() tells the guest that rate instead. */
+static void tsc_rate_set(struct kvm_vcpu_priv *p)
+{
+	struct kvm_vm *k = p->kvm;
+	int host = ioctl(p->fd, KVM_GET_TSC_KHZ, 0);
+	uint32_t want = VM_TSC_HZ / 1000;
+
+	if (host < 0)
+		host = 0;
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0) {
+		if (ioctl(p->fd, KVM_SET_TSC_KHZ, (unsigned long)want) == 0) {
+			k->tsc_khz = want;
+			return;
+		}
+		/* a failed attempt leaves KVM believing the asked-for rate */
+		if (host)
+			ioctl(p->fd, KVM_SET_TSC_KHZ, (unsigned long)host);
+	}
+	k->tsc_khz = (uint32_t)host;
+	if (k->verbose && p->v->index == 0)
+		fprintf(stderr,
+			"accord: kvm: the host's KVM cannot scale the TSC to %llu kHz; the guest's TSC "
+			"runs at the host's %d kHz and CPUID 0x15 says so\n",
+			(unsigned long long)want, host);
+}
+
+static int kvm_vcpu_init(struct vcpu *v)
+{
+	struct kvm_vm *k = v->vm->engine_priv;
+	struct kvm_vcpu_priv *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -1;
+	v->engine_priv = p;
+	p->v = v;
+	p->kvm = k;
+	pthread_mutex_init(&p->lock, NULL);
+	p->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)v->index);
+	if (p->fd < 0) {
+		fprintf(stderr, "accord: kvm: KVM_CREATE_VCPU %d: %s\n", v->index, strerror(errno));
+		return -1;
+	}
+	p->run = mmap(NULL, k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+	if (p->run == MAP_FAILED) {
+		fprintf(stderr, "accord: kvm: cannot map kvm_run: %s\n", strerror(errno));
+		return -1;
+	}
+	tsc_rate_set(p);
+	if (cpuid_set(p) < 0)
+		return -1;
+	if (ioctl(p->fd, KVM_GET_REGS, &p->reset_regs) < 0 || ioctl(p->fd, KVM_GET_SREGS, &p->reset_sregs) < 0 ||
+	    ioctl(p->fd, KVM_GET_FPU, &p->reset_fpu) < 0 ||
+	    ioctl(p->fd, KVM_GET_VCPU_EVENTS, &p->reset_events) < 0 ||
+	    ioctl(p->fd, KVM_GET_DEBUGREGS, &p->reset_dregs) < 0) {
+		fprintf(stderr, "accord: kvm: cannot read the vCPU's reset state: %s\n", strerror(errno));
+		return -1;
+	}
+	p->have_xcrs = ioctl(p->fd, KVM_GET_XCRS, &p->reset_xcrs) == 0;
+	/* after RESET and INIT, EDX holds the processor signature */
+	struct cpuid_result r;
+	cpuid_query(v->index, 1, 0, &r);
+	p->reset_regs.rdx = r.eax;
+	return 0;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static void thread_gone(void *arg)
+{
+	struct kvm_vcpu_priv *p = arg;
+	pthread_mutex_lock(&p->lock);
+	p->thread_live = false;
+	if (p->timer_ok)
+		timer_delete(p->timer);
+	p->timer_ok = false;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void once_init(void)
+{
+	struct sigaction sa = { .sa_handler = kick_handler, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(KVM_KICK_SIGNAL, &sa, NULL);
+	pthread_key_create(&thread_key, thread_gone);
+}
+
+/* the calling thread runs this vCPU from now on: block the kick signal
+ * outside KVM_RUN, point the deadline timer at this thread */
+static int thread_attach(struct kvm_vcpu_priv *p)
+{
+	sigset_t kick, old;
+	pthread_once(&once, once_init);
+	sigemptyset(&kick);
+	sigaddset(&kick, KVM_KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &kick, &old);
+	sigdelset(&old, KVM_KICK_SIGNAL);
+
+	/* the kernel's sigset is the first 8 bytes of glibc's */
+	struct {
+		struct kvm_signal_mask m;
+		uint8_t set[8];
+	} mask = { .m.len = 8 };
+	memcpy(mask.set, &old, 8);
+	if (ioctl(p->fd, KVM_SET_SIGNAL_MASK, &mask) < 0)
+		return -1;
+
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = KVM_KICK_SIGNAL };
+	sev.sigev_notify_thread_id = gettid();
+	pthread_mutex_lock(&p->lock);
+	if (p->timer_ok)
+		timer_delete(p->timer);
+	p->timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &p->timer) == 0;
+	p->timer_at_ns = 0;
+	p->thread = pthread_self();
+	p->thread_live = true;
+	pthread_mutex_unlock(&p->lock);
+	pthread_setspecific(thread_key, p);
+	thread_vcpu = p;
+	return p->timer_ok ? 0 : -1;
+}
+
+static void kvm_vcpu_kick(struct vcpu *v)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	if (!p || thread_vcpu == p)
+		return; /* the vCPU's own thread looks before it enters KVM_RUN */
+	pthread_mutex_lock(&p->lock);
+	if (p->thread_live)
+		pthread_kill(p->thread, KVM_KICK_SIGNAL);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void signals_drain(void)
+{
+	sigset_t kick;
+	struct timespec zero = { 0 };
+	sigemptyset(&kick);
+	sigaddset(&kick, KVM_KICK_SIGNAL);
+	while (sigtimedwait(&kick, NULL, &zero) > 0)
+		;
+}
+
+/* have the timer signal end KVM_RUN by the next timer event (ns from now;
+ * negative: none) */
+static void timer_arm(struct kvm_vcpu_priv *p, int64_t ns)
+{
+	if (!p->timer_ok)
+		return;
+	if (ns < 0 || ns > KVM_MAX_SLEEP_NS)
+		ns = KVM_MAX_SLEEP_NS;
+	if (ns < 1000)
+		ns = 1000;
+	uint64_t now = mono_ns(), at = now + (uint64_t)ns;
+	if (p->timer_at_ns > now && p->timer_at_ns <= at)
+		return; /* an earlier expiry is armed: it comes first anyway */
+	struct itimerspec its = { .it_value = { .tv_sec = at / 1000000000ull, .tv_nsec = at % 1000000000ull } };
+	if (timer_settime(p->timer, TIMER_ABSTIME, &its, NULL) == 0)
+		p->timer_at_ns = at;
+}
+
+/* Finish the exit KVM still owes (an IN's data, an MMIO read, an RDMSR)
+ * without running guest code, so registers read or written now are those
+ * after the instruction. */
+static void io_complete(struct kvm_vcpu_priv *p)
+{
+	if (!p->io_pending)
+		return;
+	p->run->immediate_exit = 1;
+	ioctl(p->fd, KVM_RUN, 0);
+	p->run->immediate_exit = 0;
+	p->io_pending = false;
+	p->ready = false;
+}
+
+static uint8_t tpr_read(struct lapic *l)
+{
+	return (uint8_t)(lapic_mmio_read(l, 0x80, 4) >> 4);
+}
+
+/* ---- exits ---- */
+
+static void pio_exit(struct kvm_vcpu_priv *p)
+{
+	struct kvm_run *run = p->run;
+	struct vm *vm = p->v->vm;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	int size = run->io.size;
+
+	pthread_mutex_lock(&vm->io_lock);
+	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+		uint64_t val = 0;
+		if (run->io.direction == KVM_EXIT_IO_OUT) {
+			memcpy(&val, data, size);
+			bus_write(&vm->pio, run->io.port, val, size);
+		} else {
+			bus_read(&vm->pio, run->io.port, size, &val);
+			memcpy(data, &val, size);
+		}
+	}
+	pthread_mutex_unlock(&vm->io_lock);
+}
+
+static void mmio_exit(struct kvm_vcpu_priv *p)
+{
+	struct kvm_run *run = p->run;
+	struct vm *vm = p->v->vm;
+	uint64_t gpa = run->mmio.phys_addr, val = 0;
+	int len = run->mmio.len;
+
+	if (len > 8)
+		len = 8;
+	if ((gpa & ~0xfffull) == LAPIC_BASE) {
+		if (run->mmio.is_write) {
+			memcpy(&val, run->mmio.data, len);
+			lapic_mmio_write(p->v->lapic, gpa & 0xfff, val, len);
+		} else {
+			val = lapic_mmio_read(p->v->lapic, gpa & 0xfff, len);
+			memcpy(run->mmio.data, &val, len);
+		}
+		return;
+	}
+	pthread_mutex_lock(&vm->io_lock);
+	if (run->mmio.is_write) {
+		memcpy(&val, run->mmio.data, len);
+		bus_write(&vm->mmio, gpa, val, len);
+	} else {
+		bus_read(&vm->mmio, gpa, len, &val);
+		memcpy(run->mmio.data, &val, len);
+	}
+	pthread_mutex_unlock(&vm->io_lock);
+}
+
+static bool guest_tsc(struct kvm_vcpu_priv *p, uint64_t *tsc)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e.index = MSR_IA32_TSC };
+	if (ioctl(p->fd, KVM_GET_MSRS, &m) != 1)
+		return false;
+	*tsc = m.e.data;
+	return true;
+}
+
+/* The LAPIC counts TSC deadlines in vm_tsc() units; the guest writes them
+ * in its own TSC's, which KVM may offset (the guest can write its TSC) or
+ * run at another rate. Convert through the distance from now. */
+static bool deadline_write(struct kvm_vcpu_priv *p, uint64_t val)
+{
+	struct vm *vm = p->v->vm;
+	uint64_t g, t, d;
+
+	if (!val) {
+		p->tsc_deadline = 0;
+		return lapic_msr_write(p->v->lapic, MSR_TSC_DEADLINE, 0);
+	}
+	if (!guest_tsc(p, &g) || !p->kvm->tsc_khz)
+		return false;
+	t = vm_tsc(vm);
+	d = t;
+	if (val > g)
+		d += (uint64_t)((unsigned __int128)(val - g) * VM_TSC_HZ / ((uint64_t)p->kvm->tsc_khz * 1000));
+	p->tsc_deadline = val;
+	return lapic_msr_write(p->v->lapic, MSR_TSC_DEADLINE, d ? d : 1);
+}
+
+/* MSRs that KVM leaves to accord: the machine's model answers, as it does
+ * for the emu engine after the CPU core's own MSRs; false means #GP */
+static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *val)
+{
+	if (msr == MSR_TSC_DEADLINE) {
+		uint64_t armed;
+		if (!lapic_msr_read(p->v->lapic, msr, &armed))
+			return false;
+		*val = armed ? p->tsc_deadline : 0;
+		return true;
+	}
+	return lapic_msr_read(p->v->lapic, msr, val);
+}
+
+static bool machine_msr_write(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t val)
+{
+	if (msr == MSR_TSC_DEADLINE)
+		return deadline_write(p, val);
+	return lapic_msr_write(p->v->lapic, msr, val);
+}
+
+static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
+{
+	struct kvm_run *run = p->run;
+	struct kvm_regs regs = { 0 };
+	struct kvm_sregs sregs = { 0 };
+	int len = 0;
+
+	ioctl(p->fd, KVM_GET_REGS, &regs);
+	ioctl(p->fd, KVM_GET_SREGS, &sregs);
+	switch (run->internal.suberror) {
+	case KVM_INTERNAL_ERROR_EMULATION: {
+		uint8_t bytes[15];
+		int nb = 0;
+		if (run->emulation_failure.ndata >= 3 &&
+		    (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+			nb = run->emulation_failure.insn_size;
+			if (nb > 15)
+				nb = 15;
+			memcpy(bytes, run->emulation_failure.insn_bytes, nb);
+		} else {
+			/* KVM gave no bytes: read them through the guest's page tables */
+			struct kvm_translation tr = { .linear_address = sregs.cs.base + regs.rip };
+			uint8_t *h;
+			if (ioctl(p->fd, KVM_TRANSLATE, &tr) == 0 && tr.valid &&
+			    (h = vm_gpa(p->v->vm, tr.physical_address, 15)) != NULL) {
+				memcpy(bytes, h, 15);
+				nb = 15;
+			}
+		}
+		len = snprintf(msg, n, "kvm: the host's KVM cannot emulate the instruction at rip %#llx (cpl %d):",
+			       (unsigned long long)regs.rip, sregs.ss.dpl);
+		for (int i = 0; i < nb && len > 0 && (size_t)len < n; i++)
+			len += snprintf(msg + len, n - len, " %02x", bytes[i]);
+		if (!nb && len > 0 && (size_t)len < n)
+			snprintf(msg + len, n - len, " (bytes unknown)");
+		return;
+	}
+	case KVM_INTERNAL_ERROR_SIMUL_EX:
+		len = snprintf(msg, n, "kvm: internal error: an exception while delivering an exception");
+		break;
+	case KVM_INTERNAL_ERROR_DELIVERY_EV:
+		len = snprintf(msg, n, "kvm: internal error: a VM exit while delivering an event");
+		break;
+	case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON:
+		len = snprintf(msg, n, "kvm: internal error: unexpected hardware exit reason");
+		break;
+	default:
+		len = snprintf(msg, n, "kvm: internal error, suberror %u", run->internal.suberror);
+		break;
+	}
+	if (len > 0 && (size_t)len < n)
+		len += snprintf(msg + len, n - len, " at rip %#llx", (unsigned long long)regs.rip);
+	for (uint32_t i = 0; i < run->internal.ndata && i < 4 && len > 0 && (size_t)len < n; i++)
+		len += snprintf(msg + len, n - len, "%s%#llx", i ? " " : " (data ",
+				(unsigned long long)run->internal.data[i]);
+	if (run->internal.ndata && len > 0 && (size_t)len < n)
+		snprintf(msg + len, n - len, ")");
+}
+
+/* Inject the LAPIC's highest vector if the vCPU can take it now (the last
+ * exit said so and nothing has changed the registers since); otherwise ask
+ * KVM to exit when it can. */
+static void interrupts_deliver(struct kvm_vcpu_priv *p)
+{
+	struct lapic *l = p->v->lapic;
+	int vec = lapic_get_interrupt(l, false);
+
+	if (vec >= 0 && p->ready) {
+		vec = lapic_get_interrupt(l, true);
+		if (vec >= 0) {
+			struct kvm_interrupt irq = { .irq = (uint32_t)vec };
+			if (ioctl(p->fd, KVM_INTERRUPT, &irq) == 0) {
+				p->ready = false;
+				p->halted = false;
+			}
+			vec = lapic_get_interrupt(l, false);
+		}
+	}
+	p->run->request_interrupt_window = vec >= 0;
+}
+
+static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	struct kvm_run *run = p->run;
+	struct vm *vm = v->vm;
+
+	if (thread_vcpu != p && thread_attach(p) < 0) {
+		snprintf(ex->msg, sizeof(ex->msg), "kvm: cannot set up the vCPU thread's kick signal: %s",
+			 strerror(errno));
+		ex->kind = EXIT_ERROR;
+		return 0;
+	}
+	for (;;) {
+		if (vm->exit_reason || v->init_pending) {
+			ex->kind = EXIT_KICK;
+			return 0;
+		}
+		int64_t next = vm_poll_timers(v);
+		if (lapic_take_nmi(v->lapic)) {
+			if (ioctl(p->fd, KVM_NMI) < 0) {
+				snprintf(ex->msg, sizeof(ex->msg), "kvm: KVM_NMI: %s", strerror(errno));
+				ex->kind = EXIT_ERROR;
+				return 0;
+			}
+			p->halted = false;
+		}
+		interrupts_deliver(p);
+		if (p->halted) {
+			ex->kind = EXIT_HLT;
+			return 0;
+		}
+		timer_arm(p, next);
+		uint8_t cr8 = tpr_read(v->lapic);
+		run->cr8 = cr8;
+		run->immediate_exit = 0;
+
+		int rc = ioctl(p->fd, KVM_RUN, 0);
+		int err = errno;
+
+		p->ready = run->ready_for_interrupt_injection;
+		p->io_pending = false;
+		/* a guest write to CR8 is a write to the LAPIC's TPR */
+		if (run->cr8 != cr8)
+			lapic_mmio_write(v->lapic, 0x80, (uint32_t)(run->cr8 & 0xf) << 4, 4);
+		if (rc < 0) {
+			if (err == EINTR || err == EAGAIN) {
+				signals_drain();
+				continue;
+			}
+			snprintf(ex->msg, sizeof(ex->msg), "kvm: KVM_RUN: %s", strerror(err));
+			ex->kind = EXIT_ERROR;
+			return 0;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_IO:
+			pio_exit(p);
+			p->io_pending = true;
+			break;
+		case KVM_EXIT_MMIO:
+			mmio_exit(p);
+			p->io_pending = true;
+			break;
+		case KVM_EXIT_X86_RDMSR: {
+			uint64_t val = 0;
+			bool ok = machine_msr_read(p, run->msr.index, &val);
+			run->msr.error = !ok;
+			run->msr.data = ok ? val : 0;
+			p->io_pending = true;
+			break;
+		}
+		case KVM_EXIT_X86_WRMSR:
+			run->msr.error = !machine_msr_write(p, run->msr.index, run->msr.data);
+			p->io_pending = true;
+			break;
+		case KVM_EXIT_HLT:
+			p->halted = true;
+			break;
+		case KVM_EXIT_IRQ_WINDOW_OPEN:
+		case KVM_EXIT_SET_TPR:
+		case KVM_EXIT_INTR:
+			break;
+		case KVM_EXIT_SHUTDOWN: {
+			struct kvm_regs regs = { 0 };
+			ioctl(p->fd, KVM_GET_REGS, &regs);
+			ex->kind = EXIT_SHUTDOWN;
+			snprintf(ex->msg, sizeof(ex->msg), "rip=%#llx", (unsigned long long)regs.rip);
+			return 0;
+		}
+		case KVM_EXIT_FAIL_ENTRY:
+			ex->kind = EXIT_ERROR;
+			snprintf(ex->msg, sizeof(ex->msg), "kvm: VM entry failed (hardware reason %#llx, host CPU %u)",
+				 (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
+				 run->fail_entry.cpu);
+			return 0;
+		case KVM_EXIT_INTERNAL_ERROR:
+			ex->kind = EXIT_ERROR;
+			describe_internal(p, ex->msg, sizeof(ex->msg));
+			return 0;
+		default:
+			ex->kind = EXIT_ERROR;
+			snprintf(ex->msg, sizeof(ex->msg), "kvm: unexpected exit reason %u", run->exit_reason);
+			return 0;
+		}
+	}
+}
+
+/* ---- state ---- */
+
+static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+
+	io_complete(p);
+	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
+		return -1;
+	s->r[R_RAX] = r.rax;
+	s->r[R_RCX] = r.rcx;
+	s->r[R_RDX] = r.rdx;
+	s->r[R_RBX] = r.rbx;
+	s->r[R_RSP] = r.rsp;
+	s->r[R_RBP] = r.rbp;
+	s->r[R_RSI] = r.rsi;
+	s->r[R_RDI] = r.rdi;
+	s->r[R_R8] = r.r8;
+	s->r[R_R9] = r.r9;
+	s->r[R_R10] = r.r10;
+	s->r[R_R11] = r.r11;
+	s->r[R_R12] = r.r12;
+	s->r[R_R13] = r.r13;
+	s->r[R_R14] = r.r14;
+	s->r[R_R15] = r.r15;
+	s->rip = r.rip;
+	s->rflags = r.rflags;
+	s->cr0 = sr.cr0;
+	s->cr2 = sr.cr2;
+	s->cr3 = sr.cr3;
+	s->cr4 = sr.cr4;
+	s->efer = sr.efer;
+	return 0;
+}
+
+/* the general-purpose registers, RIP and RFLAGS, as emu_set_state */
+static int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	struct kvm_regs r;
+
+	io_complete(p);
+	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0)
+		return -1;
+	r.rax = s->r[R_RAX];
+	r.rcx = s->r[R_RCX];
+	r.rdx = s->r[R_RDX];
+	r.rbx = s->r[R_RBX];
+	r.rsp = s->r[R_RSP];
+	r.rbp = s->r[R_RBP];
+	r.rsi = s->r[R_RSI];
+	r.rdi = s->r[R_RDI];
+	r.r8 = s->r[R_R8];
+	r.r9 = s->r[R_R9];
+	r.r10 = s->r[R_R10];
+	r.r11 = s->r[R_R11];
+	r.r12 = s->r[R_R12];
+	r.r13 = s->r[R_R13];
+	r.r14 = s->r[R_R14];
+	r.r15 = s->r[R_R15];
+	r.rip = s->rip;
+	r.rflags = s->rflags | 2;
+	p->ready = false; /* IF may have changed: wait for KVM to say */
+	return ioctl(p->fd, KVM_SET_REGS, &r);
+}
+
+static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)
+{
+	*s = (struct kvm_segment){
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = sel,
+		.type = type,
+		.present = 1,
+		.dpl = 0,
+		.db = !code64,
+		.s = 1,
+		.l = code64,
+		.g = 1,
+	};
+}
+
+/* the loader's entry state, as emu_set_boot_state sets it */
+static int kvm_set_boot_state(struct vcpu *v, const struct boot_state *bs)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	struct kvm_sregs sr;
+	struct kvm_regs r = { 0 };
+
+	io_complete(p);
+	if (ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
+		return -1;
+	seg_flat(&sr.cs, 0x10, 0xb, bs->mode == 64);
+	seg_flat(&sr.ds, 0x18, 0x3, false);
+	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
+	sr.tr = (struct kvm_segment){ .limit = 0x67, .type = 0xb, .present = 1 };
+	sr.gdt.base = bs->gdt_base;
+	sr.gdt.limit = bs->gdt_limit;
+	sr.idt.base = 0;
+	sr.idt.limit = 0;
+	sr.cr0 = 0x11; /* PE, ET */
+	sr.cr4 = 0;
+	sr.efer = 0;
+	if (bs->mode == 64) {
+		sr.cr0 |= 0x80000000u; /* PG */
+		sr.cr3 = bs->cr3;
+		sr.cr4 = 0x20;		   /* PAE */
+		sr.efer = 0x500;	   /* LME, LMA */
+	}
+	memset(sr.interrupt_bitmap, 0, sizeof(sr.interrupt_bitmap));
+	r.rflags = 2;
+	r.rip = bs->rip;
+	r.rsp = bs->rsp;
+	r.rax = bs->rax;
+	r.rbx = bs->rbx;
+	r.rsi = bs->rsi;
+	r.rdi = bs->rdi;
+	p->halted = false;
+	p->ready = false;
+	if (ioctl(p->fd, KVM_SET_SREGS, &sr) < 0 || ioctl(p->fd, KVM_SET_REGS, &r) < 0) {
+		fprintf(stderr, "accord: kvm: cannot set the boot state: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* INIT brings the vCPU back to its reset state; the SIPI starts it in real
+ * mode at vector << 12 */
+static int kvm_start_ap(struct vcpu *v, uint8_t vector)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	struct kvm_regs r = p->reset_regs;
+	struct kvm_sregs sr = p->reset_sregs;
+	struct kvm_vcpu_events ev = p->reset_events;
+
+	io_complete(p);
+	sr.cs.selector = (uint16_t)vector << 8;
+	sr.cs.base = (uint64_t)vector << 12;
+	r.rip = 0;
+	ev.flags = 0;
+	p->halted = false;
+	p->ready = false;
+	p->tsc_deadline = 0;
+	if (ioctl(p->fd, KVM_SET_SREGS, &sr) < 0 || ioctl(p->fd, KVM_SET_REGS, &r) < 0 ||
+	    ioctl(p->fd, KVM_SET_FPU, &p->reset_fpu) < 0 || ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev) < 0 ||
+	    ioctl(p->fd, KVM_SET_DEBUGREGS, &p->reset_dregs) < 0 ||
+	    (p->have_xcrs && ioctl(p->fd, KVM_SET_XCRS, &p->reset_xcrs) < 0)) {
+		fprintf(stderr, "accord: kvm: cannot reset cpu%d for its SIPI: %s\n", v->index, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+const struct engine_ops engine_kvm = {
+	.name = "kvm",
+	.vm_init = kvm_vm_init,
+	.vcpu_init = kvm_vcpu_init,
+	.vcpu_run = kvm_vcpu_run,
+	.vcpu_kick = kvm_vcpu_kick,
+	.get_state = kvm_get_state,
+	.set_state = kvm_set_state,
+	.set_boot_state = kvm_set_boot_state,
+	.start_ap = kvm_start_ap,
+};
+
+/* ---- --accel auto's probe ---- */
+
+struct probe {
+	int sys, vm, cpu;
+	uint8_t *mem;
+	struct kvm_run *run;
+	int run_size;
+};
+
+static void probe_close(struct probe *pr)
+{
+	if (pr->run && pr->run != MAP_FAILED)
+		munmap(pr->run, pr->run_size);
+	if (pr->mem && pr->mem != MAP_FAILED)
+		munmap(pr->mem, 0x10000);
+	if (pr->cpu >= 0)
+		close(pr->cpu);
+	if (pr->vm >= 0)
+		close(pr->vm);
+	if (pr->sys >= 0)
+		close(pr->sys);
+}
+
+/* one run of the loop with n iterations; ns, or -1 with why */
+static int64_t probe_run(struct probe *pr, uint32_t n, char *why, size_t wn)
+{
+	/* mov ecx, n; 1: dec ecx; jnz 1b; hlt (32-bit code) */
+	uint8_t code[] = { 0xb9, 0, 0, 0, 0, 0x49, 0x75, 0xfd, 0xf4 };
+	memcpy(code + 1, &n, 4);
+	memcpy(pr->mem + 0x1000, code, sizeof(code));
+
+	struct kvm_regs r = { .rip = 0x1000, .rflags = 2, .rsp = 0x8000 };
+	if (ioctl(pr->cpu, KVM_SET_REGS, &r) < 0) {
+		snprintf(why, wn, "probe: KVM_SET_REGS: %s", strerror(errno));
+		return -1;
+	}
+	uint64_t t0 = mono_ns();
+	int rc = ioctl(pr->cpu, KVM_RUN, 0);
+	uint64_t t1 = mono_ns();
+	if (rc < 0 && errno == EINTR)
+		return probe_run(pr, n, why, wn); /* a signal of the caller's: again */
+	if (rc < 0) {
+		snprintf(why, wn, "probe: KVM_RUN: %s", strerror(errno));
+		return -1;
+	}
+	if (pr->run->exit_reason == KVM_EXIT_HLT)
+		return (int64_t)(t1 - t0);
+	if (pr->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		snprintf(why, wn, "the probe guest stopped with a KVM internal error (suberror %u)",
+			 pr->run->internal.suberror);
+	else
+		snprintf(why, wn, "the probe guest stopped with KVM exit reason %u", pr->run->exit_reason);
+	return -1;
+}
+
+int kvm_probe(char *why, size_t n)
+{
+	struct probe pr = { .sys = -1, .vm = -1, .cpu = -1 };
+	pr.sys = kvm_open_dev(why, n);
+	if (pr.sys < 0)
+		return -1;
+	const char *path = kvm_dev_path();
+	pr.run_size = ioctl(pr.sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+	pr.vm = ioctl(pr.sys, KVM_CREATE_VM, 0);
+	if (pr.run_size <= 0 || pr.vm < 0) {
+		snprintf(why, n, "%s: cannot create a VM: %s", path, strerror(errno));
+		probe_close(&pr);
+		return -1;
+	}
+	pr.mem = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_userspace_memory_region mr = {
+		.slot = 0, .memory_size = 0x10000, .userspace_addr = (uintptr_t)pr.mem
+	};
+	if (pr.mem == MAP_FAILED || ioctl(pr.vm, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0 ||
+	    ioctl(pr.vm, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ||
+	    (pr.cpu = ioctl(pr.vm, KVM_CREATE_VCPU, 0UL)) < 0) {
+		snprintf(why, n, "%s: cannot set up a VM: %s", path, strerror(errno));
+		probe_close(&pr);
+		return -1;
+	}
+	pr.run = mmap(NULL, pr.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, pr.cpu, 0);
+	struct kvm_sregs sr;
+	if (pr.run == MAP_FAILED || ioctl(pr.cpu, KVM_GET_SREGS, &sr) < 0) {
+		snprintf(why, n, "%s: cannot set up a vCPU: %s", path, strerror(errno));
+		probe_close(&pr);
+		return -1;
+	}
+	/* flat 32-bit protected mode, ring 0, paging off */
+	seg_flat(&sr.cs, 0x8, 0xb, false);
+	seg_flat(&sr.ds, 0x10, 0x3, false);
+	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
+	sr.cr0 = 0x11;
+	sr.cr4 = 0;
+	sr.efer = 0;
+	if (ioctl(pr.cpu, KVM_SET_SREGS, &sr) < 0) {
+		snprintf(why, n, "%s: cannot set up a vCPU: %s", path, strerror(errno));
+		probe_close(&pr);
+		return -1;
+	}
+
+	/* a first short run faults the page in and loads the vCPU */
+	if (probe_run(&pr, 1, why, n) < 0) {
+		probe_close(&pr);
+		return 0;
+	}
+	int64_t best = -1;
+	for (int i = 0; i < PROBE_RUNS; i++) {
+		int64_t t = probe_run(&pr, PROBE_ITERS, why, n);
+		if (t < 0) {
+			probe_close(&pr);
+			return 0;
+		}
+		if (best < 0 || t < best)
+			best = t;
+		if ((double)best / PROBE_ITERS <= PROBE_FAST_NS_PER_ITER)
+			break;
+	}
+	probe_close(&pr);
+	double per_insn = (double)best / PROBE_ITERS / 2; /* dec, jnz */
+	if ((double)best / PROBE_ITERS > PROBE_FAST_NS_PER_ITER) {
+		snprintf(why, n, "%s runs guest kernel code at %.0f ns per instruction (an emulated KVM)", path,
+			 per_insn);
+		return 0;
+	}
+	snprintf(why, n, "%s runs guest kernel code at %.2f ns per instruction", path, per_insn);
+	return 1;
+}

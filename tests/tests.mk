@@ -82,3 +82,9 @@ TEST_SCRIPTS += tests/boot_linux.sh
 # without a package those cases are skipped with a reason.
 TEST_BINS += build/tests/unit_boot
 # ---- end boot loaders ----
+
+# ---- kvm engine (owner: src/engine/kvm.c) ----
+# --accel auto's probe and fallback, --accel kvm without a device, the guest
+# test kernels on kvm compared with emu, Linux on kvm where KVM is fast
+TEST_SCRIPTS += tests/kvm_engine.sh
+# ---- end kvm engine ----

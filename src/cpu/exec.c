@@ -392,14 +392,19 @@ static void div_op(struct cpu *c, int size, uint64_t src, bool sign)
 		if (hi >= src)
 			cpu_fault(c, EXC_DE, 0);
 	} else {
-		__int128 n = ((__int128)(int64_t)sx(hi, size) << bits) | (__int128)lo;
+		/* arithmetic without signed overflow: the dividend can be
+		 * -2^127, whose negation does not exist */
+		__int128 n = (__int128)(int64_t)sx(hi, size) * ((__int128)1 << bits) + (__int128)lo;
 		__int128 d = sx(src, size);
-		if (d == -1 && n == -((__int128)1 << (2 * bits - 1)))
-			cpu_fault(c, EXC_DE, 0);
-		__int128 q = n / d;
 		__int128 lim = (__int128)1 << (bits - 1);
-		if (q >= lim || q < -lim)
-			cpu_fault(c, EXC_DE, 0);
+		if (d == -1) {
+			if (n > lim || n <= -lim)
+				cpu_fault(c, EXC_DE, 0);
+		} else {
+			__int128 q = n / d;
+			if (q >= lim || q < -lim)
+				cpu_fault(c, EXC_DE, 0);
+		}
 	}
 	switch (size) {
 	case 1: {

@@ -105,7 +105,8 @@ static uint64_t emu_tsc(void *opaque)
 
 static int emu_vcpu_init(struct vcpu *v)
 {
-	struct emu_vcpu *e = aligned_alloc(64, sizeof(*e));
+	/* aligned_alloc wants a size that is a multiple of the alignment */
+	struct emu_vcpu *e = aligned_alloc(64, (sizeof(*e) + 63) & ~(size_t)63);
 	if (!e)
 		return -1;
 	memset(e, 0, sizeof(*e));

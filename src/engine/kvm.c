@@ -316,6 +316,7 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	e->ecx = r.ecx;
 	e->edx = r.edx;
 	cpuid_mask(k, cpu, e);
+	if (getenv("TMP_NOCX16") && leaf == 1) e->ecx &= ~(1u << 13);
 	cpuid_tsc(k, e);
 	return 0;
 }
@@ -851,6 +852,10 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		ex->kind = EXIT_ERROR;
 		return 0;
 	}
+	/* Kicks that came while vm.c had the vCPU waiting are stale: what
+	 * they announced is looked at below. Without this, each would cost
+	 * one KVM_RUN that returns at once. */
+	signals_drain();
 	for (;;) {
 		if (vm->exit_reason || v->init_pending) {
 			ex->kind = EXIT_KICK;
@@ -1086,7 +1091,8 @@ static int kvm_start_ap(struct vcpu *v, uint8_t vector)
 	sr.cs.selector = (uint16_t)vector << 8;
 	sr.cs.base = (uint64_t)vector << 12;
 	r.rip = 0;
-	ev.flags = 0;
+	/* no pending NMI, exception, interrupt or interrupt shadow */
+	ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW;
 	p->halted = false;
 	p->ready = false;
 	p->tsc_deadline = 0;

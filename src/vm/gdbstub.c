@@ -114,7 +114,8 @@ void gdbstub_vcpu_leave(struct vcpu *v, const struct vcpu_exit *ex)
 	bool stopped = false;
 	pthread_mutex_lock(&g->lock);
 	g->in_engine[v->index] = false;
-	if (ex->kind == EXIT_DEBUG && g->running) {
+	/* a step that ended the VM is reported as its end */
+	if (ex->kind == EXIT_DEBUG && g->running && !v->vm->exit_reason) {
 		g->running = false;
 		g->stop_cpu = v->index;
 		g->stop_sig = GDB_SIGTRAP;

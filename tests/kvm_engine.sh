@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# The kvm engine and --accel auto:
+#  (a) --accel auto times a ring-0 loop on /dev/kvm; on a host whose KVM
+#      emulates guest kernel code it says so in one line and runs emu, and
+#      the smoke guest kernel passes either way;
+#  (b) --accel kvm without a usable device (ACCORD_KVM_DEV points elsewhere:
+#      a missing file, an unopenable one, a non-KVM device) fails with one
+#      line and status 4, and --accel auto falls back to emu saying why;
+#  (c) every guest test kernel on --accel kvm, each PASS/FAIL line compared
+#      with the emu run of the same kernel. A run that the host's KVM cannot
+#      finish (an emulated KVM stops at instructions it lacks: int3,
+#      cmpxchg16b, xrstor) still has its earlier lines compared, and the
+#      rest is reported as a skip with KVM's own message;
+#  (d) where KVM runs at hardware speed, tests/boot_linux.sh with ACCEL=kvm;
+#      elsewhere a skip with the probe's reason.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/guest-tap.bash
+
+ACCORD=${ACCORD:-build/accord}
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-300}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Differences between kvm and emu that the SDM allows, as "kernel/test" →
+# reason; a listed test that differs is reported as TODO with the reason.
+# (Hardware virtualization runs instructions that CPUID hides natively, for
+# example, where emu raises #UD.)
+declare -A KVM_DIFFERENCES=()
+
+if [ ! -x "$ACCORD" ]; then
+	tap_not_ok "kvm_engine" "$ACCORD is missing (make all)"
+	tap_summary
+	exit 1
+fi
+smoke=build/guest/smoke.elf
+if [ ! -f "$smoke" ]; then
+	tap_not_ok "kvm_engine" "$smoke is missing (make guests)"
+	tap_summary
+	exit 1
+fi
+
+# run_guest OUT ERR ARGS...: runs accord on a guest kernel; sets RUN_STATUS
+run_guest() {
+	local out=$1 err=$2
+	shift 2
+	RUN_STATUS=0
+	timeout --kill-after=5 "$GUEST_TIMEOUT" "$ACCORD" run --debug-exit "$@" \
+		</dev/null >"$out" 2>"$err" || RUN_STATUS=$?
+}
+
+# a clean guest run: a DONE line without failures and status 1
+guest_clean() {
+	local out=$1 status=$2
+	grep -q '^DONE passed=[0-9]* failed=0 ' "$out" && [ "$status" -eq 1 ]
+}
+
+# ---- (a) --accel auto on this host ----
+run_guest "$tmp/auto.out" "$tmp/auto.err" --kernel "$smoke" --accel auto
+auto_err=$(cat "$tmp/auto.err")
+auto_lines=$(grep -c . "$tmp/auto.err")
+kvm_fast=0
+probe_reason=""
+emulated_re='^accord: --accel auto: (.*) runs guest kernel code at [0-9]+ ns per instruction \(an emulated KVM\); using emu$'
+missing_re='^accord: --accel auto: no usable /dev/kvm \((.*)\); using emu$'
+if [ "$auto_lines" -eq 0 ]; then
+	kvm_fast=1
+	tap_ok "--accel auto: KVM runs ring-0 code at hardware speed; kvm chosen without a message"
+elif [ "$auto_lines" -eq 1 ] && [[ $auto_err =~ $emulated_re ]]; then
+	probe_reason=${auto_err#accord: --accel auto: }
+	probe_reason=${probe_reason%; using emu}
+	tap_ok "--accel auto: chooses emu and says why ($probe_reason)"
+elif [ "$auto_lines" -eq 1 ] && [[ $auto_err =~ $missing_re ]]; then
+	probe_reason=${BASH_REMATCH[1]}
+	tap_ok "--accel auto: no usable /dev/kvm; chooses emu and says why ($probe_reason)"
+else
+	tap_not_ok "--accel auto: one line saying which engine and why" "stderr: $auto_err"
+fi
+if guest_clean "$tmp/auto.out" "$RUN_STATUS"; then
+	tap_ok "--accel auto: the smoke guest kernel passes ($(grep '^DONE' "$tmp/auto.out"))"
+else
+	tap_not_ok "--accel auto: the smoke guest kernel" \
+		"status $RUN_STATUS, $(grep '^DONE' "$tmp/auto.out" || echo 'no DONE line'); $(grep -m3 '^FAIL' "$tmp/auto.out")"
+fi
+
+# ---- (b) no usable KVM device ----
+# expect_no_kvm NAME DEVICE MESSAGE: --accel kvm fails with one line, status 4
+expect_no_kvm() {
+	local name=$1 dev=$2 msg=$3 err rc=0
+	err=$(ACCORD_KVM_DEV=$dev timeout 30 "$ACCORD" run --kernel "$smoke" --debug-exit --accel kvm \
+		</dev/null 2>&1 >/dev/null) || rc=$?
+	if [ "$rc" -ne 4 ]; then
+		tap_not_ok "--accel kvm, $name: status 4" "status $rc; stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		tap_not_ok "--accel kvm, $name: one clear line" "expected '$msg', got: $err"
+	else
+		tap_ok "--accel kvm, $name: '$msg', status 4"
+	fi
+}
+expect_no_kvm "device missing" "$tmp/nonexistent" \
+	"accord: --accel kvm: $tmp/nonexistent: No such file or directory"
+
+# A file the process may not open read-write. Root opens a mode-000 file
+# anyway, so then use a sysfs file that refuses writes even to root.
+: >"$tmp/kvm-denied"
+chmod 000 "$tmp/kvm-denied"
+denied=""
+if ! (: <>"$tmp/kvm-denied") 2>/dev/null; then
+	denied=$tmp/kvm-denied
+elif [ -e /sys/kernel/notes ] && ! (: <>/sys/kernel/notes) 2>/dev/null; then
+	denied=/sys/kernel/notes
+fi
+if [ -n "$denied" ]; then
+	expect_no_kvm "device not permitted" "$denied" "accord: --accel kvm: $denied: Permission denied"
+else
+	tap_skip "--accel kvm, device not permitted" "no file here refuses a read-write open to this user"
+fi
+expect_no_kvm "not a KVM device" /dev/null \
+	"accord: --accel kvm: /dev/null: not a KVM device (KVM_GET_API_VERSION: Inappropriate ioctl for device)"
+
+err=$(ACCORD_KVM_DEV=$tmp/nonexistent timeout "$GUEST_TIMEOUT" "$ACCORD" run --kernel "$smoke" \
+	--debug-exit --accel auto </dev/null 2>&1 >"$tmp/auto-missing.out")
+rc=$?
+want="accord: --accel auto: no usable /dev/kvm ($tmp/nonexistent: No such file or directory); using emu"
+if [ "$err" = "$want" ] && guest_clean "$tmp/auto-missing.out" "$rc"; then
+	tap_ok "--accel auto, device missing: '$want', and the guest runs on emu"
+else
+	tap_not_ok "--accel auto, device missing" "status $rc; stderr: $err"
+fi
+
+# ---- (c) the guest test kernels on kvm, compared with emu ----
+# results FILE: "name result" per PASS/FAIL/SKIP line, in order
+results() {
+	sed -n 's/\r$//; s/^\(PASS\|FAIL\|SKIP\) \([^:]*\).*/\2 \1/p' "$1"
+}
+
+kvm_usable=1
+if ! err=$("$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null) &&
+	[[ $err == "accord: --accel kvm: "* ]]; then
+	kvm_usable=0
+	kvm_reason=${err#accord: --accel kvm: }
+fi
+
+for name in $(guest_kernel_names); do
+	for variant in multiboot pvh; do
+		image=build/guest/$name.elf
+		[ "$variant" = pvh ] && image=build/guest/$name.pvh.elf
+		label="$name.$variant on kvm"
+		if [ ! -f "$image" ]; then
+			tap_not_ok "$label" "$image is missing (make guests)"
+			continue
+		fi
+		if [ "$kvm_usable" -eq 0 ]; then
+			tap_skip "$label" "no usable /dev/kvm: $kvm_reason"
+			continue
+		fi
+		run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu
+		emu_status=$RUN_STATUS
+		run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm
+		kvm_status=$RUN_STATUS
+		declare -A emu_res=() emu_why=()
+		while read -r t r; do emu_res[$t]=$r; done < <(results "$tmp/emu.out")
+		while IFS= read -r line; do
+			t=${line#FAIL }
+			emu_why[${t%%:*}]=${t#*: }
+		done < <(grep '^FAIL ' "$tmp/emu.out" | tr -d '\r')
+		declare -A seen=()
+		while read -r t r; do
+			seen[$t]=1
+			e=${emu_res[$t]:-}
+			if [ "$r" = "$e" ]; then
+				tap_ok "$label/$t: $r as on emu"
+			elif [ -n "${KVM_DIFFERENCES[$name/$t]:-}" ]; then
+				tap_todo "$label/$t" "${KVM_DIFFERENCES[$name/$t]} (kvm $r, emu ${e:-no line})"
+			else
+				why=$(grep -m1 "^FAIL $t:" "$tmp/kvm.out" | tr -d '\r')
+				[ "$e" = FAIL ] && why="emu: ${emu_why[$t]}"
+				tap_not_ok "$label/$t: kvm $r, emu ${e:-no line}" "$why"
+			fi
+		done < <(results "$tmp/kvm.out")
+		missing=0
+		for t in "${!emu_res[@]}"; do
+			[ -n "${seen[$t]:-}" ] || missing=$((missing + 1))
+		done
+		kvm_err=$(grep -m1 'accord: the VM failed: ' "$tmp/kvm.err")
+		kvm_err=${kvm_err#accord: the VM failed: }
+		if ! grep -q '^DONE ' "$tmp/emu.out"; then
+			tap_not_ok "$label: the emu run to compare with" "status $emu_status, no DONE line"
+		elif [ "$kvm_fast" -eq 0 ] && [[ $kvm_err == kvm:* ]]; then
+			# the host's KVM emulates ring-0 code and lacks an instruction
+			tap_skip "$label: $missing further checks" "this host's KVM stopped the guest: $kvm_err"
+		elif [ "$missing" -ne 0 ] || [ "$kvm_status" -ne "$emu_status" ]; then
+			tap_not_ok "$label: the whole run" \
+				"kvm status $kvm_status, emu $emu_status; $missing checks missing; ${kvm_err:-$(head -n 3 "$tmp/kvm.err")}"
+		else
+			tap_ok "$label: the whole run ends as on emu ($(grep -m1 '^DONE' "$tmp/kvm.out" | tr -d '\r'))"
+		fi
+		unset emu_res emu_why seen
+	done
+done
+
+# ---- (d) the Linux boot test on kvm, where KVM is fast ----
+if [ "$kvm_fast" -eq 1 ]; then
+	ACCEL=kvm tests/boot_linux.sh >"$tmp/boot.tap" 2>&1
+	while IFS= read -r line; do
+		case "$line" in
+		"ok "*"# SKIP "*)
+			t=${line#ok * - }
+			tap_skip "linux on kvm: ${t%% # SKIP *}" "${t#* # SKIP }"
+			;;
+		"not ok "*"# TODO "*)
+			t=${line#not ok * - }
+			tap_todo "linux on kvm: ${t%% # TODO *}" "${t#* # TODO }"
+			;;
+		"ok "*) tap_ok "linux on kvm: ${line#ok * - }" ;;
+		"not ok "*) tap_not_ok "linux on kvm: ${line#not ok * - }" ;;
+		"#"*) echo "$line" ;;
+		esac
+	done <"$tmp/boot.tap"
+else
+	tap_skip "tests/boot_linux.sh with ACCEL=kvm" "${probe_reason:-the probe found no fast KVM}"
+fi
+tap_summary

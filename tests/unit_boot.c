@@ -22,31 +22,16 @@
 #include "dev/platform.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
+#include "tap.h"
 
 #define MIB (1024ull * 1024)
 #define GIB (1024ull * MIB)
 #define VM_MEM (256 * MIB)
 #define NCPUS 2
 
-static int n_test, n_pass, n_fail;
 static char tmpdir[64];
 static struct vm vm;
 
-static void ok(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ok(bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok %d - ", cond ? "" : "not ", ++n_test);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	if (cond)
-		n_pass++;
-	else
-		n_fail++;
-}
 
 static void skip(const char *why, const char *what)
 {

@@ -19,29 +19,14 @@
 #include "dev/platform.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
+#include "tap.h"
 
 #define NCPUS 2
 #define WAIT_MS 2000 /* bound for "it fires"; generous for loaded hosts */
 
-static int n_test, n_pass, n_fail;
 static struct vm vm;
 static int out_pipe[2], in_pipe[2];
 
-static void ok(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ok(bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok %d - ", cond ? "" : "not ", ++n_test);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	if (cond)
-		n_pass++;
-	else
-		n_fail++;
-}
 
 /* the machine needs an engine to create vCPUs; these tests run none */
 static int stub_vcpu_init(struct vcpu *v)

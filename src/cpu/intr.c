@@ -58,25 +58,32 @@ __attribute__((noreturn)) void cpu_fault(struct cpu *c, int vector, uint32_t err
 	longjmp(c->fault_jmp, 1);
 }
 
+/* the bytes at rip (up to nbytes of them shown) and their disassembly,
+ * read without faulting, for diagnostics */
+static void print_code(struct cpu *c, uint64_t rip, int nbytes, FILE *f)
+{
+	uint8_t b[15];
+	int n = 0;
+	uint64_t lin = seg_lin(c, S_CS, rip);
+	for (; n < 15; n++) {
+		uint64_t gpa;
+		uint32_t err;
+		if (!mmu_translate(c, lin + n, ACC_R | ACC_SUPER, &gpa, &err))
+			break;
+		b[n] = (uint8_t)phys_read(c, gpa, 1);
+	}
+	char text[128];
+	cpu_disasm(b, n, rip, text, sizeof(text));
+	for (int i = 0; i < n && i < nbytes; i++)
+		fprintf(f, " %02x", b[i]);
+	fprintf(f, "  %s\n", text);
+}
+
 __attribute__((noreturn)) void cpu_ud(struct cpu *c)
 {
 	if (c->trace_ud) {
-		uint8_t b[15];
-		int n = 0;
-		uint64_t lin = seg_lin(c, S_CS, c->insn_rip);
-		for (; n < 15; n++) {
-			uint64_t gpa;
-			uint32_t err;
-			if (!mmu_translate(c, lin + n, ACC_R | ACC_SUPER, &gpa, &err))
-				break;
-			b[n] = (uint8_t)phys_read(c, gpa, 1);
-		}
-		char text[128];
-		cpu_disasm(b, n, c->insn_rip, text, sizeof(text));
 		fprintf(stderr, "accord: cpu%d: #UD at %#" PRIx64 ":", c->index, c->insn_rip);
-		for (int i = 0; i < n && i < 8; i++)
-			fprintf(stderr, " %02x", b[i]);
-		fprintf(stderr, "  %s\n", text);
+		print_code(c, c->insn_rip, 8, stderr);
 	}
 	cpu_fault(c, EXC_UD, 0);
 }
@@ -380,20 +387,6 @@ void cpu_dump(struct cpu *c, FILE *f)
 	fprintf(f, "  cs=%04x ss=%04x ds=%04x es=%04x fs=%04x gs=%04x fsbase=%" PRIx64 " gsbase=%" PRIx64 "\n",
 		c->seg[S_CS].sel, c->seg[S_SS].sel, c->seg[S_DS].sel, c->seg[S_ES].sel, c->seg[S_FS].sel,
 		c->seg[S_GS].sel, c->seg[S_FS].base, c->seg[S_GS].base);
-	uint8_t b[15];
-	int n = 0;
-	uint64_t lin = seg_lin(c, S_CS, c->rip);
-	for (; n < 15; n++) {
-		uint64_t gpa;
-		uint32_t err;
-		if (!mmu_translate(c, lin + n, ACC_R | ACC_SUPER, &gpa, &err))
-			break;
-		b[n] = (uint8_t)phys_read(c, gpa, 1);
-	}
-	char text[128];
-	cpu_disasm(b, n, c->rip, text, sizeof(text));
 	fprintf(f, "  code:");
-	for (int i = 0; i < n && i < 12; i++)
-		fprintf(f, " %02x", b[i]);
-	fprintf(f, "  %s\n", text);
+	print_code(c, c->rip, 12, f);
 }

@@ -2707,7 +2707,7 @@ static void emu_init(void)
 {
 	ram = aligned_alloc(4096, RAM_SIZE);
 	memset(ram, 0, RAM_SIZE);
-	C = aligned_alloc(64, sizeof(*C));
+	C = aligned_alloc(64, (sizeof(*C) + 63) & ~(size_t)63);
 	cpu_init(C, 0);
 	C->bus = (struct cpu_bus){ .gpa_page = bus_gpa_page, .mmio_read = bus_mmio_read, .mmio_write = bus_mmio_write,
 				   .pio_in = bus_pio_in, .pio_out = bus_pio_out, .intr_vector = bus_intr,

@@ -11,6 +11,7 @@ PACKAGES=(
 	qemu-system-x86					# the peer in tests
 	cpio gzip xz-utils zstd				# tools/mkguest
 	e2fsprogs					# disk images
+	gdb						# tests/gdbstub.sh
 	bc						# bench/
 )
 

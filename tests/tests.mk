@@ -88,3 +88,9 @@ TEST_BINS += build/tests/unit_boot
 # test kernels on kvm compared with emu, Linux on kvm where KVM is fast
 TEST_SCRIPTS += tests/kvm_engine.sh
 # ---- end kvm engine ----
+
+# ---- gdb stub and lockstep (owner: src/vm/gdbstub.c, tools/lockstep) ----
+# `accord run --gdb` driven by gdb, and tools/lockstep against QEMU TCG
+# (tests/gdbstub.sh)
+TEST_SCRIPTS += tests/gdbstub.sh
+# ---- end gdb stub ----

@@ -1192,7 +1192,7 @@ int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ram = aligned_alloc(4096, RAM_SIZE);
-	C = aligned_alloc(64, sizeof(*C));
+	C = aligned_alloc(64, (sizeof(*C) + 63) & ~(size_t)63);
 	memset(C, 0, sizeof(*C));
 	cpu_init(C, 0);
 	test_page_sizes();

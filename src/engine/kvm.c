@@ -316,9 +316,58 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	e->ecx = r.ecx;
 	e->edx = r.edx;
 	cpuid_mask(k, cpu, e);
-	if (getenv("TMP_NOCX16") && leaf == 1) e->ecx &= ~(1u << 13);
 	cpuid_tsc(k, e);
 	return 0;
+}
+
+/* bits KVM keeps up to date itself (OSXSAVE and APIC in leaf 1, OSPKE in
+ * leaf 7, the XSAVE area sizes in leaf 0xD) */
+static void cpuid_runtime_bits(uint32_t leaf, uint32_t sub, uint32_t m[4])
+{
+	memset(m, 0, 4 * sizeof(m[0]));
+	if (leaf == 1) {
+		m[R_ECX] = 1u << 27;
+		m[R_EDX] = 1u << 9;
+	} else if (leaf == 7 && sub == 0) {
+		m[R_ECX] = 1u << 4;
+	} else if (leaf == 0xd && sub <= 1) {
+		m[R_EBX] = ~0u;
+	}
+}
+
+/* A conforming KVM presents the table as set. Some hosts' KVM replaces
+ * feature leaves with the host's own: the guest then sees another CPU than
+ * accord's model, which is worth one line. */
+static void cpuid_verify(struct kvm_vcpu_priv *p, const struct kvm_cpuid2 *set)
+{
+	static const char regname[4][4] = { "EAX", "EBX", "ECX", "EDX" };
+	struct kvm_cpuid2 *got = calloc(1, sizeof(*got) + 256 * sizeof(got->entries[0]));
+	if (!got)
+		return;
+	got->nent = 256;
+	if (ioctl(p->fd, KVM_GET_CPUID2, got) < 0) {
+		free(got);
+		return;
+	}
+	for (uint32_t i = 0; i < set->nent; i++) {
+		const struct kvm_cpuid_entry2 *want = &set->entries[i];
+		const struct kvm_cpuid_entry2 *have = supported_entry(got, want->function, want->index);
+		uint32_t w[4] = { want->eax, want->ebx, want->ecx, want->edx }, h[4] = { 0 }, m[4];
+		if (have)
+			h[0] = have->eax, h[1] = have->ebx, h[2] = have->ecx, h[3] = have->edx;
+		cpuid_runtime_bits(want->function, want->index, m);
+		for (int r = 0; r < 4; r++) {
+			if ((w[r] & ~m[r]) == (h[r] & ~m[r]))
+				continue;
+			fprintf(stderr,
+				"accord: kvm: this host's KVM does not present accord's CPU model (CPUID 0x%x.%u %s "
+				"reads 0x%08x, not 0x%08x); the guest sees other CPU features than on emu\n",
+				want->function, want->index, regname[r], h[r], w[r]);
+			free(got);
+			return;
+		}
+	}
+	free(got);
 }
 
 /* every leaf of the shared model (src/cpu/cpuid.c), as KVM_SET_CPUID2 */
@@ -350,6 +399,8 @@ static int cpuid_set(struct kvm_vcpu_priv *p)
 	int rc = ioctl(p->fd, KVM_SET_CPUID2, c);
 	if (rc < 0)
 		fprintf(stderr, "accord: kvm: KVM_SET_CPUID2: %s\n", strerror(errno));
+	else if (cpu == 0)
+		cpuid_verify(p, c);
 	free(c);
 	return rc;
 }

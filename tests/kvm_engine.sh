@@ -13,6 +13,8 @@
 #      rest is reported as a skip with KVM's own message;
 #  (d) where KVM runs at hardware speed, tests/boot_linux.sh with ACCEL=kvm;
 #      elsewhere a skip with the probe's reason.
+# KVM_TEST_KERNELS="x.elf y.elf" compares those kernels in (c) instead of
+# the ones in build/guest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -141,62 +143,70 @@ if ! err=$("$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null) &&
 	kvm_reason=${err#accord: --accel kvm: }
 fi
 
-for name in $(guest_kernel_names); do
-	for variant in multiboot pvh; do
-		image=build/guest/$name.elf
-		[ "$variant" = pvh ] && image=build/guest/$name.pvh.elf
-		label="$name.$variant on kvm"
-		if [ ! -f "$image" ]; then
-			tap_not_ok "$label" "$image is missing (make guests)"
-			continue
-		fi
-		if [ "$kvm_usable" -eq 0 ]; then
-			tap_skip "$label" "no usable /dev/kvm: $kvm_reason"
-			continue
-		fi
-		run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu
-		emu_status=$RUN_STATUS
-		run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm
-		kvm_status=$RUN_STATUS
-		declare -A emu_res=() emu_why=()
-		while read -r t r; do emu_res[$t]=$r; done < <(results "$tmp/emu.out")
-		while IFS= read -r line; do
-			t=${line#FAIL }
-			emu_why[${t%%:*}]=${t#*: }
-		done < <(grep '^FAIL ' "$tmp/emu.out" | tr -d '\r')
-		declare -A seen=()
-		while read -r t r; do
-			seen[$t]=1
-			e=${emu_res[$t]:-}
-			if [ "$r" = "$e" ]; then
-				tap_ok "$label/$t: $r as on emu"
-			elif [ -n "${KVM_DIFFERENCES[$name/$t]:-}" ]; then
-				tap_todo "$label/$t" "${KVM_DIFFERENCES[$name/$t]} (kvm $r, emu ${e:-no line})"
-			else
-				why=$(grep -m1 "^FAIL $t:" "$tmp/kvm.out" | tr -d '\r')
-				[ "$e" = FAIL ] && why="emu: ${emu_why[$t]}"
-				tap_not_ok "$label/$t: kvm $r, emu ${e:-no line}" "$why"
-			fi
-		done < <(results "$tmp/kvm.out")
-		missing=0
-		for t in "${!emu_res[@]}"; do
-			[ -n "${seen[$t]:-}" ] || missing=$((missing + 1))
-		done
-		kvm_err=$(grep -m1 'accord: the VM failed: ' "$tmp/kvm.err")
-		kvm_err=${kvm_err#accord: the VM failed: }
-		if ! grep -q '^DONE ' "$tmp/emu.out"; then
-			tap_not_ok "$label: the emu run to compare with" "status $emu_status, no DONE line"
-		elif [ "$kvm_fast" -eq 0 ] && [[ $kvm_err == kvm:* ]]; then
-			# the host's KVM emulates ring-0 code and lacks an instruction
-			tap_skip "$label: $missing further checks" "this host's KVM stopped the guest: $kvm_err"
-		elif [ "$missing" -ne 0 ] || [ "$kvm_status" -ne "$emu_status" ]; then
-			tap_not_ok "$label: the whole run" \
-				"kvm status $kvm_status, emu $emu_status; $missing checks missing; ${kvm_err:-$(head -n 3 "$tmp/kvm.err")}"
-		else
-			tap_ok "$label: the whole run ends as on emu ($(grep -m1 '^DONE' "$tmp/kvm.out" | tr -d '\r'))"
-		fi
-		unset emu_res emu_why seen
+kernels=()
+if [ -n "${KVM_TEST_KERNELS:-}" ]; then
+	for image in $KVM_TEST_KERNELS; do
+		name=${image##*/}
+		kernels+=("${name%%.*} ${name%.elf} $image")
 	done
+else
+	for name in $(guest_kernel_names); do
+		kernels+=("$name $name.multiboot build/guest/$name.elf" "$name $name.pvh build/guest/$name.pvh.elf")
+	done
+fi
+for entry in "${kernels[@]}"; do
+	read -r name variant image <<<"$entry"
+	label="$variant on kvm"
+	if [ ! -f "$image" ]; then
+		tap_not_ok "$label" "$image is missing (make guests)"
+		continue
+	fi
+	if [ "$kvm_usable" -eq 0 ]; then
+		tap_skip "$label" "no usable /dev/kvm: $kvm_reason"
+		continue
+	fi
+	run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu
+	emu_status=$RUN_STATUS
+	run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm
+	kvm_status=$RUN_STATUS
+	declare -A emu_res=() emu_why=()
+	while read -r t r; do emu_res[$t]=$r; done < <(results "$tmp/emu.out")
+	while IFS= read -r line; do
+		t=${line#FAIL }
+		emu_why[${t%%:*}]=${t#*: }
+	done < <(grep '^FAIL ' "$tmp/emu.out" | tr -d '\r')
+	declare -A seen=()
+	while read -r t r; do
+		seen[$t]=1
+		e=${emu_res[$t]:-}
+		if [ "$r" = "$e" ]; then
+			tap_ok "$label/$t: $r as on emu"
+		elif [ -n "${KVM_DIFFERENCES[$name/$t]:-}" ]; then
+			tap_todo "$label/$t" "${KVM_DIFFERENCES[$name/$t]} (kvm $r, emu ${e:-no line})"
+		else
+			why=$(grep -m1 "^FAIL $t:" "$tmp/kvm.out" | tr -d '\r')
+			[ "$e" = FAIL ] && why="emu: ${emu_why[$t]}"
+			tap_not_ok "$label/$t: kvm $r, emu ${e:-no line}" "$why"
+		fi
+	done < <(results "$tmp/kvm.out")
+	missing=0
+	for t in "${!emu_res[@]}"; do
+		[ -n "${seen[$t]:-}" ] || missing=$((missing + 1))
+	done
+	kvm_err=$(grep -m1 'accord: the VM failed: ' "$tmp/kvm.err")
+	kvm_err=${kvm_err#accord: the VM failed: }
+	if ! grep -q '^DONE ' "$tmp/emu.out"; then
+		tap_not_ok "$label: the emu run to compare with" "status $emu_status, no DONE line"
+	elif [ "$kvm_fast" -eq 0 ] && [[ $kvm_err == kvm:* ]]; then
+		# the host's KVM emulates ring-0 code and lacks an instruction
+		tap_skip "$label: $missing further checks" "this host's KVM stopped the guest: $kvm_err"
+	elif [ "$missing" -ne 0 ] || [ "$kvm_status" -ne "$emu_status" ]; then
+		tap_not_ok "$label: the whole run" \
+			"kvm status $kvm_status, emu $emu_status; $missing checks missing; ${kvm_err:-$(head -n 3 "$tmp/kvm.err")}"
+	else
+		tap_ok "$label: the whole run ends as on emu ($(grep -m1 '^DONE' "$tmp/kvm.out" | tr -d '\r'))"
+	fi
+	unset emu_res emu_why seen
 done
 
 # ---- (d) the Linux boot test on kvm, where KVM is fast ----

@@ -1188,6 +1188,34 @@ static void test_cpuid(void)
 	}
 }
 
+/* Random bytes as code, at CPL 0 and CPL 3: whatever they are, the engine
+ * must come back (an exception through the IDT, a hlt, the budget, or a
+ * triple fault when the code wrecked its own tables) without crashing or
+ * touching memory outside the guest. Undefined opcodes must show up as #UD. */
+static void test_random_bytes(void)
+{
+	unsigned seed = 12345;
+	for (int cpl = 0; cpl <= 3; cpl += 3) {
+		int cases = 3000, sane = 0, ud = 0, exc = 0;
+		for (int i = 0; i < cases; i++) {
+			machine_reset();
+			struct code k = { 0 };
+			for (int j = 0; j < 24; j++)
+				k.b[k.n++] = (uint8_t)(rand_r(&seed) >> 7);
+			B(&k, 4, 0xF4, 0xF4, 0xF4, 0xF4);
+			struct outcome o = cpl ? run_u(&k) : run_k(&k);
+			bool ok_stop = o.stop == STOP_HLT || o.stop == STOP_BUDGET || o.stop == STOP_SHUTDOWN;
+			sane += ok_stop;
+			ud += o.vector == EXC_UD;
+			exc += o.vector >= 0;
+		}
+		ok(sane == cases, "random code at CPL %d: %d of %d runs came back with an architectural outcome",
+		   cpl, sane, cases);
+		ok(ud > cases / 50 && exc > cases / 4,
+		   "random code at CPL %d: %d exceptions, %d of them #UD", cpl, exc, ud);
+	}
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1211,6 +1239,7 @@ int main(void)
 	test_crs();
 	test_far();
 	test_cpuid();
+	test_random_bytes();
 	printf("1..%d\n", n_test);
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;

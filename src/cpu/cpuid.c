@@ -46,6 +46,12 @@ static void put_str(uint32_t *regs, const char *s, int n)
 void cpuid_query(int cpu_index, uint32_t leaf, uint32_t sub, struct cpuid_result *r)
 {
 	memset(r, 0, sizeof(*r));
+	/* past the highest basic or extended leaf, Intel CPUs return the
+	 * highest basic leaf (SDM vol. 2A, CPUID) */
+	if ((leaf > 0x16 && leaf < 0x40000000) || leaf > 0x80000008) {
+		leaf = 0x16;
+		sub = 0;
+	}
 	switch (leaf) {
 	case 0: {
 		uint32_t v[3];

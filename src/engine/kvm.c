@@ -908,7 +908,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 	 * one KVM_RUN that returns at once. */
 	signals_drain();
 	for (;;) {
-		if (vm->exit_reason || v->init_pending) {
+		if (vm->exit_reason || v->init_pending || vm->pause_request) {
 			ex->kind = EXIT_KICK;
 			return 0;
 		}
@@ -1003,6 +1003,28 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 
 /* ---- state ---- */
 
+/* the x87/SSE state as FXSAVE lays it out in 64-bit mode */
+static int fxsave_image(struct kvm_vcpu_priv *p, uint8_t fx[512])
+{
+	struct kvm_fpu f;
+	uint32_t mxcsr_mask = 0xffff;
+
+	if (ioctl(p->fd, KVM_GET_FPU, &f) < 0)
+		return -1;
+	memset(fx, 0, 512);
+	memcpy(fx + 0, &f.fcw, 2);
+	memcpy(fx + 2, &f.fsw, 2);
+	fx[4] = f.ftwx;
+	memcpy(fx + 6, &f.last_opcode, 2);
+	memcpy(fx + 8, &f.last_ip, 8);
+	memcpy(fx + 16, &f.last_dp, 8);
+	memcpy(fx + 24, &f.mxcsr, 4);
+	memcpy(fx + 28, &mxcsr_mask, 4);
+	memcpy(fx + 32, f.fpr, sizeof(f.fpr));
+	memcpy(fx + 160, f.xmm, sizeof(f.xmm));
+	return 0;
+}
+
 static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
 {
 	struct kvm_vcpu_priv *p = priv(v);
@@ -1035,7 +1057,15 @@ static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
 	s->cr3 = sr.cr3;
 	s->cr4 = sr.cr4;
 	s->efer = sr.efer;
-	return 0;
+	s->sel[0] = sr.es.selector;
+	s->sel[1] = sr.cs.selector;
+	s->sel[2] = sr.ss.selector;
+	s->sel[3] = sr.ds.selector;
+	s->sel[4] = sr.fs.selector;
+	s->sel[5] = sr.gs.selector;
+	s->fs_base = sr.fs.base;
+	s->gs_base = sr.gs.base;
+	return fxsave_image(p, s->fxsave);
 }
 
 /* the general-purpose registers, RIP and RFLAGS, as emu_set_state */

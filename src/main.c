@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include "boot/boot.h"
+#include "certify/certify.h"
 #include "dev/dev.h"
+#include "dev/pci.h"
+#include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "vm/console.h"
 #include "vm/gdbstub.h"
@@ -28,6 +31,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: accord run --kernel FILE [options]\n"
+		"       accord certify [--target T]... [--out DIR]   (accord certify --help)\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -36,6 +40,7 @@ static void usage(FILE *f)
 		"  --cpus N          virtual CPUs (default 1)\n"
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
+		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
@@ -78,6 +83,7 @@ static int cmd_run(int argc, char **argv)
 		{ "accel", required_argument, 0, 'a' },
 		{ "debug-exit", no_argument, 0, 'd' },
 		{ "gdb", required_argument, 0, 'g' },
+		{ "disk", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -88,6 +94,11 @@ static int cmd_run(int argc, char **argv)
 	bool debug_exit = false;
 	const char *gdb = NULL;
 	int ch;
+	/* --disk (virtio-blk) */
+	enum { MAX_DISKS = 16 };
+	char *disk_path[MAX_DISKS];
+	bool disk_ro[MAX_DISKS];
+	int ndisks = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -118,6 +129,15 @@ static int cmd_run(int argc, char **argv)
 			if (gdbstub_check_spec(optarg) < 0)
 				return EXIT_USAGE;
 			gdb = optarg;
+			break;
+		case 'D':
+			if (ndisks == MAX_DISKS) {
+				fprintf(stderr, "accord: --disk: at most %d disks\n", MAX_DISKS);
+				return EXIT_USAGE;
+			}
+			if (virtio_blk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
+				return EXIT_USAGE;
+			ndisks++;
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -175,6 +195,18 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	/* PCI and the virtio devices on it */
+	struct pci_bus *pci = pci_init(vm);
+	if (!pci) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
+	for (int i = 0; i < ndisks; i++) {
+		if (!virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
+			console_stop();
+			return EXIT_BAD_IMAGE;
+		}
+	}
 	struct boot_state bs;
 	if (boot_load(vm, &cfg, &bs) < 0) {
 		console_stop();
@@ -217,6 +249,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	/* the validation suite's runner (src/certify/) */
+	if (!strcmp(argv[1], "certify"))
+		return certify_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return EXIT_OK;

@@ -1154,8 +1154,17 @@ static void test_cpuid(void)
 	   "cpuid 0x80000001: LM, NX, SYSCALL; no LZCNT (ABM)");
 	cpuid_query(0, 0x80000008, 0, &r);
 	ok((r.eax & 0xff) == 40 && (r.eax >> 8 & 0xff) == 48, "cpuid 0x80000008: 40 physical, 48 linear address bits");
-	cpuid_query(0, max + 1 < 0x40000000 ? 0x3fffffff : 0x7fffffff, 0, &r);
-	ok(!r.eax && !r.ebx && !r.ecx && !r.edx, "cpuid: an unimplemented leaf reads 0");
+	cpuid_query(0, 0x3, 0, &r);
+	ok(!r.eax && !r.ebx && !r.ecx && !r.edx, "cpuid: an unimplemented leaf below the maximum reads 0");
+	/* SDM vol. 2A, CPUID: above the highest basic or extended leaf, the
+	 * highest basic leaf's data is returned */
+	struct cpuid_result top, past;
+	cpuid_query(0, max, 0, &top);
+	cpuid_query(0, max + 1, 0, &past);
+	bool same = !memcmp(&top, &past, sizeof(top));
+	cpuid_query(0, 0x80000100, 0, &past);
+	same = same && !memcmp(&top, &past, sizeof(top));
+	ok(same, "cpuid: leaves past the maximum return the highest basic leaf");
 	/* the instruction gives what cpuid_query says */
 	machine_reset();
 	struct code k = { 0 };

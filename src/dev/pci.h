@@ -51,6 +51,7 @@ struct pci_dev {
 	uint8_t wmask[256]; /* bits the guest may change */
 	struct pci_bar bar[6]; /* 32-bit memory BARs only */
 	int slot;
+	unsigned cap_end, cap_last; /* pci_add_cap's bookkeeping */
 	/* after the guest wrote configuration bytes [off, off + len) */
 	void (*cfg_written)(struct pci_dev *d, unsigned off, unsigned len);
 	void *opaque;

@@ -1,0 +1,108 @@
+/* The certify runner's model: targets across, tests down, one cell each. */
+#ifndef ACCORD_CERTIFY_INTERNAL_H
+#define ACCORD_CERTIFY_INTERNAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <time.h>
+
+/* ordered from good to bad: a test reported twice keeps the worse one */
+enum verdict {
+	V_NONE,		/* not reported (yet) */
+	V_PASS,
+	V_SKIP,
+	V_FAIL,
+	V_ERROR,	/* the run went wrong, or the test was not reported */
+	V_UNAVAILABLE,	/* the target cannot run on this host */
+};
+
+enum target_kind { TARGET_ACCORD, TARGET_QEMU };
+
+struct target {
+	const char *name;	/* "accord:emu" */
+	enum target_kind kind;
+	const char *accel;	/* emu, kvm, tcg */
+	bool available;
+	char reason[256];	/* why not available */
+	unsigned passed, failed, skipped, errors;
+	double seconds;
+};
+
+struct kernel {
+	char *path;
+	char *label;		/* smoke.multiboot, smoke.pvh */
+	const char *protocol;	/* multiboot, pvh */
+};
+
+struct cell {
+	enum verdict v;
+	char *detail;		/* sanitized text (valid UTF-8, no controls but \n), or NULL */
+};
+
+/* A row is one guest test of one kernel, or the kernel's run itself
+ * (name RUN_ROW): that row says whether the run ended cleanly. */
+#define RUN_ROW "(run)"
+
+struct row {
+	int kernel;		/* index into certify.kernels */
+	char *name;		/* sanitized */
+	struct cell *cells;	/* one per target */
+	const char *note;	/* a known deviation of some target, or NULL */
+};
+
+/* per kernel and target: the run's summary and its log files */
+struct run_info {
+	bool ran;
+	double seconds;
+	unsigned passed, failed, skipped;
+	char log_out[PATH_MAX], log_err[PATH_MAX];	/* relative to the output directory */
+};
+
+struct certify {
+	struct target *targets;
+	int ntargets;
+	struct kernel *kernels;
+	int nkernels;
+	struct row *rows;
+	int nrows, caprows;
+	struct run_info *runs;	/* [kernel * ntargets + target] */
+	const char *kernels_dir;
+	const char *out_dir;
+	int timeout;
+	time_t started;
+	double seconds;
+	char host[256];
+};
+
+const char *verdict_name(enum verdict v);
+bool target_certified(const struct target *t);
+
+/* runner.c: a child process with a deadline, its output captured */
+struct child_result {
+	bool started;
+	char error[256];	/* why it could not start */
+	int status;		/* exit status, when exited */
+	int signal;		/* the signal that ended it, or 0 */
+	bool timed_out;
+	const char *aborted;	/* set when abort_marker was seen on stderr */
+	double seconds;
+	char *out, *err;	/* NUL-terminated, capped */
+	size_t out_len, err_len;
+};
+void run_child(char *const argv[], int timeout_s, const char *abort_marker,
+	       const char *abort_reason, struct child_result *r);
+void child_result_free(struct child_result *r);
+
+/* text.c: guest output is untrusted */
+char *sanitize(const char *s, size_t n);	/* valid UTF-8, printable, malloc'ed */
+void put_json_string(FILE *f, const char *s);
+void put_xml(FILE *f, const char *s);		/* also fine for HTML text and attributes */
+
+/* report.c */
+int report_json(const struct certify *c, const char *path);
+int report_junit(const struct certify *c, const char *path);
+int report_html(const struct certify *c, const char *path);
+
+#endif

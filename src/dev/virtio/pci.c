@@ -1,0 +1,356 @@
+/* The virtio 1.x modern PCI transport (virtio 1.x, 4.1): vendor 0x1af4,
+ * device 0x1040 + type, with the common, notify, ISR and device
+ * configuration structures and the MSI-X table and PBA in one 32-bit
+ * memory BAR. Interrupts are MSI-X only: the function has no INTx pin.
+ * A driver that breaks the rules gets NEEDS_RESET and a configuration
+ * interrupt; the device then ignores its queues until it is reset. */
+#include <string.h>
+
+#include "dev/virtio/virtio.h"
+#include "vm/vm.h"
+
+#define BAR_SIZE 0x8000
+#define COMMON_OFF 0x0000
+#define COMMON_LEN 0x38
+#define ISR_OFF 0x1000
+#define DEVCFG_OFF 0x2000
+#define NOTIFY_OFF 0x3000
+#define NOTIFY_MULT 4
+#define MSIX_TABLE_OFF 0x4000
+#define MSIX_PBA_OFF 0x5000
+
+#define CAP_COMMON 1
+#define CAP_NOTIFY 2
+#define CAP_ISR 3
+#define CAP_DEVICE 4
+
+#define MSIX_ENABLE 0x8000
+#define MSIX_MASKALL 0x4000
+
+/* what the transport itself implements */
+#define TRANSPORT_FEATURES \
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_INDIRECT_DESC))
+
+static uint32_t get_le(const uint8_t *p, int size)
+{
+	uint32_t v = 0;
+
+	for (int i = size - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_le(uint8_t *p, uint32_t v, int size)
+{
+	for (int i = 0; i < size; i++, v >>= 8)
+		p[i] = v;
+}
+
+bool virtio_has(const struct virtio_dev *vd, int bit)
+{
+	return vd->driver_features >> bit & 1;
+}
+
+static uint64_t offered(const struct virtio_dev *vd)
+{
+	return vd->features | TRANSPORT_FEATURES;
+}
+
+static unsigned msix_nvec(const struct virtio_dev *vd)
+{
+	return vd->nqueues + 1;
+}
+
+static uint16_t msix_ctrl(const struct virtio_dev *vd)
+{
+	return get_le(vd->pci.cfg + vd->msix_cap + 2, 2);
+}
+
+static void msix_send(struct virtio_dev *vd, unsigned v)
+{
+	const uint8_t *e = vd->msix_table + 16 * v;
+	uint64_t addr = get_le(e, 4) | (uint64_t)get_le(e + 4, 4) << 32;
+
+	vd->interrupts++;
+	vm_send_msi(vd->vm, addr, get_le(e + 8, 4));
+}
+
+static bool msix_masked(const struct virtio_dev *vd, unsigned v)
+{
+	return (msix_ctrl(vd) & MSIX_MASKALL) || (vd->msix_table[16 * v + 12] & 1);
+}
+
+static void msix_fire(struct virtio_dev *vd, uint16_t v)
+{
+	if (v >= msix_nvec(vd) || !(msix_ctrl(vd) & MSIX_ENABLE))
+		return;
+	if (msix_masked(vd, v))
+		vd->msix_pba[v / 8] |= 1 << (v % 8);
+	else
+		msix_send(vd, v);
+}
+
+/* a mask was lifted: deliver what became pending meanwhile */
+static void msix_flush(struct virtio_dev *vd)
+{
+	if (!(msix_ctrl(vd) & MSIX_ENABLE))
+		return;
+	for (unsigned v = 0; v < msix_nvec(vd); v++) {
+		if ((vd->msix_pba[v / 8] >> (v % 8) & 1) && !msix_masked(vd, v)) {
+			vd->msix_pba[v / 8] &= ~(1 << (v % 8));
+			msix_send(vd, v);
+		}
+	}
+}
+
+void virtio_notify_queue(struct virtio_dev *vd, int q)
+{
+	vd->isr |= 1;
+	msix_fire(vd, vd->vq[q].msix_vector);
+}
+
+void virtio_needs_reset(struct virtio_dev *vd)
+{
+	vd->errors++;
+	if (vd->status & VIRTIO_S_NEEDS_RESET)
+		return;
+	vd->status |= VIRTIO_S_NEEDS_RESET;
+	if (vd->status & VIRTIO_S_DRIVER_OK) {
+		vd->isr |= 2;
+		msix_fire(vd, vd->config_vector);
+	}
+}
+
+static void device_reset(struct virtio_dev *vd)
+{
+	vd->status = 0;
+	vd->driver_features = 0;
+	vd->dfsel = vd->gfsel = 0;
+	vd->isr = 0;
+	vd->config_vector = VIRTIO_NO_VECTOR;
+	vd->queue_sel = 0;
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vq_reset(&vd->vq[i]);
+	if (vd->ops->reset)
+		vd->ops->reset(vd);
+}
+
+static void write_status(struct virtio_dev *vd, uint8_t val)
+{
+	if (!val) {
+		device_reset(vd);
+		return;
+	}
+	if ((val & VIRTIO_S_FEATURES_OK) && !(vd->status & VIRTIO_S_FEATURES_OK)) {
+		/* accept only what was offered, and only the modern interface */
+		if ((vd->driver_features & ~offered(vd)) || !virtio_has(vd, VIRTIO_F_VERSION_1))
+			val &= ~VIRTIO_S_FEATURES_OK;
+	}
+	vd->status = val | (vd->status & VIRTIO_S_NEEDS_RESET);
+}
+
+static struct virtq *selected(struct virtio_dev *vd)
+{
+	return vd->queue_sel < vd->nqueues ? &vd->vq[vd->queue_sel] : NULL;
+}
+
+static uint64_t common_read(struct virtio_dev *vd, unsigned off, int size)
+{
+	struct virtq *q = selected(vd);
+	uint64_t v;
+
+	switch (off) {
+	case 0x00: return vd->dfsel;
+	case 0x04: return vd->dfsel < 2 ? (uint32_t)(offered(vd) >> (32 * vd->dfsel)) : 0;
+	case 0x08: return vd->gfsel;
+	case 0x0c: return vd->gfsel < 2 ? (uint32_t)(vd->driver_features >> (32 * vd->gfsel)) : 0;
+	case 0x10: return vd->config_vector;
+	case 0x12: return vd->nqueues;
+	case 0x14: return vd->status;
+	case 0x15: return vd->config_generation;
+	case 0x16: return vd->queue_sel;
+	case 0x18: return q ? q->size : 0;
+	case 0x1a: return q ? q->msix_vector : VIRTIO_NO_VECTOR;
+	case 0x1c: return q ? q->enabled : 0;
+	case 0x1e: return q ? vd->queue_sel : 0;
+	}
+	if (!q || off < 0x20 || off >= COMMON_LEN)
+		return 0;
+	/* the 64-bit ring addresses, whole or in 32-bit halves */
+	v = off < 0x28 ? q->desc_gpa : off < 0x30 ? q->avail_gpa : q->used_gpa;
+	if (off & 4)
+		v >>= 32;
+	return size == 8 ? v : (uint32_t)v;
+}
+
+static void set_addr(uint64_t *a, unsigned off, uint64_t val, int size)
+{
+	if (size == 8)
+		*a = val;
+	else if (off & 4)
+		*a = (*a & 0xffffffffull) | (uint64_t)(uint32_t)val << 32;
+	else
+		*a = (*a & ~0xffffffffull) | (uint32_t)val;
+}
+
+static void common_write(struct virtio_dev *vd, unsigned off, uint64_t val, int size)
+{
+	struct virtq *q = selected(vd);
+	uint64_t *fw;
+
+	switch (off) {
+	case 0x00: vd->dfsel = val; return;
+	case 0x08: vd->gfsel = val; return;
+	case 0x0c:
+		if (vd->gfsel < 2 && !(vd->status & VIRTIO_S_FEATURES_OK)) {
+			fw = &vd->driver_features;
+			*fw &= ~(0xffffffffull << (32 * vd->gfsel));
+			*fw |= (uint64_t)(uint32_t)val << (32 * vd->gfsel);
+		}
+		return;
+	case 0x10:
+		vd->config_vector = val < msix_nvec(vd) ? val : VIRTIO_NO_VECTOR;
+		return;
+	case 0x14: write_status(vd, val); return;
+	case 0x16: vd->queue_sel = val; return;
+	}
+	/* the queue's fields are fixed once it is enabled */
+	if (!q || q->enabled)
+		return;
+	switch (off) {
+	case 0x18: q->size = val; return;
+	case 0x1a: q->msix_vector = val < msix_nvec(vd) ? val : VIRTIO_NO_VECTOR; return;
+	case 0x1c:
+		if (val != 1)
+			return;
+		q->event_idx = virtio_has(vd, VIRTIO_F_EVENT_IDX);
+		q->indirect = virtio_has(vd, VIRTIO_F_INDIRECT_DESC);
+		if (vq_enable(vd->vm, q))
+			virtio_needs_reset(vd);
+		return;
+	}
+	if (off >= 0x20 && off < 0x28)
+		set_addr(&q->desc_gpa, off, val, size);
+	else if (off >= 0x28 && off < 0x30)
+		set_addr(&q->avail_gpa, off, val, size);
+	else if (off >= 0x30 && off < COMMON_LEN)
+		set_addr(&q->used_gpa, off, val, size);
+}
+
+static void notify_write(struct virtio_dev *vd, unsigned off)
+{
+	unsigned q = off / NOTIFY_MULT;
+
+	vd->notifies++;
+	if (q >= (unsigned)vd->nqueues || !vd->vq[q].enabled)
+		return;
+	if ((vd->status & (VIRTIO_S_DRIVER_OK | VIRTIO_S_NEEDS_RESET)) != VIRTIO_S_DRIVER_OK)
+		return;
+	vd->ops->notify(vd, q);
+}
+
+static uint64_t bar_read(void *opaque, uint64_t off, int size)
+{
+	struct virtio_dev *vd = opaque;
+
+	if (off < COMMON_LEN)
+		return common_read(vd, off, size);
+	if (off == ISR_OFF) {
+		uint8_t v = vd->isr;
+
+		vd->isr = 0; /* reading acknowledges */
+		return v;
+	}
+	if (off >= DEVCFG_OFF && off + size <= DEVCFG_OFF + vd->config_len && size <= 8) {
+		uint64_t v = 0;
+
+		memcpy(&v, vd->config + (off - DEVCFG_OFF), size);
+		return v;
+	}
+	if (off >= MSIX_TABLE_OFF && off + size <= MSIX_TABLE_OFF + 16 * msix_nvec(vd) && size <= 8) {
+		uint64_t v = 0;
+
+		memcpy(&v, vd->msix_table + (off - MSIX_TABLE_OFF), size);
+		return v;
+	}
+	if (off >= MSIX_PBA_OFF && off + size <= MSIX_PBA_OFF + sizeof(vd->msix_pba) && size <= 8) {
+		uint64_t v = 0;
+
+		memcpy(&v, vd->msix_pba + (off - MSIX_PBA_OFF), size);
+		return v;
+	}
+	return 0;
+}
+
+static void bar_write(void *opaque, uint64_t off, uint64_t val, int size)
+{
+	struct virtio_dev *vd = opaque;
+
+	if (off < COMMON_LEN) {
+		common_write(vd, off, val, size);
+	} else if (off >= NOTIFY_OFF && off < NOTIFY_OFF + NOTIFY_MULT * (uint64_t)vd->nqueues) {
+		notify_write(vd, off - NOTIFY_OFF);
+	} else if (off >= MSIX_TABLE_OFF && off + size <= MSIX_TABLE_OFF + 16 * msix_nvec(vd) &&
+		   size <= 8) {
+		memcpy(vd->msix_table + (off - MSIX_TABLE_OFF), &val, size);
+		msix_flush(vd);
+	}
+	/* the device configuration of the devices here is read-only */
+}
+
+static const struct io_ops bar_ops = { bar_read, bar_write };
+
+static void cfg_written(struct pci_dev *d, unsigned off, unsigned len)
+{
+	struct virtio_dev *vd = d->opaque;
+
+	if (off < vd->msix_cap + 4 && off + len > vd->msix_cap + 2)
+		msix_flush(vd);
+}
+
+static void add_vcap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t len, bool notify)
+{
+	unsigned c = pci_add_cap(d, 0x09, notify ? 20 : 16);
+
+	d->cfg[c + 2] = notify ? 20 : 16;
+	d->cfg[c + 3] = type;
+	d->cfg[c + 4] = 0; /* BAR 0 */
+	put_le(d->cfg + c + 8, off, 4);
+	put_le(d->cfg + c + 12, len, 4);
+	if (notify)
+		put_le(d->cfg + c + 16, NOTIFY_MULT, 4);
+}
+
+int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, uint32_t class_code)
+{
+	struct pci_dev *d = &vd->pci;
+
+	if (vd->nqueues < 1 || vd->nqueues > VIRTIO_MAX_QUEUES || vd->config_len > 0x1000 ||
+	    vd->config_len > VIRTIO_CONFIG_MAX)
+		return -1;
+	vd->vm = vm;
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vq_reset(&vd->vq[i]);
+	vd->config_vector = VIRTIO_NO_VECTOR;
+	/* revision 1: a modern-only device */
+	pci_set_ids(d, 0x1af4, 0x1040 + vd->device_id, class_code << 8 | 1);
+	put_le(d->cfg + PCI_SUBSYS_VENDOR, 0x1af4, 2);
+	put_le(d->cfg + PCI_SUBSYS_ID, 0x1100, 2);
+	d->bar[0] = (struct pci_bar){ BAR_SIZE, &bar_ops, vd };
+	d->opaque = vd;
+	d->cfg_written = cfg_written;
+
+	vd->msix_cap = pci_add_cap(d, 0x11, 12);
+	put_le(d->cfg + vd->msix_cap + 2, msix_nvec(vd) - 1, 2);
+	d->wmask[vd->msix_cap + 3] = (MSIX_ENABLE | MSIX_MASKALL) >> 8;
+	put_le(d->cfg + vd->msix_cap + 4, MSIX_TABLE_OFF, 4);
+	put_le(d->cfg + vd->msix_cap + 8, MSIX_PBA_OFF, 4);
+	for (unsigned v = 0; v < msix_nvec(vd); v++)
+		vd->msix_table[16 * v + 12] = 1; /* masked until the driver sets it up */
+
+	add_vcap(d, CAP_COMMON, COMMON_OFF, COMMON_LEN, false);
+	add_vcap(d, CAP_NOTIFY, NOTIFY_OFF, NOTIFY_MULT * vd->nqueues, true);
+	add_vcap(d, CAP_ISR, ISR_OFF, 1, false);
+	add_vcap(d, CAP_DEVICE, DEVCFG_OFF, vd->config_len, false);
+	return pci_add(bus, d);
+}

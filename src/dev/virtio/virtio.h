@@ -1,0 +1,134 @@
+/* virtio 1.x: split virtqueues (queue.c), the modern PCI transport with
+ * MSI-X (pci.c) and the devices on top (blk.c). A device gives the
+ * transport its id, features, queue count, configuration bytes and a
+ * notify handler; the transport does the rest. Everything runs under
+ * vm->io_lock: requests are served on the vCPU thread that notified. */
+#ifndef ACCORD_DEV_VIRTIO_H
+#define ACCORD_DEV_VIRTIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dev/pci.h"
+
+struct vm;
+
+/* device status bits */
+#define VIRTIO_S_ACKNOWLEDGE 0x01
+#define VIRTIO_S_DRIVER 0x02
+#define VIRTIO_S_DRIVER_OK 0x04
+#define VIRTIO_S_FEATURES_OK 0x08
+#define VIRTIO_S_NEEDS_RESET 0x40
+#define VIRTIO_S_FAILED 0x80
+
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_INDIRECT 4
+
+#define VIRTQ_MAX_SIZE 256
+/* buffers in one chain, indirect tables included */
+#define VIRTQ_MAX_SEGS 1024
+#define VIRTIO_NO_VECTOR 0xffff
+#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_CONFIG_MAX 256
+
+/* one guest buffer of a chain, already translated to a host pointer */
+struct virtq_seg {
+	uint8_t *p;
+	uint32_t len;
+};
+
+/* a popped chain: the device-readable segments first, then the writable */
+struct virtq_req {
+	uint16_t head;
+	unsigned nr, nw;
+	uint64_t rlen, wlen; /* total bytes */
+	struct virtq_seg seg[VIRTQ_MAX_SEGS];
+};
+
+struct virtq {
+	uint16_t size; /* as the driver set it */
+	bool enabled;
+	uint16_t msix_vector;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	/* host views of the rings, resolved when the queue is enabled */
+	uint8_t *desc, *avail, *used;
+	uint16_t last_avail; /* next avail entry to pop */
+	uint16_t used_idx;   /* next used entry to fill */
+	bool event_idx, indirect;
+};
+
+struct vm;
+
+/* queue.c. vq_pop: 1 with a chain in *r, 0 when the ring is empty, -1 when
+ * the driver broke the rules (the caller marks the device NEEDS_RESET).
+ * No guest address outside RAM is ever dereferenced. */
+int vq_enable(struct vm *vm, struct virtq *q);
+int vq_pop(struct vm *vm, struct virtq *q, struct virtq_req *r);
+/* put a finished chain in the used ring; true when the driver wants an
+ * interrupt for it */
+bool vq_push(struct virtq *q, uint16_t head, uint32_t written);
+void vq_reset(struct virtq *q);
+
+/* copy between a chain's segments and a flat buffer, skipping off bytes of
+ * the readable (or writable) segments; returns the bytes copied */
+uint64_t vq_read(const struct virtq_req *r, uint64_t off, void *dst, uint64_t len);
+uint64_t vq_write(const struct virtq_req *r, uint64_t off, const void *src, uint64_t len);
+
+struct virtio_dev;
+
+struct virtio_dev_ops {
+	/* the driver notified queue q */
+	void (*notify)(struct virtio_dev *vd, int q);
+	/* the driver reset the device */
+	void (*reset)(struct virtio_dev *vd);
+};
+
+struct virtio_dev {
+	struct pci_dev pci;
+	struct vm *vm;
+	const struct virtio_dev_ops *ops;
+	void *opaque;
+	uint16_t device_id; /* virtio device type, e.g. 2 for block */
+	uint64_t features;  /* offered (the transport adds its own) */
+	uint64_t driver_features;
+	uint32_t dfsel, gfsel;
+	uint8_t status;
+	uint8_t config_generation;
+	uint8_t isr;
+	uint16_t config_vector;
+	uint16_t queue_sel;
+	int nqueues;
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+	uint8_t config[VIRTIO_CONFIG_MAX];
+	unsigned config_len;
+	/* MSI-X: one vector for configuration changes, one per queue */
+	unsigned msix_cap;
+	uint8_t msix_table[16 * (VIRTIO_MAX_QUEUES + 1)];
+	uint8_t msix_pba[8];
+	/* counters */
+	uint64_t notifies, interrupts, errors;
+};
+
+/* Sets up the PCI function (IDs, capabilities, BAR) and plugs it into the
+ * bus. The device fills id, ops, features, nqueues and config first. */
+int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, uint32_t class_code);
+/* signal queue q's vector (the caller decided the driver wants it) */
+void virtio_notify_queue(struct virtio_dev *vd, int q);
+/* the driver broke the rules: NEEDS_RESET and a configuration interrupt */
+void virtio_needs_reset(struct virtio_dev *vd);
+bool virtio_has(const struct virtio_dev *vd, int bit);
+
+/* blk.c: --disk path=FILE[,ro]; 0, or -1 after one line on stderr */
+struct virtio_blk;
+struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path,
+				     bool ro);
+void virtio_blk_destroy(struct virtio_blk *b);
+/* parse "path=FILE[,ro]"; -1 after a message */
+int virtio_blk_parse(const char *spec, char **path, bool *ro);
+
+#endif

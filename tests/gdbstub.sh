@@ -80,6 +80,9 @@ run_gdb() {
 # field NAME KEY: the value gdb printed as "KEY=value"
 field() { sed -n "s/^$2=//p" "$tmp/$1.gdb" | head -n 1; }
 
+# user + system CPU time of a process, in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 check() { # check NAME CONDITION-STATUS DETAIL
 	if [ "$2" -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "$3"; fi
 }
@@ -150,7 +153,14 @@ if start_accord s2; then
 		grep -q "^spinning" "$tmp/s2.gdb" && break
 		sleep 0.1
 	done
-	sleep 1
+	# gdb's Ctrl-C must come while it waits in `continue`: wait until the
+	# guest spins, which it does only once gdb has resumed it
+	vmpid=$(pgrep -P "$apid" | head -n 1)
+	t0=$(cpu_ticks "$vmpid")
+	for _ in $(seq 300); do
+		[ $(($(cpu_ticks "$vmpid") - t0)) -ge 20 ] && break
+		sleep 0.1
+	done
 	kill -INT "$gpid" 2>/dev/null
 	wait "$gpid"
 	status=0

@@ -94,3 +94,18 @@ TEST_SCRIPTS += tests/kvm_engine.sh
 # (tests/gdbstub.sh)
 TEST_SCRIPTS += tests/gdbstub.sh
 # ---- end gdb stub ----
+
+# ---- accord certify (owner: src/certify/) ----
+# the guest test kernels on accord:emu and qemu:tcg through `accord certify`,
+# its JSON/JUnit/HTML reports, unavailable targets, hostile guest output
+# (tests/certify.sh)
+TEST_SCRIPTS += tests/certify.sh
+# ---- end accord certify ----
+
+# ---- virtio (owner: src/dev/pci.c, src/dev/virtio/) ----
+# PCI host bridge, virtio PCI transport, virtqueues against malicious
+# descriptors, virtio-blk requests on an image (tests/unit_virtio.c); then
+# virtio-blk in the stock kernel on the emu engine (tests/virtio_blk.sh)
+TEST_BINS += build/tests/unit_virtio
+TEST_SCRIPTS += tests/virtio_blk.sh
+# ---- end virtio ----

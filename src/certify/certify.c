@@ -34,7 +34,7 @@ enum {
 };
 
 #define DEFAULT_TIMEOUT 300
-#define TAIL_LINES 12
+#define DETAIL_LINES 8
 #define QEMU_BINARY "qemu-system-x86_64"
 
 static const struct target all_targets[] = {
@@ -268,29 +268,42 @@ static void cell_set(struct cell *cell, enum verdict v, const char *detail)
 
 /* ---- one run ---- */
 
-/* the last lines of a captured stream, each prefixed */
-static void append_tail(char **detail, const char *text, const char *prefix)
+/* some lines of a captured stream, each prefixed: the first ones (a VMM
+ * says what went wrong before it dumps state) or the last ones (a guest's
+ * last words) */
+static void append_lines(char **detail, const char *text, bool last, const char *prefix)
 {
 	size_t n = strlen(text);
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
 		n--;
-	size_t start = n;
-	for (int lines = 0; start > 0; start--) {
-		if (text[start - 1] == '\n' && ++lines == TAIL_LINES)
-			break;
+	size_t start = 0, end = n;
+	int lines = 0;
+	if (last) {
+		for (start = n; start > 0; start--)
+			if (text[start - 1] == '\n' && ++lines == DETAIL_LINES)
+				break;
+	} else {
+		for (end = 0; end < n; end++)
+			if (text[end] == '\n' && ++lines == DETAIL_LINES)
+				break;
 	}
-	if (start == n)
+	if (start == end)
 		return;
-	char *tail = sanitize(text + start, n - start);
-	char *d = xasprintf("%s\n%s", *detail, prefix);
-	for (char *p = tail; *p; p++) {
-		if (*p == '\r')
+	char *part = sanitize(text + start, end - start);
+	size_t cap = strlen(*detail) + strlen(part) * 2 + (DETAIL_LINES + 1) * (strlen(prefix) + 2) + 2;
+	char *d = malloc(cap), *p = d;
+	if (!d)
+		abort();
+	p += sprintf(p, "%s\n%s", *detail, prefix);
+	for (const char *q = part; *q; q++) {
+		if (*q == '\r')
 			continue;
-		char *nd = *p == '\n' ? xasprintf("%s\n%s", d, prefix) : xasprintf("%s%c", d, *p);
-		free(d);
-		d = nd;
+		*p++ = *q;
+		if (*q == '\n')
+			p += sprintf(p, "%s", prefix);
 	}
-	free(tail);
+	*p = 0;
+	free(part);
 	free(*detail);
 	*detail = d;
 }
@@ -448,8 +461,8 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 	if (problem) {
 		char *detail = xstrdup(problem);
 		if (res.started) {
-			append_tail(&detail, res.out, "serial: ");
-			append_tail(&detail, res.err, "stderr: ");
+			append_lines(&detail, res.err, false, "stderr: ");
+			append_lines(&detail, res.out, true, "serial: ");
 		}
 		cell_set(&rr->cells[ti], V_ERROR, detail);
 		free(detail);

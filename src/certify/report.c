@@ -211,7 +211,7 @@ static const char html_style[] =
 	"body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#1d2330;"
 	"background:#fafbfc}\n"
 	"h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}\n"
-	".meta{color:#5b6475;margin:0 0 16px}\n"
+	".meta{color:#5b6475;margin:8px 0 16px}\n"
 	"table{border-collapse:collapse;background:#fff}\n"
 	"th,td{border:1px solid #d5d9e0;padding:4px 8px;text-align:left;vertical-align:top}\n"
 	"thead th{background:#eef1f5;position:sticky;top:0;z-index:1}\n"
@@ -223,6 +223,7 @@ static const char html_style[] =
 	"white-space:nowrap}\n"
 	".matrix td.v{min-width:120px;max-width:360px;font-weight:600;font-size:13px}\n"
 	".matrix tr.verdicts td{font-size:12px;font-weight:600}\n"
+	".matrix tr.verdicts .reason{font-weight:normal}\n"
 	".matrix tr.kernel th{background:#dde3ec;font-size:14px}\n"
 	".matrix tr.kernel span{font-weight:normal;color:#5b6475;margin-left:8px}\n"
 	".v-pass{background:#e3f6e7;color:#126b2c}\n"
@@ -237,7 +238,7 @@ static const char html_style[] =
 	"max-height:320px;overflow:auto;background:rgba(255,255,255,.6);padding:4px;color:#1d2330}\n"
 	".note{display:block;font-family:system-ui,sans-serif;font-size:12px;color:#8a5a00;white-space:normal;"
 	"max-width:420px}\n"
-	".logs{font-weight:normal;font-size:12px}\n"
+	".logs,.why{font-weight:normal;font-size:12px}\n"
 	".logs a{color:#2a4f9b;margin-right:6px}\n"
 	".legend span{display:inline-block;padding:2px 8px;margin-right:6px;border:1px solid #d5d9e0;font-size:12px;"
 	"font-weight:600}\n"
@@ -259,7 +260,10 @@ static void html_cell(FILE *f, const struct certify *c, const struct row *r, int
 	}
 	fputc('>', f);
 	if (cell->detail && (cell->v == V_FAIL || cell->v == V_ERROR || cell->v == V_SKIP)) {
-		fprintf(f, "<details><summary>%s</summary><pre>", v);
+		/* a failure's reason is one short line from the guest: show it */
+		bool unreported = cell->v == V_ERROR && !strncmp(cell->detail, "not reported", 12);
+		fprintf(f, "<details%s><summary>%s%s</summary><pre>", cell->v == V_FAIL ? " open" : "", v,
+			unreported ? " <span class=\"why\">(not reported)</span>" : "");
 		put_xml(f, cell->detail);
 		fputs("</pre></details>", f);
 	} else {
@@ -355,7 +359,9 @@ int report_html(const struct certify *c, const char *path)
 		if (!t->available) {
 			fputs("<td class=\"unavailable\" title=\"", f);
 			put_xml(f, t->reason);
-			fputs("\">unavailable</td>", f);
+			fputs("\">unavailable<br><span class=\"reason\">", f);
+			put_xml(f, t->reason);
+			fputs("</span></td>", f);
 			continue;
 		}
 		fprintf(f, "<td class=\"%s\">%s<br>%u passed &middot; %u failed &middot; %u skipped &middot; "
@@ -370,7 +376,11 @@ int report_html(const struct certify *c, const char *path)
 		if (r->kernel != kernel) {
 			const struct kernel *k = &c->kernels[r->kernel];
 			kernel = r->kernel;
-			fprintf(f, "<tr class=\"kernel\"><th colspan=\"%d\">", c->ntargets + 1);
+			bool all_agree = true;
+			for (int j = i; j < c->nrows && c->rows[j].kernel == kernel; j++)
+				all_agree = all_agree && row_agrees(c, &c->rows[j]);
+			fprintf(f, "<tr class=\"kernel%s\"><th colspan=\"%d\">", all_agree ? " agree" : "",
+				c->ntargets + 1);
 			put_xml(f, k->label);
 			fprintf(f, "<span>%s boot &middot; ", k->protocol);
 			put_xml(f, k->path);

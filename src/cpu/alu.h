@@ -17,6 +17,9 @@ enum alu_op { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_
 /* operations whose flags do not depend on the incoming ones skip the popf,
  * the expensive half of the exchange */
 #define ALU_NOIN ""
+/* adc, sbb, inc and dec read only CF of the incoming flags: bt loads it
+ * for a fraction of popf's cost */
+#define ALU_CFIN "bt $0, %[f]\n\t"
 #define ALU_OUT "\n\tpushfq\n\tpopq %[f]"
 
 #define ALU_BIN_IN(IN, INSN, a, b, f, size)                                                       \
@@ -37,14 +40,18 @@ enum alu_op { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_
 
 #define ALU_BIN(INSN, a, b, f, size) ALU_BIN_IN(ALU_IN, INSN, a, b, f, size)
 #define ALU_BIN_FRESH(INSN, a, b, f, size) ALU_BIN_IN(ALU_NOIN, INSN, a, b, f, size)
+#define ALU_BIN_CF(INSN, a, b, f, size) ALU_BIN_IN(ALU_CFIN, INSN, a, b, f, size)
 
-#define ALU_UN(INSN, a, f, size)                                                           \
+#define ALU_UN_IN(IN, INSN, a, f, size)                                                           \
 	switch (size) {                                                                     \
-	case 1: { uint8_t x = a; asm(ALU_IN INSN " %[x]" ALU_OUT : [x] "+q"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
-	case 2: { uint16_t x = a; asm(ALU_IN INSN " %[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
-	case 4: { uint32_t x = a; asm(ALU_IN INSN " %[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
-	default: { uint64_t x = a; asm(ALU_IN INSN " %[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
+	case 1: { uint8_t x = a; asm(IN INSN " %[x]" ALU_OUT : [x] "+q"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
+	case 2: { uint16_t x = a; asm(IN INSN " %[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
+	case 4: { uint32_t x = a; asm(IN INSN " %[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
+	default: { uint64_t x = a; asm(IN INSN " %[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : : "cc"); a = x; break; } \
 	}
+
+#define ALU_UN_CF(INSN, a, f, size) ALU_UN_IN(ALU_CFIN, INSN, a, f, size)
+#define ALU_UN_FRESH(INSN, a, f, size) ALU_UN_IN(ALU_NOIN, INSN, a, f, size)
 
 #define ALU_SHIFT(INSN, a, n, f, size)                                                     \
 	switch (size) {                                                                     \
@@ -62,14 +69,14 @@ static inline uint64_t alu(struct cpu *c, int op, int size, uint64_t a, uint64_t
 	switch (op) {
 	case ALU_ADD: ALU_BIN_FRESH("add", a, b, f, size); break;
 	case ALU_OR: ALU_BIN_FRESH("or", a, b, f, size); break;
-	case ALU_ADC: ALU_BIN("adc", a, b, f, size); break;
-	case ALU_SBB: ALU_BIN("sbb", a, b, f, size); break;
+	case ALU_ADC: ALU_BIN_CF("adc", a, b, f, size); break;
+	case ALU_SBB: ALU_BIN_CF("sbb", a, b, f, size); break;
 	case ALU_AND: case ALU_TEST: ALU_BIN_FRESH("and", a, b, f, size); break;
 	case ALU_SUB: case ALU_CMP: ALU_BIN_FRESH("sub", a, b, f, size); break;
 	case ALU_XOR: ALU_BIN_FRESH("xor", a, b, f, size); break;
-	case ALU_INC: ALU_UN("inc", a, f, size); break;
-	case ALU_DEC: ALU_UN("dec", a, f, size); break;
-	case ALU_NEG: ALU_UN("neg", a, f, size); break;
+	case ALU_INC: ALU_UN_CF("inc", a, f, size); break;
+	case ALU_DEC: ALU_UN_CF("dec", a, f, size); break;
+	case ALU_NEG: ALU_UN_FRESH("neg", a, f, size); break;
 	case ALU_NOT: return ~a;
 	case ALU_ROL: ALU_SHIFT("rol", a, n, f, size); break;
 	case ALU_ROR: ALU_SHIFT("ror", a, n, f, size); break;

@@ -731,7 +731,7 @@ static void handle_vcont(struct gdbstub *g, char *p)
 	resume(g, actions);
 }
 
-static void handle_query(struct gdbstub *g, char *p, size_t len)
+static void handle_query(struct gdbstub *g, char *p)
 {
 	struct vm *vm = g->vm;
 	char out[PACKET_SIZE];
@@ -786,7 +786,6 @@ static void handle_query(struct gdbstub *g, char *p, size_t len)
 	} else if (!strncmp(p, "qSymbol", 7)) {
 		send_str(g, "OK");
 	} else {
-		(void)len;
 		send_str(g, "");
 	}
 }
@@ -838,7 +837,7 @@ static bool handle_packet(struct gdbstub *g, char *p, size_t len)
 		send_str(g, parse_tid(p + 1, &cpu, vm->ncpus) && cpu >= 0 ? "OK" : "E22");
 		break;
 	case 'q':
-		handle_query(g, p, len);
+		handle_query(g, p);
 		break;
 	case 'Q':
 		if (!strcmp(p, "QStartNoAckMode")) {

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# accord certify: the guest test kernels on accord:emu and QEMU TCG side by
+# side, and the reports it writes. Checks that the run completes (status 0),
+# that report.json, junit.xml and report.html are well-formed and hold both
+# targets and every test the kernels print, that QEMU's known deviation
+# (exception.pf_reserved_bit) is shown as a FAIL on qemu:tcg and a PASS on
+# accord:emu, that a target that cannot run is "unavailable" and not failed,
+# and - with a stand-in for QEMU that prints hostile text, hangs, crashes or
+# ends early - that guest text is escaped and broken runs are errors.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/guest-tap.bash
+
+ACCORD=${ACCORD:-build/accord}
+QEMU=qemu-system-x86_64
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [ ! -x "$ACCORD" ]; then
+	tap_not_ok "certify" "$ACCORD is missing (make all)"
+	tap_summary
+	exit 1
+fi
+have_python=1
+command -v python3 >/dev/null || have_python=0
+have_qemu=1
+command -v "$QEMU" >/dev/null || have_qemu=0
+
+# check NAME COMMAND...: ok when COMMAND succeeds, else not ok with its output
+check() {
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		tap_ok "$name"
+	else
+		tap_not_ok "$name" "$(printf '%s' "$out" | head -n 20 | tr '\n' ' ')"
+	fi
+}
+
+# pycheck NAME SCRIPT ARGS...: a python3 check; skipped without python3
+pycheck() {
+	local name=$1
+	shift
+	if [ "$have_python" -eq 0 ]; then
+		tap_skip "$name" "python3 is not installed"
+		return
+	fi
+	check "$name" python3 -c "$@"
+}
+
+# ---- the real run: accord:emu and qemu:tcg ----
+out=$tmp/real
+"$ACCORD" certify --target accord:emu --target qemu:tcg --out "$out" --timeout 300 \
+	>"$tmp/real.stdout" 2>"$tmp/real.stderr"
+rc=$?
+sed 's/^/# /' "$tmp/real.stdout"
+if [ "$rc" -eq 0 ]; then
+	tap_ok "certify: exit status 0"
+else
+	tap_not_ok "certify: exit status 0" "status $rc: $(head -n 5 "$tmp/real.stderr")"
+fi
+check "certify: one progress line per kernel and target" \
+	grep -qE '^\[accord:emu\] smoke\.multiboot: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped \([0-9.]+ s\)' \
+	"$tmp/real.stdout"
+for f in report.json junit.xml report.html; do
+	check "certify: $f written" test -s "$out/$f"
+done
+pycheck "report.json: parses" 'import json, sys; json.load(open(sys.argv[1]))' "$out/report.json"
+
+pycheck "report.json: both targets, with availability" '
+import json, sys
+d = json.load(open(sys.argv[1])); have_qemu = sys.argv[2] == "1"
+t = {x["name"]: x for x in d["targets"]}
+assert list(t) == ["accord:emu", "qemu:tcg"], list(t)
+assert t["accord:emu"]["available"] is True
+assert t["accord:emu"]["verdict"] == "certified", t["accord:emu"]
+assert t["qemu:tcg"]["available"] is have_qemu, t["qemu:tcg"]
+' "$out/report.json" "$have_qemu"
+
+# the test names straight from the kernels, run by accord itself
+names=$tmp/names
+: >"$names"
+for image in build/guest/*.elf; do
+	[ -e "$image" ] || continue
+	label=${image##*/}
+	case "$label" in
+	*.pvh.elf) label=${label%.pvh.elf}.pvh ;;
+	*) label=${label%.elf}.multiboot ;;
+	esac
+	timeout 300 "$ACCORD" run --kernel "$image" --debug-exit --accel emu </dev/null 2>/dev/null |
+		tr -d '\r' | sed -nE "s/^(PASS|FAIL|SKIP) ([^:]*).*/$label\/\2/p" >>"$names"
+done
+check "guest kernels print test names" test -s "$names"
+pycheck "report.json: every test the kernels print" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+ids = {t["id"] for t in d["tests"]}
+want = {l.strip() for l in open(sys.argv[2]) if l.strip()}
+missing = sorted(want - ids)
+assert not missing, "missing: %s" % missing[:10]
+for t in d["tests"]:
+    assert set(t["results"]) == {"accord:emu", "qemu:tcg"}, t
+' "$out/report.json" "$names"
+
+if [ "$have_qemu" -eq 1 ]; then
+	pycheck "report.json: exception.pf_reserved_bit FAILs on qemu:tcg, PASSes on accord:emu" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = [t for t in d["tests"] if t["name"] == "exception.pf_reserved_bit"]
+assert len(rows) == 2, [t["id"] for t in rows]   # Multiboot and PVH
+for t in rows:
+    r = t["results"]
+    assert r["qemu:tcg"]["verdict"] == "fail", r
+    assert r["accord:emu"]["verdict"] == "pass", r
+    assert r["qemu:tcg"]["detail"], r
+    assert "QEMU" in (t["note"] or ""), t
+q = [x for x in d["targets"] if x["name"] == "qemu:tcg"][0]
+assert q["verdict"] == "not certified" and q["failed"] >= 2, q
+' "$out/report.json"
+else
+	tap_skip "report.json: exception.pf_reserved_bit on qemu:tcg" "$QEMU is not installed"
+fi
+
+pycheck "junit.xml: well-formed, one testsuite per target" '
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+s = [x.get("name") for x in r.iter("testsuite")]
+assert s == ["accord:emu", "qemu:tcg"], s
+if sys.argv[2] == "1":
+    f = [c.get("name") for x in r.iter("testsuite") if x.get("name") == "qemu:tcg"
+         for c in x.iter("testcase") if c.find("failure") is not None]
+    assert "exception.pf_reserved_bit" in f, f
+' "$out/junit.xml" "$have_qemu"
+
+check "report.html: names both targets" \
+	bash -c 'grep -q "accord:emu" "$1" && grep -q "qemu:tcg" "$1"' _ "$out/report.html"
+check "report.html: self-contained (no external resources, no script)" \
+	bash -c '! grep -qiE "<script|<link|src=|url\(|https?://" "$1"' _ "$out/report.html"
+
+# ---- a target that cannot run: no QEMU in PATH ----
+out=$tmp/unavail
+mkdir -p "$tmp/emptybin"
+PATH=$tmp/emptybin "$ACCORD" certify --target qemu:kvm --target qemu:tcg --out "$out" \
+	>"$tmp/unavail.stdout" 2>&1
+rc=$?
+check "certify without QEMU: exit status 0" test "$rc" -eq 0
+check "certify without QEMU: says unavailable, with the reason" \
+	grep -q "^target qemu:kvm: unavailable: .*$QEMU" "$tmp/unavail.stdout"
+pycheck "report.json without QEMU: unavailable, not failed" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for t in d["targets"]:
+    assert t["available"] is False and t["verdict"] == "unavailable", t
+    assert "qemu-system-x86_64" in t["reason"], t
+    assert t["failed"] == 0 and t["errors"] == 0, t
+for t in d["tests"]:
+    for r in t["results"].values():
+        assert r["verdict"] == "unavailable", t
+' "$out/report.json"
+
+# ---- a stand-in for QEMU: hostile text, a hang, a crash, no DONE ----
+fake=$tmp/fakebin
+mkdir -p "$fake" "$tmp/kernels"
+for k in hostile hang crash nodone; do : >"$tmp/kernels/$k.elf"; done
+cat >"$fake/$QEMU" <<'FAKE'
+#!/usr/bin/env bash
+kernel=
+while [ $# -gt 0 ]; do
+	[ "$1" = -kernel ] && kernel=$2
+	shift
+done
+case "${kernel##*/}" in
+hostile.elf)
+	printf 'PASS <script>alert(1)</script>\r\n'
+	printf 'FAIL amp&quot"'"'"'x: reason <b>bold</b> & \x01\x1b[31m \xff\xfe ]]> end\n'
+	printf 'SKIP skip.me: no "reason" </pre></td>\n'
+	printf 'DONE passed=1 failed=1 skipped=1\n'
+	exit 3 ;;
+hang.elf)
+	printf 'PASS hang.before\n'
+	exec sleep 600 ;;
+crash.elf)
+	printf 'PASS crash.before\n'
+	kill -SEGV $$ ;;
+nodone.elf)
+	printf 'PASS nodone.one\n'
+	exit 1 ;;
+esac
+FAKE
+chmod +x "$fake/$QEMU"
+out=$tmp/fake
+PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/kernels" --out "$out" \
+	--timeout 2 >"$tmp/fake.stdout" 2>&1
+rc=$?
+sed 's/^/# /' "$tmp/fake.stdout"
+check "certify with broken runs: exit status 0" test "$rc" -eq 0
+pycheck "report.json: guest text kept, escaped; broken runs are errors" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {t["id"]: t["results"]["qemu:tcg"] for t in d["tests"]}
+assert r["hostile.multiboot/<script>alert(1)</script>"]["verdict"] == "pass", r
+f = r["hostile.multiboot/amp&quot\"\x27x"]
+assert f["verdict"] == "fail" and "<b>bold</b>" in f["detail"] and "\\x01" in f["detail"] \
+    and "\\xff" in f["detail"], f
+assert r["hostile.multiboot/skip.me"]["verdict"] == "skip", r
+assert r["hostile.multiboot/(run)"]["verdict"] == "pass", r
+assert r["hang.multiboot/hang.before"]["verdict"] == "pass", r
+assert r["hang.multiboot/(run)"]["verdict"] == "error", r
+assert "timed out after 2 s" in r["hang.multiboot/(run)"]["detail"], r
+assert "killed by signal 11" in r["crash.multiboot/(run)"]["detail"], r
+assert "without a DONE line" in r["nodone.multiboot/(run)"]["detail"], r
+t = d["targets"][0]
+assert t["verdict"] == "not certified" and t["errors"] == 3 and t["failed"] == 1, t
+' "$out/report.json"
+pycheck "junit.xml with hostile text: well-formed" \
+	'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$out/junit.xml"
+check "report.html with hostile text: escaped" \
+	bash -c '! grep -qiE "<script|<b>bold|\"reason\" </pre>" "$1" && grep -q "&lt;script&gt;" "$1"' _ \
+	"$out/report.html"
+
+# ---- bad command lines ----
+check "certify: unknown target is a usage error (status 1)" \
+	bash -c '"$1" certify --target bochs:x >/dev/null 2>&1; test $? -eq 1' _ "$ACCORD"
+check "certify: no kernels is status 2" \
+	bash -c 'mkdir -p "$2/empty" && "$1" certify --kernels "$2/empty" --out "$2/o" >/dev/null 2>&1; test $? -eq 2' \
+	_ "$ACCORD" "$tmp"
+
+tap_summary

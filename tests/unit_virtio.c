@@ -1,0 +1,688 @@
+/* virtio over PCI, driven the way a guest driver would: the host bridge's
+ * configuration mechanisms and BARs, the modern transport's capabilities,
+ * feature negotiation and MSI-X, and virtio-blk requests on a temporary
+ * image. Then malicious rings: buffers outside RAM, loops, bad indices,
+ * bad flags, oversized lengths. Each must leave the device NEEDS_RESET
+ * with a configuration interrupt, and leave guest RAM and the image
+ * untouched apart from what the rules allow. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dev/dev.h"
+#include "dev/pci.h"
+#include "dev/virtio/virtio.h"
+#include "engine/engine.h"
+#include "vm/vm.h"
+#include "tap.h"
+
+#define RAM_SIZE (16u << 20)
+#define QSIZE 16
+#define DESC 0x100000u
+#define AVAIL 0x101000u
+#define USED 0x102000u
+#define INDIRECT 0x103000u
+#define HDR 0x200000u
+#define DATA 0x210000u
+#define STATUS 0x220000u
+#define IMG_SIZE (1u << 20)
+
+#define V_CONFIG 0x40
+#define V_QUEUE 0x41
+
+static struct vm vm;
+static char img_path[] = "/tmp/accord-unit-virtio-XXXXXX";
+static char ro_path[] = "/tmp/accord-unit-virtio-ro-XXXXXX";
+static int img_fd;
+static struct pci_bus *bus;
+static uint64_t bar, common, notify, isr, devcfg, msix;
+static uint16_t avail_idx;
+static uint8_t *snapshot;
+
+static int stub_vcpu_init(struct vcpu *v)
+{
+	return 0;
+}
+
+static const struct engine_ops stub_engine = {
+	.name = "stub",
+	.vcpu_init = stub_vcpu_init,
+};
+
+/* ---- accesses, locked like the engines ---- */
+
+static uint64_t mmio_r(uint64_t a, int size)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&vm.io_lock);
+	bus_read(&vm.mmio, a, size, &v);
+	pthread_mutex_unlock(&vm.io_lock);
+	return v;
+}
+
+static void mmio_w(uint64_t a, uint64_t v, int size)
+{
+	pthread_mutex_lock(&vm.io_lock);
+	bus_write(&vm.mmio, a, v, size);
+	pthread_mutex_unlock(&vm.io_lock);
+}
+
+static uint32_t cfg_r(int slot, unsigned off, int size)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&vm.io_lock);
+	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
+	bus_read(&vm.pio, 0xcfc + (off & 3), size, &v);
+	pthread_mutex_unlock(&vm.io_lock);
+	return v;
+}
+
+static void cfg_w(int slot, unsigned off, uint32_t val, int size)
+{
+	pthread_mutex_lock(&vm.io_lock);
+	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
+	bus_write(&vm.pio, 0xcfc + (off & 3), val, size);
+	pthread_mutex_unlock(&vm.io_lock);
+}
+
+static uint8_t *gp(uint64_t gpa)
+{
+	return vm_gpa(&vm, gpa, 1);
+}
+
+/* the vector the LAPIC would deliver now (accepted and EOIed), or -1 */
+static int take_irq(void)
+{
+	int v = lapic_get_interrupt(vm.vcpu[0]->lapic, true);
+
+	if (v >= 0)
+		lapic_mmio_write(vm.vcpu[0]->lapic, 0xB0, 0, 4);
+	return v;
+}
+
+static void drain_irqs(void)
+{
+	while (take_irq() >= 0)
+		;
+}
+
+/* ---- the driver's side ---- */
+
+static uint8_t status(void)
+{
+	return mmio_r(common + 0x14, 1);
+}
+
+static void set_desc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	uint8_t *d = gp(table + 16 * i);
+
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
+}
+
+static uint16_t used_idx(void)
+{
+	uint16_t v;
+
+	memcpy(&v, gp(USED + 2), 2);
+	return v;
+}
+
+static uint32_t used_len(int i)
+{
+	uint32_t v;
+
+	memcpy(&v, gp(USED + 4 + 8 * i + 4), 4);
+	return v;
+}
+
+/* put head in the ring's next slot and publish idx (normally one more) */
+static void publish(uint16_t head, uint16_t idx)
+{
+	memcpy(gp(AVAIL + 4 + 2 * (avail_idx % QSIZE)), &head, 2);
+	memcpy(gp(AVAIL + 2), &idx, 2);
+}
+
+static void submit(uint16_t head)
+{
+	publish(head, avail_idx + 1);
+	avail_idx++;
+	mmio_w(notify, 0, 2);
+}
+
+/* reset and bring the device up with one queue; features[1] is the high
+ * word, which must carry VERSION_1 */
+static bool dev_setup(uint32_t lo, uint32_t hi)
+{
+	mmio_w(common + 0x14, 0, 1);
+	if (status() != 0)
+		return false;
+	memset(gp(DESC), 0, 0x4000);
+	avail_idx = 0;
+	mmio_w(common + 0x14, 1, 1);
+	mmio_w(common + 0x14, 3, 1);
+	mmio_w(common + 0x08, 0, 4);
+	mmio_w(common + 0x0c, lo, 4);
+	mmio_w(common + 0x08, 1, 4);
+	mmio_w(common + 0x0c, hi, 4);
+	mmio_w(common + 0x14, 0xb, 1);
+	if (!(status() & VIRTIO_S_FEATURES_OK))
+		return false;
+	mmio_w(common + 0x10, 0, 2); /* config changes: vector 0 */
+	mmio_w(common + 0x16, 0, 2);
+	mmio_w(common + 0x18, QSIZE, 2);
+	mmio_w(common + 0x1a, 1, 2);
+	mmio_w(common + 0x20, DESC, 4);
+	mmio_w(common + 0x24, 0, 4);
+	mmio_w(common + 0x28, AVAIL, 8);
+	mmio_w(common + 0x30, USED, 4);
+	mmio_w(common + 0x34, 0, 4);
+	mmio_w(common + 0x1c, 1, 2);
+	mmio_w(common + 0x14, 0xf, 1);
+	drain_irqs();
+	return status() == 0xf && mmio_r(common + 0x1c, 2) == 1;
+}
+
+/* a three-part block request: header, data, status */
+static void blk_req(uint32_t type, uint64_t sector, uint32_t len, bool data_to_guest)
+{
+	uint8_t *h = gp(HDR);
+
+	memset(h, 0, 16);
+	memcpy(h, &type, 4);
+	memcpy(h + 8, &sector, 8);
+	*gp(STATUS) = 0xee;
+	if (len) {
+		set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+		set_desc(DESC, 1, DATA, len, VIRTQ_DESC_F_NEXT | (data_to_guest ? VIRTQ_DESC_F_WRITE : 0), 2);
+		set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	} else {
+		set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 2);
+		set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	}
+	submit(0);
+}
+
+static void img_read(uint64_t off, void *buf, size_t len)
+{
+	if (pread(img_fd, buf, len, off) != (ssize_t)len)
+		memset(buf, 0xaa, len);
+}
+
+/* ---- tests ---- */
+
+static void test_pci(void)
+{
+	ok(cfg_r(0, 0, 4) == 0x29c08086, "host bridge 00:00.0 is 8086:29c0 through 0xcf8/0xcfc");
+	ok(mmio_r(PCI_ECAM_BASE, 4) == 0x29c08086, "host bridge through ECAM");
+	ok(cfg_r(0, 0x0a, 2) == 0x0600, "host bridge class 0600");
+	ok(cfg_r(5, 0, 4) == 0xffffffff, "an empty slot reads all ones");
+	ok(mmio_r(PCI_ECAM_BASE + (1 << 15), 4) == 0x10421af4, "virtio-blk at 00:01.0 is 1af4:1042");
+	ok(cfg_r(1, 0x08, 1) >= 1, "modern-only device: revision >= 1");
+	ok(cfg_r(1, 0x3d, 1) == 0, "no INTx pin (MSI-X only)");
+	ok(cfg_r(1, 0x06, 2) & PCI_STATUS_CAPS, "capability list present");
+
+	uint32_t orig = cfg_r(1, 0x10, 4);
+	cfg_w(1, 0x10, 0xffffffff, 4);
+	uint32_t sz = cfg_r(1, 0x10, 4);
+	ok(sz == 0xffff8000, "BAR 0 sizes as 32 KiB memory (%#x)", sz);
+	cfg_w(1, 0x10, 0xd0000000, 4);
+	cfg_w(1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	bar = cfg_r(1, 0x10, 4) & ~0xfu;
+	ok(bar == 0xd0000000 && orig != 0xd0000000, "BAR 0 moved to %#llx", (unsigned long long)bar);
+	ok(mmio_r(orig & ~0xfu, 4) == 0xffffffff, "the old BAR address no longer decodes");
+	cfg_w(1, 0x04, 0, 2);
+	ok(mmio_r(bar + 0x12, 2) == 0xffff, "memory decoding off: the BAR does not decode");
+	cfg_w(1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+
+	/* the capabilities the Linux driver looks for */
+	int found = 0, n = 0;
+	for (unsigned c = cfg_r(1, 0x34, 1); c && n < 48; c = cfg_r(1, c + 1, 1), n++) {
+		uint8_t id = cfg_r(1, c, 1);
+		if (id == 0x11) {
+			msix = bar + (cfg_r(1, c + 4, 4) & ~7u);
+			found |= 1;
+			ok(cfg_r(1, c + 4, 4) % 8 == 0 && (cfg_r(1, c + 8, 4) & 7) == 0, "MSI-X table and PBA in BAR 0");
+			cfg_w(1, c + 2, 0x8000, 2); /* enable */
+		} else if (id == 0x09) {
+			uint8_t type = cfg_r(1, c + 3, 1);
+			uint64_t at = bar + cfg_r(1, c + 8, 4);
+			if (type == 1) common = at;
+			if (type == 2) notify = at;
+			if (type == 3) isr = at;
+			if (type == 4) devcfg = at;
+			if (type >= 1 && type <= 4)
+				found |= 1 << type;
+		}
+	}
+	ok(found == 0x1f, "MSI-X and the common, notify, ISR and device capabilities (%#x)", found);
+	ok(mmio_r(common + 0x12, 2) == 1, "one queue");
+	ok(mmio_r(devcfg, 8) == IMG_SIZE / 512, "capacity in sectors");
+}
+
+static void test_features(void)
+{
+	mmio_w(common + 0x14, 0, 1);
+	mmio_w(common + 0x00, 1, 4);
+	uint32_t hi = mmio_r(common + 0x04, 4);
+	mmio_w(common + 0x00, 0, 4);
+	uint32_t lo = mmio_r(common + 0x04, 4);
+	ok(hi & 1, "VERSION_1 offered");
+	ok((lo >> VIRTIO_F_INDIRECT_DESC & 1) && (lo >> VIRTIO_F_EVENT_IDX & 1),
+	   "INDIRECT_DESC and EVENT_IDX offered");
+	ok(lo & (1 << 9), "FLUSH offered");
+	mmio_w(common + 0x14, 3, 1);
+	mmio_w(common + 0x08, 1, 4);
+	mmio_w(common + 0x0c, 0, 4);
+	mmio_w(common + 0x14, 0xb, 1);
+	ok(!(status() & VIRTIO_S_FEATURES_OK), "FEATURES_OK refused without VERSION_1");
+	mmio_w(common + 0x14, 0, 1);
+	mmio_w(common + 0x14, 3, 1);
+	mmio_w(common + 0x08, 1, 4);
+	mmio_w(common + 0x0c, 1 | 0x80, 4); /* a feature never offered */
+	mmio_w(common + 0x14, 0xb, 1);
+	ok(!(status() & VIRTIO_S_FEATURES_OK), "FEATURES_OK refused for features not offered");
+}
+
+static void setup_msix(void)
+{
+	for (int v = 0; v < 2; v++) {
+		mmio_w(msix + 16 * v, 0xfee00000, 4);
+		mmio_w(msix + 16 * v + 4, 0, 4);
+		mmio_w(msix + 16 * v + 8, v ? V_QUEUE : V_CONFIG, 4);
+		mmio_w(msix + 16 * v + 12, 0, 4);
+	}
+}
+
+static void test_io(void)
+{
+	uint8_t buf[4096], want[4096];
+
+	ok(dev_setup(0, 1), "driver brings the device up (VERSION_1)");
+	/* write 1 KiB at sector 2 */
+	for (int i = 0; i < 1024; i++)
+		gp(DATA)[i] = i * 7 + 3;
+	memcpy(snapshot, vm.ram, RAM_SIZE);
+	blk_req(1, 2, 1024, false);
+	img_read(1024, buf, 1024);
+	ok(used_idx() == 1 && *gp(STATUS) == 0 && !memcmp(buf, gp(DATA), 1024),
+	   "OUT: 1 KiB at sector 2 lands in the image");
+	ok(used_len(0) == 1, "OUT: used length 1 (the status byte)");
+	ok(take_irq() == V_QUEUE, "OUT: the queue's MSI-X vector fires");
+	drain_irqs();
+	/* only the status byte, the used ring and the request changed */
+	size_t bad = 0;
+	for (size_t i = 0; i < RAM_SIZE; i++) {
+		bool allowed = (i >= USED && i < USED + 6 + 8 * QSIZE) || i == STATUS ||
+			       (i >= DESC && i < DESC + 16 * QSIZE) || (i >= AVAIL && i < AVAIL + 6 + 2 * QSIZE) ||
+			       (i >= HDR && i < HDR + 16);
+		if (!allowed && vm.ram[i] != snapshot[i])
+			bad++;
+	}
+	ok(bad == 0, "OUT: no other guest byte changed (%zu did)", bad);
+
+	/* read 4 KiB from sector 0 */
+	img_read(0, want, 4096);
+	memset(gp(DATA), 0, 4096);
+	blk_req(0, 0, 4096, true);
+	ok(used_idx() == 2 && *gp(STATUS) == 0 && !memcmp(gp(DATA), want, 4096),
+	   "IN: 4 KiB from sector 0 match the image");
+	ok(used_len(1) == 4097, "IN: used length is data + status");
+
+	blk_req(4, 0, 0, false);
+	ok(used_idx() == 3 && *gp(STATUS) == 0, "FLUSH completes");
+	memset(gp(DATA), 0, 64);
+	blk_req(8, 0, 20, true);
+	ok(*gp(STATUS) == 0 && !strncmp((char *)gp(DATA), strrchr(img_path, '/') + 1, 20),
+	   "GET_ID returns the image's name");
+	blk_req(99, 0, 0, false);
+	ok(*gp(STATUS) == 2, "unknown request type: UNSUPP");
+	blk_req(0, IMG_SIZE / 512 - 1, 1024, true);
+	ok(*gp(STATUS) == 1, "IN past the end: IOERR");
+	blk_req(0, 0, 100, true);
+	ok(*gp(STATUS) == 1, "IN of a partial sector: IOERR");
+	blk_req(1, ~0ull / 512, 512, false);
+	ok(*gp(STATUS) == 1, "OUT with a huge sector: IOERR");
+
+	/* WRITE_ZEROES and DISCARD over sectors 2-3 */
+	uint8_t seg[16] = { 0 };
+	uint64_t s = 2;
+	uint32_t n = 2;
+	memcpy(seg, &s, 8);
+	memcpy(seg + 8, &n, 4);
+	memcpy(gp(DATA), seg, 16);
+	blk_req(13, 0, 16, false);
+	img_read(1024, buf, 1024);
+	memset(want, 0, 1024);
+	ok(*gp(STATUS) == 0 && !memcmp(buf, want, 1024), "WRITE_ZEROES zeroes sectors 2-3");
+	blk_req(11, 0, 16, false);
+	ok(*gp(STATUS) == 0, "DISCARD completes");
+
+	/* an indirect table: header, data, status */
+	set_desc(INDIRECT, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(INDIRECT, 1, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	set_desc(INDIRECT, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	memset(gp(HDR), 0, 16);
+	*gp(STATUS) = 0xee;
+	set_desc(DESC, 5, INDIRECT, 48, VIRTQ_DESC_F_INDIRECT, 0);
+	ok(dev_setup(1u << VIRTIO_F_INDIRECT_DESC, 1), "bring-up with INDIRECT_DESC");
+	set_desc(INDIRECT, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(INDIRECT, 1, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	set_desc(INDIRECT, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(DESC, 5, INDIRECT, 48, VIRTQ_DESC_F_INDIRECT, 0);
+	img_read(0, want, 512);
+	submit(5);
+	ok(*gp(STATUS) == 0 && !memcmp(gp(DATA), want, 512) && !(status() & VIRTIO_S_NEEDS_RESET),
+	   "IN through an indirect table");
+
+	/* EVENT_IDX: the device publishes avail_event; used_event suppresses */
+	ok(dev_setup(1u << VIRTIO_F_EVENT_IDX, 1), "bring-up with EVENT_IDX");
+	uint16_t ev = 5; /* interrupt only after the 6th buffer */
+	memcpy(gp(AVAIL + 4 + 2 * QSIZE), &ev, 2);
+	blk_req(4, 0, 0, false);
+	uint16_t aev;
+	memcpy(&aev, gp(USED + 4 + 8 * QSIZE), 2);
+	ok(aev == 1, "EVENT_IDX: avail_event follows the ring (%u)", aev);
+	ok(take_irq() < 0, "EVENT_IDX: used_event suppresses the interrupt");
+}
+
+static void test_ro(void)
+{
+	struct virtio_blk *ro = virtio_blk_create(&vm, bus, ro_path, true);
+	ok(ro != NULL, "read-only disk at 00:02.0");
+	uint32_t bar2 = cfg_r(2, 0x10, 4) & ~0xfu;
+	cfg_w(2, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	uint64_t saved_common = common, saved_notify = notify;
+	common = bar2 + (common - bar);
+	notify = bar2 + (notify - bar);
+	mmio_w(common + 0x00, 0, 4);
+	ok(mmio_r(common + 0x04, 4) & (1 << 5), "read-only disk offers VIRTIO_BLK_F_RO");
+	ok(dev_setup(0, 1), "read-only disk comes up");
+	memset(gp(DATA), 0x5a, 512);
+	blk_req(1, 0, 512, false);
+	uint8_t buf[512], zero[512] = { 0 };
+	int fd = open(ro_path, O_RDONLY);
+	ok(fd >= 0 && pread(fd, buf, 512, 0) == 512 && !memcmp(buf, zero, 512) && *gp(STATUS) == 1,
+	   "OUT to a read-only disk: IOERR, image unchanged");
+	if (fd >= 0)
+		close(fd);
+	memcpy(gp(DATA), (uint64_t[2]){ 0, 1 }, 16);
+	blk_req(13, 0, 16, false);
+	ok(*gp(STATUS) == 1, "WRITE_ZEROES on a read-only disk: IOERR");
+	mmio_w(common + 0x14, 0, 1);
+	common = saved_common;
+	notify = saved_notify;
+	virtio_blk_destroy(NULL);
+}
+
+/* One malicious ring: set up, let build() write the descriptors, notify
+ * with head, and check the device gave up cleanly. */
+static void bad_case(const char *what, uint32_t lo, void (*build)(void), uint16_t head, uint16_t idx)
+{
+	uint8_t img_before[8192], img_after[8192];
+
+	if (!dev_setup(lo, 1)) {
+		ok(false, "%s: device setup", what);
+		return;
+	}
+	setup_msix();
+	drain_irqs();
+	memset(gp(HDR), 0, 16);
+	gp(HDR)[0] = 1; /* OUT at sector 0 if it were honoured */
+	memset(gp(DATA), 0x77, 8192);
+	build();
+	img_read(0, img_before, sizeof(img_before));
+	publish(head, idx);
+	memcpy(snapshot, vm.ram, RAM_SIZE);
+	mmio_w(notify, 0, 2);
+	size_t changed = 0;
+	for (size_t i = 0; i < RAM_SIZE; i++)
+		if (vm.ram[i] != snapshot[i])
+			changed++;
+	img_read(0, img_after, sizeof(img_after));
+	ok((status() & VIRTIO_S_NEEDS_RESET) && used_idx() == 0 && changed == 0 &&
+		   !memcmp(img_before, img_after, sizeof(img_before)),
+	   "%s: NEEDS_RESET, nothing used, guest RAM and image untouched (%zu bytes changed)", what,
+	   changed);
+	ok(take_irq() == V_CONFIG, "%s: configuration interrupt", what);
+	drain_irqs();
+	/* it stays broken until reset */
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	avail_idx = 1;
+	publish(0, 2);
+	mmio_w(notify, 0, 2);
+	if (!strcmp(what, "buffer outside RAM"))
+		ok(used_idx() == 0, "a broken device ignores notifications until reset");
+}
+
+static void b_outside(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, 0x40000000, 512, VIRTQ_DESC_F_NEXT, 2);
+	set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_straddle(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, RAM_SIZE - 256, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_hole(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, PCI_MMIO_BASE, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_wrap(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, ~0ull - 100, 512, VIRTQ_DESC_F_NEXT, 2);
+	set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_huge(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, DATA, 0xffffffff, VIRTQ_DESC_F_NEXT, 2);
+	set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_loop(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, DATA, 512, VIRTQ_DESC_F_NEXT, 2);
+	set_desc(DESC, 2, DATA, 512, VIRTQ_DESC_F_NEXT, 1);
+}
+
+static void b_selfloop(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 0);
+}
+
+static void b_next_range(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 200);
+}
+
+static void b_plain(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_flags(void)
+{
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT | 0x10, 1);
+	set_desc(DESC, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+static void b_order(void)
+{
+	set_desc(DESC, 0, STATUS, 1, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
+	set_desc(DESC, 1, HDR, 16, 0, 0);
+}
+
+static void b_indirect_off(void)
+{
+	set_desc(INDIRECT, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(INDIRECT, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(DESC, 0, INDIRECT, 32, VIRTQ_DESC_F_INDIRECT, 0);
+}
+
+static void b_indirect_nested(void)
+{
+	set_desc(INDIRECT, 0, INDIRECT + 0x100, 32, VIRTQ_DESC_F_INDIRECT, 0);
+	set_desc(INDIRECT + 0x100, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(INDIRECT + 0x100, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(DESC, 0, INDIRECT, 16, VIRTQ_DESC_F_INDIRECT, 0);
+}
+
+static void b_indirect_len(void)
+{
+	b_indirect_off();
+	set_desc(DESC, 0, INDIRECT, 33, VIRTQ_DESC_F_INDIRECT, 0);
+}
+
+static void b_indirect_next(void)
+{
+	b_indirect_off();
+	set_desc(DESC, 0, INDIRECT, 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
+}
+
+static void b_indirect_loop(void)
+{
+	set_desc(INDIRECT, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(INDIRECT, 1, DATA, 16, VIRTQ_DESC_F_NEXT, 0);
+	set_desc(DESC, 0, INDIRECT, 32, VIRTQ_DESC_F_INDIRECT, 0);
+}
+
+static void b_indirect_range(void)
+{
+	set_desc(INDIRECT, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 2);
+	set_desc(DESC, 0, INDIRECT, 32, VIRTQ_DESC_F_INDIRECT, 0);
+}
+
+static void b_indirect_outside(void)
+{
+	set_desc(DESC, 0, RAM_SIZE - 16, 32, VIRTQ_DESC_F_INDIRECT, 0);
+}
+
+static void test_malicious(void)
+{
+	const uint32_t ind = 1u << VIRTIO_F_INDIRECT_DESC;
+
+	bad_case("buffer outside RAM", 0, b_outside, 0, 1);
+	bad_case("buffer straddling the end of RAM", 0, b_straddle, 0, 1);
+	bad_case("buffer in the PCI hole", 0, b_hole, 0, 1);
+	bad_case("buffer address wrapping around", 0, b_wrap, 0, 1);
+	bad_case("4 GiB length", 0, b_huge, 0, 1);
+	bad_case("descriptor loop", 0, b_loop, 0, 1);
+	bad_case("descriptor pointing at itself", 0, b_selfloop, 0, 1);
+	bad_case("next index past the table", 0, b_next_range, 0, 1);
+	bad_case("head index past the table", 0, b_plain, 99, 1);
+	bad_case("avail index ahead by more than the queue size", 0, b_plain, 0, QSIZE + 1);
+	bad_case("unknown descriptor flag", 0, b_flags, 0, 1);
+	bad_case("readable after writable", 0, b_order, 0, 1);
+	bad_case("indirect without the feature", 0, b_indirect_off, 0, 1);
+	bad_case("nested indirect table", ind, b_indirect_nested, 0, 1);
+	bad_case("indirect length not a multiple of 16", ind, b_indirect_len, 0, 1);
+	bad_case("indirect with NEXT", ind, b_indirect_next, 0, 1);
+	bad_case("loop inside an indirect table", ind, b_indirect_loop, 0, 1);
+	bad_case("next past an indirect table", ind, b_indirect_range, 0, 1);
+	bad_case("indirect table outside RAM", ind, b_indirect_outside, 0, 1);
+
+	/* rings outside RAM are refused when the queue is enabled */
+	mmio_w(common + 0x14, 0, 1);
+	mmio_w(common + 0x14, 3, 1);
+	mmio_w(common + 0x08, 1, 4);
+	mmio_w(common + 0x0c, 1, 4);
+	mmio_w(common + 0x14, 0xb, 1);
+	mmio_w(common + 0x16, 0, 2);
+	mmio_w(common + 0x20, RAM_SIZE - 64, 8);
+	mmio_w(common + 0x28, AVAIL, 8);
+	mmio_w(common + 0x30, USED, 8);
+	mmio_w(common + 0x1c, 1, 2);
+	ok((status() & VIRTIO_S_NEEDS_RESET) && !mmio_r(common + 0x1c, 2),
+	   "descriptor table outside RAM: queue refused, NEEDS_RESET");
+	mmio_w(common + 0x14, 0, 1);
+	mmio_w(common + 0x14, 0xb, 1);
+	mmio_w(common + 0x18, 3, 2);
+	mmio_w(common + 0x20, DESC, 8);
+	mmio_w(common + 0x1c, 1, 2);
+	ok(status() & VIRTIO_S_NEEDS_RESET, "queue size not a power of two: NEEDS_RESET");
+	mmio_w(common + 0x16, 7, 2);
+	mmio_w(common + 0x1c, 1, 2);
+	mmio_w(notify + 4 * 7, 7, 2);
+	ok(mmio_r(common + 0x18, 2) == 0, "a queue that does not exist reads as size 0");
+
+	/* a request without a status buffer is completed with length 0 */
+	ok(dev_setup(0, 1), "reset clears NEEDS_RESET");
+	set_desc(DESC, 0, HDR, 16, 0, 0);
+	submit(0);
+	ok(used_idx() == 1 && used_len(0) == 0 && !(status() & VIRTIO_S_NEEDS_RESET),
+	   "request without a status byte: completed empty");
+	/* the device works again after a reset */
+	memset(gp(DATA), 0x3c, 512);
+	blk_req(1, 8, 512, false);
+	uint8_t buf[512];
+	img_read(8 * 512, buf, 512);
+	ok(*gp(STATUS) == 0 && !memcmp(buf, gp(DATA), 512), "after a reset the device serves requests");
+	/* out-of-range MMIO offsets and sizes are harmless */
+	mmio_w(bar + 0x7ff8, ~0ull, 8);
+	mmio_w(msix + 16 * 63, ~0ull, 8);
+	ok(mmio_r(bar + 0x6000, 4) == 0, "unused BAR space reads 0");
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine) < 0) {
+		fprintf(stderr, "vm_create failed\n");
+		return 1;
+	}
+	lapic_mmio_write(vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
+	snapshot = malloc(RAM_SIZE);
+	img_fd = mkstemp(img_path);
+	int ro_fd = mkstemp(ro_path);
+	if (!snapshot || img_fd < 0 || ro_fd < 0 || ftruncate(img_fd, IMG_SIZE) || ftruncate(ro_fd, IMG_SIZE)) {
+		perror("setup");
+		return 1;
+	}
+	close(ro_fd);
+	uint8_t pat[4096];
+	for (int i = 0; i < 4096; i++)
+		pat[i] = i ^ (i >> 8);
+	if (pwrite(img_fd, pat, 4096, 0) != 4096) {
+		perror("pwrite");
+		return 1;
+	}
+	bus = pci_init(&vm);
+	struct virtio_blk *blk = bus ? virtio_blk_create(&vm, bus, img_path, false) : NULL;
+	ok(blk != NULL, "PCI bus and a virtio-blk disk");
+	if (blk) {
+		test_pci();
+		test_features();
+		setup_msix();
+		test_io();
+		test_ro();
+		test_malicious();
+	}
+	ok(virtio_blk_create(&vm, bus, "/nonexistent/accord.img", false) == NULL,
+	   "a missing image is refused");
+	unlink(img_path);
+	unlink(ro_path);
+	printf("%d passed, %d failed\n", n_pass, n_fail);
+	return n_fail != 0;
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# virtio-blk in the stock kernel on accord: a guest image with the
+# virtio_pci and virtio_blk modules (tools/mkguest, its own output
+# directory), a 64 MiB raw image and a read-only one. Through the serial
+# console the guest reads a pattern the host wrote, copies it elsewhere on
+# the disk, makes an ext2 file system with busybox mke2fs and writes files
+# into it, discards a range, and fails to write the read-only disk. After
+# power-off the host checks the bytes, e2fsck -fn and debugfs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/guest-tap.bash
+. tests/lib/console.bash
+
+ACCORD=${ACCORD:-build/accord}
+ACCEL=${ACCEL:-emu}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
+IMG=build/guest-image-virtio
+MIB=1048576
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# guest command line, output marker; the echo of a typed command cannot
+# contain the marker because the marker is computed ($((1+1)))
+run() {
+	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
+	console_send "$cmd"
+	if console_wait "$regex" "$limit"; then
+		tap_ok "$name"
+		return 0
+	fi
+	tap_not_ok "$name" "no line matching '$regex'"
+	console_tail
+	return 1
+}
+
+MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
+if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
+	tap_skip "virtio-blk in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
+	tap_summary
+	exit 0
+fi
+
+# command line errors need no guest
+"$ACCORD" run --kernel "$IMG/vmlinuz" --disk path="$tmp/missing.img" </dev/null >"$tmp/err.log" 2>&1
+rc=$?
+if [ "$rc" -eq 3 ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ] && grep -q "missing.img" "$tmp/err.log"; then
+	tap_ok "--disk with a missing file: one line, status 3"
+else
+	tap_not_ok "--disk with a missing file" "status $rc: $(head -c 200 "$tmp/err.log")"
+fi
+"$ACCORD" run --kernel "$IMG/vmlinuz" --disk file="$tmp/x" </dev/null >"$tmp/err.log" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ]; then
+	tap_ok "--disk with a bad option: one line, status 1"
+else
+	tap_not_ok "--disk with a bad option" "status $rc: $(head -c 200 "$tmp/err.log")"
+fi
+
+# the disks: a random MiB at 40 MiB for the guest to read and copy to
+# 48 MiB; a non-zero MiB at 56 MiB for it to discard
+disk=$tmp/disk.img
+rodisk=$tmp/ro.img
+truncate -s 64M "$disk"
+head -c $MIB /dev/urandom >"$tmp/pattern"
+dd if="$tmp/pattern" of="$disk" bs=$MIB seek=40 conv=notrunc status=none
+tr '\0' '\132' </dev/zero | head -c $MIB | dd of="$disk" bs=$MIB seek=56 conv=notrunc status=none
+pattern_sum=$(sha256sum <"$tmp/pattern" | cut -d' ' -f1)
+head -c $((4 * MIB)) /dev/urandom >"$rodisk"
+ro_sum_before=$(sha256sum <"$rodisk" | cut -d' ' -f1)
+
+log=$tmp/guest.log
+console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" \
+	--disk path="$disk" --disk path="$rodisk",ro
+if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	tap_not_ok "guest with two virtio disks boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
+	console_tail 25
+	console_finish 1
+	tap_summary
+	exit 0
+fi
+tap_ok "guest with two virtio disks boots to init"
+sleep 1
+run "the guest sees vda (64 MiB) and vdb (read-only)" \
+	'echo D$((1+1)) $(cat /sys/block/vda/size) $(cat /sys/block/vdb/ro) D$((2+1))' \
+	"D2 131072 1 D3"
+run "reading 1 MiB at 40 MiB gives the host's pattern" \
+	'echo P$((1+1)) $(dd if=/dev/vda bs=1M skip=40 count=1 2>/dev/null | sha256sum) P$((2+1))' \
+	"P2 $pattern_sum - P3"
+run "copying it to 48 MiB with conv=fsync succeeds" \
+	'dd if=/dev/vda of=/dev/vda bs=1M skip=40 seek=48 count=1 conv=fsync 2>/dev/null && echo C$((1+1))' \
+	"^C2"
+run "mke2fs on the first 16 MiB" \
+	'mke2fs -F /dev/vda 16384 >/dev/null 2>&1 && echo M$((1+1))' "^M2"
+run "mount, write two files, umount" \
+	'mkdir -p /mnt && mount -t ext2 /dev/vda /mnt && echo hello-accord >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/vda of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
+	"^F2"
+has_discard=0
+console_send 'command -v blkdiscard >/dev/null && echo B$((1+1))yes || echo B$((1+1))no'
+if console_wait "^B2(yes|no)" 30 && grep -q "^B2yes" <(tr -d '\r' <"$log"); then
+	has_discard=1
+	run "blkdiscard of 1 MiB at 56 MiB" \
+		'blkdiscard -o 58720256 -l 1048576 /dev/vda && echo X$((1+1))' "^X2"
+else
+	tap_skip "blkdiscard of 1 MiB at 56 MiB" "busybox has no blkdiscard"
+fi
+run "writing the read-only disk fails" \
+	'dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
+	"^W2rc[1-9]"
+console_send 'poweroff -f'
+console_finish 60
+if [ "$CONSOLE_STATUS" = 0 ]; then
+	tap_ok "poweroff ends accord with status 0"
+else
+	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
+	console_tail
+fi
+if grep -qiE "virtio.*(error|fail|reset)|I/O error" "$log"; then
+	tap_not_ok "no virtio or I/O errors on the console" "$(grep -iE 'virtio.*(error|fail|reset)|I/O error' "$log" | head -n 3)"
+else
+	tap_ok "no virtio or I/O errors on the console"
+fi
+
+# the host's view of the images
+copy_sum=$(dd if="$disk" bs=$MIB skip=48 count=1 status=none | sha256sum | cut -d' ' -f1)
+if [ "$copy_sum" = "$pattern_sum" ]; then
+	tap_ok "the copy at 48 MiB is in the image"
+else
+	tap_not_ok "the copy at 48 MiB is in the image" "sha256 $copy_sum"
+fi
+if command -v e2fsck >/dev/null && command -v debugfs >/dev/null; then
+	if e2fsck -fn "$disk" >"$tmp/fsck.log" 2>&1; then
+		tap_ok "e2fsck -fn finds the guest's file system clean"
+	else
+		tap_not_ok "e2fsck -fn" "$(tail -n 3 "$tmp/fsck.log" | tr '\n' ' ')"
+	fi
+	hello=$(debugfs -R "cat /hello.txt" "$disk" 2>/dev/null)
+	blob_sum=$(debugfs -R "cat /dir/blob" "$disk" 2>/dev/null | sha256sum | cut -d' ' -f1)
+	if [ "$hello" = hello-accord ] && [ "$blob_sum" = "$pattern_sum" ]; then
+		tap_ok "debugfs reads the guest's files back"
+	else
+		tap_not_ok "debugfs reads the guest's files back" "hello.txt '$hello', blob $blob_sum"
+	fi
+else
+	tap_skip "e2fsck and debugfs on the image" "e2fsprogs not installed"
+fi
+if [ "$has_discard" = 1 ]; then
+	zero_sum=$(head -c $MIB /dev/zero | sha256sum | cut -d' ' -f1)
+	got=$(dd if="$disk" bs=$MIB skip=56 count=1 status=none | sha256sum | cut -d' ' -f1)
+	# discard may keep the data when the host file system cannot punch
+	# holes; on the usual ones it reads back as zeros
+	if [ "$got" = "$zero_sum" ]; then
+		tap_ok "the discarded range reads back as zeros on the host"
+	else
+		tap_skip "the discarded range reads back as zeros" "the host file system kept the data"
+	fi
+fi
+if [ "$(sha256sum <"$rodisk" | cut -d' ' -f1)" = "$ro_sum_before" ]; then
+	tap_ok "the read-only image is unchanged"
+else
+	tap_not_ok "the read-only image is unchanged"
+fi
+tap_summary

@@ -50,7 +50,7 @@ pycheck() {
 
 # ---- the real run: accord:emu and qemu:tcg ----
 out=$tmp/real
-"$ACCORD" certify --target accord:emu --target qemu:tcg --out "$out" --timeout 300 \
+"$ACCORD" certify --target accord:emu --target qemu:tcg --kernels build/guest --out "$out" --timeout 300 \
 	>"$tmp/real.stdout" 2>"$tmp/real.stderr"
 rc=$?
 sed 's/^/# /' "$tmp/real.stdout"
@@ -135,12 +135,12 @@ if sys.argv[2] == "1":
 check "report.html: names both targets" \
 	bash -c 'grep -q "accord:emu" "$1" && grep -q "qemu:tcg" "$1"' _ "$out/report.html"
 check "report.html: self-contained (no external resources, no script)" \
-	bash -c '! grep -qiE "<script|<link|src=|url\(|https?://" "$1"' _ "$out/report.html"
+	bash -c 'test -s "$1" && ! grep -qiE "<script|<link|src=|url\(|https?://" "$1"' _ "$out/report.html"
 
 # ---- a target that cannot run: no QEMU in PATH ----
 out=$tmp/unavail
 mkdir -p "$tmp/emptybin"
-PATH=$tmp/emptybin "$ACCORD" certify --target qemu:kvm --target qemu:tcg --out "$out" \
+PATH=$tmp/emptybin "$ACCORD" certify --target qemu:kvm --target qemu:tcg --kernels build/guest --out "$out" \
 	>"$tmp/unavail.stdout" 2>&1
 rc=$?
 check "certify without QEMU: exit status 0" test "$rc" -eq 0
@@ -162,6 +162,7 @@ for t in d["tests"]:
 fake=$tmp/fakebin
 mkdir -p "$fake" "$tmp/kernels"
 for k in hostile hang crash nodone; do : >"$tmp/kernels/$k.elf"; done
+: >"$tmp/kernels/"$'odd<&\xff'.elf	# a file name that is not text
 cat >"$fake/$QEMU" <<'FAKE'
 #!/usr/bin/env bash
 kernel=
@@ -210,12 +211,13 @@ assert "timed out after 2 s" in r["hang.multiboot/(run)"]["detail"], r
 assert "killed by signal 11" in r["crash.multiboot/(run)"]["detail"], r
 assert "without a DONE line" in r["nodone.multiboot/(run)"]["detail"], r
 t = d["targets"][0]
-assert t["verdict"] == "not certified" and t["errors"] == 3 and t["failed"] == 1, t
+assert t["verdict"] == "not certified" and t["errors"] == 4 and t["failed"] == 1, t
+assert r["odd<&\\xff.multiboot/(run)"]["verdict"] == "error", r
 ' "$out/report.json"
 pycheck "junit.xml with hostile text: well-formed" \
 	'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$out/junit.xml"
 check "report.html with hostile text: escaped" \
-	bash -c '! grep -qiE "<script|<b>bold|\"reason\" </pre>" "$1" && grep -q "&lt;script&gt;" "$1"' _ \
+	bash -c 'test -s "$1" && ! grep -qiE "<script|<b>bold|\"reason\" </pre>|odd<" "$1" && grep -q "&lt;script&gt;" "$1"' _ \
 	"$out/report.html"
 
 # ---- bad command lines ----

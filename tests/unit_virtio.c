@@ -245,6 +245,7 @@ static void test_pci(void)
 
 	/* the capabilities the Linux driver looks for */
 	int found = 0, n = 0;
+	unsigned win = 0;
 	for (unsigned c = cfg_r(1, 0x34, 1); c && n < 48; c = cfg_r(1, c + 1, 1), n++) {
 		uint8_t id = cfg_r(1, c, 1);
 		if (id == 0x11) {
@@ -259,12 +260,30 @@ static void test_pci(void)
 			if (type == 2) notify = at;
 			if (type == 3) isr = at;
 			if (type == 4) devcfg = at;
+			if (type == 5)
+				win = c;
 			if (type >= 1 && type <= 4)
 				found |= 1 << type;
 		}
 	}
 	ok(found == 0x1f, "MSI-X and the common, notify, ISR and device capabilities (%#x)", found);
 	ok(mmio_r(common + 0x12, 2) == 1, "one queue");
+
+	/* the PCI configuration access capability reaches the same registers */
+	ok(win != 0, "VIRTIO_PCI_CAP_PCI_CFG present");
+	if (win) {
+		cfg_w(1, win + 4, 0, 1);
+		cfg_w(1, win + 8, common - bar + 0x12, 4);
+		cfg_w(1, win + 12, 2, 4);
+		ok(cfg_r(1, win + 16, 2) == 1, "num_queues read through pci_cfg_data");
+		cfg_w(1, win + 8, common - bar, 4);
+		cfg_w(1, win + 12, 4, 4);
+		cfg_w(1, win + 16, 1, 4);
+		ok(mmio_r(common, 4) == 1, "device_feature_select written through pci_cfg_data");
+		mmio_w(common, 0, 4);
+		cfg_w(1, win + 8, 0x7fff, 4);
+		ok(cfg_r(1, win + 16, 4) == 1, "a misaligned window does nothing");
+	}
 	ok(mmio_r(devcfg, 8) == IMG_SIZE / 512, "capacity in sectors");
 }
 

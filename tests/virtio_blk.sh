@@ -41,14 +41,14 @@ if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 fi
 
 # command line errors need no guest
-"$ACCORD" run --kernel "$IMG/vmlinuz" --disk path="$tmp/missing.img" </dev/null >"$tmp/err.log" 2>&1
+"$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --disk path="$tmp/missing.img" </dev/null >"$tmp/err.log" 2>&1
 rc=$?
 if [ "$rc" -eq 3 ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ] && grep -q "missing.img" "$tmp/err.log"; then
 	tap_ok "--disk with a missing file: one line, status 3"
 else
 	tap_not_ok "--disk with a missing file" "status $rc: $(head -c 200 "$tmp/err.log")"
 fi
-"$ACCORD" run --kernel "$IMG/vmlinuz" --disk file="$tmp/x" </dev/null >"$tmp/err.log" 2>&1
+"$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --disk file="$tmp/x" </dev/null >"$tmp/err.log" 2>&1
 rc=$?
 if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ]; then
 	tap_ok "--disk with a bad option: one line, status 1"

@@ -202,7 +202,11 @@ static int find_kernels(struct certify *c)
 		struct kernel *k = &c->kernels[c->nkernels++];
 		k->path = xasprintf("%s/%s", c->kernels_dir, n);
 		k->protocol = pvh ? "pvh" : "multiboot";
-		k->label = xasprintf("%.*s.%s", (int)base, n, k->protocol);
+		/* file names are bytes; the reports want text */
+		char *name = sanitize(n, base);
+		k->label = xasprintf("%s.%s", name, k->protocol);
+		k->shown = sanitize(k->path, strlen(k->path));
+		free(name);
 	}
 	closedir(d);
 	if (c->nkernels)
@@ -624,9 +628,15 @@ int certify_main(int argc, char **argv)
 	}
 	free(logs);
 
+	c.kernels_dir_shown = sanitize(c.kernels_dir, strlen(c.kernels_dir));
 	struct utsname u;
-	if (!uname(&u))
-		snprintf(c.host, sizeof(c.host), "%s %s %s", u.nodename, u.sysname, u.release);
+	if (!uname(&u)) {
+		char *host = xasprintf("%s %s %s", u.nodename, u.sysname, u.release);
+		char *shown = sanitize(host, strlen(host));
+		snprintf(c.host, sizeof(c.host), "%s", shown);
+		free(host);
+		free(shown);
+	}
 	c.started = time(NULL);
 	c.runs = xcalloc((size_t)c.nkernels * c.ntargets, sizeof(*c.runs));
 

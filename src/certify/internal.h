@@ -31,8 +31,9 @@ struct target {
 };
 
 struct kernel {
-	char *path;
-	char *label;		/* smoke.multiboot, smoke.pvh */
+	char *path;		/* as found, to run */
+	char *shown;		/* the path sanitized, to print */
+	char *label;		/* smoke.multiboot, smoke.pvh (sanitized) */
 	const char *protocol;	/* multiboot, pvh */
 };
 
@@ -69,6 +70,7 @@ struct certify {
 	int nrows, caprows;
 	struct run_info *runs;	/* [kernel * ntargets + target] */
 	const char *kernels_dir;
+	char *kernels_dir_shown;	/* sanitized */
 	const char *out_dir;
 	int timeout;
 	time_t started;

@@ -44,7 +44,7 @@ int report_json(const struct certify *c, const char *path)
 	fputs("  \"host\": ", f);
 	put_json_string(f, c->host);
 	fputs(",\n  \"kernels_dir\": ", f);
-	put_json_string(f, c->kernels_dir);
+	put_json_string(f, c->kernels_dir_shown);
 	fprintf(f, ",\n  \"timeout_seconds\": %d,\n  \"targets\": [", c->timeout);
 	for (int ti = 0; ti < c->ntargets; ti++) {
 		const struct target *t = &c->targets[ti];
@@ -82,7 +82,7 @@ int report_json(const struct certify *c, const char *path)
 		fprintf(f, "%s\n    { \"name\": ", ki ? "," : "");
 		put_json_string(f, c->kernels[ki].label);
 		fputs(", \"file\": ", f);
-		put_json_string(f, c->kernels[ki].path);
+		put_json_string(f, c->kernels[ki].shown);
 		fprintf(f, ", \"protocol\": \"%s\" }", c->kernels[ki].protocol);
 	}
 	fputs("\n  ],\n  \"tests\": [", f);
@@ -312,7 +312,7 @@ int report_html(const struct certify *c, const char *path)
 	fprintf(f, "%s &middot; ", when);
 	put_xml(f, c->host);
 	fputs(" &middot; kernels from <code>", f);
-	put_xml(f, c->kernels_dir);
+	put_xml(f, c->kernels_dir_shown);
 	fprintf(f, "</code> &middot; timeout %d s per run &middot; %.0f s in all</p>\n", c->timeout, c->seconds);
 
 	fputs("<h2>Targets</h2>\n<table class=\"targets\">\n<thead><tr><th>target</th><th>verdict</th>"
@@ -383,7 +383,7 @@ int report_html(const struct certify *c, const char *path)
 				c->ntargets + 1);
 			put_xml(f, k->label);
 			fprintf(f, "<span>%s boot &middot; ", k->protocol);
-			put_xml(f, k->path);
+			put_xml(f, k->shown);
 			fputs("</span></th></tr>\n", f);
 		}
 		fprintf(f, "<tr%s><td class=\"name\">", row_agrees(c, r) ? " class=\"agree\"" : "");

@@ -22,6 +22,18 @@ struct capture {
 	size_t len, cap;
 };
 
+/* the running child's process group: it is not in our terminal's group, so
+ * an interrupt of certify must end it here */
+static volatile sig_atomic_t current_child;
+
+static void on_signal(int sig)
+{
+	if (current_child > 0)
+		kill(-(pid_t)current_child, SIGKILL);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -83,6 +95,14 @@ void run_child(char *const argv[], int timeout_s, const char *abort_marker,
 		_exit(127);
 	}
 	setpgid(pid, pid);	/* also here: no race with the kill below */
+	current_child = pid;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction old;
+		/* a signal our caller ignores stays ignored */
+		if (!sigaction(sigs[i], NULL, &old) && old.sa_handler != SIG_IGN)
+			signal(sigs[i], on_signal);
+	}
 	r->started = true;
 	close(out[1]);
 	close(err[1]);
@@ -126,9 +146,10 @@ void run_child(char *const argv[], int timeout_s, const char *abort_marker,
 		if (pfd[i].fd >= 0)
 			close(pfd[i].fd);
 
-	int st;
+	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
+	current_child = 0;
 	r->seconds = now() - t0;
 	if (WIFEXITED(st))
 		r->status = WEXITSTATUS(st);

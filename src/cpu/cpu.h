@@ -280,12 +280,67 @@ static inline uint64_t seg_lin(struct cpu *c, int seg, uint64_t off)
 	return (uint32_t)(off + c->seg[seg].base);
 }
 
-/* operand helpers for instruction families */
-uint64_t insn_ea_lin(struct cpu *c, const struct insn *in);
-uint64_t rm_read(struct cpu *c, const struct insn *in, int size);
-void rm_write(struct cpu *c, const struct insn *in, uint64_t val, int size);
-uint64_t reg_read(struct cpu *c, int reg, int size, bool rex);
-void reg_write(struct cpu *c, int reg, uint64_t val, int size, bool rex);
+/* operand helpers for instruction families (inline: every instruction
+ * uses them) */
+
+/* In 64-bit mode a non-canonical address through SS raises #SS(0), through
+ * any other segment #GP(0) (mmu.c) */
+static inline uint64_t ss_canonical(struct cpu *c, uint64_t lin)
+{
+	if (c->mode == 64 && (int64_t)(lin << 16) >> 16 != (int64_t)lin)
+		cpu_fault(c, EXC_SS, 0);
+	return lin;
+}
+
+static inline uint64_t insn_ea_lin(struct cpu *c, const struct insn *in)
+{
+	uint64_t lin = seg_lin(c, in->seg, in->ea);
+	return in->seg == S_SS ? ss_canonical(c, lin) : lin;
+}
+
+static inline uint64_t reg_read(struct cpu *c, int reg, int size, bool rex)
+{
+	switch (size) {
+	case 1:
+		if (!rex && reg >= 4 && reg < 8)
+			return (c->r[reg - 4] >> 8) & 0xff;
+		return c->r[reg] & 0xff;
+	case 2: return c->r[reg] & 0xffff;
+	case 4: return c->r[reg] & 0xffffffff;
+	default: return c->r[reg];
+	}
+}
+
+static inline void reg_write(struct cpu *c, int reg, uint64_t val, int size, bool rex)
+{
+	switch (size) {
+	case 1:
+		if (!rex && reg >= 4 && reg < 8)
+			c->r[reg - 4] = (c->r[reg - 4] & ~0xff00ull) | ((val & 0xff) << 8);
+		else
+			c->r[reg] = (c->r[reg] & ~0xffull) | (val & 0xff);
+		break;
+	case 2: c->r[reg] = (c->r[reg] & ~0xffffull) | (val & 0xffff); break;
+	case 4: c->r[reg] = (uint32_t)val; break;
+	default: c->r[reg] = val; break;
+	}
+}
+
+static inline uint64_t rm_read(struct cpu *c, const struct insn *in, int size)
+{
+	if (in->is_mem)
+		return mem_read(c, insn_ea_lin(c, in), size);
+	return reg_read(c, in->rm, size, in->rex);
+}
+
+static inline void rm_write(struct cpu *c, const struct insn *in, uint64_t val, int size)
+{
+	if (in->is_mem)
+		mem_write(c, insn_ea_lin(c, in), val, size);
+	else
+		reg_write(c, in->rm, val, size, in->rex);
+}
+
 
 /* control registers and modes */
 void cpu_set_cr0(struct cpu *c, uint64_t v);
@@ -301,7 +356,25 @@ void cpu_set_seg_flat(struct cpu *c, int seg, uint16_t sel, uint16_t attr);
 struct insn *insn_decode(struct cpu *c, struct insn *scratch);
 /* the same without the address (for cached blocks), and the address */
 void insn_decode_static(struct cpu *c, struct insn *in);
-void insn_ea(struct cpu *c, struct insn *in);
+
+/* the memory operand's effective address from the decoded form */
+static inline void insn_ea(struct cpu *c, struct insn *in)
+{
+	uint64_t ea = (uint64_t)in->disp;
+	if (in->base >= 0)
+		ea += c->r[in->base];
+	if (in->index >= 0)
+		ea += c->r[in->index] << in->scale;
+	if (in->riprel)
+		ea += c->rip + in->len;
+	if (in->addrsize == 4)
+		ea = (uint32_t)ea;
+	else if (in->addrsize == 2)
+		ea = (uint16_t)ea;
+	in->ea = ea;
+}
+
+
 /* block.c: the decoded-block cache */
 struct block_cache *block_cache_create(void);
 void block_cache_destroy(struct block_cache *bc);

@@ -159,7 +159,7 @@ static int imm_size_map1(struct insn *in)
 }
 
 /* ModRM, SIB and displacement: the addressing form only. The address
- * itself depends on registers and is computed per execution (insn_ea_calc),
+ * itself depends on registers and is computed per execution (insn_ea in cpu.h),
  * so a decoded instruction can be reused. */
 static void decode_modrm(struct fetch *f, struct insn *in)
 {
@@ -224,21 +224,6 @@ static void decode_modrm(struct fetch *f, struct insn *in)
 		in->disp += sext(fetch_imm(f, 4), 4);
 }
 
-static inline void insn_ea_calc(struct cpu *c, struct insn *in)
-{
-	uint64_t ea = (uint64_t)in->disp;
-	if (in->base >= 0)
-		ea += c->r[in->base];
-	if (in->index >= 0)
-		ea += c->r[in->index] << in->scale;
-	if (in->riprel)
-		ea += c->rip + in->len;
-	if (in->addrsize == 4)
-		ea = (uint32_t)ea;
-	else if (in->addrsize == 2)
-		ea = (uint16_t)ea;
-	in->ea = ea;
-}
 
 static void decode_bytes(struct cpu *c, struct insn *in)
 {
@@ -339,7 +324,7 @@ struct insn *insn_decode(struct cpu *c, struct insn *scratch)
 {
 	decode_bytes(c, scratch);
 	if (scratch->is_mem)
-		insn_ea_calc(c, scratch);
+		insn_ea(c, scratch);
 	return scratch;
 }
 
@@ -347,9 +332,4 @@ struct insn *insn_decode(struct cpu *c, struct insn *scratch)
 void insn_decode_static(struct cpu *c, struct insn *in)
 {
 	decode_bytes(c, in);
-}
-
-void insn_ea(struct cpu *c, struct insn *in)
-{
-	insn_ea_calc(c, in);
 }

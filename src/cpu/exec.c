@@ -7,64 +7,6 @@
 #include "cpu/cpu.h"
 #include "cpu/exec.h"
 
-/* In 64-bit mode a non-canonical address through SS raises #SS(0), through
- * any other segment #GP(0) (mmu.c) */
-static inline uint64_t ss_canonical(struct cpu *c, uint64_t lin)
-{
-	if (c->mode == 64 && (int64_t)(lin << 16) >> 16 != (int64_t)lin)
-		cpu_fault(c, EXC_SS, 0);
-	return lin;
-}
-
-uint64_t insn_ea_lin(struct cpu *c, const struct insn *in)
-{
-	uint64_t lin = seg_lin(c, in->seg, in->ea);
-	return in->seg == S_SS ? ss_canonical(c, lin) : lin;
-}
-
-uint64_t reg_read(struct cpu *c, int reg, int size, bool rex)
-{
-	switch (size) {
-	case 1:
-		if (!rex && reg >= 4 && reg < 8)
-			return (c->r[reg - 4] >> 8) & 0xff;
-		return c->r[reg] & 0xff;
-	case 2: return c->r[reg] & 0xffff;
-	case 4: return c->r[reg] & 0xffffffff;
-	default: return c->r[reg];
-	}
-}
-
-void reg_write(struct cpu *c, int reg, uint64_t val, int size, bool rex)
-{
-	switch (size) {
-	case 1:
-		if (!rex && reg >= 4 && reg < 8)
-			c->r[reg - 4] = (c->r[reg - 4] & ~0xff00ull) | ((val & 0xff) << 8);
-		else
-			c->r[reg] = (c->r[reg] & ~0xffull) | (val & 0xff);
-		break;
-	case 2: c->r[reg] = (c->r[reg] & ~0xffffull) | (val & 0xffff); break;
-	case 4: c->r[reg] = (uint32_t)val; break;
-	default: c->r[reg] = val; break;
-	}
-}
-
-uint64_t rm_read(struct cpu *c, const struct insn *in, int size)
-{
-	if (in->is_mem)
-		return mem_read(c, insn_ea_lin(c, in), size);
-	return reg_read(c, in->rm, size, in->rex);
-}
-
-void rm_write(struct cpu *c, const struct insn *in, uint64_t val, int size)
-{
-	if (in->is_mem)
-		mem_write(c, insn_ea_lin(c, in), val, size);
-	else
-		reg_write(c, in->rm, val, size, in->rex);
-}
-
 static inline uint64_t sz_mask(int size)
 {
 	return size == 8 ? ~0ull : (1ull << (size * 8)) - 1;

@@ -113,6 +113,8 @@ uint32_t pci_cfg_read(struct pci_bus *b, unsigned devfn, unsigned off, int size)
 		return size == 4 ? 0xffffffffu : (1u << (size * 8)) - 1;
 	if (off + size > sizeof(d->cfg))
 		return 0; /* no extended capabilities */
+	if (d->cfg_reading)
+		d->cfg_reading(d, off, size);
 	return get_le(d->cfg + off, size);
 }
 

@@ -52,7 +52,9 @@ struct pci_dev {
 	struct pci_bar bar[6]; /* 32-bit memory BARs only */
 	int slot;
 	unsigned cap_end, cap_last; /* pci_add_cap's bookkeeping */
-	/* after the guest wrote configuration bytes [off, off + len) */
+	/* before the guest reads, after it wrote configuration bytes
+	 * [off, off + len); either may be NULL */
+	void (*cfg_reading)(struct pci_dev *d, unsigned off, unsigned len);
 	void (*cfg_written)(struct pci_dev *d, unsigned off, unsigned len);
 	void *opaque;
 };

@@ -23,6 +23,7 @@
 #define CAP_NOTIFY 2
 #define CAP_ISR 3
 #define CAP_DEVICE 4
+#define CAP_PCI_CFG 5
 
 #define MSIX_ENABLE 0x8000
 #define MSIX_MASKALL 0x4000
@@ -300,12 +301,42 @@ static void bar_write(void *opaque, uint64_t off, uint64_t val, int size)
 
 static const struct io_ops bar_ops = { bar_read, bar_write };
 
+/* VIRTIO_PCI_CAP_PCI_CFG: a window into BAR 0 through configuration
+ * space; bar, offset and length (1, 2 or 4) select what pci_cfg_data
+ * reads and writes. Nothing happens when the selection is out of range. */
+static bool cfg_window(struct virtio_dev *vd, unsigned off, unsigned len, uint32_t *at, int *size)
+{
+	unsigned c = vd->cfgwin_cap;
+	const uint8_t *p = vd->pci.cfg + c;
+
+	if (off >= c + 20 || off + len <= c + 16)
+		return false;
+	*at = get_le(p + 8, 4);
+	*size = get_le(p + 12, 4);
+	return p[4] == 0 && (*size == 1 || *size == 2 || *size == 4) && !(*at & (*size - 1)) &&
+	       *at < BAR_SIZE;
+}
+
+static void cfg_reading(struct pci_dev *d, unsigned off, unsigned len)
+{
+	struct virtio_dev *vd = d->opaque;
+	uint32_t at;
+	int size;
+
+	if (cfg_window(vd, off, len, &at, &size))
+		put_le(d->cfg + vd->cfgwin_cap + 16, bar_read(vd, at, size), size);
+}
+
 static void cfg_written(struct pci_dev *d, unsigned off, unsigned len)
 {
 	struct virtio_dev *vd = d->opaque;
+	uint32_t at;
+	int size;
 
 	if (off < vd->msix_cap + 4 && off + len > vd->msix_cap + 2)
 		msix_flush(vd);
+	if (cfg_window(vd, off, len, &at, &size))
+		bar_write(vd, at, get_le(d->cfg + vd->cfgwin_cap + 16, size), size);
 }
 
 static void add_vcap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t len, bool notify)
@@ -338,6 +369,7 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	put_le(d->cfg + PCI_SUBSYS_ID, 0x1100, 2);
 	d->bar[0] = (struct pci_bar){ BAR_SIZE, &bar_ops, vd };
 	d->opaque = vd;
+	d->cfg_reading = cfg_reading;
 	d->cfg_written = cfg_written;
 
 	vd->msix_cap = pci_add_cap(d, 0x11, 12);
@@ -352,5 +384,12 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	add_vcap(d, CAP_NOTIFY, NOTIFY_OFF, NOTIFY_MULT * vd->nqueues, true);
 	add_vcap(d, CAP_ISR, ISR_OFF, 1, false);
 	add_vcap(d, CAP_DEVICE, DEVCFG_OFF, vd->config_len, false);
+	/* the configuration-space window: bar, offset, length and data are
+	 * for the driver to write */
+	vd->cfgwin_cap = pci_add_cap(d, 0x09, 20);
+	d->cfg[vd->cfgwin_cap + 2] = 20;
+	d->cfg[vd->cfgwin_cap + 3] = CAP_PCI_CFG;
+	d->wmask[vd->cfgwin_cap + 4] = 0xff;
+	memset(d->wmask + vd->cfgwin_cap + 8, 0xff, 12);
 	return pci_add(bus, d);
 }

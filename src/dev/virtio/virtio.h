@@ -108,6 +108,7 @@ struct virtio_dev {
 	unsigned config_len;
 	/* MSI-X: one vector for configuration changes, one per queue */
 	unsigned msix_cap;
+	unsigned cfgwin_cap; /* VIRTIO_PCI_CAP_PCI_CFG */
 	uint8_t msix_table[16 * (VIRTIO_MAX_QUEUES + 1)];
 	uint8_t msix_pba[8];
 	/* counters */

@@ -84,6 +84,9 @@ sleep 1
 run "the guest sees vda (64 MiB) and vdb (read-only)" \
 	'echo D$((1+1)) $(cat /sys/block/vda/size) $(cat /sys/block/vdb/ro) D$((2+1))' \
 	"D2 131072 1 D3"
+run "MSI-X: a configuration vector and a queue vector that fired" \
+	'echo I$((1+1)) $(grep -c -e virtio0-config -e virtio0-req.0 /proc/interrupts) $(awk '"'"'/virtio0-req/ { print ($2 > 0) }'"'"' /proc/interrupts) I$((2+1))' \
+	"I2 2 1 I3"
 run "reading 1 MiB at 40 MiB gives the host's pattern" \
 	'echo P$((1+1)) $(dd if=/dev/vda bs=1M skip=40 count=1 2>/dev/null | sha256sum) P$((2+1))' \
 	"P2 $pattern_sum - P3"

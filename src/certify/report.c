@@ -67,9 +67,13 @@ int report_json(const struct certify *c, const char *path)
 				continue;
 			fprintf(f, "%s\n        { \"kernel\": ", nr++ ? "," : "");
 			put_json_string(f, c->kernels[ki].label);
-			fprintf(f, ", \"seconds\": %.2f, \"passed\": %u, \"failed\": %u, \"skipped\": %u, "
-				   "\"serial_log\": ",
-				ri->seconds, ri->passed, ri->failed, ri->skipped);
+			bool clean = false;
+			for (int i = 0; i < c->nrows; i++)
+				if (c->rows[i].kernel == ki && !strcmp(c->rows[i].name, RUN_ROW))
+					clean = c->rows[i].cells[ti].v == V_PASS;
+			fprintf(f, ", \"clean\": %s, \"seconds\": %.2f, \"passed\": %u, \"failed\": %u, "
+				   "\"skipped\": %u, \"serial_log\": ",
+				clean ? "true" : "false", ri->seconds, ri->passed, ri->failed, ri->skipped);
 			put_json_string(f, ri->log_out);
 			fputs(", \"stderr_log\": ", f);
 			put_json_string(f, ri->log_err);

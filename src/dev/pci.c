@@ -336,8 +336,10 @@ struct pci_bus *pci_init(struct vm *vm)
 	struct pci_bus *b = calloc(1, sizeof(*b));
 	int i;
 
-	if (!b)
-		goto fail;
+	if (!b) {
+		fprintf(stderr, "accord: cannot set up the PCI host bridge\n");
+		return NULL;
+	}
 	b->vm = vm;
 	b->next_mmio = PCI_MMIO_BASE;
 	/* 00:00.0: an Intel host bridge, as Q35's */
@@ -362,19 +364,7 @@ struct pci_bus *pci_init(struct vm *vm)
 		goto fail;
 	return b;
 fail:
+	/* the buses may already point at b: leave it allocated */
 	fprintf(stderr, "accord: cannot set up the PCI host bridge\n");
-	free(b);
 	return NULL;
-}
-
-void pci_destroy(struct pci_bus *b)
-{
-	if (!b)
-		return;
-	pthread_mutex_lock(&buses_lock);
-	for (int i = 0; i < MAX_BUSES; i++)
-		if (buses[i] == b)
-			buses[i] = NULL;
-	pthread_mutex_unlock(&buses_lock);
-	free(b);
 }

@@ -65,7 +65,6 @@ struct pci_bus;
  * DSDT's root bridge are registered with the ACPI builder. NULL on error,
  * with a message. */
 struct pci_bus *pci_init(struct vm *vm);
-void pci_destroy(struct pci_bus *b);
 /* Fill in the identity and BARs first; pci_add assigns BAR addresses in
  * the window (as firmware would) and puts the device in the next slot. */
 int pci_add(struct pci_bus *b, struct pci_dev *d);

@@ -325,11 +325,3 @@ fail:
 	free(b);
 	return NULL;
 }
-
-void virtio_blk_destroy(struct virtio_blk *b)
-{
-	if (!b)
-		return;
-	close(b->fd);
-	free(b);
-}

@@ -130,6 +130,7 @@ static void device_reset(struct virtio_dev *vd)
 	vd->isr = 0;
 	vd->config_vector = VIRTIO_NO_VECTOR;
 	vd->queue_sel = 0;
+	memset(vd->msix_pba, 0, sizeof(vd->msix_pba)); /* nothing is pending any more */
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&vd->vq[i]);
 	if (vd->ops->reset)

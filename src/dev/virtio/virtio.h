@@ -62,8 +62,6 @@ struct virtq {
 	bool event_idx, indirect;
 };
 
-struct vm;
-
 /* queue.c. vq_pop: 1 with a chain in *r, 0 when the ring is empty, -1 when
  * the driver broke the rules (the caller marks the device NEEDS_RESET).
  * No guest address outside RAM is ever dereferenced. */
@@ -124,11 +122,11 @@ void virtio_notify_queue(struct virtio_dev *vd, int q);
 void virtio_needs_reset(struct virtio_dev *vd);
 bool virtio_has(const struct virtio_dev *vd, int bit);
 
-/* blk.c: --disk path=FILE[,ro]; 0, or -1 after one line on stderr */
+/* blk.c: --disk path=FILE[,ro]. NULL after one line on stderr when the
+ * image cannot be opened. The disk lives as long as the process. */
 struct virtio_blk;
 struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path,
 				     bool ro);
-void virtio_blk_destroy(struct virtio_blk *b);
 /* parse "path=FILE[,ro]"; -1 after a message */
 int virtio_blk_parse(const char *spec, char **path, bool *ro);
 

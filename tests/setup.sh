@@ -13,6 +13,7 @@ PACKAGES=(
 	e2fsprogs					# disk images
 	gdb						# tests/gdbstub.sh
 	bc						# bench/
+	python3						# tools/lockstep, report checks
 )
 
 missing=()

@@ -388,6 +388,34 @@ static void test_accessed_dirty(void)
 	ok(o.vector == -1 && (*pte & PG_D), "mmu: read then write on a clean page sets D");
 }
 
+/* 32-bit paging: entries are 4 bytes, so half of them sit in the upper
+ * half of an aligned quadword; A and D must land on the entry walked */
+static void test_accessed_dirty_32(void)
+{
+	machine_reset();
+	const uint64_t pd = DATA + 0x8000, pt = DATA + 0x9000;
+	uint32_t e[4];
+	memset(ram + pd, 0, 0x2000);
+	e[0] = (uint32_t)pt | PG_P | PG_W;
+	memcpy(ram + pd, e, 4);
+	e[0] = (uint32_t)(DATA + 0xa000) | PG_P | PG_W; /* lin 0x0000 */
+	e[1] = (uint32_t)(DATA + 0xb000) | PG_P | PG_W; /* lin 0x1000 */
+	memcpy(ram + pt, e, 8);
+	C->efer = 0;
+	C->cr4 = 0;
+	C->cr3 = pd;
+	tlb_flush(C);
+	uint64_t gpa = 0;
+	uint32_t err = 0;
+	bool t = mmu_translate(C, 0x1234, ACC_W | ACC_SUPER, &gpa, &err) && gpa == DATA + 0xb234;
+	memcpy(e, ram + pt, 8);
+	ok(t && (e[1] & PG_A) && (e[1] & PG_D) && !(e[0] & (PG_A | PG_D)),
+	   "mmu: 32-bit paging sets A and D on the odd PTE walked, not its neighbour");
+	memcpy(e, ram + pd, 4);
+	ok(e[0] & PG_A, "mmu: 32-bit paging sets A on the PDE");
+	machine_reset();
+}
+
 /* a run expected to stop in the #PF handler */
 static bool pf_is(struct outcome o, uint64_t cr2, uint32_t err)
 {
@@ -1234,6 +1262,7 @@ int main(void)
 	cpu_init(C, 0);
 	test_page_sizes();
 	test_accessed_dirty();
+	test_accessed_dirty_32();
 	test_nx_wp_us();
 	test_reserved();
 	test_tlb();

@@ -74,12 +74,13 @@ void tlb_flush_page(struct cpu *c, uint64_t lin)
 }
 
 /* Set bits in a paging-structure entry atomically: other vCPUs walk and
- * update the same tables. */
+ * update the same tables. A 32-bit paging entry may sit in the upper half of
+ * the aligned quadword. */
 static void pte_set_bits(struct cpu *c, uint64_t gpa, uint64_t bits)
 {
 	uint8_t *p = c->bus.gpa_page(c->bus.opaque, gpa & ~0xfffull, true);
 	if (p)
-		__atomic_fetch_or((uint64_t *)(p + (gpa & 0xff8)), bits, __ATOMIC_SEQ_CST);
+		__atomic_fetch_or((uint64_t *)(p + (gpa & 0xff8)), bits << ((gpa & 4) * 8), __ATOMIC_SEQ_CST);
 }
 
 /* The walk. access: ACC_R/W/X plus ACC_USER/ACC_SUPER to override the

@@ -711,6 +711,10 @@ static void pio_exit(struct kvm_vcpu_priv *p)
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	int size = run->io.size;
 
+	/* the data must lie inside the kvm_run mapping */
+	if ((size != 1 && size != 2 && size != 4) ||
+	    (uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)p->kvm->run_size)
+		return;
 	pthread_mutex_lock(&vm->io_lock);
 	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
 		uint64_t val = 0;
@@ -730,10 +734,9 @@ static void mmio_exit(struct kvm_vcpu_priv *p)
 	struct kvm_run *run = p->run;
 	struct vm *vm = p->v->vm;
 	uint64_t gpa = run->mmio.phys_addr, val = 0;
-	int len = run->mmio.len;
+	uint32_t mlen = run->mmio.len;
+	int len = mlen > 8 ? 8 : (int)mlen;
 
-	if (len > 8)
-		len = 8;
 	if ((gpa & ~0xfffull) == LAPIC_BASE) {
 		if (run->mmio.is_write) {
 			memcpy(&val, run->mmio.data, len);

@@ -492,6 +492,50 @@ static void test_rtc(void)
 	ioapic_redir(8, 1 << 16);
 }
 
+/* years before 1900 (century 18) and before year 0 (a day before
+ * 0000-01-01) come back as valid BCD, not as the encoding of a negative */
+static void test_rtc_old_years(void)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	uint8_t y, c;
+
+	cmos_write(0x0B, 0x82);
+	cmos_write(0x00, 0x00);
+	cmos_write(0x02, 0x00);
+	cmos_write(0x04, 0x12);
+	cmos_write(0x07, 0x15);
+	cmos_write(0x08, 0x06);
+	cmos_write(0x09, 0x94);
+	cmos_write(0x32, 0x18);
+	cmos_write(0x0B, 0x02); /* running: the registers are recomputed */
+	y = cmos_read(0x09);
+	c = cmos_read(0x32);
+	ok(y == 0x94 && c == 0x18, "rtc: the year 1894 reads back as 94, century 18 (got %#x %#x)", y, c);
+	cmos_write(0x0B, 0x82);
+	cmos_write(0x07, 0x00); /* day 0 of January of year 0: 31 Dec of year -1 */
+	cmos_write(0x08, 0x01);
+	cmos_write(0x09, 0x00);
+	cmos_write(0x32, 0x00);
+	cmos_write(0x0B, 0x02);
+	y = cmos_read(0x09);
+	c = cmos_read(0x32);
+	ok((y & 0x0F) <= 9 && (y >> 4) <= 9 && (c & 0x0F) <= 9 && (c >> 4) <= 9,
+	   "rtc: a year before 0 reads back as BCD (got %#x %#x)", y, c);
+	/* back to host time */
+	gmtime_r(&now, &tm);
+	cmos_write(0x0B, 0x86);
+	cmos_write(0x09, (uint8_t)(tm.tm_year % 100));
+	cmos_write(0x32, (uint8_t)((tm.tm_year + 1900) / 100));
+	cmos_write(0x08, (uint8_t)(tm.tm_mon + 1));
+	cmos_write(0x07, (uint8_t)tm.tm_mday);
+	cmos_write(0x04, (uint8_t)tm.tm_hour);
+	cmos_write(0x02, (uint8_t)tm.tm_min);
+	cmos_write(0x00, (uint8_t)tm.tm_sec);
+	cmos_write(0x0B, 0x06);
+	cmos_write(0x0B, 0x02);
+}
+
 /* ---- PIT ---- */
 
 static uint16_t pit_latch(int ch)
@@ -987,6 +1031,7 @@ int main(void)
 	test_threads();
 	test_serial();
 	test_rtc();
+	test_rtc_old_years();
 	test_pit();
 	test_pic();
 	test_acpi();

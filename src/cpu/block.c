@@ -22,6 +22,11 @@
 struct block {
 	uintptr_t key;
 	struct block *next; /* hash chain */
+	/* the blocks that followed this one last, which spares the hash
+	 * lookup on the way out of most blocks */
+	struct block *succ[2];
+	uintptr_t succ_key[2];
+	unsigned succ_next;
 	const uint8_t *bytes; /* the code this block was decoded from */
 	uint16_t nbytes;
 	uint8_t ninsns;
@@ -32,6 +37,7 @@ struct block_cache {
 	struct block *hash[BLOCK_HASH];
 	uint8_t *arena;
 	size_t used;
+	struct block *last; /* the block that ran last, NULL after a flush */
 };
 
 struct block_cache *block_cache_create(void)
@@ -100,6 +106,7 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	if (bc->used + worst > BLOCK_ARENA) {
 		memset(bc->hash, 0, sizeof(bc->hash));
 		bc->used = 0;
+		bc->last = NULL;
 	}
 	struct block *volatile b = (struct block *)(bc->arena + bc->used);
 	uint64_t rip0 = c->rip, cr2 = c->cr2;
@@ -136,6 +143,9 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	uint8_t *copy = (uint8_t *)&b->in[n];
 	memcpy(copy, p, off);
 	b->key = key;
+	b->succ[0] = b->succ[1] = NULL;
+	b->succ_key[0] = b->succ_key[1] = 0;
+	b->succ_next = 0;
 	b->bytes = copy;
 	b->nbytes = (uint16_t)off;
 	b->ninsns = (uint8_t)n;
@@ -157,14 +167,36 @@ bool block_exec(struct cpu *c)
 		return false;
 	uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
 	struct block_cache *bc = c->blocks;
-	struct block *b = bc->hash[block_slot(key)];
-	while (b && (b->key != key || memcmp(b->bytes, p, b->nbytes)))
-		b = b->next;
-	if (!b) {
-		b = block_build(c, p, lin, key);
-		if (!b)
-			return false;
+	struct block *prev = bc->last, *b = NULL;
+	if (prev) {
+		if (prev->succ_key[0] == key)
+			b = prev->succ[0];
+		else if (prev->succ_key[1] == key)
+			b = prev->succ[1];
+		if (b && memcmp(b->bytes, p, b->nbytes))
+			b = NULL;
 	}
+	if (!b) {
+		b = bc->hash[block_slot(key)];
+		while (b && (b->key != key || memcmp(b->bytes, p, b->nbytes)))
+			b = b->next;
+		if (!b) {
+			b = block_build(c, p, lin, key);
+			if (!b) {
+				bc->last = NULL;
+				return false;
+			}
+		}
+		/* a flush while building leaves prev dangling: bc->last is
+		 * NULL then */
+		if (prev && bc->last == prev) {
+			unsigned i = prev->succ_next;
+			prev->succ[i] = b;
+			prev->succ_key[i] = key;
+			prev->succ_next = i ^ 1;
+		}
+	}
+	bc->last = b;
 	c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
 	c->smc = false;
 	uint64_t rip = c->rip;

@@ -121,16 +121,20 @@ static void rtc_show(struct rtc *r, int64_t t)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
+	int year;
 
 	gmtime_r(&tt, &tm);
+	/* tm_year % 100 is negative before 1900, which a guest may set; a
+	 * year before 0 the registers cannot show at all */
+	year = tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900;
 	r->s.cmos[REG_SEC] = rtc_enc(r, tm.tm_sec);
 	r->s.cmos[REG_MIN] = rtc_enc(r, tm.tm_min);
 	r->s.cmos[REG_HOUR] = rtc_enc_hour(r, tm.tm_hour);
 	r->s.cmos[REG_WDAY] = rtc_enc(r, tm.tm_wday + 1);
 	r->s.cmos[REG_MDAY] = rtc_enc(r, tm.tm_mday);
 	r->s.cmos[REG_MONTH] = rtc_enc(r, tm.tm_mon + 1);
-	r->s.cmos[REG_YEAR] = rtc_enc(r, tm.tm_year % 100);
-	r->s.cmos[REG_CENTURY] = rtc_enc(r, (tm.tm_year + 1900) / 100);
+	r->s.cmos[REG_YEAR] = rtc_enc(r, year % 100);
+	r->s.cmos[REG_CENTURY] = rtc_enc(r, year / 100);
 }
 
 /* the calendar second the time registers say */

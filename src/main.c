@@ -224,7 +224,16 @@ static int cmd_run(int argc, char **argv)
 	int rc = vm_run(vm);
 	gdbstub_finish(vm, rc);
 	console_stop();
-	switch (vm->exit_reason) {
+	/* A kernel booted with panic=N resets right after its panic message,
+	 * and the reset can end the VM before the console thread read that
+	 * message; the drained console decides. */
+	int reason = vm->exit_reason;
+	const char *panic = console_panic();
+	if (panic && (reason == VM_RESET || reason == VM_PANIC)) {
+		reason = VM_PANIC;
+		snprintf(vm->exit_msg, sizeof(vm->exit_msg), "%s", panic);
+	}
+	switch (reason) {
 	case VM_POWEROFF:
 	case VM_DEBUG_EXIT:
 		break;

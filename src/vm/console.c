@@ -24,6 +24,7 @@ static struct {
 	size_t tail_len;
 	char line[256];
 	size_t line_len;
+	char panic[256];
 } con;
 
 static void restore_tty(void)
@@ -63,13 +64,12 @@ static void scan_line(char ch)
 	if (ch == '\n' || con.line_len == sizeof(con.line) - 1) {
 		con.line[con.line_len] = 0;
 		char *p = strstr(con.line, "Kernel panic - not syncing");
-		if (p) {
-			char msg[256];
-			snprintf(msg, sizeof(msg), "guest panic: %s", p);
-			size_t l = strlen(msg);
-			while (l && (msg[l - 1] == '\r' || msg[l - 1] == '\n'))
-				msg[--l] = 0;
-			vm_request_exit(con.vm, VM_PANIC, 2, msg);
+		if (p && !con.panic[0]) {
+			snprintf(con.panic, sizeof(con.panic), "guest panic: %s", p);
+			size_t l = strlen(con.panic);
+			while (l && (con.panic[l - 1] == '\r' || con.panic[l - 1] == '\n'))
+				con.panic[--l] = 0;
+			vm_request_exit(con.vm, VM_PANIC, 2, con.panic);
 		}
 		con.line_len = 0;
 		return;
@@ -182,6 +182,11 @@ void console_stop(void)
 		con.out_started = false;
 	}
 	restore_tty();
+}
+
+const char *console_panic(void)
+{
+	return con.panic[0] ? con.panic : NULL;
 }
 
 void console_print_tail(int lines)

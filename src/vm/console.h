@@ -10,6 +10,9 @@ struct vm;
 int console_start(struct vm *vm, int *in_fd, int *out_fd);
 /* drain guest output, restore the terminal */
 void console_stop(void);
+/* after console_stop: "guest panic: <the kernel's panic line>" when the
+ * guest's output had one, else NULL */
+const char *console_panic(void);
 /* print the last lines of guest output to stderr (after a failure) */
 void console_print_tail(int lines);
 

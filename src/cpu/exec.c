@@ -267,18 +267,18 @@ static void mul_op(struct cpu *c, int size, uint64_t src, bool sign)
 		uint16_t ax = (uint8_t)c->r[R_RAX];
 		uint8_t s = src;
 		if (sign)
-			asm(ALU_IN "imulb %[s]" ALU_OUT : "+a"(ax), [f] "+r"(f) : [s] "q"(s) : "cc");
+			asm(ALU_NOIN "imulb %[s]" ALU_OUT : "+a"(ax), [f] "+r"(f) : [s] "q"(s) : "cc");
 		else
-			asm(ALU_IN "mulb %[s]" ALU_OUT : "+a"(ax), [f] "+r"(f) : [s] "q"(s) : "cc");
+			asm(ALU_NOIN "mulb %[s]" ALU_OUT : "+a"(ax), [f] "+r"(f) : [s] "q"(s) : "cc");
 		reg_write(c, R_RAX, ax, 2, false);
 		break;
 	}
 	case 2: {
 		uint16_t a = c->r[R_RAX], d, s = src;
 		if (sign)
-			asm(ALU_IN "imulw %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
+			asm(ALU_NOIN "imulw %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
 		else
-			asm(ALU_IN "mulw %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
+			asm(ALU_NOIN "mulw %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
 		reg_write(c, R_RAX, a, 2, false);
 		reg_write(c, R_RDX, d, 2, false);
 		break;
@@ -286,9 +286,9 @@ static void mul_op(struct cpu *c, int size, uint64_t src, bool sign)
 	case 4: {
 		uint32_t a = c->r[R_RAX], d, s = src;
 		if (sign)
-			asm(ALU_IN "imull %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
+			asm(ALU_NOIN "imull %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
 		else
-			asm(ALU_IN "mull %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
+			asm(ALU_NOIN "mull %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
 		c->r[R_RAX] = a;
 		c->r[R_RDX] = d;
 		break;
@@ -296,26 +296,32 @@ static void mul_op(struct cpu *c, int size, uint64_t src, bool sign)
 	default: {
 		uint64_t a = c->r[R_RAX], d, s = src;
 		if (sign)
-			asm(ALU_IN "imulq %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
+			asm(ALU_NOIN "imulq %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
 		else
-			asm(ALU_IN "mulq %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
+			asm(ALU_NOIN "mulq %[s]" ALU_OUT : "+a"(a), "=d"(d), [f] "+r"(f) : [s] "r"(s) : "cc");
 		c->r[R_RAX] = a;
 		c->r[R_RDX] = d;
 		break;
 	}
 	}
-	c->rflags = (c->rflags & ~(uint64_t)F_ARITH) | (f & F_ARITH);
+	/* CF and OF are defined; SF, ZF, AF and PF are left as they were
+	 * (the SDM leaves them undefined), which spares loading the guest's
+	 * flags into the host */
+	c->rflags = (c->rflags & ~(uint64_t)(F_CF | F_OF)) | (f & (F_CF | F_OF));
 }
 
 static uint64_t imul2(struct cpu *c, int size, uint64_t a, uint64_t b)
 {
 	uint64_t f = c->rflags & F_ARITH;
 	switch (size) {
-	case 2: { uint16_t x = a, y = b; asm(ALU_IN "imulw %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); a = x; break; }
-	case 4: { uint32_t x = a, y = b; asm(ALU_IN "imull %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); a = x; break; }
-	default: { uint64_t x = a, y = b; asm(ALU_IN "imulq %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); a = x; break; }
+	case 2: { uint16_t x = a, y = b; asm(ALU_NOIN "imulw %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); a = x; break; }
+	case 4: { uint32_t x = a, y = b; asm(ALU_NOIN "imull %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); a = x; break; }
+	default: { uint64_t x = a, y = b; asm(ALU_NOIN "imulq %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); a = x; break; }
 	}
-	c->rflags = (c->rflags & ~(uint64_t)F_ARITH) | (f & F_ARITH);
+	/* CF and OF are defined; SF, ZF, AF and PF are left as they were
+	 * (the SDM leaves them undefined), which spares loading the guest's
+	 * flags into the host */
+	c->rflags = (c->rflags & ~(uint64_t)(F_CF | F_OF)) | (f & (F_CF | F_OF));
 	return a;
 }
 

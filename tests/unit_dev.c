@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "vm/vm.h"
 #include "tap.h"
+#include "testvm.h"
 
 #define NCPUS 2
 #define WAIT_MS 2000 /* bound for "it fires"; generous for loaded hosts */
@@ -28,34 +29,16 @@ static struct vm vm;
 static int out_pipe[2], in_pipe[2];
 
 
-/* the machine needs an engine to create vCPUs; these tests run none */
-static int stub_vcpu_init(struct vcpu *v)
-{
-	return 0;
-}
-
-static const struct engine_ops stub_engine = {
-	.name = "stub",
-	.vcpu_init = stub_vcpu_init,
-};
-
 /* ---- access helpers, locking like the engines ---- */
 
 static uint64_t pio_in(uint16_t port, int size)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&vm.io_lock);
-	bus_read(&vm.pio, port, size, &v);
-	pthread_mutex_unlock(&vm.io_lock);
-	return v;
+	return locked_read(&vm, &vm.pio, port, size);
 }
 
 static void pio_out(uint16_t port, uint64_t v, int size)
 {
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, port, v, size);
-	pthread_mutex_unlock(&vm.io_lock);
+	locked_write(&vm, &vm.pio, port, v, size);
 }
 
 static uint8_t inb(uint16_t port)
@@ -70,19 +53,12 @@ static void outb(uint16_t port, uint8_t v)
 
 static uint32_t mmio_read32(uint64_t addr)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&vm.io_lock);
-	bus_read(&vm.mmio, addr, 4, &v);
-	pthread_mutex_unlock(&vm.io_lock);
-	return (uint32_t)v;
+	return (uint32_t)locked_read(&vm, &vm.mmio, addr, 4);
 }
 
 static void mmio_write32(uint64_t addr, uint32_t v)
 {
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.mmio, addr, v, 4);
-	pthread_mutex_unlock(&vm.io_lock);
+	locked_write(&vm, &vm.mmio, addr, v, 4);
 }
 
 static void set_irq(unsigned gsi, int level)

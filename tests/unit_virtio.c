@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "vm/vm.h"
 #include "tap.h"
+#include "testvm.h"
 
 #define RAM_SIZE (16u << 20)
 #define QSIZE 16
@@ -42,33 +43,16 @@ static uint64_t bar, common, notify, isr, devcfg, msix;
 static uint16_t avail_idx;
 static uint8_t *snapshot;
 
-static int stub_vcpu_init(struct vcpu *v)
-{
-	return 0;
-}
-
-static const struct engine_ops stub_engine = {
-	.name = "stub",
-	.vcpu_init = stub_vcpu_init,
-};
-
 /* ---- accesses, locked like the engines ---- */
 
 static uint64_t mmio_r(uint64_t a, int size)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&vm.io_lock);
-	bus_read(&vm.mmio, a, size, &v);
-	pthread_mutex_unlock(&vm.io_lock);
-	return v;
+	return locked_read(&vm, &vm.mmio, a, size);
 }
 
 static void mmio_w(uint64_t a, uint64_t v, int size)
 {
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.mmio, a, v, size);
-	pthread_mutex_unlock(&vm.io_lock);
+	locked_write(&vm, &vm.mmio, a, v, size);
 }
 
 static uint32_t cfg_r(int slot, unsigned off, int size)

@@ -43,28 +43,14 @@ static bool vm_has_pci(struct vm *vm)
 	return found;
 }
 
-static uint32_t get_le(const uint8_t *p, int size)
-{
-	uint32_t v = 0;
-
-	for (int i = size - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_le(uint8_t *p, uint32_t v, int size)
-{
-	for (int i = 0; i < size; i++, v >>= 8)
-		p[i] = v;
-}
 
 void pci_set_ids(struct pci_dev *d, uint16_t vendor, uint16_t device, uint32_t class_rev)
 {
-	put_le(d->cfg + PCI_VENDOR_ID, vendor, 2);
-	put_le(d->cfg + PCI_DEVICE_ID, device, 2);
-	put_le(d->cfg + PCI_REVISION, class_rev, 4);
+	pci_put_le(d->cfg + PCI_VENDOR_ID, vendor, 2);
+	pci_put_le(d->cfg + PCI_DEVICE_ID, device, 2);
+	pci_put_le(d->cfg + PCI_REVISION, class_rev, 4);
 	/* memory space, bus master, parity, SERR#, INTx disable */
-	put_le(d->wmask + PCI_COMMAND, 0x0546, 2);
+	pci_put_le(d->wmask + PCI_COMMAND, 0x0546, 2);
 	d->wmask[PCI_INT_LINE] = 0xff;
 	d->wmask[0x0c] = 0xff; /* cache line size */
 	d->wmask[0x0d] = 0xff; /* latency timer */
@@ -93,7 +79,7 @@ uint32_t pci_bar_addr(const struct pci_dev *d, int bar)
 {
 	if (!d->bar[bar].size || !(d->cfg[PCI_COMMAND] & PCI_CMD_MEM))
 		return 0;
-	return get_le(d->cfg + PCI_BAR0 + 4 * bar, 4) & ~0xfu;
+	return pci_get_le(d->cfg + PCI_BAR0 + 4 * bar, 4) & ~0xfu;
 }
 
 static struct pci_dev *pci_find(struct pci_bus *b, unsigned devfn)
@@ -115,7 +101,7 @@ uint32_t pci_cfg_read(struct pci_bus *b, unsigned devfn, unsigned off, int size)
 		return 0; /* no extended capabilities */
 	if (d->cfg_reading)
 		d->cfg_reading(d, off, size);
-	return get_le(d->cfg + off, size);
+	return pci_get_le(d->cfg + off, size);
 }
 
 void pci_cfg_write(struct pci_bus *b, unsigned devfn, unsigned off, uint32_t val, int size)
@@ -262,8 +248,8 @@ int pci_add(struct pci_bus *b, struct pci_dev *d)
 			fprintf(stderr, "accord: PCI: no room for a %u-byte BAR\n", size);
 			return -1;
 		}
-		put_le(d->cfg + PCI_BAR0 + 4 * i, addr, 4); /* 32-bit, non-prefetchable */
-		put_le(d->wmask + PCI_BAR0 + 4 * i, ~(size - 1), 4);
+		pci_put_le(d->cfg + PCI_BAR0 + 4 * i, addr, 4); /* 32-bit, non-prefetchable */
+		pci_put_le(d->wmask + PCI_BAR0 + 4 * i, ~(size - 1), 4);
 		b->next_mmio = addr + size;
 	}
 	d->slot = slot;
@@ -345,8 +331,8 @@ struct pci_bus *pci_init(struct vm *vm)
 	/* 00:00.0: an Intel host bridge, as Q35's */
 	pci_set_ids(&b->host, 0x8086, 0x29c0, 0x06000000);
 	b->host.cfg[PCI_COMMAND] = PCI_CMD_MEM;
-	put_le(b->host.cfg + PCI_SUBSYS_VENDOR, 0x1af4, 2);
-	put_le(b->host.cfg + PCI_SUBSYS_ID, 0x1100, 2);
+	pci_put_le(b->host.cfg + PCI_SUBSYS_VENDOR, 0x1af4, 2);
+	pci_put_le(b->host.cfg + PCI_SUBSYS_ID, 0x1100, 2);
 	if (bus_register(&vm->pio, 0xcf8, 1, &conf1_addr_ops, b, "pci-conf1-addr") ||
 	    bus_register(&vm->pio, 0xcfc, 4, &conf1_data_ops, b, "pci-conf1-data") ||
 	    bus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, b, "pci-ecam") ||

@@ -80,4 +80,20 @@ uint32_t pci_bar_addr(const struct pci_dev *d, int bar);
 uint32_t pci_cfg_read(struct pci_bus *b, unsigned devfn, unsigned off, int size);
 void pci_cfg_write(struct pci_bus *b, unsigned devfn, unsigned off, uint32_t val, int size);
 
+/* little-endian fields of configuration space and register images */
+static inline uint32_t pci_get_le(const uint8_t *p, int size)
+{
+	uint32_t v = 0;
+
+	for (int i = size - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline void pci_put_le(uint8_t *p, uint32_t v, int size)
+{
+	for (int i = 0; i < size; i++, v >>= 8)
+		p[i] = v;
+}
+
 #endif

@@ -32,20 +32,6 @@
 #define TRANSPORT_FEATURES \
 	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_INDIRECT_DESC))
 
-static uint32_t get_le(const uint8_t *p, int size)
-{
-	uint32_t v = 0;
-
-	for (int i = size - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_le(uint8_t *p, uint32_t v, int size)
-{
-	for (int i = 0; i < size; i++, v >>= 8)
-		p[i] = v;
-}
 
 bool virtio_has(const struct virtio_dev *vd, int bit)
 {
@@ -64,16 +50,16 @@ static unsigned msix_nvec(const struct virtio_dev *vd)
 
 static uint16_t msix_ctrl(const struct virtio_dev *vd)
 {
-	return get_le(vd->pci.cfg + vd->msix_cap + 2, 2);
+	return pci_get_le(vd->pci.cfg + vd->msix_cap + 2, 2);
 }
 
 static void msix_send(struct virtio_dev *vd, unsigned v)
 {
 	const uint8_t *e = vd->msix_table + 16 * v;
-	uint64_t addr = get_le(e, 4) | (uint64_t)get_le(e + 4, 4) << 32;
+	uint64_t addr = pci_get_le(e, 4) | (uint64_t)pci_get_le(e + 4, 4) << 32;
 
 	vd->interrupts++;
-	vm_send_msi(vd->vm, addr, get_le(e + 8, 4));
+	vm_send_msi(vd->vm, addr, pci_get_le(e + 8, 4));
 }
 
 static bool msix_masked(const struct virtio_dev *vd, unsigned v)
@@ -312,8 +298,8 @@ static bool cfg_window(struct virtio_dev *vd, unsigned off, unsigned len, uint32
 
 	if (off >= c + 20 || off + len <= c + 16)
 		return false;
-	*at = get_le(p + 8, 4);
-	*size = get_le(p + 12, 4);
+	*at = pci_get_le(p + 8, 4);
+	*size = pci_get_le(p + 12, 4);
 	return p[4] == 0 && (*size == 1 || *size == 2 || *size == 4) && !(*at & (*size - 1)) &&
 	       *at < BAR_SIZE;
 }
@@ -325,7 +311,7 @@ static void cfg_reading(struct pci_dev *d, unsigned off, unsigned len)
 	int size;
 
 	if (cfg_window(vd, off, len, &at, &size))
-		put_le(d->cfg + vd->cfgwin_cap + 16, bar_read(vd, at, size), size);
+		pci_put_le(d->cfg + vd->cfgwin_cap + 16, bar_read(vd, at, size), size);
 }
 
 static void cfg_written(struct pci_dev *d, unsigned off, unsigned len)
@@ -337,7 +323,7 @@ static void cfg_written(struct pci_dev *d, unsigned off, unsigned len)
 	if (off < vd->msix_cap + 4 && off + len > vd->msix_cap + 2)
 		msix_flush(vd);
 	if (cfg_window(vd, off, len, &at, &size))
-		bar_write(vd, at, get_le(d->cfg + vd->cfgwin_cap + 16, size), size);
+		bar_write(vd, at, pci_get_le(d->cfg + vd->cfgwin_cap + 16, size), size);
 }
 
 static void add_vcap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t len, bool notify)
@@ -347,10 +333,10 @@ static void add_vcap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t len
 	d->cfg[c + 2] = notify ? 20 : 16;
 	d->cfg[c + 3] = type;
 	d->cfg[c + 4] = 0; /* BAR 0 */
-	put_le(d->cfg + c + 8, off, 4);
-	put_le(d->cfg + c + 12, len, 4);
+	pci_put_le(d->cfg + c + 8, off, 4);
+	pci_put_le(d->cfg + c + 12, len, 4);
 	if (notify)
-		put_le(d->cfg + c + 16, NOTIFY_MULT, 4);
+		pci_put_le(d->cfg + c + 16, NOTIFY_MULT, 4);
 }
 
 int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, uint32_t class_code)
@@ -366,18 +352,18 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	vd->config_vector = VIRTIO_NO_VECTOR;
 	/* revision 1: a modern-only device */
 	pci_set_ids(d, 0x1af4, 0x1040 + vd->device_id, class_code << 8 | 1);
-	put_le(d->cfg + PCI_SUBSYS_VENDOR, 0x1af4, 2);
-	put_le(d->cfg + PCI_SUBSYS_ID, 0x1100, 2);
+	pci_put_le(d->cfg + PCI_SUBSYS_VENDOR, 0x1af4, 2);
+	pci_put_le(d->cfg + PCI_SUBSYS_ID, 0x1100, 2);
 	d->bar[0] = (struct pci_bar){ BAR_SIZE, &bar_ops, vd };
 	d->opaque = vd;
 	d->cfg_reading = cfg_reading;
 	d->cfg_written = cfg_written;
 
 	vd->msix_cap = pci_add_cap(d, 0x11, 12);
-	put_le(d->cfg + vd->msix_cap + 2, msix_nvec(vd) - 1, 2);
+	pci_put_le(d->cfg + vd->msix_cap + 2, msix_nvec(vd) - 1, 2);
 	d->wmask[vd->msix_cap + 3] = (MSIX_ENABLE | MSIX_MASKALL) >> 8;
-	put_le(d->cfg + vd->msix_cap + 4, MSIX_TABLE_OFF, 4);
-	put_le(d->cfg + vd->msix_cap + 8, MSIX_PBA_OFF, 4);
+	pci_put_le(d->cfg + vd->msix_cap + 4, MSIX_TABLE_OFF, 4);
+	pci_put_le(d->cfg + vd->msix_cap + 8, MSIX_PBA_OFF, 4);
 	for (unsigned v = 0; v < msix_nvec(vd); v++)
 		vd->msix_table[16 * v + 12] = 1; /* masked until the driver sets it up */
 

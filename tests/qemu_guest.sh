@@ -11,6 +11,8 @@ QEMU=${QEMU:-qemu-system-x86_64}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-120}
 
 KNOWN_DEVIATIONS[smoke/exception.pf_reserved_bit]="QEMU TCG reports RSVD without P; SDM vol. 3A 4.7: RSVD is set only together with P"
+KNOWN_DEVIATIONS[paging/rsvd.pte_bit51]="QEMU TCG reports RSVD without P; SDM vol. 3A 4.7: RSVD is set only together with P"
+KNOWN_DEVIATIONS[paging/rsvd.pte_maxphyaddr_bit]="QEMU TCG reports RSVD without P; SDM vol. 3A 4.7: RSVD is set only together with P"
 
 if ! command -v "$QEMU" >/dev/null; then
 	tap_skip "qemu_guest" "$QEMU is not installed"

@@ -56,6 +56,12 @@ static const struct {
 	{ "qemu:", "exception.pf_reserved_bit",
 	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
 	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
+	{ "qemu:", "rsvd.pte_bit51",
+	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
+	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
+	{ "qemu:", "rsvd.pte_maxphyaddr_bit",
+	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
+	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,742 @@
+/* timers: the interrupts-and-timers family. Local APIC (registers, software
+ * enable, TPR, self-IPI, priority, the timer in one-shot, periodic and
+ * TSC-deadline modes), the IOAPIC with the 8254 PIT and the MC146818 RTC
+ * behind it, the ACPI PM timer as the reference clock, and the IF/STI rules.
+ * Expectations come from the Intel SDM vol. 3A chapter 11 (APIC), the 8254
+ * and MC146818 datasheets and the ACPI specification. Timing is asserted only
+ * within generous bands: emulators are slow. */
+#include "guest.h"
+
+#define MSR_APIC_BASE 0x1b
+#define MSR_TSC_DEADLINE 0x6e0
+
+/* xAPIC register offsets (SDM vol. 3A table 11-1) */
+enum {
+	APIC_ID = 0x20, APIC_VER = 0x30, APIC_TPR = 0x80, APIC_PPR = 0xa0,
+	APIC_EOI = 0xb0, APIC_SVR = 0xf0, APIC_ISR = 0x100, APIC_IRR = 0x200,
+	APIC_ESR = 0x280, APIC_ICR_LO = 0x300, APIC_ICR_HI = 0x310,
+	APIC_LVT_TIMER = 0x320, APIC_TIMER_ICR = 0x380, APIC_TIMER_CCR = 0x390,
+	APIC_TIMER_DCR = 0x3e0,
+};
+
+#define LVT_MASKED (1u << 16)
+#define LVT_PERIODIC (1u << 17)
+#define LVT_DEADLINE (2u << 17)
+#define ICR_SELF (1u << 18)	/* destination shorthand 01 */
+
+#define VEC_IPI 0x40
+#define VEC_IPI_LOW 0x41
+#define VEC_IPI_IF 0x42
+#define VEC_TPR_LOW 0x45	/* class 4 */
+#define VEC_TPR_EQ 0x50		/* class 5 */
+#define VEC_TIMER 0x58
+#define VEC_IPI_HIGH 0x61
+#define VEC_PIT 0x70
+#define VEC_RTC 0x78
+#define VEC_SPURIOUS 0xff
+
+#define IOAPIC_BASE 0xfec00000ul
+#define PM_HZ 3579545u
+
+static volatile uint32_t *lapic;
+static uint16_t pm_port;
+static uint32_t pm_mask = 0xffffff;
+static uint8_t gsi_irq0 = 0, gsi_irq8 = 8;
+static uint64_t tsc_hz, apic_hz;
+
+static volatile unsigned count[256];
+static volatile int order[8];
+static volatile unsigned norder;
+static volatile bool isr_in_handler;
+static volatile uint64_t last_rip, last_tsc;
+static volatile uint8_t rtc_c_seen;
+static volatile bool no_eoi;
+
+static uint32_t apic_rd(unsigned reg)
+{
+	return lapic[reg / 4];
+}
+
+static void apic_wr(unsigned reg, uint32_t v)
+{
+	lapic[reg / 4] = v;
+}
+
+static bool apic_bit(unsigned base, int vec)
+{
+	return apic_rd(base + 0x10 * (vec / 32)) & (1u << (vec % 32));
+}
+
+static void self_ipi(int vec)
+{
+	apic_wr(APIC_ICR_HI, 0);
+	apic_wr(APIC_ICR_LO, ICR_SELF | vec);
+}
+
+static uint32_t ioapic_rd(unsigned reg)
+{
+	*(volatile uint32_t *)IOAPIC_BASE = reg;
+	return *(volatile uint32_t *)(IOAPIC_BASE + 0x10);
+}
+
+static void ioapic_wr(unsigned reg, uint32_t v)
+{
+	*(volatile uint32_t *)IOAPIC_BASE = reg;
+	*(volatile uint32_t *)(IOAPIC_BASE + 0x10) = v;
+}
+
+/* fixed delivery, physical destination, active high, edge (82093AA 3.2.4) */
+static void ioapic_route(unsigned pin, int vec, bool masked)
+{
+	uint32_t id = apic_rd(APIC_ID) >> 24;
+
+	ioapic_wr(0x11 + 2 * pin, id << 24);
+	ioapic_wr(0x10 + 2 * pin, vec | (masked ? LVT_MASKED : 0));
+}
+
+static void irq_handler(struct trap_frame *f)
+{
+	int v = f->vector;
+
+	count[v]++;
+	if (norder < ARRAY_SIZE(order))
+		order[norder++] = v;
+	isr_in_handler = apic_bit(APIC_ISR, v);
+	last_rip = f->rip;
+	last_tsc = rdtsc();
+	if (v == VEC_RTC)
+		rtc_c_seen |= (outb(0x70, 0x0c), inb(0x71));
+	if (!no_eoi)
+		apic_wr(APIC_EOI, 0);
+}
+
+/* SDM 11.9: the spurious vector is not acknowledged with an EOI */
+static void spurious_handler(struct trap_frame *f)
+{
+	count[f->vector]++;
+}
+
+static void reset_counts(void)
+{
+	for (int i = 0; i < 256; i++)
+		count[i] = 0;
+	norder = 0;
+}
+
+/* ---- ACPI: the PM timer port and the ISA overrides ---- */
+
+static bool acpi_sum_ok(const uint8_t *p, uint32_t len)
+{
+	uint8_t s = 0;
+
+	for (uint32_t i = 0; i < len; i++)
+		s += p[i];
+	return s == 0;
+}
+
+static const uint8_t *find_rsdp(void)
+{
+	if (boot_protocol == BOOT_PVH) {
+		uint64_t r = *(const uint64_t *)(uintptr_t)(boot_info + 32);
+
+		if (r && !memcmp((void *)r, "RSD PTR ", 8))
+			return (const uint8_t *)r;
+	}
+	uintptr_t bda = 0x40e; /* the BIOS data area's EBDA segment */
+	uint64_t ebda;
+
+	asm("" : "+r"(bda)); /* a fixed address, not an object */
+	ebda = (uint64_t)*(const uint16_t *)bda << 4;
+
+	if (ebda >= 0x80000 && ebda < 0xa0000)
+		for (uint64_t a = ebda; a < ebda + 1024; a += 16)
+			if (!memcmp((void *)a, "RSD PTR ", 8) &&
+			    acpi_sum_ok((void *)a, 20))
+				return (const uint8_t *)a;
+	for (uint64_t a = 0xe0000; a < 0x100000; a += 16)
+		if (!memcmp((void *)a, "RSD PTR ", 8) &&
+		    acpi_sum_ok((void *)a, 20))
+			return (const uint8_t *)a;
+	return NULL;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static const uint8_t *acpi_table(const uint8_t *rsdp, const char *sig)
+{
+	uint64_t xsdt = rsdp[15] >= 2 ? rd64(rsdp + 24) : 0;
+	const uint8_t *root = (const uint8_t *)(uintptr_t)(xsdt ? xsdt
+							   : rd32(rsdp + 16));
+	unsigned esz = xsdt ? 8 : 4;
+	uint32_t len = rd32(root + 4);
+
+	for (uint32_t off = 36; off + esz <= len; off += esz) {
+		uint64_t a = esz == 8 ? rd64(root + off) : rd32(root + off);
+		const uint8_t *t = (const uint8_t *)(uintptr_t)a;
+
+		if (a && a < (1ul << 32) && !memcmp(t, sig, 4))
+			return t;
+	}
+	return NULL;
+}
+
+static void test_acpi(void)
+{
+	const uint8_t *rsdp = find_rsdp(), *fadt, *madt;
+
+	if (!check(rsdp != NULL, "acpi.rsdp", "no RSDP (ACPI 6.5 5.2.5.1)"))
+		return;
+	fadt = acpi_table(rsdp, "FACP");
+	if (fadt) {
+		pm_port = rd32(fadt + 76); /* PM_TMR_BLK */
+		/* FADT flags bit 8 TMR_VAL_EXT: a 32-bit counter */
+		if (rd32(fadt + 112) & (1u << 8))
+			pm_mask = 0xffffffff;
+	}
+	if (!check(pm_port != 0, "acpi.pm_timer_block",
+		   "FADT %s, PM_TMR_BLK 0x%x", fadt ? "found" : "missing",
+		   pm_port))
+		return;
+	printf("# PM timer at port 0x%x, %s bits\n", pm_port,
+	       pm_mask == 0xffffff ? "24" : "32");
+
+	madt = acpi_table(rsdp, "APIC");
+	if (madt) {
+		uint32_t len = rd32(madt + 4);
+
+		/* interrupt source overrides (ACPI 6.5 5.2.12.5) */
+		for (uint32_t off = 44; off + 2 <= len && madt[off + 1];
+		     off += madt[off + 1]) {
+			if (madt[off] != 2)
+				continue;
+			if (madt[off + 3] == 0)
+				gsi_irq0 = rd32(madt + off + 4);
+			if (madt[off + 3] == 8)
+				gsi_irq8 = rd32(madt + off + 4);
+		}
+	}
+	printf("# ISA IRQ0 -> GSI %u, IRQ8 -> GSI %u\n", gsi_irq0, gsi_irq8);
+}
+
+static uint32_t pm_read(void)
+{
+	return inl(pm_port) & pm_mask;
+}
+
+/* PM-timer ticks since start */
+static uint32_t pm_since(uint32_t start)
+{
+	return (pm_read() - start) & pm_mask;
+}
+
+static uint32_t us_to_pm(uint32_t us)
+{
+	return (uint64_t)us * PM_HZ / 1000000;
+}
+
+/* wait up to `us` microseconds for *what to reach n; false on timeout */
+static bool wait_count(volatile unsigned *what, unsigned n, uint32_t us)
+{
+	uint32_t start = pm_read(), lim = us_to_pm(us);
+
+	while (*what < n)
+		if (pm_since(start) > lim)
+			return false;
+	return true;
+}
+
+static void delay_us(uint32_t us)
+{
+	uint32_t start = pm_read(), lim = us_to_pm(us);
+
+	while (pm_since(start) < lim)
+		;
+}
+
+static void test_pm_timer(void)
+{
+	uint32_t a = pm_read(), b = a;
+	uint64_t t0 = rdtsc();
+
+	for (int i = 0; i < 1000000 && b == a; i++)
+		b = pm_read();
+	check(b != a, "acpi.pm_timer_advances", "stuck at 0x%x", a);
+
+	struct cpuid_regs r = cpuid(0, 0);
+
+	if (r.eax >= 0x15) {
+		r = cpuid(0x15, 0);
+		if (r.eax && r.ebx && r.ecx) {
+			tsc_hz = (uint64_t)r.ecx * r.ebx / r.eax;
+			apic_hz = r.ecx; /* SDM 11.5.4: core crystal clock */
+		}
+	}
+	if (!tsc_hz) {
+		a = pm_read();
+		t0 = rdtsc();
+		delay_us(20000);
+		tsc_hz = (rdtsc() - t0) * PM_HZ / pm_since(a);
+	}
+	printf("# TSC %lu Hz (%s)\n", tsc_hz, apic_hz ? "CPUID 0x15" :
+	       "calibrated against the PM timer");
+}
+
+/* ---- local APIC ---- */
+
+static void test_lapic_regs(void)
+{
+	uint64_t base = rdmsr(MSR_APIC_BASE);
+	uint32_t ver, svr;
+
+	/* SDM 11.4.4: bit 8 BSP, bit 11 global enable */
+	check((base & 0xfffff000) == 0xfee00000 && (base & (1u << 11)) &&
+	      (base & (1u << 8)), "lapic.base_msr", "IA32_APIC_BASE = 0x%lx",
+	      base);
+	lapic = (volatile uint32_t *)(uintptr_t)(base & 0xfffff000);
+
+	/* SDM 11.4.8: 1XH for an integrated APIC; max LVT entry minus 1 */
+	ver = apic_rd(APIC_VER);
+	check((ver & 0xff) >= 0x10 && (ver & 0xff) <= 0x15 &&
+	      ((ver >> 16) & 0xff) >= 4 && ((ver >> 16) & 0xff) <= 6,
+	      "lapic.version", "version register 0x%08x", ver);
+
+	/* SDM 11.4.7.1: SVR bit 8 is the software enable */
+	apic_wr(APIC_SVR, 0x0ff);
+	svr = apic_rd(APIC_SVR);
+	apic_wr(APIC_SVR, 0x100 | VEC_SPURIOUS);
+	check(!(svr & 0x100) && (apic_rd(APIC_SVR) & 0x1ff) == 0x1ff,
+	      "lapic.svr_enable", "SVR 0x%x after disable, 0x%x after enable",
+	      svr, apic_rd(APIC_SVR));
+	apic_wr(APIC_TPR, 0);
+	apic_wr(APIC_LVT_TIMER, LVT_MASKED);
+	apic_wr(APIC_TIMER_ICR, 0);
+}
+
+static void test_self_ipi(void)
+{
+	bool isr_after_handler;
+
+	reset_counts();
+	no_eoi = true;
+	sti();
+	self_ipi(VEC_IPI);
+	wait_count(&count[VEC_IPI], 1, 100000);
+	cli();
+	isr_after_handler = apic_bit(APIC_ISR, VEC_IPI);
+	apic_wr(APIC_EOI, 0);
+	no_eoi = false;
+	check(count[VEC_IPI] == 1 && norder == 1 && order[0] == VEC_IPI,
+	      "lapic.self_ipi", "%u deliveries of 0x%x, first vector 0x%x",
+	      count[VEC_IPI], VEC_IPI, norder ? order[0] : -1);
+	/* SDM 11.8.4: ISR is set on acceptance and cleared by the EOI */
+	check(isr_in_handler && isr_after_handler, "lapic.isr_set_in_handler",
+	      "ISR bit %u in the handler, %u before EOI", isr_in_handler,
+	      isr_after_handler);
+	check(!apic_bit(APIC_ISR, VEC_IPI) && !apic_bit(APIC_IRR, VEC_IPI),
+	      "lapic.eoi_clears_isr", "ISR %u IRR %u after EOI",
+	      apic_bit(APIC_ISR, VEC_IPI), apic_bit(APIC_IRR, VEC_IPI));
+}
+
+static void test_if_and_sti(void)
+{
+	uint64_t after_nop;
+	bool pending;
+
+	reset_counts();
+	cli();
+	self_ipi(VEC_IPI_IF);
+	delay_us(2000);
+	pending = apic_bit(APIC_IRR, VEC_IPI_IF);
+	check(count[VEC_IPI_IF] == 0 && pending, "interrupt.blocked_by_if0",
+	      "%u deliveries with IF=0, IRR bit %u", count[VEC_IPI_IF],
+	      pending);
+
+	/* SDM vol. 2B STI: interrupts are recognised after the instruction
+	 * that follows STI, so the handler returns to the instruction after
+	 * the NOP. */
+	asm volatile("lea 1f(%%rip), %0\n\t"
+		     "sti\n\tnop\n1:\n\tcli"
+		     : "=r"(after_nop) : : "memory");
+	check(count[VEC_IPI_IF] == 1 && last_rip == after_nop,
+	      "interrupt.taken_after_sti_shadow",
+	      "%u deliveries, return RIP 0x%lx, expected 0x%lx",
+	      count[VEC_IPI_IF], last_rip, after_nop);
+}
+
+static void test_tpr(void)
+{
+	bool low_pending, eq_pending;
+	uint32_t ppr;
+
+	reset_counts();
+	/* SDM 11.8.3.1: a vector is delivered only if its class (bits 7:4)
+	 * is above the class of the PPR, which is at least the TPR */
+	apic_wr(APIC_TPR, 0x50);
+	sti();
+	self_ipi(VEC_TPR_LOW);
+	self_ipi(VEC_TPR_EQ);
+	delay_us(2000);
+	cli();
+	low_pending = apic_bit(APIC_IRR, VEC_TPR_LOW);
+	eq_pending = apic_bit(APIC_IRR, VEC_TPR_EQ);
+	ppr = apic_rd(APIC_PPR);
+	check(norder == 0 && low_pending && eq_pending, "lapic.tpr_masks",
+	      "%u deliveries with TPR 0x50; IRR 0x45 %u, 0x50 %u", norder,
+	      low_pending, eq_pending);
+	check((ppr & 0xf0) == 0x50, "lapic.ppr_follows_tpr", "PPR 0x%x", ppr);
+
+	apic_wr(APIC_TPR, 0);
+	sti();
+	wait_count(&norder, 2, 100000);
+	cli();
+	check(norder == 2 && order[0] == VEC_TPR_EQ && order[1] == VEC_TPR_LOW,
+	      "lapic.tpr_lowered_delivers",
+	      "%u deliveries after TPR 0 (0x%x, 0x%x)", norder,
+	      norder > 0 ? order[0] : 0, norder > 1 ? order[1] : 0);
+}
+
+static void test_priority(void)
+{
+	reset_counts();
+	cli();
+	self_ipi(VEC_IPI_LOW);
+	self_ipi(VEC_IPI_HIGH);
+	delay_us(1000);
+	sti();
+	wait_count(&norder, 2, 100000);
+	cli();
+	/* SDM 11.8.3: the highest-priority vector in IRR is dispatched first */
+	check(norder == 2 && order[0] == VEC_IPI_HIGH &&
+	      order[1] == VEC_IPI_LOW, "lapic.priority_order",
+	      "%u deliveries: 0x%x then 0x%x", norder,
+	      norder > 0 ? order[0] : 0, norder > 1 ? order[1] : 0);
+}
+
+/* APIC timer ticks per second at divide-by-1 */
+static void calibrate_apic(void)
+{
+	uint32_t start, ccr, pm;
+
+	if (apic_hz) {
+		printf("# APIC timer %lu Hz (CPUID 0x15 crystal)\n", apic_hz);
+		return;
+	}
+	apic_wr(APIC_TIMER_DCR, 0xb);
+	apic_wr(APIC_LVT_TIMER, LVT_MASKED | VEC_TIMER);
+	start = pm_read();
+	apic_wr(APIC_TIMER_ICR, 0xffffffff);
+	delay_us(10000);
+	ccr = apic_rd(APIC_TIMER_CCR);
+	pm = pm_since(start);
+	apic_wr(APIC_TIMER_ICR, 0);
+	apic_hz = (uint64_t)(0xffffffffu - ccr) * PM_HZ / pm;
+	printf("# APIC timer %lu Hz (calibrated)\n", apic_hz);
+}
+
+static void test_timer_oneshot(void)
+{
+	uint32_t ccr, initial = apic_hz / 1000 ? apic_hz / 1000 : 1000; /* 1 ms */
+	bool fired;
+
+	reset_counts();
+	apic_wr(APIC_TIMER_DCR, 0xb); /* divide by 1 (SDM 11.5.4) */
+	apic_wr(APIC_LVT_TIMER, VEC_TIMER);
+	sti();
+	apic_wr(APIC_TIMER_ICR, initial);
+	fired = wait_count(&count[VEC_TIMER], 1, 500000);
+	delay_us(20000);
+	cli();
+	ccr = apic_rd(APIC_TIMER_CCR);
+	check(fired && count[VEC_TIMER] == 1, "lapic.timer_oneshot",
+	      "%u interrupts for one one-shot count of %u", count[VEC_TIMER],
+	      initial);
+	check(ccr == 0, "lapic.timer_oneshot_count_zero",
+	      "current count %u after expiry", ccr);
+
+	/* SDM 11.5.1: the mask bit inhibits the interrupt, not the count */
+	reset_counts();
+	apic_wr(APIC_LVT_TIMER, LVT_MASKED | VEC_TIMER);
+	sti();
+	apic_wr(APIC_TIMER_ICR, initial);
+	delay_us(20000);
+	cli();
+	ccr = apic_rd(APIC_TIMER_CCR);
+	check(count[VEC_TIMER] == 0 && ccr == 0, "lapic.timer_masked",
+	      "%u interrupts while masked, current count %u", count[VEC_TIMER],
+	      ccr);
+}
+
+static void test_timer_periodic(void)
+{
+	uint32_t period = apic_hz / 1000 ? apic_hz / 1000 : 1000; /* 1 ms */
+	unsigned n, after;
+
+	reset_counts();
+	apic_wr(APIC_TIMER_DCR, 0xb);
+	apic_wr(APIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
+	sti();
+	apic_wr(APIC_TIMER_ICR, period);
+	delay_us(50000);
+	n = count[VEC_TIMER];
+	/* SDM 11.5.4: writing 0 to the initial count stops the timer */
+	apic_wr(APIC_TIMER_ICR, 0);
+	delay_us(2000);
+	after = count[VEC_TIMER];
+	delay_us(20000);
+	cli();
+	check(n >= 5 && n <= 100, "lapic.timer_periodic",
+	      "%u interrupts in 50 ms at a 1 ms period", n);
+	check(count[VEC_TIMER] == after, "lapic.timer_stop",
+	      "%u more interrupts after the initial count was set to 0",
+	      count[VEC_TIMER] - after);
+	apic_wr(APIC_LVT_TIMER, LVT_MASKED);
+}
+
+static void test_timer_accuracy(void)
+{
+	uint32_t start, elapsed_us;
+
+	reset_counts();
+	apic_wr(APIC_TIMER_DCR, 0xb);
+	apic_wr(APIC_LVT_TIMER, VEC_TIMER);
+	sti();
+	start = pm_read();
+	apic_wr(APIC_TIMER_ICR, apic_hz / 100); /* 10 ms */
+	wait_count(&count[VEC_TIMER], 1, 500000);
+	elapsed_us = (uint64_t)pm_since(start) * 1000000 / PM_HZ;
+	cli();
+	check(count[VEC_TIMER] == 1 && elapsed_us >= 5000 && elapsed_us <= 30000,
+	      "lapic.timer_accuracy",
+	      "a 10 ms one-shot fired %u times after %u us of PM time",
+	      count[VEC_TIMER], elapsed_us);
+	apic_wr(APIC_LVT_TIMER, LVT_MASKED);
+}
+
+static void test_tsc_deadline(void)
+{
+	uint64_t deadline, msr_after;
+	bool early;
+
+	if (!(cpuid(1, 0).ecx & (1u << 24))) {
+		skip("lapic.tsc_deadline", "CPUID.1:ECX.TSC_Deadline is clear");
+		return;
+	}
+	reset_counts();
+	apic_wr(APIC_LVT_TIMER, LVT_DEADLINE | VEC_TIMER);
+	sti();
+	deadline = rdtsc() + tsc_hz / 100; /* 10 ms */
+	wrmsr(MSR_TSC_DEADLINE, deadline);
+	delay_us(1000);
+	early = count[VEC_TIMER] != 0 && last_tsc < deadline;
+	wait_count(&count[VEC_TIMER], 1, 500000);
+	cli();
+	/* SDM 11.5.4.1: the interrupt comes once TSC >= the deadline */
+	check(count[VEC_TIMER] == 1 && !early && last_tsc >= deadline,
+	      "lapic.tsc_deadline",
+	      "%u interrupts, taken at TSC 0x%lx for deadline 0x%lx",
+	      count[VEC_TIMER], last_tsc, deadline);
+	/* ... and the timer disarms itself: the MSR reads 0 */
+	msr_after = rdmsr(MSR_TSC_DEADLINE);
+	check(msr_after == 0, "lapic.tsc_deadline_disarmed",
+	      "IA32_TSC_DEADLINE reads 0x%lx after it fired", msr_after);
+
+	/* writing 0 disarms an armed deadline */
+	reset_counts();
+	sti();
+	wrmsr(MSR_TSC_DEADLINE, rdtsc() + tsc_hz / 200);
+	wrmsr(MSR_TSC_DEADLINE, 0);
+	delay_us(20000);
+	cli();
+	check(count[VEC_TIMER] == 0, "lapic.tsc_deadline_write0_disarms",
+	      "%u interrupts after the deadline was cleared", count[VEC_TIMER]);
+	apic_wr(APIC_LVT_TIMER, LVT_MASKED);
+}
+
+/* ---- IOAPIC, PIT, RTC ---- */
+
+static void test_ioapic(void)
+{
+	uint32_t ver = ioapic_rd(1);
+
+	/* 82093AA 3.2.2: version 0x11 (0x20 on later chipsets), max
+	 * redirection entry in bits 23:16 */
+	check(((ver >> 16) & 0xff) >= 23 && (ver & 0xff) >= 0x11,
+	      "ioapic.version", "version register 0x%08x", ver);
+}
+
+static uint16_t pit_read0(void)
+{
+	uint8_t lo, hi;
+
+	outb(0x43, 0x00); /* counter latch, channel 0 (8254 datasheet) */
+	lo = inb(0x40);
+	hi = inb(0x40);
+	return lo | hi << 8;
+}
+
+static void test_pit(void)
+{
+	const uint16_t reload = 1193; /* 1 ms at 1.193182 MHz */
+	uint16_t a, b;
+	unsigned n, late;
+
+	reset_counts();
+	ioapic_route(gsi_irq0, VEC_PIT, true);
+	outb(0x43, 0x34); /* channel 0, lobyte/hibyte, mode 2, binary */
+	outb(0x40, reload & 0xff);
+	outb(0x40, reload >> 8);
+	delay_us(100);
+	a = pit_read0();
+	delay_us(200);
+	b = pit_read0();
+	check(a <= reload && b <= reload && a != b, "pit.counter_counts",
+	      "latched %u then %u (reload %u)", a, b, reload);
+
+	sti();
+	ioapic_route(gsi_irq0, VEC_PIT, false);
+	delay_us(50000);
+	n = count[VEC_PIT];
+	ioapic_route(gsi_irq0, VEC_PIT, true);
+	delay_us(2000);
+	late = count[VEC_PIT];
+	delay_us(20000);
+	cli();
+	check(n >= 5 && n <= 100, "pit.mode2_via_ioapic",
+	      "%u interrupts on GSI %u in 50 ms at 1 kHz", n, gsi_irq0);
+	check(count[VEC_PIT] == late, "pit.ioapic_mask_stops",
+	      "%u interrupts after the redirection entry was masked",
+	      count[VEC_PIT] - late);
+	outb(0x43, 0x30); /* mode 0 without a count: channel 0 stays quiet */
+}
+
+static uint8_t cmos(uint8_t reg)
+{
+	outb(0x70, reg);
+	return inb(0x71);
+}
+
+static void cmos_set(uint8_t reg, uint8_t v)
+{
+	outb(0x70, reg);
+	outb(0x71, v);
+}
+
+static unsigned bcd(uint8_t v, bool binary)
+{
+	return binary ? v : (v >> 4) * 10 + (v & 0xf);
+}
+
+static bool is_bcd(uint8_t v)
+{
+	return (v & 0xf) <= 9 && (v >> 4) <= 9;
+}
+
+static void test_rtc(void)
+{
+	uint8_t a = cmos(0x0a), b = cmos(0x0b), d = cmos(0x0d);
+	uint8_t sec, min, hour, day, mon, year, cent;
+	bool bin, ok;
+	uint32_t start = pm_read();
+
+	/* MC146818: DV2-0 = 010 selects the 32.768 kHz time base */
+	check(((a >> 4) & 7) == 2, "rtc.reg_a", "register A 0x%02x", a);
+	/* register D bit 7 VRT: RAM and time are valid */
+	check((d & 0x80) && !(d & 0x7f), "rtc.reg_d", "register D 0x%02x", d);
+	/* register B: SET clear (the clock runs) */
+	check(!(b & 0x80), "rtc.reg_b", "register B 0x%02x", b);
+
+	/* read outside an update cycle (UIP clear leaves >= 244 us) */
+	while ((cmos(0x0a) & 0x80) && pm_since(start) < us_to_pm(1100000))
+		;
+	sec = cmos(0);
+	min = cmos(2);
+	hour = cmos(4);
+	day = cmos(7);
+	mon = cmos(8);
+	year = cmos(9);
+	cent = cmos(0x32);
+	bin = b & 0x04;
+	ok = bin || (is_bcd(sec) && is_bcd(min) && is_bcd(hour & 0x7f) &&
+		     is_bcd(day) && is_bcd(mon) && is_bcd(year));
+	unsigned y = bcd(year, bin) + 100 * (cent ? bcd(cent, bin) : 20);
+	unsigned h = bcd(hour & 0x7f, bin);
+
+	ok &= y >= 2024 && y < 2200 && bcd(mon, bin) >= 1 &&
+	      bcd(mon, bin) <= 12 && bcd(day, bin) >= 1 && bcd(day, bin) <= 31 &&
+	      bcd(min, bin) <= 59 && bcd(sec, bin) <= 59 &&
+	      ((b & 2) ? h <= 23 : h >= 1 && h <= 12);
+	check(ok, "rtc.date_time_sane",
+	      "%s %04u-%02x-%02x %02x:%02x:%02x (raw, B=0x%02x)",
+	      bin ? "binary" : "BCD", y, mon, day, hour, min, sec, b);
+
+	/* periodic interrupt at 1024 Hz (RS = 0110) through IOAPIC */
+	reset_counts();
+	rtc_c_seen = 0;
+	cmos(0x0c);
+	ioapic_route(gsi_irq8, VEC_RTC, false);
+	cmos_set(0x0a, (a & 0xf0) | 0x06);
+	cmos_set(0x0b, b | 0x40); /* PIE */
+	sti();
+	delay_us(50000);
+	cmos_set(0x0b, b & ~0x40);
+	cli();
+	ioapic_route(gsi_irq8, VEC_RTC, true);
+	cmos_set(0x0a, a);
+	cmos(0x0c);
+	check(count[VEC_RTC] >= 5 && count[VEC_RTC] <= 200 &&
+	      (rtc_c_seen & 0xc0) == 0xc0, "rtc.periodic_irq",
+	      "%u interrupts on GSI %u in 50 ms at 1024 Hz, register C 0x%02x",
+	      count[VEC_RTC], gsi_irq8, rtc_c_seen);
+}
+
+void test_main(void)
+{
+	static const int vecs[] = {
+		VEC_IPI, VEC_IPI_LOW, VEC_IPI_IF, VEC_TPR_LOW, VEC_TPR_EQ,
+		VEC_TIMER, VEC_IPI_HIGH, VEC_PIT, VEC_RTC,
+	};
+
+	cli();
+	/* a BIOS (SeaBIOS under QEMU) may leave the 8259 delivering IRQ0 on
+	 * vector 8 through LINT0: mask both PICs before the first STI */
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+	for (unsigned i = 0; i < ARRAY_SIZE(vecs); i++)
+		trap_set_handler(vecs[i], irq_handler);
+	trap_set_handler(VEC_SPURIOUS, spurious_handler);
+
+	test_acpi();
+	if (!pm_port) {
+		skip("timers", "no ACPI PM timer: no reference clock");
+		return;
+	}
+	test_pm_timer();
+	test_lapic_regs();
+	test_self_ipi();
+	test_if_and_sti();
+	test_tpr();
+	test_priority();
+	calibrate_apic();
+	test_timer_oneshot();
+	test_timer_periodic();
+	test_timer_accuracy();
+	test_tsc_deadline();
+	test_ioapic();
+	test_pit();
+	test_rtc();
+	cli();
+}

@@ -159,11 +159,14 @@ bool vq_push(struct virtq *q, uint16_t head, uint32_t written)
 	return !(ld16(q->avail) & 1); /* VRING_AVAIL_F_NO_INTERRUPT */
 }
 
-uint64_t vq_read(const struct virtq_req *r, uint64_t off, void *dst, uint64_t len)
+/* copy between buf and the segments [first, first + count) of a request,
+ * starting off bytes into them; returns the bytes copied */
+static uint64_t vq_copy(const struct virtq_req *r, unsigned first, unsigned count, uint64_t off, uint8_t *buf,
+			uint64_t len, bool to_guest)
 {
 	uint64_t done = 0;
 
-	for (unsigned i = 0; i < r->nr && done < len; i++) {
+	for (unsigned i = first; i < first + count && done < len; i++) {
 		const struct virtq_seg *s = &r->seg[i];
 
 		if (off >= s->len) {
@@ -173,30 +176,22 @@ uint64_t vq_read(const struct virtq_req *r, uint64_t off, void *dst, uint64_t le
 		uint64_t n = s->len - off;
 		if (n > len - done)
 			n = len - done;
-		memcpy((uint8_t *)dst + done, s->p + off, n);
+		if (to_guest)
+			memcpy(s->p + off, buf + done, n);
+		else
+			memcpy(buf + done, s->p + off, n);
 		done += n;
 		off = 0;
 	}
 	return done;
 }
 
+uint64_t vq_read(const struct virtq_req *r, uint64_t off, void *dst, uint64_t len)
+{
+	return vq_copy(r, 0, r->nr, off, dst, len, false);
+}
+
 uint64_t vq_write(const struct virtq_req *r, uint64_t off, const void *src, uint64_t len)
 {
-	uint64_t done = 0;
-
-	for (unsigned i = r->nr; i < r->nr + r->nw && done < len; i++) {
-		const struct virtq_seg *s = &r->seg[i];
-
-		if (off >= s->len) {
-			off -= s->len;
-			continue;
-		}
-		uint64_t n = s->len - off;
-		if (n > len - done)
-			n = len - done;
-		memcpy(s->p + off, (const uint8_t *)src + done, n);
-		done += n;
-		off = 0;
-	}
-	return done;
+	return vq_copy(r, r->nr, r->nw, off, (uint8_t *)src, len, true);
 }

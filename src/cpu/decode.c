@@ -225,7 +225,7 @@ static void decode_modrm(struct fetch *f, struct insn *in)
 }
 
 
-static void decode_bytes(struct cpu *c, struct insn *in)
+void insn_decode_static(struct cpu *c, struct insn *in)
 {
 	struct fetch f = { .c = c, .in = in, .lin = seg_lin(c, S_CS, c->rip) };
 	memset(in, 0, sizeof(*in));
@@ -322,14 +322,8 @@ static void decode_bytes(struct cpu *c, struct insn *in)
 
 struct insn *insn_decode(struct cpu *c, struct insn *scratch)
 {
-	decode_bytes(c, scratch);
+	insn_decode_static(c, scratch);
 	if (scratch->is_mem)
 		insn_ea(c, scratch);
 	return scratch;
-}
-
-/* for block.c: decode without the address computation */
-void insn_decode_static(struct cpu *c, struct insn *in)
-{
-	decode_bytes(c, in);
 }

@@ -34,14 +34,14 @@ struct vcpu {
 	struct lapic *lapic;
 	void *engine_priv;
 	/* INIT/SIPI state for application processors */
-	volatile int state; /* VCPU_WAIT_SIPI, VCPU_RUNNING, VCPU_STOPPED */
+	volatile int state; /* VCPU_WAIT_SIPI or VCPU_RUNNING */
 	volatile uint8_t sipi_vector;
 	volatile int sipi_pending, init_pending;
 	int wake; /* under lock: something happened since the vCPU halted */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* signalled on interrupts, SIPI, stop */
 };
-enum { VCPU_WAIT_SIPI, VCPU_RUNNING, VCPU_STOPPED };
+enum { VCPU_WAIT_SIPI, VCPU_RUNNING };
 
 /* why the VM ended */
 enum vm_exit_reason {

@@ -109,3 +109,10 @@ TEST_SCRIPTS += tests/certify.sh
 TEST_BINS += build/tests/unit_virtio
 TEST_SCRIPTS += tests/virtio_blk.sh
 # ---- end virtio ----
+
+# ---- paravirtual personalities (owner: src/dev/hyperv/tlfs.c, synic.c, src/dev/kvmclock.c) ----
+# CPUID leaves per --personality, the Hyper-V MSRs, hypercall decoding with
+# hostile inputs, the SynIC slot protocol, synthetic timers, kvmclock
+# (tests/unit_hyperv.c)
+TEST_BINS += build/tests/unit_hyperv
+# ---- end paravirtual personalities ----

@@ -802,7 +802,8 @@ static bool deadline_write(struct kvm_vcpu_priv *p, uint64_t val)
 
 /* MSRs that KVM leaves to accord: the machine's model answers, as it does
  * for the emu engine after the CPU core's own MSRs; false means #GP */
-static int kvm_guest_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *hz)
+/* KVM's TSC is read now; ns was read just before, close enough */
+static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
 {
 	struct kvm_vcpu_priv *p = priv(v);
 	if (!p->kvm->tsc_khz || !guest_tsc(p, tsc))

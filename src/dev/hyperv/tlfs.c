@@ -118,18 +118,19 @@ static void tsc_page_write(struct hv *hv, struct vcpu *v, uint64_t val)
 		uint64_t scale;
 		int64_t offset;
 	} page;
-	uint64_t tsc, hz, gpa = val & PAGE_GPA_MASK;
+	uint64_t tsc, hz, ns, gpa = val & PAGE_GPA_MASK;
 	uint32_t seq = 0;
 
 	hv->reference_tsc = val & (PAGE_GPA_MASK | 1);
 	if (!(val & 1) || !vm_gpa(hv->vm, gpa, sizeof(page)))
 		return;
-	vm_guest_tsc(v, &tsc, &hz);
+	ns = vm_now_ns(hv->vm);
+	vm_guest_tsc(v, ns, &tsc, &hz);
 	vm_read_phys(hv->vm, gpa, &seq, sizeof(seq));
 	page.sequence = 0;
 	page.reserved = 0;
 	page.scale = (uint64_t)(((unsigned __int128)10000000 << 64) / hz);
-	page.offset = (int64_t)(hv_ref_time(hv->vm) - (uint64_t)(((unsigned __int128)tsc * page.scale) >> 64));
+	page.offset = (int64_t)(ns / 100 - (uint64_t)(((unsigned __int128)tsc * page.scale) >> 64));
 	vm_write_phys(hv->vm, gpa, &page, sizeof(page));
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	/* 0 means invalid and 0xFFFFFFFF is reserved */
@@ -166,7 +167,7 @@ bool hv_msr_read(struct vcpu *v, uint32_t msr, uint64_t *val)
 	case HV_X64_MSR_TIME_REF_COUNT: *val = hv_ref_time(v->vm); break;
 	case HV_X64_MSR_REFERENCE_TSC: *val = hv->reference_tsc; break;
 	case HV_X64_MSR_TSC_FREQUENCY:
-		vm_guest_tsc(v, &tsc, &hz);
+		vm_guest_tsc(v, vm_now_ns(v->vm), &tsc, &hz);
 		*val = hz;
 		break;
 	/* the LAPIC timer counts the crystal clock (src/dev/lapic.c) */

@@ -458,6 +458,20 @@ static void test_synic(struct vm *vm)
 	ok(hv_synic_signal_event(vm, 1, 2, 2048) == -2, "flag 2048 is out of range: -2");
 	vm_msr_write(v, HVMSR_SINT0 + 3, 0x41 | 1ull << 18);
 	ok(hv_synic_signal_event(vm, 1, 3, 1) == 0 && take_irq(v) < 0, "a polled SINT takes the flag, raises nothing");
+
+	/* auto-EOI: accepted without an ISR entry */
+	vm_msr_write(v, HVMSR_SINT0 + 4, 0x42 | 1ull << 17);
+	hv_synic_signal_event(vm, 1, 4, 1);
+	int vec = lapic_get_interrupt(v->lapic, true);
+	uint32_t isr = (uint32_t)lapic_mmio_read(v->lapic, 0x100 + 0x10 * (0x42 / 32), 4);
+	ok(vec == 0x42 && !(isr & 1u << (0x42 % 32)), "an auto-EOI SINT's vector is accepted without an ISR entry");
+	vm_msr_write(v, HVMSR_SINT0 + 4, 0x42);
+	hv_synic_signal_event(vm, 1, 4, 2);
+	vec = lapic_get_interrupt(v->lapic, true);
+	isr = (uint32_t)lapic_mmio_read(v->lapic, 0x100 + 0x10 * (0x42 / 32), 4);
+	ok(vec == 0x42 && (isr & 1u << (0x42 % 32)), "without auto-EOI it stays in the ISR until EOI");
+	lapic_mmio_write(v->lapic, 0xB0, 0, 4);
+	vm_msr_write(v, HVMSR_SINT0 + 4, 1ull << 16);
 }
 
 /* poll vCPU v's timers until cond holds or WAIT_MS passed */

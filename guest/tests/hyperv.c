@@ -46,11 +46,14 @@
 #define SINT 2
 #define VEC_SINT 0x60
 #define VEC_DIRECT 0x61
+#define VEC_AEOI 0x62
+#define SINT_AEOI 3
 #define UNKNOWN_CONNECTION 0x7777
 
 #define LAPIC 0xfee00000ul
 #define APIC_EOI 0xb0
 #define APIC_SVR 0xf0
+#define APIC_ISR 0x100
 
 struct hv_message {
 	uint32_t type;
@@ -97,6 +100,18 @@ static void irq_handler(struct trap_frame *f)
 {
 	vec_count[f->vector & 0xff]++;
 	lapic_wr(APIC_EOI, 0);
+}
+
+static volatile bool aeoi_in_isr;
+
+/* an auto-EOI SINT's handler: no EOI, and its vector must not be in
+ * service */
+static void aeoi_handler(struct trap_frame *f)
+{
+	uint32_t isr = *(volatile uint32_t *)(LAPIC + APIC_ISR + 0x10 * (VEC_AEOI / 32));
+
+	aeoi_in_isr = isr & (1u << (VEC_AEOI % 32));
+	vec_count[f->vector & 0xff]++;
 }
 
 static uint64_t hypercall(uint64_t control, uint64_t in, uint64_t out)
@@ -334,7 +349,7 @@ static void slot_release(void)
 
 static const char *const stimer_checks[] = {
 	"stimer.message", "stimer.message_fields", "stimer.oneshot_disables",
-	"stimer.periodic", "stimer.pending_then_eom", "stimer.direct",
+	"stimer.periodic", "stimer.pending_then_eom", "stimer.direct", "synic.auto_eoi",
 };
 
 static void test_synic(void)
@@ -406,14 +421,27 @@ static void test_synic(void)
 	wrmsr(HV_X64_MSR_STIMER0_CONFIG + 2, 0);
 	slot_release();
 
-	if (!need(features_d & F_STIMER_DIRECT, "stimer.direct", "direct-mode synthetic timers"))
-		return;
-	before = vec_count[VEC_DIRECT];
-	wrmsr(HV_X64_MSR_STIMER0_CONFIG + 4, 1 | (uint64_t)VEC_DIRECT << 4 | 1ul << 12);
-	wrmsr(HV_X64_MSR_STIMER0_COUNT + 4, ref_count() + 50000);
-	got = WAIT_FOR(vec_count[VEC_DIRECT] != before);
-	check(got && m->type == 0, "stimer.direct", "vector 0x%x taken %u times, slot type 0x%x", VEC_DIRECT,
-	      vec_count[VEC_DIRECT] - before, m->type);
+	if (need(features_d & F_STIMER_DIRECT, "stimer.direct", "direct-mode synthetic timers")) {
+		before = vec_count[VEC_DIRECT];
+		wrmsr(HV_X64_MSR_STIMER0_CONFIG + 4, 1 | (uint64_t)VEC_DIRECT << 4 | 1ul << 12);
+		wrmsr(HV_X64_MSR_STIMER0_COUNT + 4, ref_count() + 50000);
+		got = WAIT_FOR(vec_count[VEC_DIRECT] != before);
+		check(got && m->type == 0, "stimer.direct", "vector 0x%x taken %u times, slot type 0x%x",
+		      VEC_DIRECT, vec_count[VEC_DIRECT] - before, m->type);
+	}
+
+	/* auto-EOI (TLFS SINT register bit 17): a timer message on SINT3 */
+	volatile struct hv_message *m3 = &simp[SINT_AEOI];
+	wrmsr(HV_X64_MSR_SINT0 + SINT_AEOI, VEC_AEOI | 1ul << 17);
+	before = vec_count[VEC_AEOI];
+	wrmsr(HV_X64_MSR_STIMER0_CONFIG + 6, 1 | (uint64_t)SINT_AEOI << 16);
+	wrmsr(HV_X64_MSR_STIMER0_COUNT + 6, ref_count() + 50000);
+	got = WAIT_FOR(vec_count[VEC_AEOI] != before);
+	check(got && m3->type == HVMSG_TIMER_EXPIRED && !aeoi_in_isr, "synic.auto_eoi",
+	      "vector 0x%x taken %u times, %s the ISR in its handler", VEC_AEOI, vec_count[VEC_AEOI] - before,
+	      aeoi_in_isr ? "in" : "not in");
+	m3->type = 0;
+	wrmsr(HV_X64_MSR_SINT0 + SINT_AEOI, 1ul << 16);
 }
 
 void test_main(void)
@@ -431,6 +459,7 @@ void test_main(void)
 	have_pm = pm_timer_init();
 	trap_set_handler(VEC_SINT, irq_handler);
 	trap_set_handler(VEC_DIRECT, irq_handler);
+	trap_set_handler(VEC_AEOI, aeoi_handler);
 	lapic_wr(APIC_SVR, 0x1ff);
 	sti();
 	test_discovery();

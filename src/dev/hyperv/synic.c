@@ -63,6 +63,20 @@ struct hv_message {
 };
 _Static_assert(sizeof(struct hv_message) == HV_MESSAGE_SIZE, "SynIC message slot");
 
+/* The LAPIC accepts the vectors of unmasked auto-EOI SINTs without an
+ * ISR entry, so the guest's handler needs no EOI. With hv->lock held. */
+static void auto_eoi_update(struct hv *hv, struct vcpu *v)
+{
+	uint32_t vectors[8] = { 0 };
+
+	for (int i = 0; i < HV_SINT_COUNT; i++) {
+		uint64_t s = hv->vp[v->index].sint[i];
+		if ((s & SINT_AUTO_EOI) && !(s & SINT_MASKED))
+			vectors[SINT_VECTOR(s) / 32] |= 1u << (SINT_VECTOR(s) % 32);
+	}
+	lapic_set_auto_eoi(v->lapic, vectors);
+}
+
 /* raise the SINT's vector at vp's LAPIC; with hv->lock held */
 static void sint_raise(struct hv *hv, unsigned vp, unsigned sint)
 {
@@ -300,10 +314,12 @@ bool synic_msr_write(struct hv *hv, struct vcpu *v, uint32_t msr, uint64_t val)
 	default:
 		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15) {
 			/* vectors 0-15 are exceptions: no unmasked SINT uses one */
-			if ((val & ~SINT_WRITABLE) || (!(val & SINT_MASKED) && SINT_VECTOR(val) < 16))
+			if ((val & ~SINT_WRITABLE) || (!(val & SINT_MASKED) && SINT_VECTOR(val) < 16)) {
 				ok = false;
-			else
+			} else {
 				p->sint[msr - HV_X64_MSR_SINT0] = val;
+				auto_eoi_update(hv, v);
+			}
 		} else if (msr >= HV_X64_MSR_STIMER0_CONFIG && msr <= HV_X64_MSR_STIMER3_COUNT) {
 			struct hv_stimer *t = &p->stimer[(msr - HV_X64_MSR_STIMER0_CONFIG) / 2];
 			if (msr & 1) {

@@ -27,6 +27,14 @@ if [ ! -f "$IMG/vmlinuz" ]; then
 	exit 0
 fi
 
+"$ACCORD" run --kernel "$IMG/vmlinuz" --personality xen >"$tmp/usage.out" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "^accord: --personality 'xen': expected kvm or hyperv$" "$tmp/usage.out"; then
+	tap_ok "--personality with an unknown name: one-line error, status 1"
+else
+	tap_not_ok "--personality xen" "status $rc: $(head -n 2 "$tmp/usage.out")"
+fi
+
 # run CMD in the guest; true when its output has a line matching REGEX
 # (the command prints a marker line the tty's echo cannot contain)
 guest_check() {

@@ -35,8 +35,6 @@ struct hv {
 	uint64_t crash_p[5];
 	const struct hv_vmbus_ops *vmbus;
 	struct hv_vp vp[VM_MAX_CPUS];
-	/* counters */
-	uint64_t hypercalls, messages_posted, events_signalled, timer_expiries;
 };
 
 /* synic.c: SCONTROL..SINT15 and STIMER0..3, with hv->lock not held */

@@ -114,7 +114,6 @@ static int message_post(struct hv *hv, unsigned vp, unsigned sint, uint32_t type
 	slot->sender = 0;
 	memcpy(slot->payload, payload, len);
 	__atomic_store_n(&slot->type, type, __ATOMIC_RELEASE);
-	hv->messages_posted++;
 	sint_raise(hv, vp, sint);
 	return 0;
 }
@@ -151,7 +150,6 @@ int hv_synic_signal_event(struct vm *vm, unsigned vp, unsigned sint, unsigned fl
 	}
 	bit = (uint8_t)(1u << (flag & 7));
 	old = __atomic_fetch_or(&flags[flag >> 3], bit, __ATOMIC_SEQ_CST);
-	hv->events_signalled++;
 	if (!(old & bit))
 		sint_raise(hv, vp, sint);
 	pthread_mutex_unlock(&hv->lock);
@@ -168,7 +166,8 @@ static void stimer_start(struct hv_stimer *t, uint64_t now)
 	if (t->config & STIMER_PERIODIC)
 		t->exp = now + (t->count < STIMER_MIN_PERIOD ? STIMER_MIN_PERIOD : t->count);
 	else
-		t->exp = t->count > now ? t->count : now; /* a past time expires at once */
+		/* a past time expires at once (0 means "not armed") */
+		t->exp = t->count > now ? t->count : now ? now : 1;
 }
 
 /* post a timer's expiry message; with hv->lock held. false: the slot is
@@ -195,7 +194,6 @@ static void stimer_expire(struct hv *hv, unsigned vp, int i, uint64_t now)
 	struct hv_stimer *t = &hv->vp[vp].stimer[i];
 	uint64_t exp = t->exp;
 
-	hv->timer_expiries++;
 	if (t->config & STIMER_DIRECT)
 		lapic_accept(hv->vm->vcpu[vp]->lapic, (int)STIMER_VECTOR(t->config), false);
 	else if (!t->pending) /* an expiry still waiting for its slot absorbs this one */

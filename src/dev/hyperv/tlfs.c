@@ -279,7 +279,6 @@ uint64_t hv_hypercall_exec(struct vcpu *v, uint64_t control, uint64_t input, uin
 	struct hv *hv = v->vm->hv;
 	uint16_t st;
 
-	__atomic_fetch_add(&hv->hypercalls, 1, __ATOMIC_RELAXED);
 	switch (HC_CODE(control)) {
 	case HVCALL_POST_MESSAGE:
 	case HVCALL_SIGNAL_EVENT:

@@ -594,6 +594,9 @@ static void test_kvmclock(void)
 	struct pvti p;
 
 	ok(!vm_msr_read(v, HVMSR_GUEST_OS_ID, &(uint64_t){ 0 }), "kvm personality: no Hyper-V MSRs");
+	hv_set_vmbus(vm, &fake_vmbus);
+	ok(hv_synic_post_message(vm, 0, 2, 1, "x", 1) == -2 && hv_synic_signal_event(vm, 0, 2, 1) == -2,
+	   "kvm personality: VMBus plugs into nothing, posts go nowhere (-2)");
 	ok(vm_msr_read(v, 0x1b, &(uint64_t){ 0 }), "the LAPIC's MSRs still answer through vm_msr_read");
 	ok(vm_msr_write(v, MSR_KVM_SYSTEM_TIME_NEW, (RAM + 0x40) | 1) &&
 		   rd(v, MSR_KVM_SYSTEM_TIME_NEW) == ((RAM + 0x40) | 1),

@@ -75,9 +75,12 @@ void hv_destroy(struct vm *vm)
 	vm->hv = NULL;
 }
 
+/* without --personality hyperv there is no partition to plug into: the
+ * guest cannot reach VMBus, so the call does nothing */
 void hv_set_vmbus(struct vm *vm, const struct hv_vmbus_ops *ops)
 {
-	vm->hv->vmbus = ops;
+	if (vm->hv)
+		vm->hv->vmbus = ops;
 }
 
 /* `out HV_HYPERCALL_PORT, eax; ret`: the handler reads the registers

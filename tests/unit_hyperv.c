@@ -367,6 +367,11 @@ static void test_hypercalls(struct vm *vm)
 	hv_hypercall(v0);
 	ok(regs[0].r[R_RAX] == 0 && regs[0].r[R_RDX] == 0 && seen.flag == 7,
 	   "32-bit convention: EDX:EAX control, EBX:ECX input, EDX:EAX result");
+	regs[0].sel[1] = 0x2b; /* user code, CPL 3 */
+	regs[0].r[R_RAX] = 0x1005d;
+	hv_hypercall(v0);
+	ok(regs[0].r[R_RAX] == 0x1005d, "from CPL 3 the port does nothing");
+	regs[0].sel[1] = 0x10;
 	vm_msr_write(v0, HVMSR_HYPERCALL, 0);
 	regs[0].r[R_RAX] = 0x1005d;
 	hv_hypercall(v0);

@@ -314,6 +314,10 @@ void hv_hypercall(struct vcpu *v)
 	pthread_mutex_unlock(&hv->lock);
 	if (!enabled || e->get_state(v, &s) < 0)
 		return;
+	/* hypercalls are for the guest's kernel (TLFS: #UD above CPL 0); a
+	 * user program its kernel gave the I/O ports gets no hypercall */
+	if (s.sel[1] & 3)
+		return;
 	lm = s.efer & EFER_LMA_BIT;
 	if (lm) {
 		control = s.r[R_RCX];

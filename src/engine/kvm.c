@@ -428,8 +428,9 @@ static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
  * IA32_TSC_DEADLINE through the filter. x2APIC MSRs cannot be filtered (KVM
  * ignores filters on them); without an in-kernel LAPIC KVM fails them, and
  * KVM_MSR_EXIT_REASON_INVAL brings them here too. The Hyper-V range and
- * KVM's own paravirtual MSRs are accord's to answer, not KVM's: accord's
- * CPUID does not announce KVM's interface. */
+ * KVM's own paravirtual MSRs are accord's to answer, not KVM's: the
+ * personality accord's CPUID announces (src/dev/kvmclock.c,
+ * src/dev/hyperv/) serves them on both engines. */
 static int msr_filter_set(int vm_fd)
 {
 	static uint8_t deny[0x200 / 8]; /* all zero: every MSR of a range exits */

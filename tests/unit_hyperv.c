@@ -451,6 +451,16 @@ static void test_synic(struct vm *vm)
 		   read_slot(vm, 2).flags == 0,
 	   "after EOM the retried post lands, flags clear");
 	take_irq(v);
+	ok(hv_synic_post_message(vm, 1, 2, 0x57, pl, sizeof(pl)) == -1, "the slot is busy again: -1");
+	free_slot(vm, 2); /* freed, but no EOM yet */
+	ok(hv_synic_post_message(vm, 1, 2, 0x58, pl, sizeof(pl)) == 0 && (read_slot(vm, 2).flags & 1),
+	   "a message delivered while a sender waits keeps the pending flag, so EOM still comes");
+	take_irq(v);
+	free_slot(vm, 2);
+	vm_msr_write(v, HVMSR_EOM, 0);
+	ok(hv_synic_post_message(vm, 1, 2, 0x59, pl, sizeof(pl)) == 0 && read_slot(vm, 2).flags == 0,
+	   "after EOM nobody waits: the next message has the flag clear");
+	take_irq(v);
 	free_slot(vm, 2);
 
 	uint8_t f[256];

@@ -105,11 +105,13 @@ static int message_post(struct hv *hv, unsigned vp, unsigned sint, uint32_t type
 		__atomic_fetch_or(&slot->flags, MSG_FLAG_PENDING, __ATOMIC_SEQ_CST);
 		/* the guest may have freed the slot before it could see the
 		 * flag; then it will not write EOM, so deliver now */
-		if (__atomic_load_n(&slot->type, __ATOMIC_SEQ_CST) != HVMSG_NONE)
+		if (__atomic_load_n(&slot->type, __ATOMIC_SEQ_CST) != HVMSG_NONE) {
+			p->waiters |= (uint16_t)(1u << sint);
 			return -1;
+		}
 	}
 	slot->size = (uint8_t)len;
-	slot->flags = 0;
+	slot->flags = (p->waiters >> sint) & 1 ? MSG_FLAG_PENDING : 0;
 	slot->reserved = 0;
 	slot->sender = 0;
 	memcpy(slot->payload, payload, len);
@@ -306,6 +308,9 @@ bool synic_msr_write(struct hv *hv, struct vcpu *v, uint32_t msr, uint64_t val)
 	case HV_X64_MSR_SIEFP: ok = page_write(hv, &p->siefp, val); break;
 	case HV_X64_MSR_SIMP: ok = page_write(hv, &p->simp, val); break;
 	case HV_X64_MSR_EOM:
+		/* every sender turned away hears of this EOM: the timers
+		 * here, VMBus through its eom callback below */
+		p->waiters = 0;
 		stimer_retry(hv, vp, now);
 		eom = true;
 		break;

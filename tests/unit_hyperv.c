@@ -195,6 +195,19 @@ static void test_partition_msrs(struct vm *vm)
 	   "clearing GUEST_OS_ID disables the hypercall page");
 	vm_msr_write(v0, HVMSR_GUEST_OS_ID, 0x8100000000060100ull);
 	vm_msr_write(v0, HVMSR_HYPERCALL, HYPERCALL_PAGE | 1);
+
+	ok(vm_msr_write(v1, 0x40000073, 0x20001) && rd(v1, 0x40000073) == 0x20001 && rd(v0, 0x40000073) == 0,
+	   "VP_ASSIST_PAGE is held per VP");
+
+	/* the locked bit freezes the register until the VM resets */
+	struct vm *lvm = make_vm(PERSONALITY_HYPERV);
+	struct vcpu *lv = lvm->vcpu[0];
+	vm_msr_write(lv, HVMSR_GUEST_OS_ID, 1);
+	vm_msr_write(lv, HVMSR_HYPERCALL, HYPERCALL_PAGE | 3);
+	vm_msr_write(lv, HVMSR_HYPERCALL, 0);
+	ok(rd(lv, HVMSR_HYPERCALL) == (HYPERCALL_PAGE | 3), "HYPERCALL: once locked, writes do not change it");
+	vm_destroy(lvm);
+	free(lvm);
 }
 
 static void test_tsc_page(struct vm *vm)

@@ -211,7 +211,8 @@ fi
 # stops it): a breakpoint at test_main (kvm: in DR0), two steps from it, a
 # second breakpoint reached by a continue from the first and hit twice, the
 # registers read at each stop, which must read the same on both engines,
-# and the run to the guest's end. Then Ctrl-C and kill on kvm.
+# a register written (r11: check() may clobber it), and the run to the
+# guest's end. Then Ctrl-C and kill on kvm.
 kvm_session() {
 	local name=$1
 	start_accord "$name" || return 1
@@ -228,6 +229,9 @@ kvm_session() {
 		'printf "check1=%#lx rsi=%#lx\n", $pc, $rsi' \
 		'continue' \
 		'printf "check2=%#lx rsi=%#lx\n", $pc, $rsi' \
+		'printf "fpu=%#x %#x\n", $fctrl, $mxcsr' \
+		'set var $r11 = 0x5a5a0000a5a5' \
+		'printf "r11=%#lx\n", $r11' \
 		'delete' \
 		'continue'
 	KVM_STATUS=0
@@ -244,6 +248,9 @@ fi
 if [ -n "$kvm_reason" ]; then
 	tap_skip "gdbstub on kvm" "no usable /dev/kvm: $kvm_reason"
 else
+	# --accel auto's probe says whether this host's KVM emulates ring 0
+	kvm_emulated=$("$ACCORD" run --kernel "$KERNEL" --debug-exit --accel auto 2>&1 >/dev/null </dev/null |
+		sed -n 's/^accord: --accel auto: \(.* (an emulated KVM)\); using emu$/\1/p')
 	KERNEL=build/guest/timers.elf
 	SYMS=build/guest/timers.elf64
 	main=$(sym test_main)
@@ -279,6 +286,26 @@ else
 			$([ "$c1" = "$(field k_emu check1)" ] && [ -n "$(field k_kvm check2)" ] &&
 				[ "$(field k_kvm check2)" = "$(field k_emu check2)" ]; echo $?) \
 			"kvm: $c1 / $(field k_kvm check2); emu: $(field k_emu check1) / $(field k_emu check2)"
+		fpu_hidden=$(grep -m1 "does not report the guest's x87/SSE state" "$tmp/k_kvm.err")
+		read -r kfcw kmxcsr <<<"$(field k_kvm fpu)"
+		read -r efcw emxcsr <<<"$(field k_emu fpu)"
+		if [ -n "$fpu_hidden" ]; then
+			tap_skip "gdbstub on kvm: x87 and SSE control words read as on emu" "${fpu_hidden#accord: kvm: }"
+		else
+			check "gdbstub on kvm: the x87 control word (after the guest's fninit) reads as on emu" \
+				$([ -n "$kfcw" ] && [ "$kfcw" = "$efcw" ]; echo $?) "kvm: $kfcw; emu: $efcw"
+			# An emulated KVM runs ring-0 code without SSE (stmxcsr stops
+			# it) and reports MXCSR 0 where the reset value is 0x1f80.
+			if [ "$kmxcsr" != "$emxcsr" ] && [ -n "$kvm_emulated" ]; then
+				tap_skip "gdbstub on kvm: MXCSR reads as on emu" \
+					"kvm $kmxcsr, emu $emxcsr: $kvm_emulated, whose emulator has no SSE in ring 0 (stmxcsr stops it)"
+			else
+				check "gdbstub on kvm: MXCSR reads as on emu" \
+					$([ -n "$kmxcsr" ] && [ "$kmxcsr" = "$emxcsr" ]; echo $?) "kvm: $kmxcsr; emu: $emxcsr"
+			fi
+		fi
+		check "gdbstub on kvm: a register written reads back (set_state)" \
+			$([ "$(field k_kvm r11)" = 0x5a5a0000a5a5 ]; echo $?) "r11=$(field k_kvm r11)"
 		check "gdbstub on kvm: the guest runs to its end under gdb (status 1)" \
 			$(grep -q "exited with code 01" "$tmp/k_kvm.gdb" && [ "$KVM_STATUS" -eq 1 ] &&
 				grep -q "^DONE passed=.* failed=0 " "$tmp/k_kvm.out"; echo $?) \

@@ -1126,15 +1126,27 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 
 /* ---- state ---- */
 
-/* the x87/SSE state as FXSAVE lays it out in 64-bit mode */
+/* The x87/SSE state as FXSAVE lays it out in 64-bit mode. A KVM that keeps
+ * the guest's FPU state from the VMM (confidential guests; some emulated
+ * KVMs) succeeds without writing anything: MXCSR's reserved bits, all ones
+ * before the call, tell. The image is then zero and the call fails. */
 static int fxsave_image(struct kvm_vcpu_priv *p, uint8_t fx[512])
 {
+	static bool told;
 	struct kvm_fpu f;
 	uint32_t mxcsr_mask = 0xffff;
 
+	memset(fx, 0, 512);
+	memset(&f, 0xff, sizeof(f));
 	if (ioctl(p->fd, KVM_GET_FPU, &f) < 0)
 		return -1;
-	memset(fx, 0, 512);
+	if (f.mxcsr & 0xffff0000u) {
+		if (!told)
+			fprintf(stderr, "accord: kvm: this host's KVM does not report the guest's x87/SSE state "
+					"(KVM_GET_FPU returns nothing); it reads as zero\n");
+		told = true;
+		return -1;
+	}
 	memcpy(fx + 0, &f.fcw, 2);
 	memcpy(fx + 2, &f.fsw, 2);
 	fx[4] = f.ftwx;

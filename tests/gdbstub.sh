@@ -310,6 +310,19 @@ else
 			$(grep -q "exited with code 01" "$tmp/k_kvm.gdb" && [ "$KVM_STATUS" -eq 1 ] &&
 				grep -q "^DONE passed=.* failed=0 " "$tmp/k_kvm.out"; echo $?) \
 			"status $KVM_STATUS; $(tail -n 3 "$tmp/k_kvm.gdb"); $kvm_err"
+		# five breakpoints or more (gdb may place one at two addresses): the
+		# engine has four debug registers and says so
+		if start_accord k_many; then
+			run_gdb k_many 'break test_main' 'break check' 'break pass' 'break fail' 'break panic' \
+				'continue' 'printf "many=%#lx\n", $pc' 'kill'
+			wait_accord
+			many_err='^accord: kvm: gdb: [5-9] breakpoints, but the kvm engine has 4 debug registers; only the first 4 stop the guest$'
+			check "gdbstub on kvm: a fifth breakpoint is refused in one line; the first four still stop" \
+				$(grep -qE "$many_err" "$tmp/k_many.err" && [ "$(( $(field k_many many) ))" = "$((main))" ]; echo $?) \
+				"many=$(field k_many many); stderr: $(cat "$tmp/k_many.err")"
+		else
+			tap_not_ok "gdbstub on kvm: accord waits for gdb (five breakpoints)" "$(cat "$tmp/k_many.err")"
+		fi
 		ctrl_c_session k_ctrlc "gdbstub on kvm"
 	fi
 	ACCEL=emu

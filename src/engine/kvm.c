@@ -125,6 +125,8 @@ static __thread struct kvm_vcpu_priv *thread_vcpu;
 static pthread_key_t thread_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+static int window_probe(char *why, size_t n);
+
 static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
 {
 	return v->engine_priv;
@@ -446,8 +448,6 @@ static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
 }
 
 /* ---- the VM ---- */
-
-static int window_probe(char *why, size_t n);
 
 /* The interrupt-controller MSRs go to accord's LAPIC: IA32_APIC_BASE and
  * IA32_TSC_DEADLINE through the filter. x2APIC MSRs cannot be filtered (KVM
@@ -1331,10 +1331,11 @@ static int kvm_set_guest_debug(struct vcpu *v, const struct guest_debug *d)
 	p->dbg = *d;
 	p->dbg_resume = true;
 	if (d->nbreak > KVM_HW_BREAKS) {
-		fprintf(stderr,
-			"accord: kvm: gdb: %d breakpoints, but the kvm engine has %d debug registers; "
-			"only the first %d stop the guest\n",
-			d->nbreak, KVM_HW_BREAKS, KVM_HW_BREAKS);
+		if (v->index == 0)
+			fprintf(stderr,
+				"accord: kvm: gdb: %d breakpoints, but the kvm engine has %d debug registers; "
+				"only the first %d stop the guest\n",
+				d->nbreak, KVM_HW_BREAKS, KVM_HW_BREAKS);
 		p->dbg.nbreak = KVM_HW_BREAKS;
 		return -1;
 	}

@@ -323,6 +323,19 @@ else
 		else
 			tap_not_ok "gdbstub on kvm: accord waits for gdb (five breakpoints)" "$(cat "$tmp/k_many.err")"
 		fi
+		# two vCPUs: the AP, never started, reads in its reset state
+		if start_accord k_smp --cpus 2; then
+			run_gdb k_smp 'break test_main' 'continue' 'info threads' 'thread 2' 'printf "ap_rip=%#lx\n", $pc' \
+				'thread 1' 'delete' 'detach'
+			status=0
+			wait_accord || status=$?
+			check "gdbstub on kvm: --cpus 2, the AP at its reset RIP; after detach the guest ends (status 1)" \
+				$(grep -q "Thread 2 (vCPU 1)" "$tmp/k_smp.gdb" && [ "$(field k_smp ap_rip)" = 0xfff0 ] &&
+					[ "$status" -eq 1 ] && grep -q "^DONE passed=.* failed=0 " "$tmp/k_smp.out"; echo $?) \
+				"status $status; ap_rip=$(field k_smp ap_rip); $(tail -n 3 "$tmp/k_smp.gdb")"
+		else
+			tap_not_ok "gdbstub on kvm: accord waits for gdb (two vCPUs)" "$(cat "$tmp/k_smp.err")"
+		fi
 		ctrl_c_session k_ctrlc "gdbstub on kvm"
 	fi
 	ACCEL=emu

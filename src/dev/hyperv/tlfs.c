@@ -116,29 +116,29 @@ static bool hypercall_write(struct hv *hv, uint64_t val)
  * reader to use the counter MSR meanwhile. */
 static void tsc_page_write(struct hv *hv, struct vcpu *v, uint64_t val)
 {
-	struct {
+	struct tsc_page {
 		uint32_t sequence, reserved;
 		uint64_t scale;
 		int64_t offset;
-	} page;
-	uint64_t tsc, hz, ns, gpa = val & PAGE_GPA_MASK;
-	uint32_t seq = 0;
+	} *page;
+	uint64_t tsc, hz, ns, scale, gpa = val & PAGE_GPA_MASK;
+	uint32_t seq;
 
 	hv->reference_tsc = val & (PAGE_GPA_MASK | 1);
-	if (!(val & 1) || !vm_gpa(hv->vm, gpa, sizeof(page)))
+	page = vm_gpa(hv->vm, gpa, sizeof(*page));
+	if (!(val & 1) || !page)
 		return;
 	ns = vm_now_ns(hv->vm);
 	vm_guest_tsc(v, ns, &tsc, &hz);
-	vm_read_phys(hv->vm, gpa, &seq, sizeof(seq));
-	page.sequence = 0;
-	page.reserved = 0;
-	page.scale = (uint64_t)(((unsigned __int128)10000000 << 64) / hz);
-	page.offset = (int64_t)(ns / 100 - (uint64_t)(((unsigned __int128)tsc * page.scale) >> 64));
-	vm_write_phys(hv->vm, gpa, &page, sizeof(page));
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	scale = (uint64_t)(((unsigned __int128)10000000 << 64) / hz);
+	seq = __atomic_exchange_n(&page->sequence, 0, __ATOMIC_SEQ_CST);
+	page->reserved = 0;
+	__atomic_store_n(&page->scale, scale, __ATOMIC_RELAXED);
+	__atomic_store_n(&page->offset, (int64_t)(ns / 100 - (uint64_t)(((unsigned __int128)tsc * scale) >> 64)),
+			 __ATOMIC_RELAXED);
 	/* 0 means invalid and 0xFFFFFFFF is reserved */
-	seq = seq + 1 >= 0xFFFFFFFF || seq + 1 == 0 ? 1 : seq + 1;
-	__atomic_store_n((uint32_t *)vm_gpa(hv->vm, gpa, 4), seq, __ATOMIC_RELEASE);
+	seq = seq >= 0xFFFFFFFE ? 1 : seq + 1;
+	__atomic_store_n(&page->sequence, seq, __ATOMIC_RELEASE);
 }
 
 static void crash_report(struct hv *hv)

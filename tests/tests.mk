@@ -109,3 +109,9 @@ TEST_SCRIPTS += tests/certify.sh
 TEST_BINS += build/tests/unit_virtio
 TEST_SCRIPTS += tests/virtio_blk.sh
 # ---- end virtio ----
+
+# ---- virtio-rng, virtio-console, several disks (owner: src/dev/virtio/rng.c, console.c) ----
+# the stock kernel with --console virtio (shell on hvc0), --rng and two
+# --disk; a panic printed on hvc0 (tests/virtio_devices.sh)
+TEST_SCRIPTS += tests/virtio_devices.sh
+# ---- end virtio-rng, virtio-console ----

@@ -111,7 +111,10 @@ TEST_SCRIPTS += tests/virtio_blk.sh
 # ---- end virtio ----
 
 # ---- virtio-rng, virtio-console, several disks (owner: src/dev/virtio/rng.c, console.c) ----
+# both devices through their registers, byte streams and broken drivers
+# (tests/unit_virtio_devices.c); then
 # the stock kernel with --console virtio (shell on hvc0), --rng and two
 # --disk; a panic printed on hvc0 (tests/virtio_devices.sh)
+TEST_BINS += build/tests/unit_virtio_devices
 TEST_SCRIPTS += tests/virtio_devices.sh
 # ---- end virtio-rng, virtio-console ----

@@ -67,6 +67,17 @@ else
 	tap_not_ok "--console with a bad value" "status $rc: $(head -c 200 "$tmp/err.log")"
 fi
 
+# Ctrl-a x is the terminal's, whichever device the guest types into
+console_start "$tmp/ctrla.log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+	--cmdline "console=hvc0" --memory 256M --accel "$ACCEL" --console virtio
+printf '\001x' >&"$CONSOLE_IN"
+console_finish 60
+if [ "$CONSOLE_STATUS" = 0 ] && grep -q "terminated from the console (Ctrl-a x)" "$tmp/ctrla.log"; then
+	tap_ok "--console virtio: Ctrl-a x ends accord with status 0"
+else
+	tap_not_ok "--console virtio: Ctrl-a x" "status $CONSOLE_STATUS: $(tail -n 2 "$tmp/ctrla.log" | tr -d '\r')"
+fi
+
 # ---- boot 1: the shell on hvc0, rng and two disks ----
 # vda 8 MiB, vdb 16 MiB with a random MiB at 4 MiB
 vda=$tmp/vda.img

@@ -8,9 +8,10 @@
 # iflag=direct. It prints a line before and after each dd; the host stamps
 # every console line as it arrives, so both VMMs are timed by the same
 # clock and boot time is left out. Prints MB/s (10^6 bytes per second) for
-# each run, the medians and the ratios accord / QEMU (above 1.0: accord is
-# faster). After each run the image is checked to hold the zeros. The
-# image is in /dev/shm when it has room (else $TMPDIR or /tmp).
+# each run, the medians and the median of the runs' ratios accord / QEMU
+# (above 1.0: accord is faster). After each run the image is checked to
+# hold the zeros. The image is in /dev/shm when it has room (else $TMPDIR
+# or /tmp).
 #
 #   bench/disk.sh [RUNS] [SIZE_MIB]      (default 3 runs of 256 MiB; at 64 MiB
 #   QEMU's spans are under 0.1 s and the ratio is noisy)
@@ -97,7 +98,7 @@ check() {
 }
 mbs() { echo "scale=3; $mib * 1048576 / 1000000 / $1" | bc; }
 
-aw=() ar=() qw=() qr=()
+aw=() ar=() qw=() qr=() rw=() rr=()
 for i in $(seq "$runs"); do
 	fresh_disk
 	run_accord
@@ -109,13 +110,17 @@ for i in $(seq "$runs"); do
 	check "$tmp/qemu.log" qemu
 	qw+=("$(mbs "$(span "$tmp/qemu.log" write)")")
 	qr+=("$(mbs "$(span "$tmp/qemu.log" read)")")
-	printf 'run %d: write accord emu %.1f MB/s, qemu tcg %.1f MB/s; read accord emu %.1f MB/s, qemu tcg %.1f MB/s\n' \
-		"$i" "${aw[-1]}" "${qw[-1]}" "${ar[-1]}" "${qr[-1]}"
+	rw+=("$(echo "${aw[-1]} / ${qw[-1]}" | bc -l)")
+	rr+=("$(echo "${ar[-1]} / ${qr[-1]}" | bc -l)")
+	printf 'run %d: write accord emu %.1f MB/s, qemu tcg %.1f MB/s (%.2f); read accord emu %.1f MB/s, qemu tcg %.1f MB/s (%.2f)\n' \
+		"$i" "${aw[-1]}" "${qw[-1]}" "${rw[-1]}" "${ar[-1]}" "${qr[-1]}" "${rr[-1]}"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 maw=$(median "${aw[@]}") mar=$(median "${ar[@]}")
 mqw=$(median "${qw[@]}") mqr=$(median "${qr[@]}")
+# the ratio is the median of the runs' ratios: each pair ran back to back,
+# so it shares the machine's load of the moment
 printf 'sequential write, %d MiB, O_DIRECT, median of %d: accord emu %.1f MB/s, qemu tcg %.1f MB/s, ratio %.2f\n' \
-	"$mib" "$runs" "$maw" "$mqw" "$(echo "$maw / $mqw" | bc -l)"
+	"$mib" "$runs" "$maw" "$mqw" "$(median "${rw[@]}")"
 printf 'sequential read,  %d MiB, O_DIRECT, median of %d: accord emu %.1f MB/s, qemu tcg %.1f MB/s, ratio %.2f\n' \
-	"$mib" "$runs" "$mar" "$mqr" "$(echo "$mar / $mqr" | bc -l)"
+	"$mib" "$runs" "$mar" "$mqr" "$(median "${rr[@]}")"

@@ -43,10 +43,14 @@ static void usage(FILE *f)
 		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
+		"  --rng             a virtio-rng entropy device fed by the host's getrandom\n"
+		"  --console serial|virtio  the terminal's device: the UART (ttyS0, default)\n"
+		"                    or a virtio-console port (hvc0; the UART's output\n"
+		"                    still shows)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
-		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
+		"The guest's console is on the terminal; Ctrl-a x quits.\n");
 }
 
 /* sizes: a number with an optional K, M, G suffix; no suffix means MiB */
@@ -87,6 +91,8 @@ static int cmd_run(int argc, char **argv)
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
 		{ "personality", required_argument, 0, 'P' },
+		{ "rng", no_argument, 0, 'r' },
+		{ "console", required_argument, 0, 'C' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -103,6 +109,7 @@ static int cmd_run(int argc, char **argv)
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	int ndisks = 0;
+	bool rng = false, virtio_console = false;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -152,6 +159,14 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "accord: --personality '%s': expected kvm or hyperv\n", optarg);
 				return EXIT_USAGE;
 			}
+			break;
+		case 'r': rng = true; break;
+		case 'C':
+			if (strcmp(optarg, "serial") && strcmp(optarg, "virtio")) {
+				fprintf(stderr, "accord: --console '%s': expected serial or virtio\n", optarg);
+				return EXIT_USAGE;
+			}
+			virtio_console = !strcmp(optarg, "virtio");
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -204,7 +219,11 @@ static int cmd_run(int argc, char **argv)
 	int in_fd, out_fd;
 	if (console_start(vm, &in_fd, &out_fd) < 0)
 		return EXIT_VM_FAILED;
-	struct platform_opts po = { .console_in_fd = in_fd, .console_out_fd = out_fd, .debug_exit = debug_exit };
+	/* with --console virtio the terminal types into hvc0 only; the UART's
+	 * output still reaches the terminal (early boot messages, panics) */
+	struct platform_opts po = { .console_in_fd = virtio_console ? -1 : in_fd,
+				    .console_out_fd = out_fd,
+				    .debug_exit = debug_exit };
 	if (platform_init(vm, &po) < 0) {
 		console_stop();
 		return EXIT_VM_FAILED;
@@ -220,6 +239,11 @@ static int cmd_run(int argc, char **argv)
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}
+	}
+	if ((virtio_console && !virtio_console_create(vm, pci, in_fd, out_fd)) ||
+	    (rng && !virtio_rng_create(vm, pci))) {
+		console_stop();
+		return EXIT_VM_FAILED;
 	}
 	struct boot_state bs;
 	if (boot_load(vm, &cfg, &bs) < 0) {

@@ -124,3 +124,11 @@ TEST_BINS += build/tests/unit_hyperv
 # (tests/hyperv_linux.sh)
 TEST_SCRIPTS += tests/hyperv_linux.sh
 # ---- end paravirtual personalities with Linux ----
+# ---- virtio-rng, virtio-console, several disks (owner: src/dev/virtio/rng.c, console.c) ----
+# both devices through their registers, byte streams and broken drivers
+# (tests/unit_virtio_devices.c); then
+# the stock kernel with --console virtio (shell on hvc0), --rng and two
+# --disk; a panic printed on hvc0 (tests/virtio_devices.sh)
+TEST_BINS += build/tests/unit_virtio_devices
+TEST_SCRIPTS += tests/virtio_devices.sh
+# ---- end virtio-rng, virtio-console ----

@@ -510,7 +510,7 @@ int main(void)
 	int in[2], out[2];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine) < 0) {
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_KVM) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

@@ -12,6 +12,7 @@
 #include "dev/dev.h"
 #include "dev/pci.h"
 #include "dev/virtio/virtio.h"
+#include "disk/disk.h"
 #include "engine/engine.h"
 #include "vm/console.h"
 #include "vm/gdbstub.h"
@@ -135,7 +136,7 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "accord: --disk: at most %d disks\n", MAX_DISKS);
 				return EXIT_USAGE;
 			}
-			if (virtio_blk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
+			if (disk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
 				return EXIT_USAGE;
 			ndisks++;
 			break;

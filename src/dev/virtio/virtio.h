@@ -127,7 +127,5 @@ bool virtio_has(const struct virtio_dev *vd, int bit);
 struct virtio_blk;
 struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path,
 				     bool ro);
-/* parse "path=FILE[,ro]"; -1 after a message */
-int virtio_blk_parse(const char *spec, char **path, bool *ro);
 
 #endif

@@ -109,3 +109,9 @@ TEST_SCRIPTS += tests/certify.sh
 TEST_BINS += build/tests/unit_virtio
 TEST_SCRIPTS += tests/virtio_blk.sh
 # ---- end virtio ----
+
+# ---- VMBus and storvsc (owner: src/dev/hyperv/vmbus.c, ring.c, storvsc.c) ----
+# the VMBus host driven as the Linux guest drives it, storvsc SCSI on an
+# image, and a hostile guest (tests/unit_vmbus.c)
+TEST_BINS += build/tests/unit_vmbus
+# ---- end VMBus ----

@@ -6,8 +6,9 @@
  * hostile guest: short and unknown messages, bad relids, GPADLs outside
  * RAM or with too many PFNs, corrupt ring indices and packet lengths. Each
  * must be refused without a crash and without touching guest memory. The
- * SynIC is replaced by this file's hv_synic_* and hv_set_vmbus, which
- * record what the host delivers. */
+ * partition is the real one (--personality hyperv): messages go through
+ * HvPostMessage and HvSignalEvent hypercalls, replies land in the SynIC
+ * message page and event flags of vCPU 0, freed with EOM as Linux does. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -25,49 +26,14 @@
 #define PAGE 4096u
 #define IMG_SIZE (1u << 20)
 
-/* ---- the SynIC, as VMBus sees it ---- */
-
-static const struct hv_vmbus_ops *bus_ops;
-#define MAX_MSGS 4096
-static struct {
-	unsigned vp, sint;
-	uint32_t type, len;
-	uint8_t data[HV_MESSAGE_PAYLOAD_MAX];
-} msgs[MAX_MSGS];
-static unsigned nmsgs, msg_seen;
-static bool slot_busy;
-static unsigned nevents, last_event_flag, last_event_sint;
-
-void hv_set_vmbus(struct vm *vm, const struct hv_vmbus_ops *ops)
-{
-	bus_ops = ops;
-}
-
-int hv_synic_post_message(struct vm *vm, unsigned vp, unsigned sint, uint32_t type, const void *payload,
-			  uint32_t len)
-{
-	if (slot_busy)
-		return -1;
-	if (nmsgs == MAX_MSGS || len > HV_MESSAGE_PAYLOAD_MAX)
-		abort();
-	msgs[nmsgs].vp = vp;
-	msgs[nmsgs].sint = sint;
-	msgs[nmsgs].type = type;
-	msgs[nmsgs].len = len;
-	memcpy(msgs[nmsgs].data, payload, len);
-	nmsgs++;
-	return 0;
-}
-
-int hv_synic_signal_event(struct vm *vm, unsigned vp, unsigned sint, unsigned flag)
-{
-	nevents++;
-	last_event_flag = flag;
-	last_event_sint = sint;
-	return 0;
-}
+/* the guest's SynIC pages and hypercall input page */
+#define SIMP_GPA 0xf00000u
+#define SIEFP_GPA 0xf01000u
+#define HC_INPUT_GPA 0xf02000u
+#define VMBUS_SINT 2
 
 static struct vm vm;
+static struct vcpu *v0;
 static char img_path[] = "/tmp/accord-unit-vmbus-XXXXXX";
 static char ro_path[] = "/tmp/accord-unit-vmbus-ro-XXXXXX";
 static int img_fd;
@@ -97,23 +63,66 @@ static uint8_t *gp(uint64_t gpa)
 	return vm_gpa(&vm, gpa, 1);
 }
 
-/* the next message the host delivered, or NULL */
+static void synic_setup(void)
+{
+	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
+	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
+	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
+	hv_msr_write(v0, 0x40000080, 1);
+}
+
+static uint8_t *msg_slot(void)
+{
+	return gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
+}
+
+/* the message in the VMBus slot, or NULL; taking it frees the slot and
+ * writes EOM, which lets the host deliver the next one */
 static const uint8_t *next_msg(uint32_t *len)
 {
-	if (msg_seen == nmsgs)
+	static uint8_t copy[HV_MESSAGE_PAYLOAD_MAX];
+	uint8_t *slot = msg_slot();
+
+	if (!get32(slot))
 		return NULL;
-	*len = msgs[msg_seen].len;
-	return msgs[msg_seen++].data;
+	*len = slot[4];
+	memcpy(copy, slot + 16, HV_MESSAGE_PAYLOAD_MAX);
+	put32(slot, 0);
+	if (slot[5] & 1)
+		hv_msr_write(v0, 0x40000084, 0);
+	return copy;
 }
 
 static unsigned pending_msgs(void)
 {
-	return nmsgs - msg_seen;
+	return get32(msg_slot()) != 0;
+}
+
+/* test and clear a channel's bit in the VMBus SINT's event flags */
+static bool event_flag(uint32_t relid)
+{
+	uint8_t *flags = gp(SIEFP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
+	bool set = flags[relid / 8] & (1u << (relid % 8));
+
+	flags[relid / 8] &= ~(1u << (relid % 8));
+	return set;
+}
+
+static uint16_t post_msg(uint32_t conn, uint32_t type, const void *m, uint32_t len)
+{
+	uint8_t *in = gp(HC_INPUT_GPA);
+
+	put32(in, conn);
+	put32(in + 4, 0);
+	put32(in + 8, type);
+	put32(in + 12, len);
+	memcpy(in + 16, m, len);
+	return hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0) & 0xffff;
 }
 
 static uint16_t post(uint32_t conn, const void *m, uint32_t len)
 {
-	return bus_ops->post_message(bus_ops->opaque, 0, conn, 1, m, len);
+	return post_msg(conn, 1, m, len);
 }
 
 static uint16_t post_type(uint32_t conn, uint32_t type, uint8_t *m, uint32_t len)
@@ -121,6 +130,14 @@ static uint16_t post_type(uint32_t conn, uint32_t type, uint8_t *m, uint32_t len
 	put32(m, type);
 	put32(m + 4, 0);
 	return post(conn, m, len);
+}
+
+/* guest RAM as in the snapshot, apart from the SynIC and hypercall pages
+ * the exchange itself uses */
+static bool ram_same(void)
+{
+	return !memcmp(snapshot, vm.ram, SIMP_GPA) &&
+	       !memcmp(snapshot + HC_INPUT_GPA + PAGE, vm.ram + HC_INPUT_GPA + PAGE, RAM_SIZE - HC_INPUT_GPA - PAGE);
 }
 
 /* stderr goes to a file, so that the one-line errors can be checked */
@@ -230,7 +247,7 @@ static uint32_t guest_recv(struct gchan *c, uint8_t *buf, uint32_t cap)
 
 static uint16_t signal_host(struct gchan *c)
 {
-	return bus_ops->signal_event(bus_ops->opaque, 0, c->conn, 0);
+	return hv_hypercall_exec(v0, 0x5d | 1u << 16, c->conn, 0) & 0xffff;
 }
 
 /* GPADL_HEADER and as many GPADL_BODY messages as the PFNs need; returns
@@ -416,7 +433,7 @@ static void test_versions(void)
 		post_type(cases[i].conn, 14, m, 40);
 		r = next_msg(&len);
 		bool good = r && get32(r) == 15 && len >= 16 && r[8] == cases[i].ok &&
-			    (!cases[i].ok || get32(r + 12) == cases[i].conn) && msgs[msg_seen - 1].sint == 2;
+			    (!cases[i].ok || get32(r + 12) == cases[i].conn);
 		ok(good, "INITIATE_CONTACT %s: VERSION_RESPONSE %s", cases[i].what,
 		   cases[i].ok ? "accepts it" : "refuses it");
 	}
@@ -436,7 +453,7 @@ static void test_versions(void)
 	ok(post(1, m, 8) == HV_STATUS_SUCCESS && pending_msgs() == 0,
 	   "after 5.x, messages on connection id 1 are not served");
 	ok(post(9, m, 8) == HV_STATUS_INVALID_CONNECTION_ID, "HvPostMessage on an unknown connection id fails");
-	ok(bus_ops->post_message(bus_ops->opaque, 0, 4, 2, m, 8) == HV_STATUS_INVALID_PARAMETER,
+	ok(post_msg(4, 2, m, 8) == HV_STATUS_INVALID_PARAMETER,
 	   "HvPostMessage with a message type other than VMBus's fails");
 }
 
@@ -532,7 +549,7 @@ static void test_malformed(void)
 	put32(m + 12, 0x54);
 	post_type(4, 11, m, 16);
 	ok(pending_msgs() == 0 && err_since(mark, "unknown GPADL"), "teardown of a refused GPADL: ignored");
-	ok(!memcmp(snapshot, vm.ram, RAM_SIZE), "guest RAM is untouched by all of the above");
+	ok(ram_same(), "guest RAM is untouched by all of the above");
 }
 
 static void test_open(void)
@@ -558,12 +575,12 @@ static void test_storvsc_init(void)
 {
 	uint8_t ver[2];
 	struct srb_result r;
-	unsigned before = nevents;
 
+	event_flag(1);
 	r = vstor(&ch1, 7, NULL, 0, 0, 0, 0);
 	ok(r.got && r.op == 1 && r.status == 0 && r.trans == next_trans - 1,
 	   "BEGIN_INITIALIZATION: COMPLETE_IO, status 0, same transaction id");
-	ok(nevents > before && last_event_flag == 1 && last_event_sint == 2,
+	ok(event_flag(1),
 	   "the completion raised event flag 1 (the relid) in SINT 2");
 	ver[0] = 0x02, ver[1] = 0x06;
 	r = vstor(&ch1, 9, ver, 2, 0, 0, 0);
@@ -717,22 +734,21 @@ static void test_wrap(void)
 static void test_masking(void)
 {
 	uint8_t v[64] = { 0 }, buf[256];
-	unsigned before;
 	int sent = 0, got = 0;
 
 	put32(v, 3);
 	v[20] = 6;
 	/* the guest masks its receive ring: completions arrive without events */
 	*ring_field(&ch1, false, 8) = 1;
-	before = nevents;
+	event_flag(1);
 	guest_send(&ch1, 6, 1000, NULL, 0, v, 64);
 	signal_host(&ch1);
-	ok(nevents == before && guest_recv(&ch1, buf, sizeof(buf)) == 80,
+	ok(!event_flag(1) && guest_recv(&ch1, buf, sizeof(buf)) == 80,
 	   "with interrupt_mask set the completion comes without an event");
 	*ring_field(&ch1, false, 8) = 0;
 	guest_send(&ch1, 6, 1001, NULL, 0, v, 64);
 	signal_host(&ch1);
-	ok(nevents == before + 1 && guest_recv(&ch1, buf, sizeof(buf)) == 80, "unmasked, the event is back");
+	ok(event_flag(1) && guest_recv(&ch1, buf, sizeof(buf)) == 80, "unmasked, the event is back");
 
 	/* the guest stops reading: the host fills the receive ring, then
 	 * leaves requests in place and asks for room */
@@ -782,24 +798,24 @@ static void test_ro(void)
 static void test_corrupt(void)
 {
 	uint8_t v[64] = { 0 }, cdb[16] = { 0 };
-	unsigned before = nevents, msgs_before;
 	long mark;
 	uint32_t w, status;
 	struct srb_result r;
 
 	/* write_index beyond the ring */
-	memcpy(snapshot, vm.ram, RAM_SIZE);
+	event_flag(2);
 	w = *ring_field(&ch2, true, 0);
 	*ring_field(&ch2, true, 0) = ring_size(&ch2, true) + 8;
 	memcpy(snapshot, vm.ram, RAM_SIZE);
 	mark = err_mark();
 	signal_host(&ch2);
-	ok(err_since(mark, "channel 2 stopped") && nevents == before, "write_index past the ring: channel 2 stopped");
-	ok(!memcmp(snapshot, vm.ram, RAM_SIZE), "and nothing in guest RAM changed");
+	ok(err_since(mark, "channel 2 stopped") && !event_flag(2), "write_index past the ring: channel 2 stopped");
+	ok(ram_same(), "and nothing in guest RAM changed");
 	*ring_field(&ch2, true, 0) = w;
+	w = *ring_field(&ch2, false, 0);
 	guest_send(&ch2, 6, 5, NULL, 0, v, 64);
 	signal_host(&ch2);
-	ok(nevents == before, "a stopped channel serves nothing more");
+	ok(!event_flag(2) && *ring_field(&ch2, false, 0) == w, "a stopped channel serves nothing more");
 
 	/* the guest closes and reopens with fresh rings */
 	memset(v, 0, 16);
@@ -825,9 +841,8 @@ static void test_corrupt(void)
 	ring_copy(&ch2, true, *ring_field(&ch2, true, 4) + 4, bad, 2, true);
 	memcpy(snapshot, vm.ram, RAM_SIZE);
 	mark = err_mark();
-	msgs_before = nmsgs;
 	signal_host(&ch2);
-	ok(err_since(mark, "channel 2 stopped") && !memcmp(snapshot, vm.ram, RAM_SIZE) && nmsgs == msgs_before,
+	ok(err_since(mark, "channel 2 stopped") && ram_same(),
 	   "a packet length of 32 KiB in an 12 KiB ring: stopped, RAM untouched");
 
 	/* a GPA_DIRECT request whose page is outside RAM */
@@ -849,7 +864,7 @@ static void test_corrupt(void)
 	memcpy(snapshot, vm.ram, RAM_SIZE);
 	mark = err_mark();
 	signal_host(&ch2);
-	ok(err_since(mark, "outside guest RAM") && !memcmp(snapshot, vm.ram, RAM_SIZE),
+	ok(err_since(mark, "outside guest RAM") && ram_same(),
 	   "READ into a page outside RAM: channel stopped, RAM untouched");
 	ok(signal_host(&(struct gchan){ .conn = 0x150 }) == HV_STATUS_INVALID_CONNECTION_ID,
 	   "HvSignalEvent on an unknown connection id fails");
@@ -862,14 +877,13 @@ static void test_eom_unload_rescind(struct storvsc *rescind_me)
 	uint32_t len;
 	unsigned n = 0;
 
-	slot_busy = true;
+	/* the guest leaves the first offer in its slot */
 	post_type(4, 3, m, 8);
-	ok(pending_msgs() == 0, "the message slot is busy: the offers wait");
-	slot_busy = false;
-	bus_ops->eom(bus_ops->opaque, 0);
+	ok(get32(msg_slot()) == 1 && get32(msg_slot() + 16) == 1 && (msg_slot()[5] & 1),
+	   "REQUESTOFFERS: the first offer in the slot, the message-pending flag set for the rest");
 	while ((r = next_msg(&len)))
 		n = n * 10 + get32(r);
-	ok(n == 114, "after EOM: OFFERCHANNEL, OFFERCHANNEL, ALLOFFERS_DELIVERED in order");
+	ok(n == 114, "freed with EOM one by one: OFFERCHANNEL, OFFERCHANNEL, ALLOFFERS_DELIVERED in order");
 	storvsc_remove(rescind_me);
 	r = next_msg(&len);
 	ok(r && get32(r) == 2 && get32(r + 8) == 2, "removing the second disk: RESCIND_CHANNELOFFER for relid 2");
@@ -896,7 +910,7 @@ int main(void)
 	struct storvsc *ro;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine) < 0) {
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}
@@ -913,14 +927,15 @@ int main(void)
 	int saved_stderr = dup(2);
 	dup2(fileno(errlog), 2);
 
+	v0 = vm.vcpu[0];
+	synic_setup();
 	vb = vmbus_create(&vm);
-	ok(vb && bus_ops && bus_ops->post_message && bus_ops->signal_event && bus_ops->eom,
-	   "vmbus_create plugs VMBus into the partition");
+	ok(vb != NULL, "vmbus_create plugs VMBus into the partition");
 	ok(storvsc_create(vb, img_path, false) != NULL, "a storvsc disk");
 	ro = storvsc_create(vb, ro_path, true);
 	ok(ro != NULL, "a read-only storvsc disk");
 	ok(storvsc_create(vb, "/nonexistent/accord.img", false) == NULL, "a missing image is refused");
-	if (vb && bus_ops && ro) {
+	if (vb && ro) {
 		test_versions();
 		test_offers();
 		test_malformed();

@@ -11,6 +11,7 @@
 #include "certify/certify.h"
 #include "dev/dev.h"
 #include "dev/pci.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
 #include "disk/disk.h"
 #include "engine/engine.h"
@@ -43,7 +44,8 @@ static void usage(FILE *f)
 		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
 		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
-		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
+		"  --disk path=FILE[,ro]  a disk on a raw image (repeatable): virtio-blk,\n"
+		"                    or a VMBus SCSI disk (storvsc) with --personality hyperv\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
@@ -99,7 +101,7 @@ static int cmd_run(int argc, char **argv)
 	const char *gdb = NULL;
 	int personality = PERSONALITY_KVM;
 	int ch;
-	/* --disk (virtio-blk) */
+	/* --disk */
 	enum { MAX_DISKS = 16 };
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
@@ -220,8 +222,16 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	/* Hyper-V guests find their disks on VMBus (storvsc), as on Hyper-V;
+	 * KVM guests on virtio-blk */
+	struct vmbus *vmbus = NULL;
+	if (personality == PERSONALITY_HYPERV && !(vmbus = vmbus_create(vm))) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
 	for (int i = 0; i < ndisks; i++) {
-		if (!virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
+		if (vmbus ? !storvsc_create(vmbus, disk_path[i], disk_ro[i])
+			  : !virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}

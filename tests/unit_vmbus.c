@@ -676,7 +676,16 @@ static void test_scsi(void)
 	cdb[0] = 0x12;
 	cdb[4] = 36;
 	r = vstor(&ch1, 3, cdb, 6, DATA_GPA, 36, 1);
-	ok(r.got && r.srb_status == 0x20, "INQUIRY to target 1: SRB_STATUS_INVALID_LUN");
+	ok(r.got && r.srb_status == 1 && r.xfer == 36 && buf[0] == 0x7f,
+	   "INQUIRY to target 1: peripheral qualifier 3, no unit");
+	memset(cdb, 0, 16);
+	cdb[0] = 0xa0;
+	cdb[9] = 16;
+	r = vstor(&ch1, 3, cdb, 12, DATA_GPA, 16, 1);
+	ok(r.got && r.srb_status == 1 && r.xfer == 8 && buf[3] == 0, "REPORT LUNS to target 1: no LUNs");
+	cdb[0] = 0x25;
+	r = vstor(&ch1, 3, cdb, 10, DATA_GPA, 8, 1);
+	ok(r.got && r.srb_status == 0x20, "READ CAPACITY to target 1: SRB_STATUS_INVALID_LUN");
 	memset(cdb, 0, 16);
 	cdb[0] = 0xa0;
 	cdb[9] = 16;

@@ -36,6 +36,7 @@ enum {
 /* struct vmscsi_request inside it */
 #define SRB_SRB_STATUS (VSTOR_HDR + 2)
 #define SRB_SCSI_STATUS (VSTOR_HDR + 3)
+#define SRB_PATH (VSTOR_HDR + 5)
 #define SRB_TARGET (VSTOR_HDR + 6)
 #define SRB_LUN (VSTOR_HDR + 7)
 #define SRB_CDB_LENGTH (VSTOR_HDR + 8)
@@ -386,6 +387,34 @@ static int scsi_command(struct storvsc *s, const uint8_t *cdb, uint64_t *xfer)
 	}
 }
 
+/* An address other than 0:0:0 (channel, target, LUN) has no unit. The
+ * scan learns it from INQUIRY data (peripheral qualifier 3: storvsc turns
+ * every INQUIRY error into success, so an error would read as an empty
+ * disk) and from an empty REPORT LUNS; anything else is
+ * SRB_STATUS_INVALID_LUN (returns 1). */
+static int scsi_absent(struct storvsc *s, const uint8_t *cdb, uint64_t *xfer)
+{
+	uint8_t d[36] = { 0x7f };
+
+	*xfer = 0;
+	switch (cdb[0]) {
+	case 0x12:
+		if (cdb[1] & 1) {
+			d[1] = cdb[2];
+			return reply(s, d, 4, be16(cdb + 3), xfer);
+		}
+		d[2] = 5;
+		d[3] = 2;
+		d[4] = 36 - 5;
+		return reply(s, d, 36, be16(cdb + 3), xfer);
+	case 0xa0:
+		memset(d, 0, 8);
+		return reply(s, d, 8, be32(cdb + 6), xfer);
+	default:
+		return 1;
+	}
+}
+
 /* EXECUTE_SRB: fill in the reply's vmscsi_request */
 static void execute_srb(struct storvsc *s, uint8_t *v)
 {
@@ -398,14 +427,18 @@ static void execute_srb(struct storvsc *s, uint8_t *v)
 	memcpy(cdb, v + SRB_CDB, v[SRB_CDB_LENGTH] < 16 ? v[SRB_CDB_LENGTH] : 16);
 	if (want < s->buflen)
 		s->buflen = want;
-	if (v[SRB_TARGET] || v[SRB_LUN]) {
-		v[SRB_SRB_STATUS] = SRB_STATUS_INVALID_LUN;
-		v[SRB_SCSI_STATUS] = GOOD;
-		v[SRB_SENSE_LENGTH] = 0;
-		memset(v + SRB_DATA_LENGTH, 0, 4);
-		return;
+	if (v[SRB_PATH] || v[SRB_TARGET] || v[SRB_LUN]) {
+		rc = scsi_absent(s, cdb, &xfer);
+		if (rc > 0) {
+			v[SRB_SRB_STATUS] = SRB_STATUS_INVALID_LUN;
+			v[SRB_SCSI_STATUS] = GOOD;
+			v[SRB_SENSE_LENGTH] = 0;
+			memset(v + SRB_DATA_LENGTH, 0, 4);
+			return;
+		}
+	} else {
+		rc = scsi_command(s, cdb, &xfer);
 	}
-	rc = scsi_command(s, cdb, &xfer);
 	memset(v + SRB_CDB, 0, SENSE_MAX);
 	if (rc) {
 		v[SRB_SRB_STATUS] = SRB_STATUS_ERROR | SRB_STATUS_AUTOSENSE_VALID;
@@ -424,13 +457,16 @@ static void execute_srb(struct storvsc *s, uint8_t *v)
 /* one packet from the guest; false when the channel had to stop */
 static bool stor_packet(struct storvsc *s, const uint8_t *pkt, uint32_t len)
 {
-	const struct vmbus_pkt_desc *d = (const void *)pkt;
-	uint32_t off = d->offset8 * 8u, dlen = len - off, op, status = 0;
+	struct vmbus_pkt_desc d;
+	uint32_t off, dlen, op, status = 0;
 	uint8_t v[VSTOR_LEN] = { 0 };
 	uint16_t version;
 
-	if (d->type != VMBUS_PKT_INBAND && d->type != VMBUS_PKT_GPA_DIRECT) {
-		vmbus_chan_fail(s->ch, "storvsc: packet type %u", d->type);
+	memcpy(&d, pkt, sizeof(d));
+	off = d.offset8 * 8u;
+	dlen = len - off;
+	if (d.type != VMBUS_PKT_INBAND && d.type != VMBUS_PKT_GPA_DIRECT) {
+		vmbus_chan_fail(s->ch, "storvsc: packet type %u", d.type);
 		return false;
 	}
 	if (dlen < VSTOR_HDR) {
@@ -441,7 +477,7 @@ static bool stor_packet(struct storvsc *s, const uint8_t *pkt, uint32_t len)
 	memcpy(&op, v, 4);
 	s->nsg = 0;
 	s->buflen = 0;
-	if (d->type == VMBUS_PKT_GPA_DIRECT) {
+	if (d.type == VMBUS_PKT_GPA_DIRECT) {
 		s->nsg = vmbus_pkt_sg(s->ch->vm, pkt, len, s->sg, VMBUS_MAX_SG, &s->buflen);
 		if (s->nsg < 0) {
 			vmbus_chan_fail(s->ch, "storvsc: a page list outside guest RAM or malformed");
@@ -481,7 +517,7 @@ static bool stor_packet(struct storvsc *s, const uint8_t *pkt, uint32_t len)
 	memcpy(v, &op, 4);
 	memset(v + 4, 0, 4);
 	memcpy(v + 8, &status, 4);
-	return vmbus_chan_send(s->ch, VMBUS_PKT_COMP, 0, d->trans_id, v, VSTOR_LEN) == 0;
+	return vmbus_chan_send(s->ch, VMBUS_PKT_COMP, 0, d.trans_id, v, VSTOR_LEN) == 0;
 }
 
 static void stor_notify(struct vmbus_channel *ch)

@@ -674,14 +674,13 @@ void vmbus_chan_fail(struct vmbus_channel *ch, const char *fmt, ...)
 
 int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_sg *sg, int max, uint64_t *total)
 {
-	const struct vmbus_pkt_desc *d = (const void *)pkt;
-	uint32_t end = d->offset8 * 8u, off = sizeof(*d) + 8, nranges;
+	uint32_t end = get16(pkt + 2) * 8u, off = sizeof(struct vmbus_pkt_desc) + 8, nranges;
 	int n = 0;
 
 	*total = 0;
 	if (end > len || end < off)
 		return -1;
-	nranges = get32(pkt + sizeof(*d) + 4);
+	nranges = get32(pkt + sizeof(struct vmbus_pkt_desc) + 4);
 	for (uint32_t r = 0; r < nranges; r++) {
 		uint32_t rlen, roff;
 		uint64_t pages;

@@ -49,7 +49,8 @@ static void usage(FILE *f)
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
-		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
+		"The guest's serial console is on the terminal; Ctrl-a x quits.\n"
+		"With --personality hyperv, SIGTERM asks the guest to shut down.\n");
 }
 
 /* sizes: a number with an optional K, M, G suffix; no suffix means MiB */
@@ -225,7 +226,8 @@ static int cmd_run(int argc, char **argv)
 	/* Hyper-V guests find their disks on VMBus (storvsc), as on Hyper-V;
 	 * KVM guests on virtio-blk */
 	struct vmbus *vmbus = NULL;
-	if (personality == PERSONALITY_HYPERV && !(vmbus = vmbus_create(vm))) {
+	if (personality == PERSONALITY_HYPERV &&
+	    (!(vmbus = vmbus_create(vm)) || !hv_util_create(vmbus, vm, true))) {
 		console_stop();
 		return EXIT_VM_FAILED;
 	}

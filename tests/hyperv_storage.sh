@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# storvsc on VMBus in the stock kernel on accord: --personality hyperv, a
-# guest image with hv_vmbus, hv_storvsc and sd_mod (tools/mkguest, its own
+# VMBus in the stock kernel on accord: --personality hyperv, a guest image
+# with hv_vmbus, hv_storvsc, sd_mod and hv_utils (tools/mkguest, its own
 # output directory), a 64 MiB raw image and a 4 MiB read-only one, both
-# attached with --disk as VMBus SCSI disks. Through the serial console the
-# guest lists the VMBus channels, finds its two disks and nothing else,
-# reads a pattern the host wrote, copies it elsewhere on the disk, makes an
-# ext2 file system with busybox mke2fs and writes files into it, and fails
-# to write the read-only disk. After power-off the host checks the bytes,
-# e2fsck -fn and debugfs.
+# attached with --disk as VMBus SCSI disks (storvsc). Through the serial
+# console the guest lists the VMBus channels, finds its two disks and
+# nothing else, reads a pattern the host wrote, copies it elsewhere on the
+# disk, makes an ext2 file system with busybox mke2fs and writes files
+# into it, and fails to write the read-only disk; the heartbeat channel
+# ticks. Then SIGTERM to accord asks the guest to shut down through the
+# shutdown integration service, and it powers off. The host checks the
+# bytes, e2fsck -fn and debugfs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -19,6 +21,8 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hyperv
 MIB=1048576
 SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
+SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
+HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -36,7 +40,7 @@ run() {
 	return 1
 }
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_storvsc sd_mod" tools/mkguest >"$tmp/mkguest.log" 2>&1
+MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_storvsc sd_mod hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "storvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
 	tap_summary
@@ -80,9 +84,20 @@ if grep -q "hv_vmbus: Vmbus version:5.3" <(tr -d '\r' <"$log"); then
 else
 	tap_not_ok "hv_vmbus connects at VMBus protocol 5.3" "$(grep -a hv_vmbus "$log" | head -n 3)"
 fi
-run "/sys/bus/vmbus/devices lists two channels of the SCSI class" \
+run "/sys/bus/vmbus/devices: shutdown, heartbeat and two SCSI channels" \
 	'echo V$((1+1)) $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c) V$((2+1))' \
-	"V2 2 \{$SCSI_CLASS\} V3"
+	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 2 \{$SCSI_CLASS\} V3"
+if grep -q "Heartbeat IC version 3.0" <(tr -d '\r' <"$log") && grep -q "Shutdown IC version 3.0" <(tr -d '\r' <"$log"); then
+	tap_ok "hv_utils negotiates heartbeat and shutdown at IC version 3.0"
+else
+	tap_not_ok "hv_utils negotiates heartbeat and shutdown" "$(grep -a "IC version" "$log" | head -n 3)"
+fi
+console_send 'for d in /sys/bus/vmbus/devices/*; do grep -q 57164f39 $d/class_id && HB=$d; done; A=$(cat $HB/channels/*/interrupts); sleep 3; echo H$((1+1)) $(( $(cat $HB/channels/*/interrupts) > A ))'
+if console_wait "^H2 1" 60; then
+	tap_ok "the heartbeat channel keeps interrupting the guest"
+else
+	tap_not_ok "the heartbeat channel keeps interrupting the guest" "$(tr -d '\r' <"$log" | grep -a '^H2' | tail -n 1)"
+fi
 # which sd is which: the 64 MiB disk is rw, the 4 MiB one ro
 console_send 'for d in /sys/block/sd*; do [ "$(cat $d/size)" = 131072 ] && RW=${d##*/}; [ "$(cat $d/size)" = 8192 ] && RO=${d##*/}; done; echo N$((1+1)) $(ls /sys/class/scsi_disk | wc -l) $RW $RO'
 if console_wait "^N2 2 sd[a-z] sd[a-z]" 60; then
@@ -109,19 +124,23 @@ run "mount, write two files, umount" \
 run "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/$RO bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
 	"^W2rc[1-9]"
-console_send 'poweroff -f'
-console_finish 60
-if [ "$CONSOLE_STATUS" = 0 ]; then
-	tap_ok "poweroff ends accord with status 0"
+# the initramfs's /init is a shell, not an init that handles the signal
+# /sbin/poweroff sends; the kernel's orderly_poweroff runs poweroff_cmd
+console_send 'echo "/sbin/poweroff -f" >/proc/sys/kernel/poweroff_cmd; echo S$((1+1))'
+console_wait "^S2" 30
+kill -TERM "$CONSOLE_PID"
+console_finish 120
+if [ "$CONSOLE_STATUS" = 0 ] && grep -aq "Shutdown request received" "$log"; then
+	tap_ok "SIGTERM: the guest shuts down through hv_utils, accord ends with status 0"
 else
-	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
+	tap_not_ok "SIGTERM: the guest shuts down through hv_utils" "accord exit status $CONSOLE_STATUS"
 	console_tail
 fi
-bad='storvsc.*(error|status|fail)|I/O error|hv_vmbus.*(fail|error|refused)|accord: vmbus'
+bad='storvsc.*(error|status|fail)|I/O error|hv_vmbus.*(fail|error|refused)|hv_utils.*(invalid|error|fail)|accord: vmbus'
 if grep -aqiE "$bad" "$log"; then
-	tap_not_ok "no storvsc, VMBus or I/O errors on the console" "$(grep -aiE "$bad" "$log" | head -n 3)"
+	tap_not_ok "no storvsc, VMBus, hv_utils or I/O errors on the console" "$(grep -aiE "$bad" "$log" | head -n 3)"
 else
-	tap_ok "no storvsc, VMBus or I/O errors on the console"
+	tap_ok "no storvsc, VMBus, hv_utils or I/O errors on the console"
 fi
 
 # the host's view of the images

@@ -781,6 +781,16 @@ struct vmbus_channel *vmbus_add_channel(struct vmbus *vb, const uint8_t type[16]
 	return ch;
 }
 
+void vmbus_lock(struct vmbus *vb)
+{
+	pthread_mutex_lock(&vb->lock);
+}
+
+void vmbus_unlock(struct vmbus *vb)
+{
+	pthread_mutex_unlock(&vb->lock);
+}
+
 void vmbus_rescind(struct vmbus_channel *ch)
 {
 	struct vmbus *vb = ch->vb;

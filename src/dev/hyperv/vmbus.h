@@ -99,6 +99,10 @@ struct vmbus *vmbus_create(struct vm *vm);
 /* offer a channel of class type; NULL when the bus is full */
 struct vmbus_channel *vmbus_add_channel(struct vmbus *vb, const uint8_t type[16], const uint8_t instance[16],
 					const struct vmbus_dev_ops *ops, void *opaque);
+/* for work outside the SynIC's callbacks (a timer, a signal): the bus lock
+ * under which the device ops run */
+void vmbus_lock(struct vmbus *vb);
+void vmbus_unlock(struct vmbus *vb);
 /* withdraw an offer (hot removal): RESCIND_CHANNELOFFER; locks the bus */
 void vmbus_rescind(struct vmbus_channel *ch);
 /* host to guest packet on an open channel, with the interrupt the guest
@@ -120,5 +124,16 @@ struct storvsc;
 struct storvsc *storvsc_create(struct vmbus *vb, const char *path, bool ro);
 /* hot removal: the guest sees the channel rescinded; the image is closed */
 void storvsc_remove(struct storvsc *s);
+
+/* util.c: the shutdown and heartbeat integration services, and a thread
+ * that sends the heartbeat once a second and, with handle_sigterm, turns
+ * SIGTERM into a shutdown request. NULL after one line on stderr. */
+struct hv_util;
+struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigterm);
+/* ask the guest to shut down: 0, or -1 when its shutdown channel is not
+ * open and negotiated */
+int hv_util_shutdown(struct hv_util *h);
+/* heartbeats the guest answered correctly */
+uint64_t hv_util_heartbeats(struct hv_util *h);
 
 #endif

@@ -2,7 +2,8 @@
  * (drivers/hv, drivers/scsi/storvsc_drv.c): version negotiation, offers,
  * GPADLs over several messages on scattered pages, open/close, ring
  * packets both ways with wrap-around, interrupt masking and flow control,
- * the EOM queue, unload and rescind, SCSI commands on an image; then a
+ * the EOM queue, unload and rescind, SCSI commands on an image, the
+ * shutdown and heartbeat services; then a
  * hostile guest: short and unknown messages, bad relids, GPADLs outside
  * RAM or with too many PFNs, corrupt ring indices and packet lengths. Each
  * must be refused without a crash and without touching guest memory. The
@@ -914,6 +915,97 @@ static void test_eom_unload_rescind(struct storvsc *rescind_me)
 	ok(pending_msgs() == 0, "and REQUESTOFFERS is not served until the next INITIATE_CONTACT");
 }
 
+/* the integration services: negotiation, shutdown, heartbeat */
+static struct gchan ch3, ch4;
+
+/* the next host packet's IC message (pipe header first), its length in *len */
+static uint8_t *ic_recv(struct gchan *c, uint32_t *len, uint64_t *trans)
+{
+	static uint8_t buf[4096];
+	uint32_t n = guest_recv(c, buf, sizeof(buf));
+
+	if (n < 16 + 28)
+		return NULL;
+	memcpy(trans, buf + 8, 8);
+	*len = n - (buf[2] | buf[3] << 8) * 8;
+	return buf + (buf[2] | buf[3] << 8) * 8;
+}
+
+/* answer as hv_util does: same message, RESPONSE flag, same transaction */
+static void ic_answer(struct gchan *c, uint8_t *m, uint32_t len, uint64_t trans)
+{
+	m[25] = 1 | 4;
+	guest_send(c, 6, trans, NULL, 0, m, len);
+	signal_host(c);
+}
+
+static void test_util(void)
+{
+	uint8_t m[40] = { 0 }, *ic;
+	uint32_t status, len;
+	uint64_t trans;
+	struct hv_util *u;
+	const uint8_t *r;
+	bool beat = false;
+
+	put32(m + 8, 5 << 16 | 3);
+	m[16] = 2;
+	post_type(4, 14, m, 40);
+	next_msg(&len);
+	u = hv_util_create(vb, &vm, false);
+	ok(u != NULL, "the shutdown and heartbeat services");
+	if (!u)
+		return;
+	unsigned offers = 0;
+	while ((r = next_msg(&len)))
+		offers += get32(r) == 1 && (r[8] == 0x31 || r[8] == 0x39);
+	ok(offers == 2, "added on a live connection, both are offered at once");
+	ok(hv_util_shutdown(u) == -1, "a shutdown request before the guest opened the channel: refused");
+
+	setup_chan(&ch3, 3, 0x103, 0x3000, 0x300, 8, 4);
+	make_gpadl(3, ch3.gpadl, ch3.pfn, ch3.npages, &status);
+	ok(status == 0 && open_channel(&ch3, 0) == 0, "the guest opens the shutdown channel");
+	ic = ic_recv(&ch3, &len, &trans);
+	ok(ic && ic[12] == 0 && ic[28] == 2 && ic[30] == 2 && len >= 28 + 8 + 16,
+	   "on open the host offers 2 framework and 2 service versions (ICMSGTYPE_NEGOTIATE)");
+	ok(hv_util_shutdown(u) == -1, "before the guest answers, no shutdown request");
+	if (ic) {
+		ic[28] = 1;
+		ic[30] = 1;
+		ic_answer(&ch3, ic, len, trans);
+	}
+	ok(hv_util_shutdown(u) == 0, "after the negotiation a shutdown request is sent");
+	ic = ic_recv(&ch3, &len, &trans);
+	ok(ic && ic[12] == 3 && len == 28 + 12 + 2048 && get32(ic + 28 + 8) == 1,
+	   "ICMSGTYPE_SHUTDOWN, flags 1, with the full shutdown_msg_data");
+
+	setup_chan(&ch4, 4, 0x104, 0x4000, 0x380, 8, 4);
+	make_gpadl(4, ch4.gpadl, ch4.pfn, ch4.npages, &status);
+	ok(status == 0 && open_channel(&ch4, 0) == 0, "the guest opens the heartbeat channel");
+	ic = ic_recv(&ch4, &len, &trans);
+	if (ic) {
+		ic[28] = 1;
+		ic[30] = 1;
+		ic_answer(&ch4, ic, len, trans);
+	}
+	/* the service thread beats once a second; a generous bound */
+	for (int i = 0; i < 300 && !beat; i++) {
+		usleep(100000);
+		ic = ic_recv(&ch4, &len, &trans);
+		beat = ic && ic[12] == 1;
+	}
+	ok(beat, "a heartbeat arrives");
+	if (beat) {
+		uint64_t seq;
+
+		memcpy(&seq, ic + 28, 8);
+		seq++;
+		memcpy(ic + 28, &seq, 8);
+		ic_answer(&ch4, ic, len, trans);
+	}
+	ok(hv_util_heartbeats(u) == 1, "the guest's answer (sequence + 1) is counted");
+}
+
 int main(void)
 {
 	struct storvsc *ro;
@@ -956,6 +1048,7 @@ int main(void)
 		test_ro();
 		test_corrupt();
 		test_eom_unload_rescind(ro);
+		test_util();
 	}
 	dup2(saved_stderr, 2);
 	unlink(img_path);

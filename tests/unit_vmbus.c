@@ -565,6 +565,17 @@ static void test_open(void)
 	ok(status != 0, "a second GPADL with the same id: refused");
 	ch1.split = 1;
 	ok(open_channel(&ch1, 0) != 0, "OPENCHANNEL with a 1-page outbound ring: refused");
+	ch1.split = 0xfffffff0u;
+	ok(open_channel(&ch1, 0) != 0, "OPENCHANNEL with the ring split past the GPADL: refused");
+	{
+		struct gchan small;
+		uint32_t st;
+
+		setup_chan(&small, 1, 0x101, 0x1001, 0x180, 1, 1);
+		make_gpadl(1, small.gpadl, small.pfn, 1, &st);
+		small.split = 2;
+		ok(st == 0 && open_channel(&small, 0) != 0, "OPENCHANNEL on a 1-page GPADL: refused");
+	}
 	ch1.split = 32;
 	ok(open_channel(&ch1, 5) != 0, "OPENCHANNEL with target VP 5 (1 vCPU): refused");
 	ok(open_channel(&ch1, 0) == 0, "OPENCHANNEL: opened");

@@ -173,6 +173,8 @@ static int reply(struct storvsc *s, void *data, uint64_t len, uint64_t alloc, ui
 {
 	if (len > alloc)
 		len = alloc;
+	if (len > s->buflen)
+		len = s->buflen;
 	*xfer = sg_copy(s, 0, data, len, true);
 	return 0;
 }

@@ -428,7 +428,7 @@ static void msg_open(struct vmbus *vb, const uint8_t *p)
 		why = "already open";
 	else if (!g || !g->complete || g->relid != relid || g->user)
 		why = "no usable ring GPADL";
-	else if (split < 2 || split > g->npages - 2)
+	else if (g->npages < 4 || split < 2 || split > g->npages - 2)
 		why = "bad ring split";
 	else if (vp >= (uint32_t)vb->vm->ncpus)
 		why = "no such target VP";

@@ -700,11 +700,18 @@ int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_s
 
 			if (n_bytes > rlen)
 				n_bytes = rlen;
-			if (n == max || pfn >= (1ull << 52) / VMBUS_PAGE ||
-			    !(p = vm_gpa(vm, pfn * VMBUS_PAGE + start, n_bytes)))
+			if (pfn >= (1ull << 52) / VMBUS_PAGE || !(p = vm_gpa(vm, pfn * VMBUS_PAGE + start, n_bytes)))
 				return -1;
-			sg[n].p = p;
-			sg[n++].len = n_bytes;
+			/* pages adjacent in guest RAM are adjacent here: one segment, one
+			 * system call for the disk */
+			if (n && sg[n - 1].p + sg[n - 1].len == p && sg[n - 1].len <= UINT32_MAX - n_bytes) {
+				sg[n - 1].len += n_bytes;
+			} else {
+				if (n == max)
+					return -1;
+				sg[n].p = p;
+				sg[n++].len = n_bytes;
+			}
 			rlen -= n_bytes;
 			*total += n_bytes;
 		}

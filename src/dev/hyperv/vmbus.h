@@ -19,8 +19,6 @@ struct vmbus_channel;
 
 /* packet types (enum vmbus_packet_type) and descriptor flags */
 #define VMBUS_PKT_INBAND 6
-#define VMBUS_PKT_XFER_PAGES 7
-#define VMBUS_PKT_GPADL 8
 #define VMBUS_PKT_GPA_DIRECT 9
 #define VMBUS_PKT_COMP 11
 #define VMBUS_PKT_F_COMPLETION 1

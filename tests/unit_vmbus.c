@@ -338,7 +338,7 @@ static uint64_t next_trans = 1;
 /* send a vstor packet (with a GPA_DIRECT range of len bytes at gpa when
  * len is not 0), signal, and read the completion */
 static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb, unsigned cdb_len, uint64_t gpa,
-			       uint32_t len, uint8_t target)
+			       uint32_t len, uint8_t target, uint8_t path)
 {
 	uint8_t v[64] = { 0 }, extra[8 + 8 + 8 * 140] = { 0 }, buf[256];
 	struct srb_result res = { 0 };
@@ -352,6 +352,7 @@ static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb,
 	}
 	if (op == 3) {
 		v[12] = 52;
+		v[17] = path;
 		v[18] = target;
 		v[20] = cdb_len;
 		v[21] = 20;
@@ -391,7 +392,7 @@ static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb,
 
 static struct srb_result scsi(struct gchan *c, const uint8_t *cdb, unsigned cdb_len, uint64_t gpa, uint32_t len)
 {
-	return vstor(c, 3, cdb, cdb_len, gpa, len, 0);
+	return vstor(c, 3, cdb, cdb_len, gpa, len, 0, 0);
 }
 
 /* ---- the tests ---- */
@@ -589,22 +590,22 @@ static void test_storvsc_init(void)
 	struct srb_result r;
 
 	event_flag(1);
-	r = vstor(&ch1, 7, NULL, 0, 0, 0, 0);
+	r = vstor(&ch1, 7, NULL, 0, 0, 0, 0, 0);
 	ok(r.got && r.op == 1 && r.status == 0 && r.trans == next_trans - 1,
 	   "BEGIN_INITIALIZATION: COMPLETE_IO, status 0, same transaction id");
 	ok(event_flag(1),
 	   "the completion raised event flag 1 (the relid) in SINT 2");
 	ver[0] = 0x02, ver[1] = 0x06;
-	r = vstor(&ch1, 9, ver, 2, 0, 0, 0);
+	r = vstor(&ch1, 9, ver, 2, 0, 0, 0, 0);
 	ok(r.got && r.status == 0, "QUERY_PROTOCOL_VERSION 6.2 (Windows 10): accepted");
 	ver[0] = 0x02, ver[1] = 0x04;
-	r = vstor(&ch1, 9, ver, 2, 0, 0, 0);
+	r = vstor(&ch1, 9, ver, 2, 0, 0, 0, 0);
 	ok(r.got && r.op == 1 && r.status != 0, "QUERY_PROTOCOL_VERSION 4.2 (Windows 7): refused");
-	r = vstor(&ch1, 10, NULL, 0, 0, 0, 0);
+	r = vstor(&ch1, 10, NULL, 0, 0, 0, 0, 0);
 	ok(r.got && r.status == 0, "QUERY_PROPERTIES");
-	r = vstor(&ch1, 8, NULL, 0, 0, 0, 0);
+	r = vstor(&ch1, 8, NULL, 0, 0, 0, 0, 0);
 	ok(r.got && r.status == 0, "END_INITIALIZATION");
-	r = vstor(&ch1, 42, NULL, 0, 0, 0, 0);
+	r = vstor(&ch1, 42, NULL, 0, 0, 0, 0, 0);
 	ok(r.got && r.status != 0, "an unknown vstor operation completes with an error status");
 }
 
@@ -687,17 +688,22 @@ static void test_scsi(void)
 	memset(cdb, 0, 16);
 	cdb[0] = 0x12;
 	cdb[4] = 36;
-	r = vstor(&ch1, 3, cdb, 6, DATA_GPA, 36, 1);
+	r = vstor(&ch1, 3, cdb, 6, DATA_GPA, 36, 1, 0);
 	ok(r.got && r.srb_status == 1 && r.xfer == 36 && buf[0] == 0x7f,
 	   "INQUIRY to target 1: peripheral qualifier 3, no unit");
 	memset(cdb, 0, 16);
 	cdb[0] = 0xa0;
 	cdb[9] = 16;
-	r = vstor(&ch1, 3, cdb, 12, DATA_GPA, 16, 1);
+	r = vstor(&ch1, 3, cdb, 12, DATA_GPA, 16, 1, 0);
 	ok(r.got && r.srb_status == 1 && r.xfer == 8 && buf[3] == 0, "REPORT LUNS to target 1: no LUNs");
 	cdb[0] = 0x25;
-	r = vstor(&ch1, 3, cdb, 10, DATA_GPA, 8, 1);
+	r = vstor(&ch1, 3, cdb, 10, DATA_GPA, 8, 1, 0);
 	ok(r.got && r.srb_status == 0x20, "READ CAPACITY to target 1: SRB_STATUS_INVALID_LUN");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x12;
+	cdb[4] = 36;
+	r = vstor(&ch1, 3, cdb, 6, DATA_GPA, 36, 0, 3);
+	ok(r.got && r.srb_status == 1 && buf[0] == 0x7f, "INQUIRY to channel 3, target 0: no unit either");
 	memset(cdb, 0, 16);
 	cdb[0] = 0xa0;
 	cdb[9] = 16;

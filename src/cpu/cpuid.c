@@ -64,7 +64,8 @@ static void put_str(uint32_t *regs, const char *s, int n)
 #define HV_FEATURES_EDX (1u << 8 | 1u << 10 | 1u << 19)
 /* 0x40000004 EAX: relaxed timing (watchdogs must not count on the speed
  * of a vCPU: the emu engine is an interpreter), and auto-EOI deprecated
- * (SINTs are EOI'd by the guest; the SynIC does not model auto-EOI).
+ * (as the TLFS asks of hypervisors with a virtual APIC; auto-EOI SINTs
+ * work all the same).
  * EBX 0xFFFFFFFF: never notify long spin waits. */
 #define HV_HINTS_EAX (1u << 5 | 1u << 9)
 

@@ -88,9 +88,9 @@ static void system_time_write(struct vcpu *v, uint64_t gpa)
 	ver |= 1;
 	__atomic_store_n(&p->version, ver, __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	vm_guest_tsc(v, &tsc, &hz);
-	p->tsc_timestamp = tsc;
 	p->system_time = vm_now_ns(v->vm);
+	vm_guest_tsc(v, p->system_time, &tsc, &hz);
+	p->tsc_timestamp = tsc;
 	time_scale(hz, &p->tsc_to_system_mul, &p->tsc_shift);
 	p->flags = PVCLOCK_TSC_STABLE_BIT;
 	p->pad0 = 0;

@@ -206,10 +206,11 @@ static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
 	return 0;
 }
 
-static int emu_guest_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *hz)
+static int emu_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
 {
 	struct cpu *c = emu_cpu(v);
-	*tsc = vm_tsc(v->vm) + (uint64_t)c->tsc_adjust;
+	/* vm_tsc() at ns, as RDTSC would read it */
+	*tsc = (uint64_t)((unsigned __int128)ns * VM_TSC_HZ / 1000000000ull) + (uint64_t)c->tsc_adjust;
 	*hz = VM_TSC_HZ;
 	return 0;
 }

@@ -43,12 +43,13 @@ bool vm_pio_out_vcpu(struct vcpu *v, uint16_t port, uint32_t val, int size)
 	return false;
 }
 
-void vm_guest_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *hz)
+void vm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
 {
 	const struct engine_ops *e = v->vm->engine;
 
-	if (e->guest_tsc && e->guest_tsc(v, tsc, hz) == 0)
+	if (e->guest_tsc && e->guest_tsc(v, ns, tsc, hz) == 0)
 		return;
-	*tsc = vm_tsc(v->vm);
+	/* vm_tsc() at that instant */
+	*tsc = (uint64_t)((unsigned __int128)ns * VM_TSC_HZ / 1000000000ull);
 	*hz = VM_TSC_HZ;
 }

@@ -130,9 +130,10 @@ bool vm_msr_write(struct vcpu *v, uint32_t msr, uint64_t val);
  * device (the Hyper-V hypercall port). Both engines offer every OUT here
  * first, with no lock held; true means it was taken. */
 bool vm_pio_out_vcpu(struct vcpu *v, uint16_t port, uint32_t val, int size);
-/* the guest's TSC on this vCPU now, and its rate: what paravirtual clocks
- * (kvmclock, the Hyper-V TSC page) tell the guest to scale */
-void vm_guest_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *hz);
+/* the guest's TSC on this vCPU at VM time ns (vm_now_ns(), just read), and
+ * its rate: what paravirtual clocks (kvmclock, the Hyper-V TSC page) tell
+ * the guest to scale */
+void vm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz);
 /* run all vCPUs until the VM ends; returns the process exit status */
 int vm_run(struct vm *vm);
 

@@ -23,6 +23,10 @@ struct hv_stimer {
 struct hv_vp {
 	uint64_t scontrol, siefp, simp, sint[HV_SINT_COUNT];
 	uint64_t vp_assist;
+	/* SINTs whose slot turned a sender away since the last EOM: a
+	 * message delivered there keeps the message-pending flag, so the
+	 * guest still writes the EOM that sender waits for */
+	uint16_t waiters;
 	struct hv_stimer stimer[HV_STIMER_COUNT];
 };
 
@@ -35,8 +39,6 @@ struct hv {
 	uint64_t crash_p[5];
 	const struct hv_vmbus_ops *vmbus;
 	struct hv_vp vp[VM_MAX_CPUS];
-	/* counters */
-	uint64_t hypercalls, messages_posted, events_signalled, timer_expiries;
 };
 
 /* synic.c: SCONTROL..SINT15 and STIMER0..3, with hv->lock not held */

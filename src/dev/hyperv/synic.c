@@ -63,6 +63,20 @@ struct hv_message {
 };
 _Static_assert(sizeof(struct hv_message) == HV_MESSAGE_SIZE, "SynIC message slot");
 
+/* The LAPIC accepts the vectors of unmasked auto-EOI SINTs without an
+ * ISR entry, so the guest's handler needs no EOI. With hv->lock held. */
+static void auto_eoi_update(struct hv *hv, struct vcpu *v)
+{
+	uint32_t vectors[8] = { 0 };
+
+	for (int i = 0; i < HV_SINT_COUNT; i++) {
+		uint64_t s = hv->vp[v->index].sint[i];
+		if ((s & SINT_AUTO_EOI) && !(s & SINT_MASKED))
+			vectors[SINT_VECTOR(s) / 32] |= 1u << (SINT_VECTOR(s) % 32);
+	}
+	lapic_set_auto_eoi(v->lapic, vectors);
+}
+
 /* raise the SINT's vector at vp's LAPIC; with hv->lock held */
 static void sint_raise(struct hv *hv, unsigned vp, unsigned sint)
 {
@@ -91,16 +105,17 @@ static int message_post(struct hv *hv, unsigned vp, unsigned sint, uint32_t type
 		__atomic_fetch_or(&slot->flags, MSG_FLAG_PENDING, __ATOMIC_SEQ_CST);
 		/* the guest may have freed the slot before it could see the
 		 * flag; then it will not write EOM, so deliver now */
-		if (__atomic_load_n(&slot->type, __ATOMIC_SEQ_CST) != HVMSG_NONE)
+		if (__atomic_load_n(&slot->type, __ATOMIC_SEQ_CST) != HVMSG_NONE) {
+			p->waiters |= (uint16_t)(1u << sint);
 			return -1;
+		}
 	}
 	slot->size = (uint8_t)len;
-	slot->flags = 0;
+	slot->flags = (p->waiters >> sint) & 1 ? MSG_FLAG_PENDING : 0;
 	slot->reserved = 0;
 	slot->sender = 0;
 	memcpy(slot->payload, payload, len);
 	__atomic_store_n(&slot->type, type, __ATOMIC_RELEASE);
-	hv->messages_posted++;
 	sint_raise(hv, vp, sint);
 	return 0;
 }
@@ -137,7 +152,6 @@ int hv_synic_signal_event(struct vm *vm, unsigned vp, unsigned sint, unsigned fl
 	}
 	bit = (uint8_t)(1u << (flag & 7));
 	old = __atomic_fetch_or(&flags[flag >> 3], bit, __ATOMIC_SEQ_CST);
-	hv->events_signalled++;
 	if (!(old & bit))
 		sint_raise(hv, vp, sint);
 	pthread_mutex_unlock(&hv->lock);
@@ -154,7 +168,8 @@ static void stimer_start(struct hv_stimer *t, uint64_t now)
 	if (t->config & STIMER_PERIODIC)
 		t->exp = now + (t->count < STIMER_MIN_PERIOD ? STIMER_MIN_PERIOD : t->count);
 	else
-		t->exp = t->count > now ? t->count : now; /* a past time expires at once */
+		/* a past time expires at once (0 means "not armed") */
+		t->exp = t->count > now ? t->count : now ? now : 1;
 }
 
 /* post a timer's expiry message; with hv->lock held. false: the slot is
@@ -181,7 +196,6 @@ static void stimer_expire(struct hv *hv, unsigned vp, int i, uint64_t now)
 	struct hv_stimer *t = &hv->vp[vp].stimer[i];
 	uint64_t exp = t->exp;
 
-	hv->timer_expiries++;
 	if (t->config & STIMER_DIRECT)
 		lapic_accept(hv->vm->vcpu[vp]->lapic, (int)STIMER_VECTOR(t->config), false);
 	else if (!t->pending) /* an expiry still waiting for its slot absorbs this one */
@@ -294,16 +308,21 @@ bool synic_msr_write(struct hv *hv, struct vcpu *v, uint32_t msr, uint64_t val)
 	case HV_X64_MSR_SIEFP: ok = page_write(hv, &p->siefp, val); break;
 	case HV_X64_MSR_SIMP: ok = page_write(hv, &p->simp, val); break;
 	case HV_X64_MSR_EOM:
+		/* every sender turned away hears of this EOM: the timers
+		 * here, VMBus through its eom callback below */
+		p->waiters = 0;
 		stimer_retry(hv, vp, now);
 		eom = true;
 		break;
 	default:
 		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15) {
 			/* vectors 0-15 are exceptions: no unmasked SINT uses one */
-			if ((val & ~SINT_WRITABLE) || (!(val & SINT_MASKED) && SINT_VECTOR(val) < 16))
+			if ((val & ~SINT_WRITABLE) || (!(val & SINT_MASKED) && SINT_VECTOR(val) < 16)) {
 				ok = false;
-			else
+			} else {
 				p->sint[msr - HV_X64_MSR_SINT0] = val;
+				auto_eoi_update(hv, v);
+			}
 		} else if (msr >= HV_X64_MSR_STIMER0_CONFIG && msr <= HV_X64_MSR_STIMER3_COUNT) {
 			struct hv_stimer *t = &p->stimer[(msr - HV_X64_MSR_STIMER0_CONFIG) / 2];
 			if (msr & 1) {

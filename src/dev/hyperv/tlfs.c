@@ -75,9 +75,12 @@ void hv_destroy(struct vm *vm)
 	vm->hv = NULL;
 }
 
+/* without --personality hyperv there is no partition to plug into: the
+ * guest cannot reach VMBus, so the call does nothing */
 void hv_set_vmbus(struct vm *vm, const struct hv_vmbus_ops *ops)
 {
-	vm->hv->vmbus = ops;
+	if (vm->hv)
+		vm->hv->vmbus = ops;
 }
 
 /* `out HV_HYPERCALL_PORT, eax; ret`: the handler reads the registers
@@ -113,28 +116,29 @@ static bool hypercall_write(struct hv *hv, uint64_t val)
  * reader to use the counter MSR meanwhile. */
 static void tsc_page_write(struct hv *hv, struct vcpu *v, uint64_t val)
 {
-	struct {
+	struct tsc_page {
 		uint32_t sequence, reserved;
 		uint64_t scale;
 		int64_t offset;
-	} page;
-	uint64_t tsc, hz, gpa = val & PAGE_GPA_MASK;
-	uint32_t seq = 0;
+	} *page;
+	uint64_t tsc, hz, ns, scale, gpa = val & PAGE_GPA_MASK;
+	uint32_t seq;
 
 	hv->reference_tsc = val & (PAGE_GPA_MASK | 1);
-	if (!(val & 1) || !vm_gpa(hv->vm, gpa, sizeof(page)))
+	page = vm_gpa(hv->vm, gpa, sizeof(*page));
+	if (!(val & 1) || !page)
 		return;
-	vm_guest_tsc(v, &tsc, &hz);
-	vm_read_phys(hv->vm, gpa, &seq, sizeof(seq));
-	page.sequence = 0;
-	page.reserved = 0;
-	page.scale = (uint64_t)(((unsigned __int128)10000000 << 64) / hz);
-	page.offset = (int64_t)(hv_ref_time(hv->vm) - (uint64_t)(((unsigned __int128)tsc * page.scale) >> 64));
-	vm_write_phys(hv->vm, gpa, &page, sizeof(page));
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	ns = vm_now_ns(hv->vm);
+	vm_guest_tsc(v, ns, &tsc, &hz);
+	scale = (uint64_t)(((unsigned __int128)10000000 << 64) / hz);
+	seq = __atomic_exchange_n(&page->sequence, 0, __ATOMIC_SEQ_CST);
+	page->reserved = 0;
+	__atomic_store_n(&page->scale, scale, __ATOMIC_RELAXED);
+	__atomic_store_n(&page->offset, (int64_t)(ns / 100 - (uint64_t)(((unsigned __int128)tsc * scale) >> 64)),
+			 __ATOMIC_RELAXED);
 	/* 0 means invalid and 0xFFFFFFFF is reserved */
-	seq = seq + 1 >= 0xFFFFFFFF || seq + 1 == 0 ? 1 : seq + 1;
-	__atomic_store_n((uint32_t *)vm_gpa(hv->vm, gpa, 4), seq, __ATOMIC_RELEASE);
+	seq = seq >= 0xFFFFFFFE ? 1 : seq + 1;
+	__atomic_store_n(&page->sequence, seq, __ATOMIC_RELEASE);
 }
 
 static void crash_report(struct hv *hv)
@@ -166,7 +170,7 @@ bool hv_msr_read(struct vcpu *v, uint32_t msr, uint64_t *val)
 	case HV_X64_MSR_TIME_REF_COUNT: *val = hv_ref_time(v->vm); break;
 	case HV_X64_MSR_REFERENCE_TSC: *val = hv->reference_tsc; break;
 	case HV_X64_MSR_TSC_FREQUENCY:
-		vm_guest_tsc(v, &tsc, &hz);
+		vm_guest_tsc(v, vm_now_ns(v->vm), &tsc, &hz);
 		*val = hz;
 		break;
 	/* the LAPIC timer counts the crystal clock (src/dev/lapic.c) */
@@ -278,7 +282,6 @@ uint64_t hv_hypercall_exec(struct vcpu *v, uint64_t control, uint64_t input, uin
 	struct hv *hv = v->vm->hv;
 	uint16_t st;
 
-	__atomic_fetch_add(&hv->hypercalls, 1, __ATOMIC_RELAXED);
 	switch (HC_CODE(control)) {
 	case HVCALL_POST_MESSAGE:
 	case HVCALL_SIGNAL_EVENT:
@@ -310,6 +313,10 @@ void hv_hypercall(struct vcpu *v)
 	enabled = hv->hypercall & HYPERCALL_ENABLE;
 	pthread_mutex_unlock(&hv->lock);
 	if (!enabled || e->get_state(v, &s) < 0)
+		return;
+	/* hypercalls are for the guest's kernel (TLFS: #UD above CPL 0); a
+	 * user program its kernel gave the I/O ports gets no hypercall */
+	if (s.sel[1] & 3)
 		return;
 	lm = s.efer & EFER_LMA_BIT;
 	if (lm) {

@@ -11,7 +11,9 @@
 #include "certify/certify.h"
 #include "dev/dev.h"
 #include "dev/pci.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
+#include "disk/disk.h"
 #include "engine/engine.h"
 #include "vm/console.h"
 #include "vm/gdbstub.h"
@@ -42,7 +44,8 @@ static void usage(FILE *f)
 		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
 		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
-		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
+		"  --disk path=FILE[,ro]  a disk on a raw image (repeatable): virtio-blk,\n"
+		"                    or a VMBus SCSI disk (storvsc) with --personality hyperv\n"
 		"  --rng             a virtio-rng entropy device fed by the host's getrandom\n"
 		"  --console serial|virtio  the terminal's device: the UART (ttyS0, default)\n"
 		"                    or a virtio-console port (hvc0; the UART's output\n"
@@ -50,7 +53,8 @@ static void usage(FILE *f)
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
-		"The guest's console is on the terminal; Ctrl-a x quits.\n");
+		"The guest's console is on the terminal; Ctrl-a x quits.\n"
+		"With --personality hyperv, SIGTERM asks the guest to shut down.\n");
 }
 
 /* sizes: a number with an optional K, M, G suffix; no suffix means MiB */
@@ -104,7 +108,7 @@ static int cmd_run(int argc, char **argv)
 	const char *gdb = NULL;
 	int personality = PERSONALITY_KVM;
 	int ch;
-	/* --disk (virtio-blk) */
+	/* --disk */
 	enum { MAX_DISKS = 16 };
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
@@ -146,7 +150,7 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "accord: --disk: at most %d disks\n", MAX_DISKS);
 				return EXIT_USAGE;
 			}
-			if (virtio_blk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
+			if (disk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
 				return EXIT_USAGE;
 			ndisks++;
 			break;
@@ -234,8 +238,17 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	/* Hyper-V guests find their disks on VMBus (storvsc), as on Hyper-V;
+	 * KVM guests on virtio-blk */
+	struct vmbus *vmbus = NULL;
+	if (personality == PERSONALITY_HYPERV &&
+	    (!(vmbus = vmbus_create(vm)) || !hv_util_create(vmbus, vm, true))) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
 	for (int i = 0; i < ndisks; i++) {
-		if (!virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
+		if (vmbus ? !storvsc_create(vmbus, disk_path[i], disk_ro[i])
+			  : !virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}

@@ -132,3 +132,16 @@ TEST_SCRIPTS += tests/hyperv_linux.sh
 TEST_BINS += build/tests/unit_virtio_devices
 TEST_SCRIPTS += tests/virtio_devices.sh
 # ---- end virtio-rng, virtio-console ----
+
+# ---- VMBus and storvsc (owner: src/dev/hyperv/vmbus.c, ring.c, storvsc.c) ----
+# the VMBus host driven as the Linux guest drives it, storvsc SCSI on an
+# image, and a hostile guest (tests/unit_vmbus.c)
+TEST_BINS += build/tests/unit_vmbus
+# ---- end VMBus ----
+
+# ---- storvsc in the stock kernel (owner: tests/hyperv_storage.sh) ----
+# --personality hyperv: hv_vmbus and hv_storvsc find two VMBus SCSI disks,
+# the guest makes and fills an ext2 file system, a read-only disk refuses
+# writes; the host checks the image with e2fsck and debugfs
+TEST_SCRIPTS += tests/hyperv_storage.sh
+# ---- end storvsc ----

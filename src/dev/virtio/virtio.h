@@ -127,8 +127,6 @@ bool virtio_has(const struct virtio_dev *vd, int bit);
 struct virtio_blk;
 struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path,
 				     bool ro);
-/* parse "path=FILE[,ro]"; -1 after a message */
-int virtio_blk_parse(const char *spec, char **path, bool *ro);
 
 /* rng.c: --rng, an entropy source fed by the host's getrandom(2) */
 struct virtio_rng;

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -47,23 +48,6 @@ static const struct target all_targets[] = {
 };
 #define NTARGETS (int)(sizeof(all_targets) / sizeof(all_targets[0]))
 
-/* Deviations of a peer from the SDM that the guest tests are known to catch.
- * They stay FAIL in the report (a certification does not hide what it saw);
- * the note says why the test is right. */
-static const struct {
-	const char *target_prefix, *test, *note;
-} known_deviations[] = {
-	{ "qemu:", "exception.pf_reserved_bit",
-	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
-	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
-	{ "qemu:", "rsvd.pte_bit51",
-	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
-	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
-	{ "qemu:", "rsvd.pte_maxphyaddr_bit",
-	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
-	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
-};
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -73,7 +57,8 @@ static void usage(FILE *f)
 		"                  several (default: all four)\n"
 		"  --out DIR       where report.json, junit.xml, report.html and logs/ go\n"
 		"                  (default: certify/ beside the accord binary, build/certify)\n"
-		"  --kernels DIR   the guest test kernels, *.elf (Multiboot) and *.pvh.elf\n"
+		"  --kernels DIR   the guest test kernels, *.elf (Multiboot) and *.pvh.elf,\n"
+		"                  with the lists families and known-deviations beside them\n"
 		"                  (default: guest/ beside the accord binary, build/guest)\n"
 		"  --timeout S     seconds one kernel may run on one target (default %d)\n"
 		"\n"
@@ -211,14 +196,94 @@ static int find_kernels(struct certify *c)
 		k->path = xasprintf("%s/%s", c->kernels_dir, n);
 		k->protocol = pvh ? "pvh" : "multiboot";
 		/* file names are bytes; the reports want text */
-		char *name = sanitize(n, base);
-		k->label = xasprintf("%s.%s", name, k->protocol);
+		k->family = sanitize(n, base);
+		k->label = xasprintf("%s.%s", k->family, k->protocol);
 		k->shown = sanitize(k->path, strlen(k->path));
-		free(name);
+		k->options = NULL;
 	}
 	closedir(d);
 	if (c->nkernels)
 		qsort(c->kernels, c->nkernels, sizeof(*c->kernels), kernel_cmp);
+	return 0;
+}
+
+/* ---- the lists beside the kernels (guest/families, guest/known-deviations) ---- */
+
+/* the next non-comment line of f, without its newline; NULL at the end */
+static char *data_line(FILE *f, char **buf, size_t *cap)
+{
+	ssize_t n;
+	while ((n = getline(buf, cap, f)) >= 0) {
+		while (n && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r'))
+			(*buf)[--n] = 0;
+		if (n && (*buf)[0] != '#')
+			return *buf;
+	}
+	return NULL;
+}
+
+/* "FAMILY OPTION..." lines: each kernel gets its family's options */
+static int load_families(struct certify *c)
+{
+	char *path = xasprintf("%s/families", c->kernels_dir), *buf = NULL, *line;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+	if (!f && errno != ENOENT) {
+		fprintf(stderr, "accord certify: %s: %s\n", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	while (f && (line = data_line(f, &buf, &cap))) {
+		size_t n = strcspn(line, " \t");
+		const char *opts = line + n + strspn(line + n, " \t");
+		line[n] = 0;
+		for (int i = 0; i < c->nkernels; i++)
+			if (!strcmp(c->kernels[i].family, line) && !c->kernels[i].options)
+				c->kernels[i].options = sanitize(opts, strlen(opts));
+	}
+	for (int i = 0; i < c->nkernels; i++)
+		if (!c->kernels[i].options)
+			c->kernels[i].options = xstrdup("");
+	if (f)
+		fclose(f);
+	free(buf);
+	free(path);
+	return 0;
+}
+
+/* "TARGET-GLOB<tab>FAMILY/TEST<tab>REASON" lines */
+static int load_deviations(struct certify *c)
+{
+	char *path = xasprintf("%s/known-deviations", c->kernels_dir), *buf = NULL, *line;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int rc = errno == ENOENT ? 0 : -1;
+		if (rc)
+			fprintf(stderr, "accord certify: %s: %s\n", path, strerror(errno));
+		free(path);
+		return rc;
+	}
+	while ((line = data_line(f, &buf, &cap))) {
+		char *test = strchr(line, '\t'), *note = test ? strchr(test + 1, '\t') : NULL;
+		if (!note) {
+			fprintf(stderr, "accord certify: %s: not TARGET<tab>FAMILY/TEST<tab>REASON: %s\n", path,
+				line);
+			continue;
+		}
+		*test++ = 0;
+		*note++ = 0;
+		c->deviations = realloc(c->deviations, (c->ndeviations + 1) * sizeof(*c->deviations));
+		if (!c->deviations)
+			abort();
+		struct deviation *d = &c->deviations[c->ndeviations++];
+		d->target_glob = xstrdup(line);
+		d->test = sanitize(test, strlen(test));
+		d->note = xasprintf("known deviation of %s: %s", line, note);
+	}
+	fclose(f);
+	free(buf);
+	free(path);
 	return 0;
 }
 
@@ -320,13 +385,16 @@ static void append_lines(char **detail, const char *text, bool last, const char 
 	*detail = d;
 }
 
-static const char *known_note(const struct target *t, const char *test)
+static const char *known_note(const struct certify *c, const struct target *t, const struct kernel *k,
+			      const char *test)
 {
-	for (size_t i = 0; i < sizeof(known_deviations) / sizeof(known_deviations[0]); i++)
-		if (!strncmp(t->name, known_deviations[i].target_prefix,
-			     strlen(known_deviations[i].target_prefix)) &&
-		    !strcmp(test, known_deviations[i].test))
-			return known_deviations[i].note;
+	size_t fn = strlen(k->family);
+	for (int i = 0; i < c->ndeviations; i++) {
+		const struct deviation *d = &c->deviations[i];
+		if (!fnmatch(d->target_glob, t->name, 0) && !strncmp(d->test, k->family, fn) &&
+		    d->test[fn] == '/' && !strcmp(d->test + fn + 1, test))
+			return d->note;
+	}
 	return NULL;
 }
 
@@ -349,7 +417,7 @@ static void parse_result(struct certify *c, int kernel, int ti, enum verdict v, 
 	struct row *r = row_get(c, kernel, name);
 	cell_set(&r->cells[ti], v, reason);
 	if (v == V_FAIL && !r->note)
-		r->note = known_note(&c->targets[ti], name);
+		r->note = known_note(c, &c->targets[ti], &c->kernels[kernel], name);
 	if (v == V_PASS)
 		ri->passed++;
 	else if (v == V_FAIL)
@@ -371,12 +439,84 @@ static void write_log(const struct certify *c, const char *rel, const char *data
 	free(path);
 }
 
+/* A sparse raw image of the size asked for, for one run; NULL on error. */
+static char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n)
+{
+	char *end;
+	long mib = strtol(size, &end, 10);
+	if (end == size || strcmp(end, "M") || mib < 1 || mib > 4096) {
+		snprintf(why, n, "families: %s: disk=%s: expected 1M to 4096M", k->family, size);
+		return NULL;
+	}
+	char *path = xasprintf("%s/%s.disk.img", c->out_dir, k->family);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)mib << 20) < 0) {
+		snprintf(why, n, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(path);
+		return NULL;
+	}
+	close(fd);
+	return path;
+}
+
+/* The arguments that give kernel k the machine its family asks for
+ * (guest/families); they go into argv from *n on. The options are also the
+ * kernel's command line. Returns -1 with the reason in why. */
+static int family_args(const struct certify *c, const struct kernel *k, const struct target *t, char **argv,
+		       int *n, char ***owned, char *why, size_t whylen)
+{
+	char *copy = xstrdup(k->options), *save, *opt;
+	bool accord = t->kind == TARGET_ACCORD;
+	int no = 0, rc = 0;
+
+	*owned = xcalloc(8, sizeof(**owned));
+	for (opt = strtok_r(copy, " \t", &save); opt && !rc; opt = strtok_r(NULL, " \t", &save)) {
+		if (no > 4) {
+			snprintf(why, whylen, "families: %s: too many options", k->family);
+			rc = -1;
+		} else if (!strncmp(opt, "cpus=", 5)) {
+			argv[(*n)++] = accord ? "--cpus" : "-smp";
+			argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 5);
+		} else if (!strncmp(opt, "disk=", 5)) {
+			char *disk = make_disk(c, k, opt + 5, why, whylen);
+			if (!disk) {
+				rc = -1;
+			} else if (accord) {
+				argv[(*n)++] = "--disk";
+				argv[(*n)++] = (*owned)[no++] = xasprintf("path=%s", disk);
+			} else {
+				argv[(*n)++] = "-drive";
+				argv[(*n)++] = (*owned)[no++] = xasprintf("file=%s,if=none,id=disk0,format=raw", disk);
+				argv[(*n)++] = "-device";
+				argv[(*n)++] = "virtio-blk-pci,drive=disk0,disable-legacy=on";
+			}
+			free(disk);
+		} else if (!strncmp(opt, "qemu-machine=", 13)) {
+			if (!accord) {
+				argv[(*n)++] = "-machine";
+				argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 13);
+			}
+		} else {
+			snprintf(why, whylen, "families: %s: unknown option '%s'", k->family, opt);
+			rc = -1;
+		}
+	}
+	if (!rc && *k->options) {
+		argv[(*n)++] = accord ? "--cmdline" : "-append";
+		argv[(*n)++] = k->options;
+	}
+	free(copy);
+	return rc;
+}
+
 static void run_one(struct certify *c, int ki, int ti, const char *self)
 {
 	struct target *t = &c->targets[ti];
 	struct kernel *k = &c->kernels[ki];
 	struct run_info *ri = &c->runs[ki * c->ntargets + ti];
-	char *argv[32];
+	char *argv[48], **owned, why[256];
 	int n = 0;
 
 	if (t->kind == TARGET_ACCORD) {
@@ -405,12 +545,24 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		argv[n++] = "-m";
 		argv[n++] = "128";
 	}
-	argv[n] = NULL;
-
-	/* QEMU stops the VM on a KVM internal error and waits forever */
 	struct child_result res;
-	run_child(argv, c->timeout, t->kind == TARGET_QEMU ? "KVM internal error" : NULL,
-		  "QEMU reported a KVM internal error and stopped the VM", &res);
+	if (family_args(c, k, t, argv, &n, &owned, why, sizeof(why)) < 0) {
+		memset(&res, 0, sizeof(res));
+		snprintf(res.error, sizeof(res.error), "%s", why);
+	} else {
+		argv[n] = NULL;
+		/* QEMU stops the VM on a KVM internal error and waits forever */
+		run_child(argv, c->timeout, t->kind == TARGET_QEMU ? "KVM internal error" : NULL,
+			  "QEMU reported a KVM internal error and stopped the VM", &res);
+	}
+	for (int i = 0; owned[i]; i++)
+		free(owned[i]);
+	free(owned);
+	if (strstr(k->options, "disk=")) {
+		char *disk = xasprintf("%s/%s.disk.img", c->out_dir, k->family);
+		unlink(disk);
+		free(disk);
+	}
 	ri->ran = true;
 	ri->seconds = res.seconds;
 	t->seconds += res.seconds;
@@ -626,7 +778,7 @@ int certify_main(int argc, char **argv)
 	if (!c.out_dir)
 		c.out_dir = xasprintf("%s/certify", selfdir);
 
-	if (find_kernels(&c) < 0)
+	if (find_kernels(&c) < 0 || load_families(&c) < 0 || load_deviations(&c) < 0)
 		return CERTIFY_NO_KERNELS;
 	if (!c.nkernels) {
 		fprintf(stderr, "accord certify: no guest test kernels (*.elf) in %s (make guests)\n",

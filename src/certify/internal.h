@@ -35,6 +35,13 @@ struct kernel {
 	char *shown;		/* the path sanitized, to print */
 	char *label;		/* smoke.multiboot, smoke.pvh (sanitized) */
 	const char *protocol;	/* multiboot, pvh */
+	char *family;		/* smoke: the key of families and known-deviations */
+	char *options;		/* its line of <kernels>/families ("" for none) */
+};
+
+/* an entry of <kernels>/known-deviations */
+struct deviation {
+	char *target_glob, *test, *note;	/* test is "family/test" */
 };
 
 struct cell {
@@ -69,6 +76,8 @@ struct certify {
 	struct row *rows;
 	int nrows, caprows;
 	struct run_info *runs;	/* [kernel * ntargets + target] */
+	struct deviation *deviations;
+	int ndeviations;
 	const char *kernels_dir;
 	char *kernels_dir_shown;	/* sanitized */
 	const char *out_dir;

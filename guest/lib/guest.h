@@ -89,6 +89,9 @@ extern uint32_t boot_protocol;
 extern uint32_t boot_info; /* multiboot_info or hvm_start_info, physical */
 const char *boot_protocol_name(void);
 const char *boot_cmdline(void); /* "" when the loader gave none */
+/* "key=N" on the command line (guest/families passes the machine's options
+ * there), N decimal with an optional K, M or G suffix; false when absent */
+bool cmdline_uint(const char *key, uint64_t *v);
 
 /* ---- exceptions ----
  * Every exception and interrupt is recorded in trap_last. What happens next:
@@ -138,6 +141,36 @@ const char *trap_name(int vector);
 uint64_t *page_pde(uint64_t addr); /* the 2 MiB PDE mapping addr (< 4 GiB) */
 void page_unmap_2m(uint64_t addr);
 void page_map_2m(uint64_t addr);   /* restore the identity mapping */
+
+/* ---- ACPI (guest/lib/acpi.c) ---- */
+struct acpi_rsdp {
+	char signature[8];
+	uint8_t checksum;
+	char oem_id[6];
+	uint8_t revision;
+	uint32_t rsdt_addr;
+	uint32_t length;	/* revision 2 and later */
+	uint64_t xsdt_addr;
+	uint8_t ext_checksum;
+	uint8_t reserved[3];
+} __attribute__((packed));
+
+struct acpi_header {
+	char signature[4];
+	uint32_t length;
+	uint8_t revision;
+	uint8_t checksum;
+	char oem_id[6];
+	char oem_table_id[8];
+	uint32_t oem_revision;
+	uint32_t creator_id;
+	uint32_t creator_revision;
+} __attribute__((packed));
+
+bool acpi_checksum_ok(const void *p, size_t n);
+const struct acpi_rsdp *acpi_rsdp(void);	/* NULL: none found */
+/* the first table with this signature whose checksum holds, or NULL */
+const struct acpi_header *acpi_table(const char *sig);
 
 /* ---- string ---- */
 void *memset(void *s, int c, size_t n);

@@ -125,41 +125,6 @@ static void reset_counts(void)
 
 /* ---- ACPI: the PM timer port and the ISA overrides ---- */
 
-static bool acpi_sum_ok(const uint8_t *p, uint32_t len)
-{
-	uint8_t s = 0;
-
-	for (uint32_t i = 0; i < len; i++)
-		s += p[i];
-	return s == 0;
-}
-
-static const uint8_t *find_rsdp(void)
-{
-	if (boot_protocol == BOOT_PVH) {
-		uint64_t r = *(const uint64_t *)(uintptr_t)(boot_info + 32);
-
-		if (r && !memcmp((void *)r, "RSD PTR ", 8))
-			return (const uint8_t *)r;
-	}
-	uintptr_t bda = 0x40e; /* the BIOS data area's EBDA segment */
-	uint64_t ebda;
-
-	asm("" : "+r"(bda)); /* a fixed address, not an object */
-	ebda = (uint64_t)*(const uint16_t *)bda << 4;
-
-	if (ebda >= 0x80000 && ebda < 0xa0000)
-		for (uint64_t a = ebda; a < ebda + 1024; a += 16)
-			if (!memcmp((void *)a, "RSD PTR ", 8) &&
-			    acpi_sum_ok((void *)a, 20))
-				return (const uint8_t *)a;
-	for (uint64_t a = 0xe0000; a < 0x100000; a += 16)
-		if (!memcmp((void *)a, "RSD PTR ", 8) &&
-		    acpi_sum_ok((void *)a, 20))
-			return (const uint8_t *)a;
-	return NULL;
-}
-
 static uint32_t rd32(const uint8_t *p)
 {
 	uint32_t v;
@@ -168,39 +133,13 @@ static uint32_t rd32(const uint8_t *p)
 	return v;
 }
 
-static uint64_t rd64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static const uint8_t *acpi_table(const uint8_t *rsdp, const char *sig)
-{
-	uint64_t xsdt = rsdp[15] >= 2 ? rd64(rsdp + 24) : 0;
-	const uint8_t *root = (const uint8_t *)(uintptr_t)(xsdt ? xsdt
-							   : rd32(rsdp + 16));
-	unsigned esz = xsdt ? 8 : 4;
-	uint32_t len = rd32(root + 4);
-
-	for (uint32_t off = 36; off + esz <= len; off += esz) {
-		uint64_t a = esz == 8 ? rd64(root + off) : rd32(root + off);
-		const uint8_t *t = (const uint8_t *)(uintptr_t)a;
-
-		if (a && a < (1ul << 32) && !memcmp(t, sig, 4))
-			return t;
-	}
-	return NULL;
-}
-
 static void test_acpi(void)
 {
-	const uint8_t *rsdp = find_rsdp(), *fadt, *madt;
+	const uint8_t *fadt, *madt;
 
-	if (!check(rsdp != NULL, "acpi.rsdp", "no RSDP (ACPI 6.5 5.2.5.1)"))
+	if (!check(acpi_rsdp() != NULL, "acpi.rsdp", "no RSDP (ACPI 6.5 5.2.5.1)"))
 		return;
-	fadt = acpi_table(rsdp, "FACP");
+	fadt = (const uint8_t *)acpi_table("FACP");
 	if (fadt) {
 		pm_port = rd32(fadt + 76); /* PM_TMR_BLK */
 		/* FADT flags bit 8 TMR_VAL_EXT: a 32-bit counter */
@@ -214,7 +153,7 @@ static void test_acpi(void)
 	printf("# PM timer at port 0x%x, %s bits\n", pm_port,
 	       pm_mask == 0xffffff ? "24" : "32");
 
-	madt = acpi_table(rsdp, "APIC");
+	madt = (const uint8_t *)acpi_table("APIC");
 	if (madt) {
 		uint32_t len = rd32(madt + 4);
 

@@ -172,6 +172,31 @@ const struct acpi_rsdp *acpi_rsdp(void);	/* NULL: none found */
 /* the first table with this signature whose checksum holds, or NULL */
 const struct acpi_header *acpi_table(const char *sig);
 
+/* ---- local APIC and application processors (guest/lib/smp.c) ---- */
+#define LAPIC_BASE 0xfee00000ul
+#define LAPIC_ID 0x20
+#define LAPIC_EOI 0xb0
+#define LAPIC_SVR 0xf0
+#define SMP_MAX_CPUS 16
+/* a page below 1 MiB that neither loader uses after boot: the SIPI vector
+ * is AP_TRAMPOLINE >> 12 */
+#define AP_TRAMPOLINE 0x8000ul
+#define ICR_INIT (5u << 8)
+#define ICR_STARTUP (6u << 8)
+
+uint32_t lapic_read(unsigned reg);
+void lapic_write(unsigned reg, uint32_t v);
+uint32_t lapic_id(void);	/* this CPU's APIC ID */
+/* writes ICR (destination APIC ID, low dword) and waits for delivery */
+void lapic_ipi(uint32_t dest, uint32_t icr_lo);
+/* Wakes the AP with this APIC ID by INIT-SIPI-SIPI (SDM vol. 3A 9.4.4.1);
+ * it enters long mode and calls fn(cpu) on its own stack (cpu: 1 to
+ * SMP_MAX_CPUS - 1, chosen by the caller). True once fn has been called. */
+bool smp_start_ap(uint32_t apic_id, unsigned cpu, void (*fn)(unsigned cpu));
+/* the parts: an INIT IPI, and one SIPI that starts an AP waiting for it */
+void smp_init_ipi(uint32_t apic_id);
+bool smp_sipi(uint32_t apic_id, unsigned cpu, void (*fn)(unsigned cpu));
+
 /* ---- string ---- */
 void *memset(void *s, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n);

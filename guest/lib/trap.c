@@ -102,6 +102,17 @@ void trap_init(void)
 	asm volatile("lidt %0" : : "m"(idtr));
 }
 
+/* an application processor: the IDT only (guest/lib/smp.c) */
+void trap_init_ap(void)
+{
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (uintptr_t)idt };
+
+	asm volatile("lidt %0" : : "m"(idtr));
+}
+
 static void __noreturn nested_fault(void)
 {
 	static const char msg[] =

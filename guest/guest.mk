@@ -67,7 +67,12 @@ $(GUEST_OUT)/%.elf: $(GUEST_OUT)/%.elf64
 guest-image:
 	tools/mkguest
 
+# the stock Linux guest of `accord certify`'s OS-level checks: the default
+# image with the modules a virtio-blk disk needs
+certify-image:
+	MKGUEST_OUT=$(CURDIR)/build/certify-image GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest
+
 -include $(GUEST_LIB_OBJS:.o=.d) $(GUEST_MB_OBJ:.o=.d) \
 	$(GUEST_NAMES:%=$(GUEST_OUT)/tests/%.d)
-.PHONY: guests guest-image
+.PHONY: guests guest-image certify-image
 .SECONDARY: $(GUEST_LIB_OBJS) $(GUEST_MB_OBJ) $(GUEST_NAMES:%=$(GUEST_OUT)/tests/%.o)

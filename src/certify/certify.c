@@ -52,6 +52,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: accord certify [--target T]... [--out DIR] [--kernels DIR] [--timeout S]\n"
+		"                      [--os-image DIR | --no-os]\n"
 		"\n"
 		"  --target T      accord:emu, accord:kvm, qemu:tcg or qemu:kvm; repeat for\n"
 		"                  several (default: all four)\n"
@@ -61,6 +62,11 @@ static void usage(FILE *f)
 		"                  with the lists families and known-deviations beside them\n"
 		"                  (default: guest/ beside the accord binary, build/guest)\n"
 		"  --timeout S     seconds one kernel may run on one target (default %d)\n"
+		"  --os-image DIR  the stock Linux guest for the OS-level checks, vmlinuz and\n"
+		"                  initrd.cpio.gz from tools/mkguest with virtio_pci virtio_blk\n"
+		"                  (default: certify-image/ beside the accord binary; make\n"
+		"                  certify-image builds build/certify-image)\n"
+		"  --no-os         no OS-level checks\n"
 		"\n"
 		"Exit status 0 when the run completed and the reports are written; the\n"
 		"verdicts are in the reports. 1: bad command line, 2: no kernels, 3: the\n"
@@ -79,7 +85,7 @@ bool target_certified(const struct target *t)
 	return t->available && !t->failed && !t->errors;
 }
 
-static void *xcalloc(size_t n, size_t size)
+void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size);
 	if (!p)
@@ -87,7 +93,7 @@ static void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
-static char *xstrdup(const char *s)
+char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
 	if (!p)
@@ -95,8 +101,7 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
+char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -289,7 +294,7 @@ static int load_deviations(struct certify *c)
 
 /* ---- rows ---- */
 
-static struct row *row_get(struct certify *c, int kernel, const char *name)
+struct row *row_get(struct certify *c, int kernel, const char *name)
 {
 	int last = -1;
 	for (int i = 0; i < c->nrows; i++) {
@@ -318,7 +323,7 @@ static struct row *row_get(struct certify *c, int kernel, const char *name)
 }
 
 /* every kernel's run row exists from the start (certify_main) */
-static struct row *run_row(struct certify *c, int kernel)
+struct row *run_row(struct certify *c, int kernel)
 {
 	for (int i = 0; i < c->nrows; i++)
 		if (c->rows[i].kernel == kernel && !strcmp(c->rows[i].name, RUN_ROW))
@@ -326,7 +331,7 @@ static struct row *run_row(struct certify *c, int kernel)
 	abort();
 }
 
-static void cell_set(struct cell *cell, enum verdict v, const char *detail)
+void cell_set(struct cell *cell, enum verdict v, const char *detail)
 {
 	if (cell->v != V_NONE) {
 		/* reported twice: keep the worse verdict, and say so */
@@ -348,7 +353,7 @@ static void cell_set(struct cell *cell, enum verdict v, const char *detail)
 /* some lines of a captured stream, each prefixed: the first ones (a VMM
  * says what went wrong before it dumps state) or the last ones (a guest's
  * last words) */
-static void append_lines(char **detail, const char *text, bool last, const char *prefix)
+void append_lines(char **detail, const char *text, bool last, const char *prefix)
 {
 	size_t n = strlen(text);
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
@@ -428,7 +433,7 @@ static void parse_result(struct certify *c, int kernel, int ti, enum verdict v, 
 	free(reason);
 }
 
-static void write_log(const struct certify *c, const char *rel, const char *data, size_t n)
+void write_log(const struct certify *c, const char *rel, const char *data, size_t n)
 {
 	char *path = xasprintf("%s/%s", c->out_dir, rel);
 	FILE *f = fopen(path, "w");
@@ -725,10 +730,13 @@ int certify_main(int argc, char **argv)
 		{ "out", required_argument, 0, 'o' },
 		{ "kernels", required_argument, 0, 'k' },
 		{ "timeout", required_argument, 0, 's' },
+		{ "os-image", required_argument, 0, 'i' },
+		{ "no-os", no_argument, 0, 'n' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct certify c = { .timeout = DEFAULT_TIMEOUT };
+	bool no_os = false;
 	int ch;
 
 	c.targets = xcalloc(NTARGETS, sizeof(*c.targets));
@@ -741,6 +749,8 @@ int certify_main(int argc, char **argv)
 			break;
 		case 'o': c.out_dir = optarg; break;
 		case 'k': c.kernels_dir = optarg; break;
+		case 'i': c.os_image = optarg; break;
+		case 'n': no_os = true; break;
 		case 's': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -777,6 +787,10 @@ int certify_main(int argc, char **argv)
 		c.kernels_dir = xasprintf("%s/guest", selfdir);
 	if (!c.out_dir)
 		c.out_dir = xasprintf("%s/certify", selfdir);
+	if (no_os)
+		c.os_image = NULL;
+	else if (!c.os_image)
+		c.os_image = xasprintf("%s/certify-image", selfdir);
 
 	if (find_kernels(&c) < 0 || load_families(&c) < 0 || load_deviations(&c) < 0)
 		return CERTIFY_NO_KERNELS;
@@ -791,6 +805,8 @@ int certify_main(int argc, char **argv)
 		return CERTIFY_NO_REPORT;
 	}
 	free(logs);
+	if (c.os_image)
+		os_add_kernel(&c);
 
 	c.kernels_dir_shown = sanitize(c.kernels_dir, strlen(c.kernels_dir));
 	struct utsname u;
@@ -816,7 +832,9 @@ int certify_main(int argc, char **argv)
 	for (int ki = 0; ki < c.nkernels; ki++) {
 		row_get(&c, ki, RUN_ROW);
 		for (int ti = 0; ti < c.ntargets; ti++)
-			if (c.targets[ti].available)
+			if (c.targets[ti].available && c.kernels[ki].os)
+				os_run(&c, ki, ti, self);
+			else if (c.targets[ti].available)
 				run_one(&c, ki, ti, self);
 	}
 	fill_gaps(&c);

@@ -50,7 +50,9 @@ load_known_deviations() {
 	while IFS=$'\t' read -r glob test reason; do
 		case "$glob" in '' | '#'*) continue ;; esac
 		# shellcheck disable=SC2053 # the first field is a glob
-		[[ $target == $glob ]] && KNOWN_DEVIATIONS[$test]=$reason
+		if [[ $target == $glob ]]; then
+			KNOWN_DEVIATIONS[$test]=$reason
+		fi
 	done <guest/known-deviations
 }
 

@@ -322,6 +322,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 r = {t["name"]: t["results"]["qemu:tcg"] for t in d["tests"] if t["kernel"] == "os.linux"}
 assert r["(run)"]["verdict"] == "skip" and "make certify-image" in r["(run)"]["detail"], r["(run)"]
+assert all(x["verdict"] == "skip" for x in r.values()), r
 ' "$out/report.json"
 
 # ---- bad command lines ----

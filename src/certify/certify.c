@@ -831,6 +831,8 @@ int certify_main(int argc, char **argv)
 
 	for (int ki = 0; ki < c.nkernels; ki++) {
 		row_get(&c, ki, RUN_ROW);
+		if (c.kernels[ki].os)
+			os_add_rows(&c, ki);
 		for (int ti = 0; ti < c.ntargets; ti++)
 			if (c.targets[ti].available && c.kernels[ki].os)
 				os_run(&c, ki, ti, self);

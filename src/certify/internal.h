@@ -130,6 +130,7 @@ void put_xml(FILE *f, const char *s);		/* also fine for HTML text and attributes
 /* os.c: the OS-level checks, a stock Linux kernel's view of the machine.
  * os_add_kernel appends their pseudo-kernel (os.linux) to c->kernels. */
 int os_add_kernel(struct certify *c);
+void os_add_rows(struct certify *c, int ki);	/* after its run row: every row, run or not */
 void os_run(struct certify *c, int ki, int ti, const char *self);
 
 /* report.c */

@@ -153,12 +153,13 @@ int os_add_kernel(struct certify *c)
 	if (f)
 		fclose(f);
 	free(rel);
-
-	/* every row exists even where no target runs, the run row first */
-	row_get(c, c->nkernels - 1, RUN_ROW);
-	for (int i = 0; i < NROWS; i++)
-		row_get(c, c->nkernels - 1, os_rows[i]);
 	return c->nkernels - 1;
+}
+
+void os_add_rows(struct certify *c, int ki)
+{
+	for (int i = 0; i < NROWS; i++)
+		row_get(c, ki, os_rows[i]);
 }
 
 /* the value of "accord-os: KEY VALUE" in the output, sanitized; NULL if absent */
@@ -305,7 +306,9 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 
 	if (k->missing) {
 		cell_set(&rr->cells[ti], V_SKIP, k->missing);
-		ri->skipped++;
+		for (int i = 0; i < NROWS; i++)
+			cell_set(&row_get(c, ki, os_rows[i])->cells[ti], V_SKIP, k->missing);
+		ri->skipped += NROWS;
 		printf("[%s] %s: skipped: %s\n", t->name, k->label, k->missing);
 		return;
 	}

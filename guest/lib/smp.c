@@ -5,8 +5,9 @@
  * a time, so the boot variables below need no lock.
  *
  * An AP has no TSS: it must not take an exception that switches stacks
- * (#DF, NMI, #MC use the IST), and exceptions on two CPUs at once are not
- * supported by the dispatcher (trap_last and trap_catch are global). */
+ * (#DF, NMI, #MC use the IST). Interrupts may reach handlers installed with
+ * trap_set_handler() on several CPUs at once; trap_last and trap_catch are
+ * shared, so only one CPU at a time may rely on them. */
 #include "guest.h"
 
 #define AP_STACK_SIZE 16384

@@ -165,7 +165,8 @@ static void test_startup(void)
 		unsigned cpu = ncpus++;
 
 		cpus[cpu].madt_id = madt_ids[i];
-		if (smp_start_ap(madt_ids[i], cpu, ap_loop))
+		/* ap_loop reports (boots) after the runtime saw it arrive */
+		if (smp_start_ap(madt_ids[i], cpu, ap_loop) && wait_for(&cpus[cpu].boots, 1))
 			started++;
 		else
 			fail("ap.started", "the AP with APIC ID %u did not report in", madt_ids[i]);
@@ -335,7 +336,7 @@ static void test_init(void)
 	check(stopped, "init.stops_the_ap", "the AP's heartbeat kept counting after an INIT");
 
 	boots = c->boots;
-	check(smp_sipi(c->madt_id, 1, ap_loop) && c->boots == boots + 1, "init.then_sipi_restarts",
+	check(smp_sipi(c->madt_id, 1, ap_loop) && wait_for(&c->boots, boots + 1), "init.then_sipi_restarts",
 	      "after INIT, a SIPI: %u boots, expected %u", c->boots, boots + 1);
 }
 

@@ -163,10 +163,6 @@ static int cmd_run(int argc, char **argv)
 	const struct engine_ops *engine;
 	if (!strcmp(accel, "emu")) {
 		engine = &engine_emu;
-	} else if (!strcmp(accel, "auto") && gdb && !engine_kvm.set_guest_debug) {
-		/* the kvm engine has no debug hooks yet */
-		engine = &engine_emu;
-		fprintf(stderr, "accord: --accel auto: --gdb needs the emu engine; using emu\n");
 	} else if (!strcmp(accel, "auto")) {
 		char why[256];
 		int fast = kvm_probe(why, sizeof(why));

@@ -38,7 +38,6 @@ enum {
 #define DETAIL_LINES 8
 /* a guest may print anything; the report stays readable and quick to build */
 #define MAX_RESULTS 5000
-#define QEMU_BINARY "qemu-system-x86_64"
 
 static const struct target all_targets[] = {
 	{ .name = "accord:emu", .kind = TARGET_ACCORD, .accel = "emu" },
@@ -444,8 +443,9 @@ void write_log(const struct certify *c, const char *rel, const char *data, size_
 	free(path);
 }
 
-/* A sparse raw image of the size asked for, for one run; NULL on error. */
-static char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n)
+/* A sparse raw image of the size asked for ("16M"), for one run of
+ * kernel k: <out>/FAMILY.disk.img; NULL with the reason on error. */
+char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n)
 {
 	char *end;
 	long mib = strtol(size, &end, 10);

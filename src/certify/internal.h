@@ -95,6 +95,8 @@ struct certify {
 const char *verdict_name(enum verdict v);
 bool target_certified(const struct target *t);
 
+#define QEMU_BINARY "qemu-system-x86_64"
+
 /* certify.c: allocation that aborts on failure, and the row model */
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
@@ -105,6 +107,7 @@ void cell_set(struct cell *cell, enum verdict v, const char *detail);	/* twice: 
 /* the first (or last) lines of a captured stream, prefixed, appended to *detail */
 void append_lines(char **detail, const char *text, bool last, const char *prefix);
 void write_log(const struct certify *c, const char *rel, const char *data, size_t n);
+char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n);
 
 /* runner.c: a child process with a deadline, its output captured */
 struct child_result {

@@ -8,7 +8,6 @@
  * one row of the report, under the pseudo-kernel "os.linux". */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +25,6 @@
  * that it invented some */
 #define OS_MEMORY_SLACK_MIB 96
 #define OS_CMDLINE "console=ttyS0 panic=-1 quiet accord.autotest"
-#define QEMU_BINARY "qemu-system-x86_64"
 
 static const char probe[] =
 	"#!/bin/sh\n"
@@ -280,21 +278,6 @@ static void judge(struct certify *c, int ki, int ti, const char *out)
 	free(loaded);
 }
 
-static char *make_disk(const struct certify *c, char *why, size_t n)
-{
-	char *path = xasprintf("%s/os.disk.img", c->out_dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, (off_t)OS_DISK_MIB << 20) < 0) {
-		snprintf(why, n, "%s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		free(path);
-		return NULL;
-	}
-	close(fd);
-	return path;
-}
-
 void os_run(struct certify *c, int ki, int ti, const char *self)
 {
 	struct target *t = &c->targets[ti];
@@ -312,7 +295,8 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 		printf("[%s] %s: skipped: %s\n", t->name, k->label, k->missing);
 		return;
 	}
-	if (!(disk = make_disk(c, why, sizeof(why)))) {
+	snprintf(mem, sizeof(mem), "%dM", OS_DISK_MIB);
+	if (!(disk = make_disk(c, k, mem, why, sizeof(why)))) {
 		cell_set(&rr->cells[ti], V_ERROR, why);
 		return;
 	}

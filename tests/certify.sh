@@ -228,6 +228,7 @@ for k in hostile hang crash nodone; do : >"$tmp/kernels/$k.elf"; done
 cat >"$fake/$QEMU" <<'FAKE'
 #!/usr/bin/env bash
 kernel=
+[ -z "${FAKE_ARGS:-}" ] || printf '%s\n' "$@" >"$FAKE_ARGS"
 while [ $# -gt 0 ]; do
 	[ "$1" = -kernel ] && kernel=$2
 	shift
@@ -247,6 +248,9 @@ crash.elf)
 	kill -SEGV $$ ;;
 nodone.elf)
 	printf 'PASS nodone.one\n'
+	exit 1 ;;
+fam.elf | bogus.elf)
+	printf 'PASS fam.ran\nDONE passed=1 failed=0 skipped=0\n'
 	exit 1 ;;
 vmlinuz)	# a Linux guest that sees another machine than the one configured
 	printf 'accord-os: kernel 0.0.0-other\n'
@@ -290,6 +294,29 @@ pycheck "junit.xml with hostile text: well-formed" \
 check "report.html with hostile text: escaped" \
 	bash -c 'test -s "$1" && ! grep -qiE "<script|<b>bold|\"reason\" </pre>|odd<" "$1" && grep -q "&lt;script&gt;" "$1"' _ \
 	"$out/report.html"
+
+# ---- guest/families: the machine a family asks for ----
+mkdir -p "$tmp/famkernels"
+: >"$tmp/famkernels/fam.elf"
+: >"$tmp/famkernels/bogus.elf"
+printf '# comment\nfam\tcpus=3 disk=2M qemu-machine=q35\nbogus cpus=2 floppy=1\n' >"$tmp/famkernels/families"
+out=$tmp/fam
+FAKE_ARGS=$tmp/fam.args PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/famkernels" \
+	--out "$out" --timeout 10 --no-os >"$tmp/fam.stdout" 2>&1
+check "certify: a family's options become QEMU's -smp, -machine, a virtio-blk disk and -append" \
+	bash -c 'a=$(tr "\n" " " <"$1"); for w in "-smp 3 " "-machine q35 " "-append cpus=3 disk=2M qemu-machine=q35 " \
+		"-device virtio-blk-pci,drive=disk0,disable-legacy=on " "fam.disk.img,if=none,id=disk0,format=raw "; do
+		case "$a" in *"$w"*) ;; *) echo "no \"$w\" in: $a"; exit 1 ;; esac; done' _ "$tmp/fam.args"
+pycheck "report.json: an unknown family option is an error of that run, with the reason" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {t["id"]: t["results"]["qemu:tcg"] for t in d["tests"]}
+assert r["fam.multiboot/(run)"]["verdict"] == "pass", r["fam.multiboot/(run)"]
+b = r["bogus.multiboot/(run)"]
+assert b["verdict"] == "error" and "floppy=1" in b["detail"], b
+k = {x["name"]: x for x in d["kernels"]}
+assert k["fam.multiboot"]["machine"] == "cpus=3 disk=2M qemu-machine=q35", k
+' "$out/report.json"
 
 # ---- the OS-level checks judge what the guest reports ----
 mkdir -p "$tmp/osimg" "$tmp/oskernels"

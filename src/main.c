@@ -39,12 +39,18 @@ static void usage(FILE *f)
 		"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
 		"  --cpus N          virtual CPUs (default 1)\n"
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
+		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
+		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
+		"  --rng             a virtio-rng entropy device fed by the host's getrandom\n"
+		"  --console serial|virtio  the terminal's device: the UART (ttyS0, default)\n"
+		"                    or a virtio-console port (hvc0; the UART's output\n"
+		"                    still shows)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
-		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
+		"The guest's console is on the terminal; Ctrl-a x quits.\n");
 }
 
 /* sizes: a number with an optional K, M, G suffix; no suffix means MiB */
@@ -84,6 +90,9 @@ static int cmd_run(int argc, char **argv)
 		{ "debug-exit", no_argument, 0, 'd' },
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
+		{ "personality", required_argument, 0, 'P' },
+		{ "rng", no_argument, 0, 'r' },
+		{ "console", required_argument, 0, 'C' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -93,12 +102,14 @@ static int cmd_run(int argc, char **argv)
 	const char *accel = "auto";
 	bool debug_exit = false;
 	const char *gdb = NULL;
+	int personality = PERSONALITY_KVM;
 	int ch;
 	/* --disk (virtio-blk) */
 	enum { MAX_DISKS = 16 };
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	int ndisks = 0;
+	bool rng = false, virtio_console = false;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -138,6 +149,24 @@ static int cmd_run(int argc, char **argv)
 			if (virtio_blk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
 				return EXIT_USAGE;
 			ndisks++;
+			break;
+		case 'P':
+			if (!strcmp(optarg, "kvm")) {
+				personality = PERSONALITY_KVM;
+			} else if (!strcmp(optarg, "hyperv")) {
+				personality = PERSONALITY_HYPERV;
+			} else {
+				fprintf(stderr, "accord: --personality '%s': expected kvm or hyperv\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'r': rng = true; break;
+		case 'C':
+			if (strcmp(optarg, "serial") && strcmp(optarg, "virtio")) {
+				fprintf(stderr, "accord: --console '%s': expected serial or virtio\n", optarg);
+				return EXIT_USAGE;
+			}
+			virtio_console = !strcmp(optarg, "virtio");
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -184,13 +213,17 @@ static int cmd_run(int argc, char **argv)
 	}
 
 	struct vm *vm = calloc(1, sizeof(*vm));
-	if (!vm || vm_create(vm, mem, cpus, engine) < 0)
+	if (!vm || vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
 	int in_fd, out_fd;
 	if (console_start(vm, &in_fd, &out_fd) < 0)
 		return EXIT_VM_FAILED;
-	struct platform_opts po = { .console_in_fd = in_fd, .console_out_fd = out_fd, .debug_exit = debug_exit };
+	/* with --console virtio the terminal types into hvc0 only; the UART's
+	 * output still reaches the terminal (early boot messages, panics) */
+	struct platform_opts po = { .console_in_fd = virtio_console ? -1 : in_fd,
+				    .console_out_fd = out_fd,
+				    .debug_exit = debug_exit };
 	if (platform_init(vm, &po) < 0) {
 		console_stop();
 		return EXIT_VM_FAILED;
@@ -206,6 +239,11 @@ static int cmd_run(int argc, char **argv)
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}
+	}
+	if ((virtio_console && !virtio_console_create(vm, pci, in_fd, out_fd)) ||
+	    (rng && !virtio_rng_create(vm, pci))) {
+		console_stop();
+		return EXIT_VM_FAILED;
 	}
 	struct boot_state bs;
 	if (boot_load(vm, &cfg, &bs) < 0) {

@@ -1,7 +1,8 @@
 /* Finding ACPI tables (ACPI 6.5, 5.2): the RSDP from the PVH start info or,
  * as a PC BIOS leaves it, in the first KiB of the EBDA or in 0xe0000-0xfffff
  * on a 16-byte boundary; then the XSDT (revision 2 and later) or the RSDT.
- * Tables whose checksum is wrong are not returned. */
+ * Tables whose checksum is wrong are not returned. And the PM timer, the
+ * platform's reference clock (ACPI 6.5 4.8.3.3), from the FADT. */
 #include "guest.h"
 
 #define PVH_START_MAGIC 0x336ec578
@@ -91,4 +92,33 @@ const struct acpi_header *acpi_table(const char *sig)
 			return t;
 	}
 	return NULL;
+}
+
+static uint16_t pm_port;
+static uint32_t pm_mask = 0xffffff;
+
+bool pm_timer_init(void)
+{
+	const uint8_t *fadt = (const uint8_t *)acpi_table("FACP");
+	uint32_t port, flags;
+
+	if (!fadt || ((const struct acpi_header *)fadt)->length < 116)
+		return false;
+	memcpy(&port, fadt + 76, 4);	/* PM_TMR_BLK */
+	memcpy(&flags, fadt + 112, 4);
+	pm_port = (uint16_t)port;
+	/* FADT flags bit 8 TMR_VAL_EXT: a 32-bit counter */
+	if (flags & (1u << 8))
+		pm_mask = 0xffffffff;
+	return pm_port != 0;
+}
+
+uint32_t pm_timer_read(void)
+{
+	return inl(pm_port) & pm_mask;
+}
+
+uint32_t pm_timer_ticks_since(uint32_t start)
+{
+	return (pm_timer_read() - start) & pm_mask;
 }

@@ -172,6 +172,13 @@ const struct acpi_rsdp *acpi_rsdp(void);	/* NULL: none found */
 /* the first table with this signature whose checksum holds, or NULL */
 const struct acpi_header *acpi_table(const char *sig);
 
+/* the PM timer (3.579545 MHz) from the FADT; false when there is none */
+#define PM_TIMER_HZ 3579545u
+bool pm_timer_init(void);
+uint32_t pm_timer_read(void);
+/* ticks since a pm_timer_read() value, across one wrap of the counter */
+uint32_t pm_timer_ticks_since(uint32_t start);
+
 /* ---- local APIC and application processors (guest/lib/smp.c) ---- */
 #define LAPIC_BASE 0xfee00000ul
 #define LAPIC_ID 0x20

@@ -503,6 +503,13 @@ static int family_args(const struct certify *c, const struct kernel *k, const st
 				argv[(*n)++] = "-machine";
 				argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 13);
 			}
+		} else if (!strncmp(opt, "personality=", 12)) {
+			/* accord's; other targets run the family as it is, and
+			 * it SKIPs what its target lacks */
+			if (accord) {
+				argv[(*n)++] = "--personality";
+				argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 12);
+			}
 		} else {
 			snprintf(why, whylen, "families: %s: unknown option '%s'", k->family, opt);
 			rc = -1;

@@ -94,6 +94,10 @@ guest_vmm_args() {
 		qemu-machine=*)
 			[ "$vmm" = accord ] || GUEST_ARGS+=(-machine "${opt#qemu-machine=}")
 			;;
+		personality=*)
+			# accord's; other VMMs run the family as it is
+			[ "$vmm" != accord ] || GUEST_ARGS+=(--personality "${opt#personality=}")
+			;;
 		*)
 			echo "# guest/families: $name: unknown option $opt" >&2
 			return 1
@@ -116,6 +120,17 @@ guest_kernel_names() {
 		[ -e "$f" ] || continue
 		f=${f##*/}
 		echo "${f%.c}"
+	done
+}
+
+# guest_accord_opts NAME: the options of family NAME that only accord has
+# (personality=, from guest/families), as `accord run` arguments
+guest_accord_opts() {
+	local opt
+	for opt in $(guest_family_options "$1"); do
+		case "$opt" in
+		personality=*) echo "--personality ${opt#personality=}" ;;
+		esac
 	done
 }
 

@@ -7,6 +7,10 @@
 #                             Multiboot whenever it sees the header)
 #   build/guest/NAME.elf64    the 64-bit link of NAME.elf, with symbols
 #
+# and beside them, for `accord certify --kernels build/guest`, the lists the
+# runners read: families (what machine each family needs) and
+# known-deviations (see those files).
+#
 # `make guest-image` builds build/guest-image/{vmlinuz,initrd.cpio.gz}.
 
 GUEST_CC ?= gcc
@@ -30,7 +34,13 @@ GUEST_NAMES := $(sort $(basename $(notdir $(wildcard guest/tests/*.c))))
 GUEST_KERNELS := $(GUEST_NAMES:%=$(GUEST_OUT)/%.elf) \
 	$(GUEST_NAMES:%=$(GUEST_OUT)/%.pvh.elf)
 
-guests: $(GUEST_KERNELS) $(GUEST_NAMES:%=$(GUEST_OUT)/%.elf64)
+GUEST_DATA := $(GUEST_OUT)/families $(GUEST_OUT)/known-deviations
+
+guests: $(GUEST_KERNELS) $(GUEST_NAMES:%=$(GUEST_OUT)/%.elf64) $(GUEST_DATA)
+
+$(GUEST_DATA): $(GUEST_OUT)/%: guest/%
+	@mkdir -p $(dir $@)
+	cp $< $@
 
 $(GUEST_OUT)/lib/%.c.o: guest/lib/%.c
 	@mkdir -p $(dir $@)
@@ -57,7 +67,12 @@ $(GUEST_OUT)/%.elf: $(GUEST_OUT)/%.elf64
 guest-image:
 	tools/mkguest
 
+# the stock Linux guest of `accord certify`'s OS-level checks: the default
+# image with the modules a virtio-blk disk needs
+certify-image:
+	MKGUEST_OUT=$(CURDIR)/build/certify-image GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest
+
 -include $(GUEST_LIB_OBJS:.o=.d) $(GUEST_MB_OBJ:.o=.d) \
 	$(GUEST_NAMES:%=$(GUEST_OUT)/tests/%.d)
-.PHONY: guests guest-image
+.PHONY: guests guest-image certify-image
 .SECONDARY: $(GUEST_LIB_OBJS) $(GUEST_MB_OBJ) $(GUEST_NAMES:%=$(GUEST_OUT)/tests/%.o)

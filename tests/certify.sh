@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# accord certify: the guest test kernels on accord:emu and QEMU TCG side by
+# accord certify: the guest test kernels and the OS-level checks (the stock
+# Debian guest of make certify-image) on accord:emu and QEMU TCG side by
 # side, and the reports it writes. Checks that the run completes (status 0),
 # that report.json, junit.xml and report.html are well-formed and hold both
-# targets and every test the kernels print, that QEMU's known deviation
-# (exception.pf_reserved_bit) is shown as a FAIL on qemu:tcg and a PASS on
-# accord:emu, that a target that cannot run is "unavailable" and not failed,
-# and - with a stand-in for QEMU that prints hostile text, hangs, crashes or
-# ends early - that guest text is escaped and broken runs are errors.
+# targets and every test the kernels print (each family on the machine
+# guest/families gives it), that the known deviations of guest/known-deviations
+# are FAILs with their note (QEMU's exception.pf_reserved_bit, its MSR #GPs)
+# and that accord:emu fails nothing else, that the OS-level rows pass, that
+# a target that cannot run is "unavailable" and not failed, and - with a
+# stand-in for QEMU that prints hostile text, hangs, crashes, ends early or
+# reports a machine that is not the one configured - that guest text is
+# escaped, broken runs are errors and wrong OS-level values are FAILs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -49,9 +53,13 @@ pycheck() {
 }
 
 # ---- the real run: accord:emu and qemu:tcg ----
+OS_IMG=build/certify-image
+make --no-print-directory certify-image >"$tmp/mkguest.log" 2>&1
+have_os=1
+[ -f "$OS_IMG/vmlinuz" ] && [ -f "$OS_IMG/initrd.cpio.gz" ] || have_os=0
 out=$tmp/real
 "$ACCORD" certify --target accord:emu --target qemu:tcg --kernels build/guest --out "$out" --timeout 300 \
-	>"$tmp/real.stdout" 2>"$tmp/real.stderr"
+	--os-image "$OS_IMG" >"$tmp/real.stdout" 2>"$tmp/real.stderr"
 rc=$?
 sed 's/^/# /' "$tmp/real.stdout"
 if [ "$rc" -eq 0 ]; then
@@ -73,9 +81,50 @@ d = json.load(open(sys.argv[1])); have_qemu = sys.argv[2] == "1"
 t = {x["name"]: x for x in d["targets"]}
 assert list(t) == ["accord:emu", "qemu:tcg"], list(t)
 assert t["accord:emu"]["available"] is True
-assert t["accord:emu"]["verdict"] == "certified", t["accord:emu"]
+assert t["accord:emu"]["errors"] == 0, t["accord:emu"]
 assert t["qemu:tcg"]["available"] is have_qemu, t["qemu:tcg"]
 ' "$out/report.json" "$have_qemu"
+
+# accord fails nothing but what guest/known-deviations lists for it
+pycheck "report.json: accord:emu FAILs only its listed known deviations" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = [t["id"] for t in d["tests"] if t["results"]["accord:emu"]["verdict"] not in ("pass", "skip")
+       and not (t["results"]["accord:emu"]["verdict"] == "fail" and "accord" in (t["note"] or ""))]
+assert not bad, bad
+' "$out/report.json"
+
+# the new families are rows, run on the machine guest/families asks for
+pycheck "report.json: msr, smp and pci rows pass on accord:emu (smp with 4 vCPUs, pci with a disk)" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {t["id"]: t["results"] for t in d["tests"]}
+for p in ("multiboot", "pvh"):
+    for name in ("msr.%s/pat.reset_value", "msr.%s/absent.rdmsr_gp", "msr.%s/cpl3.rdmsr_gp",
+                 "smp.%s/madt.cpu_count", "smp.%s/ap.started", "smp.%s/ipi.ap_to_bsp",
+                 "smp.%s/lock_xadd.total", "smp.%s/init.then_sipi_restarts",
+                 "pci.%s/ecam.agrees_with_conf1", "pci.%s/bar.size_power_of_two",
+                 "pci.%s/msix.table_in_bar", "pci.%s/virtio.blk_capacity"):
+        assert r[name % p]["accord:emu"]["verdict"] == "pass", (name % p, r.get(name % p))
+' "$out/report.json"
+
+if [ "$have_os" -eq 1 ]; then
+	pycheck "report.json: the OS-level rows pass on accord:emu and qemu:tcg" '
+import json, sys
+d = json.load(open(sys.argv[1])); have_qemu = sys.argv[2] == "1"
+rows = {t["name"]: t["results"] for t in d["tests"] if t["kernel"] == "os.linux"}
+want = {"(run)", "boot.kernel_release", "cpus.nproc", "cpus.cpuinfo", "memory.memtotal",
+        "clocksource.current", "clocksource.available", "disk.vda_present", "disk.vda_size",
+        "modules.loaded"}
+assert set(rows) == want, sorted(rows)
+for name, res in rows.items():
+    for target in (["accord:emu", "qemu:tcg"] if have_qemu else ["accord:emu"]):
+        assert res[target]["verdict"] == "pass", (name, target, res[target])
+assert "2 vCPUs" in rows["cpus.nproc"]["accord:emu"]["detail"], rows["cpus.nproc"]
+' "$out/report.json" "$have_qemu"
+else
+	tap_skip "report.json: the OS-level rows" "no certify image: $(tail -n 1 "$tmp/mkguest.log")"
+fi
 
 # the test names straight from the kernels, run by accord itself
 names=$tmp/names
@@ -87,7 +136,9 @@ for image in build/guest/*.elf; do
 	*.pvh.elf) label=${label%.pvh.elf}.pvh ;;
 	*) label=${label%.elf}.multiboot ;;
 	esac
-	timeout 300 "$ACCORD" run --kernel "$image" --debug-exit --accel emu </dev/null 2>/dev/null |
+	family=${label%.*}
+	guest_vmm_args accord "$family" "$tmp"
+	timeout 300 "$ACCORD" run --kernel "$image" --debug-exit --accel emu "${GUEST_ARGS[@]}" </dev/null 2>/dev/null |
 		tr -d '\r' | sed -nE "s/^(PASS|FAIL|SKIP) ([^:]*).*/$label\/\2/p" >>"$names"
 done
 check "guest kernels print test names" test -s "$names"
@@ -117,8 +168,19 @@ for t in rows:
 q = [x for x in d["targets"] if x["name"] == "qemu:tcg"][0]
 assert q["verdict"] == "not certified" and q["failed"] >= 2, q
 ' "$out/report.json"
+	pycheck "report.json: the MSR deviations of QEMU TCG (guest/known-deviations) are FAILs with a note" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = [t for t in d["tests"] if t["name"] == "absent.rdmsr_gp"]
+assert len(rows) == 2, [t["id"] for t in rows]
+for t in rows:
+    assert t["results"]["qemu:tcg"]["verdict"] == "fail", t
+    assert t["results"]["accord:emu"]["verdict"] == "pass", t
+    assert "QEMU TCG" in (t["note"] or "") and "SDM" in t["note"], t
+' "$out/report.json"
 else
 	tap_skip "report.json: exception.pf_reserved_bit on qemu:tcg" "$QEMU is not installed"
+	tap_skip "report.json: the MSR deviations of QEMU TCG" "$QEMU is not installed"
 fi
 
 pycheck "junit.xml: well-formed, one testsuite per target" '
@@ -141,7 +203,7 @@ check "report.html: self-contained (no external resources, no script)" \
 out=$tmp/unavail
 mkdir -p "$tmp/emptybin"
 PATH=$tmp/emptybin "$ACCORD" certify --target qemu:kvm --target qemu:tcg --kernels build/guest --out "$out" \
-	>"$tmp/unavail.stdout" 2>&1
+	--os-image "$OS_IMG" >"$tmp/unavail.stdout" 2>&1
 rc=$?
 check "certify without QEMU: exit status 0" test "$rc" -eq 0
 check "certify without QEMU: says unavailable, with the reason" \
@@ -166,6 +228,7 @@ for k in hostile hang crash nodone; do : >"$tmp/kernels/$k.elf"; done
 cat >"$fake/$QEMU" <<'FAKE'
 #!/usr/bin/env bash
 kernel=
+[ -z "${FAKE_ARGS:-}" ] || printf '%s\n' "$@" >"$FAKE_ARGS"
 while [ $# -gt 0 ]; do
 	[ "$1" = -kernel ] && kernel=$2
 	shift
@@ -186,12 +249,24 @@ crash.elf)
 nodone.elf)
 	printf 'PASS nodone.one\n'
 	exit 1 ;;
+fam.elf | bogus.elf)
+	printf 'PASS fam.ran\nDONE passed=1 failed=0 skipped=0\n'
+	exit 1 ;;
+vmlinuz)	# a Linux guest that sees another machine than the one configured
+	printf 'accord-os: kernel 0.0.0-other\n'
+	printf 'accord-os: nproc 1\naccord-os: cpuinfo 2\n'
+	printf 'accord-os: memtotal_kb 900000\n'
+	printf 'accord-os: clocksource jiffies\naccord-os: clocksources tsc\n'
+	printf 'accord-os: vda_sectors none\n'
+	printf 'accord-os: modules_asked virtio_pci virtio_blk\naccord-os: modules_loaded virtio_pci\n'
+	printf 'accord-os: done ok\n'
+	exit 0 ;;
 esac
 FAKE
 chmod +x "$fake/$QEMU"
 out=$tmp/fake
 PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/kernels" --out "$out" \
-	--timeout 2 >"$tmp/fake.stdout" 2>&1
+	--timeout 2 --no-os >"$tmp/fake.stdout" 2>&1
 rc=$?
 sed 's/^/# /' "$tmp/fake.stdout"
 check "certify with broken runs: exit status 0" test "$rc" -eq 0
@@ -219,6 +294,63 @@ pycheck "junit.xml with hostile text: well-formed" \
 check "report.html with hostile text: escaped" \
 	bash -c 'test -s "$1" && ! grep -qiE "<script|<b>bold|\"reason\" </pre>|odd<" "$1" && grep -q "&lt;script&gt;" "$1"' _ \
 	"$out/report.html"
+
+# ---- guest/families: the machine a family asks for ----
+mkdir -p "$tmp/famkernels"
+: >"$tmp/famkernels/fam.elf"
+: >"$tmp/famkernels/bogus.elf"
+printf '# comment\nfam\tcpus=3 disk=2M qemu-machine=q35\nbogus cpus=2 floppy=1\n' >"$tmp/famkernels/families"
+out=$tmp/fam
+FAKE_ARGS=$tmp/fam.args PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/famkernels" \
+	--out "$out" --timeout 10 --no-os >"$tmp/fam.stdout" 2>&1
+check "certify: a family's options become QEMU's -smp, -machine, a virtio-blk disk and -append" \
+	bash -c 'a=$(tr "\n" " " <"$1"); for w in "-smp 3 " "-machine q35 " "-append cpus=3 disk=2M qemu-machine=q35 " \
+		"-device virtio-blk-pci,drive=disk0,disable-legacy=on " "fam.disk.img,if=none,id=disk0,format=raw "; do
+		case "$a" in *"$w"*) ;; *) echo "no \"$w\" in: $a"; exit 1 ;; esac; done' _ "$tmp/fam.args"
+pycheck "report.json: an unknown family option is an error of that run, with the reason" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {t["id"]: t["results"]["qemu:tcg"] for t in d["tests"]}
+assert r["fam.multiboot/(run)"]["verdict"] == "pass", r["fam.multiboot/(run)"]
+b = r["bogus.multiboot/(run)"]
+assert b["verdict"] == "error" and "floppy=1" in b["detail"], b
+k = {x["name"]: x for x in d["kernels"]}
+assert k["fam.multiboot"]["machine"] == "cpus=3 disk=2M qemu-machine=q35", k
+' "$out/report.json"
+
+# ---- the OS-level checks judge what the guest reports ----
+mkdir -p "$tmp/osimg" "$tmp/oskernels"
+: >"$tmp/osimg/vmlinuz"
+: >"$tmp/osimg/initrd.cpio.gz"
+echo 6.1.0-test-amd64 >"$tmp/osimg/kernel.release"
+: >"$tmp/oskernels/nodone.elf"
+out=$tmp/fakeos
+PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/oskernels" --out "$out" \
+	--timeout 10 --os-image "$tmp/osimg" >"$tmp/fakeos.stdout" 2>&1
+check "certify with a misreporting OS guest: exit status 0" test "$?" -eq 0
+pycheck "report.json: OS-level values that disagree with the machine are FAILs" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {t["name"]: t["results"]["qemu:tcg"] for t in d["tests"] if t["kernel"] == "os.linux"}
+for name in ("boot.kernel_release", "cpus.nproc", "memory.memtotal", "clocksource.current",
+             "clocksource.available", "disk.vda_present", "modules.loaded"):
+    assert r[name]["verdict"] == "fail", (name, r[name])
+assert r["cpus.cpuinfo"]["verdict"] == "pass", r["cpus.cpuinfo"]
+assert r["(run)"]["verdict"] == "pass", r["(run)"]
+assert "missing: virtio_blk" in r["modules.loaded"]["detail"], r["modules.loaded"]
+assert r["disk.vda_size"]["verdict"] == "error", r["disk.vda_size"]
+' "$out/report.json"
+
+out=$tmp/noos
+PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/oskernels" --out "$out" \
+	--timeout 10 --os-image "$tmp/nothing-here" >"$tmp/noos.stdout" 2>&1
+pycheck "report.json: without a guest image the OS-level run is skipped, with the reason" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {t["name"]: t["results"]["qemu:tcg"] for t in d["tests"] if t["kernel"] == "os.linux"}
+assert r["(run)"]["verdict"] == "skip" and "make certify-image" in r["(run)"]["detail"], r["(run)"]
+assert all(x["verdict"] == "skip" for x in r.values()), r
+' "$out/report.json"
 
 # ---- bad command lines ----
 check "certify: unknown target is a usage error (status 1)" \

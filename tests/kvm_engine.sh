@@ -146,6 +146,12 @@ if ! err=$("$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null) &&
 	kvm_reason=${err#accord: --accel kvm: }
 fi
 
+# and the kvm entries of the list every runner reads (guest/known-deviations)
+load_known_deviations accord:kvm
+for t in "${!KNOWN_DEVIATIONS[@]}"; do
+	KVM_DIFFERENCES[$t]=${KNOWN_DEVIATIONS[$t]}
+done
+
 kernels=()
 if [ -n "${KVM_TEST_KERNELS:-}" ]; then
 	for image in $KVM_TEST_KERNELS; do

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The reference check of the guest test kernels: runs each one on QEMU TCG,
 # booted both as Multiboot (NAME.elf) and as PVH (NAME.pvh.elf), and reports
-# TAP. A test that fails here is a wrong test, unless QEMU is the one at odds
-# with the SDM: those cases are listed below, with the section that decides.
+# TAP, each on the machine its family asks for (guest/families). A test that
+# fails here is a wrong test, unless QEMU is the one at odds with the SDM:
+# those cases are listed in guest/known-deviations, with the section that
+# decides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -10,9 +12,9 @@ cd "$(dirname "$0")/.."
 QEMU=${QEMU:-qemu-system-x86_64}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-120}
 
-KNOWN_DEVIATIONS[smoke/exception.pf_reserved_bit]="QEMU TCG reports RSVD without P; SDM vol. 3A 4.7: RSVD is set only together with P"
-KNOWN_DEVIATIONS[paging/rsvd.pte_bit51]="QEMU TCG reports RSVD without P; SDM vol. 3A 4.7: RSVD is set only together with P"
-KNOWN_DEVIATIONS[paging/rsvd.pte_maxphyaddr_bit]="QEMU TCG reports RSVD without P; SDM vol. 3A 4.7: RSVD is set only together with P"
+load_known_deviations qemu:tcg
+disks=$(mktemp -d)
+trap 'rm -rf "$disks"' EXIT
 
 if ! command -v "$QEMU" >/dev/null; then
 	tap_skip "qemu_guest" "$QEMU is not installed"
@@ -30,8 +32,9 @@ for name in $names; do
 			tap_not_ok "$name.$variant: clean run" "$image is missing (make guests)"
 			continue
 		fi
+		guest_vmm_args qemu "$name" "$disks"
 		guest_tap_run "$name.$variant" "$name" "$GUEST_TIMEOUT" \
-			"$QEMU" -accel tcg -kernel "$image" \
+			"$QEMU" -accel tcg -kernel "$image" "${GUEST_ARGS[@]}" \
 			-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 			-serial stdio -display none -monitor none -no-reboot -m 128
 	done

@@ -119,6 +119,68 @@ long_entry:
 	hlt
 	jmp 1b
 
+	/* Application processors (guest/lib/smp.c). A SIPI starts an AP in
+	 * real mode at CS:IP = (vector << 8):0 (SDM vol. 3A 9.4.4); smp.c
+	 * copies ap_trampoline to such a page and fills ap_tramp_far with the
+	 * linear address of ap_tramp32 there. The AP loads our GDT and takes
+	 * the path of the BSP into long mode, on the BSP's page tables. */
+	.section .rodata, "a"
+	.code16
+	.globl ap_trampoline, ap_trampoline_end, ap_tramp_far
+ap_trampoline:
+	cli
+	cld
+	lgdtl %cs:ap_tramp_gdt - ap_trampoline
+	movl %cr0, %eax
+	orl $1, %eax
+	movl %eax, %cr0
+	ljmpl *%cs:ap_tramp_far - ap_trampoline
+
+	.code32
+	.globl ap_tramp32
+ap_tramp32:
+	movw $SEL_DATA, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movl $CR4_PAE, %eax
+	movl %eax, %cr4
+	movl $pml4, %eax
+	movl %eax, %cr3
+	movl $MSR_EFER, %ecx
+	rdmsr
+	orl $EFER_LME, %eax
+	wrmsr
+	movl $CR0_LONG, %eax
+	movl %eax, %cr0
+	ljmp $SEL_CODE64, $ap_long_entry
+
+	.balign 8
+ap_tramp_far:
+	.long 0			/* offset: filled by smp.c */
+	.word SEL_CODE32
+ap_tramp_gdt:
+	.word gdt_end - gdt - 1
+	.long gdt
+ap_trampoline_end:
+
+	.text
+	.code64
+ap_long_entry:
+	movw $SEL_DATA, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	lgdt gdt_ptr
+	movq ap_boot_stack(%rip), %rsp
+	xorl %ebp, %ebp
+	call ap_main
+1:	cli
+	hlt
+	jmp 1b
+
 	/* The PVH entry point (Xen's XEN_ELFNOTE_PHYS32_ENTRY = 18). Note
 	 * alignment 4: some loaders pad the name by the segment alignment. */
 	.section .note.Xen, "a", @note

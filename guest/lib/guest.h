@@ -89,6 +89,9 @@ extern uint32_t boot_protocol;
 extern uint32_t boot_info; /* multiboot_info or hvm_start_info, physical */
 const char *boot_protocol_name(void);
 const char *boot_cmdline(void); /* "" when the loader gave none */
+/* "key=N" on the command line (guest/families passes the machine's options
+ * there), N decimal with an optional K, M or G suffix; false when absent */
+bool cmdline_uint(const char *key, uint64_t *v);
 
 /* ---- exceptions ----
  * Every exception and interrupt is recorded in trap_last. What happens next:
@@ -140,14 +143,66 @@ void page_unmap_2m(uint64_t addr);
 void page_map_2m(uint64_t addr);   /* restore the identity mapping */
 
 /* ---- ACPI (guest/lib/acpi.c) ---- */
-/* the table with this signature, found from the RSDP; NULL when absent */
-const uint8_t *acpi_find_table(const char *sig);
+struct acpi_rsdp {
+	char signature[8];
+	uint8_t checksum;
+	char oem_id[6];
+	uint8_t revision;
+	uint32_t rsdt_addr;
+	uint32_t length;	/* revision 2 and later */
+	uint64_t xsdt_addr;
+	uint8_t ext_checksum;
+	uint8_t reserved[3];
+} __attribute__((packed));
+
+struct acpi_header {
+	char signature[4];
+	uint32_t length;
+	uint8_t revision;
+	uint8_t checksum;
+	char oem_id[6];
+	char oem_table_id[8];
+	uint32_t oem_revision;
+	uint32_t creator_id;
+	uint32_t creator_revision;
+} __attribute__((packed));
+
+bool acpi_checksum_ok(const void *p, size_t n);
+const struct acpi_rsdp *acpi_rsdp(void);	/* NULL: none found */
+/* the first table with this signature whose checksum holds, or NULL */
+const struct acpi_header *acpi_table(const char *sig);
+
 /* the PM timer (3.579545 MHz) from the FADT; false when there is none */
 #define PM_TIMER_HZ 3579545u
 bool pm_timer_init(void);
 uint32_t pm_timer_read(void);
 /* ticks since a pm_timer_read() value, across one wrap of the counter */
 uint32_t pm_timer_ticks_since(uint32_t start);
+
+/* ---- local APIC and application processors (guest/lib/smp.c) ---- */
+#define LAPIC_BASE 0xfee00000ul
+#define LAPIC_ID 0x20
+#define LAPIC_EOI 0xb0
+#define LAPIC_SVR 0xf0
+#define SMP_MAX_CPUS 16
+/* a page below 1 MiB that neither loader uses after boot: the SIPI vector
+ * is AP_TRAMPOLINE >> 12 */
+#define AP_TRAMPOLINE 0x8000ul
+#define ICR_INIT (5u << 8)
+#define ICR_STARTUP (6u << 8)
+
+uint32_t lapic_read(unsigned reg);
+void lapic_write(unsigned reg, uint32_t v);
+uint32_t lapic_id(void);	/* this CPU's APIC ID */
+/* writes ICR (destination APIC ID, low dword) and waits for delivery */
+void lapic_ipi(uint32_t dest, uint32_t icr_lo);
+/* Wakes the AP with this APIC ID by INIT-SIPI-SIPI (SDM vol. 3A 9.4.4.1);
+ * it enters long mode and calls fn(cpu) on its own stack (cpu: 1 to
+ * SMP_MAX_CPUS - 1, chosen by the caller). True once fn has been called. */
+bool smp_start_ap(uint32_t apic_id, unsigned cpu, void (*fn)(unsigned cpu));
+/* the parts: an INIT IPI, and one SIPI that starts an AP waiting for it */
+void smp_init_ipi(uint32_t apic_id);
+bool smp_sipi(uint32_t apic_id, unsigned cpu, void (*fn)(unsigned cpu));
 
 /* ---- string ---- */
 void *memset(void *s, int c, size_t n);

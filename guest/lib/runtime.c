@@ -117,6 +117,37 @@ const char *boot_cmdline(void)
 	return (const char *)(uintptr_t)addr;
 }
 
+bool cmdline_uint(const char *key, uint64_t *v)
+{
+	const char *c = boot_cmdline(), *p = c;
+	size_t n = strlen(key);
+
+	while ((p = strstr(p, key))) {
+		if ((p == c || p[-1] == ' ') && p[n] == '=')
+			break;
+		p += n;
+	}
+	if (!p)
+		return false;
+	p += n + 1;
+	if (*p < '0' || *p > '9')
+		return false;
+	*v = 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		*v = *v * 10 + (uint64_t)(*p - '0');
+	switch (*p) {
+	case 'G':
+		*v <<= 10;
+		/* fall through */
+	case 'M':
+		*v <<= 10;
+		/* fall through */
+	case 'K':
+		*v <<= 10;
+	}
+	return true;
+}
+
 uint64_t *page_pde(uint64_t addr)
 {
 	if (addr >= (4ul << 30))

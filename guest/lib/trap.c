@@ -36,7 +36,9 @@ extern const struct extable_entry __extable_start[], __extable_end[];
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static struct tss64 tss __attribute__((aligned(16)));
 static trap_handler_t handlers[256];
-static int trap_depth;
+/* per CPU (initial APIC ID): handlers run on several CPUs at once in SMP
+ * tests, and only a fault inside a handler on the same CPU is nested */
+static int trap_depth[256];
 
 struct trap trap_last = { .vector = -1 };
 
@@ -102,6 +104,17 @@ void trap_init(void)
 	asm volatile("lidt %0" : : "m"(idtr));
 }
 
+/* an application processor: the IDT only (guest/lib/smp.c) */
+void trap_init_ap(void)
+{
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (uintptr_t)idt };
+
+	asm volatile("lidt %0" : : "m"(idtr));
+}
+
 static void __noreturn nested_fault(void)
 {
 	static const char msg[] =
@@ -120,8 +133,9 @@ void trap_dispatch(struct trap_frame *f)
 {
 	uint64_t cr2 = read_cr2();
 	int v = f->vector;
+	int *depth = &trap_depth[cpuid(1, 0).ebx >> 24];
 
-	if (trap_depth++)
+	if ((*depth)++)
 		nested_fault();
 
 	trap_last.vector = v;
@@ -166,5 +180,5 @@ void trap_dispatch(struct trap_frame *f)
 	     trap_name(v), f->error_code, f->rip, cr2, f->rsp);
 	guest_exit();
 out:
-	trap_depth--;
+	(*depth)--;
 }

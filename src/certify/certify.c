@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -37,7 +38,6 @@ enum {
 #define DETAIL_LINES 8
 /* a guest may print anything; the report stays readable and quick to build */
 #define MAX_RESULTS 5000
-#define QEMU_BINARY "qemu-system-x86_64"
 
 static const struct target all_targets[] = {
 	{ .name = "accord:emu", .kind = TARGET_ACCORD, .accel = "emu" },
@@ -47,35 +47,25 @@ static const struct target all_targets[] = {
 };
 #define NTARGETS (int)(sizeof(all_targets) / sizeof(all_targets[0]))
 
-/* Deviations of a peer from the SDM that the guest tests are known to catch.
- * They stay FAIL in the report (a certification does not hide what it saw);
- * the note says why the test is right. */
-static const struct {
-	const char *target_prefix, *test, *note;
-} known_deviations[] = {
-	{ "qemu:", "exception.pf_reserved_bit",
-	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
-	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
-	{ "qemu:", "rsvd.pte_bit51",
-	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
-	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
-	{ "qemu:", "rsvd.pte_maxphyaddr_bit",
-	  "known QEMU deviation: it reports RSVD without P in the #PF error code; "
-	  "SDM vol. 3A 4.7 sets RSVD only together with P" },
-};
-
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: accord certify [--target T]... [--out DIR] [--kernels DIR] [--timeout S]\n"
+		"                      [--os-image DIR | --no-os]\n"
 		"\n"
 		"  --target T      accord:emu, accord:kvm, qemu:tcg or qemu:kvm; repeat for\n"
 		"                  several (default: all four)\n"
 		"  --out DIR       where report.json, junit.xml, report.html and logs/ go\n"
 		"                  (default: certify/ beside the accord binary, build/certify)\n"
-		"  --kernels DIR   the guest test kernels, *.elf (Multiboot) and *.pvh.elf\n"
+		"  --kernels DIR   the guest test kernels, *.elf (Multiboot) and *.pvh.elf,\n"
+		"                  with the lists families and known-deviations beside them\n"
 		"                  (default: guest/ beside the accord binary, build/guest)\n"
 		"  --timeout S     seconds one kernel may run on one target (default %d)\n"
+		"  --os-image DIR  the stock Linux guest for the OS-level checks, vmlinuz and\n"
+		"                  initrd.cpio.gz from tools/mkguest with virtio_pci virtio_blk\n"
+		"                  (default: certify-image/ beside the accord binary; make\n"
+		"                  certify-image builds build/certify-image)\n"
+		"  --no-os         no OS-level checks\n"
 		"\n"
 		"Exit status 0 when the run completed and the reports are written; the\n"
 		"verdicts are in the reports. 1: bad command line, 2: no kernels, 3: the\n"
@@ -94,7 +84,7 @@ bool target_certified(const struct target *t)
 	return t->available && !t->failed && !t->errors;
 }
 
-static void *xcalloc(size_t n, size_t size)
+void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size);
 	if (!p)
@@ -102,7 +92,7 @@ static void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
-static char *xstrdup(const char *s)
+char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
 	if (!p)
@@ -110,8 +100,7 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
+char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -211,10 +200,10 @@ static int find_kernels(struct certify *c)
 		k->path = xasprintf("%s/%s", c->kernels_dir, n);
 		k->protocol = pvh ? "pvh" : "multiboot";
 		/* file names are bytes; the reports want text */
-		char *name = sanitize(n, base);
-		k->label = xasprintf("%s.%s", name, k->protocol);
+		k->family = sanitize(n, base);
+		k->label = xasprintf("%s.%s", k->family, k->protocol);
 		k->shown = sanitize(k->path, strlen(k->path));
-		free(name);
+		k->options = NULL;
 	}
 	closedir(d);
 	if (c->nkernels)
@@ -222,9 +211,89 @@ static int find_kernels(struct certify *c)
 	return 0;
 }
 
+/* ---- the lists beside the kernels (guest/families, guest/known-deviations) ---- */
+
+/* the next non-comment line of f, without its newline; NULL at the end */
+static char *data_line(FILE *f, char **buf, size_t *cap)
+{
+	ssize_t n;
+	while ((n = getline(buf, cap, f)) >= 0) {
+		while (n && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r'))
+			(*buf)[--n] = 0;
+		if (n && (*buf)[0] != '#')
+			return *buf;
+	}
+	return NULL;
+}
+
+/* "FAMILY OPTION..." lines: each kernel gets its family's options */
+static int load_families(struct certify *c)
+{
+	char *path = xasprintf("%s/families", c->kernels_dir), *buf = NULL, *line;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+	if (!f && errno != ENOENT) {
+		fprintf(stderr, "accord certify: %s: %s\n", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	while (f && (line = data_line(f, &buf, &cap))) {
+		size_t n = strcspn(line, " \t");
+		const char *opts = line + n + strspn(line + n, " \t");
+		line[n] = 0;
+		for (int i = 0; i < c->nkernels; i++)
+			if (!strcmp(c->kernels[i].family, line) && !c->kernels[i].options)
+				c->kernels[i].options = sanitize(opts, strlen(opts));
+	}
+	for (int i = 0; i < c->nkernels; i++)
+		if (!c->kernels[i].options)
+			c->kernels[i].options = xstrdup("");
+	if (f)
+		fclose(f);
+	free(buf);
+	free(path);
+	return 0;
+}
+
+/* "TARGET-GLOB<tab>FAMILY/TEST<tab>REASON" lines */
+static int load_deviations(struct certify *c)
+{
+	char *path = xasprintf("%s/known-deviations", c->kernels_dir), *buf = NULL, *line;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int rc = errno == ENOENT ? 0 : -1;
+		if (rc)
+			fprintf(stderr, "accord certify: %s: %s\n", path, strerror(errno));
+		free(path);
+		return rc;
+	}
+	while ((line = data_line(f, &buf, &cap))) {
+		char *test = strchr(line, '\t'), *note = test ? strchr(test + 1, '\t') : NULL;
+		if (!note) {
+			fprintf(stderr, "accord certify: %s: not TARGET<tab>FAMILY/TEST<tab>REASON: %s\n", path,
+				line);
+			continue;
+		}
+		*test++ = 0;
+		*note++ = 0;
+		c->deviations = realloc(c->deviations, (c->ndeviations + 1) * sizeof(*c->deviations));
+		if (!c->deviations)
+			abort();
+		struct deviation *d = &c->deviations[c->ndeviations++];
+		d->target_glob = xstrdup(line);
+		d->test = sanitize(test, strlen(test));
+		d->note = xasprintf("known deviation of %s: %s", line, note);
+	}
+	fclose(f);
+	free(buf);
+	free(path);
+	return 0;
+}
+
 /* ---- rows ---- */
 
-static struct row *row_get(struct certify *c, int kernel, const char *name)
+struct row *row_get(struct certify *c, int kernel, const char *name)
 {
 	int last = -1;
 	for (int i = 0; i < c->nrows; i++) {
@@ -253,7 +322,7 @@ static struct row *row_get(struct certify *c, int kernel, const char *name)
 }
 
 /* every kernel's run row exists from the start (certify_main) */
-static struct row *run_row(struct certify *c, int kernel)
+struct row *run_row(struct certify *c, int kernel)
 {
 	for (int i = 0; i < c->nrows; i++)
 		if (c->rows[i].kernel == kernel && !strcmp(c->rows[i].name, RUN_ROW))
@@ -261,7 +330,7 @@ static struct row *run_row(struct certify *c, int kernel)
 	abort();
 }
 
-static void cell_set(struct cell *cell, enum verdict v, const char *detail)
+void cell_set(struct cell *cell, enum verdict v, const char *detail)
 {
 	if (cell->v != V_NONE) {
 		/* reported twice: keep the worse verdict, and say so */
@@ -283,7 +352,7 @@ static void cell_set(struct cell *cell, enum verdict v, const char *detail)
 /* some lines of a captured stream, each prefixed: the first ones (a VMM
  * says what went wrong before it dumps state) or the last ones (a guest's
  * last words) */
-static void append_lines(char **detail, const char *text, bool last, const char *prefix)
+void append_lines(char **detail, const char *text, bool last, const char *prefix)
 {
 	size_t n = strlen(text);
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
@@ -320,13 +389,16 @@ static void append_lines(char **detail, const char *text, bool last, const char 
 	*detail = d;
 }
 
-static const char *known_note(const struct target *t, const char *test)
+static const char *known_note(const struct certify *c, const struct target *t, const struct kernel *k,
+			      const char *test)
 {
-	for (size_t i = 0; i < sizeof(known_deviations) / sizeof(known_deviations[0]); i++)
-		if (!strncmp(t->name, known_deviations[i].target_prefix,
-			     strlen(known_deviations[i].target_prefix)) &&
-		    !strcmp(test, known_deviations[i].test))
-			return known_deviations[i].note;
+	size_t fn = strlen(k->family);
+	for (int i = 0; i < c->ndeviations; i++) {
+		const struct deviation *d = &c->deviations[i];
+		if (!fnmatch(d->target_glob, t->name, 0) && !strncmp(d->test, k->family, fn) &&
+		    d->test[fn] == '/' && !strcmp(d->test + fn + 1, test))
+			return d->note;
+	}
 	return NULL;
 }
 
@@ -349,7 +421,7 @@ static void parse_result(struct certify *c, int kernel, int ti, enum verdict v, 
 	struct row *r = row_get(c, kernel, name);
 	cell_set(&r->cells[ti], v, reason);
 	if (v == V_FAIL && !r->note)
-		r->note = known_note(&c->targets[ti], name);
+		r->note = known_note(c, &c->targets[ti], &c->kernels[kernel], name);
 	if (v == V_PASS)
 		ri->passed++;
 	else if (v == V_FAIL)
@@ -360,7 +432,7 @@ static void parse_result(struct certify *c, int kernel, int ti, enum verdict v, 
 	free(reason);
 }
 
-static void write_log(const struct certify *c, const char *rel, const char *data, size_t n)
+void write_log(const struct certify *c, const char *rel, const char *data, size_t n)
 {
 	char *path = xasprintf("%s/%s", c->out_dir, rel);
 	FILE *f = fopen(path, "w");
@@ -371,22 +443,92 @@ static void write_log(const struct certify *c, const char *rel, const char *data
 	free(path);
 }
 
-/* Guest test families that test a machine option of accord's (the same
- * table as guest_accord_opts in tests/lib/guest-tap.bash). Other targets
- * run them as they are: a family SKIPs what its target lacks. */
-static const struct {
-	const char *family;
-	const char *args[2];
-} family_options[] = {
-	{ "hyperv", { "--personality", "hyperv" } },
-};
+/* A sparse raw image of the size asked for ("16M"), for one run of
+ * kernel k: <out>/FAMILY.disk.img; NULL with the reason on error. */
+char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n)
+{
+	char *end;
+	long mib = strtol(size, &end, 10);
+	if (end == size || strcmp(end, "M") || mib < 1 || mib > 4096) {
+		snprintf(why, n, "families: %s: disk=%s: expected 1M to 4096M", k->family, size);
+		return NULL;
+	}
+	char *path = xasprintf("%s/%s.disk.img", c->out_dir, k->family);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)mib << 20) < 0) {
+		snprintf(why, n, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(path);
+		return NULL;
+	}
+	close(fd);
+	return path;
+}
+
+/* The arguments that give kernel k the machine its family asks for
+ * (guest/families); they go into argv from *n on. The options are also the
+ * kernel's command line. Returns -1 with the reason in why. */
+static int family_args(const struct certify *c, const struct kernel *k, const struct target *t, char **argv,
+		       int *n, char ***owned, char *why, size_t whylen)
+{
+	char *copy = xstrdup(k->options), *save, *opt;
+	bool accord = t->kind == TARGET_ACCORD;
+	int no = 0, rc = 0;
+
+	*owned = xcalloc(8, sizeof(**owned));
+	for (opt = strtok_r(copy, " \t", &save); opt && !rc; opt = strtok_r(NULL, " \t", &save)) {
+		if (no > 4) {
+			snprintf(why, whylen, "families: %s: too many options", k->family);
+			rc = -1;
+		} else if (!strncmp(opt, "cpus=", 5)) {
+			argv[(*n)++] = accord ? "--cpus" : "-smp";
+			argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 5);
+		} else if (!strncmp(opt, "disk=", 5)) {
+			char *disk = make_disk(c, k, opt + 5, why, whylen);
+			if (!disk) {
+				rc = -1;
+			} else if (accord) {
+				argv[(*n)++] = "--disk";
+				argv[(*n)++] = (*owned)[no++] = xasprintf("path=%s", disk);
+			} else {
+				argv[(*n)++] = "-drive";
+				argv[(*n)++] = (*owned)[no++] = xasprintf("file=%s,if=none,id=disk0,format=raw", disk);
+				argv[(*n)++] = "-device";
+				argv[(*n)++] = "virtio-blk-pci,drive=disk0,disable-legacy=on";
+			}
+			free(disk);
+		} else if (!strncmp(opt, "qemu-machine=", 13)) {
+			if (!accord) {
+				argv[(*n)++] = "-machine";
+				argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 13);
+			}
+		} else if (!strncmp(opt, "personality=", 12)) {
+			/* accord's; other targets run the family as it is, and
+			 * it SKIPs what its target lacks */
+			if (accord) {
+				argv[(*n)++] = "--personality";
+				argv[(*n)++] = (*owned)[no++] = xstrdup(opt + 12);
+			}
+		} else {
+			snprintf(why, whylen, "families: %s: unknown option '%s'", k->family, opt);
+			rc = -1;
+		}
+	}
+	if (!rc && *k->options) {
+		argv[(*n)++] = accord ? "--cmdline" : "-append";
+		argv[(*n)++] = k->options;
+	}
+	free(copy);
+	return rc;
+}
 
 static void run_one(struct certify *c, int ki, int ti, const char *self)
 {
 	struct target *t = &c->targets[ti];
 	struct kernel *k = &c->kernels[ki];
 	struct run_info *ri = &c->runs[ki * c->ntargets + ti];
-	char *argv[32];
+	char *argv[48], **owned, why[256];
 	int n = 0;
 
 	if (t->kind == TARGET_ACCORD) {
@@ -397,11 +539,6 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		argv[n++] = "--debug-exit";
 		argv[n++] = "--accel";
 		argv[n++] = (char *)t->accel;
-		size_t fl = strcspn(k->label, ".");
-		for (size_t i = 0; i < sizeof(family_options) / sizeof(family_options[0]); i++)
-			if (strlen(family_options[i].family) == fl && !strncmp(k->label, family_options[i].family, fl))
-				for (int a = 0; a < 2 && family_options[i].args[a]; a++)
-					argv[n++] = (char *)family_options[i].args[a];
 	} else {
 		argv[n++] = QEMU_BINARY;
 		argv[n++] = "-accel";
@@ -420,12 +557,24 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		argv[n++] = "-m";
 		argv[n++] = "128";
 	}
-	argv[n] = NULL;
-
-	/* QEMU stops the VM on a KVM internal error and waits forever */
 	struct child_result res;
-	run_child(argv, c->timeout, t->kind == TARGET_QEMU ? "KVM internal error" : NULL,
-		  "QEMU reported a KVM internal error and stopped the VM", &res);
+	if (family_args(c, k, t, argv, &n, &owned, why, sizeof(why)) < 0) {
+		memset(&res, 0, sizeof(res));
+		snprintf(res.error, sizeof(res.error), "%s", why);
+	} else {
+		argv[n] = NULL;
+		/* QEMU stops the VM on a KVM internal error and waits forever */
+		run_child(argv, c->timeout, t->kind == TARGET_QEMU ? "KVM internal error" : NULL,
+			  "QEMU reported a KVM internal error and stopped the VM", &res);
+	}
+	for (int i = 0; owned[i]; i++)
+		free(owned[i]);
+	free(owned);
+	if (strstr(k->options, "disk=")) {
+		char *disk = xasprintf("%s/%s.disk.img", c->out_dir, k->family);
+		unlink(disk);
+		free(disk);
+	}
 	ri->ran = true;
 	ri->seconds = res.seconds;
 	t->seconds += res.seconds;
@@ -588,10 +737,13 @@ int certify_main(int argc, char **argv)
 		{ "out", required_argument, 0, 'o' },
 		{ "kernels", required_argument, 0, 'k' },
 		{ "timeout", required_argument, 0, 's' },
+		{ "os-image", required_argument, 0, 'i' },
+		{ "no-os", no_argument, 0, 'n' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct certify c = { .timeout = DEFAULT_TIMEOUT };
+	bool no_os = false;
 	int ch;
 
 	c.targets = xcalloc(NTARGETS, sizeof(*c.targets));
@@ -604,6 +756,8 @@ int certify_main(int argc, char **argv)
 			break;
 		case 'o': c.out_dir = optarg; break;
 		case 'k': c.kernels_dir = optarg; break;
+		case 'i': c.os_image = optarg; break;
+		case 'n': no_os = true; break;
 		case 's': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -640,8 +794,12 @@ int certify_main(int argc, char **argv)
 		c.kernels_dir = xasprintf("%s/guest", selfdir);
 	if (!c.out_dir)
 		c.out_dir = xasprintf("%s/certify", selfdir);
+	if (no_os)
+		c.os_image = NULL;
+	else if (!c.os_image)
+		c.os_image = xasprintf("%s/certify-image", selfdir);
 
-	if (find_kernels(&c) < 0)
+	if (find_kernels(&c) < 0 || load_families(&c) < 0 || load_deviations(&c) < 0)
 		return CERTIFY_NO_KERNELS;
 	if (!c.nkernels) {
 		fprintf(stderr, "accord certify: no guest test kernels (*.elf) in %s (make guests)\n",
@@ -654,6 +812,8 @@ int certify_main(int argc, char **argv)
 		return CERTIFY_NO_REPORT;
 	}
 	free(logs);
+	if (c.os_image)
+		os_add_kernel(&c);
 
 	c.kernels_dir_shown = sanitize(c.kernels_dir, strlen(c.kernels_dir));
 	struct utsname u;
@@ -678,8 +838,12 @@ int certify_main(int argc, char **argv)
 
 	for (int ki = 0; ki < c.nkernels; ki++) {
 		row_get(&c, ki, RUN_ROW);
+		if (c.kernels[ki].os)
+			os_add_rows(&c, ki);
 		for (int ti = 0; ti < c.ntargets; ti++)
-			if (c.targets[ti].available)
+			if (c.targets[ti].available && c.kernels[ki].os)
+				os_run(&c, ki, ti, self);
+			else if (c.targets[ti].available)
 				run_one(&c, ki, ti, self);
 	}
 	fill_gaps(&c);

@@ -35,6 +35,15 @@ struct kernel {
 	char *shown;		/* the path sanitized, to print */
 	char *label;		/* smoke.multiboot, smoke.pvh (sanitized) */
 	const char *protocol;	/* multiboot, pvh */
+	char *family;		/* smoke: the key of families and known-deviations */
+	char *options;		/* its line of <kernels>/families ("" for none) */
+	bool os;		/* the OS-level checks (os.c), not a guest test kernel */
+	char *missing;		/* os: why the image cannot be used, or NULL */
+};
+
+/* an entry of <kernels>/known-deviations */
+struct deviation {
+	char *target_glob, *test, *note;	/* test is "family/test" */
 };
 
 struct cell {
@@ -69,6 +78,11 @@ struct certify {
 	struct row *rows;
 	int nrows, caprows;
 	struct run_info *runs;	/* [kernel * ntargets + target] */
+	struct deviation *deviations;
+	int ndeviations;
+	const char *os_image;	/* NULL: no OS-level checks */
+	char *os_initrd;	/* the image's initramfs with the probe appended */
+	char *os_release;	/* the image's kernel.release, sanitized, or NULL */
 	const char *kernels_dir;
 	char *kernels_dir_shown;	/* sanitized */
 	const char *out_dir;
@@ -80,6 +94,20 @@ struct certify {
 
 const char *verdict_name(enum verdict v);
 bool target_certified(const struct target *t);
+
+#define QEMU_BINARY "qemu-system-x86_64"
+
+/* certify.c: allocation that aborts on failure, and the row model */
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+struct row *row_get(struct certify *c, int kernel, const char *name);	/* created when new */
+struct row *run_row(struct certify *c, int kernel);
+void cell_set(struct cell *cell, enum verdict v, const char *detail);	/* twice: the worse */
+/* the first (or last) lines of a captured stream, prefixed, appended to *detail */
+void append_lines(char **detail, const char *text, bool last, const char *prefix);
+void write_log(const struct certify *c, const char *rel, const char *data, size_t n);
+char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n);
 
 /* runner.c: a child process with a deadline, its output captured */
 struct child_result {
@@ -101,6 +129,12 @@ void child_result_free(struct child_result *r);
 char *sanitize(const char *s, size_t n);	/* valid UTF-8, printable, malloc'ed */
 void put_json_string(FILE *f, const char *s);
 void put_xml(FILE *f, const char *s);		/* also fine for HTML text and attributes */
+
+/* os.c: the OS-level checks, a stock Linux kernel's view of the machine.
+ * os_add_kernel appends their pseudo-kernel (os.linux) to c->kernels. */
+int os_add_kernel(struct certify *c);
+void os_add_rows(struct certify *c, int ki);	/* after its run row: every row, run or not */
+void os_run(struct certify *c, int ki, int ti, const char *self);
 
 /* report.c */
 int report_json(const struct certify *c, const char *path);

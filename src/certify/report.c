@@ -87,7 +87,9 @@ int report_json(const struct certify *c, const char *path)
 		put_json_string(f, c->kernels[ki].label);
 		fputs(", \"file\": ", f);
 		put_json_string(f, c->kernels[ki].shown);
-		fprintf(f, ", \"protocol\": \"%s\" }", c->kernels[ki].protocol);
+		fprintf(f, ", \"protocol\": \"%s\", \"machine\": ", c->kernels[ki].protocol);
+		put_json_string(f, c->kernels[ki].options);
+		fputs(" }", f);
 	}
 	fputs("\n  ],\n  \"tests\": [", f);
 	for (int i = 0; i < c->nrows; i++) {
@@ -341,7 +343,10 @@ int report_html(const struct certify *c, const char *path)
 	fputs("</tbody></table>\n", f);
 	fputs("<p class=\"meta\">A target is <b>certified</b> when none of its tests failed and none of its runs "
 	      "ended in an error. Every guest test kernel is booted once per boot protocol; its <b>(run)</b> row "
-	      "says whether the run ended cleanly (DONE line, matching counts, debug-exit status).</p>\n",
+	      "says whether the run ended cleanly (DONE line, matching counts, debug-exit status). A family runs on "
+	      "the machine <code>guest/families</code> gives it (vCPUs, a virtio-blk disk), shown beside its name. "
+	      "<b>os.linux</b> boots the stock Linux guest and checks what it reports against the machine it was "
+	      "given; its (run) row says whether it booted, reported and powered off.</p>\n",
 	      f);
 
 	fputs("<h2>Results</h2>\n<p class=\"legend\"><span class=\"v-pass\">pass</span><span class=\"v-fail\">fail"
@@ -387,6 +392,10 @@ int report_html(const struct certify *c, const char *path)
 				c->ntargets + 1);
 			put_xml(f, k->label);
 			fprintf(f, "<span>%s boot &middot; ", k->protocol);
+			if (*k->options) {
+				put_xml(f, k->options);
+				fputs(" &middot; ", f);
+			}
 			put_xml(f, k->shown);
 			fputs("</span></th></tr>\n", f);
 		}

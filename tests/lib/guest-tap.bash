@@ -8,7 +8,8 @@
 # KNOWN_DEVIATIONS maps "kernel/test" to a reason: a FAIL of that test is
 # reported as "not ok ... # TODO reason" (a documented defect of the VMM
 # under test, whose expectation the SDM backs), and does not count as a
-# failure. Every other FAIL, a missing DONE line, counts that disagree, an
+# failure. load_known_deviations fills it from guest/known-deviations, the
+# list that `accord certify` reads too. Every other FAIL, a missing DONE line, counts that disagree, an
 # unexpected exit status or a timeout is a failure.
 
 declare -gA KNOWN_DEVIATIONS=()
@@ -42,6 +43,76 @@ tap_todo() {
 	echo "not ok $TAP_N - $1 # TODO $2"
 }
 
+# load_known_deviations TARGET: the entries of guest/known-deviations whose
+# target glob matches TARGET (accord:emu, qemu:tcg, ...)
+load_known_deviations() {
+	local target=$1 glob test reason
+	while IFS=$'\t' read -r glob test reason; do
+		case "$glob" in '' | '#'*) continue ;; esac
+		# shellcheck disable=SC2053 # the first field is a glob
+		if [[ $target == $glob ]]; then
+			KNOWN_DEVIATIONS[$test]=$reason
+		fi
+	done <guest/known-deviations
+}
+
+# guest_family_options NAME: the family's line of guest/families, without
+# the name (empty for a family that needs the default machine)
+guest_family_options() {
+	local family rest
+	while read -r family rest; do
+		[ "$family" = "$1" ] && echo "$rest" && return
+	done <guest/families
+	true
+}
+
+# guest_vmm_args accord|qemu NAME DIR: sets GUEST_ARGS to the arguments that
+# give family NAME the machine guest/families asks for; a disk image goes
+# into DIR. The options are also the kernel's command line.
+guest_vmm_args() {
+	local vmm=$1 name=$2 dir=$3 opt opts
+	opts=$(guest_family_options "$name")
+	GUEST_ARGS=()
+	for opt in $opts; do
+		case "$opt" in
+		cpus=*)
+			if [ "$vmm" = accord ]; then
+				GUEST_ARGS+=(--cpus "${opt#cpus=}")
+			else
+				GUEST_ARGS+=(-smp "${opt#cpus=}")
+			fi
+			;;
+		disk=*)
+			truncate -s "${opt#disk=}" "$dir/$name.disk.img"
+			if [ "$vmm" = accord ]; then
+				GUEST_ARGS+=(--disk "path=$dir/$name.disk.img")
+			else
+				GUEST_ARGS+=(-drive "file=$dir/$name.disk.img,if=none,id=disk0,format=raw"
+					-device virtio-blk-pci,drive=disk0,disable-legacy=on)
+			fi
+			;;
+		qemu-machine=*)
+			[ "$vmm" = accord ] || GUEST_ARGS+=(-machine "${opt#qemu-machine=}")
+			;;
+		personality=*)
+			# accord's; other VMMs run the family as it is
+			[ "$vmm" != accord ] || GUEST_ARGS+=(--personality "${opt#personality=}")
+			;;
+		*)
+			echo "# guest/families: $name: unknown option $opt" >&2
+			return 1
+			;;
+		esac
+	done
+	if [ -n "$opts" ]; then
+		if [ "$vmm" = accord ]; then
+			GUEST_ARGS+=(--cmdline "$opts")
+		else
+			GUEST_ARGS+=(-append "$opts")
+		fi
+	fi
+}
+
 # the names of the guest test kernels (guest/tests/NAME.c)
 guest_kernel_names() {
 	local f
@@ -52,12 +123,15 @@ guest_kernel_names() {
 	done
 }
 
-# the options a guest test family needs from `accord run` (the machine it
-# tests); src/certify/certify.c's family_options says the same
+# guest_accord_opts NAME: the options of family NAME that only accord has
+# (personality=, from guest/families), as `accord run` arguments
 guest_accord_opts() {
-	case $1 in
-	hyperv) echo "--personality hyperv" ;;
-	esac
+	local opt
+	for opt in $(guest_family_options "$1"); do
+		case "$opt" in
+		personality=*) echo "--personality ${opt#personality=}" ;;
+		esac
+	done
 }
 
 # guest_tap_run LABEL KERNEL TIMEOUT COMMAND...

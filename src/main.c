@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "boot/boot.h"
 #include "certify/certify.h"
 #include "dev/dev.h"
@@ -32,6 +33,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: accord run --kernel FILE [options]\n"
 		"       accord certify [--target T]... [--out DIR]   (accord certify --help)\n"
+		"       accord ls                        the running VMs\n"
+		"       accord pause|resume|stop|shutdown|reset NAME   through the VM's API\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -43,6 +46,9 @@ static void usage(FILE *f)
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
+		"  --name NAME       the VM's name for accord ls and friends (default accord-PID)\n"
+		"  --api-socket PATH the control API's socket (default NAME.sock in\n"
+		"                    $XDG_RUNTIME_DIR/accord, /run/accord for root)\n"
 		"\n"
 		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
 }
@@ -84,6 +90,8 @@ static int cmd_run(int argc, char **argv)
 		{ "debug-exit", no_argument, 0, 'd' },
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
+		{ "name", required_argument, 0, 'N' },
+		{ "api-socket", required_argument, 0, 'A' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -99,6 +107,9 @@ static int cmd_run(int argc, char **argv)
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	int ndisks = 0;
+	/* the control API */
+	char default_name[32];
+	const char *name = NULL, *api_socket = NULL;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -139,6 +150,12 @@ static int cmd_run(int argc, char **argv)
 				return EXIT_USAGE;
 			ndisks++;
 			break;
+		case 'N':
+			if (api_name_check("--name", optarg) < 0)
+				return EXIT_USAGE;
+			name = optarg;
+			break;
+		case 'A': api_socket = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -217,7 +234,21 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	if (!name) {
+		snprintf(default_name, sizeof(default_name), "accord-%d", (int)getpid());
+		name = default_name;
+	}
+	struct api_vm_config api_cfg = {
+		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
+		.accel = accel, .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
+		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro,
+	};
+	if (api_start(vm, api_socket, &api_cfg) < 0) {
+		console_stop();
+		return EXIT_USAGE;
+	}
 	int rc = vm_run(vm);
+	api_stop();
 	gdbstub_finish(vm, rc);
 	console_stop();
 	/* A kernel booted with panic=N resets right after its panic message,
@@ -232,9 +263,11 @@ static int cmd_run(int argc, char **argv)
 	switch (reason) {
 	case VM_POWEROFF:
 	case VM_DEBUG_EXIT:
+	case VM_STOPPED:
 		break;
 	case VM_RESET:
-		fprintf(stderr, "accord: the guest asked for a reset; accord does not reboot guests, so it exits\n");
+		fprintf(stderr, "accord: %s; accord does not reboot guests, so it exits\n",
+			strcmp(vm->exit_msg, "guest reset") ? vm->exit_msg : "the guest asked for a reset");
 		break;
 	case VM_PANIC:
 		fprintf(stderr, "accord: %s\n", vm->exit_msg);
@@ -261,6 +294,9 @@ int main(int argc, char **argv)
 	/* the validation suite's runner (src/certify/) */
 	if (!strcmp(argv[1], "certify"))
 		return certify_main(argc - 1, argv + 1);
+	/* clients of running VMs' control APIs (src/api/) */
+	if (api_is_client_command(argv[1]))
+		return api_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return EXIT_OK;

@@ -81,6 +81,9 @@ struct engine_ops {
 	/* guest-virtual to guest-physical through the vCPU's page tables, as
 	 * a supervisor read would walk them; -1 when that would fault */
 	int (*translate)(struct vcpu *cpu, uint64_t va, uint64_t *gpa);
+	/* instructions the vCPU retired so far (the API's counters), read
+	 * from another thread; NULL when the engine cannot count them */
+	uint64_t (*insns_retired)(struct vcpu *cpu);
 };
 
 extern const struct engine_ops engine_emu;

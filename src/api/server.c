@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "api/http.h"
+#include "api/internal.h"
 #include "dev/devices.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
@@ -198,9 +199,7 @@ static struct json_object *get_counters(void)
 	return o;
 }
 
-/* The body of PUT /vm/actions: exactly {"action": "NAME"}. Returns the
- * action or NULL with why in err. */
-static const char *parse_action(const char *body, size_t len, char *err, size_t errlen)
+const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
 {
 	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
 	if (len == 0) {
@@ -247,8 +246,10 @@ static const char *parse_action(const char *body, size_t len, char *err, size_t 
 		goto out;
 	}
 	const char *name = json_object_get_string(a);
+	/* "pause\u0000x" is not "pause" */
+	size_t nlen = (size_t)json_object_get_string_len(a);
 	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (!strcmp(name, actions[i]))
+		if (nlen == strlen(actions[i]) && !strcmp(name, actions[i]))
 			found = actions[i];
 	if (!found)
 		snprintf(err, errlen, "unknown action '%.64s': expected pause, resume, shutdown, reset or stop", name);
@@ -345,7 +346,7 @@ static void handle(int fd, const struct http_request *req)
 		reply_json(fd, 200, get_counters(), ka);
 	else {
 		char err[200];
-		const char *action = parse_action(req->body, req->body_len, err, sizeof(err));
+		const char *action = api_parse_action(req->body, req->body_len, err, sizeof(err));
 		if (!action) {
 			reply_error(fd, 400, err, ka, NULL);
 			return;

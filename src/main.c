@@ -106,6 +106,7 @@ static int cmd_run(int argc, char **argv)
 	enum { MAX_DISKS = 16 };
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
+	struct virtio_blk *disk_dev[MAX_DISKS];
 	int ndisks = 0;
 	/* the control API */
 	char default_name[32];
@@ -219,7 +220,8 @@ static int cmd_run(int argc, char **argv)
 		return EXIT_VM_FAILED;
 	}
 	for (int i = 0; i < ndisks; i++) {
-		if (!virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
+		disk_dev[i] = virtio_blk_create(vm, pci, disk_path[i], disk_ro[i]);
+		if (!disk_dev[i]) {
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}
@@ -241,7 +243,7 @@ static int cmd_run(int argc, char **argv)
 	struct api_vm_config api_cfg = {
 		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
 		.accel = accel, .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
-		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro,
+		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
 	};
 	if (api_start(vm, api_socket, &api_cfg) < 0) {
 		console_stop();

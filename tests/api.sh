@@ -106,8 +106,9 @@ WHY="status $rc: $(head -c 200 "$tmp/err")"
 "$ACCORD" run --kernel "$TICKER" --accel emu --name vm-a --cpus 2 </dev/null >"$tmp/a.log" 2>&1 &
 pid_a=$!
 pids+=("$pid_a")
+truncate -s 1M "$tmp/b.img"
 "$ACCORD" run --kernel "$TICKER" --accel emu --name vm-b --memory 64M --cmdline "ticker.b" \
-	</dev/null >"$tmp/b.log" 2>&1 &
+	--disk path="$tmp/b.img",ro </dev/null >"$tmp/b.log" 2>&1 &
 pid_b=$!
 pids+=("$pid_b")
 SA=$SOCKDIR/vm-a.sock
@@ -135,11 +136,11 @@ code=$(api "$SB" GET /vm/config)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&
 	[ "$(jq_ '(d["name"], d["kernel"], d["cmdline"], d["memory_mib"], d["vcpus"], d["accel"], d["initrd"], d["disks"])')" = \
-		"('vm-b', '$TICKER', 'ticker.b', 64, 1, 'emu', None, [])" ]; result "GET /vm/config: the command line's configuration"
+		"('vm-b', '$TICKER', 'ticker.b', 64, 1, 'emu', None, [{'path': '$tmp/b.img', 'read_only': True}])" ]; result "GET /vm/config: the command line's configuration"
 code=$(api "$SB" GET /vm/counters)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&
-	[ "$(jq_ 'd["vcpus"][0]["instructions"] > 1000 and d["serial"]["tx_bytes"] >= 21 and d["serial"]["rx_bytes"] == 0')" = True ]; result "GET /vm/counters: instructions retired and serial bytes"
+	[ "$(jq_ 'd["vcpus"][0]["instructions"] > 1000 and d["serial"]["tx_bytes"] >= 21 and d["serial"]["rx_bytes"] == 0 and d["disks"] == [{"path": "$tmp/b.img", "reads": 0, "writes": 0, "flushes": 0, "io_errors": 0, "read_bytes": 0, "write_bytes": 0}]')" = True ]; result "GET /vm/counters: instructions retired, serial bytes, the idle disk"
 
 # ---- pause and resume ----
 "$ACCORD" pause vm-a >"$tmp/err" 2>&1
@@ -321,14 +322,15 @@ WHY="client $rc, VM $rc_c: $(grep -v '^tick' "$tmp/c.log" | tail -n 2)"
 
 # ---- the ACPI power button in the stock kernel (one Linux boot) ----
 IMG=build/guest-image-api
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="button evdev" tools/mkguest >"$tmp/mkguest.log" 2>&1
+MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="button evdev virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "ACPI power button in Linux" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
 	tap_summary
 	exit 0
 fi
+head -c 1M /dev/urandom >"$tmp/linux.img"
 console_start "$tmp/linux.log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
-	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name linux
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name linux --disk path="$tmp/linux.img"
 pids+=("$CONSOLE_PID")
 if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 	tap_not_ok "Linux boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
@@ -339,6 +341,15 @@ if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 fi
 WHY=$(grep -a "Power Button" "$tmp/linux.log" | tr -d '\r' | head -n 2 | tr '\n' '|')
 grep -aq "ACPI: button: Power Button" "$tmp/linux.log"; result "the kernel's button driver found the fixed power button"
+# 64 KiB read by the guest show in the disk's counters (the kernel read
+# the partition table before)
+api "$SOCKDIR/linux.sock" GET /vm/counters >/dev/null
+rb0=$(jq_ 'd["disks"][0]["read_bytes"]')
+console_send 'dd if=/dev/vda of=/dev/null bs=4096 count=16 iflag=direct 2>/dev/null; echo R$((3+4))'
+console_wait "^R7" 120
+code=$(api "$SOCKDIR/linux.sock" GET /vm/counters)
+WHY="$code $(cat "$tmp/body")"
+[ "$code" = 200 ] && [ -n "$rb0" ] && [ "$(jq_ "d['disks'][0]['read_bytes'] - $rb0 >= 65536 and d['disks'][0]['writes'] == 0")" = True ]; result "the guest's disk reads show in GET /vm/counters"
 # busybox acpid turns KEY_POWER into /etc/acpi/PWRF/00000080
 console_send 'mkdir -p /etc/acpi/PWRF && printf "#!/bin/sh\necho accord-guest: power button P\$((6*7)) >/dev/console\npoweroff -f\n" >/etc/acpi/PWRF/00000080 && chmod 755 /etc/acpi/PWRF/00000080 && acpid -l /tmp/acpid.log && echo R$((1+1))'
 console_wait "^R2" 120

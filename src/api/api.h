@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct vm;
+struct virtio_blk;
 
 /* statuses of the client commands (README "Exit status" of accord run
  * uses 0 to 5 and odd values for debug-exit; these are the clients') */
@@ -32,6 +33,7 @@ struct api_vm_config {
 	int ndisks;
 	char *const *disk_path;
 	const bool *disk_ro;
+	struct virtio_blk *const *disk_dev; /* for their counters */
 };
 
 /* VM names: 1 to 64 of [A-Za-z0-9._-], not starting with a dot; prints

@@ -22,6 +22,7 @@
 #include "api/http.h"
 #include "api/internal.h"
 #include "dev/devices.h"
+#include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
 
@@ -192,6 +193,23 @@ static struct json_object *get_counters(void)
 	json_object_object_add(s, "tx_bytes", json_object_new_int64((int64_t)tx));
 	json_object_object_add(s, "rx_bytes", json_object_new_int64((int64_t)rx));
 	json_object_object_add(o, "serial", s);
+	struct json_object *disks = json_object_new_array();
+	for (int i = 0; i < api.cfg->ndisks; i++) {
+		struct virtio_blk_counters c;
+		pthread_mutex_lock(&vm->io_lock);
+		virtio_blk_counters(api.cfg->disk_dev[i], &c);
+		pthread_mutex_unlock(&vm->io_lock);
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "path", json_object_new_string(api.cfg->disk_path[i]));
+		json_object_object_add(d, "reads", json_object_new_int64((int64_t)c.reads));
+		json_object_object_add(d, "writes", json_object_new_int64((int64_t)c.writes));
+		json_object_object_add(d, "flushes", json_object_new_int64((int64_t)c.flushes));
+		json_object_object_add(d, "io_errors", json_object_new_int64((int64_t)c.io_errors));
+		json_object_object_add(d, "read_bytes", json_object_new_int64((int64_t)c.read_bytes));
+		json_object_object_add(d, "write_bytes", json_object_new_int64((int64_t)c.write_bytes));
+		json_object_array_add(disks, d);
+	}
+	json_object_object_add(o, "disks", disks);
 	struct json_object *a = json_object_new_object();
 	json_object_object_add(a, "requests", json_object_new_int64((int64_t)api.requests));
 	json_object_object_add(a, "errors", json_object_new_int64((int64_t)api.errors));

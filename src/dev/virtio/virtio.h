@@ -129,5 +129,10 @@ struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const c
 				     bool ro);
 /* parse "path=FILE[,ro]"; -1 after a message */
 int virtio_blk_parse(const char *spec, char **path, bool *ro);
+/* completed requests and their bytes (the control API), under vm->io_lock */
+struct virtio_blk_counters {
+	uint64_t reads, writes, flushes, io_errors, read_bytes, write_bytes;
+};
+void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c);
 
 #endif

@@ -140,7 +140,7 @@ WHY="$code $(cat "$tmp/body")"
 code=$(api "$SB" GET /vm/counters)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&
-	[ "$(jq_ 'd["vcpus"][0]["instructions"] > 1000 and d["serial"]["tx_bytes"] >= 21 and d["serial"]["rx_bytes"] == 0 and d["disks"] == [{"path": "$tmp/b.img", "reads": 0, "writes": 0, "flushes": 0, "io_errors": 0, "read_bytes": 0, "write_bytes": 0}]')" = True ]; result "GET /vm/counters: instructions retired, serial bytes, the idle disk"
+	[ "$(jq_ "d['vcpus'][0]['instructions'] > 1000 and d['serial']['tx_bytes'] >= 21 and d['serial']['rx_bytes'] == 0 and d['disks'] == [{'path': '$tmp/b.img', 'reads': 0, 'writes': 0, 'flushes': 0, 'io_errors': 0, 'read_bytes': 0, 'write_bytes': 0}]")" = True ]; result "GET /vm/counters: instructions retired, serial bytes, the idle disk"
 
 # ---- pause and resume ----
 "$ACCORD" pause vm-a >"$tmp/err" 2>&1
@@ -259,7 +259,7 @@ WHY=$(tr '\n' '|' <"$tmp/ls")
 
 # ---- a VM killed without cleaning up ----
 kill -9 "$pid_b"
-wait "$pid_b" 2>/dev/null
+{ wait "$pid_b"; } 2>/dev/null
 "$ACCORD" pause vm-b >"$tmp/err" 2>&1
 rc=$?
 WHY="status $rc: $(cat "$tmp/err")"
@@ -273,7 +273,7 @@ pid_c=$!
 pids+=("$pid_c")
 wait_for 60 more_ticks_than "$tmp/c.log" 0
 kill -9 "$pid_c"
-wait "$pid_c" 2>/dev/null
+{ wait "$pid_c"; } 2>/dev/null
 "$ACCORD" run --kernel "$TICKER" --accel emu --name vm-c </dev/null >"$tmp/c.log" 2>&1 &
 pid_c=$!
 pids+=("$pid_c")

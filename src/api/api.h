@@ -45,7 +45,8 @@ int api_socket_dir(char *out, size_t n);
 
 /* Listen on path (created; a stale socket of a dead VM is replaced) and
  * serve from a thread of its own until api_stop. The default path
- * (path NULL) is NAME.sock in api_socket_dir. -1 with one line on stderr. */
+ * (path NULL) is NAME.sock in api_socket_dir; when that directory cannot
+ * be made, a warning and no API. -1 with one line on stderr. */
 int api_start(struct vm *vm, const char *path, const struct api_vm_config *cfg);
 /* join the server's thread and remove its socket */
 void api_stop(void);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -45,8 +46,10 @@ int api_name_check(const char *opt, const char *name)
 int api_socket_dir(char *out, size_t n)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
 	int r;
-	if (xdg && *xdg)
+	/* a runtime directory that is not there is not the user's session */
+	if (xdg && *xdg && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode))
 		r = snprintf(out, n, "%s/accord", xdg);
 	else if (geteuid() == 0)
 		r = snprintf(out, n, "/run/accord");

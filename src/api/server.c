@@ -530,15 +530,18 @@ int api_start(struct vm *vm, const char *path, const struct api_vm_config *cfg)
 	if (path) {
 		snprintf(api.path, sizeof(api.path), "%s", path);
 	} else {
+		/* without a place for the default socket the VM still runs,
+		 * only unseen by accord ls */
 		char dir[sizeof(api.path)];
 		if (api_socket_dir(dir, sizeof(dir)) < 0 ||
 		    snprintf(api.path, sizeof(api.path), "%s/%s.sock", dir, cfg->name) >= (int)sizeof(api.path)) {
-			fprintf(stderr, "accord: the API socket's directory path is too long\n");
-			return -1;
+			fprintf(stderr, "accord: warning: no control API: the socket directory's path is too long\n");
+			return 0;
 		}
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			fprintf(stderr, "accord: cannot create %s for the API socket: %s\n", dir, strerror(errno));
-			return -1;
+			fprintf(stderr, "accord: warning: no control API: cannot create %s: %s\n", dir,
+				strerror(errno));
+			return 0;
 		}
 	}
 	api.listen_fd = listen_on(api.path);

@@ -258,8 +258,9 @@ WHY=$(tr '\n' '|' <"$tmp/ls")
 [ "$(wc -l <"$tmp/ls")" -eq 2 ] && grep -q '^vm-b ' "$tmp/ls"; result "accord ls lists vm-b only"
 
 # ---- a VM killed without cleaning up ----
+disown "$pid_b"
 kill -9 "$pid_b"
-{ wait "$pid_b"; } 2>/dev/null
+wait_for 30 gone "$pid_b"
 "$ACCORD" pause vm-b >"$tmp/err" 2>&1
 rc=$?
 WHY="status $rc: $(cat "$tmp/err")"
@@ -272,13 +273,15 @@ WHY=$(tr '\n' '|' <"$tmp/ls")
 pid_c=$!
 pids+=("$pid_c")
 wait_for 60 more_ticks_than "$tmp/c.log" 0
+disown "$pid_c"
 kill -9 "$pid_c"
-{ wait "$pid_c"; } 2>/dev/null
-"$ACCORD" run --kernel "$TICKER" --accel emu --name vm-c </dev/null >"$tmp/c.log" 2>&1 &
+wait_for 30 gone "$pid_c"
+# (a log of its own: the old one has ticks before the new VM truncated it)
+"$ACCORD" run --kernel "$TICKER" --accel emu --name vm-c </dev/null >"$tmp/c2.log" 2>&1 &
 pid_c=$!
 pids+=("$pid_c")
-WHY=$(tail -n 2 "$tmp/c.log")
-wait_for 60 more_ticks_than "$tmp/c.log" 0 &&
+WHY=$(tail -n 2 "$tmp/c2.log")
+wait_for 60 more_ticks_than "$tmp/c2.log" 0 &&
 	[ "$(api "$SOCKDIR/vm-c.sock" GET /vm)" = 200 ] && [ "$(jq_ 'd["pid"]')" = "$pid_c" ]; result "a new VM replaces a dead VM's socket of the same name"
 
 # ---- docs/api.yaml and the server agree ----
@@ -316,9 +319,45 @@ rc=$?
 wait_for 60 gone "$pid_c"
 wait "$pid_c"
 rc_c=$?
-WHY="client $rc, VM $rc_c: $(grep -v '^tick' "$tmp/c.log" | tail -n 2)"
+WHY="client $rc, VM $rc_c: $(grep -v '^tick' "$tmp/c2.log" | tail -n 2)"
 [ $rc -eq 0 ] && [ $rc_c -eq 0 ] &&
-	grep -q "reset through the control API" "$tmp/c.log"; result "accord reset ends the VM as a guest reset does (status 0, said why)"
+	grep -q "reset through the control API" "$tmp/c2.log"; result "accord reset ends the VM as a guest reset does (status 0, said why)"
+
+# ---- pause and resume on the kvm engine, where this host has KVM ----
+"$ACCORD" run --kernel "$TICKER" --accel kvm --name vm-k --cpus 2 </dev/null >"$tmp/k.log" 2>&1 &
+pid_k=$!
+pids+=("$pid_k")
+if ! wait_for 120 more_ticks_than "$tmp/k.log" 2; then
+	if gone "$pid_k"; then
+		wait "$pid_k"
+		tap_skip "pause and resume on kvm" "no kvm engine here (status $?: $(grep '^accord:' "$tmp/k.log" | head -n 1))"
+	else
+		tap_not_ok "the ticker on kvm ticks" "$(tail -n 2 "$tmp/k.log")"
+		kill -9 "$pid_k"
+	fi
+else
+	"$ACCORD" pause vm-k
+	rc=$?
+	n1=$(ticks "$tmp/k.log")
+	api "$SOCKDIR/vm-k.sock" GET /vm >/dev/null
+	state=$(jq_ 'd["state"]')
+	# a ticker on emu runs meanwhile: time for vm-k to tick if it could
+	"$ACCORD" run --kernel "$TICKER" --accel emu --cmdline ticker.count=10 --debug-exit </dev/null \
+		>"$tmp/k2.log" 2>&1
+	n2=$(ticks "$tmp/k.log")
+	WHY="status $rc, state $state, ticks $n1 then $n2"
+	[ $rc -eq 0 ] && [ "$state" = paused ] && [ "$n1" = "$n2" ] && [ "$(ticks "$tmp/k2.log")" -eq 10 ]
+	result "kvm: paused, no new tick while another VM ticked 10 times"
+	"$ACCORD" resume vm-k
+	WHY="still $(ticks "$tmp/k.log") ticks"
+	wait_for 60 more_ticks_than "$tmp/k.log" $((n2 + 2)); result "kvm: resumed, the ticks go on"
+	"$ACCORD" stop vm-k
+	wait_for 60 gone "$pid_k"
+	wait "$pid_k"
+	rc=$?
+	WHY="status $rc"
+	[ $rc -eq 0 ]; result "kvm: stop ends the process with status 0"
+fi
 
 # ---- the ACPI power button in the stock kernel (one Linux boot) ----
 IMG=build/guest-image-api

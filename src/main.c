@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
 		"  --cpus N          virtual CPUs (default 1)\n"
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
+		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
+		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
@@ -92,6 +94,7 @@ static int cmd_run(int argc, char **argv)
 		{ "disk", required_argument, 0, 'D' },
 		{ "name", required_argument, 0, 'N' },
 		{ "api-socket", required_argument, 0, 'A' },
+		{ "personality", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -101,6 +104,7 @@ static int cmd_run(int argc, char **argv)
 	const char *accel = "auto";
 	bool debug_exit = false;
 	const char *gdb = NULL;
+	int personality = PERSONALITY_KVM;
 	int ch;
 	/* --disk (virtio-blk) */
 	enum { MAX_DISKS = 16 };
@@ -157,6 +161,16 @@ static int cmd_run(int argc, char **argv)
 			name = optarg;
 			break;
 		case 'A': api_socket = optarg; break;
+		case 'P':
+			if (!strcmp(optarg, "kvm")) {
+				personality = PERSONALITY_KVM;
+			} else if (!strcmp(optarg, "hyperv")) {
+				personality = PERSONALITY_HYPERV;
+			} else {
+				fprintf(stderr, "accord: --personality '%s': expected kvm or hyperv\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -202,7 +216,7 @@ static int cmd_run(int argc, char **argv)
 	}
 
 	struct vm *vm = calloc(1, sizeof(*vm));
-	if (!vm || vm_create(vm, mem, cpus, engine) < 0)
+	if (!vm || vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
 	int in_fd, out_fd;
@@ -242,7 +256,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	struct api_vm_config api_cfg = {
 		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
-		.accel = accel, .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
+		.accel = accel, .personality = personality == PERSONALITY_HYPERV ? "hyperv" : "kvm", .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
 		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
 	};
 	if (api_start(vm, api_socket, &api_cfg) < 0) {

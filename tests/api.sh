@@ -135,8 +135,8 @@ WHY="$code $(cat "$tmp/body")"
 code=$(api "$SB" GET /vm/config)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&
-	[ "$(jq_ '(d["name"], d["kernel"], d["cmdline"], d["memory_mib"], d["vcpus"], d["accel"], d["initrd"], d["disks"])')" = \
-		"('vm-b', '$TICKER', 'ticker.b', 64, 1, 'emu', None, [{'path': '$tmp/b.img', 'read_only': True}])" ]; result "GET /vm/config: the command line's configuration"
+	[ "$(jq_ '(d["name"], d["kernel"], d["cmdline"], d["memory_mib"], d["vcpus"], d["accel"], d["personality"], d["initrd"], d["disks"])')" = \
+		"('vm-b', '$TICKER', 'ticker.b', 64, 1, 'emu', 'kvm', None, [{'path': '$tmp/b.img', 'read_only': True}])" ]; result "GET /vm/config: the command line's configuration"
 code=$(api "$SB" GET /vm/counters)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&

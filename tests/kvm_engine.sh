@@ -168,9 +168,11 @@ for entry in "${kernels[@]}"; do
 		tap_skip "$label" "no usable /dev/kvm: $kvm_reason"
 		continue
 	fi
-	run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu
+	# shellcheck disable=SC2046 # the family's options are words
+	run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu $(guest_accord_opts "$name")
 	emu_status=$RUN_STATUS
-	run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm
+	# shellcheck disable=SC2046
+	run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm $(guest_accord_opts "$name")
 	kvm_status=$RUN_STATUS
 	declare -A emu_res=() emu_why=()
 	while read -r t r; do emu_res[$t]=$r; done < <(results "$tmp/emu.out")

@@ -26,6 +26,7 @@ struct api_vm_config {
 	const char *name;
 	const char *kernel, *initrd, *cmdline;
 	const char *accel; /* as asked: auto, emu or kvm */
+	const char *personality; /* kvm or hyperv */
 	uint64_t memory;
 	int cpus;
 	bool debug_exit;

@@ -153,6 +153,7 @@ static struct json_object *get_config(void)
 	json_object_object_add(o, "vcpus", json_object_new_int(c->cpus));
 	json_object_object_add(o, "accel", json_object_new_string(c->accel));
 	json_object_object_add(o, "engine", json_object_new_string(api.vm->engine->name));
+	json_object_object_add(o, "personality", json_object_new_string(c->personality));
 	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
 	json_object_object_add(o, "gdb", jstr_or_null(c->gdb));
 	struct json_object *disks = json_object_new_array();

@@ -84,6 +84,10 @@ struct engine_ops {
 	/* instructions the vCPU retired so far (the API's counters), read
 	 * from another thread; NULL when the engine cannot count them */
 	uint64_t (*insns_retired)(struct vcpu *cpu);
+	/* the guest's TSC on this vCPU at VM time ns (vm_now_ns(), just
+	 * read) and its rate in Hz, on the vCPU's thread; NULL or -1: it is
+	 * vm_tsc() at VM_TSC_HZ */
+	int (*guest_tsc)(struct vcpu *cpu, uint64_t ns, uint64_t *tsc, uint64_t *hz);
 };
 
 extern const struct engine_ops engine_emu;

@@ -80,6 +80,7 @@ struct kvm_vm {
 	int run_size;
 	struct kvm_cpuid2 *supported; /* KVM_GET_SUPPORTED_CPUID */
 	uint32_t tsc_khz;	      /* the guest's TSC rate; 0: unknown */
+	int personality;	      /* vm->personality: CPUID's hypervisor leaves */
 	bool verbose;
 	bool window_steps; /* KVM misses interrupt windows: step to find them */
 };
@@ -329,7 +330,7 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	struct cpuid_result r;
 	if (c->nent >= 256)
 		return -1;
-	cpuid_query(cpu, leaf, sub, &r);
+	cpuid_query(k->personality, cpu, leaf, sub, &r);
 	if (indexed && sub > 0 && !(r.eax | r.ebx | r.ecx | r.edx))
 		return 0;
 	struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
@@ -406,7 +407,7 @@ static int cpuid_set(struct kvm_vcpu_priv *p)
 		return -1;
 	for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
 		struct cpuid_result r;
-		cpuid_query(cpu, bases[b], 0, &r);
+		cpuid_query(p->kvm->personality, cpu, bases[b], 0, &r);
 		uint32_t max = r.eax;
 		if (bases[b] && (max < bases[b] || max > bases[b] + 0xff))
 			continue; /* the model has no leaves in this range */
@@ -453,8 +454,9 @@ static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
  * IA32_TSC_DEADLINE through the filter. x2APIC MSRs cannot be filtered (KVM
  * ignores filters on them); without an in-kernel LAPIC KVM fails them, and
  * KVM_MSR_EXIT_REASON_INVAL brings them here too. The Hyper-V range and
- * KVM's own paravirtual MSRs are accord's to answer, not KVM's: accord's
- * CPUID does not announce KVM's interface. */
+ * KVM's own paravirtual MSRs are accord's to answer, not KVM's: the
+ * personality accord's CPUID announces (src/dev/kvmclock.c,
+ * src/dev/hyperv/) serves them on both engines. */
 static int msr_filter_set(int vm_fd)
 {
 	static uint8_t deny[0x200 / 8]; /* all zero: every MSR of a range exits */
@@ -484,6 +486,7 @@ static int kvm_vm_init(struct vm *vm)
 	if (!k)
 		return -1;
 	vm->engine_priv = k;
+	k->personality = vm->personality;
 	k->verbose = getenv("ACCORD_VERBOSE") && strcmp(getenv("ACCORD_VERBOSE"), "0");
 	k->sys_fd = kvm_open_dev(why, sizeof(why));
 	if (k->sys_fd < 0) {
@@ -615,7 +618,7 @@ static int kvm_vcpu_init(struct vcpu *v)
 	p->have_xcrs = ioctl(p->fd, KVM_GET_XCRS, &p->reset_xcrs) == 0;
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
-	cpuid_query(v->index, 1, 0, &r);
+	cpuid_query(k->personality, v->index, 1, 0, &r);
 	p->reset_regs.rdx = r.eax;
 	return 0;
 }
@@ -750,6 +753,12 @@ static void pio_exit(struct kvm_vcpu_priv *p)
 	if ((size != 1 && size != 2 && size != 4) ||
 	    (uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)p->kvm->run_size)
 		return;
+	if (run->io.direction == KVM_EXIT_IO_OUT && run->io.count == 1) {
+		uint32_t val = 0;
+		memcpy(&val, data, size);
+		if (vm_pio_out_vcpu(p->v, run->io.port, val, size))
+			return;
+	}
 	pthread_mutex_lock(&vm->io_lock);
 	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
 		uint64_t val = 0;
@@ -829,6 +838,16 @@ static bool deadline_write(struct kvm_vcpu_priv *p, uint64_t val)
 
 /* MSRs that KVM leaves to accord: the machine's model answers, as it does
  * for the emu engine after the CPU core's own MSRs; false means #GP */
+/* KVM's TSC is read now; ns was read just before, close enough */
+static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	if (!p->kvm->tsc_khz || !guest_tsc(p, tsc))
+		return -1;
+	*hz = (uint64_t)p->kvm->tsc_khz * 1000;
+	return 0;
+}
+
 static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *val)
 {
 	if (msr == MSR_TSC_DEADLINE) {
@@ -838,14 +857,14 @@ static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *va
 		*val = armed ? p->tsc_deadline : 0;
 		return true;
 	}
-	return lapic_msr_read(p->v->lapic, msr, val);
+	return vm_msr_read(p->v, msr, val);
 }
 
 static bool machine_msr_write(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t val)
 {
 	if (msr == MSR_TSC_DEADLINE)
 		return deadline_write(p, val);
-	return lapic_msr_write(p->v->lapic, msr, val);
+	return vm_msr_write(p->v, msr, val);
 }
 
 static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
@@ -1370,6 +1389,7 @@ const struct engine_ops engine_kvm = {
 	.start_ap = kvm_start_ap,
 	.set_guest_debug = kvm_set_guest_debug,
 	.translate = kvm_translate,
+	.guest_tsc = kvm_guest_tsc,
 };
 
 /* ---- --accel auto's probe ---- */

@@ -359,6 +359,22 @@ else
 	[ $rc -eq 0 ]; result "kvm: stop ends the process with status 0"
 fi
 
+# ---- under --gdb the debugger holds the vCPUs: pause is refused, stop works ----
+"$ACCORD" run --kernel "$TICKER" --accel emu --name vm-g --gdb tcp::0 </dev/null >"$tmp/g.log" 2>&1 &
+pid_g=$!
+pids+=("$pid_g")
+wait_for 60 grep -q "waiting for a connection" "$tmp/g.log"
+"$ACCORD" pause vm-g >"$tmp/err" 2>&1
+rc=$?
+WHY="status $rc: $(cat "$tmp/err")"
+[ $rc -eq 7 ] && grep -q "409.*gdb" "$tmp/err"; result "pause under --gdb: 409 naming gdb, status 7"
+"$ACCORD" stop vm-g >/dev/null 2>&1
+wait_for 60 gone "$pid_g"
+wait "$pid_g"
+rc=$?
+WHY="status $rc: $(tail -n 2 "$tmp/g.log")"
+[ $rc -eq 0 ]; result "stop under --gdb (no debugger attached) ends the VM with status 0"
+
 # ---- the ACPI power button in the stock kernel (one Linux boot) ----
 IMG=build/guest-image-api
 MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="button evdev virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "boot/boot.h"
 #include "certify/certify.h"
 #include "dev/dev.h"
@@ -34,6 +35,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: accord run --kernel FILE [options]\n"
 		"       accord certify [--target T]... [--out DIR]   (accord certify --help)\n"
+		"       accord ls                        the running VMs\n"
+		"       accord pause|resume|stop|shutdown|reset NAME   through the VM's API\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -52,6 +55,9 @@ static void usage(FILE *f)
 		"                    still shows)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
+		"  --name NAME       the VM's name for accord ls and friends (default accord-PID)\n"
+		"  --api-socket PATH the control API's socket (default NAME.sock in\n"
+		"                    $XDG_RUNTIME_DIR/accord, /run/accord for root)\n"
 		"\n"
 		"The guest's console is on the terminal; Ctrl-a x quits.\n"
 		"With --personality hyperv, SIGTERM asks the guest to shut down.\n");
@@ -94,6 +100,8 @@ static int cmd_run(int argc, char **argv)
 		{ "debug-exit", no_argument, 0, 'd' },
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
+		{ "name", required_argument, 0, 'N' },
+		{ "api-socket", required_argument, 0, 'A' },
 		{ "personality", required_argument, 0, 'P' },
 		{ "rng", no_argument, 0, 'r' },
 		{ "console", required_argument, 0, 'C' },
@@ -112,8 +120,12 @@ static int cmd_run(int argc, char **argv)
 	enum { MAX_DISKS = 16 };
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
+	struct virtio_blk *disk_dev[MAX_DISKS];
 	int ndisks = 0;
 	bool rng = false, virtio_console = false;
+	/* the control API */
+	char default_name[32];
+	const char *name = NULL, *api_socket = NULL;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -154,6 +166,12 @@ static int cmd_run(int argc, char **argv)
 				return EXIT_USAGE;
 			ndisks++;
 			break;
+		case 'N':
+			if (api_name_check("--name", optarg) < 0)
+				return EXIT_USAGE;
+			name = optarg;
+			break;
+		case 'A': api_socket = optarg; break;
 		case 'P':
 			if (!strcmp(optarg, "kvm")) {
 				personality = PERSONALITY_KVM;
@@ -247,8 +265,16 @@ static int cmd_run(int argc, char **argv)
 		return EXIT_VM_FAILED;
 	}
 	for (int i = 0; i < ndisks; i++) {
-		if (vmbus ? !storvsc_create(vmbus, disk_path[i], disk_ro[i])
-			  : !virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
+		if (vmbus) {
+			disk_dev[i] = NULL;
+			if (!storvsc_create(vmbus, disk_path[i], disk_ro[i])) {
+				console_stop();
+				return EXIT_BAD_IMAGE;
+			}
+			continue;
+		}
+		disk_dev[i] = virtio_blk_create(vm, pci, disk_path[i], disk_ro[i]);
+		if (!disk_dev[i]) {
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}
@@ -268,7 +294,21 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	if (!name) {
+		snprintf(default_name, sizeof(default_name), "accord-%d", (int)getpid());
+		name = default_name;
+	}
+	struct api_vm_config api_cfg = {
+		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
+		.accel = accel, .personality = personality == PERSONALITY_HYPERV ? "hyperv" : "kvm", .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
+		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
+	};
+	if (api_start(vm, api_socket, &api_cfg) < 0) {
+		console_stop();
+		return EXIT_USAGE;
+	}
 	int rc = vm_run(vm);
+	api_stop();
 	gdbstub_finish(vm, rc);
 	console_stop();
 	/* A kernel booted with panic=N resets right after its panic message,
@@ -283,9 +323,11 @@ static int cmd_run(int argc, char **argv)
 	switch (reason) {
 	case VM_POWEROFF:
 	case VM_DEBUG_EXIT:
+	case VM_STOPPED:
 		break;
 	case VM_RESET:
-		fprintf(stderr, "accord: the guest asked for a reset; accord does not reboot guests, so it exits\n");
+		fprintf(stderr, "accord: %s; accord does not reboot guests, so it exits\n",
+			strcmp(vm->exit_msg, "guest reset") ? vm->exit_msg : "the guest asked for a reset");
 		break;
 	case VM_PANIC:
 		fprintf(stderr, "accord: %s\n", vm->exit_msg);
@@ -312,6 +354,9 @@ int main(int argc, char **argv)
 	/* the validation suite's runner (src/certify/) */
 	if (!strcmp(argv[1], "certify"))
 		return certify_main(argc - 1, argv + 1);
+	/* clients of running VMs' control APIs (src/api/) */
+	if (api_is_client_command(argv[1]))
+		return api_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return EXIT_OK;

@@ -14,6 +14,8 @@ PACKAGES=(
 	gdb						# tests/gdbstub.sh
 	bc						# bench/
 	python3						# tools/lockstep, report checks
+	libjson-c-dev					# the control API
+	curl socat python3-yaml				# tests/api.sh
 )
 
 missing=()

@@ -20,6 +20,7 @@ enum { PM1_STS = 0, PM1_EN = 2, PM1_CNT = 4, PM_TMR = 8, PM_LEN = 12 };
 #define PM1_CNT_SLP_EN 0x2000
 #define PM1_CNT_WRITABLE 0x1C06 /* BM_RLD, GBL_RLS, SLP_TYP */
 #define PM1_EN_WRITABLE 0x0521	/* TMR_EN, GBL_EN, PWRBTN_EN, RTC_EN */
+#define PM1_PWRBTN 0x0100	/* PWRBTN_STS and PWRBTN_EN */
 
 #define RCR_SYS_RST 0x02 /* 0xcf9: hard reset when RST_CPU is set */
 #define RCR_RST_CPU 0x04
@@ -44,6 +45,22 @@ static uint32_t pm_timer(struct acpipm *pm)
 	uint64_t now = vm_now_ns(pm->vm);
 
 	return (uint32_t)((unsigned __int128)now * ACPI_PM_TMR_HZ / NSEC_PER_SEC) & 0xFFFFFF;
+}
+
+/* The SCI is level-triggered: asserted while an enabled event is pending.
+ * The power button is the only fixed event raised so far. */
+static void pm_update_sci(struct acpipm *pm)
+{
+	vm_set_irq(pm->vm, ACPI_SCI_IRQ, (pm->s.pm1_sts & pm->s.pm1_en & PM1_PWRBTN) != 0);
+}
+
+int acpipm_power_button(struct acpipm *pm)
+{
+	if (!(pm->s.pm1_en & PM1_PWRBTN))
+		return -1;
+	pm->s.pm1_sts |= PM1_PWRBTN;
+	pm_update_sci(pm);
+	return 0;
 }
 
 static uint8_t pm_read_byte(struct acpipm *pm, uint64_t off, uint32_t tmr)
@@ -98,6 +115,7 @@ static void pm_write(void *opaque, uint64_t off, uint64_t val, int size)
 			break;
 		}
 	}
+	pm_update_sci(pm);
 	if (!cnt_written)
 		return;
 	pm->s.pm1_cnt = cnt & PM1_CNT_WRITABLE;

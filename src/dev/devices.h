@@ -87,11 +87,16 @@ int64_t rtc_poll(struct rtc *r);
 /* serial.c: COM1 and its console input thread */
 struct serial *serial_create(struct vm *vm, int in_fd, int out_fd);
 void serial_destroy(struct serial *s);
+/* bytes the guest transmitted and received, under vm->io_lock */
+void serial_counters(struct serial *s, uint64_t *tx_bytes, uint64_t *rx_bytes);
 
 /* acpipm.c: PM1 event/control, PM timer, reset ports, POST port, port 0x92
  * and the keyboard controller's status/command port */
 struct acpipm *acpipm_create(struct vm *vm);
 void acpipm_destroy(struct acpipm *pm);
+/* press the fixed-feature power button (PWRBTN_STS and the SCI), under
+ * vm->io_lock; -1 when the guest has not enabled it (PWRBTN_EN) */
+int acpipm_power_button(struct acpipm *pm);
 
 /* debugexit.c */
 int debugexit_init(struct vm *vm);

@@ -82,6 +82,7 @@ struct serial {
 	int wake[2];		 /* a byte here stops the reader */
 	pthread_cond_t rx_space; /* with vm->io_lock: the guest took bytes */
 	struct serial_state s;
+	uint64_t tx_bytes, rx_bytes; /* counters for the control API */
 };
 
 static uint8_t serial_modem_lines(const struct serial_state *s)
@@ -156,6 +157,7 @@ static uint8_t rx_pop(struct serial *sp)
 	b = s->rx[s->rx_head];
 	s->rx_head = (s->rx_head + 1) % RX_SIZE;
 	s->rx_count--;
+	sp->rx_bytes++;
 	pthread_cond_signal(&sp->rx_space);
 	return b;
 }
@@ -182,6 +184,7 @@ static void serial_transmit(struct serial *sp, uint8_t b)
 	struct serial_state *s = &sp->s;
 	ssize_t r;
 
+	sp->tx_bytes++;
 	if (s->mcr & MCR_LOOP) {
 		if (!rx_push(s, b))
 			s->lsr_err |= LSR_OE;
@@ -372,4 +375,10 @@ void serial_destroy(struct serial *sp)
 			close(sp->wake[i]);
 	pthread_cond_destroy(&sp->rx_space);
 	free(sp);
+}
+
+void serial_counters(struct serial *sp, uint64_t *tx_bytes, uint64_t *rx_bytes)
+{
+	*tx_bytes = sp->tx_bytes;
+	*rx_bytes = sp->rx_bytes;
 }

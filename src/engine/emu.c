@@ -177,6 +177,11 @@ static void emu_vcpu_kick(struct vcpu *v)
 		c->stop_request = 1;
 }
 
+static uint64_t emu_insns_retired(struct vcpu *v)
+{
+	return __atomic_load_n(&emu_cpu(v)->icount, __ATOMIC_RELAXED);
+}
+
 static int emu_get_state(struct vcpu *v, struct cpu_state *s)
 {
 	struct cpu *c = emu_cpu(v);
@@ -294,6 +299,7 @@ const struct engine_ops engine_emu = {
 	.set_boot_state = emu_set_boot_state,
 	.start_ap = emu_start_ap,
 	.set_guest_debug = emu_set_guest_debug,
+	.insns_retired = emu_insns_retired,
 	.translate = emu_translate,
 	.guest_tsc = emu_guest_tsc,
 };

@@ -81,6 +81,9 @@ struct engine_ops {
 	/* guest-virtual to guest-physical through the vCPU's page tables, as
 	 * a supervisor read would walk them; -1 when that would fault */
 	int (*translate)(struct vcpu *cpu, uint64_t va, uint64_t *gpa);
+	/* instructions the vCPU retired so far (the API's counters), read
+	 * from another thread; NULL when the engine cannot count them */
+	uint64_t (*insns_retired)(struct vcpu *cpu);
 	/* the guest's TSC on this vCPU at VM time ns (vm_now_ns(), just
 	 * read) and its rate in Hz, on the vCPU's thread; NULL or -1: it is
 	 * vm_tsc() at VM_TSC_HZ */

@@ -43,6 +43,11 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_o
 	vm->ncpus = ncpus;
 	vm->engine = engine;
 	pthread_mutex_init(&vm->io_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_condattr_t pca;
+	pthread_condattr_init(&pca);
+	pthread_condattr_setclock(&pca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->pause_cond, &pca);
 	vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (vm->ram == MAP_FAILED) {
 		fprintf(stderr, "accord: cannot allocate %llu MiB of guest memory: %s\n",
@@ -169,6 +174,80 @@ void vm_request_exit(struct vm *vm, int reason, int status, const char *msg)
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vm->vcpu[i])
 			vm_kick_vcpu(vm->vcpu[i]);
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+static void timed_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += ms * 1000000L;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(cond, lock, &ts);
+}
+
+/* A vCPU waiting for its SIPI runs no guest code, and when the SIPI comes
+ * it passes vcpu_park before its first instruction; so it counts as
+ * stopped. */
+static bool all_parked(struct vm *vm)
+{
+	for (int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpu[i];
+		if (!v->parked && !(v->state == VCPU_WAIT_SIPI && !v->sipi_pending))
+			return false;
+	}
+	return true;
+}
+
+int vm_pause(struct vm *vm)
+{
+	if (vm->gdb || vm->exit_reason)
+		return -1;
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->paused = true;
+	vm->pause_request = 1;
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* kicked again while waiting: a kick can land just before a vCPU
+	 * enters vcpu_run, where the engine may not see it */
+	for (;;) {
+		for (int i = 0; i < vm->ncpus; i++)
+			if (!vm->vcpu[i]->parked)
+				vm_kick_vcpu(vm->vcpu[i]);
+		pthread_mutex_lock(&vm->pause_lock);
+		if (!all_parked(vm) && !vm->exit_reason)
+			timed_wait_ms(&vm->pause_cond, &vm->pause_lock, 10);
+		bool done = all_parked(vm) || vm->exit_reason;
+		pthread_mutex_unlock(&vm->pause_lock);
+		if (done)
+			return vm->exit_reason ? -1 : 0;
+	}
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->paused = false;
+	vm->pause_request = 0;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+/* the vCPU's side of vm_pause: wait out the pause outside vcpu_run */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	pthread_mutex_lock(&vm->pause_lock);
+	v->parked = true;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (vm->pause_request && !vm->exit_reason)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	v->parked = false;
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 /* Sleep until something may have happened for this halted vCPU: a kick
@@ -246,7 +325,12 @@ static void *vcpu_thread(void *arg)
 		memset(&ex, 0, sizeof(ex));
 		if (vm->gdb && !gdbstub_vcpu_enter(v))
 			break;
+		if (!vm->gdb && vm->pause_request) {
+			vcpu_park(v);
+			continue;
+		}
 		int rc = vm->engine->vcpu_run(v, &ex);
+		v->run_exits++;
 		if (vm->gdb)
 			gdbstub_vcpu_leave(v, &ex);
 		if (rc < 0) {
@@ -294,6 +378,7 @@ int vm_run(struct vm *vm)
 	switch (vm->exit_reason) {
 	case VM_POWEROFF:
 	case VM_RESET:
+	case VM_STOPPED:
 		return 0;
 	case VM_DEBUG_EXIT:
 		return vm->exit_status;

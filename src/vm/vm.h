@@ -40,6 +40,8 @@ struct vcpu {
 	volatile uint8_t sipi_vector;
 	volatile int sipi_pending, init_pending;
 	int wake; /* under lock: something happened since the vCPU halted */
+	bool parked; /* under vm->pause_lock: stopped by vm_pause */
+	uint64_t run_exits; /* returns from the engine's vcpu_run (API counters) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* signalled on interrupts, SIPI, stop */
 };
@@ -60,6 +62,7 @@ enum vm_exit_reason {
 	VM_DEBUG_EXIT,  /* debug-exit port: status (v << 1) | 1 */
 	VM_PANIC,       /* guest reported a panic */
 	VM_ERROR,       /* triple fault, engine error */
+	VM_STOPPED,     /* the control API's stop action: status 0 */
 };
 
 struct vm {
@@ -97,6 +100,11 @@ struct vm {
 	 * vcpu_run and park in gdbstub_vcpu_enter */
 	struct gdbstub *gdb;
 	volatile int pause_request;
+	/* vm_pause/vm_resume (the control API) use the same pause_request;
+	 * without a gdb stub the vCPUs park in vm.c instead */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool paused;
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality);
@@ -121,6 +129,10 @@ void vm_vcpu_sipi(struct vcpu *v, uint8_t vector);
 int64_t vm_poll_timers(struct vcpu *v);
 /* end the VM; the first reason wins */
 void vm_request_exit(struct vm *vm, int reason, int status, const char *msg);
+/* Stop every vCPU at an instruction boundary (0), or -1 when the VM has
+ * ended or a debugger holds it; resume lets them run again. */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
 /* The machine's MSRs, after the CPU core's own: the LAPIC's, then the
  * personality's (src/vm/msr.c). Both engines send every MSR they do not
  * hold themselves here, on the vCPU's thread; false means #GP. */

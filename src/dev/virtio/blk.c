@@ -41,6 +41,7 @@ struct virtio_blk {
 	uint64_t sectors;
 	char id[BLK_ID_BYTES];
 	uint64_t reads, writes, flushes, io_errors;
+	uint64_t read_bytes, write_bytes;
 	struct virtq_req req;
 };
 
@@ -141,6 +142,7 @@ static uint32_t blk_request(struct virtio_blk *b, const struct virtq_req *r)
 			break;
 		}
 		b->reads++;
+		b->read_bytes += len;
 		data = len;
 		break;
 	case BLK_T_OUT:
@@ -151,6 +153,7 @@ static uint32_t blk_request(struct virtio_blk *b, const struct virtq_req *r)
 			break;
 		}
 		b->writes++;
+		b->write_bytes += len;
 		break;
 	case BLK_T_FLUSH:
 		b->flushes++;
@@ -236,4 +239,12 @@ fail:
 	disk_close(b->disk);
 	free(b);
 	return NULL;
+}
+
+void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c)
+{
+	*c = (struct virtio_blk_counters){
+		.reads = b->reads, .writes = b->writes, .flushes = b->flushes, .io_errors = b->io_errors,
+		.read_bytes = b->read_bytes, .write_bytes = b->write_bytes,
+	};
 }

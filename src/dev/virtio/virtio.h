@@ -139,5 +139,10 @@ struct virtio_console;
 struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int in_fd,
 					     int out_fd);
 void virtio_console_destroy(struct virtio_console *c);
+/* completed requests and their bytes (the control API), under vm->io_lock */
+struct virtio_blk_counters {
+	uint64_t reads, writes, flushes, io_errors, read_bytes, write_bytes;
+};
+void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c);
 
 #endif

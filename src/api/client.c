@@ -1,0 +1,233 @@
+/* The clients of the control API: `accord ls` lists the VMs whose sockets
+ * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions. Also
+ * the socket directory and VM names, which the server shares. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "api/api.h"
+
+#define REPLY_MAX 65536
+
+static const char *const client_actions[] = { "pause", "resume", "stop", "shutdown", "reset" };
+
+bool api_is_client_command(const char *cmd)
+{
+	if (!strcmp(cmd, "ls"))
+		return true;
+	for (size_t i = 0; i < sizeof(client_actions) / sizeof(client_actions[0]); i++)
+		if (!strcmp(cmd, client_actions[i]))
+			return true;
+	return false;
+}
+
+int api_name_check(const char *opt, const char *name)
+{
+	size_t n = strlen(name);
+	bool ok = n >= 1 && n <= 64 && name[0] != '.';
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+		     (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
+	if (ok)
+		return 0;
+	fprintf(stderr, "accord: %s '%.80s': a VM name is 1 to 64 of A-Z a-z 0-9 . _ - and does not start with a dot\n",
+		opt, name);
+	return -1;
+}
+
+int api_socket_dir(char *out, size_t n)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+	int r;
+	/* a runtime directory that is not there is not the user's session */
+	if (xdg && *xdg && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode))
+		r = snprintf(out, n, "%s/accord", xdg);
+	else if (geteuid() == 0)
+		r = snprintf(out, n, "/run/accord");
+	else
+		r = snprintf(out, n, "/tmp/accord-%u", (unsigned)geteuid());
+	return r < 0 || (size_t)r >= n ? -1 : 0;
+}
+
+/* A request with Connection: close; the reply's status and body (malloc'd,
+ * NUL-terminated). Returns 0, or -errno when no VM listens on path (ENOENT,
+ * ECONNREFUSED: a dead VM's socket), or -EPROTO for a garbled reply. */
+static int request(const char *path, const char *method, const char *target, const char *body, int *status,
+		   char **reply_body)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	/* a VM that stopped answering must not hang its client */
+	struct timeval tv = { .tv_sec = 10 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char *req;
+	int len = asprintf(&req,
+			   "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+			   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+			   method, target, body ? strlen(body) : 0, body ? body : "");
+	if (len < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ssize_t w = send(fd, req, (size_t)len, MSG_NOSIGNAL);
+	free(req);
+	char *buf = malloc(REPLY_MAX + 1);
+	size_t got = 0;
+	ssize_t r = 0;
+	while (buf && w == len && got < REPLY_MAX && (r = recv(fd, buf + got, REPLY_MAX - got, 0)) > 0)
+		got += (size_t)r;
+	close(fd);
+	if (!buf)
+		return -ENOMEM;
+	buf[got] = 0;
+	char *sep = strstr(buf, "\r\n\r\n");
+	if (w != len || r < 0 || !sep || sscanf(buf, "HTTP/1.%*d %d", status) != 1) {
+		free(buf);
+		return w != len || r < 0 ? -ETIMEDOUT : -EPROTO;
+	}
+	*reply_body = strdup(sep + 4);
+	free(buf);
+	return *reply_body ? 0 : -ENOMEM;
+}
+
+static bool no_listener(int rc)
+{
+	return rc == -ENOENT || rc == -ECONNREFUSED;
+}
+
+/* the "error" of a JSON error body, or the body itself */
+static void print_error(const char *who, int status, const char *body)
+{
+	struct json_object *o = json_tokener_parse(body);
+	struct json_object *e;
+	const char *msg = body;
+	if (o && json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_string))
+		msg = json_object_get_string(e);
+	fprintf(stderr, "accord: %s: %d: %.300s\n", who, status, msg);
+	json_object_put(o);
+}
+
+static const char *jget(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+}
+
+static int cmd_ls(void)
+{
+	char dir[108];
+	if (api_socket_dir(dir, sizeof(dir)) < 0) {
+		fprintf(stderr, "accord: ls: the socket directory's path is too long\n");
+		return API_EXIT_USAGE;
+	}
+	printf("%-24s %8s %-10s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
+	DIR *d = opendir(dir);
+	if (!d)
+		return API_EXIT_OK; /* no VM ever ran here */
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n < 6 || strcmp(e->d_name + n - 5, ".sock"))
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		int status;
+		char *body;
+		int rc = request(path, "GET", "/vm", NULL, &status, &body);
+		if (rc == -ECONNREFUSED) {
+			/* the VM died without removing its socket */
+			unlink(path);
+			continue;
+		}
+		if (rc < 0 || status != 200) {
+			if (rc == 0)
+				free(body);
+			continue;
+		}
+		struct json_object *o = json_tokener_parse(body);
+		if (o)
+			printf("%-24s %8s %-10s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
+			       jget(o, "engine"), path);
+		json_object_put(o);
+		free(body);
+	}
+	closedir(d);
+	return API_EXIT_OK;
+}
+
+static int cmd_action(const char *action, const char *name)
+{
+	char path[512];
+	if (strchr(name, '/')) {
+		snprintf(path, sizeof(path), "%s", name);
+	} else {
+		char dir[108];
+		if (api_name_check(action, name) < 0)
+			return API_EXIT_USAGE;
+		if (api_socket_dir(dir, sizeof(dir)) < 0) {
+			fprintf(stderr, "accord: %s: the socket directory's path is too long\n", action);
+			return API_EXIT_USAGE;
+		}
+		snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
+	}
+	char body[64];
+	snprintf(body, sizeof(body), "{\"action\": \"%s\"}", action);
+	int status;
+	char *reply;
+	int rc = request(path, "PUT", "/vm/actions", body, &status, &reply);
+	if (no_listener(rc)) {
+		fprintf(stderr, "accord: %s: no running VM named '%s'\n", action, name);
+		return API_EXIT_NO_VM;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "accord: %s: %s: %s\n", action, name,
+			rc == -EPROTO ? "garbled reply" : strerror(-rc));
+		return API_EXIT_REFUSED;
+	}
+	int ret = API_EXIT_OK;
+	if (status / 100 != 2) {
+		char who[160];
+		snprintf(who, sizeof(who), "%s %s", action, name);
+		print_error(who, status, reply);
+		ret = API_EXIT_REFUSED;
+	}
+	free(reply);
+	return ret;
+}
+
+int api_client_main(int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	if (!strcmp(cmd, "ls")) {
+		if (argc != 1) {
+			fprintf(stderr, "accord: usage: accord ls\n");
+			return API_EXIT_USAGE;
+		}
+		return cmd_ls();
+	}
+	if (argc != 2) {
+		fprintf(stderr, "accord: usage: accord %s NAME\n", cmd);
+		return API_EXIT_USAGE;
+	}
+	return cmd_action(cmd, argv[1]);
+}

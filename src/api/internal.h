@@ -1,0 +1,11 @@
+/* Inside the control API: what the server and its unit test share. */
+#ifndef ACCORD_API_INTERNAL_H
+#define ACCORD_API_INTERNAL_H
+
+#include <stddef.h>
+
+/* The body of PUT /vm/actions: exactly {"action": "NAME"} in strict JSON.
+ * Returns the action's name (static) or NULL with why in err. */
+const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen);
+
+#endif

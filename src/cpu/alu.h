@@ -62,7 +62,7 @@ enum alu_op { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_
 	}
 
 /* result of op on a (and b, or the shift count in b); updates c->rflags */
-static inline uint64_t alu(struct cpu *c, int op, int size, uint64_t a, uint64_t b)
+static inline __attribute__((always_inline)) uint64_t alu(struct cpu *c, int op, int size, uint64_t a, uint64_t b)
 {
 	uint64_t f = c->rflags & F_ARITH;
 	uint8_t n = (uint8_t)b;

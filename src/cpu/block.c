@@ -125,6 +125,7 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 			struct insn *in = &b->in[n];
 			c->rip = rip0 + off;
 			insn_decode_static(c, in);
+			insn_bind(c, in);
 			if (off + in->len > room)
 				break; /* reaches into the next page */
 			off += in->len;
@@ -205,9 +206,7 @@ bool block_exec(struct cpu *c)
 		c->insn_rip = rip;
 		c->insn_rsp = c->r[R_RSP];
 		c->intr_shadow = false;
-		if (in->is_mem)
-			insn_ea(c, in);
-		exec_insn(c, in);
+		in->fn(c, in);
 		c->icount++;
 		rip += in->len;
 		/* a pending event is looked at after this instruction */

@@ -232,11 +232,6 @@ static uint8_t *translate_fill(struct cpu *c, uint64_t lin, int kind, uint64_t *
 	return hp + (lin & 0xfff);
 }
 
-static inline struct tlb_entry *tlb_entry(struct cpu *c, uint64_t lin)
-{
-	return &c->tlb[c->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
-}
-
 const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin)
 {
 	struct tlb_entry *e = tlb_entry(c, lin);
@@ -253,7 +248,7 @@ uint8_t mem_fetch_mmio(struct cpu *c, uint64_t lin)
 	return p ? *p : (uint8_t)c->bus.mmio_read(c->bus.opaque, gpa, 1);
 }
 
-static uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
+uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
 {
 	if ((lin & 0xfff) + size > 0x1000) {
 		uint64_t v = 0;
@@ -270,18 +265,7 @@ static uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
 	return c->bus.mmio_read(c->bus.opaque, gpa, size);
 }
 
-uint64_t mem_read(struct cpu *c, uint64_t lin, int size)
-{
-	struct tlb_entry *e = tlb_entry(c, lin);
-	if (e->tag_r == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000) {
-		uint64_t v = 0;
-		memcpy(&v, (void *)(lin + e->addend), size);
-		return v;
-	}
-	return mem_read_slow(c, lin, size);
-}
-
-static void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
+void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
 {
 	uint64_t gpa;
 	if ((lin & 0xfff) + size > 0x1000) {
@@ -300,18 +284,6 @@ static void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
 	} else {
 		c->bus.mmio_write(c->bus.opaque, gpa, val, size);
 	}
-}
-
-void mem_write(struct cpu *c, uint64_t lin, uint64_t val, int size)
-{
-	struct tlb_entry *e = tlb_entry(c, lin);
-	if (e->tag_w == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000) {
-		uintptr_t hp = lin + e->addend;
-		smc_check(c, hp);
-		memcpy((void *)hp, &val, size);
-		return;
-	}
-	mem_write_slow(c, lin, val, size);
 }
 
 void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write)

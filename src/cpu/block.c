@@ -157,15 +157,10 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	return b;
 }
 
-bool block_exec(struct cpu *c)
+/* the block for the code at p, from the previous block's successors, the
+ * hash table, or decoded now; NULL when nothing can be decoded there */
+static struct block *block_find(struct cpu *c, const uint8_t *p, uint64_t lin)
 {
-	/* a fetch fault is reported at the instruction being fetched */
-	c->insn_rip = c->rip;
-	c->insn_rsp = c->r[R_RSP];
-	uint64_t lin = seg_lin(c, S_CS, c->rip);
-	const uint8_t *p = mem_fetch_ptr(c, lin);
-	if (!p)
-		return false;
 	uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
 	struct block_cache *bc = c->blocks;
 	struct block *prev = bc->last, *b = NULL;
@@ -174,45 +169,62 @@ bool block_exec(struct cpu *c)
 			b = prev->succ[0];
 		else if (prev->succ_key[1] == key)
 			b = prev->succ[1];
-		if (b && memcmp(b->bytes, p, b->nbytes))
-			b = NULL;
+		if (b && !memcmp(b->bytes, p, b->nbytes))
+			return b;
 	}
+	b = bc->hash[block_slot(key)];
+	while (b && (b->key != key || memcmp(b->bytes, p, b->nbytes)))
+		b = b->next;
 	if (!b) {
-		b = bc->hash[block_slot(key)];
-		while (b && (b->key != key || memcmp(b->bytes, p, b->nbytes)))
-			b = b->next;
-		if (!b) {
-			b = block_build(c, p, lin, key);
-			if (!b) {
-				bc->last = NULL;
-				return false;
-			}
-		}
-		/* a flush while building leaves prev dangling: bc->last is
-		 * NULL then */
-		if (prev && bc->last == prev) {
-			unsigned i = prev->succ_next;
-			prev->succ[i] = b;
-			prev->succ_key[i] = key;
-			prev->succ_next = i ^ 1;
-		}
+		b = block_build(c, p, lin, key);
+		if (!b)
+			return NULL;
 	}
-	bc->last = b;
-	c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
-	c->smc = false;
-	uint64_t rip = c->rip;
-	for (int i = 0; i < b->ninsns; i++) {
-		struct insn *in = &b->in[i];
-		c->insn_rip = rip;
+	/* a flush while building leaves prev dangling: bc->last is NULL then */
+	if (prev && bc->last == prev) {
+		unsigned i = prev->succ_next;
+		prev->succ[i] = b;
+		prev->succ_key[i] = key;
+		prev->succ_next = i ^ 1;
+	}
+	return b;
+}
+
+bool block_exec(struct cpu *c, uint64_t end)
+{
+	struct block_cache *bc = c->blocks;
+	bool ran = false;
+	/* one block after another while nothing asks for cpu_run's attention:
+	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
+	 * the end of the budget */
+	do {
+		/* a fetch fault is reported at the instruction being fetched */
+		c->insn_rip = c->rip;
 		c->insn_rsp = c->r[R_RSP];
-		c->intr_shadow = false;
-		in->fn(c, in);
-		c->icount++;
-		rip += in->len;
-		/* a pending event is looked at after this instruction */
-		if (c->rip != rip || c->smc || c->intr_poke)
-			break;
-	}
-	c->code_page = 0;
+		uint64_t lin = seg_lin(c, S_CS, c->rip);
+		const uint8_t *p = mem_fetch_ptr(c, lin);
+		struct block *b = p ? block_find(c, p, lin) : NULL;
+		if (!b) {
+			bc->last = NULL;
+			return ran;
+		}
+		bc->last = b;
+		c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
+		c->smc = false;
+		uint64_t rip = c->rip;
+		struct insn *in = b->in, *stop = b->in + b->ninsns;
+		do {
+			c->insn_rip = rip;
+			c->insn_rsp = c->r[R_RSP];
+			c->intr_shadow = false;
+			in->fn(c, in);
+			c->icount++;
+			rip += in->len;
+			/* a pending event is looked at after this instruction */
+		} while (++in < stop && c->rip == rip && !c->smc && !c->intr_poke);
+		c->code_page = 0;
+		ran = true;
+	} while (!(c->smc | c->intr_poke | c->stop_request | c->halted) && !(c->rflags & F_TF) &&
+		 c->icount < end);
 	return true;
 }

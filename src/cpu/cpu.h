@@ -307,7 +307,14 @@ void mem_write_buf(struct cpu *c, uint64_t lin, const void *buf, int len);
 void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write);
 /* instruction fetch: host pointer to the byte at lin (the rest of its page
  * follows), or NULL when the page is not RAM; then mem_fetch_mmio */
-const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin);
+const uint8_t *mem_fetch_slow(struct cpu *c, uint64_t lin);
+static inline const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin)
+{
+	struct tlb_entry *e = tlb_entry(c, lin);
+	if (__builtin_expect(e->tag_x == ((lin & ~0xfffull) | 1), 1))
+		return (const uint8_t *)(uintptr_t)(lin + e->addend);
+	return mem_fetch_slow(c, lin);
+}
 uint8_t mem_fetch_mmio(struct cpu *c, uint64_t lin);
 /* physical access (no paging), for page walks and descriptor tables */
 uint64_t phys_read(struct cpu *c, uint64_t gpa, int size);
@@ -429,9 +436,10 @@ static inline void insn_ea(struct cpu *c, struct insn *in)
 /* block.c: the decoded-block cache */
 struct block_cache *block_cache_create(void);
 void block_cache_destroy(struct block_cache *bc);
-/* Run the block at c->rip (decoding it on a miss); false when no block can
- * be made there (the caller steps one instruction). */
-bool block_exec(struct cpu *c);
+/* Run the block at c->rip (decoding it on a miss), and the blocks after it
+ * until an event, TF, hlt or icount reaching end; false when no block could
+ * be made at c->rip (the caller steps one instruction). */
+bool block_exec(struct cpu *c, uint64_t end);
 /* execute one decoded instruction; the families */
 void exec_insn(struct cpu *c, struct insn *in);
 /* choose in->fn for a decoded instruction in this CPU mode */

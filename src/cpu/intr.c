@@ -338,7 +338,7 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 		/* the fast path: a cached block; TF and the debugger step
 		 * one instruction at a time */
 		if (__builtin_expect(c->blocks && !(c->rflags & F_TF) && !c->single_step && !c->nbreak, 1) &&
-		    block_exec(c)) {
+		    block_exec(c, end)) {
 			if (c->icount >= end)
 				return STOP_BUDGET;
 			continue;

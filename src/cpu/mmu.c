@@ -232,11 +232,8 @@ static uint8_t *translate_fill(struct cpu *c, uint64_t lin, int kind, uint64_t *
 	return hp + (lin & 0xfff);
 }
 
-const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin)
+const uint8_t *mem_fetch_slow(struct cpu *c, uint64_t lin)
 {
-	struct tlb_entry *e = tlb_entry(c, lin);
-	if (e->tag_x == ((lin & ~0xfffull) | 1))
-		return (const uint8_t *)(lin + e->addend);
 	uint64_t gpa;
 	return translate_fill(c, lin, ACC_X, &gpa);
 }

@@ -211,17 +211,18 @@ bool block_exec(struct cpu *c, uint64_t end)
 		bc->last = b;
 		c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
 		c->smc = false;
-		uint64_t rip = c->rip;
+		/* the instructions that set the interrupt shadow (sti, mov ss,
+		 * pop ss) end their block: it lasts until the next one is done */
+		c->intr_shadow = false;
 		struct insn *in = b->in, *stop = b->in + b->ninsns;
-		do {
-			c->insn_rip = rip;
+		for (;;) {
+			c->insn_rip = c->rip;
 			c->insn_rsp = c->r[R_RSP];
-			c->intr_shadow = false;
-			in->fn(c, in);
+			bool more = in->fn(c, in);
 			c->icount++;
-			rip += in->len;
-			/* a pending event is looked at after this instruction */
-		} while (++in < stop && c->rip == rip && !c->smc && !c->intr_poke);
+			if (!more || ++in == stop)
+				break;
+		}
 		c->code_page = 0;
 		ran = true;
 	} while (!(c->smc | c->intr_poke | c->stop_request | c->halted) && !(c->rflags & F_TF) &&

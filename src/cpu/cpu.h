@@ -171,8 +171,9 @@ struct insn {
 	uint64_t imm;  /* sign-extended to 64 bits where the encoding says so */
 	uint64_t imm2; /* enter's second immediate, far pointers' selector */
 	uint8_t bytes[15];
-	/* the handler that runs this instruction from a block (exec_fast.c) */
-	void (*fn)(struct cpu *c, struct insn *in);
+	/* the handler that runs this instruction from a block (exec_fast.c);
+	 * false: the block ends after it */
+	bool (*fn)(struct cpu *c, struct insn *in);
 };
 
 struct cpu {

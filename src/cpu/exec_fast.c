@@ -12,11 +12,14 @@
 
 #define HOT static __attribute__((always_inline)) inline
 
-static void h_generic(struct cpu *c, struct insn *in)
+static bool h_generic(struct cpu *c, struct insn *in)
 {
+	uint64_t next = c->rip + in->len;
 	if (in->is_mem)
 		insn_ea(c, in);
 	exec_insn(c, in);
+	/* system instructions may have made an interrupt pending */
+	return c->rip == next && !c->smc && !c->intr_poke;
 }
 
 HOT uint64_t zx(uint64_t v, int size)
@@ -34,6 +37,20 @@ HOT uint64_t ea_lin(struct cpu *c, struct insn *in)
 {
 	insn_ea(c, in);
 	return insn_ea_lin(c, in);
+}
+
+/* Handlers return whether the block goes on after them: not after a taken
+ * branch, nor after a store into the block's own page (c->smc). */
+HOT bool next(struct cpu *c, const struct insn *in)
+{
+	c->rip += in->len;
+	return true;
+}
+
+HOT bool next_store(struct cpu *c, const struct insn *in)
+{
+	c->rip += in->len;
+	return !c->smc;
 }
 
 /* 64-bit mode near branch target: #GP(0) when not canonical */
@@ -56,59 +73,58 @@ HOT void alu_to_reg(struct cpu *c, int op, int size, int dst, uint64_t src)
 /* read-modify-write of a memory destination, straight through the host
  * pointer; MMIO and page-crossing operands take the generic path (which
  * moves RIP itself) */
-HOT void alu_to_mem(struct cpu *c, struct insn *in, int op, int size, uint64_t src)
+HOT bool alu_to_mem(struct cpu *c, struct insn *in, int op, int size, uint64_t src)
 {
 	uint64_t lin = ea_lin(c, in);
 	if (op == ALU_CMP || op == ALU_TEST) {
 		alu(c, op, size, mem_read(c, lin, size), src);
-		c->rip += in->len;
-		return;
+		return next(c, in);
 	}
 	void *p = mem_ptr(c, lin, size, true);
 	if (!p) {
 		exec_insn(c, in);
-		return;
+		return !c->smc;
 	}
 	uint64_t old = 0;
 	memcpy(&old, p, size);
 	uint64_t r = alu(c, op, size, old, src);
 	memcpy(p, &r, size);
-	c->rip += in->len;
+	return next_store(c, in);
 }
 
 #define ALU_FORMS(NAME, OP, SIZE)                                                                  \
-	static void NAME##_mr(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_mr(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		alu_to_reg(c, OP, SIZE, in->rm, zx(c->r[in->reg], SIZE));                           \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_rm(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_rm(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		alu_to_reg(c, OP, SIZE, in->reg, zx(c->r[in->rm], SIZE));                           \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_ri(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_ri(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		alu_to_reg(c, OP, SIZE, in->rm, zx(in->imm, SIZE));                                 \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_ai(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_ai(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		alu_to_reg(c, OP, SIZE, R_RAX, zx(in->imm, SIZE));                                  \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_rM(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_rM(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		alu_to_reg(c, OP, SIZE, in->reg, mem_read(c, ea_lin(c, in), SIZE));                 \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_Mr(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_Mr(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
-		alu_to_mem(c, in, OP, SIZE, zx(c->r[in->reg], SIZE));                              \
+		return alu_to_mem(c, in, OP, SIZE, zx(c->r[in->reg], SIZE));                              \
 	}                                                                                          \
-	static void NAME##_Mi(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_Mi(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
-		alu_to_mem(c, in, OP, SIZE, zx(in->imm, SIZE));                                    \
+		return alu_to_mem(c, in, OP, SIZE, zx(in->imm, SIZE));                                    \
 	}
 
 #define ALU_SIZES(NAME, OP) ALU_FORMS(NAME##4, OP, 4) ALU_FORMS(NAME##8, OP, 8)
@@ -122,7 +138,7 @@ ALU_SIZES(xor, ALU_XOR)
 ALU_SIZES(cmp, ALU_CMP)
 ALU_SIZES(test, ALU_TEST)
 
-typedef void (*handler)(struct cpu *c, struct insn *in);
+typedef bool (*handler)(struct cpu *c, struct insn *in);
 struct alu_forms {
 	handler mr, rm, ri, ai, rM, Mr, Mi;
 };
@@ -136,25 +152,25 @@ static const struct alu_forms alu_table[2][9] = {
 };
 
 /* byte compares and tests against memory, frequent in the kernel */
-static void cmpb_Mi(struct cpu *c, struct insn *in)
+static bool cmpb_Mi(struct cpu *c, struct insn *in)
 {
 	alu(c, ALU_CMP, 1, mem_read(c, ea_lin(c, in), 1), in->imm);
-	c->rip += in->len;
+	return next(c, in);
 }
 
-static void testb_Mi(struct cpu *c, struct insn *in)
+static bool testb_Mi(struct cpu *c, struct insn *in)
 {
 	alu(c, ALU_TEST, 1, mem_read(c, ea_lin(c, in), 1), in->imm);
-	c->rip += in->len;
+	return next(c, in);
 }
 
 /* ---- inc, dec, shifts and rotates of a register ---- */
 
 #define UNARY(NAME, OP, SIZE)                                                                      \
-	static void NAME(struct cpu *c, struct insn *in)                                           \
+	static bool NAME(struct cpu *c, struct insn *in)                                           \
 	{                                                                                          \
 		reg_set(c, in->rm, alu(c, OP, SIZE, c->r[in->rm], 0), SIZE);                        \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}
 UNARY(inc4, ALU_INC, 4)
 UNARY(inc8, ALU_INC, 8)
@@ -162,20 +178,20 @@ UNARY(dec4, ALU_DEC, 4)
 UNARY(dec8, ALU_DEC, 8)
 
 #define SHIFT(NAME, OP, SIZE)                                                                      \
-	static void NAME##_i(struct cpu *c, struct insn *in)                                       \
+	static bool NAME##_i(struct cpu *c, struct insn *in)                                       \
 	{                                                                                          \
 		reg_set(c, in->rm, alu(c, OP, SIZE, c->r[in->rm], (uint8_t)in->imm), SIZE);        \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_1(struct cpu *c, struct insn *in)                                       \
+	static bool NAME##_1(struct cpu *c, struct insn *in)                                       \
 	{                                                                                          \
 		reg_set(c, in->rm, alu(c, OP, SIZE, c->r[in->rm], 1), SIZE);                        \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void NAME##_cl(struct cpu *c, struct insn *in)                                      \
+	static bool NAME##_cl(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		reg_set(c, in->rm, alu(c, OP, SIZE, c->r[in->rm], (uint8_t)c->r[R_RCX]), SIZE);    \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}
 #define SHIFT_SIZES(NAME, OP) SHIFT(NAME##4, OP, 4) SHIFT(NAME##8, OP, 8)
 SHIFT_SIZES(rol, ALU_ROL)
@@ -196,7 +212,7 @@ static const struct shift_forms shift_table[2][8] = {
 
 /* imul r, r/m (CF and OF from the host, the rest kept, as exec.c) */
 #define IMUL(NAME, T, SIZE)                                                                        \
-	static void NAME(struct cpu *c, struct insn *in)                                           \
+	static bool NAME(struct cpu *c, struct insn *in)                                           \
 	{                                                                                          \
 		uint64_t f = c->rflags & F_ARITH;                                                  \
 		T x = (T)c->r[in->reg];                                                            \
@@ -204,7 +220,7 @@ static const struct shift_forms shift_table[2][8] = {
 		asm(ALU_NOIN "imul %[y],%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : [y] "r"(y) : "cc"); \
 		c->rflags = (c->rflags & ~(uint64_t)(F_CF | F_OF)) | (f & (F_CF | F_OF));         \
 		c->r[in->reg] = x;                                                                 \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}
 IMUL(imul4, uint32_t, 4)
 IMUL(imul8, uint64_t, 8)
@@ -212,56 +228,56 @@ IMUL(imul8, uint64_t, 8)
 /* ---- moves ---- */
 
 #define MOVES(SIZE)                                                                                \
-	static void mov##SIZE##_mr(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_mr(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		reg_set(c, in->rm, c->r[in->reg], SIZE);                                           \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void mov##SIZE##_rm(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_rm(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		reg_set(c, in->reg, c->r[in->rm], SIZE);                                           \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void mov##SIZE##_rM(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_rM(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		reg_set(c, in->reg, mem_read(c, ea_lin(c, in), SIZE), SIZE);                        \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void mov##SIZE##_Mr(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_Mr(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		mem_write(c, ea_lin(c, in), c->r[in->reg], SIZE);                                  \
-		c->rip += in->len;                                                                 \
+		return next_store(c, in);                                                             \
 	}                                                                                          \
-	static void mov##SIZE##_Mi(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_Mi(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		mem_write(c, ea_lin(c, in), in->imm, SIZE);                                        \
-		c->rip += in->len;                                                                 \
+		return next_store(c, in);                                                             \
 	}                                                                                          \
-	static void mov##SIZE##_ri(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_ri(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		reg_set(c, in->rm, in->imm, SIZE);                                                 \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void mov##SIZE##_oi(struct cpu *c, struct insn *in)                                 \
+	static bool mov##SIZE##_oi(struct cpu *c, struct insn *in)                                 \
 	{                                                                                          \
 		reg_set(c, (in->op & 7) | (in->rex & 1 ? 8 : 0), in->imm, SIZE);                   \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void lea##SIZE(struct cpu *c, struct insn *in)                                      \
+	static bool lea##SIZE(struct cpu *c, struct insn *in)                                      \
 	{                                                                                          \
 		insn_ea(c, in);                                                                    \
 		reg_set(c, in->reg, in->ea, SIZE);                                                 \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}
 MOVES(4)
 MOVES(8)
 
 #define MOVX(NAME, FROM, CAST, SIZE)                                                               \
-	static void NAME(struct cpu *c, struct insn *in)                                           \
+	static bool NAME(struct cpu *c, struct insn *in)                                           \
 	{                                                                                          \
 		uint64_t v = in->is_mem ? mem_read(c, ea_lin(c, in), FROM) : reg_read(c, in->rm, FROM, in->rex); \
 		reg_set(c, in->reg, (uint64_t)(CAST v), SIZE);                                     \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}
 MOVX(movzb4, 1, (uint8_t), 4)
 MOVX(movzb8, 1, (uint8_t), 8)
@@ -274,22 +290,22 @@ MOVX(movsw8, 2, (int64_t)(int16_t), 8)
 MOVX(movsd8, 4, (int64_t)(int32_t), 8)
 
 /* byte loads and stores */
-static void movb_Mr(struct cpu *c, struct insn *in)
+static bool movb_Mr(struct cpu *c, struct insn *in)
 {
 	mem_write(c, ea_lin(c, in), reg_read(c, in->reg, 1, in->rex), 1);
-	c->rip += in->len;
+	return next_store(c, in);
 }
 
-static void movb_rM(struct cpu *c, struct insn *in)
+static bool movb_rM(struct cpu *c, struct insn *in)
 {
 	reg_write(c, in->reg, mem_read(c, ea_lin(c, in), 1), 1, in->rex);
-	c->rip += in->len;
+	return next(c, in);
 }
 
-static void movb_Mi(struct cpu *c, struct insn *in)
+static bool movb_Mi(struct cpu *c, struct insn *in)
 {
 	mem_write(c, ea_lin(c, in), in->imm, 1);
-	c->rip += in->len;
+	return next_store(c, in);
 }
 
 /* ---- conditions: cmovcc, setcc, jcc, one handler per condition ---- */
@@ -312,34 +328,36 @@ HOT bool cond(struct cpu *c, int cc)
 }
 
 #define COND(CC)                                                                                   \
-	static void jcc64_##CC(struct cpu *c, struct insn *in)                                    \
+	static bool jcc64_##CC(struct cpu *c, struct insn *in)                                    \
 	{                                                                                          \
 		uint64_t next = c->rip + in->len;                                                  \
-		jump64(c, cond(c, CC) ? next + in->imm : next);                                   \
+		bool taken = cond(c, CC);                                                          \
+		jump64(c, taken ? next + in->imm : next);                                          \
+		return !taken;                                                                     \
 	}                                                                                          \
-	static void cmov4_##CC(struct cpu *c, struct insn *in)                                    \
+	static bool cmov4_##CC(struct cpu *c, struct insn *in)                                    \
 	{                                                                                          \
 		uint64_t v = in->is_mem ? mem_read(c, ea_lin(c, in), 4) : c->r[in->rm];            \
 		if (cond(c, CC))                                                                   \
 			c->r[in->reg] = (uint32_t)v;                                               \
 		else                                                                               \
 			c->r[in->reg] = (uint32_t)c->r[in->reg];                                   \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void cmov8_##CC(struct cpu *c, struct insn *in)                                    \
+	static bool cmov8_##CC(struct cpu *c, struct insn *in)                                    \
 	{                                                                                          \
 		uint64_t v = in->is_mem ? mem_read(c, ea_lin(c, in), 8) : c->r[in->rm];            \
 		if (cond(c, CC))                                                                   \
 			c->r[in->reg] = v;                                                         \
-		c->rip += in->len;                                                                 \
+		return next(c, in);                                                                \
 	}                                                                                          \
-	static void setcc_##CC(struct cpu *c, struct insn *in)                                    \
+	static bool setcc_##CC(struct cpu *c, struct insn *in)                                    \
 	{                                                                                          \
 		if (in->is_mem)                                                                    \
 			mem_write(c, ea_lin(c, in), cond(c, CC), 1);                               \
 		else                                                                               \
 			reg_write(c, in->rm, cond(c, CC), 1, in->rex);                             \
-		c->rip += in->len;                                                                 \
+		return next_store(c, in);                                                          \
 	}
 COND(0) COND(1) COND(2) COND(3) COND(4) COND(5) COND(6) COND(7)
 COND(8) COND(9) COND(10) COND(11) COND(12) COND(13) COND(14) COND(15)
@@ -353,24 +371,24 @@ static const handler setcc_table[16] = BY_CC(setcc_);
 
 /* ---- stack and near transfers in 64-bit mode ---- */
 
-static void push64(struct cpu *c, struct insn *in)
+static bool push64(struct cpu *c, struct insn *in)
 {
 	uint64_t v = c->r[(in->op & 7) | (in->rex & 1 ? 8 : 0)];
 	uint64_t sp = c->r[R_RSP] - 8;
 	mem_write(c, ss_canonical(c, sp), v, 8);
 	c->r[R_RSP] = sp;
-	c->rip += in->len;
+	return next_store(c, in);
 }
 
-static void pop64(struct cpu *c, struct insn *in)
+static bool pop64(struct cpu *c, struct insn *in)
 {
 	uint64_t v = mem_read(c, ss_canonical(c, c->r[R_RSP]), 8);
 	c->r[R_RSP] += 8;
 	c->r[(in->op & 7) | (in->rex & 1 ? 8 : 0)] = v;
-	c->rip += in->len;
+	return next(c, in);
 }
 
-static void call64(struct cpu *c, struct insn *in)
+static bool call64(struct cpu *c, struct insn *in)
 {
 	uint64_t next = c->rip + in->len, target = next + in->imm;
 	if ((int64_t)(target << 16) >> 16 != (int64_t)target)
@@ -379,18 +397,21 @@ static void call64(struct cpu *c, struct insn *in)
 	mem_write(c, ss_canonical(c, sp), next, 8);
 	c->r[R_RSP] = sp;
 	c->rip = target;
+	return false;
 }
 
-static void ret64(struct cpu *c, struct insn *in)
+static bool ret64(struct cpu *c, struct insn *in)
 {
 	uint64_t t = mem_read(c, ss_canonical(c, c->r[R_RSP]), 8);
 	jump64(c, t);
 	c->r[R_RSP] += 8;
+	return false;
 }
 
-static void jmp64(struct cpu *c, struct insn *in)
+static bool jmp64(struct cpu *c, struct insn *in)
 {
 	jump64(c, c->rip + in->len + in->imm);
+	return false;
 }
 
 /* ---- binding ---- */

@@ -159,9 +159,8 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 
 /* the block for the code at p, from the previous block's successors, the
  * hash table, or decoded now; NULL when nothing can be decoded there */
-static struct block *block_find(struct cpu *c, const uint8_t *p, uint64_t lin)
+static struct block *block_find(struct cpu *c, const uint8_t *p, uint64_t lin, uintptr_t key)
 {
-	uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
 	struct block_cache *bc = c->blocks;
 	struct block *prev = bc->last, *b = NULL;
 	if (prev) {
@@ -193,6 +192,7 @@ static struct block *block_find(struct cpu *c, const uint8_t *p, uint64_t lin)
 bool block_exec(struct cpu *c, uint64_t end)
 {
 	struct block_cache *bc = c->blocks;
+	struct block *b = NULL;
 	bool ran = false;
 	/* one block after another while nothing asks for cpu_run's attention:
 	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
@@ -203,12 +203,19 @@ bool block_exec(struct cpu *c, uint64_t end)
 		c->insn_rsp = c->r[R_RSP];
 		uint64_t lin = seg_lin(c, S_CS, c->rip);
 		const uint8_t *p = mem_fetch_ptr(c, lin);
-		struct block *b = p ? block_find(c, p, lin) : NULL;
-		if (!b) {
-			bc->last = NULL;
-			return ran;
+		/* A loop that branched back to its own start, without a store
+		 * into its page, runs again unchecked: the code another vCPU
+		 * or a device modifies need only be seen after a serializing
+		 * instruction (SDM 8.1.3), and those end the loop's block. */
+		uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+		if (!b || b->key != key || c->smc) {
+			b = p ? block_find(c, p, lin, key) : NULL;
+			if (!b) {
+				bc->last = NULL;
+				return ran;
+			}
+			bc->last = b;
 		}
-		bc->last = b;
 		c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
 		c->smc = false;
 		/* the instructions that set the interrupt shadow (sti, mov ss,

@@ -219,9 +219,13 @@ struct cpu {
 	struct cpu_bus bus;
 	/* blocks of decoded instructions (block.c); NULL: decode every time */
 	struct block_cache *blocks;
-	/* host page of the block being executed, and whether an instruction
-	 * wrote into it (self-modifying code ends the block) */
-	uintptr_t code_page;
+	/* Which host pages hold decoded code: a byte per page, indexed by
+	 * the host address (code_store). A store there sets smc, which ends
+	 * the running block, and moves code_epoch on: a cached block is
+	 * compared with memory again only when the epoch moved since its last
+	 * check (block.c says when else it moves). */
+	uint8_t *code_map;
+	uint64_t code_epoch;
 	bool smc;
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
@@ -260,6 +264,16 @@ static inline struct tlb_entry *tlb_entry(struct cpu *c, uint64_t lin)
 	return &c->tlb[c->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
 }
 
+#define CODE_MAP_SIZE (1u << 20)
+/* this CPU stores through host pointer hp */
+static inline void code_store(struct cpu *c, uintptr_t hp)
+{
+	if (__builtin_expect(c->code_map[(hp >> 12) & (CODE_MAP_SIZE - 1)], 0)) {
+		c->smc = true;
+		c->code_epoch++;
+	}
+}
+
 static inline uint64_t mem_read(struct cpu *c, uint64_t lin, int size)
 {
 	struct tlb_entry *e = tlb_entry(c, lin);
@@ -287,9 +301,7 @@ static inline void mem_write(struct cpu *c, uint64_t lin, uint64_t val, int size
 		uint8_t b = (uint8_t)val;
 		uint16_t w = (uint16_t)val;
 		uint32_t d = (uint32_t)val;
-		/* a write into the page of the running block ends the block */
-		if (__builtin_expect((hp & ~(uintptr_t)0xfff) == c->code_page, 0))
-			c->smc = true;
+		code_store(c, hp);
 		switch (size) {
 		case 1: memcpy((void *)hp, &b, 1); break;
 		case 2: memcpy((void *)hp, &w, 2); break;
@@ -435,7 +447,8 @@ static inline void insn_ea(struct cpu *c, struct insn *in)
 
 
 /* block.c: the decoded-block cache */
-struct block_cache *block_cache_create(void);
+/* *code_map: the cache's map of code pages (cpu->code_map) */
+struct block_cache *block_cache_create(uint8_t **code_map);
 void block_cache_destroy(struct block_cache *bc);
 /* Run the block at c->rip (decoding it on a miss), and the blocks after it
  * until an event, TF, hlt or icount reaching end; false when no block could
@@ -443,8 +456,9 @@ void block_cache_destroy(struct block_cache *bc);
 bool block_exec(struct cpu *c, uint64_t end);
 /* execute one decoded instruction; the families */
 void exec_insn(struct cpu *c, struct insn *in);
-/* choose in->fn for a decoded instruction in this CPU mode */
-void insn_bind(struct cpu *c, struct insn *in);
+/* choose in->fn for a decoded instruction in this CPU mode; ends_block:
+ * the block ends after it (block.c) */
+void insn_bind(struct cpu *c, struct insn *in, bool ends_block);
 /* SSE/MMX (map 1..3 vector opcodes) and x87 (D8..DF): return false for an
  * opcode they do not implement (the caller raises #UD) */
 bool sse_exec(struct cpu *c, struct insn *in);

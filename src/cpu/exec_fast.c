@@ -18,8 +18,18 @@ static bool h_generic(struct cpu *c, struct insn *in)
 	if (in->is_mem)
 		insn_ea(c, in);
 	exec_insn(c, in);
-	/* system instructions may have made an interrupt pending */
-	return c->rip == next && !c->smc && !c->intr_poke;
+	return c->rip == next && !c->smc;
+}
+
+/* an instruction that ends its block: the serializing ones are among these
+ * (block.c), and they may have made an interrupt pending */
+static bool h_system(struct cpu *c, struct insn *in)
+{
+	if (in->is_mem)
+		insn_ea(c, in);
+	exec_insn(c, in);
+	c->code_epoch++;
+	return false;
 }
 
 HOT uint64_t zx(uint64_t v, int size)
@@ -40,7 +50,7 @@ HOT uint64_t ea_lin(struct cpu *c, struct insn *in)
 }
 
 /* Handlers return whether the block goes on after them: not after a taken
- * branch, nor after a store into the block's own page (c->smc). */
+ * branch, nor after a store into a page that holds decoded code (c->smc). */
 HOT bool next(struct cpu *c, const struct insn *in)
 {
 	c->rip += in->len;
@@ -151,16 +161,57 @@ static const struct alu_forms alu_table[2][9] = {
 	  FORMS(cmp8), FORMS(test8) },
 };
 
-/* byte compares and tests against memory, frequent in the kernel */
-static bool cmpb_Mi(struct cpu *c, struct insn *in)
+/* byte compares and tests, frequent in the kernel */
+HOT uint64_t rm8(struct cpu *c, struct insn *in)
 {
-	alu(c, ALU_CMP, 1, mem_read(c, ea_lin(c, in), 1), in->imm);
+	return in->is_mem ? mem_read(c, ea_lin(c, in), 1) : reg_read(c, in->rm, 1, in->rex);
+}
+
+static bool cmpb_mr(struct cpu *c, struct insn *in)
+{
+	alu(c, ALU_CMP, 1, rm8(c, in), reg_read(c, in->reg, 1, in->rex));
 	return next(c, in);
 }
 
-static bool testb_Mi(struct cpu *c, struct insn *in)
+static bool cmpb_rm(struct cpu *c, struct insn *in)
 {
-	alu(c, ALU_TEST, 1, mem_read(c, ea_lin(c, in), 1), in->imm);
+	alu(c, ALU_CMP, 1, reg_read(c, in->reg, 1, in->rex), rm8(c, in));
+	return next(c, in);
+}
+
+static bool testb_mr(struct cpu *c, struct insn *in)
+{
+	alu(c, ALU_TEST, 1, rm8(c, in), reg_read(c, in->reg, 1, in->rex));
+	return next(c, in);
+}
+
+static bool cmpb_mi(struct cpu *c, struct insn *in)
+{
+	alu(c, ALU_CMP, 1, rm8(c, in), in->imm);
+	return next(c, in);
+}
+
+static bool testb_mi(struct cpu *c, struct insn *in)
+{
+	alu(c, ALU_TEST, 1, rm8(c, in), in->imm);
+	return next(c, in);
+}
+
+static bool cmpb_ai(struct cpu *c, struct insn *in)
+{
+	alu(c, ALU_CMP, 1, c->r[R_RAX], in->imm);
+	return next(c, in);
+}
+
+static bool testb_ai(struct cpu *c, struct insn *in)
+{
+	alu(c, ALU_TEST, 1, c->r[R_RAX], in->imm);
+	return next(c, in);
+}
+
+/* nop, pause, endbr64, the hint nops */
+static bool nop(struct cpu *c, struct insn *in)
+{
 	return next(c, in);
 }
 
@@ -443,10 +494,14 @@ static handler bind_map0(struct cpu *c, const struct insn *in)
 		return m64 && wide ? movsd8 : NULL;
 	case 0x70 ... 0x7F:
 		return m64 ? jcc64_table[op & 15] : NULL;
+	case 0x38: return cmpb_mr;
+	case 0x3A: return cmpb_rm;
+	case 0x3C: return cmpb_ai;
+	case 0x84: return testb_mr;
+	case 0x90: return in->rex & 1 ? NULL : nop;
+	case 0xA8: return testb_ai;
 	case 0x80:
-		if (in->is_mem && in->reg == 7)
-			return cmpb_Mi;
-		return NULL;
+		return (in->reg & 7) == 7 ? cmpb_mi : NULL;
 	case 0x81: case 0x83: {
 		if (!dw)
 			return NULL;
@@ -502,7 +557,7 @@ static handler bind_map0(struct cpu *c, const struct insn *in)
 	case 0xE9: case 0xEB:
 		return m64 ? jmp64 : NULL;
 	case 0xF6:
-		return in->is_mem && (in->reg & 7) == 0 ? testb_Mi : NULL;
+		return (in->reg & 7) == 0 ? testb_mi : NULL;
 	case 0xF7:
 		if (!dw || (in->reg & 7) != 0)
 			return NULL;
@@ -524,6 +579,8 @@ static handler bind_map1(struct cpu *c, const struct insn *in)
 	bool wide = size == 8, dw = size == 4 || size == 8;
 
 	switch (op) {
+	case 0x0D: case 0x18 ... 0x1F:
+		return nop;
 	case 0x40 ... 0x4F:
 		if (!dw)
 			return NULL;
@@ -550,7 +607,7 @@ static handler bind_map1(struct cpu *c, const struct insn *in)
 	return NULL;
 }
 
-void insn_bind(struct cpu *c, struct insn *in)
+void insn_bind(struct cpu *c, struct insn *in, bool ends_block)
 {
 	handler h = NULL;
 	/* a lock prefix is #UD or an atomic access: exec.c decides */
@@ -560,5 +617,5 @@ void insn_bind(struct cpu *c, struct insn *in)
 		else if (in->map == 1)
 			h = bind_map1(c, in);
 	}
-	in->fn = h ? h : h_generic;
+	in->fn = h ? h : ends_block ? h_system : h_generic;
 }

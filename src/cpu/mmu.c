@@ -18,13 +18,6 @@
 #define PTE_ADDR (((1ull << PHYS_BITS) - 1) & ~0xfffull)
 #define PTE_RSVD_ADDR (((1ull << 52) - 1) & ~((1ull << PHYS_BITS) - 1))
 
-/* a write into the page of the running block ends the block (block.c) */
-static inline void smc_check(struct cpu *c, uintptr_t hp)
-{
-	if (__builtin_expect((hp & ~(uintptr_t)0xfff) == c->code_page, 0))
-		c->smc = true;
-}
-
 static inline bool lin_canonical(uint64_t lin)
 {
 	return (int64_t)(lin << 16) >> 16 == (int64_t)lin;
@@ -50,6 +43,7 @@ void phys_write(struct cpu *c, uint64_t gpa, uint64_t val, int size)
 {
 	uint8_t *p = c->bus.gpa_page(c->bus.opaque, gpa & ~0xfffull, true);
 	if (p && (gpa & 0xfff) + size <= 0x1000) {
+		code_store(c, (uintptr_t)p);
 		memcpy(p + (gpa & 0xfff), &val, size);
 		return;
 	}
@@ -79,8 +73,10 @@ void tlb_flush_page(struct cpu *c, uint64_t lin)
 static void pte_set_bits(struct cpu *c, uint64_t gpa, uint64_t bits)
 {
 	uint8_t *p = c->bus.gpa_page(c->bus.opaque, gpa & ~0xfffull, true);
-	if (p)
+	if (p) {
+		code_store(c, (uintptr_t)p);
 		__atomic_fetch_or((uint64_t *)(p + (gpa & 0xff8)), bits << ((gpa & 4) * 8), __ATOMIC_SEQ_CST);
+	}
 }
 
 /* The walk. access: ACC_R/W/X plus ACC_USER/ACC_SUPER to override the
@@ -259,6 +255,8 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
 		memcpy(&v, p, size);
 		return v;
 	}
+	/* a device may write guest memory, code included, when accessed */
+	c->code_epoch++;
 	return c->bus.mmio_read(c->bus.opaque, gpa, size);
 }
 
@@ -276,9 +274,10 @@ void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
 	}
 	uint8_t *p = translate_fill(c, lin, ACC_W, &gpa);
 	if (p) {
-		smc_check(c, (uintptr_t)p);
+		code_store(c, (uintptr_t)p);
 		memcpy(p, &val, size);
 	} else {
+		c->code_epoch++;
 		c->bus.mmio_write(c->bus.opaque, gpa, val, size);
 	}
 }
@@ -298,7 +297,7 @@ void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write)
 	}
 	/* the caller writes through p */
 	if (write && p)
-		smc_check(c, (uintptr_t)p);
+		code_store(c, (uintptr_t)p);
 	return p;
 }
 

@@ -1307,6 +1307,24 @@ static void test_smc(void)
 	ok(o.vector == -1 && C->r[R_RBX] == 3, "smc: code changed between runs is decoded again");
 }
 
+/* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
+ * add, 4C F7 /0 is test with its immediate */
+static void test_group_rex_r(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	movabs(&k, R_RAX, 40);
+	B(&k, 3, 0x4C, 0x81, 0xC0); /* add rax, 2 (REX.W REX.R) */
+	imm32(&k, 2);
+	B(&k, 3, 0x4C, 0xF7, 0xC0); /* test rax, 0x100 (REX.W REX.R) */
+	imm32(&k, 0x100);
+	B(&k, 3, 0x4C, 0xFF, 0xC0); /* inc rax (REX.W REX.R) */
+	B(&k, 1, 0xF4);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 43 && o.at == KCODE + k.n - 1,
+	   "decode: REX.R leaves a group's sub-opcode and immediate alone");
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1321,6 +1339,7 @@ int main(void)
 	test_reserved();
 	test_tlb();
 	test_smc();
+	test_group_rex_r();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

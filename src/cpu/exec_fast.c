@@ -5,7 +5,8 @@
  * instructions for the flags; a form is bound here only when nothing that
  * exec.c checks at run time (lock, 64-bit-only encodings, operand and
  * address sizes) can make it behave differently. Every other instruction
- * is bound to h_generic, which runs exec_insn. */
+ * runs exec_insn, through h_system when it ends its block (block.c), else
+ * through h_generic. */
 #include "cpu/alu.h"
 #include "cpu/cpu.h"
 #include "cpu/exec.h"

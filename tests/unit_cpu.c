@@ -1254,6 +1254,77 @@ static void test_random_bytes(void)
 	}
 }
 
+/* Self-modifying code: a store into the running block ends it and the
+ * bytes are decoded again, in straight-line code and in a loop that patches
+ * its own immediate (the block cache re-runs an unpatched loop unchecked). */
+static void test_smc(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	/* mov byte [KCODE + 9], 0x2a; mov al, 0; hlt: the store patches the
+	 * next instruction's immediate */
+	B(&k, 3, 0xC6, 0x04, 0x25);
+	imm32(&k, (uint32_t)KCODE + 9);
+	B(&k, 1, 0x2a);
+	B(&k, 2, 0xB0, 0x00);
+	B(&k, 1, 0xF4);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && (C->r[R_RAX] & 0xff) == 0x2a, "smc: a store patches the next instruction");
+
+	k.n = 0;
+	B(&k, 2, 0x31, 0xDB); /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9); /* xor ecx, ecx */
+	B(&k, 1, 0xB8);       /* 4: mov eax, imm32 (patched below) */
+	imm32(&k, 0);
+	B(&k, 2, 0x01, 0xC3); /* add ebx, eax */
+	B(&k, 2, 0xFF, 0xC1); /* inc ecx */
+	B(&k, 3, 0x89, 0x0C, 0x25); /* mov [KCODE + 5], ecx */
+	imm32(&k, (uint32_t)KCODE + 5);
+	B(&k, 3, 0x83, 0xF9, 0x05); /* cmp ecx, 5 */
+	B(&k, 2, 0x75, (uint8_t)(4 - (k.n + 2))); /* jne 4 */
+	B(&k, 1, 0xF4);
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 0 + 1 + 2 + 3 + 4, "smc: a loop sees the immediate it patches in itself");
+
+	/* the same loop with the patch done from another page: the loop's
+	 * block is re-run after a store elsewhere, then patched from here */
+	k.n = 0;
+	B(&k, 2, 0x31, 0xDB); /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9); /* xor ecx, ecx */
+	B(&k, 1, 0xB8);       /* 4: mov eax, imm32 */
+	imm32(&k, 7);
+	B(&k, 2, 0x01, 0xC3); /* add ebx, eax */
+	B(&k, 2, 0xFF, 0xC1); /* inc ecx */
+	B(&k, 3, 0x89, 0x0C, 0x25); /* mov [DATA], ecx: not a code page */
+	imm32(&k, (uint32_t)DATA);
+	B(&k, 3, 0x83, 0xF9, 0x03); /* cmp ecx, 3 */
+	B(&k, 2, 0x75, (uint8_t)(4 - (k.n + 2))); /* jne 4 */
+	B(&k, 1, 0xF4);
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 21, "smc: a loop storing to data runs its cached block");
+	k.b[5] = 1;
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 3, "smc: code changed between runs is decoded again");
+}
+
+/* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
+ * add, 4C F7 /0 is test with its immediate */
+static void test_group_rex_r(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	movabs(&k, R_RAX, 40);
+	B(&k, 3, 0x4C, 0x81, 0xC0); /* add rax, 2 (REX.W REX.R) */
+	imm32(&k, 2);
+	B(&k, 3, 0x4C, 0xF7, 0xC0); /* test rax, 0x100 (REX.W REX.R) */
+	imm32(&k, 0x100);
+	B(&k, 3, 0x4C, 0xFF, 0xC0); /* inc rax (REX.W REX.R) */
+	B(&k, 1, 0xF4);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 43 && o.at == KCODE + k.n - 1,
+	   "decode: REX.R leaves a group's sub-opcode and immediate alone");
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1267,6 +1338,8 @@ int main(void)
 	test_nx_wp_us();
 	test_reserved();
 	test_tlb();
+	test_smc();
+	test_group_rex_r();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

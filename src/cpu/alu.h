@@ -21,6 +21,18 @@ enum alu_op { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_
  * for a fraction of popf's cost */
 #define ALU_CFIN "bt $0, %[f]\n\t"
 #define ALU_OUT "\n\tpushfq\n\tpopq %[f]"
+/* shifts and rotates need all six incoming flags (a zero count keeps them,
+ * and the host may keep the undefined ones), but not the rest of popf:
+ * sahf loads SF ZF AF PF CF from AH, and an add that overflows or not sets
+ * OF first; several times cheaper than popf. Needs RAX and a scratch t. */
+#define ALU_SAHF_IN                                                                          \
+	"movl %k[f], %k[t]\n\t"                                                              \
+	"shrl $11, %k[t]\n\t"                                                                \
+	"andl $1, %k[t]\n\t"                                                                 \
+	"movl %k[f], %%eax\n\t"                                                              \
+	"shll $8, %%eax\n\t"                                                                 \
+	"addb $0x7f, %b[t]\n\t"                                                              \
+	"sahf\n\t"
 
 #define ALU_BIN_IN(IN, INSN, a, b, f, size)                                                       \
 	switch (size) {                                                                     \
@@ -55,14 +67,14 @@ enum alu_op { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_
 
 #define ALU_SHIFT(INSN, a, n, f, size)                                                     \
 	switch (size) {                                                                     \
-	case 1: { uint8_t x = a; asm(ALU_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+q"(x), [f] "+r"(f) : "c"(n) : "cc"); a = x; break; } \
-	case 2: { uint16_t x = a; asm(ALU_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : "c"(n) : "cc"); a = x; break; } \
-	case 4: { uint32_t x = a; asm(ALU_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : "c"(n) : "cc"); a = x; break; } \
-	default: { uint64_t x = a; asm(ALU_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f) : "c"(n) : "cc"); a = x; break; } \
+	case 1: { uint8_t x = a; uint32_t t; asm(ALU_SAHF_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+q"(x), [f] "+r"(f), [t] "=&r"(t) : "c"(n) : "cc", "rax"); a = x; break; } \
+	case 2: { uint16_t x = a; uint32_t t; asm(ALU_SAHF_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f), [t] "=&r"(t) : "c"(n) : "cc", "rax"); a = x; break; } \
+	case 4: { uint32_t x = a; uint32_t t; asm(ALU_SAHF_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f), [t] "=&r"(t) : "c"(n) : "cc", "rax"); a = x; break; } \
+	default: { uint64_t x = a; uint32_t t; asm(ALU_SAHF_IN INSN " %%cl,%[x]" ALU_OUT : [x] "+r"(x), [f] "+r"(f), [t] "=&r"(t) : "c"(n) : "cc", "rax"); a = x; break; } \
 	}
 
 /* result of op on a (and b, or the shift count in b); updates c->rflags */
-static inline uint64_t alu(struct cpu *c, int op, int size, uint64_t a, uint64_t b)
+static inline __attribute__((always_inline)) uint64_t alu(struct cpu *c, int op, int size, uint64_t a, uint64_t b)
 {
 	uint64_t f = c->rflags & F_ARITH;
 	uint8_t n = (uint8_t)b;

@@ -5,11 +5,20 @@
  * decoded or when interrupts must be looked at, at the end of its page, or
  * after BLOCK_MAX_INSNS. Execution leaves a block early whenever RIP is not
  * where the next instruction starts (a taken branch, a string instruction
- * that will restart) and when an instruction wrote into the block's page.
+ * that will restart) and when an instruction wrote into a page that holds
+ * decoded code.
  *
  * A cached block is used only while the bytes in memory equal the bytes it
- * was decoded from, compared at each entry: code that other vCPUs or
- * devices modify needs no invalidation protocol. */
+ * was decoded from, so code that other vCPUs or devices modify needs no
+ * invalidation protocol. The bytes are compared at entry unless nothing
+ * could have changed them since the last compare, which the CPU's
+ * code_epoch tells: it moves on at each store of this CPU into a code page
+ * (cpu.h code_store), after each instruction that ends a block (the
+ * serializing ones among them), at each MMIO access (devices), and at each
+ * entry from cpu_run (interrupts, exceptions, the end of a slice). Another
+ * vCPU's modification need only be seen after a serializing instruction on
+ * this one (SDM 8.1.3, cross-modifying code); Linux's text_poke_bp
+ * synchronises with IPIs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +37,7 @@ struct block {
 	uintptr_t succ_key[2];
 	unsigned succ_next;
 	const uint8_t *bytes; /* the code this block was decoded from */
+	uint64_t epoch;       /* the code_epoch when the bytes last matched */
 	uint16_t nbytes;
 	uint8_t ninsns;
 	struct insn in[];
@@ -38,18 +48,27 @@ struct block_cache {
 	uint8_t *arena;
 	size_t used;
 	struct block *last; /* the block that ran last, NULL after a flush */
+	uint8_t *code_map;  /* CODE_MAP_SIZE bytes, see struct cpu */
 };
 
-struct block_cache *block_cache_create(void)
+/* the code map of a CPU without a block cache: no page holds code */
+static uint8_t no_code[CODE_MAP_SIZE];
+
+struct block_cache *block_cache_create(uint8_t **code_map)
 {
+	*code_map = no_code;
 	struct block_cache *bc = calloc(1, sizeof(*bc));
 	if (!bc)
 		return NULL;
 	bc->arena = malloc(BLOCK_ARENA);
-	if (!bc->arena) {
+	bc->code_map = calloc(CODE_MAP_SIZE, 1);
+	if (!bc->arena || !bc->code_map) {
+		free(bc->arena);
+		free(bc->code_map);
 		free(bc);
 		return NULL;
 	}
+	*code_map = bc->code_map;
 	return bc;
 }
 
@@ -58,6 +77,7 @@ void block_cache_destroy(struct block_cache *bc)
 	if (!bc)
 		return;
 	free(bc->arena);
+	free(bc->code_map);
 	free(bc);
 }
 
@@ -125,11 +145,13 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 			struct insn *in = &b->in[n];
 			c->rip = rip0 + off;
 			insn_decode_static(c, in);
+			bool last = ends_block(in);
+			insn_bind(c, in, last);
 			if (off + in->len > room)
 				break; /* reaches into the next page */
 			off += in->len;
 			n++;
-			if (ends_block(in))
+			if (last)
 				break;
 		}
 	}
@@ -147,6 +169,8 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	b->succ_key[0] = b->succ_key[1] = 0;
 	b->succ_next = 0;
 	b->bytes = copy;
+	b->epoch = c->code_epoch;
+	bc->code_map[((uintptr_t)p >> 12) & (CODE_MAP_SIZE - 1)] = 1;
 	b->nbytes = (uint16_t)off;
 	b->ninsns = (uint8_t)n;
 	unsigned slot = block_slot(key);
@@ -156,16 +180,21 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	return b;
 }
 
-bool block_exec(struct cpu *c)
+/* the block for the code at p, from the previous block's successors, the
+ * hash table, or decoded now; NULL when nothing can be decoded there */
+/* b's bytes may be run for the code at p */
+static inline bool block_valid(struct cpu *c, struct block *b, const uint8_t *p)
 {
-	/* a fetch fault is reported at the instruction being fetched */
-	c->insn_rip = c->rip;
-	c->insn_rsp = c->r[R_RSP];
-	uint64_t lin = seg_lin(c, S_CS, c->rip);
-	const uint8_t *p = mem_fetch_ptr(c, lin);
-	if (!p)
+	if (b->epoch == c->code_epoch)
+		return true;
+	if (memcmp(b->bytes, p, b->nbytes))
 		return false;
-	uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+	b->epoch = c->code_epoch;
+	return true;
+}
+
+static struct block *block_find(struct cpu *c, const uint8_t *p, uint64_t lin, uintptr_t key)
+{
 	struct block_cache *bc = c->blocks;
 	struct block *prev = bc->last, *b = NULL;
 	if (prev) {
@@ -173,47 +202,71 @@ bool block_exec(struct cpu *c)
 			b = prev->succ[0];
 		else if (prev->succ_key[1] == key)
 			b = prev->succ[1];
-		if (b && memcmp(b->bytes, p, b->nbytes))
-			b = NULL;
+		if (b && block_valid(c, b, p))
+			return b;
 	}
+	b = bc->hash[block_slot(key)];
+	while (b && (b->key != key || !block_valid(c, b, p)))
+		b = b->next;
 	if (!b) {
-		b = bc->hash[block_slot(key)];
-		while (b && (b->key != key || memcmp(b->bytes, p, b->nbytes)))
-			b = b->next;
-		if (!b) {
-			b = block_build(c, p, lin, key);
+		b = block_build(c, p, lin, key);
+		if (!b)
+			return NULL;
+	}
+	/* a flush while building leaves prev dangling: bc->last is NULL then */
+	if (prev && bc->last == prev) {
+		unsigned i = prev->succ_next;
+		prev->succ[i] = b;
+		prev->succ_key[i] = key;
+		prev->succ_next = i ^ 1;
+	}
+	return b;
+}
+
+bool block_exec(struct cpu *c, uint64_t end)
+{
+	struct block_cache *bc = c->blocks;
+	struct block *b = NULL;
+	bool ran = false;
+	/* whatever happened since the last call (an interrupt, an exception,
+	 * another vCPU's IPI) may have been serializing */
+	c->code_epoch++;
+	/* one block after another while nothing asks for cpu_run's attention:
+	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
+	 * the end of the budget */
+	do {
+		/* a fetch fault is reported at the instruction being fetched */
+		c->insn_rip = c->rip;
+		c->insn_rsp = c->r[R_RSP];
+		uint64_t lin = seg_lin(c, S_CS, c->rip);
+		const uint8_t *p = mem_fetch_ptr(c, lin);
+		/* a loop back to the start of the block that just ran, with
+		 * the epoch unmoved, runs it again without a lookup */
+		uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+		if (!b || b->key != key || b->epoch != c->code_epoch) {
+			b = p ? block_find(c, p, lin, key) : NULL;
 			if (!b) {
 				bc->last = NULL;
-				return false;
+				return ran;
 			}
+			bc->last = b;
 		}
-		/* a flush while building leaves prev dangling: bc->last is
-		 * NULL then */
-		if (prev && bc->last == prev) {
-			unsigned i = prev->succ_next;
-			prev->succ[i] = b;
-			prev->succ_key[i] = key;
-			prev->succ_next = i ^ 1;
-		}
-	}
-	bc->last = b;
-	c->code_page = (uintptr_t)p & ~(uintptr_t)0xfff;
-	c->smc = false;
-	uint64_t rip = c->rip;
-	for (int i = 0; i < b->ninsns; i++) {
-		struct insn *in = &b->in[i];
-		c->insn_rip = rip;
-		c->insn_rsp = c->r[R_RSP];
+		c->smc = false;
+		/* The instructions that set the interrupt shadow (sti, mov ss,
+		 * pop ss) end their block; the shadow lasts one instruction,
+		 * after which a pending interrupt is taken. */
+		struct insn *in = b->in, *stop = b->in + (c->intr_shadow ? 1 : b->ninsns);
 		c->intr_shadow = false;
-		if (in->is_mem)
-			insn_ea(c, in);
-		exec_insn(c, in);
-		c->icount++;
-		rip += in->len;
-		/* a pending event is looked at after this instruction */
-		if (c->rip != rip || c->smc || c->intr_poke)
-			break;
-	}
-	c->code_page = 0;
+		for (;;) {
+			c->insn_rip = c->rip;
+			c->insn_rsp = c->r[R_RSP];
+			bool more = in->fn(c, in);
+			c->icount++;
+			if (!more || ++in == stop)
+				break;
+		}
+		ran = true;
+	} while (!(c->intr_poke | c->stop_request | c->halted) && !(c->rflags & F_TF) &&
+		 c->icount < end);
 	return true;
 }

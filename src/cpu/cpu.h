@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { R_RAX, R_RCX, R_RDX, R_RBX, R_RSP, R_RBP, R_RSI, R_RDI,
        R_R8, R_R9, R_R10, R_R11, R_R12, R_R13, R_R14, R_R15 };
@@ -170,6 +171,9 @@ struct insn {
 	uint64_t imm;  /* sign-extended to 64 bits where the encoding says so */
 	uint64_t imm2; /* enter's second immediate, far pointers' selector */
 	uint8_t bytes[15];
+	/* the handler that runs this instruction from a block (exec_fast.c);
+	 * false: the block ends after it */
+	bool (*fn)(struct cpu *c, struct insn *in);
 };
 
 struct cpu {
@@ -215,9 +219,13 @@ struct cpu {
 	struct cpu_bus bus;
 	/* blocks of decoded instructions (block.c); NULL: decode every time */
 	struct block_cache *blocks;
-	/* host page of the block being executed, and whether an instruction
-	 * wrote into it (self-modifying code ends the block) */
-	uintptr_t code_page;
+	/* Which host pages hold decoded code: a byte per page, indexed by
+	 * the host address (code_store). A store there sets smc, which ends
+	 * the running block, and moves code_epoch on: a cached block is
+	 * compared with memory again only when the epoch moved since its last
+	 * check (block.c says when else it moves). */
+	uint8_t *code_map;
+	uint64_t code_epoch;
 	bool smc;
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
@@ -246,9 +254,65 @@ __attribute__((noreturn)) void cpu_ud(struct cpu *c);
 /* Deliver an interrupt or exception now (used by cpu_run and the tests). */
 void cpu_deliver(struct cpu *c, int vector, bool has_err, uint32_t err, bool soft, uint64_t next_rip);
 
-/* memory: linear addresses (segment base already added), may fault */
-uint64_t mem_read(struct cpu *c, uint64_t lin, int size);
-void mem_write(struct cpu *c, uint64_t lin, uint64_t val, int size);
+/* memory: linear addresses (segment base already added), may fault. The
+ * TLB hit is inline (every instruction's operands come through here); a
+ * miss, MMIO or an access across a page goes to the _slow half. */
+uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size);
+void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size);
+
+static inline struct tlb_entry *tlb_entry(struct cpu *c, uint64_t lin)
+{
+	return &c->tlb[c->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+}
+
+#define CODE_MAP_SIZE (1u << 20)
+/* this CPU stores through host pointer hp */
+static inline void code_store(struct cpu *c, uintptr_t hp)
+{
+	if (__builtin_expect(c->code_map[(hp >> 12) & (CODE_MAP_SIZE - 1)], 0)) {
+		c->smc = true;
+		c->code_epoch++;
+	}
+}
+
+static inline uint64_t mem_read(struct cpu *c, uint64_t lin, int size)
+{
+	struct tlb_entry *e = tlb_entry(c, lin);
+	if (__builtin_expect(e->tag_r == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000, 1)) {
+		const void *p = (const void *)(uintptr_t)(lin + e->addend);
+		uint8_t b;
+		uint16_t w;
+		uint32_t d;
+		uint64_t q;
+		switch (size) {
+		case 1: memcpy(&b, p, 1); return b;
+		case 2: memcpy(&w, p, 2); return w;
+		case 4: memcpy(&d, p, 4); return d;
+		default: memcpy(&q, p, 8); return q;
+		}
+	}
+	return mem_read_slow(c, lin, size);
+}
+
+static inline void mem_write(struct cpu *c, uint64_t lin, uint64_t val, int size)
+{
+	struct tlb_entry *e = tlb_entry(c, lin);
+	if (__builtin_expect(e->tag_w == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000, 1)) {
+		uintptr_t hp = lin + e->addend;
+		uint8_t b = (uint8_t)val;
+		uint16_t w = (uint16_t)val;
+		uint32_t d = (uint32_t)val;
+		code_store(c, hp);
+		switch (size) {
+		case 1: memcpy((void *)hp, &b, 1); break;
+		case 2: memcpy((void *)hp, &w, 2); break;
+		case 4: memcpy((void *)hp, &d, 4); break;
+		default: memcpy((void *)hp, &val, 8); break;
+		}
+		return;
+	}
+	mem_write_slow(c, lin, val, size);
+}
 void mem_read_buf(struct cpu *c, uint64_t lin, void *buf, int len);
 void mem_write_buf(struct cpu *c, uint64_t lin, const void *buf, int len);
 /* Host pointer for a naturally aligned access of size bytes that does not
@@ -257,7 +321,14 @@ void mem_write_buf(struct cpu *c, uint64_t lin, const void *buf, int len);
 void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write);
 /* instruction fetch: host pointer to the byte at lin (the rest of its page
  * follows), or NULL when the page is not RAM; then mem_fetch_mmio */
-const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin);
+const uint8_t *mem_fetch_slow(struct cpu *c, uint64_t lin);
+static inline const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin)
+{
+	struct tlb_entry *e = tlb_entry(c, lin);
+	if (__builtin_expect(e->tag_x == ((lin & ~0xfffull) | 1), 1))
+		return (const uint8_t *)(uintptr_t)(lin + e->addend);
+	return mem_fetch_slow(c, lin);
+}
 uint8_t mem_fetch_mmio(struct cpu *c, uint64_t lin);
 /* physical access (no paging), for page walks and descriptor tables */
 uint64_t phys_read(struct cpu *c, uint64_t gpa, int size);
@@ -377,13 +448,18 @@ static inline void insn_ea(struct cpu *c, struct insn *in)
 
 
 /* block.c: the decoded-block cache */
-struct block_cache *block_cache_create(void);
+/* *code_map: the cache's map of code pages (cpu->code_map) */
+struct block_cache *block_cache_create(uint8_t **code_map);
 void block_cache_destroy(struct block_cache *bc);
-/* Run the block at c->rip (decoding it on a miss); false when no block can
- * be made there (the caller steps one instruction). */
-bool block_exec(struct cpu *c);
+/* Run the block at c->rip (decoding it on a miss), and the blocks after it
+ * until an event, TF, hlt or icount reaching end; false when no block could
+ * be made at c->rip (the caller steps one instruction). */
+bool block_exec(struct cpu *c, uint64_t end);
 /* execute one decoded instruction; the families */
 void exec_insn(struct cpu *c, struct insn *in);
+/* choose in->fn for a decoded instruction in this CPU mode; ends_block:
+ * the block ends after it (block.c) */
+void insn_bind(struct cpu *c, struct insn *in, bool ends_block);
 /* SSE/MMX (map 1..3 vector opcodes) and x87 (D8..DF): return false for an
  * opcode they do not implement (the caller raises #UD) */
 bool sse_exec(struct cpu *c, struct insn *in);

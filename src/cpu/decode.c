@@ -134,10 +134,11 @@ static int imm_size_map0(struct insn *in)
 		return 2;
 	case 0xC8:
 		return 3; /* iw, ib */
+	/* in->reg carries REX.R, which a group's sub-opcode ignores */
 	case 0xF6:
-		return in->reg == 0 || in->reg == 1 ? 1 : 0;
+		return (in->reg & 7) <= 1 ? 1 : 0;
 	case 0xF7:
-		return in->reg == 0 || in->reg == 1 ? (in->opsize == 2 ? 2 : 4) : 0;
+		return (in->reg & 7) <= 1 ? (in->opsize == 2 ? 2 : 4) : 0;
 	case 0xA0 ... 0xA3:
 		return in->addrsize; /* moffs */
 	case 0x9A: case 0xEA:

@@ -561,9 +561,9 @@ static void exec_map0(struct cpu *c, struct insn *in)
 	}
 	if (in->lock) {
 		/* lock is valid only on a memory-destination read-modify-write */
-		bool ok = in->is_mem && ((op < 0x38 && (op & 7) < 2) || (op >= 0x80 && op <= 0x83 && in->reg != 7) ||
-					 op == 0x86 || op == 0x87 || ((op == 0xF6 || op == 0xF7) && (in->reg == 2 || in->reg == 3)) ||
-					 ((op == 0xFE || op == 0xFF) && in->reg < 2));
+		bool ok = in->is_mem && ((op < 0x38 && (op & 7) < 2) || (op >= 0x80 && op <= 0x83 && (in->reg & 7) != 7) ||
+					 op == 0x86 || op == 0x87 || ((op == 0xF6 || op == 0xF7) && ((in->reg & 7) == 2 || (in->reg & 7) == 3)) ||
+					 ((op == 0xFE || op == 0xFF) && (in->reg & 7) < 2));
 		if (!ok)
 			cpu_ud(c);
 	}
@@ -670,10 +670,10 @@ static void exec_map0(struct cpu *c, struct insn *in)
 		set_rip(c, next, c->mode == 64 ? 8 : size);
 		return;
 	case 0x80: case 0x82:
-		alu_rm(c, in, in->reg, 1, in->imm);
+		alu_rm(c, in, in->reg & 7, 1, in->imm);
 		break;
 	case 0x81: case 0x83:
-		alu_rm(c, in, in->reg, size, in->imm);
+		alu_rm(c, in, in->reg & 7, size, in->imm);
 		break;
 	case 0x84: alu(c, ALU_TEST, 1, rm_read(c, in, 1), reg_read(c, in->reg, 1, rex)); break;
 	case 0x85: alu(c, ALU_TEST, size, rm_read(c, in, size), reg_read(c, in->reg, size, rex)); break;
@@ -981,9 +981,9 @@ static void exec_map0(struct cpu *c, struct insn *in)
 	case 0xFC: c->rflags &= ~(uint64_t)F_DF; break;
 	case 0xFD: c->rflags |= F_DF; break;
 	case 0xFE:
-		if (in->reg > 1)
+		if ((in->reg & 7) > 1)
 			cpu_ud(c);
-		rmw(c, in, 1, rmw_alu, 0, in->reg == 0 ? ALU_INC : ALU_DEC, in->lock);
+		rmw(c, in, 1, rmw_alu, 0, (in->reg & 7) == 0 ? ALU_INC : ALU_DEC, in->lock);
 		break;
 	case 0xFF:
 		switch (in->reg & 7) {

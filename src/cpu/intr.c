@@ -13,7 +13,7 @@ void cpu_init(struct cpu *c, int index)
 {
 	memset(c, 0, sizeof(*c));
 	c->index = index;
-	c->blocks = block_cache_create();
+	c->blocks = block_cache_create(&c->code_map);
 	cpu_reset(c);
 }
 
@@ -304,7 +304,6 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 	volatile uint64_t end = c->icount + max_insns;
 	c->intr_poke = 1;
 	if (setjmp(c->fault_jmp)) {
-		c->code_page = 0;
 		if (!deliver_fault(c))
 			return STOP_SHUTDOWN;
 		/* a single step that faults ends at the handler, not in it */
@@ -338,7 +337,7 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 		/* the fast path: a cached block; TF and the debugger step
 		 * one instruction at a time */
 		if (__builtin_expect(c->blocks && !(c->rflags & F_TF) && !c->single_step && !c->nbreak, 1) &&
-		    block_exec(c)) {
+		    block_exec(c, end)) {
 			if (c->icount >= end)
 				return STOP_BUDGET;
 			continue;

@@ -18,13 +18,6 @@
 #define PTE_ADDR (((1ull << PHYS_BITS) - 1) & ~0xfffull)
 #define PTE_RSVD_ADDR (((1ull << 52) - 1) & ~((1ull << PHYS_BITS) - 1))
 
-/* a write into the page of the running block ends the block (block.c) */
-static inline void smc_check(struct cpu *c, uintptr_t hp)
-{
-	if (__builtin_expect((hp & ~(uintptr_t)0xfff) == c->code_page, 0))
-		c->smc = true;
-}
-
 static inline bool lin_canonical(uint64_t lin)
 {
 	return (int64_t)(lin << 16) >> 16 == (int64_t)lin;
@@ -50,6 +43,7 @@ void phys_write(struct cpu *c, uint64_t gpa, uint64_t val, int size)
 {
 	uint8_t *p = c->bus.gpa_page(c->bus.opaque, gpa & ~0xfffull, true);
 	if (p && (gpa & 0xfff) + size <= 0x1000) {
+		code_store(c, (uintptr_t)p);
 		memcpy(p + (gpa & 0xfff), &val, size);
 		return;
 	}
@@ -79,8 +73,10 @@ void tlb_flush_page(struct cpu *c, uint64_t lin)
 static void pte_set_bits(struct cpu *c, uint64_t gpa, uint64_t bits)
 {
 	uint8_t *p = c->bus.gpa_page(c->bus.opaque, gpa & ~0xfffull, true);
-	if (p)
+	if (p) {
+		code_store(c, (uintptr_t)p);
 		__atomic_fetch_or((uint64_t *)(p + (gpa & 0xff8)), bits << ((gpa & 4) * 8), __ATOMIC_SEQ_CST);
+	}
 }
 
 /* The walk. access: ACC_R/W/X plus ACC_USER/ACC_SUPER to override the
@@ -232,16 +228,8 @@ static uint8_t *translate_fill(struct cpu *c, uint64_t lin, int kind, uint64_t *
 	return hp + (lin & 0xfff);
 }
 
-static inline struct tlb_entry *tlb_entry(struct cpu *c, uint64_t lin)
+const uint8_t *mem_fetch_slow(struct cpu *c, uint64_t lin)
 {
-	return &c->tlb[c->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
-}
-
-const uint8_t *mem_fetch_ptr(struct cpu *c, uint64_t lin)
-{
-	struct tlb_entry *e = tlb_entry(c, lin);
-	if (e->tag_x == ((lin & ~0xfffull) | 1))
-		return (const uint8_t *)(lin + e->addend);
 	uint64_t gpa;
 	return translate_fill(c, lin, ACC_X, &gpa);
 }
@@ -253,7 +241,7 @@ uint8_t mem_fetch_mmio(struct cpu *c, uint64_t lin)
 	return p ? *p : (uint8_t)c->bus.mmio_read(c->bus.opaque, gpa, 1);
 }
 
-static uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
+uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
 {
 	if ((lin & 0xfff) + size > 0x1000) {
 		uint64_t v = 0;
@@ -267,21 +255,12 @@ static uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size)
 		memcpy(&v, p, size);
 		return v;
 	}
+	/* a device may write guest memory, code included, when accessed */
+	c->code_epoch++;
 	return c->bus.mmio_read(c->bus.opaque, gpa, size);
 }
 
-uint64_t mem_read(struct cpu *c, uint64_t lin, int size)
-{
-	struct tlb_entry *e = tlb_entry(c, lin);
-	if (e->tag_r == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000) {
-		uint64_t v = 0;
-		memcpy(&v, (void *)(lin + e->addend), size);
-		return v;
-	}
-	return mem_read_slow(c, lin, size);
-}
-
-static void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
+void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
 {
 	uint64_t gpa;
 	if ((lin & 0xfff) + size > 0x1000) {
@@ -295,23 +274,12 @@ static void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size)
 	}
 	uint8_t *p = translate_fill(c, lin, ACC_W, &gpa);
 	if (p) {
-		smc_check(c, (uintptr_t)p);
+		code_store(c, (uintptr_t)p);
 		memcpy(p, &val, size);
 	} else {
+		c->code_epoch++;
 		c->bus.mmio_write(c->bus.opaque, gpa, val, size);
 	}
-}
-
-void mem_write(struct cpu *c, uint64_t lin, uint64_t val, int size)
-{
-	struct tlb_entry *e = tlb_entry(c, lin);
-	if (e->tag_w == ((lin & ~0xfffull) | 1) && (lin & 0xfff) + size <= 0x1000) {
-		uintptr_t hp = lin + e->addend;
-		smc_check(c, hp);
-		memcpy((void *)hp, &val, size);
-		return;
-	}
-	mem_write_slow(c, lin, val, size);
 }
 
 void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write)
@@ -329,7 +297,7 @@ void *mem_ptr(struct cpu *c, uint64_t lin, int size, bool write)
 	}
 	/* the caller writes through p */
 	if (write && p)
-		smc_check(c, (uintptr_t)p);
+		code_store(c, (uintptr_t)p);
 	return p;
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu/cpu.h"
 #include "dev/dev.h"
@@ -16,6 +17,9 @@
 struct emu_vcpu {
 	struct cpu cpu;
 	struct vcpu *v;
+	/* ACCORD_FIRST_INSN: say when the first guest instruction runs
+	 * (bench/overhead.sh measures the start-up cost with it) */
+	bool say_first;
 };
 
 static inline struct cpu *emu_cpu(struct vcpu *v)
@@ -128,12 +132,20 @@ static int emu_vcpu_init(struct vcpu *v)
 		.opaque = v,
 	};
 	c->trace_ud = getenv("ACCORD_TRACE_UD") != NULL;
+	e->say_first = v->index == 0 && getenv("ACCORD_FIRST_INSN") != NULL;
 	return 0;
 }
 
 static int emu_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 {
 	struct cpu *c = emu_cpu(v);
+	struct emu_vcpu *e = v->engine_priv;
+	if (e->say_first) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fprintf(stderr, "accord: first guest instruction at %lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+		e->say_first = false;
+	}
 	for (;;) {
 		if (lapic_take_nmi(v->lapic))
 			c->nmi_pending = true;

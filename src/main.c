@@ -13,8 +13,10 @@
 #include "dev/pci.h"
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
+#include "net/net.h"
 #include "vm/console.h"
 #include "vm/gdbstub.h"
+#include "vm/iothread.h"
 #include "vm/vm.h"
 
 /* exit statuses (README "Exit status") */
@@ -25,6 +27,7 @@ enum {
 	EXIT_BAD_IMAGE = 3,
 	EXIT_NO_ACCEL = 4,
 	EXIT_VM_FAILED = 5,
+	EXIT_NET_FAILED = 6,
 };
 
 static void usage(FILE *f)
@@ -41,6 +44,12 @@ static void usage(FILE *f)
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
+		"  --net user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=MAC]\n"
+		"                    a virtio-net NIC on user-mode networking (10.0.2.0/24,\n"
+		"                    DHCP 10.0.2.15, host 10.0.2.2, DNS 10.0.2.3); hostfwd also\n"
+		"                    takes udp: and tcp:ADDR:HOSTPORT-[GUESTADDR]:GUESTPORT\n"
+		"  --net tap=NAME[,mac=MAC]  a virtio-net NIC on host TAP interface NAME\n"
+		"                    (repeatable: one NIC per --net)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
@@ -84,6 +93,7 @@ static int cmd_run(int argc, char **argv)
 		{ "debug-exit", no_argument, 0, 'd' },
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
+		{ "net", required_argument, 0, 'N' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -99,6 +109,10 @@ static int cmd_run(int argc, char **argv)
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	int ndisks = 0;
+	/* --net (virtio-net) */
+	enum { MAX_NICS = 4 };
+	static struct net_config nic[MAX_NICS];
+	int nnics = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -138,6 +152,15 @@ static int cmd_run(int argc, char **argv)
 			if (virtio_blk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
 				return EXIT_USAGE;
 			ndisks++;
+			break;
+		case 'N':
+			if (nnics == MAX_NICS) {
+				fprintf(stderr, "accord: --net: at most %d network devices\n", MAX_NICS);
+				return EXIT_USAGE;
+			}
+			if (net_parse(optarg, &nic[nnics]) < 0)
+				return EXIT_USAGE;
+			nnics++;
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -211,6 +234,26 @@ static int cmd_run(int argc, char **argv)
 			return EXIT_BAD_IMAGE;
 		}
 	}
+	/* the NICs' backends run on the I/O thread */
+	struct iothread *io = NULL;
+	if (nnics) {
+		io = iothread_create();
+		if (!io) {
+			console_stop();
+			return EXIT_VM_FAILED;
+		}
+	}
+	for (int i = 0; i < nnics; i++) {
+		struct net_backend *nb = net_backend_create(&nic[i], io);
+		if (!nb) {
+			console_stop();
+			return EXIT_NET_FAILED;
+		}
+		if (!virtio_net_create(vm, pci, io, nb, nic[i].has_mac ? nic[i].mac : NULL)) {
+			console_stop();
+			return EXIT_VM_FAILED;
+		}
+	}
 	struct boot_state bs;
 	if (boot_load(vm, &cfg, &bs) < 0) {
 		console_stop();
@@ -221,7 +264,12 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	if (io && iothread_start(io) < 0) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
 	int rc = vm_run(vm);
+	iothread_stop(io);
 	gdbstub_finish(vm, rc);
 	console_stop();
 	/* A kernel booted with panic=N resets right after its panic message,

@@ -14,6 +14,9 @@ PACKAGES=(
 	gdb						# tests/gdbstub.sh
 	bc						# bench/
 	python3						# tools/lockstep, report checks
+	libslirp-dev					# --net user
+	iproute2					# tests/virtio_net.sh (TAP)
+	curl						# tests/virtio_net.sh (hostfwd)
 )
 
 missing=()

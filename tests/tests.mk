@@ -109,3 +109,12 @@ TEST_SCRIPTS += tests/certify.sh
 TEST_BINS += build/tests/unit_virtio
 TEST_SCRIPTS += tests/virtio_blk.sh
 # ---- end virtio ----
+
+# ---- virtio-net (owner: src/net/, src/dev/virtio/net.c, src/vm/iothread.c) ----
+# the device against malicious rings and a test backend
+# (tests/unit_virtio_net.c); then the stock kernel with a user (libslirp)
+# NIC and, as root, a TAP NIC: DHCP, wget from the host, hostfwd, ping
+# (tests/virtio_net.sh)
+TEST_BINS += build/tests/unit_virtio_net
+TEST_SCRIPTS += tests/virtio_net.sh
+# ---- end virtio-net ----

@@ -95,6 +95,14 @@ else
 	tap_not_ok "the host's http.server started" "$(head -c 200 "$tmp/http.log")"
 fi
 
+"$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --net tap=lo </dev/null >"$tmp/err.log" 2>&1
+rc=$?
+if [ "$rc" -eq 6 ] && [ "$(grep -vc "^accord: --accel" "$tmp/err.log")" -eq 1 ] && grep -q "tap=lo" "$tmp/err.log"; then
+	tap_ok "--net tap=lo (no TAP interface): one line, status 6"
+else
+	tap_not_ok "--net tap=lo (no TAP interface)" "status $rc: $(head -c 200 "$tmp/err.log")"
+fi
+
 # a TAP interface for the second NIC, when this host allows one
 tap_args=()
 tap_why=

@@ -76,6 +76,16 @@ static void tap_resume(struct net_backend *nb)
 
 static const struct net_backend_ops tap_ops = { tap_send, tap_resume };
 
+static const char *tap_hint(int err)
+{
+	if (err == EPERM)
+		return " (a new interface needs CAP_NET_ADMIN; or create it first with "
+		       "'ip tuntap add NAME mode tap user USER')";
+	if (err == EINVAL || err == EBUSY)
+		return " (an interface of another kind, or one in use?)";
+	return "";
+}
+
 struct net_backend *net_tap_create(const struct net_config *cfg, struct iothread *io)
 {
 	struct tap_backend *t = calloc(1, sizeof(*t));
@@ -94,7 +104,8 @@ struct net_backend *net_tap_create(const struct net_config *cfg, struct iothread
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", cfg->ifname);
 	if (ioctl(t->fd, TUNSETIFF, &ifr) < 0) {
-		fprintf(stderr, "accord: --net tap=%s: %s\n", cfg->ifname, strerror(errno));
+		fprintf(stderr, "accord: --net tap=%s: cannot attach a TAP interface: %s%s\n", cfg->ifname,
+			strerror(errno), tap_hint(errno));
 		goto fail;
 	}
 	snprintf(t->name, sizeof(t->name), "%s", ifr.ifr_name);

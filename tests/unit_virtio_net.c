@@ -248,10 +248,11 @@ static void make_frame(uint8_t *f, size_t len, unsigned seed)
 		f[i] = (uint8_t)(i * 131 + seed * 17 + (i >> 8));
 }
 
-/* the I/O thread delivers asynchronously: wait (bounded) for it */
+/* the I/O thread delivers asynchronously: wait for it, up to 20 s on a
+ * busy machine */
 static bool wait_used(int q, uint16_t want)
 {
-	for (int i = 0; i < 5000; i++) {
+	for (int i = 0; i < 20000; i++) {
 		if (used_idx(q) == want)
 			return true;
 		usleep(1000);
@@ -487,7 +488,7 @@ static void bad_case(const char *what, int q, void (*build)(void))
 		kick(RXQ);
 		make_frame(f, sizeof(f), 10);
 		host_frame(f, sizeof(f));
-		for (int i = 0; i < 2000 && !(status() & VIRTIO_S_NEEDS_RESET); i++)
+		for (int i = 0; i < 20000 && !(status() & VIRTIO_S_NEEDS_RESET); i++)
 			usleep(1000);
 	} else {
 		kick(TXQ);

@@ -321,8 +321,15 @@ struct iothread *iothread_create(void)
 		fprintf(stderr, "accord: iothread: out of memory\n");
 		return NULL;
 	}
+	/* room for the wake-up fd at least, so that every round can poll */
+	if (iothread_pollset_add(&io->ps, -1, 0) < 0) {
+		fprintf(stderr, "accord: iothread: out of memory\n");
+		free(io);
+		return NULL;
+	}
 	io->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (io->wake_fd < 0) {
+		free(io->ps.pfd);
 		fprintf(stderr, "accord: iothread: eventfd: %s\n", strerror(errno));
 		free(io);
 		return NULL;

@@ -2,12 +2,15 @@
  * running I/O thread: the PCI identity, the features offered (and the
  * offloads not offered), frames both ways byte for byte, merged receive
  * buffers, a frame waiting for buffers, flow control towards the backend,
- * frames a backend answers from inside send (as slirp does). Then
+ * frames a backend answers from inside send (as slirp does), --net
+ * parsing. Then
  * malicious rings on both queues: buffers outside RAM, loops, oversized
  * lengths, bad indices, short headers, buffers of the wrong direction.
  * Each must leave the device NEEDS_RESET with a configuration interrupt,
  * send nothing to the backend, and change no guest RAM beyond the rings
  * and the receive buffers. */
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -626,6 +629,45 @@ static void test_malicious(void)
 	ok(tb.sent == sent + 1 && !memcmp(tb.last, f, sizeof(f)), "and it transmits again");
 }
 
+/* --net parsing: QEMU's hostfwd forms, mac=, tap=; malformed ones refused */
+static void test_parse(void)
+{
+	struct net_config c;
+	bool good;
+
+	good = !net_parse("user,hostfwd=tcp::8080-:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53,mac=52:41:43:01:02:03",
+			  &c);
+	ok(good && c.kind == NET_USER && c.nfwd == 2 && !c.fwd[0].udp && c.fwd[0].host_addr == 0 &&
+		   c.fwd[0].host_port == 8080 && c.fwd[0].guest_addr == 0 && c.fwd[0].guest_port == 80,
+	   "user with hostfwd=tcp::8080-:80");
+	ok(good && c.fwd[1].udp && c.fwd[1].host_addr == htonl(0x7f000001) && c.fwd[1].host_port == 5353 &&
+		   c.fwd[1].guest_addr == htonl(0x0a00020f) && c.fwd[1].guest_port == 53,
+	   "hostfwd=udp:127.0.0.1:5353-10.0.2.15:53");
+	ok(good && c.has_mac && !memcmp(c.mac, "\x52\x41\x43\x01\x02\x03", 6), "mac=52:41:43:01:02:03");
+	ok(!net_parse("tap=actap0", &c) && c.kind == NET_TAP && !strcmp(c.ifname, "actap0") && !c.has_mac,
+	   "tap=actap0");
+	static const char *const bad[] = {
+		"", "usr", "user,hostfwd=tcp::80", "user,hostfwd=tcp::0-:80", "user,hostfwd=tcp::65536-:80",
+		"user,hostfwd=sctp::1-:2", "user,hostfwd=tcp:1.2.3:1-:2", "user,hostfwd=tcp::1-:2x",
+		"user,mac=52:41:43:01:02", "user,mac=01:00:5e:00:00:01", "user,mac=52:41:43:01:02:03,mac=52:41:43:01:02:04",
+		"user,bogus=1", "tap=", "tap=a/b", "tap=sixteen-chars-xx", "tap=x,hostfwd=tcp::1-:2", "user,tap=x",
+	};
+	int refused = 0, saved = dup(2), null = open("/dev/null", O_WRONLY);
+
+	/* each refusal prints its line; the test's output needs none of them */
+	fflush(stderr);
+	if (null >= 0)
+		dup2(null, 2);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused += net_parse(bad[i], &c) < 0;
+	if (saved >= 0)
+		dup2(saved, 2);
+	close(null);
+	close(saved);
+	ok(refused == (int)(sizeof(bad) / sizeof(bad[0])), "%d of %zu malformed --net values refused", refused,
+	   sizeof(bad) / sizeof(bad[0]));
+}
+
 int main(void)
 {
 	static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0xaa, 0xbb, 0x01 };
@@ -646,6 +688,7 @@ int main(void)
 	pthread_mutex_init(&tb.lock, NULL);
 	tb.nb.ops = &tb_ops;
 	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, mac);
+	test_parse();
 	ok(n != NULL && iothread_start(io) == 0, "a virtio-net device on a test backend, I/O thread running");
 	if (n) {
 		test_identity();

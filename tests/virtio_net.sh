@@ -189,6 +189,17 @@ if [ ${#tap_args[@]} -gt 0 ]; then
 	else
 		tap_not_ok "tap: curl on the host gets the guest's token over $tap_if" "got '$(printf %s "$got" | head -c 80)'"
 	fi
+	# the interface vanishes under a running guest: one line, no spinning
+	# on the dead fd, the guest carries on
+	ip link del "$tap_if" 2>/dev/null
+	tap_if=
+	run "tap: the guest carries on after the host deletes the interface" \
+		'ping -c 1 -W 2 '"$host_ip"' >/dev/null 2>&1; echo G$((1+1))' "^G2"
+	if grep -q "tap=.*the interface is gone" "$log"; then
+		tap_ok "tap: accord says the interface is gone"
+	else
+		tap_not_ok "tap: accord says the interface is gone" "$(tail -n 4 "$log" | tr -d "\r" | tr "\n" " ")"
+	fi
 else
 	tap_skip "tap: the guest reaches the host over a TAP interface" "$tap_why"
 fi

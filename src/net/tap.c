@@ -25,6 +25,7 @@ struct tap_backend {
 	struct iothread *io;
 	int fd;
 	char name[IFNAMSIZ];
+	bool lost;
 	uint8_t buf[NET_MAX_FRAME];
 };
 
@@ -33,21 +34,38 @@ static bool port_ready(struct tap_backend *t)
 	return t->nb.port.can_receive(t->nb.port.opaque);
 }
 
+/* The interface went away under us (ip link del): say so once and stop
+ * polling, or poll would report the error again at once, forever. The
+ * guest keeps a NIC whose frames go nowhere. */
+static void tap_lost(struct tap_backend *t, const char *why)
+{
+	iothread_fd_set_events(t->io, t->fd, 0);
+	if (__atomic_exchange_n(&t->lost, true, __ATOMIC_SEQ_CST))
+		return;
+	fprintf(stderr, "accord: --net tap=%s: the interface is gone (%s); its NIC is cut off\n", t->name, why);
+}
+
 static void tap_readable(void *opaque, int fd, short revents)
 {
 	struct tap_backend *t = opaque;
 
+	if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+		tap_lost(t, "poll reports an error");
+		return;
+	}
 	for (int i = 0; i < TAP_BATCH; i++) {
 		if (!port_ready(t)) {
 			/* pause, then look again: a resume may have come between */
 			iothread_fd_set_events(t->io, fd, 0);
-			if (port_ready(t))
+			if (port_ready(t) && !__atomic_load_n(&t->lost, __ATOMIC_SEQ_CST))
 				iothread_fd_set_events(t->io, fd, POLLIN);
 			return;
 		}
 		ssize_t n = read(fd, t->buf, sizeof(t->buf));
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno != EAGAIN)
+			tap_lost(t, strerror(errno));
 		if (n <= 0)
 			return;
 		t->nb.port.receive(t->nb.port.opaque, t->buf, n);
@@ -65,13 +83,18 @@ static void tap_send(struct net_backend *nb, const void *frame, size_t len)
 	/* a full queue or a down interface loses the frame, as a wire would */
 	if (n != (ssize_t)len)
 		nb->tx_dropped++;
+	/* detached: the kernel's wake-up of the poller can come before the
+	 * fd reads as dead, so a send may be the first to know */
+	if (n < 0 && errno == EBADFD)
+		tap_lost(t, strerror(errno));
 }
 
 static void tap_resume(struct net_backend *nb)
 {
 	struct tap_backend *t = (struct tap_backend *)nb;
 
-	iothread_fd_set_events(t->io, t->fd, POLLIN);
+	if (!__atomic_load_n(&t->lost, __ATOMIC_SEQ_CST))
+		iothread_fd_set_events(t->io, t->fd, POLLIN);
 }
 
 static const struct net_backend_ops tap_ops = { tap_send, tap_resume };

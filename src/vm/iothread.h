@@ -5,6 +5,9 @@
  * Three kinds of event source plug into it:
  *  - fds: a callback when poll() reports the requested events. Setting the
  *    events to 0 pauses an fd without unregistering it (flow control).
+ *    poll() reports POLLERR, POLLHUP and POLLNVAL whatever was asked for:
+ *    a callback that sees them must pause or remove its fd, or the loop
+ *    spins on them.
  *  - timers: a callback at a CLOCK_MONOTONIC deadline, one shot; re-arm
  *    from the callback for periodic work.
  *  - sources: for libraries that name their fds afresh on every round

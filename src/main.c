@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
 		"  --cpus N          virtual CPUs (default 1)\n"
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
+		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
+		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
 		"  --net user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=MAC]\n"
@@ -94,6 +96,7 @@ static int cmd_run(int argc, char **argv)
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
 		{ "net", required_argument, 0, 'N' },
+		{ "personality", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -103,6 +106,7 @@ static int cmd_run(int argc, char **argv)
 	const char *accel = "auto";
 	bool debug_exit = false;
 	const char *gdb = NULL;
+	int personality = PERSONALITY_KVM;
 	int ch;
 	/* --disk (virtio-blk) */
 	enum { MAX_DISKS = 16 };
@@ -162,6 +166,16 @@ static int cmd_run(int argc, char **argv)
 				return EXIT_USAGE;
 			nnics++;
 			break;
+		case 'P':
+			if (!strcmp(optarg, "kvm")) {
+				personality = PERSONALITY_KVM;
+			} else if (!strcmp(optarg, "hyperv")) {
+				personality = PERSONALITY_HYPERV;
+			} else {
+				fprintf(stderr, "accord: --personality '%s': expected kvm or hyperv\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -186,10 +200,6 @@ static int cmd_run(int argc, char **argv)
 	const struct engine_ops *engine;
 	if (!strcmp(accel, "emu")) {
 		engine = &engine_emu;
-	} else if (!strcmp(accel, "auto") && gdb && !engine_kvm.set_guest_debug) {
-		/* the kvm engine has no debug hooks yet */
-		engine = &engine_emu;
-		fprintf(stderr, "accord: --accel auto: --gdb needs the emu engine; using emu\n");
 	} else if (!strcmp(accel, "auto")) {
 		char why[256];
 		int fast = kvm_probe(why, sizeof(why));
@@ -211,7 +221,7 @@ static int cmd_run(int argc, char **argv)
 	}
 
 	struct vm *vm = calloc(1, sizeof(*vm));
-	if (!vm || vm_create(vm, mem, cpus, engine) < 0)
+	if (!vm || vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
 	int in_fd, out_fd;

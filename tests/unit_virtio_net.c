@@ -673,7 +673,7 @@ int main(void)
 	static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0xaa, 0xbb, 0x01 };
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine) < 0) {
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_KVM) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

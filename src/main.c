@@ -11,7 +11,9 @@
 #include "certify/certify.h"
 #include "dev/dev.h"
 #include "dev/pci.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
+#include "disk/disk.h"
 #include "engine/engine.h"
 #include "net/net.h"
 #include "vm/console.h"
@@ -45,7 +47,12 @@ static void usage(FILE *f)
 		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
 		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
-		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
+		"  --disk path=FILE[,ro]  a disk on a raw image (repeatable): virtio-blk,\n"
+		"                    or a VMBus SCSI disk (storvsc) with --personality hyperv\n"
+		"  --rng             a virtio-rng entropy device fed by the host's getrandom\n"
+		"  --console serial|virtio  the terminal's device: the UART (ttyS0, default)\n"
+		"                    or a virtio-console port (hvc0; the UART's output\n"
+		"                    still shows)\n"
 		"  --net user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=MAC]\n"
 		"                    a virtio-net NIC on user-mode networking (10.0.2.0/24,\n"
 		"                    DHCP 10.0.2.15, host 10.0.2.2, DNS 10.0.2.3); hostfwd also\n"
@@ -55,7 +62,8 @@ static void usage(FILE *f)
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"\n"
-		"The guest's serial console is on the terminal; Ctrl-a x quits.\n");
+		"The guest's console is on the terminal; Ctrl-a x quits.\n"
+		"With --personality hyperv, SIGTERM asks the guest to shut down.\n");
 }
 
 /* sizes: a number with an optional K, M, G suffix; no suffix means MiB */
@@ -97,6 +105,8 @@ static int cmd_run(int argc, char **argv)
 		{ "disk", required_argument, 0, 'D' },
 		{ "net", required_argument, 0, 'N' },
 		{ "personality", required_argument, 0, 'P' },
+		{ "rng", no_argument, 0, 'r' },
+		{ "console", required_argument, 0, 'C' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -108,11 +118,12 @@ static int cmd_run(int argc, char **argv)
 	const char *gdb = NULL;
 	int personality = PERSONALITY_KVM;
 	int ch;
-	/* --disk (virtio-blk) */
+	/* --disk */
 	enum { MAX_DISKS = 16 };
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	int ndisks = 0;
+	bool rng = false, virtio_console = false;
 	/* --net (virtio-net) */
 	enum { MAX_NICS = 4 };
 	static struct net_config nic[MAX_NICS];
@@ -153,7 +164,7 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "accord: --disk: at most %d disks\n", MAX_DISKS);
 				return EXIT_USAGE;
 			}
-			if (virtio_blk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
+			if (disk_parse(optarg, &disk_path[ndisks], &disk_ro[ndisks]) < 0)
 				return EXIT_USAGE;
 			ndisks++;
 			break;
@@ -175,6 +186,14 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "accord: --personality '%s': expected kvm or hyperv\n", optarg);
 				return EXIT_USAGE;
 			}
+			break;
+		case 'r': rng = true; break;
+		case 'C':
+			if (strcmp(optarg, "serial") && strcmp(optarg, "virtio")) {
+				fprintf(stderr, "accord: --console '%s': expected serial or virtio\n", optarg);
+				return EXIT_USAGE;
+			}
+			virtio_console = !strcmp(optarg, "virtio");
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -227,7 +246,11 @@ static int cmd_run(int argc, char **argv)
 	int in_fd, out_fd;
 	if (console_start(vm, &in_fd, &out_fd) < 0)
 		return EXIT_VM_FAILED;
-	struct platform_opts po = { .console_in_fd = in_fd, .console_out_fd = out_fd, .debug_exit = debug_exit };
+	/* with --console virtio the terminal types into hvc0 only; the UART's
+	 * output still reaches the terminal (early boot messages, panics) */
+	struct platform_opts po = { .console_in_fd = virtio_console ? -1 : in_fd,
+				    .console_out_fd = out_fd,
+				    .debug_exit = debug_exit };
 	if (platform_init(vm, &po) < 0) {
 		console_stop();
 		return EXIT_VM_FAILED;
@@ -238,11 +261,25 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	/* Hyper-V guests find their disks on VMBus (storvsc), as on Hyper-V;
+	 * KVM guests on virtio-blk */
+	struct vmbus *vmbus = NULL;
+	if (personality == PERSONALITY_HYPERV &&
+	    (!(vmbus = vmbus_create(vm)) || !hv_util_create(vmbus, vm, true))) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
 	for (int i = 0; i < ndisks; i++) {
-		if (!virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
+		if (vmbus ? !storvsc_create(vmbus, disk_path[i], disk_ro[i])
+			  : !virtio_blk_create(vm, pci, disk_path[i], disk_ro[i])) {
 			console_stop();
 			return EXIT_BAD_IMAGE;
 		}
+	}
+	if ((virtio_console && !virtio_console_create(vm, pci, in_fd, out_fd)) ||
+	    (rng && !virtio_rng_create(vm, pci))) {
+		console_stop();
+		return EXIT_VM_FAILED;
 	}
 	/* the NICs' backends run on the I/O thread */
 	struct iothread *io = NULL;

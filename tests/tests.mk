@@ -132,3 +132,24 @@ TEST_BINS += build/tests/unit_hyperv
 # (tests/hyperv_linux.sh)
 TEST_SCRIPTS += tests/hyperv_linux.sh
 # ---- end paravirtual personalities with Linux ----
+# ---- virtio-rng, virtio-console, several disks (owner: src/dev/virtio/rng.c, console.c) ----
+# both devices through their registers, byte streams and broken drivers
+# (tests/unit_virtio_devices.c); then
+# the stock kernel with --console virtio (shell on hvc0), --rng and two
+# --disk; a panic printed on hvc0 (tests/virtio_devices.sh)
+TEST_BINS += build/tests/unit_virtio_devices
+TEST_SCRIPTS += tests/virtio_devices.sh
+# ---- end virtio-rng, virtio-console ----
+
+# ---- VMBus and storvsc (owner: src/dev/hyperv/vmbus.c, ring.c, storvsc.c) ----
+# the VMBus host driven as the Linux guest drives it, storvsc SCSI on an
+# image, and a hostile guest (tests/unit_vmbus.c)
+TEST_BINS += build/tests/unit_vmbus
+# ---- end VMBus ----
+
+# ---- storvsc in the stock kernel (owner: tests/hyperv_storage.sh) ----
+# --personality hyperv: hv_vmbus and hv_storvsc find two VMBus SCSI disks,
+# the guest makes and fills an ext2 file system, a read-only disk refuses
+# writes; the host checks the image with e2fsck and debugfs
+TEST_SCRIPTS += tests/hyperv_storage.sh
+# ---- end storvsc ----

@@ -1,17 +1,12 @@
-/* virtio-blk (virtio 1.x, 5.2) on a raw image file: IN, OUT, FLUSH,
+/* virtio-blk (virtio 1.x, 5.2) on a disk backend (src/disk/): IN, OUT, FLUSH,
  * GET_ID, DISCARD and WRITE_ZEROES; read-only disks advertise
  * VIRTIO_BLK_F_RO and fail every write. Requests are served on the vCPU
  * thread that notified, under vm->io_lock; an I/O thread is a later step. */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "dev/virtio/virtio.h"
+#include "disk/disk.h"
 #include "vm/vm.h"
 
 #define VIRTIO_ID_BLOCK 2
@@ -41,7 +36,7 @@
 
 struct virtio_blk {
 	struct virtio_dev vd;
-	int fd;
+	struct disk *disk;
 	bool ro;
 	uint64_t sectors;
 	char id[BLK_ID_BYTES];
@@ -69,7 +64,7 @@ static int seg_io(struct virtio_blk *b, const struct virtq_req *r, bool to_guest
 
 	for (unsigned i = first; i < first + n && len; i++) {
 		const struct virtq_seg *s = &r->seg[i];
-		uint64_t off = 0, chunk;
+		uint64_t off, chunk;
 
 		if (skip >= s->len) {
 			skip -= s->len;
@@ -80,47 +75,11 @@ static int seg_io(struct virtio_blk *b, const struct virtq_req *r, bool to_guest
 		chunk = s->len - off;
 		if (chunk > len)
 			chunk = len;
-		while (chunk) {
-			ssize_t done = to_guest ? pread(b->fd, s->p + off, chunk, pos)
-						: pwrite(b->fd, s->p + off, chunk, pos);
-			if (done < 0 && errno == EINTR)
-				continue;
-			if (done < 0)
-				return -1;
-			if (done == 0) {
-				if (!to_guest)
-					return -1;
-				/* the file shrank under us: the rest reads as zeros */
-				memset(s->p + off, 0, chunk);
-				done = chunk;
-			}
-			off += done;
-			pos += done;
-			len -= done;
-			chunk -= done;
-		}
-	}
-	return 0;
-}
-
-static int zero_range(struct virtio_blk *b, uint64_t pos, uint64_t len, bool unmap)
-{
-	static const uint8_t zeros[65536];
-
-	if (!unmap && !fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, pos, len))
-		return 0;
-	if (!fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, pos, len))
-		return 0;
-	while (len) {
-		size_t n = len < sizeof(zeros) ? len : sizeof(zeros);
-		ssize_t done = pwrite(b->fd, zeros, n, pos);
-
-		if (done < 0 && errno == EINTR)
-			continue;
-		if (done <= 0)
+		if (to_guest ? disk_read(b->disk, s->p + off, chunk, pos)
+			     : disk_write(b->disk, s->p + off, chunk, pos))
 			return -1;
-		pos += done;
-		len -= done;
+		pos += chunk;
+		len -= chunk;
 	}
 	return 0;
 }
@@ -148,13 +107,11 @@ static uint8_t blk_ranges(struct virtio_blk *b, const struct virtq_req *r, uint3
 		if (type == BLK_T_DISCARD) {
 			if (flags)
 				return BLK_S_UNSUPP;
-			/* advisory: a file system that cannot punch holes keeps the data */
-			fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, sector * SECTOR,
-				  count * SECTOR);
+			disk_discard(b->disk, sector * SECTOR, count * SECTOR);
 		} else {
 			if (flags & ~1u)
 				return BLK_S_UNSUPP;
-			if (zero_range(b, sector * SECTOR, count * SECTOR, flags & 1))
+			if (disk_zero(b->disk, sector * SECTOR, count * SECTOR, flags & 1))
 				return BLK_S_IOERR;
 		}
 	}
@@ -197,7 +154,7 @@ static uint32_t blk_request(struct virtio_blk *b, const struct virtq_req *r)
 		break;
 	case BLK_T_FLUSH:
 		b->flushes++;
-		if (!b->ro && fdatasync(b->fd))
+		if (disk_flush(b->disk))
 			status = BLK_S_IOERR;
 		break;
 	case BLK_T_GET_ID:
@@ -239,62 +196,18 @@ static void blk_notify(struct virtio_dev *vd, int q)
 
 static const struct virtio_dev_ops blk_ops = { .notify = blk_notify };
 
-int virtio_blk_parse(const char *spec, char **path, bool *ro)
-{
-	char *s = strdup(spec), *save = NULL, *tok;
-
-	*path = NULL;
-	*ro = false;
-	if (!s)
-		return -1;
-	for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "path=", 5) && tok[5] && !*path) {
-			*path = strdup(tok + 5);
-		} else if (!strcmp(tok, "ro")) {
-			*ro = true;
-		} else {
-			fprintf(stderr, "accord: --disk '%s': expected path=FILE[,ro]\n", spec);
-			free(*path);
-			free(s);
-			*path = NULL;
-			return -1;
-		}
-	}
-	free(s);
-	if (!*path) {
-		fprintf(stderr, "accord: --disk '%s': expected path=FILE[,ro]\n", spec);
-		return -1;
-	}
-	return 0;
-}
-
 struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path, bool ro)
 {
 	struct virtio_blk *b = calloc(1, sizeof(*b));
-	struct stat st;
-	off_t size;
 
 	if (!b)
 		return NULL;
-	b->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (b->fd < 0) {
-		fprintf(stderr, "accord: --disk %s: %s\n", path, strerror(errno));
+	b->disk = disk_open(path, ro);
+	if (!b->disk)
 		goto fail;
-	}
-	if (fstat(b->fd, &st) || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		fprintf(stderr, "accord: --disk %s: not a regular file or block device\n", path);
-		goto fail;
-	}
-	size = lseek(b->fd, 0, SEEK_END);
-	if (size < 0) {
-		fprintf(stderr, "accord: --disk %s: %s\n", path, strerror(errno));
-		goto fail;
-	}
 	b->ro = ro;
-	b->sectors = size / SECTOR;
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	memcpy(b->id, base, strnlen(base, BLK_ID_BYTES));
+	b->sectors = b->disk->size / SECTOR;
+	memcpy(b->id, b->disk->name, strnlen(b->disk->name, BLK_ID_BYTES));
 
 	struct virtio_dev *vd = &b->vd;
 	vd->device_id = VIRTIO_ID_BLOCK;
@@ -320,8 +233,7 @@ struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const c
 		goto fail;
 	return b;
 fail:
-	if (b->fd >= 0)
-		close(b->fd);
+	disk_close(b->disk);
 	free(b);
 	return NULL;
 }

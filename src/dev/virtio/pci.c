@@ -370,7 +370,10 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	add_vcap(d, CAP_COMMON, COMMON_OFF, COMMON_LEN, false);
 	add_vcap(d, CAP_NOTIFY, NOTIFY_OFF, NOTIFY_MULT * vd->nqueues, true);
 	add_vcap(d, CAP_ISR, ISR_OFF, 1, false);
-	add_vcap(d, CAP_DEVICE, DEVCFG_OFF, vd->config_len, false);
+	/* a device without configuration (rng) has no such structure: Linux
+	 * refuses a zero-length one */
+	if (vd->config_len)
+		add_vcap(d, CAP_DEVICE, DEVCFG_OFF, vd->config_len, false);
 	/* the configuration-space window: bar, offset, length and data are
 	 * for the driver to write */
 	vd->cfgwin_cap = pci_add_cap(d, 0x09, 20);

@@ -1,5 +1,6 @@
 /* virtio 1.x: split virtqueues (queue.c), the modern PCI transport with
- * MSI-X (pci.c) and the devices on top (blk.c, net.c). A device gives the
+ * MSI-X (pci.c) and the devices on top (blk.c, rng.c, console.c, net.c). A
+ * device gives the
  * transport its id, features, queue count, configuration bytes and a
  * notify handler; the transport does the rest. Everything runs under
  * vm->io_lock: requests are served on the vCPU thread that notified, and
@@ -135,8 +136,18 @@ bool virtio_has(const struct virtio_dev *vd, int bit);
 struct virtio_blk;
 struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path,
 				     bool ro);
-/* parse "path=FILE[,ro]"; -1 after a message */
-int virtio_blk_parse(const char *spec, char **path, bool *ro);
+
+/* rng.c: --rng, an entropy source fed by the host's getrandom(2) */
+struct virtio_rng;
+struct virtio_rng *virtio_rng_create(struct vm *vm, struct pci_bus *bus);
+
+/* console.c: --console virtio, port 0 (hvc0 in Linux) on the terminal.
+ * Bytes read from in_fd go to the guest; what the guest transmits is
+ * written to out_fd. in_fd may be -1 (no input). */
+struct virtio_console;
+struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int in_fd,
+					     int out_fd);
+void virtio_console_destroy(struct virtio_console *c);
 
 /* net.c: a virtio-net device on a network backend (src/net/). Frames
  * from the backend are delivered on io's thread. mac NULL: accord's

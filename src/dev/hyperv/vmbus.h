@@ -1,0 +1,137 @@
+/* VMBus host: the channel bus (vmbus.c), its ring buffers (ring.c) and the
+ * channel devices on it (storvsc.c). The wire formats follow the Linux
+ * guest drivers (drivers/hv, include/linux/hyperv.h), which are the
+ * protocol's public description.
+ *
+ * Locking: one mutex per bus serialises the channel messages, every
+ * channel's rings and the devices' work; the device ops run under it. */
+#ifndef ACCORD_DEV_HYPERV_VMBUS_H
+#define ACCORD_DEV_HYPERV_VMBUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+struct vmbus;
+struct vmbus_channel;
+
+#define VMBUS_PAGE 4096u
+
+/* packet types (enum vmbus_packet_type) and descriptor flags */
+#define VMBUS_PKT_INBAND 6
+#define VMBUS_PKT_GPA_DIRECT 9
+#define VMBUS_PKT_COMP 11
+#define VMBUS_PKT_F_COMPLETION 1
+
+/* struct vmpacket_descriptor; offset8 and len8 count 8-byte units */
+struct vmbus_pkt_desc {
+	uint16_t type, offset8, len8, flags;
+	uint64_t trans_id;
+};
+
+/* One direction of a channel: a header page (indices, interrupt mask,
+ * pending send size, feature bits) and the data pages after it, all
+ * reached through the GPADL's pages. host_index is the one index the host
+ * owns (read_index of the guest's outbound ring, write_index of its
+ * inbound one); the copy in guest memory is never trusted. */
+struct vmbus_ring {
+	uint8_t **page;
+	uint32_t size; /* data bytes */
+	uint32_t host_index;
+};
+
+/* ring.c. Every index read from guest memory is checked; -1 means the
+ * guest broke the ring and the channel must stop. */
+int ring_attach(struct vmbus_ring *r, uint8_t **page, uint32_t npages, bool host_reads);
+/* guest to host: copy the next packet (descriptor first) into buf and
+ * return its length; 0 when the ring is empty; -1 when an index or the
+ * descriptor is corrupt or the packet is longer than cap */
+int ring_peek(struct vmbus_ring *r, void *buf, uint32_t cap);
+/* drop the packet ring_peek returned; true when the guest waits for room
+ * (pending_send_sz) and now has it */
+bool ring_consume(struct vmbus_ring *r, uint32_t len);
+/* host to guest: true when a packet of len data bytes fits now; if not,
+ * pending_send_sz asks the guest to signal once it does. -1: corrupt */
+int ring_room(struct vmbus_ring *r, uint32_t len);
+/* 1 sent and the guest wants an interrupt, 0 sent with interrupts masked,
+ * -2 no room, -1 corrupt */
+int ring_send(struct vmbus_ring *r, uint16_t type, uint16_t flags, uint64_t trans_id, const void *data,
+	      uint32_t len);
+
+/* guest buffers named by a packet's GPA ranges (GPA_DIRECT packets),
+ * translated to host pointers, at most one page each */
+struct vmbus_sg {
+	uint8_t *p;
+	uint32_t len;
+};
+#define VMBUS_MAX_SG 520
+
+/* What a channel device plugs into the bus. All run under the bus lock. */
+struct vmbus_dev_ops {
+	/* the guest opened the channel; its rings are attached */
+	void (*open)(struct vmbus_channel *ch);
+	/* the guest signalled the channel: serve its ring */
+	void (*notify)(struct vmbus_channel *ch);
+	/* closed by the guest, by UNLOAD or by a rescind */
+	void (*close)(struct vmbus_channel *ch);
+};
+
+struct vmbus_channel {
+	struct vmbus *vb;
+	struct vm *vm;
+	const struct vmbus_dev_ops *ops;
+	void *opaque;
+	uint32_t relid, conn_id;
+	uint8_t type[16], instance[16];
+	uint16_t mmio_megabytes;
+	bool open, broken, rescinded;
+	uint32_t target_vp, ring_gpadl;
+	struct vmbus_ring in;  /* guest to host */
+	struct vmbus_ring out; /* host to guest */
+	/* counters */
+	uint64_t signals_in, interrupts_out, packets_in, packets_out;
+};
+
+/* vmbus.c */
+struct vmbus *vmbus_create(struct vm *vm);
+/* offer a channel of class type; NULL when the bus is full */
+struct vmbus_channel *vmbus_add_channel(struct vmbus *vb, const uint8_t type[16], const uint8_t instance[16],
+					const struct vmbus_dev_ops *ops, void *opaque);
+/* for work outside the SynIC's callbacks (a timer, a signal): the bus lock
+ * under which the device ops run */
+void vmbus_lock(struct vmbus *vb);
+void vmbus_unlock(struct vmbus *vb);
+/* withdraw an offer (hot removal): RESCIND_CHANNELOFFER; locks the bus */
+void vmbus_rescind(struct vmbus_channel *ch);
+/* host to guest packet on an open channel, with the interrupt the guest
+ * asked for: 0, -2 when the ring has no room, -1 when the channel is
+ * stopped */
+int vmbus_chan_send(struct vmbus_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+		    const void *data, uint32_t len);
+/* the guest broke the channel's protocol: stop it with one line on stderr */
+void vmbus_chan_fail(struct vmbus_channel *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* the guest made room that a device waits for: signal it */
+void vmbus_chan_kick(struct vmbus_channel *ch);
+/* the GPA ranges of a GPA_DIRECT packet (pkt is the whole packet, len its
+ * length): the number of segments in sg, their total in *total, or -1
+ * when a range is malformed or outside guest RAM */
+int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_sg *sg, int max, uint64_t *total);
+
+/* storvsc.c: a SCSI disk on a raw image; NULL after one line on stderr */
+struct storvsc;
+struct storvsc *storvsc_create(struct vmbus *vb, const char *path, bool ro);
+/* hot removal: the guest sees the channel rescinded; the image is closed */
+void storvsc_remove(struct storvsc *s);
+
+/* util.c: the shutdown and heartbeat integration services, and a thread
+ * that sends the heartbeat once a second and, with handle_sigterm, turns
+ * SIGTERM into a shutdown request. NULL after one line on stderr. */
+struct hv_util;
+struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigterm);
+/* ask the guest to shut down: 0, or -1 when its shutdown channel is not
+ * open and negotiated */
+int hv_util_shutdown(struct hv_util *h);
+/* heartbeats the guest answered correctly */
+uint64_t hv_util_heartbeats(struct hv_util *h);
+
+#endif

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# VMBus in the stock kernel on accord: --personality hyperv, a guest image
+# with hv_vmbus, hv_storvsc, sd_mod and hv_utils (tools/mkguest, its own
+# output directory), a 64 MiB raw image and a 4 MiB read-only one, both
+# attached with --disk as VMBus SCSI disks (storvsc). Through the serial
+# console the guest lists the VMBus channels, finds its two disks and
+# nothing else, reads a pattern the host wrote, copies it elsewhere on the
+# disk, makes an ext2 file system with busybox mke2fs and writes files
+# into it, and fails to write the read-only disk; the heartbeat channel
+# ticks. Then SIGTERM to accord asks the guest to shut down through the
+# shutdown integration service, and it powers off. The host checks the
+# bytes, e2fsck -fn and debugfs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/guest-tap.bash
+. tests/lib/console.bash
+
+ACCORD=${ACCORD:-build/accord}
+ACCEL=${ACCEL:-emu}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
+IMG=build/guest-image-hyperv
+MIB=1048576
+SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
+SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
+HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# guest command line, output marker; the echo of a typed command cannot
+# contain the marker because the marker is computed ($((1+1)))
+run() {
+	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
+	console_send "$cmd"
+	if console_wait "$regex" "$limit"; then
+		tap_ok "$name"
+		return 0
+	fi
+	tap_not_ok "$name" "no line matching '$regex'"
+	console_tail
+	return 1
+}
+
+MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_storvsc sd_mod hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
+if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
+	tap_skip "storvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
+	tap_summary
+	exit 0
+fi
+
+"$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --personality hyperv --disk path="$tmp/missing.img" \
+	</dev/null >"$tmp/err.log" 2>&1
+rc=$?
+if [ "$rc" -eq 3 ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ] && grep -q "missing.img" "$tmp/err.log"; then
+	tap_ok "--personality hyperv --disk with a missing file: one line, status 3"
+else
+	tap_not_ok "--personality hyperv --disk with a missing file" "status $rc: $(head -c 200 "$tmp/err.log")"
+fi
+
+# the disks: a random MiB at 40 MiB for the guest to read and copy to 48 MiB
+disk=$tmp/disk.img
+rodisk=$tmp/ro.img
+truncate -s 64M "$disk"
+head -c $MIB /dev/urandom >"$tmp/pattern"
+dd if="$tmp/pattern" of="$disk" bs=$MIB seek=40 conv=notrunc status=none
+pattern_sum=$(sha256sum <"$tmp/pattern" | cut -d' ' -f1)
+head -c $((4 * MIB)) /dev/urandom >"$rodisk"
+ro_sum_before=$(sha256sum <"$rodisk" | cut -d' ' -f1)
+
+log=$tmp/guest.log
+console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
+	--disk path="$disk" --disk path="$rodisk",ro
+if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	tap_not_ok "Hyper-V guest with two storvsc disks boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
+	console_tail 25
+	console_finish 1
+	tap_summary
+	exit 0
+fi
+tap_ok "Hyper-V guest with two storvsc disks boots to init"
+sleep 1
+if grep -q "hv_vmbus: Vmbus version:5.3" <(tr -d '\r' <"$log"); then
+	tap_ok "hv_vmbus connects at VMBus protocol 5.3"
+else
+	tap_not_ok "hv_vmbus connects at VMBus protocol 5.3" "$(grep -a hv_vmbus "$log" | head -n 3)"
+fi
+run "/sys/bus/vmbus/devices: shutdown, heartbeat and two SCSI channels" \
+	'echo V$((1+1)) $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c) V$((2+1))' \
+	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 2 \{$SCSI_CLASS\} V3"
+if grep -q "Heartbeat IC version 3.0" <(tr -d '\r' <"$log") && grep -q "Shutdown IC version 3.0" <(tr -d '\r' <"$log"); then
+	tap_ok "hv_utils negotiates heartbeat and shutdown at IC version 3.0"
+else
+	tap_not_ok "hv_utils negotiates heartbeat and shutdown" "$(grep -a "IC version" "$log" | head -n 3)"
+fi
+console_send 'for d in /sys/bus/vmbus/devices/*; do grep -q 57164f39 $d/class_id && HB=$d; done; A=$(cat $HB/channels/*/interrupts); sleep 3; echo H$((1+1)) $(( $(cat $HB/channels/*/interrupts) > A ))'
+if console_wait "^H2 1" 60; then
+	tap_ok "the heartbeat channel keeps interrupting the guest"
+else
+	tap_not_ok "the heartbeat channel keeps interrupting the guest" "$(tr -d '\r' <"$log" | grep -a '^H2' | tail -n 1)"
+fi
+# which sd is which: the 64 MiB disk is rw, the 4 MiB one ro
+console_send 'for d in /sys/block/sd*; do [ "$(cat $d/size)" = 131072 ] && RW=${d##*/}; [ "$(cat $d/size)" = 8192 ] && RO=${d##*/}; done; echo N$((1+1)) $(ls /sys/class/scsi_disk | wc -l) $RW $RO'
+if console_wait "^N2 2 sd[a-z] sd[a-z]" 60; then
+	tap_ok "the guest finds exactly two SCSI disks: 64 MiB and 4 MiB"
+else
+	tap_not_ok "the guest finds exactly two SCSI disks" "$(tr -d '\r' <"$log" | grep -a '^N2' | tail -n 1)"
+	console_tail
+fi
+run "the 4 MiB disk is read-only, the 64 MiB one writable" \
+	'echo R$((1+1)) $(cat /sys/block/$RW/ro) $(cat /sys/block/$RO/ro) R$((2+1))' "R2 0 1 R3"
+run "the writable disk has its write cache on (so the guest sends SYNCHRONIZE CACHE)" \
+	'echo C$((1+1)) $(cat /sys/block/$RW/device/scsi_disk/*/cache_type) C$((2+1))' "C2 write back C3"
+run "reading 1 MiB at 40 MiB gives the host's pattern" \
+	'echo P$((1+1)) $(dd if=/dev/$RW bs=1M skip=40 count=1 2>/dev/null | sha256sum) P$((2+1))' \
+	"P2 $pattern_sum - P3"
+run "copying it to 48 MiB with conv=fsync succeeds" \
+	'dd if=/dev/$RW of=/dev/$RW bs=1M skip=40 seek=48 count=1 conv=fsync 2>/dev/null && echo K$((1+1))' \
+	"^K2"
+run "mke2fs on the first 16 MiB" \
+	'mke2fs -F /dev/$RW 16384 >/dev/null 2>&1 && echo M$((1+1))' "^M2"
+run "mount, write two files, umount" \
+	'mkdir -p /mnt && mount -t ext2 /dev/$RW /mnt && echo hello-hyperv >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/$RW of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
+	"^F2"
+run "writing the read-only disk fails" \
+	'dd if=/dev/zero of=/dev/$RO bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
+	"^W2rc[1-9]"
+# the initramfs's /init is a shell, not an init that handles the signal
+# /sbin/poweroff sends; the kernel's orderly_poweroff runs poweroff_cmd
+console_send 'echo "/sbin/poweroff -f" >/proc/sys/kernel/poweroff_cmd; echo S$((1+1))'
+console_wait "^S2" 30
+kill -TERM "$CONSOLE_PID"
+console_finish 120
+if [ "$CONSOLE_STATUS" = 0 ] && grep -aq "Shutdown request received" "$log"; then
+	tap_ok "SIGTERM: the guest shuts down through hv_utils, accord ends with status 0"
+else
+	tap_not_ok "SIGTERM: the guest shuts down through hv_utils" "accord exit status $CONSOLE_STATUS"
+	console_tail
+fi
+bad='storvsc.*(error|status|fail)|I/O error|hv_vmbus.*(fail|error|refused)|hv_utils.*(invalid|error|fail)|accord: vmbus'
+if grep -aqiE "$bad" "$log"; then
+	tap_not_ok "no storvsc, VMBus, hv_utils or I/O errors on the console" "$(grep -aiE "$bad" "$log" | head -n 3)"
+else
+	tap_ok "no storvsc, VMBus, hv_utils or I/O errors on the console"
+fi
+
+# the host's view of the images
+copy_sum=$(dd if="$disk" bs=$MIB skip=48 count=1 status=none | sha256sum | cut -d' ' -f1)
+if [ "$copy_sum" = "$pattern_sum" ]; then
+	tap_ok "the copy at 48 MiB is in the image"
+else
+	tap_not_ok "the copy at 48 MiB is in the image" "sha256 $copy_sum"
+fi
+if command -v e2fsck >/dev/null && command -v debugfs >/dev/null; then
+	if e2fsck -fn "$disk" >"$tmp/fsck.log" 2>&1; then
+		tap_ok "e2fsck -fn finds the guest's file system clean"
+	else
+		tap_not_ok "e2fsck -fn" "$(tail -n 3 "$tmp/fsck.log" | tr '\n' ' ')"
+	fi
+	hello=$(debugfs -R "cat /hello.txt" "$disk" 2>/dev/null)
+	blob_sum=$(debugfs -R "cat /dir/blob" "$disk" 2>/dev/null | sha256sum | cut -d' ' -f1)
+	if [ "$hello" = hello-hyperv ] && [ "$blob_sum" = "$pattern_sum" ]; then
+		tap_ok "debugfs reads the guest's files back"
+	else
+		tap_not_ok "debugfs reads the guest's files back" "hello.txt '$hello', blob $blob_sum"
+	fi
+else
+	tap_skip "e2fsck and debugfs on the image" "e2fsprogs not installed"
+fi
+if [ "$(sha256sum <"$rodisk" | cut -d' ' -f1)" = "$ro_sum_before" ]; then
+	tap_ok "the read-only image is unchanged"
+else
+	tap_not_ok "the read-only image is unchanged"
+fi
+tap_summary

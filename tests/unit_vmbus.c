@@ -1,0 +1,1075 @@
+/* VMBus host and storvsc driven directly, the test playing the Linux guest
+ * (drivers/hv, drivers/scsi/storvsc_drv.c): version negotiation, offers,
+ * GPADLs over several messages on scattered pages, open/close, ring
+ * packets both ways with wrap-around, interrupt masking and flow control,
+ * the EOM queue, unload and rescind, SCSI commands on an image, the
+ * shutdown and heartbeat services; then a
+ * hostile guest: short and unknown messages, bad relids, GPADLs outside
+ * RAM or with too many PFNs, corrupt ring indices and packet lengths. Each
+ * must be refused without a crash and without touching guest memory. The
+ * partition is the real one (--personality hyperv): messages go through
+ * HvPostMessage and HvSignalEvent hypercalls, replies land in the SynIC
+ * message page and event flags of vCPU 0, freed with EOM as Linux does. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dev/hyperv/hyperv.h"
+#include "dev/hyperv/vmbus.h"
+#include "vm/vm.h"
+#include "tap.h"
+#include "testvm.h"
+
+#define RAM_SIZE (16u << 20)
+#define PAGE 4096u
+#define IMG_SIZE (1u << 20)
+
+/* the guest's SynIC pages and hypercall input page */
+#define SIMP_GPA 0xf00000u
+#define SIEFP_GPA 0xf01000u
+#define HC_INPUT_GPA 0xf02000u
+#define VMBUS_SINT 2
+
+static struct vm vm;
+static struct vcpu *v0;
+static char img_path[] = "/tmp/accord-unit-vmbus-XXXXXX";
+static char ro_path[] = "/tmp/accord-unit-vmbus-ro-XXXXXX";
+static int img_fd;
+static uint8_t *snapshot;
+static FILE *errlog;
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static uint8_t *gp(uint64_t gpa)
+{
+	return vm_gpa(&vm, gpa, 1);
+}
+
+static void synic_setup(void)
+{
+	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
+	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
+	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
+	hv_msr_write(v0, 0x40000080, 1);
+}
+
+static uint8_t *msg_slot(void)
+{
+	return gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
+}
+
+/* the message in the VMBus slot, or NULL; taking it frees the slot and
+ * writes EOM, which lets the host deliver the next one */
+static const uint8_t *next_msg(uint32_t *len)
+{
+	static uint8_t copy[HV_MESSAGE_PAYLOAD_MAX];
+	uint8_t *slot = msg_slot();
+
+	if (!get32(slot))
+		return NULL;
+	*len = slot[4];
+	memcpy(copy, slot + 16, HV_MESSAGE_PAYLOAD_MAX);
+	put32(slot, 0);
+	if (slot[5] & 1)
+		hv_msr_write(v0, 0x40000084, 0);
+	return copy;
+}
+
+static unsigned pending_msgs(void)
+{
+	return get32(msg_slot()) != 0;
+}
+
+/* test and clear a channel's bit in the VMBus SINT's event flags */
+static bool event_flag(uint32_t relid)
+{
+	uint8_t *flags = gp(SIEFP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
+	bool set = flags[relid / 8] & (1u << (relid % 8));
+
+	flags[relid / 8] &= ~(1u << (relid % 8));
+	return set;
+}
+
+static uint16_t post_msg(uint32_t conn, uint32_t type, const void *m, uint32_t len)
+{
+	uint8_t *in = gp(HC_INPUT_GPA);
+
+	put32(in, conn);
+	put32(in + 4, 0);
+	put32(in + 8, type);
+	put32(in + 12, len);
+	memcpy(in + 16, m, len);
+	return hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0) & 0xffff;
+}
+
+static uint16_t post(uint32_t conn, const void *m, uint32_t len)
+{
+	return post_msg(conn, 1, m, len);
+}
+
+static uint16_t post_type(uint32_t conn, uint32_t type, uint8_t *m, uint32_t len)
+{
+	put32(m, type);
+	put32(m + 4, 0);
+	return post(conn, m, len);
+}
+
+/* guest RAM as in the snapshot, apart from the SynIC and hypercall pages
+ * the exchange itself uses */
+static bool ram_same(void)
+{
+	return !memcmp(snapshot, vm.ram, SIMP_GPA) &&
+	       !memcmp(snapshot + HC_INPUT_GPA + PAGE, vm.ram + HC_INPUT_GPA + PAGE, RAM_SIZE - HC_INPUT_GPA - PAGE);
+}
+
+/* stderr goes to a file, so that the one-line errors can be checked */
+static long err_mark(void)
+{
+	fflush(stderr);
+	return ftell(errlog);
+}
+
+static bool err_since(long mark, const char *needle)
+{
+	char buf[4096] = { 0 };
+
+	fflush(stderr);
+	fseek(errlog, mark, SEEK_SET);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, errlog);
+	fseek(errlog, 0, SEEK_END);
+	buf[n] = 0;
+	return strstr(buf, needle) != NULL;
+}
+
+/* ---- the guest's side of a channel ---- */
+
+#define MAX_RING_PAGES 128
+struct gchan {
+	uint32_t relid, conn, gpadl;
+	unsigned npages, split;
+	uint64_t pfn[MAX_RING_PAGES];
+};
+
+static uint8_t *ring_page(struct gchan *c, bool out, unsigned i)
+{
+	return gp(c->pfn[(out ? 0 : c->split) + i] * PAGE);
+}
+
+static uint32_t *ring_field(struct gchan *c, bool out, unsigned off)
+{
+	return (uint32_t *)(ring_page(c, out, 0) + off);
+}
+
+static uint32_t ring_size(struct gchan *c, bool out)
+{
+	return ((out ? c->split : c->npages - c->split) - 1) * PAGE;
+}
+
+static void ring_copy(struct gchan *c, bool out, uint32_t off, void *buf, uint32_t len, bool to_ring)
+{
+	uint8_t *p = buf;
+	uint32_t size = ring_size(c, out);
+
+	for (uint32_t i = 0; i < len; i++) {
+		uint32_t o = (off + i) % size;
+		uint8_t *q = ring_page(c, out, 1 + o / PAGE) + o % PAGE;
+
+		if (to_ring)
+			*q = p[i];
+		else
+			p[i] = *q;
+	}
+}
+
+/* a packet into the guest's outbound ring: descriptor, extra (the GPA
+ * range list of a GPA_DIRECT packet), data; false when it does not fit */
+static bool guest_send(struct gchan *c, uint16_t type, uint64_t trans, const void *extra, uint32_t elen,
+		       const void *data, uint32_t dlen)
+{
+	uint32_t size = ring_size(c, true), w = *ring_field(c, true, 0), r = *ring_field(c, true, 4);
+	uint32_t off8 = (16 + elen) / 8, total = (16 + elen + dlen + 7) & ~7u;
+	uint32_t used = w >= r ? w - r : size - r + w;
+	uint8_t desc[16] = { 0 }, zero[8] = { 0 };
+	uint64_t prev = (uint64_t)w << 32;
+
+	if (size - used <= total + 8)
+		return false;
+	desc[0] = type;
+	desc[2] = off8;
+	desc[4] = total / 8;
+	desc[6] = 1;
+	memcpy(desc + 8, &trans, 8);
+	ring_copy(c, true, w, desc, 16, true);
+	ring_copy(c, true, w + 16, (void *)extra, elen, true);
+	ring_copy(c, true, w + 16 + elen, (void *)data, dlen, true);
+	ring_copy(c, true, w + 16 + elen + dlen, zero, total - 16 - elen - dlen, true);
+	ring_copy(c, true, w + total, &prev, 8, true);
+	*ring_field(c, true, 0) = (w + total + 8) % size;
+	return true;
+}
+
+/* the next packet from the host: its length (descriptor included), 0 when
+ * the inbound ring is empty */
+static uint32_t guest_recv(struct gchan *c, uint8_t *buf, uint32_t cap)
+{
+	uint32_t size = ring_size(c, false), w = *ring_field(c, false, 0), r = *ring_field(c, false, 4);
+	uint8_t desc[16];
+	uint32_t len;
+
+	if (w == r)
+		return 0;
+	ring_copy(c, false, r, desc, 16, false);
+	len = (desc[4] | desc[5] << 8) * 8;
+	if (len > cap)
+		return 0;
+	ring_copy(c, false, r, buf, len, false);
+	*ring_field(c, false, 4) = (r + len + 8) % size;
+	return len;
+}
+
+static uint16_t signal_host(struct gchan *c)
+{
+	return hv_hypercall_exec(v0, 0x5d | 1u << 16, c->conn, 0) & 0xffff;
+}
+
+/* GPADL_HEADER and as many GPADL_BODY messages as the PFNs need; returns
+ * the number of messages and the creation status */
+static int make_gpadl(uint32_t relid, uint32_t id, const uint64_t *pfn, unsigned n, uint32_t *status)
+{
+	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
+	unsigned first = n < 26 ? n : 26, done, count = 1;
+	uint32_t len;
+	const uint8_t *r;
+
+	put32(m + 8, relid);
+	put32(m + 12, id);
+	m[16] = (8 + 8 * n) & 0xff;
+	m[17] = (8 + 8 * n) >> 8;
+	m[18] = 1;
+	put32(m + 20, n * PAGE);
+	put32(m + 24, 0);
+	for (unsigned i = 0; i < first; i++)
+		put64(m + 28 + 8 * i, pfn[i]);
+	post_type(4, 8, m, 28 + 8 * first);
+	for (done = first; done < n; count++) {
+		unsigned k = n - done < 28 ? n - done : 28;
+
+		memset(m, 0, sizeof(m));
+		put32(m + 8, count);
+		put32(m + 12, id);
+		for (unsigned i = 0; i < k; i++)
+			put64(m + 16 + 8 * i, pfn[done + i]);
+		post_type(4, 9, m, 16 + 8 * k);
+		done += k;
+	}
+	*status = ~0u;
+	while ((r = next_msg(&len)))
+		if (get32(r) == 10 && get32(r + 12) == id)
+			*status = get32(r + 16);
+	return count;
+}
+
+static uint32_t open_channel(struct gchan *c, uint32_t target_vp)
+{
+	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
+	uint32_t len, status = ~0u;
+	const uint8_t *r;
+
+	put32(m + 8, c->relid);
+	put32(m + 12, 0x77);
+	put32(m + 16, c->gpadl);
+	put32(m + 20, target_vp);
+	put32(m + 24, c->split);
+	post_type(4, 5, m, 148);
+	while ((r = next_msg(&len)))
+		if (get32(r) == 6 && get32(r + 8) == c->relid && get32(r + 12) == 0x77)
+			status = get32(r + 16);
+	return status;
+}
+
+/* zeroed ring pages, scattered: page i of the channel at base + (i * 7) % span */
+static void setup_chan(struct gchan *c, uint32_t relid, uint32_t conn, uint32_t gpadl, uint64_t base,
+		       unsigned npages, unsigned split)
+{
+	c->relid = relid;
+	c->conn = conn;
+	c->gpadl = gpadl;
+	c->npages = npages;
+	c->split = split;
+	for (unsigned i = 0; i < npages; i++) {
+		c->pfn[i] = base + (i * 7) % MAX_RING_PAGES;
+		memset(gp(c->pfn[i] * PAGE), 0, PAGE);
+	}
+}
+
+/* ---- storvsc requests ---- */
+
+#define DATA_GPA 0x800000u
+
+struct srb_result {
+	uint32_t op, status;
+	uint8_t srb_status, scsi_status, sense_len, sense_key, asc;
+	uint32_t xfer;
+	uint64_t trans;
+	bool got;
+};
+
+static uint64_t next_trans = 1;
+
+/* send a vstor packet (with a GPA_DIRECT range of len bytes at gpa when
+ * len is not 0), signal, and read the completion */
+static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb, unsigned cdb_len, uint64_t gpa,
+			       uint32_t len, uint8_t target, uint8_t path)
+{
+	uint8_t v[64] = { 0 }, extra[8 + 8 + 8 * 140] = { 0 }, buf[256];
+	struct srb_result res = { 0 };
+	uint32_t elen = 0, n;
+
+	put32(v, op);
+	put32(v + 4, 1);
+	if (op == 9) {
+		v[12] = cdb[0];
+		v[13] = cdb[1];
+	}
+	if (op == 3) {
+		v[12] = 52;
+		v[17] = path;
+		v[18] = target;
+		v[20] = cdb_len;
+		v[21] = 20;
+		v[22] = 1;
+		put32(v + 24, len);
+		memcpy(v + 28, cdb, cdb_len);
+	}
+	if (len) {
+		unsigned pages = (gpa % PAGE + len + PAGE - 1) / PAGE;
+
+		put32(extra + 4, 1);
+		put32(extra + 8, len);
+		put32(extra + 12, gpa % PAGE);
+		for (unsigned i = 0; i < pages; i++)
+			put64(extra + 16 + 8 * i, gpa / PAGE + i);
+		elen = 16 + 8 * pages;
+	}
+	res.trans = next_trans++;
+	if (!guest_send(c, len ? 9 : 6, res.trans, extra, elen, v, 64))
+		return res;
+	signal_host(c);
+	n = guest_recv(c, buf, sizeof(buf));
+	if (n < 16 + 64 || buf[0] != 11)
+		return res;
+	memcpy(&res.trans, buf + 8, 8);
+	res.got = true;
+	res.op = get32(buf + 16);
+	res.status = get32(buf + 24);
+	res.srb_status = buf[16 + 14];
+	res.scsi_status = buf[16 + 15];
+	res.sense_len = buf[16 + 21];
+	res.xfer = get32(buf + 16 + 24);
+	res.sense_key = buf[16 + 28 + 2];
+	res.asc = buf[16 + 28 + 12];
+	return res;
+}
+
+static struct srb_result scsi(struct gchan *c, const uint8_t *cdb, unsigned cdb_len, uint64_t gpa, uint32_t len)
+{
+	return vstor(c, 3, cdb, cdb_len, gpa, len, 0, 0);
+}
+
+/* ---- the tests ---- */
+
+static struct gchan ch1, ch2;
+static struct vmbus *vb;
+
+static void test_versions(void)
+{
+	uint8_t m[40] = { 0 };
+	const uint8_t *r;
+	uint32_t len;
+	static const struct {
+		uint32_t version, conn;
+		bool ok;
+		const char *what;
+	} cases[] = {
+		{ 6 << 16, 4, false, "unknown version 6.0" },
+		{ 1 << 16 | 1, 1, false, "Windows 7's 1.1 (interrupt page model)" },
+		{ 0x12345678, 1, false, "garbage version" },
+		{ 5 << 16 | 3, 1, false, "5.3 on the pre-5.0 connection id 1" },
+		{ 2 << 16 | 4, 1, true, "2.4 (Windows 8)" },
+		{ 3 << 16, 1, true, "3.0" },
+		{ 4 << 16, 1, true, "4.0" },
+		{ 4 << 16 | 1, 1, true, "4.1" },
+		{ 5 << 16, 4, true, "5.0" },
+		{ 5 << 16 | 1, 4, true, "5.1" },
+		{ 5 << 16 | 2, 4, true, "5.2" },
+		{ 5 << 16 | 3, 4, true, "5.3" },
+	};
+
+	put32(m, 3);
+	post(4, m, 8);
+	ok(pending_msgs() == 0, "REQUESTOFFERS before INITIATE_CONTACT gets no answer");
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(m, 0, sizeof(m));
+		put32(m + 8, cases[i].version);
+		put32(m + 12, 0);
+		m[16] = 2;
+		post_type(cases[i].conn, 14, m, 40);
+		r = next_msg(&len);
+		bool good = r && get32(r) == 15 && len >= 16 && r[8] == cases[i].ok &&
+			    (!cases[i].ok || get32(r + 12) == cases[i].conn);
+		ok(good, "INITIATE_CONTACT %s: VERSION_RESPONSE %s", cases[i].what,
+		   cases[i].ok ? "accepts it" : "refuses it");
+	}
+	memset(m, 0, sizeof(m));
+	put32(m + 8, 5 << 16 | 3);
+	put32(m + 12, 9);
+	m[16] = 2;
+	post_type(4, 14, m, 40);
+	ok(pending_msgs() == 0, "INITIATE_CONTACT naming a VP that does not exist is ignored");
+	memset(m, 0, sizeof(m));
+	put32(m + 8, 5 << 16 | 3);
+	m[16] = 2;
+	post_type(4, 14, m, 40);
+	r = next_msg(&len);
+	ok(r && r[8] == 1, "reconnected at 5.3");
+	put32(m, 3);
+	ok(post(1, m, 8) == HV_STATUS_SUCCESS && pending_msgs() == 0,
+	   "after 5.x, messages on connection id 1 are not served");
+	ok(post(9, m, 8) == HV_STATUS_INVALID_CONNECTION_ID, "HvPostMessage on an unknown connection id fails");
+	ok(post_msg(4, 2, m, 8) == HV_STATUS_INVALID_PARAMETER,
+	   "HvPostMessage with a message type other than VMBus's fails");
+}
+
+static void test_offers(void)
+{
+	static const uint8_t scsi_guid[16] = { 0xd9, 0x63, 0x61, 0xba, 0xa1, 0x04, 0x29, 0x4d,
+					       0xb6, 0x05, 0x72, 0xe2, 0xff, 0xb1, 0xdc, 0x7f };
+	uint8_t m[8];
+	const uint8_t *r;
+	uint32_t len;
+	unsigned offers = 0;
+	bool good = true;
+
+	post_type(4, 3, m, 8);
+	while ((r = next_msg(&len)) && get32(r) == 1) {
+		offers++;
+		good = good && len == 196 && !memcmp(r + 8, scsi_guid, 16) && get32(r + 184) == offers &&
+		       !(r[189] & 1) && get32(r + 192) == 0x100 + offers;
+	}
+	ok(offers == 2 && good, "REQUESTOFFERS: two storvsc offers, relids 1 and 2, no monitor, own connection ids");
+	ok(r && get32(r) == 4 && pending_msgs() == 0, "then ALLOFFERS_DELIVERED");
+}
+
+static void test_malformed(void)
+{
+	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
+	uint64_t pfn[40];
+	uint32_t status, len;
+	const uint8_t *r;
+	long mark = err_mark();
+
+	memcpy(snapshot, vm.ram, RAM_SIZE);
+	post(4, m, 4);
+	ok(pending_msgs() == 0 && err_since(mark, "bytes"), "a 4-byte message: no answer, one line on stderr");
+	mark = err_mark();
+	post_type(4, 99, m, 16);
+	ok(pending_msgs() == 0 && err_since(mark, "type 99"), "message type 99: no answer, named on stderr");
+	post_type(4, 5, m, 12);
+	ok(pending_msgs() == 0, "a short OPENCHANNEL: no answer");
+	put32(m + 8, 7);
+	put32(m + 24, 2);
+	post_type(4, 5, m, 148);
+	r = next_msg(&len);
+	ok(r && get32(r) == 6 && get32(r + 16) != 0, "OPENCHANNEL for relid 7 (none): refused");
+	for (unsigned i = 0; i < 40; i++)
+		pfn[i] = 0x200 + i;
+	pfn[30] = (RAM_SIZE / PAGE) + 5;
+	make_gpadl(1, 0x50, pfn, 40, &status);
+	ok(status != 0 && status != ~0u, "a GPADL with a PFN past the end of RAM: GPADL_CREATED refuses it");
+	pfn[30] = 0xfffffffffffffull;
+	make_gpadl(1, 0x51, pfn, 40, &status);
+	ok(status != 0 && status != ~0u, "a GPADL with a 52-bit PFN: refused");
+	pfn[30] = 0x200;
+	make_gpadl(9, 0x52, pfn, 4, &status);
+	ok(status != 0 && status != ~0u, "a GPADL for an unknown relid: refused");
+	memset(m, 0, sizeof(m));
+	put32(m + 12, 0x99);
+	post_type(4, 9, m, 32);
+	ok(pending_msgs() == 0, "GPADL_BODY for an unknown GPADL: ignored");
+	/* a header announcing one PFN and carrying three */
+	memset(m, 0, sizeof(m));
+	put32(m + 8, 1);
+	put32(m + 12, 0x53);
+	m[16] = 16;
+	m[18] = 1;
+	put32(m + 20, PAGE);
+	for (int i = 0; i < 3; i++)
+		put64(m + 28 + 8 * i, 0x200 + i);
+	post_type(4, 8, m, 28 + 24);
+	r = next_msg(&len);
+	ok(r && get32(r) == 10 && get32(r + 12) == 0x53 && get32(r + 16) != 0,
+	   "a GPADL header carrying more PFNs than its ranges need: refused");
+	/* a header for 2 PFNs carrying 1, followed by a body carrying 5 */
+	memset(m, 0, sizeof(m));
+	put32(m + 8, 1);
+	put32(m + 12, 0x54);
+	m[16] = 8 + 16;
+	m[18] = 1;
+	put32(m + 20, 2 * PAGE);
+	put64(m + 28, 0x200);
+	post_type(4, 8, m, 36);
+	ok(pending_msgs() == 0, "a GPADL header without its PFNs waits for the body");
+	memset(m, 0, sizeof(m));
+	put32(m + 12, 0x54);
+	for (int i = 0; i < 5; i++)
+		put64(m + 16 + 8 * i, 0x200 + i);
+	post_type(4, 9, m, 16 + 40);
+	r = next_msg(&len);
+	ok(r && get32(r) == 10 && get32(r + 12) == 0x54 && get32(r + 16) != 0,
+	   "a GPADL body with more PFNs than the header announced: refused");
+	mark = err_mark();
+	put32(m + 8, 1);
+	put32(m + 12, 0x54);
+	post_type(4, 11, m, 16);
+	ok(pending_msgs() == 0 && err_since(mark, "unknown GPADL"), "teardown of a refused GPADL: ignored");
+	ok(ram_same(), "guest RAM is untouched by all of the above");
+}
+
+static void test_open(void)
+{
+	uint32_t status;
+	int n;
+
+	setup_chan(&ch1, 1, 0x101, 0x1000, 0x100, 64, 32);
+	n = make_gpadl(1, ch1.gpadl, ch1.pfn, ch1.npages, &status);
+	ok(n == 3 && status == 0, "a 64-page GPADL on scattered pages in 3 messages: created (status %#x)", status);
+	make_gpadl(1, ch1.gpadl, ch1.pfn, 4, &status);
+	ok(status != 0, "a second GPADL with the same id: refused");
+	ch1.split = 1;
+	ok(open_channel(&ch1, 0) != 0, "OPENCHANNEL with a 1-page outbound ring: refused");
+	ch1.split = 0xfffffff0u;
+	ok(open_channel(&ch1, 0) != 0, "OPENCHANNEL with the ring split past the GPADL: refused");
+	{
+		struct gchan small;
+		uint32_t st;
+
+		setup_chan(&small, 1, 0x101, 0x1001, 0x180, 1, 1);
+		make_gpadl(1, small.gpadl, small.pfn, 1, &st);
+		small.split = 2;
+		ok(st == 0 && open_channel(&small, 0) != 0, "OPENCHANNEL on a 1-page GPADL: refused");
+	}
+	ch1.split = 32;
+	ok(open_channel(&ch1, 5) != 0, "OPENCHANNEL with target VP 5 (1 vCPU): refused");
+	ok(open_channel(&ch1, 0) == 0, "OPENCHANNEL: opened");
+	ok(open_channel(&ch1, 0) != 0, "OPENCHANNEL again while open: refused");
+	ok(*ring_field(&ch1, true, 8) == 0, "the host leaves its receive ring unmasked");
+}
+
+static void test_storvsc_init(void)
+{
+	uint8_t ver[2];
+	struct srb_result r;
+
+	event_flag(1);
+	r = vstor(&ch1, 7, NULL, 0, 0, 0, 0, 0);
+	ok(r.got && r.op == 1 && r.status == 0 && r.trans == next_trans - 1,
+	   "BEGIN_INITIALIZATION: COMPLETE_IO, status 0, same transaction id");
+	ok(event_flag(1),
+	   "the completion raised event flag 1 (the relid) in SINT 2");
+	ver[0] = 0x02, ver[1] = 0x06;
+	r = vstor(&ch1, 9, ver, 2, 0, 0, 0, 0);
+	ok(r.got && r.status == 0, "QUERY_PROTOCOL_VERSION 6.2 (Windows 10): accepted");
+	ver[0] = 0x02, ver[1] = 0x04;
+	r = vstor(&ch1, 9, ver, 2, 0, 0, 0, 0);
+	ok(r.got && r.op == 1 && r.status != 0, "QUERY_PROTOCOL_VERSION 4.2 (Windows 7): refused");
+	r = vstor(&ch1, 10, NULL, 0, 0, 0, 0, 0);
+	ok(r.got && r.status == 0, "QUERY_PROPERTIES");
+	r = vstor(&ch1, 8, NULL, 0, 0, 0, 0, 0);
+	ok(r.got && r.status == 0, "END_INITIALIZATION");
+	r = vstor(&ch1, 42, NULL, 0, 0, 0, 0, 0);
+	ok(r.got && r.status != 0, "an unknown vstor operation completes with an error status");
+}
+
+static void test_scsi(void)
+{
+	uint8_t cdb[16], *buf = gp(DATA_GPA), pattern[4096], back[4096];
+	struct srb_result r;
+
+	memset(cdb, 0, 16);
+	cdb[0] = 0x12;
+	cdb[4] = 96;
+	r = scsi(&ch1, cdb, 6, DATA_GPA, 96);
+	ok(r.got && r.srb_status == 1 && r.xfer == 36 && buf[2] == 5 && !memcmp(buf + 8, "accord", 6),
+	   "INQUIRY: 36 bytes, SPC-3, vendor accord");
+	cdb[1] = 1;
+	cdb[2] = 0xb0;
+	r = scsi(&ch1, cdb, 6, DATA_GPA, 96);
+	ok(r.got && r.srb_status == 1 && buf[1] == 0xb0 && r.xfer == 64, "INQUIRY VPD 0xb0 (block limits)");
+	cdb[2] = 0x42;
+	r = scsi(&ch1, cdb, 6, DATA_GPA, 96);
+	ok(r.got && r.scsi_status == 2 && r.srb_status == 0x84 && r.sense_key == 5 && r.asc == 0x24,
+	   "INQUIRY of VPD page 0x42: CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x9e;
+	cdb[1] = 0x10;
+	cdb[13] = 32;
+	r = scsi(&ch1, cdb, 16, DATA_GPA, 32);
+	uint64_t last = 0;
+	for (int i = 0; i < 8; i++)
+		last = last << 8 | buf[i];
+	ok(r.got && r.srb_status == 1 && last == IMG_SIZE / 512 - 1 && buf[10] == 2 && (buf[14] & 0x80),
+	   "READ CAPACITY (16): last LBA %llu, 512-byte blocks, LBPME", (unsigned long long)last);
+	memset(cdb, 0, 16);
+	cdb[0] = 0x25;
+	r = scsi(&ch1, cdb, 10, DATA_GPA, 8);
+	ok(r.got && r.xfer == 8 && buf[3] == (IMG_SIZE / 512 - 1) % 256 && buf[6] == 2, "READ CAPACITY (10)");
+
+	/* WRITE (10) of 8 blocks from a buffer at offset 0x200 of one page
+	 * and the start of the next */
+	for (int i = 0; i < 4096; i++)
+		pattern[i] = i * 7 + 3;
+	memcpy(gp(DATA_GPA + 0x200), pattern, 4096);
+	memset(cdb, 0, 16);
+	cdb[0] = 0x2a;
+	cdb[5] = 16;
+	cdb[8] = 8;
+	r = scsi(&ch1, cdb, 10, DATA_GPA + 0x200, 4096);
+	ok(r.got && r.srb_status == 1 && r.scsi_status == 0 && r.xfer == 4096, "WRITE (10) of 8 blocks at LBA 16");
+	ok(pread(img_fd, back, 4096, 16 * 512) == 4096 && !memcmp(back, pattern, 4096),
+	   "the image holds the written blocks");
+	memset(gp(DATA_GPA + 0x10000), 0, 8192);
+	cdb[0] = 0x88;
+	memset(cdb + 1, 0, 15);
+	cdb[9] = 16;
+	cdb[13] = 8;
+	r = scsi(&ch1, cdb, 16, DATA_GPA + 0x10000 + 0x100, 4096);
+	ok(r.got && r.srb_status == 1 && !memcmp(gp(DATA_GPA + 0x10100), pattern, 4096),
+	   "READ (16) reads them back into another misaligned buffer");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x35;
+	r = scsi(&ch1, cdb, 10, 0, 0);
+	ok(r.got && r.srb_status == 1 && r.scsi_status == 0, "SYNCHRONIZE CACHE (10)");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x28;
+	put32(cdb + 2, __builtin_bswap32(IMG_SIZE / 512 - 4));
+	cdb[8] = 8;
+	r = scsi(&ch1, cdb, 10, DATA_GPA, 4096);
+	ok(r.got && r.scsi_status == 2 && r.sense_key == 5 && r.asc == 0x21 && r.xfer == 0 && r.sense_len == 18,
+	   "READ (10) past the end: LOGICAL BLOCK ADDRESS OUT OF RANGE");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x28;
+	cdb[8] = 16;
+	r = scsi(&ch1, cdb, 10, DATA_GPA, 4096);
+	ok(r.got && r.scsi_status == 2 && r.sense_key == 5, "READ (10) of 16 blocks into a 4 KiB buffer: refused");
+	memset(cdb, 0, 16);
+	cdb[0] = 0xc7;
+	r = scsi(&ch1, cdb, 10, 0, 0);
+	ok(r.got && r.scsi_status == 2 && r.sense_key == 5 && r.asc == 0x20,
+	   "opcode 0xc7: INVALID COMMAND OPERATION CODE");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x12;
+	cdb[4] = 36;
+	r = vstor(&ch1, 3, cdb, 6, DATA_GPA, 36, 1, 0);
+	ok(r.got && r.srb_status == 1 && r.xfer == 36 && buf[0] == 0x7f,
+	   "INQUIRY to target 1: peripheral qualifier 3, no unit");
+	memset(cdb, 0, 16);
+	cdb[0] = 0xa0;
+	cdb[9] = 16;
+	r = vstor(&ch1, 3, cdb, 12, DATA_GPA, 16, 1, 0);
+	ok(r.got && r.srb_status == 1 && r.xfer == 8 && buf[3] == 0, "REPORT LUNS to target 1: no LUNs");
+	cdb[0] = 0x25;
+	r = vstor(&ch1, 3, cdb, 10, DATA_GPA, 8, 1, 0);
+	ok(r.got && r.srb_status == 0x20, "READ CAPACITY to target 1: SRB_STATUS_INVALID_LUN");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x12;
+	cdb[4] = 36;
+	r = vstor(&ch1, 3, cdb, 6, DATA_GPA, 36, 0, 3);
+	ok(r.got && r.srb_status == 1 && buf[0] == 0x7f, "INQUIRY to channel 3, target 0: no unit either");
+	memset(cdb, 0, 16);
+	cdb[0] = 0xa0;
+	cdb[9] = 16;
+	r = scsi(&ch1, cdb, 12, DATA_GPA, 16);
+	ok(r.got && r.xfer == 16 && buf[3] == 8 && buf[8] == 0 && buf[9] == 0, "REPORT LUNS: LUN 0 alone");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x1a;
+	cdb[2] = 0x08;
+	cdb[4] = 64;
+	r = scsi(&ch1, cdb, 6, DATA_GPA, 64);
+	ok(r.got && r.xfer == 24 && buf[4] == 0x08 && (buf[6] & 0x04) && !(buf[2] & 0x80),
+	   "MODE SENSE (6), caching page: write cache enabled, not write-protected");
+	/* UNMAP the 8 blocks written above */
+	memset(buf, 0, 24);
+	buf[1] = 22;
+	buf[3] = 16;
+	buf[15] = 16;
+	buf[19] = 8;
+	memset(cdb, 0, 16);
+	cdb[0] = 0x42;
+	cdb[8] = 24;
+	r = scsi(&ch1, cdb, 10, DATA_GPA, 24);
+	memset(pattern, 0, sizeof(pattern));
+	ok(r.got && r.srb_status == 1 && pread(img_fd, back, 4096, 16 * 512) == 4096 && !memcmp(back, pattern, 4096),
+	   "UNMAP of those blocks: they read back as zeros");
+	buf[19] = 0;
+	buf[18] = 0x10;
+	buf[8 + 7] = 0xff;
+	buf[8 + 6] = 0xff;
+	r = scsi(&ch1, cdb, 10, DATA_GPA, 24);
+	ok(r.got && r.scsi_status == 2 && r.asc == 0x21, "UNMAP past the end: refused");
+}
+
+/* many small requests: the indices of both rings wrap several times, and
+ * packets straddle the end of the data area */
+static void test_wrap(void)
+{
+	uint8_t cdb[16] = { 0 };
+	uint32_t size = ring_size(&ch1, true), wraps = 0, prev = *ring_field(&ch1, true, 0);
+	bool good = true;
+
+	for (int i = 0; i < 4000 && good; i++) {
+		struct srb_result r = scsi(&ch1, cdb, 6, 0, 0);
+
+		good = r.got && r.trans == next_trans - 1 && r.srb_status == 1;
+		if (*ring_field(&ch1, true, 0) < prev)
+			wraps++;
+		prev = *ring_field(&ch1, true, 0);
+	}
+	ok(good && wraps >= 2, "4000 TEST UNIT READY round trips, indices wrapped %u times in a %u-byte ring", wraps,
+	   size);
+	ok(*ring_field(&ch1, true, 4) == *ring_field(&ch1, true, 0), "the host consumed every request");
+}
+
+static void test_masking(void)
+{
+	uint8_t v[64] = { 0 }, buf[256];
+	int sent = 0, got = 0;
+
+	put32(v, 3);
+	v[20] = 6;
+	/* the guest masks its receive ring: completions arrive without events */
+	*ring_field(&ch1, false, 8) = 1;
+	event_flag(1);
+	guest_send(&ch1, 6, 1000, NULL, 0, v, 64);
+	signal_host(&ch1);
+	ok(!event_flag(1) && guest_recv(&ch1, buf, sizeof(buf)) == 80,
+	   "with interrupt_mask set the completion comes without an event");
+	*ring_field(&ch1, false, 8) = 0;
+	guest_send(&ch1, 6, 1001, NULL, 0, v, 64);
+	signal_host(&ch1);
+	ok(event_flag(1) && guest_recv(&ch1, buf, sizeof(buf)) == 80, "unmasked, the event is back");
+
+	/* the guest stops reading: the host fills the receive ring, then
+	 * leaves requests in place and asks for room */
+	while (guest_send(&ch1, 6, 2000 + sent, NULL, 0, v, 64)) {
+		sent++;
+		signal_host(&ch1);
+	}
+	ok(*ring_field(&ch1, false, 12) != 0, "a full receive ring: the host sets pending_send_sz (%u)",
+	   *ring_field(&ch1, false, 12));
+	ok(*ring_field(&ch1, true, 4) != *ring_field(&ch1, true, 0), "and leaves the unanswered requests in the ring");
+	for (;;) {
+		if (guest_recv(&ch1, buf, sizeof(buf))) {
+			got++;
+			continue;
+		}
+		/* empty: tell the host there is room, as hv_pkt_iter_close does */
+		signal_host(&ch1);
+		if (!guest_recv(&ch1, buf, sizeof(buf)))
+			break;
+		got++;
+	}
+	ok(got == sent, "after the guest reads and signals, every one of %d requests is answered (%d)", sent, got);
+	ok(*ring_field(&ch1, false, 12) == 0, "pending_send_sz is cleared");
+}
+
+static void test_ro(void)
+{
+	uint32_t status;
+	uint8_t cdb[16] = { 0 }, *buf = gp(DATA_GPA);
+	struct srb_result r;
+
+	setup_chan(&ch2, 2, 0x102, 0x2000, 0x300, 8, 4);
+	make_gpadl(2, ch2.gpadl, ch2.pfn, ch2.npages, &status);
+	ok(status == 0 && open_channel(&ch2, 0) == 0, "the read-only disk's channel opens");
+	cdb[0] = 0x2a;
+	cdb[8] = 1;
+	r = scsi(&ch2, cdb, 10, DATA_GPA, 512);
+	ok(r.got && r.scsi_status == 2 && r.sense_key == 7 && r.asc == 0x27, "WRITE (10): DATA PROTECT, WRITE PROTECTED");
+	memset(cdb, 0, 16);
+	cdb[0] = 0x5a;
+	cdb[2] = 0x3f;
+	cdb[8] = 64;
+	r = scsi(&ch2, cdb, 10, DATA_GPA, 64);
+	ok(r.got && r.xfer == 8 + 20 + 12 && (buf[3] & 0x80), "MODE SENSE (10), all pages: write-protect bit set");
+}
+
+static void test_corrupt(void)
+{
+	uint8_t v[64] = { 0 }, cdb[16] = { 0 };
+	long mark;
+	uint32_t w, status;
+	struct srb_result r;
+
+	/* write_index beyond the ring */
+	event_flag(2);
+	w = *ring_field(&ch2, true, 0);
+	*ring_field(&ch2, true, 0) = ring_size(&ch2, true) + 8;
+	memcpy(snapshot, vm.ram, RAM_SIZE);
+	mark = err_mark();
+	signal_host(&ch2);
+	ok(err_since(mark, "channel 2 stopped") && !event_flag(2), "write_index past the ring: channel 2 stopped");
+	ok(ram_same(), "and nothing in guest RAM changed");
+	*ring_field(&ch2, true, 0) = w;
+	w = *ring_field(&ch2, false, 0);
+	guest_send(&ch2, 6, 5, NULL, 0, v, 64);
+	signal_host(&ch2);
+	ok(!event_flag(2) && *ring_field(&ch2, false, 0) == w, "a stopped channel serves nothing more");
+
+	/* the guest closes and reopens with fresh rings */
+	memset(v, 0, 16);
+	put32(v + 8, 2);
+	post_type(4, 7, v, 12);
+	put32(v + 8, 2);
+	put32(v + 12, ch2.gpadl);
+	post_type(4, 11, v, 16);
+	uint32_t len;
+	const uint8_t *m = next_msg(&len);
+	ok(m && get32(m) == 12 && get32(m + 8) == ch2.gpadl, "CLOSECHANNEL, then GPADL_TEARDOWN: GPADL_TORNDOWN");
+	setup_chan(&ch2, 2, 0x102, 0x2001, 0x300, 8, 4);
+	make_gpadl(2, ch2.gpadl, ch2.pfn, ch2.npages, &status);
+	ok(status == 0 && open_channel(&ch2, 0) == 0, "reopened on a new GPADL");
+	cdb[0] = 0;
+	r = scsi(&ch2, cdb, 6, 0, 0);
+	ok(r.got && r.srb_status == 1, "and it serves requests again");
+
+	/* a descriptor whose len8 runs past what was written */
+	memset(v, 0, sizeof(v));
+	guest_send(&ch2, 6, 6, NULL, 0, v, 64);
+	uint8_t bad[2] = { 0xff, 0x0f };
+	ring_copy(&ch2, true, *ring_field(&ch2, true, 4) + 4, bad, 2, true);
+	memcpy(snapshot, vm.ram, RAM_SIZE);
+	mark = err_mark();
+	signal_host(&ch2);
+	ok(err_since(mark, "channel 2 stopped") && ram_same(),
+	   "a packet length of 32 KiB in an 12 KiB ring: stopped, RAM untouched");
+
+	/* a GPA_DIRECT request whose page is outside RAM */
+	post_type(4, 7, (uint8_t[12]){ [8] = 2 }, 12);
+	setup_chan(&ch2, 2, 0x102, 0x2002, 0x300, 8, 4);
+	make_gpadl(2, ch2.gpadl, ch2.pfn, ch2.npages, &status);
+	open_channel(&ch2, 0);
+	uint8_t extra[24] = { 0 };
+	put32(extra + 4, 1);
+	put32(extra + 8, 512);
+	put64(extra + 16, RAM_SIZE / PAGE + 100);
+	memset(v, 0, sizeof(v));
+	put32(v, 3);
+	v[20] = 10;
+	v[28] = 0x28;
+	v[36] = 1;
+	put32(v + 24, 512);
+	guest_send(&ch2, 9, 7, extra, 24, v, 64);
+	memcpy(snapshot, vm.ram, RAM_SIZE);
+	mark = err_mark();
+	signal_host(&ch2);
+	ok(err_since(mark, "outside guest RAM") && ram_same(),
+	   "READ into a page outside RAM: channel stopped, RAM untouched");
+	ok(signal_host(&(struct gchan){ .conn = 0x150 }) == HV_STATUS_INVALID_CONNECTION_ID,
+	   "HvSignalEvent on an unknown connection id fails");
+}
+
+static void test_eom_unload_rescind(struct storvsc *rescind_me)
+{
+	uint8_t m[40] = { 0 };
+	const uint8_t *r;
+	uint32_t len;
+	unsigned n = 0;
+
+	/* the guest leaves the first offer in its slot */
+	post_type(4, 3, m, 8);
+	ok(get32(msg_slot()) == 1 && get32(msg_slot() + 16) == 1 && (msg_slot()[5] & 1),
+	   "REQUESTOFFERS: the first offer in the slot, the message-pending flag set for the rest");
+	while ((r = next_msg(&len)))
+		n = n * 10 + get32(r);
+	ok(n == 114, "freed with EOM one by one: OFFERCHANNEL, OFFERCHANNEL, ALLOFFERS_DELIVERED in order");
+	storvsc_remove(rescind_me);
+	r = next_msg(&len);
+	ok(r && get32(r) == 2 && get32(r + 8) == 2, "removing the second disk: RESCIND_CHANNELOFFER for relid 2");
+	post_type(4, 3, m, 8);
+	n = 0;
+	while ((r = next_msg(&len)))
+		n++;
+	ok(n == 2, "a rescinded channel is no longer offered");
+	post_type(4, 16, m, 8);
+	r = next_msg(&len);
+	ok(r && get32(r) == 17, "UNLOAD: UNLOAD_RESPONSE");
+	uint32_t rd = *ring_field(&ch1, true, 4);
+	memset(m, 0, sizeof(m));
+	put32(m, 3);
+	guest_send(&ch1, 6, 9, NULL, 0, m, 40);
+	ok(signal_host(&ch1) == HV_STATUS_SUCCESS && *ring_field(&ch1, true, 4) == rd,
+	   "after UNLOAD the channels are closed: a request stays unread");
+	post_type(4, 3, m, 8);
+	ok(pending_msgs() == 0, "and REQUESTOFFERS is not served until the next INITIATE_CONTACT");
+}
+
+/* the integration services: negotiation, shutdown, heartbeat */
+static struct gchan ch3, ch4;
+
+/* the next host packet's IC message (pipe header first), its length in *len */
+static uint8_t *ic_recv(struct gchan *c, uint32_t *len, uint64_t *trans)
+{
+	static uint8_t buf[4096];
+	uint32_t n = guest_recv(c, buf, sizeof(buf));
+
+	if (n < 16 + 28)
+		return NULL;
+	memcpy(trans, buf + 8, 8);
+	*len = n - (buf[2] | buf[3] << 8) * 8;
+	return buf + (buf[2] | buf[3] << 8) * 8;
+}
+
+/* answer as hv_util does: same message, RESPONSE flag, same transaction */
+static void ic_answer(struct gchan *c, uint8_t *m, uint32_t len, uint64_t trans)
+{
+	m[25] = 1 | 4;
+	guest_send(c, 6, trans, NULL, 0, m, len);
+	signal_host(c);
+}
+
+static void test_util(void)
+{
+	uint8_t m[40] = { 0 }, *ic;
+	uint32_t status, len;
+	uint64_t trans;
+	struct hv_util *u;
+	const uint8_t *r;
+	bool beat = false;
+
+	put32(m + 8, 5 << 16 | 3);
+	m[16] = 2;
+	post_type(4, 14, m, 40);
+	next_msg(&len);
+	u = hv_util_create(vb, &vm, false);
+	ok(u != NULL, "the shutdown and heartbeat services");
+	if (!u)
+		return;
+	unsigned offers = 0;
+	while ((r = next_msg(&len)))
+		offers += get32(r) == 1 && (r[8] == 0x31 || r[8] == 0x39);
+	ok(offers == 2, "added on a live connection, both are offered at once");
+	ok(hv_util_shutdown(u) == -1, "a shutdown request before the guest opened the channel: refused");
+
+	setup_chan(&ch3, 3, 0x103, 0x3000, 0x300, 8, 4);
+	make_gpadl(3, ch3.gpadl, ch3.pfn, ch3.npages, &status);
+	ok(status == 0 && open_channel(&ch3, 0) == 0, "the guest opens the shutdown channel");
+	ic = ic_recv(&ch3, &len, &trans);
+	ok(ic && ic[12] == 0 && ic[28] == 2 && ic[30] == 2 && len >= 28 + 8 + 16,
+	   "on open the host offers 2 framework and 2 service versions (ICMSGTYPE_NEGOTIATE)");
+	ok(hv_util_shutdown(u) == -1, "before the guest answers, no shutdown request");
+	if (ic) {
+		ic[28] = 1;
+		ic[30] = 1;
+		ic_answer(&ch3, ic, len, trans);
+	}
+	ok(hv_util_shutdown(u) == 0, "after the negotiation a shutdown request is sent");
+	ic = ic_recv(&ch3, &len, &trans);
+	ok(ic && ic[12] == 3 && len == 28 + 12 + 2048 && get32(ic + 28 + 8) == 1,
+	   "ICMSGTYPE_SHUTDOWN, flags 1, with the full shutdown_msg_data");
+
+	setup_chan(&ch4, 4, 0x104, 0x4000, 0x380, 8, 4);
+	make_gpadl(4, ch4.gpadl, ch4.pfn, ch4.npages, &status);
+	ok(status == 0 && open_channel(&ch4, 0) == 0, "the guest opens the heartbeat channel");
+	ic = ic_recv(&ch4, &len, &trans);
+	if (ic) {
+		ic[28] = 1;
+		ic[30] = 1;
+		ic_answer(&ch4, ic, len, trans);
+	}
+	/* the service thread beats once a second; a generous bound */
+	for (int i = 0; i < 300 && !beat; i++) {
+		usleep(100000);
+		ic = ic_recv(&ch4, &len, &trans);
+		beat = ic && ic[12] == 1;
+	}
+	ok(beat, "a heartbeat arrives");
+	if (beat) {
+		uint64_t seq;
+
+		memcpy(&seq, ic + 28, 8);
+		seq++;
+		memcpy(ic + 28, &seq, 8);
+		ic_answer(&ch4, ic, len, trans);
+	}
+	ok(hv_util_heartbeats(u) == 1, "the guest's answer (sequence + 1) is counted");
+}
+
+int main(void)
+{
+	struct storvsc *ro;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0) {
+		fprintf(stderr, "vm_create failed\n");
+		return 1;
+	}
+	snapshot = malloc(RAM_SIZE);
+	img_fd = mkstemp(img_path);
+	int ro_fd = mkstemp(ro_path);
+	errlog = tmpfile();
+	if (!snapshot || img_fd < 0 || ro_fd < 0 || !errlog || ftruncate(img_fd, IMG_SIZE) ||
+	    ftruncate(ro_fd, IMG_SIZE)) {
+		perror("setup");
+		return 1;
+	}
+	close(ro_fd);
+	int saved_stderr = dup(2);
+	dup2(fileno(errlog), 2);
+
+	v0 = vm.vcpu[0];
+	synic_setup();
+	vb = vmbus_create(&vm);
+	ok(vb != NULL, "vmbus_create plugs VMBus into the partition");
+	ok(storvsc_create(vb, img_path, false) != NULL, "a storvsc disk");
+	ro = storvsc_create(vb, ro_path, true);
+	ok(ro != NULL, "a read-only storvsc disk");
+	ok(storvsc_create(vb, "/nonexistent/accord.img", false) == NULL, "a missing image is refused");
+	if (vb && ro) {
+		test_versions();
+		test_offers();
+		test_malformed();
+		test_open();
+		test_storvsc_init();
+		test_scsi();
+		test_wrap();
+		test_masking();
+		test_ro();
+		test_corrupt();
+		test_eom_unload_rescind(ro);
+		test_util();
+	}
+	dup2(saved_stderr, 2);
+	unlink(img_path);
+	unlink(ro_path);
+	printf("%d passed, %d failed\n", n_pass, n_fail);
+	return n_fail != 0;
+}

@@ -16,8 +16,10 @@
 #include "dev/virtio/virtio.h"
 #include "disk/disk.h"
 #include "engine/engine.h"
+#include "net/net.h"
 #include "vm/console.h"
 #include "vm/gdbstub.h"
+#include "vm/iothread.h"
 #include "vm/vm.h"
 
 /* exit statuses (README "Exit status") */
@@ -28,6 +30,8 @@ enum {
 	EXIT_BAD_IMAGE = 3,
 	EXIT_NO_ACCEL = 4,
 	EXIT_VM_FAILED = 5,
+	/* 6 and 7 belong to accord ls/pause/... (src/api/api.h) */
+	EXIT_NET_FAILED = 8,
 };
 
 static void usage(FILE *f)
@@ -53,6 +57,12 @@ static void usage(FILE *f)
 		"  --console serial|virtio  the terminal's device: the UART (ttyS0, default)\n"
 		"                    or a virtio-console port (hvc0; the UART's output\n"
 		"                    still shows)\n"
+		"  --net user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=MAC]\n"
+		"                    a virtio-net NIC on user-mode networking (10.0.2.0/24,\n"
+		"                    DHCP 10.0.2.15, host 10.0.2.2, DNS 10.0.2.3); hostfwd also\n"
+		"                    takes udp: and tcp:ADDR:HOSTPORT-[GUESTADDR]:GUESTPORT\n"
+		"  --net tap=NAME[,mac=MAC]  a virtio-net NIC on host TAP interface NAME\n"
+		"                    (repeatable: one NIC per --net)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"  --name NAME       the VM's name for accord ls and friends (default accord-PID)\n"
@@ -102,6 +112,7 @@ static int cmd_run(int argc, char **argv)
 		{ "disk", required_argument, 0, 'D' },
 		{ "name", required_argument, 0, 'N' },
 		{ "api-socket", required_argument, 0, 'A' },
+		{ "net", required_argument, 0, 'n' },
 		{ "personality", required_argument, 0, 'P' },
 		{ "rng", no_argument, 0, 'r' },
 		{ "console", required_argument, 0, 'C' },
@@ -126,6 +137,10 @@ static int cmd_run(int argc, char **argv)
 	/* the control API */
 	char default_name[32];
 	const char *name = NULL, *api_socket = NULL;
+	/* --net (virtio-net) */
+	enum { MAX_NICS = 4 };
+	static struct net_config nic[MAX_NICS];
+	int nnics = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -172,6 +187,15 @@ static int cmd_run(int argc, char **argv)
 			name = optarg;
 			break;
 		case 'A': api_socket = optarg; break;
+		case 'n':
+			if (nnics == MAX_NICS) {
+				fprintf(stderr, "accord: --net: at most %d network devices\n", MAX_NICS);
+				return EXIT_USAGE;
+			}
+			if (net_parse(optarg, &nic[nnics]) < 0)
+				return EXIT_USAGE;
+			nnics++;
+			break;
 		case 'P':
 			if (!strcmp(optarg, "kvm")) {
 				personality = PERSONALITY_KVM;
@@ -284,6 +308,26 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	/* the NICs' backends run on the I/O thread */
+	struct iothread *io = NULL;
+	if (nnics) {
+		io = iothread_create();
+		if (!io) {
+			console_stop();
+			return EXIT_VM_FAILED;
+		}
+	}
+	for (int i = 0; i < nnics; i++) {
+		struct net_backend *nb = net_backend_create(&nic[i], io);
+		if (!nb) {
+			console_stop();
+			return EXIT_NET_FAILED;
+		}
+		if (!virtio_net_create(vm, pci, io, nb, nic[i].has_mac ? nic[i].mac : NULL)) {
+			console_stop();
+			return EXIT_VM_FAILED;
+		}
+	}
 	struct boot_state bs;
 	if (boot_load(vm, &cfg, &bs) < 0) {
 		console_stop();
@@ -307,7 +351,12 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_USAGE;
 	}
+	if (io && iothread_start(io) < 0) {
+		console_stop();
+		return EXIT_VM_FAILED;
+	}
 	int rc = vm_run(vm);
+	iothread_stop(io);
 	api_stop();
 	gdbstub_finish(vm, rc);
 	console_stop();

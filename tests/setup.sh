@@ -16,6 +16,8 @@ PACKAGES=(
 	python3						# tools/lockstep, report checks
 	libjson-c-dev					# the control API
 	curl socat python3-yaml				# tests/api.sh
+	libslirp-dev					# --net user
+	iproute2					# tests/virtio_net.sh (TAP)
 )
 
 missing=()

@@ -128,6 +128,14 @@ build/api-guest/ticker.elf: build/api-guest/ticker.o $$(GUEST_MB_OBJ) $$(GUEST_L
 	$(GUEST_OBJCOPY) -O elf32-i386 $@.64 $@
 	rm -f $@.64
 # ---- end control API ----
+# ---- virtio-net (owner: src/net/, src/dev/virtio/net.c, src/vm/iothread.c) ----
+# the device against malicious rings and a test backend
+# (tests/unit_virtio_net.c); then the stock kernel with a user (libslirp)
+# NIC and, as root, a TAP NIC: DHCP, wget from the host, hostfwd, ping
+# (tests/virtio_net.sh)
+TEST_BINS += build/tests/unit_virtio_net
+TEST_SCRIPTS += tests/virtio_net.sh
+# ---- end virtio-net ----
 # ---- paravirtual personalities (owner: src/dev/hyperv/tlfs.c, synic.c, src/dev/kvmclock.c) ----
 # CPUID leaves per --personality, the Hyper-V MSRs, hypercall decoding with
 # hostile inputs, the SynIC slot protocol, synthetic timers, kvmclock

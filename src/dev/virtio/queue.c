@@ -141,14 +141,17 @@ int vq_pop(struct vm *vm, struct virtq *q, struct virtq_req *r)
 	return 1;
 }
 
-bool vq_push(struct virtq *q, uint16_t head, uint32_t written)
+bool vq_push_n(struct virtq *q, const struct virtq_used *u, unsigned n)
 {
-	uint8_t *e = q->used + 4 + 8 * (q->used_idx & (q->size - 1));
-	uint32_t elem[2] = { head, written };
 	uint16_t old = q->used_idx;
 
-	memcpy(e, elem, 8);
-	q->used_idx++;
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *e = q->used + 4 + 8 * (uint16_t)((old + i) & (q->size - 1));
+		uint32_t elem[2] = { u[i].head, u[i].len };
+
+		memcpy(e, elem, 8);
+	}
+	q->used_idx += n;
 	st16(q->used + 2, q->used_idx);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (q->event_idx) {
@@ -157,6 +160,13 @@ bool vq_push(struct virtq *q, uint16_t head, uint32_t written)
 		return (uint16_t)(q->used_idx - ev - 1) < (uint16_t)(q->used_idx - old);
 	}
 	return !(ld16(q->avail) & 1); /* VRING_AVAIL_F_NO_INTERRUPT */
+}
+
+bool vq_push(struct virtq *q, uint16_t head, uint32_t written)
+{
+	struct virtq_used u = { head, written };
+
+	return vq_push_n(q, &u, 1);
 }
 
 /* copy between buf and the segments [first, first + count) of a request,

@@ -1,8 +1,10 @@
 /* virtio 1.x: split virtqueues (queue.c), the modern PCI transport with
- * MSI-X (pci.c) and the devices on top (blk.c, rng.c, console.c). A device gives the
+ * MSI-X (pci.c) and the devices on top (blk.c, rng.c, console.c, net.c). A
+ * device gives the
  * transport its id, features, queue count, configuration bytes and a
  * notify handler; the transport does the rest. Everything runs under
- * vm->io_lock: requests are served on the vCPU thread that notified. */
+ * vm->io_lock: requests are served on the vCPU thread that notified, and
+ * host-side events (received frames) on the I/O thread (vm/iothread.h). */
 #ifndef ACCORD_DEV_VIRTIO_H
 #define ACCORD_DEV_VIRTIO_H
 
@@ -70,6 +72,13 @@ int vq_pop(struct vm *vm, struct virtq *q, struct virtq_req *r);
 /* put a finished chain in the used ring; true when the driver wants an
  * interrupt for it */
 bool vq_push(struct virtq *q, uint16_t head, uint32_t written);
+/* several chains at once: the driver sees them all or none (a merged
+ * receive buffer must not show up in parts) */
+struct virtq_used {
+	uint16_t head;
+	uint32_t len;
+};
+bool vq_push_n(struct virtq *q, const struct virtq_used *u, unsigned n);
 void vq_reset(struct virtq *q);
 
 /* copy between a chain's segments and a flat buffer, skipping off bytes of
@@ -144,5 +153,14 @@ struct virtio_blk_counters {
 	uint64_t reads, writes, flushes, io_errors, read_bytes, write_bytes;
 };
 void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c);
+
+/* net.c: a virtio-net device on a network backend (src/net/). Frames
+ * from the backend are delivered on io's thread. mac NULL: accord's
+ * default, 52:41:43:00:00:NN with NN counting the devices from 1. */
+struct virtio_net;
+struct iothread;
+struct net_backend;
+struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
+				     struct net_backend *nb, const uint8_t *mac);
 
 #endif

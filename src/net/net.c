@@ -1,0 +1,144 @@
+/* --net parsing and backend selection (net.h). The hostfwd syntax is
+ * QEMU's: PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/net.h"
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	char *end;
+	long v;
+
+	if (!*s || *s < '0' || *s > '9')
+		return -1;
+	v = strtol(s, &end, 10);
+	if (*end || v < 1 || v > 65535)
+		return -1;
+	*port = v;
+	return 0;
+}
+
+static int parse_addr(const char *s, uint32_t *addr)
+{
+	struct in_addr a;
+
+	if (!*s) {
+		*addr = 0;
+		return 0;
+	}
+	if (inet_pton(AF_INET, s, &a) != 1)
+		return -1;
+	*addr = a.s_addr;
+	return 0;
+}
+
+/* "ADDR:PORT" with ADDR possibly empty */
+static int parse_endpoint(char *s, uint32_t *addr, uint16_t *port)
+{
+	char *colon = strrchr(s, ':');
+
+	if (!colon)
+		return -1;
+	*colon = 0;
+	return parse_addr(s, addr) || parse_port(colon + 1, port) ? -1 : 0;
+}
+
+static int parse_hostfwd(const char *val, struct net_hostfwd *f)
+{
+	char buf[128], *dash, *rest;
+
+	if (strlen(val) >= sizeof(buf))
+		return -1;
+	strcpy(buf, val);
+	if (!strncmp(buf, "tcp:", 4))
+		f->udp = false;
+	else if (!strncmp(buf, "udp:", 4))
+		f->udp = true;
+	else
+		return -1;
+	rest = buf + 4;
+	dash = strchr(rest, '-');
+	if (!dash)
+		return -1;
+	*dash = 0;
+	return parse_endpoint(rest, &f->host_addr, &f->host_port) ||
+			       parse_endpoint(dash + 1, &f->guest_addr, &f->guest_port)
+		       ? -1
+		       : 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+
+	if (strlen(s) != 17 ||
+	    sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		mac[i] = v[i];
+	/* a multicast address cannot be a station's own */
+	return mac[0] & 1 ? -1 : 0;
+}
+
+static const char *USAGE = "expected user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=XX:XX:XX:XX:XX:XX] "
+			   "or tap=NAME[,mac=...]";
+
+int net_parse(const char *spec, struct net_config *cfg)
+{
+	char *s = strdup(spec), *save = NULL, *tok;
+	const char *why = USAGE;
+	bool first = true;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!s)
+		return -1;
+	for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save), first = false) {
+		if (first && !strcmp(tok, "user")) {
+			cfg->kind = NET_USER;
+		} else if (first && !strncmp(tok, "tap=", 4)) {
+			cfg->kind = NET_TAP;
+			if (!tok[4] || strlen(tok + 4) >= sizeof(cfg->ifname) || strchr(tok + 4, '/')) {
+				why = "tap=NAME: an interface name of 1 to 15 characters";
+				goto bad;
+			}
+			strcpy(cfg->ifname, tok + 4);
+		} else if (first) {
+			goto bad;
+		} else if (!strncmp(tok, "mac=", 4)) {
+			if (cfg->has_mac || parse_mac(tok + 4, cfg->mac)) {
+				why = "mac=XX:XX:XX:XX:XX:XX, once, not a multicast address";
+				goto bad;
+			}
+			cfg->has_mac = true;
+		} else if (!strncmp(tok, "hostfwd=", 8) && cfg->kind == NET_USER) {
+			if (cfg->nfwd == NET_MAX_HOSTFWD) {
+				why = "too many hostfwd= (at most 16)";
+				goto bad;
+			}
+			if (parse_hostfwd(tok + 8, &cfg->fwd[cfg->nfwd])) {
+				why = "hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT";
+				goto bad;
+			}
+			cfg->nfwd++;
+		} else {
+			goto bad;
+		}
+	}
+	if (first)
+		goto bad;
+	free(s);
+	return 0;
+bad:
+	fprintf(stderr, "accord: --net '%s': %s\n", spec, why);
+	free(s);
+	return -1;
+}
+
+struct net_backend *net_backend_create(const struct net_config *cfg, struct iothread *io)
+{
+	return cfg->kind == NET_TAP ? net_tap_create(cfg, io) : net_slirp_create(cfg, io);
+}

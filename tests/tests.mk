@@ -109,3 +109,9 @@ TEST_SCRIPTS += tests/certify.sh
 TEST_BINS += build/tests/unit_virtio
 TEST_SCRIPTS += tests/virtio_blk.sh
 # ---- end virtio ----
+
+# ---- hardening (owner: tests/fuzz/, src/vm/sandbox.c) ----
+# libFuzzer harnesses: the loaders, the emu CPU, virtqueues (tests/fuzz/);
+# each runs a fixed number of inputs from its generated seeds
+-include tests/fuzz/fuzz.mk
+TEST_SCRIPTS += tests/fuzz/smoke.sh

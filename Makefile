@@ -3,7 +3,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 CFLAGS += -mno-red-zone -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	  -Isrc -pthread -MMD -MP
-LDLIBS += -pthread -llz4 -lz -llzma -lzstd -lcapstone -lm
+LDLIBS += -pthread -llz4 -lz -llzma -lzstd -lcapstone -lm -lseccomp
 
 SRCS := $(shell find src -name '*.c' | sort)
 OBJS := $(SRCS:%.c=build/%.o)

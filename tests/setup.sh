@@ -14,6 +14,8 @@ PACKAGES=(
 	gdb						# tests/gdbstub.sh
 	bc						# bench/
 	python3						# tools/lockstep, report checks
+	libseccomp-dev					# the sandbox
+	clang libclang-rt-14-dev			# fuzzing, ASan/UBSan (tests/fuzz, make asan)
 )
 
 missing=()

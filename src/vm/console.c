@@ -35,6 +35,11 @@ static void restore_tty(void)
 	}
 }
 
+void console_restore_tty(void)
+{
+	restore_tty();
+}
+
 static void on_signal(int sig)
 {
 	restore_tty();

@@ -115,3 +115,6 @@ TEST_SCRIPTS += tests/virtio_blk.sh
 # each runs a fixed number of inputs from its generated seeds
 -include tests/fuzz/fuzz.mk
 TEST_SCRIPTS += tests/fuzz/smoke.sh
+# the seccomp sandbox in force, its diagnostic; guest output to a stalled
+# terminal (tests/sandbox.sh, tests/console_stall.sh)
+TEST_SCRIPTS += tests/sandbox.sh tests/console_stall.sh

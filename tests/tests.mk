@@ -118,3 +118,7 @@ TEST_SCRIPTS += tests/fuzz/smoke.sh
 # the seccomp sandbox in force, its diagnostic; guest output to a stalled
 # terminal (tests/sandbox.sh, tests/console_stall.sh)
 TEST_SCRIPTS += tests/sandbox.sh tests/console_stall.sh
+# ASan+UBSan: `make asan` (tests/asan.mk), then the C tests and a Linux boot
+# under the sanitizers (tests/asan.sh)
+-include tests/asan.mk
+TEST_SCRIPTS += tests/asan.sh

@@ -41,6 +41,8 @@ static const int allowed[] = {
 	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(select), SCMP_SYS(pselect6),
 	SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
 	SCMP_SYS(epoll_pwait), SCMP_SYS(eventfd2), SCMP_SYS(futex), SCMP_SYS(sched_yield),
+	/* pthread_getattr_np (sanitizers, at thread start) reads it */
+	SCMP_SYS(sched_getaffinity),
 	/* time: guest clocks, LAPIC timers, the kvm engine's deadline timer */
 	SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres), SCMP_SYS(gettimeofday),
 	SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep), SCMP_SYS(timer_create),

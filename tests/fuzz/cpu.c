@@ -27,7 +27,7 @@
 #define UCODE 0x78000ull
 #define DATA 0x100000ull
 #define MAX_CODE 192
-#define BUDGET 256
+#define BUDGET 64
 
 #define PG_P 1ull
 #define PG_W 2ull

@@ -10,9 +10,9 @@
 /* Installs the filter in every thread of the process. A call outside the
  * allow list ends the process with one line on stderr naming the call and
  * SANDBOX_EXIT_STATUS. 0, or -1 after one line on stderr.
- * With ACCORD_SANDBOX_SELFTEST=1 in the environment the process then makes
- * a forbidden call (ptrace) on purpose: the tests' proof that the filter
- * is in force. */
+ * ACCORD_SANDBOX_SELFTEST in the environment makes the process try a call
+ * right after: "open-read" (allowed), "open-write" or any other value
+ * (ptrace), both forbidden; the tests' proof that the filter is in force. */
 int sandbox_enter(void);
 
 #endif

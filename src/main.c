@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
 		"  --cpus N          virtual CPUs (default 1)\n"
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
+		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
+		"                    finds at CPUID 0x40000000 (default kvm)\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a virtio-blk disk on a raw image (repeatable)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
@@ -109,6 +111,7 @@ static int cmd_run(int argc, char **argv)
 		{ "debug-exit", no_argument, 0, 'd' },
 		{ "gdb", required_argument, 0, 'g' },
 		{ "disk", required_argument, 0, 'D' },
+		{ "personality", required_argument, 0, 'P' },
 		{ "sandbox", required_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -120,6 +123,7 @@ static int cmd_run(int argc, char **argv)
 	const char *accel = "auto";
 	bool debug_exit = false;
 	const char *gdb = NULL;
+	int personality = PERSONALITY_KVM;
 	bool sandbox = true;
 	int ch;
 	/* --disk (virtio-blk) */
@@ -168,6 +172,16 @@ static int cmd_run(int argc, char **argv)
 				return EXIT_USAGE;
 			ndisks++;
 			break;
+		case 'P':
+			if (!strcmp(optarg, "kvm")) {
+				personality = PERSONALITY_KVM;
+			} else if (!strcmp(optarg, "hyperv")) {
+				personality = PERSONALITY_HYPERV;
+			} else {
+				fprintf(stderr, "accord: --personality '%s': expected kvm or hyperv\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'S':
 			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
 				fprintf(stderr, "accord: --sandbox '%s': expected on or off\n", optarg);
@@ -201,10 +215,6 @@ static int cmd_run(int argc, char **argv)
 	const struct engine_ops *engine;
 	if (!strcmp(accel, "emu")) {
 		engine = &engine_emu;
-	} else if (!strcmp(accel, "auto") && gdb && !engine_kvm.set_guest_debug) {
-		/* the kvm engine has no debug hooks yet */
-		engine = &engine_emu;
-		fprintf(stderr, "accord: --accel auto: --gdb needs the emu engine; using emu\n");
 	} else if (!strcmp(accel, "auto")) {
 		char why[256];
 		int fast = kvm_probe(why, sizeof(why));
@@ -230,7 +240,7 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "accord: out of memory\n");
 		return EXIT_VM_FAILED;
 	}
-	if (vm_create(vm, mem, cpus, engine) < 0)
+	if (vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
 	int in_fd, out_fd;

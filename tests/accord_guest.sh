@@ -26,8 +26,9 @@ for name in $names; do
 			tap_not_ok "$name.$variant: clean run" "$image is missing (make guests)"
 			continue
 		fi
+		# shellcheck disable=SC2046 # the family's options are words
 		guest_tap_run "$name.$variant" "$name" "$GUEST_TIMEOUT" \
-			"$ACCORD" run --kernel "$image" --debug-exit --accel "$ACCEL"
+			"$ACCORD" run --kernel "$image" --debug-exit --accel "$ACCEL" $(guest_accord_opts "$name")
 	done
 done
 tap_summary

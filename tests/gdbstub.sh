@@ -37,13 +37,16 @@ fi
 
 sym() { nm "$SYMS" | awk -v s="$1" '$3 == s { print "0x" $1 }'; }
 
-# start_accord NAME [ARGS...]: accord on the smoke kernel, waiting for gdb;
-# sets PORT and apid
+# the engine the sessions run on (the kvm sessions below change it)
+ACCEL=emu
+
+# start_accord NAME [ARGS...]: accord on $KERNEL with $ACCEL, waiting for
+# gdb; sets PORT and apid
 start_accord() {
 	local name=$1
 	shift
 	PORT=""
-	timeout 120 "$ACCORD" run --kernel "$KERNEL" --debug-exit --accel emu --memory 128M \
+	timeout 120 "$ACCORD" run --kernel "$KERNEL" --debug-exit --accel "$ACCEL" --memory 128M \
 		--gdb tcp::0 "$@" </dev/null >"$tmp/$name.out" 2>"$tmp/$name.err" &
 	apid=$!
 	for _ in $(seq 100); do
@@ -142,8 +145,14 @@ fi
 # A protocol client (tools/lockstep's) sends the 0x03 byte itself: gdb in
 # batch mode decides by its own timing whether a SIGINT interrupts the
 # target or gives up on it, which made such a check flaky on a busy host.
-if start_accord s2; then
-	timeout 60 python3 - "$PORT" "$main" >"$tmp/s2.py" 2>&1 <<'PY'
+# ctrl_c_session NAME LABEL: on $KERNEL, stopped at test_main ($main)
+ctrl_c_session() {
+	local name=$1 label=$2
+	if ! start_accord "$name"; then
+		tap_not_ok "$label: accord waits for gdb (Ctrl-C session)" "$(cat "$tmp/$name.err")"
+		return
+	fi
+	timeout 60 python3 - "$PORT" "$main" >"$tmp/$name.py" 2>&1 <<'PY'
 import importlib.machinery, importlib.util, sys, time
 loader = importlib.machinery.SourceFileLoader("lockstep", "tools/lockstep")
 lockstep = importlib.util.module_from_spec(importlib.util.spec_from_loader("lockstep", loader))
@@ -161,18 +170,17 @@ print("stop=" + r.recv())
 print("stopped=%#x" % r.regs()["rip"])
 r.send("k")
 PY
-	status=0
+	local status=0 got
 	wait_accord || status=$?
-	got=$(sed -n 's/^stopped=//p' "$tmp/s2.py")
-	check "gdbstub: Ctrl-C (0x03) stops the running guest where it spins" \
-		$(grep -qx "stop=T02thread:1;" "$tmp/s2.py" && [ "$((got))" = "$((main))" ]; echo $?) \
-		"$(cat "$tmp/s2.py")"
-	check "gdbstub: kill ends accord (status 0)" \
-		$([ "$status" -eq 0 ] && grep -q "killed by the debugger" "$tmp/s2.err"; echo $?) \
-		"status $status; stderr: $(cat "$tmp/s2.err")"
-else
-	tap_not_ok "gdbstub: accord waits for gdb (session 2)" "$(cat "$tmp/s2.err")"
-fi
+	got=$(sed -n 's/^stopped=//p' "$tmp/$name.py")
+	check "$label: Ctrl-C (0x03) stops the running guest where it spins" \
+		$(grep -qx "stop=T02thread:1;" "$tmp/$name.py" && [ "$((got))" = "$((main))" ]; echo $?) \
+		"$(cat "$tmp/$name.py")"
+	check "$label: kill ends accord (status 0)" \
+		$([ "$status" -eq 0 ] && grep -q "killed by the debugger" "$tmp/$name.err"; echo $?) \
+		"status $status; stderr: $(cat "$tmp/$name.err")"
+}
+ctrl_c_session s2 gdbstub
 
 # ---- session 3: two vCPUs as two threads, detach lets the guest finish ----
 if start_accord s3 --cpus 2; then
@@ -195,6 +203,144 @@ if start_accord s3 --cpus 2; then
 		"status $status; $(tail -n 3 "$tmp/s3.gdb")"
 else
 	tap_not_ok "gdbstub: accord waits for gdb (session 3)" "$(cat "$tmp/s3.err")"
+fi
+
+# ---- the kvm engine under gdb ----
+# The same session on emu and on kvm, on the timers kernel (it runs to its
+# end on a KVM that emulates ring-0 code too, where the smoke kernel's int3
+# stops it): a breakpoint at test_main (kvm: in DR0), two steps from it, a
+# second breakpoint reached by a continue from the first and hit twice, the
+# registers read at each stop, which must read the same on both engines,
+# a register written (r11: check() may clobber it), and the run to the
+# guest's end. Then Ctrl-C and kill on kvm.
+kvm_session() {
+	local name=$1
+	start_accord "$name" || return 1
+	run_gdb "$name" \
+		'break test_main' \
+		'continue' \
+		'printf "bp=%#lx sp=%#lx cs=%#x ss=%#x cr0=%#lx cr3=%#lx cr4=%#lx efer=%#lx\n", $pc, $sp, $cs, $ss, $cr0, $cr3, $cr4, $efer' \
+		'stepi' \
+		'printf "step1=%#lx\n", $pc' \
+		'stepi' \
+		'printf "step2=%#lx sp=%#lx\n", $pc, $sp' \
+		'break check' \
+		'continue' \
+		'printf "check1=%#lx rsi=%#lx\n", $pc, $rsi' \
+		'continue' \
+		'printf "check2=%#lx rsi=%#lx\n", $pc, $rsi' \
+		'printf "fpu=%#x %#x\n", $fctrl, $mxcsr' \
+		'set var $r11 = 0x5a5a0000a5a5' \
+		'printf "r11=%#lx\n", $r11' \
+		'delete' \
+		'continue'
+	KVM_STATUS=0
+	wait_accord || KVM_STATUS=$?
+}
+
+kvm_reason=""
+if err=$("$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null) ||
+	[[ $err != "accord: --accel kvm: "* ]]; then
+	:
+else
+	kvm_reason=${err#accord: --accel kvm: }
+fi
+if [ -n "$kvm_reason" ]; then
+	tap_skip "gdbstub on kvm" "no usable /dev/kvm: $kvm_reason"
+else
+	# --accel auto's probe says whether this host's KVM emulates ring 0
+	kvm_emulated=$("$ACCORD" run --kernel "$KERNEL" --debug-exit --accel auto 2>&1 >/dev/null </dev/null |
+		sed -n 's/^accord: --accel auto: \(.* (an emulated KVM)\); using emu$/\1/p')
+	KERNEL=build/guest/timers.elf
+	SYMS=build/guest/timers.elf64
+	main=$(sym test_main)
+	checkfn=$(sym check)
+	kvm_session k_emu
+	ACCEL=kvm
+	kvm_session k_kvm
+	kvm_err=$(grep -m1 "accord: kvm: \|accord: the VM failed: " "$tmp/k_kvm.err")
+	if [ -z "$PORT" ]; then
+		tap_not_ok "gdbstub on kvm: accord waits for gdb" "$(cat "$tmp/k_kvm.err")"
+	elif [[ $kvm_err == *KVM_SET_GUEST_DEBUG* ]]; then
+		tap_skip "gdbstub on kvm" "this host's KVM refuses guest debugging: $kvm_err"
+	else
+		tap_ok "gdbstub on kvm: accord waits for gdb (port $PORT)"
+		check "gdbstub on kvm: hardware breakpoint at test_main ($main)" \
+			$([ "$(( $(field k_kvm bp | cut -d' ' -f1) ))" = "$((main))" ] &&
+				grep -q "^Breakpoint 1, test_main" "$tmp/k_kvm.gdb"; echo $?) \
+			"$(grep -m3 "^bp=\|Breakpoint\|rror" "$tmp/k_kvm.gdb"); $kvm_err"
+		check "gdbstub on kvm: the registers at the breakpoint read as on emu" \
+			$([ -n "$(field k_kvm bp)" ] && [ "$(field k_kvm bp)" = "$(field k_emu bp)" ]; echo $?) \
+			"kvm: bp=$(field k_kvm bp); emu: bp=$(field k_emu bp)"
+		s1=$(field k_kvm step1)
+		check "gdbstub on kvm: stepi from a breakpoint executes one instruction (as on emu)" \
+			$([ -n "$s1" ] && [ "$((s1))" -ne "$((main))" ] && [ "$s1" = "$(field k_emu step1)" ] &&
+				[ "$(field k_kvm step2)" = "$(field k_emu step2)" ]; echo $?) \
+			"kvm: $s1, $(field k_kvm step2); emu: $(field k_emu step1), $(field k_emu step2)"
+		c1=$(field k_kvm check1)
+		check "gdbstub on kvm: continue from a breakpoint to the next one (check, $checkfn), twice" \
+			$([ -n "$c1" ] && [ "$(( ${c1%% *} ))" = "$((checkfn))" ] &&
+				[ "$(grep -c "^Breakpoint 2, check" "$tmp/k_kvm.gdb")" -eq 2 ]; echo $?) \
+			"$(grep "^check\|Breakpoint" "$tmp/k_kvm.gdb")"
+		check "gdbstub on kvm: the arguments at each hit read as on emu" \
+			$([ "$c1" = "$(field k_emu check1)" ] && [ -n "$(field k_kvm check2)" ] &&
+				[ "$(field k_kvm check2)" = "$(field k_emu check2)" ]; echo $?) \
+			"kvm: $c1 / $(field k_kvm check2); emu: $(field k_emu check1) / $(field k_emu check2)"
+		fpu_hidden=$(grep -m1 "does not report the guest's x87/SSE state" "$tmp/k_kvm.err")
+		read -r kfcw kmxcsr <<<"$(field k_kvm fpu)"
+		read -r efcw emxcsr <<<"$(field k_emu fpu)"
+		if [ -n "$fpu_hidden" ]; then
+			tap_skip "gdbstub on kvm: x87 and SSE control words read as on emu" "${fpu_hidden#accord: kvm: }"
+		else
+			check "gdbstub on kvm: the x87 control word (after the guest's fninit) reads as on emu" \
+				$([ -n "$kfcw" ] && [ "$kfcw" = "$efcw" ]; echo $?) "kvm: $kfcw; emu: $efcw"
+			# An emulated KVM runs ring-0 code without SSE (stmxcsr stops
+			# it) and reports MXCSR 0 where the reset value is 0x1f80.
+			if [ "$kmxcsr" != "$emxcsr" ] && [ -n "$kvm_emulated" ]; then
+				tap_skip "gdbstub on kvm: MXCSR reads as on emu" \
+					"kvm $kmxcsr, emu $emxcsr: $kvm_emulated, whose emulator has no SSE in ring 0 (stmxcsr stops it)"
+			else
+				check "gdbstub on kvm: MXCSR reads as on emu" \
+					$([ -n "$kmxcsr" ] && [ "$kmxcsr" = "$emxcsr" ]; echo $?) "kvm: $kmxcsr; emu: $emxcsr"
+			fi
+		fi
+		check "gdbstub on kvm: a register written reads back (set_state)" \
+			$([ "$(field k_kvm r11)" = 0x5a5a0000a5a5 ]; echo $?) "r11=$(field k_kvm r11)"
+		check "gdbstub on kvm: the guest runs to its end under gdb (status 1)" \
+			$(grep -q "exited with code 01" "$tmp/k_kvm.gdb" && [ "$KVM_STATUS" -eq 1 ] &&
+				grep -q "^DONE passed=.* failed=0 " "$tmp/k_kvm.out"; echo $?) \
+			"status $KVM_STATUS; $(tail -n 3 "$tmp/k_kvm.gdb"); $kvm_err"
+		# five breakpoints or more (gdb may place one at two addresses): the
+		# engine has four debug registers and says so
+		if start_accord k_many; then
+			run_gdb k_many 'break test_main' 'break check' 'break pass' 'break fail' 'break panic' \
+				'continue' 'printf "many=%#lx\n", $pc' 'kill'
+			wait_accord
+			many_err='^accord: kvm: gdb: [5-9] breakpoints, but the kvm engine has 4 debug registers; only the first 4 stop the guest$'
+			check "gdbstub on kvm: a fifth breakpoint is refused in one line; the first four still stop" \
+				$(grep -qE "$many_err" "$tmp/k_many.err" && [ "$(( $(field k_many many) ))" = "$((main))" ]; echo $?) \
+				"many=$(field k_many many); stderr: $(cat "$tmp/k_many.err")"
+		else
+			tap_not_ok "gdbstub on kvm: accord waits for gdb (five breakpoints)" "$(cat "$tmp/k_many.err")"
+		fi
+		# two vCPUs: the AP, never started, reads in its reset state
+		if start_accord k_smp --cpus 2; then
+			run_gdb k_smp 'break test_main' 'continue' 'info threads' 'thread 2' 'printf "ap_rip=%#lx\n", $pc' \
+				'thread 1' 'delete' 'detach'
+			status=0
+			wait_accord || status=$?
+			check "gdbstub on kvm: --cpus 2, the AP at its reset RIP; after detach the guest ends (status 1)" \
+				$(grep -q "Thread 2 (vCPU 1)" "$tmp/k_smp.gdb" && [ "$(field k_smp ap_rip)" = 0xfff0 ] &&
+					[ "$status" -eq 1 ] && grep -q "^DONE passed=.* failed=0 " "$tmp/k_smp.out"; echo $?) \
+				"status $status; ap_rip=$(field k_smp ap_rip); $(tail -n 3 "$tmp/k_smp.gdb")"
+		else
+			tap_not_ok "gdbstub on kvm: accord waits for gdb (two vCPUs)" "$(cat "$tmp/k_smp.err")"
+		fi
+		ctrl_c_session k_ctrlc "gdbstub on kvm"
+	fi
+	ACCEL=emu
+	KERNEL=build/guest/smoke.elf
+	SYMS=build/guest/smoke.elf64
 fi
 
 # ---- the lockstep divergence finder against QEMU ----

@@ -122,3 +122,19 @@ TEST_SCRIPTS += tests/sandbox.sh tests/console_stall.sh
 # under the sanitizers (tests/asan.sh)
 -include tests/asan.mk
 TEST_SCRIPTS += tests/asan.sh
+# ---- end hardening ----
+
+# ---- paravirtual personalities (owner: src/dev/hyperv/tlfs.c, synic.c, src/dev/kvmclock.c) ----
+# CPUID leaves per --personality, the Hyper-V MSRs, hypercall decoding with
+# hostile inputs, the SynIC slot protocol, synthetic timers, kvmclock
+# (tests/unit_hyperv.c)
+TEST_BINS += build/tests/unit_hyperv
+# ---- end paravirtual personalities ----
+
+# ---- paravirtual personalities with Linux (owner: src/dev/hyperv/, src/dev/kvmclock.c) ----
+# the stock kernel with --personality hyperv (Hyper-V detected, TSC page
+# clocksource, stimer0 clockevent on two vCPUs, crash MSRs end accord with
+# status 2) and --personality kvm (kvm-clock): three boots
+# (tests/hyperv_linux.sh)
+TEST_SCRIPTS += tests/hyperv_linux.sh
+# ---- end paravirtual personalities with Linux ----

@@ -1054,7 +1054,7 @@ int main(int argc, char **argv)
 		perror("mkdtemp");
 		return 2;
 	}
-	if (vm_create(&vm, VM_MEM, NCPUS, &test_engine)) {
+	if (vm_create(&vm, VM_MEM, NCPUS, &test_engine, PERSONALITY_KVM)) {
 		fprintf(stderr, "unit_boot: vm_create failed\n");
 		return 2;
 	}

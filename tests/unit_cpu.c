@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "vm/vm.h"
 #include "tap.h"
 
 
@@ -1160,7 +1161,7 @@ static void test_far(void)
 static void test_cpuid(void)
 {
 	struct cpuid_result r;
-	cpuid_query(0, 0, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 0, 0, &r);
 	char vendor[13];
 	memcpy(vendor, &r.ebx, 4);
 	memcpy(vendor + 4, &r.edx, 4);
@@ -1168,29 +1169,29 @@ static void test_cpuid(void)
 	vendor[12] = 0;
 	ok(!strcmp(vendor, "GenuineIntel") && r.eax >= 1, "cpuid 0: GenuineIntel, max basic leaf %u", r.eax);
 	uint32_t max = r.eax;
-	cpuid_query(3, 1, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 3, 1, 0, &r);
 	uint32_t need = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8 | 1u << 13 | 1u << 15 | 1u << 24 | 1u << 25 | 1u << 26;
 	ok((r.edx & need) == need, "cpuid 1: EDX has FPU PSE MSR PAE CX8 PGE CMOV FXSR SSE SSE2");
 	ok((r.eax >> 8 & 0xf) == 6 && (r.ebx >> 24) == 3, "cpuid 1: family 6, APIC ID from the vCPU index");
 	ok(!(r.ecx & (1u << 22 | 1u << 30 | 1u << 26)), "cpuid 1: no MOVBE, RDRAND, XSAVE (not implemented)");
-	cpuid_query(0, 7, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 7, 0, &r);
 	ok(!(r.ebx & (1u << 3 | 1u << 8 | 1u << 5)), "cpuid 7: no BMI1, BMI2, AVX2 (tzcnt and lzcnt run as bsf and bsr)");
-	cpuid_query(0, 0x80000000, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 0x80000000, 0, &r);
 	ok(r.eax >= 0x80000008, "cpuid 0x80000000: max extended leaf %#x", r.eax);
-	cpuid_query(0, 0x80000001, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 0x80000001, 0, &r);
 	ok((r.edx & (1u << 29 | 1u << 20 | 1u << 11)) == (1u << 29 | 1u << 20 | 1u << 11) && !(r.ecx & (1u << 5)),
 	   "cpuid 0x80000001: LM, NX, SYSCALL; no LZCNT (ABM)");
-	cpuid_query(0, 0x80000008, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 0x80000008, 0, &r);
 	ok((r.eax & 0xff) == 40 && (r.eax >> 8 & 0xff) == 48, "cpuid 0x80000008: 40 physical, 48 linear address bits");
-	cpuid_query(0, 0x3, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 0x3, 0, &r);
 	ok(!r.eax && !r.ebx && !r.ecx && !r.edx, "cpuid: an unimplemented leaf below the maximum reads 0");
 	/* SDM vol. 2A, CPUID: above the highest basic or extended leaf, the
 	 * highest basic leaf's data is returned */
 	struct cpuid_result top, past;
-	cpuid_query(0, max, 0, &top);
-	cpuid_query(0, max + 1, 0, &past);
+	cpuid_query(PERSONALITY_KVM, 0, max, 0, &top);
+	cpuid_query(PERSONALITY_KVM, 0, max + 1, 0, &past);
 	bool same = !memcmp(&top, &past, sizeof(top));
-	cpuid_query(0, 0x80000100, 0, &past);
+	cpuid_query(PERSONALITY_KVM, 0, 0x80000100, 0, &past);
 	same = same && !memcmp(&top, &past, sizeof(top));
 	ok(same, "cpuid: leaves past the maximum return the highest basic leaf");
 	/* the instruction gives what cpuid_query says */
@@ -1201,7 +1202,7 @@ static void test_cpuid(void)
 	B(&k, 2, 0x0F, 0xA2);
 	B(&k, 1, 0xF4);
 	struct outcome o = run_k(&k);
-	cpuid_query(0, 1, 0, &r);
+	cpuid_query(PERSONALITY_KVM, 0, 1, 0, &r);
 	ok(o.vector == -1 && C->r[R_RAX] == r.eax && C->r[R_RBX] == r.ebx && C->r[R_RCX] == r.ecx && C->r[R_RDX] == r.edx,
 	   "cpuid: the instruction returns the model's leaf 1");
 	/* instructions the model does not advertise are #UD */

@@ -988,7 +988,7 @@ int main(void)
 		perror("pipe");
 		return 1;
 	}
-	if (vm_create(&vm, 16 << 20, NCPUS, &stub_engine) < 0) {
+	if (vm_create(&vm, 16 << 20, NCPUS, &stub_engine, PERSONALITY_KVM) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

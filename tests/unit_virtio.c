@@ -659,7 +659,7 @@ static void test_malicious(void)
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine) < 0) {
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_KVM) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

@@ -139,6 +139,16 @@ uint64_t *page_pde(uint64_t addr); /* the 2 MiB PDE mapping addr (< 4 GiB) */
 void page_unmap_2m(uint64_t addr);
 void page_map_2m(uint64_t addr);   /* restore the identity mapping */
 
+/* ---- ACPI (guest/lib/acpi.c) ---- */
+/* the table with this signature, found from the RSDP; NULL when absent */
+const uint8_t *acpi_find_table(const char *sig);
+/* the PM timer (3.579545 MHz) from the FADT; false when there is none */
+#define PM_TIMER_HZ 3579545u
+bool pm_timer_init(void);
+uint32_t pm_timer_read(void);
+/* ticks since a pm_timer_read() value, across one wrap of the counter */
+uint32_t pm_timer_ticks_since(uint32_t start);
+
 /* ---- string ---- */
 void *memset(void *s, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n);

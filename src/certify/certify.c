@@ -371,6 +371,16 @@ static void write_log(const struct certify *c, const char *rel, const char *data
 	free(path);
 }
 
+/* Guest test families that test a machine option of accord's (the same
+ * table as guest_accord_opts in tests/lib/guest-tap.bash). Other targets
+ * run them as they are: a family SKIPs what its target lacks. */
+static const struct {
+	const char *family;
+	const char *args[2];
+} family_options[] = {
+	{ "hyperv", { "--personality", "hyperv" } },
+};
+
 static void run_one(struct certify *c, int ki, int ti, const char *self)
 {
 	struct target *t = &c->targets[ti];
@@ -387,6 +397,11 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		argv[n++] = "--debug-exit";
 		argv[n++] = "--accel";
 		argv[n++] = (char *)t->accel;
+		size_t fl = strcspn(k->label, ".");
+		for (size_t i = 0; i < sizeof(family_options) / sizeof(family_options[0]); i++)
+			if (strlen(family_options[i].family) == fl && !strncmp(k->label, family_options[i].family, fl))
+				for (int a = 0; a < 2 && family_options[i].args[a]; a++)
+					argv[n++] = (char *)family_options[i].args[a];
 	} else {
 		argv[n++] = QEMU_BINARY;
 		argv[n++] = "-accel";

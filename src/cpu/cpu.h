@@ -221,6 +221,7 @@ struct cpu {
 	bool smc;
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
+	int personality; /* enum vm_personality: the CPUID hypervisor leaves */
 
 	/* debugging: print RIP, bytes and disassembly of #UD opcodes */
 	bool trace_ud;
@@ -394,7 +395,9 @@ bool fx_exec(struct cpu *c, struct insn *in);
 struct cpuid_result {
 	uint32_t eax, ebx, ecx, edx;
 };
-void cpuid_query(int cpu_index, uint32_t leaf, uint32_t subleaf, struct cpuid_result *r);
+/* the CPUID model; personality (enum vm_personality) chooses the
+ * hypervisor leaves at 0x40000000 */
+void cpuid_query(int personality, int cpu_index, uint32_t leaf, uint32_t subleaf, struct cpuid_result *r);
 /* MSRs the CPU core holds; other MSRs go to bus.msr_read/msr_write */
 bool msr_read(struct cpu *c, uint32_t msr, uint64_t *val);
 bool msr_write(struct cpu *c, uint32_t msr, uint64_t val);

@@ -43,7 +43,84 @@ static void put_str(uint32_t *regs, const char *s, int n)
 	memcpy(regs, buf, n * 4);
 }
 
-void cpuid_query(int cpu_index, uint32_t leaf, uint32_t sub, struct cpuid_result *r)
+/* KVM's paravirtual leaves (Documentation/virt/kvm/x86/cpuid.rst):
+ * KVM_FEATURE_CLOCKSOURCE2 (kvmclock at 0x4b564d00/01, src/dev/kvmclock.c)
+ * and KVM_FEATURE_CLOCKSOURCE_STABLE_BIT (one TSC for all vCPUs).
+ * Off: the old kvmclock MSRs, async page faults, steal time, PV EOI,
+ * PV TLB flush, PV send-IPI, poll control. */
+#define KVM_FEATURES (1u << 3 | 1u << 24)
+
+/* Hyper-V's leaves (TLFS "Feature and Interface Discovery"), only what
+ * src/dev/hyperv/ implements. 0x40000003 EAX: the partition reference
+ * counter, SynIC, synthetic timers, hypercall page and guest OS ID,
+ * VP index, reset, reference TSC page, the TSC/APIC frequency MSRs.
+ * EBX: HvPostMessage and HvSignalEvent. EDX: the frequency MSRs, the
+ * crash MSRs, direct-mode synthetic timers.
+ * Off: VP runtime, APIC-access MSRs and assist page features, statistics
+ * pages, guest idle, reenlightenment, TSC-invariant control, extended
+ * hypercalls, XMM hypercall input/output. */
+#define HV_FEATURES_EAX (1u << 1 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 7 | 1u << 9 | 1u << 11)
+#define HV_FEATURES_EBX (1u << 4 | 1u << 5)
+#define HV_FEATURES_EDX (1u << 8 | 1u << 10 | 1u << 19)
+/* 0x40000004 EAX: relaxed timing (watchdogs must not count on the speed
+ * of a vCPU: the emu engine is an interpreter), and auto-EOI deprecated
+ * (as the TLFS asks of hypervisors with a virtual APIC; auto-EOI SINTs
+ * work all the same).
+ * EBX 0xFFFFFFFF: never notify long spin waits. */
+#define HV_HINTS_EAX (1u << 5 | 1u << 9)
+
+static void pv_leaf(int personality, uint32_t leaf, struct cpuid_result *r)
+{
+	uint32_t v[3];
+
+	if (personality == PERSONALITY_KVM) {
+		if (leaf == 0x40000000) {
+			put_str(v, "KVMKVMKVM", 3);
+			r->eax = 0x40000001;
+			r->ebx = v[0];
+			r->ecx = v[1];
+			r->edx = v[2];
+		} else if (leaf == 0x40000001) {
+			r->eax = KVM_FEATURES;
+		}
+		return;
+	}
+	switch (leaf) {
+	case 0x40000000:
+		put_str(v, "Microsoft Hv", 3);
+		r->eax = 0x40000006;
+		r->ebx = v[0];
+		r->ecx = v[1];
+		r->edx = v[2];
+		break;
+	case 0x40000001:
+		put_str(v, "Hv#1", 1);
+		r->eax = v[0];
+		break;
+	case 0x40000002:
+		/* the version a guest may gate interfaces on: 10.0 build 20348 */
+		r->eax = 20348;
+		r->ebx = 10u << 16;
+		break;
+	case 0x40000003:
+		r->eax = HV_FEATURES_EAX;
+		r->ebx = HV_FEATURES_EBX;
+		r->edx = HV_FEATURES_EDX;
+		break;
+	case 0x40000004:
+		r->eax = HV_HINTS_EAX;
+		r->ebx = 0xFFFFFFFF;
+		break;
+	case 0x40000005:
+		r->eax = VM_MAX_CPUS; /* virtual processors */
+		r->ebx = VM_MAX_CPUS; /* logical processors */
+		break;
+	/* 0x40000006, hardware features in use (SLAT, DMA remapping, ...):
+	 * none */
+	}
+}
+
+void cpuid_query(int personality, int cpu_index, uint32_t leaf, uint32_t sub, struct cpuid_result *r)
 {
 	memset(r, 0, sizeof(*r));
 	/* past the highest basic or extended leaf, Intel CPUs return the
@@ -88,15 +165,9 @@ void cpuid_query(int cpu_index, uint32_t leaf, uint32_t sub, struct cpuid_result
 		r->ebx = VM_TSC_HZ / 1000000;
 		r->ecx = 100;
 		break;
-	case 0x40000000: {
-		uint32_t v[3];
-		put_str(v, "AccordVMM   ", 3);
-		r->eax = 0x40000001;
-		r->ebx = v[0];
-		r->ecx = v[1];
-		r->edx = v[2];
+	case 0x40000000 ... 0x400000FF:
+		pv_leaf(personality, leaf, r);
 		break;
-	}
 	case 0x80000000:
 		r->eax = 0x80000008;
 		break;

@@ -726,7 +726,7 @@ void exec_sys(struct cpu *c, struct insn *in)
 		cpu_gp0(c);
 	case 0xA2: { /* cpuid */
 		struct cpuid_result r;
-		cpuid_query(c->index, (uint32_t)c->r[R_RAX], (uint32_t)c->r[R_RCX], &r);
+		cpuid_query(c->personality, c->index, (uint32_t)c->r[R_RAX], (uint32_t)c->r[R_RCX], &r);
 		c->r[R_RAX] = r.eax;
 		c->r[R_RBX] = r.ebx;
 		c->r[R_RCX] = r.ecx;

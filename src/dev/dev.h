@@ -37,6 +37,9 @@ void lapic_accept(struct lapic *l, int vector, bool level);
 /* IA32_APIC_BASE (0x1B), IA32_TSC_DEADLINE (0x6E0) */
 bool lapic_msr_read(struct lapic *l, uint32_t msr, uint64_t *val);
 bool lapic_msr_write(struct lapic *l, uint32_t msr, uint64_t val);
+/* the vectors (a 256-bit set) that are EOI'd as they are accepted: the
+ * Hyper-V SynIC's auto-EOI SINTs */
+void lapic_set_auto_eoi(struct lapic *l, const uint32_t vectors[8]);
 /* an NMI arrived (IPI, IOAPIC or MSI); reading it clears it */
 bool lapic_take_nmi(struct lapic *l);
 

@@ -92,6 +92,9 @@ struct lapic {
 	pthread_mutex_t lock;
 	atomic_bool nmi;
 	struct lapic_state s;
+	/* vectors the Hyper-V SynIC delivers with auto-EOI: accepted
+	 * without entering the ISR. Not APIC state, so INIT keeps it. */
+	uint32_t auto_eoi[8];
 };
 
 static int vec_highest(const uint32_t *bits)
@@ -556,10 +559,18 @@ int lapic_get_interrupt(struct lapic *l, bool ack)
 	v = lapic_pending(&l->s);
 	if (v >= 0 && ack) {
 		vec_clear(l->s.irr, v);
-		vec_set(l->s.isr, v);
+		if (!vec_test(l->auto_eoi, v))
+			vec_set(l->s.isr, v);
 	}
 	pthread_mutex_unlock(&l->lock);
 	return v;
+}
+
+void lapic_set_auto_eoi(struct lapic *l, const uint32_t vectors[8])
+{
+	pthread_mutex_lock(&l->lock);
+	memcpy(l->auto_eoi, vectors, sizeof(l->auto_eoi));
+	pthread_mutex_unlock(&l->lock);
 }
 
 bool lapic_take_nmi(struct lapic *l)

@@ -72,6 +72,8 @@ static uint32_t emu_pio_in(void *opaque, uint16_t port, int size)
 static void emu_pio_out(void *opaque, uint16_t port, uint32_t val, int size)
 {
 	struct vcpu *v = opaque;
+	if (vm_pio_out_vcpu(v, port, val, size))
+		return;
 	pthread_mutex_lock(&v->vm->io_lock);
 	bus_write(&v->vm->pio, port, val, size);
 	pthread_mutex_unlock(&v->vm->io_lock);
@@ -87,14 +89,12 @@ static int emu_intr_vector(void *opaque, bool ack)
 
 static bool emu_msr_read(void *opaque, uint32_t msr, uint64_t *val)
 {
-	struct vcpu *v = opaque;
-	return lapic_msr_read(v->lapic, msr, val);
+	return vm_msr_read(opaque, msr, val);
 }
 
 static bool emu_msr_write(void *opaque, uint32_t msr, uint64_t val)
 {
-	struct vcpu *v = opaque;
-	return lapic_msr_write(v->lapic, msr, val);
+	return vm_msr_write(opaque, msr, val);
 }
 
 static uint64_t emu_tsc(void *opaque)
@@ -114,6 +114,7 @@ static int emu_vcpu_init(struct vcpu *v)
 	v->engine_priv = e;
 	struct cpu *c = &e->cpu;
 	cpu_init(c, v->index);
+	c->personality = v->vm->personality;
 	c->bus = (struct cpu_bus){
 		.gpa_page = emu_gpa_page,
 		.mmio_read = emu_mmio_read,
@@ -205,6 +206,15 @@ static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
 	return 0;
 }
 
+static int emu_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
+{
+	struct cpu *c = emu_cpu(v);
+	/* vm_tsc() at ns, as RDTSC would read it */
+	*tsc = (uint64_t)((unsigned __int128)ns * VM_TSC_HZ / 1000000000ull) + (uint64_t)c->tsc_adjust;
+	*hz = VM_TSC_HZ;
+	return 0;
+}
+
 static int emu_set_boot_state(struct vcpu *v, const struct boot_state *bs)
 {
 	struct cpu *c = emu_cpu(v);
@@ -285,4 +295,5 @@ const struct engine_ops engine_emu = {
 	.start_ap = emu_start_ap,
 	.set_guest_debug = emu_set_guest_debug,
 	.translate = emu_translate,
+	.guest_tsc = emu_guest_tsc,
 };

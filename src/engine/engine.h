@@ -81,6 +81,10 @@ struct engine_ops {
 	/* guest-virtual to guest-physical through the vCPU's page tables, as
 	 * a supervisor read would walk them; -1 when that would fault */
 	int (*translate)(struct vcpu *cpu, uint64_t va, uint64_t *gpa);
+	/* the guest's TSC on this vCPU at VM time ns (vm_now_ns(), just
+	 * read) and its rate in Hz, on the vCPU's thread; NULL or -1: it is
+	 * vm_tsc() at VM_TSC_HZ */
+	int (*guest_tsc)(struct vcpu *cpu, uint64_t ns, uint64_t *tsc, uint64_t *hz);
 };
 
 extern const struct engine_ops engine_emu;

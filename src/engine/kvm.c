@@ -12,6 +12,13 @@
  * signal at the next LAPIC/PIT/RTC deadline, since the guest no longer
  * stops every few thousand instructions to poll them as emu does.
  *
+ * Interrupt windows: a KVM that emulates guest kernel code may run on past
+ * the end of an STI shadow without the exit request_interrupt_window asks
+ * for (it notices only at its next exit of another kind), so that sti; nop;
+ * cli never lets a pending interrupt in. vm_init asks a throwaway VM whether
+ * the exit comes; where it does not, a vCPU with an interrupt waiting for
+ * IF=1 runs single-stepped until KVM says it can take it.
+ *
  * ACCORD_KVM_DEV names the device to open instead of /dev/kvm (tests use
  * it to simulate a host without KVM); ACCORD_VERBOSE=1 says on stderr what
  * the host's KVM made the engine change in the CPU model. */
@@ -50,6 +57,14 @@
 #define MSR_APIC_BASE 0x1b
 #define MSR_TSC_DEADLINE 0x6e0
 
+/* DR0-DR3 hold the debugger's breakpoints (SDM vol. 3B 18.2): DR7 enables
+ * each globally (G0-G3) as an execute breakpoint (R/W and LEN 00); GE and
+ * bit 10, which reads as 1 */
+#define KVM_HW_BREAKS 4
+#define DR7_GE (1ull << 9)
+#define DR7_FIXED1 (1ull << 10)
+#define DR6_BREAKS 0xfull
+
 /* the timer signal comes at least this often, as vm.c re-checks a halted
  * vCPU now and then regardless of deadlines */
 #define KVM_MAX_SLEEP_NS 100000000ll
@@ -65,7 +80,9 @@ struct kvm_vm {
 	int run_size;
 	struct kvm_cpuid2 *supported; /* KVM_GET_SUPPORTED_CPUID */
 	uint32_t tsc_khz;	      /* the guest's TSC rate; 0: unknown */
+	int personality;	      /* vm->personality: CPUID's hypervisor leaves */
 	bool verbose;
+	bool window_steps; /* KVM misses interrupt windows: step to find them */
 };
 
 struct kvm_vcpu_priv {
@@ -87,6 +104,14 @@ struct kvm_vcpu_priv {
 	bool io_pending; /* the last exit completes on the next KVM_RUN */
 	uint64_t tsc_deadline; /* IA32_TSC_DEADLINE as the guest wrote it */
 
+	/* the debugger's request (set_guest_debug) and what KVM was told */
+	struct guest_debug dbg;
+	bool dbg_resume;  /* set_guest_debug came: look at the resume RIP */
+	bool step_over;	  /* resume at a breakpoint: one step without it first */
+	uint64_t step_over_rip;
+	bool window_step; /* stepping until an interrupt window opens */
+	struct kvm_guest_debug dbg_set;
+
 	/* the state KVM_CREATE_VCPU gave: INIT returns an AP to it */
 	struct kvm_regs reset_regs;
 	struct kvm_sregs reset_sregs;
@@ -100,6 +125,8 @@ struct kvm_vcpu_priv {
 static __thread struct kvm_vcpu_priv *thread_vcpu;
 static pthread_key_t thread_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static int window_probe(char *why, size_t n);
 
 static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
 {
@@ -303,7 +330,7 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	struct cpuid_result r;
 	if (c->nent >= 256)
 		return -1;
-	cpuid_query(cpu, leaf, sub, &r);
+	cpuid_query(k->personality, cpu, leaf, sub, &r);
 	if (indexed && sub > 0 && !(r.eax | r.ebx | r.ecx | r.edx))
 		return 0;
 	struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
@@ -380,7 +407,7 @@ static int cpuid_set(struct kvm_vcpu_priv *p)
 		return -1;
 	for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
 		struct cpuid_result r;
-		cpuid_query(cpu, bases[b], 0, &r);
+		cpuid_query(p->kvm->personality, cpu, bases[b], 0, &r);
 		uint32_t max = r.eax;
 		if (bases[b] && (max < bases[b] || max > bases[b] + 0xff))
 			continue; /* the model has no leaves in this range */
@@ -427,8 +454,9 @@ static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
  * IA32_TSC_DEADLINE through the filter. x2APIC MSRs cannot be filtered (KVM
  * ignores filters on them); without an in-kernel LAPIC KVM fails them, and
  * KVM_MSR_EXIT_REASON_INVAL brings them here too. The Hyper-V range and
- * KVM's own paravirtual MSRs are accord's to answer, not KVM's: accord's
- * CPUID does not announce KVM's interface. */
+ * KVM's own paravirtual MSRs are accord's to answer, not KVM's: the
+ * personality accord's CPUID announces (src/dev/kvmclock.c,
+ * src/dev/hyperv/) serves them on both engines. */
 static int msr_filter_set(int vm_fd)
 {
 	static uint8_t deny[0x200 / 8]; /* all zero: every MSR of a range exits */
@@ -458,6 +486,7 @@ static int kvm_vm_init(struct vm *vm)
 	if (!k)
 		return -1;
 	vm->engine_priv = k;
+	k->personality = vm->personality;
 	k->verbose = getenv("ACCORD_VERBOSE") && strcmp(getenv("ACCORD_VERBOSE"), "0");
 	k->sys_fd = kvm_open_dev(why, sizeof(why));
 	if (k->sys_fd < 0) {
@@ -514,6 +543,15 @@ static int kvm_vm_init(struct vm *vm)
 		fprintf(stderr, "accord: kvm: cannot send MSRs to accord's model: %s\n", strerror(errno));
 		return -1;
 	}
+	int win = window_probe(why, sizeof(why));
+	if (win < 0) {
+		fprintf(stderr, "accord: kvm: %s\n", why);
+		return -1;
+	}
+	k->window_steps = !win;
+	if (k->window_steps && k->verbose)
+		fprintf(stderr, "accord: kvm: this host's KVM gives no exit at the end of an STI shadow; "
+				"a vCPU waiting for an interrupt window runs single-stepped\n");
 	return 0;
 }
 
@@ -580,7 +618,7 @@ static int kvm_vcpu_init(struct vcpu *v)
 	p->have_xcrs = ioctl(p->fd, KVM_GET_XCRS, &p->reset_xcrs) == 0;
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
-	cpuid_query(v->index, 1, 0, &r);
+	cpuid_query(k->personality, v->index, 1, 0, &r);
 	p->reset_regs.rdx = r.eax;
 	return 0;
 }
@@ -715,6 +753,12 @@ static void pio_exit(struct kvm_vcpu_priv *p)
 	if ((size != 1 && size != 2 && size != 4) ||
 	    (uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)p->kvm->run_size)
 		return;
+	if (run->io.direction == KVM_EXIT_IO_OUT && run->io.count == 1) {
+		uint32_t val = 0;
+		memcpy(&val, data, size);
+		if (vm_pio_out_vcpu(p->v, run->io.port, val, size))
+			return;
+	}
 	pthread_mutex_lock(&vm->io_lock);
 	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
 		uint64_t val = 0;
@@ -794,6 +838,16 @@ static bool deadline_write(struct kvm_vcpu_priv *p, uint64_t val)
 
 /* MSRs that KVM leaves to accord: the machine's model answers, as it does
  * for the emu engine after the CPU core's own MSRs; false means #GP */
+/* KVM's TSC is read now; ns was read just before, close enough */
+static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	if (!p->kvm->tsc_khz || !guest_tsc(p, tsc))
+		return -1;
+	*hz = (uint64_t)p->kvm->tsc_khz * 1000;
+	return 0;
+}
+
 static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *val)
 {
 	if (msr == MSR_TSC_DEADLINE) {
@@ -803,14 +857,14 @@ static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *va
 		*val = armed ? p->tsc_deadline : 0;
 		return true;
 	}
-	return lapic_msr_read(p->v->lapic, msr, val);
+	return vm_msr_read(p->v, msr, val);
 }
 
 static bool machine_msr_write(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t val)
 {
 	if (msr == MSR_TSC_DEADLINE)
 		return deadline_write(p, val);
-	return lapic_msr_write(p->v->lapic, msr, val);
+	return vm_msr_write(p->v, msr, val);
 }
 
 static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
@@ -872,15 +926,83 @@ static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
 		snprintf(msg + len, n - len, ")");
 }
 
+/* Tell KVM what the debugger and the search for an interrupt window need,
+ * when that changed. The trap flag KVM sets for a step is its own: it
+ * takes it out of RFLAGS again when stepping ends (KVM_SET_GUEST_DEBUG). */
+static int debug_apply(struct kvm_vcpu_priv *p)
+{
+	const struct guest_debug *d = &p->dbg;
+	struct kvm_guest_debug g = { 0 };
+
+	if (d->single_step || p->step_over || p->window_step)
+		g.control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+	if (d->nbreak) {
+		g.control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP;
+		g.arch.debugreg[7] = DR7_GE | DR7_FIXED1;
+		for (int i = 0; i < d->nbreak && i < KVM_HW_BREAKS; i++) {
+			if (p->step_over && d->breaks[i] == p->step_over_rip)
+				continue;
+			g.arch.debugreg[i] = d->breaks[i];
+			g.arch.debugreg[7] |= 2ull << (i * 2);
+		}
+	}
+	if (!memcmp(&g, &p->dbg_set, sizeof(g)))
+		return 0;
+	if (ioctl(p->fd, KVM_SET_GUEST_DEBUG, &g) < 0)
+		return -1;
+	p->dbg_set = g;
+	return 0;
+}
+
+/* A debugger resumes the vCPU: a continue from a breakpoint, or any step,
+ * first executes the instruction at RIP with that breakpoint out of the
+ * debug registers, since an instruction breakpoint would fault again before
+ * the instruction runs. */
+static int debug_resume(struct kvm_vcpu_priv *p)
+{
+	struct kvm_regs r;
+
+	p->dbg_resume = false;
+	p->step_over = false;
+	if (!p->dbg.skip_break_at_rip)
+		return 0;
+	io_complete(p);
+	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0)
+		return -1;
+	for (int i = 0; i < p->dbg.nbreak && i < KVM_HW_BREAKS; i++)
+		p->step_over |= p->dbg.breaks[i] == r.rip;
+	p->step_over_rip = r.rip;
+	return 0;
+}
+
+/* A KVM_EXIT_DEBUG: whether the debugger must hear of it. A finished
+ * window-search step is the engine's own. */
+static bool debug_exit(struct kvm_vcpu_priv *p)
+{
+	if (p->step_over) {
+		p->step_over = false;
+		return p->dbg.single_step;
+	}
+	return p->dbg.single_step || (p->run->debug.arch.dr6 & DR6_BREAKS);
+}
+
 /* Inject the LAPIC's highest vector if the vCPU can take it now (the last
  * exit said so and nothing has changed the registers since); otherwise ask
- * KVM to exit when it can. */
+ * KVM to exit when it can, or step to find that point where KVM would not
+ * exit. A debugger's step executes one instruction, not the first of an
+ * interrupt handler (as on emu); a halted vCPU still wakes. */
 static void interrupts_deliver(struct kvm_vcpu_priv *p)
 {
 	struct lapic *l = p->v->lapic;
-	int vec = lapic_get_interrupt(l, false);
+	bool stepping = (p->dbg.single_step || p->step_over) && !p->halted;
+	int vec = stepping ? -1 : lapic_get_interrupt(l, false);
 
 	if (vec >= 0 && p->ready) {
+		if (p->window_step) {
+			/* the handler's frame must not save KVM's trap flag */
+			p->window_step = false;
+			debug_apply(p);
+		}
 		vec = lapic_get_interrupt(l, true);
 		if (vec >= 0) {
 			struct kvm_interrupt irq = { .irq = (uint32_t)vec };
@@ -892,6 +1014,7 @@ static void interrupts_deliver(struct kvm_vcpu_priv *p)
 		}
 	}
 	p->run->request_interrupt_window = vec >= 0;
+	p->window_step = vec >= 0 && p->kvm->window_steps;
 }
 
 static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
@@ -910,6 +1033,11 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 	 * they announced is looked at below. Without this, each would cost
 	 * one KVM_RUN that returns at once. */
 	signals_drain();
+	if (p->dbg_resume && debug_resume(p) < 0) {
+		snprintf(ex->msg, sizeof(ex->msg), "kvm: cannot resume from the debugger: %s", strerror(errno));
+		ex->kind = EXIT_ERROR;
+		return 0;
+	}
 	for (;;) {
 		if (vm->exit_reason || v->init_pending || vm->pause_request) {
 			ex->kind = EXIT_KICK;
@@ -927,6 +1055,11 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		interrupts_deliver(p);
 		if (p->halted) {
 			ex->kind = EXIT_HLT;
+			return 0;
+		}
+		if (debug_apply(p) < 0) {
+			snprintf(ex->msg, sizeof(ex->msg), "kvm: KVM_SET_GUEST_DEBUG: %s", strerror(errno));
+			ex->kind = EXIT_ERROR;
 			return 0;
 		}
 		timer_arm(p, next);
@@ -975,6 +1108,12 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		case KVM_EXIT_HLT:
 			p->halted = true;
 			break;
+		case KVM_EXIT_DEBUG:
+			if (debug_exit(p)) {
+				ex->kind = EXIT_DEBUG;
+				return 0;
+			}
+			break;
 		case KVM_EXIT_IRQ_WINDOW_OPEN:
 		case KVM_EXIT_SET_TPR:
 		case KVM_EXIT_INTR:
@@ -1006,15 +1145,27 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 
 /* ---- state ---- */
 
-/* the x87/SSE state as FXSAVE lays it out in 64-bit mode */
+/* The x87/SSE state as FXSAVE lays it out in 64-bit mode. A KVM that keeps
+ * the guest's FPU state from the VMM (confidential guests; some emulated
+ * KVMs) succeeds without writing anything: MXCSR's reserved bits, all ones
+ * before the call, tell. The image is then zero and the call fails. */
 static int fxsave_image(struct kvm_vcpu_priv *p, uint8_t fx[512])
 {
+	static bool told;
 	struct kvm_fpu f;
 	uint32_t mxcsr_mask = 0xffff;
 
+	memset(fx, 0, 512);
+	memset(&f, 0xff, sizeof(f));
 	if (ioctl(p->fd, KVM_GET_FPU, &f) < 0)
 		return -1;
-	memset(fx, 0, 512);
+	if (f.mxcsr & 0xffff0000u) {
+		if (!told)
+			fprintf(stderr, "accord: kvm: this host's KVM does not report the guest's x87/SSE state "
+					"(KVM_GET_FPU returns nothing); it reads as zero\n");
+		told = true;
+		return -1;
+	}
 	memcpy(fx + 0, &f.fcw, 2);
 	memcpy(fx + 2, &f.fsw, 2);
 	fx[4] = f.ftwx;
@@ -1190,6 +1341,42 @@ static int kvm_start_ap(struct vcpu *v, uint8_t vector)
 	return 0;
 }
 
+/* Breakpoints are RIP values; the debug registers hold linear addresses,
+ * the same where CS has base 0 (long mode, the loaders' flat segments). */
+static int kvm_set_guest_debug(struct vcpu *v, const struct guest_debug *d)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+
+	p->dbg = *d;
+	p->dbg_resume = true;
+	if (d->nbreak > KVM_HW_BREAKS) {
+		if (v->index == 0)
+			fprintf(stderr,
+				"accord: kvm: gdb: %d breakpoints, but the kvm engine has %d debug registers; "
+				"only the first %d stop the guest\n",
+				d->nbreak, KVM_HW_BREAKS, KVM_HW_BREAKS);
+		p->dbg.nbreak = KVM_HW_BREAKS;
+		return -1;
+	}
+	return 0;
+}
+
+static int kvm_translate(struct vcpu *v, uint64_t va, uint64_t *gpa)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+	struct kvm_sregs sr;
+	struct kvm_translation tr = { .linear_address = va };
+
+	if (ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
+		return -1;
+	if ((sr.efer & EFER_LMA) && (uint64_t)((int64_t)(va << 16) >> 16) != va)
+		return -1;
+	if (ioctl(p->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+		return -1;
+	*gpa = tr.physical_address;
+	return 0;
+}
+
 const struct engine_ops engine_kvm = {
 	.name = "kvm",
 	.vm_init = kvm_vm_init,
@@ -1200,6 +1387,9 @@ const struct engine_ops engine_kvm = {
 	.set_state = kvm_set_state,
 	.set_boot_state = kvm_set_boot_state,
 	.start_ap = kvm_start_ap,
+	.set_guest_debug = kvm_set_guest_debug,
+	.translate = kvm_translate,
+	.guest_tsc = kvm_guest_tsc,
 };
 
 /* ---- --accel auto's probe ---- */
@@ -1257,50 +1447,94 @@ static int64_t probe_run(struct probe *pr, uint32_t n, char *why, size_t wn)
 	return -1;
 }
 
-int kvm_probe(char *why, size_t n)
+/* a throwaway VM with one vCPU in flat 32-bit protected mode, ring 0,
+ * paging off, and 64 KiB of RAM; -1 with why */
+static int probe_open(struct probe *pr, char *why, size_t n)
 {
-	struct probe pr = { .sys = -1, .vm = -1, .cpu = -1 };
-	pr.sys = kvm_open_dev(why, n);
-	if (pr.sys < 0)
+	*pr = (struct probe){ .sys = -1, .vm = -1, .cpu = -1 };
+	pr->sys = kvm_open_dev(why, n);
+	if (pr->sys < 0)
 		return -1;
 	const char *path = kvm_dev_path();
-	pr.run_size = ioctl(pr.sys, KVM_GET_VCPU_MMAP_SIZE, 0);
-	pr.vm = ioctl(pr.sys, KVM_CREATE_VM, 0);
-	if (pr.run_size <= 0 || pr.vm < 0) {
+	pr->run_size = ioctl(pr->sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+	pr->vm = ioctl(pr->sys, KVM_CREATE_VM, 0);
+	if (pr->run_size <= 0 || pr->vm < 0) {
 		snprintf(why, n, "%s: cannot create a VM: %s", path, strerror(errno));
-		probe_close(&pr);
+		probe_close(pr);
 		return -1;
 	}
-	pr.mem = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pr->mem = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct kvm_userspace_memory_region mr = {
-		.slot = 0, .memory_size = 0x10000, .userspace_addr = (uintptr_t)pr.mem
+		.slot = 0, .memory_size = 0x10000, .userspace_addr = (uintptr_t)pr->mem
 	};
-	if (pr.mem == MAP_FAILED || ioctl(pr.vm, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0 ||
-	    ioctl(pr.vm, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ||
-	    (pr.cpu = ioctl(pr.vm, KVM_CREATE_VCPU, 0UL)) < 0) {
+	if (pr->mem == MAP_FAILED || ioctl(pr->vm, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0 ||
+	    ioctl(pr->vm, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ||
+	    (pr->cpu = ioctl(pr->vm, KVM_CREATE_VCPU, 0UL)) < 0) {
 		snprintf(why, n, "%s: cannot set up a VM: %s", path, strerror(errno));
-		probe_close(&pr);
+		probe_close(pr);
 		return -1;
 	}
-	pr.run = mmap(NULL, pr.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, pr.cpu, 0);
+	pr->run = mmap(NULL, pr->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, pr->cpu, 0);
 	struct kvm_sregs sr;
-	if (pr.run == MAP_FAILED || ioctl(pr.cpu, KVM_GET_SREGS, &sr) < 0) {
+	if (pr->run == MAP_FAILED || ioctl(pr->cpu, KVM_GET_SREGS, &sr) < 0) {
 		snprintf(why, n, "%s: cannot set up a vCPU: %s", path, strerror(errno));
-		probe_close(&pr);
+		probe_close(pr);
 		return -1;
 	}
-	/* flat 32-bit protected mode, ring 0, paging off */
 	seg_flat(&sr.cs, 0x8, 0xb, false);
 	seg_flat(&sr.ds, 0x10, 0x3, false);
 	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
 	sr.cr0 = 0x11;
 	sr.cr4 = 0;
 	sr.efer = 0;
-	if (ioctl(pr.cpu, KVM_SET_SREGS, &sr) < 0) {
+	if (ioctl(pr->cpu, KVM_SET_SREGS, &sr) < 0) {
 		snprintf(why, n, "%s: cannot set up a vCPU: %s", path, strerror(errno));
+		probe_close(pr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether KVM exits for request_interrupt_window where an STI shadow ends,
+ * as VT-x's interrupt-window exiting and AMD-V's virtual interrupt make it:
+ * `sti; nop; cli; hlt` entered with IF=0 must stop before the cli.
+ * 1 if it does, 0 if not (stepping to the window is right anywhere, only
+ * slower), -1 with why when the probe VM cannot run. */
+static int window_probe(char *why, size_t n)
+{
+	static const uint8_t code[] = { 0xfb, 0x90, 0xfa, 0xf4 };
+	struct probe pr;
+	struct kvm_regs r = { .rip = 0x1000, .rflags = 2, .rsp = 0x8000 };
+	int rc;
+
+	if (probe_open(&pr, why, n) < 0)
+		return -1;
+	memcpy(pr.mem + 0x1000, code, sizeof(code));
+	if (ioctl(pr.cpu, KVM_SET_REGS, &r) < 0) {
+		snprintf(why, n, "window probe: KVM_SET_REGS: %s", strerror(errno));
 		probe_close(&pr);
 		return -1;
 	}
+	pr.run->request_interrupt_window = 1;
+	do
+		rc = ioctl(pr.cpu, KVM_RUN, 0);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0) {
+		snprintf(why, n, "window probe: KVM_RUN: %s", strerror(errno));
+		probe_close(&pr);
+		return -1;
+	}
+	rc = pr.run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN;
+	probe_close(&pr);
+	return rc;
+}
+
+int kvm_probe(char *why, size_t n)
+{
+	struct probe pr;
+	if (probe_open(&pr, why, n) < 0)
+		return -1;
+	const char *path = kvm_dev_path();
 
 	/* a first short run faults the page in and loads the vCPU */
 	if (probe_run(&pr, 1, why, n) < 0) {

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "dev/dev.h"
+#include "dev/hyperv/hyperv.h"
+#include "dev/kvmclock.h"
 #include "engine/engine.h"
 #include "vm/gdbstub.h"
 #include "vm/vm.h"
@@ -29,10 +31,13 @@ uint64_t vm_tsc(const struct vm *vm)
 	return (uint64_t)((unsigned __int128)vm_now_ns(vm) * VM_TSC_HZ / 1000000000ull);
 }
 
-int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine)
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->t0_ns = mono_ns();
+	vm->personality = personality;
+	if (personality == PERSONALITY_HYPERV ? hv_create(vm) < 0 : kvmclock_create(vm) < 0)
+		return -1;
 	vm->ram_size = ram_size;
 	vm->low_size = ram_size < VM_HOLE_START ? ram_size : VM_HOLE_START;
 	vm->ncpus = ncpus;
@@ -81,6 +86,8 @@ void vm_destroy(struct vm *vm)
 		free(v->engine_priv);
 		free(v);
 	}
+	hv_destroy(vm);
+	kvmclock_destroy(vm);
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	bus_free(&vm->pio);
@@ -199,6 +206,8 @@ static int64_t min_deadline(int64_t a, int64_t b)
 int64_t vm_poll_timers(struct vcpu *v)
 {
 	int64_t t = lapic_poll_timer(v->lapic);
+	if (v->vm->hv)
+		t = min_deadline(t, hv_poll_timers(v));
 	if (v->index == 0)
 		t = min_deadline(t, platform_poll(v->vm));
 	return t;

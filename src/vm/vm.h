@@ -23,6 +23,8 @@
 #define VM_TSC_HZ (VM_CRYSTAL_HZ * VM_TSC_RATIO)
 
 struct vm;
+struct hv;
+struct kvmclock;
 struct lapic;
 struct engine_ops;
 struct gdbstub;
@@ -42,6 +44,13 @@ struct vcpu {
 	pthread_cond_t cond; /* signalled on interrupts, SIPI, stop */
 };
 enum { VCPU_WAIT_SIPI, VCPU_RUNNING };
+
+/* the paravirtual interface the guest is offered (--personality): CPUID
+ * 0x40000000 and up, and the MSRs and hypercalls behind them */
+enum vm_personality {
+	PERSONALITY_KVM,    /* "KVMKVMKVM": kvmclock (src/dev/kvmclock.c) */
+	PERSONALITY_HYPERV, /* "Microsoft Hv": the TLFS (src/dev/hyperv/) */
+};
 
 /* why the VM ended */
 enum vm_exit_reason {
@@ -73,6 +82,10 @@ struct vm {
 	struct rtc *rtc;
 	struct acpipm *acpipm;
 
+	int personality;	    /* enum vm_personality */
+	struct hv *hv;		    /* PERSONALITY_HYPERV, else NULL */
+	struct kvmclock *kvmclock; /* PERSONALITY_KVM, else NULL */
+
 	uint64_t t0_ns; /* CLOCK_MONOTONIC at VM creation: guest time zero */
 
 	volatile int exit_reason;
@@ -86,7 +99,7 @@ struct vm {
 	volatile int pause_request;
 };
 
-int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine);
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality);
 void vm_destroy(struct vm *vm);
 /* host pointer for [gpa, gpa+len) if it is all RAM, else NULL */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
@@ -108,6 +121,19 @@ void vm_vcpu_sipi(struct vcpu *v, uint8_t vector);
 int64_t vm_poll_timers(struct vcpu *v);
 /* end the VM; the first reason wins */
 void vm_request_exit(struct vm *vm, int reason, int status, const char *msg);
+/* The machine's MSRs, after the CPU core's own: the LAPIC's, then the
+ * personality's (src/vm/msr.c). Both engines send every MSR they do not
+ * hold themselves here, on the vCPU's thread; false means #GP. */
+bool vm_msr_read(struct vcpu *v, uint32_t msr, uint64_t *val);
+bool vm_msr_write(struct vcpu *v, uint32_t msr, uint64_t val);
+/* A port write that belongs to the vCPU that made it rather than to a
+ * device (the Hyper-V hypercall port). Both engines offer every OUT here
+ * first, with no lock held; true means it was taken. */
+bool vm_pio_out_vcpu(struct vcpu *v, uint16_t port, uint32_t val, int size);
+/* the guest's TSC on this vCPU at VM time ns (vm_now_ns(), just read), and
+ * its rate: what paravirtual clocks (kvmclock, the Hyper-V TSC page) tell
+ * the guest to scale */
+void vm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz);
 /* run all vCPUs until the VM ends; returns the process exit status */
 int vm_run(struct vm *vm);
 

@@ -72,7 +72,7 @@ static void vf_cfg_wr(unsigned off, uint32_t v, int size)
 /* the VM and its PCI bus, before the harness creates its device */
 static void vfuzz_vm(void)
 {
-	if (vm_create(&vf_vm, VF_RAM, 1, &stub_engine) < 0)
+	if (vm_create(&vf_vm, VF_RAM, 1, &stub_engine, PERSONALITY_KVM) < 0)
 		abort();
 	/* the LAPIC software-enabled, so that MSI-X messages land */
 	lapic_mmio_write(vf_vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);

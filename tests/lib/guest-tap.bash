@@ -52,6 +52,14 @@ guest_kernel_names() {
 	done
 }
 
+# the options a guest test family needs from `accord run` (the machine it
+# tests); src/certify/certify.c's family_options says the same
+guest_accord_opts() {
+	case $1 in
+	hyperv) echo "--personality hyperv" ;;
+	esac
+}
+
 # guest_tap_run LABEL KERNEL TIMEOUT COMMAND...
 # LABEL prefixes the test names (e.g. smoke.multiboot), KERNEL keys
 # KNOWN_DEVIATIONS.

@@ -61,4 +61,29 @@ int hv_synic_post_message(struct vm *vm, unsigned vp, unsigned sint, uint32_t ty
  * -2 when the SynIC, the event flags page or the SINT is disabled/masked. */
 int hv_synic_signal_event(struct vm *vm, unsigned vp, unsigned sint, unsigned flag);
 
+/* ---- the partition, as the machine (src/vm/) uses it ---- */
+
+/* The hypercall page accord writes holds `out HV_HYPERCALL_PORT, eax; ret`:
+ * a port-I/O trap serves both engines, where vmcall would need each
+ * engine's own exit. The port is one no PC device uses. */
+#define HV_HYPERCALL_PORT 0xE6
+
+/* with --personality hyperv: 0, or -1 with a message on stderr */
+int hv_create(struct vm *vm);
+void hv_destroy(struct vm *vm);
+/* the TLFS MSRs (0x40000000-0x400001FF); false means #GP */
+bool hv_msr_read(struct vcpu *v, uint32_t msr, uint64_t *val);
+bool hv_msr_write(struct vcpu *v, uint32_t msr, uint64_t val);
+/* the vCPU executed the hypercall page: read its registers (64- or 32-bit
+ * calling convention), run the hypercall, write the result back */
+void hv_hypercall(struct vcpu *v);
+/* one hypercall: control (code, fast bit, rep count/start), the input and
+ * output (GPAs, or the values of a fast call); returns the result value
+ * (status in bits 15:0, reps completed in bits 43:32) */
+uint64_t hv_hypercall_exec(struct vcpu *v, uint64_t control, uint64_t input, uint64_t output);
+/* fire due synthetic timers of this vCPU; ns until its next one, or -1 */
+int64_t hv_poll_timers(struct vcpu *v);
+/* the partition reference counter: 100 ns units since the VM started */
+uint64_t hv_ref_time(const struct vm *vm);
+
 #endif

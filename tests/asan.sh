@@ -59,8 +59,10 @@ for k in build/guest/*.elf; do
 	case "$k" in *.pvh.elf) continue ;; esac
 	name=$(basename "$k" .elf)
 	status=0
+	# shellcheck disable=SC2046 # the family's options are words
 	ASAN_OPTIONS=detect_leaks=0 timeout --kill-after=10 600 "$ACCORD" run --kernel "$k" \
-		--debug-exit --accel emu </dev/null >"$tmp/$name.log" 2>&1 || status=$?
+		--debug-exit --accel emu $(guest_accord_opts "$name") </dev/null >"$tmp/$name.log" 2>&1 ||
+		status=$?
 	san_check "accord (sandbox on) runs guest/$name under ASan+UBSan" "$status" 1 "$tmp/$name.log"
 done
 status=0

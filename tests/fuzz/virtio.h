@@ -6,7 +6,10 @@
  * avail ring, buffer contents and transport registers and notifies.
  *
  * Input: byte 0 feature choices (bit 0 INDIRECT_DESC, bit 1 EVENT_IDX,
- * bit 2 every device feature offered), byte 1 the queue size (log2, 0-8),
+ * bit 2 every device feature offered) and, in bits 3-4, which ring sits
+ * flush against the end of guest RAM (descriptor table, avail ring, used
+ * ring; guest RAM is followed by a guard page, so a device that indexes
+ * past that ring faults at once), byte 1 the queue size (log2, 0-8),
  * byte 2 the queue; then operations, each an opcode byte and operands
  * (little-endian):
  *
@@ -26,6 +29,8 @@
  * RAM. */
 #ifndef ACCORD_FUZZ_VIRTIO_H
 #define ACCORD_FUZZ_VIRTIO_H
+
+#include <sys/mman.h>
 
 #include "dev/dev.h"
 #include "dev/pci.h"
@@ -69,11 +74,23 @@ static void vf_cfg_wr(unsigned off, uint32_t v, int size)
 	locked_write(&vf_vm, &vf_vm.mmio, PCI_ECAM_BASE + (vf_slot << 15) + off, v, size);
 }
 
+/* the rings of the current input */
+static uint64_t vf_desc_at, vf_avail_at, vf_used_at;
+
 /* the VM and its PCI bus, before the harness creates its device */
 static void vfuzz_vm(void)
 {
+	uint8_t *ram;
+
 	if (vm_create(&vf_vm, VF_RAM, 1, &stub_engine, PERSONALITY_KVM) < 0)
 		abort();
+	/* guest RAM with an inaccessible page after it: reads past the end
+	 * of RAM land there instead of in whatever the host mapped next */
+	ram = mmap(NULL, VF_RAM + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ram == MAP_FAILED || mprotect(ram, VF_RAM, PROT_READ | PROT_WRITE))
+		abort();
+	munmap(vf_vm.ram, VF_RAM);
+	vf_vm.ram = ram;
 	/* the LAPIC software-enabled, so that MSI-X messages land */
 	lapic_mmio_write(vf_vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
 	vf_bus = pci_init(&vf_vm);
@@ -175,8 +192,17 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 	uint32_t lo, hi;
 
 	vf_wr(vf_common + 0x14, 0, 1);
+	vf_desc_at = VF_DESC;
+	vf_avail_at = VF_AVAIL;
+	vf_used_at = VF_USED;
+	switch ((feat >> 3) & 3) {
+	case 1: vf_desc_at = VF_RAM - 16 * qsize; break;
+	case 2: vf_avail_at = VF_RAM - (6 + 2 * qsize); break;
+	case 3: vf_used_at = VF_RAM - (8 + 8 * qsize); break;
+	}
 	memset(vm_gpa(&vf_vm, VF_DESC, VF_DATA + VF_DATA_SIZE - VF_DESC), 0,
 	       VF_DATA + VF_DATA_SIZE - VF_DESC);
+	memset(vm_gpa(&vf_vm, VF_RAM - 0x1000, 0x1000), 0, 0x1000);
 	vf_wr(vf_common + 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
 	vf_wr(vf_common + 0x00, 0, 4);
 	lo = vf_rd(vf_common + 0x04, 4);
@@ -197,18 +223,18 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 	vf_wr(vf_common + 0x16, queue, 2);
 	vf_wr(vf_common + 0x18, qsize, 2);
 	vf_wr(vf_common + 0x1a, 1 + queue, 2);
-	vf_wr(vf_common + 0x20, VF_DESC, 8);
-	vf_wr(vf_common + 0x28, VF_AVAIL, 8);
-	vf_wr(vf_common + 0x30, VF_USED, 8);
+	vf_wr(vf_common + 0x20, vf_desc_at, 8);
+	vf_wr(vf_common + 0x28, vf_avail_at, 8);
+	vf_wr(vf_common + 0x30, vf_used_at, 8);
 	vf_wr(vf_common + 0x1c, 1, 2);
 	vf_wr(vf_common + 0x14, 0xf, 1);
 
 	while (in.n) {
-		uint8_t *avail = vm_gpa(&vf_vm, VF_AVAIL, 6 + 2 * VIRTQ_MAX_SIZE);
+		uint8_t *avail = vm_gpa(&vf_vm, vf_avail_at, 6 + 2 * qsize);
 
 		switch (vf_take(&in, 1) % 8) {
 		case 0:
-			vf_desc(VF_DESC, &in, qsize);
+			vf_desc(vf_desc_at, &in, qsize);
 			break;
 		case 1:
 			vf_desc(VF_INDIRECT, &in, 256);

@@ -9,7 +9,8 @@
  * outside the guest's.
  *
  * Input: byte 0 picks the mode, byte 1 the code length n, then n bytes of
- * code, then up to 16 little-endian register values (RAX..R15). */
+ * code, then up to 16 little-endian register values (RAX..R15).
+ * Inputs take milliseconds here: smoke runs: 2000. */
 #include "cpu/cpu.h"
 #include "fuzz.h"
 

@@ -2,14 +2,14 @@
 # The libFuzzer harnesses as a short smoke test: builds them (make fuzz),
 # and for each tests/fuzz/NAME.c generates its seed corpus, replays the
 # inputs of earlier crashes kept in tests/fuzz/regress/NAME/ (each must now
-# run clean), and fuzzes FUZZ_RUNS inputs (default 2000) with a fixed seed.
+# run clean), and fuzzes FUZZ_RUNS inputs (default 10000; a harness whose
+# inputs are slow says "smoke runs: N" in its source) with a fixed seed.
 # A crash, a sanitizer report, a leak or a timeout of one input is a
 # failure; the crashing input is kept in build/fuzz/artifacts/NAME/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/guest-tap.bash
 
-RUNS=${FUZZ_RUNS:-2000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -33,6 +33,8 @@ for src in tests/fuzz/*.c; do
 	dir=$tmp/$name
 	art=build/fuzz/artifacts/$name
 	mkdir -p "$dir/corpus" "$art"
+	RUNS=$(grep -oE 'smoke runs: [0-9]+' "$src" | grep -oE '[0-9]+$' || true)
+	RUNS=${FUZZ_RUNS:-${RUNS:-10000}}
 
 	if ACCORD_FUZZ_SEEDS=$dir/seeds "$bin" >"$dir/seeds.log" 2>&1 &&
 		n=$(find "$dir/seeds" -type f | wc -l) && [ "$n" -gt 0 ]; then

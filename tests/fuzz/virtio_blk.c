@@ -93,4 +93,8 @@ static void fuzz_seeds(void)
 	blk_seed("in-indirect", 1, 0, 4, 2048, true, true);
 	blk_seed("out-indirect-event", 3, 1, 1, 512, false, true);
 	blk_seed("last-sector", 0, 0, IMG_SIZE / 512 - 1, 512, true, false);
+	/* each ring against the end of RAM once */
+	blk_seed("in-desc-at-end", 0x08, 0, 3, 512, true, false);
+	blk_seed("out-avail-at-end", 0x12, 1, 5, 512, false, false);
+	blk_seed("in-used-at-end", 0x19, 0, 7, 1024, true, true);
 }

@@ -3,7 +3,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 CFLAGS += -mno-red-zone -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	  -Isrc -pthread -MMD -MP
-LDLIBS += -pthread -llz4 -lz -llzma -lzstd -lcapstone -lm -ljson-c $(shell pkg-config --libs slirp 2>/dev/null || echo -lslirp)
+LDLIBS += -pthread -llz4 -lz -llzma -lzstd -lcapstone -lm -ljson-c $(shell pkg-config --libs slirp 2>/dev/null || echo -lslirp) -lseccomp
 
 SRCS := $(shell find src -name '*.c' | sort)
 OBJS := $(SRCS:%.c=build/%.o)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "vm/console.h"
 #include "vm/gdbstub.h"
 #include "vm/iothread.h"
+#include "vm/sandbox.h"
 #include "vm/vm.h"
 
 /* exit statuses (README "Exit status") */
@@ -32,6 +34,7 @@ enum {
 	EXIT_VM_FAILED = 5,
 	/* 6 and 7 belong to accord ls/pause/... (src/api/api.h) */
 	EXIT_NET_FAILED = 8,
+	EXIT_SANDBOX = SANDBOX_EXIT_STATUS,
 };
 
 static void usage(FILE *f)
@@ -68,6 +71,7 @@ static void usage(FILE *f)
 		"  --name NAME       the VM's name for accord ls and friends (default accord-PID)\n"
 		"  --api-socket PATH the control API's socket (default NAME.sock in\n"
 		"                    $XDG_RUNTIME_DIR/accord, /run/accord for root)\n"
+		"  --sandbox on|off  seccomp filter on the running VMM (default on)\n"
 		"\n"
 		"The guest's console is on the terminal; Ctrl-a x quits.\n"
 		"With --personality hyperv, SIGTERM asks the guest to shut down.\n");
@@ -98,6 +102,27 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* Guest RAM is a lazy mapping, so any size maps; but a guest that touches
+ * more than the host's RAM can only end in the OOM killer, and one beyond
+ * the address-space limit cannot be mapped at all. 0, or -1 after one line. */
+static int check_memory(const char *arg, uint64_t mem)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	struct rlimit as;
+
+	if (pages > 0 && page > 0 && mem > (uint64_t)pages * page) {
+		fprintf(stderr, "accord: --memory %s: more than this host's %llu MiB of RAM\n", arg,
+			(unsigned long long)((uint64_t)pages * page >> 20));
+		return -1;
+	}
+	if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY && mem >= as.rlim_cur) {
+		fprintf(stderr, "accord: --memory %s: the address-space limit (ulimit -v) is %llu MiB\n",
+			arg, (unsigned long long)(as.rlim_cur >> 20));
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -116,16 +141,19 @@ static int cmd_run(int argc, char **argv)
 		{ "personality", required_argument, 0, 'P' },
 		{ "rng", no_argument, 0, 'r' },
 		{ "console", required_argument, 0, 'C' },
+		{ "sandbox", required_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct boot_config cfg = { 0 };
 	uint64_t mem = 512ull << 20;
+	const char *mem_arg = "512M";
 	int cpus = 1;
 	const char *accel = "auto";
 	bool debug_exit = false;
 	const char *gdb = NULL;
 	int personality = PERSONALITY_KVM;
+	bool sandbox = true;
 	int ch;
 	/* --disk */
 	enum { MAX_DISKS = 16 };
@@ -149,6 +177,7 @@ static int cmd_run(int argc, char **argv)
 		case 'i': cfg.initrd = optarg; break;
 		case 'c': cfg.cmdline = optarg; break;
 		case 'm':
+			mem_arg = optarg;
 			if (parse_size(optarg, &mem) < 0) {
 				fprintf(stderr, "accord: --memory '%s': expected a size such as 512M or 2G\n", optarg);
 				return EXIT_USAGE;
@@ -214,6 +243,13 @@ static int cmd_run(int argc, char **argv)
 			}
 			virtio_console = !strcmp(optarg, "virtio");
 			break;
+		case 'S':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "accord: --sandbox '%s': expected on or off\n", optarg);
+				return EXIT_USAGE;
+			}
+			sandbox = !strcmp(optarg, "on");
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -234,6 +270,8 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "accord: --memory: must be a multiple of 4K\n");
 		return EXIT_USAGE;
 	}
+	if (check_memory(mem_arg, mem) < 0)
+		return EXIT_USAGE;
 
 	const struct engine_ops *engine;
 	if (!strcmp(accel, "emu")) {
@@ -259,7 +297,11 @@ static int cmd_run(int argc, char **argv)
 	}
 
 	struct vm *vm = calloc(1, sizeof(*vm));
-	if (!vm || vm_create(vm, mem, cpus, engine, personality) < 0)
+	if (!vm) {
+		fprintf(stderr, "accord: out of memory\n");
+		return EXIT_VM_FAILED;
+	}
+	if (vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
 	int in_fd, out_fd;
@@ -354,6 +396,11 @@ static int cmd_run(int argc, char **argv)
 	if (io && iothread_start(io) < 0) {
 		console_stop();
 		return EXIT_VM_FAILED;
+	}
+	/* everything is open and loaded: from here on the VMM only runs */
+	if (sandbox && sandbox_enter() < 0) {
+		console_stop();
+		return EXIT_SANDBOX;
 	}
 	int rc = vm_run(vm);
 	iothread_stop(io);

@@ -47,6 +47,20 @@ expect "too little --memory" 1 "at least 16M" -- "$ACCORD" run --kernel x --memo
 expect "bad --cpus" 1 "--cpus '0'" -- "$ACCORD" run --kernel x --cpus 0 --accel emu
 expect "bad --accel" 1 "--accel 'warp'" -- "$ACCORD" run --kernel x --accel warp
 expect "unknown command" 1 "unknown command 'fly'" -- "$ACCORD" fly
+expect "too many --cpus" 1 "--cpus '65'" -- "$ACCORD" run --kernel x --cpus 65 --accel emu
+expect "bad --sandbox" 1 "--sandbox 'maybe': expected on or off" -- \
+	"$ACCORD" run --kernel x --sandbox maybe --accel emu
+# guest RAM the host cannot back: more than its physical RAM, or beyond
+# the address-space limit
+host_gib=$(awk '/^MemTotal:/ { print int($2 / 1048576) + 1 }' /proc/meminfo)
+if [ "$((host_gib * 2))" -le 1024 ]; then
+	expect "--memory beyond the host's RAM" 1 "--memory $((host_gib * 2))G: more than this host's [0-9]+ MiB of RAM" -- \
+		"$ACCORD" run --kernel x --memory "$((host_gib * 2))G" --accel emu
+else
+	tap_skip "--memory beyond the host's RAM" "the host has more RAM than --memory accepts"
+fi
+expect "--memory beyond ulimit -v" 1 "--memory 2G: the address-space limit \\(ulimit -v\\) is 1024 MiB" -- \
+	bash -c 'ulimit -v 1048576 && exec "$0" run --kernel x --memory 2G --accel emu' "$ACCORD"
 
 if [ -n "$kernel" ]; then
 	size=$(stat -c %s "$kernel")

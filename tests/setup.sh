@@ -18,6 +18,8 @@ PACKAGES=(
 	curl socat python3-yaml				# tests/api.sh
 	libslirp-dev					# --net user
 	iproute2					# tests/virtio_net.sh (TAP)
+	libseccomp-dev					# the sandbox
+	clang libclang-rt-14-dev			# fuzzing, ASan/UBSan (tests/fuzz, make asan)
 )
 
 missing=()

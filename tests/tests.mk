@@ -136,6 +136,20 @@ build/api-guest/ticker.elf: build/api-guest/ticker.o $$(GUEST_MB_OBJ) $$(GUEST_L
 TEST_BINS += build/tests/unit_virtio_net
 TEST_SCRIPTS += tests/virtio_net.sh
 # ---- end virtio-net ----
+# ---- hardening (owner: tests/fuzz/, src/vm/sandbox.c) ----
+# libFuzzer harnesses: the loaders, the emu CPU, virtqueues (tests/fuzz/);
+# each runs a fixed number of inputs from its generated seeds
+-include tests/fuzz/fuzz.mk
+TEST_SCRIPTS += tests/fuzz/smoke.sh
+# the seccomp sandbox in force, its diagnostic; guest output to a stalled
+# terminal (tests/sandbox.sh, tests/console_stall.sh)
+TEST_SCRIPTS += tests/sandbox.sh tests/console_stall.sh
+# ASan+UBSan: `make asan` (tests/asan.mk), then the C tests and a Linux boot
+# under the sanitizers (tests/asan.sh)
+-include tests/asan.mk
+TEST_SCRIPTS += tests/asan.sh
+# ---- end hardening ----
+
 # ---- paravirtual personalities (owner: src/dev/hyperv/tlfs.c, synic.c, src/dev/kvmclock.c) ----
 # CPUID leaves per --personality, the Hyper-V MSRs, hypercall decoding with
 # hostile inputs, the SynIC slot protocol, synthetic timers, kvmclock

@@ -1,23 +1,43 @@
 /* Console plumbing between the user's terminal and the guest's UART. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm/console.h"
 #include "vm/vm.h"
 
 #define TAIL_SIZE 8192
+/* Guest output waiting for the terminal. A terminal that stops reading
+ * (a paused pager, a stalled pipe) must not stall the UART and with it the
+ * vCPU that holds vm->io_lock: the guest's bytes are always taken from
+ * the pipe at once, scanned for a panic and kept in the tail, and wait here
+ * for the terminal; when this is full the oldest are dropped and the
+ * terminal is told how many. */
+#define OUT_RING (256 * 1024)
+/* at the end, how long the terminal may make no progress before the
+ * output still waiting is given up */
+#define DRAIN_STALL_SEC 2
 
 static struct {
 	struct vm *vm;
 	int in_wr, out_rd, out_wr;
-	pthread_t out_thread;
-	bool out_started;
+	pthread_t out_thread, tty_thread;
+	bool out_started, tty_started;
+	pthread_mutex_t lock; /* the ring and the writer's state */
+	pthread_cond_t cond;
+	char ring[OUT_RING];
+	size_t ring_head, ring_len;
+	uint64_t dropped;  /* bytes dropped since the terminal last heard */
+	uint64_t written;  /* progress, for console_stop */
+	bool eof, tty_done;
 	struct termios saved;
 	bool raw;
 	char tail[TAIL_SIZE];
@@ -33,6 +53,11 @@ static void restore_tty(void)
 		tcsetattr(STDIN_FILENO, TCSANOW, &con.saved);
 		con.raw = false;
 	}
+}
+
+void console_restore_tty(void)
+{
+	restore_tty();
 }
 
 static void on_signal(int sig)
@@ -77,6 +102,26 @@ static void scan_line(char ch)
 	con.line[con.line_len++] = ch;
 }
 
+static void ring_put(const char *buf, size_t n)
+{
+	if (n > OUT_RING) {
+		con.dropped += n - OUT_RING;
+		buf += n - OUT_RING;
+		n = OUT_RING;
+	}
+	if (con.ring_len + n > OUT_RING) {
+		size_t drop = con.ring_len + n - OUT_RING;
+
+		con.ring_head = (con.ring_head + drop) % OUT_RING;
+		con.ring_len -= drop;
+		con.dropped += drop;
+	}
+	for (size_t i = 0; i < n; i++)
+		con.ring[(con.ring_head + con.ring_len + i) % OUT_RING] = buf[i];
+	con.ring_len += n;
+}
+
+/* takes the guest's output from the UART's pipe as fast as it comes */
 static void *out_thread(void *arg)
 {
 	char buf[4096];
@@ -86,18 +131,72 @@ static void *out_thread(void *arg)
 			continue;
 		if (n <= 0)
 			break;
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(STDOUT_FILENO, buf + off, n - off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			off += w;
-		}
+		pthread_mutex_lock(&con.lock);
+		ring_put(buf, n);
+		pthread_cond_broadcast(&con.cond);
+		pthread_mutex_unlock(&con.lock);
 		tail_add(buf, n);
 		for (ssize_t i = 0; i < n; i++)
 			scan_line(buf[i]);
 	}
+	pthread_mutex_lock(&con.lock);
+	con.eof = true;
+	pthread_cond_broadcast(&con.cond);
+	pthread_mutex_unlock(&con.lock);
+	return NULL;
+}
+
+static bool write_all(const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(STDOUT_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= w;
+	}
+	return true;
+}
+
+/* hands the buffered output to the terminal, at the terminal's pace */
+static void *tty_thread(void *arg)
+{
+	char buf[4096], note[128];
+	bool ok = true;
+
+	pthread_mutex_lock(&con.lock);
+	for (;;) {
+		while (!con.ring_len && !con.eof)
+			pthread_cond_wait(&con.cond, &con.lock);
+		if (!con.ring_len)
+			break;
+		size_t n = con.ring_len < sizeof(buf) ? con.ring_len : sizeof(buf);
+		uint64_t dropped = con.dropped;
+
+		for (size_t i = 0; i < n; i++)
+			buf[i] = con.ring[(con.ring_head + i) % OUT_RING];
+		con.ring_head = (con.ring_head + n) % OUT_RING;
+		con.ring_len -= n;
+		con.dropped = 0;
+		pthread_mutex_unlock(&con.lock);
+		if (dropped && ok) {
+			int k = snprintf(note, sizeof(note),
+					 "\r\n[accord: %llu bytes of guest output dropped: the terminal did not keep up]\r\n",
+					 (unsigned long long)dropped);
+			ok = write_all(note, k);
+		}
+		/* a terminal that is gone still has its output taken */
+		if (ok)
+			ok = write_all(buf, n);
+		pthread_mutex_lock(&con.lock);
+		con.written += n;
+		pthread_cond_broadcast(&con.cond);
+	}
+	con.tty_done = true;
+	pthread_cond_broadcast(&con.cond);
+	pthread_mutex_unlock(&con.lock);
 	return NULL;
 }
 
@@ -153,6 +252,10 @@ int console_start(struct vm *vm, int *in_fd, int *out_fd)
 	con.in_wr = inp[1];
 	con.out_rd = outp[0];
 	con.out_wr = outp[1];
+	/* slack for the moments the reader is not scheduled (best effort) */
+	fcntl(outp[1], F_SETPIPE_SZ, 1 << 20);
+	pthread_mutex_init(&con.lock, NULL);
+	pthread_cond_init(&con.cond, NULL);
 	*in_fd = inp[0];
 	*out_fd = outp[1];
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &con.saved) == 0) {
@@ -171,7 +274,33 @@ int console_start(struct vm *vm, int *in_fd, int *out_fd)
 		pthread_detach(t);
 	if (pthread_create(&con.out_thread, NULL, out_thread, NULL) == 0)
 		con.out_started = true;
+	if (pthread_create(&con.tty_thread, NULL, tty_thread, NULL) == 0)
+		con.tty_started = true;
 	return 0;
+}
+
+/* Waits until the terminal has the guest's output, unless it makes no
+ * progress for DRAIN_STALL_SEC: then what is left is given up (the panic
+ * line and the tail were taken already) and the writer is left behind. */
+static void drain_tty(void)
+{
+	uint64_t seen;
+	struct timespec until;
+
+	pthread_mutex_lock(&con.lock);
+	do {
+		seen = con.written;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += DRAIN_STALL_SEC;
+		while (!con.tty_done && con.written == seen)
+			if (pthread_cond_timedwait(&con.cond, &con.lock, &until))
+				break;
+	} while (!con.tty_done && con.written != seen);
+	bool done = con.tty_done;
+	pthread_mutex_unlock(&con.lock);
+	if (done)
+		pthread_join(con.tty_thread, NULL);
+	con.tty_started = false;
 }
 
 void console_stop(void)
@@ -181,6 +310,8 @@ void console_stop(void)
 		pthread_join(con.out_thread, NULL);
 		con.out_started = false;
 	}
+	if (con.tty_started)
+		drain_tty();
 	restore_tty();
 }
 

@@ -13,6 +13,8 @@ void console_stop(void);
 /* after console_stop: "guest panic: <the kernel's panic line>" when the
  * guest's output had one, else NULL */
 const char *console_panic(void);
+/* put the terminal back as it was (async-signal-safe) */
+void console_restore_tty(void);
 /* print the last lines of guest output to stderr (after a failure) */
 void console_print_tail(int lines);
 

@@ -65,6 +65,8 @@ static const int allowed[] = {
 	SCMP_SYS(recvmsg), SCMP_SYS(sendmmsg), SCMP_SYS(recvmmsg), SCMP_SYS(setsockopt),
 	SCMP_SYS(getsockopt), SCMP_SYS(getsockname), SCMP_SYS(getpeername),
 	SCMP_SYS(shutdown),
+	/* the control API removes its socket file when the VM ends (src/api) */
+	SCMP_SYS(unlink), SCMP_SYS(unlinkat),
 };
 
 /* ioctl requests besides KVM's own (type 0xAE): the terminal and

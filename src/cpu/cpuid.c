@@ -186,7 +186,7 @@ void cpuid_query(int personality, int cpu_index, uint32_t leaf, uint32_t sub, st
 		r->edx = 1u << 8; /* invariant TSC */
 		break;
 	case 0x80000008:
-		r->eax = 40 | 48 << 8; /* physical and linear address bits */
+		r->eax = VM_PHYS_ADDR_BITS | 48 << 8; /* physical and linear address bits */
 		break;
 	}
 }

@@ -5,6 +5,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/exec.h"
+#include "vm/vm.h"
 
 #define PTE_P (1ull << 0)
 #define PTE_W (1ull << 1)
@@ -14,7 +15,7 @@
 #define PTE_PS (1ull << 7)
 #define PTE_NX (1ull << 63)
 /* the physical-address width advertised in CPUID 0x80000008 */
-#define PHYS_BITS 40
+#define PHYS_BITS VM_PHYS_ADDR_BITS
 #define PTE_ADDR (((1ull << PHYS_BITS) - 1) & ~0xfffull)
 #define PTE_RSVD_ADDR (((1ull << 52) - 1) & ~((1ull << PHYS_BITS) - 1))
 

@@ -18,7 +18,8 @@
 #define APIC_BASE_BSP (1ull << 8)
 #define APIC_BASE_X2APIC (1ull << 10)
 #define APIC_BASE_ENABLE (1ull << 11)
-#define APIC_BASE_ADDR_MASK 0x000FFFFFFFFFF000ull
+/* bits MAXPHYADDR and up are reserved (SDM vol. 3A 11.4.4) */
+#define APIC_BASE_ADDR_MASK (((1ull << VM_PHYS_ADDR_BITS) - 1) & ~0xfffull)
 
 #define APIC_VERSION 0x50014 /* version 0x14, highest LVT entry 5 */
 

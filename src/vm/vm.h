@@ -13,6 +13,8 @@
 /* Guest-physical map: RAM from 0 up to the PCI hole, the rest above 4 GiB. */
 #define VM_HOLE_START 0xC0000000ull
 #define VM_HOLE_END 0x100000000ull
+/* MAXPHYADDR: CPUID 0x80000008, reserved bits of page tables and IA32_APIC_BASE */
+#define VM_PHYS_ADDR_BITS 40
 #define LAPIC_BASE 0xFEE00000ull
 #define IOAPIC_BASE 0xFEC00000ull
 

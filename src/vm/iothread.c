@@ -265,7 +265,8 @@ static void *loop(void *arg)
 				timeout = left;
 		}
 		nsrc = io->nsrc;
-		memcpy(src, io->src, nsrc * sizeof(*src));
+		if (nsrc)
+			memcpy(src, io->src, nsrc * sizeof(*src));
 		pthread_mutex_unlock(&io->lock);
 		nfixed = ps->n;
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # VMBus in the stock kernel on accord: --personality hyperv, a guest image
-# with hv_vmbus, hv_storvsc, sd_mod and hv_utils (tools/mkguest, its own
-# output directory), a 64 MiB raw image and a 4 MiB read-only one, both
-# attached with --disk as VMBus SCSI disks (storvsc). Through the serial
-# console the guest lists the VMBus channels, finds its two disks and
-# nothing else, reads a pattern the host wrote, copies it elsewhere on the
-# disk, makes an ext2 file system with busybox mke2fs and writes files
-# into it, and fails to write the read-only disk; the heartbeat channel
-# ticks. Then SIGTERM to accord asks the guest to shut down through the
-# shutdown integration service, and it powers off. The host checks the
-# bytes, e2fsck -fn and debugfs.
+# with hv_vmbus, hv_storvsc, sd_mod and hv_utils and the host's mke2fs
+# (tools/mkguest, GUEST_TOOLS, its own output directory), a 64 MiB raw
+# image and a 4 MiB read-only one, both attached with --disk as VMBus SCSI
+# disks (storvsc). Through the serial console the guest lists the VMBus
+# channels, finds its two disks and nothing else, reads a pattern the host
+# wrote, copies it elsewhere on the disk, makes an ext4 file system with
+# mkfs.ext4, mounts it as ext4 and writes files into it, and fails to
+# write the read-only disk; the heartbeat channel ticks. Then SIGTERM to
+# accord asks the guest to shut down through the shutdown integration
+# service, and it powers off. The host checks the bytes, e2fsck -fn, that
+# debugfs sees ext4 (has_journal, extent) and reads the files back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -40,7 +41,7 @@ run() {
 	return 1
 }
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_storvsc sd_mod hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
+MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="hv_vmbus hv_storvsc sd_mod hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "storvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
 	tap_summary
@@ -116,10 +117,10 @@ run "reading 1 MiB at 40 MiB gives the host's pattern" \
 run "copying it to 48 MiB with conv=fsync succeeds" \
 	'dd if=/dev/$RW of=/dev/$RW bs=1M skip=40 seek=48 count=1 conv=fsync 2>/dev/null && echo K$((1+1))' \
 	"^K2"
-run "mke2fs on the first 16 MiB" \
-	'mke2fs -F /dev/$RW 16384 >/dev/null 2>&1 && echo M$((1+1))' "^M2"
+run "mkfs.ext4 on the first 16 MiB" \
+	'mkfs.ext4 -F -q /dev/$RW 16M && echo M$((1+1))' "^M2"
 run "mount, write two files, umount" \
-	'mkdir -p /mnt && mount -t ext2 /dev/$RW /mnt && echo hello-hyperv >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/$RW of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
+	'mkdir -p /mnt && mount -t ext4 /dev/$RW /mnt && echo hello-hyperv >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/$RW of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
 	"^F2"
 run "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/$RO bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
@@ -156,6 +157,17 @@ if command -v e2fsck >/dev/null && command -v debugfs >/dev/null; then
 	else
 		tap_not_ok "e2fsck -fn" "$(tail -n 3 "$tmp/fsck.log" | tr '\n' ' ')"
 	fi
+	# ext4, not ext2: a journal and extents (debugfs prints the
+	# features space-separated after "Filesystem features:")
+	features=" $(debugfs -R features "$disk" 2>/dev/null | sed -n 's/^Filesystem features://p') "
+	case "$features" in
+	*" has_journal "*" extent "* | *" extent "*" has_journal "*)
+		tap_ok "the guest's file system is ext4 (has_journal, extent)"
+		;;
+	*)
+		tap_not_ok "the guest's file system is ext4" "features:$features"
+		;;
+	esac
 	hello=$(debugfs -R "cat /hello.txt" "$disk" 2>/dev/null)
 	blob_sum=$(debugfs -R "cat /dir/blob" "$disk" 2>/dev/null | sha256sum | cut -d' ' -f1)
 	if [ "$hello" = hello-hyperv ] && [ "$blob_sum" = "$pattern_sum" ]; then

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # virtio-blk in the stock kernel on accord: a guest image with the
-# virtio_pci and virtio_blk modules (tools/mkguest, its own output
-# directory), a 64 MiB raw image and a read-only one. Through the serial
-# console the guest reads a pattern the host wrote, copies it elsewhere on
-# the disk, makes an ext2 file system with busybox mke2fs and writes files
-# into it, discards a range, and fails to write the read-only disk. After
-# power-off the host checks the bytes, e2fsck -fn and debugfs.
+# virtio_pci and virtio_blk modules and the host's mke2fs (tools/mkguest,
+# GUEST_TOOLS, its own output directory), a 64 MiB raw image and a
+# read-only one. Through the serial console the guest reads a pattern the
+# host wrote, copies it elsewhere on the disk, makes an ext4 file system
+# with mkfs.ext4, mounts it as ext4 and writes files into it, discards a
+# range, and fails to write the read-only disk. After power-off the host
+# checks the bytes, e2fsck -fn, that debugfs sees ext4 (has_journal,
+# extent) and reads the files back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -33,7 +35,7 @@ run() {
 	return 1
 }
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
+MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "virtio-blk in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
 	tap_summary
@@ -93,10 +95,10 @@ run "reading 1 MiB at 40 MiB gives the host's pattern" \
 run "copying it to 48 MiB with conv=fsync succeeds" \
 	'dd if=/dev/vda of=/dev/vda bs=1M skip=40 seek=48 count=1 conv=fsync 2>/dev/null && echo C$((1+1))' \
 	"^C2"
-run "mke2fs on the first 16 MiB" \
-	'mke2fs -F /dev/vda 16384 >/dev/null 2>&1 && echo M$((1+1))' "^M2"
+run "mkfs.ext4 on the first 16 MiB" \
+	'mkfs.ext4 -F -q /dev/vda 16M && echo M$((1+1))' "^M2"
 run "mount, write two files, umount" \
-	'mkdir -p /mnt && mount -t ext2 /dev/vda /mnt && echo hello-accord >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/vda of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
+	'mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo hello-accord >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/vda of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
 	"^F2"
 has_discard=0
 console_send 'command -v blkdiscard >/dev/null && echo B$((1+1))yes || echo B$((1+1))no'
@@ -137,6 +139,17 @@ if command -v e2fsck >/dev/null && command -v debugfs >/dev/null; then
 	else
 		tap_not_ok "e2fsck -fn" "$(tail -n 3 "$tmp/fsck.log" | tr '\n' ' ')"
 	fi
+	# ext4, not ext2: a journal and extents (debugfs prints the
+	# features space-separated after "Filesystem features:")
+	features=" $(debugfs -R features "$disk" 2>/dev/null | sed -n 's/^Filesystem features://p') "
+	case "$features" in
+	*" has_journal "*" extent "* | *" extent "*" has_journal "*)
+		tap_ok "the guest's file system is ext4 (has_journal, extent)"
+		;;
+	*)
+		tap_not_ok "the guest's file system is ext4" "features:$features"
+		;;
+	esac
 	hello=$(debugfs -R "cat /hello.txt" "$disk" 2>/dev/null)
 	blob_sum=$(debugfs -R "cat /dir/blob" "$disk" 2>/dev/null | sha256sum | cut -d' ' -f1)
 	if [ "$hello" = hello-accord ] && [ "$blob_sum" = "$pattern_sum" ]; then

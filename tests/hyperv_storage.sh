@@ -27,20 +27,6 @@ HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# guest command line, output marker; the echo of a typed command cannot
-# contain the marker because the marker is computed ($((1+1)))
-run() {
-	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
-	console_send "$cmd"
-	if console_wait "$regex" "$limit"; then
-		tap_ok "$name"
-		return 0
-	fi
-	tap_not_ok "$name" "no line matching '$regex'"
-	console_tail
-	return 1
-}
-
 MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="hv_vmbus hv_storvsc sd_mod hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "storvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
@@ -85,7 +71,7 @@ if grep -q "hv_vmbus: Vmbus version:5.3" <(tr -d '\r' <"$log"); then
 else
 	tap_not_ok "hv_vmbus connects at VMBus protocol 5.3" "$(grep -a hv_vmbus "$log" | head -n 3)"
 fi
-run "/sys/bus/vmbus/devices: shutdown, heartbeat and two SCSI channels" \
+console_check "/sys/bus/vmbus/devices: shutdown, heartbeat and two SCSI channels" \
 	'echo V$((1+1)) $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c) V$((2+1))' \
 	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 2 \{$SCSI_CLASS\} V3"
 if grep -q "Heartbeat IC version 3.0" <(tr -d '\r' <"$log") && grep -q "Shutdown IC version 3.0" <(tr -d '\r' <"$log"); then
@@ -107,22 +93,22 @@ else
 	tap_not_ok "the guest finds exactly two SCSI disks" "$(tr -d '\r' <"$log" | grep -a '^N2' | tail -n 1)"
 	console_tail
 fi
-run "the 4 MiB disk is read-only, the 64 MiB one writable" \
+console_check "the 4 MiB disk is read-only, the 64 MiB one writable" \
 	'echo R$((1+1)) $(cat /sys/block/$RW/ro) $(cat /sys/block/$RO/ro) R$((2+1))' "R2 0 1 R3"
-run "the writable disk has its write cache on (so the guest sends SYNCHRONIZE CACHE)" \
+console_check "the writable disk has its write cache on (so the guest sends SYNCHRONIZE CACHE)" \
 	'echo C$((1+1)) $(cat /sys/block/$RW/device/scsi_disk/*/cache_type) C$((2+1))' "C2 write back C3"
-run "reading 1 MiB at 40 MiB gives the host's pattern" \
+console_check "reading 1 MiB at 40 MiB gives the host's pattern" \
 	'echo P$((1+1)) $(dd if=/dev/$RW bs=1M skip=40 count=1 2>/dev/null | sha256sum) P$((2+1))' \
 	"P2 $pattern_sum - P3"
-run "copying it to 48 MiB with conv=fsync succeeds" \
+console_check "copying it to 48 MiB with conv=fsync succeeds" \
 	'dd if=/dev/$RW of=/dev/$RW bs=1M skip=40 seek=48 count=1 conv=fsync 2>/dev/null && echo K$((1+1))' \
 	"^K2"
-run "mkfs.ext4 on the first 16 MiB" \
+console_check "mkfs.ext4 on the first 16 MiB" \
 	'mkfs.ext4 -F -q /dev/$RW 16M && echo M$((1+1))' "^M2"
-run "mount, write two files, umount" \
+console_check "mount, write two files, umount" \
 	'mkdir -p /mnt && mount -t ext4 /dev/$RW /mnt && echo hello-hyperv >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/$RW of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
 	"^F2"
-run "writing the read-only disk fails" \
+console_check "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/$RO bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
 	"^W2rc[1-9]"
 # the initramfs's /init is a shell, not an init that handles the signal

@@ -21,20 +21,6 @@ MIB=1048576
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# guest command line, output marker; the echo of a typed command cannot
-# contain the marker because the marker is computed ($((1+1)))
-run() {
-	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
-	console_send "$cmd"
-	if console_wait "$regex" "$limit"; then
-		tap_ok "$name"
-		return 0
-	fi
-	tap_not_ok "$name" "no line matching '$regex'"
-	console_tail
-	return 1
-}
-
 MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "virtio-blk in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
@@ -83,33 +69,33 @@ if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 fi
 tap_ok "guest with two virtio disks boots to init"
 sleep 1
-run "the guest sees vda (64 MiB) and vdb (read-only)" \
+console_check "the guest sees vda (64 MiB) and vdb (read-only)" \
 	'echo D$((1+1)) $(cat /sys/block/vda/size) $(cat /sys/block/vdb/ro) D$((2+1))' \
 	"D2 131072 1 D3"
-run "MSI-X: a configuration vector and a queue vector that fired" \
+console_check "MSI-X: a configuration vector and a queue vector that fired" \
 	'echo I$((1+1)) $(grep -c -e virtio0-config -e virtio0-req.0 /proc/interrupts) $(awk '"'"'/virtio0-req/ { print ($2 > 0) }'"'"' /proc/interrupts) I$((2+1))' \
 	"I2 2 1 I3"
-run "reading 1 MiB at 40 MiB gives the host's pattern" \
+console_check "reading 1 MiB at 40 MiB gives the host's pattern" \
 	'echo P$((1+1)) $(dd if=/dev/vda bs=1M skip=40 count=1 2>/dev/null | sha256sum) P$((2+1))' \
 	"P2 $pattern_sum - P3"
-run "copying it to 48 MiB with conv=fsync succeeds" \
+console_check "copying it to 48 MiB with conv=fsync succeeds" \
 	'dd if=/dev/vda of=/dev/vda bs=1M skip=40 seek=48 count=1 conv=fsync 2>/dev/null && echo C$((1+1))' \
 	"^C2"
-run "mkfs.ext4 on the first 16 MiB" \
+console_check "mkfs.ext4 on the first 16 MiB" \
 	'mkfs.ext4 -F -q /dev/vda 16M && echo M$((1+1))' "^M2"
-run "mount, write two files, umount" \
+console_check "mount, write two files, umount" \
 	'mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo hello-accord >/mnt/hello.txt && mkdir /mnt/dir && dd if=/dev/vda of=/mnt/dir/blob bs=1M skip=40 count=1 2>/dev/null && umount /mnt && sync && echo F$((1+1))' \
 	"^F2"
 has_discard=0
 console_send 'command -v blkdiscard >/dev/null && echo B$((1+1))yes || echo B$((1+1))no'
 if console_wait "^B2(yes|no)" 30 && grep -q "^B2yes" <(tr -d '\r' <"$log"); then
 	has_discard=1
-	run "blkdiscard of 1 MiB at 56 MiB" \
+	console_check "blkdiscard of 1 MiB at 56 MiB" \
 		'blkdiscard -o 58720256 -l 1048576 /dev/vda && echo X$((1+1))' "^X2"
 else
 	tap_skip "blkdiscard of 1 MiB at 56 MiB" "busybox has no blkdiscard"
 fi
-run "writing the read-only disk fails" \
+console_check "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
 	"^W2rc[1-9]"
 console_send 'poweroff -f'

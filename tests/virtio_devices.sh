@@ -26,20 +26,6 @@ MIB=1048576
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# type a command, wait for a line matching regex; the echo of a typed
-# command cannot match because the marker is computed ($((1+1)))
-run() {
-	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
-	console_send "$cmd"
-	if console_wait "$regex" "$limit"; then
-		tap_ok "$name"
-		return 0
-	fi
-	tap_not_ok "$name" "no line matching '$regex'"
-	console_tail
-	return 1
-}
-
 no_virtio_errors() {
 	local log=$1 what=$2
 	if grep -qiE "virtio.*(error|fail|reset)|I/O error|hwrng.*fail" "$log"; then
@@ -99,27 +85,27 @@ if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 else
 	tap_ok "console=hvc0: init reaches the virtio console"
 	sleep 1
-	run "a typed command's output comes back through hvc0" \
+	console_check "a typed command's output comes back through hvc0" \
 		'echo H$((1+1)) $(cat /sys/class/tty/console/active) $(readlink /proc/self/fd/0) H$((2+1))' \
 		"H2 hvc0 /dev/hvc0 H3"
-	run "a kernel message reaches the terminal through hvc0" \
+	console_check "a kernel message reaches the terminal through hvc0" \
 		'echo "<2>accord-kmsg K$((1+1))" >/dev/kmsg' "\\] accord-kmsg K2"
-	run "virtio_rng is the current hardware RNG" \
+	console_check "virtio_rng is the current hardware RNG" \
 		'echo N$((1+1)) $(cat /sys/class/misc/hw_random/rng_current) N$((2+1))' \
 		"N2 virtio_rng\\.[0-9]+ N3"
-	run "/dev/hwrng gives 4096 bytes" \
+	console_check "/dev/hwrng gives 4096 bytes" \
 		'echo S$((1+1)) $(head -c 4096 /dev/hwrng | wc -c) S$((2+1))' "S2 4096 S3"
 	# two reads of 1 KiB: different from each other and from zeros
-	run "two reads of /dev/hwrng differ and are not zeros" \
+	console_check "two reads of /dev/hwrng differ and are not zeros" \
 		'a=$(head -c 1024 /dev/hwrng | sha256sum); b=$(head -c 1024 /dev/hwrng | sha256sum); z=$(head -c 1024 /dev/zero | sha256sum); [ "$a" != "$b" ] && [ "$a" != "$z" ] && [ "$b" != "$z" ] && echo R$((1+1))random' \
 		"^R2random"
-	run "the guest sees vda (8 MiB) and vdb (16 MiB), both writable" \
+	console_check "the guest sees vda (8 MiB) and vdb (16 MiB), both writable" \
 		'echo D$((1+1)) $(cat /sys/block/vda/size) $(cat /sys/block/vdb/size) $(cat /sys/block/vda/ro) $(cat /sys/block/vdb/ro) D$((2+1))' \
 		"D2 16384 32768 0 0 D3"
-	run "vdb at 4 MiB holds the host's pattern" \
+	console_check "vdb at 4 MiB holds the host's pattern" \
 		'echo P$((1+1)) $(dd if=/dev/vdb bs=1M skip=4 count=1 2>/dev/null | sha256sum) P$((2+1))' \
 		"P2 $pattern_sum - P3"
-	run "copy vdb to vda at 2 MiB, a marker on vdb at 8 MiB, with fsync" \
+	console_check "copy vdb to vda at 2 MiB, a marker on vdb at 8 MiB, with fsync" \
 		'dd if=/dev/vdb of=/dev/vda bs=1M skip=4 seek=2 count=1 conv=fsync 2>/dev/null && echo accord-vdb-marker | dd of=/dev/vdb bs=512 seek=16384 conv=fsync 2>/dev/null && echo C$((1+1))' \
 		"^C2"
 	console_send 'poweroff -f'

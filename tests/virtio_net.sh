@@ -31,18 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run() {
-	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
-	console_send "$cmd"
-	if console_wait "$regex" "$limit"; then
-		tap_ok "$name"
-		return 0
-	fi
-	tap_not_ok "$name" "no line matching '$regex'"
-	console_tail
-	return 1
-}
-
 MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >"$tmp/mkguest.log" 2>&1
 if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
 	tap_skip "virtio-net in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
@@ -141,26 +129,26 @@ if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 fi
 tap_ok "guest with virtio-net boots to init"
 sleep 1
-run "eth0 carries the mac= address" \
+console_check "eth0 carries the mac= address" \
 	'echo A$((1+1)) $(cat /sys/class/net/eth0/address) A$((2+1))' "A2 $MAC_USER A3"
-run "udhcpc on eth0 gets 10.0.2.15 from slirp" \
+console_check "udhcpc on eth0 gets 10.0.2.15 from slirp" \
 	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo D$((1+1)) $(ifconfig eth0 | grep -o "inet addr:[0-9.]*") D$((2+1))' \
 	"D2 inet addr:10.0.2.15 D3"
 if [ -n "$http_port" ]; then
-	run "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
+	console_check "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
 		"echo T\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) T\$((2+1))" \
 		"T2 $token_sum - T3"
-	run "wget of a random MiB from the host, byte-exact" \
+	console_check "wget of a random MiB from the host, byte-exact" \
 		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
 		"B2 $blob_sum - B3" 300
 fi
-run "receive interrupts arrive on eth0's MSI-X queue vector" \
+console_check "receive interrupts arrive on eth0's MSI-X queue vector" \
 	'echo I$((1+1)) $(awk '"'"'/virtio0-input.0/ { print ($2 > 0) }'"'"' /proc/interrupts) I$((2+1))' \
 	"I2 1 I3"
 
 # the guest serves; the host fetches through the forward
 token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-run "busybox httpd serves a token and a random MiB in the guest" \
+console_check "busybox httpd serves a token and a random MiB in the guest" \
 	"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
 	"S2 [0-9a-f]{64} - S3"
 guest_blob_sum=$(tr -d '\r' <"$log" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
@@ -178,9 +166,9 @@ else
 fi
 
 if [ ${#tap_args[@]} -gt 0 ]; then
-	run "tap: eth1 carries its mac= address" \
+	console_check "tap: eth1 carries its mac= address" \
 		'echo M$((1+1)) $(cat /sys/class/net/eth1/address) M$((2+1))' "M2 $MAC_TAP M3"
-	run "tap: the guest pings the host's side of $tap_if" \
+	console_check "tap: the guest pings the host's side of $tap_if" \
 		"ifconfig eth1 $guest_ip netmask 255.255.255.0 up && ping -c 3 -W 5 $host_ip >/tmp/ping.log 2>&1; echo P\$((1+1)) \$(grep -o '[0-9]* packets received' /tmp/ping.log) P\$((2+1))" \
 		"P2 [1-9] packets received P3"
 	got=$(curl -s --max-time 60 "http://$guest_ip:8080/token")
@@ -193,7 +181,7 @@ if [ ${#tap_args[@]} -gt 0 ]; then
 	# on the dead fd, the guest carries on
 	ip link del "$tap_if" 2>/dev/null
 	tap_if=
-	run "tap: the guest carries on after the host deletes the interface" \
+	console_check "tap: the guest carries on after the host deletes the interface" \
 		'ping -c 1 -W 2 '"$host_ip"' >/dev/null 2>&1; echo G$((1+1))' "^G2"
 	if grep -q "tap=.*the interface is gone" "$log"; then
 		tap_ok "tap: accord says the interface is gone"

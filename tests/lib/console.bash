@@ -75,6 +75,21 @@ console_finish() {
 	exec {CONSOLE_IN}>&-
 }
 
+# console_check NAME CMD REGEX [LIMIT]: type CMD, and NAME passes when a
+# line matching REGEX arrives within LIMIT seconds (default 120). CMD's
+# echo must not match REGEX: compute the marker in the guest ($((1+1))).
+console_check() {
+	local name=$1 cmd=$2 regex=$3 limit=${4:-120}
+	console_send "$cmd"
+	if console_wait "$regex" "$limit"; then
+		tap_ok "$name"
+		return 0
+	fi
+	tap_not_ok "$name" "no line matching '$regex'"
+	console_tail
+	return 1
+}
+
 # the last lines of the console log, as TAP comments
 console_tail() {
 	tail -n "${1:-15}" "$CONSOLE_LOG" | tr -d '\r' | sed 's/^/#   /'

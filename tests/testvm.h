@@ -35,4 +35,25 @@ static inline void locked_write(struct vm *m, struct bus *b, uint64_t addr, uint
 	pthread_mutex_unlock(&m->io_lock);
 }
 
+/* PCI configuration space through mechanism #1 (0xcf8/0xcfc), as a guest
+ * driver reaches it; slot is the device number on bus 0, function 0 */
+static inline uint32_t testvm_cfg_read(struct vm *m, int slot, unsigned off, int size)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&m->io_lock);
+	bus_write(&m->pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
+	bus_read(&m->pio, 0xcfc + (off & 3), size, &v);
+	pthread_mutex_unlock(&m->io_lock);
+	return v;
+}
+
+static inline void testvm_cfg_write(struct vm *m, int slot, unsigned off, uint32_t val, int size)
+{
+	pthread_mutex_lock(&m->io_lock);
+	bus_write(&m->pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
+	bus_write(&m->pio, 0xcfc + (off & 3), val, size);
+	pthread_mutex_unlock(&m->io_lock);
+}
+
 #endif

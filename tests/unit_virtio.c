@@ -55,25 +55,6 @@ static void mmio_w(uint64_t a, uint64_t v, int size)
 	locked_write(&vm, &vm.mmio, a, v, size);
 }
 
-static uint32_t cfg_r(int slot, unsigned off, int size)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
-	bus_read(&vm.pio, 0xcfc + (off & 3), size, &v);
-	pthread_mutex_unlock(&vm.io_lock);
-	return v;
-}
-
-static void cfg_w(int slot, unsigned off, uint32_t val, int size)
-{
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
-	bus_write(&vm.pio, 0xcfc + (off & 3), val, size);
-	pthread_mutex_unlock(&vm.io_lock);
-}
-
 static uint8_t *gp(uint64_t gpa)
 {
 	return vm_gpa(&vm, gpa, 1);
@@ -205,41 +186,41 @@ static void img_read(uint64_t off, void *buf, size_t len)
 
 static void test_pci(void)
 {
-	ok(cfg_r(0, 0, 4) == 0x29c08086, "host bridge 00:00.0 is 8086:29c0 through 0xcf8/0xcfc");
+	ok(testvm_cfg_read(&vm, 0, 0, 4) == 0x29c08086, "host bridge 00:00.0 is 8086:29c0 through 0xcf8/0xcfc");
 	ok(mmio_r(PCI_ECAM_BASE, 4) == 0x29c08086, "host bridge through ECAM");
-	ok(cfg_r(0, 0x0a, 2) == 0x0600, "host bridge class 0600");
-	ok(cfg_r(5, 0, 4) == 0xffffffff, "an empty slot reads all ones");
+	ok(testvm_cfg_read(&vm, 0, 0x0a, 2) == 0x0600, "host bridge class 0600");
+	ok(testvm_cfg_read(&vm, 5, 0, 4) == 0xffffffff, "an empty slot reads all ones");
 	ok(mmio_r(PCI_ECAM_BASE + (1 << 15), 4) == 0x10421af4, "virtio-blk at 00:01.0 is 1af4:1042");
-	ok(cfg_r(1, 0x08, 1) >= 1, "modern-only device: revision >= 1");
-	ok(cfg_r(1, 0x3d, 1) == 0, "no INTx pin (MSI-X only)");
-	ok(cfg_r(1, 0x06, 2) & PCI_STATUS_CAPS, "capability list present");
+	ok(testvm_cfg_read(&vm, 1, 0x08, 1) >= 1, "modern-only device: revision >= 1");
+	ok(testvm_cfg_read(&vm, 1, 0x3d, 1) == 0, "no INTx pin (MSI-X only)");
+	ok(testvm_cfg_read(&vm, 1, 0x06, 2) & PCI_STATUS_CAPS, "capability list present");
 
-	uint32_t orig = cfg_r(1, 0x10, 4);
-	cfg_w(1, 0x10, 0xffffffff, 4);
-	uint32_t sz = cfg_r(1, 0x10, 4);
+	uint32_t orig = testvm_cfg_read(&vm, 1, 0x10, 4);
+	testvm_cfg_write(&vm, 1, 0x10, 0xffffffff, 4);
+	uint32_t sz = testvm_cfg_read(&vm, 1, 0x10, 4);
 	ok(sz == 0xffff8000, "BAR 0 sizes as 32 KiB memory (%#x)", sz);
-	cfg_w(1, 0x10, 0xd0000000, 4);
-	cfg_w(1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	bar = cfg_r(1, 0x10, 4) & ~0xfu;
+	testvm_cfg_write(&vm, 1, 0x10, 0xd0000000, 4);
+	testvm_cfg_write(&vm, 1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	bar = testvm_cfg_read(&vm, 1, 0x10, 4) & ~0xfu;
 	ok(bar == 0xd0000000 && orig != 0xd0000000, "BAR 0 moved to %#llx", (unsigned long long)bar);
 	ok(mmio_r(orig & ~0xfu, 4) == 0xffffffff, "the old BAR address no longer decodes");
-	cfg_w(1, 0x04, 0, 2);
+	testvm_cfg_write(&vm, 1, 0x04, 0, 2);
 	ok(mmio_r(bar + 0x12, 2) == 0xffff, "memory decoding off: the BAR does not decode");
-	cfg_w(1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	testvm_cfg_write(&vm, 1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
 
 	/* the capabilities the Linux driver looks for */
 	int found = 0, n = 0;
 	unsigned win = 0;
-	for (unsigned c = cfg_r(1, 0x34, 1); c && n < 48; c = cfg_r(1, c + 1, 1), n++) {
-		uint8_t id = cfg_r(1, c, 1);
+	for (unsigned c = testvm_cfg_read(&vm, 1, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, 1, c + 1, 1), n++) {
+		uint8_t id = testvm_cfg_read(&vm, 1, c, 1);
 		if (id == 0x11) {
-			msix = bar + (cfg_r(1, c + 4, 4) & ~7u);
+			msix = bar + (testvm_cfg_read(&vm, 1, c + 4, 4) & ~7u);
 			found |= 1;
-			ok(cfg_r(1, c + 4, 4) % 8 == 0 && (cfg_r(1, c + 8, 4) & 7) == 0, "MSI-X table and PBA in BAR 0");
-			cfg_w(1, c + 2, 0x8000, 2); /* enable */
+			ok(testvm_cfg_read(&vm, 1, c + 4, 4) % 8 == 0 && (testvm_cfg_read(&vm, 1, c + 8, 4) & 7) == 0, "MSI-X table and PBA in BAR 0");
+			testvm_cfg_write(&vm, 1, c + 2, 0x8000, 2); /* enable */
 		} else if (id == 0x09) {
-			uint8_t type = cfg_r(1, c + 3, 1);
-			uint64_t at = bar + cfg_r(1, c + 8, 4);
+			uint8_t type = testvm_cfg_read(&vm, 1, c + 3, 1);
+			uint64_t at = bar + testvm_cfg_read(&vm, 1, c + 8, 4);
 			if (type == 1) common = at;
 			if (type == 2) notify = at;
 			if (type == 3) isr = at;
@@ -256,17 +237,17 @@ static void test_pci(void)
 	/* the PCI configuration access capability reaches the same registers */
 	ok(win != 0, "VIRTIO_PCI_CAP_PCI_CFG present");
 	if (win) {
-		cfg_w(1, win + 4, 0, 1);
-		cfg_w(1, win + 8, common - bar + 0x12, 4);
-		cfg_w(1, win + 12, 2, 4);
-		ok(cfg_r(1, win + 16, 2) == 1, "num_queues read through pci_cfg_data");
-		cfg_w(1, win + 8, common - bar, 4);
-		cfg_w(1, win + 12, 4, 4);
-		cfg_w(1, win + 16, 1, 4);
+		testvm_cfg_write(&vm, 1, win + 4, 0, 1);
+		testvm_cfg_write(&vm, 1, win + 8, common - bar + 0x12, 4);
+		testvm_cfg_write(&vm, 1, win + 12, 2, 4);
+		ok(testvm_cfg_read(&vm, 1, win + 16, 2) == 1, "num_queues read through pci_cfg_data");
+		testvm_cfg_write(&vm, 1, win + 8, common - bar, 4);
+		testvm_cfg_write(&vm, 1, win + 12, 4, 4);
+		testvm_cfg_write(&vm, 1, win + 16, 1, 4);
 		ok(mmio_r(common, 4) == 1, "device_feature_select written through pci_cfg_data");
 		mmio_w(common, 0, 4);
-		cfg_w(1, win + 8, 0x7fff, 4);
-		ok(cfg_r(1, win + 16, 4) == 1, "a misaligned window does nothing");
+		testvm_cfg_write(&vm, 1, win + 8, 0x7fff, 4);
+		ok(testvm_cfg_read(&vm, 1, win + 16, 4) == 1, "a misaligned window does nothing");
 	}
 	ok(mmio_r(devcfg, 8) == IMG_SIZE / 512, "capacity in sectors");
 }
@@ -410,8 +391,8 @@ static void test_ro(void)
 {
 	struct virtio_blk *ro = virtio_blk_create(&vm, bus, ro_path, true);
 	ok(ro != NULL, "read-only disk at 00:02.0");
-	uint32_t bar2 = cfg_r(2, 0x10, 4) & ~0xfu;
-	cfg_w(2, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	uint32_t bar2 = testvm_cfg_read(&vm, 2, 0x10, 4) & ~0xfu;
+	testvm_cfg_write(&vm, 2, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
 	uint64_t saved_common = common, saved_notify = notify;
 	common = bar2 + (common - bar);
 	notify = bar2 + (notify - bar);

@@ -57,25 +57,6 @@ static void mmio_w(uint64_t a, uint64_t v, int size)
 	locked_write(&vm, &vm.mmio, a, v, size);
 }
 
-static uint32_t cfg_r(int slot, unsigned off, int size)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
-	bus_read(&vm.pio, 0xcfc + (off & 3), size, &v);
-	pthread_mutex_unlock(&vm.io_lock);
-	return v;
-}
-
-static void cfg_w(int slot, unsigned off, uint32_t val, int size)
-{
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
-	bus_write(&vm.pio, 0xcfc + (off & 3), val, size);
-	pthread_mutex_unlock(&vm.io_lock);
-}
-
 static uint8_t *gp(uint64_t gpa)
 {
 	return vm_gpa(&vm, gpa, 1);
@@ -104,30 +85,30 @@ static void probe(struct tdev *d, int slot, int index)
 	memset(d, 0, sizeof(*d));
 	d->slot = slot;
 	d->index = index;
-	cfg_w(slot, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	d->bar = cfg_r(slot, 0x10, 4) & ~0xfu;
-	for (unsigned c = cfg_r(slot, 0x34, 1), n = 0; c && n < 48; c = cfg_r(slot, c + 1, 1), n++) {
-		uint8_t id = cfg_r(slot, c, 1);
+	testvm_cfg_write(&vm, slot, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	d->bar = testvm_cfg_read(&vm, slot, 0x10, 4) & ~0xfu;
+	for (unsigned c = testvm_cfg_read(&vm, slot, 0x34, 1), n = 0; c && n < 48; c = testvm_cfg_read(&vm, slot, c + 1, 1), n++) {
+		uint8_t id = testvm_cfg_read(&vm, slot, c, 1);
 
 		if (id == 0x11) {
-			d->msix = d->bar + (cfg_r(slot, c + 4, 4) & ~7u);
-			cfg_w(slot, c + 2, 0x8000, 2);
+			d->msix = d->bar + (testvm_cfg_read(&vm, slot, c + 4, 4) & ~7u);
+			testvm_cfg_write(&vm, slot, c + 2, 0x8000, 2);
 		} else if (id == 0x09) {
-			uint8_t type = cfg_r(slot, c + 3, 1);
-			uint64_t at = d->bar + cfg_r(slot, c + 8, 4);
+			uint8_t type = testvm_cfg_read(&vm, slot, c + 3, 1);
+			uint64_t at = d->bar + testvm_cfg_read(&vm, slot, c + 8, 4);
 
 			if (type == 1)
 				d->common = at;
 			if (type == 2) {
 				d->notify = at;
-				d->notify_mult = cfg_r(slot, c + 16, 4);
+				d->notify_mult = testvm_cfg_read(&vm, slot, c + 16, 4);
 			}
 			if (type == 3)
 				d->isr = at;
 			if (type == 4) {
 				d->devcfg = at;
 				d->has_devcfg = true;
-				d->devcfg_len = cfg_r(slot, c + 12, 4);
+				d->devcfg_len = testvm_cfg_read(&vm, slot, c + 12, 4);
 			}
 		}
 	}
@@ -273,7 +254,7 @@ static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
 
 static void test_rng(struct tdev *d)
 {
-	ok(cfg_r(d->slot, 0, 4) == 0x10441af4, "virtio-rng is 1af4:1044");
+	ok(testvm_cfg_read(&vm, d->slot, 0, 4) == 0x10441af4, "virtio-rng is 1af4:1044");
 	ok(d->nq == 1, "virtio-rng: one request queue");
 	ok(!d->has_devcfg, "virtio-rng: no device configuration structure (Linux refuses an empty one)");
 	ok(dev_setup(d), "virtio-rng: the driver brings it up");
@@ -413,7 +394,7 @@ static void test_console(struct tdev *d, int in_wr, int out_rd)
 {
 	char buf[64];
 
-	ok(cfg_r(d->slot, 0, 4) == 0x10431af4, "virtio-console is 1af4:1043");
+	ok(testvm_cfg_read(&vm, d->slot, 0, 4) == 0x10431af4, "virtio-console is 1af4:1043");
 	ok(d->nq == 2, "virtio-console: receive and transmit queues");
 	ok(d->has_devcfg && d->devcfg_len == 12 && mmio_r(d->devcfg, 4) == 0 && mmio_r(d->devcfg + 8, 4) == 0,
 	   "virtio-console: a 12-byte configuration, all zero (no optional feature offered)");

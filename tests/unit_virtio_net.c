@@ -107,25 +107,6 @@ static void mmio_w(uint64_t a, uint64_t v, int size)
 	locked_write(&vm, &vm.mmio, a, v, size);
 }
 
-static uint32_t cfg_r(int slot, unsigned off, int size)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
-	bus_read(&vm.pio, 0xcfc + (off & 3), size, &v);
-	pthread_mutex_unlock(&vm.io_lock);
-	return v;
-}
-
-static void cfg_w(int slot, unsigned off, uint32_t val, int size)
-{
-	pthread_mutex_lock(&vm.io_lock);
-	bus_write(&vm.pio, 0xcf8, 0x80000000u | slot << 11 | (off & 0xfc), 4);
-	bus_write(&vm.pio, 0xcfc + (off & 3), val, size);
-	pthread_mutex_unlock(&vm.io_lock);
-}
-
 static uint8_t *gp(uint64_t gpa)
 {
 	return vm_gpa(&vm, gpa, 1);
@@ -268,19 +249,19 @@ static bool wait_used(int q, uint16_t want)
 static void test_identity(void)
 {
 	ok(mmio_r(PCI_ECAM_BASE + (1 << 15), 4) == 0x10411af4, "virtio-net at 00:01.0 is 1af4:1041");
-	ok(cfg_r(1, 0x0a, 2) == 0x0200, "class 0200 (Ethernet)");
-	cfg_w(1, 0x10, 0xd0000000, 4);
-	cfg_w(1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	bar = cfg_r(1, 0x10, 4) & ~0xfu;
+	ok(testvm_cfg_read(&vm, 1, 0x0a, 2) == 0x0200, "class 0200 (Ethernet)");
+	testvm_cfg_write(&vm, 1, 0x10, 0xd0000000, 4);
+	testvm_cfg_write(&vm, 1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	bar = testvm_cfg_read(&vm, 1, 0x10, 4) & ~0xfu;
 	int n = 0;
-	for (unsigned c = cfg_r(1, 0x34, 1); c && n < 48; c = cfg_r(1, c + 1, 1), n++) {
-		uint8_t id = cfg_r(1, c, 1);
+	for (unsigned c = testvm_cfg_read(&vm, 1, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, 1, c + 1, 1), n++) {
+		uint8_t id = testvm_cfg_read(&vm, 1, c, 1);
 		if (id == 0x11) {
-			msix = bar + (cfg_r(1, c + 4, 4) & ~7u);
-			cfg_w(1, c + 2, 0x8000, 2);
+			msix = bar + (testvm_cfg_read(&vm, 1, c + 4, 4) & ~7u);
+			testvm_cfg_write(&vm, 1, c + 2, 0x8000, 2);
 		} else if (id == 0x09) {
-			uint8_t type = cfg_r(1, c + 3, 1);
-			uint64_t at = bar + cfg_r(1, c + 8, 4);
+			uint8_t type = testvm_cfg_read(&vm, 1, c + 3, 1);
+			uint64_t at = bar + testvm_cfg_read(&vm, 1, c + 8, 4);
 			if (type == 1)
 				common = at;
 			if (type == 2)

@@ -12,6 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/disk.bash
 
 ACCORD=${ACCORD:-build/accord}
 ACCEL=${ACCEL:-emu}
@@ -113,39 +114,7 @@ else
 fi
 
 # the host's view of the images
-copy_sum=$(dd if="$disk" bs=$MIB skip=48 count=1 status=none | sha256sum | cut -d' ' -f1)
-if [ "$copy_sum" = "$pattern_sum" ]; then
-	tap_ok "the copy at 48 MiB is in the image"
-else
-	tap_not_ok "the copy at 48 MiB is in the image" "sha256 $copy_sum"
-fi
-if command -v e2fsck >/dev/null && command -v debugfs >/dev/null; then
-	if e2fsck -fn "$disk" >"$tmp/fsck.log" 2>&1; then
-		tap_ok "e2fsck -fn finds the guest's file system clean"
-	else
-		tap_not_ok "e2fsck -fn" "$(tail -n 3 "$tmp/fsck.log" | tr '\n' ' ')"
-	fi
-	# ext4, not ext2: a journal and extents (debugfs prints the
-	# features space-separated after "Filesystem features:")
-	features=" $(debugfs -R features "$disk" 2>/dev/null | sed -n 's/^Filesystem features://p') "
-	case "$features" in
-	*" has_journal "*" extent "* | *" extent "*" has_journal "*)
-		tap_ok "the guest's file system is ext4 (has_journal, extent)"
-		;;
-	*)
-		tap_not_ok "the guest's file system is ext4" "features:$features"
-		;;
-	esac
-	hello=$(debugfs -R "cat /hello.txt" "$disk" 2>/dev/null)
-	blob_sum=$(debugfs -R "cat /dir/blob" "$disk" 2>/dev/null | sha256sum | cut -d' ' -f1)
-	if [ "$hello" = hello-accord ] && [ "$blob_sum" = "$pattern_sum" ]; then
-		tap_ok "debugfs reads the guest's files back"
-	else
-		tap_not_ok "debugfs reads the guest's files back" "hello.txt '$hello', blob $blob_sum"
-	fi
-else
-	tap_skip "e2fsck and debugfs on the image" "e2fsprogs not installed"
-fi
+disk_check_image "$disk" "$pattern_sum" hello-accord "$tmp"
 if [ "$has_discard" = 1 ]; then
 	zero_sum=$(head -c $MIB /dev/zero | sha256sum | cut -d' ' -f1)
 	got=$(dd if="$disk" bs=$MIB skip=56 count=1 status=none | sha256sum | cut -d' ' -f1)

@@ -1,9 +1,10 @@
 /* A guest driver for virtio-pci devices that the fuzzer steers: the
- * harness of a virtio device (virtio_blk.c, and the ones to come) creates
- * its device on a PCI bus of a small VM and hands each input to
- * vfuzz_run(), which brings the device up the way a driver would and then
- * executes the input as a little program that writes descriptors, the
- * avail ring, buffer contents and transport registers and notifies.
+ * harness of a virtio device (virtio_blk.c, virtio_net.c, virtio_rng.c,
+ * virtio_console.c) creates its device on a PCI bus of a small VM and hands
+ * each input to vfuzz_run(), which brings the device up the way a driver
+ * would and then executes the input as a little program that writes
+ * descriptors, the avail ring, buffer contents and transport registers and
+ * notifies.
  *
  * Input: byte 0 feature choices (bit 0 INDIRECT_DESC, bit 1 EVENT_IDX,
  * bit 2 every device feature offered) and, in bits 3-4, which ring sits
@@ -280,14 +281,14 @@ struct vf_prog {
 	size_t n;
 };
 
-static void vp_bytes(struct vf_prog *p, uint64_t v, int bytes)
+static inline void vp_bytes(struct vf_prog *p, uint64_t v, int bytes)
 {
 	for (int i = 0; i < bytes; i++)
 		p->b[p->n++] = v >> (8 * i);
 }
 
-static void vp_desc(struct vf_prog *p, int op, unsigned idx, uint32_t off, uint32_t len,
-		    uint16_t flags, uint16_t next)
+static inline void vp_desc(struct vf_prog *p, int op, unsigned idx, uint32_t off, uint32_t len,
+			   uint16_t flags, uint16_t next)
 {
 	vp_bytes(p, op, 1);
 	vp_bytes(p, idx, 1);
@@ -298,7 +299,7 @@ static void vp_desc(struct vf_prog *p, int op, unsigned idx, uint32_t off, uint3
 	vp_bytes(p, next, 2);
 }
 
-static void vp_data(struct vf_prog *p, uint16_t off, const void *d, uint8_t n)
+static inline void vp_data(struct vf_prog *p, uint16_t off, const void *d, uint8_t n)
 {
 	vp_bytes(p, 4, 1);
 	vp_bytes(p, off, 2);
@@ -307,7 +308,7 @@ static void vp_data(struct vf_prog *p, uint16_t off, const void *d, uint8_t n)
 	p->n += n;
 }
 
-static void vp_kick(struct vf_prog *p, uint16_t head, uint8_t queue)
+static inline void vp_kick(struct vf_prog *p, uint16_t head, uint8_t queue)
 {
 	vp_bytes(p, 2, 1);
 	vp_bytes(p, head, 2);

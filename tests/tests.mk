@@ -185,3 +185,7 @@ TEST_BINS += build/tests/unit_vmbus
 # writes; the host checks the image with e2fsck and debugfs
 TEST_SCRIPTS += tests/hyperv_storage.sh
 # ---- end storvsc ----
+
+# a guest flooding its UART without a pause (ticker.flood) does not starve
+# the console, the control API, pause/resume or stop (tests/flood.sh)
+TEST_SCRIPTS += tests/flood.sh

@@ -1,13 +1,20 @@
 /* ticker: prints "tick N" on the serial console about every 20 ms of the
  * ACPI PM timer, forever or "ticker.count=N" times, for the control API's
  * tests (tests/api.sh): a paused VM prints no tick, a resumed one goes on
- * from the number where it stopped. Not a guest test kernel: it proves
+ * from the number where it stopped. With "ticker.flood" it prints without
+ * pausing, as fast as the UART takes it (tests/flood.sh: such a guest must
+ * not starve the console output or the API). Not a guest test kernel: it proves
  * nothing about the VMM by itself, so it lives outside guest/tests/. */
 #include "guest.h"
 
 #define PM_TMR_PORT 0x608
 #define PM_TMR_HZ 3579545u
 #define TICK_PM (PM_TMR_HZ / 50)
+
+static bool ticker_flood(void)
+{
+	return strstr(boot_cmdline(), "ticker.flood") != NULL;
+}
 
 static uint64_t ticker_count(void)
 {
@@ -31,9 +38,11 @@ static void pm_sleep(uint32_t ticks)
 void test_main(void)
 {
 	uint64_t count = ticker_count();
+	bool flood = ticker_flood();
 	for (uint64_t i = 1; !count || i <= count; i++) {
 		printf("tick %lu\n", i);
-		pm_sleep(TICK_PM);
+		if (!flood)
+			pm_sleep(TICK_PM);
 	}
 	pass("ticker.ticks");
 }

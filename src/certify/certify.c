@@ -432,7 +432,7 @@ static void parse_result(struct certify *c, int kernel, int ti, enum verdict v, 
 	free(reason);
 }
 
-void write_log(const struct certify *c, const char *rel, const char *data, size_t n)
+static void write_log(const struct certify *c, const char *rel, const char *data, size_t n)
 {
 	char *path = xasprintf("%s/%s", c->out_dir, rel);
 	FILE *f = fopen(path, "w");
@@ -441,6 +441,24 @@ void write_log(const struct certify *c, const char *rel, const char *data, size_
 		fclose(f);
 	}
 	free(path);
+}
+
+void run_record(const struct certify *c, struct run_info *ri, struct target *t, const struct kernel *k,
+		const struct child_result *res)
+{
+	ri->ran = true;
+	ri->seconds = res->seconds;
+	t->seconds += res->seconds;
+	if (!res->started) {
+		ri->log_out[0] = ri->log_err[0] = 0;
+		return;
+	}
+	/* one flat directory: logs/accord-emu.smoke.multiboot.serial.log */
+	int tn = (int)strcspn(t->name, ":");
+	snprintf(ri->log_out, sizeof(ri->log_out), "logs/%.*s-%s.%s.serial.log", tn, t->name, t->accel, k->label);
+	snprintf(ri->log_err, sizeof(ri->log_err), "logs/%.*s-%s.%s.stderr.log", tn, t->name, t->accel, k->label);
+	write_log(c, ri->log_out, res->out, res->out_len);
+	write_log(c, ri->log_err, res->err, res->err_len);
 }
 
 /* A sparse raw image of the size asked for ("16M"), for one run of
@@ -575,20 +593,7 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		unlink(disk);
 		free(disk);
 	}
-	ri->ran = true;
-	ri->seconds = res.seconds;
-	t->seconds += res.seconds;
-
-	/* one flat directory: logs/accord-emu.smoke.multiboot.serial.log */
-	int tn = (int)strcspn(t->name, ":");
-	snprintf(ri->log_out, sizeof(ri->log_out), "logs/%.*s-%s.%s.serial.log", tn, t->name, t->accel, k->label);
-	snprintf(ri->log_err, sizeof(ri->log_err), "logs/%.*s-%s.%s.stderr.log", tn, t->name, t->accel, k->label);
-	if (res.started) {
-		write_log(c, ri->log_out, res.out, res.out_len);
-		write_log(c, ri->log_err, res.err, res.err_len);
-	} else {
-		ri->log_out[0] = ri->log_err[0] = 0;
-	}
+	run_record(c, ri, t, k, &res);
 
 	bool done = false, done_agrees = false, too_many = false;
 	unsigned dp = 0, df = 0, ds = 0;

@@ -106,7 +106,6 @@ struct row *run_row(struct certify *c, int kernel);
 void cell_set(struct cell *cell, enum verdict v, const char *detail);	/* twice: the worse */
 /* the first (or last) lines of a captured stream, prefixed, appended to *detail */
 void append_lines(char **detail, const char *text, bool last, const char *prefix);
-void write_log(const struct certify *c, const char *rel, const char *data, size_t n);
 char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n);
 
 /* runner.c: a child process with a deadline, its output captured */
@@ -124,6 +123,10 @@ struct child_result {
 void run_child(char *const argv[], int timeout_s, const char *abort_marker,
 	       const char *abort_reason, struct child_result *r);
 void child_result_free(struct child_result *r);
+/* certify.c: a finished run's time, and its serial and stderr output as
+ * logs/TARGET-ACCEL.KERNEL.{serial,stderr}.log (none when it never started) */
+void run_record(const struct certify *c, struct run_info *ri, struct target *t, const struct kernel *k,
+		const struct child_result *res);
 
 /* text.c: guest output is untrusted */
 char *sanitize(const char *s, size_t n);	/* valid UTF-8, printable, malloc'ed */

@@ -327,19 +327,9 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 	unlink(disk);
 	free(disk);
 	free(drive);
-	ri->ran = true;
-	ri->seconds = res.seconds;
-	t->seconds += res.seconds;
-	int tn = (int)strcspn(t->name, ":");
-	snprintf(ri->log_out, sizeof(ri->log_out), "logs/%.*s-%s.%s.serial.log", tn, t->name, t->accel, k->label);
-	snprintf(ri->log_err, sizeof(ri->log_err), "logs/%.*s-%s.%s.stderr.log", tn, t->name, t->accel, k->label);
-	if (res.started) {
-		write_log(c, ri->log_out, res.out, res.out_len);
-		write_log(c, ri->log_err, res.err, res.err_len);
+	run_record(c, ri, t, k, &res);
+	if (res.started)
 		judge(c, ki, ti, res.out);
-	} else {
-		ri->log_out[0] = ri->log_err[0] = 0;
-	}
 
 	/* a clean run: the probe finished and the VM powered off (status 0) */
 	char *problem = NULL, *done = res.started ? value(res.out, "done") : NULL;

@@ -22,6 +22,7 @@
 
 #include "engine/engine.h"
 #include "vm/gdbstub.h"
+#include "vm/clock.h"
 #include "vm/vm.h"
 
 #define PACKET_SIZE 0x4000 /* told to GDB in qSupported */
@@ -73,13 +74,8 @@ static size_t target_xml_len;
 
 static void timed_wait(pthread_cond_t *cond, pthread_mutex_t *lock, long ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += ms * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec += ts.tv_nsec / 1000000000;
-		ts.tv_nsec %= 1000000000;
-	}
+	struct timespec ts = clock_after(CLOCK_MONOTONIC, ms * 1000000);
+
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 

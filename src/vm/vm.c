@@ -12,6 +12,7 @@
 #include "dev/kvmclock.h"
 #include "engine/engine.h"
 #include "vm/gdbstub.h"
+#include "vm/clock.h"
 #include "vm/vm.h"
 
 static uint64_t mono_ns(void)
@@ -179,18 +180,6 @@ void vm_request_exit(struct vm *vm, int reason, int status, const char *msg)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
-static void timed_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, int ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += ms * 1000000L;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(cond, lock, &ts);
-}
-
 /* A vCPU waiting for its SIPI runs no guest code, and when the SIPI comes
  * it passes vcpu_park before its first instruction; so it counts as
  * stopped. */
@@ -219,8 +208,11 @@ int vm_pause(struct vm *vm)
 			if (!vm->vcpu[i]->parked)
 				vm_kick_vcpu(vm->vcpu[i]);
 		pthread_mutex_lock(&vm->pause_lock);
-		if (!all_parked(vm) && !vm->exit_reason)
-			timed_wait_ms(&vm->pause_cond, &vm->pause_lock, 10);
+		if (!all_parked(vm) && !vm->exit_reason) {
+			struct timespec until = clock_after(CLOCK_MONOTONIC, 10000000);
+
+			pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &until);
+		}
 		bool done = all_parked(vm) || vm->exit_reason;
 		pthread_mutex_unlock(&vm->pause_lock);
 		if (done)
@@ -254,15 +246,9 @@ static void vcpu_park(struct vcpu *v)
  * (interrupt, IPI, exit) or the next timer deadline. */
 static void vcpu_wait(struct vcpu *v, int64_t timeout_ns)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	if (timeout_ns < 0 || timeout_ns > 100000000)
 		timeout_ns = 100000000; /* re-check now and then regardless */
-	ts.tv_nsec += timeout_ns;
-	while (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	struct timespec ts = clock_after(CLOCK_MONOTONIC, timeout_ns);
 	pthread_mutex_lock(&v->lock);
 	while (!v->wake && !v->vm->exit_reason) {
 		if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dev/virtio/virtio.h"
+#include "vm/clock.h"
 #include "vm/vm.h"
 
 #define VIRTIO_ID_CONSOLE 3
@@ -153,8 +154,6 @@ static void *con_reader(void *arg)
 			break; /* end of input */
 		pthread_mutex_lock(io_lock);
 		for (size_t done = 0; !c->stop;) {
-			struct timespec until;
-
 			done += con_receive(c, buf + done, n - done);
 			if (done == (size_t)n)
 				break;
@@ -162,12 +161,8 @@ static void *con_reader(void *arg)
 			 * notification of the receive queue wakes us; buffers
 			 * posted before DRIVER_OK, whose notifications the
 			 * transport drops, are found at the next look. */
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += RX_RETRY_NS;
-			if (until.tv_nsec >= 1000000000) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000;
-			}
+			struct timespec until = clock_after(CLOCK_REALTIME, RX_RETRY_NS);
+
 			pthread_cond_timedwait(&c->rx_space, io_lock, &until);
 		}
 		stop = c->stop;

@@ -10,7 +10,15 @@
  * buffers under vm->io_lock. A backend asks port->can_receive before it
  * reads from the host and stops reading while it is false; the port calls
  * ops->resume when it has room again. Lock order: vm->io_lock, then the
- * backend's lock, then the port's queue lock. */
+ * backend's lock, then the port's queue lock.
+ *
+ * Offloads (offload.h): a backend that can carry a frame with a checksum
+ * still to fill in or a TCP segment larger than the MTU as it is (tap,
+ * with the kernel's vnet header) has send_offload, and hands the port
+ * such frames through receive_offload once the port said, through
+ * set_rx_offload, which of them its guest accepts. Other backends take
+ * and give whole frames with their checksums, and a port that offers its
+ * guest offloads completes or segments the frames itself (offload.c). */
 #ifndef ACCORD_NET_H
 #define ACCORD_NET_H
 
@@ -18,14 +26,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/offload.h"
+
 struct iothread;
 
-#define NET_MAX_FRAME 65535
+/* the largest IPv6 packet (64 KiB of payload after the 40-byte header)
+ * and an Ethernet header with one VLAN tag: a TCP segment a guest's TSO
+ * makes, or a TAP interface's GRO hands over */
+#define NET_MAX_FRAME (65535 + 40 + 18)
 #define NET_MAX_HOSTFWD 16
 
 struct net_port {
 	bool (*can_receive)(void *opaque);
 	void (*receive)(void *opaque, const void *frame, size_t len);
+	/* a frame with what remains to be done to it (optional) */
+	void (*receive_offload)(void *opaque, const struct net_offload *o, const void *frame,
+				size_t len);
 	void *opaque;
 };
 
@@ -34,6 +50,11 @@ struct net_backend;
 struct net_backend_ops {
 	void (*send)(struct net_backend *nb, const void *frame, size_t len);
 	void (*resume)(struct net_backend *nb);
+	/* optional: a frame with an offload request net_offload_check passed */
+	void (*send_offload)(struct net_backend *nb, const struct net_offload *o, const void *frame,
+			     size_t len);
+	/* optional: the NET_OFFLOAD_* the port's guest takes on receive */
+	void (*set_rx_offload)(struct net_backend *nb, unsigned offloads);
 };
 
 struct net_backend {
@@ -41,6 +62,8 @@ struct net_backend {
 	struct net_port port;
 	/* frames the host would not take, or that came too fast for the port */
 	uint64_t tx_dropped, rx_dropped;
+	/* NET_OFFLOAD_* that send_offload takes and set_rx_offload can give */
+	unsigned offloads;
 };
 
 struct net_hostfwd {

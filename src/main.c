@@ -304,13 +304,14 @@ static int cmd_run(int argc, char **argv)
 	if (vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
-	int in_fd, out_fd;
-	if (console_start(vm, &in_fd, &out_fd) < 0)
+	/* the I/O thread: the terminal's input and the NICs' backends */
+	struct iothread *io = iothread_create();
+	if (!io)
 		return EXIT_VM_FAILED;
-	/* with --console virtio the terminal types into hvc0 only; the UART's
-	 * output still reaches the terminal (early boot messages, panics) */
-	struct platform_opts po = { .console_in_fd = virtio_console ? -1 : in_fd,
-				    .console_out_fd = out_fd,
+	int out_fd;
+	if (console_start(vm, &out_fd) < 0)
+		return EXIT_VM_FAILED;
+	struct platform_opts po = { .console_out_fd = out_fd,
 				    .debug_exit = debug_exit };
 	if (platform_init(vm, &po) < 0) {
 		console_stop();
@@ -345,19 +346,15 @@ static int cmd_run(int argc, char **argv)
 			return EXIT_BAD_IMAGE;
 		}
 	}
-	if ((virtio_console && !virtio_console_create(vm, pci, in_fd, out_fd)) ||
-	    (rng && !virtio_rng_create(vm, pci))) {
+	/* with --console virtio the terminal types into hvc0 only; the UART's
+	 * output still reaches the terminal (early boot messages, panics) */
+	struct virtio_console *vcon = NULL;
+	if ((virtio_console && !(vcon = virtio_console_create(vm, pci, out_fd))) ||
+	    (rng && !virtio_rng_create(vm, pci)) ||
+	    (vcon ? virtio_console_attach_input(vcon, io, STDIN_FILENO) :
+		    serial_attach_input(vm->serial, io, STDIN_FILENO))) {
 		console_stop();
 		return EXIT_VM_FAILED;
-	}
-	/* the NICs' backends run on the I/O thread */
-	struct iothread *io = NULL;
-	if (nnics) {
-		io = iothread_create();
-		if (!io) {
-			console_stop();
-			return EXIT_VM_FAILED;
-		}
 	}
 	for (int i = 0; i < nnics; i++) {
 		struct net_backend *nb = net_backend_create(&nic[i], io);
@@ -393,7 +390,7 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_USAGE;
 	}
-	if (io && iothread_start(io) < 0) {
+	if (iothread_start(io) < 0) {
 		console_stop();
 		return EXIT_VM_FAILED;
 	}

@@ -142,11 +142,13 @@ struct virtio_rng;
 struct virtio_rng *virtio_rng_create(struct vm *vm, struct pci_bus *bus);
 
 /* console.c: --console virtio, port 0 (hvc0 in Linux) on the terminal.
- * Bytes read from in_fd go to the guest; what the guest transmits is
- * written to out_fd. in_fd may be -1 (no input). */
+ * What the guest transmits is written to out_fd; with an input attached,
+ * fd is read on io's thread (vm/console.h) and goes to the guest. */
 struct virtio_console;
-struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int in_fd,
-					     int out_fd);
+struct iothread;
+struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int out_fd);
+int virtio_console_attach_input(struct virtio_console *c, struct iothread *io, int fd);
+/* after the I/O thread has stopped */
 void virtio_console_destroy(struct virtio_console *c);
 /* completed requests and their bytes (the control API), under vm->io_lock */
 struct virtio_blk_counters {

@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# Guest-to-host TCP throughput over user networking: accord (emu engine,
-# --net user) against QEMU TCG (-netdev user, virtio-net-pci) on the same
-# kernel and initrd (tools/mkguest with virtio_net), interleaved in one run.
-# In each guest, udhcpc configures eth0 and busybox nc sends MIB MiB of
-# zeros to a sink on the host's loopback (10.0.2.2); the sink times from the
-# first byte to the end of the stream. Prints each run, the medians and the
-# ratio accord / QEMU (above 1.0: accord is faster).
+# TCP throughput over user networking: accord (emu engine, --net user)
+# against QEMU TCG (-netdev user, virtio-net-pci, its default offloads) on
+# the same kernel and initrd (tools/mkguest with virtio_net), interleaved
+# in one run. In each guest, udhcpc configures eth0; then
+#  - tx (guest to host): busybox nc sends MIB MiB of zeros to a sink on the
+#    host's loopback (10.0.2.2); the sink times from the first byte to the
+#    end of the stream;
+#  - rx (host to guest): busybox nc -l in the guest, reached through a
+#    hostfwd, takes MIB MiB of zeros from the host, which times from its
+#    first byte to the guest's close after the end of the stream.
+# Prints each run, the medians and the ratio accord / QEMU (above 1.0:
+# accord is faster).
 #
-#   bench/net.sh [RUNS] [MIB]      (default 3 runs of 16 MiB)
+#   bench/net.sh [RUNS] [MIB] [tx|rx]   (default 3 runs of 16 MiB, tx)
+#
+# Environment, for accord only (QEMU keeps its defaults): NET_OPTS is added
+# to accord's --net user (",offload=off": no offloads at all), GUEST_APPEND
+# to its kernel command line ("virtio_net.csum=0": the guest's driver does
+# without transmit checksum offload and TSO; "virtio_net.gso=0": without
+# TSO; GUEST_CSUM stays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/console.bash
 runs=${1:-3}
 mib=${2:-16}
+dir=${3:-tx}
+case $dir in tx | rx) ;; *) echo "bench: direction tx or rx, not '$dir'" >&2; exit 1 ;; esac
+NET_OPTS=${NET_OPTS:-}
+GUEST_APPEND=${GUEST_APPEND:-}
 IMG=build/guest-image-net
 make -s all >/dev/null
 MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >/dev/null 2>&1
@@ -53,36 +68,79 @@ print(n, time.monotonic() - t0 if t0 else 0, flush=True)
 	exit 1
 }
 
-# run_one NAME COMMAND...: boot, configure, send; prints MB/s
+# the rx direction: sends MIB MiB to 127.0.0.1:$1 (a hostfwd to the guest's
+# nc -l), retrying until the guest listens; prints "BYTES SECONDS" from the
+# first byte to the guest's close
+source_to() {
+	python3 -u -c '
+import socket, sys, time
+port, total = int(sys.argv[1]), int(sys.argv[2])
+buf = bytes(1 << 16)
+for _ in range(600):
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        break
+    except OSError:
+        time.sleep(0.2)
+t0 = time.monotonic()
+n = 0
+while n < total:
+    n += s.send(buf[:min(len(buf), total - n)])
+s.shutdown(socket.SHUT_WR)
+while s.recv(1 << 16):
+    pass
+print(n, time.monotonic() - t0, flush=True)
+' "$1" "$((mib * 1048576))" >"$tmp/sink.out" &
+	sink_pid=$!
+}
+
+# run_one NAME COMMAND...: boot, configure, transfer; prints MB/s. For rx,
+# the command forwards 127.0.0.1:$fwd to the guest's port 5001.
 run_one() {
 	local name=$1 log=$tmp/$1.log
 	shift
-	sink
+	[ "$dir" = tx ] && sink
 	console_start "$log" "$@"
 	console_wait "accord-guest: init ready" 600 || { echo "bench: $name did not boot" >&2; tail -n 20 "$log" >&2; exit 1; }
 	console_send 'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo U$((1+1))'
 	console_wait "^U2" 60 || { echo "bench: $name: no DHCP" >&2; exit 1; }
-	console_send "dd if=/dev/zero bs=65536 count=$((mib * 16)) 2>/dev/null | nc 10.0.2.2 $port; echo N\$((1+1))"
+	if [ "$dir" = tx ]; then
+		console_send "dd if=/dev/zero bs=65536 count=$((mib * 16)) 2>/dev/null | nc 10.0.2.2 $port; echo N\$((1+1))"
+	else
+		console_send "nc -l -p 5001 >/dev/null; echo N\$((1+1))"
+		# slirp takes the host's connection at once and drops it if the
+		# guest does not listen yet: give nc time to start
+		sleep 3
+		source_to "$fwd"
+	fi
 	console_wait "^N2" 900 || { echo "bench: $name: the transfer did not end" >&2; exit 1; }
 	wait "$sink_pid"
 	console_send 'poweroff -f'
 	console_finish 60
-	read -r bytes secs < <(sed -n 2p "$tmp/sink.out")
-	[ "$bytes" = $((mib * 1048576)) ] || { echo "bench: $name: the sink got $bytes bytes" >&2; exit 1; }
+	read -r bytes secs < <(sed -n '$p' "$tmp/sink.out")
+	[ "$bytes" = $((mib * 1048576)) ] || { echo "bench: $name: $bytes bytes moved" >&2; exit 1; }
 	echo "$bytes $secs" | awk '{ printf "%.3f\n", $1 / $2 / 1e6 }'
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 a=() q=()
 for i in $(seq "$runs"); do
-	a+=("$(run_one accord build/accord run --kernel $K --initrd $I --cmdline "$CMDLINE" --memory 256M \
-		--accel emu --net user)")
+	fwd=$(free_port)
+	a+=("$(run_one accord build/accord run --kernel $K --initrd $I --cmdline "$CMDLINE $GUEST_APPEND" \
+		--memory 256M --accel emu --net "user,hostfwd=tcp:127.0.0.1:$fwd-:5001$NET_OPTS")")
+	fwd=$(free_port)
 	q+=("$(run_one qemu qemu-system-x86_64 -accel tcg -cpu $QEMU_CPU -m 256 -kernel $K -initrd $I \
 		-append "$CMDLINE" -display none -serial stdio -no-reboot -monitor none \
-		-netdev user,id=n0 -device virtio-net-pci,netdev=n0)")
+		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:$fwd-:5001 -device virtio-net-pci,netdev=n0)")
 	printf 'run %d: accord emu %s MB/s, qemu tcg %s MB/s\n' "$i" "${a[-1]}" "${q[-1]}"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ma=$(median "${a[@]}")
 mq=$(median "${q[@]}")
-printf 'guest-to-host TCP over user networking, %d MiB, median of %d: accord emu %.2f MB/s, qemu tcg %.2f MB/s, ratio %.2f\n' \
-	"$mib" "$runs" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"
+what="guest-to-host"
+[ "$dir" = rx ] && what="host-to-guest"
+printf '%s TCP over user networking, %d MiB, median of %d: accord emu (--net user%s%s) %.2f MB/s, qemu tcg %.2f MB/s, ratio %.2f\n' \
+	"$what" "$mib" "$runs" "$NET_OPTS" "${GUEST_APPEND:+, $GUEST_APPEND}" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"

@@ -1174,11 +1174,13 @@ static void test_parse(void)
 	ok(good && c.has_mac && !memcmp(c.mac, "\x52\x41\x43\x01\x02\x03", 6), "mac=52:41:43:01:02:03");
 	ok(!net_parse("tap=actap0", &c) && c.kind == NET_TAP && !strcmp(c.ifname, "actap0") && !c.has_mac,
 	   "tap=actap0");
+	ok(!net_parse("user,offload=off", &c) && c.no_offload && !net_parse("tap=t0,offload=on", &c) && !c.no_offload,
+	   "offload=off and offload=on");
 	static const char *const bad[] = {
 		"", "usr", "user,hostfwd=tcp::80", "user,hostfwd=tcp::0-:80", "user,hostfwd=tcp::65536-:80",
 		"user,hostfwd=sctp::1-:2", "user,hostfwd=tcp:1.2.3:1-:2", "user,hostfwd=tcp::1-:2x",
 		"user,mac=52:41:43:01:02", "user,mac=01:00:5e:00:00:01", "user,mac=52:41:43:01:02:03,mac=52:41:43:01:02:04",
-		"user,bogus=1", "tap=", "tap=a/b", "tap=sixteen-chars-xx", "tap=x,hostfwd=tcp::1-:2", "user,tap=x",
+		"user,bogus=1", "user,offload=no", "tap=", "tap=a/b", "tap=sixteen-chars-xx", "tap=x,hostfwd=tcp::1-:2", "user,tap=x",
 	};
 	int refused = 0, saved = dup(2), null = open("/dev/null", O_WRONLY);
 
@@ -1215,7 +1217,9 @@ int main(void)
 	}
 	pthread_mutex_init(&tb.lock, NULL);
 	tb.nb.ops = &tb_ops;
-	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, mac);
+	struct net_config cfg = { .kind = NET_USER, .has_mac = true };
+	memcpy(cfg.mac, mac, 6);
+	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, &cfg);
 	test_parse();
 	ok(n != NULL && iothread_start(io) == 0, "a virtio-net device on a test backend, I/O thread running");
 	if (n) {

@@ -84,8 +84,8 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return mac[0] & 1 ? -1 : 0;
 }
 
-static const char *USAGE = "expected user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=XX:XX:XX:XX:XX:XX] "
-			   "or tap=NAME[,mac=...]";
+static const char *USAGE = "expected user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=XX:XX:XX:XX:XX:XX]"
+			   "[,offload=off] or tap=NAME[,mac=...][,offload=off]";
 
 int net_parse(const char *spec, struct net_config *cfg)
 {
@@ -114,6 +114,8 @@ int net_parse(const char *spec, struct net_config *cfg)
 				goto bad;
 			}
 			cfg->has_mac = true;
+		} else if (!strcmp(tok, "offload=off") || !strcmp(tok, "offload=on")) {
+			cfg->no_offload = tok[9] == 'f';
 		} else if (!strncmp(tok, "hostfwd=", 8) && cfg->kind == NET_USER) {
 			if (cfg->nfwd == NET_MAX_HOSTFWD) {
 				why = "too many hostfwd= (at most 16)";

@@ -69,7 +69,7 @@ static void fuzz_init(void)
 
 	vfuzz_vm();
 	nb.ops = &tb_ops;
-	if (!io || !virtio_net_create(&vf_vm, vf_bus, io, &nb, NULL))
+	if (!io || !virtio_net_create(&vf_vm, vf_bus, io, &nb, &(struct net_config){ .kind = NET_USER }))
 		abort();
 	vfuzz_attach(1);
 }

@@ -635,7 +635,7 @@ static void net_reset(struct virtio_dev *vd)
 static const struct virtio_dev_ops net_ops = { .notify = net_notify, .reset = net_reset };
 
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
-				     struct net_backend *nb, const uint8_t *mac)
+				     struct net_backend *nb, const struct net_config *cfg)
 {
 	static const uint8_t default_mac[6] = { 0x52, 0x41, 0x43, 0x00, 0x00, 0x00 };
 	static unsigned ndev;
@@ -661,15 +661,16 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	vd->opaque = n;
 	vd->nqueues = 3;
 	vd->features = 1ull << NET_F_MAC | 1ull << NET_F_STATUS | 1ull << NET_F_MRG_RXBUF |
-		       1ull << NET_F_CSUM | 1ull << NET_F_HOST_TSO4 | 1ull << NET_F_HOST_TSO6 |
-		       1ull << NET_F_HOST_ECN | 1ull << NET_F_GUEST_CSUM | 1ull << NET_F_CTRL_VQ |
-		       1ull << NET_F_CTRL_RX | 1ull << NET_F_CTRL_MAC_ADDR;
+		       1ull << NET_F_CTRL_VQ | 1ull << NET_F_CTRL_RX | 1ull << NET_F_CTRL_MAC_ADDR;
+	if (!cfg->no_offload)
+		vd->features |= 1ull << NET_F_CSUM | 1ull << NET_F_HOST_TSO4 | 1ull << NET_F_HOST_TSO6 |
+				1ull << NET_F_HOST_ECN | 1ull << NET_F_GUEST_CSUM;
 	/* large segments for the guest only from a backend that makes them */
-	if (nb->ops->set_rx_offload && (nb->offloads & NET_OFFLOAD_TSO4))
+	if (!cfg->no_offload && nb->ops->set_rx_offload && (nb->offloads & NET_OFFLOAD_TSO4))
 		vd->features |= 1ull << NET_F_GUEST_TSO4 | 1ull << NET_F_GUEST_TSO6 | 1ull << NET_F_GUEST_ECN;
 	ndev++;
-	if (mac) {
-		memcpy(n->mac, mac, 6);
+	if (cfg->has_mac) {
+		memcpy(n->mac, cfg->mac, 6);
 	} else {
 		memcpy(n->mac, default_mac, 6);
 		n->mac[5] = ndev;

@@ -156,13 +156,15 @@ struct virtio_blk_counters {
 };
 void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c);
 
-/* net.c: a virtio-net device on a network backend (src/net/). Frames
- * from the backend are delivered on io's thread. mac NULL: accord's
- * default, 52:41:43:00:00:NN with NN counting the devices from 1. */
+/* net.c: a virtio-net device on a network backend (src/net/), as cfg
+ * (a --net option) says. Frames from the backend are delivered on io's
+ * thread. Without mac=: accord's default, 52:41:43:00:00:NN with NN
+ * counting the devices from 1. */
 struct virtio_net;
 struct iothread;
 struct net_backend;
+struct net_config;
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
-				     struct net_backend *nb, const uint8_t *mac);
+				     struct net_backend *nb, const struct net_config *cfg);
 
 #endif

@@ -327,6 +327,26 @@ static void test_identity(void)
 	}
 }
 
+/* offload=off: a second NIC at 00:02.0 offers none of the offloads */
+static void test_no_offload(void)
+{
+	uint64_t b2, common2 = 0;
+	int n = 0;
+
+	testvm_cfg_write(&vm, 2, 0x10, 0xd0100000, 4);
+	testvm_cfg_write(&vm, 2, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	b2 = testvm_cfg_read(&vm, 2, 0x10, 4) & ~0xfu;
+	for (unsigned c = testvm_cfg_read(&vm, 2, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, 2, c + 1, 1), n++)
+		if (testvm_cfg_read(&vm, 2, c, 1) == 0x09 && testvm_cfg_read(&vm, 2, c + 3, 1) == 1)
+			common2 = b2 + testvm_cfg_read(&vm, 2, c + 8, 4);
+	mmio_w(common2 + 0x00, 0, 4);
+	uint32_t lo = common2 ? mmio_r(common2 + 0x04, 4) : 0;
+	uint32_t offl = F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6 | F_HOST_ECN | F_GUEST_TSO4 |
+			F_GUEST_TSO4 << 1 | F_GUEST_TSO4 << 2;
+	ok(common2 && (lo & (F_MAC | F_CTRL_VQ)) == (F_MAC | F_CTRL_VQ) && !(lo & offl),
+	   "offload=off: a NIC with MAC and CTRL_VQ but no checksum or segmentation offload (%#x)", lo);
+}
+
 static void test_tx(void)
 {
 	uint8_t f[1514];
@@ -1220,10 +1240,17 @@ int main(void)
 	struct net_config cfg = { .kind = NET_USER, .has_mac = true };
 	memcpy(cfg.mac, mac, 6);
 	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, &cfg);
+	static struct net_backend nb2 = { .ops = &tb_ops };
+	struct net_config cfg2 = { .kind = NET_USER, .no_offload = true };
+	struct virtio_net *n2 = virtio_net_create(&vm, bus, io, &nb2, &cfg2);
 	test_parse();
 	ok(n != NULL && iothread_start(io) == 0, "a virtio-net device on a test backend, I/O thread running");
 	if (n) {
 		test_identity();
+		if (n2)
+			test_no_offload();
+		else
+			ok(false, "a second NIC with offload=off");
 		test_tx();
 		test_rx();
 		test_no_mrg();

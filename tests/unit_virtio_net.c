@@ -875,7 +875,8 @@ static int ctrl(uint8_t cls, uint8_t cmd, const void *data, size_t dlen)
 
 	c[0] = cls;
 	c[1] = cmd;
-	memcpy(c + 2, data, dlen);
+	if (dlen)
+		memcpy(c + 2, data, dlen);
 	*gp(CTRLBUF + 0x1000) = 0xee;
 	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 2 + dlen, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(q_desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);

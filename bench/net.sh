@@ -15,10 +15,9 @@
 #   bench/net.sh [RUNS] [MIB] [tx|rx]   (default 3 runs of 16 MiB, tx)
 #
 # Environment, for accord only (QEMU keeps its defaults): NET_OPTS is added
-# to accord's --net user (",offload=off": no offloads at all), GUEST_APPEND
-# to its kernel command line ("virtio_net.csum=0": the guest's driver does
-# without transmit checksum offload and TSO; "virtio_net.gso=0": without
-# TSO; GUEST_CSUM stays).
+# to accord's --net user (",offload=off": no offloads; ",offload=csum":
+# checksum offload both ways, no TSO), GUEST_APPEND to its kernel command
+# line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/console.bash

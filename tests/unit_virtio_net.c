@@ -327,24 +327,34 @@ static void test_identity(void)
 	}
 }
 
-/* offload=off: a second NIC at 00:02.0 offers none of the offloads */
-static void test_no_offload(void)
+/* the device features of the NIC at 00:slot.0 (BAR at bar_at) */
+static uint32_t slot_features(int slot, uint32_t bar_at)
 {
-	uint64_t b2, common2 = 0;
+	uint64_t b, com = 0;
 	int n = 0;
 
-	testvm_cfg_write(&vm, 2, 0x10, 0xd0100000, 4);
-	testvm_cfg_write(&vm, 2, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	b2 = testvm_cfg_read(&vm, 2, 0x10, 4) & ~0xfu;
-	for (unsigned c = testvm_cfg_read(&vm, 2, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, 2, c + 1, 1), n++)
-		if (testvm_cfg_read(&vm, 2, c, 1) == 0x09 && testvm_cfg_read(&vm, 2, c + 3, 1) == 1)
-			common2 = b2 + testvm_cfg_read(&vm, 2, c + 8, 4);
-	mmio_w(common2 + 0x00, 0, 4);
-	uint32_t lo = common2 ? mmio_r(common2 + 0x04, 4) : 0;
-	uint32_t offl = F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6 | F_HOST_ECN | F_GUEST_TSO4 |
-			F_GUEST_TSO4 << 1 | F_GUEST_TSO4 << 2;
-	ok(common2 && (lo & (F_MAC | F_CTRL_VQ)) == (F_MAC | F_CTRL_VQ) && !(lo & offl),
-	   "offload=off: a NIC with MAC and CTRL_VQ but no checksum or segmentation offload (%#x)", lo);
+	testvm_cfg_write(&vm, slot, 0x10, bar_at, 4);
+	testvm_cfg_write(&vm, slot, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	b = testvm_cfg_read(&vm, slot, 0x10, 4) & ~0xfu;
+	for (unsigned c = testvm_cfg_read(&vm, slot, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, slot, c + 1, 1), n++)
+		if (testvm_cfg_read(&vm, slot, c, 1) == 0x09 && testvm_cfg_read(&vm, slot, c + 3, 1) == 1)
+			com = b + testvm_cfg_read(&vm, slot, c + 8, 4);
+	if (!com)
+		return 0;
+	mmio_w(com + 0x00, 0, 4);
+	return mmio_r(com + 0x04, 4);
+}
+
+/* offload=off and offload=csum: NICs at 00:02.0 and 00:03.0 */
+static void test_offload_option(void)
+{
+	uint32_t tso = F_HOST_TSO4 | F_HOST_TSO6 | F_HOST_ECN | F_GUEST_TSO4 | F_GUEST_TSO4 << 1 | F_GUEST_TSO4 << 2;
+	uint32_t off = slot_features(2, 0xd0100000), csum = slot_features(3, 0xd0200000);
+
+	ok((off & (F_MAC | F_CTRL_VQ)) == (F_MAC | F_CTRL_VQ) && !(off & (F_CSUM | F_GUEST_CSUM | tso)),
+	   "offload=off: MAC and CTRL_VQ, no checksum or segmentation offload (%#x)", off);
+	ok((csum & (F_CSUM | F_GUEST_CSUM)) == (F_CSUM | F_GUEST_CSUM) && !(csum & tso),
+	   "offload=csum: CSUM and GUEST_CSUM, no TSO (%#x)", csum);
 }
 
 static void test_tx(void)
@@ -1195,8 +1205,10 @@ static void test_parse(void)
 	ok(good && c.has_mac && !memcmp(c.mac, "\x52\x41\x43\x01\x02\x03", 6), "mac=52:41:43:01:02:03");
 	ok(!net_parse("tap=actap0", &c) && c.kind == NET_TAP && !strcmp(c.ifname, "actap0") && !c.has_mac,
 	   "tap=actap0");
-	ok(!net_parse("user,offload=off", &c) && c.no_offload && !net_parse("tap=t0,offload=on", &c) && !c.no_offload,
-	   "offload=off and offload=on");
+	ok(!net_parse("user,offload=off", &c) && c.offload == NET_OFFLOAD_OFF && !net_parse("tap=t0,offload=csum", &c) &&
+		   c.offload == NET_OFFLOAD_CSUM_ONLY && !net_parse("user,offload=on", &c) && c.offload == NET_OFFLOAD_ON &&
+		   !net_parse("user", &c) && c.offload == NET_OFFLOAD_ON,
+	   "offload=off, csum and on (the default)");
 	static const char *const bad[] = {
 		"", "usr", "user,hostfwd=tcp::80", "user,hostfwd=tcp::0-:80", "user,hostfwd=tcp::65536-:80",
 		"user,hostfwd=sctp::1-:2", "user,hostfwd=tcp:1.2.3:1-:2", "user,hostfwd=tcp::1-:2x",
@@ -1241,17 +1253,18 @@ int main(void)
 	struct net_config cfg = { .kind = NET_USER, .has_mac = true };
 	memcpy(cfg.mac, mac, 6);
 	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, &cfg);
-	static struct net_backend nb2 = { .ops = &tb_ops };
-	struct net_config cfg2 = { .kind = NET_USER, .no_offload = true };
-	struct virtio_net *n2 = virtio_net_create(&vm, bus, io, &nb2, &cfg2);
+	static struct net_backend nb2 = { .ops = &tb_ops }, nb3 = { .ops = &tb_ops };
+	struct net_config cfg2 = { .kind = NET_USER, .offload = NET_OFFLOAD_OFF };
+	struct net_config cfg3 = { .kind = NET_USER, .offload = NET_OFFLOAD_CSUM_ONLY };
+	bool extra = virtio_net_create(&vm, bus, io, &nb2, &cfg2) && virtio_net_create(&vm, bus, io, &nb3, &cfg3);
 	test_parse();
 	ok(n != NULL && iothread_start(io) == 0, "a virtio-net device on a test backend, I/O thread running");
 	if (n) {
 		test_identity();
-		if (n2)
-			test_no_offload();
+		if (extra)
+			test_offload_option();
 		else
-			ok(false, "a second NIC with offload=off");
+			ok(false, "NICs with offload=off and offload=csum");
 		test_tx();
 		test_rx();
 		test_no_mrg();

@@ -85,7 +85,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 }
 
 static const char *USAGE = "expected user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=XX:XX:XX:XX:XX:XX]"
-			   "[,offload=off] or tap=NAME[,mac=...][,offload=off]";
+			   "[,offload=on|csum|off] or tap=NAME[,mac=...][,offload=...]";
 
 int net_parse(const char *spec, struct net_config *cfg)
 {
@@ -114,8 +114,12 @@ int net_parse(const char *spec, struct net_config *cfg)
 				goto bad;
 			}
 			cfg->has_mac = true;
-		} else if (!strcmp(tok, "offload=off") || !strcmp(tok, "offload=on")) {
-			cfg->no_offload = tok[9] == 'f';
+		} else if (!strcmp(tok, "offload=on")) {
+			cfg->offload = NET_OFFLOAD_ON;
+		} else if (!strcmp(tok, "offload=csum")) {
+			cfg->offload = NET_OFFLOAD_CSUM_ONLY;
+		} else if (!strcmp(tok, "offload=off")) {
+			cfg->offload = NET_OFFLOAD_OFF;
 		} else if (!strncmp(tok, "hostfwd=", 8) && cfg->kind == NET_USER) {
 			if (cfg->nfwd == NET_MAX_HOSTFWD) {
 				why = "too many hostfwd= (at most 16)";

@@ -80,13 +80,16 @@ struct net_config {
 	char ifname[16];
 	bool has_mac;
 	uint8_t mac[6];
-	bool no_offload; /* offload=off: the NIC offers its guest no offloads */
+	/* offload=: what the NIC offers its guest. on (the default):
+	 * checksums and segmentation; csum: checksums both ways, no
+	 * segmentation; off: none */
+	enum { NET_OFFLOAD_ON, NET_OFFLOAD_CSUM_ONLY, NET_OFFLOAD_OFF } offload;
 	int nfwd;
 	struct net_hostfwd fwd[NET_MAX_HOSTFWD];
 };
 
-/* "user[,hostfwd=...]...[,mac=...][,offload=off]" or
- * "tap=NAME[,mac=...][,offload=off]"; -1 after one line on stderr */
+/* "user[,hostfwd=...]...[,mac=...][,offload=...]" or
+ * "tap=NAME[,mac=...][,offload=...]"; -1 after one line on stderr */
 int net_parse(const char *spec, struct net_config *cfg);
 /* the backend the configuration names, its fds and timers registered with
  * io; NULL after one line on stderr. The port is set before io starts. */

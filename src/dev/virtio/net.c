@@ -662,11 +662,12 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	vd->nqueues = 3;
 	vd->features = 1ull << NET_F_MAC | 1ull << NET_F_STATUS | 1ull << NET_F_MRG_RXBUF |
 		       1ull << NET_F_CTRL_VQ | 1ull << NET_F_CTRL_RX | 1ull << NET_F_CTRL_MAC_ADDR;
-	if (!cfg->no_offload)
-		vd->features |= 1ull << NET_F_CSUM | 1ull << NET_F_HOST_TSO4 | 1ull << NET_F_HOST_TSO6 |
-				1ull << NET_F_HOST_ECN | 1ull << NET_F_GUEST_CSUM;
+	if (cfg->offload != NET_OFFLOAD_OFF)
+		vd->features |= 1ull << NET_F_CSUM | 1ull << NET_F_GUEST_CSUM;
+	if (cfg->offload == NET_OFFLOAD_ON)
+		vd->features |= 1ull << NET_F_HOST_TSO4 | 1ull << NET_F_HOST_TSO6 | 1ull << NET_F_HOST_ECN;
 	/* large segments for the guest only from a backend that makes them */
-	if (!cfg->no_offload && nb->ops->set_rx_offload && (nb->offloads & NET_OFFLOAD_TSO4))
+	if (cfg->offload == NET_OFFLOAD_ON && nb->ops->set_rx_offload && (nb->offloads & NET_OFFLOAD_TSO4))
 		vd->features |= 1ull << NET_F_GUEST_TSO4 | 1ull << NET_F_GUEST_TSO6 | 1ull << NET_F_GUEST_ECN;
 	ndev++;
 	if (cfg->has_mac) {

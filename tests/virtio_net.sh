@@ -184,11 +184,16 @@ PY
 		grep -q listening "$tmp/dns.log" && break
 		sleep 0.1
 	done
-	if grep -q listening "$tmp/dns.log"; then
-		echo "nameserver $dns_ip" >"$tmp/resolv.conf"
-		runner=(unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$tmp/resolv.conf")
-	else
+	echo "nameserver $dns_ip" >"$tmp/resolv.conf"
+	runner=(unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$tmp/resolv.conf")
+	# a container may refuse a mount namespace even to root
+	seen=$("${runner[@]}" cat /etc/resolv.conf 2>"$tmp/unshare.log")
+	if ! grep -q listening "$tmp/dns.log"; then
+		runner=()
 		dns_why="the test's DNS server did not start: $(head -n 1 "$tmp/dns.log")"
+	elif [ "$seen" != "nameserver $dns_ip" ]; then
+		runner=()
+		dns_why="no mount namespace with our resolv.conf: $(head -n 1 "$tmp/unshare.log")"
 	fi
 fi
 

@@ -14,10 +14,13 @@
 #
 #   bench/net.sh [RUNS] [MIB] [tx|rx]   (default 3 runs of 16 MiB, tx)
 #
-# Environment, for accord only (QEMU keeps its defaults): NET_OPTS is added
-# to accord's --net user (",offload=off": no offloads; ",offload=csum":
-# checksum offload both ways, no TSO), GUEST_APPEND to its kernel command
-# line.
+# Environment: BACKEND=tap (as root) puts both on a TAP interface the
+# script creates (accord --net tap=, QEMU -netdev tap with its vnet header)
+# instead of user networking: the guest gets a static address, the host's
+# side of the interface is the peer, and no hostfwd is involved. For
+# accord only (QEMU keeps its defaults): NET_OPTS is added to accord's
+# --net (",offload=off": no offloads; ",offload=csum": checksum offload
+# both ways, no TSO), GUEST_APPEND to its kernel command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/console.bash
@@ -27,6 +30,7 @@ dir=${3:-tx}
 case $dir in tx | rx) ;; *) echo "bench: direction tx or rx, not '$dir'" >&2; exit 1 ;; esac
 NET_OPTS=${NET_OPTS:-}
 GUEST_APPEND=${GUEST_APPEND:-}
+BACKEND=${BACKEND:-user}
 IMG=build/guest-image-net
 make -s all >/dev/null
 MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >/dev/null 2>&1
@@ -35,7 +39,23 @@ I=$IMG/initrd.cpio.gz
 CMDLINE="console=ttyS0 quiet panic=-1"
 QEMU_CPU=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+tap_if=
+trap 'rm -rf "$tmp"; [ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null' EXIT
+
+# where the host listens and where the guest is reached
+host_addr=127.0.0.1 guest_peer=10.0.2.2
+if [ "$BACKEND" = tap ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "bench: BACKEND=tap needs root" >&2; exit 1; }
+	tap_if=acbench$$
+	net3=$((RANDOM % 200 + 20))
+	host_addr=172.31.$net3.1 guest_peer=172.31.$net3.1 guest_addr=172.31.$net3.2
+	ip tuntap add dev "$tap_if" mode tap
+	ip addr add "$host_addr/24" dev "$tap_if"
+	ip link set "$tap_if" up
+elif [ "$BACKEND" != user ]; then
+	echo "bench: BACKEND user or tap, not '$BACKEND'" >&2
+	exit 1
+fi
 
 # one connection: prints "BYTES SECONDS" from its first byte to EOF
 sink() {
@@ -43,7 +63,7 @@ sink() {
 import socket, sys, time
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], 0))
 s.listen(1)
 print(s.getsockname()[1], flush=True)
 c, _ = s.accept()
@@ -56,7 +76,7 @@ while True:
         t0 = time.monotonic()
     n += len(b)
 print(n, time.monotonic() - t0 if t0 else 0, flush=True)
-' >"$tmp/sink.out" &
+' "$host_addr" >"$tmp/sink.out" &
 	sink_pid=$!
 	for _ in $(seq 50); do
 		port=$(head -n 1 "$tmp/sink.out")
@@ -67,17 +87,17 @@ print(n, time.monotonic() - t0 if t0 else 0, flush=True)
 	exit 1
 }
 
-# the rx direction: sends MIB MiB to 127.0.0.1:$1 (a hostfwd to the guest's
-# nc -l), retrying until the guest listens; prints "BYTES SECONDS" from the
-# first byte to the guest's close
+# the rx direction: sends MIB MiB to $1:$2 (a hostfwd to the guest's nc -l,
+# or the guest on TAP), retrying until the guest listens; prints "BYTES
+# SECONDS" from the first byte to the guest's close
 source_to() {
 	python3 -u -c '
 import socket, sys, time
-port, total = int(sys.argv[1]), int(sys.argv[2])
+addr, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 buf = bytes(1 << 16)
 for _ in range(600):
     try:
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.create_connection((addr, port))
         break
     except OSError:
         time.sleep(0.2)
@@ -89,7 +109,7 @@ s.shutdown(socket.SHUT_WR)
 while s.recv(1 << 16):
     pass
 print(n, time.monotonic() - t0, flush=True)
-' "$1" "$((mib * 1048576))" >"$tmp/sink.out" &
+' "$1" "$2" "$((mib * 1048576))" >"$tmp/sink.out" &
 	sink_pid=$!
 }
 
@@ -101,16 +121,24 @@ run_one() {
 	[ "$dir" = tx ] && sink
 	console_start "$log" "$@"
 	console_wait "accord-guest: init ready" 600 || { echo "bench: $name did not boot" >&2; tail -n 20 "$log" >&2; exit 1; }
-	console_send 'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo U$((1+1))'
+	if [ "$BACKEND" = tap ]; then
+		console_send "ifconfig eth0 $guest_addr netmask 255.255.255.0 up; echo U\$((1+1))"
+	else
+		console_send 'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo U$((1+1))'
+	fi
 	console_wait "^U2" 60 || { echo "bench: $name: no DHCP" >&2; exit 1; }
 	if [ "$dir" = tx ]; then
-		console_send "dd if=/dev/zero bs=65536 count=$((mib * 16)) 2>/dev/null | nc 10.0.2.2 $port; echo N\$((1+1))"
+		console_send "dd if=/dev/zero bs=65536 count=$((mib * 16)) 2>/dev/null | nc $guest_peer $port; echo N\$((1+1))"
 	else
 		console_send "nc -l -p 5001 >/dev/null; echo N\$((1+1))"
 		# slirp takes the host's connection at once and drops it if the
 		# guest does not listen yet: give nc time to start
 		sleep 3
-		source_to "$fwd"
+		if [ "$BACKEND" = tap ]; then
+			source_to "$guest_addr" 5001
+		else
+			source_to 127.0.0.1 "$fwd"
+		fi
 	fi
 	console_wait "^N2" 900 || { echo "bench: $name: the transfer did not end" >&2; exit 1; }
 	wait "$sink_pid"
@@ -128,12 +156,16 @@ free_port() {
 a=() q=()
 for i in $(seq "$runs"); do
 	fwd=$(free_port)
+	anet="user,hostfwd=tcp:127.0.0.1:$fwd-:5001$NET_OPTS"
+	[ "$BACKEND" = tap ] && anet="tap=$tap_if$NET_OPTS"
 	a+=("$(run_one accord build/accord run --kernel $K --initrd $I --cmdline "$CMDLINE $GUEST_APPEND" \
-		--memory 256M --accel emu --net "user,hostfwd=tcp:127.0.0.1:$fwd-:5001$NET_OPTS")")
+		--memory 256M --accel emu --net "$anet")")
 	fwd=$(free_port)
+	qnet="user,id=n0,hostfwd=tcp:127.0.0.1:$fwd-:5001"
+	[ "$BACKEND" = tap ] && qnet="tap,id=n0,ifname=$tap_if,script=no,downscript=no"
 	q+=("$(run_one qemu qemu-system-x86_64 -accel tcg -cpu $QEMU_CPU -m 256 -kernel $K -initrd $I \
 		-append "$CMDLINE" -display none -serial stdio -no-reboot -monitor none \
-		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:$fwd-:5001 -device virtio-net-pci,netdev=n0)")
+		-netdev "$qnet" -device virtio-net-pci,netdev=n0)")
 	printf 'run %d: accord emu %s MB/s, qemu tcg %s MB/s\n' "$i" "${a[-1]}" "${q[-1]}"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
@@ -141,5 +173,5 @@ ma=$(median "${a[@]}")
 mq=$(median "${q[@]}")
 what="guest-to-host"
 [ "$dir" = rx ] && what="host-to-guest"
-printf '%s TCP over user networking, %d MiB, median of %d: accord emu (--net user%s%s) %.2f MB/s, qemu tcg %.2f MB/s, ratio %.2f\n' \
-	"$what" "$mib" "$runs" "$NET_OPTS" "${GUEST_APPEND:+, $GUEST_APPEND}" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"
+printf '%s TCP over %s, %d MiB, median of %d: accord emu (--net %s%s%s) %.2f MB/s, qemu tcg %.2f MB/s, ratio %.2f\n' \
+	"$what" "$BACKEND" "$mib" "$runs" "$BACKEND" "$NET_OPTS" "${GUEST_APPEND:+, $GUEST_APPEND}" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"

@@ -220,7 +220,7 @@ static bool rx_settle(struct virtio_net *n, struct rx_frame *f)
 	return true;
 }
 
-enum { RX_WAIT, RX_DONE, RX_TOO_BIG, RX_BROKEN };
+enum { RX_WAIT, RX_DONE, RX_TOO_BIG, RX_FILTERED, RX_BROKEN };
 
 /* Put one frame into the guest's receive buffers: one chain, or with
  * MRG_RXBUF as many as it takes. Nothing is published until the frame is
@@ -297,14 +297,12 @@ static void rx_flush(struct virtio_net *n)
 		struct rx_frame *f = n->rxq_head;
 		int rc;
 
-		if (f->len < ETH_HLEN || !rx_accept(n, f->data)) {
-			n->rx_filtered++;
+		if (f->len < ETH_HLEN || !rx_accept(n, f->data))
+			rc = RX_FILTERED;
+		else if (!rx_settle(n, f))
 			rc = RX_TOO_BIG;
-		} else if (!rx_settle(n, f)) {
-			rc = RX_TOO_BIG;
-		} else {
+		else
 			rc = rx_put(n, f, &irq);
-		}
 		if (rc == RX_WAIT)
 			break;
 		if (rc == RX_BROKEN) {
@@ -314,6 +312,8 @@ static void rx_flush(struct virtio_net *n)
 		if (rc == RX_DONE) {
 			n->rx_frames++;
 			n->rx_bytes += f->len;
+		} else if (rc == RX_FILTERED) {
+			n->rx_filtered++;
 		} else {
 			n->rx_dropped++;
 		}
@@ -572,7 +572,7 @@ static void ctrl_drain(struct virtio_net *n)
 		uint8_t ack;
 
 		/* the driver must leave room for the ack */
-		if (!r->nw) {
+		if (!r->wlen) {
 			rc = -1;
 			break;
 		}

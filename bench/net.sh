@@ -40,7 +40,8 @@ CMDLINE="console=ttyS0 quiet panic=-1"
 QEMU_CPU=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16
 tmp=$(mktemp -d)
 tap_if=
-trap 'rm -rf "$tmp"; [ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null' EXIT
+sink_pid=
+trap 'rm -rf "$tmp"; [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null; [ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null' EXIT
 
 # where the host listens and where the guest is reached
 host_addr=127.0.0.1 guest_peer=10.0.2.2

@@ -10,7 +10,9 @@
 #    hostfwd, takes MIB MiB of zeros from the host, which times from its
 #    first byte to the guest's close after the end of the stream.
 # Prints each run, the medians and the ratio accord / QEMU (above 1.0:
-# accord is faster).
+# accord is faster), and the CPU time the VMM process (every thread) used
+# per MiB during the transfer, which a loaded machine disturbs less than
+# the wall-clock rate.
 #
 #   bench/net.sh [RUNS] [MIB] [tx|rx]   (default 3 runs of 16 MiB, tx)
 #
@@ -114,7 +116,12 @@ print(n, time.monotonic() - t0, flush=True)
 	sink_pid=$!
 }
 
-# run_one NAME COMMAND...: boot, configure, transfer; prints MB/s. For rx,
+# the CPU time of process $1 so far, in clock ticks
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# run_one NAME COMMAND...: boot, configure, transfer; prints "MB/s CPU-ms/MiB". For rx,
 # the command forwards 127.0.0.1:$fwd to the guest's port 5001.
 run_one() {
 	local name=$1 log=$tmp/$1.log
@@ -128,6 +135,8 @@ run_one() {
 		console_send 'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo U$((1+1))'
 	fi
 	console_wait "^U2" 60 || { echo "bench: $name: no DHCP" >&2; exit 1; }
+	local c0 c1
+	c0=$(cpu_ticks "$CONSOLE_PID")
 	if [ "$dir" = tx ]; then
 		console_send "dd if=/dev/zero bs=65536 count=$((mib * 16)) 2>/dev/null | nc $guest_peer $port; echo N\$((1+1))"
 	else
@@ -142,12 +151,14 @@ run_one() {
 		fi
 	fi
 	console_wait "^N2" 900 || { echo "bench: $name: the transfer did not end" >&2; exit 1; }
+	c1=$(cpu_ticks "$CONSOLE_PID")
 	wait "$sink_pid"
 	console_send 'poweroff -f'
 	console_finish 60
 	read -r bytes secs < <(sed -n '$p' "$tmp/sink.out")
 	[ "$bytes" = $((mib * 1048576)) ] || { echo "bench: $name: $bytes bytes moved" >&2; exit 1; }
-	echo "$bytes $secs" | awk '{ printf "%.3f\n", $1 / $2 / 1e6 }'
+	echo "$bytes $secs $((c1 - c0)) $(getconf CLK_TCK)" |
+		awk '{ printf "%.3f %.0f\n", $1 / $2 / 1e6, $3 / $4 * 1000 / ($1 / 1048576) }'
 }
 
 free_port() {
@@ -167,12 +178,21 @@ for i in $(seq "$runs"); do
 	q+=("$(run_one qemu qemu-system-x86_64 -accel tcg -cpu $QEMU_CPU -m 256 -kernel $K -initrd $I \
 		-append "$CMDLINE" -display none -serial stdio -no-reboot -monitor none \
 		-netdev "$qnet" -device virtio-net-pci,netdev=n0)")
-	printf 'run %d: accord emu %s MB/s, qemu tcg %s MB/s\n' "$i" "${a[-1]}" "${q[-1]}"
+	printf 'run %d: accord emu %s MB/s (%s CPU-ms/MiB), qemu tcg %s MB/s (%s CPU-ms/MiB)\n' "$i" \
+		${a[-1]} ${q[-1]}
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-ma=$(median "${a[@]}")
-mq=$(median "${q[@]}")
+# median FIELD RUN...: the median of field FIELD (1: MB/s, 2: CPU-ms/MiB)
+median() {
+	local f=$1
+	shift
+	printf '%s\n' "$@" | awk -v f="$f" '{ print $f }' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+ma=$(median 1 "${a[@]}")
+mq=$(median 1 "${q[@]}")
+ca=$(median 2 "${a[@]}")
+cq=$(median 2 "${q[@]}")
 what="guest-to-host"
 [ "$dir" = rx ] && what="host-to-guest"
 printf '%s TCP over %s, %d MiB, median of %d: accord emu (--net %s%s%s) %.2f MB/s, qemu tcg %.2f MB/s, ratio %.2f\n' \
 	"$what" "$BACKEND" "$mib" "$runs" "$BACKEND" "$NET_OPTS" "${GUEST_APPEND:+, $GUEST_APPEND}" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"
+printf 'CPU time of the VMM process per MiB moved, median: accord %s ms, qemu %s ms\n' "$ca" "$cq"

@@ -325,8 +325,9 @@ static int cmd_run(int argc, char **argv)
 	/* Hyper-V guests find their disks on VMBus (storvsc), as on Hyper-V;
 	 * KVM guests on virtio-blk */
 	struct vmbus *vmbus = NULL;
+	struct hv_util *hv_util = NULL;
 	if (personality == PERSONALITY_HYPERV &&
-	    (!(vmbus = vmbus_create(vm)) || !hv_util_create(vmbus, vm, true))) {
+	    (!(vmbus = vmbus_create(vm)) || !(hv_util = hv_util_create(vmbus, vm, true)))) {
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
@@ -388,6 +389,7 @@ static int cmd_run(int argc, char **argv)
 		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
 		.accel = accel, .personality = personality == PERSONALITY_HYPERV ? "hyperv" : "kvm", .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
 		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
+		.hv_util = hv_util,
 	};
 	if (api_start(vm, api_socket, &api_cfg) < 0) {
 		console_stop();

@@ -22,6 +22,8 @@ enum {
 };
 
 /* the machine configuration accord run was started with (GET /vm/config) */
+struct hv_util;
+
 struct api_vm_config {
 	const char *name;
 	const char *kernel, *initrd, *cmdline;
@@ -35,6 +37,7 @@ struct api_vm_config {
 	char *const *disk_path;
 	const bool *disk_ro;
 	struct virtio_blk *const *disk_dev; /* for their counters */
+	struct hv_util *hv_util; /* --personality hyperv: shutdown and KVP; else NULL */
 };
 
 /* VM names: 1 to 64 of [A-Za-z0-9._-], not starting with a dot; prints

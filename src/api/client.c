@@ -210,6 +210,12 @@ static int cmd_action(const char *action, const char *name)
 		snprintf(who, sizeof(who), "%s %s", action, name);
 		print_error(who, status, reply);
 		ret = API_EXIT_REFUSED;
+	} else if (status == 200 && reply) {
+		/* shutdown says how the guest was asked */
+		struct json_object *o = json_tokener_parse(reply);
+		if (o && json_object_is_type(o, json_type_object))
+			printf("%s: %s requested (%s)\n", name, action, jget(o, "method"));
+		json_object_put(o);
 	}
 	free(reply);
 	return ret;

@@ -22,6 +22,7 @@
 #include "api/http.h"
 #include "api/internal.h"
 #include "dev/devices.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
@@ -225,6 +226,37 @@ static struct json_object *get_counters(void)
 	return o;
 }
 
+static void kvp_add(void *arg, const char *key, const char *value)
+{
+	json_object_object_add(arg, key, json_object_new_string(value));
+}
+
+/* what the guest's KVP daemon reported in the last complete enumeration */
+static struct json_object *get_kvp(void)
+{
+	struct hv_util *h = api.cfg->hv_util;
+	struct hv_util_state st = { 0 };
+	struct json_object *o = json_object_new_object(), *pools = json_object_new_object();
+	struct json_object *autop = json_object_new_object(), *guest = json_object_new_object();
+	char ver[16] = "";
+
+	if (h) {
+		hv_util_status(h, &st);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_AUTO, kvp_add, autop);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_GUEST, kvp_add, guest);
+		if (st.kvp_ready)
+			snprintf(ver, sizeof(ver), "%u.%u", st.kvp_version & 0xffff, st.kvp_version >> 16);
+	}
+	json_object_object_add(o, "available", json_object_new_boolean(h != NULL));
+	json_object_object_add(o, "connected", json_object_new_boolean(st.kvp_ready));
+	json_object_object_add(o, "version", ver[0] ? json_object_new_string(ver) : NULL);
+	json_object_object_add(o, "enumerations", json_object_new_int64((int64_t)st.kvp_rounds));
+	json_object_object_add(pools, "auto", autop);
+	json_object_object_add(pools, "guest", guest);
+	json_object_object_add(o, "pools", pools);
+	return o;
+}
+
 const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
 {
 	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
@@ -286,7 +318,7 @@ out:
 
 /* Returns the HTTP status; err holds the message of an error. An action
  * that ends the VM is left in *end for after the reply went out. */
-static int do_action(const char *action, int *end, char *err, size_t errlen)
+static int do_action(const char *action, int *end, const char **method, char *err, size_t errlen)
 {
 	struct vm *vm = api.vm;
 	if (vm->exit_reason) {
@@ -316,19 +348,28 @@ static int do_action(const char *action, int *end, char *err, size_t errlen)
 		vm_resume(vm);
 		return 204;
 	}
-	/* shutdown: the ACPI power button */
+	/* shutdown: the Hyper-V shutdown service when the guest has it,
+	 * else the ACPI power button */
 	if (vm->paused) {
-		snprintf(err, errlen, "the VM is paused: resume it first, or the guest cannot see the button");
+		snprintf(err, errlen, "the VM is paused: resume it first, or the guest cannot see the request");
 		return 409;
+	}
+	if (api.cfg->hv_util && hv_util_shutdown(api.cfg->hv_util) == 0) {
+		*method = "hyperv-shutdown-service";
+		return 200;
 	}
 	pthread_mutex_lock(&vm->io_lock);
 	int rc = vm->acpipm ? acpipm_power_button(vm->acpipm) : -1;
 	pthread_mutex_unlock(&vm->io_lock);
 	if (rc < 0) {
-		snprintf(err, errlen, "the guest has not enabled the ACPI power button (PWRBTN_EN): it would not notice");
+		snprintf(err, errlen, "%s",
+			 api.cfg->hv_util ? "the guest has neither the Hyper-V shutdown service (hv_utils) open nor the "
+					    "ACPI power button (PWRBTN_EN) enabled: it would not notice"
+					  : "the guest has not enabled the ACPI power button (PWRBTN_EN): it would not notice");
 		return 409;
 	}
-	return 204;
+	*method = "acpi-power-button";
+	return 200;
 }
 
 struct route {
@@ -340,6 +381,7 @@ static const struct route routes[] = {
 	{ "/vm", "GET" },
 	{ "/vm/config", "GET" },
 	{ "/vm/counters", "GET" },
+	{ "/vm/kvp", "GET" },
 	{ "/vm/actions", "PUT" },
 };
 
@@ -370,6 +412,8 @@ static void handle(int fd, const struct http_request *req)
 		reply_json(fd, 200, get_config(), ka);
 	else if (!strcmp(r->path, "/vm/counters"))
 		reply_json(fd, 200, get_counters(), ka);
+	else if (!strcmp(r->path, "/vm/kvp"))
+		reply_json(fd, 200, get_kvp(), ka);
 	else {
 		char err[200];
 		const char *action = api_parse_action(req->body, req->body_len, err, sizeof(err));
@@ -378,11 +422,18 @@ static void handle(int fd, const struct http_request *req)
 			return;
 		}
 		int end = 0;
-		int status = do_action(action, &end, err, sizeof(err));
-		if (status >= 400)
+		const char *method = NULL;
+		int status = do_action(action, &end, &method, err, sizeof(err));
+		if (status >= 400) {
 			reply_error(fd, status, err, ka, NULL);
-		else
+		} else if (method) {
+			struct json_object *o = json_object_new_object();
+			json_object_object_add(o, "action", json_object_new_string(action));
+			json_object_object_add(o, "method", json_object_new_string(method));
+			reply_json(fd, status, o, ka);
+		} else {
 			reply(fd, status, NULL, ka, NULL);
+		}
 		if (end == VM_STOPPED)
 			vm_request_exit(api.vm, VM_STOPPED, 0, "stopped through the control API");
 		else if (end == VM_RESET)

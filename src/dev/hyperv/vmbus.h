@@ -123,15 +123,35 @@ struct storvsc *storvsc_create(struct vmbus *vb, const char *path, bool ro);
 /* hot removal: the guest sees the channel rescinded; the image is closed */
 void storvsc_remove(struct storvsc *s);
 
-/* util.c: the shutdown and heartbeat integration services, and a thread
- * that sends the heartbeat once a second and, with handle_sigterm, turns
- * SIGTERM into a shutdown request. NULL after one line on stderr. */
+/* util.c: the integration services (shutdown, heartbeat, time sync, KVP)
+ * and a thread that sends the heartbeat once a second, time samples and
+ * KVP enumerations and, with handle_sigterm, turns SIGTERM into a
+ * shutdown request. NULL after one line on stderr. */
 struct hv_util;
 struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigterm);
 /* ask the guest to shut down: 0, or -1 when its shutdown channel is not
  * open and negotiated */
 int hv_util_shutdown(struct hv_util *h);
+struct hv_util_state {
+	bool shutdown_ready, kvp_ready;  /* open and negotiated */
+	uint32_t kvp_version, timesync_version; /* negotiated (major | minor << 16), or 0 */
+	uint64_t heartbeats;   /* answered correctly */
+	uint64_t time_samples; /* time messages the guest acknowledged */
+	uint64_t kvp_rounds;   /* complete enumerations of the pools */
+};
+void hv_util_status(struct hv_util *h, struct hv_util_state *st);
 /* heartbeats the guest answered correctly */
 uint64_t hv_util_heartbeats(struct hv_util *h);
+/* the KVP pools (enum hv_kvp_exchg_pool); the host enumerates the auto
+ * and guest pools, at most HV_KVP_MAX_PAIRS pairs each */
+#define HV_KVP_POOL_EXTERNAL 0
+#define HV_KVP_POOL_GUEST 1
+#define HV_KVP_POOL_AUTO 2
+#define HV_KVP_POOL_COUNT 5
+#define HV_KVP_MAX_PAIRS 64
+/* each pair of pool from the last complete enumeration (UTF-8), under
+ * the bus lock */
+void hv_util_kvp_foreach(struct hv_util *h, unsigned pool, void (*fn)(void *arg, const char *key, const char *value),
+			 void *arg);
 
 #endif

@@ -25,6 +25,8 @@ MIB=1048576
 SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
 SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
 HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
+TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
+KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -72,9 +74,9 @@ if grep -q "hv_vmbus: Vmbus version:5.3" <(tr -d '\r' <"$log"); then
 else
 	tap_not_ok "hv_vmbus connects at VMBus protocol 5.3" "$(grep -a hv_vmbus "$log" | head -n 3)"
 fi
-console_check "/sys/bus/vmbus/devices: shutdown, heartbeat and two SCSI channels" \
+console_check "/sys/bus/vmbus/devices: shutdown, heartbeat, time sync, KVP and two SCSI channels" \
 	'echo V$((1+1)) $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c) V$((2+1))' \
-	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 2 \{$SCSI_CLASS\} V3"
+	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 1 \{$TIMESYNC_CLASS\} 1 \{$KVP_CLASS\} 2 \{$SCSI_CLASS\} V3"
 if grep -q "Heartbeat IC version 3.0" <(tr -d '\r' <"$log") && grep -q "Shutdown IC version 3.0" <(tr -d '\r' <"$log"); then
 	tap_ok "hv_utils negotiates heartbeat and shutdown at IC version 3.0"
 else

@@ -217,7 +217,8 @@ static bool guest_send(struct gchan *c, uint16_t type, uint64_t trans, const voi
 		return false;
 	desc[0] = type;
 	desc[2] = off8;
-	desc[4] = total / 8;
+	desc[4] = (uint8_t)(total / 8);
+	desc[5] = (uint8_t)(total / 8 >> 8);
 	desc[6] = 1;
 	memcpy(desc + 8, &trans, 8);
 	ring_copy(c, true, w, desc, 16, true);
@@ -1095,7 +1096,7 @@ static void test_timesync(void)
 	ic = ic_recv(&ch5, &len, &trans);
 	t = now_1601();
 	ref = hv_ref_time(&vm);
-	ok(ic && ic[12] == 4 && len == 28 + 24 && ic[28 + 16] == 1,
+	ok(ic && ic[12] == 4 && len == 56 && ic[28 + 16] == 1,
 	   "once negotiated at 4.0: ICMSGTYPE_TIMESYNC with ICTIMESYNCFLAG_SYNC (ictimesync_ref_data)");
 	if (ic) {
 		uint64_t host, vmref;
@@ -1120,7 +1121,7 @@ static void test_timesync(void)
 	ok(reopen(&ch5) == 0, "the guest reopens the time sync channel");
 	ic_agree(&ch5, IC_VER(3, 0), IC_VER(3, 0));
 	ic = ic_recv(&ch5, &len, &trans);
-	ok(ic && ic[12] == 4 && len == 28 + 25 && ic[28 + 24] == 1 && !get32(ic + 36) && !get32(ic + 40),
+	ok(ic && ic[12] == 4 && len == 56 && ic[28 + 24] == 1 && !get32(ic + 36) && !get32(ic + 40),
 	   "negotiated at 3.0: SYNC in ictimesync_data (childtime and round trip 0)");
 }
 
@@ -1145,7 +1146,7 @@ static bool kvp_reply(uint8_t pool, uint32_t index, const uint16_t *key, const u
 
 	if (!ic)
 		return false;
-	put32(ic + 16, status);
+	put32(ic + 20, status);
 	if (!status) {
 		put32(ic + 36, 1);
 		put32(ic + 40, utf16(ic + 48, key));

@@ -160,6 +160,7 @@ static int cmd_run(int argc, char **argv)
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	struct virtio_blk *disk_dev[MAX_DISKS];
+	struct storvsc *disk_storvsc[MAX_DISKS] = { 0 };
 	int ndisks = 0;
 	bool rng = false, virtio_console = false;
 	/* the control API */
@@ -334,7 +335,8 @@ static int cmd_run(int argc, char **argv)
 	for (int i = 0; i < ndisks; i++) {
 		if (vmbus) {
 			disk_dev[i] = NULL;
-			if (!storvsc_create(vmbus, disk_path[i], disk_ro[i])) {
+			disk_storvsc[i] = storvsc_create(vmbus, disk_path[i], disk_ro[i]);
+			if (!disk_storvsc[i]) {
 				console_stop();
 				return EXIT_BAD_IMAGE;
 			}
@@ -389,6 +391,7 @@ static int cmd_run(int argc, char **argv)
 		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
 		.accel = accel, .personality = personality == PERSONALITY_HYPERV ? "hyperv" : "kvm", .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
 		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
+		.disk_storvsc = disk_storvsc,
 		.hv_util = hv_util,
 	};
 	if (api_start(vm, api_socket, &api_cfg) < 0) {

@@ -23,6 +23,7 @@ enum {
 
 /* the machine configuration accord run was started with (GET /vm/config) */
 struct hv_util;
+struct storvsc;
 
 struct api_vm_config {
 	const char *name;
@@ -37,6 +38,7 @@ struct api_vm_config {
 	char *const *disk_path;
 	const bool *disk_ro;
 	struct virtio_blk *const *disk_dev; /* for their counters */
+	struct storvsc *const *disk_storvsc; /* the same with --personality hyperv */
 	struct hv_util *hv_util; /* --personality hyperv: shutdown and KVP; else NULL */
 };
 

@@ -200,9 +200,19 @@ static struct json_object *get_counters(void)
 		struct virtio_blk_counters c;
 		struct json_object *d = json_object_new_object();
 		json_object_object_add(d, "path", json_object_new_string(api.cfg->disk_path[i]));
-		/* storvsc disks (--personality hyperv) keep no counters yet */
+		/* storvsc disks (--personality hyperv) */
 		if (!api.cfg->disk_dev[i]) {
+			struct storvsc_counters sc = { 0 };
+			if (api.cfg->disk_storvsc && api.cfg->disk_storvsc[i])
+				storvsc_counters(api.cfg->disk_storvsc[i], &sc);
 			json_object_object_add(d, "bus", json_object_new_string("vmbus"));
+			json_object_object_add(d, "reads", json_object_new_int64((int64_t)sc.reads));
+			json_object_object_add(d, "writes", json_object_new_int64((int64_t)sc.writes));
+			json_object_object_add(d, "flushes", json_object_new_int64((int64_t)sc.flushes));
+			json_object_object_add(d, "unmaps", json_object_new_int64((int64_t)sc.unmaps));
+			json_object_object_add(d, "io_errors", json_object_new_int64((int64_t)sc.io_errors));
+			json_object_object_add(d, "read_bytes", json_object_new_int64((int64_t)sc.read_bytes));
+			json_object_object_add(d, "write_bytes", json_object_new_int64((int64_t)sc.write_bytes));
 			json_object_array_add(disks, d);
 			continue;
 		}

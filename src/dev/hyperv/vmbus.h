@@ -120,6 +120,11 @@ int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_s
 /* storvsc.c: a SCSI disk on a raw image; NULL after one line on stderr */
 struct storvsc;
 struct storvsc *storvsc_create(struct vmbus *vb, const char *path, bool ro);
+/* completed requests and their bytes (the control API); locks the bus */
+struct storvsc_counters {
+	uint64_t reads, writes, flushes, unmaps, io_errors, read_bytes, write_bytes;
+};
+void storvsc_counters(struct storvsc *s, struct storvsc_counters *c);
 /* hot removal: the guest sees the channel rescinded; the image is closed */
 void storvsc_remove(struct storvsc *s);
 

@@ -328,7 +328,7 @@ static int cmd_run(int argc, char **argv)
 	struct vmbus *vmbus = NULL;
 	struct hv_util *hv_util = NULL;
 	if (personality == PERSONALITY_HYPERV &&
-	    (!(vmbus = vmbus_create(vm)) || !(hv_util = hv_util_create(vmbus, vm, true)))) {
+	    (!(vmbus = vmbus_create(vm)) || !(hv_util = hv_util_create(vmbus, vm, HV_UTIL_THREAD | HV_UTIL_SIGTERM)))) {
 		console_stop();
 		return EXIT_VM_FAILED;
 	}

@@ -973,7 +973,7 @@ static void test_util(void)
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	next_msg(&len);
-	u = util = hv_util_create(vb, &vm, false);
+	u = util = hv_util_create(vb, &vm, HV_UTIL_THREAD);
 	ok(u != NULL, "the shutdown, heartbeat, time sync and KVP services");
 	if (!u)
 		return;

@@ -156,6 +156,7 @@ struct hv_util {
 	uint64_t kvp_rounds;
 	struct kvp_pool kvp_pool[HV_KVP_POOL_COUNT], kvp_next;
 	uint8_t out[IC_MAX], kvp_req[KVP_MSG_LEN];
+	unsigned tick;
 	int pipe[2];
 	pthread_t thread;
 };
@@ -533,12 +534,14 @@ int hv_util_shutdown(struct hv_util *h)
 
 /* once a second: the heartbeat, every 5 s a time sample, every 10 s a
  * new KVP enumeration */
-static void util_tick(struct hv_util *h, unsigned tick)
+void hv_util_tick(struct hv_util *h)
 {
 	struct util_chan *u = &h->chan[UTIL_HEARTBEAT];
 	uint8_t b[8 + 32] = { 0 };
+	unsigned tick;
 
 	vmbus_lock(h->vb);
+	tick = ++h->tick;
 	if (chan_ready(u)) {
 		u->seq += 2;
 		put64(b, u->seq);
@@ -571,7 +574,7 @@ static void *util_thread(void *arg)
 	struct hv_util *h = arg;
 	struct pollfd p = { .fd = h->pipe[0], .events = POLLIN };
 	struct timespec next;
-	unsigned tick = 0, terms = 0;
+	unsigned terms = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	while (!h->vm->exit_reason) {
@@ -595,14 +598,14 @@ static void *util_thread(void *arg)
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec > next.tv_sec || (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec)) {
-			util_tick(h, ++tick);
+			hv_util_tick(h);
 			next.tv_sec++;
 		}
 	}
 	return NULL;
 }
 
-struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigterm)
+struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, unsigned flags)
 {
 	struct hv_util *h = calloc(1, sizeof(*h));
 	uint8_t instance[16] = { 0x61, 0x63, 0x63, 0x6f, 0x72, 0x64, 0x00, 0x40, 0x80, 0x49, 0x43 };
@@ -625,12 +628,14 @@ struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigt
 		if (!u->ch)
 			return NULL;
 	}
+	if (!(flags & HV_UTIL_THREAD))
+		return h;
 	if (pthread_create(&h->thread, NULL, util_thread, h)) {
 		fprintf(stderr, "accord: cannot start the integration services thread\n");
 		return NULL;
 	}
 	pthread_detach(h->thread);
-	if (handle_sigterm) {
+	if (flags & HV_UTIL_SIGTERM) {
 		sig_fd = h->pipe[1];
 		signal(SIGTERM, on_sigterm);
 	}

@@ -128,12 +128,17 @@ void storvsc_counters(struct storvsc *s, struct storvsc_counters *c);
 /* hot removal: the guest sees the channel rescinded; the image is closed */
 void storvsc_remove(struct storvsc *s);
 
-/* util.c: the integration services (shutdown, heartbeat, time sync, KVP)
- * and a thread that sends the heartbeat once a second, time samples and
- * KVP enumerations and, with handle_sigterm, turns SIGTERM into a
- * shutdown request. NULL after one line on stderr. */
+/* util.c: the integration services (shutdown, heartbeat, time sync, KVP).
+ * With HV_UTIL_THREAD a thread runs hv_util_tick once a second and, with
+ * HV_UTIL_SIGTERM too, turns SIGTERM into a shutdown request. NULL after
+ * one line on stderr. */
 struct hv_util;
-struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigterm);
+#define HV_UTIL_THREAD 1
+#define HV_UTIL_SIGTERM 2
+struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, unsigned flags);
+/* one second's work: the heartbeat, every 5th a time sample, every 10th
+ * a KVP enumeration (when none is under way); locks the bus */
+void hv_util_tick(struct hv_util *h);
 /* ask the guest to shut down: 0, or -1 when its shutdown channel is not
  * open and negotiated */
 int hv_util_shutdown(struct hv_util *h);

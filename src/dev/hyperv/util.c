@@ -208,8 +208,9 @@ static bool chan_ready(const struct util_chan *u)
 	return u->ch->open && !u->ch->broken && u->negotiated;
 }
 
-/* a request from the host: pipe header, icmsg header, body */
-static void ic_send(struct util_chan *u, uint16_t type, const void *body, uint16_t len)
+/* a request from the host: pipe header, icmsg header, body; 0, or -1
+ * when the guest's ring has no room or the channel is stopped */
+static int ic_send(struct util_chan *u, uint16_t type, const void *body, uint16_t len)
 {
 	uint8_t *m = u->h->out;
 	/* before the negotiation, the best versions on offer */
@@ -225,8 +226,10 @@ static void ic_send(struct util_chan *u, uint16_t type, const void *body, uint16
 	m[IC_PIPE_LEN + 16] = (uint8_t)u->trans;
 	m[IC_FLAGS] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_REQUEST;
 	memcpy(m + IC_HDR, body, len);
-	if (vmbus_chan_send(u->ch, VMBUS_PKT_INBAND, VMBUS_PKT_F_COMPLETION, ++u->trans, m, IC_HDR + len) == 0)
-		u->waiting = type;
+	if (vmbus_chan_send(u->ch, VMBUS_PKT_INBAND, VMBUS_PKT_F_COMPLETION, ++u->trans, m, IC_HDR + len))
+		return -1;
+	u->waiting = type;
+	return 0;
 }
 
 /* struct icmsg_negotiate: the framework versions, then the service's;
@@ -328,7 +331,9 @@ static void kvp_request(struct hv_util *h)
 	b[0] = KVP_OP_ENUMERATE;
 	b[1] = kvp_pools[h->kvp_step];
 	put32(b + KVP_INDEX, h->kvp_index);
-	ic_send(&h->chan[UTIL_KVP], ICMSGTYPE_KVPEXCHANGE, b, KVP_MSG_LEN);
+	/* no room: the next tick starts over */
+	if (ic_send(&h->chan[UTIL_KVP], ICMSGTYPE_KVPEXCHANGE, b, KVP_MSG_LEN))
+		h->kvp_running = false;
 }
 
 static void kvp_start(struct hv_util *h)

@@ -10,7 +10,8 @@
 # driver unbound and bound again); the 5-second SAMPLEs keep coming and the
 # PTP clock reads the host's time from them; the guest's hv_kvp_daemon answers the host's
 # enumeration: GET /vm/kvp shows the guest's host name, OS name and version
-# and a pair a guest program wrote to the guest pool; then `accord shutdown`
+# and a pair a guest program wrote to the guest pool; a pair the host sets
+# through PUT /vm/kvp/external reaches the daemon's pool file; then `accord shutdown`
 # powers the guest off through the shutdown service (said in its reply)
 # and accord ends with status 0.
 #
@@ -47,6 +48,11 @@ fi
 sock=$tmp/api.sock
 kvp() {
 	curl -s --max-time 10 --unix-socket "$sock" http://localhost/vm/kvp
+}
+# kvp_put BODY: PUT /vm/kvp/external, the HTTP status
+kvp_put() {
+	curl -s -o /dev/null -w '%{http_code}' --max-time 10 --unix-socket "$sock" -X PUT \
+		-H 'Content-Type: application/json' -d "$1" http://localhost/vm/kvp/external
 }
 # kvp_get FILE EXPR: a python expression on the parsed reply j
 kvp_get() {
@@ -121,6 +127,8 @@ if [ "$(kvp_get "$tmp/kvp0.json" 'j["available"], j["connected"], len(j["pools"]
 else
 	tap_not_ok "GET /vm/kvp before the daemon" "$(head -c 300 "$tmp/kvp0.json")"
 fi
+st=$(kvp_put '{"key":"HostKey","value":"v"}')
+[ "$st" = 409 ] && tap_ok "PUT /vm/kvp/external before the daemon: 409" || tap_not_ok "PUT /vm/kvp/external before the daemon: 409" "got $st"
 # what the daemon reports: the host name, /etc/os-release; the name is
 # resolved through /etc/hosts; a guest program adds a pair to pool 1 (the
 # pool file's records: a 512-byte key and a 2048-byte value)
@@ -156,6 +164,26 @@ if [ "$(kvp_get "$tmp/kvp.json" 'j["pools"]["guest"]')" = "{'GuestKey': 'guest-v
 else
 	tap_not_ok "GET /vm/kvp: the guest pool" "$(head -c 600 "$tmp/kvp.json")"
 fi
+
+# a SET from the host into the guest's external pool: the guest's daemon
+# keeps it in .kvp_pool_0, and the next enumeration shows it
+st=$(kvp_put '{"key":"HostKey","value":"from the host \u00e9"}')
+bad=$(kvp_put '{"key":"HostKey"}')$(kvp_put '{"key":"","value":"v"}')
+for _ in $(seq 1 60); do
+	kvp >"$tmp/kvp2.json"
+	[ "$(kvp_get "$tmp/kvp2.json" 'j["pools"]["external"].get("HostKey")')" = "from the host é" ] && break
+	sleep 2
+done
+if [ "$st" = 204 ] && [ "$(kvp_get "$tmp/kvp2.json" 'j["pools"]["external"], j["sets"]')" = \
+	"({'HostKey': 'from the host é'}, {'done': 1, 'failed': 0, 'pending': 0})" ]; then
+	tap_ok "PUT /vm/kvp/external: 204, the guest stores the pair, GET /vm/kvp shows it in the external pool"
+else
+	tap_not_ok "PUT /vm/kvp/external" "status $st: $(head -c 600 "$tmp/kvp2.json")"
+fi
+[ "$bad" = 400400 ] && tap_ok "PUT /vm/kvp/external without a value, or with an empty key: 400" ||
+	tap_not_ok "PUT /vm/kvp/external with bad bodies: 400" "got $bad"
+console_check "the guest's daemon wrote it to /var/lib/hyperv/.kvp_pool_0" \
+	'echo E$((1+1)) $(tr -d "\000" </var/lib/hyperv/.kvp_pool_0)' "^E2 HostKeyfrom the host"
 
 # shutdown through the API: the shutdown service, not the power button
 # (this guest has no button driver)

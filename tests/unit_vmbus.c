@@ -973,7 +973,7 @@ static void test_util(void)
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	next_msg(&len);
-	u = util = hv_util_create(vb, &vm, HV_UTIL_THREAD);
+	u = util = hv_util_create(vb, &vm, 0);
 	ok(u != NULL, "the shutdown, heartbeat, time sync and KVP services");
 	if (!u)
 		return;
@@ -1009,13 +1009,11 @@ static void test_util(void)
 		ic[30] = 1;
 		ic_answer(&ch4, ic, len, trans);
 	}
-	/* the service thread beats once a second; a generous bound */
-	for (int i = 0; i < 300 && !beat; i++) {
-		usleep(100000);
-		ic = ic_recv(&ch4, &len, &trans);
-		beat = ic && ic[12] == 1;
-	}
-	ok(beat, "a heartbeat arrives");
+	/* no service thread here: the test ticks the services' clock */
+	hv_util_tick(u);
+	ic = ic_recv(&ch4, &len, &trans);
+	beat = ic && ic[12] == 1;
+	ok(beat, "a heartbeat arrives with the next tick (one a second)");
 	if (beat) {
 		uint64_t seq;
 
@@ -1109,13 +1107,13 @@ static void test_timesync(void)
 	}
 	hv_util_status(util, &st);
 	ok(st.time_samples == 1 && st.timesync_version == IC_VER(4, 0), "the guest's acknowledgement is counted");
-	/* samples every 5 s; a generous bound */
-	for (int i = 0; i < 300 && !sample; i++) {
-		usleep(100000);
+	/* a sample every 5th tick (5 s) */
+	for (int i = 0; i < 5 && !sample; i++) {
+		hv_util_tick(util);
 		ic = ic_recv(&ch5, &len, &trans);
 		sample = ic && ic[12] == 4 && ic[28 + 16] == 2;
 	}
-	ok(sample, "a periodic ICTIMESYNCFLAG_SAMPLE follows");
+	ok(sample, "within 5 ticks an ICTIMESYNCFLAG_SAMPLE follows");
 
 	/* an older guest: 3.0 gets struct ictimesync_data */
 	ok(reopen(&ch5) == 0, "the guest reopens the time sync channel");
@@ -1163,6 +1161,67 @@ static void kvp_collect(void *arg, const char *key, const char *value)
 	snprintf(out + strlen(out), 256 - strlen(out), "%s=%s;", key, value);
 }
 
+/* the SET in flight: op, pool 0, REG_SZ, key and value in UTF-16; its
+ * answer carries status */
+static bool kvp_set_reply(const char *key, const char *value, uint32_t status)
+{
+	uint32_t len;
+	uint64_t trans;
+	uint8_t *ic = ic_recv(&ch6, &len, &trans);
+	bool same = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 1 && ic[29] == 0 && get32(ic + 32) == 1 &&
+		    get32(ic + 36) == 2 * (strlen(key) + 1) && get32(ic + 40) == 2 * (strlen(value) + 1);
+
+	for (size_t i = 0; same && i <= strlen(key); i++)
+		same = ic[44 + 2 * i] == (uint8_t)key[i] && !ic[45 + 2 * i];
+	for (size_t i = 0; same && i <= strlen(value); i++)
+		same = ic[44 + 512 + 2 * i] == (uint8_t)value[i] && !ic[45 + 512 + 2 * i];
+	if (!ic)
+		return false;
+	put32(ic + 20, status);
+	ic_answer(&ch6, ic, len, trans);
+	return same;
+}
+
+static void test_kvp_set(void)
+{
+	struct hv_util_state st;
+	char key[300], value[1100];
+
+	ok(hv_util_kvp_set(util, "HostKey", "a value") == 0 && kvp_set_reply("HostKey", "a value", 0),
+	   "hv_util_kvp_set: KVP_OP_SET into the external pool at once, REG_SZ in UTF-16");
+	hv_util_status(util, &st);
+	ok(st.kvp_sets_done == 1 && st.kvp_sets_pending == 0, "the guest's answer completes it");
+	memset(key, 'a', 256);
+	key[256] = 0;
+	memset(value, 'b', 1024);
+	value[1024] = 0;
+	ok(hv_util_kvp_set(util, "", "v") == -3 && hv_util_kvp_set(util, key, "v") == -3 &&
+	   hv_util_kvp_set(util, "k", value) == -3, "an empty key, a 256-unit key, a 1024-unit value: refused");
+	ok(hv_util_kvp_set(util, "\xc3", "v") == -3 && hv_util_kvp_set(util, "\xc0\x80", "v") == -3 &&
+	   hv_util_kvp_set(util, "\xed\xa0\x80", "v") == -3 && hv_util_kvp_set(util, "k", "\xf4\x90\x80\x80") == -3,
+	   "not UTF-8 (truncated, overlong, a surrogate, beyond U+10FFFF): refused");
+	key[255] = 0;
+	value[1023] = 0;
+	ok(hv_util_kvp_set(util, key, value) == 0, "a 255-unit key and a 1023-unit value fit");
+	for (int i = 1; i < 8; i++)
+		hv_util_kvp_set(util, "k", "v");
+	ok(hv_util_kvp_set(util, "k", "v") == -2, "a ninth waiting SET: refused");
+	ok(kvp_set_reply(key, value, 0x80004005), "one SET in flight at a time: the first");
+	hv_util_status(util, &st);
+	ok(st.kvp_sets_failed == 1 && st.kvp_sets_pending == 7, "the guest refused it: counted as failed");
+	bool all = true;
+	for (int i = 1; i < 8; i++)
+		all &= kvp_set_reply("k", "v", 0);
+	hv_util_status(util, &st);
+	ok(all && st.kvp_sets_done == 8 && st.kvp_sets_pending == 0, "the others follow one by one");
+	ok(hv_util_kvp_set(util, "Again", "x") == 0, "a SET the guest does not answer before it closes the channel");
+	reopen(&ch6);
+	ic_agree(&ch6, IC_VER(3, 0), IC_VER(4, 0));
+	ok(kvp_set_reply("Again", "x", 0), "is sent again first after the reopen");
+	ok(kvp_reply(2, 0, NULL, NULL, 0x80070103) && kvp_reply(1, 0, NULL, NULL, 0x80070103) &&
+	   kvp_reply(0, 0, NULL, NULL, 0x80070103), "then the enumeration");
+}
+
 static void test_kvp(void)
 {
 	/* "vàl" and U+1F600 as a surrogate pair; "x" and a lone surrogate */
@@ -1193,12 +1252,14 @@ static void test_kvp(void)
 	ok(kvp_reply(2, 1, k2, v2, 0), "index 1 after the guest's answer: one request in flight at a time");
 	ok(kvp_reply(2, 2, NULL, NULL, 0x80070103), "index 2");
 	ok(kvp_reply(1, 0, NULL, NULL, 0x80070103), "HV_S_CONT ends the auto pool: the guest pool follows");
+	ok(kvp_reply(0, 0, NULL, NULL, 0x80070103), "then the external pool");
 	hv_util_status(util, &st);
 	ok(st.kvp_ready && st.kvp_version == IC_VER(4, 0) && st.kvp_rounds == 1, "HV_S_CONT ends the enumeration");
 	hv_util_kvp_foreach(util, 2, kvp_collect, pairs);
 	ok(!strcmp(pairs, "Name=v\xc3\xa0l\xf0\x9f\x98\x80;x=\xef\xbf\xbdy;"),
 	   "the auto pool's pairs in UTF-8 (a surrogate pair joined, a lone one U+FFFD)");
 	ok(ic_recv(&ch6, &len, &trans) == NULL, "and nothing more is asked until the next round");
+	test_kvp_set();
 
 	/* answers that break the framing */
 	mark = err_mark();
@@ -1207,6 +1268,7 @@ static void test_kvp(void)
 	hv_util_status(util, &st);
 	ok(!st.kvp_ready && err_since(mark, "KVP: malformed IC answer"),
 	   "a negotiation answer naming a version the host did not offer: the channel stops with one line");
+	ok(hv_util_kvp_set(util, "k", "v") == -1, "no SET while KVP is not connected");
 	mark = err_mark();
 	reopen(&ch6);
 	ic = ic_recv(&ch6, &len, &trans);
@@ -1263,7 +1325,8 @@ static void test_kvp(void)
 	reopen(&ch6);
 	ic_agree(&ch6, IC_VER(3, 0), IC_VER(4, 0));
 	ok(kvp_reply(2, 0, name, val, 0) && kvp_reply(2, 1, NULL, NULL, 0x80070103) &&
-	   kvp_reply(1, 0, NULL, NULL, 0x80070103), "after all that, a reopened channel enumerates again");
+	   kvp_reply(1, 0, NULL, NULL, 0x80070103) && kvp_reply(0, 0, NULL, NULL, 0x80070103),
+	   "after all that, a reopened channel enumerates again");
 	mark = err_mark();
 	if ((ic = ic_recv(&ch6, &len, &trans)) == NULL) {
 		uint8_t m[28 + 2580] = { 0 };

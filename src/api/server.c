@@ -248,12 +248,14 @@ static struct json_object *get_kvp(void)
 	struct hv_util_state st = { 0 };
 	struct json_object *o = json_object_new_object(), *pools = json_object_new_object();
 	struct json_object *autop = json_object_new_object(), *guest = json_object_new_object();
+	struct json_object *ext = json_object_new_object(), *sets = json_object_new_object();
 	char ver[16] = "";
 
 	if (h) {
 		hv_util_status(h, &st);
 		hv_util_kvp_foreach(h, HV_KVP_POOL_AUTO, kvp_add, autop);
 		hv_util_kvp_foreach(h, HV_KVP_POOL_GUEST, kvp_add, guest);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_EXTERNAL, kvp_add, ext);
 		if (st.kvp_ready)
 			snprintf(ver, sizeof(ver), "%u.%u", st.kvp_version & 0xffff, st.kvp_version >> 16);
 	}
@@ -263,15 +265,22 @@ static struct json_object *get_kvp(void)
 	json_object_object_add(o, "enumerations", json_object_new_int64((int64_t)st.kvp_rounds));
 	json_object_object_add(pools, "auto", autop);
 	json_object_object_add(pools, "guest", guest);
+	json_object_object_add(pools, "external", ext);
 	json_object_object_add(o, "pools", pools);
+	json_object_object_add(sets, "done", json_object_new_int64((int64_t)st.kvp_sets_done));
+	json_object_object_add(sets, "failed", json_object_new_int64((int64_t)st.kvp_sets_failed));
+	json_object_object_add(sets, "pending", json_object_new_int64((int64_t)st.kvp_sets_pending));
+	json_object_object_add(o, "sets", sets);
 	return o;
 }
 
-const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
+/* the request body as one strict JSON object and nothing after it; NULL
+ * with the reason in err */
+static struct json_object *parse_body_object(const char *body, size_t len, const char *example, char *err,
+					     size_t errlen)
 {
-	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
 	if (len == 0) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"action\": \"pause\"}");
+		snprintf(err, errlen, "the body must be a JSON object such as %s", example);
 		return NULL;
 	}
 	struct json_tokener *tok = json_tokener_new();
@@ -284,22 +293,34 @@ const char *api_parse_action(const char *body, size_t len, char *err, size_t err
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
-	const char *found = NULL;
 	if (!o || jerr != json_tokener_success) {
 		snprintf(err, errlen, "malformed JSON: %s",
 			 jerr == json_tokener_continue ? "incomplete" : json_tokener_error_desc(jerr));
-		goto out;
+		json_object_put(o);
+		return NULL;
 	}
 	for (size_t i = used; i < len; i++) {
 		if (!strchr(" \t\r\n", body[i])) {
 			snprintf(err, errlen, "malformed JSON: bytes after the object");
-			goto out;
+			json_object_put(o);
+			return NULL;
 		}
 	}
 	if (!json_object_is_type(o, json_type_object)) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"action\": \"pause\"}");
-		goto out;
+		snprintf(err, errlen, "the body must be a JSON object such as %s", example);
+		json_object_put(o);
+		return NULL;
 	}
+	return o;
+}
+
+const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
+{
+	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
+	struct json_object *o = parse_body_object(body, len, "{\"action\": \"pause\"}", err, errlen);
+	const char *found = NULL;
+	if (!o)
+		return NULL;
 	struct json_object *a = NULL;
 	json_object_object_foreach(o, key, val)
 	{
@@ -324,6 +345,73 @@ const char *api_parse_action(const char *body, size_t len, char *err, size_t err
 out:
 	json_object_put(o);
 	return found;
+}
+
+int api_parse_kvp(const char *body, size_t len, char **key, char **value, char *err, size_t errlen)
+{
+	struct json_object *o = parse_body_object(body, len, "{\"key\": \"k\", \"value\": \"v\"}", err, errlen);
+	struct json_object *k = NULL, *v = NULL;
+	int rc = -1;
+	*key = *value = NULL;
+	if (!o)
+		return -1;
+	json_object_object_foreach(o, name, val)
+	{
+		if (strcmp(name, "key") && strcmp(name, "value")) {
+			snprintf(err, errlen, "unknown field '%.64s'", name);
+			goto out;
+		}
+		*(strcmp(name, "key") ? &v : &k) = val;
+	}
+	if (!k || !v || !json_object_is_type(k, json_type_string) || !json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "'key' and 'value' must both be strings");
+		goto out;
+	}
+	/* a NUL inside would cut the string short */
+	if (strlen(json_object_get_string(k)) != (size_t)json_object_get_string_len(k) ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+		snprintf(err, errlen, "'key' and 'value' must not hold NUL characters");
+		goto out;
+	}
+	*key = strdup(json_object_get_string(k));
+	*value = strdup(json_object_get_string(v));
+	if (!*key || !*value) {
+		free(*key);
+		free(*value);
+		*key = *value = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* PUT /vm/kvp/external: a SET into the guest's external pool */
+static int put_kvp(const struct http_request *req, char *err, size_t errlen)
+{
+	char *key, *value;
+	int rc;
+	if (api_parse_kvp(req->body, req->body_len, &key, &value, err, errlen) < 0)
+		return 400;
+	rc = api.cfg->hv_util ? hv_util_kvp_set(api.cfg->hv_util, key, value) : -1;
+	free(key);
+	free(value);
+	if (rc == -1) {
+		snprintf(err, errlen, "%s", api.cfg->hv_util ? "the guest's KVP service is not connected (hv_utils and hv_kvp_daemon)"
+							    : "no KVP: the VM does not run with --personality hyperv");
+		return 409;
+	}
+	if (rc == -2) {
+		snprintf(err, errlen, "8 KVP SETs already wait for the guest");
+		return 503;
+	}
+	if (rc == -3) {
+		snprintf(err, errlen, "'key' (not empty, at most 255 UTF-16 units) or 'value' (at most 1023) too long");
+		return 400;
+	}
+	return 204;
 }
 
 /* Returns the HTTP status; err holds the message of an error. An action
@@ -392,6 +480,7 @@ static const struct route routes[] = {
 	{ "/vm/config", "GET" },
 	{ "/vm/counters", "GET" },
 	{ "/vm/kvp", "GET" },
+	{ "/vm/kvp/external", "PUT" },
 	{ "/vm/actions", "PUT" },
 };
 
@@ -424,7 +513,14 @@ static void handle(int fd, const struct http_request *req)
 		reply_json(fd, 200, get_counters(), ka);
 	else if (!strcmp(r->path, "/vm/kvp"))
 		reply_json(fd, 200, get_kvp(), ka);
-	else {
+	else if (!strcmp(r->path, "/vm/kvp/external")) {
+		char err[200];
+		int status = put_kvp(req, err, sizeof(err));
+		if (status >= 400)
+			reply_error(fd, status, err, ka, NULL);
+		else
+			reply(fd, status, NULL, ka, NULL);
+	} else {
 		char err[200];
 		const char *action = api_parse_action(req->body, req->body_len, err, sizeof(err));
 		if (!action) {

@@ -12,8 +12,10 @@
  *   guest's PTP clock "hyperv" follows them);
  * - KVP: the host enumerates the guest's pools one request at a time
  *   (the guest's hv_kvp_daemon answers): the auto pool (host name, OS,
- *   addresses) and the guest pool (what the guest's programs wrote), again
- *   every 10 s; the last complete enumeration is what GET /vm/kvp shows.
+ *   addresses), the guest pool (what the guest's programs wrote) and the
+ *   external pool (what the host set), again every 10 s; the last complete
+ *   enumeration is what GET /vm/kvp shows. SETs into the external pool
+ *   (PUT /vm/kvp/external) wait in a short queue and go first.
  *
  * Answers that break the framing (short, without the RESPONSE flag, of
  * another type than what was asked, a negotiation naming versions the host
@@ -60,7 +62,12 @@
 /* struct hv_kvp_msg with its enumerate body: hv_kvp_hdr (operation,
  * pool), the index, then hv_kvp_exchg_msg_value (type, key size, value
  * size, a 512-byte UTF-16 key, a 2048-byte UTF-16 value) */
+#define KVP_OP_SET 1
 #define KVP_OP_ENUMERATE 3
+/* hv_kvp_msg_set: the hv_kvp_exchg_msg_value right after the header */
+#define KVP_SET_VALUE 4
+#define KVP_SETS_MAX 8
+#define REG_SZ 1
 #define KVP_INDEX 4
 #define KVP_VALUE 8
 #define KVP_KEY_SIZE (KVP_VALUE + 4)
@@ -124,11 +131,17 @@ static const struct util_service services[UTIL_COUNT] = {
 static const uint32_t fw_versions[2] = { VERSION(3, 0), VERSION(1, 0) };
 
 /* the pools the host enumerates, in this order */
-static const uint8_t kvp_pools[] = { HV_KVP_POOL_AUTO, HV_KVP_POOL_GUEST };
+static const uint8_t kvp_pools[] = { HV_KVP_POOL_AUTO, HV_KVP_POOL_GUEST, HV_KVP_POOL_EXTERNAL };
 
 struct kvp_pool {
 	unsigned n;
 	char *key[HV_KVP_MAX_PAIRS], *value[HV_KVP_MAX_PAIRS];
+};
+
+/* a SET for the external pool, its key and value in UTF-16LE */
+struct kvp_set {
+	uint8_t key[KVP_KEY_MAX], value[KVP_VAL_MAX];
+	uint32_t ksize, vsize;
 };
 
 struct util_chan {
@@ -152,8 +165,10 @@ struct hv_util {
 	 * kvp_index) fills kvp_next; a finished pool replaces kvp_pool */
 	unsigned kvp_step;
 	uint32_t kvp_index;
-	bool kvp_running;
-	uint64_t kvp_rounds;
+	bool kvp_running, kvp_setting, kvp_due;
+	uint64_t kvp_rounds, kvp_sets_done, kvp_sets_failed;
+	struct kvp_set kvp_set[KVP_SETS_MAX]; /* the head is in flight while kvp_setting */
+	unsigned kvp_nsets;
 	struct kvp_pool kvp_pool[HV_KVP_POOL_COUNT], kvp_next;
 	uint8_t out[IC_MAX], kvp_req[KVP_MSG_LEN];
 	unsigned tick;
@@ -314,6 +329,53 @@ static char *utf16_to_utf8(const uint8_t *p, uint32_t n)
 	return s;
 }
 
+/* UTF-8 to UTF-16LE with its terminator into out (cap bytes): the byte
+ * count, or -1 when s is not UTF-8 (overlong forms and surrogates
+ * included) or does not fit */
+static int utf8_to_utf16(const char *s, uint8_t *out, uint32_t cap)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	uint32_t n = 0;
+
+	while (*p) {
+		uint32_t c = *p++, need = 0, min = 0;
+
+		if (c >= 0xf0 && c < 0xf5) {
+			c &= 0x07, need = 3, min = 0x10000;
+		} else if (c >= 0xe0 && c < 0xf0) {
+			c &= 0x0f, need = 2, min = 0x800;
+		} else if (c >= 0xc2 && c < 0xe0) {
+			c &= 0x1f, need = 1, min = 0x80;
+		} else if (c >= 0x80) {
+			return -1;
+		}
+		for (; need; need--, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return -1;
+			c = c << 6 | (*p & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c < 0xe000))
+			return -1;
+		if (c >= 0x10000) {
+			if (n + 4 > cap)
+				return -1;
+			c -= 0x10000;
+			put16(out + n, (uint16_t)(0xd800 + (c >> 10)));
+			put16(out + n + 2, (uint16_t)(0xdc00 + (c & 0x3ff)));
+			n += 4;
+		} else {
+			if (n + 2 > cap)
+				return -1;
+			put16(out + n, (uint16_t)c);
+			n += 2;
+		}
+	}
+	if (n + 2 > cap)
+		return -1;
+	put16(out + n, 0);
+	return (int)n + 2;
+}
+
 static void kvp_pool_clear(struct kvp_pool *p)
 {
 	for (unsigned i = 0; i < p->n; i++) {
@@ -336,15 +398,57 @@ static void kvp_request(struct hv_util *h)
 		h->kvp_running = false;
 }
 
-static void kvp_start(struct hv_util *h)
+static void kvp_set_send(struct hv_util *h)
 {
-	if (h->kvp_running || !chan_ready(&h->chan[UTIL_KVP]))
+	const struct kvp_set *s = &h->kvp_set[0];
+	uint8_t *b = h->kvp_req;
+
+	memset(b, 0, KVP_MSG_LEN);
+	b[0] = KVP_OP_SET;
+	b[1] = HV_KVP_POOL_EXTERNAL;
+	put32(b + KVP_SET_VALUE, REG_SZ);
+	put32(b + KVP_SET_VALUE + 4, s->ksize);
+	put32(b + KVP_SET_VALUE + 8, s->vsize);
+	memcpy(b + KVP_SET_VALUE + 12, s->key, s->ksize);
+	memcpy(b + KVP_SET_VALUE + 12 + KVP_KEY_MAX, s->value, s->vsize);
+	h->kvp_setting = ic_send(&h->chan[UTIL_KVP], ICMSGTYPE_KVPEXCHANGE, b, KVP_MSG_LEN) == 0;
+}
+
+/* with nothing in flight: a queued SET, else a new enumeration of the
+ * pools if one is due (asked now, or while something was in flight) */
+static void kvp_work(struct hv_util *h, bool enumerate)
+{
+	h->kvp_due |= enumerate;
+	if (h->kvp_running || h->kvp_setting || !chan_ready(&h->chan[UTIL_KVP]))
 		return;
+	if (h->kvp_nsets) {
+		kvp_set_send(h);
+		return;
+	}
+	if (!h->kvp_due)
+		return;
+	h->kvp_due = false;
 	h->kvp_running = true;
 	h->kvp_step = 0;
 	h->kvp_index = 0;
 	kvp_pool_clear(&h->kvp_next);
 	kvp_request(h);
+}
+
+/* the guest's answer to a SET: done or refused; false when short */
+static bool kvp_set_answer(struct hv_util *h, const uint8_t *m, uint32_t mlen)
+{
+	if (mlen < IC_HDR + KVP_MSG_LEN)
+		return false;
+	if (get32(m + IC_STATUS))
+		h->kvp_sets_failed++;
+	else
+		h->kvp_sets_done++;
+	memmove(&h->kvp_set[0], &h->kvp_set[1], (h->kvp_nsets - 1) * sizeof(h->kvp_set[0]));
+	h->kvp_nsets--;
+	h->kvp_setting = false;
+	kvp_work(h, false);
+	return true;
 }
 
 /* the guest's answer to ENUMERATE: a pair, or (any error status) the end
@@ -387,6 +491,7 @@ static bool kvp_answer(struct hv_util *h, const uint8_t *m, uint32_t mlen)
 	} else {
 		h->kvp_running = false;
 		h->kvp_rounds++;
+		kvp_work(h, false);
 	}
 	return true;
 }
@@ -401,6 +506,7 @@ static void util_open(struct vmbus_channel *ch)
 	u->waiting = 0xffff;
 	if (u->kind == UTIL_KVP) {
 		u->h->kvp_running = false;
+		u->h->kvp_setting = false;
 		kvp_pool_clear(&u->h->kvp_next);
 	}
 	ic_negotiate(u);
@@ -458,7 +564,7 @@ static bool util_answer(struct util_chan *u, const uint8_t *m, uint32_t mlen)
 		if (u->kind == UTIL_TIMESYNC)
 			timesync_send(u, ICTIMESYNCFLAG_SYNC);
 		else if (u->kind == UTIL_KVP)
-			kvp_start(h);
+			kvp_work(h, true);
 		return true;
 	}
 	if (!u->negotiated)
@@ -471,10 +577,10 @@ static bool util_answer(struct util_chan *u, const uint8_t *m, uint32_t mlen)
 			u->answers++;
 		break;
 	case UTIL_KVP:
-		if (u->waiting != ICMSGTYPE_KVPEXCHANGE || !h->kvp_running)
+		if (u->waiting != ICMSGTYPE_KVPEXCHANGE || (!h->kvp_running && !h->kvp_setting))
 			return false;
 		u->waiting = 0xffff;
-		return kvp_answer(h, m, mlen);
+		return h->kvp_setting ? kvp_set_answer(h, m, mlen) : kvp_answer(h, m, mlen);
 	default:
 		if (!status)
 			u->answers++;
@@ -513,8 +619,11 @@ static void util_close(struct vmbus_channel *ch)
 	struct util_chan *u = ch->opaque;
 
 	u->negotiated = false;
-	if (u->kind == UTIL_KVP)
+	if (u->kind == UTIL_KVP) {
+		/* a SET in flight stays queued for the next open */
 		u->h->kvp_running = false;
+		u->h->kvp_setting = false;
+	}
 }
 
 static const struct vmbus_dev_ops util_ops = { .open = util_open, .notify = util_notify, .close = util_close };
@@ -554,8 +663,7 @@ void hv_util_tick(struct hv_util *h)
 	}
 	if (tick % TIMESYNC_SAMPLE_SEC == 0 && chan_ready(&h->chan[UTIL_TIMESYNC]))
 		timesync_send(&h->chan[UTIL_TIMESYNC], ICTIMESYNCFLAG_SAMPLE);
-	if (tick % KVP_REFRESH_SEC == 0)
-		kvp_start(h);
+	kvp_work(h, tick % KVP_REFRESH_SEC == 0);
 	vmbus_unlock(h->vb);
 }
 
@@ -657,6 +765,9 @@ void hv_util_status(struct hv_util *h, struct hv_util_state *st)
 	st->kvp_version = st->kvp_ready ? h->chan[UTIL_KVP].srv : 0;
 	st->timesync_version = chan_ready(&h->chan[UTIL_TIMESYNC]) ? h->chan[UTIL_TIMESYNC].srv : 0;
 	st->kvp_rounds = h->kvp_rounds;
+	st->kvp_sets_done = h->kvp_sets_done;
+	st->kvp_sets_failed = h->kvp_sets_failed;
+	st->kvp_sets_pending = h->kvp_nsets;
 	vmbus_unlock(h->vb);
 }
 
@@ -677,4 +788,31 @@ void hv_util_kvp_foreach(struct hv_util *h, unsigned pool, void (*fn)(void *arg,
 	for (unsigned i = 0; i < h->kvp_pool[pool].n; i++)
 		fn(arg, h->kvp_pool[pool].key[i], h->kvp_pool[pool].value[i]);
 	vmbus_unlock(h->vb);
+}
+
+int hv_util_kvp_set(struct hv_util *h, const char *key, const char *value)
+{
+	struct kvp_set *s;
+	int ks, vs, rc = 0;
+
+	vmbus_lock(h->vb);
+	if (!chan_ready(&h->chan[UTIL_KVP])) {
+		rc = -1;
+	} else if (h->kvp_nsets == KVP_SETS_MAX) {
+		rc = -2;
+	} else {
+		s = &h->kvp_set[h->kvp_nsets];
+		ks = *key ? utf8_to_utf16(key, s->key, KVP_KEY_MAX) : -1;
+		vs = utf8_to_utf16(value, s->value, KVP_VAL_MAX);
+		if (ks < 0 || vs < 0) {
+			rc = -3;
+		} else {
+			s->ksize = (uint32_t)ks;
+			s->vsize = (uint32_t)vs;
+			h->kvp_nsets++;
+			kvp_work(h, false);
+		}
+	}
+	vmbus_unlock(h->vb);
+	return rc;
 }

@@ -148,12 +148,14 @@ struct hv_util_state {
 	uint64_t heartbeats;   /* answered correctly */
 	uint64_t time_samples; /* time messages the guest acknowledged */
 	uint64_t kvp_rounds;   /* complete enumerations of the pools */
+	uint64_t kvp_sets_done, kvp_sets_failed; /* SETs the guest stored or refused */
+	unsigned kvp_sets_pending;
 };
 void hv_util_status(struct hv_util *h, struct hv_util_state *st);
 /* heartbeats the guest answered correctly */
 uint64_t hv_util_heartbeats(struct hv_util *h);
-/* the KVP pools (enum hv_kvp_exchg_pool); the host enumerates the auto
- * and guest pools, at most HV_KVP_MAX_PAIRS pairs each */
+/* the KVP pools (enum hv_kvp_exchg_pool); the host enumerates the auto,
+ * guest and external pools, at most HV_KVP_MAX_PAIRS pairs each */
 #define HV_KVP_POOL_EXTERNAL 0
 #define HV_KVP_POOL_GUEST 1
 #define HV_KVP_POOL_AUTO 2
@@ -163,5 +165,9 @@ uint64_t hv_util_heartbeats(struct hv_util *h);
  * the bus lock */
 void hv_util_kvp_foreach(struct hv_util *h, unsigned pool, void (*fn)(void *arg, const char *key, const char *value),
 			 void *arg);
+/* queue a SET of key (not empty, at most 255 UTF-16 units) to value (at
+ * most 1023) in the external pool: 0; -1 when KVP is not connected, -2
+ * when 8 SETs already wait, -3 when key or value is not UTF-8 or too long */
+int hv_util_kvp_set(struct hv_util *h, const char *key, const char *value);
 
 #endif

@@ -182,8 +182,10 @@ else
 fi
 [ "$bad" = 400400 ] && tap_ok "PUT /vm/kvp/external without a value, or with an empty key: 400" ||
 	tap_not_ok "PUT /vm/kvp/external with bad bodies: 400" "got $bad"
+# (records of a 512-byte key and a 2048-byte value, NUL-terminated; the
+# daemon leaves whatever its buffer held after the NUL)
 console_check "the guest's daemon wrote it to /var/lib/hyperv/.kvp_pool_0" \
-	'echo E$((1+1)) $(tr -d "\000" </var/lib/hyperv/.kvp_pool_0)' "^E2 HostKeyfrom the host"
+	'P0=/var/lib/hyperv/.kvp_pool_0; echo E$((1+1)) $(tr "\000" "\n" <$P0 | grep -xc HostKey) $(tr "\000" "\n" <$P0 | grep -c "^from the host")' "^E2 1 1"
 
 # shutdown through the API: the shutdown service, not the power button
 # (this guest has no button driver)

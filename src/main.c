@@ -44,6 +44,7 @@ static void usage(FILE *f)
 		"       accord certify [--target T]... [--out DIR]   (accord certify --help)\n"
 		"       accord ls                        the running VMs\n"
 		"       accord pause|resume|stop|shutdown|reset NAME   through the VM's API\n"
+		"       accord kvp NAME                  what a Hyper-V guest reports through KVP\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"

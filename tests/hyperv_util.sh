@@ -11,7 +11,8 @@
 # PTP clock reads the host's time from them; the guest's hv_kvp_daemon answers the host's
 # enumeration: GET /vm/kvp shows the guest's host name, OS name and version
 # and a pair a guest program wrote to the guest pool; a pair the host sets
-# through PUT /vm/kvp/external reaches the daemon's pool file; then `accord shutdown`
+# through PUT /vm/kvp/external reaches the daemon's pool file; `accord kvp`
+# prints the pairs; then `accord shutdown`
 # powers the guest off through the shutdown service (said in its reply)
 # and accord ends with status 0.
 #
@@ -129,6 +130,13 @@ else
 fi
 st=$(kvp_put '{"key":"HostKey","value":"v"}')
 [ "$st" = 409 ] && tap_ok "PUT /vm/kvp/external before the daemon: 409" || tap_not_ok "PUT /vm/kvp/external before the daemon: 409" "got $st"
+"$ACCORD" kvp "$sock" >"$tmp/kvp0.out" 2>&1
+rc=$?
+if [ $rc -eq 7 ] && [ "$(wc -l <"$tmp/kvp0.out")" -eq 1 ] && grep -q "not connected" "$tmp/kvp0.out"; then
+	tap_ok "accord kvp before the daemon: 'not connected' in one line, status 7"
+else
+	tap_not_ok "accord kvp before the daemon" "status $rc: $(head -c 200 "$tmp/kvp0.out")"
+fi
 # what the daemon reports: the host name, /etc/os-release; the name is
 # resolved through /etc/hosts; a guest program adds a pair to pool 1 (the
 # pool file's records: a 512-byte key and a 2048-byte value)
@@ -182,6 +190,15 @@ else
 fi
 [ "$bad" = 400400 ] && tap_ok "PUT /vm/kvp/external without a value, or with an empty key: 400" ||
 	tap_not_ok "PUT /vm/kvp/external with bad bodies: 400" "got $bad"
+"$ACCORD" kvp "$sock" >"$tmp/kvp.out" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -qx "auto FullyQualifiedDomainName=kvp-guest" "$tmp/kvp.out" &&
+	grep -qx "auto OSName=Accord Test Linux" "$tmp/kvp.out" && grep -qx "guest GuestKey=guest-value" "$tmp/kvp.out" &&
+	grep -qx "external HostKey=from the host é" "$tmp/kvp.out"; then
+	tap_ok "accord kvp: one 'POOL KEY=VALUE' line per pair of the three pools, status 0"
+else
+	tap_not_ok "accord kvp" "status $rc: $(head -c 400 "$tmp/kvp.out")"
+fi
 # (records of a 512-byte key and a 2048-byte value, NUL-terminated; the
 # daemon leaves whatever its buffer held after the NUL)
 console_check "the guest's daemon wrote it to /var/lib/hyperv/.kvp_pool_0" \

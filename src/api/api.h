@@ -1,6 +1,6 @@
 /* The control API: an HTTP/1.1 JSON server on a Unix socket in the VM's
  * process (api/server.c) and the thin clients behind `accord ls` and
- * `accord pause|resume|stop|shutdown|reset NAME` (api/client.c). The
+ * `accord pause|resume|stop|shutdown|reset|kvp NAME` (api/client.c). The
  * routes are documented in docs/api.yaml. */
 #ifndef ACCORD_API_H
 #define ACCORD_API_H

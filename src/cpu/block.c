@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "cpu/jit.h"
 
 #define BLOCK_MAX_INSNS 32
 #define BLOCK_HASH (1u << 14)
@@ -40,6 +41,9 @@ struct block {
 	uint64_t epoch;       /* the code_epoch when the bytes last matched */
 	uint16_t nbytes;
 	uint8_t ninsns;
+	/* host code for the first jit_n instructions (jit.c), or NULL */
+	uint8_t jit_n;
+	jit_fn jit;
 	struct insn in[];
 };
 
@@ -49,6 +53,7 @@ struct block_cache {
 	size_t used;
 	struct block *last; /* the block that ran last, NULL after a flush */
 	uint8_t *code_map;  /* CODE_MAP_SIZE bytes, see struct cpu */
+	struct jit *jit;    /* NULL: no host code (ACCORD_JIT=0) */
 };
 
 /* the code map of a CPU without a block cache: no page holds code */
@@ -69,6 +74,9 @@ struct block_cache *block_cache_create(uint8_t **code_map)
 		return NULL;
 	}
 	*code_map = bc->code_map;
+	const char *env = getenv("ACCORD_JIT");
+	if (!env || strcmp(env, "0"))
+		bc->jit = jit_create();
 	return bc;
 }
 
@@ -76,6 +84,7 @@ void block_cache_destroy(struct block_cache *bc)
 {
 	if (!bc)
 		return;
+	jit_destroy(bc->jit);
 	free(bc->arena);
 	free(bc->code_map);
 	free(bc);
@@ -123,10 +132,12 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 {
 	struct block_cache *bc = c->blocks;
 	size_t worst = sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct insn) + 0x1000;
-	if (bc->used + worst > BLOCK_ARENA) {
+	if (bc->used + worst > BLOCK_ARENA || (bc->jit && !jit_room(bc->jit))) {
 		memset(bc->hash, 0, sizeof(bc->hash));
 		bc->used = 0;
 		bc->last = NULL;
+		if (bc->jit)
+			jit_reset(bc->jit);
 	}
 	struct block *volatile b = (struct block *)(bc->arena + bc->used);
 	uint64_t rip0 = c->rip, cr2 = c->cr2;
@@ -173,6 +184,8 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	bc->code_map[((uintptr_t)p >> 12) & (CODE_MAP_SIZE - 1)] = 1;
 	b->nbytes = (uint16_t)off;
 	b->ninsns = (uint8_t)n;
+	b->jit = NULL;
+	b->jit_n = bc->jit ? (uint8_t)jit_translate(bc->jit, c, b->in, n, rip0, &b->jit) : 0;
 	unsigned slot = block_slot(key);
 	b->next = bc->hash[slot];
 	bc->hash[slot] = b;
@@ -256,14 +269,18 @@ bool block_exec(struct cpu *c, uint64_t end)
 		 * pop ss) end their block; the shadow lasts one instruction,
 		 * after which a pending interrupt is taken. */
 		struct insn *in = b->in, *stop = b->in + (c->intr_shadow ? 1 : b->ninsns);
+		bool more = true;
+		if (b->jit && !c->intr_shadow) {
+			more = b->jit(c, end);
+			in += b->jit_n;
+			more = more && in != stop;
+		}
 		c->intr_shadow = false;
-		for (;;) {
+		while (more) {
 			c->insn_rip = c->rip;
 			c->insn_rsp = c->r[R_RSP];
-			bool more = in->fn(c, in);
+			more = in->fn(c, in) && ++in != stop;
 			c->icount++;
-			if (!more || ++in == stop)
-				break;
 		}
 		ran = true;
 	} while (!(c->intr_poke | c->stop_request | c->halted) && !(c->rflags & F_TF) &&

@@ -173,6 +173,19 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	c->pending_err = pending_err;
 	if (n == 0)
 		return NULL;
+	/* a run of host code starts a block: end this one where the next
+	 * run would begin */
+	if (bc->jit) {
+		int p = jit_prefix(c, b->in, n, rip0), i = 0;
+		unsigned at = 0;
+		for (; i < n; at += b->in[i++].len)
+			if (i >= (p ? p : 1) && jit_prefix(c, b->in + i, n - i, rip0 + at) >= JIT_MIN_RUN)
+				break;
+		if (i < n) {
+			n = i;
+			off = at;
+		}
+	}
 	uint8_t *copy = (uint8_t *)&b->in[n];
 	memcpy(copy, p, off);
 	b->key = key;

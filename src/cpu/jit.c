@@ -477,47 +477,74 @@ struct exit {
 	uint32_t count;
 };
 
-int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn)
-{
+/* what a scan of a block's start found */
+struct scan {
 	struct form forms[64];
-	struct emit e = { 0 };
-	memset(e.host, -1, sizeof(e.host));
-	int k = 0;
-	uint64_t rip = rip0;
-	int first_fl = FL_NONE;
-	bool ends_with_jump = false;
+	int k; /* instructions in the run */
+	int first_fl;
+	bool ends_with_jump;
+};
 
+/* how far the run at in goes, which registers it needs, what it does with
+ * the flags */
+static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, struct scan *s, struct emit *e)
+{
+	uint64_t rip = rip0;
+	s->k = 0;
+	s->first_fl = FL_NONE;
+	s->ends_with_jump = false;
+	memset(e->host, -1, sizeof(e->host));
+	e->used = 0;
+	e->nhost = 0;
+	e->flags_out = false;
 	if (c->mode != 64 || n > 64)
-		return 0;
-	/* how far the run goes, which registers it needs, what it does with
-	 * the flags */
-	for (; k < n; k++) {
-		struct form *f = &forms[k];
+		return;
+	for (int k = 0; k < n; k++) {
+		struct form *f = &s->forms[k];
 		if (!classify(&in[k], f))
-			break;
+			return;
 		if (f->byte && !in[k].rex &&
 		    ((f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
-			break;
+			return;
 		/* branches within the block's page only: their targets are
 		 * canonical wherever the page is mapped */
 		if ((f->kind == K_JCC || f->kind == K_JMP) && (rip + in[k].len + in[k].imm) >> 12 != rip0 >> 12)
-			break;
+			return;
 		if (in[k].riprel && (int64_t)(int32_t)(in[k].disp + 0x2000) != in[k].disp + 0x2000)
-			break;
-		if (!assign(&e, f))
-			break;
-		if (first_fl == FL_NONE)
-			first_fl = f->fl;
+			return;
+		if (!assign(e, f))
+			return;
+		if (s->first_fl == FL_NONE)
+			s->first_fl = f->fl;
 		if (f->fl == FL_FULL || f->fl == FL_RW)
-			e.flags_out = true;
+			e->flags_out = true;
 		rip += in[k].len;
+		s->k = k + 1;
 		if (f->kind == K_JMP) {
-			ends_with_jump = true;
-			k++;
-			break;
+			s->ends_with_jump = true;
+			return;
 		}
 	}
-	if (k == 0)
+}
+
+int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0)
+{
+	struct scan s;
+	struct emit e;
+	scan(c, in, n, rip0, &s, &e);
+	return s.k;
+}
+
+int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn)
+{
+	struct scan sc;
+	struct emit e = { 0 };
+	scan(c, in, n, rip0, &sc, &e);
+	const struct form *forms = sc.forms;
+	int k = sc.k, first_fl = sc.first_fl;
+	bool ends_with_jump = sc.ends_with_jump;
+	uint64_t rip;
+	if (k < JIT_MIN_RUN)
 		return 0;
 	bool flags_in = first_fl == FL_READ || first_fl == FL_RW;
 

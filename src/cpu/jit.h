@@ -17,6 +17,11 @@ void jit_destroy(struct jit *j);
 void jit_reset(struct jit *j);
 /* room for one more block's code? */
 bool jit_room(const struct jit *j);
+/* shorter runs are left to the handlers: entering and leaving the code
+ * costs about as much as they do */
+#define JIT_MIN_RUN 3
+/* how many of the n decoded instructions at rip0 a run would cover */
+int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0);
 /* Translate the longest register-only prefix of the n decoded instructions
  * at rip0 (64-bit mode); returns how many it covers (0: no code) and the
  * code in *fn. */

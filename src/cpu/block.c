@@ -1,9 +1,10 @@
 /* Blocks of decoded instructions, cached per CPU and keyed by the host
- * address of their first byte (so by guest-physical address) and the code
- * size. A block runs straight-line code: it ends at an unconditional
- * transfer, at an instruction that changes how the following bytes must be
- * decoded or when interrupts must be looked at, at the end of its page, or
- * after BLOCK_MAX_INSNS. Execution leaves a block early whenever RIP is not
+ * address of their first byte (so by guest-physical address), the code
+ * size and the privilege class (user or not: the TLB set that the host
+ * code made from a block looks up, jit.c). A block runs straight-line
+ * code: it ends at an unconditional transfer, at an instruction that
+ * changes how the following bytes must be decoded or when interrupts must
+ * be looked at, at the end of its page, or after BLOCK_MAX_INSNS. Execution leaves a block early whenever RIP is not
  * where the next instruction starts (a taken branch, a string instruction
  * that will restart) and when an instruction wrote into a page that holds
  * decoded code.
@@ -41,8 +42,7 @@ struct block {
 	uint64_t epoch;       /* the code_epoch when the bytes last matched */
 	uint16_t nbytes;
 	uint8_t ninsns;
-	/* host code for the first jit_n instructions (jit.c), or NULL */
-	uint8_t jit_n;
+	/* host code for the first instructions (jit.c), or NULL */
 	jit_fn jit;
 	struct insn in[];
 };
@@ -198,7 +198,8 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	b->nbytes = (uint16_t)off;
 	b->ninsns = (uint8_t)n;
 	b->jit = NULL;
-	b->jit_n = bc->jit ? (uint8_t)jit_translate(bc->jit, c, b->in, n, rip0, &b->jit) : 0;
+	if (bc->jit)
+		jit_translate(bc->jit, c, b->in, n, rip0, &b->jit);
 	unsigned slot = block_slot(key);
 	b->next = bc->hash[slot];
 	bc->hash[slot] = b;
@@ -268,7 +269,7 @@ bool block_exec(struct cpu *c, uint64_t end)
 		const uint8_t *p = mem_fetch_ptr(c, lin);
 		/* a loop back to the start of the block that just ran, with
 		 * the epoch unmoved, runs it again without a lookup */
-		uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+		uintptr_t key = (uintptr_t)p << 4 | (uintptr_t)(c->cpl == 3) << 3 | (uintptr_t)(c->mode >> 4);
 		if (!b || b->key != key || b->epoch != c->code_epoch) {
 			b = p ? block_find(c, p, lin, key) : NULL;
 			if (!b) {
@@ -284,9 +285,9 @@ bool block_exec(struct cpu *c, uint64_t end)
 		struct insn *in = b->in, *stop = b->in + (c->intr_shadow ? 1 : b->ninsns);
 		bool more = true;
 		if (b->jit && !c->intr_shadow) {
-			more = b->jit(c, end);
-			in += b->jit_n;
-			more = more && in != stop;
+			unsigned at = b->jit(c, end);
+			more = at < b->ninsns;
+			in += more ? at : 0;
 		}
 		c->intr_shadow = false;
 		while (more) {

@@ -4,11 +4,14 @@
 
 #include "cpu/cpu.h"
 
-/* Runs the translated instructions: leaves RIP after them (or at a branch
- * target), adds them to icount, and keeps looping a block that branches to
- * its own start while icount < end and nothing is pending. True when it
- * ran to its end without a branch: the block's next instruction follows. */
-typedef bool (*jit_fn)(struct cpu *c, uint64_t end);
+/* Runs the translated instructions and returns the index of the block's
+ * instruction to go on with (its handler runs it: a side exit before a
+ * memory access the code cannot make, which the handler then makes or
+ * faults on), or JIT_LEFT when a branch left the block. RIP and icount
+ * are where the handlers expect them. A block that branches to its own
+ * start loops inside the code while icount < end and nothing is pending. */
+typedef unsigned (*jit_fn)(struct cpu *c, uint64_t end);
+#define JIT_LEFT 255u
 
 struct jit;
 struct jit *jit_create(void);

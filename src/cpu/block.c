@@ -14,9 +14,10 @@
  * invalidation protocol. The bytes are compared at entry unless nothing
  * could have changed them since the last compare, which the CPU's
  * code_epoch tells: it moves on at each store of this CPU into a code page
- * (cpu.h code_store), after each instruction that ends a block (the
- * serializing ones among them), at each MMIO access (devices), and at each
- * entry from cpu_run (interrupts, exceptions, the end of a slice). Another
+ * (cpu.h code_store), after each instruction that ends a block and may be
+ * serializing, at each MMIO access (devices), after each instruction
+ * cpu_run steps outside blocks, and when cpu_run starts after a stop other
+ * than the end of a slice (intr.c). Another
  * vCPU's modification need only be seen after a serializing instruction on
  * this one (SDM 8.1.3, cross-modifying code); Linux's text_poke_bp
  * synchronises with IPIs. */
@@ -255,9 +256,6 @@ bool block_exec(struct cpu *c, uint64_t end)
 	struct block_cache *bc = c->blocks;
 	struct block *b = NULL;
 	bool ran = false;
-	/* whatever happened since the last call (an interrupt, an exception,
-	 * another vCPU's IPI) may have been serializing */
-	c->code_epoch++;
 	/* one block after another while nothing asks for cpu_run's attention:
 	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
 	 * the end of the budget */

@@ -180,7 +180,8 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 		int p = jit_prefix(c, b->in, n, rip0), i = 0;
 		unsigned at = 0;
 		for (; i < n; at += b->in[i++].len)
-			if (i >= (p ? p : 1) && jit_prefix(c, b->in + i, n - i, rip0 + at) >= JIT_MIN_RUN)
+			if (i >= (p ? p : 1) &&
+			    jit_prefix(c, b->in + i, n - i < JIT_MIN_RUN ? n - i : JIT_MIN_RUN, rip0 + at) >= JIT_MIN_RUN)
 				break;
 		if (i < n) {
 			n = i;

@@ -1,25 +1,35 @@
-/* A translator of the register-only start of a decoded block to host code.
+/* A translator of runs of decoded instructions to host code.
  *
- * Guest and host are both x86-64, so an instruction that only reads and
- * writes general registers and the arithmetic flags can run as itself: the
- * guest registers a run of such instructions uses are loaded into host
- * registers once, each instruction is re-encoded with its ModRM (and REX)
- * register fields pointing at those host registers, and the registers are
- * stored back when the run leaves. The arithmetic flags stay in the host's
- * RFLAGS from one instruction to the next, so they are exactly what the
- * host computes, undefined ones included, as in the interpreter (alu.h).
- * They are loaded at entry only when the run reads them before writing all
- * of them, and stored at exit only when it writes some.
+ * Guest and host are both x86-64, so an instruction that works on general
+ * registers, the arithmetic flags and ordinary memory can run as itself:
+ * the guest registers a run uses are loaded into host registers once, each
+ * instruction is re-encoded with its ModRM (and REX) register fields
+ * pointing at those host registers and its memory operand at the host
+ * address of the guest's, and the registers are stored back when the run
+ * leaves. The arithmetic flags are the host's, from the host's own
+ * instruction, undefined ones included, as in the interpreter (alu.h). They
+ * live in the host's RFLAGS while the run computes with them and in
+ * c->rflags around memory accesses (the address lookup clobbers the host's),
+ * loaded and stored only where the run needs it.
  *
- * A run ends at the first instruction outside that set (memory operands,
- * implicit registers, anything that may fault or needs the machine); the
- * block's handlers go on from there (block.c). Conditional and near jumps
- * within the run leave it with RIP at their target; one back to the start
- * of the block, when the flags are dead there, loops inside the code while
- * the budget lasts and no interrupt or stop is pending, as block_exec would
- * have re-run the block. Nothing in a run can fault or store, so the code
- * needs no fault or self-modification handling of its own: it belongs to
- * its block, which is revalidated against memory before it runs. */
+ * A memory operand's linear address is looked up in the software TLB
+ * inline; when the entry is missing, the access crosses a page, or a write
+ * would land in a page that holds decoded code, the run leaves with a side
+ * exit before the instruction, with the guest state as it was there, and
+ * the block's handler runs it (filling the TLB, faulting, or noting the
+ * self-modification as usual). So the code itself never faults.
+ *
+ * A run ends at the first instruction outside that set (implicit register
+ * operands, string operations, anything that needs the machine); the
+ * block's handlers go on from there, and a block ends where the next run
+ * would start (block.c). Conditional and near jumps within the block's page
+ * leave the run with RIP at their target, as an offset from the block's
+ * start: the same code serves every linear address its page is mapped at.
+ * A jump back to the start of the block, when the flags are not read there
+ * before they are written, loops inside the code while the budget lasts and
+ * no interrupt or stop is pending, as block_exec would have re-run the
+ * block. The code belongs to its block, which is compared with memory
+ * before it runs (block.c), and is dropped with it. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>

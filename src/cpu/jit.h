@@ -1,4 +1,4 @@
-/* jit.c: host code for the register-only prefix of a decoded block. */
+/* jit.c: host code for runs of decoded instructions. */
 #ifndef ACCORD_JIT_H
 #define ACCORD_JIT_H
 
@@ -25,9 +25,9 @@ bool jit_room(const struct jit *j);
 #define JIT_MIN_RUN 3
 /* how many of the n decoded instructions at rip0 a run would cover */
 int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0);
-/* Translate the longest register-only prefix of the n decoded instructions
- * at rip0 (64-bit mode); returns how many it covers (0: no code) and the
- * code in *fn. */
+/* Translate the run at the start of the n decoded instructions at rip0
+ * (64-bit mode, JIT_MIN_RUN instructions or more); returns how many it
+ * covers (0: no code) and the code in *fn. */
 int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn);
 
 #endif

@@ -44,6 +44,7 @@ static void usage(FILE *f)
 		"       accord certify [--target T]... [--out DIR]   (accord certify --help)\n"
 		"       accord ls                        the running VMs\n"
 		"       accord pause|resume|stop|shutdown|reset NAME   through the VM's API\n"
+		"       accord kvp NAME                  what a Hyper-V guest reports through KVP\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -161,6 +162,7 @@ static int cmd_run(int argc, char **argv)
 	char *disk_path[MAX_DISKS];
 	bool disk_ro[MAX_DISKS];
 	struct virtio_blk *disk_dev[MAX_DISKS];
+	struct storvsc *disk_storvsc[MAX_DISKS] = { 0 };
 	int ndisks = 0;
 	bool rng = false, virtio_console = false;
 	/* the control API */
@@ -327,15 +329,17 @@ static int cmd_run(int argc, char **argv)
 	/* Hyper-V guests find their disks on VMBus (storvsc), as on Hyper-V;
 	 * KVM guests on virtio-blk */
 	struct vmbus *vmbus = NULL;
+	struct hv_util *hv_util = NULL;
 	if (personality == PERSONALITY_HYPERV &&
-	    (!(vmbus = vmbus_create(vm)) || !hv_util_create(vmbus, vm, true))) {
+	    (!(vmbus = vmbus_create(vm)) || !(hv_util = hv_util_create(vmbus, vm, HV_UTIL_THREAD | HV_UTIL_SIGTERM)))) {
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
 	for (int i = 0; i < ndisks; i++) {
 		if (vmbus) {
 			disk_dev[i] = NULL;
-			if (!storvsc_create(vmbus, disk_path[i], disk_ro[i])) {
+			disk_storvsc[i] = storvsc_create(vmbus, disk_path[i], disk_ro[i]);
+			if (!disk_storvsc[i]) {
 				console_stop();
 				return EXIT_BAD_IMAGE;
 			}
@@ -386,6 +390,8 @@ static int cmd_run(int argc, char **argv)
 		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
 		.accel = accel, .personality = personality == PERSONALITY_HYPERV ? "hyperv" : "kvm", .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
 		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
+		.disk_storvsc = disk_storvsc,
+		.hv_util = hv_util,
 	};
 	if (api_start(vm, api_socket, &api_cfg) < 0) {
 		console_stop();

@@ -189,3 +189,10 @@ TEST_SCRIPTS += tests/hyperv_storage.sh
 # a guest flooding its UART without a pause (ticker.flood) does not starve
 # the console, the control API, pause/resume or stop (tests/flood.sh)
 TEST_SCRIPTS += tests/flood.sh
+
+# ---- Hyper-V integration services in the stock kernel (owner: src/dev/hyperv/util.c) ----
+# --personality hyperv: hv_utils binds shutdown, heartbeat, time sync and
+# KVP; SYNC and SAMPLEs correct a clock set to 2001; hv_kvp_daemon's pairs
+# through GET /vm/kvp; accord shutdown via the shutdown service; a second
+# SIGTERM ends accord with the terminal restored (tests/hyperv_util.sh)
+TEST_SCRIPTS += tests/hyperv_util.sh

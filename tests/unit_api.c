@@ -189,6 +189,37 @@ static void action_bodies(void)
 	action(deep, NULL);
 }
 
+static void kvp_body(const char *body, const char *want_key, const char *want_value)
+{
+	char *k, *v;
+	int rc = api_parse_kvp(body, strlen(body), &k, &v, err, sizeof(err));
+	if (want_key)
+		ok(rc == 0 && !strcmp(k, want_key) && !strcmp(v, want_value), "kvp body %s -> %s=%s", body, want_key,
+		   want_value);
+	else
+		ok(rc < 0 && !k && !v && err[0], "kvp body '%s' refused: %s", body, err);
+	if (!rc) {
+		free(k);
+		free(v);
+	}
+}
+
+static void kvp_bodies(void)
+{
+	kvp_body("{\"key\": \"HostKey\", \"value\": \"a value\"}", "HostKey", "a value");
+	kvp_body("{\"value\":\"\",\"key\":\"k\"}", "k", "");
+	kvp_body("{\"key\":\"k\\u00e9\",\"value\":\"\\ud83d\\ude00\"}", "k\xc3\xa9", "\xf0\x9f\x98\x80");
+	kvp_body("", NULL, NULL);
+	kvp_body("{\"key\":\"k\"}", NULL, NULL);
+	kvp_body("{\"value\":\"v\"}", NULL, NULL);
+	kvp_body("{\"key\":1,\"value\":\"v\"}", NULL, NULL);
+	kvp_body("{\"key\":\"k\",\"value\":null}", NULL, NULL);
+	kvp_body("{\"key\":\"k\",\"value\":\"v\",\"pool\":0}", NULL, NULL);
+	kvp_body("{\"key\":\"k\\u0000x\",\"value\":\"v\"}", NULL, NULL);
+	kvp_body("[\"k\",\"v\"]", NULL, NULL);
+	kvp_body("{\"key\":\"k\",\"value\":\"v\"} x", NULL, NULL);
+}
+
 int main(void)
 {
 	good_requests();
@@ -196,6 +227,7 @@ int main(void)
 	random_input();
 	responses();
 	action_bodies();
+	kvp_bodies();
 	printf("1..%d\n%d passed, %d failed\n", n_test, n_pass, n_fail);
 	return n_fail ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 /* The control API: an HTTP/1.1 JSON server on a Unix socket in the VM's
  * process (api/server.c) and the thin clients behind `accord ls` and
- * `accord pause|resume|stop|shutdown|reset NAME` (api/client.c). The
+ * `accord pause|resume|stop|shutdown|reset|kvp NAME` (api/client.c). The
  * routes are documented in docs/api.yaml. */
 #ifndef ACCORD_API_H
 #define ACCORD_API_H
@@ -22,6 +22,9 @@ enum {
 };
 
 /* the machine configuration accord run was started with (GET /vm/config) */
+struct hv_util;
+struct storvsc;
+
 struct api_vm_config {
 	const char *name;
 	const char *kernel, *initrd, *cmdline;
@@ -35,6 +38,8 @@ struct api_vm_config {
 	char *const *disk_path;
 	const bool *disk_ro;
 	struct virtio_blk *const *disk_dev; /* for their counters */
+	struct storvsc *const *disk_storvsc; /* the same with --personality hyperv */
+	struct hv_util *hv_util; /* --personality hyperv: shutdown and KVP; else NULL */
 };
 
 /* VM names: 1 to 64 of [A-Za-z0-9._-], not starting with a dot; prints

@@ -7,5 +7,8 @@
 /* The body of PUT /vm/actions: exactly {"action": "NAME"} in strict JSON.
  * Returns the action's name (static) or NULL with why in err. */
 const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen);
+/* PUT /vm/kvp/external's body {"key": "...", "value": "..."}: 0 with both
+ * strings malloc'd, or -1 with the reason in err */
+int api_parse_kvp(const char *body, size_t len, char **key, char **value, char *err, size_t errlen);
 
 #endif

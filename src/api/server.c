@@ -22,6 +22,7 @@
 #include "api/http.h"
 #include "api/internal.h"
 #include "dev/devices.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
@@ -199,9 +200,19 @@ static struct json_object *get_counters(void)
 		struct virtio_blk_counters c;
 		struct json_object *d = json_object_new_object();
 		json_object_object_add(d, "path", json_object_new_string(api.cfg->disk_path[i]));
-		/* storvsc disks (--personality hyperv) keep no counters yet */
+		/* storvsc disks (--personality hyperv) */
 		if (!api.cfg->disk_dev[i]) {
+			struct storvsc_counters sc = { 0 };
+			if (api.cfg->disk_storvsc && api.cfg->disk_storvsc[i])
+				storvsc_counters(api.cfg->disk_storvsc[i], &sc);
 			json_object_object_add(d, "bus", json_object_new_string("vmbus"));
+			json_object_object_add(d, "reads", json_object_new_int64((int64_t)sc.reads));
+			json_object_object_add(d, "writes", json_object_new_int64((int64_t)sc.writes));
+			json_object_object_add(d, "flushes", json_object_new_int64((int64_t)sc.flushes));
+			json_object_object_add(d, "unmaps", json_object_new_int64((int64_t)sc.unmaps));
+			json_object_object_add(d, "io_errors", json_object_new_int64((int64_t)sc.io_errors));
+			json_object_object_add(d, "read_bytes", json_object_new_int64((int64_t)sc.read_bytes));
+			json_object_object_add(d, "write_bytes", json_object_new_int64((int64_t)sc.write_bytes));
 			json_object_array_add(disks, d);
 			continue;
 		}
@@ -225,11 +236,51 @@ static struct json_object *get_counters(void)
 	return o;
 }
 
-const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
+static void kvp_add(void *arg, const char *key, const char *value)
 {
-	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
+	json_object_object_add(arg, key, json_object_new_string(value));
+}
+
+/* what the guest's KVP daemon reported in the last complete enumeration */
+static struct json_object *get_kvp(void)
+{
+	struct hv_util *h = api.cfg->hv_util;
+	struct hv_util_state st = { 0 };
+	struct json_object *o = json_object_new_object(), *pools = json_object_new_object();
+	struct json_object *autop = json_object_new_object(), *guest = json_object_new_object();
+	struct json_object *ext = json_object_new_object(), *sets = json_object_new_object();
+	char ver[16] = "";
+
+	if (h) {
+		hv_util_status(h, &st);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_AUTO, kvp_add, autop);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_GUEST, kvp_add, guest);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_EXTERNAL, kvp_add, ext);
+		if (st.kvp_ready)
+			snprintf(ver, sizeof(ver), "%u.%u", st.kvp_version & 0xffff, st.kvp_version >> 16);
+	}
+	json_object_object_add(o, "available", json_object_new_boolean(h != NULL));
+	json_object_object_add(o, "connected", json_object_new_boolean(st.kvp_ready));
+	json_object_object_add(o, "version", ver[0] ? json_object_new_string(ver) : NULL);
+	json_object_object_add(o, "enumerations", json_object_new_int64((int64_t)st.kvp_rounds));
+	json_object_object_add(pools, "auto", autop);
+	json_object_object_add(pools, "guest", guest);
+	json_object_object_add(pools, "external", ext);
+	json_object_object_add(o, "pools", pools);
+	json_object_object_add(sets, "done", json_object_new_int64((int64_t)st.kvp_sets_done));
+	json_object_object_add(sets, "failed", json_object_new_int64((int64_t)st.kvp_sets_failed));
+	json_object_object_add(sets, "pending", json_object_new_int64((int64_t)st.kvp_sets_pending));
+	json_object_object_add(o, "sets", sets);
+	return o;
+}
+
+/* the request body as one strict JSON object and nothing after it; NULL
+ * with the reason in err */
+static struct json_object *parse_body_object(const char *body, size_t len, const char *example, char *err,
+					     size_t errlen)
+{
 	if (len == 0) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"action\": \"pause\"}");
+		snprintf(err, errlen, "the body must be a JSON object such as %s", example);
 		return NULL;
 	}
 	struct json_tokener *tok = json_tokener_new();
@@ -242,22 +293,34 @@ const char *api_parse_action(const char *body, size_t len, char *err, size_t err
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
-	const char *found = NULL;
 	if (!o || jerr != json_tokener_success) {
 		snprintf(err, errlen, "malformed JSON: %s",
 			 jerr == json_tokener_continue ? "incomplete" : json_tokener_error_desc(jerr));
-		goto out;
+		json_object_put(o);
+		return NULL;
 	}
 	for (size_t i = used; i < len; i++) {
 		if (!strchr(" \t\r\n", body[i])) {
 			snprintf(err, errlen, "malformed JSON: bytes after the object");
-			goto out;
+			json_object_put(o);
+			return NULL;
 		}
 	}
 	if (!json_object_is_type(o, json_type_object)) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"action\": \"pause\"}");
-		goto out;
+		snprintf(err, errlen, "the body must be a JSON object such as %s", example);
+		json_object_put(o);
+		return NULL;
 	}
+	return o;
+}
+
+const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
+{
+	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
+	struct json_object *o = parse_body_object(body, len, "{\"action\": \"pause\"}", err, errlen);
+	const char *found = NULL;
+	if (!o)
+		return NULL;
 	struct json_object *a = NULL;
 	json_object_object_foreach(o, key, val)
 	{
@@ -284,9 +347,76 @@ out:
 	return found;
 }
 
+int api_parse_kvp(const char *body, size_t len, char **key, char **value, char *err, size_t errlen)
+{
+	struct json_object *o = parse_body_object(body, len, "{\"key\": \"k\", \"value\": \"v\"}", err, errlen);
+	struct json_object *k = NULL, *v = NULL;
+	int rc = -1;
+	*key = *value = NULL;
+	if (!o)
+		return -1;
+	json_object_object_foreach(o, name, val)
+	{
+		if (strcmp(name, "key") && strcmp(name, "value")) {
+			snprintf(err, errlen, "unknown field '%.64s'", name);
+			goto out;
+		}
+		*(strcmp(name, "key") ? &v : &k) = val;
+	}
+	if (!k || !v || !json_object_is_type(k, json_type_string) || !json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "'key' and 'value' must both be strings");
+		goto out;
+	}
+	/* a NUL inside would cut the string short */
+	if (strlen(json_object_get_string(k)) != (size_t)json_object_get_string_len(k) ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+		snprintf(err, errlen, "'key' and 'value' must not hold NUL characters");
+		goto out;
+	}
+	*key = strdup(json_object_get_string(k));
+	*value = strdup(json_object_get_string(v));
+	if (!*key || !*value) {
+		free(*key);
+		free(*value);
+		*key = *value = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* PUT /vm/kvp/external: a SET into the guest's external pool */
+static int put_kvp(const struct http_request *req, char *err, size_t errlen)
+{
+	char *key, *value;
+	int rc;
+	if (api_parse_kvp(req->body, req->body_len, &key, &value, err, errlen) < 0)
+		return 400;
+	rc = api.cfg->hv_util ? hv_util_kvp_set(api.cfg->hv_util, key, value) : -1;
+	free(key);
+	free(value);
+	if (rc == -1) {
+		snprintf(err, errlen, "%s", api.cfg->hv_util ? "the guest's KVP service is not connected (hv_utils and hv_kvp_daemon)"
+							    : "no KVP: the VM does not run with --personality hyperv");
+		return 409;
+	}
+	if (rc == -2) {
+		snprintf(err, errlen, "8 KVP SETs already wait for the guest");
+		return 503;
+	}
+	if (rc == -3) {
+		snprintf(err, errlen, "'key' (not empty, at most 255 UTF-16 units) or 'value' (at most 1023) too long");
+		return 400;
+	}
+	return 204;
+}
+
 /* Returns the HTTP status; err holds the message of an error. An action
  * that ends the VM is left in *end for after the reply went out. */
-static int do_action(const char *action, int *end, char *err, size_t errlen)
+static int do_action(const char *action, int *end, const char **method, char *err, size_t errlen)
 {
 	struct vm *vm = api.vm;
 	if (vm->exit_reason) {
@@ -316,19 +446,28 @@ static int do_action(const char *action, int *end, char *err, size_t errlen)
 		vm_resume(vm);
 		return 204;
 	}
-	/* shutdown: the ACPI power button */
+	/* shutdown: the Hyper-V shutdown service when the guest has it,
+	 * else the ACPI power button */
 	if (vm->paused) {
-		snprintf(err, errlen, "the VM is paused: resume it first, or the guest cannot see the button");
+		snprintf(err, errlen, "the VM is paused: resume it first, or the guest cannot see the request");
 		return 409;
+	}
+	if (api.cfg->hv_util && hv_util_shutdown(api.cfg->hv_util) == 0) {
+		*method = "hyperv-shutdown-service";
+		return 200;
 	}
 	pthread_mutex_lock(&vm->io_lock);
 	int rc = vm->acpipm ? acpipm_power_button(vm->acpipm) : -1;
 	pthread_mutex_unlock(&vm->io_lock);
 	if (rc < 0) {
-		snprintf(err, errlen, "the guest has not enabled the ACPI power button (PWRBTN_EN): it would not notice");
+		snprintf(err, errlen, "%s",
+			 api.cfg->hv_util ? "the guest has neither the Hyper-V shutdown service (hv_utils) open nor the "
+					    "ACPI power button (PWRBTN_EN) enabled: it would not notice"
+					  : "the guest has not enabled the ACPI power button (PWRBTN_EN): it would not notice");
 		return 409;
 	}
-	return 204;
+	*method = "acpi-power-button";
+	return 200;
 }
 
 struct route {
@@ -340,6 +479,8 @@ static const struct route routes[] = {
 	{ "/vm", "GET" },
 	{ "/vm/config", "GET" },
 	{ "/vm/counters", "GET" },
+	{ "/vm/kvp", "GET" },
+	{ "/vm/kvp/external", "PUT" },
 	{ "/vm/actions", "PUT" },
 };
 
@@ -370,7 +511,16 @@ static void handle(int fd, const struct http_request *req)
 		reply_json(fd, 200, get_config(), ka);
 	else if (!strcmp(r->path, "/vm/counters"))
 		reply_json(fd, 200, get_counters(), ka);
-	else {
+	else if (!strcmp(r->path, "/vm/kvp"))
+		reply_json(fd, 200, get_kvp(), ka);
+	else if (!strcmp(r->path, "/vm/kvp/external")) {
+		char err[200];
+		int status = put_kvp(req, err, sizeof(err));
+		if (status >= 400)
+			reply_error(fd, status, err, ka, NULL);
+		else
+			reply(fd, status, NULL, ka, NULL);
+	} else {
 		char err[200];
 		const char *action = api_parse_action(req->body, req->body_len, err, sizeof(err));
 		if (!action) {
@@ -378,11 +528,18 @@ static void handle(int fd, const struct http_request *req)
 			return;
 		}
 		int end = 0;
-		int status = do_action(action, &end, err, sizeof(err));
-		if (status >= 400)
+		const char *method = NULL;
+		int status = do_action(action, &end, &method, err, sizeof(err));
+		if (status >= 400) {
 			reply_error(fd, status, err, ka, NULL);
-		else
+		} else if (method) {
+			struct json_object *o = json_object_new_object();
+			json_object_object_add(o, "action", json_object_new_string(action));
+			json_object_object_add(o, "method", json_object_new_string(method));
+			reply_json(fd, status, o, ka);
+		} else {
 			reply(fd, status, NULL, ka, NULL);
+		}
 		if (end == VM_STOPPED)
 			vm_request_exit(api.vm, VM_STOPPED, 0, "stopped through the control API");
 		else if (end == VM_RESET)

@@ -1,5 +1,6 @@
 /* The clients of the control API: `accord ls` lists the VMs whose sockets
- * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions. Also
+ * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions
+ * (start, pause, resume, stop, shutdown, reset). Also
  * the socket directory and VM names, which the server shares. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -14,10 +15,11 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "vm/machine.h"
 
 #define REPLY_MAX 65536
 
-static const char *const client_actions[] = { "pause", "resume", "stop", "shutdown", "reset" };
+static const char *const client_actions[] = { "start", "pause", "resume", "stop", "shutdown", "reset" };
 
 bool api_is_client_command(const char *cmd)
 {
@@ -31,12 +33,7 @@ bool api_is_client_command(const char *cmd)
 
 int api_name_check(const char *opt, const char *name)
 {
-	size_t n = strlen(name);
-	bool ok = n >= 1 && n <= 64 && name[0] != '.';
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-		     (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
-	if (ok)
+	if (machine_id_ok(name))
 		return 0;
 	fprintf(stderr, "accord: %s '%.80s': a VM name is 1 to 64 of A-Z a-z 0-9 . _ - and does not start with a dot\n",
 		opt, name);

@@ -97,7 +97,16 @@ static void tap_resume(struct net_backend *nb)
 		iothread_fd_set_events(t->io, t->fd, POLLIN);
 }
 
-static const struct net_backend_ops tap_ops = { tap_send, tap_resume };
+static void tap_destroy(struct net_backend *nb)
+{
+	struct tap_backend *t = (struct tap_backend *)nb;
+
+	iothread_fd_del(t->io, t->fd);
+	close(t->fd);
+	free(t);
+}
+
+static const struct net_backend_ops tap_ops = { tap_send, tap_resume, tap_destroy };
 
 static const char *tap_hint(int err)
 {

@@ -162,5 +162,7 @@ struct iothread;
 struct net_backend;
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
 				     struct net_backend *nb, const uint8_t *mac);
+/* the MAC address the device shows the guest */
+void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6]);
 
 #endif

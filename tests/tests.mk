@@ -189,3 +189,12 @@ TEST_SCRIPTS += tests/hyperv_storage.sh
 # a guest flooding its UART without a pause (ticker.flood) does not starve
 # the console, the control API, pause/resume or stop (tests/flood.sh)
 TEST_SCRIPTS += tests/flood.sh
+
+# ---- configuring a VM through the control API (owner: src/vm/machine.c, src/api/server.c pre-boot routes) ----
+# `accord run --name NAME` without --kernel: the pre-boot routes and their
+# refusals (the same lines as accord run's), start-time failures the process
+# survives, then one Linux boot configured only through the API: 2 vCPUs,
+# 256 MiB, a disk, a user NIC, virtio-rng, checked inside the guest
+# (tests/api_config.sh); the request parsing in tests/unit_api.c
+TEST_SCRIPTS += tests/api_config.sh
+# ---- end configuring through the API ----

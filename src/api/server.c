@@ -409,7 +409,8 @@ static int put_machine_config(struct machine_config *c, const char *id, struct j
 		int64_t mib = json_object_get_int64(v);
 		/* the bound keeps the shift sane; the host's RAM is checked next */
 		if (mib < 0 || mib > (1 << 30)) {
-			snprintf(err, errlen, "memory_mib %lld: expected 16 or more MiB", (long long)mib);
+			snprintf(err, errlen, "memory_mib %lld: expected a size from 16 MiB to the host's RAM",
+				 (long long)mib);
 			return 400;
 		}
 		if (machine_set_memory(&t, (uint64_t)mib << 20, why, sizeof(why))) {

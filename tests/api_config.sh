@@ -168,6 +168,9 @@ WHY="$code $(cat "$tmp/body")"
 		"(None, None, 1, 512, 'emu', [], [], False, 'serial')" ]; result "GET /vm/config before any PUT: the command line's configuration and the defaults"
 code=$(api "$S" GET /vm/counters)
 [ "$code" = 409 ]; result "GET /vm/counters before the start: 409"
+"$ACCORD" ls >"$tmp/ls" 2>&1
+WHY=$(tr '\n' '|' <"$tmp/ls")
+grep -qE "^cfg +[0-9]+ +configuring +- +$S\$" "$tmp/ls"; result "accord ls: cfg is configuring, no engine yet"
 put "start without a boot source: 400" 400 "no boot source" "$S" /vm/actions '{"action": "start"}'
 put "pause before the start: 409" 409 "not started" "$S" /vm/actions '{"action": "pause"}'
 put "shutdown before the start: 409" 409 "not started" "$S" /vm/actions '{"action": "shutdown"}'

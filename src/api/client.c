@@ -127,7 +127,10 @@ static void print_error(const char *who, int status, const char *body)
 static const char *jget(struct json_object *o, const char *key)
 {
 	struct json_object *v;
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+	if (!json_object_object_get_ex(o, key, &v))
+		return "?";
+	/* null: not there yet (the engine of a VM still being configured) */
+	return v ? json_object_get_string(v) : "-";
 }
 
 static int cmd_ls(void)

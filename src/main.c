@@ -13,7 +13,6 @@
 #include "vm/console.h"
 #include "vm/gdbstub.h"
 #include "vm/machine.h"
-#include "vm/vm.h"
 
 static void usage(FILE *f)
 {

@@ -2,7 +2,13 @@
  * up to API_MAX_CONNS connections, parses HTTP/1.1 requests (api/http.c)
  * and answers them with JSON. Requests are small and handled at once, so a
  * thread per connection would buy nothing; a connection idle for
- * API_IDLE_SEC is closed, so slow clients cannot hold every slot. */
+ * API_IDLE_SEC is closed, so slow clients cannot hold every slot.
+ *
+ * A VM started without --kernel has no machine yet: the pre-boot routes
+ * fill its configuration (api_configure) and the start action builds it
+ * here, on this thread, while the main thread waits in api_wait_start to
+ * run it. Until then only this thread touches the configuration; after
+ * it, nobody changes it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -454,7 +460,7 @@ static int put_boot_source(struct machine_config *c, const char *id, struct json
 	struct boot_config bc = { .kernel = kernel, .initrd = initrd, .cmdline = cmdline };
 	int tok = machine_capture_begin();
 	int rc = boot_check(&bc, c->memory);
-	machine_capture_end(tok, err, errlen);
+	machine_capture_end(tok, false, err, errlen);
 	if (rc < 0)
 		return 400;
 	return machine_set_boot(c, kernel, initrd, cmdline, err, errlen) ? 400 : 204;
@@ -472,7 +478,7 @@ static int put_drive(struct machine_config *c, const char *id, struct json_objec
 	/* refused here with the line accord run would print for --disk */
 	int tok = machine_capture_begin();
 	struct disk *d = disk_open(path, ro);
-	machine_capture_end(tok, err, errlen);
+	machine_capture_end(tok, false, err, errlen);
 	if (!d)
 		return 400;
 	disk_close(d);
@@ -619,7 +625,8 @@ static int start(int *end, char *err, size_t errlen)
 	}
 	int tok = machine_capture_begin();
 	int rc = machine_build(m, true, &fatal);
-	machine_capture_end(tok, err, errlen);
+	/* the process's own log says why a start failed, too */
+	machine_capture_end(tok, true, err, errlen);
 	if (rc == 0) {
 		*end = END_BUILT;
 		return 204;
@@ -709,9 +716,10 @@ bool api_wait_start(int *status)
 	pthread_mutex_lock(&api.start_lock);
 	while (api.start_state == START_WAITING)
 		pthread_cond_wait(&api.start_cond, &api.start_lock);
-	pthread_mutex_unlock(&api.start_lock);
+	bool built = api.start_state == START_BUILT;
 	*status = api.end_status;
-	return api.start_state == START_BUILT;
+	pthread_mutex_unlock(&api.start_lock);
+	return built;
 }
 
 struct route {

@@ -35,6 +35,17 @@ void machine_config_init(struct machine_config *c)
 	c->sandbox = true;
 }
 
+void machine_config_free(struct machine_config *c)
+{
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c->gdb);
+	for (int i = 0; i < c->ndisks; i++)
+		free(c->disk[i].path);
+	machine_config_init(c);
+}
+
 /* Guest RAM is a lazy mapping, so any size maps; but a guest that touches
  * more than the host's RAM can only end in the OOM killer, and one beyond
  * the address-space limit cannot be mapped at all. */
@@ -440,7 +451,7 @@ int machine_capture_begin(void)
 	return saved;
 }
 
-void machine_capture_end(int saved, char *err, size_t n)
+void machine_capture_end(int saved, bool echo, char *err, size_t n)
 {
 	char buf[4096];
 	ssize_t got;
@@ -454,7 +465,7 @@ void machine_capture_end(int saved, char *err, size_t n)
 	if (got < 0)
 		got = 0;
 	buf[got] = 0;
-	if (got)
+	if (got && echo)
 		fputs(buf, stderr);
 	/* the reason is the last line printed: warnings (--accel auto
 	 * falling back to emu) come before it */

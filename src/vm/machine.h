@@ -76,6 +76,8 @@ struct machine {
 /* The defaults of accord run: 512 MiB, one vCPU, --accel auto,
  * --personality kvm, the serial console, the sandbox on. */
 void machine_config_init(struct machine_config *c);
+/* free its strings (it can be initialised again) */
+void machine_config_free(struct machine_config *c);
 
 /* Setters: 0, or an exit status with the reason in err (no option name:
  * the caller says which option or field it was). A failed setter leaves
@@ -108,11 +110,12 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal);
 int machine_run(struct machine *m);
 
 /* While capturing, what this process writes to stderr (fd 2, whichever
- * thread writes) is kept; the end writes it to stderr after all and puts
- * its last "accord: " line, without the prefix, into err. For the control
- * API, whose replies carry the line accord run would print. begin returns
- * the token for end (-1: nothing is captured, end still says why). */
+ * thread writes) is kept; the end puts its last "accord: " line, without
+ * the prefix, into err, and with echo writes it all to stderr after all.
+ * For the control API, whose replies carry the line accord run would
+ * print. begin returns the token for end (-1: nothing is captured, end
+ * still says why). */
 int machine_capture_begin(void);
-void machine_capture_end(int token, char *err, size_t n);
+void machine_capture_end(int token, bool echo, char *err, size_t n);
 
 #endif

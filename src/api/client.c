@@ -140,7 +140,7 @@ static int cmd_ls(void)
 		fprintf(stderr, "accord: ls: the socket directory's path is too long\n");
 		return API_EXIT_USAGE;
 	}
-	printf("%-24s %8s %-10s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
+	printf("%-24s %8s %-11s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
 	DIR *d = opendir(dir);
 	if (!d)
 		return API_EXIT_OK; /* no VM ever ran here */
@@ -166,7 +166,7 @@ static int cmd_ls(void)
 		}
 		struct json_object *o = json_tokener_parse(body);
 		if (o)
-			printf("%-24s %8s %-10s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
+			printf("%-24s %8s %-11s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
 			       jget(o, "engine"), path);
 		json_object_put(o);
 		free(body);

@@ -438,7 +438,8 @@ int machine_run(struct machine *m)
 int machine_capture_begin(void)
 {
 	int mem = memfd_create("accord-stderr", MFD_CLOEXEC);
-	int saved = mem < 0 ? -1 : fcntl(2, F_DUPFD_CLOEXEC, 3);
+	/* with fd 2 closed there is no stderr to stand in for */
+	int saved = mem <= 2 ? -1 : fcntl(2, F_DUPFD_CLOEXEC, 3);
 
 	if (saved < 0 || dup2(mem, 2) < 0) {
 		if (mem >= 0)

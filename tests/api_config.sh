@@ -141,6 +141,27 @@ rc_s=$?
 WHY="client $rc, VM $rc_s: $(cat "$tmp/err" "$tmp/s.log")"
 [ $rc -eq 0 ] && [ $rc_s -eq 0 ] && [ ! -e "$SOCKDIR/cfg-s.sock" ] && [ ! -s "$tmp/s.log" ]; result "stop before the start: status 0, silently, the socket removed"
 
+# ---- the kvm engine, where this host has one: the VM is built on the API's
+# thread and run on the vCPU threads ----
+if [ -f "$TICKER" ]; then
+	"$ACCORD" run --name cfg-k </dev/null >"$tmp/k.log" 2>&1 &
+	pid_k=$!
+	pids+=("$pid_k")
+	wait_for 30 test -S "$SOCKDIR/cfg-k.sock"
+	code=$(api "$SOCKDIR/cfg-k.sock" PUT /vm/machine-config -d '{"accel": "kvm", "vcpus": 2}')
+	if [ "$code" = 400 ] && api_error | grep -q "^accel kvm: "; then
+		tap_skip "kvm: a ticker configured through the API runs" "no kvm engine here ($(api_error))"
+	else
+		api "$SOCKDIR/cfg-k.sock" PUT /vm/boot-source -d "{\"kernel\": \"$TICKER\"}" >/dev/null
+		start=$(api "$SOCKDIR/cfg-k.sock" PUT /vm/actions -d '{"action": "start"}')
+		WHY="machine-config $code, start $start: $(head -c 200 "$tmp/body") $(tail -n 2 "$tmp/k.log")"
+		[ "$code" = 204 ] && [ "$start" = 204 ] && wait_for 60 grep -q '^tick 3' "$tmp/k.log" &&
+			[ "$(api "$SOCKDIR/cfg-k.sock" GET /vm)" = 200 ] && [ "$(jq_ 'd["engine"]')" = kvm ]; result "kvm: a ticker configured through the API runs on kvm"
+	fi
+	"$ACCORD" stop cfg-k >/dev/null 2>&1
+	wait_for 30 gone "$pid_k"
+fi
+
 if [ -z "$kernel" ]; then
 	tap_skip "configuring and booting Linux through the API" "no stock kernel package in ../shared/debs"
 	tap_summary

@@ -1,7 +1,8 @@
 /* The clients of the control API: `accord ls` lists the VMs whose sockets
- * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions,
- * `accord kvp NAME` prints GET /vm/kvp's pairs. Also
- * the socket directory and VM names, which the server shares. */
+ * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions
+ * (start, pause, resume, stop, shutdown, reset), `accord kvp NAME` prints
+ * GET /vm/kvp's pairs. Also the socket directory and VM names, which the
+ * server shares. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -15,10 +16,11 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "vm/machine.h"
 
 #define REPLY_MAX 65536
 
-static const char *const client_actions[] = { "pause", "resume", "stop", "shutdown", "reset" };
+static const char *const client_actions[] = { "start", "pause", "resume", "stop", "shutdown", "reset" };
 
 bool api_is_client_command(const char *cmd)
 {
@@ -32,12 +34,7 @@ bool api_is_client_command(const char *cmd)
 
 int api_name_check(const char *opt, const char *name)
 {
-	size_t n = strlen(name);
-	bool ok = n >= 1 && n <= 64 && name[0] != '.';
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-		     (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
-	if (ok)
+	if (machine_id_ok(name))
 		return 0;
 	fprintf(stderr, "accord: %s '%.80s': a VM name is 1 to 64 of A-Z a-z 0-9 . _ - and does not start with a dot\n",
 		opt, name);
@@ -131,7 +128,10 @@ static void print_error(const char *who, int status, const char *body)
 static const char *jget(struct json_object *o, const char *key)
 {
 	struct json_object *v;
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+	if (!json_object_object_get_ex(o, key, &v))
+		return "?";
+	/* null: not there yet (the engine of a VM still being configured) */
+	return v ? json_object_get_string(v) : "-";
 }
 
 static int cmd_ls(void)
@@ -141,7 +141,7 @@ static int cmd_ls(void)
 		fprintf(stderr, "accord: ls: the socket directory's path is too long\n");
 		return API_EXIT_USAGE;
 	}
-	printf("%-24s %8s %-10s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
+	printf("%-24s %8s %-11s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
 	DIR *d = opendir(dir);
 	if (!d)
 		return API_EXIT_OK; /* no VM ever ran here */
@@ -167,7 +167,7 @@ static int cmd_ls(void)
 		}
 		struct json_object *o = json_tokener_parse(body);
 		if (o)
-			printf("%-24s %8s %-10s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
+			printf("%-24s %8s %-11s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
 			       jget(o, "engine"), path);
 		json_object_put(o);
 		free(body);

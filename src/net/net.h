@@ -55,6 +55,9 @@ struct net_backend_ops {
 			     size_t len);
 	/* optional: the NET_OFFLOAD_* the port's guest takes on receive */
 	void (*set_rx_offload)(struct net_backend *nb, unsigned offloads);
+	/* free it and its host resources (listening sockets, the TAP fd);
+	 * only before its I/O thread ever ran */
+	void (*destroy)(struct net_backend *nb);
 };
 
 struct net_backend {
@@ -91,9 +94,17 @@ struct net_config {
 /* "user[,hostfwd=...]...[,mac=...][,offload=...]" or
  * "tap=NAME[,mac=...][,offload=...]"; -1 after one line on stderr */
 int net_parse(const char *spec, struct net_config *cfg);
+/* the pieces of a --net spec: "tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT"
+ * and "XX:XX:XX:XX:XX:XX" (not multicast); -1 when malformed */
+int net_parse_hostfwd(const char *spec, struct net_hostfwd *f);
+int net_parse_mac(const char *s, uint8_t mac[6]);
+/* a forward back in that syntax (at most 48 bytes with the NUL) */
+void net_format_hostfwd(const struct net_hostfwd *f, char *out, size_t n);
 /* the backend the configuration names, its fds and timers registered with
  * io; NULL after one line on stderr. The port is set before io starts. */
 struct net_backend *net_backend_create(const struct net_config *cfg, struct iothread *io);
+/* undo net_backend_create before the I/O thread started */
+void net_backend_destroy(struct net_backend *nb);
 
 struct net_backend *net_slirp_create(const struct net_config *cfg, struct iothread *io);
 struct net_backend *net_tap_create(const struct net_config *cfg, struct iothread *io);

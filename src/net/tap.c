@@ -164,11 +164,21 @@ static void tap_resume(struct net_backend *nb)
 		iothread_fd_set_events(t->io, t->fd, POLLIN);
 }
 
+static void tap_destroy(struct net_backend *nb)
+{
+	struct tap_backend *t = (struct tap_backend *)nb;
+
+	iothread_fd_del(t->io, t->fd);
+	close(t->fd);
+	free(t);
+}
+
 static const struct net_backend_ops tap_ops = {
 	.send = tap_send,
 	.resume = tap_resume,
 	.send_offload = tap_send_offload,
 	.set_rx_offload = tap_set_rx_offload,
+	.destroy = tap_destroy,
 };
 
 static const char *tap_hint(int err)

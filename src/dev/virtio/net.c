@@ -634,6 +634,11 @@ static void net_reset(struct virtio_dev *vd)
 
 static const struct virtio_dev_ops net_ops = { .notify = net_notify, .reset = net_reset };
 
+void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6])
+{
+	memcpy(mac, n->vd.config, 6);
+}
+
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
 				     struct net_backend *nb, const struct net_config *cfg)
 {

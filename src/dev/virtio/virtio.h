@@ -166,5 +166,7 @@ struct net_backend;
 struct net_config;
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
 				     struct net_backend *nb, const struct net_config *cfg);
+/* the MAC address the device shows the guest */
+void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6]);
 
 #endif

@@ -62,6 +62,8 @@ fi
 
 # one connection: prints "BYTES SECONDS" from its first byte to EOF
 sink() {
+	# empty first: the loop below must not read the last run's port
+	: >"$tmp/sink.out"
 	python3 -u -c '
 import socket, sys, time
 s = socket.socket()

@@ -330,6 +330,16 @@ static int cmd_run(int argc, char **argv)
 		console_stop();
 		return EXIT_VM_FAILED;
 	}
+	/* the virtio disks and NICs are served on the I/O thread */
+	struct iothread *io = NULL;
+	if ((ndisks && !vmbus) || nnics) {
+		io = iothread_create();
+		if (!io) {
+			console_stop();
+			return EXIT_VM_FAILED;
+		}
+		vm->io = io;
+	}
 	for (int i = 0; i < ndisks; i++) {
 		if (vmbus) {
 			disk_dev[i] = NULL;
@@ -349,15 +359,6 @@ static int cmd_run(int argc, char **argv)
 	    (rng && !virtio_rng_create(vm, pci))) {
 		console_stop();
 		return EXIT_VM_FAILED;
-	}
-	/* the NICs' backends run on the I/O thread */
-	struct iothread *io = NULL;
-	if (nnics) {
-		io = iothread_create();
-		if (!io) {
-			console_stop();
-			return EXIT_VM_FAILED;
-		}
 	}
 	for (int i = 0; i < nnics; i++) {
 		struct net_backend *nb = net_backend_create(&nic[i], io);

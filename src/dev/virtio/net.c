@@ -4,7 +4,8 @@
  * No checksum or segmentation offload is offered: every frame is whole
  * and carries its own checksums both ways.
  *
- * Transmit runs on the vCPU thread that notified, under vm->io_lock.
+ * The guest's notifies are served on the I/O thread (the transport's
+ * eventfds), so transmission runs there too, under vm->io_lock.
  * Received frames wait in a host-side queue (rxq) until the guest has
  * buffers for them; the I/O thread, woken through an eventfd, moves them
  * into guest memory under vm->io_lock and raises the queue's MSI-X vector,
@@ -342,6 +343,7 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	vd->device_id = VIRTIO_ID_NET;
 	vd->ops = &net_ops;
 	vd->opaque = n;
+	vd->io = io;
 	vd->nqueues = 2;
 	vd->features = 1ull << NET_F_MAC | 1ull << NET_F_STATUS | 1ull << NET_F_MRG_RXBUF;
 	ndev++;

@@ -6,8 +6,9 @@
 #  (b) --accel kvm without a usable device (ACCORD_KVM_DEV points elsewhere:
 #      a missing file, an unopenable one, a non-KVM device) fails with one
 #      line and status 4, and --accel auto falls back to emu saying why;
-#  (c) every guest test kernel on --accel kvm, each PASS/FAIL line compared
-#      with the emu run of the same kernel. A run that the host's KVM cannot
+#  (c) every guest test kernel on --accel kvm, on the machine its family
+#      asks for (guest/families), each PASS/FAIL line compared with the emu
+#      run of the same kernel. A run that the host's KVM cannot
 #      finish (an emulated KVM stops at instructions it lacks: int3,
 #      cmpxchg16b, xrstor) still has its earlier lines compared, and the
 #      rest is reported as a skip with KVM's own message;
@@ -174,11 +175,12 @@ for entry in "${kernels[@]}"; do
 		tap_skip "$label" "no usable /dev/kvm: $kvm_reason"
 		continue
 	fi
-	# shellcheck disable=SC2046 # the family's options are words
-	run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu $(guest_accord_opts "$name")
+	# the machine the family asks for (guest/families): the pci family's
+	# disk is driven through its virtqueue, on kvm through KVM_IOEVENTFD
+	guest_vmm_args accord "$name" "$tmp"
+	run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu "${GUEST_ARGS[@]}"
 	emu_status=$RUN_STATUS
-	# shellcheck disable=SC2046
-	run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm $(guest_accord_opts "$name")
+	run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm "${GUEST_ARGS[@]}"
 	kvm_status=$RUN_STATUS
 	declare -A emu_res=() emu_why=()
 	while read -r t r; do emu_res[$t]=$r; done < <(results "$tmp/emu.out")

@@ -1403,6 +1403,9 @@ static int kvm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)
 				(unsigned long long)gpa, strerror(errno));
 		return -1;
 	}
+	if (k->verbose)
+		fprintf(stderr, "accord: kvm: KVM_IOEVENTFD %s %#llx: %s\n", assign ? "at" : "off",
+			(unsigned long long)gpa, assign ? "writes there signal an eventfd without an exit" : "removed");
 	return 0;
 }
 

@@ -190,6 +190,14 @@ TEST_SCRIPTS += tests/hyperv_storage.sh
 # the console, the control API, pause/resume or stop (tests/flood.sh)
 TEST_SCRIPTS += tests/flood.sh
 
+# ---- virtio notifies on the I/O thread (owner: src/dev/virtio/pci.c kicks, src/engine/kvm.c ioeventfd) ----
+# the transport's per-queue eventfds: bound through the engine's ioeventfd
+# hook as queues are enabled, the BAR moves and the device resets; on an
+# engine that cannot bind (emu) a notify write signals the eventfd; notifies
+# for disabled queues ignored; the I/O thread serves the queue under
+# vm->io_lock; virtio-blk on the I/O thread (tests/unit_virtio_kick.c)
+TEST_BINS += build/tests/unit_virtio_kick
+# ---- end virtio notifies ----
 # ---- Hyper-V integration services in the stock kernel (owner: src/dev/hyperv/util.c) ----
 # --personality hyperv: hv_utils binds shutdown, heartbeat, time sync and
 # KVP; SYNC and SAMPLEs correct a clock set to 2001; hv_kvp_daemon's pairs

@@ -195,9 +195,17 @@ static void post(int q, uint16_t head)
 	__atomic_store_n((uint16_t *)gp(q_avail[q] + 2), avail_idx[q], __ATOMIC_RELEASE);
 }
 
+/* The device's notifies are served on the I/O thread (through the
+ * transport's eventfds); the checks after a notify need it served, so the
+ * I/O thread is held while this thread serves it with the same callback
+ * (iothread_run_pending). Frames from the backend still arrive on the
+ * running I/O thread in between. */
 static void kick(int q)
 {
+	iothread_stop(io);
 	mmio_w(notify + 4 * q, q, 2);
+	iothread_run_pending(io);
+	iothread_start(io);
 }
 
 /* reset and bring the device up with both queues */

@@ -62,6 +62,11 @@ void iothread_timer_free(struct iothread_timer *t);
 #define IOTHREAD_MAX_SOURCES 16
 int iothread_source_add(struct iothread *io, const struct iothread_source_ops *ops, void *opaque);
 
+/* With the thread not started (unit tests, fuzzers): run, on the calling
+ * thread, the callbacks of whatever is ready now, round after round until
+ * nothing is. */
+void iothread_run_pending(struct iothread *io);
+
 /* make the loop run a round now (e.g. a source has new work) */
 void iothread_wake(struct iothread *io);
 

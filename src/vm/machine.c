@@ -281,7 +281,8 @@ static int make_backends(struct machine *m, struct net_backend **nb)
 {
 	const struct machine_config *c = &m->cfg;
 
-	/* the I/O thread: the terminal's input and the NICs' backends */
+	/* the I/O thread: the terminal's input, the NICs' backends and the
+	 * virtio notifies */
 	m->io = iothread_create();
 	if (!m->io)
 		return EXIT_VM_FAILED;
@@ -327,6 +328,8 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 	if (vm_create(vm, c->memory, c->cpus, m->engine, c->personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = c->debug_exit;
+	/* virtio-blk and virtio-net serve the guest's notifies there too */
+	vm->io = m->io;
 	if (console_start(vm, &out_fd) < 0)
 		return EXIT_VM_FAILED;
 	console = true;

@@ -68,6 +68,7 @@ static void fuzz_init(void)
 	struct iothread *io = iothread_create();
 
 	vfuzz_vm();
+	vf_vm.io = io;
 	nb.ops = &tb_ops;
 	if (!io || !virtio_net_create(&vf_vm, vf_bus, io, &nb, &(struct net_config){ .kind = NET_USER }))
 		abort();
@@ -106,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vfuzz_run(data + off, size - off);
 	while (next_frame < nframes)
 		deliver();
-	vf_wr(vf_notify, 0, 2);
+	vf_kick(0);
 	vfuzz_drain();
 	return 0;
 }

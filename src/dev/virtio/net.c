@@ -14,8 +14,9 @@
  * is checked against its frame (net_offload_check); a bad one drops the
  * frame and counts it.
  *
- * Transmit and control run on the vCPU thread that notified, under
- * vm->io_lock. Received frames wait in a host-side queue (rxq) until the
+ * The guest's notifies are served on the I/O thread (the transport's
+ * eventfds), so transmit and control run there too, under vm->io_lock.
+ * Received frames wait in a host-side queue (rxq) until the
  * guest has buffers for them; the I/O thread, woken through an eventfd,
  * moves them into guest memory under vm->io_lock and raises the queue's
  * MSI-X vector, so receiving never waits for a vCPU exit. When rxq fills
@@ -664,6 +665,7 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	vd->device_id = VIRTIO_ID_NET;
 	vd->ops = &net_ops;
 	vd->opaque = n;
+	vd->io = io;
 	vd->nqueues = 3;
 	vd->features = 1ull << NET_F_MAC | 1ull << NET_F_STATUS | 1ull << NET_F_MRG_RXBUF |
 		       1ull << NET_F_CTRL_VQ | 1ull << NET_F_CTRL_RX | 1ull << NET_F_CTRL_MAC_ADDR;

@@ -3,8 +3,13 @@
  * device gives the
  * transport its id, features, queue count, configuration bytes and a
  * notify handler; the transport does the rest. Everything runs under
- * vm->io_lock: requests are served on the vCPU thread that notified, and
- * host-side events (received frames) on the I/O thread (vm/iothread.h). */
+ * vm->io_lock. A device that sets io before virtio_pci_init has its
+ * notifies served on that I/O thread (vm/iothread.h): each queue gets an
+ * eventfd, bound to its notify address through the engine (KVM_IOEVENTFD,
+ * so the write never leaves the guest) or signalled by the transport when
+ * the write does reach it; without io, the vCPU thread that notified
+ * serves the queue. Host-side events (received frames) run on the I/O
+ * thread too. */
 #ifndef ACCORD_DEV_VIRTIO_H
 #define ACCORD_DEV_VIRTIO_H
 
@@ -87,6 +92,15 @@ uint64_t vq_read(const struct virtq_req *r, uint64_t off, void *dst, uint64_t le
 uint64_t vq_write(const struct virtq_req *r, uint64_t off, const void *src, uint64_t len);
 
 struct virtio_dev;
+struct iothread;
+
+/* a queue's notify eventfd (virtio_dev.io set) */
+struct virtio_kick {
+	struct virtio_dev *vd;
+	int q;
+	int fd;
+	uint64_t gpa; /* where the engine signals fd itself; 0: nowhere */
+};
 
 struct virtio_dev_ops {
 	/* the driver notified queue q */
@@ -118,6 +132,9 @@ struct virtio_dev {
 	unsigned cfgwin_cap; /* VIRTIO_PCI_CAP_PCI_CFG */
 	uint8_t msix_table[16 * (VIRTIO_MAX_QUEUES + 1)];
 	uint8_t msix_pba[8];
+	/* notifies served on this I/O thread (NULL: on the vCPU's) */
+	struct iothread *io;
+	struct virtio_kick kick[VIRTIO_MAX_QUEUES];
 	/* counters */
 	uint64_t notifies, interrupts, errors;
 };

@@ -65,7 +65,8 @@ static void usage(FILE *f)
 		"                    DHCP 10.0.2.15, host 10.0.2.2, DNS 10.0.2.3); hostfwd also\n"
 		"                    takes udp: and tcp:ADDR:HOSTPORT-[GUESTADDR]:GUESTPORT\n"
 		"  --net tap=NAME[,mac=MAC]  a virtio-net NIC on host TAP interface NAME\n"
-		"                    (repeatable: one NIC per --net)\n"
+		"                    (repeatable: one NIC per --net); with --personality\n"
+		"                    hyperv each NIC is a VMBus synthetic NIC (netvsc)\n"
 		"  --gdb tcp::PORT   start stopped, wait for GDB on 127.0.0.1:PORT\n"
 		"                    (tcp:HOST:PORT to choose the address; port 0: any)\n"
 		"  --name NAME       the VM's name for accord ls and friends (default accord-PID)\n"
@@ -365,7 +366,9 @@ static int cmd_run(int argc, char **argv)
 			console_stop();
 			return EXIT_NET_FAILED;
 		}
-		if (!virtio_net_create(vm, pci, io, nb, nic[i].has_mac ? nic[i].mac : NULL)) {
+		/* as for disks: a Hyper-V guest finds its NICs on VMBus */
+		if (vmbus ? !netvsc_create(vmbus, vm, io, nb, nic[i].has_mac ? nic[i].mac : NULL)
+			  : !virtio_net_create(vm, pci, io, nb, nic[i].has_mac ? nic[i].mac : NULL)) {
 			console_stop();
 			return EXIT_VM_FAILED;
 		}

@@ -189,3 +189,10 @@ TEST_SCRIPTS += tests/hyperv_storage.sh
 # a guest flooding its UART without a pause (ticker.flood) does not starve
 # the console, the control API, pause/resume or stop (tests/flood.sh)
 TEST_SCRIPTS += tests/flood.sh
+
+# ---- netvsc (owner: src/dev/hyperv/netvsc.c) ----
+# --personality hyperv --net user: the stock kernel's hv_netvsc binds the
+# VMBus synthetic NIC, DHCP, a token and a random MiB both ways through
+# slirp and hostfwd (tests/hyperv_net.sh)
+TEST_SCRIPTS += tests/hyperv_net.sh
+# ---- end netvsc ----

@@ -196,3 +196,10 @@ TEST_SCRIPTS += tests/flood.sh
 # slirp and hostfwd (tests/hyperv_net.sh)
 TEST_SCRIPTS += tests/hyperv_net.sh
 # ---- end netvsc ----
+
+# ---- netvsc unit (owner: src/dev/hyperv/netvsc.c) ----
+# NVSP, the send and receive buffers, RNDIS and frames both ways driven as
+# hv_netvsc drives them, flow control, and a hostile guest
+# (tests/unit_netvsc.c)
+TEST_BINS += build/tests/unit_netvsc
+# ---- end netvsc unit ----

@@ -6,18 +6,37 @@
 # zeros to a sink on the host's loopback (10.0.2.2); the sink times from the
 # first byte to the end of the stream. Prints each run, the medians and the
 # ratio accord / QEMU (above 1.0: accord is faster).
+# With hyperv as the third argument, accord runs --personality hyperv and
+# its NIC is netvsc (a guest image with hv_vmbus and hv_netvsc); QEMU stays
+# on virtio-net, the reference figure.
 #
-#   bench/net.sh [RUNS] [MIB]      (default 3 runs of 16 MiB)
+#   bench/net.sh [RUNS] [MIB] [kvm|hyperv]   (default 3 runs of 16 MiB, kvm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/console.bash
 runs=${1:-3}
 mib=${2:-16}
+personality=${3:-kvm}
 IMG=build/guest-image-net
 make -s all >/dev/null
 MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >/dev/null 2>&1
 K=$IMG/vmlinuz
 I=$IMG/initrd.cpio.gz
+# accord's image and NIC
+IA=$I
+nic=virtio-net
+case $personality in
+kvm) ;;
+hyperv)
+	MKGUEST_OUT=$PWD/build/guest-image-hvnet GUEST_MODULES="hv_vmbus hv_netvsc" tools/mkguest >/dev/null 2>&1
+	IA=build/guest-image-hvnet/initrd.cpio.gz
+	nic=netvsc
+	;;
+*)
+	echo "bench/net.sh: personality '$personality': expected kvm or hyperv" >&2
+	exit 1
+	;;
+esac
 CMDLINE="console=ttyS0 quiet panic=-1"
 QEMU_CPU=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16
 tmp=$(mktemp -d)
@@ -74,15 +93,15 @@ run_one() {
 
 a=() q=()
 for i in $(seq "$runs"); do
-	a+=("$(run_one accord build/accord run --kernel $K --initrd $I --cmdline "$CMDLINE" --memory 256M \
-		--accel emu --net user)")
+	a+=("$(run_one accord build/accord run --kernel $K --initrd $IA --cmdline "$CMDLINE" --memory 256M \
+		--accel emu --personality "$personality" --net user)")
 	q+=("$(run_one qemu qemu-system-x86_64 -accel tcg -cpu $QEMU_CPU -m 256 -kernel $K -initrd $I \
 		-append "$CMDLINE" -display none -serial stdio -no-reboot -monitor none \
 		-netdev user,id=n0 -device virtio-net-pci,netdev=n0)")
-	printf 'run %d: accord emu %s MB/s, qemu tcg %s MB/s\n' "$i" "${a[-1]}" "${q[-1]}"
+	printf 'run %d: accord emu (%s) %s MB/s, qemu tcg (virtio-net) %s MB/s\n' "$i" "$nic" "${a[-1]}" "${q[-1]}"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ma=$(median "${a[@]}")
 mq=$(median "${q[@]}")
-printf 'guest-to-host TCP over user networking, %d MiB, median of %d: accord emu %.2f MB/s, qemu tcg %.2f MB/s, ratio %.2f\n' \
-	"$mib" "$runs" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"
+printf 'guest-to-host TCP over user networking, %d MiB, median of %d: accord emu (%s) %.2f MB/s, qemu tcg (virtio-net) %.2f MB/s, ratio %.2f\n' \
+	"$mib" "$runs" "$nic" "$ma" "$mq" "$(echo "$ma / $mq" | bc -l)"

@@ -169,6 +169,7 @@ static int cmd_run(int argc, char **argv)
 	/* --net (virtio-net) */
 	enum { MAX_NICS = 4 };
 	static struct net_config nic[MAX_NICS];
+	static struct netvsc *nic_dev[MAX_NICS];
 	int nnics = 0;
 
 	optind = 1;
@@ -367,7 +368,8 @@ static int cmd_run(int argc, char **argv)
 			return EXIT_NET_FAILED;
 		}
 		/* as for disks: a Hyper-V guest finds its NICs on VMBus */
-		if (vmbus ? !netvsc_create(vmbus, vm, io, nb, nic[i].has_mac ? nic[i].mac : NULL)
+		nic_dev[i] = NULL;
+		if (vmbus ? !(nic_dev[i] = netvsc_create(vmbus, vm, io, nb, nic[i].has_mac ? nic[i].mac : NULL))
 			  : !virtio_net_create(vm, pci, io, nb, nic[i].has_mac ? nic[i].mac : NULL)) {
 			console_stop();
 			return EXIT_VM_FAILED;
@@ -391,6 +393,7 @@ static int cmd_run(int argc, char **argv)
 		.name = name, .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline,
 		.accel = accel, .personality = personality == PERSONALITY_HYPERV ? "hyperv" : "kvm", .memory = mem, .cpus = cpus, .debug_exit = debug_exit, .gdb = gdb,
 		.ndisks = ndisks, .disk_path = disk_path, .disk_ro = disk_ro, .disk_dev = disk_dev,
+		.nnics = nnics, .nic_dev = nic_dev,
 	};
 	if (api_start(vm, api_socket, &api_cfg) < 0) {
 		console_stop();

@@ -9,7 +9,8 @@
 #    from a python3 http.server on the host's loopback (10.0.2.2), checked
 #    by sha256; curl on the host fetches a token and a random MiB that the
 #    guest's busybox httpd serves through hostfwd.
-#  - the receive and transmit counters of eth0 moved, no netvsc errors.
+#  - the receive and transmit counters of eth0 moved, and so did the
+#    NIC's in the control API (GET /vm/counters); no netvsc errors.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -56,7 +57,7 @@ fwd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)
 log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
-	--net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080,mac=$MAC"
+	--net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080,mac=$MAC" --api-socket "$tmp/api.sock"
 if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 	tap_not_ok "guest with netvsc boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
 	console_tail 25
@@ -109,6 +110,17 @@ fi
 console_check "eth0's counters: over a MiB each way, no errors or drops" \
 	'cd /sys/class/net/eth0/statistics && echo K$((1+1)) $(($(cat rx_bytes) > 1048576)) $(($(cat tx_bytes) > 1048576)) $(cat rx_errors tx_errors tx_dropped) K$((2+1))' \
 	"K2 1 1 0 0 0 K3"
+code=$(curl -s -o "$tmp/counters" -w '%{http_code}' --max-time 20 --unix-socket "$tmp/api.sock" http://accord/vm/counters)
+if [ "$code" = 200 ] && python3 -c '
+import json, sys
+n = json.load(open(sys.argv[1]))["nics"]
+ok = len(n) == 1 and n[0]["bus"] == "vmbus" and n[0]["rx_bytes"] > 1048576 and n[0]["tx_bytes"] > 1048576 \
+	and n[0]["tx_dropped"] == 0 and n[0]["guest_errors"] == 0 and n[0]["control"] > 5
+sys.exit(0 if ok else 1)' "$tmp/counters"; then
+	tap_ok "GET /vm/counters: the netvsc NIC moved over a MiB each way, no guest errors"
+else
+	tap_not_ok "GET /vm/counters: the netvsc NIC's counters" "HTTP $code: $(head -c 300 "$tmp/counters")"
+fi
 
 console_send 'poweroff -f'
 console_finish 60

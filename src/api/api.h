@@ -11,6 +11,7 @@
 
 struct vm;
 struct virtio_blk;
+struct netvsc;
 
 /* statuses of the client commands (README "Exit status" of accord run
  * uses 0 to 5 and odd values for debug-exit; these are the clients') */
@@ -35,6 +36,8 @@ struct api_vm_config {
 	char *const *disk_path;
 	const bool *disk_ro;
 	struct virtio_blk *const *disk_dev; /* for their counters */
+	int nnics;
+	struct netvsc *const *nic_dev; /* netvsc NICs' counters; NULL: virtio-net */
 };
 
 /* VM names: 1 to 64 of [A-Za-z0-9._-], not starting with a dot; prints

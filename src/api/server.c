@@ -22,6 +22,7 @@
 #include "api/http.h"
 #include "api/internal.h"
 #include "dev/devices.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
@@ -218,6 +219,31 @@ static struct json_object *get_counters(void)
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
+	struct json_object *nics = json_object_new_array();
+	for (int i = 0; i < api.cfg->nnics; i++) {
+		struct json_object *d = json_object_new_object();
+		struct netvsc_counters c;
+
+		/* virtio-net NICs keep no counters for the API yet */
+		if (!api.cfg->nic_dev[i]) {
+			json_object_object_add(d, "bus", json_object_new_string("virtio"));
+			json_object_array_add(nics, d);
+			continue;
+		}
+		netvsc_counters(api.cfg->nic_dev[i], &c);
+		json_object_object_add(d, "bus", json_object_new_string("vmbus"));
+		json_object_object_add(d, "rx_frames", json_object_new_int64((int64_t)c.rx_frames));
+		json_object_object_add(d, "rx_bytes", json_object_new_int64((int64_t)c.rx_bytes));
+		json_object_object_add(d, "rx_dropped", json_object_new_int64((int64_t)c.rx_dropped));
+		json_object_object_add(d, "tx_frames", json_object_new_int64((int64_t)c.tx_frames));
+		json_object_object_add(d, "tx_bytes", json_object_new_int64((int64_t)c.tx_bytes));
+		json_object_object_add(d, "tx_dropped", json_object_new_int64((int64_t)c.tx_dropped));
+		json_object_object_add(d, "control", json_object_new_int64((int64_t)c.rx_control));
+		json_object_object_add(d, "nvsp_packets", json_object_new_int64((int64_t)c.packets));
+		json_object_object_add(d, "guest_errors", json_object_new_int64((int64_t)c.errors));
+		json_object_array_add(nics, d);
+	}
+	json_object_object_add(o, "nics", nics);
 	struct json_object *a = json_object_new_object();
 	json_object_object_add(a, "requests", json_object_new_int64((int64_t)api.requests));
 	json_object_object_add(a, "errors", json_object_new_int64((int64_t)api.errors));

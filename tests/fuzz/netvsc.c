@@ -43,6 +43,7 @@ static struct vm vm;
 static struct vcpu *v0;
 static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0, 0, 1 };
 static struct net_backend nb;
+static struct iothread *io;
 static uint64_t tx_frames;
 
 static void fz_send(struct net_backend *b, const void *frame, size_t len)
@@ -92,7 +93,6 @@ static void eom(void)
 static void fuzz_init(void)
 {
 	struct vmbus *vb;
-	struct iothread *io;
 
 	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0)
 		abort();

@@ -142,8 +142,10 @@ static const uint32_t nvsp_versions[] = { 0x2, 0x30002, 0x40000, 0x50000, 0x6000
 #define RX_MAX_SECTIONS 65536u
 /* an RNDIS stream the guest sends in one packet: a section, then pages */
 #define TX_STREAM_MAX (TX_SECTION + NET_MAX_FRAME + 4096)
-/* inbound packets: a descriptor, GPA ranges for a maximal frame, NVSP */
-#define MAX_IN_PKT (16 + 8 + 16 * (NET_MAX_FRAME / 4096 + 3) * 2 + NVSP_LEN + 64)
+/* inbound packets: a descriptor, the GPA ranges of a frame (Linux names
+ * up to 32 page buffers of 16 bytes; later kernels' multi-page ranges are
+ * shorter), the NVSP message */
+#define MAX_IN_PKT 4096
 
 /* struct vmtransfer_page_packet_header after the descriptor, with one range */
 #define XFER_EXT_LEN 16
@@ -776,9 +778,9 @@ out:
 	put32(reply + 4, status);
 }
 
-/* one inband or GPA_DIRECT packet from the guest; false when it must wait
- * for ring room */
-static bool nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
+/* one packet from the guest: NVSP inband, SEND_RNDIS_PKT with page
+ * ranges, or the completion of a receive section */
+static void nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 {
 	struct vmbus_pkt_desc d;
 	uint8_t nv[NVSP_LEN] = { 0 }, reply[NVSP_LEN] = { 0 };
@@ -790,7 +792,7 @@ static bool nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 	dlen = len - off;
 	if (dlen < 4) {
 		nv_error(n, "a %u-byte NVSP message", dlen);
-		return true;
+		return;
 	}
 	memcpy(nv, pkt + off, dlen < NVSP_LEN ? dlen : NVSP_LEN);
 	type = get32(nv);
@@ -799,11 +801,11 @@ static bool nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 			rx_complete(n, d.trans_id);
 		else
 			nv_error(n, "completion of NVSP type %u", type);
-		return true;
+		return;
 	}
 	if (d.type != VMBUS_PKT_INBAND && !(d.type == VMBUS_PKT_GPA_DIRECT && type == NVSP1_SEND_RNDIS_PKT)) {
 		nv_error(n, "packet type %u carrying NVSP type %u", d.type, type);
-		return true;
+		return;
 	}
 	switch (type) {
 	case NVSP_INIT: {
@@ -850,14 +852,13 @@ static bool nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 		/* there is no VF to switch to; the completion carries no data */
 		if (d.flags & VMBUS_PKT_F_COMPLETION)
 			vmbus_chan_send(n->ch, VMBUS_PKT_COMP, 0, d.trans_id, reply, 0);
-		return true;
+		return;
 	default:
 		nv_error(n, "unknown NVSP message type %u", type);
-		return true;
+		return;
 	}
 	if (want && (d.flags & VMBUS_PKT_F_COMPLETION))
 		vmbus_chan_send(n->ch, VMBUS_PKT_COMP, 0, d.trans_id, reply, sizeof(reply));
-	return true;
 }
 
 static void nv_notify(struct vmbus_channel *ch)
@@ -1049,7 +1050,10 @@ void netvsc_set_link(struct netvsc *n, bool up)
 
 void netvsc_counters(struct netvsc *n, struct netvsc_counters *c)
 {
+	/* rx_dropped also moves under the queue lock alone */
 	vmbus_lock(n->ch->vb);
+	pthread_mutex_lock(&n->rxq_lock);
 	*c = n->c;
+	pthread_mutex_unlock(&n->rxq_lock);
 	vmbus_unlock(n->ch->vb);
 }

@@ -236,22 +236,42 @@ static void nv_error(struct netvsc *n, const char *fmt, ...)
 	fprintf(stderr, "accord: netvsc %u: %s\n", n->ch->relid, line);
 }
 
-/* copy between a GPADL's pages and a flat buffer; the caller has checked
- * that [off, off + len) lies within npages pages */
-static void gpadl_copy(uint8_t **page, uint64_t off, void *buf, uint32_t len, bool to_guest)
+/* the bytes of a GPADL's pages at off, up to the end of that page; the
+ * caller has checked that what it copies lies within the GPADL */
+static uint8_t *gpadl_at(uint8_t **page, uint64_t off, uint32_t *room)
+{
+	*room = VMBUS_PAGE - off % VMBUS_PAGE;
+	return page[off / VMBUS_PAGE] + off % VMBUS_PAGE;
+}
+
+static void gpadl_write(uint8_t **page, uint64_t off, const void *buf, uint32_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		uint32_t k;
+		uint8_t *q = gpadl_at(page, off, &k);
+
+		if (k > len)
+			k = len;
+		memcpy(q, p, k);
+		p += k;
+		off += k;
+		len -= k;
+	}
+}
+
+static void gpadl_read(uint8_t **page, uint64_t off, void *buf, uint32_t len)
 {
 	uint8_t *p = buf;
 
 	while (len) {
-		uint32_t in = off % VMBUS_PAGE, k = VMBUS_PAGE - in;
-		uint8_t *q = page[off / VMBUS_PAGE] + in;
+		uint32_t k;
+		const uint8_t *q = gpadl_at(page, off, &k);
 
 		if (k > len)
 			k = len;
-		if (to_guest)
-			memcpy(q, p, k);
-		else
-			memcpy(p, q, k);
+		memcpy(p, q, k);
 		p += k;
 		off += k;
 		len -= k;
@@ -301,9 +321,9 @@ static int rx_send(struct netvsc *n, const void *hdr, uint32_t hlen, const void 
 		return 0;
 	sec = n->rx_free[--n->rx_nfree];
 	n->rx_busy[sec] = 1;
-	gpadl_copy(page, (uint64_t)sec * RX_SECTION, (void *)hdr, hlen, true);
+	gpadl_write(page, (uint64_t)sec * RX_SECTION, hdr, hlen);
 	if (dlen)
-		gpadl_copy(page, (uint64_t)sec * RX_SECTION + hlen, (void *)data, dlen, true);
+		gpadl_write(page, (uint64_t)sec * RX_SECTION + hlen, data, dlen);
 	/* xfer_pageset_id, sender_owns_set 0, range_cnt 1, {byte_count, byte_offset} */
 	memcpy(ext, &n->rx_id, 2);
 	put32(ext + 4, 1);
@@ -702,7 +722,7 @@ static uint32_t nvsp_rndis(struct netvsc *n, const struct vmbus_pkt_desc *d, con
 			nv_error(n, "send section %u (%u bytes) out of range", idx, size);
 			return NVSP_STAT_FAIL;
 		}
-		gpadl_copy(page, (uint64_t)idx * TX_SECTION, n->stream, size, false);
+		gpadl_read(page, (uint64_t)idx * TX_SECTION, n->stream, size);
 		total = size;
 	}
 	if (d->type == VMBUS_PKT_GPA_DIRECT) {

@@ -135,8 +135,10 @@ static const uint32_t nvsp_versions[] = { 0x2, 0x30002, 0x40000, 0x50000, 0x6000
 #define PKT_ALIGN_SHIFT 3
 
 /* The receive buffer is cut into sections of RX_SECTION bytes, one frame
- * (or control message) each; the send buffer into TX_SECTION bytes, as
- * Hyper-V does. */
+ * (or control message) each: a 1500-byte MTU frame with its RNDIS header
+ * fits, and hv_netvsc allocates a copy buffer of one section for each of
+ * its 64 possible channels, so bigger sections cost the guest memory. The
+ * send buffer is cut as Hyper-V cuts it. */
 #define RX_SECTION 4096u
 #define TX_SECTION 6144u
 #define RX_MAX_SECTIONS 65536u

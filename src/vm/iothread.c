@@ -355,6 +355,25 @@ int iothread_start(struct iothread *io)
 	return 0;
 }
 
+void iothread_destroy(struct iothread *io)
+{
+	if (!io)
+		return;
+	iothread_stop(io);
+	while (io->timers) {
+		struct iothread_timer *t = io->timers;
+
+		io->timers = t->next;
+		free(t);
+	}
+	free(io->fds);
+	free(io->src);
+	free(io->ps.pfd);
+	close(io->wake_fd);
+	pthread_mutex_destroy(&io->lock);
+	free(io);
+}
+
 void iothread_stop(struct iothread *io)
 {
 	if (!io || !io->running)

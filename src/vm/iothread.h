@@ -47,6 +47,8 @@ struct iothread *iothread_create(void);
 int iothread_start(struct iothread *io);
 /* stop the loop and join the thread; the registrations stay */
 void iothread_stop(struct iothread *io);
+/* stop it and free it with its registrations (their owners are gone) */
+void iothread_destroy(struct iothread *io);
 
 int iothread_fd_add(struct iothread *io, int fd, short events, iothread_fd_fn fn, void *opaque);
 void iothread_fd_set_events(struct iothread *io, int fd, short events);

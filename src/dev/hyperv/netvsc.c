@@ -1048,7 +1048,7 @@ struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *i
 		iothread_fd_del(io, n->kick_fd);
 		goto fail;
 	}
-	nb->port = (struct net_port){ port_can_receive, port_receive, n };
+	nb->port = (struct net_port){ .can_receive = port_can_receive, .receive = port_receive, .opaque = n };
 	return n;
 fail:
 	close(n->kick_fd);
@@ -1078,4 +1078,9 @@ void netvsc_counters(struct netvsc *n, struct netvsc_counters *c)
 	*c = n->c;
 	pthread_mutex_unlock(&n->rxq_lock);
 	vmbus_unlock(n->ch->vb);
+}
+
+void netvsc_mac(struct netvsc *n, uint8_t mac[6])
+{
+	memcpy(mac, n->mac, 6);
 }

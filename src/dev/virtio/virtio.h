@@ -142,11 +142,13 @@ struct virtio_rng;
 struct virtio_rng *virtio_rng_create(struct vm *vm, struct pci_bus *bus);
 
 /* console.c: --console virtio, port 0 (hvc0 in Linux) on the terminal.
- * Bytes read from in_fd go to the guest; what the guest transmits is
- * written to out_fd. in_fd may be -1 (no input). */
+ * What the guest transmits is written to out_fd; with an input attached,
+ * fd is read on io's thread (vm/console.h) and goes to the guest. */
 struct virtio_console;
-struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int in_fd,
-					     int out_fd);
+struct iothread;
+struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int out_fd);
+int virtio_console_attach_input(struct virtio_console *c, struct iothread *io, int fd);
+/* after the I/O thread has stopped */
 void virtio_console_destroy(struct virtio_console *c);
 /* completed requests and their bytes (the control API), under vm->io_lock */
 struct virtio_blk_counters {
@@ -154,13 +156,17 @@ struct virtio_blk_counters {
 };
 void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c);
 
-/* net.c: a virtio-net device on a network backend (src/net/). Frames
- * from the backend are delivered on io's thread. mac NULL: accord's
- * default, 52:41:43:00:00:NN with NN counting the devices from 1. */
+/* net.c: a virtio-net device on a network backend (src/net/), as cfg
+ * (a --net option) says. Frames from the backend are delivered on io's
+ * thread. Without mac=: accord's default, 52:41:43:00:00:NN with NN
+ * counting the devices from 1. */
 struct virtio_net;
 struct iothread;
 struct net_backend;
+struct net_config;
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
-				     struct net_backend *nb, const uint8_t *mac);
+				     struct net_backend *nb, const struct net_config *cfg);
+/* the MAC address the device shows the guest */
+void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6]);
 
 #endif

@@ -198,6 +198,19 @@ TEST_SCRIPTS += tests/flood.sh
 # vm->io_lock; virtio-blk on the I/O thread (tests/unit_virtio_kick.c)
 TEST_BINS += build/tests/unit_virtio_kick
 # ---- end virtio notifies ----
+# ---- netvsc (owner: src/dev/hyperv/netvsc.c) ----
+# --personality hyperv --net user: the stock kernel's hv_netvsc binds the
+# VMBus synthetic NIC, DHCP, a token and a random MiB both ways through
+# slirp and hostfwd (tests/hyperv_net.sh)
+TEST_SCRIPTS += tests/hyperv_net.sh
+# ---- end netvsc ----
+
+# ---- netvsc unit (owner: src/dev/hyperv/netvsc.c) ----
+# NVSP, the send and receive buffers, RNDIS and frames both ways driven as
+# hv_netvsc drives them, flow control, and a hostile guest
+# (tests/unit_netvsc.c)
+TEST_BINS += build/tests/unit_netvsc
+# ---- end netvsc unit ----
 # ---- Hyper-V integration services in the stock kernel (owner: src/dev/hyperv/util.c) ----
 # --personality hyperv: hv_utils binds shutdown, heartbeat, time sync and
 # KVP; SYNC and SAMPLEs correct a clock set to 2001; hv_kvp_daemon's pairs

@@ -180,9 +180,12 @@ static struct json_object *get_nics(void)
 		uint8_t mac[6];
 		if (api.m->nic_dev[i])
 			virtio_net_mac(api.m->nic_dev[i], mac);
+		else if (api.m->nic_netvsc[i])
+			netvsc_mac(api.m->nic_netvsc[i], mac);
 		else
 			memcpy(mac, nc->mac, 6);
-		json_object_object_add(d, "mac", api.m->nic_dev[i] || nc->has_mac ? mac_string(mac) : NULL);
+		json_object_object_add(d, "mac",
+				       api.m->nic_dev[i] || api.m->nic_netvsc[i] || nc->has_mac ? mac_string(mac) : NULL);
 		struct json_object *fwd = json_object_new_array();
 		for (int k = 0; k < nc->nfwd; k++) {
 			char f[48];
@@ -290,6 +293,33 @@ static struct json_object *get_counters(void)
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
+	struct json_object *nics = json_object_new_array();
+	for (int i = 0; i < cfg->nnics; i++) {
+		struct json_object *d = json_object_new_object();
+		struct netvsc_counters nc = { 0 };
+
+		json_object_object_add(d, "id", json_object_new_string(cfg->nic[i].id));
+		/* virtio-net NICs keep no counters for the API yet */
+		if (cfg->personality != PERSONALITY_HYPERV) {
+			json_object_object_add(d, "bus", json_object_new_string("virtio"));
+			json_object_array_add(nics, d);
+			continue;
+		}
+		if (api.m->nic_netvsc[i])
+			netvsc_counters(api.m->nic_netvsc[i], &nc);
+		json_object_object_add(d, "bus", json_object_new_string("vmbus"));
+		json_object_object_add(d, "rx_frames", json_object_new_int64((int64_t)nc.rx_frames));
+		json_object_object_add(d, "rx_bytes", json_object_new_int64((int64_t)nc.rx_bytes));
+		json_object_object_add(d, "rx_dropped", json_object_new_int64((int64_t)nc.rx_dropped));
+		json_object_object_add(d, "tx_frames", json_object_new_int64((int64_t)nc.tx_frames));
+		json_object_object_add(d, "tx_bytes", json_object_new_int64((int64_t)nc.tx_bytes));
+		json_object_object_add(d, "tx_dropped", json_object_new_int64((int64_t)nc.tx_dropped));
+		json_object_object_add(d, "control", json_object_new_int64((int64_t)nc.rx_control));
+		json_object_object_add(d, "nvsp_packets", json_object_new_int64((int64_t)nc.packets));
+		json_object_object_add(d, "guest_errors", json_object_new_int64((int64_t)nc.errors));
+		json_object_array_add(nics, d);
+	}
+	json_object_object_add(o, "nics", nics);
 	struct json_object *a = json_object_new_object();
 	json_object_object_add(a, "requests", json_object_new_int64((int64_t)api.requests));
 	json_object_object_add(a, "errors", json_object_new_int64((int64_t)api.errors));

@@ -368,8 +368,16 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 	    (vcon ? virtio_console_attach_input(vcon, m->io, STDIN_FILENO) :
 		    serial_attach_input(vm->serial, m->io, STDIN_FILENO)))
 		goto fail;
+	/* as for disks: a Hyper-V guest finds its NICs on VMBus (netvsc) */
 	for (int i = 0; i < c->nnics; i++) {
 		const struct net_config *nc = &c->nic[i].net;
+
+		if (vmbus) {
+			m->nic_netvsc[i] = netvsc_create(vmbus, vm, m->io, nb[i], nc->has_mac ? nc->mac : NULL);
+			if (!m->nic_netvsc[i])
+				goto fail;
+			continue;
+		}
 		m->nic_dev[i] = virtio_net_create(vm, pci, m->io, nb[i], nc);
 		if (!m->nic_dev[i])
 			goto fail;

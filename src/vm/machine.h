@@ -63,6 +63,7 @@ struct engine_ops;
 struct virtio_blk;
 struct virtio_net;
 struct storvsc;
+struct netvsc;
 struct hv_util;
 
 /* A configuration and, once machine_build succeeded, the VM made of it. */
@@ -73,7 +74,8 @@ struct machine {
 	struct iothread *io;
 	struct virtio_blk *disk_dev[MACHINE_MAX_DISKS]; /* NULL: a VMBus disk */
 	struct storvsc *disk_storvsc[MACHINE_MAX_DISKS]; /* --personality hyperv */
-	struct virtio_net *nic_dev[MACHINE_MAX_NICS];
+	struct virtio_net *nic_dev[MACHINE_MAX_NICS]; /* NULL: a VMBus NIC */
+	struct netvsc *nic_netvsc[MACHINE_MAX_NICS];  /* --personality hyperv */
 	struct hv_util *hv_util; /* --personality hyperv: shutdown and KVP; else NULL */
 };
 

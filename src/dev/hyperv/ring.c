@@ -177,16 +177,28 @@ int ring_room(struct vmbus_ring *r, uint32_t len)
 int ring_send(struct vmbus_ring *r, uint16_t type, uint16_t flags, uint64_t trans_id, const void *data,
 	      uint32_t len)
 {
-	static const uint8_t zeros[8];
-	struct vmbus_pkt_desc d = { .type = type, .offset8 = sizeof(d) / 8, .flags = flags, .trans_id = trans_id };
-	uint32_t need = pkt_bytes(len), w = r->host_index, pad = ((len + 7) & ~7u) - len;
-	uint64_t prev = (uint64_t)w << 32;
-	int fits = ring_room(r, len);
+	return ring_send_ext(r, type, flags, trans_id, NULL, 0, data, len);
+}
 
+int ring_send_ext(struct vmbus_ring *r, uint16_t type, uint16_t flags, uint64_t trans_id, const void *ext,
+		  uint32_t extlen, const void *data, uint32_t len)
+{
+	static const uint8_t zeros[8];
+	struct vmbus_pkt_desc d = { .type = type, .flags = flags, .trans_id = trans_id };
+	uint32_t need, w = r->host_index, pad = ((len + 7) & ~7u) - len;
+	uint64_t prev = (uint64_t)w << 32;
+	int fits;
+
+	if (extlen % 8 || extlen > 0xffff * 8u - sizeof(d) || len > UINT32_MAX - extlen - 8)
+		return -1;
+	need = pkt_bytes(extlen + len);
+	fits = ring_room(r, extlen + len);
 	if (fits <= 0)
 		return fits < 0 ? -1 : -2;
+	d.offset8 = (sizeof(d) + extlen) / 8;
 	d.len8 = (need - 8) / 8;
 	w = rb_write(r, w, &d, sizeof(d));
+	w = rb_write(r, w, ext, extlen);
 	w = rb_write(r, w, data, len);
 	w = rb_write(r, w, zeros, pad);
 	w = rb_write(r, w, &prev, 8);

@@ -633,11 +633,17 @@ static void vmbus_eom(void *opaque, unsigned vp)
 int vmbus_chan_send(struct vmbus_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
 		    const void *data, uint32_t len)
 {
+	return vmbus_chan_send_ext(ch, type, flags, trans_id, NULL, 0, data, len);
+}
+
+int vmbus_chan_send_ext(struct vmbus_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+			const void *ext, uint32_t extlen, const void *data, uint32_t len)
+{
 	int rc;
 
 	if (!ch->open || ch->broken)
 		return -1;
-	rc = ring_send(&ch->out, type, flags, trans_id, data, len);
+	rc = ring_send_ext(&ch->out, type, flags, trans_id, ext, extlen, data, len);
 	if (rc == -1) {
 		vmbus_chan_fail(ch, "the guest's receive ring has corrupt indices");
 		return -1;
@@ -648,6 +654,16 @@ int vmbus_chan_send(struct vmbus_channel *ch, uint16_t type, uint16_t flags, uin
 	if (rc == 1)
 		vmbus_chan_kick(ch);
 	return 0;
+}
+
+uint8_t **vmbus_chan_gpadl(struct vmbus_channel *ch, uint32_t id, uint32_t *npages)
+{
+	struct gpadl **slot = gpadl_slot(ch->vb, id);
+
+	if (!slot || !(*slot)->complete || (*slot)->relid != ch->relid)
+		return NULL;
+	*npages = (*slot)->npages;
+	return (*slot)->page;
 }
 
 void vmbus_chan_kick(struct vmbus_channel *ch)

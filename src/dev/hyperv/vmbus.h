@@ -1,5 +1,5 @@
 /* VMBus host: the channel bus (vmbus.c), its ring buffers (ring.c) and the
- * channel devices on it (storvsc.c). The wire formats follow the Linux
+ * channel devices on it (storvsc.c, netvsc.c). The wire formats follow the Linux
  * guest drivers (drivers/hv, include/linux/hyperv.h), which are the
  * protocol's public description.
  *
@@ -19,6 +19,7 @@ struct vmbus_channel;
 
 /* packet types (enum vmbus_packet_type) and descriptor flags */
 #define VMBUS_PKT_INBAND 6
+#define VMBUS_PKT_XFER_PAGES 7
 #define VMBUS_PKT_GPA_DIRECT 9
 #define VMBUS_PKT_COMP 11
 #define VMBUS_PKT_F_COMPLETION 1
@@ -57,6 +58,12 @@ int ring_room(struct vmbus_ring *r, uint32_t len);
  * -2 no room, -1 corrupt */
 int ring_send(struct vmbus_ring *r, uint16_t type, uint16_t flags, uint64_t trans_id, const void *data,
 	      uint32_t len);
+
+/* the same with extlen bytes (a multiple of 8) of type-specific header
+ * between the descriptor and the data, which offset8 then skips (the
+ * transfer-page header of VMBUS_PKT_XFER_PAGES) */
+int ring_send_ext(struct vmbus_ring *r, uint16_t type, uint16_t flags, uint64_t trans_id, const void *ext,
+		  uint32_t extlen, const void *data, uint32_t len);
 
 /* guest buffers named by a packet's GPA ranges (GPA_DIRECT packets),
  * translated to host pointers, at most one page each */
@@ -108,6 +115,14 @@ void vmbus_rescind(struct vmbus_channel *ch);
  * stopped */
 int vmbus_chan_send(struct vmbus_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
 		    const void *data, uint32_t len);
+/* the same with a type-specific header (ring_send_ext) */
+int vmbus_chan_send_ext(struct vmbus_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+			const void *ext, uint32_t extlen, const void *data, uint32_t len);
+/* the pages of a complete GPADL the guest made for this channel (a
+ * device's own buffers: netvsc's send and receive buffers), or NULL. The
+ * array lives until the guest tears the GPADL down, so it is looked up
+ * again under the bus lock each time it is used. */
+uint8_t **vmbus_chan_gpadl(struct vmbus_channel *ch, uint32_t id, uint32_t *npages);
 /* the guest broke the channel's protocol: stop it with one line on stderr */
 void vmbus_chan_fail(struct vmbus_channel *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* the guest made room that a device waits for: signal it */
@@ -127,6 +142,25 @@ struct storvsc_counters {
 void storvsc_counters(struct storvsc *s, struct storvsc_counters *c);
 /* hot removal: the guest sees the channel rescinded; the image is closed */
 void storvsc_remove(struct storvsc *s);
+
+/* netvsc.c: a network adapter on a backend (net/net.h), whose port it
+ * takes; NULL after one line on stderr */
+struct netvsc;
+struct iothread;
+struct net_backend;
+struct netvsc_counters {
+	uint64_t packets;			   /* NVSP packets taken from the guest */
+	uint64_t tx_frames, tx_bytes, tx_dropped; /* guest to backend */
+	uint64_t rx_frames, rx_bytes, rx_dropped; /* backend to guest */
+	uint64_t rx_control;			   /* RNDIS replies and indications */
+	uint64_t errors;			   /* guest protocol errors */
+};
+struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *io, struct net_backend *nb,
+			     const uint8_t *mac);
+/* link up or down, with an RNDIS status indication to the guest */
+void netvsc_set_link(struct netvsc *n, bool up);
+void netvsc_counters(struct netvsc *n, struct netvsc_counters *c);
+void netvsc_mac(struct netvsc *n, uint8_t mac[6]);
 
 /* util.c: the integration services (shutdown, heartbeat, time sync, KVP).
  * With HV_UTIL_THREAD a thread runs hv_util_tick once a second and, with

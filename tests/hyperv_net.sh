@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# netvsc in the stock kernel on accord, one boot: --personality hyperv, a
+# guest image with hv_vmbus and hv_netvsc (tools/mkguest, its own output
+# directory) and one --net user NIC with a port forward and its own MAC,
+# which the guest finds on VMBus as a synthetic NIC.
+#  - hv_netvsc binds the NIC with the mac= address (its driver link and
+#    the VMBus class id), NVSP and RNDIS set up without errors.
+#  - udhcpc gets 10.0.2.15; wget fetches a random token and a random MiB
+#    from a python3 http.server on the host's loopback (10.0.2.2), checked
+#    by sha256; curl on the host fetches a token and a random MiB that the
+#    guest's busybox httpd serves through hostfwd.
+#  - the NIC's receive and transmit counters moved, and so did the
+#    NIC's in the control API (GET /vm/counters); no netvsc errors.
+#  - as root with /dev/net/tun, a second netvsc NIC on a TAP interface:
+#    the guest pings the host's side, curl on the host reaches the guest's
+#    httpd over it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/guest-tap.bash
+. tests/lib/console.bash
+
+ACCORD=${ACCORD:-build/accord}
+ACCEL=${ACCEL:-emu}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
+IMG=build/guest-image-hvnet
+MAC=52:41:43:aa:cc:01
+MAC_TAP=52:41:43:aa:cc:02
+NIC_CLASS=f8615163-df3e-46c5-913f-f2d2f965ed0e
+tmp=$(mktemp -d)
+http_pid=
+tap_if=
+cleanup() {
+	[ -z "$http_pid" ] || kill "$http_pid" 2>/dev/null
+	[ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_netvsc" tools/mkguest >"$tmp/mkguest.log" 2>&1
+if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
+	tap_skip "netvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
+	tap_summary
+	exit 0
+fi
+
+# the host's web server on loopback: a token and a random MiB
+token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+mkdir -p "$tmp/www"
+printf '%s' "$token" >"$tmp/www/token"
+head -c 1048576 /dev/urandom >"$tmp/www/blob"
+token_sum=$(sha256sum <"$tmp/www/token" | cut -d' ' -f1)
+blob_sum=$(sha256sum <"$tmp/www/blob" | cut -d' ' -f1)
+(cd "$tmp/www" && exec python3 -u -m http.server 0 --bind 127.0.0.1) >"$tmp/http.log" 2>&1 &
+http_pid=$!
+http_port=
+for _ in $(seq 50); do
+	http_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$tmp/http.log" | head -n 1)
+	[ -n "$http_port" ] && break
+	sleep 0.2
+done
+fwd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+# a TAP interface for the second NIC, when this host allows one
+tap_args=()
+tap_why=
+if [ "$(id -u)" -ne 0 ]; then
+	tap_why="not root"
+elif [ ! -c /dev/net/tun ]; then
+	tap_why="/dev/net/tun is unavailable"
+elif ! command -v ip >/dev/null; then
+	tap_why="no ip command (iproute2)"
+else
+	tap_if=hvtap$$
+	net3=$((RANDOM % 200 + 20))
+	host_ip=172.31.$net3.1
+	guest_ip=172.31.$net3.2
+	if ip tuntap add dev "$tap_if" mode tap 2>"$tmp/tap.log" &&
+		ip addr add "$host_ip/24" dev "$tap_if" 2>>"$tmp/tap.log" &&
+		ip link set "$tap_if" up 2>>"$tmp/tap.log"; then
+		tap_args=(--net "tap=$tap_if,mac=$MAC_TAP")
+	else
+		tap_why="cannot create a TAP interface: $(head -n 1 "$tmp/tap.log")"
+		ip link del "$tap_if" 2>/dev/null
+		tap_if=
+	fi
+fi
+
+log=$tmp/guest.log
+console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
+	--net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080,mac=$MAC" "${tap_args[@]}" --api-socket "$tmp/api.sock"
+if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	tap_not_ok "guest with netvsc boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
+	console_tail 25
+	console_finish 1
+	tap_summary
+	exit 0
+fi
+tap_ok "guest with netvsc boots to init"
+sleep 1
+# the NICs by their MAC addresses: hv_netvsc may probe the channels in
+# any order, so eth0 is not necessarily the first --net
+console_check "the NIC with the mac= address is bound to hv_netvsc" \
+	'U=$(grep -l '"$MAC"' /sys/class/net/*/address | cut -d/ -f5); echo N$((1+1)) $U $(basename $(readlink /sys/class/net/$U/device/driver)) N$((2+1))' \
+	"N2 eth[0-9] hv_netvsc N3"
+console_check "its device is the VMBus synthetic NIC class" \
+	'echo C$((1+1)) $(cat /sys/class/net/$U/device/class_id) C$((2+1))' "C2 \\{$NIC_CLASS\\} C3"
+console_check "udhcpc on it gets 10.0.2.15 from slirp" \
+	'udhcpc -i $U -q -n -t 5 -T 3 >/dev/null 2>&1; echo D$((1+1)) $(ifconfig $U | grep -o "inet addr:[0-9.]*") D$((2+1))' \
+	"D2 inet addr:10.0.2.15 D3"
+console_check "the link is up (RNDIS media connect status)" \
+	'echo L$((1+1)) $(cat /sys/class/net/$U/carrier) L$((2+1))' "L2 1 L3"
+if [ -n "$http_port" ]; then
+	console_check "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
+		"echo T\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) T\$((2+1))" \
+		"T2 $token_sum - T3"
+	console_check "wget of a random MiB from the host, byte-exact" \
+		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
+		"B2 $blob_sum - B3" 300
+else
+	tap_not_ok "the host's http.server started" "$(head -c 200 "$tmp/http.log")"
+fi
+
+# the guest serves; the host fetches through the forward
+token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+console_check "busybox httpd serves a token and a random MiB in the guest" \
+	"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
+	"S2 [0-9a-f]{64} - S3"
+guest_blob_sum=$(tr -d '\r' <"$log" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
+got=$(curl -s --max-time 60 "http://127.0.0.1:$fwd_port/token")
+if [ "$got" = "$token2" ]; then
+	tap_ok "hostfwd: curl on the host gets the guest's token"
+else
+	tap_not_ok "hostfwd: curl on the host gets the guest's token" "got '$(printf %s "$got" | head -c 80)'"
+fi
+got=$(curl -s --max-time 300 "http://127.0.0.1:$fwd_port/blob" | sha256sum | cut -d' ' -f1)
+if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
+	tap_ok "hostfwd: the guest's random MiB arrives byte-exact"
+else
+	tap_not_ok "hostfwd: the guest's random MiB arrives byte-exact" "host $got, guest '$guest_blob_sum'"
+fi
+console_check "its counters: over a MiB each way, no errors or drops" \
+	'cd /sys/class/net/$U/statistics && echo K$((1+1)) $(($(cat rx_bytes) > 1048576)) $(($(cat tx_bytes) > 1048576)) $(cat rx_errors tx_errors tx_dropped) K$((2+1)); cd /' \
+	"K2 1 1 0 0 0 K3"
+if [ ${#tap_args[@]} -gt 0 ]; then
+	console_check "tap: the second NIC (its mac= address) is bound to hv_netvsc" \
+		'T=$(grep -l '"$MAC_TAP"' /sys/class/net/*/address | cut -d/ -f5); echo M$((1+1)) $T $(basename $(readlink /sys/class/net/$T/device/driver)) M$((2+1))' \
+		"M2 eth[0-9] hv_netvsc M3"
+	console_check "tap: the guest pings the host's side of $tap_if" \
+		"ifconfig \$T $guest_ip netmask 255.255.255.0 up && ping -c 3 -W 5 $host_ip >/tmp/ping.log 2>&1; echo P\$((1+1)) \$(grep -o '[0-9]* packets received' /tmp/ping.log) P\$((2+1))" \
+		"P2 [1-9] packets received P3"
+	got=$(curl -s --max-time 60 "http://$guest_ip:8080/token")
+	if [ "$got" = "$token2" ]; then
+		tap_ok "tap: curl on the host gets the guest's token over $tap_if"
+	else
+		tap_not_ok "tap: curl on the host gets the guest's token over $tap_if" "got '$(printf %s "$got" | head -c 80)'"
+	fi
+else
+	tap_skip "tap: the guest reaches the host over a TAP interface" "$tap_why"
+fi
+
+code=$(curl -s -o "$tmp/counters" -w '%{http_code}' --max-time 20 --unix-socket "$tmp/api.sock" http://accord/vm/counters)
+if [ "$code" = 200 ] && python3 -c '
+import json, sys
+n = json.load(open(sys.argv[1]))["nics"]
+ok = len(n) >= 1 and all(x["bus"] == "vmbus" for x in n) and n[0]["rx_bytes"] > 1048576 and n[0]["tx_bytes"] > 1048576 \
+	and n[0]["tx_dropped"] == 0 and n[0]["guest_errors"] == 0 and n[0]["control"] > 5
+sys.exit(0 if ok else 1)' "$tmp/counters"; then
+	tap_ok "GET /vm/counters: the netvsc NIC moved over a MiB each way, no guest errors"
+else
+	tap_not_ok "GET /vm/counters: the netvsc NIC's counters" "HTTP $code: $(head -c 300 "$tmp/counters")"
+fi
+
+console_send 'poweroff -f'
+console_finish 60
+if [ "$CONSOLE_STATUS" = 0 ]; then
+	tap_ok "poweroff ends accord with status 0"
+else
+	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
+	console_tail
+fi
+bad='hv_netvsc.*(error|fail|invalid|unable|too small|unknown)|netvsc.*(fail|error)|NETDEV WATCHDOG|transmit queue .* timed out|accord: (vmbus|netvsc)'
+if grep -qiE "$bad" "$log"; then
+	tap_not_ok "no netvsc or VMBus errors on the console" "$(grep -iE "$bad" "$log" | head -n 3)"
+else
+	tap_ok "no netvsc or VMBus errors on the console"
+fi
+tap_summary

@@ -22,6 +22,7 @@
 #include "vm/gdbstub.h"
 #include "vm/iothread.h"
 #include "vm/sandbox.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 /* exit statuses (README "Exit status") */
@@ -35,7 +36,11 @@ enum {
 	/* 6 and 7 belong to accord ls/pause/... (src/api/api.h) */
 	EXIT_NET_FAILED = 8,
 	EXIT_SANDBOX = SANDBOX_EXIT_STATUS,
+	EXIT_BAD_SNAPSHOT = 10,
 };
+
+/* accord restore: the snapshot cmd_run loads instead of a kernel */
+static struct snap_file *restore_snap;
 
 static void usage(FILE *f)
 {
@@ -44,6 +49,9 @@ static void usage(FILE *f)
 		"       accord certify [--target T]... [--out DIR]   (accord certify --help)\n"
 		"       accord ls                        the running VMs\n"
 		"       accord pause|resume|stop|shutdown|reset NAME   through the VM's API\n"
+		"       accord snapshot NAME FILE [--stop]   save the running VM to FILE\n"
+		"       accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n"
+		"                        re-create the VM saved in FILE and run it on\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -123,6 +131,77 @@ static int check_memory(const char *arg, uint64_t mem)
 	return 0;
 }
 
+/* The accord run arguments that make this machine again (a snapshot
+ * keeps them): paths made absolute, the engine that was chosen. */
+static int record_config(struct vm *vm, const struct boot_config *cfg, const char *mem_arg, int cpus,
+			 int personality, bool debug_exit, int ndisks, char *const *disk_path, const bool *disk_ro,
+			 bool rng, bool virtio_console, int nnics, const char *const *nic_spec)
+{
+	enum { MAX_ARGS = 64 };
+	char *a[MAX_ARGS];
+	int n = 0, rc = 0;
+	char buf[64];
+
+#define ARG(s) (a[n++] = strdup(s))
+#define PATH_ARG(p) (a[n++] = realpath((p), NULL) ? : strdup(p))
+	if (cfg->kernel) {
+		ARG("--kernel");
+		PATH_ARG(cfg->kernel);
+	}
+	if (cfg->initrd) {
+		ARG("--initrd");
+		PATH_ARG(cfg->initrd);
+	}
+	if (cfg->cmdline) {
+		ARG("--cmdline");
+		ARG(cfg->cmdline);
+	}
+	ARG("--memory");
+	ARG(mem_arg);
+	snprintf(buf, sizeof(buf), "%d", cpus);
+	ARG("--cpus");
+	ARG(buf);
+	ARG("--accel");
+	ARG(vm->engine->name);
+	ARG("--personality");
+	ARG(personality == PERSONALITY_HYPERV ? "hyperv" : "kvm");
+	if (debug_exit)
+		ARG("--debug-exit");
+	for (int i = 0; i < ndisks; i++) {
+		char *abs = realpath(disk_path[i], NULL);
+		const char *p = abs ? abs : disk_path[i];
+		size_t len = strlen(p) + sizeof("path=,ro");
+		char *d = malloc(len);
+		ARG("--disk");
+		if (d)
+			snprintf(d, len, "path=%s%s", p, disk_ro[i] ? ",ro" : "");
+		a[n++] = d;
+		free(abs);
+	}
+	if (rng)
+		ARG("--rng");
+	if (virtio_console) {
+		ARG("--console");
+		ARG("virtio");
+	}
+	for (int i = 0; i < nnics; i++) {
+		ARG("--net");
+		ARG(nic_spec[i]);
+	}
+#undef ARG
+#undef PATH_ARG
+	for (int i = 0; i < n; i++)
+		if (!a[i])
+			rc = -1;
+	if (!rc)
+		snapshot_set_config(vm, n, a);
+	if (vm->snap_argc != n)
+		rc = -1;
+	for (int i = 0; i < n; i++)
+		free(a[i]);
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -168,6 +247,7 @@ static int cmd_run(int argc, char **argv)
 	/* --net (virtio-net) */
 	enum { MAX_NICS = 4 };
 	static struct net_config nic[MAX_NICS];
+	const char *nic_spec[MAX_NICS];
 	int nnics = 0;
 
 	optind = 1;
@@ -223,7 +303,7 @@ static int cmd_run(int argc, char **argv)
 			}
 			if (net_parse(optarg, &nic[nnics]) < 0)
 				return EXIT_USAGE;
-			nnics++;
+			nic_spec[nnics++] = optarg;
 			break;
 		case 'P':
 			if (!strcmp(optarg, "kvm")) {
@@ -258,7 +338,7 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "accord: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!cfg.kernel) {
+	if (!cfg.kernel && !restore_snap) {
 		fprintf(stderr, "accord: run needs --kernel FILE\n");
 		return EXIT_USAGE;
 	}
@@ -304,6 +384,11 @@ static int cmd_run(int argc, char **argv)
 	if (vm_create(vm, mem, cpus, engine, personality) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = debug_exit;
+	if (record_config(vm, &cfg, mem_arg, cpus, personality, debug_exit, ndisks, disk_path, disk_ro, rng,
+			  virtio_console, nnics, nic_spec) < 0) {
+		fprintf(stderr, "accord: out of memory\n");
+		return EXIT_VM_FAILED;
+	}
 	int in_fd, out_fd;
 	if (console_start(vm, &in_fd, &out_fd) < 0)
 		return EXIT_VM_FAILED;
@@ -370,12 +455,22 @@ static int cmd_run(int argc, char **argv)
 			return EXIT_VM_FAILED;
 		}
 	}
-	struct boot_state bs;
-	if (boot_load(vm, &cfg, &bs) < 0) {
-		console_stop();
-		return EXIT_BAD_IMAGE;
+	if (restore_snap) {
+		char err[320];
+		if (snapshot_apply(restore_snap, vm, err, sizeof(err)) < 0) {
+			fprintf(stderr, "accord: restore: %s\n", err);
+			console_stop();
+			return EXIT_BAD_SNAPSHOT;
+		}
+		snapshot_close(restore_snap);
+	} else {
+		struct boot_state bs;
+		if (boot_load(vm, &cfg, &bs) < 0) {
+			console_stop();
+			return EXIT_BAD_IMAGE;
+		}
+		engine->set_boot_state(vm->vcpu[0], &bs);
 	}
-	engine->set_boot_state(vm->vcpu[0], &bs);
 	if (gdb && gdbstub_start(vm, gdb) < 0) {
 		console_stop();
 		return EXIT_VM_FAILED;
@@ -439,6 +534,60 @@ static int cmd_run(int argc, char **argv)
 	return rc;
 }
 
+/* accord restore FILE: accord run with the snapshot's arguments, loading
+ * the snapshot where run would load the kernel */
+static int cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, 0, 'N' },
+		{ "api-socket", required_argument, 0, 'A' },
+		{ "sandbox", required_argument, 0, 'S' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	const char *extra[6];
+	int nextra = 0, ch;
+	static struct snap_file snap;
+	char err[320];
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'N': extra[nextra++] = "--name"; extra[nextra++] = optarg; break;
+		case 'A': extra[nextra++] = "--api-socket"; extra[nextra++] = optarg; break;
+		case 'S': extra[nextra++] = "--sandbox"; extra[nextra++] = optarg; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+		if (nextra > 6 - 2)
+			break;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "accord: usage: accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n");
+		return EXIT_USAGE;
+	}
+	if (snapshot_open(&snap, argv[optind], err, sizeof(err)) < 0) {
+		fprintf(stderr, "accord: restore: %s\n", err);
+		return EXIT_BAD_SNAPSHOT;
+	}
+	char **run_argv = calloc((size_t)snap.argc + nextra + 2, sizeof(char *));
+	if (!run_argv) {
+		fprintf(stderr, "accord: out of memory\n");
+		return EXIT_VM_FAILED;
+	}
+	int n = 0;
+	run_argv[n++] = "run";
+	for (int i = 0; i < snap.argc; i++)
+		if (!(run_argv[n++] = strdup(snap.argv[i]))) {
+			fprintf(stderr, "accord: out of memory\n");
+			return EXIT_VM_FAILED;
+		}
+	for (int i = 0; i < nextra; i++)
+		run_argv[n++] = (char *)extra[i];
+	restore_snap = &snap;
+	return cmd_run(n, run_argv);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -447,6 +596,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return cmd_restore(argc - 1, argv + 1);
 	/* the validation suite's runner (src/certify/) */
 	if (!strcmp(argv[1], "certify"))
 		return certify_main(argc - 1, argv + 1);

@@ -15,6 +15,7 @@
 #include "dev/devices.h"
 #include "dev/platform.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define RX_SIZE 1024
 
@@ -330,6 +331,30 @@ static void *serial_reader(void *arg)
 	return NULL;
 }
 
+/* the UART's registers and the bytes received but not yet read */
+static int serial_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct serial *sp = o;
+
+	snap_put(b, &sp->s, sizeof(sp->s));
+	return 0;
+}
+
+static int serial_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct serial *sp = o;
+	struct serial_state s;
+
+	if (!snap_get(r, &s, sizeof(s)))
+		return -1;
+	if (s.rx_head >= RX_SIZE || s.rx_count > RX_SIZE) {
+		snprintf(err, n, "bad receive buffer");
+		return -1;
+	}
+	sp->s = s;
+	return 0;
+}
+
 struct serial *serial_create(struct vm *vm, int in_fd, int out_fd)
 {
 	struct serial *sp = calloc(1, sizeof(*sp));
@@ -342,7 +367,8 @@ struct serial *serial_create(struct vm *vm, int in_fd, int out_fd)
 	sp->wake[0] = sp->wake[1] = -1;
 	pthread_cond_init(&sp->rx_space, NULL);
 	sp->s.msr = serial_modem_lines(&sp->s);
-	if (bus_register(&vm->pio, COM1_PORT, 8, &serial_ops, sp, "serial")) {
+	if (bus_register(&vm->pio, COM1_PORT, 8, &serial_ops, sp, "serial") ||
+	    vm_snap_register(vm, "serial", serial_save, serial_load, sp)) {
 		serial_destroy(sp);
 		return NULL;
 	}

@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@
 
 #include "vm/console.h"
 #include "vm/sandbox.h"
+
+static bool active;
 
 /* the system calls allowed with any arguments */
 static const int allowed[] = {
@@ -54,6 +57,8 @@ static const int allowed[] = {
 	/* memory */
 	SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
 	SCMP_SYS(mprotect), SCMP_SYS(brk),
+	/* snapshots skip guest pages the host never backed */
+	SCMP_SYS(mincore),
 	/* threads (clone below), signals for vCPU kicks */
 	SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(exit), SCMP_SYS(exit_group),
 	SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask),
@@ -195,6 +200,12 @@ int sandbox_enter(void)
 			"(--sandbox off runs without it)\n", strerror(-r));
 		return -1;
 	}
+	active = true;
 	selftest(getenv("ACCORD_SANDBOX_SELFTEST"));
 	return 0;
+}
+
+bool sandbox_active(void)
+{
+	return active;
 }

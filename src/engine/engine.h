@@ -55,8 +55,8 @@ struct cpu_dtr {
  * fills all of it. set_state writes the GPRs, RIP and RFLAGS (what the gdb
  * stub changes); with CPU_STATE_FULL in flags, everything below as well
  * (a snapshot's restore, the VM clock already continuing from the
- * snapshot's time). The guest's CPUID model has no XSAVE/AVX, so the
- * FXSAVE image is the whole vector state. */
+ * snapshot's time). accord's CPUID model has no XSAVE/AVX, so the
+ * FXSAVE image is the whole vector state on emu. */
 #define CPU_STATE_FULL 1u
 struct cpu_state {
 	uint64_t r[16], rip, rflags;
@@ -83,6 +83,13 @@ struct cpu_state {
 	uint8_t exc_has_error;
 	uint32_t exc_error;
 	int16_t irq_injected;
+	/* IA32_TSC_DEADLINE as the guest wrote it (the kvm engine keeps it;
+	 * emu's LAPIC state has it) */
+	uint64_t tsc_deadline;
+	/* the XSAVE area (KVM_GET_XSAVE) where the host's KVM shows the guest
+	 * more than accord's model (AVX); xsave_size 0: none, FXSAVE is all */
+	uint32_t xsave_size;
+	uint8_t xsave[4096];
 };
 
 /* The debugger's hold on one vCPU (the gdb stub). Breakpoints are RIP

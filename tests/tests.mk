@@ -189,3 +189,12 @@ TEST_SCRIPTS += tests/hyperv_storage.sh
 # a guest flooding its UART without a pause (ticker.flood) does not starve
 # the console, the control API, pause/resume or stop (tests/flood.sh)
 TEST_SCRIPTS += tests/flood.sh
+
+# ---- snapshots (owner: src/vm/snapshot.c) ----
+# the format's writer and reader on a small machine, damaged files
+# (tests/unit_snapshot.c); the ticker test kernel on emu (2 vCPUs) and kvm
+# snapshotted, killed and restored twice, damaged files refused, hyperv
+# refused, the API's PUT /vm/snapshot; the stock kernel with a virtio disk
+# snapshotted in a counting loop and restored twice (tests/snapshot.sh)
+TEST_SCRIPTS += tests/snapshot.sh
+# ---- end snapshots ----

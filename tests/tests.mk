@@ -196,5 +196,6 @@ TEST_SCRIPTS += tests/flood.sh
 # snapshotted, killed and restored twice, damaged files refused, hyperv
 # refused, the API's PUT /vm/snapshot; the stock kernel with a virtio disk
 # snapshotted in a counting loop and restored twice (tests/snapshot.sh)
+TEST_BINS += build/tests/unit_snapshot
 TEST_SCRIPTS += tests/snapshot.sh
 # ---- end snapshots ----

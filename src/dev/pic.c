@@ -352,11 +352,15 @@ static const struct io_ops elcr_ops = {
 	.write = elcr_write,
 };
 
+/* the chips' registers and the INTR output they gave, so that nothing of
+ * the loaded state is interpreted before the guest runs */
 static int pic_save(void *o, struct snap_buf *b, char *err, size_t n)
 {
 	struct pic *p = o;
+	uint8_t out = atomic_load(&p->output);
 
 	snap_put(b, &p->s, sizeof(p->s));
+	snap_put(b, &out, 1);
 	return 0;
 }
 
@@ -364,8 +368,9 @@ static int pic_load(void *o, struct snap_rd *r, char *err, size_t n)
 {
 	struct pic *p = o;
 	struct pic_state s;
+	uint8_t out;
 
-	if (!snap_get(r, &s, sizeof(s)))
+	if (!snap_get(r, &s, sizeof(s)) || !snap_get(r, &out, 1))
 		return -1;
 	for (int i = 0; i < 2; i++) {
 		if (s.chip[i].lowest > 7 || s.chip[i].init_step == 1 || s.chip[i].init_step > 4) {
@@ -374,8 +379,7 @@ static int pic_load(void *o, struct snap_rd *r, char *err, size_t n)
 		}
 	}
 	p->s = s;
-	/* the IOAPIC's pin 0 was saved with the level this gives */
-	atomic_store(&p->output, chip_pending(&p->s.chip[MASTER], true) >= 0);
+	atomic_store(&p->output, out != 0);
 	return 0;
 }
 

@@ -551,18 +551,19 @@ static int cmd_restore(int argc, char **argv)
 	char err[320];
 
 	optind = 1;
+	opterr = 0; /* the one line below says it */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'N': extra[nextra++] = "--name"; extra[nextra++] = optarg; break;
 		case 'A': extra[nextra++] = "--api-socket"; extra[nextra++] = optarg; break;
 		case 'S': extra[nextra++] = "--sandbox"; extra[nextra++] = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		default: ch = -2; break;
 		}
-		if (nextra > 6 - 2)
+		if (ch == -2 || nextra > 6 - 2)
 			break;
 	}
-	if (optind != argc - 1) {
+	if (ch != -1 || optind != argc - 1) {
 		fprintf(stderr, "accord: usage: accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n");
 		return EXIT_USAGE;
 	}
@@ -585,6 +586,7 @@ static int cmd_restore(int argc, char **argv)
 	for (int i = 0; i < nextra; i++)
 		run_argv[n++] = (char *)extra[i];
 	restore_snap = &snap;
+	opterr = 1;
 	return cmd_run(n, run_argv);
 }
 

@@ -107,6 +107,20 @@ ticker_round_trip() {
 	result "$accel: a second restore of the same file starts at the same tick ($first2)"
 }
 
+# command lines: one line, status 1
+usage_err() {
+	local what=$1 rc
+	shift
+	"$@" </dev/null >"$tmp/usage.log" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/usage.log")" -eq 1 ] && grep -q "usage" "$tmp/usage.log"
+	result "$what: one line, status 1" "status $rc: $(head -c 300 "$tmp/usage.log")"
+}
+usage_err "accord restore without a file" "$ACCORD" restore
+usage_err "accord restore with two files" "$ACCORD" restore "$tmp/a" "$tmp/b"
+usage_err "accord snapshot without a file" "$ACCORD" snapshot vm
+usage_err "accord snapshot with a stray argument" "$ACCORD" snapshot vm "$tmp/f" --later
+
 if [ ! -f "$TICKER" ]; then
 	tap_not_ok "ticker guest" "$TICKER missing (make tests)"
 	tap_summary

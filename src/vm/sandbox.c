@@ -57,8 +57,6 @@ static const int allowed[] = {
 	/* memory */
 	SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
 	SCMP_SYS(mprotect), SCMP_SYS(brk),
-	/* snapshots skip guest pages the host never backed */
-	SCMP_SYS(mincore),
 	/* threads (clone below), signals for vCPU kicks */
 	SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(exit), SCMP_SYS(exit_group),
 	SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask),

@@ -159,24 +159,45 @@ static uint64_t ram_gpa(const struct vm *vm, uint64_t off)
 	return off < vm->low_size ? off : VM_HOLE_END + (off - vm->low_size);
 }
 
-/* guest memory, skipping pages the host never backed (mincore) and pages
- * of zeros */
+/* Which pages of [p, p + len) the host ever backed: /proc/self/pagemap's
+ * present (bit 63) or swapped (bit 62). mincore would miss the swapped
+ * ones. Without pagemap every page is looked at. */
+static void pages_backed(int pagemap, const uint8_t *p, uint64_t len, uint64_t *ent, uint8_t *keep)
+{
+	uint64_t n = len / PAGE;
+	ssize_t want = (ssize_t)(n * 8);
+
+	if (pagemap < 0 || pread(pagemap, ent, (size_t)want, (off_t)((uintptr_t)p / PAGE * 8)) != want) {
+		memset(keep, 1, n);
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		keep[i] = (ent[i] >> 62) != 0;
+}
+
+/* guest memory, skipping pages the host never backed and pages of zeros */
 static int write_ram(struct vm *vm, struct snap_out *o, char *err, size_t errlen)
 {
-	const uint64_t chunk = 1ull << 30;
-	unsigned char *vec = malloc(chunk / PAGE);
-	if (!vec) {
+	const uint64_t chunk = 64ull << 20;
+	uint64_t *ent = malloc(chunk / PAGE * 8);
+	uint8_t *backed = malloc(chunk / PAGE);
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (!ent || !backed) {
 		fail(err, errlen, "out of memory");
+		free(ent);
+		free(backed);
+		if (pagemap >= 0)
+			close(pagemap);
 		return -1;
 	}
 	uint64_t run = 0, run_len = 0;
 	for (uint64_t base = 0; base < vm->ram_size; base += chunk) {
 		uint64_t len = vm->ram_size - base < chunk ? vm->ram_size - base : chunk;
-		if (mincore(vm->ram + base, len, vec) < 0)
-			memset(vec, 1, len / PAGE); /* then look at every page */
+		pages_backed(pagemap, vm->ram + base, len, ent, backed);
 		for (uint64_t pg = 0; pg < len / PAGE; pg++) {
 			uint64_t off = base + pg * PAGE;
-			bool keep = (vec[pg] & 1) && !page_zero(vm->ram + off);
+			bool keep = backed[pg] && !page_zero(vm->ram + off);
 			/* a run never crosses the PCI hole or grows past RUN_MAX */
 			if (run_len && (!keep || off != run + run_len || off == vm->low_size || run_len == RUN_MAX)) {
 				out_section(o, SNAP_RAM, 0, 8 + run_len);
@@ -198,7 +219,10 @@ static int write_ram(struct vm *vm, struct snap_out *o, char *err, size_t errlen
 		out_put(o, &gpa, 8);
 		out_put(o, vm->ram + run, run_len);
 	}
-	free(vec);
+	if (pagemap >= 0)
+		close(pagemap);
+	free(ent);
+	free(backed);
 	return 0;
 }
 

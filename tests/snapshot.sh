@@ -15,7 +15,10 @@
 #   mid-loop, SIGKILL; the refused restores leave the disk image as it
 #   was (hash); the restored guest prints the counter on from where the
 #   snapshot was and the right sum, reads what it wrote before and writes
-#   more; the host finds both on the image; a second restore, the same.
+#   more; the host finds both on the image; a second restore, the same;
+# - the stock kernel with virtio-net on user-mode networking: an httpd in
+#   the guest behind hostfwd answers the host before the snapshot and,
+#   with the backend made again, after the restore.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
@@ -332,5 +335,43 @@ EOF
 }
 linux_restore first
 linux_restore second
+
+# ---- virtio-net on user-mode networking: the backend is made again ----
+NIMG=build/guest-image-net
+MKGUEST_OUT=$PWD/$NIMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >"$tmp/mkguest-net.log" 2>&1
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if [ ! -f "$NIMG/vmlinuz" ] || [ -z "$port" ]; then
+	tap_skip "snapshots of Linux with virtio-net" "no guest image or no free port"
+	tap_summary
+	exit 0
+fi
+nlog=$tmp/net.log
+console_start "$nlog" "$ACCORD" run --kernel "$NIMG/vmlinuz" --initrd "$NIMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name net \
+	--net "user,hostfwd=tcp:127.0.0.1:$port-:8080"
+pids+=("$CONSOLE_PID")
+if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	tap_not_ok "Linux with virtio-net boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
+	console_finish 1
+	tap_summary
+	exit 0
+fi
+sleep 1
+console_check "net: DHCP from slirp, and an httpd behind hostfwd" \
+	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; mkdir -p /www && echo token-$((6*7)) >/www/t && httpd -p 8080 -h /www && echo N$((1+1)) $(ifconfig eth0 | grep -o "inet addr:[0-9.]*")' \
+	"^N2 inet addr:10.0.2.15"
+[ "$(curl -s -m 30 "http://127.0.0.1:$port/t")" = token-42 ]
+result "net: the host reaches the guest's httpd through hostfwd"
+"$ACCORD" snapshot net "$tmp/net.snap" >"$tmp/net.snap.log" 2>&1
+result "net: accord snapshot" "$(cat "$tmp/net.snap.log")"
+kill -9 "$CONSOLE_PID"
+console_finish 5
+console_start "$nlog.r" "$ACCORD" restore "$tmp/net.snap" --name net-r
+pids+=("$CONSOLE_PID")
+console_check "net: the restored guest answers on its console" 'echo Z$((1+1))' "^Z2" 60
+[ "$(curl -s -m 60 "http://127.0.0.1:$port/t")" = token-42 ]
+result "net: after the restore, hostfwd listens again and the guest's httpd answers through it"
+"$ACCORD" stop net-r >/dev/null 2>&1
+console_finish 60
 
 tap_summary

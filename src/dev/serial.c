@@ -351,7 +351,14 @@ static int serial_load(void *o, struct snap_rd *r, char *err, size_t n)
 		snprintf(err, n, "bad receive buffer");
 		return -1;
 	}
+	/* what the console typed since this process started follows what
+	 * the guest had not read yet */
+	unsigned typed = sp->s.rx_count;
+	for (unsigned i = 0; i < typed && s.rx_count < RX_SIZE; i++, s.rx_count++)
+		s.rx[(s.rx_head + s.rx_count) % RX_SIZE] = sp->s.rx[(sp->s.rx_head + i) % RX_SIZE];
 	sp->s = s;
+	if (typed)
+		serial_update_irq(sp);
 	return 0;
 }
 

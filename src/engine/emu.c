@@ -231,7 +231,9 @@ static int emu_get_state(struct vcpu *v, struct cpu_state *s)
 	s->cr8 = c->cr8;
 	memcpy(s->dr, c->dr, sizeof(s->dr));
 	s->xcr0 = c->xcr0;
-	s->tsc = vm_tsc(v->vm) + (uint64_t)c->tsc_adjust;
+	/* emu's TSC is vm_tsc() plus IA32_TSC_ADJUST */
+	s->tsc_offset = c->tsc_adjust;
+	s->tsc_adjust = (uint64_t)c->tsc_adjust;
 	s->star = c->star;
 	s->lstar = c->lstar;
 	s->cstar = c->cstar;
@@ -278,7 +280,7 @@ static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
 	c->idtr = (struct dtr){ s->idtr.base, s->idtr.limit };
 	memcpy(c->dr, s->dr, sizeof(c->dr));
 	memcpy(&c->fx, s->fxsave, sizeof(c->fx));
-	c->tsc_adjust = (int64_t)(s->tsc - vm_tsc(v->vm));
+	c->tsc_adjust = s->tsc_offset;
 	c->star = s->star;
 	c->lstar = s->lstar;
 	c->cstar = s->cstar;

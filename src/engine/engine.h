@@ -71,8 +71,11 @@ struct cpu_state {
 	struct cpu_seg seg[6], tr, ldtr;
 	struct cpu_dtr gdtr, idtr;
 	uint64_t cr8, dr[8], xcr0;
-	/* the guest's TSC when get_state read it */
-	uint64_t tsc;
+	/* the guest's TSC minus the VM clock counted at the TSC's rate
+	 * (vm_now_ns() at VM_TSC_HZ, or at the rate KVM gives the guest):
+	 * what makes the TSC go on from the VM time a snapshot restores */
+	int64_t tsc_offset;
+	uint64_t tsc_adjust; /* IA32_TSC_ADJUST */
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
 	uint64_t sysenter_cs, sysenter_esp, sysenter_eip, pat, misc_enable;
 	/* events: an interrupt shadow (STI or MOV SS) over the next

@@ -1179,8 +1179,8 @@ static int fxsave_image(struct kvm_vcpu_priv *p, uint8_t fx[512])
 	return 0;
 }
 
-/* the MSRs a snapshot keeps, in the order of cpu_state's fields; the TSC
- * is written last on restore, closest to the VM clock's restart */
+/* the MSRs a snapshot keeps, in the order of cpu_state's fields (the TSC
+ * goes as its offset from the VM clock, tsc_offset) */
 static const uint32_t state_msrs[] = {
 	0xc0000081, /* STAR */
 	0xc0000082, /* LSTAR */
@@ -1193,13 +1193,13 @@ static const uint32_t state_msrs[] = {
 	0x176,	    /* SYSENTER_EIP */
 	0x277,	    /* PAT */
 	0x1a0,	    /* MISC_ENABLE */
-	MSR_IA32_TSC,
+	0x3b,	    /* TSC_ADJUST */
 };
 
 static uint64_t *state_msr_field(struct cpu_state *s, int i)
 {
 	uint64_t *f[] = { &s->star, &s->lstar, &s->cstar, &s->sfmask, &s->kernel_gs_base, &s->tsc_aux,
-			  &s->sysenter_cs, &s->sysenter_esp, &s->sysenter_eip, &s->pat, &s->misc_enable, &s->tsc };
+			  &s->sysenter_cs, &s->sysenter_esp, &s->sysenter_eip, &s->pat, &s->misc_enable, &s->tsc_adjust };
 	_Static_assert(sizeof(f) / sizeof(f[0]) == sizeof(state_msrs) / sizeof(state_msrs[0]), "state MSRs");
 	return f[i];
 }
@@ -1224,6 +1224,13 @@ static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val)
 		struct kvm_msr_entry e;
 	} m = { .h.nmsrs = 1, .e.index = index, .e.data = val };
 	return ioctl(p->fd, KVM_SET_MSRS, &m) == 1;
+}
+
+/* VM time ns in ticks of the guest's TSC */
+static uint64_t vm_ticks(struct kvm_vcpu_priv *p, uint64_t ns)
+{
+	uint64_t hz = p->kvm->tsc_khz ? (uint64_t)p->kvm->tsc_khz * 1000 : VM_TSC_HZ;
+	return (uint64_t)((unsigned __int128)ns * hz / 1000000000ull);
 }
 
 static void seg_out(struct cpu_seg *o, const struct kvm_segment *k)
@@ -1276,6 +1283,10 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 	for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++)
 		if (!msr_get(p, state_msrs[i], state_msr_field(s, (int)i)))
 			*state_msr_field(s, (int)i) = 0;
+	uint64_t tsc;
+	if (!msr_get(p, MSR_IA32_TSC, &tsc))
+		return -1;
+	s->tsc_offset = (int64_t)(tsc - vm_ticks(p, vm_now_ns(p->v->vm)));
 	s->tsc_deadline = p->tsc_deadline;
 	if (ioctl(p->kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0) {
 		_Static_assert(sizeof(struct kvm_xsave) <= sizeof(s->xsave), "XSAVE area");
@@ -1355,6 +1366,8 @@ static int state_set_full(struct kvm_vcpu_priv *p, const struct cpu_state *s, co
 		if (!msr_set(p, state_msrs[i], val) && val)
 			return -1;
 	}
+	if (!msr_set(p, MSR_IA32_TSC, vm_ticks(p, vm_now_ns(p->v->vm)) + (uint64_t)s->tsc_offset))
+		return -1;
 	p->tsc_deadline = s->tsc_deadline;
 	if (ioctl(p->fd, KVM_SET_REGS, r) < 0 || ioctl(p->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return -1;

@@ -654,19 +654,24 @@ int snapshot_apply(struct snap_file *f, struct vm *vm, char *err, size_t errlen)
 			}
 		}
 	}
+	/* the devices' threads (console input, the I/O thread) already run */
+	pthread_mutex_lock(&vm->io_lock);
 	for (int i = 0; i < vm->nsnap_hooks; i++) {
 		struct snap_hook *h = &vm->snap_hooks[i];
 		struct snap_rd r = { dev[i].p, dev[i].len, SNAP_NAME_LEN };
 		char why[200] = "";
 		if (h->load(h->opaque, &r, why, sizeof(why)) < 0) {
 			fail(err, errlen, "device %s: %s", h->name, why[0] ? why : "bad state");
+			pthread_mutex_unlock(&vm->io_lock);
 			goto fail;
 		}
 		if (r.off != r.len) {
 			fail(err, errlen, "device %s: %zu bytes of its state left over", h->name, r.len - r.off);
+			pthread_mutex_unlock(&vm->io_lock);
 			goto fail;
 		}
 	}
+	pthread_mutex_unlock(&vm->io_lock);
 	free(dev);
 	return 0;
 fail:

@@ -59,7 +59,8 @@ bool snap_get(struct snap_rd *r, void *dst, size_t n);
  * vm->io_lock held: 0, or -1 with why in err (the snapshot is not
  * written). load runs before any vCPU runs, on a machine made from the
  * same configuration: 0, or -1 with why in err when the bytes cannot be
- * this device's state (nothing of the device is changed then). */
+ * this device's state (nothing of the device is changed then); under
+ * vm->io_lock too, as the devices' own threads may already run. */
 typedef int (*snap_save_fn)(void *opaque, struct snap_buf *b, char *err, size_t errlen);
 typedef int (*snap_load_fn)(void *opaque, struct snap_rd *r, char *err, size_t errlen);
 struct snap_hook {

@@ -27,9 +27,15 @@
 
 static char *const config[] = { "--kernel", "/k", "--memory", "16M", "--cpus", "2", "--rng" };
 
+/* the machines stay reachable until exit (LeakSanitizer in tests/asan.sh) */
+static struct vm *machines[8];
+static int nmachines;
+
 static struct vm *machine(uint64_t ram, int cpus, bool rng)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
+
+	machines[nmachines++] = vm;
 	int null_fd = open("/dev/null", O_WRONLY);
 	struct platform_opts po = { .console_in_fd = -1, .console_out_fd = null_fd };
 
@@ -311,7 +317,7 @@ int main(void)
 	ok(snapshot_apply(&f, h, err, sizeof(err)) < 0, "a machine without the virtio-rng: %s", err);
 
 	/* a hyperv machine is not snapshotted */
-	struct vm hv;
+	static struct vm hv;
 	int fd = memfd_create("hv", 0);
 	if (vm_create(&hv, RAM, 1, &engine_emu, PERSONALITY_HYPERV) == 0) {
 		snapshot_set_config(&hv, sizeof(config) / sizeof(config[0]), config);
@@ -321,6 +327,8 @@ int main(void)
 	} else {
 		ok(false, "a hyperv machine");
 	}
+	free(c);
+	free(snap);
 	printf("1..%d\n%d passed, %d failed\n", n_test, n_pass, n_fail);
 	return n_fail != 0;
 }

@@ -229,9 +229,19 @@ wait "$pid"
 rc=$?
 [ $rc -eq 0 ]
 result "API: \"stop\": true ends the VM after the snapshot (status 0)" "status $rc"
-timeout 120 "$ACCORD" restore "$tmp/api-off.snap" --name sb-off-r --sandbox off </dev/null >"$tmp/sb-off.r.log" 2>&1
+timeout 120 "$ACCORD" restore "$tmp/api-off.snap" --name sb-off-r --sandbox off </dev/null >"$tmp/sb-off.r.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+# the restored VM is snapshotted in turn: its configuration came from the file
+wait_for 60 ticks_at_least "$tmp/sb-off.r.log" 30
+"$ACCORD" snapshot sb-off-r "$tmp/chain.snap" >"$tmp/chain.snap.log" 2>&1
+result "a restored VM can be snapshotted again" "$(cat "$tmp/chain.snap.log")"
+wait "$pid"
 first=$(ticks_continue "$tmp/sb-off.log" "$tmp/sb-off.r.log" 300)
 result "API: the snapshot restores, the ticks go on from $first to 300" "$(tail -n 3 "$tmp/sb-off.r.log")"
+timeout 120 "$ACCORD" restore "$tmp/chain.snap" --name chain-r </dev/null >"$tmp/chain.r.log" 2>&1
+first=$(ticks_continue "$tmp/sb-off.r.log" "$tmp/chain.r.log" 300)
+result "the snapshot of the restored VM restores: the ticks go on from $first to 300" "$(tail -n 3 "$tmp/chain.r.log")"
 
 # ---- the stock kernel with a disk, a counting loop ----
 MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1

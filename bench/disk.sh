@@ -3,7 +3,7 @@
 # QEMU's TCG, each with a virtio-blk disk on a raw image, the same kernel,
 # initramfs, command line and guest commands, interleaved in one run.
 #
-# The guest writes SIZE MiB of zeros to /dev/vda with dd bs=1M
+# The guest writes SIZE MiB of zeros to /dev/vda with dd bs=BS (1M)
 # oflag=direct, drops its page cache, and reads them back with
 # iflag=direct. It prints a line before and after each dd; the host stamps
 # every console line as it arrives, so both VMMs are timed by the same
@@ -13,12 +13,21 @@
 # hold the zeros. The image is in /dev/shm when it has room (else $TMPDIR
 # or /tmp).
 #
-#   bench/disk.sh [RUNS] [SIZE_MIB]      (default 3 runs of 256 MiB; at 64 MiB
-#   QEMU's spans are under 0.1 s and the ratio is noisy)
+#   bench/disk.sh [RUNS] [SIZE_MIB] [BS]  (default 3 runs of 256 MiB in 1M
+#   requests; at 64 MiB QEMU's spans are under 0.1 s and the ratio is noisy;
+#   BS 4k makes it a run of small requests, one in flight at a time)
+#   ACCORD=PATH runs another accord binary (an earlier build, to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 mib=${2:-256}
+bs=${3:-1M}
+case "$bs" in
+1M) count=$mib ;;
+4k) count=$((mib * 256)) ;;
+*) echo "bench: BS must be 1M or 4k" >&2; exit 1 ;;
+esac
+ACCORD=${ACCORD:-build/accord}
 make -s all >/dev/null
 IMG=build/guest-image-virtio
 MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >/dev/null 2>&1 ||
@@ -42,12 +51,12 @@ mkdir -p "$tmp/overlay"
 cat >"$tmp/overlay/autotest.sh" <<EOF
 #!/bin/sh
 echo "bench-disk: write-start"
-dd if=/dev/zero of=/dev/vda bs=1M count=$mib oflag=direct 2>/dev/null || echo "bench-disk: write failed"
+dd if=/dev/zero of=/dev/vda bs=$bs count=$count oflag=direct 2>/dev/null || echo "bench-disk: write failed"
 echo "bench-disk: write-end"
 sync
 echo 3 >/proc/sys/vm/drop_caches
 echo "bench-disk: read-start"
-dd if=/dev/vda of=/dev/null bs=1M count=$mib iflag=direct 2>/dev/null || echo "bench-disk: read failed"
+dd if=/dev/vda of=/dev/null bs=$bs count=$count iflag=direct 2>/dev/null || echo "bench-disk: read failed"
 echo "bench-disk: read-end"
 poweroff -f
 EOF
@@ -69,7 +78,7 @@ stamp() {
 	done
 }
 run_accord() {
-	build/accord run --kernel "$K" --initrd "$I" --cmdline "$CMDLINE" --memory 256M --accel emu \
+	"$ACCORD" run --kernel "$K" --initrd "$I" --cmdline "$CMDLINE" --memory 256M --accel emu \
 		--disk path="$disk" </dev/null 2>&1 | stamp >"$tmp/accord.log"
 }
 run_qemu() {
@@ -120,7 +129,7 @@ maw=$(median "${aw[@]}") mar=$(median "${ar[@]}")
 mqw=$(median "${qw[@]}") mqr=$(median "${qr[@]}")
 # the ratio is the median of the runs' ratios: each pair ran back to back,
 # so it shares the machine's load of the moment
-printf 'sequential write, %d MiB, O_DIRECT, median of %d: accord emu %.1f MB/s, qemu tcg %.1f MB/s, ratio %.2f\n' \
-	"$mib" "$runs" "$maw" "$mqw" "$(median "${rw[@]}")"
-printf 'sequential read,  %d MiB, O_DIRECT, median of %d: accord emu %.1f MB/s, qemu tcg %.1f MB/s, ratio %.2f\n' \
-	"$mib" "$runs" "$mar" "$mqr" "$(median "${rr[@]}")"
+printf 'sequential write, %d MiB in %s requests, O_DIRECT, median of %d: accord emu %.1f MB/s, qemu tcg %.1f MB/s, ratio %.2f\n' \
+	"$mib" "$bs" "$runs" "$maw" "$mqw" "$(median "${rw[@]}")"
+printf 'sequential read,  %d MiB in %s requests, O_DIRECT, median of %d: accord emu %.1f MB/s, qemu tcg %.1f MB/s, ratio %.2f\n' \
+	"$mib" "$bs" "$runs" "$mar" "$mqr" "$(median "${rr[@]}")"

@@ -136,11 +136,11 @@ code=$(api "$SB" GET /vm/config)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&
 	[ "$(jq_ '(d["name"], d["kernel"], d["cmdline"], d["memory_mib"], d["vcpus"], d["accel"], d["personality"], d["initrd"], d["disks"])')" = \
-		"('vm-b', '$TICKER', 'ticker.b', 64, 1, 'emu', 'kvm', None, [{'path': '$tmp/b.img', 'read_only': True}])" ]; result "GET /vm/config: the command line's configuration"
+		"('vm-b', '$TICKER', 'ticker.b', 64, 1, 'emu', 'kvm', None, [{'id': 'disk0', 'path': '$tmp/b.img', 'read_only': True}])" ]; result "GET /vm/config: the command line's configuration"
 code=$(api "$SB" GET /vm/counters)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] &&
-	[ "$(jq_ "d['vcpus'][0]['instructions'] > 1000 and d['serial']['tx_bytes'] >= 21 and d['serial']['rx_bytes'] == 0 and d['disks'] == [{'path': '$tmp/b.img', 'bus': 'virtio', 'reads': 0, 'writes': 0, 'flushes': 0, 'io_errors': 0, 'read_bytes': 0, 'write_bytes': 0}]")" = True ]; result "GET /vm/counters: instructions retired, serial bytes, the idle disk"
+	[ "$(jq_ "d['vcpus'][0]['instructions'] > 1000 and d['serial']['tx_bytes'] >= 21 and d['serial']['rx_bytes'] == 0 and d['disks'] == [{'id': 'disk0', 'path': '$tmp/b.img', 'bus': 'virtio', 'reads': 0, 'writes': 0, 'flushes': 0, 'io_errors': 0, 'read_bytes': 0, 'write_bytes': 0}]")" = True ]; result "GET /vm/counters: instructions retired, serial bytes, the idle disk"
 
 # ---- pause and resume ----
 "$ACCORD" pause vm-a >"$tmp/err" 2>&1

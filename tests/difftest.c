@@ -2973,6 +2973,18 @@ static void print_case(struct tcase *t)
 
 /* ================= families ================= */
 
+/* instructions of several families in one sequence: flags written by one
+ * and read by another (jcc, setcc, cmovcc, adc, rcl, pushf) with memory
+ * accesses and stack operations between them, as the host code made from
+ * blocks (src/cpu/jit.c) carries them from one instruction to the next */
+static void gen_mix(struct gen *g)
+{
+	static void (*const gens[])(struct gen *g) = {
+		gen_alu, gen_unary, gen_mov, gen_lea, gen_stack, gen_xchg, gen_bit, gen_shift, gen_cond,
+	};
+	gens[rnd(sizeof(gens) / sizeof(gens[0]))](g);
+}
+
 struct family {
 	const char *name;
 	void (*gen)(struct gen *g);
@@ -2999,6 +3011,7 @@ static const struct family families[] = {
 	{ "far", gen_far, setup_far, 10000, 3 },
 	{ "smc", gen_smc, NULL, 10000, 3 },
 	{ "fault", gen_fault, NULL, 25000, 1 },
+	{ "mix", gen_mix, setup_stack, 30000, 8 },
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
 

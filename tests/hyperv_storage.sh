@@ -25,6 +25,8 @@ MIB=1048576
 SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
 SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
 HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
+TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
+KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -57,7 +59,7 @@ ro_sum_before=$(sha256sum <"$rodisk" | cut -d' ' -f1)
 log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
-	--disk path="$disk" --disk path="$rodisk",ro
+	--disk path="$disk" --disk path="$rodisk",ro --api-socket "$tmp/api.sock"
 if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
 	tap_not_ok "Hyper-V guest with two storvsc disks boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
 	console_tail 25
@@ -72,9 +74,9 @@ if grep -q "hv_vmbus: Vmbus version:5.3" <(tr -d '\r' <"$log"); then
 else
 	tap_not_ok "hv_vmbus connects at VMBus protocol 5.3" "$(grep -a hv_vmbus "$log" | head -n 3)"
 fi
-console_check "/sys/bus/vmbus/devices: shutdown, heartbeat and two SCSI channels" \
+console_check "/sys/bus/vmbus/devices: shutdown, heartbeat, time sync, KVP and two SCSI channels" \
 	'echo V$((1+1)) $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c) V$((2+1))' \
-	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 2 \{$SCSI_CLASS\} V3"
+	"V2 1 \{$SHUTDOWN_CLASS\} 1 \{$HEARTBEAT_CLASS\} 1 \{$TIMESYNC_CLASS\} 1 \{$KVP_CLASS\} 2 \{$SCSI_CLASS\} V3"
 if grep -q "Heartbeat IC version 3.0" <(tr -d '\r' <"$log") && grep -q "Shutdown IC version 3.0" <(tr -d '\r' <"$log"); then
 	tap_ok "hv_utils negotiates heartbeat and shutdown at IC version 3.0"
 else
@@ -112,6 +114,21 @@ console_check "mount, write two files, umount" \
 console_check "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/$RO bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
 	"^W2rc[1-9]"
+# the storvsc disks' counters in GET /vm/counters: the guest read and
+# wrote the first disk (the copy was synced), and only read the second
+curl -s --max-time 10 --unix-socket "$tmp/api.sock" http://localhost/vm/counters >"$tmp/counters.json"
+c=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["disks"]
+rw, ro = d[0], d[1]
+print(rw["bus"], rw["reads"] > 0, rw["writes"] > 0, rw["flushes"] > 0, rw["read_bytes"] >= 1 << 20,
+      rw["write_bytes"] >= 1 << 20, rw["io_errors"], ro["bus"], ro["reads"] > 0, ro["writes"], ro["write_bytes"])
+' "$tmp/counters.json" 2>&1)
+if [ "$c" = "vmbus True True True True True 0 vmbus True 0 0" ]; then
+	tap_ok "GET /vm/counters: storvsc reads, writes, flushes and bytes per disk; none written on the read-only one"
+else
+	tap_not_ok "GET /vm/counters for storvsc disks" "$c: $(head -c 400 "$tmp/counters.json")"
+fi
 # the initramfs's /init is a shell, not an init that handles the signal
 # /sbin/poweroff sends; the kernel's orderly_poweroff runs poweroff_cmd
 console_send 'echo "/sbin/poweroff -f" >/proc/sys/kernel/poweroff_cmd; echo S$((1+1))'

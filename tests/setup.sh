@@ -20,6 +20,7 @@ PACKAGES=(
 	iproute2					# tests/virtio_net.sh (TAP)
 	libseccomp-dev					# the sandbox
 	clang libclang-rt-14-dev			# fuzzing, ASan/UBSan (tests/fuzz, make asan)
+	hyperv-daemons linuxptp				# tests/hyperv_util.sh (hv_kvp_daemon, phc_ctl)
 )
 
 missing=()

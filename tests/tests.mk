@@ -199,3 +199,25 @@ TEST_SCRIPTS += tests/flood.sh
 TEST_BINS += build/tests/unit_snapshot
 TEST_SCRIPTS += tests/snapshot.sh
 # ---- end snapshots ----
+# ---- virtio notifies on the I/O thread (owner: src/dev/virtio/pci.c kicks, src/engine/kvm.c ioeventfd) ----
+# the transport's per-queue eventfds: bound through the engine's ioeventfd
+# hook as queues are enabled, the BAR moves and the device resets; on an
+# engine that cannot bind (emu) a notify write signals the eventfd; notifies
+# for disabled queues ignored; the I/O thread serves the queue under
+# vm->io_lock; virtio-blk on the I/O thread (tests/unit_virtio_kick.c)
+TEST_BINS += build/tests/unit_virtio_kick
+# ---- end virtio notifies ----
+# ---- Hyper-V integration services in the stock kernel (owner: src/dev/hyperv/util.c) ----
+# --personality hyperv: hv_utils binds shutdown, heartbeat, time sync and
+# KVP; SYNC and SAMPLEs correct a clock set to 2001; hv_kvp_daemon's pairs
+# through GET /vm/kvp; accord shutdown via the shutdown service; a second
+# SIGTERM ends accord with the terminal restored (tests/hyperv_util.sh)
+TEST_SCRIPTS += tests/hyperv_util.sh
+# ---- configuring a VM through the control API (owner: src/vm/machine.c, src/api/server.c pre-boot routes) ----
+# `accord run --name NAME` without --kernel: the pre-boot routes and their
+# refusals (the same lines as accord run's), start-time failures the process
+# survives, then one Linux boot configured only through the API: 2 vCPUs,
+# 256 MiB, a disk, a user NIC, virtio-rng, checked inside the guest
+# (tests/api_config.sh); the request parsing in tests/unit_api.c
+TEST_SCRIPTS += tests/api_config.sh
+# ---- end configuring through the API ----

@@ -1,12 +1,17 @@
 /* The control API's request parsing: HTTP/1.1 heads and bodies
- * (src/api/http.c) and the JSON body of PUT /vm/actions (src/api/server.c)
- * against well-formed, malformed, oversized and random input. */
+ * (src/api/http.c), the JSON body of PUT /vm/actions and the pre-boot
+ * routes' bodies (api_configure, src/api/server.c) against well-formed,
+ * malformed, oversized and random input. */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/http.h"
 #include "api/internal.h"
+#include "vm/machine.h"
 #include "tap.h"
 
 static struct http_request req;
@@ -166,6 +171,7 @@ static void action_bodies(void)
 	action(" {\"action\":\"stop\"} ", "stop");
 	action("{\"action\":\"shutdown\"}", "shutdown");
 	action("{\"action\":\"reset\"}", "reset");
+	action("{\"action\":\"start\"}", "start");
 	action("", NULL);
 	action("{", NULL);
 	action("{\"action\":\"pause\"", NULL);
@@ -189,6 +195,245 @@ static void action_bodies(void)
 	action(deep, NULL);
 }
 
+static void kvp_body(const char *body, const char *want_key, const char *want_value)
+{
+	char *k, *v;
+	int rc = api_parse_kvp(body, strlen(body), &k, &v, err, sizeof(err));
+	if (want_key)
+		ok(rc == 0 && !strcmp(k, want_key) && !strcmp(v, want_value), "kvp body %s -> %s=%s", body, want_key,
+		   want_value);
+	else
+		ok(rc < 0 && !k && !v && err[0], "kvp body '%s' refused: %s", body, err);
+	if (!rc) {
+		free(k);
+		free(v);
+	}
+}
+
+static void kvp_bodies(void)
+{
+	kvp_body("{\"key\": \"HostKey\", \"value\": \"a value\"}", "HostKey", "a value");
+	kvp_body("{\"value\":\"\",\"key\":\"k\"}", "k", "");
+	kvp_body("{\"key\":\"k\\u00e9\",\"value\":\"\\ud83d\\ude00\"}", "k\xc3\xa9", "\xf0\x9f\x98\x80");
+	kvp_body("", NULL, NULL);
+	kvp_body("{\"key\":\"k\"}", NULL, NULL);
+	kvp_body("{\"value\":\"v\"}", NULL, NULL);
+	kvp_body("{\"key\":1,\"value\":\"v\"}", NULL, NULL);
+	kvp_body("{\"key\":\"k\",\"value\":null}", NULL, NULL);
+	kvp_body("{\"key\":\"k\",\"value\":\"v\",\"pool\":0}", NULL, NULL);
+	kvp_body("{\"key\":\"k\\u0000x\",\"value\":\"v\"}", NULL, NULL);
+	kvp_body("[\"k\",\"v\"]", NULL, NULL);
+	kvp_body("{\"key\":\"k\",\"value\":\"v\"} x", NULL, NULL);
+}
+
+/* ---- the pre-boot routes ---- */
+
+static struct machine_config cfg;
+static char dir[] = "/tmp/unit-api-XXXXXX";
+static char kernel[64], disk_file[64];
+
+static int put(const char *path, const char *id, const char *body)
+{
+	err[0] = 0;
+	return api_configure(&cfg, path, id, body, strlen(body), err, sizeof(err));
+}
+
+static void expect_put(const char *what, const char *path, const char *id, const char *body, int status)
+{
+	int r = put(path, id, body);
+	ok(r == status && (status == 204 || err[0]), "%s: %d (got %d: %s)", what, status, r, err);
+}
+
+/* a Multiboot kernel with the a.out kludge: 4 KiB loaded at 1 MiB */
+static void write_kernel(void)
+{
+	uint32_t h[8] = { 0x1BADB002u, 1u << 16, 0, 0x100000, 0x100000, 0, 0, 0x100020 };
+	char image[4096] = { 0 };
+	h[2] = -(h[0] + h[1]);
+	memcpy(image, h, sizeof(h));
+	snprintf(kernel, sizeof(kernel), "%s/kernel", dir);
+	snprintf(disk_file, sizeof(disk_file), "%s/disk.img", dir);
+	int fd = open(kernel, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int dfd = open(disk_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || dfd < 0 || write(fd, image, sizeof(image)) != (ssize_t)sizeof(image) ||
+	    write(dfd, image, sizeof(image)) != (ssize_t)sizeof(image))
+		ok(false, "cannot write the test files in %s", dir);
+	close(fd);
+	close(dfd);
+}
+
+static void configure(void)
+{
+	char body[512];
+	machine_config_init(&cfg);
+
+	expect_put("machine-config: vcpus and memory", "/vm/machine-config", NULL,
+		   "{\"vcpus\": 2, \"memory_mib\": 256}", 204);
+	ok(cfg.cpus == 2 && cfg.memory == 256ull << 20, "... set: %d vCPUs, %llu MiB", cfg.cpus,
+	   (unsigned long long)(cfg.memory >> 20));
+	expect_put("machine-config: accel, personality, debug_exit", "/vm/machine-config", NULL,
+		   "{\"accel\": \"emu\", \"personality\": \"hyperv\", \"debug_exit\": true}", 204);
+	ok(!strcmp(cfg.accel, "emu") && cfg.personality == 1 && cfg.debug_exit && cfg.cpus == 2,
+	   "... set, the vCPUs kept");
+	expect_put("machine-config: {} changes nothing", "/vm/machine-config", NULL, "{}", 204);
+	expect_put("machine-config: 0 vCPUs", "/vm/machine-config", NULL, "{\"vcpus\": 0}", 400);
+	expect_put("machine-config: 65 vCPUs", "/vm/machine-config", NULL, "{\"vcpus\": 65}", 400);
+	expect_put("machine-config: huge vCPUs", "/vm/machine-config", NULL, "{\"vcpus\": 4294967298}", 400);
+	expect_put("machine-config: 15 MiB", "/vm/machine-config", NULL, "{\"memory_mib\": 15}", 400);
+	expect_put("machine-config: 2^62 MiB", "/vm/machine-config", NULL, "{\"memory_mib\": 4611686018427387904}", 400);
+	expect_put("machine-config: a good vcpus with a bad memory", "/vm/machine-config", NULL,
+		   "{\"vcpus\": 4, \"memory_mib\": 1}", 400);
+	ok(cfg.cpus == 2 && cfg.memory == 256ull << 20, "... changed nothing");
+	expect_put("machine-config: vcpus null is absent", "/vm/machine-config", NULL, "{\"vcpus\": null}", 204);
+	expect_put("machine-config: vcpus true", "/vm/machine-config", NULL, "{\"vcpus\": true}", 400);
+	expect_put("machine-config: accel 'kvm '", "/vm/machine-config", NULL, "{\"accel\": \"kvm \"}", 400);
+	expect_put("machine-config: accel with a NUL", "/vm/machine-config", NULL, "{\"accel\": \"emu\\u0000\"}", 400);
+	expect_put("machine-config: debug_exit 1", "/vm/machine-config", NULL, "{\"debug_exit\": 1}", 400);
+	expect_put("machine-config: an array", "/vm/machine-config", NULL, "[2]", 400);
+	expect_put("machine-config: two objects", "/vm/machine-config", NULL, "{}{}", 400);
+	expect_put("machine-config: empty body", "/vm/machine-config", NULL, "", 400);
+
+	snprintf(body, sizeof(body), "{\"kernel\": \"%s\", \"cmdline\": \"console=ttyS0\"}", kernel);
+	expect_put("boot-source: a Multiboot kernel", "/vm/boot-source", NULL, body, 204);
+	ok(cfg.kernel && !strcmp(cfg.kernel, kernel) && !cfg.initrd && !strcmp(cfg.cmdline, "console=ttyS0"),
+	   "... set");
+	snprintf(body, sizeof(body), "{\"kernel\": \"%s/none\"}", dir);
+	expect_put("boot-source: a missing kernel", "/vm/boot-source", NULL, body, 400);
+	char want[256];
+	snprintf(want, sizeof(want), "kernel %s/none: No such file or directory", dir);
+	ok(!strcmp(err, want), "... with the loader's line: %s", err);
+	snprintf(body, sizeof(body), "{\"kernel\": \"%s\"}", dir);
+	expect_put("boot-source: a directory", "/vm/boot-source", NULL, body, 400);
+	snprintf(body, sizeof(body), "{\"kernel\": \"%s\", \"initrd\": \"%s/none\"}", kernel, dir);
+	expect_put("boot-source: a missing initrd", "/vm/boot-source", NULL, body, 400);
+	ok(cfg.kernel && !strcmp(cfg.kernel, kernel) && !strcmp(cfg.cmdline, "console=ttyS0"),
+	   "... the boot source kept");
+	expect_put("boot-source: no kernel", "/vm/boot-source", NULL, "{\"initrd\": \"x\"}", 400);
+
+	snprintf(body, sizeof(body), "{\"path\": \"%s\", \"read_only\": true}", disk_file);
+	expect_put("drives/root", "/vm/drives/{id}", "root", body, 204);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", disk_file);
+	expect_put("drives/root again, writable", "/vm/drives/{id}", "root", body, 204);
+	ok(cfg.ndisks == 1 && !strcmp(cfg.disk[0].id, "root") && !cfg.disk[0].ro, "... replaced, not added");
+	snprintf(body, sizeof(body), "{\"path\": \"%s/none\"}", dir);
+	expect_put("drives: a missing file", "/vm/drives/{id}", "data", body, 400);
+	snprintf(want, sizeof(want), "--disk %s/none: No such file or directory", dir);
+	ok(!strcmp(err, want) && cfg.ndisks == 1, "... with --disk's line: %s", err);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", disk_file);
+	expect_put("drives: no id", "/vm/drives/{id}", NULL, body, 400);
+	expect_put("drives: an empty id", "/vm/drives/{id}", "", body, 400);
+	expect_put("drives: an id starting with a dot", "/vm/drives/{id}", "..", body, 400);
+	expect_put("drives: an id with a space", "/vm/drives/{id}", "a b", body, 400);
+	char id[80];
+	memset(id, 'a', 65);
+	id[65] = 0;
+	expect_put("drives: a 65-byte id", "/vm/drives/{id}", id, body, 400);
+	int added = 0;
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "d%d", i);
+		added += put("/vm/drives/{id}", id, body) == 204;
+	}
+	ok(added == 15 && cfg.ndisks == 16 && err[0], "drives: 16 at most (%d more added, then: %s)", added, err);
+
+	expect_put("network-interfaces: user with forwards and a MAC", "/vm/network-interfaces/{id}", "eth0",
+		   "{\"backend\": \"user\", \"mac\": \"52:54:00:00:00:01\", "
+		   "\"hostfwd\": [\"tcp::2222-:22\", \"udp:127.0.0.1:5353-10.0.2.15:53\"]}", 204);
+	ok(cfg.nnics == 1 && cfg.nic[0].net.kind == NET_USER && cfg.nic[0].net.has_mac &&
+		   cfg.nic[0].net.mac[5] == 1 && cfg.nic[0].net.nfwd == 2 && cfg.nic[0].net.fwd[1].udp &&
+		   cfg.nic[0].net.fwd[1].host_port == 5353,
+	   "... set");
+	expect_put("network-interfaces: tap", "/vm/network-interfaces/{id}", "eth1",
+		   "{\"backend\": \"tap\", \"tap\": \"tap0\"}", 204);
+	ok(cfg.nnics == 2 && cfg.nic[1].net.kind == NET_TAP && !strcmp(cfg.nic[1].net.ifname, "tap0"), "... set");
+	expect_put("network-interfaces: a 16-byte tap name", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"tap\", \"tap\": \"0123456789abcdef\"}", 400);
+	expect_put("network-interfaces: tap with a slash", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"tap\", \"tap\": \"a/b\"}", 400);
+	expect_put("network-interfaces: tap name on user", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"user\", \"tap\": \"tap0\"}", 400);
+	expect_put("network-interfaces: a short MAC", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"user\", \"mac\": \"52:54:00:00:01\"}", 400);
+	expect_put("network-interfaces: port 0", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"user\", \"hostfwd\": [\"tcp::0-:22\"]}", 400);
+	expect_put("network-interfaces: 17 forwards", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"user\", \"hostfwd\": [\"tcp::1-:1\", \"tcp::2-:1\", \"tcp::3-:1\", "
+		   "\"tcp::4-:1\", \"tcp::5-:1\", \"tcp::6-:1\", \"tcp::7-:1\", \"tcp::8-:1\", \"tcp::9-:1\", "
+		   "\"tcp::10-:1\", \"tcp::11-:1\", \"tcp::12-:1\", \"tcp::13-:1\", \"tcp::14-:1\", "
+		   "\"tcp::15-:1\", \"tcp::16-:1\", \"tcp::17-:1\"]}", 400);
+	expect_put("network-interfaces: hostfwd not an array", "/vm/network-interfaces/{id}", "eth2",
+		   "{\"backend\": \"user\", \"hostfwd\": \"tcp::1-:1\"}", 400);
+	expect_put("network-interfaces: no backend", "/vm/network-interfaces/{id}", "eth2", "{}", 400);
+	ok(cfg.nnics == 2, "... none added");
+	put("/vm/network-interfaces/{id}", "eth2", "{\"backend\": \"user\"}");
+	put("/vm/network-interfaces/{id}", "eth3", "{\"backend\": \"user\"}");
+	expect_put("network-interfaces: a fifth", "/vm/network-interfaces/{id}", "eth4", "{\"backend\": \"user\"}",
+		   400);
+	ok(cfg.nnics == 4, "... 4 at most");
+
+	expect_put("rng on", "/vm/rng", NULL, "{\"enabled\": true}", 204);
+	ok(cfg.rng, "... set");
+	expect_put("rng: enabled a string", "/vm/rng", NULL, "{\"enabled\": \"yes\"}", 400);
+	expect_put("console virtio", "/vm/console", NULL, "{\"kind\": \"virtio\"}", 204);
+	ok(cfg.virtio_console, "... set");
+	expect_put("console: hvc0", "/vm/console", NULL, "{\"kind\": \"hvc0\"}", 400);
+	expect_put("an unknown route", "/vm/balloon", NULL, "{}", 404);
+}
+
+static bool config_sane(void)
+{
+	bool sane = cfg.cpus >= 1 && cfg.cpus <= 64 && cfg.memory >= MACHINE_MIN_MEMORY && !(cfg.memory & 0xfff) &&
+		    cfg.ndisks <= MACHINE_MAX_DISKS && cfg.nnics <= MACHINE_MAX_NICS &&
+		    (!strcmp(cfg.accel, "auto") || !strcmp(cfg.accel, "emu") || !strcmp(cfg.accel, "kvm"));
+	for (int i = 0; i < cfg.ndisks; i++)
+		sane &= cfg.disk[i].path && machine_id_ok(cfg.disk[i].id);
+	for (int i = 0; i < cfg.nnics; i++)
+		sane &= machine_id_ok(cfg.nic[i].id) && cfg.nic[i].net.nfwd <= NET_MAX_HOSTFWD;
+	return sane;
+}
+
+/* random mutations of good bodies and random bytes on every route: only
+ * 204 or 400, and a configuration that stays within its bounds */
+static void configure_random(void)
+{
+	static const char *const paths[] = { "/vm/machine-config", "/vm/boot-source", "/vm/drives/{id}",
+					     "/vm/network-interfaces/{id}", "/vm/rng", "/vm/console" };
+	char bodies[6][256];
+	snprintf(bodies[0], 256, "{\"vcpus\": 3, \"memory_mib\": 64, \"accel\": \"emu\", \"debug_exit\": false}");
+	snprintf(bodies[1], 256, "{\"kernel\": \"%s\", \"initrd\": null, \"cmdline\": \"a b\"}", kernel);
+	snprintf(bodies[2], 256, "{\"path\": \"%s\", \"read_only\": true}", disk_file);
+	snprintf(bodies[3], 256, "{\"backend\": \"user\", \"mac\": \"52:54:00:00:00:09\", \"hostfwd\": [\"tcp::80-:8080\"]}");
+	snprintf(bodies[4], 256, "{\"enabled\": false}");
+	snprintf(bodies[5], 256, "{\"kind\": \"serial\"}");
+	static const char json_bytes[] = "0123456789{}[]\",:tfn-. ";
+	char buf[300], id[8];
+	int bad = 0, accepted = 0;
+	srand(9);
+	machine_config_free(&cfg);
+	for (int i = 0; i < 60000; i++) {
+		int r = rand() % 6;
+		size_t len;
+		if (i % 5 == 4) {
+			len = (size_t)rand() % 64;
+			for (size_t j = 0; j < len; j++)
+				buf[j] = (char)rand();
+		} else {
+			len = strlen(bodies[r]);
+			memcpy(buf, bodies[r], len);
+			for (int k = rand() % 4; k > 0; k--)
+				buf[rand() % len] = (char)(i % 3 ? json_bytes[rand() % (sizeof(json_bytes) - 1)] : rand());
+			len -= (size_t)(rand() % 4 == 0) * ((size_t)rand() % 6);
+		}
+		snprintf(id, sizeof(id), "x%d", rand() % 24);
+		err[0] = 0;
+		int st = api_configure(&cfg, paths[r], id, buf, len, err, sizeof(err));
+		accepted += st == 204;
+		if ((st != 204 && st != 400) || (st == 400 && !err[0]) || !config_sane())
+			bad++;
+	}
+	ok(bad == 0 && accepted > 5000, "60000 random and mutated pre-boot bodies: 204 or 400 with a reason, the "
+	   "configuration within bounds (%d bad, %d accepted)", bad, accepted);
+}
+
 int main(void)
 {
 	good_requests();
@@ -196,6 +441,18 @@ int main(void)
 	random_input();
 	responses();
 	action_bodies();
+	kvp_bodies();
+	if (!mkdtemp(dir)) {
+		ok(false, "mkdtemp");
+	} else {
+		write_kernel();
+		configure();
+		configure_random();
+		machine_config_free(&cfg);
+		unlink(kernel);
+		unlink(disk_file);
+		rmdir(dir);
+	}
 	printf("1..%d\n%d passed, %d failed\n", n_test, n_pass, n_fail);
 	return n_fail ? 1 : 0;
 }

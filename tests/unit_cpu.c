@@ -1307,6 +1307,43 @@ static void test_smc(void)
 	ok(o.vector == -1 && C->r[R_RBX] == 3, "smc: code changed between runs is decoded again");
 }
 
+/* Host code made from a block (src/cpu/jit.c) belongs to the physical
+ * bytes, which may be mapped at several linear addresses: a loop that sums
+ * an array, with a RIP-relative lea and a branch back to its start, gives
+ * the same sums and addresses of its own at either mapping. Its first
+ * accesses miss the TLB (a side exit to the handlers), later ones hit. */
+static void test_jit_alias(void)
+{
+	const uint64_t alias = 0x200000000ull;
+	machine_reset();
+	map4k(alias, KCODE, PG_P);
+	for (int i = 0; i < 100; i++) {
+		uint32_t v = 3 * i;
+		memcpy(ram + DATA + 4 * i, &v, 4);
+	}
+	struct code k = { 0 };
+	movabs(&k, R_RSI, DATA);
+	B(&k, 2, 0x31, 0xC0);                         /* xor eax, eax */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	B(&k, 3, 0x48, 0x8D, 0x1D);                   /* lea rbx, [rip + 0]: top */
+	imm32(&k, 0);
+	int top = k.n;
+	B(&k, 2, 0x01, 0xC8);                         /* top: add eax, ecx */
+	B(&k, 3, 0x03, 0x04, 0x8E);                   /* add eax, [rsi + rcx * 4] */
+	B(&k, 2, 0xFF, 0xC1);                         /* inc ecx */
+	B(&k, 3, 0x83, 0xF9, 100);                    /* cmp ecx, 100 */
+	B(&k, 2, 0x75, (uint8_t)(top - (k.n + 2)));   /* jne top */
+	B(&k, 1, 0xF4);
+	const uint64_t base[2] = { KCODE, alias };
+	for (int i = 0; i < 2; i++) {
+		tlb_flush(C);
+		struct outcome o = run_at(KCODE, &k, base[i]);
+		ok(o.vector == -1 && C->r[R_RAX] == 4 * 4950 && C->r[R_RBX] == base[i] + top &&
+			   o.at == base[i] + k.n - 1,
+		   "jit: a loop over memory at %s", i ? "a second mapping of its code" : "its first mapping");
+	}
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1340,6 +1377,7 @@ int main(void)
 	test_tlb();
 	test_smc();
 	test_group_rex_r();
+	test_jit_alias();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

@@ -22,6 +22,7 @@
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "net/net.h"
+#include "net/offload.h"
 #include "vm/iothread.h"
 #include "vm/vm.h"
 #include "tap.h"
@@ -37,19 +38,37 @@
 #define RXBUF_LEN 2048u
 #define INDIRECT 0x400000u
 
+#define CTRLQ 2
+#define BIGBUF 0x500000u /* a 64 KiB frame to transmit */
+#define CTRLBUF 0x600000u
+
 #define V_CONFIG 0x40
 #define V_RX 0x41
 #define V_TX 0x42
+#define V_CTRL 0x43
 
-static const uint64_t q_desc[2] = { 0x100000, 0x110000 };
-static const uint64_t q_avail[2] = { 0x102000, 0x112000 };
-static const uint64_t q_used[2] = { 0x103000, 0x113000 };
+#define F_CSUM (1u << 0)
+#define F_GUEST_CSUM (1u << 1)
+#define F_MAC (1u << 5)
+#define F_GUEST_TSO4 (1u << 7)
+#define F_HOST_TSO4 (1u << 11)
+#define F_HOST_TSO6 (1u << 12)
+#define F_HOST_ECN (1u << 13)
+#define F_MRG (1u << 15)
+#define F_STATUS (1u << 16)
+#define F_CTRL_VQ (1u << 17)
+#define F_CTRL_RX (1u << 18)
+#define F_CTRL_MAC_ADDR (1u << 23)
+
+static const uint64_t q_desc[3] = { 0x100000, 0x110000, 0x120000 };
+static const uint64_t q_avail[3] = { 0x102000, 0x112000, 0x122000 };
+static const uint64_t q_used[3] = { 0x103000, 0x113000, 0x123000 };
 
 static struct vm vm;
 static struct pci_bus *bus;
 static struct iothread *io;
 static uint64_t bar, common, notify, devcfg, msix;
-static uint16_t avail_idx[2];
+static uint16_t avail_idx[3];
 static uint8_t *snapshot;
 
 /* ---- the test backend: records what the device sends, can echo it ---- */
@@ -59,6 +78,11 @@ struct test_backend {
 	pthread_mutex_t lock;
 	int sent, resumes;
 	bool echo;
+	/* every frame kept while keep is set (segments) */
+	bool keep;
+	int nkept;
+	uint8_t *kept[64];
+	size_t kept_len[64];
 	size_t last_len;
 	uint8_t last[NET_MAX_FRAME];
 };
@@ -71,6 +95,11 @@ static void tb_send(struct net_backend *nb, const void *frame, size_t len)
 	tb.sent++;
 	tb.last_len = len;
 	memcpy(tb.last, frame, len);
+	if (tb.keep && tb.nkept < 64) {
+		tb.kept[tb.nkept] = malloc(len);
+		memcpy(tb.kept[tb.nkept], frame, len);
+		tb.kept_len[tb.nkept++] = len;
+	}
 	pthread_mutex_unlock(&tb.lock);
 	/* slirp answers some frames at once, from inside send */
 	if (tb.echo)
@@ -121,7 +150,7 @@ static unsigned take_irqs(void)
 	pthread_mutex_lock(&vm.io_lock);
 	while ((v = lapic_get_interrupt(vm.vcpu[0]->lapic, true)) >= 0) {
 		lapic_mmio_write(vm.vcpu[0]->lapic, 0xB0, 0, 4);
-		if (v >= V_CONFIG && v <= V_TX)
+		if (v >= V_CONFIG && v <= V_CTRL)
 			seen |= 1u << (v - V_CONFIG);
 	}
 	pthread_mutex_unlock(&vm.io_lock);
@@ -166,9 +195,17 @@ static void post(int q, uint16_t head)
 	__atomic_store_n((uint16_t *)gp(q_avail[q] + 2), avail_idx[q], __ATOMIC_RELEASE);
 }
 
+/* The device's notifies are served on the I/O thread (through the
+ * transport's eventfds); the checks after a notify need it served, so the
+ * I/O thread is held while this thread serves it with the same callback
+ * (iothread_run_pending). Frames from the backend still arrive on the
+ * running I/O thread in between. */
 static void kick(int q)
 {
+	iothread_stop(io);
 	mmio_w(notify + 4 * q, q, 2);
+	iothread_run_pending(io);
+	iothread_start(io);
 }
 
 /* reset and bring the device up with both queues */
@@ -177,7 +214,9 @@ static bool dev_setup(uint32_t lo)
 	mmio_w(common + 0x14, 0, 1);
 	if (status() != 0)
 		return false;
-	for (int q = 0; q < 2; q++) {
+	int nq = lo & F_CTRL_VQ ? 3 : 2;
+
+	for (int q = 0; q < 3; q++) {
 		memset(gp(q_desc[q]), 0, 0x4000);
 		avail_idx[q] = 0;
 	}
@@ -191,7 +230,7 @@ static bool dev_setup(uint32_t lo)
 	if (!(status() & VIRTIO_S_FEATURES_OK))
 		return false;
 	mmio_w(common + 0x10, 0, 2);
-	for (int q = 0; q < 2; q++) {
+	for (int q = 0; q < nq; q++) {
 		mmio_w(common + 0x16, q, 2);
 		mmio_w(common + 0x18, QSIZE, 2);
 		mmio_w(common + 0x1a, q + 1, 2);
@@ -271,7 +310,7 @@ static void test_identity(void)
 		}
 	}
 	ok(common && notify && devcfg && msix, "common, notify, device and MSI-X structures found");
-	ok(mmio_r(common + 0x12, 2) == 2, "two queues: receive and transmit");
+	ok(mmio_r(common + 0x12, 2) == 3, "three queues: receive, transmit, control");
 	uint8_t mac[6];
 	for (int i = 0; i < 6; i++)
 		mac[i] = mmio_r(devcfg + i, 1);
@@ -280,18 +319,50 @@ static void test_identity(void)
 
 	mmio_w(common + 0x00, 0, 4);
 	uint32_t lo = mmio_r(common + 0x04, 4);
-	ok((lo >> 5 & 1) && (lo >> 15 & 1) && (lo >> 16 & 1), "MAC, MRG_RXBUF and STATUS offered");
-	/* CSUM, GUEST_CSUM, CTRL_GUEST_OFFLOADS, GSO, the TSO/ECN/UFO
-	 * family, CTRL_VQ and everything after: nothing accord does not do */
-	ok((lo & ~(1u << 5 | 1u << 15 | 1u << 16 | 1u << VIRTIO_F_INDIRECT_DESC | 1u << VIRTIO_F_EVENT_IDX)) == 0,
-	   "no checksum or segmentation offload offered (%#x)", lo);
+	uint32_t want = F_MAC | F_MRG | F_STATUS | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6 |
+			F_HOST_ECN | F_CTRL_VQ | F_CTRL_RX | F_CTRL_MAC_ADDR;
+	ok((lo & want) == want, "MAC, MRG_RXBUF, STATUS, CSUM, GUEST_CSUM, HOST_TSO4/6/ECN, CTRL_VQ/RX/MAC_ADDR offered");
+	/* GUEST_TSO needs a backend that makes large segments (tap); no
+	 * GSO, UFO, VLAN, announce, multiqueue: nothing accord does not do */
+	ok((lo & ~(want | 1u << VIRTIO_F_INDIRECT_DESC | 1u << VIRTIO_F_EVENT_IDX)) == 0,
+	   "nothing else offered on a backend without offloads (%#x)", lo);
 
-	for (int v = 0; v < 3; v++) {
+	for (int v = 0; v < 4; v++) {
 		mmio_w(msix + 16 * v, 0xfee00000, 4);
 		mmio_w(msix + 16 * v + 4, 0, 4);
 		mmio_w(msix + 16 * v + 8, V_CONFIG + v, 4);
 		mmio_w(msix + 16 * v + 12, 0, 4);
 	}
+}
+
+/* the device features of the NIC at 00:slot.0 (BAR at bar_at) */
+static uint32_t slot_features(int slot, uint32_t bar_at)
+{
+	uint64_t b, com = 0;
+	int n = 0;
+
+	testvm_cfg_write(&vm, slot, 0x10, bar_at, 4);
+	testvm_cfg_write(&vm, slot, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+	b = testvm_cfg_read(&vm, slot, 0x10, 4) & ~0xfu;
+	for (unsigned c = testvm_cfg_read(&vm, slot, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, slot, c + 1, 1), n++)
+		if (testvm_cfg_read(&vm, slot, c, 1) == 0x09 && testvm_cfg_read(&vm, slot, c + 3, 1) == 1)
+			com = b + testvm_cfg_read(&vm, slot, c + 8, 4);
+	if (!com)
+		return 0;
+	mmio_w(com + 0x00, 0, 4);
+	return mmio_r(com + 0x04, 4);
+}
+
+/* offload=off and offload=csum: NICs at 00:02.0 and 00:03.0 */
+static void test_offload_option(void)
+{
+	uint32_t tso = F_HOST_TSO4 | F_HOST_TSO6 | F_HOST_ECN | F_GUEST_TSO4 | F_GUEST_TSO4 << 1 | F_GUEST_TSO4 << 2;
+	uint32_t off = slot_features(2, 0xd0100000), csum = slot_features(3, 0xd0200000);
+
+	ok((off & (F_MAC | F_CTRL_VQ)) == (F_MAC | F_CTRL_VQ) && !(off & (F_CSUM | F_GUEST_CSUM | tso)),
+	   "offload=off: MAC and CTRL_VQ, no checksum or segmentation offload (%#x)", off);
+	ok((csum & (F_CSUM | F_GUEST_CSUM)) == (F_CSUM | F_GUEST_CSUM) && !(csum & tso),
+	   "offload=csum: CSUM and GUEST_CSUM, no TSO (%#x)", csum);
 }
 
 static void test_tx(void)
@@ -437,6 +508,521 @@ static void test_echo(void)
 	tb.echo = false;
 	ok(wait_used(RXQ, 1) && !memcmp(gp(RXBUF + HDR_LEN), f, sizeof(f)),
 	   "a frame the backend answers from inside send comes back byte for byte");
+	take_irqs();
+}
+
+/* ---- offloads: the helpers (net/offload.c) against a reference ---- */
+
+static void put16(uint8_t *p, unsigned v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+
+static unsigned get16(const uint8_t *p)
+{
+	return p[0] << 8 | p[1];
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+}
+
+/* the Internet checksum, the slow obvious way */
+static uint16_t ref_sum(uint32_t sum, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		sum += i & 1 ? p[i] : p[i] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return sum;
+}
+
+/* the pseudo-header's sum for a TCP segment of l4len bytes */
+static uint32_t ref_pseudo(const uint8_t *f, bool v6, size_t l4len)
+{
+	return v6 ? ref_sum(0, f + 14 + 8, 32) + l4len + 6 : ref_sum(0, f + 14 + 12, 8) + l4len + 6;
+}
+
+static bool ref_tcp_ok(const uint8_t *f, bool v6, size_t len)
+{
+	size_t l4 = v6 ? 54 : 34;
+
+	return ref_sum(ref_pseudo(f, v6, len - l4), f + l4, len - l4) == 0xffff;
+}
+
+#define TCP_SEQ0 0xfffff000u /* wraps within a 64 KiB frame */
+#define TCP_HLEN 32	     /* with 12 bytes of options */
+
+/* Ethernet, IPv4 (id 0x1234) or IPv6, TCP with options and data bytes;
+ * checksums right. Returns the frame's length. */
+static size_t tcp_frame(uint8_t *f, bool v6, size_t data, uint8_t flags)
+{
+	size_t l3 = 14, l4 = l3 + (v6 ? 40 : 20), len = l4 + TCP_HLEN + data;
+
+	memcpy(f, "\x52\x41\x43\xaa\xbb\x01\x52\x55\x0a\x00\x02\x02", 12);
+	put16(f + 12, v6 ? 0x86dd : 0x0800);
+	memset(f + l3, 0, l4 - l3);
+	if (v6) {
+		f[l3] = 0x60;
+		put16(f + l3 + 4, TCP_HLEN + data);
+		f[l3 + 6] = 6;
+		f[l3 + 7] = 64;
+		for (int i = 0; i < 32; i++)
+			f[l3 + 8 + i] = 0x20 + i * 7;
+	} else {
+		f[l3] = 0x45;
+		put16(f + l3 + 2, 20 + TCP_HLEN + data);
+		put16(f + l3 + 4, 0x1234);
+		put16(f + l3 + 6, 0x4000); /* DF */
+		f[l3 + 8] = 64;
+		f[l3 + 9] = 6;
+		memcpy(f + l3 + 12, "\x0a\x00\x02\x0f\x0a\x00\x02\x02", 8);
+		put16(f + l3 + 10, ~ref_sum(0, f + l3, 20) & 0xffff);
+	}
+	uint8_t *t = f + l4;
+	memset(t, 0, TCP_HLEN);
+	put16(t, 40000);
+	put16(t + 2, 80);
+	t[4] = (uint8_t)(TCP_SEQ0 >> 24);
+	t[5] = (uint8_t)(TCP_SEQ0 >> 16);
+	t[6] = (uint8_t)(TCP_SEQ0 >> 8);
+	t[7] = (uint8_t)TCP_SEQ0;
+	t[11] = 1;
+	t[12] = (TCP_HLEN / 4) << 4;
+	t[13] = flags;
+	put16(t + 14, 65535);
+	memcpy(t + 20, "\x01\x01\x08\x0a\x00\x00\x00\x01\x00\x00\x00\x02", 12);
+	for (size_t i = 0; i < data; i++)
+		t[TCP_HLEN + i] = (uint8_t)(i * 7 + (i >> 9));
+	put16(t + 16, ~ref_sum(ref_pseudo(f, v6, TCP_HLEN + data), t, TCP_HLEN + data) & 0xffff);
+	return len;
+}
+
+/* turn a whole frame into what a checksum-offloading guest hands over:
+ * the pseudo-header's sum where the checksum goes */
+static void make_partial(uint8_t *f, bool v6, size_t len)
+{
+	size_t l4 = v6 ? 54 : 34;
+
+	put16(f + l4 + 16, ref_sum(ref_pseudo(f, v6, len - l4), NULL, 0));
+}
+
+struct segs {
+	int n;
+	uint8_t *f[64];
+	size_t len[64];
+};
+
+static void seg_keep(void *opaque, const uint8_t *frame, size_t len)
+{
+	struct segs *s = opaque;
+
+	if (s->n < 64) {
+		s->f[s->n] = malloc(len);
+		memcpy(s->f[s->n], frame, len);
+		s->len[s->n++] = len;
+	}
+}
+
+/* every segment of a TCP frame cut at mss: headers, checksums, payload */
+static bool check_segments(const uint8_t *orig, size_t olen, bool v6, unsigned mss, int n,
+			   uint8_t *const *seg, const size_t *slen, char *why, size_t whylen)
+{
+	size_t l4 = v6 ? 54 : 34, hdrs = l4 + TCP_HLEN, data = olen - hdrs, off = 0;
+	int want = (data + mss - 1) / mss;
+	uint8_t oflags = orig[l4 + 13];
+
+	if (n != want) {
+		snprintf(why, whylen, "%d segments, want %d", n, want);
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		const uint8_t *s = seg[i];
+		size_t chunk = data - off < mss ? data - off : mss;
+		bool last = i == n - 1;
+		uint8_t fl = oflags;
+
+		if (!last)
+			fl &= ~0x09;
+		if (i)
+			fl &= ~0x80;
+		if (slen[i] != hdrs + chunk || memcmp(s, orig, 14) || memcmp(s + hdrs, orig + hdrs + off, chunk)) {
+			snprintf(why, whylen, "segment %d: length %zu or bytes wrong", i, slen[i]);
+			return false;
+		}
+		if (v6 ? get16(s + 18) != TCP_HLEN + chunk || memcmp(s + 22, orig + 22, 32) :
+			 get16(s + 16) != 20 + TCP_HLEN + chunk || get16(s + 18) != 0x1234u + i ||
+				 ref_sum(0, s + 14, 20) != 0xffff || memcmp(s + 26, orig + 26, 8)) {
+			snprintf(why, whylen, "segment %d: IP header wrong", i);
+			return false;
+		}
+		if (get32(s + l4 + 4) != (uint32_t)(TCP_SEQ0 + off) || s[l4 + 13] != fl ||
+		    memcmp(s + l4, orig + l4, 4) || memcmp(s + l4 + 8, orig + l4 + 8, 5) ||
+		    memcmp(s + l4 + 14, orig + l4 + 14, 2) || memcmp(s + l4 + 18, orig + l4 + 18, TCP_HLEN - 18)) {
+			snprintf(why, whylen, "segment %d: TCP header wrong (seq %#x flags %#x)", i, get32(s + l4 + 4),
+				 s[l4 + 13]);
+			return false;
+		}
+		if (!ref_tcp_ok(s, v6, slen[i]) || !net_csum_valid(s, slen[i])) {
+			snprintf(why, whylen, "segment %d: TCP checksum wrong", i);
+			return false;
+		}
+		off += chunk;
+	}
+	return true;
+}
+
+static void free_segs(struct segs *s)
+{
+	for (int i = 0; i < s->n; i++)
+		free(s->f[i]);
+	s->n = 0;
+}
+
+static void test_offload_helpers(void)
+{
+	static uint8_t f[NET_MAX_FRAME], buf[NET_MAX_FRAME];
+	struct segs sg = { 0 };
+	char why[128] = "";
+	size_t len;
+
+	for (int v6 = 0; v6 < 2; v6++) {
+		const char *ip = v6 ? "IPv6" : "IPv4";
+		/* the largest IP packet: 64 KiB of TCP */
+		size_t data = 65535 - (v6 ? 0 : 20) - TCP_HLEN;
+
+		len = tcp_frame(f, v6, data, 0x80 | 0x10 | 0x08 | 0x01); /* CWR ACK PSH FIN */
+		ok(ref_tcp_ok(f, v6, len) && net_csum_valid(f, len), "%s: the synthetic %zu-byte frame checks out", ip,
+		   len);
+		int n = net_tso_segment(f, len, 1448, buf, sizeof(buf), seg_keep, &sg);
+		bool good = check_segments(f, len, v6, 1448, sg.n, sg.f, sg.len, why, sizeof(why));
+		ok(n == sg.n && good, "%s TSO of a 64 KiB frame at MSS 1448: %d segments, each with its length, %s%s",
+		   ip, n, v6 ? "sequence number, flags, checksum and bytes" : "id, IP checksum, sequence number, flags, TCP checksum and bytes",
+		   good ? "" : why);
+		free_segs(&sg);
+
+		len = tcp_frame(f, v6, 1000, 0x18);
+		n = net_tso_segment(f, len, 1448, buf, sizeof(buf), seg_keep, &sg);
+		ok(n == 1 && sg.len[0] == len && !memcmp(sg.f[0], f, len), "%s: a frame within the MSS is one segment, unchanged", ip);
+		free_segs(&sg);
+
+		len = tcp_frame(f, v6, 3000, 0x18);
+		make_partial(f, v6, len);
+		ok(!net_csum_valid(f, len), "%s: a partial checksum does not check out", ip);
+		net_csum_complete(f, len, v6 ? 54 : 34, 16);
+		ok(ref_tcp_ok(f, v6, len) && net_csum_valid(f, len), "%s: net_csum_complete finishes it", ip);
+		f[len - 1] ^= 1;
+		ok(!net_csum_valid(f, len), "%s: one flipped bit fails the check", ip);
+	}
+
+	/* an odd length, and a UDP datagram */
+	len = tcp_frame(f, false, 777, 0x18);
+	make_partial(f, false, len);
+	net_csum_complete(f, len, 34, 16);
+	ok(ref_tcp_ok(f, false, len), "checksum completion with an odd length");
+
+	/* requests that do not describe their frame */
+	len = tcp_frame(f, false, 5000, 0x10);
+	unsigned all = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 | NET_OFFLOAD_ECN;
+	struct net_offload good = { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 1448, 34, 16 };
+	ok(!net_offload_check(&good, f, len, all), "a TSO4 request for a TCP/IPv4 frame passes");
+	struct {
+		struct net_offload o;
+		unsigned allowed;
+		size_t len;
+		const char *what;
+	} bad[] = {
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 0, 34, 16 }, all, len, "gso_size 0" },
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, len + 1, 1448, 34, 16 }, all, len, "hdr_len beyond the frame" },
+		{ { NET_OFF_NEEDS_CSUM, 0, 0, 0, len - 1, 0 }, all, len, "csum_start at the last byte" },
+		{ { NET_OFF_NEEDS_CSUM, 0, 0, 0, 34, len - 35 }, all, len, "csum_offset past the end" },
+		{ { NET_OFF_NEEDS_CSUM, 0, 0, 0, 65535, 65535 }, all, len, "csum_start + csum_offset near 128 KiB" },
+		{ { NET_OFF_NEEDS_CSUM, 0, 0, 0, 0, 0 }, all, 1, "a one-byte frame" },
+		{ { NET_OFF_NEEDS_CSUM, 0, 0, 0, 34, 16 }, 0, len, "NEEDS_CSUM not negotiated" },
+		{ { NET_OFF_NEEDS_CSUM | NET_OFF_DATA_VALID, 0, 0, 0, 34, 16 }, all, len, "DATA_VALID from the driver" },
+		{ { 0x80, 0, 0, 0, 0, 0 }, all, len, "an unknown flag" },
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 1448, 34, 16 }, NET_OFFLOAD_CSUM, len, "TSO4 not negotiated" },
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV6, 66, 1448, 34, 16 }, all, len, "TCPV6 on an IPv4 frame" },
+		{ { NET_OFF_NEEDS_CSUM, 3, 66, 1448, 34, 16 }, all, len, "UDP fragmentation (not offered)" },
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4 | NET_GSO_ECN, 66, 1448, 34, 16 }, all & ~NET_OFFLOAD_ECN, len,
+		  "ECN not negotiated" },
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_ECN, 0, 0, 34, 16 }, all, len, "ECN without segmentation" },
+		{ { 0, NET_GSO_TCPV4, 66, 1448, 34, 16 }, all, len, "segmentation without NEEDS_CSUM" },
+		{ { NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 1448, 34, 16 }, all, 60, "TSO of a frame cut short" },
+		{ { 0, 0, 61, 0, 0, 0 }, all, 60, "hdr_len beyond a plain frame" },
+	};
+	int refused = 0, nbad = sizeof(bad) / sizeof(bad[0]);
+	for (int i = 0; i < nbad; i++) {
+		if (net_offload_check(&bad[i].o, f, bad[i].len, bad[i].allowed))
+			refused++;
+		else
+			printf("# accepted: %s\n", bad[i].what);
+	}
+	ok(refused == nbad, "%d of %d malformed offload requests refused", refused, nbad);
+
+	/* segmentation refuses what it cannot parse, and sends nothing */
+	uint8_t udp[100];
+	memcpy(udp, f, sizeof(udp));
+	udp[23] = 17;
+	int n1 = net_tso_segment(udp, sizeof(udp), 1448, buf, sizeof(buf), seg_keep, &sg);
+	f[46] = 0x40; /* a TCP data offset of 16 bytes */
+	int n2 = net_tso_segment(f, len, 1448, buf, sizeof(buf), seg_keep, &sg);
+	ok(n1 < 0 && n2 < 0 && sg.n == 0, "no segments from a UDP frame or a TCP header shorter than 20 bytes");
+}
+
+/* ---- offloads through the device ---- */
+
+/* a transmit chain with the given header fields, frame at BIGBUF */
+static void tx_offload(const uint8_t *frame, size_t len, uint8_t flags, uint8_t gso, uint16_t hdr_len,
+		       uint16_t gso_size, uint16_t cstart, uint16_t coff)
+{
+	uint8_t *h = gp(BIGBUF);
+	const uint16_t v[4] = { hdr_len, gso_size, cstart, coff };
+
+	memset(h, 0, HDR_LEN);
+	h[0] = flags;
+	h[1] = gso;
+	for (int i = 0; i < 4; i++)
+		memcpy(h + 2 + 2 * i, &v[i], 2);
+	memcpy(gp(BIGBUF + HDR_LEN), frame, len);
+	/* the header alone, then the frame: as a scatter-gather driver does */
+	set_desc(q_desc[TXQ], 0, BIGBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(q_desc[TXQ], 1, BIGBUF + HDR_LEN, len, 0, 0);
+	post(TXQ, 0);
+	kick(TXQ);
+}
+
+static void test_offload_tx(void)
+{
+	static uint8_t f[NET_MAX_FRAME];
+	char why[128] = "";
+	size_t len;
+
+	ok(dev_setup(F_MAC | F_MRG | F_STATUS | F_CSUM | F_HOST_TSO4 | F_HOST_TSO6 | F_HOST_ECN),
+	   "up with CSUM and HOST_TSO4/TSO6/ECN");
+	len = tcp_frame(f, false, 1400, 0x18);
+	uint8_t whole[1600];
+	memcpy(whole, f, len);
+	make_partial(f, false, len);
+	int sent = tb.sent;
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, 34, 16);
+	ok(tb.sent == sent + 1 && tb.last_len == len && !memcmp(tb.last, whole, len),
+	   "CSUM: the backend gets the frame with its TCP checksum filled in");
+
+	for (int v6 = 0; v6 < 2; v6++) {
+		size_t data = 65535 - (v6 ? 0 : 20) - TCP_HLEN;
+		len = tcp_frame(f, v6, data, 0x80 | 0x18 | 0x01);
+		uint8_t *orig = malloc(len);
+		memcpy(orig, f, len);
+		make_partial(f, v6, len);
+		tb.keep = true;
+		tb.nkept = 0;
+		uint16_t used = used_idx(TXQ);
+		tx_offload(f, len, NET_OFF_NEEDS_CSUM, v6 ? NET_GSO_TCPV6 | NET_GSO_ECN : NET_GSO_TCPV4,
+			   (v6 ? 54 : 34) + TCP_HLEN, 1448, v6 ? 54 : 34, 16);
+		tb.keep = false;
+		bool good = check_segments(orig, len, v6, 1448, tb.nkept, tb.kept, tb.kept_len, why, sizeof(why));
+		ok(good && used_idx(TXQ) == used + 1,
+		   "HOST_TSO%d: a 64 KiB frame leaves as %d segments, headers, checksums and bytes right %s", v6 ? 6 : 4,
+		   tb.nkept, good ? "" : why);
+		for (int i = 0; i < tb.nkept; i++)
+			free(tb.kept[i]);
+		tb.nkept = 0;
+		free(orig);
+	}
+
+	/* bad requests: dropped, the chain returned, the device still fine */
+	len = tcp_frame(f, false, 5000, 0x18);
+	make_partial(f, false, len);
+	sent = tb.sent;
+	uint16_t used = used_idx(TXQ);
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 0, 34, 16);
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, len + 1, 1448, 34, 16);
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, len - 10, 9);
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, 65535, 65535);
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV6, 66, 1448, 34, 16);
+	tx_offload(f, 60, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 54, 1448, 34, 16);
+	ok(tb.sent == sent && used_idx(TXQ) == used + 6 && !(status() & VIRTIO_S_NEEDS_RESET),
+	   "gso_size 0, hdr_len or csum_start+offset beyond the frame, TCPV6 on IPv4, a cut TSO frame: "
+	   "6 dropped, 6 chains returned, no reset");
+	make_frame(f, 100, 12);
+	tx_offload(f, 100, 0, 0, 0, 0, 0, 0);
+	ok(tb.sent == sent + 1, "and the next plain frame goes out");
+
+	ok(dev_setup(F_MAC | F_MRG | F_STATUS), "up without CSUM");
+	len = tcp_frame(f, false, 1400, 0x18);
+	sent = tb.sent;
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, 34, 16);
+	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 536, 34, 16);
+	ok(tb.sent == sent && !(status() & VIRTIO_S_NEEDS_RESET), "NEEDS_CSUM and TSO4 not negotiated: dropped");
+	take_irqs();
+}
+
+static void test_offload_rx(void)
+{
+	uint8_t f[1600];
+	size_t len;
+
+	ok(dev_setup(F_MAC | F_MRG | F_STATUS | F_GUEST_CSUM), "up with GUEST_CSUM");
+	rx_buffers(0, 8, RXBUF_LEN);
+	kick(RXQ);
+	len = tcp_frame(f, false, 1000, 0x18);
+	host_frame(f, len);
+	f[len - 1] ^= 0x55;
+	host_frame(f, len);
+	make_frame(f, 200, 13);
+	host_frame(f, 200);
+	len = tcp_frame(f, true, 1200, 0x18);
+	host_frame(f, len);
+	ok(wait_used(RXQ, 4), "four frames delivered");
+	ok(gp(RXBUF)[0] == NET_OFF_DATA_VALID && gp(RXBUF + RXBUF_LEN)[0] == 0 &&
+		   gp(RXBUF + 2 * RXBUF_LEN)[0] == 0 && gp(RXBUF + 3 * RXBUF_LEN)[0] == NET_OFF_DATA_VALID,
+	   "DATA_VALID on the good TCP/IPv4 and TCP/IPv6 frames, not on the corrupted one or a non-IP one");
+	take_irqs();
+}
+
+/* ---- the control queue ---- */
+
+/* one command: class, command, data; the ack, or -1 when none came */
+static int ctrl(uint8_t cls, uint8_t cmd, const void *data, size_t dlen)
+{
+	uint8_t *c = gp(CTRLBUF);
+	uint16_t before = used_idx(CTRLQ);
+
+	c[0] = cls;
+	c[1] = cmd;
+	if (dlen)
+		memcpy(c + 2, data, dlen);
+	*gp(CTRLBUF + 0x1000) = 0xee;
+	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 2 + dlen, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(q_desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
+	post(CTRLQ, 0);
+	kick(CTRLQ);
+	if (used_idx(CTRLQ) != (uint16_t)(before + 1))
+		return -1;
+	return *gp(CTRLBUF + 0x1000);
+}
+
+static uint16_t rx_seen;
+
+/* whether a frame to dst reaches the guest: it goes first, a broadcast
+ * marker after it; once the marker is in, dst's fate is decided */
+static bool passes(const uint8_t *dst)
+{
+	uint8_t f[64];
+
+	make_frame(f, sizeof(f), 14);
+	memcpy(f, dst, 6);
+	host_frame(f, sizeof(f));
+	memset(f, 0xff, 6);
+	host_frame(f, sizeof(f));
+	for (int i = 0; i < 20000; i++) {
+		uint16_t u = used_idx(RXQ);
+		if (u != rx_seen) {
+			uint32_t id, len;
+			used_elem(RXQ, u - 1, &id, &len);
+			if (!memcmp(gp(RXBUF + RXBUF_LEN * id + HDR_LEN), "\xff\xff\xff\xff\xff\xff", 6)) {
+				bool got = (uint16_t)(u - rx_seen) == 2;
+				rx_seen = u;
+				return got;
+			}
+		}
+		usleep(1000);
+	}
+	return false;
+}
+
+static void test_ctrl(void)
+{
+	static const uint8_t own[6] = { 0x52, 0x41, 0x43, 0xaa, 0xbb, 0x01 };
+	static const uint8_t other[6] = { 0x52, 0x41, 0x43, 0x12, 0x34, 0x56 };
+	static const uint8_t mcast[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb };
+	static const uint8_t listed[6] = { 0x02, 0x11, 0x22, 0x33, 0x44, 0x55 };
+	static const uint8_t newmac[6] = { 0x52, 0x41, 0x43, 0x00, 0x00, 0x99 };
+	uint8_t on = 1, off = 0, table[64];
+
+	ok(dev_setup(F_MAC | F_MRG | F_STATUS | F_CTRL_VQ | F_CTRL_RX | F_CTRL_MAC_ADDR),
+	   "up with CTRL_VQ, CTRL_RX, CTRL_MAC_ADDR and the control queue");
+	rx_buffers(0, QSIZE, 128);
+	kick(RXQ);
+	rx_seen = 0;
+	ok(passes(other), "after a reset the filter is promiscuous: another station's frame comes in");
+	ok(ctrl(0, 0, &off, 1) == 0, "RX PROMISC off: VIRTIO_NET_OK");
+	ok(!passes(other) && passes(own) && !passes(mcast), "then another station's frame and a multicast one are filtered, our own comes in");
+	ok(ctrl(0, 1, &on, 1) == 0 && passes(mcast), "RX ALLMULTI on: multicast comes in");
+	ok(ctrl(0, 1, &off, 1) == 0 && !passes(mcast), "ALLMULTI off: filtered again");
+	/* one unicast entry, one multicast entry */
+	memset(table, 0, sizeof(table));
+	table[0] = 1;
+	memcpy(table + 4, listed, 6);
+	table[10] = 1;
+	memcpy(table + 14, mcast, 6);
+	ok(ctrl(1, 0, table, 20) == 0 && passes(listed) && passes(mcast) && !passes(other),
+	   "MAC_TABLE_SET: the listed unicast and multicast addresses come in, others not");
+	ok(ctrl(1, 1, newmac, 6) == 0, "MAC_ADDR_SET: VIRTIO_NET_OK");
+	uint8_t cfg[6];
+	for (int i = 0; i < 6; i++)
+		cfg[i] = mmio_r(devcfg + i, 1);
+	ok(!memcmp(cfg, newmac, 6) && passes(newmac) && !passes(own),
+	   "the new address is in the configuration and the filter, the old one is not");
+
+	/* malformed commands: VIRTIO_NET_ERR, nothing changes */
+	uint8_t two[2] = { 0, 0 }, big[8] = { 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0 };
+	uint8_t extra[9] = { 0 }, mc_addr[6] = { 0x01, 0, 0x5e, 0, 0, 1 };
+	int errs = 0, cmds = 0;
+	struct {
+		uint8_t cls, cmd;
+		const void *data;
+		size_t len;
+	} bad[] = {
+		{ 0, 0, two, 2 },	 /* PROMISC with two bytes */
+		{ 0, 0, NULL, 0 },	 /* PROMISC with none */
+		{ 0, 0, "\x02", 1 },	 /* neither on nor off */
+		{ 0, 5, &on, 1 },	 /* NOBCAST: RX_EXTRA not offered */
+		{ 1, 0, big, 8 },	 /* 2^32-1 unicast entries */
+		{ 1, 0, extra, 9 },	 /* two empty tables and a stray byte */
+		{ 1, 0, extra, 7 },	 /* a table cut short */
+		{ 1, 1, newmac, 5 },	 /* an address of five bytes */
+		{ 1, 1, mc_addr, 6 },	 /* a multicast station address */
+		{ 1, 2, NULL, 0 },	 /* no such MAC command */
+		{ 2, 0, two, 2 },	 /* VLAN: not offered */
+		{ 3, 0, NULL, 0 },	 /* ANNOUNCE: not offered */
+		{ 4, 0, two, 2 },	 /* MQ: not offered */
+		{ 5, 0, big, 8 },	 /* GUEST_OFFLOADS: not offered */
+		{ 200, 0, NULL, 0 },	 /* no such class */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++, cmds++)
+		errs += ctrl(bad[i].cls, bad[i].cmd, bad[i].data, bad[i].len) == 1;
+	/* a command of one byte: no command at all */
+	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 1, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(q_desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
+	post(CTRLQ, 0);
+	kick(CTRLQ);
+	cmds++;
+	errs += *gp(CTRLBUF + 0x1000) == 1;
+	for (int i = 0; i < 6; i++)
+		cfg[i] = mmio_r(devcfg + i, 1);
+	ok(errs == cmds && !memcmp(cfg, newmac, 6) && !passes(other) && !(status() & VIRTIO_S_NEEDS_RESET),
+	   "%d of %d malformed commands answered VIRTIO_NET_ERR; the address and the filter unchanged", errs, cmds);
+
+	/* a command with nowhere to put the ack breaks the rules */
+	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 3, 0, 0);
+	post(CTRLQ, 0);
+	kick(CTRLQ);
+	ok(status() & VIRTIO_S_NEEDS_RESET, "a command without an ack buffer: NEEDS_RESET");
+	take_irqs();
+
+	ok(dev_setup(F_MAC | F_MRG | F_STATUS | F_CTRL_VQ), "a reset, and up with CTRL_VQ alone");
+	for (int i = 0; i < 6; i++)
+		cfg[i] = mmio_r(devcfg + i, 1);
+	ok(!memcmp(cfg, own, 6), "the reset brought the original address back");
+	ok(ctrl(0, 0, &off, 1) == 1 && ctrl(1, 1, newmac, 6) == 1, "RX and MAC_ADDR_SET without their features: VIRTIO_NET_ERR");
+	rx_buffers(0, QSIZE, 128);
+	kick(RXQ);
+	rx_seen = 0;
+	ok(passes(other), "and the filter stays promiscuous");
 	take_irqs();
 }
 
@@ -627,11 +1213,15 @@ static void test_parse(void)
 	ok(good && c.has_mac && !memcmp(c.mac, "\x52\x41\x43\x01\x02\x03", 6), "mac=52:41:43:01:02:03");
 	ok(!net_parse("tap=actap0", &c) && c.kind == NET_TAP && !strcmp(c.ifname, "actap0") && !c.has_mac,
 	   "tap=actap0");
+	ok(!net_parse("user,offload=off", &c) && c.offload == NET_OFFLOAD_OFF && !net_parse("tap=t0,offload=csum", &c) &&
+		   c.offload == NET_OFFLOAD_CSUM_ONLY && !net_parse("user,offload=on", &c) && c.offload == NET_OFFLOAD_ON &&
+		   !net_parse("user", &c) && c.offload == NET_OFFLOAD_ON,
+	   "offload=off, csum and on (the default)");
 	static const char *const bad[] = {
 		"", "usr", "user,hostfwd=tcp::80", "user,hostfwd=tcp::0-:80", "user,hostfwd=tcp::65536-:80",
 		"user,hostfwd=sctp::1-:2", "user,hostfwd=tcp:1.2.3:1-:2", "user,hostfwd=tcp::1-:2x",
 		"user,mac=52:41:43:01:02", "user,mac=01:00:5e:00:00:01", "user,mac=52:41:43:01:02:03,mac=52:41:43:01:02:04",
-		"user,bogus=1", "tap=", "tap=a/b", "tap=sixteen-chars-xx", "tap=x,hostfwd=tcp::1-:2", "user,tap=x",
+		"user,bogus=1", "user,offload=no", "tap=", "tap=a/b", "tap=sixteen-chars-xx", "tap=x,hostfwd=tcp::1-:2", "user,tap=x",
 	};
 	int refused = 0, saved = dup(2), null = open("/dev/null", O_WRONLY);
 
@@ -668,16 +1258,30 @@ int main(void)
 	}
 	pthread_mutex_init(&tb.lock, NULL);
 	tb.nb.ops = &tb_ops;
-	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, mac);
+	struct net_config cfg = { .kind = NET_USER, .has_mac = true };
+	memcpy(cfg.mac, mac, 6);
+	struct virtio_net *n = virtio_net_create(&vm, bus, io, &tb.nb, &cfg);
+	static struct net_backend nb2 = { .ops = &tb_ops }, nb3 = { .ops = &tb_ops };
+	struct net_config cfg2 = { .kind = NET_USER, .offload = NET_OFFLOAD_OFF };
+	struct net_config cfg3 = { .kind = NET_USER, .offload = NET_OFFLOAD_CSUM_ONLY };
+	bool extra = virtio_net_create(&vm, bus, io, &nb2, &cfg2) && virtio_net_create(&vm, bus, io, &nb3, &cfg3);
 	test_parse();
 	ok(n != NULL && iothread_start(io) == 0, "a virtio-net device on a test backend, I/O thread running");
 	if (n) {
 		test_identity();
+		if (extra)
+			test_offload_option();
+		else
+			ok(false, "NICs with offload=off and offload=csum");
 		test_tx();
 		test_rx();
 		test_no_mrg();
 		test_flow();
 		test_echo();
+		test_offload_helpers();
+		test_offload_tx();
+		test_offload_rx();
+		test_ctrl();
 		test_malicious();
 	}
 	iothread_stop(io);

@@ -3,7 +3,8 @@
  * GPADLs over several messages on scattered pages, open/close, ring
  * packets both ways with wrap-around, interrupt masking and flow control,
  * the EOM queue, unload and rescind, SCSI commands on an image, the
- * shutdown and heartbeat services; then a
+ * shutdown, heartbeat, time sync and KVP services (and IC answers that
+ * break the framing); then a
  * hostile guest: short and unknown messages, bad relids, GPADLs outside
  * RAM or with too many PFNs, corrupt ring indices and packet lengths. Each
  * must be refused without a crash and without touching guest memory. The
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dev/hyperv/hyperv.h"
@@ -215,7 +217,8 @@ static bool guest_send(struct gchan *c, uint16_t type, uint64_t trans, const voi
 		return false;
 	desc[0] = type;
 	desc[2] = off8;
-	desc[4] = total / 8;
+	desc[4] = (uint8_t)(total / 8);
+	desc[5] = (uint8_t)(total / 8 >> 8);
 	desc[6] = 1;
 	memcpy(desc + 8, &trans, 8);
 	ring_copy(c, true, w, desc, 16, true);
@@ -934,6 +937,7 @@ static void test_eom_unload_rescind(struct storvsc *rescind_me)
 
 /* the integration services: negotiation, shutdown, heartbeat */
 static struct gchan ch3, ch4;
+static struct hv_util *util;
 
 /* the next host packet's IC message (pipe header first), its length in *len */
 static uint8_t *ic_recv(struct gchan *c, uint32_t *len, uint64_t *trans)
@@ -969,14 +973,14 @@ static void test_util(void)
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	next_msg(&len);
-	u = hv_util_create(vb, &vm, false);
-	ok(u != NULL, "the shutdown and heartbeat services");
+	u = util = hv_util_create(vb, &vm, 0);
+	ok(u != NULL, "the shutdown, heartbeat, time sync and KVP services");
 	if (!u)
 		return;
 	unsigned offers = 0;
 	while ((r = next_msg(&len)))
-		offers += get32(r) == 1 && (r[8] == 0x31 || r[8] == 0x39);
-	ok(offers == 2, "added on a live connection, both are offered at once");
+		offers += get32(r) == 1 && (r[8] == 0x31 || r[8] == 0x39 || r[8] == 0x30 || r[8] == 0xe7);
+	ok(offers == 4, "added on a live connection, all four are offered at once");
 	ok(hv_util_shutdown(u) == -1, "a shutdown request before the guest opened the channel: refused");
 
 	setup_chan(&ch3, 3, 0x103, 0x3000, 0x300, 8, 4);
@@ -1005,13 +1009,11 @@ static void test_util(void)
 		ic[30] = 1;
 		ic_answer(&ch4, ic, len, trans);
 	}
-	/* the service thread beats once a second; a generous bound */
-	for (int i = 0; i < 300 && !beat; i++) {
-		usleep(100000);
-		ic = ic_recv(&ch4, &len, &trans);
-		beat = ic && ic[12] == 1;
-	}
-	ok(beat, "a heartbeat arrives");
+	/* no service thread here: the test ticks the services' clock */
+	hv_util_tick(u);
+	ic = ic_recv(&ch4, &len, &trans);
+	beat = ic && ic[12] == 1;
+	ok(beat, "a heartbeat arrives with the next tick (one a second)");
 	if (beat) {
 		uint64_t seq;
 
@@ -1021,6 +1023,322 @@ static void test_util(void)
 		ic_answer(&ch4, ic, len, trans);
 	}
 	ok(hv_util_heartbeats(u) == 1, "the guest's answer (sequence + 1) is counted");
+}
+
+
+/* time sync and KVP, and IC answers that break the framing */
+static struct gchan ch5, ch6;
+
+#define IC_VER(major, minor) ((uint32_t)(minor) << 16 | (major))
+
+/* the guest's negotiation answer: framework fw, service srv */
+static void ic_agree(struct gchan *c, uint32_t fw, uint32_t srv)
+{
+	uint32_t len;
+	uint64_t trans;
+	uint8_t *ic = ic_recv(c, &len, &trans);
+
+	if (!ic)
+		return;
+	ic[28] = 1;
+	ic[30] = 1;
+	put32(ic + 36, fw);
+	put32(ic + 40, srv);
+	ic_answer(c, ic, len, trans);
+}
+
+/* the guest closes a channel and opens it again on fresh rings */
+static uint32_t reopen(struct gchan *c)
+{
+	uint8_t m[12] = { 0 };
+	uint32_t len;
+
+	put32(m + 8, c->relid);
+	post_type(4, 7, m, 12);
+	while (next_msg(&len))
+		;
+	for (unsigned i = 0; i < c->npages; i++)
+		memset(gp(c->pfn[i] * PAGE), 0, PAGE);
+	return open_channel(c, 0);
+}
+
+static uint64_t now_1601(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return 116444736000000000ULL + (uint64_t)ts.tv_sec * 10000000 + (uint64_t)ts.tv_nsec / 100;
+}
+
+static void test_timesync(void)
+{
+	uint8_t *ic;
+	uint32_t status, len;
+	uint64_t trans, t, ref;
+	struct hv_util_state st;
+	bool sample = false;
+
+	setup_chan(&ch5, 5, 0x105, 0x5000, 0x400, 8, 4);
+	make_gpadl(5, ch5.gpadl, ch5.pfn, ch5.npages, &status);
+	ok(status == 0 && open_channel(&ch5, 0) == 0, "the guest opens the time sync channel");
+	ic = ic_recv(&ch5, &len, &trans);
+	ok(ic && ic[12] == 0 && ic[28] == 2 && ic[30] == 3 && len == 28 + 8 + 20 && get32(ic + 36 + 8) == IC_VER(4, 0),
+	   "time sync offers 2 framework and 3 service versions, 4.0 first");
+	if (ic) {
+		ic[28] = 1;
+		ic[30] = 1;
+		put32(ic + 36, IC_VER(3, 0));
+		put32(ic + 40, IC_VER(4, 0));
+		ic_answer(&ch5, ic, len, trans);
+	}
+	ic = ic_recv(&ch5, &len, &trans);
+	t = now_1601();
+	ref = hv_ref_time(&vm);
+	ok(ic && ic[12] == 4 && len == 56 && ic[28 + 16] == 1,
+	   "once negotiated at 4.0: ICMSGTYPE_TIMESYNC with ICTIMESYNCFLAG_SYNC (ictimesync_ref_data)");
+	if (ic) {
+		uint64_t host, vmref;
+
+		memcpy(&host, ic + 28, 8);
+		memcpy(&vmref, ic + 36, 8);
+		ok(host <= t && t - host < 50000000, "parenttime: the host's UTC in 100 ns units since 1601");
+		ok(vmref <= ref && ref - vmref < 50000000, "vmreferencetime: the partition reference time of the sample");
+		ic_answer(&ch5, ic, len, trans);
+	}
+	hv_util_status(util, &st);
+	ok(st.time_samples == 1 && st.timesync_version == IC_VER(4, 0), "the guest's acknowledgement is counted");
+	/* a sample every 5th tick (5 s) */
+	for (int i = 0; i < 5 && !sample; i++) {
+		hv_util_tick(util);
+		ic = ic_recv(&ch5, &len, &trans);
+		sample = ic && ic[12] == 4 && ic[28 + 16] == 2;
+	}
+	ok(sample, "within 5 ticks an ICTIMESYNCFLAG_SAMPLE follows");
+
+	/* an older guest: 3.0 gets struct ictimesync_data */
+	ok(reopen(&ch5) == 0, "the guest reopens the time sync channel");
+	ic_agree(&ch5, IC_VER(3, 0), IC_VER(3, 0));
+	ic = ic_recv(&ch5, &len, &trans);
+	ok(ic && ic[12] == 4 && len == 56 && ic[28 + 24] == 1 && !get32(ic + 36) && !get32(ic + 40),
+	   "negotiated at 3.0: SYNC in ictimesync_data (childtime and round trip 0)");
+}
+
+/* a UTF-16LE string into p, its byte count with the terminator */
+static uint32_t utf16(uint8_t *p, const uint16_t *s)
+{
+	uint32_t n = 0;
+
+	do
+		memcpy(p + 2 * n, &s[n], 2);
+	while (s[n++]);
+	return 2 * n;
+}
+
+/* answer the KVP request in flight: a pair, or status (HV_S_CONT: no more) */
+static bool kvp_reply(uint8_t pool, uint32_t index, const uint16_t *key, const uint16_t *value, uint32_t status)
+{
+	uint32_t len;
+	uint64_t trans;
+	uint8_t *ic = ic_recv(&ch6, &len, &trans);
+	bool asked = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 3 && ic[29] == pool && get32(ic + 32) == index;
+
+	if (!ic)
+		return false;
+	put32(ic + 20, status);
+	if (!status) {
+		put32(ic + 36, 1);
+		put32(ic + 40, utf16(ic + 48, key));
+		put32(ic + 44, utf16(ic + 48 + 512, value));
+	}
+	ic_answer(&ch6, ic, len, trans);
+	return asked;
+}
+
+static void kvp_collect(void *arg, const char *key, const char *value)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%s=%s;", key, value);
+}
+
+/* the SET in flight: op, pool 0, REG_SZ, key and value in UTF-16; its
+ * answer carries status */
+static bool kvp_set_reply(const char *key, const char *value, uint32_t status)
+{
+	uint32_t len;
+	uint64_t trans;
+	uint8_t *ic = ic_recv(&ch6, &len, &trans);
+	bool same = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 1 && ic[29] == 0 && get32(ic + 32) == 1 &&
+		    get32(ic + 36) == 2 * (strlen(key) + 1) && get32(ic + 40) == 2 * (strlen(value) + 1);
+
+	for (size_t i = 0; same && i <= strlen(key); i++)
+		same = ic[44 + 2 * i] == (uint8_t)key[i] && !ic[45 + 2 * i];
+	for (size_t i = 0; same && i <= strlen(value); i++)
+		same = ic[44 + 512 + 2 * i] == (uint8_t)value[i] && !ic[45 + 512 + 2 * i];
+	if (!ic)
+		return false;
+	put32(ic + 20, status);
+	ic_answer(&ch6, ic, len, trans);
+	return same;
+}
+
+static void test_kvp_set(void)
+{
+	struct hv_util_state st;
+	char key[300], value[1100];
+
+	ok(hv_util_kvp_set(util, "HostKey", "a value") == 0 && kvp_set_reply("HostKey", "a value", 0),
+	   "hv_util_kvp_set: KVP_OP_SET into the external pool at once, REG_SZ in UTF-16");
+	hv_util_status(util, &st);
+	ok(st.kvp_sets_done == 1 && st.kvp_sets_pending == 0, "the guest's answer completes it");
+	memset(key, 'a', 256);
+	key[256] = 0;
+	memset(value, 'b', 1024);
+	value[1024] = 0;
+	ok(hv_util_kvp_set(util, "", "v") == -3 && hv_util_kvp_set(util, key, "v") == -3 &&
+	   hv_util_kvp_set(util, "k", value) == -3, "an empty key, a 256-unit key, a 1024-unit value: refused");
+	ok(hv_util_kvp_set(util, "\xc3", "v") == -3 && hv_util_kvp_set(util, "\xc0\x80", "v") == -3 &&
+	   hv_util_kvp_set(util, "\xed\xa0\x80", "v") == -3 && hv_util_kvp_set(util, "k", "\xf4\x90\x80\x80") == -3,
+	   "not UTF-8 (truncated, overlong, a surrogate, beyond U+10FFFF): refused");
+	key[255] = 0;
+	value[1023] = 0;
+	ok(hv_util_kvp_set(util, key, value) == 0, "a 255-unit key and a 1023-unit value fit");
+	for (int i = 1; i < 8; i++)
+		hv_util_kvp_set(util, "k", "v");
+	ok(hv_util_kvp_set(util, "k", "v") == -2, "a ninth waiting SET: refused");
+	ok(kvp_set_reply(key, value, 0x80004005), "one SET in flight at a time: the first");
+	hv_util_status(util, &st);
+	ok(st.kvp_sets_failed == 1 && st.kvp_sets_pending == 7, "the guest refused it: counted as failed");
+	bool all = true;
+	for (int i = 1; i < 8; i++)
+		all &= kvp_set_reply("k", "v", 0);
+	hv_util_status(util, &st);
+	ok(all && st.kvp_sets_done == 8 && st.kvp_sets_pending == 0, "the others follow one by one");
+	ok(hv_util_kvp_set(util, "Again", "x") == 0, "a SET the guest does not answer before it closes the channel");
+	reopen(&ch6);
+	ic_agree(&ch6, IC_VER(3, 0), IC_VER(4, 0));
+	ok(kvp_set_reply("Again", "x", 0), "is sent again first after the reopen");
+	ok(kvp_reply(2, 0, NULL, NULL, 0x80070103) && kvp_reply(1, 0, NULL, NULL, 0x80070103) &&
+	   kvp_reply(0, 0, NULL, NULL, 0x80070103), "then the enumeration");
+}
+
+static void test_kvp(void)
+{
+	/* "vàl" and U+1F600 as a surrogate pair; "x" and a lone surrogate */
+	static const uint16_t name[] = { 'N', 'a', 'm', 'e', 0 }, val[] = { 'v', 0xe0, 'l', 0xd83d, 0xde00, 0 };
+	static const uint16_t k2[] = { 'x', 0 }, v2[] = { 0xdc00, 'y', 0 };
+	uint8_t *ic;
+	uint32_t status, len;
+	uint64_t trans;
+	struct hv_util_state st;
+	char pairs[256] = "";
+	long mark;
+
+	setup_chan(&ch6, 6, 0x106, 0x6000, 0x480, 8, 4);
+	make_gpadl(6, ch6.gpadl, ch6.pfn, ch6.npages, &status);
+	ok(status == 0 && open_channel(&ch6, 0) == 0, "the guest opens the KVP channel");
+	ic = ic_recv(&ch6, &len, &trans);
+	ok(ic && ic[12] == 0 && ic[28] == 2 && ic[30] == 3, "KVP offers 2 framework and 3 service versions");
+	hv_util_status(util, &st);
+	ok(!st.kvp_ready && st.kvp_rounds == 0, "before the guest answers, KVP is not connected");
+	if (ic) {
+		ic[28] = 1;
+		ic[30] = 1;
+		put32(ic + 36, IC_VER(3, 0));
+		put32(ic + 40, IC_VER(4, 0));
+		ic_answer(&ch6, ic, len, trans);
+	}
+	ok(kvp_reply(2, 0, name, val, 0), "then KVP_OP_ENUMERATE of the auto pool, index 0, a full hv_kvp_msg");
+	ok(kvp_reply(2, 1, k2, v2, 0), "index 1 after the guest's answer: one request in flight at a time");
+	ok(kvp_reply(2, 2, NULL, NULL, 0x80070103), "index 2");
+	ok(kvp_reply(1, 0, NULL, NULL, 0x80070103), "HV_S_CONT ends the auto pool: the guest pool follows");
+	ok(kvp_reply(0, 0, NULL, NULL, 0x80070103), "then the external pool");
+	hv_util_status(util, &st);
+	ok(st.kvp_ready && st.kvp_version == IC_VER(4, 0) && st.kvp_rounds == 1, "HV_S_CONT ends the enumeration");
+	hv_util_kvp_foreach(util, 2, kvp_collect, pairs);
+	ok(!strcmp(pairs, "Name=v\xc3\xa0l\xf0\x9f\x98\x80;x=\xef\xbf\xbdy;"),
+	   "the auto pool's pairs in UTF-8 (a surrogate pair joined, a lone one U+FFFD)");
+	ok(ic_recv(&ch6, &len, &trans) == NULL, "and nothing more is asked until the next round");
+	test_kvp_set();
+
+	/* answers that break the framing */
+	mark = err_mark();
+	ok(reopen(&ch6) == 0, "the guest reopens the KVP channel");
+	ic_agree(&ch6, IC_VER(3, 0), IC_VER(9, 0));
+	hv_util_status(util, &st);
+	ok(!st.kvp_ready && err_since(mark, "KVP: malformed IC answer"),
+	   "a negotiation answer naming a version the host did not offer: the channel stops with one line");
+	ok(hv_util_kvp_set(util, "k", "v") == -1, "no SET while KVP is not connected");
+	mark = err_mark();
+	reopen(&ch6);
+	ic = ic_recv(&ch6, &len, &trans);
+	if (ic) {
+		memset(ic + 28, 0, 8);
+		ic_answer(&ch6, ic, len, trans);
+	}
+	hv_util_status(util, &st);
+	ok(!st.kvp_ready && err_since(mark, "shares no version") && !err_since(mark, "stopped"),
+	   "a guest that shares no version (vercnt 0): not connected, one line, the channel not stopped");
+	reopen(&ch6);
+	ic = ic_recv(&ch6, &len, &trans);
+	mark = err_mark();
+	if (ic) {
+		guest_send(&ch6, 6, trans, NULL, 0, ic, 20);
+		signal_host(&ch6);
+	}
+	ok(err_since(mark, "channel 6 stopped: KVP: malformed IC answer"), "an answer shorter than the IC header");
+	reopen(&ch6);
+	ic = ic_recv(&ch6, &len, &trans);
+	mark = err_mark();
+	if (ic) {
+		guest_send(&ch6, 6, trans, NULL, 0, ic, len);
+		signal_host(&ch6);
+	}
+	ok(err_since(mark, "malformed IC answer"), "an answer without ICMSGHDRFLAG_RESPONSE");
+	reopen(&ch6);
+	ic = ic_recv(&ch6, &len, &trans);
+	mark = err_mark();
+	if (ic) {
+		ic[12] = 1;
+		ic_answer(&ch6, ic, len, trans);
+	}
+	ok(err_since(mark, "malformed IC answer"), "an answer of another message type (heartbeat on KVP)");
+	reopen(&ch6);
+	ic_agree(&ch6, IC_VER(3, 0), IC_VER(4, 0));
+	ic = ic_recv(&ch6, &len, &trans);
+	mark = err_mark();
+	if (ic) {
+		put32(ic + 40, 600);
+		ic_answer(&ch6, ic, len, trans);
+	}
+	ok(err_since(mark, "malformed IC answer"), "an ENUMERATE answer with a 600-byte key (512 at most)");
+	reopen(&ch6);
+	ic_agree(&ch6, IC_VER(3, 0), IC_VER(4, 0));
+	ic = ic_recv(&ch6, &len, &trans);
+	mark = err_mark();
+	if (ic) {
+		ic[25] = 1 | 4;
+		guest_send(&ch6, 6, trans, NULL, 0, ic, 100);
+		signal_host(&ch6);
+	}
+	ok(err_since(mark, "malformed IC answer"), "an ENUMERATE answer shorter than hv_kvp_msg");
+	reopen(&ch6);
+	ic_agree(&ch6, IC_VER(3, 0), IC_VER(4, 0));
+	ok(kvp_reply(2, 0, name, val, 0) && kvp_reply(2, 1, NULL, NULL, 0x80070103) &&
+	   kvp_reply(1, 0, NULL, NULL, 0x80070103) && kvp_reply(0, 0, NULL, NULL, 0x80070103),
+	   "after all that, a reopened channel enumerates again");
+	mark = err_mark();
+	if ((ic = ic_recv(&ch6, &len, &trans)) == NULL) {
+		uint8_t m[28 + 2580] = { 0 };
+
+		m[12] = 2;
+		ic_answer(&ch6, m, sizeof(m), 99);
+	}
+	ok(err_since(mark, "malformed IC answer"), "an answer with no request in flight");
+	hv_util_status(util, &st);
+	pairs[0] = 0;
+	hv_util_kvp_foreach(util, 2, kvp_collect, pairs);
+	ok(!strcmp(pairs, "Name=v\xc3\xa0l\xf0\x9f\x98\x80;"), "the last complete enumeration stays readable");
 }
 
 int main(void)
@@ -1066,6 +1384,10 @@ int main(void)
 		test_corrupt();
 		test_eom_unload_rescind(ro);
 		test_util();
+		if (util) {
+			test_timesync();
+			test_kvp();
+		}
 	}
 	dup2(saved_stderr, 2);
 	unlink(img_path);

@@ -7,8 +7,20 @@
 #    MiB from a python3 http.server on the host's loopback (10.0.2.2),
 #    checked byte for byte; curl on the host fetches a token and a MiB the
 #    guest's busybox httpd serves through hostfwd.
-#  - tap: the guest pings the host's side of the interface, and curl on
-#    the host fetches the token from the guest's httpd over it.
+#  - offloads: the driver negotiated CSUM, GUEST_CSUM, HOST_TSO4/6 and
+#    the control queue (the features in sysfs), and sent the MiB through
+#    the forward in fewer frames than 1448-byte segments would take (TSO
+#    frames reached the device, which cut them for slirp).
+#  - DNS: nslookup through slirp's proxy at 10.0.2.3, which asks the
+#    host's resolver: accord runs in its own mount namespace with a
+#    resolv.conf naming a small DNS server this script runs on a loopback
+#    address, so the answer is known and nothing leaves the machine.
+#  - the MAC address changed through the control queue (ip link set eth0
+#    address): DHCP and a fetch work with the new one.
+#  - tap: the guest pings the host's side of the interface, curl on the
+#    host fetches the token and the MiB from the guest's httpd over it, the
+#    guest fetches the host's MiB over it (with GUEST_TSO: in frames larger
+#    than the MTU).
 # Command line errors (bad syntax, a forward on a busy port) need no guest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +33,17 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-net
 MAC_USER=52:41:43:aa:bb:01
 MAC_TAP=52:41:43:aa:bb:02
+MAC_NEW=52:41:43:aa:bb:77
+DNS_NAME=accord-dns-test.example
 tmp=$(mktemp -d)
 http_pid=
+tap_http_pid=
+dns_pid=
 tap_if=
 cleanup() {
 	[ -z "$http_pid" ] || kill "$http_pid" 2>/dev/null
+	[ -z "$tap_http_pid" ] || kill "$tap_http_pid" 2>/dev/null
+	[ -z "$dns_pid" ] || kill "$dns_pid" 2>/dev/null
 	[ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null
 	rm -rf "$tmp"
 }
@@ -109,6 +127,8 @@ else
 		ip addr add "$host_ip/24" dev "$tap_if" 2>>"$tmp/tap.log" &&
 		ip link set "$tap_if" up 2>>"$tmp/tap.log"; then
 		tap_args=(--net "tap=$tap_if,mac=$MAC_TAP")
+		(cd "$tmp/www" && exec python3 -u -m http.server 0 --bind "$host_ip") >"$tmp/tap-http.log" 2>&1 &
+		tap_http_pid=$!
 	else
 		tap_why="cannot create a TAP interface: $(head -n 1 "$tmp/tap.log")"
 		ip link del "$tap_if" 2>/dev/null
@@ -116,8 +136,69 @@ else
 	fi
 fi
 
+# a DNS server for one name, on a loopback address of its own, and a
+# resolv.conf naming it that only accord's mount namespace sees
+dns_why=
+dns_ip=127.77.$((RANDOM % 200 + 20)).1
+dns_answer=192.0.2.$((RANDOM % 200 + 20))
+runner=()
+if [ "$(id -u)" -ne 0 ]; then
+	dns_why="not root (port 53 and a mount namespace)"
+elif ! command -v unshare >/dev/null; then
+	dns_why="no unshare (util-linux)"
+elif [ ! -e /etc/resolv.conf ]; then
+	dns_why="no /etc/resolv.conf to stand in for"
+else
+	cat >"$tmp/dns.py" <<'PY'
+import socket, struct, sys
+ip, name, answer = sys.argv[1], sys.argv[2].lower(), socket.inet_aton(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((ip, 53))
+print("listening", flush=True)
+while True:
+    q, peer = s.recvfrom(512)
+    if len(q) < 12:
+        continue
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+        i += 1 + q[i]
+    qend = i + 5
+    if qend > len(q):
+        continue
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    qname = ".".join(labels).lower()
+    print("query", qname, qtype, flush=True)
+    if qname != name:
+        r = q[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + q[12:qend]
+    elif qtype == 1:
+        r = q[:2] + struct.pack(">HHHHH", 0x8580, 1, 1, 0, 0) + q[12:qend]
+        r += struct.pack(">HHHIH", 0xc00c, 1, 1, 60, 4) + answer
+    else:
+        r = q[:2] + struct.pack(">HHHHH", 0x8580, 1, 0, 0, 0) + q[12:qend]
+    s.sendto(r, peer)
+PY
+	python3 -u "$tmp/dns.py" "$dns_ip" "$DNS_NAME" "$dns_answer" >"$tmp/dns.log" 2>&1 &
+	dns_pid=$!
+	for _ in $(seq 50); do
+		grep -q listening "$tmp/dns.log" && break
+		sleep 0.1
+	done
+	echo "nameserver $dns_ip" >"$tmp/resolv.conf"
+	runner=(unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$tmp/resolv.conf")
+	# a container may refuse a mount namespace even to root
+	seen=$("${runner[@]}" cat /etc/resolv.conf 2>"$tmp/unshare.log")
+	if ! grep -q listening "$tmp/dns.log"; then
+		runner=()
+		dns_why="the test's DNS server did not start: $(head -n 1 "$tmp/dns.log")"
+	elif [ "$seen" != "nameserver $dns_ip" ]; then
+		runner=()
+		dns_why="no mount namespace with our resolv.conf: $(head -n 1 "$tmp/unshare.log")"
+	fi
+fi
+
 log=$tmp/guest.log
-console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+console_start "$log" "${runner[@]}" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" \
 	--net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080,mac=$MAC_USER" "${tap_args[@]}"
 if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
@@ -142,6 +223,24 @@ if [ -n "$http_port" ]; then
 		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
 		"B2 $blob_sum - B3" 300
 fi
+console_check "the driver negotiated CSUM, GUEST_CSUM, HOST_TSO4/6/ECN, CTRL_VQ/RX/MAC_ADDR" \
+	'f=$(cat /sys/class/net/eth0/device/features); echo O$((1+1)) $(for b in 0 1 11 12 13 17 18 23; do printf %s "${f:$b:1}"; done) O$((2+1))' \
+	"O2 11111111 O3"
+if [ -z "$dns_why" ]; then
+	console_check "DNS: nslookup of a name through slirp's proxy at 10.0.2.3 gets the test server's answer" \
+		"echo N\$((1+1)) \$(nslookup $DNS_NAME 10.0.2.3 2>&1 | grep -o 'Address: *$dns_answer\$' | tr -d ' ') N\$((2+1))" \
+		"N2 Address:$dns_answer N3" 120
+	console_check "DNS: a name the server does not know is not found" \
+		"nslookup nowhere.$DNS_NAME 10.0.2.3 >/tmp/nx.log 2>&1; echo X\$((1+1)) \$(grep -c \"can't find\" /tmp/nx.log) X\$((2+1))" \
+		"X2 [1-9] X3" 120
+	if grep -q "query $DNS_NAME 1" "$tmp/dns.log"; then
+		tap_ok "DNS: the query reached the test's server on the host"
+	else
+		tap_not_ok "DNS: the query reached the test's server on the host" "$(head -n 3 "$tmp/dns.log" | tr '\n' ' ')"
+	fi
+else
+	tap_skip "DNS through slirp's proxy" "$dns_why"
+fi
 console_check "receive interrupts arrive on eth0's MSI-X queue vector" \
 	'echo I$((1+1)) $(awk '"'"'/virtio0-input.0/ { print ($2 > 0) }'"'"' /proc/interrupts) I$((2+1))' \
 	"I2 1 I3"
@@ -151,6 +250,7 @@ token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 console_check "busybox httpd serves a token and a random MiB in the guest" \
 	"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
 	"S2 [0-9a-f]{64} - S3"
+console_send 'cat /sys/class/net/eth0/statistics/tx_packets >/tmp/txp0'
 guest_blob_sum=$(tr -d '\r' <"$log" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
 got=$(curl -s --max-time 60 "http://127.0.0.1:$fwd_port/token")
 if [ "$got" = "$token2" ]; then
@@ -164,10 +264,25 @@ if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
 else
 	tap_not_ok "hostfwd: the guest's random MiB arrives byte-exact" "host $got, guest '$guest_blob_sum'"
 fi
+# 1 MiB in 1448-byte segments is 725 frames; fewer means the driver
+# handed over larger ones (TSO) and the device cut them for slirp
+console_check "TSO: eth0 sent the MiB in fewer frames than 1448-byte segments take" \
+	'n=$(( $(cat /sys/class/net/eth0/statistics/tx_packets) - $(cat /tmp/txp0) )); echo Q$((1+1)) $(( n > 0 && n < 725 )) $n Q$((2+1))' \
+	"Q2 1 [0-9]+ Q3"
+
+# a new MAC address through the control queue; DHCP and traffic go on
+if [ -n "$http_port" ]; then
+	console_check "MAC_ADDR_SET: after ip link set eth0 address, DHCP and a fetch work with the new address" \
+		"ip link set eth0 address $MAC_NEW && udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo C\$((1+1)) \$(cat /sys/class/net/eth0/address) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) C\$((2+1))" \
+		"C2 $MAC_NEW $token_sum - C3" 120
+fi
 
 if [ ${#tap_args[@]} -gt 0 ]; then
 	console_check "tap: eth1 carries its mac= address" \
 		'echo M$((1+1)) $(cat /sys/class/net/eth1/address) M$((2+1))' "M2 $MAC_TAP M3"
+	console_check "tap: the driver negotiated GUEST_TSO4/6 and GUEST_CSUM on eth1 (a vnet header on $tap_if)" \
+		'f=$(cat /sys/class/net/eth1/device/features); echo K$((1+1)) $(for b in 1 7 8; do printf %s "${f:$b:1}"; done) K$((2+1))' \
+		"K2 111 K3"
 	console_check "tap: the guest pings the host's side of $tap_if" \
 		"ifconfig eth1 $guest_ip netmask 255.255.255.0 up && ping -c 3 -W 5 $host_ip >/tmp/ping.log 2>&1; echo P\$((1+1)) \$(grep -o '[0-9]* packets received' /tmp/ping.log) P\$((2+1))" \
 		"P2 [1-9] packets received P3"
@@ -176,6 +291,20 @@ if [ ${#tap_args[@]} -gt 0 ]; then
 		tap_ok "tap: curl on the host gets the guest's token over $tap_if"
 	else
 		tap_not_ok "tap: curl on the host gets the guest's token over $tap_if" "got '$(printf %s "$got" | head -c 80)'"
+	fi
+	got=$(curl -s --max-time 300 "http://$guest_ip:8080/blob" | sha256sum | cut -d' ' -f1)
+	if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
+		tap_ok "tap: the guest's random MiB reaches the host byte-exact (offloads passed to the host's kernel)"
+	else
+		tap_not_ok "tap: the guest's random MiB reaches the host byte-exact" "host $got, guest '$guest_blob_sum'"
+	fi
+	tap_http_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$tmp/tap-http.log" | head -n 1)
+	if [ -n "$tap_http_port" ]; then
+		console_check "tap: the guest fetches the host's random MiB over $tap_if, byte-exact, in frames larger than the MTU (GUEST_TSO)" \
+			"r0=\$(cat /sys/class/net/eth1/statistics/rx_packets); s=\$(wget -q -O - http://$host_ip:$tap_http_port/blob | sha256sum); n=\$(( \$(cat /sys/class/net/eth1/statistics/rx_packets) - r0 )); echo W\$((1+1)) \$s \$(( n > 0 && n < 725 )) W\$((2+1))" \
+			"W2 $blob_sum - 1 W3" 300
+	else
+		tap_not_ok "tap: the host's http.server on $host_ip started" "$(head -c 200 "$tmp/tap-http.log")"
 	fi
 	# the interface vanishes under a running guest: one line, no spinning
 	# on the dead fd, the guest carries on

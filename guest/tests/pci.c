@@ -3,8 +3,9 @@
  * host bridge at 00:00.0, absent functions reading all ones, header types,
  * capability lists. With a virtio-blk disk attached (guest/families: the
  * "disk=" option, also on the command line): BAR sizing, the command
- * register, MSI-X, and the virtio 1.x PCI capabilities and common
- * configuration. Expectations from the PCI Local Bus spec 3.0 (6.1-6.8),
+ * register, MSI-X, the virtio 1.x PCI capabilities and common
+ * configuration, and the disk driven through a virtqueue (a sector written
+ * and read back, then a run of requests timed). Expectations from the PCI Local Bus spec 3.0 (6.1-6.8),
  * the PCI Firmware spec 3.x (MCFG) and virtio 1.2 (4.1). */
 #include "guest.h"
 
@@ -389,6 +390,138 @@ static void test_msix(unsigned dev, unsigned fn, unsigned cap)
 	      "the PBA at BAR%u+0x%x does not fit the BAR", pba & 7, pba & ~7u);
 }
 
+/* ---- driving the disk: one split virtqueue (virtio 1.2, 2.7) ---- */
+
+#define VQ_SIZE 16
+#define DESC_NEXT 1
+#define DESC_WRITE 2
+#define BLK_T_IN 0
+#define BLK_T_OUT 1
+#define BLK_T_GET_ID 8
+#define BLK_REQS 2000 /* requests timed for the notify rate */
+#define WAIT_TICKS 30000000000ull
+
+struct vq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags, next;
+};
+
+static struct {
+	struct vq_desc desc[VQ_SIZE];
+} vq_table __attribute__((aligned(4096)));
+static struct {
+	uint16_t flags, idx, ring[VQ_SIZE], used_event;
+} vq_avail __attribute__((aligned(4096)));
+static struct {
+	uint16_t flags, idx;
+	struct {
+		uint32_t id, len;
+	} ring[VQ_SIZE];
+	uint16_t avail_event;
+} vq_used __attribute__((aligned(4096)));
+static struct {
+	uint32_t type, reserved;
+	uint64_t sector;
+} blk_hdr;
+static uint8_t blk_data[512] __attribute__((aligned(512)));
+static volatile uint8_t blk_status;
+static volatile uint16_t *vq_notify;
+
+/* one request: header, a data buffer (to the device or from it), status;
+ * polls the used ring (no interrupt). false when the device never answered. */
+static bool blk_do(uint32_t type, uint64_t sector, void *data, uint32_t len, bool to_guest)
+{
+	uint16_t idx = vq_avail.idx;
+	uint64_t t0;
+
+	blk_hdr.type = type;
+	blk_hdr.reserved = 0;
+	blk_hdr.sector = sector;
+	blk_status = 0xee;
+	vq_table.desc[0] = (struct vq_desc){ (uintptr_t)&blk_hdr, sizeof(blk_hdr), DESC_NEXT, 1 };
+	vq_table.desc[1] = (struct vq_desc){ (uintptr_t)data, len, DESC_NEXT | (to_guest ? DESC_WRITE : 0), 2 };
+	vq_table.desc[2] = (struct vq_desc){ (uintptr_t)&blk_status, 1, DESC_WRITE, 0 };
+	vq_avail.ring[idx % VQ_SIZE] = 0;
+	asm volatile("" ::: "memory");
+	*(volatile uint16_t *)&vq_avail.idx = idx + 1;
+	asm volatile("mfence" ::: "memory");
+	*vq_notify = 0;
+	t0 = rdtsc();
+	while (*(volatile uint16_t *)&vq_used.idx != (uint16_t)(idx + 1)) {
+		if (rdtsc() - t0 > WAIT_TICKS)
+			return false;
+		asm volatile("pause");
+	}
+	return true;
+}
+
+/* 3.1.1: bring the device up with queue 0, no interrupts (the driver
+ * polls); a write and a read of the same sector must agree, and a run of
+ * requests is timed (a "#" line: notifies per second, not checked) */
+static void test_blk_io(volatile uint8_t *common, volatile uint8_t *notify, uint32_t mult)
+{
+	uint8_t want[512];
+	uint16_t qsize, qoff;
+	bool ok;
+
+	common[20] = 0;
+	common[20] = 1;
+	common[20] = 3;
+	*(volatile uint32_t *)(common + 8) = 0;	/* driver_feature_select */
+	*(volatile uint32_t *)(common + 12) = 0;
+	*(volatile uint32_t *)(common + 8) = 1;
+	*(volatile uint32_t *)(common + 12) = 1;	/* VERSION_1 only */
+	common[20] = 0xb;
+	if (!check(common[20] & 8, "virtio.blk_features_ok", "device_status 0x%02x after FEATURES_OK", common[20]))
+		return;
+	*(volatile uint16_t *)(common + 22) = 0;	/* queue_select */
+	qsize = *(volatile uint16_t *)(common + 24);
+	if (!check(qsize >= VQ_SIZE, "virtio.blk_queue_size", "queue 0 size %u", qsize))
+		return;
+	*(volatile uint16_t *)(common + 24) = VQ_SIZE;
+	*(volatile uint16_t *)(common + 26) = 0xffff;	/* no MSI-X vector */
+	*(volatile uint64_t *)(common + 32) = (uintptr_t)&vq_table;
+	*(volatile uint64_t *)(common + 40) = (uintptr_t)&vq_avail;
+	*(volatile uint64_t *)(common + 48) = (uintptr_t)&vq_used;
+	qoff = *(volatile uint16_t *)(common + 30);
+	*(volatile uint16_t *)(common + 28) = 1;
+	vq_avail.flags = 1;	/* VRING_AVAIL_F_NO_INTERRUPT */
+	common[20] = 0xf;
+	vq_notify = (volatile uint16_t *)(notify + (uint64_t)qoff * mult);
+
+	for (int i = 0; i < 512; i++)
+		want[i] = blk_data[i] = (uint8_t)(i * 7 + 0x5a);
+	ok = blk_do(BLK_T_OUT, 3, blk_data, 512, false);
+	check(ok && blk_status == 0, "virtio.blk_write", "%s, status 0x%02x", ok ? "done" : "no answer", blk_status);
+	memset(blk_data, 0, sizeof(blk_data));
+	ok = blk_do(BLK_T_IN, 3, blk_data, 512, true);
+	check(ok && blk_status == 0 && !memcmp(blk_data, want, 512), "virtio.blk_read_back",
+	      "%s, status 0x%02x, data %s", ok ? "done" : "no answer", blk_status,
+	      memcmp(blk_data, want, 512) ? "differs" : "matches");
+
+	uint64_t t0 = rdtsc(), ticks;
+	int n;
+	for (n = 0; n < BLK_REQS; n++)
+		if (!blk_do(BLK_T_GET_ID, 0, blk_data, 20, true) || blk_status != 0)
+			break;
+	ticks = rdtsc() - t0;
+	check(n == BLK_REQS, "virtio.blk_many_requests", "request %d of %d failed (status 0x%02x)", n, BLK_REQS,
+	      blk_status);
+	struct cpuid_regs r = cpuid(0, 0);
+	uint64_t hz = 0;
+	if (r.eax >= 0x15) {
+		r = cpuid(0x15, 0);
+		if (r.eax && r.ebx && r.ecx)
+			hz = (uint64_t)r.ecx * r.ebx / r.eax;
+	}
+	if (n)
+		printf("# virtio-blk: %d GET_ID requests, %lu TSC ticks each%s", n, ticks / n, hz ? "" : "\n");
+	if (n && hz)
+		printf(", %lu requests (notifies) per second\n", (uint64_t)n * hz / (ticks ? ticks : 1));
+	common[20] = 0;
+}
+
 static void test_virtio(unsigned dev, unsigned fn, uint64_t disk_bytes)
 {
 	uint64_t where[6] = { 0 }, lens[6] = { 0 }, bar_of[6] = { 0 };
@@ -476,6 +609,12 @@ static void test_virtio(unsigned dev, unsigned fn, uint64_t disk_bytes)
 	status = common[20];
 	cap_lo = *(volatile uint32_t *)(devcfg + 0);
 	cap_hi = *(volatile uint32_t *)(devcfg + 4);
+	if (found[VIRTIO_NOTIFY] && in_bar(bar_of[VIRTIO_NOTIFY], where[VIRTIO_NOTIFY], lens[VIRTIO_NOTIFY])) {
+		cfg_write(dev, fn, PCI_COMMAND, cmd | CMD_MEM | CMD_MASTER);
+		test_blk_io(common, (volatile uint8_t *)(uintptr_t)(bars[bar_of[VIRTIO_NOTIFY]].addr +
+								     where[VIRTIO_NOTIFY]),
+			    mult);
+	}
 	cfg_write(dev, fn, PCI_COMMAND, cmd);
 
 	/* 6.1: VIRTIO_F_VERSION_1 (feature bit 32) */

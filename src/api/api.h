@@ -1,6 +1,6 @@
 /* The control API: an HTTP/1.1 JSON server on a Unix socket in the VM's
  * process (api/server.c) and the thin clients behind `accord ls` and
- * `accord pause|resume|stop|shutdown|reset NAME` (api/client.c). The
+ * `accord start|pause|resume|stop|shutdown|reset|kvp NAME` (api/client.c). The
  * routes are documented in docs/api.yaml. */
 #ifndef ACCORD_API_H
 #define ACCORD_API_H
@@ -9,8 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct vm;
-struct virtio_blk;
+struct machine;
 
 /* statuses of the client commands (README "Exit status" of accord run
  * uses 0 to 5 and odd values for debug-exit; these are the clients') */
@@ -19,22 +18,6 @@ enum {
 	API_EXIT_USAGE = 1,
 	API_EXIT_NO_VM = 6,	 /* no running VM of that name */
 	API_EXIT_REFUSED = 7, /* the VM answered with an error, or not at all */
-};
-
-/* the machine configuration accord run was started with (GET /vm/config) */
-struct api_vm_config {
-	const char *name;
-	const char *kernel, *initrd, *cmdline;
-	const char *accel; /* as asked: auto, emu or kvm */
-	const char *personality; /* kvm or hyperv */
-	uint64_t memory;
-	int cpus;
-	bool debug_exit;
-	const char *gdb;
-	int ndisks;
-	char *const *disk_path;
-	const bool *disk_ro;
-	struct virtio_blk *const *disk_dev; /* for their counters */
 };
 
 /* VM names: 1 to 64 of [A-Za-z0-9._-], not starting with a dot; prints
@@ -47,12 +30,21 @@ int api_socket_dir(char *out, size_t n);
 /* Listen on path (created; a stale socket of a dead VM is replaced) and
  * serve from a thread of its own until api_stop. The default path
  * (path NULL) is NAME.sock in api_socket_dir; when that directory cannot
- * be made, a warning and no API. -1 with one line on stderr. */
-int api_start(struct vm *vm, const char *path, const struct api_vm_config *cfg);
+ * be made, a warning and no API (an error when the machine is not built:
+ * it waits for the API to configure it). -1 with one line on stderr.
+ * With m->vm NULL the pre-boot routes configure m->cfg, and the start
+ * action builds the machine (machine_build) on the server's thread. */
+int api_start(struct machine *m, const char *name, const char *path);
+/* Before the machine is built: wait for the start action. true when it
+ * built the machine, now to be run; false when the process is to end with
+ * *status (0: the stop action; else a build failure that cannot be
+ * undone, already answered). */
+bool api_wait_start(int *status);
 /* join the server's thread and remove its socket */
 void api_stop(void);
 
-/* `accord ls` and `accord ACTION NAME`; argv[0] is the command */
+/* `accord ls` and `accord ACTION NAME` (start, pause, ...); argv[0] is
+ * the command */
 int api_client_main(int argc, char **argv);
 bool api_is_client_command(const char *cmd);
 

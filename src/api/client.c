@@ -1,6 +1,8 @@
 /* The clients of the control API: `accord ls` lists the VMs whose sockets
- * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions. Also
- * the socket directory and VM names, which the server shares. */
+ * are in api_socket_dir, `accord ACTION NAME` sends PUT /vm/actions
+ * (start, pause, resume, stop, shutdown, reset), `accord kvp NAME` prints
+ * GET /vm/kvp's pairs. Also the socket directory and VM names, which the
+ * server shares. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,14 +17,15 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "vm/machine.h"
 
 #define REPLY_MAX 65536
 
-static const char *const client_actions[] = { "pause", "resume", "stop", "shutdown", "reset" };
+static const char *const client_actions[] = { "start", "pause", "resume", "stop", "shutdown", "reset" };
 
 bool api_is_client_command(const char *cmd)
 {
-	if (!strcmp(cmd, "ls") || !strcmp(cmd, "snapshot"))
+	if (!strcmp(cmd, "ls") || !strcmp(cmd, "snapshot") || !strcmp(cmd, "kvp"))
 		return true;
 	for (size_t i = 0; i < sizeof(client_actions) / sizeof(client_actions[0]); i++)
 		if (!strcmp(cmd, client_actions[i]))
@@ -32,12 +35,7 @@ bool api_is_client_command(const char *cmd)
 
 int api_name_check(const char *opt, const char *name)
 {
-	size_t n = strlen(name);
-	bool ok = n >= 1 && n <= 64 && name[0] != '.';
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-		     (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
-	if (ok)
+	if (machine_id_ok(name))
 		return 0;
 	fprintf(stderr, "accord: %s '%.80s': a VM name is 1 to 64 of A-Z a-z 0-9 . _ - and does not start with a dot\n",
 		opt, name);
@@ -158,7 +156,10 @@ static void print_error(const char *who, int status, const char *body)
 static const char *jget(struct json_object *o, const char *key)
 {
 	struct json_object *v;
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+	if (!json_object_object_get_ex(o, key, &v))
+		return "?";
+	/* null: not there yet (the engine of a VM still being configured) */
+	return v ? json_object_get_string(v) : "-";
 }
 
 static int cmd_ls(void)
@@ -168,7 +169,7 @@ static int cmd_ls(void)
 		fprintf(stderr, "accord: ls: the socket directory's path is too long\n");
 		return API_EXIT_USAGE;
 	}
-	printf("%-24s %8s %-10s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
+	printf("%-24s %8s %-11s %-6s %s\n", "NAME", "PID", "STATE", "ENGINE", "SOCKET");
 	DIR *d = opendir(dir);
 	if (!d)
 		return API_EXIT_OK; /* no VM ever ran here */
@@ -194,7 +195,7 @@ static int cmd_ls(void)
 		}
 		struct json_object *o = json_tokener_parse(body);
 		if (o)
-			printf("%-24s %8s %-10s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
+			printf("%-24s %8s %-11s %-6s %s\n", jget(o, "name"), jget(o, "pid"), jget(o, "state"),
 			       jget(o, "engine"), path);
 		json_object_put(o);
 		free(body);
@@ -203,7 +204,7 @@ static int cmd_ls(void)
 	return API_EXIT_OK;
 }
 
-/* the socket of VM name (or a socket path) into path; -1 after one line */
+/* NAME's socket (NAME may be a socket's path); -1 after one line */
 static int vm_socket(const char *cmd, const char *name, char *path, size_t n)
 {
 	if (strchr(name, '/')) {
@@ -280,21 +281,55 @@ static int cmd_snapshot(int argc, char **argv)
 	return ret;
 }
 
+/* `accord kvp NAME`: what the guest reports through Hyper-V KVP, one
+ * "POOL KEY=VALUE" line per pair */
+static int cmd_kvp(const char *name)
+{
+	char path[512];
+	if (vm_socket("kvp", name, path, sizeof(path)) < 0)
+		return API_EXIT_USAGE;
+	int status;
+	char *reply;
+	int rc = request(path, "GET", "/vm/kvp", NULL, &status, &reply);
+	if (no_listener(rc)) {
+		fprintf(stderr, "accord: kvp: no running VM named '%s'\n", name);
+		return API_EXIT_NO_VM;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "accord: kvp: %s: %s\n", name, rc == -EPROTO ? "garbled reply" : strerror(-rc));
+		return API_EXIT_REFUSED;
+	}
+	struct json_object *o = status == 200 ? json_tokener_parse(reply) : NULL;
+	struct json_object *pools, *v;
+	int ret = API_EXIT_OK;
+	if (!o || !json_object_object_get_ex(o, "pools", &pools)) {
+		char who[160];
+		snprintf(who, sizeof(who), "kvp %s", name);
+		print_error(who, status, reply);
+		ret = API_EXIT_REFUSED;
+	} else if (!json_object_object_get_ex(o, "connected", &v) || !json_object_get_boolean(v)) {
+		fprintf(stderr, "accord: kvp: %s: %s\n", name,
+			json_object_object_get_ex(o, "available", &v) && json_object_get_boolean(v)
+				? "the guest's KVP service is not connected (hv_utils and hv_kvp_daemon)"
+				: "no KVP: the VM does not run with --personality hyperv");
+		ret = API_EXIT_REFUSED;
+	} else {
+		json_object_object_foreach(pools, pool, pairs)
+		{
+			json_object_object_foreach(pairs, key, val)
+				printf("%s %s=%s\n", pool, key, json_object_get_string(val));
+		}
+	}
+	json_object_put(o);
+	free(reply);
+	return ret;
+}
+
 static int cmd_action(const char *action, const char *name)
 {
 	char path[512];
-	if (strchr(name, '/')) {
-		snprintf(path, sizeof(path), "%s", name);
-	} else {
-		char dir[108];
-		if (api_name_check(action, name) < 0)
-			return API_EXIT_USAGE;
-		if (api_socket_dir(dir, sizeof(dir)) < 0) {
-			fprintf(stderr, "accord: %s: the socket directory's path is too long\n", action);
-			return API_EXIT_USAGE;
-		}
-		snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
-	}
+	if (vm_socket(action, name, path, sizeof(path)) < 0)
+		return API_EXIT_USAGE;
 	char body[64];
 	snprintf(body, sizeof(body), "{\"action\": \"%s\"}", action);
 	int status;
@@ -315,6 +350,12 @@ static int cmd_action(const char *action, const char *name)
 		snprintf(who, sizeof(who), "%s %s", action, name);
 		print_error(who, status, reply);
 		ret = API_EXIT_REFUSED;
+	} else if (status == 200 && reply) {
+		/* shutdown says how the guest was asked */
+		struct json_object *o = json_tokener_parse(reply);
+		if (o && json_object_is_type(o, json_type_object))
+			printf("%s: %s requested (%s)\n", name, action, jget(o, "method"));
+		json_object_put(o);
 	}
 	free(reply);
 	return ret;
@@ -336,5 +377,7 @@ int api_client_main(int argc, char **argv)
 		fprintf(stderr, "accord: usage: accord %s NAME\n", cmd);
 		return API_EXIT_USAGE;
 	}
+	if (!strcmp(cmd, "kvp"))
+		return cmd_kvp(argv[1]);
 	return cmd_action(cmd, argv[1]);
 }

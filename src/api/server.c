@@ -2,7 +2,13 @@
  * up to API_MAX_CONNS connections, parses HTTP/1.1 requests (api/http.c)
  * and answers them with JSON. Requests are small and handled at once, so a
  * thread per connection would buy nothing; a connection idle for
- * API_IDLE_SEC is closed, so slow clients cannot hold every slot. */
+ * API_IDLE_SEC is closed, so slow clients cannot hold every slot.
+ *
+ * A VM started without --kernel has no machine yet: the pre-boot routes
+ * fill its configuration (api_configure) and the start action builds it
+ * here, on this thread, while the main thread waits in api_wait_start to
+ * run it. Until then only this thread touches the configuration; after
+ * it, nobody changes it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +27,13 @@
 #include "api/api.h"
 #include "api/http.h"
 #include "api/internal.h"
+#include "boot/boot.h"
 #include "dev/devices.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/virtio/virtio.h"
+#include "disk/disk.h"
 #include "engine/engine.h"
+#include "vm/machine.h"
 #include "vm/sandbox.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
@@ -40,9 +50,12 @@ struct conn {
 	char buf[API_BUF];
 };
 
+/* what the main thread waits for before the machine is built */
+enum { START_WAITING, START_BUILT, START_END };
+
 struct api {
-	struct vm *vm;
-	const struct api_vm_config *cfg;
+	struct machine *m;
+	char name[MACHINE_ID_MAX + 1];
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;
 	int wake[2];
@@ -50,6 +63,9 @@ struct api {
 	bool running;
 	uint64_t requests, errors;
 	struct conn *conns[API_MAX_CONNS];
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_cond;
+	int start_state, end_status;
 };
 
 static struct api api;
@@ -119,6 +135,8 @@ static void reply_error(int fd, int status, const char *msg, bool keep_alive, co
 
 static const char *vm_state(struct vm *vm)
 {
+	if (!vm)
+		return "configuring";
 	if (vm->exit_reason)
 		return "shut-down";
 	return vm->paused ? "paused" : "running";
@@ -131,48 +149,91 @@ static struct json_object *jstr_or_null(const char *s)
 
 static struct json_object *get_vm(void)
 {
-	struct vm *vm = api.vm;
+	struct vm *vm = api.m->vm;
 	struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "name", json_object_new_string(api.cfg->name));
+	json_object_object_add(o, "name", json_object_new_string(api.name));
 	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(o, "state", json_object_new_string(vm_state(vm)));
-	json_object_object_add(o, "engine", json_object_new_string(vm->engine->name));
-	json_object_object_add(o, "vcpus", json_object_new_int(vm->ncpus));
-	json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)(vm->ram_size >> 20)));
-	json_object_object_add(o, "uptime_ms", json_object_new_int64((int64_t)(vm_now_ns(vm) / 1000000)));
+	json_object_object_add(o, "engine", vm ? json_object_new_string(vm->engine->name) : NULL);
+	json_object_object_add(o, "vcpus", json_object_new_int(api.m->cfg.cpus));
+	json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)(api.m->cfg.memory >> 20)));
+	json_object_object_add(o, "uptime_ms", json_object_new_int64(vm ? (int64_t)(vm_now_ns(vm) / 1000000) : 0));
 	json_object_object_add(o, "api_socket", json_object_new_string(api.path));
 	return o;
 }
 
+static struct json_object *mac_string(const uint8_t *mac)
+{
+	char s[18];
+	snprintf(s, sizeof(s), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	return json_object_new_string(s);
+}
+
+static struct json_object *get_nics(void)
+{
+	const struct machine_config *c = &api.m->cfg;
+	struct json_object *nics = json_object_new_array();
+	for (int i = 0; i < c->nnics; i++) {
+		const struct net_config *nc = &c->nic[i].net;
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "id", json_object_new_string(c->nic[i].id));
+		json_object_object_add(d, "backend", json_object_new_string(nc->kind == NET_TAP ? "tap" : "user"));
+		json_object_object_add(d, "tap", nc->kind == NET_TAP ? json_object_new_string(nc->ifname) : NULL);
+		/* before the start, a NIC without a MAC of its own has none yet */
+		uint8_t mac[6];
+		if (api.m->nic_dev[i])
+			virtio_net_mac(api.m->nic_dev[i], mac);
+		else
+			memcpy(mac, nc->mac, 6);
+		json_object_object_add(d, "mac", api.m->nic_dev[i] || nc->has_mac ? mac_string(mac) : NULL);
+		struct json_object *fwd = json_object_new_array();
+		for (int k = 0; k < nc->nfwd; k++) {
+			char f[48];
+			net_format_hostfwd(&nc->fwd[k], f, sizeof(f));
+			json_object_array_add(fwd, json_object_new_string(f));
+		}
+		json_object_object_add(d, "hostfwd", fwd);
+		json_object_array_add(nics, d);
+	}
+	return nics;
+}
+
 static struct json_object *get_config(void)
 {
-	const struct api_vm_config *c = api.cfg;
+	const struct machine_config *c = &api.m->cfg;
+	struct vm *vm = api.m->vm;
 	struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "name", json_object_new_string(c->name));
-	json_object_object_add(o, "kernel", json_object_new_string(c->kernel));
+	json_object_object_add(o, "name", json_object_new_string(api.name));
+	json_object_object_add(o, "kernel", jstr_or_null(c->kernel));
 	json_object_object_add(o, "initrd", jstr_or_null(c->initrd));
 	json_object_object_add(o, "cmdline", jstr_or_null(c->cmdline));
 	json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)(c->memory >> 20)));
 	json_object_object_add(o, "vcpus", json_object_new_int(c->cpus));
 	json_object_object_add(o, "accel", json_object_new_string(c->accel));
-	json_object_object_add(o, "engine", json_object_new_string(api.vm->engine->name));
-	json_object_object_add(o, "personality", json_object_new_string(c->personality));
+	json_object_object_add(o, "engine", vm ? json_object_new_string(vm->engine->name) : NULL);
+	json_object_object_add(o, "personality",
+			       json_object_new_string(c->personality == PERSONALITY_HYPERV ? "hyperv" : "kvm"));
 	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
 	json_object_object_add(o, "gdb", jstr_or_null(c->gdb));
+	json_object_object_add(o, "console", json_object_new_string(c->virtio_console ? "virtio" : "serial"));
+	json_object_object_add(o, "rng", json_object_new_boolean(c->rng));
 	struct json_object *disks = json_object_new_array();
 	for (int i = 0; i < c->ndisks; i++) {
 		struct json_object *d = json_object_new_object();
-		json_object_object_add(d, "path", json_object_new_string(c->disk_path[i]));
-		json_object_object_add(d, "read_only", json_object_new_boolean(c->disk_ro[i]));
+		json_object_object_add(d, "id", json_object_new_string(c->disk[i].id));
+		json_object_object_add(d, "path", json_object_new_string(c->disk[i].path));
+		json_object_object_add(d, "read_only", json_object_new_boolean(c->disk[i].ro));
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
+	json_object_object_add(o, "nics", get_nics());
 	return o;
 }
 
 static struct json_object *get_counters(void)
 {
-	struct vm *vm = api.vm;
+	struct vm *vm = api.m->vm;
+	const struct machine_config *cfg = &api.m->cfg;
 	struct json_object *o = json_object_new_object();
 	struct json_object *cpus = json_object_new_array();
 	for (int i = 0; i < vm->ncpus; i++) {
@@ -198,19 +259,30 @@ static struct json_object *get_counters(void)
 	json_object_object_add(s, "rx_bytes", json_object_new_int64((int64_t)rx));
 	json_object_object_add(o, "serial", s);
 	struct json_object *disks = json_object_new_array();
-	for (int i = 0; i < api.cfg->ndisks; i++) {
+	for (int i = 0; i < cfg->ndisks; i++) {
 		struct virtio_blk_counters c;
 		struct json_object *d = json_object_new_object();
-		json_object_object_add(d, "path", json_object_new_string(api.cfg->disk_path[i]));
-		/* storvsc disks (--personality hyperv) keep no counters yet */
-		if (!api.cfg->disk_dev[i]) {
+		json_object_object_add(d, "id", json_object_new_string(cfg->disk[i].id));
+		json_object_object_add(d, "path", json_object_new_string(cfg->disk[i].path));
+		/* storvsc disks (--personality hyperv) */
+		if (!api.m->disk_dev[i]) {
+			struct storvsc_counters sc = { 0 };
+			if (api.m->disk_storvsc[i])
+				storvsc_counters(api.m->disk_storvsc[i], &sc);
 			json_object_object_add(d, "bus", json_object_new_string("vmbus"));
+			json_object_object_add(d, "reads", json_object_new_int64((int64_t)sc.reads));
+			json_object_object_add(d, "writes", json_object_new_int64((int64_t)sc.writes));
+			json_object_object_add(d, "flushes", json_object_new_int64((int64_t)sc.flushes));
+			json_object_object_add(d, "unmaps", json_object_new_int64((int64_t)sc.unmaps));
+			json_object_object_add(d, "io_errors", json_object_new_int64((int64_t)sc.io_errors));
+			json_object_object_add(d, "read_bytes", json_object_new_int64((int64_t)sc.read_bytes));
+			json_object_object_add(d, "write_bytes", json_object_new_int64((int64_t)sc.write_bytes));
 			json_object_array_add(disks, d);
 			continue;
 		}
 		json_object_object_add(d, "bus", json_object_new_string("virtio"));
 		pthread_mutex_lock(&vm->io_lock);
-		virtio_blk_counters(api.cfg->disk_dev[i], &c);
+		virtio_blk_counters(api.m->disk_dev[i], &c);
 		pthread_mutex_unlock(&vm->io_lock);
 		json_object_object_add(d, "reads", json_object_new_int64((int64_t)c.reads));
 		json_object_object_add(d, "writes", json_object_new_int64((int64_t)c.writes));
@@ -228,11 +300,51 @@ static struct json_object *get_counters(void)
 	return o;
 }
 
-const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
+static void kvp_add(void *arg, const char *key, const char *value)
 {
-	static const char *const actions[] = { "pause", "resume", "shutdown", "reset", "stop" };
+	json_object_object_add(arg, key, json_object_new_string(value));
+}
+
+/* what the guest's KVP daemon reported in the last complete enumeration */
+static struct json_object *get_kvp(void)
+{
+	struct hv_util *h = api.m->hv_util;
+	struct hv_util_state st = { 0 };
+	struct json_object *o = json_object_new_object(), *pools = json_object_new_object();
+	struct json_object *autop = json_object_new_object(), *guest = json_object_new_object();
+	struct json_object *ext = json_object_new_object(), *sets = json_object_new_object();
+	char ver[16] = "";
+
+	if (h) {
+		hv_util_status(h, &st);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_AUTO, kvp_add, autop);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_GUEST, kvp_add, guest);
+		hv_util_kvp_foreach(h, HV_KVP_POOL_EXTERNAL, kvp_add, ext);
+		if (st.kvp_ready)
+			snprintf(ver, sizeof(ver), "%u.%u", st.kvp_version & 0xffff, st.kvp_version >> 16);
+	}
+	json_object_object_add(o, "available", json_object_new_boolean(h != NULL));
+	json_object_object_add(o, "connected", json_object_new_boolean(st.kvp_ready));
+	json_object_object_add(o, "version", ver[0] ? json_object_new_string(ver) : NULL);
+	json_object_object_add(o, "enumerations", json_object_new_int64((int64_t)st.kvp_rounds));
+	json_object_object_add(pools, "auto", autop);
+	json_object_object_add(pools, "guest", guest);
+	json_object_object_add(pools, "external", ext);
+	json_object_object_add(o, "pools", pools);
+	json_object_object_add(sets, "done", json_object_new_int64((int64_t)st.kvp_sets_done));
+	json_object_object_add(sets, "failed", json_object_new_int64((int64_t)st.kvp_sets_failed));
+	json_object_object_add(sets, "pending", json_object_new_int64((int64_t)st.kvp_sets_pending));
+	json_object_object_add(o, "sets", sets);
+	return o;
+}
+
+/* body as one strict JSON object (no bytes after it) whose fields are all
+ * among names; NULL with why in err. example shows what a body looks like. */
+static struct json_object *parse_object(const char *body, size_t len, const char *const *names,
+					const char *example, char *err, size_t errlen)
+{
 	if (len == 0) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"action\": \"pause\"}");
+		snprintf(err, errlen, "the body must be a JSON object such as %s", example);
 		return NULL;
 	}
 	struct json_tokener *tok = json_tokener_new();
@@ -245,63 +357,433 @@ const char *api_parse_action(const char *body, size_t len, char *err, size_t err
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
-	const char *found = NULL;
 	if (!o || jerr != json_tokener_success) {
 		snprintf(err, errlen, "malformed JSON: %s",
 			 jerr == json_tokener_continue ? "incomplete" : json_tokener_error_desc(jerr));
-		goto out;
+		goto bad;
 	}
 	for (size_t i = used; i < len; i++) {
 		if (!strchr(" \t\r\n", body[i])) {
 			snprintf(err, errlen, "malformed JSON: bytes after the object");
-			goto out;
+			goto bad;
 		}
 	}
 	if (!json_object_is_type(o, json_type_object)) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"action\": \"pause\"}");
-		goto out;
+		snprintf(err, errlen, "the body must be a JSON object such as %s", example);
+		goto bad;
 	}
-	struct json_object *a = NULL;
 	json_object_object_foreach(o, key, val)
 	{
-		if (strcmp(key, "action")) {
+		(void)val;
+		bool known = false;
+		for (const char *const *n = names; *n; n++)
+			known |= !strcmp(key, *n);
+		if (!known) {
 			snprintf(err, errlen, "unknown field '%.64s'", key);
-			goto out;
+			goto bad;
 		}
-		a = val;
 	}
-	if (!a || !json_object_is_type(a, json_type_string)) {
-		snprintf(err, errlen, "'action' must be a string: pause, resume, shutdown, reset or stop");
+	return o;
+bad:
+	json_object_put(o);
+	return NULL;
+}
+
+/* A field of a parsed body: 1 when present (null counts as absent), 0 when
+ * absent, -1 with why in err when of the wrong type. Strings with a NUL
+ * inside are refused: "a\u0000b" is not "a". */
+static int field(struct json_object *o, const char *key, enum json_type type, struct json_object **val,
+		 char *err, size_t errlen)
+{
+	static const char *const what[] = { [json_type_boolean] = "true or false",
+					    [json_type_int] = "an integer",
+					    [json_type_string] = "a string",
+					    [json_type_array] = "an array" };
+	if (!json_object_object_get_ex(o, key, val) || !*val)
+		return 0;
+	if (!json_object_is_type(*val, type) ||
+	    (type == json_type_string && (size_t)json_object_get_string_len(*val) != strlen(json_object_get_string(*val)))) {
+		snprintf(err, errlen, "'%s' must be %s", key, what[type]);
+		return -1;
+	}
+	return 1;
+}
+
+static int string_field(struct json_object *o, const char *key, bool required, const char **out, char *err,
+			size_t errlen)
+{
+	struct json_object *v;
+	int r = field(o, key, json_type_string, &v, err, errlen);
+	*out = r > 0 ? json_object_get_string(v) : NULL;
+	if (r == 0 && required)
+		snprintf(err, errlen, "'%s' is required", key);
+	return r < 0 || (r == 0 && required) ? -1 : r;
+}
+
+const char *api_parse_action(const char *body, size_t len, char *err, size_t errlen)
+{
+	static const char *const actions[] = { "start", "pause", "resume", "shutdown", "reset", "stop" };
+	static const char *const names[] = { "action", NULL };
+	struct json_object *o = parse_object(body, len, names, "{\"action\": \"pause\"}", err, errlen);
+	const char *name, *found = NULL;
+	if (!o)
+		return NULL;
+	if (string_field(o, "action", true, &name, err, errlen) < 0) {
+		snprintf(err, errlen, "'action' must be a string: start, pause, resume, shutdown, reset or stop");
 		goto out;
 	}
-	const char *name = json_object_get_string(a);
-	/* "pause\u0000x" is not "pause" */
-	size_t nlen = (size_t)json_object_get_string_len(a);
 	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (nlen == strlen(actions[i]) && !strcmp(name, actions[i]))
+		if (!strcmp(name, actions[i]))
 			found = actions[i];
 	if (!found)
-		snprintf(err, errlen, "unknown action '%.64s': expected pause, resume, shutdown, reset or stop", name);
+		snprintf(err, errlen, "unknown action '%.64s': expected start, pause, resume, shutdown, reset or stop",
+			 name);
 out:
 	json_object_put(o);
 	return found;
 }
 
+int api_parse_kvp(const char *body, size_t len, char **key, char **value, char *err, size_t errlen)
+{
+	static const char *const kvp_fields[] = { "key", "value", NULL };
+	struct json_object *o = parse_object(body, len, kvp_fields, "{\"key\": \"k\", \"value\": \"v\"}", err, errlen);
+	struct json_object *k = NULL, *v = NULL;
+	int rc = -1;
+	*key = *value = NULL;
+	if (!o)
+		return -1;
+	json_object_object_get_ex(o, "key", &k);
+	json_object_object_get_ex(o, "value", &v);
+	if (!k || !v || !json_object_is_type(k, json_type_string) || !json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "'key' and 'value' must both be strings");
+		goto out;
+	}
+	/* a NUL inside would cut the string short */
+	if (strlen(json_object_get_string(k)) != (size_t)json_object_get_string_len(k) ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+		snprintf(err, errlen, "'key' and 'value' must not hold NUL characters");
+		goto out;
+	}
+	*key = strdup(json_object_get_string(k));
+	*value = strdup(json_object_get_string(v));
+	if (!*key || !*value) {
+		free(*key);
+		free(*value);
+		*key = *value = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* PUT /vm/kvp/external: a SET into the guest's external pool */
+static int put_kvp(const struct http_request *req, char *err, size_t errlen)
+{
+	char *key, *value;
+	int rc;
+	if (api_parse_kvp(req->body, req->body_len, &key, &value, err, errlen) < 0)
+		return 400;
+	rc = api.m->hv_util ? hv_util_kvp_set(api.m->hv_util, key, value) : -1;
+	free(key);
+	free(value);
+	if (rc == -1) {
+		snprintf(err, errlen, "%s", api.m->hv_util ? "the guest's KVP service is not connected (hv_utils and hv_kvp_daemon)"
+							    : "no KVP: the VM does not run with --personality hyperv");
+		return 409;
+	}
+	if (rc == -2) {
+		snprintf(err, errlen, "8 KVP SETs already wait for the guest");
+		return 503;
+	}
+	if (rc == -3) {
+		snprintf(err, errlen, "'key' (not empty, at most 255 UTF-16 units) or 'value' (at most 1023) too long");
+		return 400;
+	}
+	return 204;
+}
+
+/* ---- pre-boot configuration ---- */
+
+static int put_machine_config(struct machine_config *c, const char *id, struct json_object *o, char *err,
+			      size_t errlen)
+{
+	(void)id;
+	struct machine_config t = *c; /* these fields own no strings */
+	struct json_object *v;
+	const char *s;
+	char why[160];
+	int r;
+
+	if ((r = field(o, "vcpus", json_type_int, &v, err, errlen)) < 0)
+		return 400;
+	if (r && machine_set_cpus(&t, (long)json_object_get_int64(v), why, sizeof(why))) {
+		snprintf(err, errlen, "vcpus %lld: %s", (long long)json_object_get_int64(v), why);
+		return 400;
+	}
+	if ((r = field(o, "memory_mib", json_type_int, &v, err, errlen)) < 0)
+		return 400;
+	if (r) {
+		int64_t mib = json_object_get_int64(v);
+		/* the bound keeps the shift sane; the host's RAM is checked next */
+		if (mib < 0 || mib > (1 << 30)) {
+			snprintf(err, errlen, "memory_mib %lld: expected a size from 16 MiB to the host's RAM",
+				 (long long)mib);
+			return 400;
+		}
+		if (machine_set_memory(&t, (uint64_t)mib << 20, why, sizeof(why))) {
+			snprintf(err, errlen, "memory_mib %lld: %s", (long long)mib, why);
+			return 400;
+		}
+	}
+	if ((r = string_field(o, "accel", false, &s, err, errlen)) < 0)
+		return 400;
+	if (r && machine_set_accel(&t, s, why, sizeof(why))) {
+		snprintf(err, errlen, "accel '%.32s': %s", s, why);
+		return 400;
+	}
+	/* kvm must be there now; auto decides at the start */
+	if (r && !strcmp(t.accel, "kvm") && kvm_check(why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "accel kvm: %s", why);
+		return 400;
+	}
+	if ((r = string_field(o, "personality", false, &s, err, errlen)) < 0)
+		return 400;
+	if (r && machine_set_personality(&t, s, why, sizeof(why))) {
+		snprintf(err, errlen, "personality '%.32s': %s", s, why);
+		return 400;
+	}
+	if ((r = field(o, "debug_exit", json_type_boolean, &v, err, errlen)) < 0)
+		return 400;
+	if (r)
+		t.debug_exit = json_object_get_boolean(v);
+	*c = t;
+	return 204;
+}
+
+static int put_boot_source(struct machine_config *c, const char *id, struct json_object *o, char *err, size_t errlen)
+{
+	(void)id;
+	const char *kernel, *initrd, *cmdline;
+	if (string_field(o, "kernel", true, &kernel, err, errlen) < 0 ||
+	    string_field(o, "initrd", false, &initrd, err, errlen) < 0 ||
+	    string_field(o, "cmdline", false, &cmdline, err, errlen) < 0)
+		return 400;
+	struct boot_config bc = { .kernel = kernel, .initrd = initrd, .cmdline = cmdline };
+	int tok = machine_capture_begin();
+	int rc = boot_check(&bc, c->memory);
+	machine_capture_end(tok, false, err, errlen);
+	if (rc < 0)
+		return 400;
+	return machine_set_boot(c, kernel, initrd, cmdline, err, errlen) ? 400 : 204;
+}
+
+static int put_drive(struct machine_config *c, const char *id, struct json_object *o, char *err, size_t errlen)
+{
+	struct json_object *v;
+	const char *path;
+	int r;
+	if (string_field(o, "path", true, &path, err, errlen) < 0 ||
+	    (r = field(o, "read_only", json_type_boolean, &v, err, errlen)) < 0)
+		return 400;
+	bool ro = r && json_object_get_boolean(v);
+	/* refused here with the line accord run would print for --disk */
+	int tok = machine_capture_begin();
+	struct disk *d = disk_open(path, ro);
+	machine_capture_end(tok, false, err, errlen);
+	if (!d)
+		return 400;
+	disk_close(d);
+	return machine_set_disk(c, id, path, ro, err, errlen) ? 400 : 204;
+}
+
+static int put_nic(struct machine_config *c, const char *id, struct json_object *o, char *err, size_t errlen)
+{
+	struct net_config nc = { 0 };
+	struct json_object *fwd;
+	const char *backend, *tap, *mac;
+	int r;
+	if (string_field(o, "backend", true, &backend, err, errlen) < 0 ||
+	    string_field(o, "tap", false, &tap, err, errlen) < 0 ||
+	    string_field(o, "mac", false, &mac, err, errlen) < 0 ||
+	    (r = field(o, "hostfwd", json_type_array, &fwd, err, errlen)) < 0)
+		return 400;
+	if (!strcmp(backend, "tap")) {
+		nc.kind = NET_TAP;
+		if (!tap || !*tap || strlen(tap) >= sizeof(nc.ifname) || strchr(tap, '/')) {
+			snprintf(err, errlen, "'tap' must name an interface of 1 to 15 characters");
+			return 400;
+		}
+		if (r) {
+			snprintf(err, errlen, "'hostfwd' is for the user backend");
+			return 400;
+		}
+		strcpy(nc.ifname, tap);
+	} else if (!strcmp(backend, "user")) {
+		nc.kind = NET_USER;
+		if (tap) {
+			snprintf(err, errlen, "'tap' is for the tap backend");
+			return 400;
+		}
+	} else {
+		snprintf(err, errlen, "backend '%.32s': expected user or tap", backend);
+		return 400;
+	}
+	if (mac) {
+		if (net_parse_mac(mac, nc.mac) < 0) {
+			snprintf(err, errlen, "mac '%.32s': expected XX:XX:XX:XX:XX:XX, not a multicast address", mac);
+			return 400;
+		}
+		nc.has_mac = true;
+	}
+	size_t n = r ? json_object_array_length(fwd) : 0;
+	if (n > NET_MAX_HOSTFWD) {
+		snprintf(err, errlen, "at most %d hostfwd rules", NET_MAX_HOSTFWD);
+		return 400;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(fwd, i);
+		const char *spec = json_object_get_string(f);
+		if (!json_object_is_type(f, json_type_string) || (size_t)json_object_get_string_len(f) != strlen(spec) ||
+		    net_parse_hostfwd(spec, &nc.fwd[i]) < 0) {
+			snprintf(err, errlen, "hostfwd '%.64s': expected tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT",
+				 spec ? spec : "");
+			return 400;
+		}
+		nc.nfwd++;
+	}
+	return machine_set_nic(c, id, &nc, err, errlen) ? 400 : 204;
+}
+
+static int put_rng(struct machine_config *c, const char *id, struct json_object *o, char *err, size_t errlen)
+{
+	struct json_object *v;
+	int r = field(o, "enabled", json_type_boolean, &v, err, errlen);
+	(void)id;
+	if (r == 0)
+		snprintf(err, errlen, "'enabled' is required");
+	if (r <= 0)
+		return 400;
+	c->rng = json_object_get_boolean(v);
+	return 204;
+}
+
+static int put_console(struct machine_config *c, const char *id, struct json_object *o, char *err, size_t errlen)
+{
+	const char *kind;
+	(void)id;
+	if (string_field(o, "kind", true, &kind, err, errlen) < 0)
+		return 400;
+	if (machine_set_console(c, kind, err, errlen)) {
+		snprintf(err, errlen, "kind '%.32s': expected serial or virtio", kind);
+		return 400;
+	}
+	return 204;
+}
+
+int api_configure(struct machine_config *c, const char *path, const char *id, const char *body, size_t len,
+		  char *err, size_t errlen)
+{
+	static const char *const machine[] = { "vcpus", "memory_mib", "accel", "personality", "debug_exit", NULL };
+	static const char *const boot[] = { "kernel", "initrd", "cmdline", NULL };
+	static const char *const drive[] = { "path", "read_only", NULL };
+	static const char *const nic[] = { "backend", "tap", "mac", "hostfwd", NULL };
+	static const char *const rng[] = { "enabled", NULL };
+	static const char *const console[] = { "kind", NULL };
+	static const struct {
+		const char *path;
+		const char *const *fields;
+		const char *example;
+		int (*put)(struct machine_config *c, const char *id, struct json_object *o, char *err, size_t errlen);
+	} forms[] = {
+		{ "/vm/machine-config", machine, "{\"vcpus\": 2, \"memory_mib\": 256}", put_machine_config },
+		{ "/vm/boot-source", boot, "{\"kernel\": \"/path/to/bzImage\"}", put_boot_source },
+		{ "/vm/drives/{id}", drive, "{\"path\": \"/path/to/disk.img\"}", put_drive },
+		{ "/vm/network-interfaces/{id}", nic, "{\"backend\": \"user\"}", put_nic },
+		{ "/vm/rng", rng, "{\"enabled\": true}", put_rng },
+		{ "/vm/console", console, "{\"kind\": \"serial\"}", put_console },
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		if (strcmp(path, forms[i].path))
+			continue;
+		if (strstr(path, "{id}") && (!id || !machine_id_ok(id))) {
+			snprintf(err, errlen, "an id is 1 to %d of A-Z a-z 0-9 . _ - and does not start with a dot",
+				 MACHINE_ID_MAX);
+			return 400;
+		}
+		struct json_object *o = parse_object(body, len, forms[i].fields, forms[i].example, err, errlen);
+		if (!o)
+			return 400;
+		int status = forms[i].put(c, id, o, err, errlen);
+		json_object_put(o);
+		return status;
+	}
+	snprintf(err, errlen, "no such resource: %.64s", path);
+	return 404;
+}
+
+/* what an action leaves for after its reply went out */
+enum { END_NONE, END_STOP, END_RESET, END_BUILT, END_PROCESS };
+
+/* The start action: build the machine here, on the server's thread, while
+ * the main thread waits in api_wait_start. */
+static int start(int *end, char *err, size_t errlen)
+{
+	struct machine *m = api.m;
+	bool fatal;
+	if (!m->cfg.kernel) {
+		snprintf(err, errlen, "no boot source: PUT /vm/boot-source {\"kernel\": ...} first");
+		return 400;
+	}
+	int tok = machine_capture_begin();
+	int rc = machine_build(m, true, &fatal);
+	/* the process's own log says why a start failed, too */
+	machine_capture_end(tok, true, err, errlen);
+	if (rc == 0) {
+		*end = END_BUILT;
+		return 204;
+	}
+	if (!fatal)
+		return 400;
+	/* half a machine cannot be taken apart: the process ends as accord
+	 * run would, with the same status */
+	api.end_status = rc;
+	*end = END_PROCESS;
+	return 500;
+}
+
 /* Returns the HTTP status; err holds the message of an error. An action
  * that ends the VM is left in *end for after the reply went out. */
-static int do_action(const char *action, int *end, char *err, size_t errlen)
+static int do_action(const char *action, int *end, const char **method, char *err, size_t errlen)
 {
-	struct vm *vm = api.vm;
+	struct vm *vm = api.m->vm;
+	if (!vm) {
+		if (!strcmp(action, "start"))
+			return start(end, err, errlen);
+		if (!strcmp(action, "stop")) {
+			api.end_status = 0;
+			*end = END_PROCESS;
+			return 204;
+		}
+		snprintf(err, errlen, "the VM has not started: configure it, then PUT /vm/actions {\"action\": \"start\"}");
+		return 409;
+	}
 	if (vm->exit_reason) {
 		snprintf(err, errlen, "the VM has shut down");
 		return 409;
 	}
+	if (!strcmp(action, "start")) {
+		snprintf(err, errlen, "the VM has already started");
+		return 409;
+	}
 	if (!strcmp(action, "stop")) {
-		*end = VM_STOPPED;
+		*end = END_STOP;
 		return 204;
 	}
 	if (!strcmp(action, "reset")) {
-		*end = VM_RESET;
+		*end = END_RESET;
 		return 204;
 	}
 	if (vm->gdb) {
@@ -319,19 +801,48 @@ static int do_action(const char *action, int *end, char *err, size_t errlen)
 		vm_resume(vm);
 		return 204;
 	}
-	/* shutdown: the ACPI power button */
+	/* shutdown: the Hyper-V shutdown service when the guest has it,
+	 * else the ACPI power button */
 	if (vm->paused) {
-		snprintf(err, errlen, "the VM is paused: resume it first, or the guest cannot see the button");
+		snprintf(err, errlen, "the VM is paused: resume it first, or the guest cannot see the request");
 		return 409;
+	}
+	if (api.m->hv_util && hv_util_shutdown(api.m->hv_util) == 0) {
+		*method = "hyperv-shutdown-service";
+		return 200;
 	}
 	pthread_mutex_lock(&vm->io_lock);
 	int rc = vm->acpipm ? acpipm_power_button(vm->acpipm) : -1;
 	pthread_mutex_unlock(&vm->io_lock);
 	if (rc < 0) {
-		snprintf(err, errlen, "the guest has not enabled the ACPI power button (PWRBTN_EN): it would not notice");
+		snprintf(err, errlen, "%s",
+			 api.m->hv_util ? "the guest has neither the Hyper-V shutdown service (hv_utils) open nor the "
+					    "ACPI power button (PWRBTN_EN) enabled: it would not notice"
+					  : "the guest has not enabled the ACPI power button (PWRBTN_EN): it would not notice");
 		return 409;
 	}
-	return 204;
+	*method = "acpi-power-button";
+	return 200;
+}
+
+/* tell the main thread, waiting in api_wait_start, how the start went */
+static void start_done(int state)
+{
+	pthread_mutex_lock(&api.start_lock);
+	api.start_state = state;
+	pthread_cond_signal(&api.start_cond);
+	pthread_mutex_unlock(&api.start_lock);
+}
+
+bool api_wait_start(int *status)
+{
+	pthread_mutex_lock(&api.start_lock);
+	while (api.start_state == START_WAITING)
+		pthread_cond_wait(&api.start_cond, &api.start_lock);
+	bool built = api.start_state == START_BUILT;
+	*status = api.end_status;
+	pthread_mutex_unlock(&api.start_lock);
+	return built;
 }
 
 /* The body of PUT /vm/snapshot: {"path": FILE} and optionally "stop":
@@ -340,50 +851,24 @@ static int do_action(const char *action, int *end, char *err, size_t errlen)
 static int parse_snapshot(const char *body, size_t len, char *path, size_t pathlen, bool *stop, char *err,
 			  size_t errlen)
 {
-	struct json_tokener *tok = json_tokener_new();
+	static const char *const names[] = { "path", "stop", NULL };
+	struct json_object *o = parse_object(body, len, names, "{\"path\": \"/var/lib/vm.snap\"}", err, errlen);
+	struct json_object *v;
+	const char *p;
 	int rc = -1;
 
 	*stop = false;
-	if (!tok) {
-		snprintf(err, errlen, "out of memory");
+	if (!o)
 		return -1;
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	struct json_object *o = len ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-	enum json_tokener_error jerr = json_tokener_get_error(tok);
-	size_t used = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (!o || jerr != json_tokener_success || !json_object_is_type(o, json_type_object)) {
-		snprintf(err, errlen, "the body must be a JSON object such as {\"path\": \"/var/lib/vm.snap\"}");
+	if (string_field(o, "path", true, &p, err, errlen) < 0 || field(o, "stop", json_type_boolean, &v, err, errlen) < 0)
+		goto out;
+	if (v)
+		*stop = json_object_get_boolean(v);
+	if (!*p || strlen(p) + 5 > pathlen) {
+		snprintf(err, errlen, "'path' must be a file name of 1 to %zu bytes", pathlen - 5);
 		goto out;
 	}
-	for (size_t i = used; i < len; i++) {
-		if (!strchr(" \t\r\n", body[i])) {
-			snprintf(err, errlen, "malformed JSON: bytes after the object");
-			goto out;
-		}
-	}
-	path[0] = 0;
-	json_object_object_foreach(o, key, val)
-	{
-		if (!strcmp(key, "path") && json_object_is_type(val, json_type_string)) {
-			size_t n = (size_t)json_object_get_string_len(val);
-			if (n == 0 || n + 5 > pathlen || memchr(json_object_get_string(val), 0, n)) {
-				snprintf(err, errlen, "'path' must be a file name of 1 to %zu bytes", pathlen - 5);
-				goto out;
-			}
-			memcpy(path, json_object_get_string(val), n + 1);
-		} else if (!strcmp(key, "stop") && json_object_is_type(val, json_type_boolean)) {
-			*stop = json_object_get_boolean(val);
-		} else {
-			snprintf(err, errlen, "unknown field or wrong type: '%.64s' (path: string, stop: boolean)", key);
-			goto out;
-		}
-	}
-	if (!path[0]) {
-		snprintf(err, errlen, "'path' is missing");
-		goto out;
-	}
+	memcpy(path, p, strlen(p) + 1);
 	rc = 0;
 out:
 	json_object_put(o);
@@ -397,13 +882,17 @@ out:
  * status; err holds the error, or the reply's body for 200. */
 static int do_snapshot(const struct http_request *req, int *passed_fd, int *end, char *err, size_t errlen)
 {
-	struct vm *vm = api.vm;
+	struct vm *vm = api.m->vm;
 	char path[4096], tmp[4096 + 8];
 	bool stop;
 	int fd = -1;
 
 	if (parse_snapshot(req->body, req->body_len, path, sizeof(path), &stop, err, errlen) < 0)
 		return 400;
+	if (!vm) {
+		snprintf(err, errlen, "the VM has not started: nothing to save");
+		return 409;
+	}
 	if (vm->exit_reason) {
 		snprintf(err, errlen, "the VM has shut down");
 		return 409;
@@ -475,17 +964,41 @@ static const struct route routes[] = {
 	{ "/vm", "GET" },
 	{ "/vm/config", "GET" },
 	{ "/vm/counters", "GET" },
+	{ "/vm/kvp", "GET" },
+	{ "/vm/kvp/external", "PUT" },
 	{ "/vm/actions", "PUT" },
 	{ "/vm/snapshot", "PUT" },
+	/* pre-boot configuration (api_configure); {id} is one path segment */
+	{ "/vm/machine-config", "PUT" },
+	{ "/vm/boot-source", "PUT" },
+	{ "/vm/drives/{id}", "PUT" },
+	{ "/vm/network-interfaces/{id}", "PUT" },
+	{ "/vm/rng", "PUT" },
+	{ "/vm/console", "PUT" },
 };
+
+/* path against a route's path; *id is the segment a "{id}" stands for */
+static bool route_match(const char *route, const char *path, const char **id)
+{
+	const char *t = strstr(route, "{id}");
+	size_t n = t ? (size_t)(t - route) : 0;
+	*id = NULL;
+	if (!t)
+		return !strcmp(route, path);
+	if (strncmp(route, path, n) || !path[n] || strchr(path + n, '/'))
+		return false;
+	*id = path + n;
+	return true;
+}
 
 static void handle(int fd, const struct http_request *req, int *passed_fd)
 {
 	bool ka = req->keep_alive;
 	const struct route *r = NULL;
+	const char *id = NULL;
 	api.requests++;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (!strcmp(req->path, routes[i].path))
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
+		if (route_match(routes[i].path, req->path, &id))
 			r = &routes[i];
 	if (!r) {
 		char msg[HTTP_MAX_PATH + 32];
@@ -500,13 +1013,16 @@ static void handle(int fd, const struct http_request *req, int *passed_fd)
 		reply_error(fd, 405, msg, ka, allow);
 		return;
 	}
-	if (!strcmp(r->path, "/vm"))
+	if (!strcmp(r->path, "/vm")) {
 		reply_json(fd, 200, get_vm(), ka);
-	else if (!strcmp(r->path, "/vm/config"))
+	} else if (!strcmp(r->path, "/vm/config")) {
 		reply_json(fd, 200, get_config(), ka);
-	else if (!strcmp(r->path, "/vm/counters"))
-		reply_json(fd, 200, get_counters(), ka);
-	else if (!strcmp(r->path, "/vm/snapshot")) {
+	} else if (!strcmp(r->path, "/vm/counters")) {
+		if (api.m->vm)
+			reply_json(fd, 200, get_counters(), ka);
+		else
+			reply_error(fd, 409, "the VM has not started: no counters yet", ka, NULL);
+	} else if (!strcmp(r->path, "/vm/snapshot")) {
 		char msg[4400];
 		int end = 0;
 		int status = do_snapshot(req, passed_fd, &end, msg, sizeof(msg));
@@ -515,24 +1031,61 @@ static void handle(int fd, const struct http_request *req, int *passed_fd)
 		else
 			reply(fd, status, msg, ka, NULL);
 		if (end == VM_STOPPED)
-			vm_request_exit(api.vm, VM_STOPPED, 0, "stopped after a snapshot through the control API");
-	} else {
+			vm_request_exit(api.m->vm, VM_STOPPED, 0, "stopped after a snapshot through the control API");
+	} else if (!strcmp(r->path, "/vm/kvp")) {
+		reply_json(fd, 200, get_kvp(), ka);
+	} else if (!strcmp(r->path, "/vm/kvp/external")) {
 		char err[200];
+		int status = put_kvp(req, err, sizeof(err));
+		if (status >= 400)
+			reply_error(fd, status, err, ka, NULL);
+		else
+			reply(fd, status, NULL, ka, NULL);
+	} else if (!strcmp(r->path, "/vm/counters")) {
+		if (api.m->vm)
+			reply_json(fd, 200, get_counters(), ka);
+		else
+			reply_error(fd, 409, "the VM has not started: no counters yet", ka, NULL);
+	} else if (strcmp(r->path, "/vm/actions")) {
+		char err[512] = "";
+		int status = 409;
+		/* the configuration is fixed once the machine is built */
+		if (api.m->vm)
+			snprintf(err, sizeof(err), "the VM has started: %s can only be set before the start", r->path);
+		else
+			status = api_configure(&api.m->cfg, r->path, id, req->body, req->body_len, err, sizeof(err));
+		if (status >= 400)
+			reply_error(fd, status, err, ka, NULL);
+		else
+			reply(fd, status, NULL, ka, NULL);
+	} else {
+		char err[512];
 		const char *action = api_parse_action(req->body, req->body_len, err, sizeof(err));
 		if (!action) {
 			reply_error(fd, 400, err, ka, NULL);
 			return;
 		}
-		int end = 0;
-		int status = do_action(action, &end, err, sizeof(err));
-		if (status >= 400)
+		int end = END_NONE;
+		const char *method = NULL;
+		int status = do_action(action, &end, &method, err, sizeof(err));
+		if (status >= 400) {
 			reply_error(fd, status, err, ka, NULL);
-		else
+		} else if (method) {
+			struct json_object *o = json_object_new_object();
+			json_object_object_add(o, "action", json_object_new_string(action));
+			json_object_object_add(o, "method", json_object_new_string(method));
+			reply_json(fd, status, o, ka);
+		} else {
 			reply(fd, status, NULL, ka, NULL);
-		if (end == VM_STOPPED)
-			vm_request_exit(api.vm, VM_STOPPED, 0, "stopped through the control API");
-		else if (end == VM_RESET)
-			vm_request_exit(api.vm, VM_RESET, 0, "reset through the control API");
+		}
+		if (end == END_STOP)
+			vm_request_exit(api.m->vm, VM_STOPPED, 0, "stopped through the control API");
+		else if (end == END_RESET)
+			vm_request_exit(api.m->vm, VM_RESET, 0, "reset through the control API");
+		else if (end == END_BUILT)
+			start_done(START_BUILT);
+		else if (end == END_PROCESS)
+			start_done(START_END);
 	}
 }
 
@@ -699,26 +1252,30 @@ static int listen_on(const char *path)
 	return fd;
 }
 
-int api_start(struct vm *vm, const char *path, const struct api_vm_config *cfg)
+int api_start(struct machine *m, const char *name, const char *path)
 {
 	memset(&api, 0, sizeof(api));
-	api.vm = vm;
-	api.cfg = cfg;
+	api.m = m;
+	snprintf(api.name, sizeof(api.name), "%s", name);
+	pthread_mutex_init(&api.start_lock, NULL);
+	pthread_cond_init(&api.start_cond, NULL);
+	api.start_state = m->vm ? START_BUILT : START_WAITING;
 	if (path) {
 		snprintf(api.path, sizeof(api.path), "%s", path);
 	} else {
-		/* without a place for the default socket the VM still runs,
-		 * only unseen by accord ls */
+		/* without a place for the default socket a running VM still
+		 * runs, only unseen by accord ls; one waiting for its
+		 * configuration would wait forever */
+		const char *level = m->vm ? "warning: no control API" : "no control API";
 		char dir[sizeof(api.path)];
 		if (api_socket_dir(dir, sizeof(dir)) < 0 ||
-		    snprintf(api.path, sizeof(api.path), "%s/%s.sock", dir, cfg->name) >= (int)sizeof(api.path)) {
-			fprintf(stderr, "accord: warning: no control API: the socket directory's path is too long\n");
-			return 0;
+		    snprintf(api.path, sizeof(api.path), "%s/%s.sock", dir, name) >= (int)sizeof(api.path)) {
+			fprintf(stderr, "accord: %s: the socket directory's path is too long\n", level);
+			return m->vm ? 0 : -1;
 		}
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			fprintf(stderr, "accord: warning: no control API: cannot create %s: %s\n", dir,
-				strerror(errno));
-			return 0;
+			fprintf(stderr, "accord: %s: cannot create %s: %s\n", level, dir, strerror(errno));
+			return m->vm ? 0 : -1;
 		}
 	}
 	api.listen_fd = listen_on(api.path);

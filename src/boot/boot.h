@@ -21,6 +21,10 @@ struct boot_config {
  * the devices exist: their ACPI hooks run here. 0, or -1 with one line
  * "accord: ..." on stderr. */
 int boot_load(struct vm *vm, const struct boot_config *cfg, struct boot_state *bs);
+/* Everything boot_load checks about the kernel, initrd and command line,
+ * for a VM of ram_size bytes, without a VM: the same loaders run on scratch
+ * memory. 0, or -1 with boot_load's line on stderr. */
+int boot_check(const struct boot_config *cfg, uint64_t ram_size);
 
 /* Writes RSDP, RSDT, XSDT, FADT, FACS, MADT, DSDT and the registered extra
  * tables into [ACPI_TABLES_ADDR, ACPI_TABLES_END). 0, or -1 with a message. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -463,7 +464,9 @@ static int boot_dispatch(struct boot_ctx *c, const struct kfile *f, struct boot_
 	return kernel_fail(c, "not a bzImage, ELF or Multiboot kernel");
 }
 
-int boot_load(struct vm *vm, const struct boot_config *cfg, struct boot_state *bs)
+/* Reads the kernel and loads it, the initrd and the command line into
+ * vm's RAM; with acpi, after the ACPI tables. */
+static int load(struct vm *vm, const struct boot_config *cfg, struct boot_state *bs, bool acpi)
 {
 	struct boot_ctx c = { .vm = vm, .cfg = cfg };
 	struct kfile f;
@@ -478,11 +481,37 @@ int boot_load(struct vm *vm, const struct boot_config *cfg, struct boot_state *b
 	if (kfile_read(&c, &f))
 		goto out;
 	/* acpi_build reports its own errors */
-	if (acpi_build(vm, &c.rsdp) == 0)
+	if (!acpi || acpi_build(vm, &c.rsdp) == 0)
 		ret = boot_dispatch(&c, &f, bs);
 	free((void *)f.data);
 out:
 	if (ret && c.err[0])
 		fprintf(stderr, "accord: %s\n", c.err);
+	return ret;
+}
+
+int boot_load(struct vm *vm, const struct boot_config *cfg, struct boot_state *bs)
+{
+	return load(vm, cfg, bs, true);
+}
+
+int boot_check(const struct boot_config *cfg, uint64_t ram_size)
+{
+	/* the loaders only touch RAM: a bare vm holding a scratch copy is
+	 * enough, and its mapping is lazy like guest RAM */
+	struct vm scratch = { .ram_size = ram_size,
+			      .low_size = ram_size < VM_HOLE_START ? ram_size : VM_HOLE_START };
+	struct boot_state bs;
+	int ret;
+
+	scratch.ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			   -1, 0);
+	if (scratch.ram == MAP_FAILED) {
+		fprintf(stderr, "accord: cannot allocate %llu MiB of guest memory: %s\n",
+			(unsigned long long)(ram_size >> 20), strerror(errno));
+		return -1;
+	}
+	ret = load(&scratch, cfg, &bs, false);
+	munmap(scratch.ram, ram_size);
 	return ret;
 }

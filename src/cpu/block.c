@@ -1,9 +1,10 @@
 /* Blocks of decoded instructions, cached per CPU and keyed by the host
- * address of their first byte (so by guest-physical address) and the code
- * size. A block runs straight-line code: it ends at an unconditional
- * transfer, at an instruction that changes how the following bytes must be
- * decoded or when interrupts must be looked at, at the end of its page, or
- * after BLOCK_MAX_INSNS. Execution leaves a block early whenever RIP is not
+ * address of their first byte (so by guest-physical address), the code
+ * size and the privilege class (user or not: the TLB set that the host
+ * code made from a block looks up, jit.c). A block runs straight-line
+ * code: it ends at an unconditional transfer, at an instruction that
+ * changes how the following bytes must be decoded or when interrupts must
+ * be looked at, at the end of its page, or after BLOCK_MAX_INSNS. Execution leaves a block early whenever RIP is not
  * where the next instruction starts (a taken branch, a string instruction
  * that will restart) and when an instruction wrote into a page that holds
  * decoded code.
@@ -13,9 +14,10 @@
  * invalidation protocol. The bytes are compared at entry unless nothing
  * could have changed them since the last compare, which the CPU's
  * code_epoch tells: it moves on at each store of this CPU into a code page
- * (cpu.h code_store), after each instruction that ends a block (the
- * serializing ones among them), at each MMIO access (devices), and at each
- * entry from cpu_run (interrupts, exceptions, the end of a slice). Another
+ * (cpu.h code_store), after each instruction that ends a block and may be
+ * serializing, at each MMIO access (devices), after each instruction
+ * cpu_run steps outside blocks, and when cpu_run starts after a stop other
+ * than the end of a slice (intr.c). Another
  * vCPU's modification need only be seen after a serializing instruction on
  * this one (SDM 8.1.3, cross-modifying code); Linux's text_poke_bp
  * synchronises with IPIs. */
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "cpu/jit.h"
 
 #define BLOCK_MAX_INSNS 32
 #define BLOCK_HASH (1u << 14)
@@ -40,6 +43,8 @@ struct block {
 	uint64_t epoch;       /* the code_epoch when the bytes last matched */
 	uint16_t nbytes;
 	uint8_t ninsns;
+	/* host code for the first instructions (jit.c), or NULL */
+	jit_fn jit;
 	struct insn in[];
 };
 
@@ -49,6 +54,7 @@ struct block_cache {
 	size_t used;
 	struct block *last; /* the block that ran last, NULL after a flush */
 	uint8_t *code_map;  /* CODE_MAP_SIZE bytes, see struct cpu */
+	struct jit *jit;    /* NULL: no host code (ACCORD_JIT=0) */
 };
 
 /* the code map of a CPU without a block cache: no page holds code */
@@ -69,6 +75,9 @@ struct block_cache *block_cache_create(uint8_t **code_map)
 		return NULL;
 	}
 	*code_map = bc->code_map;
+	const char *env = getenv("ACCORD_JIT");
+	if (!env || strcmp(env, "0"))
+		bc->jit = jit_create();
 	return bc;
 }
 
@@ -76,6 +85,7 @@ void block_cache_destroy(struct block_cache *bc)
 {
 	if (!bc)
 		return;
+	jit_destroy(bc->jit);
 	free(bc->arena);
 	free(bc->code_map);
 	free(bc);
@@ -123,10 +133,12 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 {
 	struct block_cache *bc = c->blocks;
 	size_t worst = sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct insn) + 0x1000;
-	if (bc->used + worst > BLOCK_ARENA) {
+	if (bc->used + worst > BLOCK_ARENA || (bc->jit && !jit_room(bc->jit))) {
 		memset(bc->hash, 0, sizeof(bc->hash));
 		bc->used = 0;
 		bc->last = NULL;
+		if (bc->jit)
+			jit_reset(bc->jit);
 	}
 	struct block *volatile b = (struct block *)(bc->arena + bc->used);
 	uint64_t rip0 = c->rip, cr2 = c->cr2;
@@ -162,6 +174,20 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	c->pending_err = pending_err;
 	if (n == 0)
 		return NULL;
+	/* a run of host code starts a block: end this one where the next
+	 * run would begin */
+	if (bc->jit) {
+		int p = jit_prefix(c, b->in, n, rip0), i = 0;
+		unsigned at = 0;
+		for (; i < n; at += b->in[i++].len)
+			if (i >= (p ? p : 1) &&
+			    jit_prefix(c, b->in + i, n - i < JIT_MIN_RUN ? n - i : JIT_MIN_RUN, rip0 + at) >= JIT_MIN_RUN)
+				break;
+		if (i < n) {
+			n = i;
+			off = at;
+		}
+	}
 	uint8_t *copy = (uint8_t *)&b->in[n];
 	memcpy(copy, p, off);
 	b->key = key;
@@ -173,6 +199,9 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	bc->code_map[((uintptr_t)p >> 12) & (CODE_MAP_SIZE - 1)] = 1;
 	b->nbytes = (uint16_t)off;
 	b->ninsns = (uint8_t)n;
+	b->jit = NULL;
+	if (bc->jit)
+		jit_translate(bc->jit, c, b->in, n, rip0, &b->jit);
 	unsigned slot = block_slot(key);
 	b->next = bc->hash[slot];
 	bc->hash[slot] = b;
@@ -228,9 +257,6 @@ bool block_exec(struct cpu *c, uint64_t end)
 	struct block_cache *bc = c->blocks;
 	struct block *b = NULL;
 	bool ran = false;
-	/* whatever happened since the last call (an interrupt, an exception,
-	 * another vCPU's IPI) may have been serializing */
-	c->code_epoch++;
 	/* one block after another while nothing asks for cpu_run's attention:
 	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
 	 * the end of the budget */
@@ -242,7 +268,7 @@ bool block_exec(struct cpu *c, uint64_t end)
 		const uint8_t *p = mem_fetch_ptr(c, lin);
 		/* a loop back to the start of the block that just ran, with
 		 * the epoch unmoved, runs it again without a lookup */
-		uintptr_t key = (uintptr_t)p << 3 | (uintptr_t)(c->mode >> 4);
+		uintptr_t key = (uintptr_t)p << 4 | (uintptr_t)(c->cpl == 3) << 3 | (uintptr_t)(c->mode >> 4);
 		if (!b || b->key != key || b->epoch != c->code_epoch) {
 			b = p ? block_find(c, p, lin, key) : NULL;
 			if (!b) {
@@ -256,14 +282,18 @@ bool block_exec(struct cpu *c, uint64_t end)
 		 * pop ss) end their block; the shadow lasts one instruction,
 		 * after which a pending interrupt is taken. */
 		struct insn *in = b->in, *stop = b->in + (c->intr_shadow ? 1 : b->ninsns);
+		bool more = true;
+		if (b->jit && !c->intr_shadow) {
+			unsigned at = b->jit(c, end);
+			more = at < b->ninsns;
+			in += more ? at : 0;
+		}
 		c->intr_shadow = false;
-		for (;;) {
+		while (more) {
 			c->insn_rip = c->rip;
 			c->insn_rsp = c->r[R_RSP];
-			bool more = in->fn(c, in);
+			more = in->fn(c, in) && ++in != stop;
 			c->icount++;
-			if (!more || ++in == stop)
-				break;
 		}
 		ran = true;
 	} while (!(c->intr_poke | c->stop_request | c->halted) && !(c->rflags & F_TF) &&

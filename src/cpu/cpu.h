@@ -227,6 +227,7 @@ struct cpu {
 	uint8_t *code_map;
 	uint64_t code_epoch;
 	bool smc;
+	bool slice_ended; /* cpu_run last returned STOP_BUDGET */
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
 	int personality; /* enum vm_personality: the CPUID hypervisor leaves */

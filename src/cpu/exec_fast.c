@@ -33,6 +33,39 @@ static bool h_system(struct cpu *c, struct insn *in)
 	return false;
 }
 
+/* an instruction that ends its block but is not serializing (SDM 8.3),
+ * so the blocks after it need not be compared with memory: near
+ * branches without a handler of their own (indirect call and jmp, ret
+ * imm16, the forms outside 64-bit mode), cli, sti, popf, clac, stac,
+ * swapgs, rdtscp */
+static bool h_end(struct cpu *c, struct insn *in)
+{
+	if (in->is_mem)
+		insn_ea(c, in);
+	exec_insn(c, in);
+	return false;
+}
+
+static bool serializing(const struct insn *in)
+{
+	if (in->lock)
+		return true;
+	if (in->map == 0) {
+		switch (in->op) {
+		case 0x9D: case 0xC2: case 0xC3: case 0xE8: case 0xE9: case 0xEB: case 0xFA: case 0xFB:
+			return false;
+		case 0xFF:
+			return (in->reg & 7) != 2 && (in->reg & 7) != 4;
+		}
+		return true;
+	}
+	if (in->map == 1 && in->op == 0x01 && in->mod == 3) {
+		int reg = in->reg & 7, rm = in->rm & 7;
+		return !((reg == 1 && (rm == 2 || rm == 3)) || (reg == 7 && rm <= 1));
+	}
+	return true;
+}
+
 HOT uint64_t zx(uint64_t v, int size)
 {
 	return size == 8 ? v : size == 4 ? (uint32_t)v : size == 2 ? (uint16_t)v : (uint8_t)v;
@@ -618,5 +651,7 @@ void insn_bind(struct cpu *c, struct insn *in, bool ends_block)
 		else if (in->map == 1)
 			h = bind_map1(c, in);
 	}
-	in->fn = h ? h : ends_block ? h_system : h_generic;
+	if (!h && ends_block)
+		h = serializing(in) ? h_system : h_end;
+	in->fn = h ? h : h_generic;
 }

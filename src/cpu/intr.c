@@ -26,6 +26,8 @@ void cpu_reset(struct cpu *c)
 	c->bus = bus;
 	c->index = index;
 	c->trace_ud = trace;
+	/* the code may have changed (INIT, SIPI with a new trampoline) */
+	c->slice_ended = false;
 	c->rflags = 2;
 	c->rip = 0xfff0;
 	c->cr0 = CR0_ET | CR0_CD | CR0_NW;
@@ -299,7 +301,7 @@ static void single_step_trap(struct cpu *c, const struct insn *in)
 	c->cur_exc = -1;
 }
 
-enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
+static enum cpu_stop run(struct cpu *c, uint64_t max_insns)
 {
 	volatile uint64_t end = c->icount + max_insns;
 	c->intr_poke = 1;
@@ -349,6 +351,8 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 		bool tf = c->rflags & F_TF;
 		struct insn *in = insn_decode(c, &scratch);
 		exec_insn(c, in);
+		/* it may have been serializing (block.c) */
+		c->code_epoch++;
 		c->icount++;
 		if (__builtin_expect(tf, 0))
 			single_step_trap(c, in);
@@ -357,6 +361,20 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 		if (c->icount >= end)
 			return STOP_BUDGET;
 	}
+}
+
+enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
+{
+	/* Cached blocks are compared with memory again after any stop but
+	 * the end of a slice: the VMM may have written guest memory (the gdb
+	 * stub, a snapshot) while this CPU was stopped. Between slices it
+	 * only polls timers; other writers are seen at the serializing
+	 * instructions and MMIO accesses that move the epoch (block.c). */
+	if (!c->slice_ended)
+		c->code_epoch++;
+	enum cpu_stop r = run(c, max_insns);
+	c->slice_ended = r == STOP_BUDGET;
+	return r;
 }
 
 void cpu_disasm(const uint8_t *bytes, int len, uint64_t rip, char *out, int outlen)

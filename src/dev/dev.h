@@ -12,7 +12,6 @@ struct lapic;
 struct serial;
 
 struct platform_opts {
-	int console_in_fd;  /* guest serial input (-1: none) */
 	int console_out_fd; /* guest serial output */
 	bool debug_exit;    /* port 0xf4 present */
 };
@@ -51,5 +50,9 @@ void ioapic_eoi(struct vm *vm, int vector);
 /* bytes for the guest's COM1 receiver (tests, console layer); returns how
  * many fitted. The caller holds vm->io_lock. */
 int serial_input(struct serial *s, const uint8_t *buf, int n);
+/* give the UART the terminal's input: fd is read on io's thread
+ * (vm/console.h); serial_destroy after the I/O thread has stopped */
+struct iothread;
+int serial_attach_input(struct serial *s, struct iothread *io, int fd);
 
 #endif

@@ -84,8 +84,9 @@ struct rtc *rtc_create(struct vm *vm);
 void rtc_destroy(struct rtc *r);
 int64_t rtc_poll(struct rtc *r);
 
-/* serial.c: COM1 and its console input thread */
-struct serial *serial_create(struct vm *vm, int in_fd, int out_fd);
+/* serial.c: COM1, writing what the guest transmits to out_fd */
+struct serial *serial_create(struct vm *vm, int out_fd);
+/* after the I/O thread has stopped */
 void serial_destroy(struct serial *s);
 /* bytes the guest transmitted and received, under vm->io_lock */
 void serial_counters(struct serial *s, uint64_t *tx_bytes, uint64_t *rx_bytes);

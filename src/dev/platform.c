@@ -28,7 +28,7 @@ int platform_init(struct vm *vm, const struct platform_opts *o)
 	if (o->debug_exit && debugexit_init(vm))
 		goto fail;
 	/* last: its input thread may raise an interrupt at once */
-	vm->serial = serial_create(vm, o->console_in_fd, o->console_out_fd);
+	vm->serial = serial_create(vm, o->console_out_fd);
 	if (!vm->serial)
 		goto fail;
 	return 0;

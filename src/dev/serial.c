@@ -1,12 +1,11 @@
 /* 16550A UART at COM1_PORT on ISA IRQ COM1_IRQ. Transmitted bytes go
  * straight to the console's output fd, so the transmitter is always empty;
- * received bytes come from a reader thread on the console's input fd (or
- * serial_input) and wait in a receive buffer deeper than the 16550's FIFO,
- * so that pasted input is never overrun. Register access runs under
- * vm->io_lock, and so does the reader thread whenever it touches state. */
+ * received bytes come from the terminal through the I/O thread
+ * (vm/console.h, serial_attach_input) or serial_input, and wait in a
+ * receive buffer deeper than the 16550's FIFO, so that pasted input is
+ * never overrun: when it is full the terminal is not read until the guest
+ * takes bytes. Everything runs under vm->io_lock. */
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include "dev/dev.h"
 #include "dev/devices.h"
 #include "dev/platform.h"
+#include "vm/console.h"
 #include "vm/vm.h"
 #include "vm/snapshot.h"
 
@@ -76,12 +76,8 @@ struct serial_state {
 
 struct serial {
 	struct vm *vm;
-	int in_fd, out_fd;
-	pthread_t reader;
-	bool has_reader;
-	bool stop;		 /* under vm->io_lock */
-	int wake[2];		 /* a byte here stops the reader */
-	pthread_cond_t rx_space; /* with vm->io_lock: the guest took bytes */
+	int out_fd;
+	struct console_input *in; /* the terminal, when the UART has it */
 	struct serial_state s;
 	uint64_t tx_bytes, rx_bytes; /* counters for the control API */
 };
@@ -159,7 +155,7 @@ static uint8_t rx_pop(struct serial *sp)
 	s->rx_head = (s->rx_head + 1) % RX_SIZE;
 	s->rx_count--;
 	sp->rx_bytes++;
-	pthread_cond_signal(&sp->rx_space);
+	console_input_room(sp->in);
 	return b;
 }
 
@@ -167,7 +163,7 @@ static void rx_clear(struct serial *sp)
 {
 	sp->s.rx_head = 0;
 	sp->s.rx_count = 0;
-	pthread_cond_signal(&sp->rx_space);
+	console_input_room(sp->in);
 }
 
 int serial_input(struct serial *sp, const uint8_t *buf, int n)
@@ -292,43 +288,9 @@ static const struct io_ops serial_ops = {
 	.write = serial_write,
 };
 
-static void *serial_reader(void *arg)
+static size_t serial_take(void *dev, const uint8_t *buf, size_t n)
 {
-	struct serial *sp = arg;
-	pthread_mutex_t *io_lock = &sp->vm->io_lock;
-	uint8_t buf[256];
-	bool stop = false;
-	ssize_t n;
-	int done;
-
-	while (!stop) {
-		struct pollfd pfd[2] = { { .fd = sp->in_fd, .events = POLLIN },
-					 { .fd = sp->wake[0], .events = POLLIN } };
-
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (pfd[1].revents)
-			break;
-		n = read(sp->in_fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break; /* end of input */
-		pthread_mutex_lock(io_lock);
-		for (done = 0; !sp->stop;) {
-			done += serial_input(sp, buf + done, (int)n - done);
-			if (done == n)
-				break;
-			/* the guest is behind: wait until it reads */
-			pthread_cond_wait(&sp->rx_space, io_lock);
-		}
-		stop = sp->stop;
-		pthread_mutex_unlock(io_lock);
-	}
-	return NULL;
+	return serial_input(dev, buf, n > RX_SIZE ? RX_SIZE : (int)n);
 }
 
 /* the UART's registers and the bytes received but not yet read */
@@ -362,51 +324,34 @@ static int serial_load(void *o, struct snap_rd *r, char *err, size_t n)
 	return 0;
 }
 
-struct serial *serial_create(struct vm *vm, int in_fd, int out_fd)
+struct serial *serial_create(struct vm *vm, int out_fd)
 {
 	struct serial *sp = calloc(1, sizeof(*sp));
 
 	if (!sp)
 		return NULL;
 	sp->vm = vm;
-	sp->in_fd = in_fd;
 	sp->out_fd = out_fd;
-	sp->wake[0] = sp->wake[1] = -1;
-	pthread_cond_init(&sp->rx_space, NULL);
 	sp->s.msr = serial_modem_lines(&sp->s);
 	if (bus_register(&vm->pio, COM1_PORT, 8, &serial_ops, sp, "serial") ||
 	    vm_snap_register(vm, "serial", serial_save, serial_load, sp)) {
 		serial_destroy(sp);
 		return NULL;
 	}
-	if (in_fd < 0)
-		return sp;
-	if (pipe(sp->wake) < 0 || pthread_create(&sp->reader, NULL, serial_reader, sp)) {
-		perror("accord: serial input");
-		serial_destroy(sp);
-		return NULL;
-	}
-	sp->has_reader = true;
 	return sp;
+}
+
+int serial_attach_input(struct serial *sp, struct iothread *io, int fd)
+{
+	sp->in = console_input_start(sp->vm, io, fd, serial_take, sp);
+	return sp->in ? 0 : -1;
 }
 
 void serial_destroy(struct serial *sp)
 {
 	if (!sp)
 		return;
-	if (sp->has_reader) {
-		pthread_mutex_lock(&sp->vm->io_lock);
-		sp->stop = true;
-		pthread_cond_broadcast(&sp->rx_space);
-		pthread_mutex_unlock(&sp->vm->io_lock);
-		while (write(sp->wake[1], "", 1) < 0 && errno == EINTR)
-			;
-		pthread_join(sp->reader, NULL);
-	}
-	for (int i = 0; i < 2; i++)
-		if (sp->wake[i] >= 0)
-			close(sp->wake[i]);
-	pthread_cond_destroy(&sp->rx_space);
+	console_input_free(sp->in);
 	free(sp);
 }
 

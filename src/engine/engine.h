@@ -135,6 +135,11 @@ struct engine_ops {
 	 * read) and its rate in Hz, on the vCPU's thread; NULL or -1: it is
 	 * vm_tsc() at VM_TSC_HZ */
 	int (*guest_tsc)(struct vcpu *cpu, uint64_t ns, uint64_t *tsc, uint64_t *hz);
+	/* ioeventfd: a guest write of any width at gpa (MMIO) signals the
+	 * eventfd fd without leaving the guest (assign false: no longer).
+	 * -1 when the engine cannot: the write then ends the vCPU's run as
+	 * any MMIO does and the device signals fd itself. NULL: never. */
+	int (*ioeventfd)(struct vm *vm, uint64_t gpa, int fd, bool assign);
 };
 
 extern const struct engine_ops engine_emu;

@@ -83,6 +83,7 @@ struct kvm_vm {
 	int personality;	      /* vm->personality: CPUID's hypervisor leaves */
 	bool verbose;
 	bool window_steps; /* KVM misses interrupt windows: step to find them */
+	bool ioeventfd;	   /* KVM_IOEVENTFD with length 0 (any width) */
 };
 
 struct kvm_vcpu_priv {
@@ -543,6 +544,10 @@ static int kvm_vm_init(struct vm *vm)
 		fprintf(stderr, "accord: kvm: cannot send MSRs to accord's model: %s\n", strerror(errno));
 		return -1;
 	}
+	/* virtio notifies: Linux writes 16 bits, other drivers 32; one
+	 * registration of length 0 catches either */
+	k->ioeventfd = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) > 0 &&
+		       ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
 	int win = window_probe(why, sizeof(why));
 	if (win < 0) {
 		fprintf(stderr, "accord: kvm: %s\n", why);
@@ -1592,6 +1597,33 @@ static int kvm_translate(struct vcpu *v, uint64_t va, uint64_t *gpa)
 	return 0;
 }
 
+/* The write completes inside KVM: the vCPU goes on at once and the I/O
+ * thread, polling fd, does the device's work. Without the capability the
+ * write exits to mmio_exit as before, and the device signals fd there. */
+static int kvm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	struct kvm_ioeventfd ev = {
+		.addr = gpa,
+		.len = 0,
+		.fd = fd,
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+
+	if (!k || !k->ioeventfd)
+		return -1;
+	if (ioctl(k->vm_fd, KVM_IOEVENTFD, &ev) < 0) {
+		if (k->verbose)
+			fprintf(stderr, "accord: kvm: KVM_IOEVENTFD %s %#llx: %s\n", assign ? "at" : "off",
+				(unsigned long long)gpa, strerror(errno));
+		return -1;
+	}
+	if (k->verbose)
+		fprintf(stderr, "accord: kvm: KVM_IOEVENTFD %s %#llx: %s\n", assign ? "at" : "off",
+			(unsigned long long)gpa, assign ? "writes there signal an eventfd without an exit" : "removed");
+	return 0;
+}
+
 const struct engine_ops engine_kvm = {
 	.name = "kvm",
 	.vm_init = kvm_vm_init,
@@ -1605,6 +1637,7 @@ const struct engine_ops engine_kvm = {
 	.set_guest_debug = kvm_set_guest_debug,
 	.translate = kvm_translate,
 	.guest_tsc = kvm_guest_tsc,
+	.ioeventfd = kvm_ioeventfd,
 };
 
 /* ---- --accel auto's probe ---- */

@@ -46,7 +46,7 @@ static int parse_endpoint(char *s, uint32_t *addr, uint16_t *port)
 	return parse_addr(s, addr) || parse_port(colon + 1, port) ? -1 : 0;
 }
 
-static int parse_hostfwd(const char *val, struct net_hostfwd *f)
+int net_parse_hostfwd(const char *val, struct net_hostfwd *f)
 {
 	char buf[128], *dash, *rest;
 
@@ -70,7 +70,7 @@ static int parse_hostfwd(const char *val, struct net_hostfwd *f)
 		       : 0;
 }
 
-static int parse_mac(const char *s, uint8_t mac[6])
+int net_parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned v[6];
 	char end;
@@ -84,8 +84,8 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return mac[0] & 1 ? -1 : 0;
 }
 
-static const char *USAGE = "expected user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=XX:XX:XX:XX:XX:XX] "
-			   "or tap=NAME[,mac=...]";
+static const char *USAGE = "expected user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=XX:XX:XX:XX:XX:XX]"
+			   "[,offload=on|csum|off] or tap=NAME[,mac=...][,offload=...]";
 
 int net_parse(const char *spec, struct net_config *cfg)
 {
@@ -109,17 +109,23 @@ int net_parse(const char *spec, struct net_config *cfg)
 		} else if (first) {
 			goto bad;
 		} else if (!strncmp(tok, "mac=", 4)) {
-			if (cfg->has_mac || parse_mac(tok + 4, cfg->mac)) {
+			if (cfg->has_mac || net_parse_mac(tok + 4, cfg->mac)) {
 				why = "mac=XX:XX:XX:XX:XX:XX, once, not a multicast address";
 				goto bad;
 			}
 			cfg->has_mac = true;
+		} else if (!strcmp(tok, "offload=on")) {
+			cfg->offload = NET_OFFLOAD_ON;
+		} else if (!strcmp(tok, "offload=csum")) {
+			cfg->offload = NET_OFFLOAD_CSUM_ONLY;
+		} else if (!strcmp(tok, "offload=off")) {
+			cfg->offload = NET_OFFLOAD_OFF;
 		} else if (!strncmp(tok, "hostfwd=", 8) && cfg->kind == NET_USER) {
 			if (cfg->nfwd == NET_MAX_HOSTFWD) {
 				why = "too many hostfwd= (at most 16)";
 				goto bad;
 			}
-			if (parse_hostfwd(tok + 8, &cfg->fwd[cfg->nfwd])) {
+			if (net_parse_hostfwd(tok + 8, &cfg->fwd[cfg->nfwd])) {
 				why = "hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT";
 				goto bad;
 			}
@@ -138,7 +144,24 @@ bad:
 	return -1;
 }
 
+void net_format_hostfwd(const struct net_hostfwd *f, char *out, size_t n)
+{
+	char ha[INET_ADDRSTRLEN] = "", ga[INET_ADDRSTRLEN] = "";
+
+	if (f->host_addr)
+		inet_ntop(AF_INET, &f->host_addr, ha, sizeof(ha));
+	if (f->guest_addr)
+		inet_ntop(AF_INET, &f->guest_addr, ga, sizeof(ga));
+	snprintf(out, n, "%s:%s:%u-%s:%u", f->udp ? "udp" : "tcp", ha, f->host_port, ga, f->guest_port);
+}
+
 struct net_backend *net_backend_create(const struct net_config *cfg, struct iothread *io)
 {
 	return cfg->kind == NET_TAP ? net_tap_create(cfg, io) : net_slirp_create(cfg, io);
+}
+
+void net_backend_destroy(struct net_backend *nb)
+{
+	if (nb && nb->ops->destroy)
+		nb->ops->destroy(nb);
 }

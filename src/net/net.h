@@ -10,7 +10,15 @@
  * buffers under vm->io_lock. A backend asks port->can_receive before it
  * reads from the host and stops reading while it is false; the port calls
  * ops->resume when it has room again. Lock order: vm->io_lock, then the
- * backend's lock, then the port's queue lock. */
+ * backend's lock, then the port's queue lock.
+ *
+ * Offloads (offload.h): a backend that can carry a frame with a checksum
+ * still to fill in or a TCP segment larger than the MTU as it is (tap,
+ * with the kernel's vnet header) has send_offload, and hands the port
+ * such frames through receive_offload once the port said, through
+ * set_rx_offload, which of them its guest accepts. Other backends take
+ * and give whole frames with their checksums, and a port that offers its
+ * guest offloads completes or segments the frames itself (offload.c). */
 #ifndef ACCORD_NET_H
 #define ACCORD_NET_H
 
@@ -18,14 +26,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/offload.h"
+
 struct iothread;
 
-#define NET_MAX_FRAME 65535
+/* the largest IPv6 packet (64 KiB of payload after the 40-byte header)
+ * and an Ethernet header with one VLAN tag: a TCP segment a guest's TSO
+ * makes, or a TAP interface's GRO hands over */
+#define NET_MAX_FRAME (65535 + 40 + 18)
 #define NET_MAX_HOSTFWD 16
 
 struct net_port {
 	bool (*can_receive)(void *opaque);
 	void (*receive)(void *opaque, const void *frame, size_t len);
+	/* a frame with what remains to be done to it (optional) */
+	void (*receive_offload)(void *opaque, const struct net_offload *o, const void *frame,
+				size_t len);
 	void *opaque;
 };
 
@@ -34,6 +50,14 @@ struct net_backend;
 struct net_backend_ops {
 	void (*send)(struct net_backend *nb, const void *frame, size_t len);
 	void (*resume)(struct net_backend *nb);
+	/* optional: a frame with an offload request net_offload_check passed */
+	void (*send_offload)(struct net_backend *nb, const struct net_offload *o, const void *frame,
+			     size_t len);
+	/* optional: the NET_OFFLOAD_* the port's guest takes on receive */
+	void (*set_rx_offload)(struct net_backend *nb, unsigned offloads);
+	/* free it and its host resources (listening sockets, the TAP fd);
+	 * only before its I/O thread ever ran */
+	void (*destroy)(struct net_backend *nb);
 };
 
 struct net_backend {
@@ -41,6 +65,8 @@ struct net_backend {
 	struct net_port port;
 	/* frames the host would not take, or that came too fast for the port */
 	uint64_t tx_dropped, rx_dropped;
+	/* NET_OFFLOAD_* that send_offload takes and set_rx_offload can give */
+	unsigned offloads;
 };
 
 struct net_hostfwd {
@@ -57,16 +83,28 @@ struct net_config {
 	char ifname[16];
 	bool has_mac;
 	uint8_t mac[6];
+	/* offload=: what the NIC offers its guest. on (the default):
+	 * checksums and segmentation; csum: checksums both ways, no
+	 * segmentation; off: none */
+	enum { NET_OFFLOAD_ON, NET_OFFLOAD_CSUM_ONLY, NET_OFFLOAD_OFF } offload;
 	int nfwd;
 	struct net_hostfwd fwd[NET_MAX_HOSTFWD];
 };
 
-/* "user[,hostfwd=...]...[,mac=...]" or "tap=NAME[,mac=...]"; -1 after one
- * line on stderr */
+/* "user[,hostfwd=...]...[,mac=...][,offload=...]" or
+ * "tap=NAME[,mac=...][,offload=...]"; -1 after one line on stderr */
 int net_parse(const char *spec, struct net_config *cfg);
+/* the pieces of a --net spec: "tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT"
+ * and "XX:XX:XX:XX:XX:XX" (not multicast); -1 when malformed */
+int net_parse_hostfwd(const char *spec, struct net_hostfwd *f);
+int net_parse_mac(const char *s, uint8_t mac[6]);
+/* a forward back in that syntax (at most 48 bytes with the NUL) */
+void net_format_hostfwd(const struct net_hostfwd *f, char *out, size_t n);
 /* the backend the configuration names, its fds and timers registered with
  * io; NULL after one line on stderr. The port is set before io starts. */
 struct net_backend *net_backend_create(const struct net_config *cfg, struct iothread *io);
+/* undo net_backend_create before the I/O thread started */
+void net_backend_destroy(struct net_backend *nb);
 
 struct net_backend *net_slirp_create(const struct net_config *cfg, struct iothread *io);
 struct net_backend *net_tap_create(const struct net_config *cfg, struct iothread *io);

@@ -229,7 +229,22 @@ static void slirp_resume(struct net_backend *nb)
 	iothread_wake(s->io);
 }
 
-static const struct net_backend_ops slirp_ops = { slirp_send, slirp_resume };
+static void slirp_destroy(struct net_backend *nb)
+{
+	struct slirp_backend *s = (struct slirp_backend *)nb;
+
+	/* closes the forwards' listening sockets; its timers go through
+	 * cb_timer_free. The I/O thread's source entry goes with the thread. */
+	slirp_cleanup(s->slirp);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static const struct net_backend_ops slirp_ops = {
+	.send = slirp_send,
+	.resume = slirp_resume,
+	.destroy = slirp_destroy,
+};
 
 static struct in_addr ip4(const char *s)
 {

@@ -1,4 +1,5 @@
-/* Console plumbing between the user's terminal and the guest's UART. */
+/* Console plumbing between the user's terminal and the guest's console
+ * devices (console.h). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+
 #include "vm/console.h"
+#include "vm/iothread.h"
 #include "vm/vm.h"
 
 #define TAIL_SIZE 8192
@@ -28,7 +32,7 @@
 
 static struct {
 	struct vm *vm;
-	int in_wr, out_rd, out_wr;
+	int out_rd, out_wr;
 	pthread_t out_thread, tty_thread;
 	bool out_started, tty_started;
 	pthread_mutex_t lock; /* the ring and the writer's state */
@@ -200,63 +204,213 @@ static void *tty_thread(void *arg)
 	return NULL;
 }
 
-static void *in_thread(void *arg)
+/* how long input waits for a device that said nothing about room */
+#define INPUT_RETRY_NS 50000000
+
+struct console_input {
+	struct vm *vm;
+	struct iothread *io;
+	int fd, room_fd;
+	struct iothread_timer *retry;
+	console_input_fn fn;
+	void *dev;
+	bool esc;	       /* Ctrl-a came last */
+	bool paused;	       /* fd is off the I/O thread while bytes wait */
+	bool waiting;	       /* bytes wait for room (atomic: devices read it) */
+	size_t pend_off, pend_len;
+	uint8_t pend[512];     /* input after escapes, not yet taken */
+};
+
+/* Ctrl-a x, a, h: the escapes of the terminal. false when the VM ends. */
+static bool input_escapes(struct console_input *ci, const uint8_t *buf, size_t n)
 {
-	unsigned char buf[256], out[512];
-	bool esc = false;
-	for (;;) {
-		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = buf[i];
+
+		if (ci->esc) {
+			ci->esc = false;
+			if (ch == 'x' || ch == 'X') {
+				restore_tty();
+				fprintf(stderr, "\r\naccord: terminated from the console (Ctrl-a x)\r\n");
+				vm_request_exit(ci->vm, VM_POWEROFF, 0, "terminated from the console");
+				return false;
+			}
+			if (ch == 'h' || ch == 'H' || ch == '?') {
+				fprintf(stderr, "\r\nCtrl-a x  quit\r\nCtrl-a a  send Ctrl-a\r\n");
+				continue;
+			}
+			if (ch == 'a' || ch == 1)
+				ci->pend[ci->pend_len++] = 1;
 			continue;
-		if (n <= 0)
-			break;
-		int k = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			unsigned char ch = buf[i];
-			if (esc) {
-				esc = false;
-				if (ch == 'x' || ch == 'X') {
-					restore_tty();
-					fprintf(stderr, "\r\naccord: terminated from the console (Ctrl-a x)\r\n");
-					vm_request_exit(con.vm, VM_POWEROFF, 0, "terminated from the console");
-					return NULL;
-				}
-				if (ch == 'h' || ch == 'H' || ch == '?') {
-					fprintf(stderr, "\r\nCtrl-a x  quit\r\nCtrl-a a  send Ctrl-a\r\n");
-					continue;
-				}
-				if (ch == 'a' || ch == 1)
-					out[k++] = 1;
-				continue;
-			}
-			if (ch == 1) {
-				esc = true;
-				continue;
-			}
-			out[k++] = ch;
 		}
-		if (k && write(con.in_wr, out, k) < 0)
+		if (ch == 1) {
+			ci->esc = true;
+			continue;
+		}
+		ci->pend[ci->pend_len++] = ch;
+	}
+	return true;
+}
+
+/* hand the waiting bytes to the device; true when none are left */
+static bool input_flush(struct console_input *ci)
+{
+	pthread_mutex_lock(&ci->vm->io_lock);
+	while (ci->pend_len) {
+		size_t k = ci->fn(ci->dev, ci->pend + ci->pend_off, ci->pend_len);
+
+		if (!k)
 			break;
+		ci->pend_off += k;
+		ci->pend_len -= k;
+	}
+	pthread_mutex_unlock(&ci->vm->io_lock);
+	if (ci->pend_len)
+		return false;
+	ci->pend_off = 0;
+	return true;
+}
+
+static void input_readable(void *opaque, int fd, short revents);
+
+/* The device is full: stop reading the terminal until it has room. The
+ * fd leaves the poll set, since a hang-up would be reported even with no
+ * events asked for. */
+static void input_wait(struct console_input *ci)
+{
+	if (ci->fd >= 0 && !ci->paused) {
+		iothread_fd_del(ci->io, ci->fd);
+		ci->paused = true;
+	}
+	__atomic_store_n(&ci->waiting, true, __ATOMIC_SEQ_CST);
+	iothread_timer_arm(ci->retry, iothread_now_ns() + INPUT_RETRY_NS);
+}
+
+static void input_resume(struct console_input *ci)
+{
+	if (!input_flush(ci)) {
+		input_wait(ci);
+		return;
+	}
+	__atomic_store_n(&ci->waiting, false, __ATOMIC_SEQ_CST);
+	iothread_timer_arm(ci->retry, -1);
+	if (ci->paused && !iothread_fd_add(ci->io, ci->fd, POLLIN, input_readable, ci))
+		ci->paused = false;
+}
+
+static void input_readable(void *opaque, int fd, short revents)
+{
+	struct console_input *ci = opaque;
+	uint8_t buf[256];
+	ssize_t n;
+
+	/* the fd is polled only while nothing waits, and escapes can only
+	 * shorten the input: the pending buffer holds it */
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		/* the end of input, or a terminal gone: nothing more comes */
+		iothread_fd_del(ci->io, fd);
+		ci->fd = -1;
+		return;
+	}
+	if (!input_escapes(ci, buf, n)) {
+		iothread_fd_del(ci->io, fd);
+		ci->fd = -1;
+		return;
+	}
+	if (!input_flush(ci))
+		input_wait(ci);
+}
+
+static void input_room_event(void *opaque, int fd, short revents)
+{
+	struct console_input *ci = opaque;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	input_resume(ci);
+}
+
+static void input_retry(void *opaque)
+{
+	input_resume(opaque);
+}
+
+void console_input_room(struct console_input *ci)
+{
+	uint64_t one = 1;
+
+	if (ci && __atomic_exchange_n(&ci->waiting, false, __ATOMIC_SEQ_CST) &&
+	    write(ci->room_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		perror("accord: console input");
+}
+
+struct console_input *console_input_start(struct vm *vm, struct iothread *io, int fd,
+					  console_input_fn fn, void *dev)
+{
+	struct console_input *ci = calloc(1, sizeof(*ci));
+
+	if (!ci)
+		goto fail;
+	ci->vm = vm;
+	ci->io = io;
+	ci->fd = fd;
+	ci->fn = fn;
+	ci->dev = dev;
+	ci->room_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ci->retry = iothread_timer_new(io, input_retry, ci);
+	if (ci->room_fd < 0 || !ci->retry)
+		goto fail;
+	if (iothread_fd_add(io, ci->room_fd, POLLIN, input_room_event, ci))
+		goto fail;
+	if (iothread_fd_add(io, fd, POLLIN, input_readable, ci)) {
+		iothread_fd_del(io, ci->room_fd);
+		goto fail;
+	}
+	return ci;
+fail:
+	fprintf(stderr, "accord: console input: cannot watch the terminal on the I/O thread\n");
+	if (ci) {
+		if (ci->retry)
+			iothread_timer_free(ci->retry);
+		if (ci->room_fd >= 0)
+			close(ci->room_fd);
+		free(ci);
 	}
 	return NULL;
 }
 
-int console_start(struct vm *vm, int *in_fd, int *out_fd)
+void console_input_free(struct console_input *ci)
 {
-	int inp[2], outp[2];
+	if (!ci)
+		return;
+	if (ci->fd >= 0 && !ci->paused)
+		iothread_fd_del(ci->io, ci->fd);
+	iothread_fd_del(ci->io, ci->room_fd);
+	iothread_timer_free(ci->retry);
+	close(ci->room_fd);
+	free(ci);
+}
+
+int console_start(struct vm *vm, int *out_fd)
+{
+	int outp[2];
 	con.vm = vm;
-	if (pipe(inp) < 0 || pipe(outp) < 0) {
+	if (pipe(outp) < 0) {
 		perror("accord: pipe");
 		return -1;
 	}
-	con.in_wr = inp[1];
 	con.out_rd = outp[0];
 	con.out_wr = outp[1];
 	/* slack for the moments the reader is not scheduled (best effort) */
 	fcntl(outp[1], F_SETPIPE_SZ, 1 << 20);
 	pthread_mutex_init(&con.lock, NULL);
 	pthread_cond_init(&con.cond, NULL);
-	*in_fd = inp[0];
 	*out_fd = outp[1];
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &con.saved) == 0) {
 		struct termios raw = con.saved;
@@ -269,9 +423,6 @@ int console_start(struct vm *vm, int *in_fd, int *out_fd)
 			signal(SIGHUP, on_signal);
 		}
 	}
-	pthread_t t;
-	if (pthread_create(&t, NULL, in_thread, NULL) == 0)
-		pthread_detach(t);
 	if (pthread_create(&con.out_thread, NULL, out_thread, NULL) == 0)
 		con.out_started = true;
 	if (pthread_create(&con.tty_thread, NULL, tty_thread, NULL) == 0)

@@ -47,6 +47,8 @@ struct iothread *iothread_create(void);
 int iothread_start(struct iothread *io);
 /* stop the loop and join the thread; the registrations stay */
 void iothread_stop(struct iothread *io);
+/* stop it and free it with its registrations (their owners are gone) */
+void iothread_destroy(struct iothread *io);
 
 int iothread_fd_add(struct iothread *io, int fd, short events, iothread_fd_fn fn, void *opaque);
 void iothread_fd_set_events(struct iothread *io, int fd, short events);
@@ -59,6 +61,11 @@ void iothread_timer_free(struct iothread_timer *t);
 
 #define IOTHREAD_MAX_SOURCES 16
 int iothread_source_add(struct iothread *io, const struct iothread_source_ops *ops, void *opaque);
+
+/* With the thread not started (unit tests, fuzzers): run, on the calling
+ * thread, the callbacks of whatever is ready now, round after round until
+ * nothing is. */
+void iothread_run_pending(struct iothread *io);
 
 /* make the loop run a round now (e.g. a source has new work) */
 void iothread_wake(struct iothread *io);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/if_tun.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -72,10 +73,11 @@ static const int allowed[] = {
 	SCMP_SYS(unlink), SCMP_SYS(unlinkat),
 };
 
-/* ioctl requests besides KVM's own (type 0xAE): the terminal and
- * non-blocking sockets */
+/* ioctl requests besides KVM's own (type 0xAE): the terminal,
+ * non-blocking sockets, and a TAP interface's offloads (set when the
+ * guest's driver has said which it takes, src/net/tap.c) */
 static const unsigned long ioctls[] = {
-	TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, FIONBIO, FIONREAD, FIOCLEX,
+	TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, FIONBIO, FIONREAD, FIOCLEX, TUNSETOFFLOAD,
 };
 
 static const int socket_domains[] = { AF_UNIX, AF_INET, AF_INET6 };

@@ -138,6 +138,11 @@ int vm_read_phys(struct vm *vm, uint64_t gpa, void *dst, uint64_t len)
 	return 0;
 }
 
+int vm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)
+{
+	return vm->engine->ioeventfd ? vm->engine->ioeventfd(vm, gpa, fd, assign) : -1;
+}
+
 void vm_kick_vcpu(struct vcpu *v)
 {
 	pthread_mutex_lock(&v->lock);

@@ -78,6 +78,9 @@ struct vm {
 
 	struct bus pio, mmio;
 	pthread_mutex_t io_lock; /* serialises device emulation */
+	/* the I/O thread (vm/iothread.h) that serves virtio notifies and
+	 * network backends; NULL: everything runs on the vCPU threads */
+	struct iothread *io;
 
 	/* devices that other parts address directly */
 	struct serial *serial;
@@ -131,6 +134,10 @@ uint64_t vm_tsc(const struct vm *vm);
 /* interrupt lines (GSI) and MSIs, routed through IOAPIC/PIC to LAPICs */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 void vm_send_msi(struct vm *vm, uint64_t addr, uint32_t data);
+/* Bind an eventfd to a guest write at gpa (a virtio notify address)
+ * through the engine (ioeventfd in engine.h); -1 when the engine cannot, and
+ * the write then reaches the bus as before. */
+int vm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign);
 /* wake a vCPU that may be halted or running so it notices new work */
 void vm_kick_vcpu(struct vcpu *v);
 /* INIT and STARTUP IPIs to application processors (from the LAPIC) */

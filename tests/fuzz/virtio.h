@@ -36,6 +36,7 @@
 #include "dev/dev.h"
 #include "dev/pci.h"
 #include "dev/virtio/virtio.h"
+#include "vm/iothread.h"
 #include "vm/vm.h"
 #include "fuzz.h"
 #include "testvm.h"
@@ -133,6 +134,16 @@ static void vfuzz_attach(int slot)
 		vf_wr(msix + 16 * v + 8, 0x40 + v, 4);
 		vf_wr(msix + 16 * v + 12, 0, 4);
 	}
+}
+
+/* notify queue q; a device served on an I/O thread (vf_vm.io, not
+ * started) has the notify's eventfd served here, on this thread, as the
+ * I/O thread would serve it */
+static void vf_kick(unsigned q)
+{
+	vf_wr(vf_notify + vf_notify_mult * q, 0, 2);
+	if (vf_vm.io)
+		iothread_run_pending(vf_vm.io);
 }
 
 /* taking interrupts keeps the LAPIC's state bounded from input to input */
@@ -257,7 +268,7 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 			break;
 		}
 		case 5:
-			vf_wr(vf_notify + vf_notify_mult * (vf_take(&in, 1) % VIRTIO_MAX_QUEUES), 0, 2);
+			vf_kick(vf_take(&in, 1) % VIRTIO_MAX_QUEUES);
 			break;
 		case 6:
 			fz_put16(avail + 4 + 2 * qsize, vf_take(&in, 2));

@@ -19,6 +19,10 @@ static void fuzz_init(void)
 	char path[64];
 
 	vfuzz_vm();
+	/* served on an I/O thread, as accord runs it (vf_kick serves it) */
+	vf_vm.io = iothread_create();
+	if (!vf_vm.io)
+		abort();
 	img = memfd_create("disk", 0);
 	if (img < 0 || ftruncate(img, IMG_SIZE) < 0)
 		abort();

@@ -1,7 +1,7 @@
 /* virtio-console through its receive and transmit queues, fed by a fuzzed
  * driver (virtio.h). What the guest transmits goes to /dev/null; a receive
  * buffer the driver may read, or a transmit buffer it wants written, must
- * put the device in NEEDS_RESET. There is no input fd: the receive queue's
+ * put the device in NEEDS_RESET. There is no input attached: the receive queue's
  * buffers are only posted and taken back at the reset of the next input. */
 #include <fcntl.h>
 
@@ -12,7 +12,7 @@ static void fuzz_init(void)
 	int out = open("/dev/null", O_WRONLY);
 
 	vfuzz_vm();
-	if (out < 0 || !virtio_console_create(&vf_vm, vf_bus, -1, out))
+	if (out < 0 || !virtio_console_create(&vf_vm, vf_bus, out))
 		abort();
 	vfuzz_attach(1);
 }

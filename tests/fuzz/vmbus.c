@@ -1,8 +1,11 @@
-/* VMBus and storvsc as a hostile Hyper-V guest drives them: channel
- * messages through the HvPostMessage hypercall, GPADLs, ring indices and
- * packets in guest RAM, HvSignalEvent, the SynIC message slot taken with
- * EOM. The partition is the real one (PERSONALITY_HYPERV) with one
- * storvsc disk on a 1 MiB memfd, relid 1; its image must keep its size.
+/* VMBus, storvsc and the integration services as a hostile Hyper-V guest
+ * drives them: channel messages through the HvPostMessage hypercall,
+ * GPADLs, ring indices and packets in guest RAM, HvSignalEvent, the SynIC
+ * message slot taken with EOM, IC answers. The partition is the real one
+ * (PERSONALITY_HYPERV) with one storvsc disk on a 1 MiB memfd, relid 1
+ * (its image must keep its size), and the shutdown, heartbeat, time sync
+ * and KVP channels, relids 2 to 5, without their thread: the input ticks
+ * their clock.
  *
  * Input: operations, each an opcode byte and operands (little-endian):
  *
@@ -12,6 +15,8 @@
  *                                     seeds put ring pages and buffers
  *   2 signal  conn:4                  HvSignalEvent
  *   3 eom     take every message in the slot
+ *   4 tick    one second of the integration services (heartbeat, time
+ *             samples, KVP enumerations)
  *
  * Every input starts from an UNLOAD on both connection ids, with that
  * megabyte and the SynIC pages zeroed. */
@@ -39,6 +44,7 @@
 static struct vm vm;
 static struct vcpu *v0;
 static int img;
+static struct hv_util *util;
 
 static uint8_t *gp(uint64_t gpa, size_t len)
 {
@@ -89,6 +95,9 @@ static void fuzz_init(void)
 	vb = vmbus_create(&vm);
 	if (!vb || !storvsc_create(vb, path, false))
 		abort();
+	util = hv_util_create(vb, &vm, 0);
+	if (!util)
+		abort();
 }
 
 struct in {
@@ -117,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(gp(AREA, AREA_SIZE), 0, AREA_SIZE);
 	memset(gp(SIMP_GPA, 2 * PAGE), 0, 2 * PAGE);
 	while (in.n) {
-		switch (take(&in, 1) % 4) {
+		switch (take(&in, 1) % 5) {
 		case 0: {
 			uint32_t conn = take(&in, 1) & 1 ? 4 : 1;
 			uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
@@ -143,6 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3:
 			eom();
 			break;
+		case 4:
+			hv_util_tick(util);
+			break;
 		}
 	}
 	if (fstat(img, &st) < 0 || st.st_size != IMG_SIZE)
@@ -153,7 +165,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* ---- seeds: a guest that connects, opens the disk and sends requests ---- */
 
 /* the channel's GPADL: 8 pages at AREA, outbound ring in the first 4 */
-#define RING_PFN (AREA / PAGE)
 #define RING_PAGES 8
 #define SPLIT 4
 #define OUT_SIZE ((SPLIT - 1) * PAGE)
@@ -162,8 +173,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 struct prog {
 	uint8_t b[8192];
 	size_t n;
-	uint32_t w; /* the outbound ring's write index */
+	uint32_t w;	  /* the outbound ring's write index */
+	uint32_t relid;	  /* the channel the packets go to: 0 is the disk's, 1 */
+	uint64_t ring;	  /* its GPADL's first page: 0 is AREA */
 };
+
+static uint32_t p_relid(const struct prog *p)
+{
+	return p->relid ? p->relid : 1;
+}
+
+static uint64_t p_ring(const struct prog *p)
+{
+	return p->ring ? p->ring : AREA;
+}
 
 static void pb(struct prog *p, uint64_t v, int bytes)
 {
@@ -183,16 +206,25 @@ static void p_post(struct prog *p, const uint8_t *m, unsigned len)
 
 static void p_write(struct prog *p, uint64_t gpa, const uint8_t *d, unsigned n)
 {
-	pb(p, 1, 1);
-	pb(p, gpa - AREA, 3);
-	pb(p, n, 1);
-	memcpy(p->b + p->n, d, n);
-	p->n += n;
+	while (n) {
+		unsigned k = n < 255 ? n : 255;
+
+		pb(p, 1, 1);
+		pb(p, gpa - AREA, 3);
+		pb(p, k, 1);
+		memcpy(p->b + p->n, d, k);
+		p->n += k;
+		gpa += k;
+		d += k;
+		n -= k;
+	}
 }
 
-/* connect as Windows 10 5.3 does, ask for offers, make the GPADL, open */
+/* connect as Linux does at 5.3, ask for offers, make the GPADL, open */
 static void p_open(struct prog *p)
 {
+	uint32_t gpadl = 0x1000 + p_relid(p);
+
 	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 14 };
 
 	fz_put32(m + 8, 5 << 16 | 3);
@@ -203,19 +235,19 @@ static void p_open(struct prog *p)
 	p_post(p, m, 8);
 	memset(m, 0, sizeof(m));
 	m[0] = 8;
-	fz_put32(m + 8, 1);
-	fz_put32(m + 12, 0x1000);
+	fz_put32(m + 8, p_relid(p));
+	fz_put32(m + 12, gpadl);
 	fz_put16(m + 16, 8 + 8 * RING_PAGES);
 	fz_put16(m + 18, 1);
 	fz_put32(m + 20, RING_PAGES * PAGE);
 	for (unsigned i = 0; i < RING_PAGES; i++)
-		fz_put64(m + 28 + 8 * i, RING_PFN + i);
+		fz_put64(m + 28 + 8 * i, p_ring(p) / PAGE + i);
 	p_post(p, m, 28 + 8 * RING_PAGES);
 	memset(m, 0, sizeof(m));
 	m[0] = 5;
-	fz_put32(m + 8, 1);
+	fz_put32(m + 8, p_relid(p));
 	fz_put32(m + 12, 0x77);
-	fz_put32(m + 16, 0x1000);
+	fz_put32(m + 16, gpadl);
 	fz_put32(m + 24, SPLIT);
 	p_post(p, m, 148);
 }
@@ -225,9 +257,10 @@ static void p_open(struct prog *p)
 static void p_packet(struct prog *p, uint16_t type, const uint8_t *extra, uint32_t elen, const uint8_t *d,
 		     uint32_t dlen)
 {
-	uint8_t pkt[256] = { 0 };
+	static uint8_t pkt[4096];
 	uint32_t total = (16 + elen + dlen + 7) & ~7u;
 
+	memset(pkt, 0, sizeof(pkt));
 	pkt[0] = type;
 	pkt[2] = (16 + elen) / 8;
 	fz_put16(pkt + 4, total / 8);
@@ -237,12 +270,12 @@ static void p_packet(struct prog *p, uint16_t type, const uint8_t *extra, uint32
 	memcpy(pkt + 16 + elen, d, dlen);
 	fz_put64(pkt + total, (uint64_t)p->w << 32);
 	/* the seeds' packets never wrap */
-	p_write(p, AREA + PAGE + p->w, pkt, total + 8);
+	p_write(p, p_ring(p) + PAGE + p->w, pkt, total + 8);
 	p->w = (p->w + total + 8) % OUT_SIZE;
 	fz_put32(pkt, p->w);
-	p_write(p, AREA, pkt, 4);
+	p_write(p, p_ring(p), pkt, 4);
 	pb(p, 2, 1);
-	pb(p, 0x100 + 1, 4);
+	pb(p, 0x100 + p_relid(p), 4);
 	pb(p, 3, 1);
 }
 
@@ -297,6 +330,71 @@ static void scsi_seed(const char *name, const uint8_t *cdb, unsigned cdb_len, ui
 	fuzz_seed(name, p.b, p.n);
 }
 
+/* ---- integration services: the guest's answers ---- */
+
+/* an IC answer: pipe header, icmsg header (type, status, RESPONSE), body */
+static void p_ic(struct prog *p, uint16_t type, uint32_t status, const uint8_t *body, uint32_t len)
+{
+	static uint8_t m[28 + 2580];
+
+	memset(m, 0, sizeof(m));
+	fz_put32(m + 4, 20 + len);
+	fz_put32(m + 8, 3);
+	fz_put16(m + 12, type);
+	fz_put32(m + 14, 3);
+	fz_put16(m + 18, (uint16_t)len);
+	fz_put32(m + 20, status);
+	m[25] = 1 | 4;
+	memcpy(m + 28, body, len);
+	p_packet(p, 6, m, 0, m, 28 + len);
+}
+
+/* the negotiation answer: framework 3.0 and service major.0 */
+static void p_agree(struct prog *p, uint16_t major)
+{
+	uint8_t b[16] = { 1, 0, 1, 0 };
+
+	fz_put32(b + 8, 3);
+	fz_put32(b + 12, major);
+	p_ic(p, 0, 0, b, sizeof(b));
+}
+
+static void ic_seed(const char *name, uint32_t relid, uint16_t major, uint16_t type, const uint8_t *body,
+		    uint32_t len, unsigned ticks)
+{
+	struct prog p = { .n = 0, .relid = relid, .ring = AREA + 0x10000u * relid };
+
+	p_open(&p);
+	p_agree(&p, major);
+	for (unsigned i = 0; i < ticks; i++) {
+		pb(&p, 4, 1);
+		pb(&p, 3, 1);
+	}
+	if (body)
+		p_ic(&p, type, 0, body, len);
+	fuzz_seed(name, p.b, p.n);
+}
+
+static void ic_seeds(void)
+{
+	static uint8_t kvp[2580], beat[40], sample[24];
+	static const uint8_t key[] = { 'N', 0, 'a', 0, 'm', 0, 'e', 0, 0, 0 }, value[] = { 'v', 0, 0xe0, 0, 0, 0 };
+
+	kvp[0] = 3;
+	kvp[1] = 2;
+	fz_put32(kvp + 8, 1);
+	fz_put32(kvp + 12, sizeof(key));
+	fz_put32(kvp + 16, sizeof(value));
+	memcpy(kvp + 20, key, sizeof(key));
+	memcpy(kvp + 20 + 512, value, sizeof(value));
+	beat[0] = 3;
+	sample[16] = 2;
+	ic_seed("ic-shutdown", 2, 3, 3, NULL, 0, 0);
+	ic_seed("ic-heartbeat", 3, 3, 1, beat, sizeof(beat), 1);
+	ic_seed("ic-timesync", 4, 4, 4, sample, sizeof(sample), 5);
+	ic_seed("ic-kvp", 5, 4, 2, kvp, sizeof(kvp), 0);
+}
+
 static void fuzz_seeds(void)
 {
 	static const uint8_t inquiry[6] = { 0x12, 0, 0, 0, 36 };
@@ -324,4 +422,5 @@ static void fuzz_seeds(void)
 	scsi_seed("request-sense", sense, 6, 18, true);
 	scsi_seed("mode-sense", modesense, 6, 192, true);
 	scsi_seed("inquiry-vpd", vpd, 6, 255, true);
+	ic_seeds();
 }

@@ -86,6 +86,7 @@ struct storvsc {
 	uint64_t blocks;
 	char serial[21];
 	uint64_t reads, writes, flushes, unmaps, errors;
+	uint64_t io_errors, read_bytes, write_bytes;
 	/* the request being served */
 	struct vmbus_sg sg[VMBUS_MAX_SG];
 	int nsg;
@@ -165,6 +166,8 @@ static int sense(struct storvsc *s, uint8_t key, uint8_t asc)
 	s->sense[12] = asc;
 	if (key != ILLEGAL_REQUEST)
 		s->errors++;
+	if (key == MEDIUM_ERROR)
+		s->io_errors++;
 	return -1;
 }
 
@@ -323,10 +326,13 @@ static int rw(struct storvsc *s, const uint8_t *cdb, uint64_t lba, uint32_t coun
 	/* FUA: the data is on stable storage before the completion */
 	if (write && (cdb[1] & 0x08) && disk_flush(s->disk))
 		return sense(s, MEDIUM_ERROR, ASC_WRITE_ERROR);
-	if (write)
+	if (write) {
 		s->writes++;
-	else
+		s->write_bytes += bytes;
+	} else {
 		s->reads++;
+		s->read_bytes += bytes;
+	}
 	*xfer = bytes;
 	return 0;
 }
@@ -573,6 +579,15 @@ struct storvsc *storvsc_create(struct vmbus *vb, const char *path, bool ro)
 		return NULL;
 	}
 	return s;
+}
+
+void storvsc_counters(struct storvsc *s, struct storvsc_counters *c)
+{
+	vmbus_lock(s->ch->vb);
+	*c = (struct storvsc_counters){ .reads = s->reads, .writes = s->writes, .flushes = s->flushes,
+					.unmaps = s->unmaps, .io_errors = s->io_errors,
+					.read_bytes = s->read_bytes, .write_bytes = s->write_bytes };
+	vmbus_unlock(s->ch->vb);
 }
 
 void storvsc_remove(struct storvsc *s)

@@ -120,18 +120,54 @@ int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_s
 /* storvsc.c: a SCSI disk on a raw image; NULL after one line on stderr */
 struct storvsc;
 struct storvsc *storvsc_create(struct vmbus *vb, const char *path, bool ro);
+/* completed requests and their bytes (the control API); locks the bus */
+struct storvsc_counters {
+	uint64_t reads, writes, flushes, unmaps, io_errors, read_bytes, write_bytes;
+};
+void storvsc_counters(struct storvsc *s, struct storvsc_counters *c);
 /* hot removal: the guest sees the channel rescinded; the image is closed */
 void storvsc_remove(struct storvsc *s);
 
-/* util.c: the shutdown and heartbeat integration services, and a thread
- * that sends the heartbeat once a second and, with handle_sigterm, turns
- * SIGTERM into a shutdown request. NULL after one line on stderr. */
+/* util.c: the integration services (shutdown, heartbeat, time sync, KVP).
+ * With HV_UTIL_THREAD a thread runs hv_util_tick once a second and, with
+ * HV_UTIL_SIGTERM too, turns SIGTERM into a shutdown request. NULL after
+ * one line on stderr. */
 struct hv_util;
-struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, bool handle_sigterm);
+#define HV_UTIL_THREAD 1
+#define HV_UTIL_SIGTERM 2
+struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, unsigned flags);
+/* one second's work: the heartbeat, every 5th a time sample, every 10th
+ * a KVP enumeration (when none is under way); locks the bus */
+void hv_util_tick(struct hv_util *h);
 /* ask the guest to shut down: 0, or -1 when its shutdown channel is not
  * open and negotiated */
 int hv_util_shutdown(struct hv_util *h);
+struct hv_util_state {
+	bool shutdown_ready, kvp_ready;  /* open and negotiated */
+	uint32_t kvp_version, timesync_version; /* negotiated (major | minor << 16), or 0 */
+	uint64_t heartbeats;   /* answered correctly */
+	uint64_t time_samples; /* time messages the guest acknowledged */
+	uint64_t kvp_rounds;   /* complete enumerations of the pools */
+	uint64_t kvp_sets_done, kvp_sets_failed; /* SETs the guest stored or refused */
+	unsigned kvp_sets_pending;
+};
+void hv_util_status(struct hv_util *h, struct hv_util_state *st);
 /* heartbeats the guest answered correctly */
 uint64_t hv_util_heartbeats(struct hv_util *h);
+/* the KVP pools (enum hv_kvp_exchg_pool); the host enumerates the auto,
+ * guest and external pools, at most HV_KVP_MAX_PAIRS pairs each */
+#define HV_KVP_POOL_EXTERNAL 0
+#define HV_KVP_POOL_GUEST 1
+#define HV_KVP_POOL_AUTO 2
+#define HV_KVP_POOL_COUNT 5
+#define HV_KVP_MAX_PAIRS 64
+/* each pair of pool from the last complete enumeration (UTF-8), under
+ * the bus lock */
+void hv_util_kvp_foreach(struct hv_util *h, unsigned pool, void (*fn)(void *arg, const char *key, const char *value),
+			 void *arg);
+/* queue a SET of key (not empty, at most 255 UTF-16 units) to value (at
+ * most 1023) in the external pool: 0; -1 when KVP is not connected, -2
+ * when 8 SETs already wait, -3 when key or value is not UTF-8 or too long */
+int hv_util_kvp_set(struct hv_util *h, const char *key, const char *value);
 
 #endif

@@ -1,7 +1,9 @@
 /* virtio-blk (virtio 1.x, 5.2) on a disk backend (src/disk/): IN, OUT, FLUSH,
  * GET_ID, DISCARD and WRITE_ZEROES; read-only disks advertise
- * VIRTIO_BLK_F_RO and fail every write. Requests are served on the vCPU
- * thread that notified, under vm->io_lock; an I/O thread is a later step. */
+ * VIRTIO_BLK_F_RO and fail every write. Requests are served under
+ * vm->io_lock on the VM's I/O thread (vm->io; the transport hands it the
+ * notifies), so a vCPU goes on running while its disk I/O is done; without
+ * an I/O thread, on the vCPU thread that notified. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +251,7 @@ struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const c
 	vd->device_id = VIRTIO_ID_BLOCK;
 	vd->ops = &blk_ops;
 	vd->opaque = b;
+	vd->io = vm->io;
 	vd->nqueues = 1;
 	vd->features = 1ull << BLK_F_SEG_MAX | 1ull << BLK_F_BLK_SIZE | 1ull << BLK_F_FLUSH |
 		       1ull << BLK_F_DISCARD | 1ull << BLK_F_WRITE_ZEROES;

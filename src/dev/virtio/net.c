@@ -1,16 +1,28 @@
 /* virtio-net (virtio 1.x, 5.1) on a network backend (src/net/): receive
- * queue 0, transmit queue 1, the 12-byte virtio_net_hdr, VIRTIO_NET_F_MAC,
- * VIRTIO_NET_F_STATUS (the link is always up) and VIRTIO_NET_F_MRG_RXBUF.
- * No checksum or segmentation offload is offered: every frame is whole
- * and carries its own checksums both ways.
+ * queue 0, transmit queue 1, control queue 2, the 12-byte virtio_net_hdr.
  *
- * Transmit runs on the vCPU thread that notified, under vm->io_lock.
- * Received frames wait in a host-side queue (rxq) until the guest has
- * buffers for them; the I/O thread, woken through an eventfd, moves them
- * into guest memory under vm->io_lock and raises the queue's MSI-X vector,
- * so receiving never waits for a vCPU exit. When rxq fills up the backend
- * stops reading from the host; when the guest posts buffers (its notify of
- * queue 0) and the queue drains, the backend resumes. */
+ * Features: MAC, STATUS (the link is always up), MRG_RXBUF; CSUM and
+ * HOST_TSO4/TSO6/ECN (the guest hands over frames with the checksum to
+ * fill in and TCP segments up to 64 KiB: a backend that takes them as
+ * they are, tap, gets them so; for slirp the device finishes them,
+ * net/offload.c); GUEST_CSUM (received frames whose checksums the device
+ * checked, or the host's kernel vouched for, are marked DATA_VALID); with
+ * tap, GUEST_TSO4/TSO6/ECN (the host's large segments reach the guest
+ * whole); CTRL_VQ with CTRL_RX (promiscuous and all-multicast modes) and
+ * CTRL_MAC_ADDR (the MAC address and the MAC filter table), the receive
+ * filter working as a NIC's would. Every offload request from the guest
+ * is checked against its frame (net_offload_check); a bad one drops the
+ * frame and counts it.
+ *
+ * The guest's notifies are served on the I/O thread (the transport's
+ * eventfds), so transmit and control run there too, under vm->io_lock.
+ * Received frames wait in a host-side queue (rxq) until the
+ * guest has buffers for them; the I/O thread, woken through an eventfd,
+ * moves them into guest memory under vm->io_lock and raises the queue's
+ * MSI-X vector, so receiving never waits for a vCPU exit. When rxq fills
+ * up the backend stops reading from the host; when the guest posts
+ * buffers (its notify of queue 0) and the queue drains, the backend
+ * resumes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -27,17 +39,41 @@
 
 #define VIRTIO_ID_NET 1
 
+#define NET_F_CSUM 0
+#define NET_F_GUEST_CSUM 1
 #define NET_F_MAC 5
+#define NET_F_GUEST_TSO4 7
+#define NET_F_GUEST_TSO6 8
+#define NET_F_GUEST_ECN 9
+#define NET_F_HOST_TSO4 11
+#define NET_F_HOST_TSO6 12
+#define NET_F_HOST_ECN 13
 #define NET_F_MRG_RXBUF 15
 #define NET_F_STATUS 16
+#define NET_F_CTRL_VQ 17
+#define NET_F_CTRL_RX 18
+#define NET_F_CTRL_MAC_ADDR 23
+
+/* control commands (5.1.6.5): class, command, data, then an ack byte */
+#define CTRL_RX 0
+#define CTRL_RX_PROMISC 0
+#define CTRL_RX_ALLMULTI 1
+#define CTRL_MAC 1
+#define CTRL_MAC_TABLE_SET 0
+#define CTRL_MAC_ADDR_SET 1
+#define CTRL_OK 0
+#define CTRL_ERR 1
+/* filter entries kept per table; a longer table accepts its whole class
+ * (unicast or multicast), as a NIC with a full filter goes promiscuous */
+#define MAC_TABLE_MAX 64
 
 #define NET_S_LINK_UP 1
 #define NET_HDR_LEN 12 /* struct virtio_net_hdr with num_buffers */
-#define NET_HDR_GSO_NONE 0
 #define ETH_HLEN 14
 
 #define RXQ 0
 #define TXQ 1
+#define CTRLQ 2
 
 /* frames held for the guest: past RXQ_SOFT the backend stops reading;
  * RXQ_HARD bounds what a backend that cannot wait (slirp answering a
@@ -47,6 +83,7 @@
 
 struct rx_frame {
 	struct rx_frame *next;
+	struct net_offload o; /* from a backend with offloads */
 	size_t len;
 	uint8_t data[];
 };
@@ -56,16 +93,25 @@ struct virtio_net {
 	struct net_backend *nb;
 	struct iothread *io;
 	int kick_fd;
+	uint8_t mac[6]; /* the address after a reset */
 
 	pthread_mutex_t rxq_lock; /* after vm->io_lock and the backend's lock */
 	struct rx_frame *rxq_head, *rxq_tail;
 	unsigned rxq_len;
 
-	uint64_t rx_frames, rx_bytes, rx_dropped;
-	uint64_t tx_frames, tx_bytes, tx_dropped;
+	/* the receive filter, under vm->io_lock */
+	bool promisc, allmulti, uni_overflow, multi_overflow;
+	unsigned n_uni, n_multi;
+	uint8_t uni[MAC_TABLE_MAX][6], multi[MAC_TABLE_MAX][6];
+	unsigned rx_offload_set; /* what the backend was told */
+
+	uint64_t rx_frames, rx_bytes, rx_dropped, rx_filtered;
+	uint64_t tx_frames, tx_bytes, tx_dropped, tx_bad_hdr, tx_segments;
+	uint64_t ctrl_ok, ctrl_err;
 	struct virtq_req req;
 	struct virtq_used used[VIRTQ_MAX_SIZE];
 	uint8_t tx_buf[NET_MAX_FRAME];
+	uint8_t seg_buf[NET_MAX_FRAME];
 };
 
 static bool net_running(const struct virtio_dev *vd)
@@ -84,7 +130,98 @@ static uint8_t *wbyte(const struct virtq_req *r, uint64_t off)
 	return NULL;
 }
 
-enum { RX_WAIT, RX_DONE, RX_TOO_BIG, RX_BROKEN };
+static unsigned le16(const uint8_t *p)
+{
+	return p[0] | p[1] << 8;
+}
+
+static void hdr_put(uint8_t *h, const struct net_offload *o)
+{
+	const uint16_t v[4] = { o->hdr_len, o->gso_size, o->csum_start, o->csum_offset };
+
+	h[0] = o->flags;
+	h[1] = o->gso_type;
+	for (int i = 0; i < 4; i++) {
+		h[2 + 2 * i] = v[i];
+		h[3 + 2 * i] = v[i] >> 8;
+	}
+	h[10] = h[11] = 0; /* num_buffers, filled in at the end */
+}
+
+static unsigned offloads_of(const struct virtio_dev *vd, int csum, int tso4, int tso6, int ecn)
+{
+	return (virtio_has(vd, csum) ? NET_OFFLOAD_CSUM : 0) |
+	       (virtio_has(vd, tso4) ? NET_OFFLOAD_TSO4 : 0) |
+	       (virtio_has(vd, tso6) ? NET_OFFLOAD_TSO6 : 0) | (virtio_has(vd, ecn) ? NET_OFFLOAD_ECN : 0);
+}
+
+/* what the driver may ask of the device, and what it takes from it */
+static unsigned tx_offloads(const struct virtio_dev *vd)
+{
+	return offloads_of(vd, NET_F_CSUM, NET_F_HOST_TSO4, NET_F_HOST_TSO6, NET_F_HOST_ECN);
+}
+
+static unsigned rx_offloads(const struct virtio_dev *vd)
+{
+	return offloads_of(vd, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_GUEST_ECN);
+}
+
+/* The receive filter (CTRL_RX, CTRL_MAC): what a NIC in this mode with
+ * this address and these tables would take off the wire. */
+static bool rx_accept(const struct virtio_net *n, const uint8_t *dst)
+{
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	bool multi = dst[0] & 1;
+
+	if (n->promisc)
+		return true;
+	if (multi) {
+		if (!memcmp(dst, bcast, 6) || n->allmulti || n->multi_overflow)
+			return true;
+		for (unsigned i = 0; i < n->n_multi; i++)
+			if (!memcmp(dst, n->multi[i], 6))
+				return true;
+		return false;
+	}
+	if (!memcmp(dst, n->vd.config, 6) || n->uni_overflow)
+		return true;
+	for (unsigned i = 0; i < n->n_uni; i++)
+		if (!memcmp(dst, n->uni[i], 6))
+			return true;
+	return false;
+}
+
+/* Settle a frame's header with what the driver negotiated: false when the
+ * frame cannot be given to this driver. A frame the backend left
+ * unfinished (tap, negotiated before a reset) is finished here if it can
+ * be; one it vouched for, or whose checksums check out, is DATA_VALID. */
+static bool rx_settle(struct virtio_net *n, struct rx_frame *f)
+{
+	unsigned ok = rx_offloads(&n->vd);
+	struct net_offload *o = &f->o;
+
+	if (o->gso_type != NET_GSO_NONE || (o->flags & NET_OFF_NEEDS_CSUM)) {
+		if (net_offload_check(o, f->data, f->len, ok)) {
+			struct net_offload plain = *o;
+
+			plain.gso_type = NET_GSO_NONE;
+			if (o->gso_type != NET_GSO_NONE ||
+			    net_offload_check(&plain, f->data, f->len, NET_OFFLOAD_CSUM))
+				return false;
+			net_csum_complete(f->data, f->len, o->csum_start, o->csum_offset);
+			*o = (struct net_offload){ 0 };
+		}
+		return true;
+	}
+	o->flags &= NET_OFF_DATA_VALID;
+	if (!(ok & NET_OFFLOAD_CSUM))
+		*o = (struct net_offload){ 0 };
+	else if (!o->flags && net_csum_valid(f->data, f->len))
+		o->flags = NET_OFF_DATA_VALID;
+	return true;
+}
+
+enum { RX_WAIT, RX_DONE, RX_TOO_BIG, RX_FILTERED, RX_BROKEN };
 
 /* Put one frame into the guest's receive buffers: one chain, or with
  * MRG_RXBUF as many as it takes. Nothing is published until the frame is
@@ -98,10 +235,10 @@ static int rx_put(struct virtio_net *n, const struct rx_frame *f, bool *irq)
 	bool mrg = virtio_has(vd, NET_F_MRG_RXBUF);
 	uint16_t start = q->last_avail;
 	uint64_t total = NET_HDR_LEN + f->len, done = 0;
-	uint8_t hdr[NET_HDR_LEN] = { 0 }, *nbuf_at[2] = { NULL, NULL };
+	uint8_t hdr[NET_HDR_LEN], *nbuf_at[2] = { NULL, NULL };
 	unsigned nbuf = 0;
 
-	hdr[1] = NET_HDR_GSO_NONE;
+	hdr_put(hdr, &f->o);
 	while (done < total) {
 		/* the whole ring cannot hold it: it never will */
 		if (nbuf == q->size) {
@@ -159,8 +296,14 @@ static void rx_flush(struct virtio_net *n)
 	before = n->rxq_len;
 	while (n->rxq_head) {
 		struct rx_frame *f = n->rxq_head;
-		int rc = rx_put(n, f, &irq);
+		int rc;
 
+		if (f->len < ETH_HLEN || !rx_accept(n, f->data))
+			rc = RX_FILTERED;
+		else if (!rx_settle(n, f))
+			rc = RX_TOO_BIG;
+		else
+			rc = rx_put(n, f, &irq);
 		if (rc == RX_WAIT)
 			break;
 		if (rc == RX_BROKEN) {
@@ -170,6 +313,8 @@ static void rx_flush(struct virtio_net *n)
 		if (rc == RX_DONE) {
 			n->rx_frames++;
 			n->rx_bytes += f->len;
+		} else if (rc == RX_FILTERED) {
+			n->rx_filtered++;
 		} else {
 			n->rx_dropped++;
 		}
@@ -220,9 +365,9 @@ static bool port_can_receive(void *opaque)
 	return ok;
 }
 
-static void port_receive(void *opaque, const void *frame, size_t len)
+static void port_queue(struct virtio_net *n, const struct net_offload *o, const void *frame,
+		       size_t len)
 {
-	struct virtio_net *n = opaque;
 	struct rx_frame *f = NULL;
 	bool first = false;
 	uint64_t one = 1;
@@ -237,6 +382,7 @@ static void port_receive(void *opaque, const void *frame, size_t len)
 		return;
 	}
 	f->next = NULL;
+	f->o = *o;
 	f->len = len;
 	memcpy(f->data, frame, len);
 	if (n->rxq_tail)
@@ -249,6 +395,19 @@ static void port_receive(void *opaque, const void *frame, size_t len)
 	/* later frames ride along with the flush the first one asked for */
 	if (first && write(n->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		perror("accord: virtio-net");
+}
+
+static void port_receive(void *opaque, const void *frame, size_t len)
+{
+	static const struct net_offload none;
+
+	port_queue(opaque, &none, frame, len);
+}
+
+static void port_receive_offload(void *opaque, const struct net_offload *o, const void *frame,
+				 size_t len)
+{
+	port_queue(opaque, o, frame, len);
 }
 
 /* the I/O thread: frames arrived */
@@ -264,6 +423,36 @@ static void net_kicked(void *opaque, int fd, short revents)
 	pthread_mutex_unlock(&n->vd.vm->io_lock);
 }
 
+static void tx_segment(void *opaque, const uint8_t *frame, size_t len)
+{
+	struct virtio_net *n = opaque;
+
+	n->nb->ops->send(n->nb, frame, len);
+	n->tx_segments++;
+}
+
+/* a frame from tx_buf whose offload request passed the checks */
+static void tx_send(struct virtio_net *n, struct net_offload *o, size_t len)
+{
+	const struct net_backend *nb = n->nb;
+	bool gso = o->gso_type != NET_GSO_NONE;
+	unsigned need = gso ? NET_OFFLOAD_CSUM | (o->gso_type & NET_GSO_ECN ? NET_OFFLOAD_ECN : 0) |
+				      ((o->gso_type & ~NET_GSO_ECN) == NET_GSO_TCPV4 ? NET_OFFLOAD_TSO4 :
+										    NET_OFFLOAD_TSO6) :
+			     NET_OFFLOAD_CSUM;
+
+	if (!gso && !(o->flags & NET_OFF_NEEDS_CSUM))
+		nb->ops->send(n->nb, n->tx_buf, len);
+	else if (nb->ops->send_offload && (nb->offloads & need) == need)
+		nb->ops->send_offload(n->nb, o, n->tx_buf, len);
+	else if (gso)
+		net_tso_segment(n->tx_buf, len, o->gso_size, n->seg_buf, sizeof(n->seg_buf), tx_segment, n);
+	else {
+		net_csum_complete(n->tx_buf, len, o->csum_start, o->csum_offset);
+		nb->ops->send(n->nb, n->tx_buf, len);
+	}
+}
+
 static void tx_drain(struct virtio_net *n)
 {
 	struct virtio_dev *vd = &n->vd;
@@ -276,7 +465,7 @@ static void tx_drain(struct virtio_net *n)
 		uint8_t hdr[NET_HDR_LEN];
 
 		/* a transmit chain is readable only: a header, then one frame
-		 * of at most 64 KiB (no segmentation offload was offered) */
+		 * of at most one IP packet's 64 KiB */
 		if (r->nw || r->rlen < NET_HDR_LEN || r->rlen - NET_HDR_LEN > NET_MAX_FRAME) {
 			rc = -1;
 			break;
@@ -284,10 +473,14 @@ static void tx_drain(struct virtio_net *n)
 		uint64_t len = r->rlen - NET_HDR_LEN;
 		vq_read(r, 0, hdr, NET_HDR_LEN);
 		vq_read(r, NET_HDR_LEN, n->tx_buf, len);
-		if (len < ETH_HLEN || hdr[1] != NET_HDR_GSO_NONE) {
+		struct net_offload o = { hdr[0], hdr[1], le16(hdr + 2), le16(hdr + 4), le16(hdr + 6),
+					 le16(hdr + 8) };
+		if (len < ETH_HLEN) {
 			n->tx_dropped++;
+		} else if (net_offload_check(&o, n->tx_buf, len, tx_offloads(vd))) {
+			n->tx_bad_hdr++;
 		} else {
-			n->nb->ops->send(n->nb, n->tx_buf, len);
+			tx_send(n, &o, len);
 			n->tx_frames++;
 			n->tx_bytes += len;
 		}
@@ -300,25 +493,155 @@ static void tx_drain(struct virtio_net *n)
 		virtio_needs_reset(vd);
 }
 
+static uint32_t le32_at(const struct virtq_req *r, uint64_t off)
+{
+	uint8_t b[4];
+
+	vq_read(r, off, b, 4);
+	return b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* VIRTIO_NET_CTRL_MAC_TABLE_SET: a unicast table, then a multicast one,
+ * each a le32 count and that many addresses, filling the data exactly */
+static uint8_t ctrl_mac_table(struct virtio_net *n, const struct virtq_req *r, uint64_t dlen)
+{
+	uint64_t nu, nm;
+
+	if (dlen < 8)
+		return CTRL_ERR;
+	nu = le32_at(r, 2);
+	if (nu > (dlen - 8) / 6)
+		return CTRL_ERR;
+	nm = le32_at(r, 2 + 4 + 6 * nu);
+	if (8 + 6 * (nu + nm) != dlen)
+		return CTRL_ERR;
+	n->uni_overflow = nu > MAC_TABLE_MAX;
+	n->multi_overflow = nm > MAC_TABLE_MAX;
+	n->n_uni = n->uni_overflow ? 0 : nu;
+	n->n_multi = n->multi_overflow ? 0 : nm;
+	for (unsigned i = 0; i < n->n_uni; i++)
+		vq_read(r, 2 + 4 + 6 * i, n->uni[i], 6);
+	for (unsigned i = 0; i < n->n_multi; i++)
+		vq_read(r, 2 + 8 + 6 * (nu + i), n->multi[i], 6);
+	return CTRL_OK;
+}
+
+static uint8_t ctrl_command(struct virtio_net *n, const struct virtq_req *r)
+{
+	struct virtio_dev *vd = &n->vd;
+	uint8_t cc[2], v[6];
+	uint64_t dlen;
+
+	if (r->rlen < 2)
+		return CTRL_ERR;
+	vq_read(r, 0, cc, 2);
+	dlen = r->rlen - 2;
+	if (cc[0] == CTRL_RX && virtio_has(vd, NET_F_CTRL_RX)) {
+		if (dlen != 1 || (cc[1] != CTRL_RX_PROMISC && cc[1] != CTRL_RX_ALLMULTI))
+			return CTRL_ERR;
+		vq_read(r, 2, v, 1);
+		if (v[0] > 1)
+			return CTRL_ERR;
+		if (cc[1] == CTRL_RX_PROMISC)
+			n->promisc = v[0];
+		else
+			n->allmulti = v[0];
+		return CTRL_OK;
+	}
+	if (cc[0] == CTRL_MAC && cc[1] == CTRL_MAC_TABLE_SET && virtio_has(vd, NET_F_CTRL_RX))
+		return ctrl_mac_table(n, r, dlen);
+	if (cc[0] == CTRL_MAC && cc[1] == CTRL_MAC_ADDR_SET && virtio_has(vd, NET_F_CTRL_MAC_ADDR)) {
+		/* a station address is unicast */
+		if (dlen != 6 || (vq_read(r, 2, v, 6), v[0] & 1))
+			return CTRL_ERR;
+		memcpy(vd->config, v, 6);
+		vd->config_generation++;
+		return CTRL_OK;
+	}
+	return CTRL_ERR;
+}
+
+static void ctrl_drain(struct virtio_net *n)
+{
+	struct virtio_dev *vd = &n->vd;
+	struct virtq *q = &vd->vq[CTRLQ];
+	struct virtq_req *r = &n->req;
+	bool irq = false;
+	int rc;
+
+	while ((rc = vq_pop(vd->vm, q, r)) > 0) {
+		uint8_t ack;
+
+		/* the driver must leave room for the ack */
+		if (!r->wlen) {
+			rc = -1;
+			break;
+		}
+		ack = ctrl_command(n, r);
+		if (ack == CTRL_OK)
+			n->ctrl_ok++;
+		else
+			n->ctrl_err++;
+		vq_write(r, 0, &ack, 1);
+		if (vq_push(q, r->head, 1))
+			irq = true;
+	}
+	if (irq)
+		virtio_notify_queue(vd, CTRLQ);
+	if (rc < 0)
+		virtio_needs_reset(vd);
+}
+
+/* tell the backend what the driver takes, once it has said so */
+static void rx_offload_sync(struct virtio_net *n, unsigned want)
+{
+	if (want == n->rx_offload_set || !n->nb->ops->set_rx_offload)
+		return;
+	n->nb->ops->set_rx_offload(n->nb, want & n->nb->offloads);
+	n->rx_offload_set = want;
+}
+
 static void net_notify(struct virtio_dev *vd, int q)
 {
 	struct virtio_net *n = vd->opaque;
 
+	if (!net_running(vd))
+		return;
+	rx_offload_sync(n, rx_offloads(vd));
 	if (q == TXQ)
 		tx_drain(n);
+	else if (q == CTRLQ)
+		ctrl_drain(n);
 	/* new receive buffers, or frames a transmitted one called forth */
 	rx_flush(n);
 }
 
+static void filter_reset(struct virtio_net *n)
+{
+	n->promisc = true;
+	n->allmulti = n->uni_overflow = n->multi_overflow = false;
+	n->n_uni = n->n_multi = 0;
+	memcpy(n->vd.config, n->mac, 6);
+}
+
 static void net_reset(struct virtio_dev *vd)
 {
-	rxq_drop_all(vd->opaque);
+	struct virtio_net *n = vd->opaque;
+
+	rxq_drop_all(n);
+	filter_reset(n);
+	rx_offload_sync(n, 0);
 }
 
 static const struct virtio_dev_ops net_ops = { .notify = net_notify, .reset = net_reset };
 
+void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6])
+{
+	memcpy(mac, n->vd.config, 6);
+}
+
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
-				     struct net_backend *nb, const uint8_t *mac)
+				     struct net_backend *nb, const struct net_config *cfg)
 {
 	static const uint8_t default_mac[6] = { 0x52, 0x41, 0x43, 0x00, 0x00, 0x00 };
 	static unsigned ndev;
@@ -342,15 +665,25 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	vd->device_id = VIRTIO_ID_NET;
 	vd->ops = &net_ops;
 	vd->opaque = n;
-	vd->nqueues = 2;
-	vd->features = 1ull << NET_F_MAC | 1ull << NET_F_STATUS | 1ull << NET_F_MRG_RXBUF;
+	vd->io = io;
+	vd->nqueues = 3;
+	vd->features = 1ull << NET_F_MAC | 1ull << NET_F_STATUS | 1ull << NET_F_MRG_RXBUF |
+		       1ull << NET_F_CTRL_VQ | 1ull << NET_F_CTRL_RX | 1ull << NET_F_CTRL_MAC_ADDR;
+	if (cfg->offload != NET_OFFLOAD_OFF)
+		vd->features |= 1ull << NET_F_CSUM | 1ull << NET_F_GUEST_CSUM;
+	if (cfg->offload == NET_OFFLOAD_ON)
+		vd->features |= 1ull << NET_F_HOST_TSO4 | 1ull << NET_F_HOST_TSO6 | 1ull << NET_F_HOST_ECN;
+	/* large segments for the guest only from a backend that makes them */
+	if (cfg->offload == NET_OFFLOAD_ON && nb->ops->set_rx_offload && (nb->offloads & NET_OFFLOAD_TSO4))
+		vd->features |= 1ull << NET_F_GUEST_TSO4 | 1ull << NET_F_GUEST_TSO6 | 1ull << NET_F_GUEST_ECN;
 	ndev++;
-	if (mac) {
-		memcpy(vd->config, mac, 6);
+	if (cfg->has_mac) {
+		memcpy(n->mac, cfg->mac, 6);
 	} else {
-		memcpy(vd->config, default_mac, 6);
-		vd->config[5] = ndev;
+		memcpy(n->mac, default_mac, 6);
+		n->mac[5] = ndev;
 	}
+	filter_reset(n);
 	vd->config[6] = NET_S_LINK_UP; /* status */
 	vd->config[8] = 1;             /* max_virtqueue_pairs */
 	vd->config_len = 10;
@@ -364,7 +697,7 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 		iothread_fd_del(io, n->kick_fd);
 		goto fail;
 	}
-	nb->port = (struct net_port){ port_can_receive, port_receive, n };
+	nb->port = (struct net_port){ port_can_receive, port_receive, port_receive_offload, n };
 	return n;
 fail:
 	close(n->kick_fd);

@@ -4,10 +4,14 @@
  * memory BAR. Interrupts are MSI-X only: the function has no INTx pin.
  * A driver that breaks the rules gets NEEDS_RESET and a configuration
  * interrupt; the device then ignores its queues until it is reset. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "dev/virtio/virtio.h"
+#include "vm/iothread.h"
 #include "vm/vm.h"
 #include "vm/snapshot.h"
 
@@ -110,6 +114,55 @@ void virtio_needs_reset(struct virtio_dev *vd)
 	}
 }
 
+/* the driver may have queue q served: enabled, DRIVER_OK, no NEEDS_RESET */
+static bool queue_live(const struct virtio_dev *vd, unsigned q)
+{
+	return q < (unsigned)vd->nqueues && vd->vq[q].enabled &&
+	       (vd->status & (VIRTIO_S_DRIVER_OK | VIRTIO_S_NEEDS_RESET)) == VIRTIO_S_DRIVER_OK;
+}
+
+/* Keep each queue's eventfd bound where its notify address is now: while
+ * the queue is enabled and the BAR decodes, at BAR 0 + NOTIFY_OFF +
+ * NOTIFY_MULT * q (one address per queue, so no data match is needed);
+ * nowhere otherwise. Called after whatever can change that: a queue
+ * enabled, a reset, a configuration write (BAR 0, the command register).
+ * Where the engine cannot bind, the write comes to notify_write instead. */
+static void kicks_bind(struct virtio_dev *vd)
+{
+	uint32_t bar = pci_bar_addr(&vd->pci, 0);
+
+	if (!vd->io)
+		return;
+	for (int q = 0; q < vd->nqueues; q++) {
+		struct virtio_kick *k = &vd->kick[q];
+		uint64_t want = bar && vd->vq[q].enabled ? bar + NOTIFY_OFF + NOTIFY_MULT * (uint64_t)q : 0;
+
+		if (k->gpa == want)
+			continue;
+		if (k->gpa)
+			vm_ioeventfd(vd->vm, k->gpa, k->fd, false);
+		k->gpa = want && vm_ioeventfd(vd->vm, want, k->fd, true) == 0 ? want : 0;
+	}
+}
+
+/* the I/O thread: a queue's eventfd fired (from the engine or from
+ * notify_write); n notifies since the last time */
+static void kick_ready(void *opaque, int fd, short revents)
+{
+	struct virtio_kick *k = opaque;
+	struct virtio_dev *vd = k->vd;
+	uint64_t n;
+
+	(void)revents;
+	if (read(fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	pthread_mutex_lock(&vd->vm->io_lock);
+	vd->notifies += n;
+	if (queue_live(vd, k->q))
+		vd->ops->notify(vd, k->q);
+	pthread_mutex_unlock(&vd->vm->io_lock);
+}
+
 static void device_reset(struct virtio_dev *vd)
 {
 	vd->status = 0;
@@ -121,6 +174,7 @@ static void device_reset(struct virtio_dev *vd)
 	memset(vd->msix_pba, 0, sizeof(vd->msix_pba)); /* nothing is pending any more */
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&vd->vq[i]);
+	kicks_bind(vd);
 	if (vd->ops->reset)
 		vd->ops->reset(vd);
 }
@@ -217,6 +271,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint64_t val, int 
 		q->indirect = virtio_has(vd, VIRTIO_F_INDIRECT_DESC);
 		if (vq_enable(vd->vm, q))
 			virtio_needs_reset(vd);
+		kicks_bind(vd);
 		return;
 	}
 	if (off >= 0x20 && off < 0x28)
@@ -230,13 +285,20 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint64_t val, int 
 static void notify_write(struct virtio_dev *vd, unsigned off)
 {
 	unsigned q = off / NOTIFY_MULT;
+	uint64_t one = 1;
 
-	vd->notifies++;
-	if (q >= (unsigned)vd->nqueues || !vd->vq[q].enabled)
+	if (!queue_live(vd, q)) {
+		vd->notifies++;
 		return;
-	if ((vd->status & (VIRTIO_S_DRIVER_OK | VIRTIO_S_NEEDS_RESET)) != VIRTIO_S_DRIVER_OK)
+	}
+	if (!vd->io) {
+		vd->notifies++;
+		vd->ops->notify(vd, q);
 		return;
-	vd->ops->notify(vd, q);
+	}
+	/* the I/O thread counts it; a full counter already says "notified" */
+	if (write(vd->kick[q].fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		perror("accord: virtio notify");
 }
 
 static uint64_t bar_read(void *opaque, uint64_t off, int size)
@@ -324,6 +386,7 @@ static void cfg_written(struct pci_dev *d, unsigned off, unsigned len)
 
 	if (off < vd->msix_cap + 4 && off + len > vd->msix_cap + 2)
 		msix_flush(vd);
+	kicks_bind(vd);
 	if (cfg_window(vd, off, len, &at, &size))
 		bar_write(vd, at, pci_get_le(d->cfg + vd->cfgwin_cap + 16, size), size);
 }
@@ -426,6 +489,19 @@ static int virtio_load(void *o, struct snap_rd *r, char *err, size_t n)
 		q->last_avail = qs->last_avail;
 		q->used_idx = qs->used_idx;
 	}
+	/* the PCI configuration (BAR 0) is loaded before the devices on the
+	 * bus: bind the notify addresses again, and let the I/O thread look
+	 * at every live queue once, for requests the guest queued whose
+	 * notify the snapshot caught in flight */
+	kicks_bind(vd);
+	for (int q = 0; vd->io && q < vd->nqueues; q++) {
+		uint64_t one = 1;
+
+		if (queue_live(vd, (unsigned)q) && write(vd->kick[q].fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+			snprintf(err, n, "cannot notify queue %d: %s", q, strerror(errno));
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -439,6 +515,16 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	vd->vm = vm;
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&vd->vq[i]);
+	for (int q = 0; vd->io && q < vd->nqueues; q++) {
+		struct virtio_kick *k = &vd->kick[q];
+
+		*k = (struct virtio_kick){ .vd = vd, .q = q };
+		k->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (k->fd < 0 || iothread_fd_add(vd->io, k->fd, POLLIN, kick_ready, k)) {
+			fprintf(stderr, "accord: virtio: cannot set up a notify eventfd: %s\n", strerror(errno));
+			return -1;
+		}
+	}
 	vd->config_vector = VIRTIO_NO_VECTOR;
 	/* revision 1: a modern-only device */
 	pci_set_ids(d, 0x1af4, 0x1040 + vd->device_id, class_code << 8 | 1);

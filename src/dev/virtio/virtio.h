@@ -3,8 +3,13 @@
  * device gives the
  * transport its id, features, queue count, configuration bytes and a
  * notify handler; the transport does the rest. Everything runs under
- * vm->io_lock: requests are served on the vCPU thread that notified, and
- * host-side events (received frames) on the I/O thread (vm/iothread.h). */
+ * vm->io_lock. A device that sets io before virtio_pci_init has its
+ * notifies served on that I/O thread (vm/iothread.h): each queue gets an
+ * eventfd, bound to its notify address through the engine (KVM_IOEVENTFD,
+ * so the write never leaves the guest) or signalled by the transport when
+ * the write does reach it; without io, the vCPU thread that notified
+ * serves the queue. Host-side events (received frames) run on the I/O
+ * thread too. */
 #ifndef ACCORD_DEV_VIRTIO_H
 #define ACCORD_DEV_VIRTIO_H
 
@@ -87,6 +92,15 @@ uint64_t vq_read(const struct virtq_req *r, uint64_t off, void *dst, uint64_t le
 uint64_t vq_write(const struct virtq_req *r, uint64_t off, const void *src, uint64_t len);
 
 struct virtio_dev;
+struct iothread;
+
+/* a queue's notify eventfd (virtio_dev.io set) */
+struct virtio_kick {
+	struct virtio_dev *vd;
+	int q;
+	int fd;
+	uint64_t gpa; /* where the engine signals fd itself; 0: nowhere */
+};
 
 struct virtio_dev_ops {
 	/* the driver notified queue q */
@@ -118,6 +132,9 @@ struct virtio_dev {
 	unsigned cfgwin_cap; /* VIRTIO_PCI_CAP_PCI_CFG */
 	uint8_t msix_table[16 * (VIRTIO_MAX_QUEUES + 1)];
 	uint8_t msix_pba[8];
+	/* notifies served on this I/O thread (NULL: on the vCPU's) */
+	struct iothread *io;
+	struct virtio_kick kick[VIRTIO_MAX_QUEUES];
 	/* counters */
 	uint64_t notifies, interrupts, errors;
 };
@@ -142,11 +159,13 @@ struct virtio_rng;
 struct virtio_rng *virtio_rng_create(struct vm *vm, struct pci_bus *bus);
 
 /* console.c: --console virtio, port 0 (hvc0 in Linux) on the terminal.
- * Bytes read from in_fd go to the guest; what the guest transmits is
- * written to out_fd. in_fd may be -1 (no input). */
+ * What the guest transmits is written to out_fd; with an input attached,
+ * fd is read on io's thread (vm/console.h) and goes to the guest. */
 struct virtio_console;
-struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int in_fd,
-					     int out_fd);
+struct iothread;
+struct virtio_console *virtio_console_create(struct vm *vm, struct pci_bus *bus, int out_fd);
+int virtio_console_attach_input(struct virtio_console *c, struct iothread *io, int fd);
+/* after the I/O thread has stopped */
 void virtio_console_destroy(struct virtio_console *c);
 /* completed requests and their bytes (the control API), under vm->io_lock */
 struct virtio_blk_counters {
@@ -154,13 +173,17 @@ struct virtio_blk_counters {
 };
 void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c);
 
-/* net.c: a virtio-net device on a network backend (src/net/). Frames
- * from the backend are delivered on io's thread. mac NULL: accord's
- * default, 52:41:43:00:00:NN with NN counting the devices from 1. */
+/* net.c: a virtio-net device on a network backend (src/net/), as cfg
+ * (a --net option) says. Frames from the backend are delivered on io's
+ * thread. Without mac=: accord's default, 52:41:43:00:00:NN with NN
+ * counting the devices from 1. */
 struct virtio_net;
 struct iothread;
 struct net_backend;
+struct net_config;
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
-				     struct net_backend *nb, const uint8_t *mac);
+				     struct net_backend *nb, const struct net_config *cfg);
+/* the MAC address the device shows the guest */
+void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6]);
 
 #endif

@@ -1,0 +1,33 @@
+/* jit.c: host code for runs of decoded instructions. */
+#ifndef ACCORD_JIT_H
+#define ACCORD_JIT_H
+
+#include "cpu/cpu.h"
+
+/* Runs the translated instructions and returns the index of the block's
+ * instruction to go on with (its handler runs it: a side exit before a
+ * memory access the code cannot make, which the handler then makes or
+ * faults on), or JIT_LEFT when a branch left the block. RIP and icount
+ * are where the handlers expect them. A block that branches to its own
+ * start loops inside the code while icount < end and nothing is pending. */
+typedef unsigned (*jit_fn)(struct cpu *c, uint64_t end);
+#define JIT_LEFT 255u
+
+struct jit;
+struct jit *jit_create(void);
+void jit_destroy(struct jit *j);
+/* forget all code (the block arena was flushed) */
+void jit_reset(struct jit *j);
+/* room for one more block's code? */
+bool jit_room(const struct jit *j);
+/* shorter runs are left to the handlers: entering and leaving the code
+ * costs about as much as they do */
+#define JIT_MIN_RUN 3
+/* how many of the n decoded instructions at rip0 a run would cover */
+int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0);
+/* Translate the run at the start of the n decoded instructions at rip0
+ * (64-bit mode, JIT_MIN_RUN instructions or more); returns how many it
+ * covers (0: no code) and the code in *fn. */
+int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn);
+
+#endif

@@ -37,7 +37,7 @@ static struct vm *machine(uint64_t ram, int cpus, bool rng)
 
 	machines[nmachines++] = vm;
 	int null_fd = open("/dev/null", O_WRONLY);
-	struct platform_opts po = { .console_in_fd = -1, .console_out_fd = null_fd };
+	struct platform_opts po = { .console_out_fd = null_fd };
 
 	if (!vm || vm_create(vm, ram, cpus, &engine_emu, PERSONALITY_KVM) < 0 || platform_init(vm, &po) < 0)
 		return NULL;

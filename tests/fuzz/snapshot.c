@@ -31,7 +31,7 @@ static void fuzz_init(void)
 	static char img[] = "/tmp/accord-fuzz-snapshot-XXXXXX";
 	int fd = mkstemp(img);
 	int null_fd = open("/dev/null", O_WRONLY);
-	struct platform_opts po = { .console_in_fd = -1, .console_out_fd = null_fd };
+	struct platform_opts po = { .console_out_fd = null_fd };
 	struct pci_bus *bus;
 
 	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)

@@ -13,6 +13,7 @@
 #include "vm/console.h"
 #include "vm/gdbstub.h"
 #include "vm/machine.h"
+#include "vm/snapshot.h"
 
 static void usage(FILE *f)
 {
@@ -24,6 +25,9 @@ static void usage(FILE *f)
 		"       accord ls                        the running VMs\n"
 		"       accord start|pause|resume|stop|shutdown|reset NAME   through the VM's API\n"
 		"       accord kvp NAME                  what a Hyper-V guest reports through KVP\n"
+		"       accord snapshot NAME FILE [--stop]   save the running VM to FILE\n"
+		"       accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n"
+		"                        re-create the VM saved in FILE and run it on\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -103,6 +107,9 @@ static int run_from_api(struct machine *m, const char *name, const char *api_soc
 	return status;
 }
 
+/* accord restore: the snapshot cmd_run loads instead of a kernel */
+static struct snap_file *restore_snap;
+
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -133,6 +140,7 @@ static int cmd_run(int argc, char **argv)
 	int ch, rc = 0;
 
 	machine_config_init(c);
+	m.restore = restore_snap;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
@@ -248,6 +256,62 @@ static int cmd_run(int argc, char **argv)
 	return rc;
 }
 
+/* accord restore FILE: accord run with the snapshot's arguments, loading
+ * the snapshot where run would load the kernel */
+static int cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, 0, 'N' },
+		{ "api-socket", required_argument, 0, 'A' },
+		{ "sandbox", required_argument, 0, 'S' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	const char *extra[6];
+	int nextra = 0, ch;
+	static struct snap_file snap;
+	char err[320];
+
+	optind = 1;
+	opterr = 0; /* the one line below says it */
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'N': extra[nextra++] = "--name"; extra[nextra++] = optarg; break;
+		case 'A': extra[nextra++] = "--api-socket"; extra[nextra++] = optarg; break;
+		case 'S': extra[nextra++] = "--sandbox"; extra[nextra++] = optarg; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: ch = -2; break;
+		}
+		if (ch == -2 || nextra > 6 - 2)
+			break;
+	}
+	if (ch != -1 || optind != argc - 1) {
+		fprintf(stderr, "accord: usage: accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n");
+		return EXIT_USAGE;
+	}
+	if (snapshot_open(&snap, argv[optind], err, sizeof(err)) < 0) {
+		fprintf(stderr, "accord: restore: %s\n", err);
+		return EXIT_BAD_SNAPSHOT;
+	}
+	char **run_argv = calloc((size_t)snap.argc + nextra + 2, sizeof(char *));
+	if (!run_argv) {
+		fprintf(stderr, "accord: out of memory\n");
+		return EXIT_VM_FAILED;
+	}
+	int n = 0;
+	run_argv[n++] = "run";
+	for (int i = 0; i < snap.argc; i++)
+		if (!(run_argv[n++] = strdup(snap.argv[i]))) {
+			fprintf(stderr, "accord: out of memory\n");
+			return EXIT_VM_FAILED;
+		}
+	for (int i = 0; i < nextra; i++)
+		run_argv[n++] = (char *)extra[i];
+	restore_snap = &snap;
+	opterr = 1;
+	return cmd_run(n, run_argv);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -256,6 +320,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return cmd_restore(argc - 1, argv + 1);
 	/* the validation suite's runner (src/certify/) */
 	if (!strcmp(argv[1], "certify"))
 		return certify_main(argc - 1, argv + 1);

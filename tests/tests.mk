@@ -190,6 +190,15 @@ TEST_SCRIPTS += tests/hyperv_storage.sh
 # the console, the control API, pause/resume or stop (tests/flood.sh)
 TEST_SCRIPTS += tests/flood.sh
 
+# ---- snapshots (owner: src/vm/snapshot.c) ----
+# the format's writer and reader on a small machine, damaged files
+# (tests/unit_snapshot.c); the ticker test kernel on emu (2 vCPUs) and kvm
+# snapshotted, killed and restored twice, damaged files refused, hyperv
+# refused, the API's PUT /vm/snapshot; the stock kernel with a virtio disk
+# snapshotted in a counting loop and restored twice (tests/snapshot.sh)
+TEST_BINS += build/tests/unit_snapshot
+TEST_SCRIPTS += tests/snapshot.sh
+# ---- end snapshots ----
 # ---- virtio notifies on the I/O thread (owner: src/dev/virtio/pci.c kicks, src/engine/kvm.c ioeventfd) ----
 # the transport's per-queue eventfds: bound through the engine's ioeventfd
 # hook as queues are enabled, the BAR moves and the device resets; on an

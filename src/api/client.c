@@ -5,6 +5,7 @@
  * server shares. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@ static const char *const client_actions[] = { "start", "pause", "resume", "stop"
 
 bool api_is_client_command(const char *cmd)
 {
-	if (!strcmp(cmd, "ls") || !strcmp(cmd, "kvp"))
+	if (!strcmp(cmd, "ls") || !strcmp(cmd, "snapshot") || !strcmp(cmd, "kvp"))
 		return true;
 	for (size_t i = 0; i < sizeof(client_actions) / sizeof(client_actions[0]); i++)
 		if (!strcmp(cmd, client_actions[i]))
@@ -59,8 +60,8 @@ int api_socket_dir(char *out, size_t n)
 /* A request with Connection: close; the reply's status and body (malloc'd,
  * NUL-terminated). Returns 0, or -errno when no VM listens on path (ENOENT,
  * ECONNREFUSED: a dead VM's socket), or -EPROTO for a garbled reply. */
-static int request(const char *path, const char *method, const char *target, const char *body, int *status,
-		   char **reply_body)
+static int request_fd(const char *path, const char *method, const char *target, const char *body, int pass_fd,
+		      int timeout_s, int *status, char **reply_body)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -75,7 +76,7 @@ static int request(const char *path, const char *method, const char *target, con
 		return -e;
 	}
 	/* a VM that stopped answering must not hang its client */
-	struct timeval tv = { .tv_sec = 10 };
+	struct timeval tv = { .tv_sec = timeout_s };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	char *req;
@@ -87,7 +88,28 @@ static int request(const char *path, const char *method, const char *target, con
 		close(fd);
 		return -ENOMEM;
 	}
-	ssize_t w = send(fd, req, (size_t)len, MSG_NOSIGNAL);
+	/* the file goes with the request's bytes (SCM_RIGHTS) */
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { req, (size_t)len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (pass_fd >= 0) {
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = &cm;
+		mh.msg_controllen = sizeof(cm);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
+	}
+	ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	if (w > 0 && w < len) {
+		ssize_t w2 = send(fd, req + w, (size_t)(len - w), MSG_NOSIGNAL);
+		w = w2 < 0 ? w2 : w + w2;
+	}
 	free(req);
 	char *buf = malloc(REPLY_MAX + 1);
 	size_t got = 0;
@@ -106,6 +128,12 @@ static int request(const char *path, const char *method, const char *target, con
 	*reply_body = strdup(sep + 4);
 	free(buf);
 	return *reply_body ? 0 : -ENOMEM;
+}
+
+static int request(const char *path, const char *method, const char *target, const char *body, int *status,
+		   char **reply_body)
+{
+	return request_fd(path, method, target, body, -1, 10, status, reply_body);
 }
 
 static bool no_listener(int rc)
@@ -192,6 +220,65 @@ static int vm_socket(const char *cmd, const char *name, char *path, size_t n)
 	}
 	snprintf(path, n, "%s/%s.sock", dir, name);
 	return 0;
+}
+
+/* accord snapshot NAME FILE [--stop]: the client makes FILE.tmp and
+ * passes it to the VM (a sandboxed VMM cannot create files), and renames
+ * it to FILE once the VM wrote the snapshot */
+static int cmd_snapshot(int argc, char **argv)
+{
+	bool stop = argc == 4 && !strcmp(argv[3], "--stop");
+	if (argc != 3 && !stop) {
+		fprintf(stderr, "accord: usage: accord snapshot NAME FILE [--stop]\n");
+		return API_EXIT_USAGE;
+	}
+	const char *name = argv[1], *file = argv[2];
+	char path[512], *tmp = NULL;
+	if (vm_socket("snapshot", name, path, sizeof(path)) < 0)
+		return API_EXIT_USAGE;
+	if (!*file || asprintf(&tmp, "%s.tmp", file) < 0) {
+		fprintf(stderr, "accord: snapshot: bad file name '%s'\n", file);
+		return API_EXIT_USAGE;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "accord: snapshot: %s: %s\n", tmp, strerror(errno));
+		free(tmp);
+		return API_EXIT_USAGE;
+	}
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "path", json_object_new_string(file));
+	if (stop)
+		json_object_object_add(o, "stop", json_object_new_boolean(true));
+	char *body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	int status = 0;
+	char *reply = NULL;
+	/* guest memory is written while the client waits */
+	int rc = body ? request_fd(path, "PUT", "/vm/snapshot", body, fd, 600, &status, &reply) : -ENOMEM;
+	free(body);
+	close(fd);
+	int ret = API_EXIT_OK;
+	if (no_listener(rc)) {
+		fprintf(stderr, "accord: snapshot: no running VM named '%s'\n", name);
+		ret = API_EXIT_NO_VM;
+	} else if (rc < 0) {
+		fprintf(stderr, "accord: snapshot: %s: %s\n", name, rc == -EPROTO ? "garbled reply" : strerror(-rc));
+		ret = API_EXIT_REFUSED;
+	} else if (status / 100 != 2) {
+		char who[160];
+		snprintf(who, sizeof(who), "snapshot %s", name);
+		print_error(who, status, reply);
+		ret = API_EXIT_REFUSED;
+	} else if (rename(tmp, file) < 0) {
+		fprintf(stderr, "accord: snapshot: %s: %s\n", file, strerror(errno));
+		ret = API_EXIT_REFUSED;
+	}
+	if (ret != API_EXIT_OK)
+		unlink(tmp);
+	free(reply);
+	free(tmp);
+	return ret;
 }
 
 /* `accord kvp NAME`: what the guest reports through Hyper-V KVP, one
@@ -284,6 +371,8 @@ int api_client_main(int argc, char **argv)
 		}
 		return cmd_ls();
 	}
+	if (!strcmp(cmd, "snapshot"))
+		return cmd_snapshot(argc, argv);
 	if (argc != 2) {
 		fprintf(stderr, "accord: usage: accord %s NAME\n", cmd);
 		return API_EXIT_USAGE;

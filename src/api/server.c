@@ -34,6 +34,8 @@
 #include "disk/disk.h"
 #include "engine/engine.h"
 #include "vm/machine.h"
+#include "vm/sandbox.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 #define API_MAX_CONNS 16
@@ -42,6 +44,7 @@
 
 struct conn {
 	int fd;
+	int passed_fd; /* a file the client sent along (SCM_RIGHTS), or -1 */
 	size_t len;
 	time_t last;
 	char buf[API_BUF];
@@ -872,6 +875,116 @@ bool api_wait_start(int *status)
 	return built;
 }
 
+/* The body of PUT /vm/snapshot: {"path": FILE} and optionally "stop":
+ * true. The path is required even when the client passed the file (it is
+ * what the reply and the VM's log name). 0, or -1 with why in err. */
+static int parse_snapshot(const char *body, size_t len, char *path, size_t pathlen, bool *stop, char *err,
+			  size_t errlen)
+{
+	static const char *const names[] = { "path", "stop", NULL };
+	struct json_object *o = parse_object(body, len, names, "{\"path\": \"/var/lib/vm.snap\"}", err, errlen);
+	struct json_object *v;
+	const char *p;
+	int rc = -1;
+
+	*stop = false;
+	if (!o)
+		return -1;
+	if (string_field(o, "path", true, &p, err, errlen) < 0 || field(o, "stop", json_type_boolean, &v, err, errlen) < 0)
+		goto out;
+	if (v)
+		*stop = json_object_get_boolean(v);
+	if (!*p || strlen(p) + 5 > pathlen) {
+		snprintf(err, errlen, "'path' must be a file name of 1 to %zu bytes", pathlen - 5);
+		goto out;
+	}
+	memcpy(path, p, strlen(p) + 1);
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* PUT /vm/snapshot: every vCPU paused, the snapshot written (the disks
+ * flushed first), then the VM runs on, stays paused if it was, or ends
+ * with "stop". The file is the one the client passed, else path.tmp
+ * renamed to path, which a sandboxed VMM cannot create. Returns the HTTP
+ * status; err holds the error, or the reply's body for 200. */
+static int do_snapshot(const struct http_request *req, int *passed_fd, int *end, char *err, size_t errlen)
+{
+	struct vm *vm = api.m->vm;
+	char path[4096], tmp[4096 + 8];
+	bool stop;
+	int fd = -1;
+
+	if (parse_snapshot(req->body, req->body_len, path, sizeof(path), &stop, err, errlen) < 0)
+		return 400;
+	if (!vm) {
+		snprintf(err, errlen, "the VM has not started: nothing to save");
+		return 409;
+	}
+	if (vm->exit_reason) {
+		snprintf(err, errlen, "the VM has shut down");
+		return 409;
+	}
+	if (vm->personality != PERSONALITY_KVM) {
+		snprintf(err, errlen, "snapshots of --personality hyperv guests are not supported yet (SynIC and VMBus state)");
+		return 409;
+	}
+	if (vm->gdb) {
+		snprintf(err, errlen, "the VM is under the gdb stub's control (--gdb)");
+		return 409;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	bool opened_here = *passed_fd < 0;
+	if (!opened_here) {
+		fd = *passed_fd;
+		*passed_fd = -1;
+	} else if (sandbox_active()) {
+		snprintf(err, errlen, "the sandbox does not let the VMM create files: use accord snapshot (it passes the file "
+			 "along) or run with --sandbox off");
+		return 409;
+	} else if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+		snprintf(err, errlen, "%.200s: %s", tmp, strerror(errno));
+		return 400;
+	}
+	bool was_paused = vm->paused;
+	if (!was_paused && vm_pause(vm) < 0) {
+		close(fd);
+		snprintf(err, errlen, "the VM has shut down");
+		return 409;
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char why[300];
+	int rc = snapshot_write(vm, fd, why, sizeof(why));
+	off_t size = rc == 0 ? lseek(fd, 0, SEEK_CUR) : -1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	close(fd);
+	if (opened_here && rc == 0 && rename(tmp, path) < 0) {
+		snprintf(why, sizeof(why), "%.200s: %s", path, strerror(errno));
+		rc = -1;
+	}
+	if (opened_here && rc < 0)
+		unlink(tmp);
+	if (stop && rc == 0)
+		*end = VM_STOPPED;
+	else if (!was_paused)
+		vm_resume(vm);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", why);
+		return 500;
+	}
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "path", json_object_new_string(path));
+	json_object_object_add(o, "bytes", json_object_new_int64(size));
+	json_object_object_add(o, "ms", json_object_new_int64((t1.tv_sec - t0.tv_sec) * 1000 +
+							      (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	snprintf(err, errlen, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return 200;
+}
+
 struct route {
 	const char *path;
 	const char *method;
@@ -884,6 +997,7 @@ static const struct route routes[] = {
 	{ "/vm/kvp", "GET" },
 	{ "/vm/kvp/external", "PUT" },
 	{ "/vm/actions", "PUT" },
+	{ "/vm/snapshot", "PUT" },
 	/* pre-boot configuration (api_configure); {id} is one path segment */
 	{ "/vm/machine-config", "PUT" },
 	{ "/vm/boot-source", "PUT" },
@@ -907,7 +1021,7 @@ static bool route_match(const char *route, const char *path, const char **id)
 	return true;
 }
 
-static void handle(int fd, const struct http_request *req)
+static void handle(int fd, const struct http_request *req, int *passed_fd)
 {
 	bool ka = req->keep_alive;
 	const struct route *r = NULL;
@@ -938,6 +1052,16 @@ static void handle(int fd, const struct http_request *req)
 			reply_json(fd, 200, get_counters(), ka);
 		else
 			reply_error(fd, 409, "the VM has not started: no counters yet", ka, NULL);
+	} else if (!strcmp(r->path, "/vm/snapshot")) {
+		char msg[4400];
+		int end = 0;
+		int status = do_snapshot(req, passed_fd, &end, msg, sizeof(msg));
+		if (status >= 400)
+			reply_error(fd, status, msg, ka, NULL);
+		else
+			reply(fd, status, msg, ka, NULL);
+		if (end == VM_STOPPED)
+			vm_request_exit(api.m->vm, VM_STOPPED, 0, "stopped after a snapshot through the control API");
 	} else if (!strcmp(r->path, "/vm/kvp")) {
 		reply_json(fd, 200, get_kvp(), ka);
 	} else if (!strcmp(r->path, "/vm/kvp/external")) {
@@ -999,6 +1123,8 @@ static void handle(int fd, const struct http_request *req)
 
 static void conn_close(int i)
 {
+	if (api.conns[i]->passed_fd >= 0)
+		close(api.conns[i]->passed_fd);
 	close(api.conns[i]->fd);
 	free(api.conns[i]);
 	api.conns[i] = NULL;
@@ -1019,6 +1145,7 @@ static void conn_accept(void)
 		if (!api.conns[i])
 			break;
 		api.conns[i]->fd = fd;
+		api.conns[i]->passed_fd = -1;
 		api.conns[i]->len = 0;
 		api.conns[i]->last = time(NULL);
 		return;
@@ -1030,9 +1157,29 @@ static void conn_accept(void)
 /* false when the connection is to be closed */
 static bool conn_read(struct conn *c)
 {
-	ssize_t n = recv(c->fd, c->buf + c->len, API_BUF - c->len, 0);
+	/* a client may send a file along (accord snapshot): the last one
+	 * sent is kept for the request that uses it */
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	struct iovec iov = { c->buf + c->len, API_BUF - c->len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof(cm) };
+	ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return true;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t k = 0; k < nfd; k++) {
+			int pfd;
+			memcpy(&pfd, CMSG_DATA(h) + k * sizeof(int), sizeof(int));
+			if (c->passed_fd >= 0)
+				close(c->passed_fd);
+			c->passed_fd = pfd;
+		}
+	}
 	if (n <= 0)
 		return false;
 	c->len += (size_t)n;
@@ -1047,7 +1194,7 @@ static bool conn_read(struct conn *c)
 			reply_error(c->fd, -used, err, false, NULL);
 			return false;
 		}
-		handle(c->fd, &req);
+		handle(c->fd, &req, &c->passed_fd);
 		memmove(c->buf, c->buf + used, c->len - (size_t)used);
 		c->len -= (size_t)used;
 		if (!req.keep_alive)

@@ -9,6 +9,7 @@
 #include "dev/devices.h"
 #include "dev/platform.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define NSEC_PER_SEC 1000000000ull
 
@@ -206,6 +207,21 @@ static const struct io_ops post_ops = {
 	.write = post_write,
 };
 
+static int acpipm_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct acpipm *pm = o;
+
+	snap_put(b, &pm->s, sizeof(pm->s));
+	return 0;
+}
+
+static int acpipm_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct acpipm *pm = o;
+
+	return snap_get(r, &pm->s, sizeof(pm->s)) ? 0 : -1;
+}
+
 struct acpipm *acpipm_create(struct vm *vm)
 {
 	struct acpipm *pm = calloc(1, sizeof(*pm));
@@ -218,7 +234,8 @@ struct acpipm *acpipm_create(struct vm *vm)
 	    bus_register(&vm->pio, ACPI_RESET_PORT, 1, &rcr_ops, pm, "reset") ||
 	    bus_register(&vm->pio, 0x92, 1, &port92_ops, pm, "port92") ||
 	    bus_register(&vm->pio, 0x64, 1, &kbc_ops, pm, "kbc") ||
-	    bus_register(&vm->pio, 0x80, 1, &post_ops, pm, "post")) {
+	    bus_register(&vm->pio, 0x80, 1, &post_ops, pm, "post") ||
+	    vm_snap_register(vm, "acpipm", acpipm_save, acpipm_load, pm)) {
 		free(pm);
 		return NULL;
 	}

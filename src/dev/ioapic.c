@@ -6,6 +6,7 @@
 #include "dev/devices.h"
 #include "dev/platform.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define IOAPIC_VERSION 0x11
 #define IOAPIC_MMIO_SIZE 0x1000
@@ -168,6 +169,21 @@ static const struct io_ops ioapic_ops = {
 	.write = ioapic_mmio_write,
 };
 
+static int ioapic_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct ioapic *a = o;
+
+	snap_put(b, &a->s, sizeof(a->s));
+	return 0;
+}
+
+static int ioapic_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct ioapic *a = o;
+
+	return snap_get(r, &a->s, sizeof(a->s)) ? 0 : -1;
+}
+
 struct ioapic *ioapic_create(struct vm *vm)
 {
 	struct ioapic *a = calloc(1, sizeof(*a));
@@ -179,7 +195,8 @@ struct ioapic *ioapic_create(struct vm *vm)
 	a->s.id = (uint32_t)(vm->ncpus & 0xF) << 24;
 	for (int i = 0; i < IOAPIC_PINS; i++)
 		a->s.redir[i] = REDIR_MASKED;
-	if (bus_register(&vm->mmio, IOAPIC_BASE, IOAPIC_MMIO_SIZE, &ioapic_ops, a, "ioapic")) {
+	if (bus_register(&vm->mmio, IOAPIC_BASE, IOAPIC_MMIO_SIZE, &ioapic_ops, a, "ioapic") ||
+	    vm_snap_register(vm, "ioapic", ioapic_save, ioapic_load, a)) {
 		free(a);
 		return NULL;
 	}

@@ -13,6 +13,7 @@
 
 #include "dev/kvmclock.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define PVCLOCK_TSC_STABLE_BIT (1u << 0)
 #define SYSTEM_TIME_ENABLE 1ull
@@ -36,6 +37,34 @@ struct kvmclock {
 	uint64_t system_time[VM_MAX_CPUS];
 };
 
+/* The MSRs as the guest wrote them. The structures they point at are in
+ * guest memory and stay right: the VM clock and the TSC continue from the
+ * snapshot's time. */
+static int kvmclock_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct kvmclock *k = o;
+
+	pthread_mutex_lock(&k->lock);
+	snap_put(b, &k->wall_clock, 8);
+	snap_put(b, k->system_time, sizeof(k->system_time));
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static int kvmclock_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct kvmclock *k = o;
+	uint64_t wall, sys[VM_MAX_CPUS];
+
+	if (!snap_get(r, &wall, 8) || !snap_get(r, sys, sizeof(sys)))
+		return -1;
+	pthread_mutex_lock(&k->lock);
+	k->wall_clock = wall;
+	memcpy(k->system_time, sys, sizeof(sys));
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
 int kvmclock_create(struct vm *vm)
 {
 	struct kvmclock *k = calloc(1, sizeof(*k));
@@ -46,7 +75,7 @@ int kvmclock_create(struct vm *vm)
 	}
 	pthread_mutex_init(&k->lock, NULL);
 	vm->kvmclock = k;
-	return 0;
+	return vm_snap_register(vm, "kvmclock", kvmclock_save, kvmclock_load, k);
 }
 
 void kvmclock_destroy(struct vm *vm)

@@ -12,6 +12,7 @@
 #include "dev/dev.h"
 #include "dev/devices.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define MSR_APIC_BASE 0x1B
 #define MSR_TSC_DEADLINE 0x6E0
@@ -694,6 +695,36 @@ bool lapic_wired_to_pic(struct lapic *l)
 	return wired;
 }
 
+/* the registers, the timer (its times are VM times, which a restored VM
+ * continues) and an NMI not yet taken */
+static int lapic_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct lapic *l = o;
+	uint8_t nmi;
+
+	pthread_mutex_lock(&l->lock);
+	snap_put(b, &l->s, sizeof(l->s));
+	pthread_mutex_unlock(&l->lock);
+	nmi = atomic_load(&l->nmi);
+	snap_put(b, &nmi, 1);
+	return 0;
+}
+
+static int lapic_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct lapic *l = o;
+	struct lapic_state s;
+	uint8_t nmi;
+
+	if (!snap_get(r, &s, sizeof(s)) || !snap_get(r, &nmi, 1))
+		return -1;
+	pthread_mutex_lock(&l->lock);
+	l->s = s;
+	pthread_mutex_unlock(&l->lock);
+	atomic_store(&l->nmi, nmi != 0);
+	return 0;
+}
+
 struct lapic *lapic_create(struct vcpu *v)
 {
 	struct lapic *l = calloc(1, sizeof(*l));
@@ -712,6 +743,10 @@ struct lapic *lapic_create(struct vcpu *v)
 	if (v->index == 0) {
 		l->s.lvt[LVT_LINT0] = APIC_DM_EXTINT << 8;
 		l->s.lvt[LVT_LINT1] = APIC_DM_NMI << 8;
+	}
+	if (vm_snap_register(v->vm, "lapic", lapic_save, lapic_load, l) < 0) {
+		lapic_destroy(l);
+		return NULL;
 	}
 	return l;
 }

@@ -16,6 +16,7 @@
 #include "boot/boot.h"
 #include "dev/pci.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 struct pci_bus {
 	struct vm *vm;
@@ -317,6 +318,58 @@ static void pci_dsdt(struct aml *a, struct vm *vm)
 	aml_end(a);
 }
 
+/* CONFIG_ADDRESS and every function's configuration space */
+static int pci_save(void *o, struct snap_buf *sb, char *err, size_t n)
+{
+	struct pci_bus *b = o;
+	uint32_t present = 0;
+
+	for (int i = 0; i < PCI_MAX_SLOTS; i++)
+		present |= (uint32_t)(b->dev[i] != NULL) << i;
+	snap_put(sb, &b->conf1_addr, 4);
+	snap_put(sb, &present, 4);
+	snap_put(sb, b->host.cfg, 256);
+	for (int i = 0; i < PCI_MAX_SLOTS; i++)
+		if (b->dev[i])
+			snap_put(sb, b->dev[i]->cfg, 256);
+	return 0;
+}
+
+/* only what the guest may write is taken: the rest is the device's own
+ * and the same in a machine made from the same configuration */
+static void cfg_load(struct pci_dev *d, const uint8_t *cfg)
+{
+	for (int i = 0; i < 256; i++)
+		d->cfg[i] = (d->cfg[i] & ~d->wmask[i]) | (cfg[i] & d->wmask[i]);
+}
+
+static int pci_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct pci_bus *b = o;
+	uint32_t addr, present, have = 0;
+	uint8_t cfg[PCI_MAX_SLOTS + 1][256];
+
+	for (int i = 0; i < PCI_MAX_SLOTS; i++)
+		have |= (uint32_t)(b->dev[i] != NULL) << i;
+	if (!snap_get(r, &addr, 4) || !snap_get(r, &present, 4))
+		return -1;
+	if (present != have) {
+		snprintf(err, n, "PCI slots %#x are in use, this machine has %#x", present, have);
+		return -1;
+	}
+	if (!snap_get(r, cfg[PCI_MAX_SLOTS], 256))
+		return -1;
+	for (int i = 0; i < PCI_MAX_SLOTS; i++)
+		if (b->dev[i] && !snap_get(r, cfg[i], 256))
+			return -1;
+	b->conf1_addr = addr & 0x80fffffcu;
+	cfg_load(&b->host, cfg[PCI_MAX_SLOTS]);
+	for (int i = 0; i < PCI_MAX_SLOTS; i++)
+		if (b->dev[i])
+			cfg_load(b->dev[i], cfg[i]);
+	return 0;
+}
+
 struct pci_bus *pci_init(struct vm *vm)
 {
 	struct pci_bus *b = calloc(1, sizeof(*b));
@@ -336,7 +389,8 @@ struct pci_bus *pci_init(struct vm *vm)
 	if (bus_register(&vm->pio, 0xcf8, 1, &conf1_addr_ops, b, "pci-conf1-addr") ||
 	    bus_register(&vm->pio, 0xcfc, 4, &conf1_data_ops, b, "pci-conf1-data") ||
 	    bus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, b, "pci-ecam") ||
-	    bus_register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, &window_ops, b, "pci-mmio"))
+	    bus_register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, &window_ops, b, "pci-mmio") ||
+	    vm_snap_register(vm, "pci", pci_save, pci_load, b))
 		goto fail;
 	if (acpi_register_table(mcfg_table) || acpi_register_dsdt(pci_dsdt))
 		goto fail;

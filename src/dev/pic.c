@@ -3,12 +3,14 @@
  * The master's INTR reaches the LAPICs' LINT0 (virtual wire) and IOAPIC
  * pin 0. Runs under vm->io_lock; the INTR level is also kept in an atomic
  * so that a vCPU can look at it without the lock. */
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "dev/dev.h"
 #include "dev/devices.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 enum { MASTER, SLAVE };
 #define CASCADE_IRQ 2
@@ -350,6 +352,37 @@ static const struct io_ops elcr_ops = {
 	.write = elcr_write,
 };
 
+/* the chips' registers and the INTR output they gave, so that nothing of
+ * the loaded state is interpreted before the guest runs */
+static int pic_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct pic *p = o;
+	uint8_t out = atomic_load(&p->output);
+
+	snap_put(b, &p->s, sizeof(p->s));
+	snap_put(b, &out, 1);
+	return 0;
+}
+
+static int pic_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct pic *p = o;
+	struct pic_state s;
+	uint8_t out;
+
+	if (!snap_get(r, &s, sizeof(s)) || !snap_get(r, &out, 1))
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if (s.chip[i].lowest > 7 || s.chip[i].init_step == 1 || s.chip[i].init_step > 4) {
+			snprintf(err, n, "bad 8259 state");
+			return -1;
+		}
+	}
+	p->s = s;
+	atomic_store(&p->output, out != 0);
+	return 0;
+}
+
 struct pic *pic_create(struct vm *vm)
 {
 	struct pic *p = calloc(1, sizeof(*p));
@@ -370,7 +403,8 @@ struct pic *pic_create(struct vm *vm)
 	p->s.chip[SLAVE].base = 0x70;
 	if (bus_register(&vm->pio, 0x20, 2, &pic_ops, &p->port[MASTER], "pic-master") ||
 	    bus_register(&vm->pio, 0xA0, 2, &pic_ops, &p->port[SLAVE], "pic-slave") ||
-	    bus_register(&vm->pio, 0x4D0, 2, &elcr_ops, p, "elcr")) {
+	    bus_register(&vm->pio, 0x4D0, 2, &elcr_ops, p, "elcr") ||
+	    vm_snap_register(vm, "pic", pic_save, pic_load, p)) {
 		free(p);
 		return NULL;
 	}

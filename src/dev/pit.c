@@ -2,10 +2,12 @@
  * gate, speaker data, OUT2). Counters are computed from vm_now_ns() when
  * they are read; channel 0's rising OUT edges raise ISA IRQ 0 (GSI 2) from
  * pit_poll() and on every access. Runs under vm->io_lock. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "dev/devices.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define PIT_HZ 1193182ull
 #define PIT_GSI 2
@@ -360,6 +362,32 @@ static const struct io_ops port61_ops = {
 	.write = port61_write,
 };
 
+static int pit_snap_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct pit *p = o;
+
+	snap_put(b, &p->s, sizeof(p->s));
+	return 0;
+}
+
+static int pit_snap_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct pit *p = o;
+	struct pit_state s;
+
+	if (!snap_get(r, &s, sizeof(s)))
+		return -1;
+	for (int i = 0; i < 3; i++) {
+		const struct pit_channel *c = &s.ch[i];
+		if (c->mode > 5 || c->rw > RW_WORD || c->reload < 1 || c->reload > 65536) {
+			snprintf(err, n, "bad 8254 channel %d", i);
+			return -1;
+		}
+	}
+	p->s = s;
+	return 0;
+}
+
 struct pit *pit_create(struct vm *vm)
 {
 	struct pit *p = calloc(1, sizeof(*p));
@@ -375,7 +403,8 @@ struct pit *pit_create(struct vm *vm)
 		p->s.ch[i].gate = i != 2;
 	}
 	if (bus_register(&vm->pio, 0x40, 4, &pit_ops, p, "pit") ||
-	    bus_register(&vm->pio, 0x61, 1, &port61_ops, p, "port61")) {
+	    bus_register(&vm->pio, 0x61, 1, &port61_ops, p, "port61") ||
+	    vm_snap_register(vm, "pit", pit_snap_save, pit_snap_load, p)) {
 		free(p);
 		return NULL;
 	}

@@ -3,12 +3,14 @@
  * periodic interrupt follows the guest clock (vm_now_ns). Interrupt flags
  * are brought up to date on access and from rtc_poll(); IRQ 8 is raised
  * while register C's IRQF is set. Runs under vm->io_lock. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "dev/devices.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define RTC_IRQ 8
 #define NSEC_PER_SEC 1000000000ull
@@ -353,6 +355,31 @@ static void rtc_memory_size(struct rtc *r)
 	cmos[0x5D] = high >> 16 & 0xFF;
 }
 
+static int rtc_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct rtc *r = o;
+
+	snap_put(b, &r->s, sizeof(r->s));
+	return 0;
+}
+
+static int rtc_load(void *o, struct snap_rd *rd, char *err, size_t n)
+{
+	struct rtc *r = o;
+	struct rtc_state s;
+
+	if (!snap_get(rd, &s, sizeof(s)))
+		return -1;
+	if (s.index > 0x7F) {
+		snprintf(err, n, "bad CMOS index");
+		return -1;
+	}
+	/* the calendar runs on from the host's clock, as a powered-off
+	 * machine's battery-backed clock would */
+	r->s = s;
+	return 0;
+}
+
 struct rtc *rtc_create(struct vm *vm)
 {
 	struct rtc *r = calloc(1, sizeof(*r));
@@ -367,7 +394,7 @@ struct rtc *rtc_create(struct vm *vm)
 	rtc_show(r, r->s.last_update_s);
 	r->s.next_periodic_ns = vm_now_ns(vm) + rtc_period_ns(r);
 	rtc_memory_size(r);
-	if (bus_register(&vm->pio, 0x70, 2, &rtc_ops, r, "rtc")) {
+	if (bus_register(&vm->pio, 0x70, 2, &rtc_ops, r, "rtc") || vm_snap_register(vm, "rtc", rtc_save, rtc_load, r)) {
 		free(r);
 		return NULL;
 	}

@@ -15,6 +15,7 @@
 #include "dev/platform.h"
 #include "vm/console.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define RX_SIZE 1024
 
@@ -292,6 +293,37 @@ static size_t serial_take(void *dev, const uint8_t *buf, size_t n)
 	return serial_input(dev, buf, n > RX_SIZE ? RX_SIZE : (int)n);
 }
 
+/* the UART's registers and the bytes received but not yet read */
+static int serial_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct serial *sp = o;
+
+	snap_put(b, &sp->s, sizeof(sp->s));
+	return 0;
+}
+
+static int serial_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct serial *sp = o;
+	struct serial_state s;
+
+	if (!snap_get(r, &s, sizeof(s)))
+		return -1;
+	if (s.rx_head >= RX_SIZE || s.rx_count > RX_SIZE) {
+		snprintf(err, n, "bad receive buffer");
+		return -1;
+	}
+	/* what the console typed since this process started follows what
+	 * the guest had not read yet */
+	unsigned typed = sp->s.rx_count;
+	for (unsigned i = 0; i < typed && s.rx_count < RX_SIZE; i++, s.rx_count++)
+		s.rx[(s.rx_head + s.rx_count) % RX_SIZE] = sp->s.rx[(sp->s.rx_head + i) % RX_SIZE];
+	sp->s = s;
+	if (typed)
+		serial_update_irq(sp);
+	return 0;
+}
+
 struct serial *serial_create(struct vm *vm, int out_fd)
 {
 	struct serial *sp = calloc(1, sizeof(*sp));
@@ -301,8 +333,9 @@ struct serial *serial_create(struct vm *vm, int out_fd)
 	sp->vm = vm;
 	sp->out_fd = out_fd;
 	sp->s.msr = serial_modem_lines(&sp->s);
-	if (bus_register(&vm->pio, COM1_PORT, 8, &serial_ops, sp, "serial")) {
-		free(sp);
+	if (bus_register(&vm->pio, COM1_PORT, 8, &serial_ops, sp, "serial") ||
+	    vm_snap_register(vm, "serial", serial_save, serial_load, sp)) {
+		serial_destroy(sp);
 		return NULL;
 	}
 	return sp;

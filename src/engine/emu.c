@@ -194,9 +194,20 @@ static uint64_t emu_insns_retired(struct vcpu *v)
 	return __atomic_load_n(&emu_cpu(v)->icount, __ATOMIC_RELAXED);
 }
 
+static void seg_out(struct cpu_seg *o, const struct seg *s)
+{
+	*o = (struct cpu_seg){ .base = s->base, .limit = s->limit, .sel = s->sel, .attr = s->attr };
+}
+
+static void seg_in(struct seg *s, const struct cpu_seg *o)
+{
+	*s = (struct seg){ .sel = o->sel, .base = o->base, .limit = o->limit, .attr = o->attr };
+}
+
 static int emu_get_state(struct vcpu *v, struct cpu_state *s)
 {
 	struct cpu *c = emu_cpu(v);
+	memset(s, 0, sizeof(*s));
 	memcpy(s->r, c->r, sizeof(s->r));
 	s->rip = c->rip;
 	s->rflags = c->rflags;
@@ -205,12 +216,42 @@ static int emu_get_state(struct vcpu *v, struct cpu_state *s)
 	s->cr3 = c->cr3;
 	s->cr4 = c->cr4;
 	s->efer = c->efer;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 6; i++) {
 		s->sel[i] = c->seg[i].sel;
+		seg_out(&s->seg[i], &c->seg[i]);
+	}
 	s->fs_base = c->seg[S_FS].base;
 	s->gs_base = c->seg[S_GS].base;
 	_Static_assert(sizeof(c->fx) == sizeof(s->fxsave), "FXSAVE image");
 	memcpy(s->fxsave, &c->fx, sizeof(s->fxsave));
+	seg_out(&s->tr, &c->tr);
+	seg_out(&s->ldtr, &c->ldtr);
+	s->gdtr = (struct cpu_dtr){ c->gdtr.base, c->gdtr.limit };
+	s->idtr = (struct cpu_dtr){ c->idtr.base, c->idtr.limit };
+	s->cr8 = c->cr8;
+	memcpy(s->dr, c->dr, sizeof(s->dr));
+	s->xcr0 = c->xcr0;
+	/* emu's TSC is vm_tsc() plus IA32_TSC_ADJUST */
+	s->tsc_offset = c->tsc_adjust;
+	s->tsc_adjust = (uint64_t)c->tsc_adjust;
+	s->star = c->star;
+	s->lstar = c->lstar;
+	s->cstar = c->cstar;
+	s->sfmask = c->sfmask;
+	s->kernel_gs_base = c->kernel_gs_base;
+	s->tsc_aux = c->tsc_aux;
+	s->sysenter_cs = c->sysenter_cs;
+	s->sysenter_esp = c->sysenter_esp;
+	s->sysenter_eip = c->sysenter_eip;
+	s->pat = c->pat;
+	s->misc_enable = c->misc_enable;
+	s->intr_shadow = c->intr_shadow;
+	s->nmi_pending = c->nmi_pending;
+	s->nmi_blocked = c->nmi_blocked;
+	s->halted = c->halted;
+	/* between two cpu_run calls nothing is half delivered */
+	s->exc_vector = -1;
+	s->irq_injected = -1;
 	return 0;
 }
 
@@ -220,6 +261,51 @@ static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
 	memcpy(c->r, s->r, sizeof(c->r));
 	c->rip = s->rip;
 	c->rflags = s->rflags | 2;
+	if (!(s->flags & CPU_STATE_FULL))
+		return 0;
+	if (s->exc_vector >= 0 || s->irq_injected >= 0)
+		return -1; /* the kvm engine's mid-injection state; emu has none */
+	c->cr0 = s->cr0;
+	c->cr2 = s->cr2;
+	c->cr3 = s->cr3;
+	c->cr4 = s->cr4;
+	c->cr8 = s->cr8;
+	c->efer = s->efer;
+	c->xcr0 = s->xcr0;
+	for (int i = 0; i < 6; i++)
+		seg_in(&c->seg[i], &s->seg[i]);
+	seg_in(&c->tr, &s->tr);
+	seg_in(&c->ldtr, &s->ldtr);
+	c->gdtr = (struct dtr){ s->gdtr.base, s->gdtr.limit };
+	c->idtr = (struct dtr){ s->idtr.base, s->idtr.limit };
+	memcpy(c->dr, s->dr, sizeof(c->dr));
+	memcpy(&c->fx, s->fxsave, sizeof(c->fx));
+	c->tsc_adjust = s->tsc_offset;
+	c->star = s->star;
+	c->lstar = s->lstar;
+	c->cstar = s->cstar;
+	c->sfmask = s->sfmask;
+	c->kernel_gs_base = s->kernel_gs_base;
+	c->tsc_aux = s->tsc_aux;
+	c->sysenter_cs = s->sysenter_cs;
+	c->sysenter_esp = s->sysenter_esp;
+	c->sysenter_eip = s->sysenter_eip;
+	c->pat = s->pat;
+	c->misc_enable = s->misc_enable;
+	c->intr_shadow = s->intr_shadow;
+	c->nmi_pending = s->nmi_pending;
+	c->nmi_blocked = s->nmi_blocked;
+	c->halted = s->halted;
+	c->cur_exc = -1;
+	/* what the interpreter derives from the state above */
+	if (!(c->cr0 & CR0_PE))
+		c->cpl = 0;
+	else
+		c->cpl = (c->rflags & F_VM) ? 3 : c->seg[S_CS].sel & 3;
+	cpu_update_mode(c);
+	tlb_flush(c);
+	c->code_epoch++;
+	c->intr_poke = 1;
 	return 0;
 }
 

@@ -37,15 +37,62 @@ struct boot_state {
 	uint16_t gdt_limit;
 };
 
-/* general-purpose state for debugging and snapshots */
+/* a segment register with its hidden part; attr packs the descriptor's
+ * bits 40..47 and 52..55 as type(0-3) s(4) dpl(5-6) p(7) avl(8) l(9)
+ * db(10) g(11) */
+struct cpu_seg {
+	uint64_t base;
+	uint32_t limit;
+	uint16_t sel, attr;
+};
+
+struct cpu_dtr {
+	uint64_t base;
+	uint16_t limit;
+};
+
+/* The vCPU's architectural state, for debugging and snapshots. get_state
+ * fills all of it. set_state writes the GPRs, RIP and RFLAGS (what the gdb
+ * stub changes); with CPU_STATE_FULL in flags, everything below as well
+ * (a snapshot's restore, the VM clock already continuing from the
+ * snapshot's time). accord's CPUID model has no XSAVE/AVX, so the
+ * FXSAVE image is the whole vector state on emu. */
+#define CPU_STATE_FULL 1u
 struct cpu_state {
 	uint64_t r[16], rip, rflags;
 	uint64_t cr0, cr2, cr3, cr4, efer;
-	/* read by get_state only (the gdb stub): selectors in the order es cs
-	 * ss ds fs gs, the FS/GS bases, the x87/SSE state as FXSAVE lays it out */
+	/* selectors in the order es cs ss ds fs gs, the FS/GS bases (as in
+	 * seg[]; the gdb stub's view), the x87/SSE state as FXSAVE lays it out */
 	uint16_t sel[6];
 	uint64_t fs_base, gs_base;
 	uint8_t fxsave[512];
+
+	uint32_t flags;
+	struct cpu_seg seg[6], tr, ldtr;
+	struct cpu_dtr gdtr, idtr;
+	uint64_t cr8, dr[8], xcr0;
+	/* the guest's TSC minus the VM clock counted at the TSC's rate
+	 * (vm_now_ns() at VM_TSC_HZ, or at the rate KVM gives the guest):
+	 * what makes the TSC go on from the VM time a snapshot restores */
+	int64_t tsc_offset;
+	uint64_t tsc_adjust; /* IA32_TSC_ADJUST */
+	uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
+	uint64_t sysenter_cs, sysenter_esp, sysenter_eip, pat, misc_enable;
+	/* events: an interrupt shadow (STI or MOV SS) over the next
+	 * instruction, an NMI waiting, NMIs blocked until the next IRET, an
+	 * exception or interrupt being injected (vector, or -1) */
+	uint8_t intr_shadow, nmi_pending, nmi_blocked, halted;
+	int16_t exc_vector;
+	uint8_t exc_has_error;
+	uint32_t exc_error;
+	int16_t irq_injected;
+	/* IA32_TSC_DEADLINE as the guest wrote it (the kvm engine keeps it;
+	 * emu's LAPIC state has it) */
+	uint64_t tsc_deadline;
+	/* the XSAVE area (KVM_GET_XSAVE) where the host's KVM shows the guest
+	 * more than accord's model (AVX); xsave_size 0: none, FXSAVE is all */
+	uint32_t xsave_size;
+	uint8_t xsave[4096];
 };
 
 /* The debugger's hold on one vCPU (the gdb stub). Breakpoints are RIP

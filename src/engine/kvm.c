@@ -1184,6 +1184,217 @@ static int fxsave_image(struct kvm_vcpu_priv *p, uint8_t fx[512])
 	return 0;
 }
 
+/* the MSRs a snapshot keeps, in the order of cpu_state's fields (the TSC
+ * goes as its offset from the VM clock, tsc_offset) */
+static const uint32_t state_msrs[] = {
+	0xc0000081, /* STAR */
+	0xc0000082, /* LSTAR */
+	0xc0000083, /* CSTAR */
+	0xc0000084, /* SFMASK */
+	0xc0000102, /* KERNEL_GS_BASE */
+	0xc0000103, /* TSC_AUX */
+	0x174,	    /* SYSENTER_CS */
+	0x175,	    /* SYSENTER_ESP */
+	0x176,	    /* SYSENTER_EIP */
+	0x277,	    /* PAT */
+	0x1a0,	    /* MISC_ENABLE */
+	0x3b,	    /* TSC_ADJUST */
+};
+
+static uint64_t *state_msr_field(struct cpu_state *s, int i)
+{
+	uint64_t *f[] = { &s->star, &s->lstar, &s->cstar, &s->sfmask, &s->kernel_gs_base, &s->tsc_aux,
+			  &s->sysenter_cs, &s->sysenter_esp, &s->sysenter_eip, &s->pat, &s->misc_enable, &s->tsc_adjust };
+	_Static_assert(sizeof(f) / sizeof(f[0]) == sizeof(state_msrs) / sizeof(state_msrs[0]), "state MSRs");
+	return f[i];
+}
+
+/* one MSR at a time: KVM stops a batch at the first it does not know */
+static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e.index = index };
+	if (ioctl(p->fd, KVM_GET_MSRS, &m) != 1)
+		return false;
+	*val = m.e.data;
+	return true;
+}
+
+static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e.index = index, .e.data = val };
+	return ioctl(p->fd, KVM_SET_MSRS, &m) == 1;
+}
+
+/* VM time ns in ticks of the guest's TSC */
+static uint64_t vm_ticks(struct kvm_vcpu_priv *p, uint64_t ns)
+{
+	uint64_t hz = p->kvm->tsc_khz ? (uint64_t)p->kvm->tsc_khz * 1000 : VM_TSC_HZ;
+	return (uint64_t)((unsigned __int128)ns * hz / 1000000000ull);
+}
+
+static void seg_out(struct cpu_seg *o, const struct kvm_segment *k)
+{
+	o->base = k->base;
+	o->limit = k->limit;
+	o->sel = k->selector;
+	o->attr = (uint16_t)((k->type & 15) | (k->s & 1) << 4 | (k->dpl & 3) << 5 | (k->present & !k->unusable) << 7 |
+			     (k->avl & 1) << 8 | (k->l & 1) << 9 | (k->db & 1) << 10 | (k->g & 1) << 11);
+}
+
+static void seg_in(struct kvm_segment *k, const struct cpu_seg *o)
+{
+	*k = (struct kvm_segment){
+		.base = o->base, .limit = o->limit, .selector = o->sel,
+		.type = o->attr & 15, .s = o->attr >> 4 & 1, .dpl = o->attr >> 5 & 3, .present = o->attr >> 7 & 1,
+		.avl = o->attr >> 8 & 1, .l = o->attr >> 9 & 1, .db = o->attr >> 10 & 1, .g = o->attr >> 11 & 1,
+		.unusable = !(o->attr >> 7 & 1),
+	};
+}
+
+/* everything beyond the GPRs, RIP, RFLAGS and the FXSAVE image */
+static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, struct cpu_state *s)
+{
+	const struct kvm_segment *segs[6] = { &sr->es, &sr->cs, &sr->ss, &sr->ds, &sr->fs, &sr->gs };
+	struct kvm_debugregs dr;
+	struct kvm_vcpu_events ev;
+
+	for (int i = 0; i < 6; i++)
+		seg_out(&s->seg[i], segs[i]);
+	seg_out(&s->tr, &sr->tr);
+	seg_out(&s->ldtr, &sr->ldt);
+	s->gdtr = (struct cpu_dtr){ sr->gdt.base, sr->gdt.limit };
+	s->idtr = (struct cpu_dtr){ sr->idt.base, sr->idt.limit };
+	s->cr8 = sr->cr8;
+	if (ioctl(p->fd, KVM_GET_DEBUGREGS, &dr) < 0 || ioctl(p->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	memcpy(s->dr, dr.db, sizeof(dr.db));
+	s->dr[6] = dr.dr6;
+	s->dr[7] = dr.dr7;
+	s->xcr0 = 1;
+	if (p->have_xcrs) {
+		struct kvm_xcrs x;
+		if (ioctl(p->fd, KVM_GET_XCRS, &x) < 0)
+			return -1;
+		for (unsigned i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; i++)
+			if (x.xcrs[i].xcr == 0)
+				s->xcr0 = x.xcrs[i].value;
+	}
+	for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++)
+		if (!msr_get(p, state_msrs[i], state_msr_field(s, (int)i)))
+			*state_msr_field(s, (int)i) = 0;
+	uint64_t tsc;
+	if (!msr_get(p, MSR_IA32_TSC, &tsc))
+		return -1;
+	s->tsc_offset = (int64_t)(tsc - vm_ticks(p, vm_now_ns(p->v->vm)));
+	s->tsc_deadline = p->tsc_deadline;
+	if (ioctl(p->kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0) {
+		_Static_assert(sizeof(struct kvm_xsave) <= sizeof(s->xsave), "XSAVE area");
+		if (ioctl(p->fd, KVM_GET_XSAVE, (struct kvm_xsave *)s->xsave) < 0)
+			return -1;
+		s->xsave_size = sizeof(struct kvm_xsave);
+	}
+	s->exc_vector = ev.exception.injected || ev.exception.pending ? ev.exception.nr : -1;
+	s->exc_has_error = ev.exception.has_error_code;
+	s->exc_error = ev.exception.error_code;
+	s->irq_injected = ev.interrupt.injected ? ev.interrupt.nr : -1;
+	s->intr_shadow = ev.interrupt.shadow;
+	s->nmi_pending = ev.nmi.pending || ev.nmi.injected;
+	s->nmi_blocked = ev.nmi.masked;
+	s->halted = p->halted;
+	return 0;
+}
+
+/* KVM's order: the system registers (EFER before the MSRs that depend on
+ * long mode), the FPU, XCR0, the debug registers, the MSRs and the TSC,
+ * the registers (KVM_SET_REGS drops a pending exception), the pending
+ * events last */
+static int state_set_full(struct kvm_vcpu_priv *p, const struct cpu_state *s, const struct kvm_regs *r)
+{
+	struct kvm_sregs sr;
+	struct kvm_segment *segs[6] = { &sr.es, &sr.cs, &sr.ss, &sr.ds, &sr.fs, &sr.gs };
+	struct kvm_debugregs dr = { 0 };
+	struct kvm_vcpu_events ev;
+	struct kvm_fpu f = { 0 };
+
+	if (ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		seg_in(segs[i], &s->seg[i]);
+	seg_in(&sr.tr, &s->tr);
+	seg_in(&sr.ldt, &s->ldtr);
+	sr.gdt = (struct kvm_dtable){ .base = s->gdtr.base, .limit = s->gdtr.limit };
+	sr.idt = (struct kvm_dtable){ .base = s->idtr.base, .limit = s->idtr.limit };
+	sr.cr0 = s->cr0;
+	sr.cr2 = s->cr2;
+	sr.cr3 = s->cr3;
+	sr.cr4 = s->cr4;
+	sr.cr8 = s->cr8;
+	sr.efer = s->efer;
+	memset(sr.interrupt_bitmap, 0, sizeof(sr.interrupt_bitmap));
+	if (ioctl(p->fd, KVM_SET_SREGS, &sr) < 0)
+		return -1;
+	memcpy(&f.fcw, s->fxsave + 0, 2);
+	memcpy(&f.fsw, s->fxsave + 2, 2);
+	f.ftwx = s->fxsave[4];
+	memcpy(&f.last_opcode, s->fxsave + 6, 2);
+	memcpy(&f.last_ip, s->fxsave + 8, 8);
+	memcpy(&f.last_dp, s->fxsave + 16, 8);
+	memcpy(&f.mxcsr, s->fxsave + 24, 4);
+	memcpy(f.fpr, s->fxsave + 32, sizeof(f.fpr));
+	memcpy(f.xmm, s->fxsave + 160, sizeof(f.xmm));
+	if (ioctl(p->fd, KVM_SET_FPU, &f) < 0)
+		return -1;
+	/* the same x87/SSE state and what lies beyond it */
+	if (s->xsave_size == sizeof(struct kvm_xsave) && ioctl(p->fd, KVM_SET_XSAVE, (struct kvm_xsave *)s->xsave) < 0)
+		return -1;
+	if (p->have_xcrs) {
+		struct kvm_xcrs x = { .nr_xcrs = 1 };
+		x.xcrs[0].xcr = 0;
+		x.xcrs[0].value = s->xcr0;
+		if (ioctl(p->fd, KVM_SET_XCRS, &x) < 0)
+			return -1;
+	}
+	memcpy(dr.db, s->dr, sizeof(dr.db));
+	dr.dr6 = s->dr[6];
+	dr.dr7 = s->dr[7];
+	if (ioctl(p->fd, KVM_SET_DEBUGREGS, &dr) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++) {
+		/* an MSR this KVM does not know read as 0 and stays so */
+		uint64_t val = *state_msr_field((struct cpu_state *)s, (int)i);
+		if (!msr_set(p, state_msrs[i], val) && val)
+			return -1;
+	}
+	if (!msr_set(p, MSR_IA32_TSC, vm_ticks(p, vm_now_ns(p->v->vm)) + (uint64_t)s->tsc_offset))
+		return -1;
+	p->tsc_deadline = s->tsc_deadline;
+	if (ioctl(p->fd, KVM_SET_REGS, r) < 0 || ioctl(p->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	ev.exception.injected = s->exc_vector >= 0;
+	ev.exception.pending = 0;
+	ev.exception.nr = s->exc_vector >= 0 ? (uint8_t)s->exc_vector : 0;
+	ev.exception.has_error_code = s->exc_has_error;
+	ev.exception.error_code = s->exc_error;
+	ev.interrupt.injected = s->irq_injected >= 0;
+	ev.interrupt.nr = s->irq_injected >= 0 ? (uint8_t)s->irq_injected : 0;
+	ev.interrupt.shadow = s->intr_shadow;
+	ev.nmi.injected = 0;
+	ev.nmi.pending = s->nmi_pending;
+	ev.nmi.masked = s->nmi_blocked;
+	ev.flags = KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING;
+	if (ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	p->halted = s->halted;
+	p->ready = false;
+	return 0;
+}
+
 static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
 {
 	struct kvm_vcpu_priv *p = priv(v);
@@ -1191,7 +1402,9 @@ static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
 	struct kvm_sregs sr;
 
 	io_complete(p);
-	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
+	memset(s, 0, sizeof(*s));
+	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 ||
+	    state_get_full(p, &sr, s) < 0)
 		return -1;
 	s->r[R_RAX] = r.rax;
 	s->r[R_RCX] = r.rcx;
@@ -1255,7 +1468,9 @@ static int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
 	r.rip = s->rip;
 	r.rflags = s->rflags | 2;
 	p->ready = false; /* IF may have changed: wait for KVM to say */
-	return ioctl(p->fd, KVM_SET_REGS, &r);
+	if (!(s->flags & CPU_STATE_FULL))
+		return ioctl(p->fd, KVM_SET_REGS, &r);
+	return state_set_full(p, s, &r);
 }
 
 static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)

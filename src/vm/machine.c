@@ -21,6 +21,7 @@
 #include "vm/gdbstub.h"
 #include "vm/iothread.h"
 #include "vm/machine.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 /* ---- the configuration ---- */
@@ -299,6 +300,87 @@ static int make_backends(struct machine *m, struct net_backend **nb)
 	return 0;
 }
 
+/* The accord run arguments that make this machine again (a snapshot
+ * keeps them): paths made absolute, the engine that was chosen. */
+static int record_config(const struct machine_config *c, struct vm *vm)
+{
+	enum { MAX_ARGS = 2 * (8 + MACHINE_MAX_DISKS + MACHINE_MAX_NICS) };
+	char *a[MAX_ARGS];
+	int n = 0, rc = 0;
+	char buf[64];
+
+#define ARG(s) (a[n++] = strdup(s))
+#define PATH_ARG(p) (a[n++] = realpath((p), NULL) ?: strdup(p))
+	if (c->kernel) {
+		ARG("--kernel");
+		PATH_ARG(c->kernel);
+	}
+	if (c->initrd) {
+		ARG("--initrd");
+		PATH_ARG(c->initrd);
+	}
+	if (c->cmdline) {
+		ARG("--cmdline");
+		ARG(c->cmdline);
+	}
+	snprintf(buf, sizeof(buf), "%lluK", (unsigned long long)(c->memory >> 10));
+	ARG("--memory");
+	ARG(buf);
+	snprintf(buf, sizeof(buf), "%d", c->cpus);
+	ARG("--cpus");
+	ARG(buf);
+	ARG("--accel");
+	ARG(vm->engine->name);
+	ARG("--personality");
+	ARG(c->personality == PERSONALITY_HYPERV ? "hyperv" : "kvm");
+	if (c->debug_exit)
+		ARG("--debug-exit");
+	for (int i = 0; i < c->ndisks; i++) {
+		char *abs = realpath(c->disk[i].path, NULL);
+		ARG("--disk");
+		a[n++] = NULL;
+		if (asprintf(&a[n - 1], "path=%s%s", abs ? abs : c->disk[i].path, c->disk[i].ro ? ",ro" : "") < 0)
+			a[n - 1] = NULL;
+		free(abs);
+	}
+	if (c->rng)
+		ARG("--rng");
+	if (c->virtio_console) {
+		ARG("--console");
+		ARG("virtio");
+	}
+	for (int i = 0; i < c->nnics; i++) {
+		static const char *const offload[] = { "on", "csum", "off" };
+		const struct net_config *nc = &c->nic[i].net;
+		char spec[NET_MAX_HOSTFWD * 56 + 64];
+		int len = nc->kind == NET_TAP ? snprintf(spec, sizeof(spec), "tap=%s", nc->ifname)
+					      : snprintf(spec, sizeof(spec), "user");
+		for (int f = 0; f < nc->nfwd; f++) {
+			char fwd[48];
+			net_format_hostfwd(&nc->fwd[f], fwd, sizeof(fwd));
+			len += snprintf(spec + len, sizeof(spec) - (size_t)len, ",hostfwd=%s", fwd);
+		}
+		if (nc->has_mac)
+			len += snprintf(spec + len, sizeof(spec) - (size_t)len, ",mac=%02x:%02x:%02x:%02x:%02x:%02x",
+					nc->mac[0], nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4], nc->mac[5]);
+		snprintf(spec + len, sizeof(spec) - (size_t)len, ",offload=%s", offload[nc->offload]);
+		ARG("--net");
+		ARG(spec);
+	}
+#undef ARG
+#undef PATH_ARG
+	for (int i = 0; i < n; i++)
+		if (!a[i])
+			rc = -1;
+	if (!rc)
+		snapshot_set_config(vm, n, a);
+	if (vm->snap_argc != n)
+		rc = -1;
+	for (int i = 0; i < n; i++)
+		free(a[i]);
+	return rc;
+}
+
 int machine_build(struct machine *m, bool recoverable, bool *fatal)
 {
 	const struct machine_config *c = &m->cfg;
@@ -330,6 +412,10 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 	vm->debug_exit = c->debug_exit;
 	/* virtio-blk and virtio-net serve the guest's notifies there too */
 	vm->io = m->io;
+	if (record_config(c, vm) < 0) {
+		fprintf(stderr, "accord: out of memory\n");
+		return EXIT_VM_FAILED;
+	}
 	if (console_start(vm, &out_fd) < 0)
 		return EXIT_VM_FAILED;
 	console = true;
@@ -382,11 +468,22 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 		if (!m->nic_dev[i])
 			goto fail;
 	}
-	if (boot_load(vm, &bc, &bs) < 0) {
-		rc = EXIT_BAD_IMAGE;
-		goto fail;
+	if (m->restore) {
+		char err[320];
+		if (snapshot_apply(m->restore, vm, err, sizeof(err)) < 0) {
+			fprintf(stderr, "accord: restore: %s\n", err);
+			rc = EXIT_BAD_SNAPSHOT;
+			goto fail;
+		}
+		snapshot_close(m->restore);
+		m->restore = NULL;
+	} else {
+		if (boot_load(vm, &bc, &bs) < 0) {
+			rc = EXIT_BAD_IMAGE;
+			goto fail;
+		}
+		m->engine->set_boot_state(vm->vcpu[0], &bs);
 	}
-	m->engine->set_boot_state(vm->vcpu[0], &bs);
 	if (c->gdb && gdbstub_start(vm, c->gdb) < 0)
 		goto fail;
 	m->vm = vm;

@@ -23,6 +23,7 @@ enum {
 	/* 6 and 7 belong to accord ls/pause/... (src/api/api.h) */
 	EXIT_NET_FAILED = 8,
 	EXIT_SANDBOX = SANDBOX_EXIT_STATUS,
+	EXIT_BAD_SNAPSHOT = 10,
 };
 
 #define MACHINE_MAX_DISKS 16
@@ -65,6 +66,7 @@ struct virtio_net;
 struct storvsc;
 struct netvsc;
 struct hv_util;
+struct snap_file;
 
 /* A configuration and, once machine_build succeeded, the VM made of it. */
 struct machine {
@@ -77,6 +79,7 @@ struct machine {
 	struct virtio_net *nic_dev[MACHINE_MAX_NICS]; /* NULL: a VMBus NIC */
 	struct netvsc *nic_netvsc[MACHINE_MAX_NICS];  /* --personality hyperv */
 	struct hv_util *hv_util; /* --personality hyperv: shutdown and KVP; else NULL */
+	struct snap_file *restore; /* accord restore: loaded where the kernel would be */
 };
 
 /* The defaults of accord run: 512 MiB, one vCPU, --accel auto,

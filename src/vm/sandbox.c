@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@
 
 #include "vm/console.h"
 #include "vm/sandbox.h"
+
+static bool active;
 
 /* the system calls allowed with any arguments */
 static const int allowed[] = {
@@ -197,6 +200,12 @@ int sandbox_enter(void)
 			"(--sandbox off runs without it)\n", strerror(-r));
 		return -1;
 	}
+	active = true;
 	selftest(getenv("ACCORD_SANDBOX_SELFTEST"));
 	return 0;
+}
+
+bool sandbox_active(void)
+{
+	return active;
 }

@@ -4,6 +4,8 @@
 #ifndef ACCORD_SANDBOX_H
 #define ACCORD_SANDBOX_H
 
+#include <stdbool.h>
+
 /* the exit status of a process the sandbox stopped (README "Exit status") */
 #define SANDBOX_EXIT_STATUS 9
 
@@ -14,5 +16,8 @@
  * right after: "open-read" (allowed), "open-write" or any other value
  * (ptrace), both forbidden; the tests' proof that the filter is in force. */
 int sandbox_enter(void);
+/* true once the filter is in force: the VMM can then create no file (a
+ * snapshot goes to a file the client opened and passed) */
+bool sandbox_active(void);
 
 #endif

@@ -27,6 +27,11 @@ uint64_t vm_now_ns(const struct vm *vm)
 	return mono_ns() - vm->t0_ns;
 }
 
+void vm_set_time(struct vm *vm, uint64_t ns)
+{
+	vm->t0_ns = mono_ns() - ns;
+}
+
 uint64_t vm_tsc(const struct vm *vm)
 {
 	return (uint64_t)((unsigned __int128)vm_now_ns(vm) * VM_TSC_HZ / 1000000000ull);
@@ -94,6 +99,10 @@ void vm_destroy(struct vm *vm)
 	}
 	hv_destroy(vm);
 	kvmclock_destroy(vm);
+	free(vm->snap_hooks);
+	for (int i = 0; i < vm->snap_argc; i++)
+		free(vm->snap_argv[i]);
+	free(vm->snap_argv);
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	bus_free(&vm->pio);
@@ -310,7 +319,8 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	struct vcpu_exit ex;
 
-	if (v->index != 0 && !vcpu_wait_sipi(v))
+	/* an AP restored from a snapshot may be running already */
+	if (v->state == VCPU_WAIT_SIPI && !vcpu_wait_sipi(v))
 		return NULL;
 	while (!vm->exit_reason) {
 		memset(&ex, 0, sizeof(ex));

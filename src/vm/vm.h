@@ -110,6 +110,13 @@ struct vm {
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
 	bool paused;
+
+	/* snapshots (vm/snapshot.h): the devices' save/load hooks and the
+	 * arguments that re-create this machine */
+	struct snap_hook *snap_hooks;
+	int nsnap_hooks;
+	char **snap_argv;
+	int snap_argc;
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality);
@@ -121,6 +128,8 @@ int vm_write_phys(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 int vm_read_phys(struct vm *vm, uint64_t gpa, void *dst, uint64_t len);
 /* guest clock */
 uint64_t vm_now_ns(const struct vm *vm);
+/* make the guest clock read ns now (a restored snapshot's time) */
+void vm_set_time(struct vm *vm, uint64_t ns);
 uint64_t vm_tsc(const struct vm *vm);
 /* interrupt lines (GSI) and MSIs, routed through IOAPIC/PIC to LAPICs */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);

@@ -35,7 +35,9 @@ console_wait() {
 	while [ "$waited" -lt $((limit * 10)) ]; do
 		local size
 		size=$(stat -c %s "$CONSOLE_LOG")
-		if tail -c +$((CONSOLE_POS + 1)) "$CONSOLE_LOG" | tr -d '\r' | grep -qE -- "$regex"; then
+		# only the bytes up to size: a line that arrives after the stat
+		# is left for the next wait, which starts at size
+		if head -c "$size" "$CONSOLE_LOG" | tail -c +$((CONSOLE_POS + 1)) | tr -d '\r' | grep -qE -- "$regex"; then
 			CONSOLE_POS=$size
 			return 0
 		fi

@@ -4,12 +4,14 @@
  * vm->io_lock on the VM's I/O thread (vm->io; the transport hands it the
  * notifies), so a vCPU goes on running while its disk I/O is done; without
  * an I/O thread, on the vCPU thread that notified. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dev/virtio/virtio.h"
 #include "disk/disk.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define VIRTIO_ID_BLOCK 2
 #define SECTOR 512ull
@@ -201,6 +203,37 @@ static void blk_notify(struct virtio_dev *vd, int q)
 
 static const struct virtio_dev_ops blk_ops = { .notify = blk_notify };
 
+/* Requests are served as they are notified, so none is in flight while
+ * the vCPUs are paused; what they wrote reaches the image before the
+ * snapshot that assumes it. The image's size is kept to notice a disk
+ * that is not the one the guest had. */
+static int blk_save(void *o, struct snap_buf *sb, char *err, size_t n)
+{
+	struct virtio_blk *b = o;
+
+	if (!b->ro && disk_flush(b->disk) < 0) {
+		snprintf(err, n, "cannot flush the disk %s", b->disk->name);
+		return -1;
+	}
+	snap_put(sb, &b->sectors, 8);
+	return 0;
+}
+
+static int blk_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct virtio_blk *b = o;
+	uint64_t sectors;
+
+	if (!snap_get(r, &sectors, 8))
+		return -1;
+	if (sectors != b->sectors) {
+		snprintf(err, n, "the disk %s has %llu sectors, the snapshot's had %llu", b->disk->name,
+			 (unsigned long long)b->sectors, (unsigned long long)sectors);
+		return -1;
+	}
+	return 0;
+}
+
 struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const char *path, bool ro)
 {
 	struct virtio_blk *b = calloc(1, sizeof(*b));
@@ -235,7 +268,7 @@ struct virtio_blk *virtio_blk_create(struct vm *vm, struct pci_bus *bus, const c
 	vd->config[56] = 1;                          /* write_zeroes_may_unmap */
 	vd->config_len = 60;
 	/* class 0x0180: other mass storage controller */
-	if (virtio_pci_init(vd, vm, bus, 0x018000))
+	if (virtio_pci_init(vd, vm, bus, 0x018000) || vm_snap_register(vm, "virtio-blk", blk_save, blk_load, b))
 		goto fail;
 	return b;
 fail:

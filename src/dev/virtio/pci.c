@@ -13,6 +13,7 @@
 #include "dev/virtio/virtio.h"
 #include "vm/iothread.h"
 #include "vm/vm.h"
+#include "vm/snapshot.h"
 
 #define BAR_SIZE 0x8000
 #define COMMON_OFF 0x0000
@@ -403,6 +404,107 @@ static void add_vcap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t len
 		pci_put_le(d->cfg + c + 16, NOTIFY_MULT, 4);
 }
 
+/* The transport's state; the PCI configuration space is the bus's. The
+ * rings live in guest memory: a queue keeps only where they are and how
+ * far it got. */
+struct vq_snap {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t size, msix_vector, last_avail, used_idx;
+	uint8_t enabled, event_idx, indirect, pad;
+};
+
+struct virtio_snap {
+	uint64_t driver_features;
+	uint32_t device_id, nqueues, dfsel, gfsel;
+	uint16_t config_vector, queue_sel;
+	uint8_t status, config_generation, isr, pad;
+	struct vq_snap vq[VIRTIO_MAX_QUEUES];
+	uint8_t msix_table[16 * (VIRTIO_MAX_QUEUES + 1)];
+	uint8_t msix_pba[8];
+};
+
+static int virtio_save(void *o, struct snap_buf *b, char *err, size_t n)
+{
+	struct virtio_dev *vd = o;
+	struct virtio_snap s = {
+		.driver_features = vd->driver_features, .device_id = vd->device_id,
+		.nqueues = (uint32_t)vd->nqueues, .dfsel = vd->dfsel, .gfsel = vd->gfsel,
+		.config_vector = vd->config_vector, .queue_sel = vd->queue_sel, .status = vd->status,
+		.config_generation = vd->config_generation, .isr = vd->isr,
+	};
+
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		const struct virtq *q = &vd->vq[i];
+		s.vq[i] = (struct vq_snap){ q->desc_gpa, q->avail_gpa, q->used_gpa, q->size, q->msix_vector,
+					    q->last_avail, q->used_idx, q->enabled, q->event_idx, q->indirect };
+	}
+	memcpy(s.msix_table, vd->msix_table, sizeof(s.msix_table));
+	memcpy(s.msix_pba, vd->msix_pba, sizeof(s.msix_pba));
+	snap_put(b, &s, sizeof(s));
+	return 0;
+}
+
+static int virtio_load(void *o, struct snap_rd *r, char *err, size_t n)
+{
+	struct virtio_dev *vd = o;
+	struct virtio_snap s;
+
+	if (!snap_get(r, &s, sizeof(s)))
+		return -1;
+	if (s.device_id != vd->device_id || s.nqueues != (uint32_t)vd->nqueues) {
+		snprintf(err, n, "a virtio device of type %u with %u queues, this machine's is %u with %d",
+			 s.device_id, s.nqueues, vd->device_id, vd->nqueues);
+		return -1;
+	}
+	vd->driver_features = s.driver_features;
+	vd->dfsel = s.dfsel;
+	vd->gfsel = s.gfsel;
+	vd->config_vector = s.config_vector < msix_nvec(vd) ? s.config_vector : VIRTIO_NO_VECTOR;
+	vd->queue_sel = s.queue_sel;
+	vd->status = s.status;
+	vd->config_generation = s.config_generation;
+	vd->isr = s.isr;
+	memcpy(vd->msix_table, s.msix_table, sizeof(vd->msix_table));
+	memcpy(vd->msix_pba, s.msix_pba, sizeof(vd->msix_pba));
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		struct virtq *q = &vd->vq[i];
+		const struct vq_snap *qs = &s.vq[i];
+
+		vq_reset(q);
+		q->desc_gpa = qs->desc_gpa;
+		q->avail_gpa = qs->avail_gpa;
+		q->used_gpa = qs->used_gpa;
+		q->size = qs->size;
+		q->msix_vector = qs->msix_vector < msix_nvec(vd) ? qs->msix_vector : VIRTIO_NO_VECTOR;
+		q->event_idx = qs->event_idx;
+		q->indirect = qs->indirect;
+		if (!qs->enabled)
+			continue;
+		/* guest memory is loaded: the rings resolve as when the
+		 * driver enabled them */
+		if (i >= vd->nqueues || vq_enable(vd->vm, q) < 0) {
+			snprintf(err, n, "queue %d's rings are not in guest memory", i);
+			return -1;
+		}
+		q->last_avail = qs->last_avail;
+		q->used_idx = qs->used_idx;
+	}
+	/* the PCI configuration (BAR 0) is loaded before the devices on the
+	 * bus: bind the notify addresses again, and let the I/O thread look
+	 * at every live queue once, for requests the guest queued whose
+	 * notify the snapshot caught in flight */
+	kicks_bind(vd);
+	for (int q = 0; vd->io && q < vd->nqueues; q++) {
+		uint64_t one = 1;
+
+		if (queue_live(vd, (unsigned)q) && write(vd->kick[q].fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+			snprintf(err, n, "cannot notify queue %d: %s", q, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, uint32_t class_code)
 {
 	struct pci_dev *d = &vd->pci;
@@ -455,5 +557,7 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	d->cfg[vd->cfgwin_cap + 3] = CAP_PCI_CFG;
 	d->wmask[vd->cfgwin_cap + 4] = 0xff;
 	memset(d->wmask + vd->cfgwin_cap + 8, 0xff, 12);
+	if (vm_snap_register(vm, "virtio", virtio_save, virtio_load, vd) < 0)
+		return -1;
 	return pci_add(bus, d);
 }

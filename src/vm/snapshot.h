@@ -1,0 +1,106 @@
+/* Snapshots (vm/snapshot.c): the vCPUs' state, every device's state and
+ * the guest memory ever touched, in one versioned file with a checksum,
+ * and the machine configuration to re-create the VM in a fresh process.
+ *
+ * File format (little-endian, version SNAP_VERSION):
+ *   header, 64 bytes: magic "ACCSNAP\0", u32 version, u32 header size (64),
+ *     u64 RAM bytes, u32 vCPUs, u32 engine (0 emu, 1 kvm), u32 personality
+ *     (0 kvm), u32 0, u64 VM time in ns, 16 bytes 0
+ *   sections, each: u32 type, u32 instance, u64 payload length, the
+ *     payload, zero bytes up to a multiple of 8:
+ *     SNAP_CONFIG (first, once): the accord run arguments, each NUL-ended
+ *     SNAP_CPU (one per vCPU, instance = index): u32 vCPU run state, u32 0,
+ *       struct cpu_state
+ *     SNAP_DEV: char name[16] (NUL-padded), the device's own bytes; the
+ *       instance counts devices of that name in registration order
+ *     SNAP_RAM: u64 guest-physical address (page-aligned), the pages
+ *       (length - 8 bytes, a multiple of 4 KiB); pages never touched and
+ *       all-zero pages are left out and read as zeros
+ *     SNAP_END (last, empty)
+ *   trailer, 16 bytes: u64 file size, u32 CRC-32 (zlib's) of every byte
+ *     before it and of the file size, u32 magic "SEND"
+ */
+#ifndef ACCORD_SNAPSHOT_H
+#define ACCORD_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+
+#define SNAP_MAGIC "ACCSNAP"
+#define SNAP_VERSION 1
+#define SNAP_HEADER_SIZE 64
+#define SNAP_TRAILER_SIZE 16
+#define SNAP_END_MAGIC 0x444e4553u /* "SEND" */
+#define SNAP_NAME_LEN 16
+#define SNAP_MAX_ARGS 256
+
+enum snap_section { SNAP_CONFIG = 1, SNAP_CPU, SNAP_DEV, SNAP_RAM, SNAP_END };
+enum snap_engine { SNAP_ENGINE_EMU, SNAP_ENGINE_KVM };
+
+/* a device's bytes as it saves them */
+struct snap_buf {
+	uint8_t *p;
+	size_t len, cap;
+	bool failed; /* out of memory */
+};
+void snap_put(struct snap_buf *b, const void *p, size_t n);
+
+/* and as it reads them back: false when fewer than n bytes are left */
+struct snap_rd {
+	const uint8_t *p;
+	size_t len, off;
+};
+bool snap_get(struct snap_rd *r, void *dst, size_t n);
+
+/* A device's part of a snapshot. save runs with every vCPU paused and
+ * vm->io_lock held: 0, or -1 with why in err (the snapshot is not
+ * written). load runs before any vCPU runs, on a machine made from the
+ * same configuration: 0, or -1 with why in err when the bytes cannot be
+ * this device's state (nothing of the device is changed then); under
+ * vm->io_lock too, as the devices' own threads may already run. */
+typedef int (*snap_save_fn)(void *opaque, struct snap_buf *b, char *err, size_t errlen);
+typedef int (*snap_load_fn)(void *opaque, struct snap_rd *r, char *err, size_t errlen);
+struct snap_hook {
+	char name[SNAP_NAME_LEN];
+	snap_save_fn save;
+	snap_load_fn load;
+	void *opaque;
+};
+/* devices register at creation; -1 when out of memory */
+int vm_snap_register(struct vm *vm, const char *name, snap_save_fn save, snap_load_fn load, void *opaque);
+
+/* The configuration snapshot_write stores: the accord run arguments that
+ * re-create this machine (paths absolute). main.c sets it. */
+void snapshot_set_config(struct vm *vm, int argc, char *const *argv);
+
+/* Write the snapshot of a paused VM to fd (from its start; the caller
+ * made it and renames it into place). The disks are flushed first. 0, or
+ * -1 with one line of why in err. */
+int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen);
+
+/* a snapshot read and checked: the header, the sections' framing, the
+ * checksum, the configuration */
+struct snap_file {
+	uint32_t version;
+	uint64_t ram_size, vm_time_ns;
+	uint32_t ncpus, engine, personality;
+	int argc;
+	char *argv[SNAP_MAX_ARGS + 1];
+	const uint8_t *data; /* the whole file */
+	size_t size;
+	void *map; /* when snapshot_open mapped it */
+};
+/* check a snapshot held in memory (data stays the caller's); 0, or -1
+ * with one line of why in err */
+int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *err, size_t errlen);
+int snapshot_open(struct snap_file *f, const char *path, char *err, size_t errlen);
+void snapshot_close(struct snap_file *f);
+/* Load it into a machine made from its configuration, before the vCPUs
+ * run: guest memory, the VM clock, the vCPUs, the devices. 0, or -1 with
+ * why in err. */
+int snapshot_apply(struct snap_file *f, struct vm *vm, char *err, size_t errlen);
+
+#endif

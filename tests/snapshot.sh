@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# Snapshots (src/vm/snapshot.c, accord snapshot / accord restore):
+# - the ticker test kernel (guest/api/ticker.c, "tick N" every 20 ms of PM
+#   timer) on emu with two vCPUs and on kvm (where this host has it):
+#   snapshot while it ticks, SIGKILL, restore in a fresh process: the ticks
+#   go on from the next number to the end; a second restore of the same
+#   file does the same;
+# - files that are not good snapshots (truncated, a flipped bit, another
+#   format version, another magic, empty, missing) are refused with one
+#   line and status 10; a --personality hyperv VM is refused; the API's
+#   PUT /vm/snapshot with a path (sandbox off), with the sandbox on (409)
+#   and with bad bodies (400);
+# - the stock kernel with a virtio-blk disk (tools/mkguest) on emu: the
+#   guest writes the disk, then runs a loop printing a counter; snapshot
+#   mid-loop, SIGKILL; the refused restores leave the disk image as it
+#   was (hash); the restored guest prints the counter on from where the
+#   snapshot was and the right sum, reads what it wrote before and writes
+#   more; the host finds both on the image; a second restore, the same;
+# - the stock kernel with virtio-net on user-mode networking: an httpd in
+#   the guest behind hostfwd answers the host before the snapshot and,
+#   with the backend made again, after the restore.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/guest-tap.bash
+. tests/lib/console.bash
+
+ACCORD=${ACCORD:-build/accord}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
+TICKER=build/api-guest/ticker.elf
+IMG=build/guest-image-virtio
+tmp=$(mktemp -d)
+# the VMs' API sockets live here, away from other tests' VMs
+export XDG_RUNTIME_DIR=$tmp
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do
+		kill -9 "$p" 2>/dev/null
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+result() {
+	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${2:-}"; fi
+}
+
+wait_for() {
+	local limit=$1 n=0
+	shift
+	while ! "$@"; do
+		[ $n -ge $((limit * 10)) ] && return 1
+		sleep 0.1
+		n=$((n + 1))
+	done
+}
+
+ticks_at_least() {
+	[ -f "$1" ] && [ "$(grep -c '^tick ' "$1")" -ge "$2" ]
+}
+
+# the ticks of a restored run: the first is T, the original printed T-1,
+# and they go on one by one up to the end, then the guest's PASS
+ticks_continue() {
+	local orig=$1 restored=$2 last=$3
+	python3 - "$orig" "$restored" "$last" <<'EOF'
+import re, sys
+orig = [int(m) for m in re.findall(r'^tick (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
+rest = [int(m) for m in re.findall(r'^tick (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
+last = int(sys.argv[3])
+ok = (len(rest) > 0 and rest[0] >= 2 and rest[0] - 1 in orig and rest == list(range(rest[0], last + 1))
+      and 'PASS ticker.ticks' in open(sys.argv[2]).read())
+print(rest[0] if rest else 0)
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# ticker_round_trip ACCEL CPUS: snapshot a ticking VM, kill it, restore twice
+ticker_round_trip() {
+	local accel=$1 cpus=$2 name=tick-$1
+	"$ACCORD" run --kernel "$TICKER" --accel "$accel" --cpus "$cpus" --memory 64M --name "$name" \
+		--cmdline "ticker.count=200" --debug-exit </dev/null >"$tmp/$name.log" 2>&1 &
+	local pid=$!
+	pids+=("$pid")
+	if ! wait_for 60 ticks_at_least "$tmp/$name.log" 20; then
+		if [ "$accel" = kvm ] && ! kill -0 "$pid" 2>/dev/null; then
+			tap_skip "$accel: snapshot and restore of a ticking test kernel" \
+				"no kvm engine here ($(grep '^accord:' "$tmp/$name.log" | head -n 1))"
+			return
+		fi
+		tap_not_ok "$accel: the ticker ticks" "$(tail -n 3 "$tmp/$name.log")"
+		return
+	fi
+	"$ACCORD" snapshot "$name" "$tmp/$name.snap" >"$tmp/$name.snap.log" 2>&1
+	result "$accel: accord snapshot of a ticking VM ($cpus vCPUs)" "$(cat "$tmp/$name.snap.log")"
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null
+	[ -s "$tmp/$name.snap" ] && [ ! -e "$tmp/$name.snap.tmp" ]
+	result "$accel: the snapshot file is in place, no .tmp left"
+	local first1 first2 rc
+	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r1" </dev/null >"$tmp/$name.r1.log" 2>&1
+	rc=$?
+	first1=$(ticks_continue "$tmp/$name.log" "$tmp/$name.r1.log" 200)
+	result "$accel: restored after SIGKILL, the ticks go on from $first1 to 200" \
+		"$(head -n 3 "$tmp/$name.r1.log"; tail -n 3 "$tmp/$name.r1.log")"
+	[ "$rc" -eq 1 ]
+	result "$accel: the restored guest ends through debug-exit (status 1)" "status $rc"
+	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r2" </dev/null >"$tmp/$name.r2.log" 2>&1
+	first2=$(ticks_continue "$tmp/$name.log" "$tmp/$name.r2.log" 200)
+	[ $? -eq 0 ] && [ "$first1" = "$first2" ]
+	result "$accel: a second restore of the same file starts at the same tick ($first2)"
+}
+
+# command lines: one line, status 1
+usage_err() {
+	local what=$1 rc
+	shift
+	"$@" </dev/null >"$tmp/usage.log" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/usage.log")" -eq 1 ] && grep -q "usage" "$tmp/usage.log"
+	result "$what: one line, status 1" "status $rc: $(head -c 300 "$tmp/usage.log")"
+}
+usage_err "accord restore without a file" "$ACCORD" restore
+usage_err "accord restore with two files" "$ACCORD" restore "$tmp/a" "$tmp/b"
+usage_err "accord snapshot without a file" "$ACCORD" snapshot vm
+usage_err "accord snapshot with a stray argument" "$ACCORD" snapshot vm "$tmp/f" --later
+
+if [ ! -f "$TICKER" ]; then
+	tap_not_ok "ticker guest" "$TICKER missing (make tests)"
+	tap_summary
+	exit 1
+fi
+
+ticker_round_trip emu 2
+ticker_round_trip kvm 1
+
+# ---- files that are not snapshots of this accord ----
+snap=$tmp/tick-emu.snap
+# refused VAR FILE REGEX: restore FILE fails with status 10 and one line
+refused() {
+	local what=$1 file=$2 regex=$3 rc
+	"$ACCORD" restore "$file" --name "bad" </dev/null >"$tmp/bad.log" 2>&1
+	rc=$?
+	[ "$rc" -eq 10 ] && [ "$(wc -l <"$tmp/bad.log")" -eq 1 ] && grep -qE "$regex" "$tmp/bad.log"
+	result "$what: refused in one line, status 10" "status $rc: $(head -c 300 "$tmp/bad.log")"
+}
+if [ -s "$snap" ]; then
+	size=$(stat -c %s "$snap")
+	head -c $((size / 2)) "$snap" >"$tmp/trunc.snap"
+	refused "a snapshot cut in half" "$tmp/trunc.snap" "truncated"
+	head -c $((size - 3)) "$snap" >"$tmp/trunc3.snap"
+	refused "a snapshot 3 bytes short" "$tmp/trunc3.snap" "truncated|damaged"
+	cp "$snap" "$tmp/flip.snap"
+	python3 -c "
+import sys
+f = open(sys.argv[1], 'r+b'); f.seek($size // 3); b = f.read(1); f.seek($size // 3)
+f.write(bytes([b[0] ^ 0x10]))" "$tmp/flip.snap"
+	refused "a snapshot with one bit flipped" "$tmp/flip.snap" "checksum"
+	cp "$snap" "$tmp/version.snap"
+	printf '\x02' | dd of="$tmp/version.snap" bs=1 seek=8 conv=notrunc status=none
+	refused "a snapshot of format version 2" "$tmp/version.snap" "version 2"
+	cp "$snap" "$tmp/magic.snap"
+	printf 'XCCSNAP' | dd of="$tmp/magic.snap" bs=1 seek=0 conv=notrunc status=none
+	refused "a file with another magic" "$tmp/magic.snap" "not an accord snapshot"
+	: >"$tmp/empty.snap"
+	refused "an empty file" "$tmp/empty.snap" "not an accord snapshot"
+	refused "a missing file" "$tmp/none.snap" "No such file"
+else
+	tap_not_ok "a snapshot to damage" "the emu round trip left none"
+fi
+
+"$ACCORD" snapshot nosuchvm "$tmp/x.snap" >"$tmp/novm.log" 2>&1
+rc=$?
+[ $rc -eq 6 ] && [ ! -e "$tmp/x.snap" ] && [ ! -e "$tmp/x.snap.tmp" ]
+result "accord snapshot of no such VM: status 6, no file left" "status $rc: $(cat "$tmp/novm.log")"
+
+# ---- hyperv: not yet ----
+"$ACCORD" run --kernel "$TICKER" --accel emu --personality hyperv --memory 64M --name hv </dev/null \
+	>"$tmp/hv.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+wait_for 60 ticks_at_least "$tmp/hv.log" 2
+"$ACCORD" snapshot hv "$tmp/hv.snap" >"$tmp/hv.snap.log" 2>&1
+rc=$?
+[ $rc -eq 7 ] && [ "$(wc -l <"$tmp/hv.snap.log")" -eq 1 ] && grep -q "hyperv" "$tmp/hv.snap.log" &&
+	[ ! -e "$tmp/hv.snap" ] && [ ! -e "$tmp/hv.snap.tmp" ]
+result "--personality hyperv: accord snapshot refuses in one line (status 7), no file" \
+	"status $rc: $(cat "$tmp/hv.snap.log")"
+n=$(grep -c '^tick ' "$tmp/hv.log")
+wait_for 30 ticks_at_least "$tmp/hv.log" $((n + 3))
+result "--personality hyperv: the VM runs on after the refusal"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+
+# ---- the API: PUT /vm/snapshot ----
+api() {
+	curl -s -o "$tmp/api.body" -w '%{http_code}' --unix-socket "$tmp/accord/$1.sock" -X PUT \
+		-H 'Content-Type: application/json' --data "$2" http://localhost/vm/snapshot
+}
+"$ACCORD" run --kernel "$TICKER" --accel emu --memory 64M --name sb-on --cmdline "ticker.count=100000" \
+	</dev/null >"$tmp/sb-on.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+wait_for 60 ticks_at_least "$tmp/sb-on.log" 2
+code=$(api sb-on "{\"path\": \"$tmp/api-on.snap\"}")
+[ "$code" = 409 ] && grep -q "sandbox" "$tmp/api.body" && [ ! -e "$tmp/api-on.snap" ]
+result "API: PUT /vm/snapshot with a path under the sandbox: 409, no file" "$code $(cat "$tmp/api.body")"
+code=$(api sb-on '{"path": 1}')
+[ "$code" = 400 ]
+result "API: a path that is not a string: 400" "$code $(cat "$tmp/api.body")"
+code=$(api sb-on '{"file": "x"}')
+[ "$code" = 400 ] && grep -q "unknown field" "$tmp/api.body"
+result "API: an unknown field: 400" "$code $(cat "$tmp/api.body")"
+code=$(api sb-on '')
+[ "$code" = 400 ]
+result "API: no body: 400" "$code $(cat "$tmp/api.body")"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+
+"$ACCORD" run --kernel "$TICKER" --accel emu --memory 64M --name sb-off --sandbox off \
+	--cmdline "ticker.count=300" --debug-exit </dev/null >"$tmp/sb-off.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+wait_for 60 ticks_at_least "$tmp/sb-off.log" 20
+code=$(api sb-off "{\"path\": \"$tmp/api-off.snap\", \"stop\": true}")
+[ "$code" = 200 ] && grep -q '"bytes"' "$tmp/api.body" && [ -s "$tmp/api-off.snap" ] && [ ! -e "$tmp/api-off.snap.tmp" ]
+result "API: PUT /vm/snapshot {path, stop} with --sandbox off: 200, the file" "$code $(cat "$tmp/api.body")"
+wait_for 30 eval "! kill -0 $pid 2>/dev/null"
+wait "$pid"
+rc=$?
+[ $rc -eq 0 ]
+result "API: \"stop\": true ends the VM after the snapshot (status 0)" "status $rc"
+timeout 120 "$ACCORD" restore "$tmp/api-off.snap" --name sb-off-r --sandbox off </dev/null >"$tmp/sb-off.r.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+# the restored VM is snapshotted in turn: its configuration came from the file
+wait_for 60 ticks_at_least "$tmp/sb-off.r.log" 30
+"$ACCORD" snapshot sb-off-r "$tmp/chain.snap" >"$tmp/chain.snap.log" 2>&1
+result "a restored VM can be snapshotted again" "$(cat "$tmp/chain.snap.log")"
+wait "$pid"
+first=$(ticks_continue "$tmp/sb-off.log" "$tmp/sb-off.r.log" 300)
+result "API: the snapshot restores, the ticks go on from $first to 300" "$(tail -n 3 "$tmp/sb-off.r.log")"
+timeout 120 "$ACCORD" restore "$tmp/chain.snap" --name chain-r </dev/null >"$tmp/chain.r.log" 2>&1
+first=$(ticks_continue "$tmp/sb-off.r.log" "$tmp/chain.r.log" 300)
+result "the snapshot of the restored VM restores: the ticks go on from $first to 300" "$(tail -n 3 "$tmp/chain.r.log")"
+
+# ---- the stock kernel with a disk, a counting loop ----
+MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
+if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
+	tap_skip "snapshots of Linux" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
+	tap_summary
+	exit 0
+fi
+disk=$tmp/disk.img
+truncate -s 16M "$disk"
+N=300
+SUM=$((N * (N - 1) / 2))
+log=$tmp/linux.log
+console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name lin --disk path="$disk"
+pids+=("$CONSOLE_PID")
+if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	tap_not_ok "Linux with a virtio disk boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
+	console_tail 25
+	console_finish 1
+	tap_summary
+	exit 0
+fi
+sleep 1
+console_check "the guest writes its disk before the snapshot" \
+	'printf before-snapshot | dd of=/dev/vda bs=512 seek=8 conv=fsync 2>/dev/null; echo W$((1+1))' "^W2"
+console_send "i=0; s=0; while [ \$i -lt $N ]; do echo count \$i; s=\$((s+i)); i=\$((i+1)); sleep 0.02; done; echo done \$((s+0)) L\$((1+1))"
+if console_wait "^count 40" 120; then
+	tap_ok "the loop counts"
+else
+	tap_not_ok "the loop counts" "$(tail -n 3 "$log")"
+fi
+"$ACCORD" snapshot lin "$tmp/lin.snap" >"$tmp/lin.snap.log" 2>&1
+result "accord snapshot of Linux in the middle of the loop" "$(cat "$tmp/lin.snap.log")"
+kill -9 "$CONSOLE_PID"
+console_finish 5
+grep -q "^done" "$log"
+[ $? -ne 0 ]
+result "the loop had not finished when the VM was killed" "$(tail -n 2 "$log")"
+disk_sum=$(sha256sum <"$disk")
+
+# refused restores touch nothing: the disk image stays as it was
+lsize=$(stat -c %s "$tmp/lin.snap")
+head -c $((lsize - 4096)) "$tmp/lin.snap" >"$tmp/lin-trunc.snap"
+refused "Linux: a truncated snapshot" "$tmp/lin-trunc.snap" "truncated"
+cp "$tmp/lin.snap" "$tmp/lin-flip.snap"
+python3 -c "
+import sys
+f = open(sys.argv[1], 'r+b'); f.seek($lsize // 2); b = f.read(1); f.seek($lsize // 2)
+f.write(bytes([b[0] ^ 1]))" "$tmp/lin-flip.snap"
+refused "Linux: a bit flipped" "$tmp/lin-flip.snap" "checksum"
+cp "$tmp/lin.snap" "$tmp/lin-version.snap"
+printf '\x07' | dd of="$tmp/lin-version.snap" bs=1 seek=8 conv=notrunc status=none
+refused "Linux: format version 7" "$tmp/lin-version.snap" "version 7"
+cp "$tmp/lin.snap" "$tmp/lin-magic.snap"
+printf 'NOTSNAP' | dd of="$tmp/lin-magic.snap" bs=1 seek=0 conv=notrunc status=none
+refused "Linux: another magic" "$tmp/lin-magic.snap" "not an accord snapshot"
+# a disk of another size than the snapshot's: the machine is made, the
+# disk opened read-only by nothing, then refused
+mv "$disk" "$tmp/disk.real"
+truncate -s 8M "$disk"
+small_sum=$(sha256sum <"$disk")
+refused "Linux: the disk is not the snapshot's (another size)" "$tmp/lin.snap" "sectors"
+[ "$(sha256sum <"$disk")" = "$small_sum" ]
+result "the other disk is untouched"
+mv "$tmp/disk.real" "$disk"
+[ "$(sha256sum <"$disk")" = "$disk_sum" ]
+result "the refused restores left the disk image as it was (sha256)"
+
+# linux_restore TAG: restore, check the count goes on and the disk
+linux_restore() {
+	local tag=$1 rlog=$tmp/linux-$1.log
+	console_start "$rlog" "$ACCORD" restore "$tmp/lin.snap" --name "lin-$tag"
+	pids+=("$CONSOLE_PID")
+	if ! console_wait "^done $SUM" 300; then
+		tap_not_ok "$tag: the restored loop ends with done $SUM" "$(tail -n 5 "$rlog")"
+		kill -9 "$CONSOLE_PID"
+		console_finish 5
+		return
+	fi
+	tap_ok "$tag: the restored loop ends with done $SUM"
+	python3 - "$log" "$rlog" "$N" <<'EOF'
+import re, sys
+orig = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
+rest = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
+n = int(sys.argv[3])
+sys.exit(0 if rest and rest[0] >= 40 and rest[0] - 1 in orig and rest == list(range(rest[0], n)) else 1)
+EOF
+	result "$tag: the counter goes on from where the snapshot was, one by one to $((N - 1))" \
+		"$(grep -m 3 '^count' "$rlog")"
+	console_check "$tag: the guest reads what it wrote before the snapshot" \
+		'echo R$((1+1)) $(dd if=/dev/vda bs=512 skip=8 count=1 2>/dev/null | head -c 15) R$((2+1))' \
+		"^R2 before-snapshot R3"
+	console_check "$tag: and writes its disk after the restore" \
+		'printf after-restore | dd of=/dev/vda bs=512 seek=16 conv=fsync 2>/dev/null; echo A$((1+1))' "^A2"
+	"$ACCORD" stop "lin-$tag" >/dev/null 2>&1
+	console_finish 60
+	[ "$(dd if="$disk" bs=512 skip=8 count=1 status=none | head -c 15)" = before-snapshot ] &&
+		[ "$(dd if="$disk" bs=512 skip=16 count=1 status=none | head -c 13)" = after-restore ]
+	result "$tag: the image holds what the guest wrote before and after the snapshot"
+}
+linux_restore first
+linux_restore second
+
+# ---- virtio-net on user-mode networking: the backend is made again ----
+NIMG=build/guest-image-net
+MKGUEST_OUT=$PWD/$NIMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >"$tmp/mkguest-net.log" 2>&1
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if [ ! -f "$NIMG/vmlinuz" ] || [ -z "$port" ]; then
+	tap_skip "snapshots of Linux with virtio-net" "no guest image or no free port"
+	tap_summary
+	exit 0
+fi
+nlog=$tmp/net.log
+console_start "$nlog" "$ACCORD" run --kernel "$NIMG/vmlinuz" --initrd "$NIMG/initrd.cpio.gz" \
+	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name net \
+	--net "user,hostfwd=tcp:127.0.0.1:$port-:8080"
+pids+=("$CONSOLE_PID")
+if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+	tap_not_ok "Linux with virtio-net boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
+	console_finish 1
+	tap_summary
+	exit 0
+fi
+sleep 1
+console_check "net: DHCP from slirp, and an httpd behind hostfwd" \
+	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; mkdir -p /www && echo token-$((6*7)) >/www/t && httpd -p 8080 -h /www && echo N$((1+1)) $(ifconfig eth0 | grep -o "inet addr:[0-9.]*")' \
+	"^N2 inet addr:10.0.2.15"
+[ "$(curl -s -m 30 "http://127.0.0.1:$port/t")" = token-42 ]
+result "net: the host reaches the guest's httpd through hostfwd"
+"$ACCORD" snapshot net "$tmp/net.snap" >"$tmp/net.snap.log" 2>&1
+result "net: accord snapshot" "$(cat "$tmp/net.snap.log")"
+kill -9 "$CONSOLE_PID"
+console_finish 5
+console_start "$nlog.r" "$ACCORD" restore "$tmp/net.snap" --name net-r
+pids+=("$CONSOLE_PID")
+console_check "net: the restored guest answers on its console" 'echo Z$((1+1))' "^Z2" 60
+[ "$(curl -s -m 60 "http://127.0.0.1:$port/t")" = token-42 ]
+result "net: after the restore, hostfwd listens again and the guest's httpd answers through it"
+"$ACCORD" stop net-r >/dev/null 2>&1
+console_finish 60
+
+tap_summary

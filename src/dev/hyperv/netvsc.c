@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "dev/hyperv/vmbus.h"
@@ -152,17 +151,9 @@ static const uint32_t nvsp_versions[] = { 0x2, 0x30002, 0x40000, 0x50000, 0x6000
 /* struct vmtransfer_page_packet_header after the descriptor, with one range */
 #define XFER_EXT_LEN 16
 
-#define RXQ_SOFT 64
-#define RXQ_HARD 256
 #define CTRLQ_LEN 16
 #define CTRL_MAX 256
 #define MAX_ERROR_LINES 20
-
-struct rx_frame {
-	struct rx_frame *next;
-	size_t len;
-	uint8_t data[];
-};
 
 struct ctrl_msg {
 	uint32_t len;
@@ -173,7 +164,6 @@ struct netvsc {
 	struct vmbus_channel *ch;
 	struct vm *vm;
 	struct net_backend *nb;
-	int kick_fd;
 	uint8_t mac[6];
 
 	/* under the bus lock */
@@ -191,9 +181,7 @@ struct netvsc {
 	unsigned ctrl_head, ctrl_len;
 	unsigned error_lines;
 
-	pthread_mutex_t rxq_lock; /* after the bus lock and the backend's lock */
-	struct rx_frame *rxq_head, *rxq_tail;
-	unsigned rxq_len;
+	struct net_rxq rxq; /* its lock after the bus lock */
 
 	struct netvsc_counters c;
 
@@ -383,10 +371,10 @@ static void rx_flush(struct netvsc *n)
 		n->ctrl_head = (n->ctrl_head + 1) % CTRLQ_LEN;
 		n->ctrl_len--;
 	}
-	pthread_mutex_lock(&n->rxq_lock);
-	before = n->rxq_len;
-	while (n->rxq_head) {
-		struct rx_frame *f = n->rxq_head;
+	pthread_mutex_lock(&n->rxq.lock);
+	before = n->rxq.len;
+	while (n->rxq.head) {
+		struct net_rx_frame *f = n->rxq.head;
 		uint8_t h[RNDIS_HDR + RNDIS_PKT_LEN] = { 0 };
 		int rc = 1;
 
@@ -408,14 +396,10 @@ static void rx_flush(struct netvsc *n)
 				n->c.rx_dropped++;
 			}
 		}
-		n->rxq_head = f->next;
-		if (!n->rxq_head)
-			n->rxq_tail = NULL;
-		n->rxq_len--;
-		free(f);
+		net_rxq_pop(&n->rxq);
 	}
-	resume = before >= RXQ_SOFT && n->rxq_len < RXQ_SOFT;
-	pthread_mutex_unlock(&n->rxq_lock);
+	resume = before >= NET_RXQ_SOFT && n->rxq.len < NET_RXQ_SOFT;
+	pthread_mutex_unlock(&n->rxq.lock);
 	if (resume)
 		n->nb->ops->resume(n->nb);
 }
@@ -896,26 +880,6 @@ static void nv_notify(struct vmbus_channel *ch)
 		rx_flush(n);
 }
 
-static void rxq_drop_all(struct netvsc *n)
-{
-	bool resume;
-
-	pthread_mutex_lock(&n->rxq_lock);
-	resume = n->rxq_len >= RXQ_SOFT;
-	while (n->rxq_head) {
-		struct rx_frame *f = n->rxq_head;
-
-		n->rxq_head = f->next;
-		free(f);
-		n->c.rx_dropped++;
-	}
-	n->rxq_tail = NULL;
-	n->rxq_len = 0;
-	pthread_mutex_unlock(&n->rxq_lock);
-	if (resume)
-		n->nb->ops->resume(n->nb);
-}
-
 /* the guest closed the channel (or unloaded): everything starts over */
 static void nv_close(struct vmbus_channel *ch)
 {
@@ -927,7 +891,7 @@ static void nv_close(struct vmbus_channel *ch)
 	n->filter = 0;
 	n->version = 0;
 	n->ctrl_len = 0;
-	rxq_drop_all(n);
+	net_rxq_drop_all(&n->rxq, n->nb, &n->c.rx_dropped);
 }
 
 static const struct vmbus_dev_ops nv_ops = { .notify = nv_notify, .close = nv_close };
@@ -937,43 +901,15 @@ static const struct vmbus_dev_ops nv_ops = { .notify = nv_notify, .close = nv_cl
 static bool port_can_receive(void *opaque)
 {
 	struct netvsc *n = opaque;
-	bool ok;
 
-	pthread_mutex_lock(&n->rxq_lock);
-	ok = n->rxq_len < RXQ_SOFT;
-	pthread_mutex_unlock(&n->rxq_lock);
-	return ok;
+	return net_rxq_can_receive(&n->rxq);
 }
 
 static void port_receive(void *opaque, const void *frame, size_t len)
 {
 	struct netvsc *n = opaque;
-	struct rx_frame *f = NULL;
-	bool first;
-	uint64_t one = 1;
 
-	if (len >= ETH_HLEN && len <= NET_MAX_FRAME)
-		f = malloc(sizeof(*f) + len);
-	pthread_mutex_lock(&n->rxq_lock);
-	if (!f || n->rxq_len >= RXQ_HARD) {
-		n->c.rx_dropped++;
-		pthread_mutex_unlock(&n->rxq_lock);
-		free(f);
-		return;
-	}
-	f->next = NULL;
-	f->len = len;
-	memcpy(f->data, frame, len);
-	if (n->rxq_tail)
-		n->rxq_tail->next = f;
-	else
-		n->rxq_head = f;
-	n->rxq_tail = f;
-	first = n->rxq_len++ == 0;
-	pthread_mutex_unlock(&n->rxq_lock);
-	/* later frames ride along with the flush the first one asked for */
-	if (first && write(n->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		perror("accord: netvsc");
+	net_rxq_push(&n->rxq, NULL, frame, len, ETH_HLEN, &n->c.rx_dropped, "accord: netvsc");
 }
 
 /* the I/O thread: frames arrived */
@@ -1012,14 +948,12 @@ struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *i
 		memcpy(n->mac, default_mac, 6);
 		n->mac[5] = count;
 	}
-	pthread_mutex_init(&n->rxq_lock, NULL);
-	n->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (n->kick_fd < 0) {
+	if (net_rxq_init(&n->rxq) < 0) {
 		fprintf(stderr, "accord: netvsc: eventfd: %s\n", strerror(errno));
 		free(n);
 		return NULL;
 	}
-	if (iothread_fd_add(io, n->kick_fd, POLLIN, nv_kicked, n)) {
+	if (iothread_fd_add(io, n->rxq.kick_fd, POLLIN, nv_kicked, n)) {
 		fprintf(stderr, "accord: netvsc: cannot register with the I/O thread\n");
 		goto fail;
 	}
@@ -1027,13 +961,13 @@ struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *i
 	instance[15] = count;
 	n->ch = vmbus_add_channel(vb, nic_class, instance, &nv_ops, n);
 	if (!n->ch) {
-		iothread_fd_del(io, n->kick_fd);
+		iothread_fd_del(io, n->rxq.kick_fd);
 		goto fail;
 	}
 	nb->port = (struct net_port){ .can_receive = port_can_receive, .receive = port_receive, .opaque = n };
 	return n;
 fail:
-	close(n->kick_fd);
+	close(n->rxq.kick_fd);
 	free(n);
 	return NULL;
 }
@@ -1056,9 +990,9 @@ void netvsc_counters(struct netvsc *n, struct netvsc_counters *c)
 {
 	/* rx_dropped also moves under the queue lock alone */
 	vmbus_lock(n->ch->vb);
-	pthread_mutex_lock(&n->rxq_lock);
+	pthread_mutex_lock(&n->rxq.lock);
 	*c = n->c;
-	pthread_mutex_unlock(&n->rxq_lock);
+	pthread_mutex_unlock(&n->rxq.lock);
 	vmbus_unlock(n->ch->vb);
 }
 

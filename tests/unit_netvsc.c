@@ -27,6 +27,7 @@
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
+#include "test_backend.h"
 #include "vmbus_guest.h"
 
 #define RAM_SIZE (16u << 20)
@@ -50,44 +51,6 @@ static uint8_t *snapshot;
 static struct iothread *io;
 static struct netvsc *nic;
 static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0x12, 0x34, 0x56 };
-
-/* ---- the test backend: records what the device sends ---- */
-
-struct test_backend {
-	struct net_backend nb;
-	pthread_mutex_t lock;
-	int sent, resumes;
-	size_t last_len;
-	uint8_t last[NET_MAX_FRAME];
-};
-
-static struct test_backend tb;
-
-static void tb_send(struct net_backend *nb, const void *frame, size_t len)
-{
-	pthread_mutex_lock(&tb.lock);
-	tb.sent++;
-	tb.last_len = len;
-	memcpy(tb.last, frame, len);
-	pthread_mutex_unlock(&tb.lock);
-}
-
-static void tb_resume(struct net_backend *nb)
-{
-	__atomic_fetch_add(&tb.resumes, 1, __ATOMIC_SEQ_CST);
-}
-
-static const struct net_backend_ops tb_ops = { tb_send, tb_resume };
-
-static void host_frame(const void *f, size_t len)
-{
-	tb.nb.port.receive(tb.nb.port.opaque, f, len);
-}
-
-static bool host_can_send(void)
-{
-	return tb.nb.port.can_receive(tb.nb.port.opaque);
-}
 
 static int sent(void)
 {

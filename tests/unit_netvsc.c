@@ -27,15 +27,10 @@
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
+#include "test_backend.h"
+#include "vmbus_guest.h"
 
 #define RAM_SIZE (16u << 20)
-#define PAGE 4096u
-
-/* the guest's SynIC pages and hypercall input page */
-#define SIMP_GPA 0xf00000u
-#define SIEFP_GPA 0xf01000u
-#define HC_INPUT_GPA 0xf02000u
-#define VMBUS_SINT 2
 
 /* ring pages at 1 MiB (128 pages), the receive buffer (64 pages, in
  * reverse order) at 2 MiB, the send buffer (16 pages) at 3 MiB, frames
@@ -52,51 +47,10 @@
 #define RX_SECTION 4096u
 #define TX_SECTION 6144u
 
-static struct vm vm;
-static struct vcpu *v0;
 static uint8_t *snapshot;
-static FILE *errlog;
 static struct iothread *io;
 static struct netvsc *nic;
 static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0x12, 0x34, 0x56 };
-
-/* ---- the test backend: records what the device sends ---- */
-
-struct test_backend {
-	struct net_backend nb;
-	pthread_mutex_t lock;
-	int sent, resumes;
-	size_t last_len;
-	uint8_t last[NET_MAX_FRAME];
-};
-
-static struct test_backend tb;
-
-static void tb_send(struct net_backend *nb, const void *frame, size_t len)
-{
-	pthread_mutex_lock(&tb.lock);
-	tb.sent++;
-	tb.last_len = len;
-	memcpy(tb.last, frame, len);
-	pthread_mutex_unlock(&tb.lock);
-}
-
-static void tb_resume(struct net_backend *nb)
-{
-	__atomic_fetch_add(&tb.resumes, 1, __ATOMIC_SEQ_CST);
-}
-
-static const struct net_backend_ops tb_ops = { tb_send, tb_resume };
-
-static void host_frame(const void *f, size_t len)
-{
-	tb.nb.port.receive(tb.nb.port.opaque, f, len);
-}
-
-static bool host_can_send(void)
-{
-	return tb.nb.port.can_receive(tb.nb.port.opaque);
-}
 
 static int sent(void)
 {
@@ -106,278 +60,6 @@ static int sent(void)
 	n = tb.sent;
 	pthread_mutex_unlock(&tb.lock);
 	return n;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint8_t *gp(uint64_t gpa)
-{
-	return vm_gpa(&vm, gpa, 1);
-}
-
-static void synic_setup(void)
-{
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
-}
-
-static uint8_t *msg_slot(void)
-{
-	return gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
-}
-
-/* the message in the VMBus slot, or NULL; taking it frees the slot and
- * writes EOM, which lets the host deliver the next one */
-static const uint8_t *next_msg(uint32_t *len)
-{
-	static uint8_t copy[HV_MESSAGE_PAYLOAD_MAX];
-	uint8_t *slot = msg_slot();
-
-	if (!get32(slot))
-		return NULL;
-	*len = slot[4];
-	memcpy(copy, slot + 16, HV_MESSAGE_PAYLOAD_MAX);
-	put32(slot, 0);
-	if (slot[5] & 1)
-		hv_msr_write(v0, 0x40000084, 0);
-	return copy;
-}
-
-static unsigned pending_msgs(void)
-{
-	return get32(msg_slot()) != 0;
-}
-
-/* test and clear a channel's bit in the VMBus SINT's event flags */
-static bool event_flag(uint32_t relid)
-{
-	uint8_t *flags = gp(SIEFP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
-	bool set = flags[relid / 8] & (1u << (relid % 8));
-
-	flags[relid / 8] &= ~(1u << (relid % 8));
-	return set;
-}
-
-static uint16_t post_msg(uint32_t conn, uint32_t type, const void *m, uint32_t len)
-{
-	uint8_t *in = gp(HC_INPUT_GPA);
-
-	put32(in, conn);
-	put32(in + 4, 0);
-	put32(in + 8, type);
-	put32(in + 12, len);
-	memcpy(in + 16, m, len);
-	return hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0) & 0xffff;
-}
-
-static uint16_t post(uint32_t conn, const void *m, uint32_t len)
-{
-	return post_msg(conn, 1, m, len);
-}
-
-static uint16_t post_type(uint32_t conn, uint32_t type, uint8_t *m, uint32_t len)
-{
-	put32(m, type);
-	put32(m + 4, 0);
-	return post(conn, m, len);
-}
-
-/* stderr goes to a file, so that the one-line errors can be checked */
-static long err_mark(void)
-{
-	fflush(stderr);
-	return ftell(errlog);
-}
-
-static bool err_since(long mark, const char *needle)
-{
-	char buf[4096] = { 0 };
-
-	fflush(stderr);
-	fseek(errlog, mark, SEEK_SET);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, errlog);
-	fseek(errlog, 0, SEEK_END);
-	buf[n] = 0;
-	return strstr(buf, needle) != NULL;
-}
-
-/* ---- the guest's side of a channel ---- */
-
-#define MAX_RING_PAGES 128
-struct gchan {
-	uint32_t relid, conn, gpadl;
-	unsigned npages, split;
-	uint64_t pfn[MAX_RING_PAGES];
-};
-
-static uint8_t *ring_page(struct gchan *c, bool out, unsigned i)
-{
-	return gp(c->pfn[(out ? 0 : c->split) + i] * PAGE);
-}
-
-static uint32_t *ring_field(struct gchan *c, bool out, unsigned off)
-{
-	return (uint32_t *)(ring_page(c, out, 0) + off);
-}
-
-static uint32_t ring_size(struct gchan *c, bool out)
-{
-	return ((out ? c->split : c->npages - c->split) - 1) * PAGE;
-}
-
-static void ring_copy(struct gchan *c, bool out, uint32_t off, void *buf, uint32_t len, bool to_ring)
-{
-	uint8_t *p = buf;
-	uint32_t size = ring_size(c, out);
-
-	for (uint32_t i = 0; i < len; i++) {
-		uint32_t o = (off + i) % size;
-		uint8_t *q = ring_page(c, out, 1 + o / PAGE) + o % PAGE;
-
-		if (to_ring)
-			*q = p[i];
-		else
-			p[i] = *q;
-	}
-}
-
-/* a packet into the guest's outbound ring: descriptor, extra (the GPA
- * range list of a GPA_DIRECT packet), data; false when it does not fit */
-static bool guest_send(struct gchan *c, uint16_t type, uint64_t trans, const void *extra, uint32_t elen,
-		       const void *data, uint32_t dlen)
-{
-	uint32_t size = ring_size(c, true), w = *ring_field(c, true, 0), r = *ring_field(c, true, 4);
-	uint32_t off8 = (16 + elen) / 8, total = (16 + elen + dlen + 7) & ~7u;
-	uint32_t used = w >= r ? w - r : size - r + w;
-	uint8_t desc[16] = { 0 }, zero[8] = { 0 };
-	uint64_t prev = (uint64_t)w << 32;
-
-	if (size - used <= total + 8)
-		return false;
-	desc[0] = type;
-	desc[2] = off8;
-	desc[4] = total / 8;
-	desc[6] = 1;
-	memcpy(desc + 8, &trans, 8);
-	ring_copy(c, true, w, desc, 16, true);
-	ring_copy(c, true, w + 16, (void *)extra, elen, true);
-	ring_copy(c, true, w + 16 + elen, (void *)data, dlen, true);
-	ring_copy(c, true, w + 16 + elen + dlen, zero, total - 16 - elen - dlen, true);
-	ring_copy(c, true, w + total, &prev, 8, true);
-	*ring_field(c, true, 0) = (w + total + 8) % size;
-	return true;
-}
-
-/* the next packet from the host: its length (descriptor included), 0 when
- * the inbound ring is empty */
-static uint32_t guest_recv(struct gchan *c, uint8_t *buf, uint32_t cap)
-{
-	uint32_t size = ring_size(c, false), w = *ring_field(c, false, 0), r = *ring_field(c, false, 4);
-	uint8_t desc[16];
-	uint32_t len;
-
-	if (w == r)
-		return 0;
-	ring_copy(c, false, r, desc, 16, false);
-	len = (desc[4] | desc[5] << 8) * 8;
-	if (len > cap)
-		return 0;
-	ring_copy(c, false, r, buf, len, false);
-	*ring_field(c, false, 4) = (r + len + 8) % size;
-	return len;
-}
-
-static uint16_t signal_host(struct gchan *c)
-{
-	return hv_hypercall_exec(v0, 0x5d | 1u << 16, c->conn, 0) & 0xffff;
-}
-
-/* GPADL_HEADER and as many GPADL_BODY messages as the PFNs need; returns
- * the number of messages and the creation status */
-static int make_gpadl(uint32_t relid, uint32_t id, const uint64_t *pfn, unsigned n, uint32_t *status)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
-	unsigned first = n < 26 ? n : 26, done, count = 1;
-	uint32_t len;
-	const uint8_t *r;
-
-	put32(m + 8, relid);
-	put32(m + 12, id);
-	m[16] = (8 + 8 * n) & 0xff;
-	m[17] = (8 + 8 * n) >> 8;
-	m[18] = 1;
-	put32(m + 20, n * PAGE);
-	put32(m + 24, 0);
-	for (unsigned i = 0; i < first; i++)
-		put64(m + 28 + 8 * i, pfn[i]);
-	post_type(4, 8, m, 28 + 8 * first);
-	for (done = first; done < n; count++) {
-		unsigned k = n - done < 28 ? n - done : 28;
-
-		memset(m, 0, sizeof(m));
-		put32(m + 8, count);
-		put32(m + 12, id);
-		for (unsigned i = 0; i < k; i++)
-			put64(m + 16 + 8 * i, pfn[done + i]);
-		post_type(4, 9, m, 16 + 8 * k);
-		done += k;
-	}
-	*status = ~0u;
-	while ((r = next_msg(&len)))
-		if (get32(r) == 10 && get32(r + 12) == id)
-			*status = get32(r + 16);
-	return count;
-}
-
-static uint32_t open_channel(struct gchan *c, uint32_t target_vp)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
-	uint32_t len, status = ~0u;
-	const uint8_t *r;
-
-	put32(m + 8, c->relid);
-	put32(m + 12, 0x77);
-	put32(m + 16, c->gpadl);
-	put32(m + 20, target_vp);
-	put32(m + 24, c->split);
-	post_type(4, 5, m, 148);
-	while ((r = next_msg(&len)))
-		if (get32(r) == 6 && get32(r + 8) == c->relid && get32(r + 12) == 0x77)
-			status = get32(r + 16);
-	return status;
-}
-
-/* zeroed ring pages, scattered: page i of the channel at base + (i * 7) % span */
-static void setup_chan(struct gchan *c, uint32_t relid, uint32_t conn, uint32_t gpadl, uint64_t base,
-		       unsigned npages, unsigned split)
-{
-	c->relid = relid;
-	c->conn = conn;
-	c->gpadl = gpadl;
-	c->npages = npages;
-	c->split = split;
-	for (unsigned i = 0; i < npages; i++) {
-		c->pfn[i] = base + (i * 7) % MAX_RING_PAGES;
-		memset(gp(c->pfn[i] * PAGE), 0, PAGE);
-	}
 }
 
 /* guest RAM as in the snapshot, apart from the rings, the receive buffer,
@@ -448,9 +130,9 @@ static bool host_pkt(struct hpkt *p, int wait_ms)
 /* a completion for tid carrying NVSP type nvtype: its status, or ~0 */
 static uint32_t host_comp(uint64_t tid, uint32_t nvtype, struct hpkt *p)
 {
-	if (!host_pkt(p, 0) || p->type != 11 || p->tid != tid || p->len < p->off + 8 || get32(p->b + p->off) != nvtype)
+	if (!host_pkt(p, 0) || p->type != 11 || p->tid != tid || p->len < p->off + 8 || vmbus_get32(p->b + p->off) != nvtype)
 		return ~0u;
-	return get32(p->b + p->off + 4);
+	return vmbus_get32(p->b + p->off + 4);
 }
 
 static uint64_t rx_pfn(unsigned i)
@@ -482,11 +164,11 @@ static bool host_xfer(struct xfer *x, int wait_ms)
 	x->tid = p.tid;
 	x->flags = p.flags;
 	memcpy(&x->set, p.b + 16, 2);
-	x->ranges = get32(p.b + 20);
-	x->count = get32(p.b + 24);
-	x->offset = get32(p.b + 28);
-	x->nvtype = get32(p.b + 32);
-	x->chan = get32(p.b + 36);
+	x->ranges = vmbus_get32(p.b + 20);
+	x->count = vmbus_get32(p.b + 24);
+	x->offset = vmbus_get32(p.b + 28);
+	x->nvtype = vmbus_get32(p.b + 32);
+	x->chan = vmbus_get32(p.b + 36);
 	if (x->count > RX_SECTION || x->offset > RX_PAGES * PAGE - x->count)
 		return false;
 	rx_read(x->offset, x->msg, x->count);
@@ -497,8 +179,8 @@ static void rx_done(uint64_t tid)
 {
 	uint8_t nv[8];
 
-	put32(nv, 108);
-	put32(nv + 4, 1);
+	vmbus_put32(nv, 108);
+	vmbus_put32(nv + 4, 1);
 	guest_send(&ch, 11, tid, NULL, 0, nv, 8);
 	signal_host(&ch);
 }
@@ -509,9 +191,9 @@ static uint64_t rndis_section(uint32_t idx, const void *m, uint32_t len)
 	uint8_t nv[40] = { 0 };
 
 	memcpy(gp(TX_PFN * PAGE + (uint64_t)idx * TX_SECTION), m, len);
-	put32(nv, 107);
-	put32(nv + 8, idx);
-	put32(nv + 12, len);
+	vmbus_put32(nv, 107);
+	vmbus_put32(nv + 8, idx);
+	vmbus_put32(nv + 12, len);
 	return nvsp_send(6, NULL, 0, nv, 40);
 }
 
@@ -526,39 +208,39 @@ static uint64_t rndis_pages(uint64_t gpa, const void *m, uint32_t len)
 	while (done < len) {
 		uint32_t at = (gpa + done) % PAGE, k = PAGE - at < len - done ? PAGE - at : len - done;
 
-		put32(extra + 8 + 16 * n, k);
-		put32(extra + 12 + 16 * n, at);
-		put64(extra + 16 + 16 * n, (gpa + done) / PAGE);
+		vmbus_put32(extra + 8 + 16 * n, k);
+		vmbus_put32(extra + 12 + 16 * n, at);
+		vmbus_put64(extra + 16 + 16 * n, (gpa + done) / PAGE);
 		n++;
 		done += k;
 	}
-	put32(extra + 4, n);
-	put32(nv, 107);
-	put32(nv + 8, 0xffffffff);
+	vmbus_put32(extra + 4, n);
+	vmbus_put32(nv, 107);
+	vmbus_put32(nv + 8, 0xffffffff);
 	return nvsp_send(9, extra, 8 + 16 * n, nv, 40);
 }
 
 static uint32_t rndis_query_msg(uint8_t *m, uint32_t req, uint32_t oid, uint32_t inlen)
 {
 	memset(m, 0, 28 + inlen);
-	put32(m, 4);
-	put32(m + 4, 28 + inlen);
-	put32(m + 8, req);
-	put32(m + 12, oid);
-	put32(m + 16, inlen);
-	put32(m + 20, 20);
+	vmbus_put32(m, 4);
+	vmbus_put32(m + 4, 28 + inlen);
+	vmbus_put32(m + 8, req);
+	vmbus_put32(m + 12, oid);
+	vmbus_put32(m + 16, inlen);
+	vmbus_put32(m + 20, 20);
 	return 28 + inlen;
 }
 
 static uint32_t rndis_set_msg(uint8_t *m, uint32_t req, uint32_t oid, const void *v, uint32_t vlen)
 {
 	memset(m, 0, 28);
-	put32(m, 5);
-	put32(m + 4, 28 + vlen);
-	put32(m + 8, req);
-	put32(m + 12, oid);
-	put32(m + 16, vlen);
-	put32(m + 20, 20);
+	vmbus_put32(m, 5);
+	vmbus_put32(m + 4, 28 + vlen);
+	vmbus_put32(m + 8, req);
+	vmbus_put32(m + 12, oid);
+	vmbus_put32(m + 16, vlen);
+	vmbus_put32(m + 20, 20);
 	memcpy(m + 28, v, vlen);
 	return 28 + vlen;
 }
@@ -566,10 +248,10 @@ static uint32_t rndis_set_msg(uint8_t *m, uint32_t req, uint32_t oid, const void
 static uint32_t rndis_packet_msg(uint8_t *m, const uint8_t *frame, uint32_t len)
 {
 	memset(m, 0, 44);
-	put32(m, 1);
-	put32(m + 4, 44 + len);
-	put32(m + 8, 36);
-	put32(m + 12, len);
+	vmbus_put32(m, 1);
+	vmbus_put32(m + 4, 44 + len);
+	vmbus_put32(m + 8, 36);
+	vmbus_put32(m + 12, len);
 	memcpy(m + 44, frame, len);
 	return 44 + len;
 }
@@ -620,17 +302,17 @@ static void test_offer_open(void)
 	uint32_t len, status;
 	uint64_t pfn[RX_PAGES];
 
-	put32(m + 8, 5 << 16 | 3);
+	vmbus_put32(m + 8, 5 << 16 | 3);
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	r = next_msg(&len);
-	ok(r && get32(r) == 15 && r[8] == 1, "VMBus 5.3 accepted");
+	ok(r && vmbus_get32(r) == 15 && r[8] == 1, "VMBus 5.3 accepted");
 	post_type(4, 3, m, 8);
 	r = next_msg(&len);
-	ok(r && get32(r) == 1 && !memcmp(r + 8, nic_guid, 16) && get32(r + 184) == 1,
+	ok(r && vmbus_get32(r) == 1 && !memcmp(r + 8, nic_guid, 16) && vmbus_get32(r + 184) == 1,
 	   "REQUESTOFFERS: a synthetic NIC (class f8615163-df3e-46c5-913f-f2d2f965ed0e), relid 1");
 	r = next_msg(&len);
-	ok(r && get32(r) == 4 && !pending_msgs(), "then ALLOFFERS_DELIVERED");
+	ok(r && vmbus_get32(r) == 4 && !pending_msgs(), "then ALLOFFERS_DELIVERED");
 	setup_chan(&ch, 1, 0x101, 0x1000, RING_PFN, 64, 32);
 	make_gpadl(1, ch.gpadl, ch.pfn, ch.npages, &status);
 	ok(status == 0 && open_channel(&ch, 0) == 0, "the channel's ring GPADL and OPENCHANNEL");
@@ -651,34 +333,34 @@ static void test_nvsp_init(void)
 	uint64_t t;
 	long mark = err_mark();
 
-	put32(nv, 1);
-	put32(nv + 4, 0x70000);
-	put32(nv + 8, 0x70000);
+	vmbus_put32(nv, 1);
+	vmbus_put32(nv + 4, 0x70000);
+	vmbus_put32(nv + 8, 0x70000);
 	t = nvsp_send(6, NULL, 0, nv, 40);
-	ok(host_comp(t, 2, &p) == 0 && get32(p.b + p.off + 12) == 2,
+	ok(host_comp(t, 2, &p) == 0 && vmbus_get32(p.b + p.off + 12) == 2,
 	   "NVSP INIT for 7.0 (unknown): INIT_COMPLETE with status FAIL");
-	put32(nv + 4, 0x60001);
-	put32(nv + 8, 0x60001);
+	vmbus_put32(nv + 4, 0x60001);
+	vmbus_put32(nv + 8, 0x60001);
 	event_flag(1);
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	host_comp(t, 2, &p);
 	ok(event_flag(1), "the completion raised event flag 1 (the relid)");
-	ok(p.type == 11 && p.tid == t && get32(p.b + p.off + 4) == 0x60001 && get32(p.b + p.off + 12) == 1 &&
+	ok(p.type == 11 && p.tid == t && vmbus_get32(p.b + p.off + 4) == 0x60001 && vmbus_get32(p.b + p.off + 12) == 1 &&
 		   p.len - p.off >= 16,
 	   "NVSP INIT for 6.1 (Linux 6.1's first try): a completion with the same id, 6.1, SUCCESS");
-	put32(nv + 4, 2);
-	put32(nv + 8, 0x60001);
+	vmbus_put32(nv + 4, 2);
+	vmbus_put32(nv + 8, 0x60001);
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	host_comp(t, 2, &p);
-	ok(get32(p.b + p.off + 4) == 0x60001 && get32(p.b + p.off + 12) == 1,
+	ok(vmbus_get32(p.b + p.off + 4) == 0x60001 && vmbus_get32(p.b + p.off + 12) == 1,
 	   "NVSP INIT for 2 to 6.1: the newest, 6.1");
 	memset(nv, 0, sizeof(nv));
-	put32(nv, 125);
-	put32(nv + 4, 1514);
+	vmbus_put32(nv, 125);
+	vmbus_put32(nv + 4, 1514);
 	nvsp_send(6, NULL, 0, nv, 40);
-	put32(nv, 100);
-	put32(nv + 4, 6);
-	put32(nv + 8, 30);
+	vmbus_put32(nv, 100);
+	vmbus_put32(nv + 4, 6);
+	vmbus_put32(nv + 8, 30);
 	nvsp_send(6, NULL, 0, nv, 40);
 	ok(!host_pkt(&p, 0) && !err_since(mark, "netvsc"), "NDIS config and NDIS version: taken, no reply");
 }
@@ -690,26 +372,26 @@ static void test_buffers(void)
 	uint64_t t;
 	long mark = err_mark();
 
-	put32(nv, 101);
-	put32(nv + 4, 0x7777);
+	vmbus_put32(nv, 101);
+	vmbus_put32(nv + 4, 0x7777);
 	nv[8] = 0xfe;
 	nv[9] = 0xca;
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 102, &p) == 2 && err_since(mark, "GPADL 30583"),
 	   "SEND_RECV_BUF on an unknown GPADL: FAIL, one line on stderr");
-	put32(nv + 4, RX_GPADL);
+	vmbus_put32(nv + 4, RX_GPADL);
 	t = nvsp_send(6, NULL, 0, nv, 40);
-	ok(host_comp(t, 102, &p) == 1 && get32(p.b + p.off + 8) == 1 && get32(p.b + p.off + 12) == 0 &&
-		   get32(p.b + p.off + 16) == RX_SECTION && get32(p.b + p.off + 20) == RX_PAGES * PAGE / RX_SECTION &&
-		   get32(p.b + p.off + 24) == RX_PAGES * PAGE,
+	ok(host_comp(t, 102, &p) == 1 && vmbus_get32(p.b + p.off + 8) == 1 && vmbus_get32(p.b + p.off + 12) == 0 &&
+		   vmbus_get32(p.b + p.off + 16) == RX_SECTION && vmbus_get32(p.b + p.off + 20) == RX_PAGES * PAGE / RX_SECTION &&
+		   vmbus_get32(p.b + p.off + 24) == RX_PAGES * PAGE,
 	   "SEND_RECV_BUF: SUCCESS, one section of 64 sub-allocations of 4096 bytes at offset 0");
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 102, &p) == 2, "a second receive buffer while one is in use: FAIL");
 	memset(nv, 0, sizeof(nv));
-	put32(nv, 104);
-	put32(nv + 4, TX_GPADL);
+	vmbus_put32(nv, 104);
+	vmbus_put32(nv + 4, TX_GPADL);
 	t = nvsp_send(6, NULL, 0, nv, 40);
-	ok(host_comp(t, 105, &p) == 1 && get32(p.b + p.off + 8) == TX_SECTION,
+	ok(host_comp(t, 105, &p) == 1 && vmbus_get32(p.b + p.off + 8) == TX_SECTION,
 	   "SEND_SEND_BUF: SUCCESS, sections of 6144 bytes");
 }
 
@@ -720,20 +402,20 @@ static void test_rndis_init(void)
 	struct xfer x;
 	bool got;
 
-	put32(m, 2);
-	put32(m + 4, 24);
-	put32(m + 8, 0x11);
-	put32(m + 12, 1);
-	put32(m + 20, 0x4000);
+	vmbus_put32(m, 2);
+	vmbus_put32(m + 4, 24);
+	vmbus_put32(m + 8, 0x11);
+	vmbus_put32(m + 12, 1);
+	vmbus_put32(m + 20, 0x4000);
 	got = control(m, 24, &st, &x);
 	ok(st == 1, "RNDIS INITIALIZE in send section 0: SEND_RNDIS_PKT completed with SUCCESS");
 	ok(got && x.set == 0xcafe && x.ranges == 1 && x.nvtype == 107 && x.chan == 1 && (x.flags & 1) &&
 		   x.offset % RX_SECTION == 0,
 	   "the reply arrives by transfer page packet: the buffer's id 0xcafe, one range in a section, a control "
 	   "SEND_RNDIS_PKT, completion requested");
-	ok(got && get32(x.msg) == 0x80000002 && get32(x.msg + 4) == 52 && x.count == 52 && get32(x.msg + 8) == 0x11 &&
-		   get32(x.msg + 12) == 0 && get32(x.msg + 16) == 1 && get32(x.msg + 32) == 8 &&
-		   get32(x.msg + 40) == 3,
+	ok(got && vmbus_get32(x.msg) == 0x80000002 && vmbus_get32(x.msg + 4) == 52 && x.count == 52 && vmbus_get32(x.msg + 8) == 0x11 &&
+		   vmbus_get32(x.msg + 12) == 0 && vmbus_get32(x.msg + 16) == 1 && vmbus_get32(x.msg + 32) == 8 &&
+		   vmbus_get32(x.msg + 40) == 3,
 	   "INITIALIZE_CMPLT: same request id, SUCCESS, RNDIS 1.0, 8 messages per packet, 8-byte alignment");
 }
 
@@ -765,9 +447,9 @@ static uint32_t set(uint32_t oid, const void *v, uint32_t vlen)
 	struct xfer x;
 
 	if (!control(m, rndis_set_msg(m, 0x200 + oid % 256, oid, v, vlen), &st, &x) || st != 1 ||
-	    get32(x.msg) != 0x80000005 || get32(x.msg + 8) != 0x200 + oid % 256)
+	    vmbus_get32(x.msg) != 0x80000005 || vmbus_get32(x.msg + 8) != 0x200 + oid % 256)
 		return ~0u;
-	return get32(x.msg + 12);
+	return vmbus_get32(x.msg + 12);
 }
 
 static void test_rndis_oids(void)
@@ -776,17 +458,17 @@ static void test_rndis_oids(void)
 	uint8_t params[28] = { 0 };
 
 	x = query(0x01010101, 0, true);
-	ok(x.count == 30 && get32(x.msg) == 0x80000004 && get32(x.msg + 12) == 0 && get32(x.msg + 16) == 6 &&
-		   get32(x.msg + 20) == 16 && !memcmp(x.msg + 24, mac, 6),
+	ok(x.count == 30 && vmbus_get32(x.msg) == 0x80000004 && vmbus_get32(x.msg + 12) == 0 && vmbus_get32(x.msg + 16) == 6 &&
+		   vmbus_get32(x.msg + 20) == 16 && !memcmp(x.msg + 24, mac, 6),
 	   "QUERY PERMANENT_ADDRESS (sent by page ranges across a page boundary): the mac= address");
 	x = query(0x01010102, 0, false);
 	ok(x.count == 30 && !memcmp(x.msg + 24, mac, 6), "QUERY CURRENT_ADDRESS: the same");
 	x = query(0x00010114, 0, false);
-	ok(x.count == 28 && get32(x.msg + 24) == 0, "QUERY MEDIA_CONNECT_STATUS: connected");
+	ok(x.count == 28 && vmbus_get32(x.msg + 24) == 0, "QUERY MEDIA_CONNECT_STATUS: connected");
 	x = query(0x00010106, 0, false);
-	ok(x.count == 28 && get32(x.msg + 24) == 1500, "QUERY MAXIMUM_FRAME_SIZE: 1500");
+	ok(x.count == 28 && vmbus_get32(x.msg + 24) == 1500, "QUERY MAXIMUM_FRAME_SIZE: 1500");
 	x = query(0x00010107, 0, false);
-	ok(x.count == 28 && get32(x.msg + 24) == 100000000, "QUERY LINK_SPEED: 10 Gbit/s in 100 bit/s units");
+	ok(x.count == 28 && vmbus_get32(x.msg + 24) == 100000000, "QUERY LINK_SPEED: 10 Gbit/s in 100 bit/s units");
 	x = query(0xfc01020d, 156, false);
 	bool zero = x.count == 24 + 112;
 	for (uint32_t i = 28; zero && i < x.count; i++)
@@ -794,10 +476,10 @@ static void test_rndis_oids(void)
 	ok(zero && x.msg[24] == 0xa7 && x.msg[25] == 1 && (x.msg[26] | x.msg[27] << 8) == 112,
 	   "QUERY TCP_OFFLOAD_HARDWARE_CAPABILITIES: an NDIS 6.0 offload object with no offload at all");
 	x = query(0x00010116, 0, false);
-	ok(x.count == 24 && get32(x.msg + 12) == 0xc00000bb && get32(x.msg + 16) == 0 && get32(x.msg + 20) == 0,
+	ok(x.count == 24 && vmbus_get32(x.msg + 12) == 0xc00000bb && vmbus_get32(x.msg + 16) == 0 && vmbus_get32(x.msg + 20) == 0,
 	   "QUERY FRIENDLY_NAME (unsupported): NOT_SUPPORTED, no data");
 	x = query(0x00010203, 16, false);
-	ok(x.count == 24 && get32(x.msg + 12) == 0xc00000bb, "QUERY RECEIVE_SCALE_CAPABILITIES: NOT_SUPPORTED (no RSS)");
+	ok(x.count == 24 && vmbus_get32(x.msg + 12) == 0xc00000bb, "QUERY RECEIVE_SCALE_CAPABILITIES: NOT_SUPPORTED (no RSS)");
 	params[0] = 0x80;
 	params[4] = 1;
 	ok(set(0xfc01020c, params, 28) == 0, "SET TCP_OFFLOAD_PARAMETERS with IPv4 checksums disabled: SUCCESS");
@@ -810,17 +492,17 @@ static void test_rndis_oids(void)
 	uint32_t filter = 0x0d;
 	ok(set(0x0001010e, &filter, 4) == 0, "SET CURRENT_PACKET_FILTER directed|all-multicast|broadcast: SUCCESS");
 	x = query(0x0001010e, 0, false);
-	ok(x.count == 28 && get32(x.msg + 24) == 0x0d, "QUERY CURRENT_PACKET_FILTER reads it back");
+	ok(x.count == 28 && vmbus_get32(x.msg + 24) == 0x0d, "QUERY CURRENT_PACKET_FILTER reads it back");
 	{
 		uint8_t m[64];
 		uint32_t st;
 
 		memset(m, 0, sizeof(m));
-		put32(m, 8);
-		put32(m + 4, 12);
-		put32(m + 8, 0x99);
-		ok(control(m, 12, &st, &x) && get32(x.msg) == 0x80000008 && get32(x.msg + 8) == 0x99 &&
-			   get32(x.msg + 12) == 0,
+		vmbus_put32(m, 8);
+		vmbus_put32(m + 4, 12);
+		vmbus_put32(m + 8, 0x99);
+		ok(control(m, 12, &st, &x) && vmbus_get32(x.msg) == 0x80000008 && vmbus_get32(x.msg + 8) == 0x99 &&
+			   vmbus_get32(x.msg + 12) == 0,
 		   "KEEPALIVE: KEEPALIVE_CMPLT, same id, SUCCESS");
 	}
 }
@@ -846,7 +528,7 @@ static void test_tx(void)
 	/* a batch: two messages, each padded to 8 bytes, in one section */
 	frame_fill(f, 61, (const uint8_t *)"\x02\x00\x00\x00\x00\x02", 3);
 	len = rndis_packet_msg(m, f, 61);
-	put32(m + 4, 112);
+	vmbus_put32(m + 4, 112);
 	frame_fill(f, 100, (const uint8_t *)"\x02\x00\x00\x00\x00\x02", 4);
 	len = 112 + rndis_packet_msg(m + 112, f, 100);
 	t = rndis_section(9, m, len);
@@ -855,18 +537,18 @@ static void test_tx(void)
 	/* an 802.1Q per-packet info: the tag goes into the frame */
 	frame_fill(f, 64, (const uint8_t *)"\x02\x00\x00\x00\x00\x02", 5);
 	memset(m, 0, 44 + 12);
-	put32(m, 1);
-	put32(m + 4, 44 + 12 + 64);
-	put32(m + 8, 36 + 12);
-	put32(m + 12, 64);
-	put32(m + 28, 36);
-	put32(m + 32, 12 + 4);
-	put32(m + 4, 44 + 16 + 64);
-	put32(m + 44, 16);
-	put32(m + 48, 6);
-	put32(m + 52, 12);
-	put32(m + 56, 5 | 1 << 3 | 42 << 4); /* priority 5, CFI, VLAN 42 */
-	put32(m + 8, 36 + 16);
+	vmbus_put32(m, 1);
+	vmbus_put32(m + 4, 44 + 12 + 64);
+	vmbus_put32(m + 8, 36 + 12);
+	vmbus_put32(m + 12, 64);
+	vmbus_put32(m + 28, 36);
+	vmbus_put32(m + 32, 12 + 4);
+	vmbus_put32(m + 4, 44 + 16 + 64);
+	vmbus_put32(m + 44, 16);
+	vmbus_put32(m + 48, 6);
+	vmbus_put32(m + 52, 12);
+	vmbus_put32(m + 56, 5 | 1 << 3 | 42 << 4); /* priority 5, CFI, VLAN 42 */
+	vmbus_put32(m + 8, 36 + 16);
 	memcpy(m + 60, f, 64);
 	t = rndis_section(1, m, 44 + 16 + 64);
 	{
@@ -879,8 +561,8 @@ static void test_tx(void)
 		   "an 802.1Q per-packet info: the frame leaves tagged (TCI 0xb02a)");
 	}
 	/* a checksum request was never offered */
-	put32(m + 48, 0);
-	put32(m + 56, 1 << 2);
+	vmbus_put32(m + 48, 0);
+	vmbus_put32(m + 56, 1 << 2);
 	t = rndis_section(1, m, 44 + 16 + 64);
 	ok(host_comp(t, 108, &p) == 5 && sent() == before + 5,
 	   "a checksum-offload per-packet info: refused (INVALID_RNDIS_PKT), nothing sent");
@@ -908,8 +590,8 @@ static void test_rx(void)
 	netvsc_counters(nic, &c0);
 	frame_fill(f, 1514, mac, 9);
 	got = rx_one(f, 1514, &x, true);
-	ok(got && x.nvtype == 107 && x.chan == 0 && x.count == 44 + 1514 && get32(x.msg) == 1 &&
-		   get32(x.msg + 4) == 44 + 1514 && get32(x.msg + 8) == 36 && get32(x.msg + 12) == 1514 &&
+	ok(got && x.nvtype == 107 && x.chan == 0 && x.count == 44 + 1514 && vmbus_get32(x.msg) == 1 &&
+		   vmbus_get32(x.msg + 4) == 44 + 1514 && vmbus_get32(x.msg + 8) == 36 && vmbus_get32(x.msg + 12) == 1514 &&
 		   !memcmp(x.msg + 44, f, 1514),
 	   "a 1514-byte frame for our MAC: an RNDIS packet in a receive section, byte for byte");
 	frame_fill(f, 60, (const uint8_t *)"\xff\xff\xff\xff\xff\xff", 10);
@@ -963,13 +645,13 @@ static void test_link(void)
 	struct xfer x;
 
 	netvsc_set_link(nic, false);
-	ok(host_xfer(&x, 0) && x.chan == 1 && get32(x.msg) == 7 && get32(x.msg + 8) == 0x4001000c,
+	ok(host_xfer(&x, 0) && x.chan == 1 && vmbus_get32(x.msg) == 7 && vmbus_get32(x.msg + 8) == 0x4001000c,
 	   "link down: an RNDIS INDICATE_STATUS MEDIA_DISCONNECT");
 	rx_done(x.tid);
 	x = query(0x00010114, 0, false);
-	ok(x.count == 28 && get32(x.msg + 24) == 1, "QUERY MEDIA_CONNECT_STATUS: disconnected");
+	ok(x.count == 28 && vmbus_get32(x.msg + 24) == 1, "QUERY MEDIA_CONNECT_STATUS: disconnected");
 	netvsc_set_link(nic, true);
-	ok(host_xfer(&x, 0) && get32(x.msg + 8) == 0x4001000b, "link up: MEDIA_CONNECT");
+	ok(host_xfer(&x, 0) && vmbus_get32(x.msg + 8) == 0x4001000b, "link up: MEDIA_CONNECT");
 	rx_done(x.tid);
 }
 
@@ -990,110 +672,110 @@ static void test_hostile(void)
 	signal_host(&ch);
 	ok(!host_pkt(&p, 0) && err_since(mark, "0-byte NVSP"), "an empty NVSP message: no reply, one line on stderr");
 	mark = err_mark();
-	put32(nv, 999);
+	vmbus_put32(nv, 999);
 	nvsp_send(6, NULL, 0, nv, 40);
 	ok(!host_pkt(&p, 0) && err_since(mark, "type 999"), "NVSP message type 999: no reply, named on stderr");
 	mark = err_mark();
-	put32(nv, 107);
+	vmbus_put32(nv, 107);
 	nvsp_send(7, NULL, 0, nv, 40);
 	ok(!host_pkt(&p, 0) && err_since(mark, "packet type 7"), "a transfer-page packet from the guest: refused");
 
 	frame_fill(f, 100, mac, 1);
 	uint32_t len = rndis_packet_msg(m, f, 100);
 	memset(nv, 0, sizeof(nv));
-	put32(nv, 107);
-	put32(nv + 8, 10);
-	put32(nv + 12, len);
+	vmbus_put32(nv, 107);
+	vmbus_put32(nv + 8, 10);
+	vmbus_put32(nv + 12, len);
 	mark = err_mark();
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 108, &p) == 2 && err_since(mark, "send section 10"),
 	   "send section 10 of 10: FAIL, one line on stderr");
-	put32(nv + 8, 0);
-	put32(nv + 12, 6145);
+	vmbus_put32(nv + 8, 0);
+	vmbus_put32(nv + 12, 6145);
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 108, &p) == 2, "a 6145-byte send section: FAIL");
-	put32(m + 4, len + 1);
+	vmbus_put32(m + 4, len + 1);
 	t = rndis_section(0, m, len);
 	ok(host_comp(t, 108, &p) == 5, "an RNDIS msg_len one past the data: INVALID_RNDIS_PKT");
-	put32(m + 4, 4);
+	vmbus_put32(m + 4, 4);
 	t = rndis_section(0, m, len);
 	ok(host_comp(t, 108, &p) == 5, "an RNDIS msg_len of 4: INVALID_RNDIS_PKT");
-	put32(m + 4, len);
-	put32(m + 8, 36 + 1);
+	vmbus_put32(m + 4, len);
+	vmbus_put32(m + 8, 36 + 1);
 	t = rndis_section(0, m, len);
 	ok(host_comp(t, 108, &p) == 5, "an RNDIS packet whose data runs one byte past the message: refused");
-	put32(m + 8, 0xfffffff0u);
+	vmbus_put32(m + 8, 0xfffffff0u);
 	t = rndis_section(0, m, len);
 	ok(host_comp(t, 108, &p) == 5, "an RNDIS data offset of 0xfffffff0: refused");
-	put32(m + 8, 36);
-	put32(m + 12, 0xffffffffu);
+	vmbus_put32(m + 8, 36);
+	vmbus_put32(m + 12, 0xffffffffu);
 	t = rndis_section(0, m, len);
 	ok(host_comp(t, 108, &p) == 5, "an RNDIS data length of 0xffffffff: refused");
-	put32(m + 12, 100);
-	put32(m + 28, 36);
-	put32(m + 32, 0x7fffffff);
+	vmbus_put32(m + 12, 100);
+	vmbus_put32(m + 28, 36);
+	vmbus_put32(m + 32, 0x7fffffff);
 	t = rndis_section(0, m, len);
 	ok(host_comp(t, 108, &p) == 5, "per-packet info past the message: refused");
-	put32(m + 28, 0);
-	put32(m + 32, 0);
-	put32(nv + 8, 0);
-	put32(nv + 12, 0);
+	vmbus_put32(m + 28, 0);
+	vmbus_put32(m + 32, 0);
+	vmbus_put32(nv + 8, 0);
+	vmbus_put32(nv + 12, 0);
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 108, &p) == 5, "an empty RNDIS stream: INVALID_RNDIS_PKT");
 
 	/* page ranges: outside RAM, malformed */
-	put32(extra + 4, 1);
-	put32(extra + 8, 64);
-	put32(extra + 12, 0);
-	put64(extra + 16, (RAM_SIZE + (64u << 20)) / PAGE);
-	put32(nv + 8, 0xffffffff);
+	vmbus_put32(extra + 4, 1);
+	vmbus_put32(extra + 8, 64);
+	vmbus_put32(extra + 12, 0);
+	vmbus_put64(extra + 16, (RAM_SIZE + (64u << 20)) / PAGE);
+	vmbus_put32(nv + 8, 0xffffffff);
 	mark = err_mark();
 	t = nvsp_send(9, extra, 24, nv, 40);
 	ok(host_comp(t, 108, &p) == 2 && err_since(mark, "page list"), "a page range outside guest RAM: FAIL");
-	put32(extra + 4, 5);
+	vmbus_put32(extra + 4, 5);
 	t = nvsp_send(9, extra, 24, nv, 40);
 	ok(host_comp(t, 108, &p) == 2, "five ranges announced, one given: FAIL");
-	put32(extra + 4, 1);
-	put32(extra + 12, 5000);
-	put64(extra + 16, DATA_GPA / PAGE);
+	vmbus_put32(extra + 4, 1);
+	vmbus_put32(extra + 12, 5000);
+	vmbus_put64(extra + 16, DATA_GPA / PAGE);
 	t = nvsp_send(9, extra, 24, nv, 40);
 	ok(host_comp(t, 108, &p) == 2, "a range offset of 5000 (past its page): FAIL");
 
 	/* completions for sections the host never lent */
 	mark = err_mark();
-	put32(nv, 108);
-	put32(nv + 4, 1);
+	vmbus_put32(nv, 108);
+	vmbus_put32(nv + 4, 1);
 	guest_send(&ch, 11, 9999, NULL, 0, nv, 8);
 	guest_send(&ch, 11, 5, NULL, 0, nv, 8);
 	signal_host(&ch);
 	ok(!host_pkt(&p, 0) && err_since(mark, "section 9999") && err_since(mark, "section 5,"),
 	   "completions for receive sections 9999 and 5 (not lent): ignored, named on stderr");
 	mark = err_mark();
-	put32(nv, 105);
+	vmbus_put32(nv, 105);
 	guest_send(&ch, 11, 1, NULL, 0, nv, 8);
 	signal_host(&ch);
 	ok(!host_pkt(&p, 0) && err_since(mark, "completion of NVSP type 105"), "a completion of NVSP type 105: refused");
 
 	/* malformed RNDIS control messages */
 	memset(m, 0, 64);
-	put32(m, 4);
-	put32(m + 4, 12);
+	vmbus_put32(m, 4);
+	vmbus_put32(m + 4, 12);
 	mark = err_mark();
 	t = rndis_section(0, m, 12);
 	ok(host_comp(t, 108, &p) == 1 && !host_pkt(&p, 0) && err_since(mark, "RNDIS query of 12 bytes"),
 	   "a 12-byte RNDIS QUERY: no reply, one line");
 	rndis_set_msg(m, 0x55, 0x0001010e, "\x0d\0\0\0", 4);
-	put32(m + 20, 1000);
+	vmbus_put32(m + 20, 1000);
 	{
 		struct xfer x;
 		uint32_t st;
 
-		ok(control(m, 32, &st, &x) && get32(x.msg) == 0x80000005 && get32(x.msg + 12) == 0xc0010015,
+		ok(control(m, 32, &st, &x) && vmbus_get32(x.msg) == 0x80000005 && vmbus_get32(x.msg + 12) == 0xc0010015,
 		   "an RNDIS SET whose value lies past the message: INVALID_DATA");
 	}
 	memset(m, 0, 64);
-	put32(m, 0x77);
-	put32(m + 4, 16);
+	vmbus_put32(m, 0x77);
+	vmbus_put32(m + 4, 16);
 	mark = err_mark();
 	t = rndis_section(0, m, 16);
 	ok(host_comp(t, 108, &p) == 1 && !host_pkt(&p, 0) && err_since(mark, "unknown RNDIS message 0x77"),
@@ -1117,11 +799,11 @@ static void test_teardown(void)
 
 	/* the guest tears the receive buffer down without revoking it */
 	memcpy(snapshot, vm.ram, RAM_SIZE);
-	put32(m + 8, 1);
-	put32(m + 12, RX_GPADL);
+	vmbus_put32(m + 8, 1);
+	vmbus_put32(m + 12, RX_GPADL);
 	post_type(4, 11, m, 16);
 	r = next_msg(&len);
-	ok(r && get32(r) == 12, "GPADL_TEARDOWN of the receive buffer under the running NIC: torn down");
+	ok(r && vmbus_get32(r) == 12, "GPADL_TEARDOWN of the receive buffer under the running NIC: torn down");
 	mark = err_mark();
 	frame_fill(f, 60, mac, 1);
 	host_frame(f, 60);
@@ -1131,34 +813,34 @@ static void test_teardown(void)
 	   "a frame then: dropped, one line, the old pages untouched");
 	make_gpadl(1, 0x3000, pfn, 4, &status);
 	ok(status != 0, "a GPADL on pages outside guest RAM: refused by the bus");
-	put32(nv, 101);
-	put32(nv + 4, 0x3000);
+	vmbus_put32(nv, 101);
+	vmbus_put32(nv + 4, 0x3000);
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 102, &p) == 2, "SEND_RECV_BUF naming it: FAIL");
 	memset(nv, 0, sizeof(nv));
-	put32(nv, 106);
+	vmbus_put32(nv, 106);
 	nvsp_send(6, NULL, 0, nv, 40);
 	memset(m, 0, sizeof(m));
 	len = rndis_query_msg(m, 1, 0x00010114, 0);
 	t = rndis_section(0, m, len);
-	ok(!host_pkt(&p, 0) || (p.tid == t && get32(p.b + p.off + 4) == 2),
+	ok(!host_pkt(&p, 0) || (p.tid == t && vmbus_get32(p.b + p.off + 4) == 2),
 	   "after REVOKE_SEND_BUF a send section: FAIL");
 	/* close and open again: the NIC starts over */
 	memset(m, 0, sizeof(m));
-	put32(m + 8, 1);
+	vmbus_put32(m + 8, 1);
 	post_type(4, 7, m, 12);
 	memset(ring_page(&ch, true, 0), 0, PAGE);
 	memset(ring_page(&ch, false, 0), 0, PAGE);
 	ok(open_channel(&ch, 0) == 0, "CLOSECHANNEL and OPENCHANNEL again");
 	memset(nv, 0, sizeof(nv));
-	put32(nv, 1);
-	put32(nv + 4, 0x60001);
-	put32(nv + 8, 0x60001);
+	vmbus_put32(nv, 1);
+	vmbus_put32(nv + 4, 0x60001);
+	vmbus_put32(nv + 8, 0x60001);
 	t = nvsp_send(6, NULL, 0, nv, 40);
-	ok(host_comp(t, 2, &p) == 0x60001 && get32(p.b + p.off + 12) == 1, "NVSP INIT on the reopened channel: SUCCESS");
+	ok(host_comp(t, 2, &p) == 0x60001 && vmbus_get32(p.b + p.off + 12) == 1, "NVSP INIT on the reopened channel: SUCCESS");
 	memset(nv, 0, sizeof(nv));
-	put32(nv, 104);
-	put32(nv + 4, TX_GPADL);
+	vmbus_put32(nv, 104);
+	vmbus_put32(nv + 4, TX_GPADL);
 	t = nvsp_send(6, NULL, 0, nv, 40);
 	ok(host_comp(t, 105, &p) == 1, "the send buffer can be handed over again");
 }

@@ -24,116 +24,15 @@
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
+#include "vmbus_guest.h"
 
 #define RAM_SIZE (16u << 20)
-#define PAGE 4096u
 #define IMG_SIZE (1u << 20)
 
-/* the guest's SynIC pages and hypercall input page */
-#define SIMP_GPA 0xf00000u
-#define SIEFP_GPA 0xf01000u
-#define HC_INPUT_GPA 0xf02000u
-#define VMBUS_SINT 2
-
-static struct vm vm;
-static struct vcpu *v0;
 static char img_path[] = "/tmp/accord-unit-vmbus-XXXXXX";
 static char ro_path[] = "/tmp/accord-unit-vmbus-ro-XXXXXX";
 static int img_fd;
 static uint8_t *snapshot;
-static FILE *errlog;
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint8_t *gp(uint64_t gpa)
-{
-	return vm_gpa(&vm, gpa, 1);
-}
-
-static void synic_setup(void)
-{
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
-}
-
-static uint8_t *msg_slot(void)
-{
-	return gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
-}
-
-/* the message in the VMBus slot, or NULL; taking it frees the slot and
- * writes EOM, which lets the host deliver the next one */
-static const uint8_t *next_msg(uint32_t *len)
-{
-	static uint8_t copy[HV_MESSAGE_PAYLOAD_MAX];
-	uint8_t *slot = msg_slot();
-
-	if (!get32(slot))
-		return NULL;
-	*len = slot[4];
-	memcpy(copy, slot + 16, HV_MESSAGE_PAYLOAD_MAX);
-	put32(slot, 0);
-	if (slot[5] & 1)
-		hv_msr_write(v0, 0x40000084, 0);
-	return copy;
-}
-
-static unsigned pending_msgs(void)
-{
-	return get32(msg_slot()) != 0;
-}
-
-/* test and clear a channel's bit in the VMBus SINT's event flags */
-static bool event_flag(uint32_t relid)
-{
-	uint8_t *flags = gp(SIEFP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
-	bool set = flags[relid / 8] & (1u << (relid % 8));
-
-	flags[relid / 8] &= ~(1u << (relid % 8));
-	return set;
-}
-
-static uint16_t post_msg(uint32_t conn, uint32_t type, const void *m, uint32_t len)
-{
-	uint8_t *in = gp(HC_INPUT_GPA);
-
-	put32(in, conn);
-	put32(in + 4, 0);
-	put32(in + 8, type);
-	put32(in + 12, len);
-	memcpy(in + 16, m, len);
-	return hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0) & 0xffff;
-}
-
-static uint16_t post(uint32_t conn, const void *m, uint32_t len)
-{
-	return post_msg(conn, 1, m, len);
-}
-
-static uint16_t post_type(uint32_t conn, uint32_t type, uint8_t *m, uint32_t len)
-{
-	put32(m, type);
-	put32(m + 4, 0);
-	return post(conn, m, len);
-}
 
 /* guest RAM as in the snapshot, apart from the SynIC and hypercall pages
  * the exchange itself uses */
@@ -141,187 +40,6 @@ static bool ram_same(void)
 {
 	return !memcmp(snapshot, vm.ram, SIMP_GPA) &&
 	       !memcmp(snapshot + HC_INPUT_GPA + PAGE, vm.ram + HC_INPUT_GPA + PAGE, RAM_SIZE - HC_INPUT_GPA - PAGE);
-}
-
-/* stderr goes to a file, so that the one-line errors can be checked */
-static long err_mark(void)
-{
-	fflush(stderr);
-	return ftell(errlog);
-}
-
-static bool err_since(long mark, const char *needle)
-{
-	char buf[4096] = { 0 };
-
-	fflush(stderr);
-	fseek(errlog, mark, SEEK_SET);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, errlog);
-	fseek(errlog, 0, SEEK_END);
-	buf[n] = 0;
-	return strstr(buf, needle) != NULL;
-}
-
-/* ---- the guest's side of a channel ---- */
-
-#define MAX_RING_PAGES 128
-struct gchan {
-	uint32_t relid, conn, gpadl;
-	unsigned npages, split;
-	uint64_t pfn[MAX_RING_PAGES];
-};
-
-static uint8_t *ring_page(struct gchan *c, bool out, unsigned i)
-{
-	return gp(c->pfn[(out ? 0 : c->split) + i] * PAGE);
-}
-
-static uint32_t *ring_field(struct gchan *c, bool out, unsigned off)
-{
-	return (uint32_t *)(ring_page(c, out, 0) + off);
-}
-
-static uint32_t ring_size(struct gchan *c, bool out)
-{
-	return ((out ? c->split : c->npages - c->split) - 1) * PAGE;
-}
-
-static void ring_copy(struct gchan *c, bool out, uint32_t off, void *buf, uint32_t len, bool to_ring)
-{
-	uint8_t *p = buf;
-	uint32_t size = ring_size(c, out);
-
-	for (uint32_t i = 0; i < len; i++) {
-		uint32_t o = (off + i) % size;
-		uint8_t *q = ring_page(c, out, 1 + o / PAGE) + o % PAGE;
-
-		if (to_ring)
-			*q = p[i];
-		else
-			p[i] = *q;
-	}
-}
-
-/* a packet into the guest's outbound ring: descriptor, extra (the GPA
- * range list of a GPA_DIRECT packet), data; false when it does not fit */
-static bool guest_send(struct gchan *c, uint16_t type, uint64_t trans, const void *extra, uint32_t elen,
-		       const void *data, uint32_t dlen)
-{
-	uint32_t size = ring_size(c, true), w = *ring_field(c, true, 0), r = *ring_field(c, true, 4);
-	uint32_t off8 = (16 + elen) / 8, total = (16 + elen + dlen + 7) & ~7u;
-	uint32_t used = w >= r ? w - r : size - r + w;
-	uint8_t desc[16] = { 0 }, zero[8] = { 0 };
-	uint64_t prev = (uint64_t)w << 32;
-
-	if (size - used <= total + 8)
-		return false;
-	desc[0] = type;
-	desc[2] = off8;
-	desc[4] = (uint8_t)(total / 8);
-	desc[5] = (uint8_t)(total / 8 >> 8);
-	desc[6] = 1;
-	memcpy(desc + 8, &trans, 8);
-	ring_copy(c, true, w, desc, 16, true);
-	ring_copy(c, true, w + 16, (void *)extra, elen, true);
-	ring_copy(c, true, w + 16 + elen, (void *)data, dlen, true);
-	ring_copy(c, true, w + 16 + elen + dlen, zero, total - 16 - elen - dlen, true);
-	ring_copy(c, true, w + total, &prev, 8, true);
-	*ring_field(c, true, 0) = (w + total + 8) % size;
-	return true;
-}
-
-/* the next packet from the host: its length (descriptor included), 0 when
- * the inbound ring is empty */
-static uint32_t guest_recv(struct gchan *c, uint8_t *buf, uint32_t cap)
-{
-	uint32_t size = ring_size(c, false), w = *ring_field(c, false, 0), r = *ring_field(c, false, 4);
-	uint8_t desc[16];
-	uint32_t len;
-
-	if (w == r)
-		return 0;
-	ring_copy(c, false, r, desc, 16, false);
-	len = (desc[4] | desc[5] << 8) * 8;
-	if (len > cap)
-		return 0;
-	ring_copy(c, false, r, buf, len, false);
-	*ring_field(c, false, 4) = (r + len + 8) % size;
-	return len;
-}
-
-static uint16_t signal_host(struct gchan *c)
-{
-	return hv_hypercall_exec(v0, 0x5d | 1u << 16, c->conn, 0) & 0xffff;
-}
-
-/* GPADL_HEADER and as many GPADL_BODY messages as the PFNs need; returns
- * the number of messages and the creation status */
-static int make_gpadl(uint32_t relid, uint32_t id, const uint64_t *pfn, unsigned n, uint32_t *status)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
-	unsigned first = n < 26 ? n : 26, done, count = 1;
-	uint32_t len;
-	const uint8_t *r;
-
-	put32(m + 8, relid);
-	put32(m + 12, id);
-	m[16] = (8 + 8 * n) & 0xff;
-	m[17] = (8 + 8 * n) >> 8;
-	m[18] = 1;
-	put32(m + 20, n * PAGE);
-	put32(m + 24, 0);
-	for (unsigned i = 0; i < first; i++)
-		put64(m + 28 + 8 * i, pfn[i]);
-	post_type(4, 8, m, 28 + 8 * first);
-	for (done = first; done < n; count++) {
-		unsigned k = n - done < 28 ? n - done : 28;
-
-		memset(m, 0, sizeof(m));
-		put32(m + 8, count);
-		put32(m + 12, id);
-		for (unsigned i = 0; i < k; i++)
-			put64(m + 16 + 8 * i, pfn[done + i]);
-		post_type(4, 9, m, 16 + 8 * k);
-		done += k;
-	}
-	*status = ~0u;
-	while ((r = next_msg(&len)))
-		if (get32(r) == 10 && get32(r + 12) == id)
-			*status = get32(r + 16);
-	return count;
-}
-
-static uint32_t open_channel(struct gchan *c, uint32_t target_vp)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
-	uint32_t len, status = ~0u;
-	const uint8_t *r;
-
-	put32(m + 8, c->relid);
-	put32(m + 12, 0x77);
-	put32(m + 16, c->gpadl);
-	put32(m + 20, target_vp);
-	put32(m + 24, c->split);
-	post_type(4, 5, m, 148);
-	while ((r = next_msg(&len)))
-		if (get32(r) == 6 && get32(r + 8) == c->relid && get32(r + 12) == 0x77)
-			status = get32(r + 16);
-	return status;
-}
-
-/* zeroed ring pages, scattered: page i of the channel at base + (i * 7) % span */
-static void setup_chan(struct gchan *c, uint32_t relid, uint32_t conn, uint32_t gpadl, uint64_t base,
-		       unsigned npages, unsigned split)
-{
-	c->relid = relid;
-	c->conn = conn;
-	c->gpadl = gpadl;
-	c->npages = npages;
-	c->split = split;
-	for (unsigned i = 0; i < npages; i++) {
-		c->pfn[i] = base + (i * 7) % MAX_RING_PAGES;
-		memset(gp(c->pfn[i] * PAGE), 0, PAGE);
-	}
 }
 
 /* ---- storvsc requests ---- */
@@ -347,8 +65,8 @@ static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb,
 	struct srb_result res = { 0 };
 	uint32_t elen = 0, n;
 
-	put32(v, op);
-	put32(v + 4, 1);
+	vmbus_put32(v, op);
+	vmbus_put32(v + 4, 1);
 	if (op == 9) {
 		v[12] = cdb[0];
 		v[13] = cdb[1];
@@ -360,17 +78,17 @@ static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb,
 		v[20] = cdb_len;
 		v[21] = 20;
 		v[22] = 1;
-		put32(v + 24, len);
+		vmbus_put32(v + 24, len);
 		memcpy(v + 28, cdb, cdb_len);
 	}
 	if (len) {
 		unsigned pages = (gpa % PAGE + len + PAGE - 1) / PAGE;
 
-		put32(extra + 4, 1);
-		put32(extra + 8, len);
-		put32(extra + 12, gpa % PAGE);
+		vmbus_put32(extra + 4, 1);
+		vmbus_put32(extra + 8, len);
+		vmbus_put32(extra + 12, gpa % PAGE);
 		for (unsigned i = 0; i < pages; i++)
-			put64(extra + 16 + 8 * i, gpa / PAGE + i);
+			vmbus_put64(extra + 16 + 8 * i, gpa / PAGE + i);
 		elen = 16 + 8 * pages;
 	}
 	res.trans = next_trans++;
@@ -382,12 +100,12 @@ static struct srb_result vstor(struct gchan *c, uint32_t op, const uint8_t *cdb,
 		return res;
 	memcpy(&res.trans, buf + 8, 8);
 	res.got = true;
-	res.op = get32(buf + 16);
-	res.status = get32(buf + 24);
+	res.op = vmbus_get32(buf + 16);
+	res.status = vmbus_get32(buf + 24);
 	res.srb_status = buf[16 + 14];
 	res.scsi_status = buf[16 + 15];
 	res.sense_len = buf[16 + 21];
-	res.xfer = get32(buf + 16 + 24);
+	res.xfer = vmbus_get32(buf + 16 + 24);
 	res.sense_key = buf[16 + 28 + 2];
 	res.asc = buf[16 + 28 + 12];
 	return res;
@@ -427,34 +145,34 @@ static void test_versions(void)
 		{ 5 << 16 | 3, 4, true, "5.3" },
 	};
 
-	put32(m, 3);
+	vmbus_put32(m, 3);
 	post(4, m, 8);
 	ok(pending_msgs() == 0, "REQUESTOFFERS before INITIATE_CONTACT gets no answer");
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memset(m, 0, sizeof(m));
-		put32(m + 8, cases[i].version);
-		put32(m + 12, 0);
+		vmbus_put32(m + 8, cases[i].version);
+		vmbus_put32(m + 12, 0);
 		m[16] = 2;
 		post_type(cases[i].conn, 14, m, 40);
 		r = next_msg(&len);
-		bool good = r && get32(r) == 15 && len >= 16 && r[8] == cases[i].ok &&
-			    (!cases[i].ok || get32(r + 12) == cases[i].conn);
+		bool good = r && vmbus_get32(r) == 15 && len >= 16 && r[8] == cases[i].ok &&
+			    (!cases[i].ok || vmbus_get32(r + 12) == cases[i].conn);
 		ok(good, "INITIATE_CONTACT %s: VERSION_RESPONSE %s", cases[i].what,
 		   cases[i].ok ? "accepts it" : "refuses it");
 	}
 	memset(m, 0, sizeof(m));
-	put32(m + 8, 5 << 16 | 3);
-	put32(m + 12, 9);
+	vmbus_put32(m + 8, 5 << 16 | 3);
+	vmbus_put32(m + 12, 9);
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	ok(pending_msgs() == 0, "INITIATE_CONTACT naming a VP that does not exist is ignored");
 	memset(m, 0, sizeof(m));
-	put32(m + 8, 5 << 16 | 3);
+	vmbus_put32(m + 8, 5 << 16 | 3);
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	r = next_msg(&len);
 	ok(r && r[8] == 1, "reconnected at 5.3");
-	put32(m, 3);
+	vmbus_put32(m, 3);
 	ok(post(1, m, 8) == HV_STATUS_SUCCESS && pending_msgs() == 0,
 	   "after 5.x, messages on connection id 1 are not served");
 	ok(post(9, m, 8) == HV_STATUS_INVALID_CONNECTION_ID, "HvPostMessage on an unknown connection id fails");
@@ -473,13 +191,13 @@ static void test_offers(void)
 	bool good = true;
 
 	post_type(4, 3, m, 8);
-	while ((r = next_msg(&len)) && get32(r) == 1) {
+	while ((r = next_msg(&len)) && vmbus_get32(r) == 1) {
 		offers++;
-		good = good && len == 196 && !memcmp(r + 8, scsi_guid, 16) && get32(r + 184) == offers &&
-		       !(r[189] & 1) && get32(r + 192) == 0x100 + offers;
+		good = good && len == 196 && !memcmp(r + 8, scsi_guid, 16) && vmbus_get32(r + 184) == offers &&
+		       !(r[189] & 1) && vmbus_get32(r + 192) == 0x100 + offers;
 	}
 	ok(offers == 2 && good, "REQUESTOFFERS: two storvsc offers, relids 1 and 2, no monitor, own connection ids");
-	ok(r && get32(r) == 4 && pending_msgs() == 0, "then ALLOFFERS_DELIVERED");
+	ok(r && vmbus_get32(r) == 4 && pending_msgs() == 0, "then ALLOFFERS_DELIVERED");
 }
 
 static void test_malformed(void)
@@ -498,11 +216,11 @@ static void test_malformed(void)
 	ok(pending_msgs() == 0 && err_since(mark, "type 99"), "message type 99: no answer, named on stderr");
 	post_type(4, 5, m, 12);
 	ok(pending_msgs() == 0, "a short OPENCHANNEL: no answer");
-	put32(m + 8, 7);
-	put32(m + 24, 2);
+	vmbus_put32(m + 8, 7);
+	vmbus_put32(m + 24, 2);
 	post_type(4, 5, m, 148);
 	r = next_msg(&len);
-	ok(r && get32(r) == 6 && get32(r + 16) != 0, "OPENCHANNEL for relid 7 (none): refused");
+	ok(r && vmbus_get32(r) == 6 && vmbus_get32(r + 16) != 0, "OPENCHANNEL for relid 7 (none): refused");
 	for (unsigned i = 0; i < 40; i++)
 		pfn[i] = 0x200 + i;
 	pfn[30] = (RAM_SIZE / PAGE) + 5;
@@ -515,43 +233,43 @@ static void test_malformed(void)
 	make_gpadl(9, 0x52, pfn, 4, &status);
 	ok(status != 0 && status != ~0u, "a GPADL for an unknown relid: refused");
 	memset(m, 0, sizeof(m));
-	put32(m + 12, 0x99);
+	vmbus_put32(m + 12, 0x99);
 	post_type(4, 9, m, 32);
 	ok(pending_msgs() == 0, "GPADL_BODY for an unknown GPADL: ignored");
 	/* a header announcing one PFN and carrying three */
 	memset(m, 0, sizeof(m));
-	put32(m + 8, 1);
-	put32(m + 12, 0x53);
+	vmbus_put32(m + 8, 1);
+	vmbus_put32(m + 12, 0x53);
 	m[16] = 16;
 	m[18] = 1;
-	put32(m + 20, PAGE);
+	vmbus_put32(m + 20, PAGE);
 	for (int i = 0; i < 3; i++)
-		put64(m + 28 + 8 * i, 0x200 + i);
+		vmbus_put64(m + 28 + 8 * i, 0x200 + i);
 	post_type(4, 8, m, 28 + 24);
 	r = next_msg(&len);
-	ok(r && get32(r) == 10 && get32(r + 12) == 0x53 && get32(r + 16) != 0,
+	ok(r && vmbus_get32(r) == 10 && vmbus_get32(r + 12) == 0x53 && vmbus_get32(r + 16) != 0,
 	   "a GPADL header carrying more PFNs than its ranges need: refused");
 	/* a header for 2 PFNs carrying 1, followed by a body carrying 5 */
 	memset(m, 0, sizeof(m));
-	put32(m + 8, 1);
-	put32(m + 12, 0x54);
+	vmbus_put32(m + 8, 1);
+	vmbus_put32(m + 12, 0x54);
 	m[16] = 8 + 16;
 	m[18] = 1;
-	put32(m + 20, 2 * PAGE);
-	put64(m + 28, 0x200);
+	vmbus_put32(m + 20, 2 * PAGE);
+	vmbus_put64(m + 28, 0x200);
 	post_type(4, 8, m, 36);
 	ok(pending_msgs() == 0, "a GPADL header without its PFNs waits for the body");
 	memset(m, 0, sizeof(m));
-	put32(m + 12, 0x54);
+	vmbus_put32(m + 12, 0x54);
 	for (int i = 0; i < 5; i++)
-		put64(m + 16 + 8 * i, 0x200 + i);
+		vmbus_put64(m + 16 + 8 * i, 0x200 + i);
 	post_type(4, 9, m, 16 + 40);
 	r = next_msg(&len);
-	ok(r && get32(r) == 10 && get32(r + 12) == 0x54 && get32(r + 16) != 0,
+	ok(r && vmbus_get32(r) == 10 && vmbus_get32(r + 12) == 0x54 && vmbus_get32(r + 16) != 0,
 	   "a GPADL body with more PFNs than the header announced: refused");
 	mark = err_mark();
-	put32(m + 8, 1);
-	put32(m + 12, 0x54);
+	vmbus_put32(m + 8, 1);
+	vmbus_put32(m + 12, 0x54);
 	post_type(4, 11, m, 16);
 	ok(pending_msgs() == 0 && err_since(mark, "unknown GPADL"), "teardown of a refused GPADL: ignored");
 	ok(ram_same(), "guest RAM is untouched by all of the above");
@@ -673,7 +391,7 @@ static void test_scsi(void)
 	ok(r.got && r.srb_status == 1 && r.scsi_status == 0, "SYNCHRONIZE CACHE (10)");
 	memset(cdb, 0, 16);
 	cdb[0] = 0x28;
-	put32(cdb + 2, __builtin_bswap32(IMG_SIZE / 512 - 4));
+	vmbus_put32(cdb + 2, __builtin_bswap32(IMG_SIZE / 512 - 4));
 	cdb[8] = 8;
 	r = scsi(&ch1, cdb, 10, DATA_GPA, 4096);
 	ok(r.got && r.scsi_status == 2 && r.sense_key == 5 && r.asc == 0x21 && r.xfer == 0 && r.sense_len == 18,
@@ -766,7 +484,7 @@ static void test_masking(void)
 	uint8_t v[64] = { 0 }, buf[256];
 	int sent = 0, got = 0;
 
-	put32(v, 3);
+	vmbus_put32(v, 3);
 	v[20] = 6;
 	/* the guest masks its receive ring: completions arrive without events */
 	*ring_field(&ch1, false, 8) = 1;
@@ -849,14 +567,14 @@ static void test_corrupt(void)
 
 	/* the guest closes and reopens with fresh rings */
 	memset(v, 0, 16);
-	put32(v + 8, 2);
+	vmbus_put32(v + 8, 2);
 	post_type(4, 7, v, 12);
-	put32(v + 8, 2);
-	put32(v + 12, ch2.gpadl);
+	vmbus_put32(v + 8, 2);
+	vmbus_put32(v + 12, ch2.gpadl);
 	post_type(4, 11, v, 16);
 	uint32_t len;
 	const uint8_t *m = next_msg(&len);
-	ok(m && get32(m) == 12 && get32(m + 8) == ch2.gpadl, "CLOSECHANNEL, then GPADL_TEARDOWN: GPADL_TORNDOWN");
+	ok(m && vmbus_get32(m) == 12 && vmbus_get32(m + 8) == ch2.gpadl, "CLOSECHANNEL, then GPADL_TEARDOWN: GPADL_TORNDOWN");
 	setup_chan(&ch2, 2, 0x102, 0x2001, 0x300, 8, 4);
 	make_gpadl(2, ch2.gpadl, ch2.pfn, ch2.npages, &status);
 	ok(status == 0 && open_channel(&ch2, 0) == 0, "reopened on a new GPADL");
@@ -881,15 +599,15 @@ static void test_corrupt(void)
 	make_gpadl(2, ch2.gpadl, ch2.pfn, ch2.npages, &status);
 	open_channel(&ch2, 0);
 	uint8_t extra[24] = { 0 };
-	put32(extra + 4, 1);
-	put32(extra + 8, 512);
-	put64(extra + 16, RAM_SIZE / PAGE + 100);
+	vmbus_put32(extra + 4, 1);
+	vmbus_put32(extra + 8, 512);
+	vmbus_put64(extra + 16, RAM_SIZE / PAGE + 100);
 	memset(v, 0, sizeof(v));
-	put32(v, 3);
+	vmbus_put32(v, 3);
 	v[20] = 10;
 	v[28] = 0x28;
 	v[36] = 1;
-	put32(v + 24, 512);
+	vmbus_put32(v + 24, 512);
 	guest_send(&ch2, 9, 7, extra, 24, v, 64);
 	memcpy(snapshot, vm.ram, RAM_SIZE);
 	mark = err_mark();
@@ -909,14 +627,14 @@ static void test_eom_unload_rescind(struct storvsc *rescind_me)
 
 	/* the guest leaves the first offer in its slot */
 	post_type(4, 3, m, 8);
-	ok(get32(msg_slot()) == 1 && get32(msg_slot() + 16) == 1 && (msg_slot()[5] & 1),
+	ok(vmbus_get32(msg_slot()) == 1 && vmbus_get32(msg_slot() + 16) == 1 && (msg_slot()[5] & 1),
 	   "REQUESTOFFERS: the first offer in the slot, the message-pending flag set for the rest");
 	while ((r = next_msg(&len)))
-		n = n * 10 + get32(r);
+		n = n * 10 + vmbus_get32(r);
 	ok(n == 114, "freed with EOM one by one: OFFERCHANNEL, OFFERCHANNEL, ALLOFFERS_DELIVERED in order");
 	storvsc_remove(rescind_me);
 	r = next_msg(&len);
-	ok(r && get32(r) == 2 && get32(r + 8) == 2, "removing the second disk: RESCIND_CHANNELOFFER for relid 2");
+	ok(r && vmbus_get32(r) == 2 && vmbus_get32(r + 8) == 2, "removing the second disk: RESCIND_CHANNELOFFER for relid 2");
 	post_type(4, 3, m, 8);
 	n = 0;
 	while ((r = next_msg(&len)))
@@ -924,10 +642,10 @@ static void test_eom_unload_rescind(struct storvsc *rescind_me)
 	ok(n == 2, "a rescinded channel is no longer offered");
 	post_type(4, 16, m, 8);
 	r = next_msg(&len);
-	ok(r && get32(r) == 17, "UNLOAD: UNLOAD_RESPONSE");
+	ok(r && vmbus_get32(r) == 17, "UNLOAD: UNLOAD_RESPONSE");
 	uint32_t rd = *ring_field(&ch1, true, 4);
 	memset(m, 0, sizeof(m));
-	put32(m, 3);
+	vmbus_put32(m, 3);
 	guest_send(&ch1, 6, 9, NULL, 0, m, 40);
 	ok(signal_host(&ch1) == HV_STATUS_SUCCESS && *ring_field(&ch1, true, 4) == rd,
 	   "after UNLOAD the channels are closed: a request stays unread");
@@ -969,7 +687,7 @@ static void test_util(void)
 	const uint8_t *r;
 	bool beat = false;
 
-	put32(m + 8, 5 << 16 | 3);
+	vmbus_put32(m + 8, 5 << 16 | 3);
 	m[16] = 2;
 	post_type(4, 14, m, 40);
 	next_msg(&len);
@@ -979,7 +697,7 @@ static void test_util(void)
 		return;
 	unsigned offers = 0;
 	while ((r = next_msg(&len)))
-		offers += get32(r) == 1 && (r[8] == 0x31 || r[8] == 0x39 || r[8] == 0x30 || r[8] == 0xe7);
+		offers += vmbus_get32(r) == 1 && (r[8] == 0x31 || r[8] == 0x39 || r[8] == 0x30 || r[8] == 0xe7);
 	ok(offers == 4, "added on a live connection, all four are offered at once");
 	ok(hv_util_shutdown(u) == -1, "a shutdown request before the guest opened the channel: refused");
 
@@ -997,7 +715,7 @@ static void test_util(void)
 	}
 	ok(hv_util_shutdown(u) == 0, "after the negotiation a shutdown request is sent");
 	ic = ic_recv(&ch3, &len, &trans);
-	ok(ic && ic[12] == 3 && len == 28 + 12 + 2048 && get32(ic + 28 + 8) == 1,
+	ok(ic && ic[12] == 3 && len == 28 + 12 + 2048 && vmbus_get32(ic + 28 + 8) == 1,
 	   "ICMSGTYPE_SHUTDOWN, flags 1, with the full shutdown_msg_data");
 
 	setup_chan(&ch4, 4, 0x104, 0x4000, 0x380, 8, 4);
@@ -1042,8 +760,8 @@ static void ic_agree(struct gchan *c, uint32_t fw, uint32_t srv)
 		return;
 	ic[28] = 1;
 	ic[30] = 1;
-	put32(ic + 36, fw);
-	put32(ic + 40, srv);
+	vmbus_put32(ic + 36, fw);
+	vmbus_put32(ic + 40, srv);
 	ic_answer(c, ic, len, trans);
 }
 
@@ -1053,7 +771,7 @@ static uint32_t reopen(struct gchan *c)
 	uint8_t m[12] = { 0 };
 	uint32_t len;
 
-	put32(m + 8, c->relid);
+	vmbus_put32(m + 8, c->relid);
 	post_type(4, 7, m, 12);
 	while (next_msg(&len))
 		;
@@ -1082,13 +800,13 @@ static void test_timesync(void)
 	make_gpadl(5, ch5.gpadl, ch5.pfn, ch5.npages, &status);
 	ok(status == 0 && open_channel(&ch5, 0) == 0, "the guest opens the time sync channel");
 	ic = ic_recv(&ch5, &len, &trans);
-	ok(ic && ic[12] == 0 && ic[28] == 2 && ic[30] == 3 && len == 28 + 8 + 20 && get32(ic + 36 + 8) == IC_VER(4, 0),
+	ok(ic && ic[12] == 0 && ic[28] == 2 && ic[30] == 3 && len == 28 + 8 + 20 && vmbus_get32(ic + 36 + 8) == IC_VER(4, 0),
 	   "time sync offers 2 framework and 3 service versions, 4.0 first");
 	if (ic) {
 		ic[28] = 1;
 		ic[30] = 1;
-		put32(ic + 36, IC_VER(3, 0));
-		put32(ic + 40, IC_VER(4, 0));
+		vmbus_put32(ic + 36, IC_VER(3, 0));
+		vmbus_put32(ic + 40, IC_VER(4, 0));
 		ic_answer(&ch5, ic, len, trans);
 	}
 	ic = ic_recv(&ch5, &len, &trans);
@@ -1119,7 +837,7 @@ static void test_timesync(void)
 	ok(reopen(&ch5) == 0, "the guest reopens the time sync channel");
 	ic_agree(&ch5, IC_VER(3, 0), IC_VER(3, 0));
 	ic = ic_recv(&ch5, &len, &trans);
-	ok(ic && ic[12] == 4 && len == 56 && ic[28 + 24] == 1 && !get32(ic + 36) && !get32(ic + 40),
+	ok(ic && ic[12] == 4 && len == 56 && ic[28 + 24] == 1 && !vmbus_get32(ic + 36) && !vmbus_get32(ic + 40),
 	   "negotiated at 3.0: SYNC in ictimesync_data (childtime and round trip 0)");
 }
 
@@ -1140,15 +858,15 @@ static bool kvp_reply(uint8_t pool, uint32_t index, const uint16_t *key, const u
 	uint32_t len;
 	uint64_t trans;
 	uint8_t *ic = ic_recv(&ch6, &len, &trans);
-	bool asked = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 3 && ic[29] == pool && get32(ic + 32) == index;
+	bool asked = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 3 && ic[29] == pool && vmbus_get32(ic + 32) == index;
 
 	if (!ic)
 		return false;
-	put32(ic + 20, status);
+	vmbus_put32(ic + 20, status);
 	if (!status) {
-		put32(ic + 36, 1);
-		put32(ic + 40, utf16(ic + 48, key));
-		put32(ic + 44, utf16(ic + 48 + 512, value));
+		vmbus_put32(ic + 36, 1);
+		vmbus_put32(ic + 40, utf16(ic + 48, key));
+		vmbus_put32(ic + 44, utf16(ic + 48 + 512, value));
 	}
 	ic_answer(&ch6, ic, len, trans);
 	return asked;
@@ -1168,8 +886,8 @@ static bool kvp_set_reply(const char *key, const char *value, uint32_t status)
 	uint32_t len;
 	uint64_t trans;
 	uint8_t *ic = ic_recv(&ch6, &len, &trans);
-	bool same = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 1 && ic[29] == 0 && get32(ic + 32) == 1 &&
-		    get32(ic + 36) == 2 * (strlen(key) + 1) && get32(ic + 40) == 2 * (strlen(value) + 1);
+	bool same = ic && ic[12] == 2 && len == 28 + 2580 && ic[28] == 1 && ic[29] == 0 && vmbus_get32(ic + 32) == 1 &&
+		    vmbus_get32(ic + 36) == 2 * (strlen(key) + 1) && vmbus_get32(ic + 40) == 2 * (strlen(value) + 1);
 
 	for (size_t i = 0; same && i <= strlen(key); i++)
 		same = ic[44 + 2 * i] == (uint8_t)key[i] && !ic[45 + 2 * i];
@@ -1177,7 +895,7 @@ static bool kvp_set_reply(const char *key, const char *value, uint32_t status)
 		same = ic[44 + 512 + 2 * i] == (uint8_t)value[i] && !ic[45 + 512 + 2 * i];
 	if (!ic)
 		return false;
-	put32(ic + 20, status);
+	vmbus_put32(ic + 20, status);
 	ic_answer(&ch6, ic, len, trans);
 	return same;
 }
@@ -1244,8 +962,8 @@ static void test_kvp(void)
 	if (ic) {
 		ic[28] = 1;
 		ic[30] = 1;
-		put32(ic + 36, IC_VER(3, 0));
-		put32(ic + 40, IC_VER(4, 0));
+		vmbus_put32(ic + 36, IC_VER(3, 0));
+		vmbus_put32(ic + 40, IC_VER(4, 0));
 		ic_answer(&ch6, ic, len, trans);
 	}
 	ok(kvp_reply(2, 0, name, val, 0), "then KVP_OP_ENUMERATE of the auto pool, index 0, a full hv_kvp_msg");
@@ -1308,7 +1026,7 @@ static void test_kvp(void)
 	ic = ic_recv(&ch6, &len, &trans);
 	mark = err_mark();
 	if (ic) {
-		put32(ic + 40, 600);
+		vmbus_put32(ic + 40, 600);
 		ic_answer(&ch6, ic, len, trans);
 	}
 	ok(err_since(mark, "malformed IC answer"), "an ENUMERATE answer with a 600-byte key (512 at most)");

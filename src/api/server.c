@@ -142,6 +142,12 @@ static const char *vm_state(struct vm *vm)
 	return vm->paused ? "paused" : "running";
 }
 
+/* a counter: a JSON number, as json-c holds them (int64) */
+static void json_add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
 static struct json_object *jstr_or_null(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;
@@ -156,7 +162,7 @@ static struct json_object *get_vm(void)
 	json_object_object_add(o, "state", json_object_new_string(vm_state(vm)));
 	json_object_object_add(o, "engine", vm ? json_object_new_string(vm->engine->name) : NULL);
 	json_object_object_add(o, "vcpus", json_object_new_int(api.m->cfg.cpus));
-	json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)(api.m->cfg.memory >> 20)));
+	json_add_u64(o, "memory_mib", api.m->cfg.memory >> 20);
 	json_object_object_add(o, "uptime_ms", json_object_new_int64(vm ? (int64_t)(vm_now_ns(vm) / 1000000) : 0));
 	json_object_object_add(o, "api_socket", json_object_new_string(api.path));
 	return o;
@@ -210,7 +216,7 @@ static struct json_object *get_config(void)
 	json_object_object_add(o, "kernel", jstr_or_null(c->kernel));
 	json_object_object_add(o, "initrd", jstr_or_null(c->initrd));
 	json_object_object_add(o, "cmdline", jstr_or_null(c->cmdline));
-	json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)(c->memory >> 20)));
+	json_add_u64(o, "memory_mib", c->memory >> 20);
 	json_object_object_add(o, "vcpus", json_object_new_int(c->cpus));
 	json_object_object_add(o, "accel", json_object_new_string(c->accel));
 	json_object_object_add(o, "engine", vm ? json_object_new_string(vm->engine->name) : NULL);
@@ -243,12 +249,9 @@ static struct json_object *get_counters(void)
 		struct vcpu *v = vm->vcpu[i];
 		struct json_object *c = json_object_new_object();
 		json_object_object_add(c, "index", json_object_new_int(i));
-		json_object_object_add(c, "run_exits",
-				       json_object_new_int64((int64_t)__atomic_load_n(&v->run_exits,
-										 __ATOMIC_RELAXED)));
+		json_add_u64(c, "run_exits", __atomic_load_n(&v->run_exits, __ATOMIC_RELAXED));
 		if (vm->engine->insns_retired)
-			json_object_object_add(c, "instructions",
-					       json_object_new_int64((int64_t)vm->engine->insns_retired(v)));
+			json_add_u64(c, "instructions", vm->engine->insns_retired(v));
 		json_object_array_add(cpus, c);
 	}
 	json_object_object_add(o, "vcpus", cpus);
@@ -258,8 +261,8 @@ static struct json_object *get_counters(void)
 		serial_counters(vm->serial, &tx, &rx);
 	pthread_mutex_unlock(&vm->io_lock);
 	struct json_object *s = json_object_new_object();
-	json_object_object_add(s, "tx_bytes", json_object_new_int64((int64_t)tx));
-	json_object_object_add(s, "rx_bytes", json_object_new_int64((int64_t)rx));
+	json_add_u64(s, "tx_bytes", tx);
+	json_add_u64(s, "rx_bytes", rx);
 	json_object_object_add(o, "serial", s);
 	struct json_object *disks = json_object_new_array();
 	for (int i = 0; i < cfg->ndisks; i++) {
@@ -273,13 +276,13 @@ static struct json_object *get_counters(void)
 			if (api.m->disk_storvsc[i])
 				storvsc_counters(api.m->disk_storvsc[i], &sc);
 			json_object_object_add(d, "bus", json_object_new_string("vmbus"));
-			json_object_object_add(d, "reads", json_object_new_int64((int64_t)sc.reads));
-			json_object_object_add(d, "writes", json_object_new_int64((int64_t)sc.writes));
-			json_object_object_add(d, "flushes", json_object_new_int64((int64_t)sc.flushes));
-			json_object_object_add(d, "unmaps", json_object_new_int64((int64_t)sc.unmaps));
-			json_object_object_add(d, "io_errors", json_object_new_int64((int64_t)sc.io_errors));
-			json_object_object_add(d, "read_bytes", json_object_new_int64((int64_t)sc.read_bytes));
-			json_object_object_add(d, "write_bytes", json_object_new_int64((int64_t)sc.write_bytes));
+			json_add_u64(d, "reads", sc.reads);
+			json_add_u64(d, "writes", sc.writes);
+			json_add_u64(d, "flushes", sc.flushes);
+			json_add_u64(d, "unmaps", sc.unmaps);
+			json_add_u64(d, "io_errors", sc.io_errors);
+			json_add_u64(d, "read_bytes", sc.read_bytes);
+			json_add_u64(d, "write_bytes", sc.write_bytes);
 			json_object_array_add(disks, d);
 			continue;
 		}
@@ -287,12 +290,12 @@ static struct json_object *get_counters(void)
 		pthread_mutex_lock(&vm->io_lock);
 		virtio_blk_counters(api.m->disk_dev[i], &c);
 		pthread_mutex_unlock(&vm->io_lock);
-		json_object_object_add(d, "reads", json_object_new_int64((int64_t)c.reads));
-		json_object_object_add(d, "writes", json_object_new_int64((int64_t)c.writes));
-		json_object_object_add(d, "flushes", json_object_new_int64((int64_t)c.flushes));
-		json_object_object_add(d, "io_errors", json_object_new_int64((int64_t)c.io_errors));
-		json_object_object_add(d, "read_bytes", json_object_new_int64((int64_t)c.read_bytes));
-		json_object_object_add(d, "write_bytes", json_object_new_int64((int64_t)c.write_bytes));
+		json_add_u64(d, "reads", c.reads);
+		json_add_u64(d, "writes", c.writes);
+		json_add_u64(d, "flushes", c.flushes);
+		json_add_u64(d, "io_errors", c.io_errors);
+		json_add_u64(d, "read_bytes", c.read_bytes);
+		json_add_u64(d, "write_bytes", c.write_bytes);
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
@@ -311,21 +314,21 @@ static struct json_object *get_counters(void)
 		if (api.m->nic_netvsc[i])
 			netvsc_counters(api.m->nic_netvsc[i], &nc);
 		json_object_object_add(d, "bus", json_object_new_string("vmbus"));
-		json_object_object_add(d, "rx_frames", json_object_new_int64((int64_t)nc.rx_frames));
-		json_object_object_add(d, "rx_bytes", json_object_new_int64((int64_t)nc.rx_bytes));
-		json_object_object_add(d, "rx_dropped", json_object_new_int64((int64_t)nc.rx_dropped));
-		json_object_object_add(d, "tx_frames", json_object_new_int64((int64_t)nc.tx_frames));
-		json_object_object_add(d, "tx_bytes", json_object_new_int64((int64_t)nc.tx_bytes));
-		json_object_object_add(d, "tx_dropped", json_object_new_int64((int64_t)nc.tx_dropped));
-		json_object_object_add(d, "control", json_object_new_int64((int64_t)nc.rx_control));
-		json_object_object_add(d, "nvsp_packets", json_object_new_int64((int64_t)nc.packets));
-		json_object_object_add(d, "guest_errors", json_object_new_int64((int64_t)nc.errors));
+		json_add_u64(d, "rx_frames", nc.rx_frames);
+		json_add_u64(d, "rx_bytes", nc.rx_bytes);
+		json_add_u64(d, "rx_dropped", nc.rx_dropped);
+		json_add_u64(d, "tx_frames", nc.tx_frames);
+		json_add_u64(d, "tx_bytes", nc.tx_bytes);
+		json_add_u64(d, "tx_dropped", nc.tx_dropped);
+		json_add_u64(d, "control", nc.rx_control);
+		json_add_u64(d, "nvsp_packets", nc.packets);
+		json_add_u64(d, "guest_errors", nc.errors);
 		json_object_array_add(nics, d);
 	}
 	json_object_object_add(o, "nics", nics);
 	struct json_object *a = json_object_new_object();
-	json_object_object_add(a, "requests", json_object_new_int64((int64_t)api.requests));
-	json_object_object_add(a, "errors", json_object_new_int64((int64_t)api.errors));
+	json_add_u64(a, "requests", api.requests);
+	json_add_u64(a, "errors", api.errors);
 	json_object_object_add(o, "api", a);
 	return o;
 }
@@ -356,14 +359,14 @@ static struct json_object *get_kvp(void)
 	json_object_object_add(o, "available", json_object_new_boolean(h != NULL));
 	json_object_object_add(o, "connected", json_object_new_boolean(st.kvp_ready));
 	json_object_object_add(o, "version", ver[0] ? json_object_new_string(ver) : NULL);
-	json_object_object_add(o, "enumerations", json_object_new_int64((int64_t)st.kvp_rounds));
+	json_add_u64(o, "enumerations", st.kvp_rounds);
 	json_object_object_add(pools, "auto", autop);
 	json_object_object_add(pools, "guest", guest);
 	json_object_object_add(pools, "external", ext);
 	json_object_object_add(o, "pools", pools);
-	json_object_object_add(sets, "done", json_object_new_int64((int64_t)st.kvp_sets_done));
-	json_object_object_add(sets, "failed", json_object_new_int64((int64_t)st.kvp_sets_failed));
-	json_object_object_add(sets, "pending", json_object_new_int64((int64_t)st.kvp_sets_pending));
+	json_add_u64(sets, "done", st.kvp_sets_done);
+	json_add_u64(sets, "failed", st.kvp_sets_failed);
+	json_add_u64(sets, "pending", st.kvp_sets_pending);
 	json_object_object_add(o, "sets", sets);
 	return o;
 }

@@ -1,9 +1,12 @@
 /* --net parsing and backend selection (net.h). The hostfwd syntax is
  * QEMU's: PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "net/net.h"
 
@@ -164,4 +167,84 @@ void net_backend_destroy(struct net_backend *nb)
 {
 	if (nb && nb->ops->destroy)
 		nb->ops->destroy(nb);
+}
+
+int net_rxq_init(struct net_rxq *q)
+{
+	pthread_mutex_init(&q->lock, NULL);
+	q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	return q->kick_fd < 0 ? -1 : 0;
+}
+
+bool net_rxq_can_receive(struct net_rxq *q)
+{
+	bool ok;
+
+	pthread_mutex_lock(&q->lock);
+	ok = q->len < NET_RXQ_SOFT;
+	pthread_mutex_unlock(&q->lock);
+	return ok;
+}
+
+void net_rxq_push(struct net_rxq *q, const struct net_offload *o, const void *frame, size_t len, size_t min_len,
+		  uint64_t *dropped, const char *who)
+{
+	struct net_rx_frame *f = NULL;
+	bool first;
+	uint64_t one = 1;
+
+	if (len >= min_len && len <= NET_MAX_FRAME)
+		f = malloc(sizeof(*f) + len);
+	pthread_mutex_lock(&q->lock);
+	if (!f || q->len >= NET_RXQ_HARD) {
+		(*dropped)++;
+		pthread_mutex_unlock(&q->lock);
+		free(f);
+		return;
+	}
+	f->next = NULL;
+	f->o = o ? *o : (struct net_offload){ 0 };
+	f->len = len;
+	memcpy(f->data, frame, len);
+	if (q->tail)
+		q->tail->next = f;
+	else
+		q->head = f;
+	q->tail = f;
+	first = q->len++ == 0;
+	pthread_mutex_unlock(&q->lock);
+	/* later frames ride along with the flush the first one asked for */
+	if (first && write(q->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		perror(who);
+}
+
+void net_rxq_pop(struct net_rxq *q)
+{
+	struct net_rx_frame *f = q->head;
+
+	q->head = f->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->len--;
+	free(f);
+}
+
+void net_rxq_drop_all(struct net_rxq *q, struct net_backend *nb, uint64_t *dropped)
+{
+	bool resume;
+
+	pthread_mutex_lock(&q->lock);
+	resume = q->len >= NET_RXQ_SOFT;
+	while (q->head) {
+		struct net_rx_frame *f = q->head;
+
+		q->head = f->next;
+		free(f);
+		(*dropped)++;
+	}
+	q->tail = NULL;
+	q->len = 0;
+	pthread_mutex_unlock(&q->lock);
+	if (resume)
+		nb->ops->resume(nb);
 }

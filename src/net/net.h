@@ -22,6 +22,7 @@
 #ifndef ACCORD_NET_H
 #define ACCORD_NET_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,42 @@ struct net_backend {
 	/* NET_OFFLOAD_* that send_offload takes and set_rx_offload can give */
 	unsigned offloads;
 };
+
+/* A port's queue of frames for its guest (net_rxq_*, net.c): the backend
+ * pushes from its thread, the device drains it under its own lock. Past
+ * NET_RXQ_SOFT frames the backend stops reading (can_receive); NET_RXQ_HARD
+ * bounds what a backend that cannot wait (slirp answering a transmitted
+ * frame at once) may add before frames are dropped. The first frame queued
+ * signals kick_fd, an eventfd the device's I/O thread handler reads. */
+#define NET_RXQ_SOFT 64
+#define NET_RXQ_HARD 256
+
+struct net_rx_frame {
+	struct net_rx_frame *next;
+	struct net_offload o; /* from a backend with offloads */
+	size_t len;
+	uint8_t data[];
+};
+
+struct net_rxq {
+	pthread_mutex_t lock; /* after the device's lock and the backend's lock */
+	struct net_rx_frame *head, *tail;
+	unsigned len;
+	int kick_fd;
+};
+
+/* the lock and the eventfd; -1 with errno set */
+int net_rxq_init(struct net_rxq *q);
+bool net_rxq_can_receive(struct net_rxq *q);
+/* a copy of the frame (o may be NULL: none), or, shorter than min_len,
+ * longer than NET_MAX_FRAME or with the queue full, one more in *dropped;
+ * who names the device in a failed kick's error */
+void net_rxq_push(struct net_rxq *q, const struct net_offload *o, const void *frame, size_t len, size_t min_len,
+		  uint64_t *dropped, const char *who);
+/* with q->lock held: free the first frame, done with */
+void net_rxq_pop(struct net_rxq *q);
+/* every frame dropped and counted; the backend resumed if it was held */
+void net_rxq_drop_all(struct net_rxq *q, struct net_backend *nb, uint64_t *dropped);
 
 struct net_hostfwd {
 	bool udp;

@@ -7,13 +7,8 @@
  * smoke runs: 5000
  *
  * Input: operations, each an opcode byte and operands (little-endian):
+ * 0 to 3 those of hyperv.h (post, write, signal, eom), and
  *
- *   0 post    conn:1 len:1 bytes:len  a message on connection id 4 (conn
- *                                     odd) or 1, at most 240 bytes
- *   1 write   off:3 n:1 bytes:n       into the 1 MiB at 1 MiB: where the
- *                                     seeds put ring pages and buffers
- *   2 signal  conn:4                  HvSignalEvent
- *   3 eom     take every message in the slot
  *   4 frame   len:2 dst:1             a frame from the backend, to the
  *                                     NIC's MAC (dst even) or broadcast
  *
@@ -22,25 +17,10 @@
 #define _GNU_SOURCE
 #include <unistd.h>
 
-#include "dev/hyperv/hyperv.h"
-#include "dev/hyperv/vmbus.h"
 #include "net/net.h"
 #include "vm/iothread.h"
-#include "vm/vm.h"
-#include "fuzz.h"
-#include "testvm.h"
+#include "hyperv.h"
 
-#define RAM_SIZE (16u << 20)
-#define PAGE 4096u
-#define AREA 0x100000u
-#define AREA_SIZE 0x100000u
-#define SIMP_GPA 0xf00000u
-#define SIEFP_GPA 0xf01000u
-#define HC_INPUT_GPA 0xf02000u
-#define VMBUS_SINT 2
-
-static struct vm vm;
-static struct vcpu *v0;
 static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0, 0, 1 };
 static struct net_backend nb;
 static struct iothread *io;
@@ -60,47 +40,11 @@ static void fz_resume(struct net_backend *b)
 
 static const struct net_backend_ops fz_ops = { fz_send, fz_resume };
 
-static uint8_t *gp(uint64_t gpa, size_t len)
-{
-	return vm_gpa(&vm, gpa, len);
-}
-
-static void post(uint32_t conn, const uint8_t *m, uint32_t len)
-{
-	uint8_t *in = gp(HC_INPUT_GPA, 16 + HV_MESSAGE_PAYLOAD_MAX);
-
-	fz_put32(in, conn);
-	fz_put32(in + 4, 0);
-	fz_put32(in + 8, 1);
-	fz_put32(in + 12, len);
-	memcpy(in + 16, m, len);
-	hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0);
-}
-
-static void eom(void)
-{
-	uint8_t *slot = gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE, HV_MESSAGE_SIZE);
-
-	for (int i = 0; i < 64 && (slot[0] | slot[1] | slot[2] | slot[3]); i++) {
-		bool pending = slot[5] & 1;
-
-		memset(slot, 0, 4);
-		if (pending)
-			hv_msr_write(v0, 0x40000084, 0);
-	}
-}
-
 static void fuzz_init(void)
 {
 	struct vmbus *vb;
 
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0)
-		abort();
-	v0 = vm.vcpu[0];
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
+	hvf_init();
 	nb.ops = &fz_ops;
 	/* the I/O thread is never started: frames reach the guest when it
 	 * signals, from the same thread */
@@ -110,68 +54,25 @@ static void fuzz_init(void)
 		abort();
 }
 
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct in *in, int bytes)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < bytes && in->n; i++, in->n--)
-		v |= (uint64_t)*in->p++ << (8 * i);
-	return v;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint8_t unload[8] = { 16 };
 	static uint8_t frame[NET_MAX_FRAME];
 	struct in in = { data, size };
 
-	post(1, unload, 8);
-	post(4, unload, 8);
-	eom();
-	memset(gp(AREA, AREA_SIZE), 0, AREA_SIZE);
-	memset(gp(SIMP_GPA, 2 * PAGE), 0, 2 * PAGE);
+	hvf_reset();
 	while (in.n) {
-		switch (take(&in, 1) % 5) {
-		case 0: {
-			uint32_t conn = take(&in, 1) & 1 ? 4 : 1;
-			uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 0 };
-			unsigned len = take(&in, 1) % (HV_MESSAGE_PAYLOAD_MAX + 1);
+		unsigned op = take(&in, 1) % 5;
+		size_t len;
 
-			for (unsigned i = 0; i < len; i++)
-				m[i] = take(&in, 1);
-			post(conn, m, len);
-			break;
+		if (op != 4) {
+			hvf_op(&in, op);
+			continue;
 		}
-		case 1: {
-			uint32_t off = take(&in, 3) % AREA_SIZE;
-			unsigned n = take(&in, 1);
-			uint8_t *d = gp(AREA, AREA_SIZE);
-
-			for (unsigned i = 0; i < n && off + i < AREA_SIZE; i++)
-				d[off + i] = take(&in, 1);
-			break;
-		}
-		case 2:
-			hv_hypercall_exec(v0, 0x5d | 1u << 16, take(&in, 4), 0);
-			break;
-		case 3:
-			eom();
-			break;
-		case 4: {
-			size_t len = take(&in, 2) % (NET_MAX_FRAME + 2);
-
-			memset(frame, 0xff, 6);
-			if (!(take(&in, 1) & 1))
-				memcpy(frame, mac, 6);
-			nb.port.receive(nb.port.opaque, frame, len);
-			break;
-		}
-		}
+		len = take(&in, 2) % (NET_MAX_FRAME + 2);
+		memset(frame, 0xff, 6);
+		if (!(take(&in, 1) & 1))
+			memcpy(frame, mac, 6);
+		nb.port.receive(nb.port.opaque, frame, len);
 	}
 	return 0;
 }
@@ -179,104 +80,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* ---- seeds: a guest that connects, hands over its buffers, initialises
  * RNDIS, sends and receives ---- */
 
-/* the channel's GPADL: 8 pages at AREA, outbound ring in the first 4 */
-#define RING_PFN (AREA / PAGE)
-#define RING_PAGES 8
-#define SPLIT 4
-#define OUT_SIZE ((SPLIT - 1) * PAGE)
-#define DATA_GPA (AREA + 0x80000u)
 /* the receive buffer (16 pages) and the send buffer (4 pages) */
 #define RX_GPA (AREA + 0x10000u)
 #define TX_GPA (AREA + 0x20000u)
 
-struct prog {
-	uint8_t b[8192];
-	size_t n;
-	uint32_t w; /* the outbound ring's write index */
-};
-
-static void pb(struct prog *p, uint64_t v, int bytes)
-{
-	for (int i = 0; i < bytes; i++)
-		p->b[p->n++] = v >> (8 * i);
-}
-
-static void p_post(struct prog *p, const uint8_t *m, unsigned len)
-{
-	pb(p, 0, 1);
-	pb(p, 1, 1);
-	pb(p, len, 1);
-	memcpy(p->b + p->n, m, len);
-	p->n += len;
-	pb(p, 3, 1);
-}
-
-static void p_write(struct prog *p, uint64_t gpa, const uint8_t *d, unsigned n)
-{
-	pb(p, 1, 1);
-	pb(p, gpa - AREA, 3);
-	pb(p, n, 1);
-	memcpy(p->b + p->n, d, n);
-	p->n += n;
-}
-
-/* connect as Windows 10 5.3 does, ask for offers, make the GPADL, open */
-static void p_open(struct prog *p)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 14 };
-
-	fz_put32(m + 8, 5 << 16 | 3);
-	m[16] = VMBUS_SINT;
-	p_post(p, m, 40);
-	memset(m, 0, sizeof(m));
-	m[0] = 3;
-	p_post(p, m, 8);
-	memset(m, 0, sizeof(m));
-	m[0] = 8;
-	fz_put32(m + 8, 1);
-	fz_put32(m + 12, 0x1000);
-	fz_put16(m + 16, 8 + 8 * RING_PAGES);
-	fz_put16(m + 18, 1);
-	fz_put32(m + 20, RING_PAGES * PAGE);
-	for (unsigned i = 0; i < RING_PAGES; i++)
-		fz_put64(m + 28 + 8 * i, RING_PFN + i);
-	p_post(p, m, 28 + 8 * RING_PAGES);
-	memset(m, 0, sizeof(m));
-	m[0] = 5;
-	fz_put32(m + 8, 1);
-	fz_put32(m + 12, 0x77);
-	fz_put32(m + 16, 0x1000);
-	fz_put32(m + 24, SPLIT);
-	p_post(p, m, 148);
-}
-
-/* a packet into the outbound ring (descriptor, GPA ranges, data), the
- * write index moved past it, and the host signalled */
-static void p_packet(struct prog *p, uint16_t type, const uint8_t *extra, uint32_t elen, const uint8_t *d,
-		     uint32_t dlen)
-{
-	uint8_t pkt[256] = { 0 };
-	uint32_t total = (16 + elen + dlen + 7) & ~7u;
-
-	pkt[0] = type;
-	pkt[2] = (16 + elen) / 8;
-	fz_put16(pkt + 4, total / 8);
-	pkt[6] = 1;
-	fz_put64(pkt + 8, p->w + 1);
-	memcpy(pkt + 16, extra, elen);
-	memcpy(pkt + 16 + elen, d, dlen);
-	fz_put64(pkt + total, (uint64_t)p->w << 32);
-	/* the seeds' packets never wrap */
-	p_write(p, AREA + PAGE + p->w, pkt, total + 8);
-	p->w = (p->w + total + 8) % OUT_SIZE;
-	fz_put32(pkt, p->w);
-	p_write(p, AREA, pkt, 4);
-	pb(p, 2, 1);
-	pb(p, 0x100 + 1, 4);
-	pb(p, 3, 1);
-}
-
-static void p_gpadl(struct prog *p, uint32_t id, uint64_t gpa, unsigned pages)
+/* a buffer's GPADL on the NIC's channel */
+static void p_buffer(struct prog *p, uint32_t id, uint64_t gpa, unsigned pages)
 {
 	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 8 };
 
@@ -313,8 +122,8 @@ static void p_setup(struct prog *p)
 	uint8_t m[64] = { 2 };
 
 	p_open(p);
-	p_gpadl(p, 0x2000, RX_GPA, 16);
-	p_gpadl(p, 0x2001, TX_GPA, 4);
+	p_buffer(p, 0x2000, RX_GPA, 16);
+	p_buffer(p, 0x2001, TX_GPA, 4);
 	p_nvsp(p, 1, 0x60001, 0x60001, 0);
 	p_nvsp(p, 101, 0x2000, 0xcafe, 0);
 	p_nvsp(p, 104, 0x2001, 0, 0);
@@ -326,7 +135,7 @@ static void p_setup(struct prog *p)
 
 static void fuzz_seeds(void)
 {
-	struct prog p = { .n = 0 };
+	struct prog p = { .gpadl = 0x1000 }; /* the ring's GPADL */
 	uint8_t m[128] = { 0 }, comp[8] = { 108, 0, 0, 0, 1 };
 
 	p_setup(&p);

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "dev/hyperv/vmbus.h"
@@ -152,17 +151,9 @@ static const uint32_t nvsp_versions[] = { 0x2, 0x30002, 0x40000, 0x50000, 0x6000
 /* struct vmtransfer_page_packet_header after the descriptor, with one range */
 #define XFER_EXT_LEN 16
 
-#define RXQ_SOFT 64
-#define RXQ_HARD 256
 #define CTRLQ_LEN 16
 #define CTRL_MAX 256
 #define MAX_ERROR_LINES 20
-
-struct rx_frame {
-	struct rx_frame *next;
-	size_t len;
-	uint8_t data[];
-};
 
 struct ctrl_msg {
 	uint32_t len;
@@ -173,7 +164,6 @@ struct netvsc {
 	struct vmbus_channel *ch;
 	struct vm *vm;
 	struct net_backend *nb;
-	int kick_fd;
 	uint8_t mac[6];
 
 	/* under the bus lock */
@@ -191,9 +181,7 @@ struct netvsc {
 	unsigned ctrl_head, ctrl_len;
 	unsigned error_lines;
 
-	pthread_mutex_t rxq_lock; /* after the bus lock and the backend's lock */
-	struct rx_frame *rxq_head, *rxq_tail;
-	unsigned rxq_len;
+	struct net_rxq rxq; /* its lock after the bus lock */
 
 	struct netvsc_counters c;
 
@@ -202,24 +190,6 @@ struct netvsc {
 	uint8_t stream[TX_STREAM_MAX];
 	uint8_t frame[NET_MAX_FRAME + 4];
 };
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
 
 /* a guest error that does not stop the channel: one line each, the first few */
 static void nv_error(struct netvsc *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -328,12 +298,12 @@ static int rx_send(struct netvsc *n, const void *hdr, uint32_t hlen, const void 
 		gpadl_write(page, (uint64_t)sec * RX_SECTION + hlen, data, dlen);
 	/* xfer_pageset_id, sender_owns_set 0, range_cnt 1, {byte_count, byte_offset} */
 	memcpy(ext, &n->rx_id, 2);
-	put32(ext + 4, 1);
-	put32(ext + 8, hlen + dlen);
-	put32(ext + 12, sec * RX_SECTION);
-	put32(nv, NVSP1_SEND_RNDIS_PKT);
-	put32(nv + 4, control);
-	put32(nv + 8, NVSP_NO_SECTION);
+	vmbus_put32(ext + 4, 1);
+	vmbus_put32(ext + 8, hlen + dlen);
+	vmbus_put32(ext + 12, sec * RX_SECTION);
+	vmbus_put32(nv, NVSP1_SEND_RNDIS_PKT);
+	vmbus_put32(nv + 4, control);
+	vmbus_put32(nv + 8, NVSP_NO_SECTION);
 	rc = vmbus_chan_send_ext(n->ch, VMBUS_PKT_XFER_PAGES, VMBUS_PKT_F_COMPLETION, sec, ext, sizeof(ext), nv,
 				 sizeof(nv));
 	if (rc) {
@@ -401,10 +371,10 @@ static void rx_flush(struct netvsc *n)
 		n->ctrl_head = (n->ctrl_head + 1) % CTRLQ_LEN;
 		n->ctrl_len--;
 	}
-	pthread_mutex_lock(&n->rxq_lock);
-	before = n->rxq_len;
-	while (n->rxq_head) {
-		struct rx_frame *f = n->rxq_head;
+	pthread_mutex_lock(&n->rxq.lock);
+	before = n->rxq.len;
+	while (n->rxq.head) {
+		struct net_rx_frame *f = n->rxq.head;
 		uint8_t h[RNDIS_HDR + RNDIS_PKT_LEN] = { 0 };
 		int rc = 1;
 
@@ -412,10 +382,10 @@ static void rx_flush(struct netvsc *n)
 		    f->len + sizeof(h) > RX_SECTION) {
 			n->c.rx_dropped++;
 		} else {
-			put32(h, RNDIS_MSG_PACKET);
-			put32(h + 4, sizeof(h) + f->len);
-			put32(h + 8, RNDIS_PKT_LEN); /* data_offset, from the rndis_packet */
-			put32(h + 12, f->len);
+			vmbus_put32(h, RNDIS_MSG_PACKET);
+			vmbus_put32(h + 4, sizeof(h) + f->len);
+			vmbus_put32(h + 8, RNDIS_PKT_LEN); /* data_offset, from the rndis_packet */
+			vmbus_put32(h + 12, f->len);
 			rc = rx_send(n, h, sizeof(h), f->data, f->len, false);
 			if (rc == 0)
 				break;
@@ -426,14 +396,10 @@ static void rx_flush(struct netvsc *n)
 				n->c.rx_dropped++;
 			}
 		}
-		n->rxq_head = f->next;
-		if (!n->rxq_head)
-			n->rxq_tail = NULL;
-		n->rxq_len--;
-		free(f);
+		net_rxq_pop(&n->rxq);
 	}
-	resume = before >= RXQ_SOFT && n->rxq_len < RXQ_SOFT;
-	pthread_mutex_unlock(&n->rxq_lock);
+	resume = before >= NET_RXQ_SOFT && n->rxq.len < NET_RXQ_SOFT;
+	pthread_mutex_unlock(&n->rxq.lock);
 	if (resume)
 		n->nb->ops->resume(n->nb);
 }
@@ -442,9 +408,9 @@ static void indicate_link(struct netvsc *n)
 {
 	uint8_t m[RNDIS_HDR + 12] = { 0 };
 
-	put32(m, RNDIS_MSG_INDICATE);
-	put32(m + 4, sizeof(m));
-	put32(m + 8, n->link_up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
+	vmbus_put32(m, RNDIS_MSG_INDICATE);
+	vmbus_put32(m + 4, sizeof(m));
+	vmbus_put32(m + 8, n->link_up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
 	ctrl_queue(n, m, sizeof(m));
 }
 
@@ -470,28 +436,28 @@ static int query_oid(struct netvsc *n, uint32_t oid, uint8_t *v)
 	case OID_GEN_HARDWARE_STATUS:
 	case OID_GEN_MEDIA_SUPPORTED: /* 802.3 is 0 */
 	case OID_GEN_MEDIA_IN_USE:
-		put32(v, 0);
+		vmbus_put32(v, 0);
 		return 4;
 	case OID_GEN_MAXIMUM_FRAME_SIZE:
-		put32(v, MTU);
+		vmbus_put32(v, MTU);
 		return 4;
 	case OID_GEN_MAXIMUM_TOTAL_SIZE:
-		put32(v, MTU + ETH_HLEN);
+		vmbus_put32(v, MTU + ETH_HLEN);
 		return 4;
 	case OID_GEN_LINK_SPEED: /* in 100 bit/s: 10 Gbit/s, as Hyper-V */
-		put32(v, 100000000);
+		vmbus_put32(v, 100000000);
 		return 4;
 	case OID_GEN_CURRENT_PACKET_FILTER:
-		put32(v, n->filter);
+		vmbus_put32(v, n->filter);
 		return 4;
 	case OID_GEN_MEDIA_CONNECT_STATUS: /* 0 connected, 1 disconnected */
-		put32(v, !n->link_up);
+		vmbus_put32(v, !n->link_up);
 		return 4;
 	case OID_GEN_XMIT_OK:
-		put64(v, n->c.tx_frames);
+		vmbus_put64(v, n->c.tx_frames);
 		return 8;
 	case OID_GEN_RCV_OK:
-		put64(v, n->c.rx_frames);
+		vmbus_put64(v, n->c.rx_frames);
 		return 8;
 	case OID_802_3_PERMANENT_ADDRESS:
 	case OID_802_3_CURRENT_ADDRESS:
@@ -500,7 +466,7 @@ static int query_oid(struct netvsc *n, uint32_t oid, uint8_t *v)
 	case OID_802_3_MULTICAST_LIST:
 		return 0;
 	case OID_802_3_MAXIMUM_LIST_SIZE:
-		put32(v, 0);
+		vmbus_put32(v, 0);
 		return 4;
 	case OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES:
 		/* no checksum, segmentation, IPsec or coalescing offload */
@@ -520,7 +486,7 @@ static uint32_t set_oid(struct netvsc *n, uint32_t oid, const uint8_t *v, uint32
 	case OID_GEN_CURRENT_PACKET_FILTER:
 		if (len < 4)
 			return RNDIS_STATUS_INVALID_LENGTH;
-		n->filter = get32(v);
+		n->filter = vmbus_get32(v);
 		return RNDIS_STATUS_SUCCESS;
 	case OID_TCP_OFFLOAD_PARAMETERS:
 		/* "no change" (0) or "disabled" (1) for every checksum,
@@ -548,10 +514,10 @@ static bool rndis_packet(struct netvsc *n, const uint8_t *m, uint32_t len)
 
 	if (len < RNDIS_HDR + RNDIS_PKT_LEN)
 		return false;
-	doff = get32(m + 8);
-	dlen = get32(m + 12);
-	poff = get32(m + 28);
-	plen = get32(m + 32);
+	doff = vmbus_get32(m + 8);
+	dlen = vmbus_get32(m + 12);
+	poff = vmbus_get32(m + 28);
+	plen = vmbus_get32(m + 32);
 	if (doff > len - RNDIS_HDR || dlen > len - RNDIS_HDR - doff || dlen < ETH_HLEN || dlen > NET_MAX_FRAME - 4)
 		return false;
 	/* per-packet information: only an 802.1Q tag can be honoured;
@@ -565,18 +531,18 @@ static bool rndis_packet(struct netvsc *n, const uint8_t *m, uint32_t len)
 
 			if (plen - o < 12)
 				return false;
-			size = get32(p);
-			type = get32(p + 4);
-			at = get32(p + 8);
+			size = vmbus_get32(p);
+			type = vmbus_get32(p + 4);
+			at = vmbus_get32(p + 8);
 			if (size < 12 || size > plen - o || at > size - 4)
 				return false;
 			/* bit 31: Linux's own (internal) types, nothing to do */
 			if (type == PPI_IEEE_8021Q) {
-				uint32_t info = get32(p + at);
+				uint32_t info = vmbus_get32(p + at);
 
 				tci = (info & 7) << 13 | (info >> 3 & 1) << 12 | (info >> 4 & 0xfff);
 				vlan = true;
-			} else if ((type == PPI_TCPIP_CHKSUM || type == PPI_TCP_LARGESEND) && get32(p + at)) {
+			} else if ((type == PPI_TCPIP_CHKSUM || type == PPI_TCP_LARGESEND) && vmbus_get32(p + at)) {
 				return false;
 			}
 			o += size;
@@ -615,13 +581,13 @@ static void rndis_control(struct netvsc *n, uint32_t type, const uint8_t *m, uin
 	switch (type) {
 	case RNDIS_MSG_INIT:
 		/* major 1, minor 0, connectionless, 802.3 */
-		put32(r + 16, 1);
-		put32(r + 20, 0);
-		put32(r + 24, 1);
-		put32(r + 28, 0);
-		put32(r + 32, MAX_PKT_PER_MSG);
-		put32(r + 36, TX_STREAM_MAX - TX_SECTION);
-		put32(r + 40, PKT_ALIGN_SHIFT);
+		vmbus_put32(r + 16, 1);
+		vmbus_put32(r + 20, 0);
+		vmbus_put32(r + 24, 1);
+		vmbus_put32(r + 28, 0);
+		vmbus_put32(r + 32, MAX_PKT_PER_MSG);
+		vmbus_put32(r + 36, TX_STREAM_MAX - TX_SECTION);
+		vmbus_put32(r + 40, PKT_ALIGN_SHIFT);
 		rlen = RNDIS_HDR + 44;
 		n->rndis_up = true;
 		break;
@@ -636,13 +602,13 @@ static void rndis_control(struct netvsc *n, uint32_t type, const uint8_t *m, uin
 			nv_error(n, "RNDIS query of %u bytes", len);
 			return;
 		}
-		vlen = query_oid(n, get32(m + 12), r + RNDIS_HDR + 16);
+		vlen = query_oid(n, vmbus_get32(m + 12), r + RNDIS_HDR + 16);
 		if (vlen < 0) {
 			status = RNDIS_STATUS_NOT_SUPPORTED;
 			rlen = RNDIS_HDR + 16;
 		} else {
-			put32(r + 16, vlen);
-			put32(r + 20, 16); /* from the request id */
+			vmbus_put32(r + 16, vlen);
+			vmbus_put32(r + 20, 16); /* from the request id */
 			rlen = RNDIS_HDR + 16 + vlen;
 		}
 		break;
@@ -654,12 +620,12 @@ static void rndis_control(struct netvsc *n, uint32_t type, const uint8_t *m, uin
 			nv_error(n, "RNDIS set of %u bytes", len);
 			return;
 		}
-		vlen = get32(m + 16);
-		voff = get32(m + 20);
+		vlen = vmbus_get32(m + 16);
+		voff = vmbus_get32(m + 20);
 		if (voff > len - RNDIS_HDR || vlen > len - RNDIS_HDR - voff)
 			status = RNDIS_STATUS_INVALID_DATA;
 		else
-			status = set_oid(n, get32(m + 12), m + RNDIS_HDR + voff, vlen);
+			status = set_oid(n, vmbus_get32(m + 12), m + RNDIS_HDR + voff, vlen);
 		break;
 	}
 	case RNDIS_MSG_RESET:
@@ -672,12 +638,12 @@ static void rndis_control(struct netvsc *n, uint32_t type, const uint8_t *m, uin
 		nv_error(n, "unknown RNDIS message %#x", type);
 		return;
 	}
-	put32(r, type | RNDIS_COMPLETION);
-	put32(r + 4, rlen);
+	vmbus_put32(r, type | RNDIS_COMPLETION);
+	vmbus_put32(r + 4, rlen);
 	if (type == RNDIS_MSG_RESET)
-		put32(r + 8, status);
+		vmbus_put32(r + 8, status);
 	else
-		put32(r + 12, status);
+		vmbus_put32(r + 12, status);
 	ctrl_queue(n, r, rlen);
 }
 
@@ -689,7 +655,7 @@ static uint32_t rndis_stream(struct netvsc *n, const uint8_t *s, uint32_t len)
 	if (len < RNDIS_HDR)
 		return NVSP_STAT_INVALID_RNDIS_PKT;
 	while (len >= RNDIS_HDR) {
-		uint32_t type = get32(s), mlen = get32(s + 4);
+		uint32_t type = vmbus_get32(s), mlen = vmbus_get32(s + 4);
 
 		if (mlen < RNDIS_HDR || mlen > len) {
 			nv_error(n, "RNDIS message length %u with %u bytes left", mlen, len);
@@ -713,7 +679,7 @@ static uint32_t rndis_stream(struct netvsc *n, const uint8_t *s, uint32_t len)
 static uint32_t nvsp_rndis(struct netvsc *n, const struct vmbus_pkt_desc *d, const uint8_t *pkt, uint32_t len,
 			   const uint8_t *nv)
 {
-	uint32_t idx = get32(nv + 8), size = get32(nv + 12), total = 0;
+	uint32_t idx = vmbus_get32(nv + 8), size = vmbus_get32(nv + 12), total = 0;
 
 	if (idx != NVSP_NO_SECTION) {
 		uint32_t npages;
@@ -750,12 +716,12 @@ static uint32_t nvsp_rndis(struct netvsc *n, const struct vmbus_pkt_desc *d, con
 /* SEND_RECV_BUF / SEND_SEND_BUF: the buffer's GPADL is cut into sections */
 static void nvsp_buffer(struct netvsc *n, bool rx, const uint8_t *nv, uint8_t *reply)
 {
-	uint32_t gpadl = get32(nv + 4), npages = 0, status = NVSP_STAT_FAIL;
+	uint32_t gpadl = vmbus_get32(nv + 4), npages = 0, status = NVSP_STAT_FAIL;
 	uint64_t bytes;
 	uint16_t id;
 
 	memcpy(&id, nv + 8, 2);
-	put32(reply, rx ? NVSP1_SEND_RECV_BUF_COMPLETE : NVSP1_SEND_SEND_BUF_COMPLETE);
+	vmbus_put32(reply, rx ? NVSP1_SEND_RECV_BUF_COMPLETE : NVSP1_SEND_SEND_BUF_COMPLETE);
 	if (!vmbus_chan_gpadl(n->ch, gpadl, &npages) || (rx ? n->rx_ok : n->tx_ok)) {
 		nv_error(n, "%s buffer GPADL %u refused", rx ? "receive" : "send", gpadl);
 		goto out;
@@ -782,22 +748,22 @@ static void nvsp_buffer(struct netvsc *n, bool rx, const uint8_t *nv, uint8_t *r
 		n->rx_id = id;
 		n->rx_ok = true;
 		/* one section of sub-allocations: offset 0, size, count, end */
-		put32(reply + 8, 1);
-		put32(reply + 12, 0);
-		put32(reply + 16, RX_SECTION);
-		put32(reply + 20, count);
-		put32(reply + 24, count * RX_SECTION);
+		vmbus_put32(reply + 8, 1);
+		vmbus_put32(reply + 12, 0);
+		vmbus_put32(reply + 16, RX_SECTION);
+		vmbus_put32(reply + 20, count);
+		vmbus_put32(reply + 24, count * RX_SECTION);
 	} else {
 		if (bytes < TX_SECTION)
 			goto out;
 		n->tx_sections = bytes / TX_SECTION;
 		n->tx_gpadl = gpadl;
 		n->tx_ok = true;
-		put32(reply + 8, TX_SECTION);
+		vmbus_put32(reply + 8, TX_SECTION);
 	}
 	status = NVSP_STAT_SUCCESS;
 out:
-	put32(reply + 4, status);
+	vmbus_put32(reply + 4, status);
 }
 
 /* one packet from the guest: NVSP inband, SEND_RNDIS_PKT with page
@@ -817,7 +783,7 @@ static void nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 		return;
 	}
 	memcpy(nv, pkt + off, dlen < NVSP_LEN ? dlen : NVSP_LEN);
-	type = get32(nv);
+	type = vmbus_get32(nv);
 	if (d.type == VMBUS_PKT_COMP) {
 		if (type == NVSP1_SEND_RNDIS_PKT_COMPLETE)
 			rx_complete(n, d.trans_id);
@@ -831,14 +797,14 @@ static void nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 	}
 	switch (type) {
 	case NVSP_INIT: {
-		uint32_t lo = get32(nv + 4), hi = get32(nv + 8), v = 0;
+		uint32_t lo = vmbus_get32(nv + 4), hi = vmbus_get32(nv + 8), v = 0;
 
 		for (unsigned i = 0; i < sizeof(nvsp_versions) / sizeof(nvsp_versions[0]); i++)
 			if (nvsp_versions[i] >= lo && nvsp_versions[i] <= hi)
 				v = nvsp_versions[i];
-		put32(reply, NVSP_INIT_COMPLETE);
-		put32(reply + 4, v);
-		put32(reply + 12, v ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL);
+		vmbus_put32(reply, NVSP_INIT_COMPLETE);
+		vmbus_put32(reply + 4, v);
+		vmbus_put32(reply + 12, v ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL);
 		if (v)
 			n->version = v;
 		want = true;
@@ -860,14 +826,14 @@ static void nvsp_packet(struct netvsc *n, const uint8_t *pkt, uint32_t len)
 		n->tx_ok = false;
 		break;
 	case NVSP1_SEND_RNDIS_PKT:
-		put32(reply, NVSP1_SEND_RNDIS_PKT_COMPLETE);
-		put32(reply + 4, nvsp_rndis(n, &d, pkt, len, nv));
+		vmbus_put32(reply, NVSP1_SEND_RNDIS_PKT_COMPLETE);
+		vmbus_put32(reply + 4, nvsp_rndis(n, &d, pkt, len, nv));
 		want = true;
 		break;
 	case NVSP5_SUBCHANNEL:
 		/* no RSS: no subchannels */
-		put32(reply, NVSP5_SUBCHANNEL);
-		put32(reply + 4, n->version >= NVSP_VERSION_5 ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL);
+		vmbus_put32(reply, NVSP5_SUBCHANNEL);
+		vmbus_put32(reply + 4, n->version >= NVSP_VERSION_5 ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL);
 		want = true;
 		break;
 	case NVSP4_SWITCH_DATA_PATH:
@@ -914,26 +880,6 @@ static void nv_notify(struct vmbus_channel *ch)
 		rx_flush(n);
 }
 
-static void rxq_drop_all(struct netvsc *n)
-{
-	bool resume;
-
-	pthread_mutex_lock(&n->rxq_lock);
-	resume = n->rxq_len >= RXQ_SOFT;
-	while (n->rxq_head) {
-		struct rx_frame *f = n->rxq_head;
-
-		n->rxq_head = f->next;
-		free(f);
-		n->c.rx_dropped++;
-	}
-	n->rxq_tail = NULL;
-	n->rxq_len = 0;
-	pthread_mutex_unlock(&n->rxq_lock);
-	if (resume)
-		n->nb->ops->resume(n->nb);
-}
-
 /* the guest closed the channel (or unloaded): everything starts over */
 static void nv_close(struct vmbus_channel *ch)
 {
@@ -945,7 +891,7 @@ static void nv_close(struct vmbus_channel *ch)
 	n->filter = 0;
 	n->version = 0;
 	n->ctrl_len = 0;
-	rxq_drop_all(n);
+	net_rxq_drop_all(&n->rxq, n->nb, &n->c.rx_dropped);
 }
 
 static const struct vmbus_dev_ops nv_ops = { .notify = nv_notify, .close = nv_close };
@@ -955,43 +901,15 @@ static const struct vmbus_dev_ops nv_ops = { .notify = nv_notify, .close = nv_cl
 static bool port_can_receive(void *opaque)
 {
 	struct netvsc *n = opaque;
-	bool ok;
 
-	pthread_mutex_lock(&n->rxq_lock);
-	ok = n->rxq_len < RXQ_SOFT;
-	pthread_mutex_unlock(&n->rxq_lock);
-	return ok;
+	return net_rxq_can_receive(&n->rxq);
 }
 
 static void port_receive(void *opaque, const void *frame, size_t len)
 {
 	struct netvsc *n = opaque;
-	struct rx_frame *f = NULL;
-	bool first;
-	uint64_t one = 1;
 
-	if (len >= ETH_HLEN && len <= NET_MAX_FRAME)
-		f = malloc(sizeof(*f) + len);
-	pthread_mutex_lock(&n->rxq_lock);
-	if (!f || n->rxq_len >= RXQ_HARD) {
-		n->c.rx_dropped++;
-		pthread_mutex_unlock(&n->rxq_lock);
-		free(f);
-		return;
-	}
-	f->next = NULL;
-	f->len = len;
-	memcpy(f->data, frame, len);
-	if (n->rxq_tail)
-		n->rxq_tail->next = f;
-	else
-		n->rxq_head = f;
-	n->rxq_tail = f;
-	first = n->rxq_len++ == 0;
-	pthread_mutex_unlock(&n->rxq_lock);
-	/* later frames ride along with the flush the first one asked for */
-	if (first && write(n->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		perror("accord: netvsc");
+	net_rxq_push(&n->rxq, NULL, frame, len, ETH_HLEN, &n->c.rx_dropped, "accord: netvsc");
 }
 
 /* the I/O thread: frames arrived */
@@ -1030,14 +948,12 @@ struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *i
 		memcpy(n->mac, default_mac, 6);
 		n->mac[5] = count;
 	}
-	pthread_mutex_init(&n->rxq_lock, NULL);
-	n->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (n->kick_fd < 0) {
+	if (net_rxq_init(&n->rxq) < 0) {
 		fprintf(stderr, "accord: netvsc: eventfd: %s\n", strerror(errno));
 		free(n);
 		return NULL;
 	}
-	if (iothread_fd_add(io, n->kick_fd, POLLIN, nv_kicked, n)) {
+	if (iothread_fd_add(io, n->rxq.kick_fd, POLLIN, nv_kicked, n)) {
 		fprintf(stderr, "accord: netvsc: cannot register with the I/O thread\n");
 		goto fail;
 	}
@@ -1045,13 +961,13 @@ struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *i
 	instance[15] = count;
 	n->ch = vmbus_add_channel(vb, nic_class, instance, &nv_ops, n);
 	if (!n->ch) {
-		iothread_fd_del(io, n->kick_fd);
+		iothread_fd_del(io, n->rxq.kick_fd);
 		goto fail;
 	}
 	nb->port = (struct net_port){ .can_receive = port_can_receive, .receive = port_receive, .opaque = n };
 	return n;
 fail:
-	close(n->kick_fd);
+	close(n->rxq.kick_fd);
 	free(n);
 	return NULL;
 }
@@ -1074,9 +990,9 @@ void netvsc_counters(struct netvsc *n, struct netvsc_counters *c)
 {
 	/* rx_dropped also moves under the queue lock alone */
 	vmbus_lock(n->ch->vb);
-	pthread_mutex_lock(&n->rxq_lock);
+	pthread_mutex_lock(&n->rxq.lock);
 	*c = n->c;
-	pthread_mutex_unlock(&n->rxq_lock);
+	pthread_mutex_unlock(&n->rxq.lock);
 	vmbus_unlock(n->ch->vb);
 }
 

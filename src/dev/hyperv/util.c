@@ -179,45 +179,6 @@ struct hv_util {
 static int sig_fd = -1;
 static volatile sig_atomic_t sigterms;
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
 static bool chan_ready(const struct util_chan *u)
 {
 	return u->ch->open && !u->ch->broken && u->negotiated;
@@ -233,11 +194,11 @@ static int ic_send(struct util_chan *u, uint16_t type, const void *body, uint16_
 	uint32_t srv = u->negotiated ? u->srv : services[u->kind].srv[0];
 
 	memset(m, 0, IC_HDR);
-	put32(m + 4, IC_HDR - IC_PIPE_LEN + len);
-	put32(m + IC_PIPE_LEN, fw);
-	put16(m + IC_TYPE, type);
-	put32(m + IC_TYPE + 2, srv);
-	put16(m + IC_SIZE, len);
+	vmbus_put32(m + 4, IC_HDR - IC_PIPE_LEN + len);
+	vmbus_put32(m + IC_PIPE_LEN, fw);
+	vmbus_put16(m + IC_TYPE, type);
+	vmbus_put32(m + IC_TYPE + 2, srv);
+	vmbus_put16(m + IC_SIZE, len);
 	m[IC_PIPE_LEN + 16] = (uint8_t)u->trans;
 	m[IC_FLAGS] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_REQUEST;
 	memcpy(m + IC_HDR, body, len);
@@ -255,12 +216,12 @@ static void ic_negotiate(struct util_chan *u)
 	uint8_t b[8 + 4 * 5] = { 0 };
 	unsigned n = 0;
 
-	put16(b, 2);
-	put16(b + 2, (uint16_t)s->nsrv);
+	vmbus_put16(b, 2);
+	vmbus_put16(b + 2, (uint16_t)s->nsrv);
 	for (unsigned i = 0; i < 2; i++, n++)
-		put32(b + 8 + 4 * n, fw_versions[i]);
+		vmbus_put32(b + 8 + 4 * n, fw_versions[i]);
 	for (unsigned i = 0; i < s->nsrv; i++, n++)
-		put32(b + 8 + 4 * n, s->srv[i]);
+		vmbus_put32(b + 8 + 4 * n, s->srv[i]);
 	ic_send(u, ICMSGTYPE_NEGOTIATE, b, (uint16_t)(8 + 4 * n));
 }
 
@@ -276,9 +237,9 @@ static void timesync_send(struct util_chan *u, uint8_t flags)
 	uint64_t ref = hv_ref_time(u->h->vm);
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	put64(b, WLTIMEDELTA + (uint64_t)ts.tv_sec * 10000000 + (uint64_t)ts.tv_nsec / 100);
+	vmbus_put64(b, WLTIMEDELTA + (uint64_t)ts.tv_sec * 10000000 + (uint64_t)ts.tv_nsec / 100);
 	if (VERSION_MAJOR(u->srv) >= 4) {
-		put64(b + 8, ref);
+		vmbus_put64(b + 8, ref);
 		b[16] = flags;
 		ic_send(u, ICMSGTYPE_TIMESYNC, b, 24);
 	} else {
@@ -298,13 +259,13 @@ static char *utf16_to_utf8(const uint8_t *p, uint32_t n)
 	if (!s)
 		return NULL;
 	for (uint32_t i = 0; i + 1 < n; i += 2) {
-		uint32_t c = get16(p + i);
+		uint32_t c = vmbus_get16(p + i);
 
 		if (!c)
 			break;
-		if (c >= 0xd800 && c < 0xdc00 && i + 3 < n && get16(p + i + 2) >= 0xdc00 &&
-		    get16(p + i + 2) < 0xe000) {
-			c = 0x10000 + ((c - 0xd800) << 10) + (get16(p + i + 2) - 0xdc00);
+		if (c >= 0xd800 && c < 0xdc00 && i + 3 < n && vmbus_get16(p + i + 2) >= 0xdc00 &&
+		    vmbus_get16(p + i + 2) < 0xe000) {
+			c = 0x10000 + ((c - 0xd800) << 10) + (vmbus_get16(p + i + 2) - 0xdc00);
 			i += 2;
 		} else if (c >= 0xd800 && c < 0xe000) {
 			c = 0xfffd;
@@ -360,19 +321,19 @@ static int utf8_to_utf16(const char *s, uint8_t *out, uint32_t cap)
 			if (n + 4 > cap)
 				return -1;
 			c -= 0x10000;
-			put16(out + n, (uint16_t)(0xd800 + (c >> 10)));
-			put16(out + n + 2, (uint16_t)(0xdc00 + (c & 0x3ff)));
+			vmbus_put16(out + n, (uint16_t)(0xd800 + (c >> 10)));
+			vmbus_put16(out + n + 2, (uint16_t)(0xdc00 + (c & 0x3ff)));
 			n += 4;
 		} else {
 			if (n + 2 > cap)
 				return -1;
-			put16(out + n, (uint16_t)c);
+			vmbus_put16(out + n, (uint16_t)c);
 			n += 2;
 		}
 	}
 	if (n + 2 > cap)
 		return -1;
-	put16(out + n, 0);
+	vmbus_put16(out + n, 0);
 	return (int)n + 2;
 }
 
@@ -392,7 +353,7 @@ static void kvp_request(struct hv_util *h)
 	memset(b, 0, KVP_MSG_LEN);
 	b[0] = KVP_OP_ENUMERATE;
 	b[1] = kvp_pools[h->kvp_step];
-	put32(b + KVP_INDEX, h->kvp_index);
+	vmbus_put32(b + KVP_INDEX, h->kvp_index);
 	/* no room: the next tick starts over */
 	if (ic_send(&h->chan[UTIL_KVP], ICMSGTYPE_KVPEXCHANGE, b, KVP_MSG_LEN))
 		h->kvp_running = false;
@@ -406,9 +367,9 @@ static void kvp_set_send(struct hv_util *h)
 	memset(b, 0, KVP_MSG_LEN);
 	b[0] = KVP_OP_SET;
 	b[1] = HV_KVP_POOL_EXTERNAL;
-	put32(b + KVP_SET_VALUE, REG_SZ);
-	put32(b + KVP_SET_VALUE + 4, s->ksize);
-	put32(b + KVP_SET_VALUE + 8, s->vsize);
+	vmbus_put32(b + KVP_SET_VALUE, REG_SZ);
+	vmbus_put32(b + KVP_SET_VALUE + 4, s->ksize);
+	vmbus_put32(b + KVP_SET_VALUE + 8, s->vsize);
 	memcpy(b + KVP_SET_VALUE + 12, s->key, s->ksize);
 	memcpy(b + KVP_SET_VALUE + 12 + KVP_KEY_MAX, s->value, s->vsize);
 	h->kvp_setting = ic_send(&h->chan[UTIL_KVP], ICMSGTYPE_KVPEXCHANGE, b, KVP_MSG_LEN) == 0;
@@ -440,7 +401,7 @@ static bool kvp_set_answer(struct hv_util *h, const uint8_t *m, uint32_t mlen)
 {
 	if (mlen < IC_HDR + KVP_MSG_LEN)
 		return false;
-	if (get32(m + IC_STATUS))
+	if (vmbus_get32(m + IC_STATUS))
 		h->kvp_sets_failed++;
 	else
 		h->kvp_sets_done++;
@@ -461,11 +422,11 @@ static bool kvp_answer(struct hv_util *h, const uint8_t *m, uint32_t mlen)
 
 	if (mlen < IC_HDR + KVP_MSG_LEN)
 		return false;
-	ksize = get32(b + KVP_KEY_SIZE);
-	vsize = get32(b + KVP_VALUE_SIZE);
-	if (!get32(m + IC_STATUS) && (ksize > KVP_KEY_MAX || vsize > KVP_VAL_MAX))
+	ksize = vmbus_get32(b + KVP_KEY_SIZE);
+	vsize = vmbus_get32(b + KVP_VALUE_SIZE);
+	if (!vmbus_get32(m + IC_STATUS) && (ksize > KVP_KEY_MAX || vsize > KVP_VAL_MAX))
 		return false;
-	if (!get32(m + IC_STATUS) && h->kvp_index < HV_KVP_MAX_PAIRS) {
+	if (!vmbus_get32(m + IC_STATUS) && h->kvp_index < HV_KVP_MAX_PAIRS) {
 		char *k = utf16_to_utf8(b + KVP_KEY, ksize), *v = utf16_to_utf8(b + KVP_VAL, vsize);
 
 		if (k && v) {
@@ -523,12 +484,12 @@ static int negotiated(struct util_chan *u, const uint8_t *m, uint32_t mlen)
 
 	if (mlen < IC_HDR + 8)
 		return -1;
-	if (get16(b) == 0 && get16(b + 2) == 0)
+	if (vmbus_get16(b) == 0 && vmbus_get16(b + 2) == 0)
 		return 1;
-	if (get16(b) != 1 || get16(b + 2) != 1 || mlen < IC_HDR + 16)
+	if (vmbus_get16(b) != 1 || vmbus_get16(b + 2) != 1 || mlen < IC_HDR + 16)
 		return -1;
-	u->fw = get32(b + 8);
-	u->srv = get32(b + 12);
+	u->fw = vmbus_get32(b + 8);
+	u->srv = vmbus_get32(b + 12);
 	for (unsigned i = 0; i < 2; i++)
 		fw_ok |= u->fw == fw_versions[i];
 	for (unsigned i = 0; i < s->nsrv; i++)
@@ -545,8 +506,8 @@ static bool util_answer(struct util_chan *u, const uint8_t *m, uint32_t mlen)
 
 	if (mlen < IC_HDR || !(m[IC_FLAGS] & ICMSGHDRFLAG_RESPONSE))
 		return false;
-	type = get16(m + IC_TYPE);
-	status = get32(m + IC_STATUS);
+	type = vmbus_get16(m + IC_TYPE);
+	status = vmbus_get32(m + IC_STATUS);
 	if (type != ICMSGTYPE_NEGOTIATE && type != services[u->kind].msg_type)
 		return false;
 	if (type == ICMSGTYPE_NEGOTIATE) {
@@ -573,7 +534,7 @@ static bool util_answer(struct util_chan *u, const uint8_t *m, uint32_t mlen)
 	case UTIL_HEARTBEAT:
 		if (mlen < IC_HDR + 8)
 			return false;
-		if (!status && get64(m + IC_HDR) == u->seq + 1)
+		if (!status && vmbus_get64(m + IC_HDR) == u->seq + 1)
 			u->answers++;
 		break;
 	case UTIL_KVP:
@@ -635,7 +596,7 @@ int hv_util_shutdown(struct hv_util *h)
 	uint8_t b[SHUTDOWN_MSG_LEN] = { 0 };
 	int rc = -1;
 
-	put32(b + 8, 1);
+	vmbus_put32(b + 8, 1);
 	memcpy(b + 12, "accord: shutdown", 16);
 	vmbus_lock(h->vb);
 	if (chan_ready(u)) {
@@ -658,7 +619,7 @@ void hv_util_tick(struct hv_util *h)
 	tick = ++h->tick;
 	if (chan_ready(u)) {
 		u->seq += 2;
-		put64(b, u->seq);
+		vmbus_put64(b, u->seq);
 		ic_send(u, ICMSGTYPE_HEARTBEAT, b, sizeof(b));
 	}
 	if (tick % TIMESYNC_SAMPLE_SEC == 0 && chan_ready(&h->chan[UTIL_TIMESYNC]))

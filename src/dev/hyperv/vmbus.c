@@ -101,40 +101,6 @@ static const uint32_t versions[] = {
 	VERSION(4, 0), VERSION(3, 0), VERSION(2, 4),
 };
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
 static void vmbus_error(struct vmbus *vb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void vmbus_error(struct vmbus *vb, const char *fmt, ...)
 {
@@ -170,8 +136,8 @@ static void vmbus_post(struct vmbus *vb, uint32_t type, uint8_t *m, uint32_t len
 {
 	struct msg *q;
 
-	put32(m, type);
-	put32(m + 4, 0);
+	vmbus_put32(m, type);
+	vmbus_put32(m + 4, 0);
 	if (!vb->q_len) {
 		int rc = hv_synic_post_message(vb->vm, vb->vp, vb->sint, HV_MESSAGE_VMBUS, m, len);
 
@@ -262,11 +228,11 @@ static void send_offer(struct vmbus *vb, struct vmbus_channel *ch)
 
 	memcpy(m + OFFER_TYPE, ch->type, 16);
 	memcpy(m + OFFER_INSTANCE, ch->instance, 16);
-	put16(m + OFFER_MMIO_MEGABYTES, ch->mmio_megabytes);
-	put32(m + OFFER_RELID, ch->relid);
+	vmbus_put16(m + OFFER_MMIO_MEGABYTES, ch->mmio_megabytes);
+	vmbus_put32(m + OFFER_RELID, ch->relid);
 	/* monitorid 0, monitor_allocated 0: the guest signals by hypercall */
-	put16(m + OFFER_DEDICATED_INTERRUPT, 1);
-	put32(m + OFFER_CONNECTION_ID, ch->conn_id);
+	vmbus_put16(m + OFFER_DEDICATED_INTERRUPT, 1);
+	vmbus_put32(m + OFFER_CONNECTION_ID, ch->conn_id);
 	vmbus_post(vb, MSG_OFFERCHANNEL, m, sizeof(m));
 }
 
@@ -315,11 +281,11 @@ static void gpadl_finish(struct vmbus *vb, struct gpadl **slot, bool ok)
 	struct gpadl *g = *slot;
 	uint8_t m[20] = { 0 };
 
-	put32(m + 8, g->relid);
-	put32(m + 12, g->id);
+	vmbus_put32(m + 8, g->relid);
+	vmbus_put32(m + 12, g->id);
 	if (!ok || gpadl_resolve(vb, g)) {
 		vmbus_error(vb, "GPADL %u refused: malformed ranges or pages outside guest RAM", g->id);
-		put32(m + 16, STATUS_UNSUCCESSFUL);
+		vmbus_put32(m + 16, STATUS_UNSUCCESSFUL);
 		gpadl_free(slot);
 	} else {
 		g->complete = true;
@@ -331,8 +297,9 @@ static void gpadl_finish(struct vmbus *vb, struct gpadl **slot, bool ok)
 
 static void msg_gpadl_header(struct vmbus *vb, const uint8_t *p, uint32_t len)
 {
-	uint32_t relid = get32(p + 8), id = get32(p + 12), words = (len - GPADL_HEADER_LEN) / 8;
-	uint16_t buflen = get16(p + 16), rangecount = get16(p + 18);
+	uint32_t relid = vmbus_get32(p + 8), id = vmbus_get32(p + 12);
+	uint32_t words = (len - GPADL_HEADER_LEN) / 8;
+	uint16_t buflen = vmbus_get16(p + 16), rangecount = vmbus_get16(p + 18);
 	struct gpadl *g;
 	struct gpadl **slot = NULL;
 	uint8_t m[20] = { 0 };
@@ -366,15 +333,15 @@ static void msg_gpadl_header(struct vmbus *vb, const uint8_t *p, uint32_t len)
 		gpadl_finish(vb, slot, true);
 	return;
 refuse:
-	put32(m + 8, relid);
-	put32(m + 12, id);
-	put32(m + 16, STATUS_UNSUCCESSFUL);
+	vmbus_put32(m + 8, relid);
+	vmbus_put32(m + 12, id);
+	vmbus_put32(m + 16, STATUS_UNSUCCESSFUL);
 	vmbus_post(vb, MSG_GPADL_CREATED, m, sizeof(m));
 }
 
 static void msg_gpadl_body(struct vmbus *vb, const uint8_t *p, uint32_t len)
 {
-	uint32_t id = get32(p + 12), words = (len - GPADL_BODY_LEN) / 8;
+	uint32_t id = vmbus_get32(p + 12), words = (len - GPADL_BODY_LEN) / 8;
 	struct gpadl **slot = gpadl_slot(vb, id);
 	struct gpadl *g = slot ? *slot : NULL;
 
@@ -395,7 +362,7 @@ static void msg_gpadl_body(struct vmbus *vb, const uint8_t *p, uint32_t len)
 
 static void msg_gpadl_teardown(struct vmbus *vb, const uint8_t *p)
 {
-	uint32_t id = get32(p + 12);
+	uint32_t id = vmbus_get32(p + 12);
 	struct gpadl **slot = gpadl_slot(vb, id);
 	uint8_t m[12] = { 0 };
 
@@ -408,14 +375,14 @@ static void msg_gpadl_teardown(struct vmbus *vb, const uint8_t *p)
 	if ((*slot)->user)
 		chan_close((*slot)->user);
 	gpadl_free(slot);
-	put32(m + 8, id);
+	vmbus_put32(m + 8, id);
 	vmbus_post(vb, MSG_GPADL_TORNDOWN, m, sizeof(m));
 }
 
 static void msg_open(struct vmbus *vb, const uint8_t *p)
 {
-	uint32_t relid = get32(p + 8), openid = get32(p + 12), gid = get32(p + 16), vp = get32(p + 20),
-		 split = get32(p + 24);
+	uint32_t relid = vmbus_get32(p + 8), openid = vmbus_get32(p + 12), gid = vmbus_get32(p + 16);
+	uint32_t vp = vmbus_get32(p + 20), split = vmbus_get32(p + 24);
 	struct vmbus_channel *ch = chan_by_relid(vb, relid);
 	struct gpadl **slot = gpadl_slot(vb, gid);
 	struct gpadl *g = slot ? *slot : NULL;
@@ -437,7 +404,7 @@ static void msg_open(struct vmbus *vb, const uint8_t *p)
 		why = "ring indices out of range";
 	if (why) {
 		vmbus_error(vb, "open of relid %u refused: %s", relid, why);
-		put32(m + 16, STATUS_UNSUCCESSFUL);
+		vmbus_put32(m + 16, STATUS_UNSUCCESSFUL);
 	} else {
 		ch->open = true;
 		ch->broken = false;
@@ -447,8 +414,8 @@ static void msg_open(struct vmbus *vb, const uint8_t *p)
 		if (ch->ops->open)
 			ch->ops->open(ch);
 	}
-	put32(m + 8, relid);
-	put32(m + 12, openid);
+	vmbus_put32(m + 8, relid);
+	vmbus_put32(m + 12, openid);
 	vmbus_post(vb, MSG_OPENCHANNEL_RESULT, m, sizeof(m));
 }
 
@@ -462,7 +429,7 @@ static bool version_known(uint32_t v)
 
 static void msg_initiate_contact(struct vmbus *vb, uint32_t conn_id, const uint8_t *p)
 {
-	uint32_t version = get32(p + 8), vp = get32(p + 12);
+	uint32_t version = vmbus_get32(p + 8), vp = vmbus_get32(p + 12);
 	unsigned sint = version >= VERSION_WIN10_V5 ? p[16] : VMBUS_SINT_DEFAULT;
 	uint8_t m[16] = { 0 };
 
@@ -478,7 +445,7 @@ static void msg_initiate_contact(struct vmbus *vb, uint32_t conn_id, const uint8
 		vb->version = version;
 		vb->msg_conn_id = version >= VERSION_WIN10_V5 ? MSG_CONN_ID_4 : MSG_CONN_ID;
 		m[8] = 1;
-		put32(m + 12, vb->msg_conn_id);
+		vmbus_put32(m + 12, vb->msg_conn_id);
 	}
 	vmbus_post(vb, MSG_VERSION_RESPONSE, m, sizeof(m));
 }
@@ -511,7 +478,7 @@ static uint32_t msg_min_len(uint32_t type)
 
 static void vmbus_message(struct vmbus *vb, uint32_t conn_id, const uint8_t *p, uint32_t len)
 {
-	uint32_t type = len >= HDR ? get32(p) : 0, min = msg_min_len(type);
+	uint32_t type = len >= HDR ? vmbus_get32(p) : 0, min = msg_min_len(type);
 	struct vmbus_channel *ch;
 	uint8_t m[16] = { 0 };
 
@@ -555,23 +522,23 @@ static void vmbus_message(struct vmbus *vb, uint32_t conn_id, const uint8_t *p, 
 		msg_open(vb, p);
 		break;
 	case MSG_CLOSECHANNEL:
-		ch = chan_by_relid(vb, get32(p + 8));
+		ch = chan_by_relid(vb, vmbus_get32(p + 8));
 		if (ch)
 			chan_close(ch);
 		else
-			vmbus_error(vb, "close of unknown relid %u", get32(p + 8));
+			vmbus_error(vb, "close of unknown relid %u", vmbus_get32(p + 8));
 		break;
 	case MSG_RELID_RELEASED:
-		if (!chan_by_relid(vb, get32(p + 8)))
-			vmbus_error(vb, "release of unknown relid %u", get32(p + 8));
+		if (!chan_by_relid(vb, vmbus_get32(p + 8)))
+			vmbus_error(vb, "release of unknown relid %u", vmbus_get32(p + 8));
 		break;
 	case MSG_MODIFYCHANNEL:
-		ch = chan_by_relid(vb, get32(p + 8));
-		put32(m + 8, get32(p + 8));
-		if (ch && get32(p + 12) < (uint32_t)vb->vm->ncpus)
-			ch->target_vp = get32(p + 12);
+		ch = chan_by_relid(vb, vmbus_get32(p + 8));
+		vmbus_put32(m + 8, vmbus_get32(p + 8));
+		if (ch && vmbus_get32(p + 12) < (uint32_t)vb->vm->ncpus)
+			ch->target_vp = vmbus_get32(p + 12);
 		else
-			put32(m + 12, STATUS_UNSUCCESSFUL);
+			vmbus_put32(m + 12, STATUS_UNSUCCESSFUL);
 		if (vb->version >= VERSION_WIN10_V5_3)
 			vmbus_post(vb, MSG_MODIFYCHANNEL_RESPONSE, m, 16);
 		break;
@@ -690,27 +657,27 @@ void vmbus_chan_fail(struct vmbus_channel *ch, const char *fmt, ...)
 
 int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_sg *sg, int max, uint64_t *total)
 {
-	uint32_t end = get16(pkt + 2) * 8u, off = sizeof(struct vmbus_pkt_desc) + 8, nranges;
+	uint32_t end = vmbus_get16(pkt + 2) * 8u, off = sizeof(struct vmbus_pkt_desc) + 8, nranges;
 	int n = 0;
 
 	*total = 0;
 	if (end > len || end < off)
 		return -1;
-	nranges = get32(pkt + sizeof(struct vmbus_pkt_desc) + 4);
+	nranges = vmbus_get32(pkt + sizeof(struct vmbus_pkt_desc) + 4);
 	for (uint32_t r = 0; r < nranges; r++) {
 		uint32_t rlen, roff;
 		uint64_t pages;
 
 		if (end - off < 8)
 			return -1;
-		rlen = get32(pkt + off);
-		roff = get32(pkt + off + 4);
+		rlen = vmbus_get32(pkt + off);
+		roff = vmbus_get32(pkt + off + 4);
 		off += 8;
 		pages = ((uint64_t)roff % VMBUS_PAGE + rlen + VMBUS_PAGE - 1) / VMBUS_PAGE;
 		if (!rlen || roff >= VMBUS_PAGE || pages > (end - off) / 8)
 			return -1;
 		for (uint64_t i = 0; i < pages; i++, off += 8) {
-			uint64_t pfn = get64(pkt + off);
+			uint64_t pfn = vmbus_get64(pkt + off);
 			uint32_t start = i ? 0 : roff, n_bytes = VMBUS_PAGE - start;
 			uint8_t *p;
 
@@ -823,7 +790,7 @@ void vmbus_rescind(struct vmbus_channel *ch)
 	if (!ch->rescinded) {
 		chan_close(ch);
 		ch->rescinded = true;
-		put32(m + 8, ch->relid);
+		vmbus_put32(m + 8, ch->relid);
 		if (vb->connected)
 			vmbus_post(vb, MSG_RESCIND_CHANNELOFFER, m, sizeof(m));
 	}

@@ -10,12 +10,53 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 struct vm;
 struct vmbus;
 struct vmbus_channel;
 
 #define VMBUS_PAGE 4096u
+
+/* the wire's little-endian fields, read and written at any alignment */
+static inline uint16_t vmbus_get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static inline uint32_t vmbus_get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline uint64_t vmbus_get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline void vmbus_put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+static inline void vmbus_put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static inline void vmbus_put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
 
 /* packet types (enum vmbus_packet_type) and descriptor flags */
 #define VMBUS_PKT_INBAND 6

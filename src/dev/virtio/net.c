@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "dev/virtio/virtio.h"
@@ -75,29 +74,13 @@
 #define TXQ 1
 #define CTRLQ 2
 
-/* frames held for the guest: past RXQ_SOFT the backend stops reading;
- * RXQ_HARD bounds what a backend that cannot wait (slirp answering a
- * transmitted frame at once) may add before frames are dropped */
-#define RXQ_SOFT 64
-#define RXQ_HARD 256
-
-struct rx_frame {
-	struct rx_frame *next;
-	struct net_offload o; /* from a backend with offloads */
-	size_t len;
-	uint8_t data[];
-};
-
 struct virtio_net {
 	struct virtio_dev vd;
 	struct net_backend *nb;
 	struct iothread *io;
-	int kick_fd;
 	uint8_t mac[6]; /* the address after a reset */
 
-	pthread_mutex_t rxq_lock; /* after vm->io_lock and the backend's lock */
-	struct rx_frame *rxq_head, *rxq_tail;
-	unsigned rxq_len;
+	struct net_rxq rxq; /* frames held for the guest; its lock after vm->io_lock */
 
 	/* the receive filter, under vm->io_lock */
 	bool promisc, allmulti, uni_overflow, multi_overflow;
@@ -195,7 +178,7 @@ static bool rx_accept(const struct virtio_net *n, const uint8_t *dst)
  * frame cannot be given to this driver. A frame the backend left
  * unfinished (tap, negotiated before a reset) is finished here if it can
  * be; one it vouched for, or whose checksums check out, is DATA_VALID. */
-static bool rx_settle(struct virtio_net *n, struct rx_frame *f)
+static bool rx_settle(struct virtio_net *n, struct net_rx_frame *f)
 {
 	unsigned ok = rx_offloads(&n->vd);
 	struct net_offload *o = &f->o;
@@ -227,7 +210,7 @@ enum { RX_WAIT, RX_DONE, RX_TOO_BIG, RX_FILTERED, RX_BROKEN };
  * MRG_RXBUF as many as it takes. Nothing is published until the frame is
  * whole; when the buffers run out first, the chains go back to the ring
  * (last_avail is rewound) and the frame waits. */
-static int rx_put(struct virtio_net *n, const struct rx_frame *f, bool *irq)
+static int rx_put(struct virtio_net *n, const struct net_rx_frame *f, bool *irq)
 {
 	struct virtio_dev *vd = &n->vd;
 	struct virtq *q = &vd->vq[RXQ];
@@ -292,10 +275,10 @@ static void rx_flush(struct virtio_net *n)
 
 	if (!net_running(vd) || !vd->vq[RXQ].enabled)
 		return;
-	pthread_mutex_lock(&n->rxq_lock);
-	before = n->rxq_len;
-	while (n->rxq_head) {
-		struct rx_frame *f = n->rxq_head;
+	pthread_mutex_lock(&n->rxq.lock);
+	before = n->rxq.len;
+	while (n->rxq.head) {
+		struct net_rx_frame *f = n->rxq.head;
 		int rc;
 
 		if (f->len < ETH_HLEN || !rx_accept(n, f->data))
@@ -318,14 +301,10 @@ static void rx_flush(struct virtio_net *n)
 		} else {
 			n->rx_dropped++;
 		}
-		n->rxq_head = f->next;
-		if (!n->rxq_head)
-			n->rxq_tail = NULL;
-		n->rxq_len--;
-		free(f);
+		net_rxq_pop(&n->rxq);
 	}
-	resume = before >= RXQ_SOFT && n->rxq_len < RXQ_SOFT;
-	pthread_mutex_unlock(&n->rxq_lock);
+	resume = before >= NET_RXQ_SOFT && n->rxq.len < NET_RXQ_SOFT;
+	pthread_mutex_unlock(&n->rxq.lock);
 	if (irq)
 		virtio_notify_queue(vd, RXQ);
 	if (broken)
@@ -334,67 +313,17 @@ static void rx_flush(struct virtio_net *n)
 		n->nb->ops->resume(n->nb);
 }
 
-static void rxq_drop_all(struct virtio_net *n)
-{
-	bool resume;
-
-	pthread_mutex_lock(&n->rxq_lock);
-	resume = n->rxq_len >= RXQ_SOFT;
-	while (n->rxq_head) {
-		struct rx_frame *f = n->rxq_head;
-
-		n->rxq_head = f->next;
-		free(f);
-		n->rx_dropped++;
-	}
-	n->rxq_tail = NULL;
-	n->rxq_len = 0;
-	pthread_mutex_unlock(&n->rxq_lock);
-	if (resume)
-		n->nb->ops->resume(n->nb);
-}
-
 static bool port_can_receive(void *opaque)
 {
 	struct virtio_net *n = opaque;
-	bool ok;
 
-	pthread_mutex_lock(&n->rxq_lock);
-	ok = n->rxq_len < RXQ_SOFT;
-	pthread_mutex_unlock(&n->rxq_lock);
-	return ok;
+	return net_rxq_can_receive(&n->rxq);
 }
 
 static void port_queue(struct virtio_net *n, const struct net_offload *o, const void *frame,
 		       size_t len)
 {
-	struct rx_frame *f = NULL;
-	bool first = false;
-	uint64_t one = 1;
-
-	if (len <= NET_MAX_FRAME)
-		f = malloc(sizeof(*f) + len);
-	pthread_mutex_lock(&n->rxq_lock);
-	if (!f || n->rxq_len >= RXQ_HARD) {
-		n->rx_dropped++;
-		pthread_mutex_unlock(&n->rxq_lock);
-		free(f);
-		return;
-	}
-	f->next = NULL;
-	f->o = *o;
-	f->len = len;
-	memcpy(f->data, frame, len);
-	if (n->rxq_tail)
-		n->rxq_tail->next = f;
-	else
-		n->rxq_head = f;
-	n->rxq_tail = f;
-	first = n->rxq_len++ == 0;
-	pthread_mutex_unlock(&n->rxq_lock);
-	/* later frames ride along with the flush the first one asked for */
-	if (first && write(n->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		perror("accord: virtio-net");
+	net_rxq_push(&n->rxq, o, frame, len, 0, &n->rx_dropped, "accord: virtio-net");
 }
 
 static void port_receive(void *opaque, const void *frame, size_t len)
@@ -628,7 +557,7 @@ static void net_reset(struct virtio_dev *vd)
 {
 	struct virtio_net *n = vd->opaque;
 
-	rxq_drop_all(n);
+	net_rxq_drop_all(&n->rxq, n->nb, &n->rx_dropped);
 	filter_reset(n);
 	rx_offload_sync(n, 0);
 }
@@ -653,9 +582,7 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	}
 	n->nb = nb;
 	n->io = io;
-	pthread_mutex_init(&n->rxq_lock, NULL);
-	n->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (n->kick_fd < 0) {
+	if (net_rxq_init(&n->rxq) < 0) {
 		fprintf(stderr, "accord: virtio-net: eventfd: %s\n", strerror(errno));
 		free(n);
 		return NULL;
@@ -687,20 +614,20 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 	vd->config[6] = NET_S_LINK_UP; /* status */
 	vd->config[8] = 1;             /* max_virtqueue_pairs */
 	vd->config_len = 10;
-	if (iothread_fd_add(io, n->kick_fd, POLLIN, net_kicked, n)) {
+	if (iothread_fd_add(io, n->rxq.kick_fd, POLLIN, net_kicked, n)) {
 		fprintf(stderr, "accord: virtio-net: cannot register with the I/O thread\n");
 		goto fail;
 	}
 	/* class 0x0200: Ethernet controller */
 	if (virtio_pci_init(vd, vm, bus, 0x020000)) {
 		fprintf(stderr, "accord: virtio-net: no room on the PCI bus\n");
-		iothread_fd_del(io, n->kick_fd);
+		iothread_fd_del(io, n->rxq.kick_fd);
 		goto fail;
 	}
 	nb->port = (struct net_port){ port_can_receive, port_receive, port_receive_offload, n };
 	return n;
 fail:
-	close(n->kick_fd);
+	close(n->rxq.kick_fd);
 	free(n);
 	return NULL;
 }

@@ -14,6 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
@@ -377,12 +378,7 @@ WHY="status $rc: $(tail -n 2 "$tmp/g.log")"
 
 # ---- the ACPI power button in the stock kernel (one Linux boot) ----
 IMG=build/guest-image-api
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="button evdev virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "ACPI power button in Linux" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "ACPI power button in Linux" "button evdev virtio_pci virtio_blk"
 head -c 1M /dev/urandom >"$tmp/linux.img"
 console_start "$tmp/linux.log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name linux --disk path="$tmp/linux.img"

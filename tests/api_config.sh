@@ -17,6 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
@@ -168,13 +169,7 @@ if [ -z "$kernel" ]; then
 	exit 0
 fi
 IMG=build/guest-image-apicfg
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio-rng" tools/mkguest \
-	>"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "configuring and booting Linux through the API" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "configuring and booting Linux through the API" "virtio_pci virtio_blk virtio_net virtio-rng"
 
 # ---- one process: every mistake first, then the boot ----
 S=$SOCKDIR/cfg.sock

@@ -8,6 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
 ACCEL=${ACCEL:-emu}
@@ -16,14 +17,7 @@ IMG=build/guest-image
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tools/mkguest >/dev/null 2>&1 || true
-fi
-if [ ! -f "$IMG/vmlinuz" ]; then
-	tap_skip "boot linux" "no guest image (tools/mkguest failed: no kernel package)"
-	tap_summary
-	exit 0
-fi
+guest_image_default "boot linux"
 release=$(cat "$IMG/kernel.release")
 # the host's checksum of the busybox binary the initramfs carries
 mkdir -p "$tmp/initrd"

@@ -18,6 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
 ACCEL=${ACCEL:-emu}
@@ -36,12 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_netvsc" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "netvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "netvsc in the guest" "hv_vmbus hv_netvsc"
 
 # the host's web server on loopback: a token and a random MiB
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -24,6 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
 ACCEL=${ACCEL:-emu}
@@ -39,12 +40,7 @@ CLOCK_SLACK=120
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="hv_kvp_daemon phc_ctl" GUEST_MODULES="hv_vmbus hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "integration services in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "integration services in the guest" "hv_vmbus hv_utils" "hv_kvp_daemon phc_ctl"
 
 sock=$tmp/api.sock
 kvp() {

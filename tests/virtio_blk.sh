@@ -12,6 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 . tests/lib/disk.bash
 
 ACCORD=${ACCORD:-build/accord}
@@ -22,12 +23,7 @@ MIB=1048576
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "virtio-blk in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "virtio-blk in the guest" "virtio_pci virtio_blk" "mke2fs"
 
 # command line errors need no guest
 "$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --disk path="$tmp/missing.img" </dev/null >"$tmp/err.log" 2>&1

@@ -17,6 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
 ACCEL=${ACCEL:-emu}
@@ -36,13 +37,7 @@ no_virtio_errors() {
 	fi
 }
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk virtio-rng virtio_console" \
-	tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "virtio devices in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "virtio devices in the guest" "virtio_pci virtio_blk virtio-rng virtio_console"
 
 # command line errors need no guest
 "$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --console hvc </dev/null >"$tmp/err.log" 2>&1

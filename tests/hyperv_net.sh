@@ -40,46 +40,10 @@ trap cleanup EXIT
 guest_image "netvsc in the guest" "hv_vmbus hv_netvsc"
 
 # the host's web server on loopback: a token and a random MiB
-token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-mkdir -p "$tmp/www"
-printf '%s' "$token" >"$tmp/www/token"
-head -c 1048576 /dev/urandom >"$tmp/www/blob"
-token_sum=$(sha256sum <"$tmp/www/token" | cut -d' ' -f1)
-blob_sum=$(sha256sum <"$tmp/www/blob" | cut -d' ' -f1)
-(cd "$tmp/www" && exec python3 -u -m http.server 0 --bind 127.0.0.1) >"$tmp/http.log" 2>&1 &
-http_pid=$!
-http_port=
-for _ in $(seq 50); do
-	http_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$tmp/http.log" | head -n 1)
-	[ -n "$http_port" ] && break
-	sleep 0.2
-done
-fwd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+host_www_start
 
 # a TAP interface for the second NIC, when this host allows one
-tap_args=()
-tap_why=
-if [ "$(id -u)" -ne 0 ]; then
-	tap_why="not root"
-elif [ ! -c /dev/net/tun ]; then
-	tap_why="/dev/net/tun is unavailable"
-elif ! command -v ip >/dev/null; then
-	tap_why="no ip command (iproute2)"
-else
-	tap_if=hvtap$$
-	net3=$((RANDOM % 200 + 20))
-	host_ip=172.31.$net3.1
-	guest_ip=172.31.$net3.2
-	if ip tuntap add dev "$tap_if" mode tap 2>"$tmp/tap.log" &&
-		ip addr add "$host_ip/24" dev "$tap_if" 2>>"$tmp/tap.log" &&
-		ip link set "$tap_if" up 2>>"$tmp/tap.log"; then
-		tap_args=(--net "tap=$tap_if,mac=$MAC_TAP")
-	else
-		tap_why="cannot create a TAP interface: $(head -n 1 "$tmp/tap.log")"
-		ip link del "$tap_if" 2>/dev/null
-		tap_if=
-	fi
-fi
+host_tap_create "hvtap$$" 172.31 "$MAC_TAP"
 
 log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \

@@ -1,10 +1,12 @@
 # Sourced by the tests that boot the stock Debian kernel (after
-# guest-tap.bash): the guest image from tools/mkguest.
-# They use the caller's $IMG and $tmp.
+# guest-tap.bash): the guest image from tools/mkguest, and the host's side
+# of the network tests. They use the caller's $IMG and $tmp.
 #
 #   guest_image NAME MODULES [TOOLS]  build $IMG with GUEST_MODULES and
 #                                     GUEST_TOOLS (its log: $tmp/mkguest.log)
 #   guest_image_default NAME          build/guest-image, made when missing
+#   host_www_start                    a python3 http.server on loopback
+#   host_tap_create NAME NET MAC      a TAP interface for a second NIC
 #
 # Without a kernel and initrd the guest_image functions print NAME as
 # skipped with the reason, the summary, and end the script with status 0.
@@ -30,5 +32,60 @@ guest_image_default() {
 		tap_skip "$1" "no guest image (tools/mkguest failed: no kernel package)"
 		tap_summary
 		exit 0
+	fi
+}
+
+# host_www_start: $tmp/www holds a random token and a random MiB, served by
+# a python3 http.server on 127.0.0.1 (its log: $tmp/http.log). Sets token,
+# token_sum, blob_sum (sha256), http_pid (for the caller's cleanup),
+# http_port (empty when the server did not start) and fwd_port, a free
+# loopback port for a hostfwd.
+host_www_start() {
+	token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	mkdir -p "$tmp/www"
+	printf '%s' "$token" >"$tmp/www/token"
+	head -c 1048576 /dev/urandom >"$tmp/www/blob"
+	token_sum=$(sha256sum <"$tmp/www/token" | cut -d' ' -f1)
+	blob_sum=$(sha256sum <"$tmp/www/blob" | cut -d' ' -f1)
+	(cd "$tmp/www" && exec python3 -u -m http.server 0 --bind 127.0.0.1) >"$tmp/http.log" 2>&1 &
+	http_pid=$!
+	http_port=
+	for _ in $(seq 50); do
+		http_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$tmp/http.log" | head -n 1)
+		[ -n "$http_port" ] && break
+		sleep 0.2
+	done
+	fwd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+}
+
+# host_tap_create NAME NET MAC: as root with /dev/net/tun and ip, the TAP
+# interface NAME with the host at NET.X.1/24 (X random), up. Sets tap_if
+# (empty without one; the caller's cleanup deletes it), host_ip, guest_ip
+# (NET.X.2), tap_args (the --net option with mac=MAC, or none) and tap_why
+# (why there is no interface).
+host_tap_create() {
+	local name=$1 net=$2 mac=$3 net3
+	tap_args=()
+	tap_why=
+	if [ "$(id -u)" -ne 0 ]; then
+		tap_why="not root"
+	elif [ ! -c /dev/net/tun ]; then
+		tap_why="/dev/net/tun is unavailable"
+	elif ! command -v ip >/dev/null; then
+		tap_why="no ip command (iproute2)"
+	else
+		tap_if=$name
+		net3=$((RANDOM % 200 + 20))
+		host_ip=$net.$net3.1
+		guest_ip=$net.$net3.2
+		if ip tuntap add dev "$tap_if" mode tap 2>"$tmp/tap.log" &&
+			ip addr add "$host_ip/24" dev "$tap_if" 2>>"$tmp/tap.log" &&
+			ip link set "$tap_if" up 2>>"$tmp/tap.log"; then
+			tap_args=(--net "tap=$tap_if,mac=$mac")
+		else
+			tap_why="cannot create a TAP interface: $(head -n 1 "$tmp/tap.log")"
+			ip link del "$tap_if" 2>/dev/null
+			tap_if=
+		fi
 	fi
 }

@@ -58,14 +58,7 @@ boot_and_check() {
 		tap_not_ok "$label: sha256sum in the guest" "expected $host_sum"
 		console_tail
 	fi
-	console_send 'poweroff -f'
-	console_finish 60
-	if [ "$CONSOLE_STATUS" = 0 ]; then
-		tap_ok "$label: poweroff ends accord with status 0"
-	else
-		tap_not_ok "$label: poweroff" "accord exit status $CONSOLE_STATUS"
-		console_tail
-	fi
+	console_poweroff "$label: poweroff"
 }
 
 boot_and_check "1 cpu" 1

@@ -131,14 +131,7 @@ else
 	tap_not_ok "GET /vm/counters: the netvsc NIC's counters" "HTTP $code: $(head -c 300 "$tmp/counters")"
 fi
 
-console_send 'poweroff -f'
-console_finish 60
-if [ "$CONSOLE_STATUS" = 0 ]; then
-	tap_ok "poweroff ends accord with status 0"
-else
-	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
-	console_tail
-fi
+console_poweroff "poweroff"
 bad='hv_netvsc.*(error|fail|invalid|unable|too small|unknown)|netvsc.*(fail|error)|NETDEV WATCHDOG|transmit queue .* timed out|accord: (vmbus|netvsc)'
 if grep -qiE "$bad" "$log"; then
 	tap_not_ok "no netvsc or VMBus errors on the console" "$(grep -iE "$bad" "$log" | head -n 3)"

@@ -95,14 +95,7 @@ fi
 console_check "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
 	"^W2rc[1-9]"
-console_send 'poweroff -f'
-console_finish 60
-if [ "$CONSOLE_STATUS" = 0 ]; then
-	tap_ok "poweroff ends accord with status 0"
-else
-	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
-	console_tail
-fi
+console_poweroff "poweroff"
 if grep -qiE "virtio.*(error|fail|reset)|I/O error" "$log"; then
 	tap_not_ok "no virtio or I/O errors on the console" "$(grep -iE 'virtio.*(error|fail|reset)|I/O error' "$log" | head -n 3)"
 else

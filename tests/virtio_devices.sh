@@ -103,14 +103,7 @@ else
 	console_check "copy vdb to vda at 2 MiB, a marker on vdb at 8 MiB, with fsync" \
 		'dd if=/dev/vdb of=/dev/vda bs=1M skip=4 seek=2 count=1 conv=fsync 2>/dev/null && echo accord-vdb-marker | dd of=/dev/vdb bs=512 seek=16384 conv=fsync 2>/dev/null && echo C$((1+1))' \
 		"^C2"
-	console_send 'poweroff -f'
-	console_finish 60
-	if [ "$CONSOLE_STATUS" = 0 ]; then
-		tap_ok "poweroff on hvc0 ends accord with status 0"
-	else
-		tap_not_ok "poweroff on hvc0" "accord exit status $CONSOLE_STATUS"
-		console_tail
-	fi
+	console_poweroff "poweroff on hvc0"
 	no_virtio_errors "$log" "boot 1"
 	copy_sum=$(dd if="$vda" bs=$MIB skip=2 count=1 status=none | sha256sum | cut -d' ' -f1)
 	if [ "$copy_sum" = "$pattern_sum" ]; then

@@ -284,14 +284,7 @@ else
 	tap_skip "tap: the guest reaches the host over a TAP interface" "$tap_why"
 fi
 
-console_send 'poweroff -f'
-console_finish 60
-if [ "$CONSOLE_STATUS" = 0 ]; then
-	tap_ok "poweroff ends accord with status 0"
-else
-	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
-	console_tail
-fi
+console_poweroff "poweroff"
 bad='virtio_net.*(error|fail)|rx error|NETDEV WATCHDOG|transmit queue .* timed out|virtio.*needs reset'
 if grep -qiE "$bad" "$log"; then
 	tap_not_ok "no virtio-net errors on the console" "$(grep -iE "$bad" "$log" | head -n 3)"

@@ -14,6 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/api.bash
 . tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
@@ -31,27 +32,6 @@ export XDG_RUNTIME_DIR=$tmp/run
 mkdir -p "$XDG_RUNTIME_DIR"
 SOCKDIR=$XDG_RUNTIME_DIR/accord
 
-# COND; result NAME: a TAP line for the status of COND
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${WHY:-}"; fi
-	WHY=
-}
-
-# api SOCKET METHOD PATH [curl args...]: the status on stdout, the body in
-# $tmp/body
-api() {
-	local sock=$1 method=$2 path=$3
-	shift 3
-	curl -s -o "$tmp/body" -w '%{http_code}' --max-time 20 --unix-socket "$sock" -X "$method" "$@" \
-		"http://localhost$path"
-}
-
-# the value of a top-level JSON key of $tmp/body (or a python expression on it)
-jq_() {
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1" \
-		2>/dev/null
-}
-
 is_json_error() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if isinstance(d.get("error"), str) and d["error"] else 1)' \
 		"$tmp/body" 2>/dev/null
@@ -60,20 +40,7 @@ is_json_error() {
 ticks() { grep -c '^tick ' "$1"; }
 last_tick() { grep '^tick ' "$1" | tail -n 1 | tr -dc '0-9'; }
 
-# wait_for SECONDS COMMAND...: until COMMAND succeeds (polling)
-wait_for() {
-	local limit=$(($1 * 10)) i=0
-	shift
-	while [ $i -lt $limit ]; do
-		"$@" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
 more_ticks_than() { [ "$(ticks "$1")" -gt "$2" ]; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 if [ ! -f "$TICKER" ]; then
 	tap_not_ok "ticker guest" "$TICKER missing (make tests)"

@@ -17,6 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 . tests/lib/console.bash
+. tests/lib/api.bash
 . tests/lib/linux-guest.bash
 
 ACCORD=${ACCORD:-build/accord}
@@ -33,40 +34,9 @@ trap cleanup EXIT
 export XDG_RUNTIME_DIR=$tmp/run
 mkdir -p "$XDG_RUNTIME_DIR"
 SOCKDIR=$XDG_RUNTIME_DIR/accord
-
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${WHY:-}"; fi
-	WHY=
-}
-
-# api SOCKET METHOD PATH [curl args...]: the status on stdout, the body in
-# $tmp/body
-api() {
-	local sock=$1 method=$2 path=$3
-	shift 3
-	curl -s -o "$tmp/body" -w '%{http_code}' --max-time 60 --unix-socket "$sock" -X "$method" "$@" \
-		"http://localhost$path"
-}
-
-# a python expression on the JSON in $tmp/body (d)
-jq_() {
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1" \
-		2>/dev/null
-}
+API_MAX_TIME=60
 
 api_error() { jq_ 'd["error"]'; }
-
-wait_for() {
-	local limit=$(($1 * 10)) i=0
-	shift
-	while [ $i -lt $limit ]; do
-		"$@" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # cli_line ARGS...: the one stderr line of `accord run ARGS...`, without
 # "accord: ", the line the API must answer with for the same mistake

@@ -15,12 +15,9 @@
 # process with status 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
-. tests/lib/api.bash
 . tests/lib/linux-guest.bash
+. tests/lib/api.bash
 
-ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 tmp=$(mktemp -d)

@@ -6,12 +6,8 @@
 # --cpus 2, and a boot that fails must show the guest's last lines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
 . tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 IMG=build/guest-image
 tmp=$(mktemp -d)

@@ -22,12 +22,8 @@
 # back in canonical mode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
 . tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hvutil
 SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db

@@ -10,13 +10,9 @@
 # extent) and reads the files back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
 . tests/lib/linux-guest.bash
 . tests/lib/disk.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-virtio
 MIB=1048576

@@ -24,12 +24,8 @@
 # Command line errors (bad syntax, a forward on a busy port) need no guest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
 . tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-net
 MAC_USER=52:41:43:aa:bb:01

@@ -1,6 +1,8 @@
-# Sourced by the tests that boot the stock Debian kernel (after
-# guest-tap.bash): the guest image from tools/mkguest, and the host's side
-# of the network tests. They use the caller's $IMG and $tmp.
+# Sourced by the tests that boot the stock Debian kernel, from the top of
+# the tree: guest-tap.bash and console.bash, ACCORD (build/accord) and
+# ACCEL (emu) unless set, the guest image from tools/mkguest, and the
+# host's side of the network tests. The functions use the caller's $IMG and
+# $tmp.
 #
 #   guest_image NAME MODULES [TOOLS]  build $IMG with GUEST_MODULES and
 #                                     GUEST_TOOLS (its log: $tmp/mkguest.log)
@@ -10,6 +12,12 @@
 #
 # Without a kernel and initrd the guest_image functions print NAME as
 # skipped with the reason, the summary, and end the script with status 0.
+
+. tests/lib/guest-tap.bash
+. tests/lib/console.bash
+
+ACCORD=${ACCORD:-build/accord}
+ACCEL=${ACCEL:-emu}
 
 # guest_image NAME MODULES [TOOLS]
 guest_image() {

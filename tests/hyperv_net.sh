@@ -67,34 +67,15 @@ console_check "udhcpc on it gets 10.0.2.15 from slirp" \
 console_check "the link is up (RNDIS media connect status)" \
 	'echo L$((1+1)) $(cat /sys/class/net/$U/carrier) L$((2+1))' "L2 1 L3"
 if [ -n "$http_port" ]; then
-	console_check "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
-		"echo T\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) T\$((2+1))" \
-		"T2 $token_sum - T3"
-	console_check "wget of a random MiB from the host, byte-exact" \
-		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
-		"B2 $blob_sum - B3" 300
+	guest_wget_checks
 else
 	tap_not_ok "the host's http.server started" "$(head -c 200 "$tmp/http.log")"
 fi
 
 # the guest serves; the host fetches through the forward
-token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-console_check "busybox httpd serves a token and a random MiB in the guest" \
-	"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
-	"S2 [0-9a-f]{64} - S3"
-guest_blob_sum=$(tr -d '\r' <"$log" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
-got=$(curl -s --max-time 60 "http://127.0.0.1:$fwd_port/token")
-if [ "$got" = "$token2" ]; then
-	tap_ok "hostfwd: curl on the host gets the guest's token"
-else
-	tap_not_ok "hostfwd: curl on the host gets the guest's token" "got '$(printf %s "$got" | head -c 80)'"
-fi
-got=$(curl -s --max-time 300 "http://127.0.0.1:$fwd_port/blob" | sha256sum | cut -d' ' -f1)
-if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
-	tap_ok "hostfwd: the guest's random MiB arrives byte-exact"
-else
-	tap_not_ok "hostfwd: the guest's random MiB arrives byte-exact" "host $got, guest '$guest_blob_sum'"
-fi
+guest_httpd_start
+host_fetch_token "hostfwd: curl on the host gets the guest's token" "http://127.0.0.1:$fwd_port/token"
+host_fetch_blob "hostfwd: the guest's random MiB arrives byte-exact" "http://127.0.0.1:$fwd_port/blob"
 console_check "its counters: over a MiB each way, no errors or drops" \
 	'cd /sys/class/net/$U/statistics && echo K$((1+1)) $(($(cat rx_bytes) > 1048576)) $(($(cat tx_bytes) > 1048576)) $(cat rx_errors tx_errors tx_dropped) K$((2+1)); cd /' \
 	"K2 1 1 0 0 0 K3"
@@ -105,12 +86,7 @@ if [ ${#tap_args[@]} -gt 0 ]; then
 	console_check "tap: the guest pings the host's side of $tap_if" \
 		"ifconfig \$T $guest_ip netmask 255.255.255.0 up && ping -c 3 -W 5 $host_ip >/tmp/ping.log 2>&1; echo P\$((1+1)) \$(grep -o '[0-9]* packets received' /tmp/ping.log) P\$((2+1))" \
 		"P2 [1-9] packets received P3"
-	got=$(curl -s --max-time 60 "http://$guest_ip:8080/token")
-	if [ "$got" = "$token2" ]; then
-		tap_ok "tap: curl on the host gets the guest's token over $tap_if"
-	else
-		tap_not_ok "tap: curl on the host gets the guest's token over $tap_if" "got '$(printf %s "$got" | head -c 80)'"
-	fi
+	host_fetch_token "tap: curl on the host gets the guest's token over $tap_if" "http://$guest_ip:8080/token"
 else
 	tap_skip "tap: the guest reaches the host over a TAP interface" "$tap_why"
 fi

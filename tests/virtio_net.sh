@@ -175,12 +175,7 @@ console_check "udhcpc on eth0 gets 10.0.2.15 from slirp" \
 	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo D$((1+1)) $(ifconfig eth0 | grep -o "inet addr:[0-9.]*") D$((2+1))' \
 	"D2 inet addr:10.0.2.15 D3"
 if [ -n "$http_port" ]; then
-	console_check "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
-		"echo T\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) T\$((2+1))" \
-		"T2 $token_sum - T3"
-	console_check "wget of a random MiB from the host, byte-exact" \
-		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
-		"B2 $blob_sum - B3" 300
+	guest_wget_checks
 fi
 console_check "the driver negotiated CSUM, GUEST_CSUM, HOST_TSO4/6/ECN, CTRL_VQ/RX/MAC_ADDR" \
 	'f=$(cat /sys/class/net/eth0/device/features); echo O$((1+1)) $(for b in 0 1 11 12 13 17 18 23; do printf %s "${f:$b:1}"; done) O$((2+1))' \
@@ -205,24 +200,10 @@ console_check "receive interrupts arrive on eth0's MSI-X queue vector" \
 	"I2 1 I3"
 
 # the guest serves; the host fetches through the forward
-token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-console_check "busybox httpd serves a token and a random MiB in the guest" \
-	"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
-	"S2 [0-9a-f]{64} - S3"
+guest_httpd_start
 console_send 'cat /sys/class/net/eth0/statistics/tx_packets >/tmp/txp0'
-guest_blob_sum=$(tr -d '\r' <"$log" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
-got=$(curl -s --max-time 60 "http://127.0.0.1:$fwd_port/token")
-if [ "$got" = "$token2" ]; then
-	tap_ok "hostfwd: curl on the host gets the guest's token"
-else
-	tap_not_ok "hostfwd: curl on the host gets the guest's token" "got '$(printf %s "$got" | head -c 80)'"
-fi
-got=$(curl -s --max-time 300 "http://127.0.0.1:$fwd_port/blob" | sha256sum | cut -d' ' -f1)
-if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
-	tap_ok "hostfwd: the guest's random MiB arrives byte-exact"
-else
-	tap_not_ok "hostfwd: the guest's random MiB arrives byte-exact" "host $got, guest '$guest_blob_sum'"
-fi
+host_fetch_token "hostfwd: curl on the host gets the guest's token" "http://127.0.0.1:$fwd_port/token"
+host_fetch_blob "hostfwd: the guest's random MiB arrives byte-exact" "http://127.0.0.1:$fwd_port/blob"
 # 1 MiB in 1448-byte segments is 725 frames; fewer means the driver
 # handed over larger ones (TSO) and the device cut them for slirp
 console_check "TSO: eth0 sent the MiB in fewer frames than 1448-byte segments take" \
@@ -245,18 +226,9 @@ if [ ${#tap_args[@]} -gt 0 ]; then
 	console_check "tap: the guest pings the host's side of $tap_if" \
 		"ifconfig eth1 $guest_ip netmask 255.255.255.0 up && ping -c 3 -W 5 $host_ip >/tmp/ping.log 2>&1; echo P\$((1+1)) \$(grep -o '[0-9]* packets received' /tmp/ping.log) P\$((2+1))" \
 		"P2 [1-9] packets received P3"
-	got=$(curl -s --max-time 60 "http://$guest_ip:8080/token")
-	if [ "$got" = "$token2" ]; then
-		tap_ok "tap: curl on the host gets the guest's token over $tap_if"
-	else
-		tap_not_ok "tap: curl on the host gets the guest's token over $tap_if" "got '$(printf %s "$got" | head -c 80)'"
-	fi
-	got=$(curl -s --max-time 300 "http://$guest_ip:8080/blob" | sha256sum | cut -d' ' -f1)
-	if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
-		tap_ok "tap: the guest's random MiB reaches the host byte-exact (offloads passed to the host's kernel)"
-	else
-		tap_not_ok "tap: the guest's random MiB reaches the host byte-exact" "host $got, guest '$guest_blob_sum'"
-	fi
+	host_fetch_token "tap: curl on the host gets the guest's token over $tap_if" "http://$guest_ip:8080/token"
+	host_fetch_blob "tap: the guest's random MiB reaches the host byte-exact" "http://$guest_ip:8080/blob" \
+		"(offloads passed to the host's kernel)"
 	tap_http_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$tmp/tap-http.log" | head -n 1)
 	if [ -n "$tap_http_port" ]; then
 		console_check "tap: the guest fetches the host's random MiB over $tap_if, byte-exact, in frames larger than the MTU (GUEST_TSO)" \

@@ -9,6 +9,10 @@
 #   guest_image_default NAME          build/guest-image, made when missing
 #   host_www_start                    a python3 http.server on loopback
 #   host_tap_create NAME NET MAC      a TAP interface for a second NIC
+#   guest_wget_checks                 the guest fetches host_www_start's files
+#   guest_httpd_start                 busybox httpd in the guest, port 8080
+#   host_fetch_token NAME URL         the host fetches the guest's token
+#   host_fetch_blob NAME URL [MORE]   and its MiB
 #
 # Without a kernel and initrd the guest_image functions print NAME as
 # skipped with the reason, the summary, and end the script with status 0.
@@ -95,5 +99,51 @@ host_tap_create() {
 			ip link del "$tap_if" 2>/dev/null
 			tap_if=
 		fi
+	fi
+}
+
+# guest_wget_checks: the guest (its NIC up) fetches the token and the MiB
+# of host_www_start from 10.0.2.2, slirp's address for the host
+guest_wget_checks() {
+	console_check "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
+		"echo T\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) T\$((2+1))" \
+		"T2 $token_sum - T3"
+	console_check "wget of a random MiB from the host, byte-exact" \
+		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
+		"B2 $blob_sum - B3" 300
+}
+
+# guest_httpd_start: busybox httpd in the guest serves a random token and a
+# random MiB from /www on port 8080. Sets token2 and guest_blob_sum (the
+# MiB's sha256 the guest printed; empty when it did not).
+guest_httpd_start() {
+	token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	console_check "busybox httpd serves a token and a random MiB in the guest" \
+		"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
+		"S2 [0-9a-f]{64} - S3"
+	guest_blob_sum=$(tr -d '\r' <"$CONSOLE_LOG" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
+}
+
+# host_fetch_token NAME URL: NAME passes when curl on the host gets the
+# guest's $token2 from URL
+host_fetch_token() {
+	local got
+	got=$(curl -s --max-time 60 "$2")
+	if [ "$got" = "$token2" ]; then
+		tap_ok "$1"
+	else
+		tap_not_ok "$1" "got '$(printf %s "$got" | head -c 80)'"
+	fi
+}
+
+# host_fetch_blob NAME URL [MORE]: NAME passes (told as NAME MORE) when the
+# MiB curl on the host gets from URL has the guest's $guest_blob_sum
+host_fetch_blob() {
+	local got
+	got=$(curl -s --max-time 300 "$2" | sha256sum | cut -d' ' -f1)
+	if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
+		tap_ok "$1${3:+ $3}"
+	else
+		tap_not_ok "$1" "host $got, guest '$guest_blob_sum'"
 	fi
 }

@@ -18,16 +18,12 @@ cd "$(dirname "$0")/.."
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 tmp=$(mktemp -d)
-pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	api_kill_pids
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-# every socket of this test lives here, so accord ls sees only our VMs
-export XDG_RUNTIME_DIR=$tmp/run
-mkdir -p "$XDG_RUNTIME_DIR"
-SOCKDIR=$XDG_RUNTIME_DIR/accord
+api_runtime_dir
 
 is_json_error() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if isinstance(d.get("error"), str) and d["error"] else 1)' \

@@ -21,16 +21,13 @@ cd "$(dirname "$0")/.."
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 tmp=$(mktemp -d)
-pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	api_kill_pids
 	[ -n "${holder:-}" ] && kill "$holder" 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-export XDG_RUNTIME_DIR=$tmp/run
-mkdir -p "$XDG_RUNTIME_DIR"
-SOCKDIR=$XDG_RUNTIME_DIR/accord
+api_runtime_dir
 API_MAX_TIME=60
 
 api_error() { jq_ 'd["error"]'; }

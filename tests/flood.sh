@@ -19,10 +19,9 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-export XDG_RUNTIME_DIR=$tmp/run
-mkdir -p "$XDG_RUNTIME_DIR"
+api_runtime_dir
 name=flood-$$
-sock=$XDG_RUNTIME_DIR/accord/$name.sock
+sock=$SOCKDIR/$name.sock
 
 # api METHOD PATH [curl args...]: the HTTP status on stdout, the body in $tmp/body
 API_MAX_TIME=30

@@ -13,6 +13,8 @@
 #                                with its own socket)
 #   jq_ EXPR                     a python expression on the JSON in
 #                                $tmp/body (d)
+#   api_runtime_dir              every socket of the test under $tmp/run
+#   api_kill_pids                kill -9 the processes in $pids
 
 API_MAX_TIME=20
 
@@ -46,4 +48,21 @@ api() { api_request "$@"; }
 jq_() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1" \
 		2>/dev/null
+}
+
+# api_runtime_dir: every socket of this test lives in $tmp/run (exported as
+# XDG_RUNTIME_DIR), so accord ls sees only its VMs; SOCKDIR is the folder
+# accord puts them in
+api_runtime_dir() {
+	export XDG_RUNTIME_DIR=$tmp/run
+	mkdir -p "$XDG_RUNTIME_DIR"
+	SOCKDIR=$XDG_RUNTIME_DIR/accord
+}
+
+# pids: the processes a test started and its cleanup ends with
+# api_kill_pids
+pids=()
+api_kill_pids() {
+	local p
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 }

@@ -13,6 +13,7 @@
 #   guest_httpd_start                 busybox httpd in the guest, port 8080
 #   host_fetch_token NAME URL         the host fetches the guest's token
 #   host_fetch_blob NAME URL [MORE]   and its MiB
+#   guest_booted NAME                 the guest's init is ready, or the end
 #
 # Without a kernel and initrd the guest_image functions print NAME as
 # skipped with the reason, the summary, and end the script with status 0.
@@ -146,4 +147,18 @@ host_fetch_blob() {
 	else
 		tap_not_ok "$1" "host $got, guest '$guest_blob_sum'"
 	fi
+}
+
+# guest_booted NAME: NAME passes once the guest's init says it is ready
+# within BOOT_TIMEOUT seconds; otherwise NAME fails with the console's last
+# lines and the script ends (the summary, status 0)
+guest_booted() {
+	if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
+		tap_not_ok "$1" "no 'init ready' within ${BOOT_TIMEOUT}s"
+		console_tail 25
+		console_finish 1
+		tap_summary
+		exit 0
+	fi
+	tap_ok "$1"
 }

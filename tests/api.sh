@@ -12,44 +12,18 @@
 # busybox acpid).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
+. tests/lib/api.bash
 
-ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 tmp=$(mktemp -d)
-pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	api_kill_pids
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-# every socket of this test lives here, so accord ls sees only our VMs
-export XDG_RUNTIME_DIR=$tmp/run
-mkdir -p "$XDG_RUNTIME_DIR"
-SOCKDIR=$XDG_RUNTIME_DIR/accord
-
-# COND; result NAME: a TAP line for the status of COND
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${WHY:-}"; fi
-	WHY=
-}
-
-# api SOCKET METHOD PATH [curl args...]: the status on stdout, the body in
-# $tmp/body
-api() {
-	local sock=$1 method=$2 path=$3
-	shift 3
-	curl -s -o "$tmp/body" -w '%{http_code}' --max-time 20 --unix-socket "$sock" -X "$method" "$@" \
-		"http://localhost$path"
-}
-
-# the value of a top-level JSON key of $tmp/body (or a python expression on it)
-jq_() {
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1" \
-		2>/dev/null
-}
+api_runtime_dir
 
 is_json_error() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if isinstance(d.get("error"), str) and d["error"] else 1)' \
@@ -59,20 +33,7 @@ is_json_error() {
 ticks() { grep -c '^tick ' "$1"; }
 last_tick() { grep '^tick ' "$1" | tail -n 1 | tr -dc '0-9'; }
 
-# wait_for SECONDS COMMAND...: until COMMAND succeeds (polling)
-wait_for() {
-	local limit=$(($1 * 10)) i=0
-	shift
-	while [ $i -lt $limit ]; do
-		"$@" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
 more_ticks_than() { [ "$(ticks "$1")" -gt "$2" ]; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 if [ ! -f "$TICKER" ]; then
 	tap_not_ok "ticker guest" "$TICKER missing (make tests)"
@@ -377,12 +338,7 @@ WHY="status $rc: $(tail -n 2 "$tmp/g.log")"
 
 # ---- the ACPI power button in the stock kernel (one Linux boot) ----
 IMG=build/guest-image-api
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="button evdev virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "ACPI power button in Linux" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "ACPI power button in Linux" "button evdev virtio_pci virtio_blk"
 head -c 1M /dev/urandom >"$tmp/linux.img"
 console_start "$tmp/linux.log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name linux --disk path="$tmp/linux.img"

@@ -15,57 +15,22 @@
 # process with status 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
+. tests/lib/api.bash
 
-ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 tmp=$(mktemp -d)
-pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	api_kill_pids
 	[ -n "${holder:-}" ] && kill "$holder" 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-export XDG_RUNTIME_DIR=$tmp/run
-mkdir -p "$XDG_RUNTIME_DIR"
-SOCKDIR=$XDG_RUNTIME_DIR/accord
-
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${WHY:-}"; fi
-	WHY=
-}
-
-# api SOCKET METHOD PATH [curl args...]: the status on stdout, the body in
-# $tmp/body
-api() {
-	local sock=$1 method=$2 path=$3
-	shift 3
-	curl -s -o "$tmp/body" -w '%{http_code}' --max-time 60 --unix-socket "$sock" -X "$method" "$@" \
-		"http://localhost$path"
-}
-
-# a python expression on the JSON in $tmp/body (d)
-jq_() {
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1" \
-		2>/dev/null
-}
+api_runtime_dir
+API_MAX_TIME=60
 
 api_error() { jq_ 'd["error"]'; }
-
-wait_for() {
-	local limit=$(($1 * 10)) i=0
-	shift
-	while [ $i -lt $limit ]; do
-		"$@" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # cli_line ARGS...: the one stderr line of `accord run ARGS...`, without
 # "accord: ", the line the API must answer with for the same mistake
@@ -168,13 +133,7 @@ if [ -z "$kernel" ]; then
 	exit 0
 fi
 IMG=build/guest-image-apicfg
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio-rng" tools/mkguest \
-	>"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "configuring and booting Linux through the API" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "configuring and booting Linux through the API" "virtio_pci virtio_blk virtio_net virtio-rng"
 
 # ---- one process: every mistake first, then the boot ----
 S=$SOCKDIR/cfg.sock
@@ -306,14 +265,7 @@ WHY="$code $(cat "$tmp/body")"
 rc=$?
 WHY="status $rc: $(cat "$tmp/err")"
 [ $rc -eq 0 ]; result "accord start cfg: status 0"
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "Linux configured through the API boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-	tap_summary
-	exit 0
-fi
-tap_ok "Linux configured through the API boots to init"
+guest_booted "Linux configured through the API boots to init"
 console_check "the guest has 2 CPUs" 'echo CPUS$(nproc)X' '^CPUS2X'
 console_send 'echo MEM$(awk "/^MemTotal:/ { print \$2 }" /proc/meminfo)X'
 console_wait 'MEM[0-9]+X' 120

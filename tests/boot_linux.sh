@@ -6,24 +6,14 @@
 # --cpus 2, and a boot that fails must show the guest's last lines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 IMG=build/guest-image
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tools/mkguest >/dev/null 2>&1 || true
-fi
-if [ ! -f "$IMG/vmlinuz" ]; then
-	tap_skip "boot linux" "no guest image (tools/mkguest failed: no kernel package)"
-	tap_summary
-	exit 0
-fi
+guest_image_default "boot linux"
 release=$(cat "$IMG/kernel.release")
 # the host's checksum of the busybox binary the initramfs carries
 mkdir -p "$tmp/initrd"
@@ -64,14 +54,7 @@ boot_and_check() {
 		tap_not_ok "$label: sha256sum in the guest" "expected $host_sum"
 		console_tail
 	fi
-	console_send 'poweroff -f'
-	console_finish 60
-	if [ "$CONSOLE_STATUS" = 0 ]; then
-		tap_ok "$label: poweroff ends accord with status 0"
-	else
-		tap_not_ok "$label: poweroff" "accord exit status $CONSOLE_STATUS"
-		console_tail
-	fi
+	console_poweroff "$label: poweroff"
 }
 
 boot_and_check "1 cpu" 1

@@ -8,6 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
+. tests/lib/api.bash
 
 ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
@@ -18,38 +19,16 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-export XDG_RUNTIME_DIR=$tmp/run
-mkdir -p "$XDG_RUNTIME_DIR"
+api_runtime_dir
 name=flood-$$
-sock=$XDG_RUNTIME_DIR/accord/$name.sock
-
-# COND; result NAME: a TAP line for the status of COND
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${WHY:-}"; fi
-	WHY=
-}
+sock=$SOCKDIR/$name.sock
 
 # api METHOD PATH [curl args...]: the HTTP status on stdout, the body in $tmp/body
-api() {
-	local method=$1 path=$2
-	shift 2
-	curl -s -o "$tmp/body" -w '%{http_code}' --max-time 30 --unix-socket "$sock" -X "$method" "$@" \
-		"http://localhost$path"
-}
+API_MAX_TIME=30
+api() { api_request "$sock" "$@"; }
 
 ticks() { grep -c '^tick ' "$tmp/out"; }
 
-# wait_for SECONDS COMMAND...: until COMMAND succeeds (polling)
-wait_for() {
-	local limit=$(($1 * 10)) i=0
-	shift
-	while [ $i -lt $limit ]; do
-		"$@" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
 more_ticks_than() { [ "$(ticks)" -gt "$1" ]; }
 
 if [ ! -f "$TICKER" ]; then

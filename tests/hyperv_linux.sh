@@ -8,24 +8,14 @@
 # --personality kvm: Linux finds KVM and sets kvm-clock up.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tools/mkguest >/dev/null 2>&1 || true
-fi
-if [ ! -f "$IMG/vmlinuz" ]; then
-	tap_skip "hyperv linux" "no guest image (tools/mkguest failed: no kernel package)"
-	tap_summary
-	exit 0
-fi
+guest_image_default "hyperv linux"
 
 "$ACCORD" run --kernel "$IMG/vmlinuz" --personality xen >"$tmp/usage.out" 2>&1
 rc=$?

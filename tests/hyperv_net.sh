@@ -16,11 +16,8 @@
 #    httpd over it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hvnet
 MAC=52:41:43:aa:cc:01
@@ -36,67 +33,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="hv_vmbus hv_netvsc" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "netvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "netvsc in the guest" "hv_vmbus hv_netvsc"
 
 # the host's web server on loopback: a token and a random MiB
-token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-mkdir -p "$tmp/www"
-printf '%s' "$token" >"$tmp/www/token"
-head -c 1048576 /dev/urandom >"$tmp/www/blob"
-token_sum=$(sha256sum <"$tmp/www/token" | cut -d' ' -f1)
-blob_sum=$(sha256sum <"$tmp/www/blob" | cut -d' ' -f1)
-(cd "$tmp/www" && exec python3 -u -m http.server 0 --bind 127.0.0.1) >"$tmp/http.log" 2>&1 &
-http_pid=$!
-http_port=
-for _ in $(seq 50); do
-	http_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$tmp/http.log" | head -n 1)
-	[ -n "$http_port" ] && break
-	sleep 0.2
-done
-fwd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+host_www_start
 
 # a TAP interface for the second NIC, when this host allows one
-tap_args=()
-tap_why=
-if [ "$(id -u)" -ne 0 ]; then
-	tap_why="not root"
-elif [ ! -c /dev/net/tun ]; then
-	tap_why="/dev/net/tun is unavailable"
-elif ! command -v ip >/dev/null; then
-	tap_why="no ip command (iproute2)"
-else
-	tap_if=hvtap$$
-	net3=$((RANDOM % 200 + 20))
-	host_ip=172.31.$net3.1
-	guest_ip=172.31.$net3.2
-	if ip tuntap add dev "$tap_if" mode tap 2>"$tmp/tap.log" &&
-		ip addr add "$host_ip/24" dev "$tap_if" 2>>"$tmp/tap.log" &&
-		ip link set "$tap_if" up 2>>"$tmp/tap.log"; then
-		tap_args=(--net "tap=$tap_if,mac=$MAC_TAP")
-	else
-		tap_why="cannot create a TAP interface: $(head -n 1 "$tmp/tap.log")"
-		ip link del "$tap_if" 2>/dev/null
-		tap_if=
-	fi
-fi
+host_tap_create "hvtap$$" 172.31 "$MAC_TAP"
 
 log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
 	--net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080,mac=$MAC" "${tap_args[@]}" --api-socket "$tmp/api.sock"
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "guest with netvsc boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-	tap_summary
-	exit 0
-fi
-tap_ok "guest with netvsc boots to init"
+guest_booted "guest with netvsc boots to init"
 sleep 1
 # the NICs by their MAC addresses: hv_netvsc may probe the channels in
 # any order, so eth0 is not necessarily the first --net
@@ -111,34 +60,15 @@ console_check "udhcpc on it gets 10.0.2.15 from slirp" \
 console_check "the link is up (RNDIS media connect status)" \
 	'echo L$((1+1)) $(cat /sys/class/net/$U/carrier) L$((2+1))' "L2 1 L3"
 if [ -n "$http_port" ]; then
-	console_check "wget from the host's loopback via 10.0.2.2: the token, byte-exact" \
-		"echo T\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/token | sha256sum) T\$((2+1))" \
-		"T2 $token_sum - T3"
-	console_check "wget of a random MiB from the host, byte-exact" \
-		"echo B\$((1+1)) \$(wget -q -O - http://10.0.2.2:$http_port/blob | sha256sum) B\$((2+1))" \
-		"B2 $blob_sum - B3" 300
+	guest_wget_checks
 else
 	tap_not_ok "the host's http.server started" "$(head -c 200 "$tmp/http.log")"
 fi
 
 # the guest serves; the host fetches through the forward
-token2=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-console_check "busybox httpd serves a token and a random MiB in the guest" \
-	"mkdir -p /www && printf %s $token2 >/www/token && dd if=/dev/urandom of=/www/blob bs=1024 count=1024 2>/dev/null && httpd -p 8080 -h /www && echo S\$((1+1)) \$(sha256sum </www/blob) S\$((2+1))" \
-	"S2 [0-9a-f]{64} - S3"
-guest_blob_sum=$(tr -d '\r' <"$log" | sed -n 's/^S2 \([0-9a-f]\{64\}\) - S3$/\1/p' | tail -n 1)
-got=$(curl -s --max-time 60 "http://127.0.0.1:$fwd_port/token")
-if [ "$got" = "$token2" ]; then
-	tap_ok "hostfwd: curl on the host gets the guest's token"
-else
-	tap_not_ok "hostfwd: curl on the host gets the guest's token" "got '$(printf %s "$got" | head -c 80)'"
-fi
-got=$(curl -s --max-time 300 "http://127.0.0.1:$fwd_port/blob" | sha256sum | cut -d' ' -f1)
-if [ -n "$guest_blob_sum" ] && [ "$got" = "$guest_blob_sum" ]; then
-	tap_ok "hostfwd: the guest's random MiB arrives byte-exact"
-else
-	tap_not_ok "hostfwd: the guest's random MiB arrives byte-exact" "host $got, guest '$guest_blob_sum'"
-fi
+guest_httpd_start
+host_fetch_token "hostfwd: curl on the host gets the guest's token" "http://127.0.0.1:$fwd_port/token"
+host_fetch_blob "hostfwd: the guest's random MiB arrives byte-exact" "http://127.0.0.1:$fwd_port/blob"
 console_check "its counters: over a MiB each way, no errors or drops" \
 	'cd /sys/class/net/$U/statistics && echo K$((1+1)) $(($(cat rx_bytes) > 1048576)) $(($(cat tx_bytes) > 1048576)) $(cat rx_errors tx_errors tx_dropped) K$((2+1)); cd /' \
 	"K2 1 1 0 0 0 K3"
@@ -149,12 +79,7 @@ if [ ${#tap_args[@]} -gt 0 ]; then
 	console_check "tap: the guest pings the host's side of $tap_if" \
 		"ifconfig \$T $guest_ip netmask 255.255.255.0 up && ping -c 3 -W 5 $host_ip >/tmp/ping.log 2>&1; echo P\$((1+1)) \$(grep -o '[0-9]* packets received' /tmp/ping.log) P\$((2+1))" \
 		"P2 [1-9] packets received P3"
-	got=$(curl -s --max-time 60 "http://$guest_ip:8080/token")
-	if [ "$got" = "$token2" ]; then
-		tap_ok "tap: curl on the host gets the guest's token over $tap_if"
-	else
-		tap_not_ok "tap: curl on the host gets the guest's token over $tap_if" "got '$(printf %s "$got" | head -c 80)'"
-	fi
+	host_fetch_token "tap: curl on the host gets the guest's token over $tap_if" "http://$guest_ip:8080/token"
 else
 	tap_skip "tap: the guest reaches the host over a TAP interface" "$tap_why"
 fi
@@ -171,14 +96,7 @@ else
 	tap_not_ok "GET /vm/counters: the netvsc NIC's counters" "HTTP $code: $(head -c 300 "$tmp/counters")"
 fi
 
-console_send 'poweroff -f'
-console_finish 60
-if [ "$CONSOLE_STATUS" = 0 ]; then
-	tap_ok "poweroff ends accord with status 0"
-else
-	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
-	console_tail
-fi
+console_poweroff "poweroff"
 bad='hv_netvsc.*(error|fail|invalid|unable|too small|unknown)|netvsc.*(fail|error)|NETDEV WATCHDOG|transmit queue .* timed out|accord: (vmbus|netvsc)'
 if grep -qiE "$bad" "$log"; then
 	tap_not_ok "no netvsc or VMBus errors on the console" "$(grep -iE "$bad" "$log" | head -n 3)"

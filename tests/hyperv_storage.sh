@@ -13,12 +13,9 @@
 # debugfs sees ext4 (has_journal, extent) and reads the files back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 . tests/lib/disk.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hyperv
 MIB=1048576
@@ -30,12 +27,7 @@ KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="hv_vmbus hv_storvsc sd_mod hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "storvsc in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "storvsc in the guest" "hv_vmbus hv_storvsc sd_mod hv_utils" mke2fs
 
 "$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --personality hyperv --disk path="$tmp/missing.img" \
 	</dev/null >"$tmp/err.log" 2>&1
@@ -60,14 +52,7 @@ log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
 	--disk path="$disk" --disk path="$rodisk",ro --api-socket "$tmp/api.sock"
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "Hyper-V guest with two storvsc disks boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-	tap_summary
-	exit 0
-fi
-tap_ok "Hyper-V guest with two storvsc disks boots to init"
+guest_booted "Hyper-V guest with two storvsc disks boots to init"
 sleep 1
 if grep -q "hv_vmbus: Vmbus version:5.3" <(tr -d '\r' <"$log"); then
 	tap_ok "hv_vmbus connects at VMBus protocol 5.3"

@@ -22,11 +22,8 @@
 # back in canonical mode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hvutil
 SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
@@ -39,12 +36,7 @@ CLOCK_SLACK=120
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="hv_kvp_daemon phc_ctl" GUEST_MODULES="hv_vmbus hv_utils" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "integration services in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "integration services in the guest" "hv_vmbus hv_utils" "hv_kvp_daemon phc_ctl"
 
 sock=$tmp/api.sock
 kvp() {
@@ -70,14 +62,7 @@ log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" --personality hyperv \
 	--name "hvutil-$$" --api-socket "$sock"
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "Hyper-V guest with hv_utils boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-	tap_summary
-	exit 0
-fi
-tap_ok "Hyper-V guest with hv_utils boots to init"
+guest_booted "Hyper-V guest with hv_utils boots to init"
 sleep 1
 console_check "/sys/bus/vmbus/devices: shutdown, heartbeat, time sync and KVP channels" \
 	'echo V$((1+1)) $(cat /sys/bus/vmbus/devices/*/class_id | sort | tr -d "{}" | tr "\n" " ") V$((2+1))' \

@@ -10,24 +10,16 @@
 # extent) and reads the files back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 . tests/lib/disk.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-virtio
 MIB=1048576
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "virtio-blk in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "virtio-blk in the guest" "virtio_pci virtio_blk" "mke2fs"
 
 # command line errors need no guest
 "$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --disk path="$tmp/missing.img" </dev/null >"$tmp/err.log" 2>&1
@@ -61,14 +53,7 @@ log=$tmp/guest.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel "$ACCEL" \
 	--disk path="$disk" --disk path="$rodisk",ro
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "guest with two virtio disks boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-	tap_summary
-	exit 0
-fi
-tap_ok "guest with two virtio disks boots to init"
+guest_booted "guest with two virtio disks boots to init"
 sleep 1
 console_check "the guest sees vda (64 MiB) and vdb (read-only)" \
 	'echo D$((1+1)) $(cat /sys/block/vda/size) $(cat /sys/block/vdb/ro) D$((2+1))' \
@@ -99,14 +84,7 @@ fi
 console_check "writing the read-only disk fails" \
 	'dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; echo W$((1+1))rc$?' \
 	"^W2rc[1-9]"
-console_send 'poweroff -f'
-console_finish 60
-if [ "$CONSOLE_STATUS" = 0 ]; then
-	tap_ok "poweroff ends accord with status 0"
-else
-	tap_not_ok "poweroff" "accord exit status $CONSOLE_STATUS"
-	console_tail
-fi
+console_poweroff "poweroff"
 if grep -qiE "virtio.*(error|fail|reset)|I/O error" "$log"; then
 	tap_not_ok "no virtio or I/O errors on the console" "$(grep -iE 'virtio.*(error|fail|reset)|I/O error' "$log" | head -n 3)"
 else

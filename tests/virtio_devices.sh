@@ -15,11 +15,8 @@
 # with status 2 and the panic line, as on the serial console.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
-ACCEL=${ACCEL:-emu}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-virtio-devices
 MIB=1048576
@@ -36,13 +33,7 @@ no_virtio_errors() {
 	fi
 }
 
-MKGUEST_OUT=$PWD/$IMG GUEST_MODULES="virtio_pci virtio_blk virtio-rng virtio_console" \
-	tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "virtio devices in the guest" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "virtio devices in the guest" "virtio_pci virtio_blk virtio-rng virtio_console"
 
 # command line errors need no guest
 "$ACCORD" run --kernel "$IMG/vmlinuz" --accel "$ACCEL" --console hvc </dev/null >"$tmp/err.log" 2>&1
@@ -108,14 +99,7 @@ else
 	console_check "copy vdb to vda at 2 MiB, a marker on vdb at 8 MiB, with fsync" \
 		'dd if=/dev/vdb of=/dev/vda bs=1M skip=4 seek=2 count=1 conv=fsync 2>/dev/null && echo accord-vdb-marker | dd of=/dev/vdb bs=512 seek=16384 conv=fsync 2>/dev/null && echo C$((1+1))' \
 		"^C2"
-	console_send 'poweroff -f'
-	console_finish 60
-	if [ "$CONSOLE_STATUS" = 0 ]; then
-		tap_ok "poweroff on hvc0 ends accord with status 0"
-	else
-		tap_not_ok "poweroff on hvc0" "accord exit status $CONSOLE_STATUS"
-		console_tail
-	fi
+	console_poweroff "poweroff on hvc0"
 	no_virtio_errors "$log" "boot 1"
 	copy_sum=$(dd if="$vda" bs=$MIB skip=2 count=1 status=none | sha256sum | cut -d' ' -f1)
 	if [ "$copy_sum" = "$pattern_sum" ]; then

@@ -6,6 +6,7 @@
 #                                  after the last console_wait (or start)
 #   console_send TEXT              type TEXT and a newline
 #   console_finish SECONDS         wait for the VMM to exit; sets CONSOLE_STATUS
+#   console_poweroff NAME          poweroff -f, and accord must end with 0
 #
 # Commands typed are echoed by the guest's tty; a test that needs the output
 # of a command writes a marker the echo cannot contain, e.g.
@@ -95,4 +96,17 @@ console_check() {
 # the last lines of the console log, as TAP comments
 console_tail() {
 	tail -n "${1:-15}" "$CONSOLE_LOG" | tr -d '\r' | sed 's/^/#   /'
+}
+
+# console_poweroff NAME: type `poweroff -f`; "NAME ends accord with status
+# 0" passes when the VMM exits with 0 within 60 seconds
+console_poweroff() {
+	console_send 'poweroff -f'
+	console_finish 60
+	if [ "$CONSOLE_STATUS" = 0 ]; then
+		tap_ok "$1 ends accord with status 0"
+	else
+		tap_not_ok "$1" "accord exit status $CONSOLE_STATUS"
+		console_tail
+	fi
 }

@@ -389,6 +389,21 @@ void append_lines(char **detail, const char *text, bool last, const char *prefix
 	*detail = d;
 }
 
+void cell_set_run(struct cell *cell, const char *problem, const struct child_result *res, const char *pass)
+{
+	if (!problem) {
+		cell_set(cell, V_PASS, pass);
+		return;
+	}
+	char *detail = xstrdup(problem);
+	if (res->started) {
+		append_lines(&detail, res->err, false, "stderr: ");
+		append_lines(&detail, res->out, true, "serial: ");
+	}
+	cell_set(cell, V_ERROR, detail);
+	free(detail);
+}
+
 static const char *known_note(const struct certify *c, const struct target *t, const struct kernel *k,
 			      const char *test)
 {
@@ -643,19 +658,9 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		problem = xasprintf("exit status %d, expected %d", res.status, want);
 
 	struct row *rr = row_get(c, ki, RUN_ROW);
-	if (problem) {
-		char *detail = xstrdup(problem);
-		if (res.started) {
-			append_lines(&detail, res.err, false, "stderr: ");
-			append_lines(&detail, res.out, true, "serial: ");
-		}
-		cell_set(&rr->cells[ti], V_ERROR, detail);
-		free(detail);
-	} else {
-		char *detail = xasprintf("ended cleanly: exit status %d, %.1f s", res.status, res.seconds);
-		cell_set(&rr->cells[ti], V_PASS, detail);
-		free(detail);
-	}
+	char *pass = xasprintf("ended cleanly: exit status %d, %.1f s", res.status, res.seconds);
+	cell_set_run(&rr->cells[ti], problem, &res, pass);
+	free(pass);
 
 	printf("[%s] %s: %u passed, %u failed, %u skipped (%.1f s)%s%s\n", t->name, k->label, ri->passed,
 	       ri->failed, ri->skipped, res.seconds, problem ? ": error: " : "", problem ? problem : "");

@@ -346,19 +346,9 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 	else if (res.status != 0)
 		problem = xasprintf("exit status %d after power-off, expected 0", res.status);
 	free(done);
-	if (problem) {
-		char *detail = xstrdup(problem);
-		if (res.started) {
-			append_lines(&detail, res.err, false, "stderr: ");
-			append_lines(&detail, res.out, true, "serial: ");
-		}
-		cell_set(&rr->cells[ti], V_ERROR, detail);
-		free(detail);
-	} else {
-		char *detail = xasprintf("booted and powered off: %.1f s", res.seconds);
-		cell_set(&rr->cells[ti], V_PASS, detail);
-		free(detail);
-	}
+	char *pass = xasprintf("booted and powered off: %.1f s", res.seconds);
+	cell_set_run(&rr->cells[ti], problem, &res, pass);
+	free(pass);
 	printf("[%s] %s: %u passed, %u failed, %u skipped (%.1f s)%s%s\n", t->name, k->label, ri->passed,
 	       ri->failed, ri->skipped, res.seconds, problem ? ": error: " : "", problem ? problem : "");
 	fflush(stdout);

@@ -19,6 +19,7 @@
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
+#include "virtio_driver.h"
 
 #define RAM_SIZE (16u << 20)
 #define QSIZE 16
@@ -34,127 +35,12 @@
 #define V_CONFIG 0x40
 #define V_QUEUE 0x41
 
-static struct vm vm;
 static char img_path[] = "/tmp/accord-unit-virtio-XXXXXX";
 static char ro_path[] = "/tmp/accord-unit-virtio-ro-XXXXXX";
 static int img_fd;
 static struct pci_bus *bus;
-static uint64_t bar, common, notify, isr, devcfg, msix;
-static uint16_t avail_idx;
+static struct vdrv blk;
 static uint8_t *snapshot;
-
-/* ---- accesses, locked like the engines ---- */
-
-static uint64_t mmio_r(uint64_t a, int size)
-{
-	return locked_read(&vm, &vm.mmio, a, size);
-}
-
-static void mmio_w(uint64_t a, uint64_t v, int size)
-{
-	locked_write(&vm, &vm.mmio, a, v, size);
-}
-
-static uint8_t *gp(uint64_t gpa)
-{
-	return vm_gpa(&vm, gpa, 1);
-}
-
-/* the vector the LAPIC would deliver now (accepted and EOIed), or -1 */
-static int take_irq(void)
-{
-	int v = lapic_get_interrupt(vm.vcpu[0]->lapic, true);
-
-	if (v >= 0)
-		lapic_mmio_write(vm.vcpu[0]->lapic, 0xB0, 0, 4);
-	return v;
-}
-
-static void drain_irqs(void)
-{
-	while (take_irq() >= 0)
-		;
-}
-
-/* ---- the driver's side ---- */
-
-static uint8_t status(void)
-{
-	return mmio_r(common + 0x14, 1);
-}
-
-static void set_desc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *d = gp(table + 16 * i);
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static uint16_t used_idx(void)
-{
-	uint16_t v;
-
-	memcpy(&v, gp(USED + 2), 2);
-	return v;
-}
-
-static uint32_t used_len(int i)
-{
-	uint32_t v;
-
-	memcpy(&v, gp(USED + 4 + 8 * i + 4), 4);
-	return v;
-}
-
-/* put head in the ring's next slot and publish idx (normally one more) */
-static void publish(uint16_t head, uint16_t idx)
-{
-	memcpy(gp(AVAIL + 4 + 2 * (avail_idx % QSIZE)), &head, 2);
-	memcpy(gp(AVAIL + 2), &idx, 2);
-}
-
-static void submit(uint16_t head)
-{
-	publish(head, avail_idx + 1);
-	avail_idx++;
-	mmio_w(notify, 0, 2);
-}
-
-/* reset and bring the device up with one queue; features[1] is the high
- * word, which must carry VERSION_1 */
-static bool dev_setup(uint32_t lo, uint32_t hi)
-{
-	mmio_w(common + 0x14, 0, 1);
-	if (status() != 0)
-		return false;
-	memset(gp(DESC), 0, 0x4000);
-	avail_idx = 0;
-	mmio_w(common + 0x14, 1, 1);
-	mmio_w(common + 0x14, 3, 1);
-	mmio_w(common + 0x08, 0, 4);
-	mmio_w(common + 0x0c, lo, 4);
-	mmio_w(common + 0x08, 1, 4);
-	mmio_w(common + 0x0c, hi, 4);
-	mmio_w(common + 0x14, 0xb, 1);
-	if (!(status() & VIRTIO_S_FEATURES_OK))
-		return false;
-	mmio_w(common + 0x10, 0, 2); /* config changes: vector 0 */
-	mmio_w(common + 0x16, 0, 2);
-	mmio_w(common + 0x18, QSIZE, 2);
-	mmio_w(common + 0x1a, 1, 2);
-	mmio_w(common + 0x20, DESC, 4);
-	mmio_w(common + 0x24, 0, 4);
-	mmio_w(common + 0x28, AVAIL, 8);
-	mmio_w(common + 0x30, USED, 4);
-	mmio_w(common + 0x34, 0, 4);
-	mmio_w(common + 0x1c, 1, 2);
-	mmio_w(common + 0x14, 0xf, 1);
-	drain_irqs();
-	return status() == 0xf && mmio_r(common + 0x1c, 2) == 1;
-}
 
 /* a three-part block request: header, data, status */
 static void blk_req(uint32_t type, uint64_t sector, uint32_t len, bool data_to_guest)
@@ -173,7 +59,7 @@ static void blk_req(uint32_t type, uint64_t sector, uint32_t len, bool data_to_g
 		set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 2);
 		set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
 	}
-	submit(0);
+	vdrv_submit(&blk, 0, 0);
 }
 
 static void img_read(uint64_t off, void *buf, size_t len)
@@ -201,105 +87,77 @@ static void test_pci(void)
 	ok(sz == 0xffff8000, "BAR 0 sizes as 32 KiB memory (%#x)", sz);
 	testvm_cfg_write(&vm, 1, 0x10, 0xd0000000, 4);
 	testvm_cfg_write(&vm, 1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	bar = testvm_cfg_read(&vm, 1, 0x10, 4) & ~0xfu;
-	ok(bar == 0xd0000000 && orig != 0xd0000000, "BAR 0 moved to %#llx", (unsigned long long)bar);
+	uint32_t bar = testvm_cfg_read(&vm, 1, 0x10, 4) & ~0xfu;
+	ok(bar == 0xd0000000 && orig != 0xd0000000, "BAR 0 moved to %#x", bar);
 	ok(mmio_r(orig & ~0xfu, 4) == 0xffffffff, "the old BAR address no longer decodes");
 	testvm_cfg_write(&vm, 1, 0x04, 0, 2);
 	ok(mmio_r(bar + 0x12, 2) == 0xffff, "memory decoding off: the BAR does not decode");
 	testvm_cfg_write(&vm, 1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
 
 	/* the capabilities the Linux driver looks for */
-	int found = 0, n = 0;
-	unsigned win = 0;
-	for (unsigned c = testvm_cfg_read(&vm, 1, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, 1, c + 1, 1), n++) {
-		uint8_t id = testvm_cfg_read(&vm, 1, c, 1);
-		if (id == 0x11) {
-			msix = bar + (testvm_cfg_read(&vm, 1, c + 4, 4) & ~7u);
-			found |= 1;
-			ok(testvm_cfg_read(&vm, 1, c + 4, 4) % 8 == 0 && (testvm_cfg_read(&vm, 1, c + 8, 4) & 7) == 0, "MSI-X table and PBA in BAR 0");
-			testvm_cfg_write(&vm, 1, c + 2, 0x8000, 2); /* enable */
-		} else if (id == 0x09) {
-			uint8_t type = testvm_cfg_read(&vm, 1, c + 3, 1);
-			uint64_t at = bar + testvm_cfg_read(&vm, 1, c + 8, 4);
-			if (type == 1) common = at;
-			if (type == 2) notify = at;
-			if (type == 3) isr = at;
-			if (type == 4) devcfg = at;
-			if (type == 5)
-				win = c;
-			if (type >= 1 && type <= 4)
-				found |= 1 << type;
-		}
-	}
-	ok(found == 0x1f, "MSI-X and the common, notify, ISR and device capabilities (%#x)", found);
-	ok(mmio_r(common + 0x12, 2) == 1, "one queue");
+	bool found = vdrv_probe(&blk, 1) && blk.isr && blk.devcfg;
+	unsigned c = blk.msix_cap, win = blk.cfg_cap;
+	ok(c && testvm_cfg_read(&vm, 1, c + 4, 4) % 8 == 0 && (testvm_cfg_read(&vm, 1, c + 8, 4) & 7) == 0,
+	   "MSI-X table and PBA in BAR 0");
+	ok(found, "MSI-X and the common, notify, ISR and device capabilities");
+	ok(mmio_r(blk.common + 0x12, 2) == 1, "one queue");
 
 	/* the PCI configuration access capability reaches the same registers */
 	ok(win != 0, "VIRTIO_PCI_CAP_PCI_CFG present");
 	if (win) {
 		testvm_cfg_write(&vm, 1, win + 4, 0, 1);
-		testvm_cfg_write(&vm, 1, win + 8, common - bar + 0x12, 4);
+		testvm_cfg_write(&vm, 1, win + 8, blk.common - blk.bar + 0x12, 4);
 		testvm_cfg_write(&vm, 1, win + 12, 2, 4);
 		ok(testvm_cfg_read(&vm, 1, win + 16, 2) == 1, "num_queues read through pci_cfg_data");
-		testvm_cfg_write(&vm, 1, win + 8, common - bar, 4);
+		testvm_cfg_write(&vm, 1, win + 8, blk.common - blk.bar, 4);
 		testvm_cfg_write(&vm, 1, win + 12, 4, 4);
 		testvm_cfg_write(&vm, 1, win + 16, 1, 4);
-		ok(mmio_r(common, 4) == 1, "device_feature_select written through pci_cfg_data");
-		mmio_w(common, 0, 4);
+		ok(mmio_r(blk.common, 4) == 1, "device_feature_select written through pci_cfg_data");
+		mmio_w(blk.common, 0, 4);
 		testvm_cfg_write(&vm, 1, win + 8, 0x7fff, 4);
 		ok(testvm_cfg_read(&vm, 1, win + 16, 4) == 1, "a misaligned window does nothing");
 	}
-	ok(mmio_r(devcfg, 8) == IMG_SIZE / 512, "capacity in sectors");
+	ok(mmio_r(blk.devcfg, 8) == IMG_SIZE / 512, "capacity in sectors");
 }
 
 static void test_features(void)
 {
-	mmio_w(common + 0x14, 0, 1);
-	mmio_w(common + 0x00, 1, 4);
-	uint32_t hi = mmio_r(common + 0x04, 4);
-	mmio_w(common + 0x00, 0, 4);
-	uint32_t lo = mmio_r(common + 0x04, 4);
+	mmio_w(blk.common + 0x14, 0, 1);
+	mmio_w(blk.common + 0x00, 1, 4);
+	uint32_t hi = mmio_r(blk.common + 0x04, 4);
+	mmio_w(blk.common + 0x00, 0, 4);
+	uint32_t lo = mmio_r(blk.common + 0x04, 4);
 	ok(hi & 1, "VERSION_1 offered");
 	ok((lo >> VIRTIO_F_INDIRECT_DESC & 1) && (lo >> VIRTIO_F_EVENT_IDX & 1),
 	   "INDIRECT_DESC and EVENT_IDX offered");
 	ok(lo & (1 << 9), "FLUSH offered");
-	mmio_w(common + 0x14, 3, 1);
-	mmio_w(common + 0x08, 1, 4);
-	mmio_w(common + 0x0c, 0, 4);
-	mmio_w(common + 0x14, 0xb, 1);
-	ok(!(status() & VIRTIO_S_FEATURES_OK), "FEATURES_OK refused without VERSION_1");
-	mmio_w(common + 0x14, 0, 1);
-	mmio_w(common + 0x14, 3, 1);
-	mmio_w(common + 0x08, 1, 4);
-	mmio_w(common + 0x0c, 1 | 0x80, 4); /* a feature never offered */
-	mmio_w(common + 0x14, 0xb, 1);
-	ok(!(status() & VIRTIO_S_FEATURES_OK), "FEATURES_OK refused for features not offered");
-}
-
-static void setup_msix(void)
-{
-	for (int v = 0; v < 2; v++) {
-		mmio_w(msix + 16 * v, 0xfee00000, 4);
-		mmio_w(msix + 16 * v + 4, 0, 4);
-		mmio_w(msix + 16 * v + 8, v ? V_QUEUE : V_CONFIG, 4);
-		mmio_w(msix + 16 * v + 12, 0, 4);
-	}
+	mmio_w(blk.common + 0x14, 3, 1);
+	mmio_w(blk.common + 0x08, 1, 4);
+	mmio_w(blk.common + 0x0c, 0, 4);
+	mmio_w(blk.common + 0x14, 0xb, 1);
+	ok(!(vdrv_status(&blk) & VIRTIO_S_FEATURES_OK), "FEATURES_OK refused without VERSION_1");
+	mmio_w(blk.common + 0x14, 0, 1);
+	mmio_w(blk.common + 0x14, 3, 1);
+	mmio_w(blk.common + 0x08, 1, 4);
+	mmio_w(blk.common + 0x0c, 1 | 0x80, 4); /* a feature never offered */
+	mmio_w(blk.common + 0x14, 0xb, 1);
+	ok(!(vdrv_status(&blk) & VIRTIO_S_FEATURES_OK), "FEATURES_OK refused for features not offered");
 }
 
 static void test_io(void)
 {
 	uint8_t buf[4096], want[4096];
 
-	ok(dev_setup(0, 1), "driver brings the device up (VERSION_1)");
+	ok(vdrv_setup(&blk, 0), "driver brings the device up (VERSION_1)");
 	/* write 1 KiB at sector 2 */
 	for (int i = 0; i < 1024; i++)
 		gp(DATA)[i] = i * 7 + 3;
 	memcpy(snapshot, vm.ram, RAM_SIZE);
 	blk_req(1, 2, 1024, false);
 	img_read(1024, buf, 1024);
-	ok(used_idx() == 1 && *gp(STATUS) == 0 && !memcmp(buf, gp(DATA), 1024),
+	ok(vdrv_used_idx(&blk, 0) == 1 && *gp(STATUS) == 0 && !memcmp(buf, gp(DATA), 1024),
 	   "OUT: 1 KiB at sector 2 lands in the image");
-	ok(used_len(0) == 1, "OUT: used length 1 (the status byte)");
+	ok(vdrv_used_len(&blk, 0, 0) == 1, "OUT: used length 1 (the status byte)");
 	ok(take_irq() == V_QUEUE, "OUT: the queue's MSI-X vector fires");
 	drain_irqs();
 	/* only the status byte, the used ring and the request changed */
@@ -317,12 +175,12 @@ static void test_io(void)
 	img_read(0, want, 4096);
 	memset(gp(DATA), 0, 4096);
 	blk_req(0, 0, 4096, true);
-	ok(used_idx() == 2 && *gp(STATUS) == 0 && !memcmp(gp(DATA), want, 4096),
+	ok(vdrv_used_idx(&blk, 0) == 2 && *gp(STATUS) == 0 && !memcmp(gp(DATA), want, 4096),
 	   "IN: 4 KiB from sector 0 match the image");
-	ok(used_len(1) == 4097, "IN: used length is data + status");
+	ok(vdrv_used_len(&blk, 0, 1) == 4097, "IN: used length is data + status");
 
 	blk_req(4, 0, 0, false);
-	ok(used_idx() == 3 && *gp(STATUS) == 0, "FLUSH completes");
+	ok(vdrv_used_idx(&blk, 0) == 3 && *gp(STATUS) == 0, "FLUSH completes");
 	memset(gp(DATA), 0, 64);
 	blk_req(8, 0, 20, true);
 	ok(*gp(STATUS) == 0 && !strncmp((char *)gp(DATA), strrchr(img_path, '/') + 1, 20),
@@ -357,27 +215,27 @@ static void test_io(void)
 	memset(gp(HDR), 0, 16);
 	*gp(STATUS) = 0xee;
 	set_desc(DESC, 5, INDIRECT, 48, VIRTQ_DESC_F_INDIRECT, 0);
-	ok(dev_setup(1u << VIRTIO_F_INDIRECT_DESC, 1), "bring-up with INDIRECT_DESC");
+	ok(vdrv_setup(&blk, 1u << VIRTIO_F_INDIRECT_DESC), "bring-up with INDIRECT_DESC");
 	set_desc(INDIRECT, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(INDIRECT, 1, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
 	set_desc(INDIRECT, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
 	set_desc(DESC, 5, INDIRECT, 48, VIRTQ_DESC_F_INDIRECT, 0);
 	img_read(0, want, 512);
-	submit(5);
-	ok(*gp(STATUS) == 0 && !memcmp(gp(DATA), want, 512) && !(status() & VIRTIO_S_NEEDS_RESET),
+	vdrv_submit(&blk, 0, 5);
+	ok(*gp(STATUS) == 0 && !memcmp(gp(DATA), want, 512) && !vdrv_needs_reset(&blk),
 	   "IN through an indirect table");
 
 	/* a masked vector is held in the PBA and sent when unmasked */
-	mmio_w(msix + 16 + 12, 1, 4);
+	mmio_w(blk.msix + 16 + 12, 1, 4);
 	drain_irqs();
 	blk_req(4, 0, 0, false);
-	uint64_t pba = msix + 0x1000; /* the PBA follows the table's page */
+	uint64_t pba = blk.msix + 0x1000; /* the PBA follows the table's page */
 	ok(take_irq() < 0 && (mmio_r(pba, 8) & 2), "masked vector: no interrupt, PBA bit set");
-	mmio_w(msix + 16 + 12, 0, 4);
+	mmio_w(blk.msix + 16 + 12, 0, 4);
 	ok(take_irq() == V_QUEUE && !(mmio_r(pba, 8) & 2), "unmasking delivers the pending interrupt");
 
 	/* EVENT_IDX: the device publishes avail_event; used_event suppresses */
-	ok(dev_setup(1u << VIRTIO_F_EVENT_IDX, 1), "bring-up with EVENT_IDX");
+	ok(vdrv_setup(&blk, 1u << VIRTIO_F_EVENT_IDX), "bring-up with EVENT_IDX");
 	uint16_t ev = 5; /* interrupt only after the 6th buffer */
 	memcpy(gp(AVAIL + 4 + 2 * QSIZE), &ev, 2);
 	blk_req(4, 0, 0, false);
@@ -391,14 +249,12 @@ static void test_ro(void)
 {
 	struct virtio_blk *ro = virtio_blk_create(&vm, bus, ro_path, true);
 	ok(ro != NULL, "read-only disk at 00:02.0");
-	uint32_t bar2 = testvm_cfg_read(&vm, 2, 0x10, 4) & ~0xfu;
-	testvm_cfg_write(&vm, 2, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	uint64_t saved_common = common, saved_notify = notify;
-	common = bar2 + (common - bar);
-	notify = bar2 + (notify - bar);
-	mmio_w(common + 0x00, 0, 4);
-	ok(mmio_r(common + 0x04, 4) & (1 << 5), "read-only disk offers VIRTIO_BLK_F_RO");
-	ok(dev_setup(0, 1), "read-only disk comes up");
+	/* blk_req drives blk: the read-only disk stands in for a while */
+	struct vdrv saved = blk;
+	vdrv_probe(&blk, 2);
+	mmio_w(blk.common + 0x00, 0, 4);
+	ok(mmio_r(blk.common + 0x04, 4) & (1 << 5), "read-only disk offers VIRTIO_BLK_F_RO");
+	ok(vdrv_setup(&blk, 0), "read-only disk comes up");
 	memset(gp(DATA), 0x5a, 512);
 	blk_req(1, 0, 512, false);
 	uint8_t buf[512], zero[512] = { 0 };
@@ -410,9 +266,8 @@ static void test_ro(void)
 	memcpy(gp(DATA), (uint64_t[2]){ 0, 1 }, 16);
 	blk_req(13, 0, 16, false);
 	ok(*gp(STATUS) == 1, "WRITE_ZEROES on a read-only disk: IOERR");
-	mmio_w(common + 0x14, 0, 1);
-	common = saved_common;
-	notify = saved_notify;
+	mmio_w(blk.common + 0x14, 0, 1);
+	blk = saved;
 }
 
 /* One malicious ring: set up, let build() write the descriptors, notify
@@ -421,26 +276,27 @@ static void bad_case(const char *what, uint32_t lo, void (*build)(void), uint16_
 {
 	uint8_t img_before[8192], img_after[8192];
 
-	if (!dev_setup(lo, 1)) {
+	if (!vdrv_setup(&blk, lo)) {
 		ok(false, "%s: device setup", what);
 		return;
 	}
-	setup_msix();
+	vdrv_msix(&blk, 2, V_CONFIG);
 	drain_irqs();
 	memset(gp(HDR), 0, 16);
 	gp(HDR)[0] = 1; /* OUT at sector 0 if it were honoured */
 	memset(gp(DATA), 0x77, 8192);
 	build();
 	img_read(0, img_before, sizeof(img_before));
-	publish(head, idx);
+	vdrv_post(&blk, 0, head);
+	vdrv_publish(&blk, 0, idx);
 	memcpy(snapshot, vm.ram, RAM_SIZE);
-	mmio_w(notify, 0, 2);
+	vdrv_notify(&blk, 0);
 	size_t changed = 0;
 	for (size_t i = 0; i < RAM_SIZE; i++)
 		if (vm.ram[i] != snapshot[i])
 			changed++;
 	img_read(0, img_after, sizeof(img_after));
-	ok((status() & VIRTIO_S_NEEDS_RESET) && used_idx() == 0 && changed == 0 &&
+	ok(vdrv_needs_reset(&blk) && vdrv_used_idx(&blk, 0) == 0 && changed == 0 &&
 		   !memcmp(img_before, img_after, sizeof(img_before)),
 	   "%s: NEEDS_RESET, nothing used, guest RAM and image untouched (%zu bytes changed)", what,
 	   changed);
@@ -449,11 +305,10 @@ static void bad_case(const char *what, uint32_t lo, void (*build)(void), uint16_
 	/* it stays broken until reset */
 	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(DESC, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
-	avail_idx = 1;
-	publish(0, 2);
-	mmio_w(notify, 0, 2);
+	blk.avail_idx[0] = 1;
+	vdrv_submit(&blk, 0, 0);
 	if (!strcmp(what, "buffer outside RAM"))
-		ok(used_idx() == 0, "a broken device ignores notifications until reset");
+		ok(vdrv_used_idx(&blk, 0) == 0, "a broken device ignores notifications until reset");
 }
 
 static void b_outside(void)
@@ -596,34 +451,34 @@ static void test_malicious(void)
 	bad_case("indirect table outside RAM", ind, b_indirect_outside, 0, 1);
 
 	/* rings outside RAM are refused when the queue is enabled */
-	mmio_w(common + 0x14, 0, 1);
-	mmio_w(common + 0x14, 3, 1);
-	mmio_w(common + 0x08, 1, 4);
-	mmio_w(common + 0x0c, 1, 4);
-	mmio_w(common + 0x14, 0xb, 1);
-	mmio_w(common + 0x16, 0, 2);
-	mmio_w(common + 0x20, RAM_SIZE - 64, 8);
-	mmio_w(common + 0x28, AVAIL, 8);
-	mmio_w(common + 0x30, USED, 8);
-	mmio_w(common + 0x1c, 1, 2);
-	ok((status() & VIRTIO_S_NEEDS_RESET) && !mmio_r(common + 0x1c, 2),
+	mmio_w(blk.common + 0x14, 0, 1);
+	mmio_w(blk.common + 0x14, 3, 1);
+	mmio_w(blk.common + 0x08, 1, 4);
+	mmio_w(blk.common + 0x0c, 1, 4);
+	mmio_w(blk.common + 0x14, 0xb, 1);
+	mmio_w(blk.common + 0x16, 0, 2);
+	mmio_w(blk.common + 0x20, RAM_SIZE - 64, 8);
+	mmio_w(blk.common + 0x28, AVAIL, 8);
+	mmio_w(blk.common + 0x30, USED, 8);
+	mmio_w(blk.common + 0x1c, 1, 2);
+	ok(vdrv_needs_reset(&blk) && !mmio_r(blk.common + 0x1c, 2),
 	   "descriptor table outside RAM: queue refused, NEEDS_RESET");
-	mmio_w(common + 0x14, 0, 1);
-	mmio_w(common + 0x14, 0xb, 1);
-	mmio_w(common + 0x18, 3, 2);
-	mmio_w(common + 0x20, DESC, 8);
-	mmio_w(common + 0x1c, 1, 2);
-	ok(status() & VIRTIO_S_NEEDS_RESET, "queue size not a power of two: NEEDS_RESET");
-	mmio_w(common + 0x16, 7, 2);
-	mmio_w(common + 0x1c, 1, 2);
-	mmio_w(notify + 4 * 7, 7, 2);
-	ok(mmio_r(common + 0x18, 2) == 0, "a queue that does not exist reads as size 0");
+	mmio_w(blk.common + 0x14, 0, 1);
+	mmio_w(blk.common + 0x14, 0xb, 1);
+	mmio_w(blk.common + 0x18, 3, 2);
+	mmio_w(blk.common + 0x20, DESC, 8);
+	mmio_w(blk.common + 0x1c, 1, 2);
+	ok(vdrv_needs_reset(&blk), "queue size not a power of two: NEEDS_RESET");
+	mmio_w(blk.common + 0x16, 7, 2);
+	mmio_w(blk.common + 0x1c, 1, 2);
+	vdrv_notify(&blk, 7);
+	ok(mmio_r(blk.common + 0x18, 2) == 0, "a queue that does not exist reads as size 0");
 
 	/* a request without a status buffer is completed with length 0 */
-	ok(dev_setup(0, 1), "reset clears NEEDS_RESET");
+	ok(vdrv_setup(&blk, 0), "reset clears NEEDS_RESET");
 	set_desc(DESC, 0, HDR, 16, 0, 0);
-	submit(0);
-	ok(used_idx() == 1 && used_len(0) == 0 && !(status() & VIRTIO_S_NEEDS_RESET),
+	vdrv_submit(&blk, 0, 0);
+	ok(vdrv_used_idx(&blk, 0) == 1 && vdrv_used_len(&blk, 0, 0) == 0 && !vdrv_needs_reset(&blk),
 	   "request without a status byte: completed empty");
 	/* the device works again after a reset */
 	memset(gp(DATA), 0x3c, 512);
@@ -632,9 +487,9 @@ static void test_malicious(void)
 	img_read(8 * 512, buf, 512);
 	ok(*gp(STATUS) == 0 && !memcmp(buf, gp(DATA), 512), "after a reset the device serves requests");
 	/* out-of-range MMIO offsets and sizes are harmless */
-	mmio_w(bar + 0x7ff8, ~0ull, 8);
-	mmio_w(msix + 16 * 63, ~0ull, 8);
-	ok(mmio_r(bar + 0x6000, 4) == 0, "unused BAR space reads 0");
+	mmio_w(blk.bar + 0x7ff8, ~0ull, 8);
+	mmio_w(blk.msix + 16 * 63, ~0ull, 8);
+	ok(mmio_r(blk.bar + 0x6000, 4) == 0, "unused BAR space reads 0");
 }
 
 int main(void)
@@ -661,12 +516,16 @@ int main(void)
 		return 1;
 	}
 	bus = pci_init(&vm);
-	struct virtio_blk *blk = bus ? virtio_blk_create(&vm, bus, img_path, false) : NULL;
-	ok(blk != NULL, "PCI bus and a virtio-blk disk");
-	if (blk) {
+	struct virtio_blk *disk = bus ? virtio_blk_create(&vm, bus, img_path, false) : NULL;
+	ok(disk != NULL, "PCI bus and a virtio-blk disk");
+	if (disk) {
+		blk.qsize = QSIZE;
+		blk.desc[0] = DESC;
+		blk.avail[0] = AVAIL;
+		blk.used[0] = USED;
 		test_pci();
 		test_features();
-		setup_msix();
+		vdrv_msix(&blk, 2, V_CONFIG);
 		test_io();
 		test_ro();
 		test_malicious();

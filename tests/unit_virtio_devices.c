@@ -21,6 +21,7 @@
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
+#include "virtio_driver.h"
 
 #define RAM_SIZE (16u << 20)
 #define QSIZE 16
@@ -34,208 +35,13 @@
 #define BUF2 0x340000u
 #define BUF3 0x380000u
 
-static struct vm vm;
 static uint8_t *snapshot;
 
-struct tdev {
-	int slot, index, nq;
-	uint64_t bar, common, notify, isr, devcfg, msix;
-	uint32_t notify_mult;
-	bool has_devcfg;
-	uint32_t devcfg_len;
-	uint16_t avail_idx[2];
-};
-
-/* ---- accesses, locked like the engines ---- */
-
-static uint64_t mmio_r(uint64_t a, int size)
-{
-	return locked_read(&vm, &vm.mmio, a, size);
-}
-
-static void mmio_w(uint64_t a, uint64_t v, int size)
-{
-	locked_write(&vm, &vm.mmio, a, v, size);
-}
-
-static uint8_t *gp(uint64_t gpa)
-{
-	return vm_gpa(&vm, gpa, 1);
-}
-
-static int take_irq(void)
-{
-	int v = lapic_get_interrupt(vm.vcpu[0]->lapic, true);
-
-	if (v >= 0)
-		lapic_mmio_write(vm.vcpu[0]->lapic, 0xB0, 0, 4);
-	return v;
-}
-
-static void drain_irqs(void)
-{
-	while (take_irq() >= 0)
-		;
-}
-
-/* ---- the driver's side ---- */
-
-/* find the capabilities of the function in slot, enable it and MSI-X */
-static void probe(struct tdev *d, int slot, int index)
-{
-	memset(d, 0, sizeof(*d));
-	d->slot = slot;
-	d->index = index;
-	testvm_cfg_write(&vm, slot, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	d->bar = testvm_cfg_read(&vm, slot, 0x10, 4) & ~0xfu;
-	for (unsigned c = testvm_cfg_read(&vm, slot, 0x34, 1), n = 0; c && n < 48; c = testvm_cfg_read(&vm, slot, c + 1, 1), n++) {
-		uint8_t id = testvm_cfg_read(&vm, slot, c, 1);
-
-		if (id == 0x11) {
-			d->msix = d->bar + (testvm_cfg_read(&vm, slot, c + 4, 4) & ~7u);
-			testvm_cfg_write(&vm, slot, c + 2, 0x8000, 2);
-		} else if (id == 0x09) {
-			uint8_t type = testvm_cfg_read(&vm, slot, c + 3, 1);
-			uint64_t at = d->bar + testvm_cfg_read(&vm, slot, c + 8, 4);
-
-			if (type == 1)
-				d->common = at;
-			if (type == 2) {
-				d->notify = at;
-				d->notify_mult = testvm_cfg_read(&vm, slot, c + 16, 4);
-			}
-			if (type == 3)
-				d->isr = at;
-			if (type == 4) {
-				d->devcfg = at;
-				d->has_devcfg = true;
-				d->devcfg_len = testvm_cfg_read(&vm, slot, c + 12, 4);
-			}
-		}
-	}
-	d->nq = mmio_r(d->common + 0x12, 2);
-}
-
-static uint8_t status(const struct tdev *d)
-{
-	return mmio_r(d->common + 0x14, 1);
-}
-
-static void set_desc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *p = gp(table + 16 * i);
-
-	memcpy(p, &addr, 8);
-	memcpy(p + 8, &len, 4);
-	memcpy(p + 12, &flags, 2);
-	memcpy(p + 14, &next, 2);
-}
-
-static uint64_t desc_at(const struct tdev *d, int q)
-{
-	return RINGS(d->index, q);
-}
-
-static uint64_t used_at(const struct tdev *d, int q)
-{
-	return RINGS(d->index, q) + 0x2000;
-}
-
-static uint16_t used_idx(const struct tdev *d, int q)
-{
-	uint16_t v;
-
-	memcpy(&v, gp(used_at(d, q) + 2), 2);
-	return v;
-}
-
-static uint32_t used_len(const struct tdev *d, int q, int i)
-{
-	uint32_t v;
-
-	memcpy(&v, gp(used_at(d, q) + 4 + 8 * (i % QSIZE) + 4), 4);
-	return v;
-}
-
-/* put head into queue q's available ring without notifying */
-static void post(struct tdev *d, int q, uint16_t head)
-{
-	uint64_t avail = RINGS(d->index, q) + 0x1000;
-	uint16_t idx = d->avail_idx[q] + 1;
-
-	memcpy(gp(avail + 4 + 2 * (d->avail_idx[q] % QSIZE)), &head, 2);
-	memcpy(gp(avail + 2), &idx, 2);
-	d->avail_idx[q] = idx;
-}
-
-static void kick(struct tdev *d, int q)
-{
-	mmio_w(d->notify + q * d->notify_mult, q, 2);
-}
-
-static void submit(struct tdev *d, int q, uint16_t head)
-{
-	post(d, q, head);
-	kick(d, q);
-}
-
-/* reset and set the device up with all its queues (VERSION_1 only), up to
- * DRIVER_OK when go */
-static bool dev_start(struct tdev *d, bool go)
-{
-	mmio_w(d->common + 0x14, 0, 1);
-	if (status(d) != 0)
-		return false;
-	for (int q = 0; q < d->nq; q++) {
-		memset(gp(RINGS(d->index, q)), 0, 0x4000);
-		d->avail_idx[q] = 0;
-	}
-	for (int v = 0; v <= d->nq; v++) {
-		mmio_w(d->msix + 16 * v, 0xfee00000, 4);
-		mmio_w(d->msix + 16 * v + 4, 0, 4);
-		mmio_w(d->msix + 16 * v + 8, v ? V_QUEUE0 + v - 1 : V_CONFIG, 4);
-		mmio_w(d->msix + 16 * v + 12, 0, 4);
-	}
-	mmio_w(d->common + 0x14, 1, 1);
-	mmio_w(d->common + 0x14, 3, 1);
-	mmio_w(d->common + 0x08, 0, 4);
-	mmio_w(d->common + 0x0c, 0, 4);
-	mmio_w(d->common + 0x08, 1, 4);
-	mmio_w(d->common + 0x0c, 1, 4);
-	mmio_w(d->common + 0x14, 0xb, 1);
-	if (!(status(d) & VIRTIO_S_FEATURES_OK))
-		return false;
-	mmio_w(d->common + 0x10, 0, 2);
-	for (int q = 0; q < d->nq; q++) {
-		mmio_w(d->common + 0x16, q, 2);
-		mmio_w(d->common + 0x18, QSIZE, 2);
-		mmio_w(d->common + 0x1a, 1 + q, 2);
-		mmio_w(d->common + 0x20, desc_at(d, q), 8);
-		mmio_w(d->common + 0x28, RINGS(d->index, q) + 0x1000, 8);
-		mmio_w(d->common + 0x30, used_at(d, q), 8);
-		mmio_w(d->common + 0x1c, 1, 2);
-	}
-	if (go)
-		mmio_w(d->common + 0x14, 0xf, 1);
-	drain_irqs();
-	return status(d) == (go ? 0xf : 0xb);
-}
-
-static bool dev_setup(struct tdev *d)
-{
-	return dev_start(d, true);
-}
-
-static bool needs_reset(const struct tdev *d)
-{
-	return status(d) & VIRTIO_S_NEEDS_RESET;
-}
-
 /* RAM equals the snapshot outside the rings of device d */
-static bool ram_untouched_but_rings(const struct tdev *d)
+static bool ram_untouched_but_rings(const struct vdrv *d)
 {
 	for (size_t i = 0; i < RAM_SIZE; i++) {
-		bool rings = i >= RINGS(d->index, 0) && i < RINGS(d->index, 0) + 0x4000u * d->nq;
+		bool rings = i >= d->desc[0] && i < d->desc[0] + 0x4000u * d->nq;
 
 		if (!rings && vm.ram[i] != snapshot[i])
 			return false;
@@ -251,20 +57,31 @@ static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
 	return true;
 }
 
+/* the driver of the function in slot, its rings the index-th set of
+ * RINGS, its interrupts from V_CONFIG on */
+static void driver_init(struct vdrv *d, int slot, int index)
+{
+	vdrv_probe(d, slot);
+	d->qsize = QSIZE;
+	for (int q = 0; q < d->nq; q++)
+		vdrv_place(d, q, RINGS(index, q));
+	vdrv_msix(d, d->nq + 1, V_CONFIG);
+}
+
 /* ---- virtio-rng ---- */
 
-static void test_rng(struct tdev *d)
+static void test_rng(struct vdrv *d)
 {
 	ok(testvm_cfg_read(&vm, d->slot, 0, 4) == 0x10441af4, "virtio-rng is 1af4:1044");
 	ok(d->nq == 1, "virtio-rng: one request queue");
-	ok(!d->has_devcfg, "virtio-rng: no device configuration structure (Linux refuses an empty one)");
-	ok(dev_setup(d), "virtio-rng: the driver brings it up");
+	ok(!d->devcfg, "virtio-rng: no device configuration structure (Linux refuses an empty one)");
+	ok(vdrv_setup(d, 0), "virtio-rng: the driver brings it up");
 
 	/* one 64-byte buffer */
 	memset(gp(BUF), 0xaa, 128);
-	set_desc(desc_at(d, 0), 0, BUF, 64, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 0);
-	ok(used_idx(d, 0) == 1 && used_len(d, 0, 0) == 64, "a 64-byte request is filled: used length 64");
+	set_desc(d->desc[0], 0, BUF, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 0);
+	ok(vdrv_used_idx(d, 0) == 1 && vdrv_used_len(d, 0, 0) == 64, "a 64-byte request is filled: used length 64");
 	ok(!all_bytes(gp(BUF), 64, 0xaa) && !all_bytes(gp(BUF), 64, 0), "the bytes are neither the old ones nor zeros");
 	ok(all_bytes(gp(BUF) + 64, 64, 0xaa), "nothing beyond the buffer is written");
 	ok(take_irq() == V_QUEUE0, "the request queue's vector fires");
@@ -272,33 +89,33 @@ static void test_rng(struct tdev *d)
 	/* the next request gives other bytes */
 	uint8_t first[64];
 	memcpy(first, gp(BUF), 64);
-	submit(d, 0, 0);
-	ok(used_idx(d, 0) == 2 && memcmp(first, gp(BUF), 64), "a second request gives different bytes");
+	vdrv_submit(d, 0, 0);
+	ok(vdrv_used_idx(d, 0) == 2 && memcmp(first, gp(BUF), 64), "a second request gives different bytes");
 
 	/* a chain of two writable buffers is filled across both */
 	memset(gp(BUF), 0xaa, 256);
 	memset(gp(BUF2), 0xaa, 256);
-	set_desc(desc_at(d, 0), 1, BUF, 100, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
-	set_desc(desc_at(d, 0), 2, BUF2, 28, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 1);
-	ok(used_idx(d, 0) == 3 && used_len(d, 0, 2) == 128, "a chain of 100 + 28 bytes: used length 128");
+	set_desc(d->desc[0], 1, BUF, 100, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
+	set_desc(d->desc[0], 2, BUF2, 28, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 1);
+	ok(vdrv_used_idx(d, 0) == 3 && vdrv_used_len(d, 0, 2) == 128, "a chain of 100 + 28 bytes: used length 128");
 	ok(!all_bytes(gp(BUF2), 28, 0xaa) && all_bytes(gp(BUF) + 100, 156, 0xaa) &&
 		   all_bytes(gp(BUF2) + 28, 228, 0xaa),
 	   "both buffers are filled and nothing else");
 
 	/* a request larger than the bound: 64 KiB filled, the rest untouched */
 	memset(gp(BUF), 0xaa, 0x20000);
-	set_desc(desc_at(d, 0), 3, BUF, 0x10000, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 4);
-	set_desc(desc_at(d, 0), 4, BUF + 0x10000, 0x10000, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 3);
-	ok(used_idx(d, 0) == 4 && used_len(d, 0, 3) == 0x10000, "a 128 KiB chain gets 64 KiB: used length 65536");
+	set_desc(d->desc[0], 3, BUF, 0x10000, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 4);
+	set_desc(d->desc[0], 4, BUF + 0x10000, 0x10000, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 3);
+	ok(vdrv_used_idx(d, 0) == 4 && vdrv_used_len(d, 0, 3) == 0x10000, "a 128 KiB chain gets 64 KiB: used length 65536");
 	ok(all_bytes(gp(BUF) + 0x10000, 0x10000, 0xaa) && !all_bytes(gp(BUF) + 0xff00, 256, 0xaa),
 	   "the bytes past 64 KiB are untouched");
 
 	/* an empty writable buffer completes empty */
-	set_desc(desc_at(d, 0), 5, BUF, 0, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 5);
-	ok(used_idx(d, 0) == 5 && used_len(d, 0, 4) == 0 && !needs_reset(d), "a zero-length buffer: used length 0");
+	set_desc(d->desc[0], 5, BUF, 0, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 5);
+	ok(vdrv_used_idx(d, 0) == 5 && vdrv_used_len(d, 0, 4) == 0 && !vdrv_needs_reset(d), "a zero-length buffer: used length 0");
 	drain_irqs();
 
 	/* broken drivers */
@@ -317,42 +134,42 @@ static void test_rng(struct tdev *d)
 		{ "unknown descriptor flags", BUF, 64, VIRTQ_DESC_F_WRITE | 0x80, 0, 0 },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		dev_setup(d);
+		vdrv_setup(d, 0);
 		memset(gp(BUF), 0xaa, 4096);
-		set_desc(desc_at(d, 0), 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
+		set_desc(d->desc[0], 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
 		memcpy(snapshot, vm.ram, RAM_SIZE);
-		submit(d, 0, bad[i].head);
-		ok(needs_reset(d) && used_idx(d, 0) == 0 && take_irq() == V_CONFIG && ram_untouched_but_rings(d),
+		vdrv_submit(d, 0, bad[i].head);
+		ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 0) == 0 && take_irq() == V_CONFIG && ram_untouched_but_rings(d),
 		   "rng: %s: NEEDS_RESET, a configuration interrupt, no bytes written", bad[i].name);
 	}
 
 	/* a readable buffer ahead of a writable one */
-	dev_setup(d);
-	set_desc(desc_at(d, 0), 0, BUF, 16, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(desc_at(d, 0), 1, BUF2, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_setup(d, 0);
+	set_desc(d->desc[0], 0, BUF, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(d->desc[0], 1, BUF2, 64, VIRTQ_DESC_F_WRITE, 0);
 	memcpy(snapshot, vm.ram, RAM_SIZE);
-	submit(d, 0, 0);
-	ok(needs_reset(d) && used_idx(d, 0) == 0 && ram_untouched_but_rings(d),
+	vdrv_submit(d, 0, 0);
+	ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 0) == 0 && ram_untouched_but_rings(d),
 	   "rng: a readable buffer before a writable one: NEEDS_RESET, nothing written");
 
 	/* the available index running more than a ring ahead */
-	dev_setup(d);
-	set_desc(desc_at(d, 0), 0, BUF, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_setup(d, 0);
+	set_desc(d->desc[0], 0, BUF, 64, VIRTQ_DESC_F_WRITE, 0);
 	uint16_t idx = QSIZE + 1;
-	memcpy(gp(RINGS(d->index, 0) + 0x1002), &idx, 2);
-	kick(d, 0);
-	ok(needs_reset(d) && used_idx(d, 0) == 0, "rng: avail idx %u with a ring of %u: NEEDS_RESET", idx, QSIZE);
+	vdrv_publish(d, 0, idx);
+	vdrv_notify(d, 0);
+	ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 0) == 0, "rng: avail idx %u with a ring of %u: NEEDS_RESET", idx, QSIZE);
 
 	/* a device in NEEDS_RESET ignores its queue until reset */
-	memset(gp(RINGS(d->index, 0) + 0x1000), 0, 0x1000);
+	memset(gp(d->avail[0]), 0, 0x1000);
 	d->avail_idx[0] = 0;
-	submit(d, 0, 0);
-	ok(used_idx(d, 0) == 0, "rng: NEEDS_RESET: further requests are ignored");
-	ok(dev_setup(d), "rng: a reset clears NEEDS_RESET");
+	vdrv_submit(d, 0, 0);
+	ok(vdrv_used_idx(d, 0) == 0, "rng: NEEDS_RESET: further requests are ignored");
+	ok(vdrv_setup(d, 0), "rng: a reset clears NEEDS_RESET");
 	memset(gp(BUF), 0, 32);
-	set_desc(desc_at(d, 0), 0, BUF, 32, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 0);
-	ok(used_idx(d, 0) == 1 && used_len(d, 0, 0) == 32 && !all_bytes(gp(BUF), 32, 0),
+	set_desc(d->desc[0], 0, BUF, 32, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 0);
+	ok(vdrv_used_idx(d, 0) == 1 && vdrv_used_len(d, 0, 0) == 32 && !all_bytes(gp(BUF), 32, 0),
 	   "rng: after the reset requests are served again");
 	drain_irqs();
 }
@@ -361,11 +178,11 @@ static void test_rng(struct tdev *d)
 
 /* wait until queue q's used index reaches want (the reader thread is
  * asynchronous); the bound is for a hung device, not a speed check */
-static bool wait_used(const struct tdev *d, int q, uint16_t want)
+static bool wait_used(const struct vdrv *d, int q, uint16_t want)
 {
 	for (int i = 0; i < 2000; i++) {
 		pthread_mutex_lock(&vm.io_lock);
-		uint16_t u = used_idx(d, q);
+		uint16_t u = vdrv_used_idx(d, q);
 		pthread_mutex_unlock(&vm.io_lock);
 		if (u == want)
 			return true;
@@ -391,13 +208,13 @@ static ssize_t read_all(int fd, char *buf, size_t n)
 	return got;
 }
 
-static void test_console(struct tdev *d, int in_wr, int out_rd)
+static void test_console(struct vdrv *d, int in_wr, int out_rd)
 {
 	char buf[64];
 
 	ok(testvm_cfg_read(&vm, d->slot, 0, 4) == 0x10431af4, "virtio-console is 1af4:1043");
 	ok(d->nq == 2, "virtio-console: receive and transmit queues");
-	ok(d->has_devcfg && d->devcfg_len == 12 && mmio_r(d->devcfg, 4) == 0 && mmio_r(d->devcfg + 8, 4) == 0,
+	ok(d->devcfg && d->devcfg_len == 12 && mmio_r(d->devcfg, 4) == 0 && mmio_r(d->devcfg + 8, 4) == 0,
 	   "virtio-console: a 12-byte configuration, all zero (no optional feature offered)");
 	mmio_w(d->common, 0, 4);
 	ok((mmio_r(d->common + 4, 4) & 0x7) == 0, "virtio-console: SIZE, MULTIPORT and EMERG_WRITE not offered");
@@ -407,82 +224,82 @@ static void test_console(struct tdev *d, int in_wr, int out_rd)
 	usleep(100000);
 	/* a driver may post receive buffers before DRIVER_OK; the
 	 * transport drops that notification */
-	ok(dev_start(d, false), "virtio-console: the driver sets the queues up");
+	ok(vdrv_start(d, 0), "virtio-console: the driver sets the queues up");
 	memset(gp(BUF3), '.', 64);
-	set_desc(desc_at(d, 0), 0, BUF3, 64, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 0);
+	set_desc(d->desc[0], 0, BUF3, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 0);
 	mmio_w(d->common + 0x14, 0xf, 1);
-	ok(status(d) == 0xf, "virtio-console: DRIVER_OK after the receive buffer was posted");
-	ok(wait_used(d, 0, 1) && used_len(d, 0, 0) == 5 && !memcmp(gp(BUF3), "early.", 6),
+	ok(vdrv_status(d) == 0xf, "virtio-console: DRIVER_OK after the receive buffer was posted");
+	ok(wait_used(d, 0, 1) && vdrv_used_len(d, 0, 0) == 5 && !memcmp(gp(BUF3), "early.", 6),
 	   "the early input arrives in the buffer posted before DRIVER_OK");
 	ok(take_irq() == V_QUEUE0, "the receive queue's vector fires");
 
 	/* transmit: two readable buffers come out in order */
 	memcpy(gp(BUF), "hello, ", 7);
 	memcpy(gp(BUF2), "hvc0\n", 5);
-	set_desc(desc_at(d, 1), 0, BUF, 7, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(desc_at(d, 1), 1, BUF2, 5, 0, 0);
-	submit(d, 1, 0);
+	set_desc(d->desc[1], 0, BUF, 7, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(d->desc[1], 1, BUF2, 5, 0, 0);
+	vdrv_submit(d, 1, 0);
 	ssize_t n = read_all(out_rd, buf, 12);
 	ok(n == 12 && !memcmp(buf, "hello, hvc0\n", 12), "transmitted bytes reach the output fd in order");
-	ok(used_idx(d, 1) == 1 && used_len(d, 1, 0) == 0, "transmit: used length 0");
+	ok(vdrv_used_idx(d, 1) == 1 && vdrv_used_len(d, 1, 0) == 0, "transmit: used length 0");
 	ok(take_irq() == V_QUEUE0 + 1, "the transmit queue's vector fires");
 
 	/* input split across two small buffers, posted before it arrives */
 	memset(gp(BUF3), '.', 64);
-	set_desc(desc_at(d, 0), 1, BUF3, 4, VIRTQ_DESC_F_WRITE, 0);
-	set_desc(desc_at(d, 0), 2, BUF3 + 32, 16, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 1);
-	submit(d, 0, 2);
+	set_desc(d->desc[0], 1, BUF3, 4, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(d->desc[0], 2, BUF3 + 32, 16, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 1);
+	vdrv_submit(d, 0, 2);
 	ok(write(in_wr, "0123456789", 10) == 10, "ten bytes of input");
-	ok(wait_used(d, 0, 3) && used_len(d, 0, 1) == 4 && used_len(d, 0, 2) == 6 &&
+	ok(wait_used(d, 0, 3) && vdrv_used_len(d, 0, 1) == 4 && vdrv_used_len(d, 0, 2) == 6 &&
 		   !memcmp(gp(BUF3), "0123.", 5) && !memcmp(gp(BUF3 + 32), "456789.", 7),
 	   "split across a 4-byte and a 16-byte buffer: used lengths 4 and 6");
 
 	/* more input than buffers: the rest waits for the next buffer */
 	ok(write(in_wr, "abcdefgh", 8) == 8, "eight more bytes with no buffer posted");
 	usleep(100000);
-	ok(used_idx(d, 0) == 3 && !needs_reset(d), "no buffer: nothing is completed, nothing lost yet");
+	ok(vdrv_used_idx(d, 0) == 3 && !vdrv_needs_reset(d), "no buffer: nothing is completed, nothing lost yet");
 	memset(gp(BUF3), '.', 64);
-	set_desc(desc_at(d, 0), 3, BUF3, 64, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 3);
-	ok(wait_used(d, 0, 4) && used_len(d, 0, 3) == 8 && !memcmp(gp(BUF3), "abcdefgh.", 9),
+	set_desc(d->desc[0], 3, BUF3, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 3);
+	ok(wait_used(d, 0, 4) && vdrv_used_len(d, 0, 3) == 8 && !memcmp(gp(BUF3), "abcdefgh.", 9),
 	   "the waiting input arrives when a buffer is posted");
 	drain_irqs();
 
 	/* broken drivers */
-	dev_setup(d);
-	set_desc(desc_at(d, 1), 0, BUF, 8, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_setup(d, 0);
+	set_desc(d->desc[1], 0, BUF, 8, VIRTQ_DESC_F_WRITE, 0);
 	memcpy(snapshot, vm.ram, RAM_SIZE);
-	submit(d, 1, 0);
-	ok(needs_reset(d) && used_idx(d, 1) == 0 && take_irq() == V_CONFIG && ram_untouched_but_rings(d),
+	vdrv_submit(d, 1, 0);
+	ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 1) == 0 && take_irq() == V_CONFIG && ram_untouched_but_rings(d),
 	   "console: a writable transmit buffer: NEEDS_RESET, a configuration interrupt");
 
-	dev_setup(d);
-	set_desc(desc_at(d, 1), 0, RAM_SIZE - 4, 8, 0, 0);
-	submit(d, 1, 0);
-	ok(needs_reset(d) && used_idx(d, 1) == 0, "console: a transmit buffer outside RAM: NEEDS_RESET");
+	vdrv_setup(d, 0);
+	set_desc(d->desc[1], 0, RAM_SIZE - 4, 8, 0, 0);
+	vdrv_submit(d, 1, 0);
+	ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 1) == 0, "console: a transmit buffer outside RAM: NEEDS_RESET");
 
-	dev_setup(d);
-	set_desc(desc_at(d, 1), 0, BUF, 8, VIRTQ_DESC_F_NEXT, 0);
-	submit(d, 1, 0);
-	ok(needs_reset(d) && used_idx(d, 1) == 0, "console: a transmit chain that loops: NEEDS_RESET");
+	vdrv_setup(d, 0);
+	set_desc(d->desc[1], 0, BUF, 8, VIRTQ_DESC_F_NEXT, 0);
+	vdrv_submit(d, 1, 0);
+	ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 1) == 0, "console: a transmit chain that loops: NEEDS_RESET");
 
-	dev_setup(d);
-	set_desc(desc_at(d, 0), 0, BUF3, 64, 0, 0);
+	vdrv_setup(d, 0);
+	set_desc(d->desc[0], 0, BUF3, 64, 0, 0);
 	memcpy(snapshot, vm.ram, RAM_SIZE);
-	submit(d, 0, 0);
+	vdrv_submit(d, 0, 0);
 	ok(write(in_wr, "x", 1) == 1, "a byte of input for a readable receive buffer");
-	for (int i = 0; i < 200 && !needs_reset(d); i++)
+	for (int i = 0; i < 200 && !vdrv_needs_reset(d); i++)
 		usleep(5000);
-	ok(needs_reset(d) && used_idx(d, 0) == 0 && ram_untouched_but_rings(d),
+	ok(vdrv_needs_reset(d) && vdrv_used_idx(d, 0) == 0 && ram_untouched_but_rings(d),
 	   "console: a device-readable receive buffer: NEEDS_RESET, nothing written");
-	ok(dev_setup(d), "console: a reset clears NEEDS_RESET");
+	ok(vdrv_setup(d, 0), "console: a reset clears NEEDS_RESET");
 	/* the byte that met the broken ring was not taken: it comes now */
 	memset(gp(BUF3), '.', 64);
-	set_desc(desc_at(d, 0), 0, BUF3, 64, VIRTQ_DESC_F_WRITE, 0);
-	submit(d, 0, 0);
-	ok(wait_used(d, 0, 1) && used_len(d, 0, 0) == 1 && gp(BUF3)[0] == 'x',
+	set_desc(d->desc[0], 0, BUF3, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(d, 0, 0);
+	ok(wait_used(d, 0, 1) && vdrv_used_len(d, 0, 0) == 1 && gp(BUF3)[0] == 'x',
 	   "console: after the reset the waiting input arrives");
 	drain_irqs();
 }
@@ -511,10 +328,10 @@ int main(void)
 	ok(rng && con && io && !virtio_console_attach_input(con, io, in[0]) && !iothread_start(io),
 	   "PCI bus with a virtio-rng and a virtio-console, its input on an I/O thread");
 	if (rng && con) {
-		struct tdev r, c;
+		struct vdrv r, c;
 
-		probe(&r, 1, 0);
-		probe(&c, 2, 1);
+		driver_init(&r, 1, 0);
+		driver_init(&c, 2, 1);
 		test_rng(&r);
 		test_console(&c, in[1], out[0]);
 		iothread_stop(io);

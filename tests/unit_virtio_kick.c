@@ -24,6 +24,7 @@
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
+#include "virtio_driver.h"
 
 #define RAM_SIZE (16u << 20)
 #define QSIZE 16
@@ -65,10 +66,9 @@ static bool called(uint64_t gpa, int fd, bool assign)
 
 /* ---- a test device ---- */
 
-static struct vm vm;
 static struct virtio_dev dev;
 static int slot;
-static uint64_t bar, common;
+static struct vdrv drv;
 static pthread_t main_thread;
 static volatile int notified[2];
 static volatile bool off_main = true, lock_held = true;
@@ -88,34 +88,24 @@ static void test_notify(struct virtio_dev *vd, int q)
 
 static const struct virtio_dev_ops test_ops = { .notify = test_notify };
 
-static uint64_t mmio_r(uint64_t a, int size)
-{
-	return locked_read(&vm, &vm.mmio, a, size);
-}
-
-static void mmio_w(uint64_t a, uint64_t v, int size)
-{
-	locked_write(&vm, &vm.mmio, a, v, size);
-}
-
 static void queue_enable(int q, uint64_t base)
 {
-	mmio_w(common + 0x16, q, 2);
-	mmio_w(common + 0x18, QSIZE, 2);
-	mmio_w(common + 0x20, base, 8);
-	mmio_w(common + 0x28, base + 0x1000, 8);
-	mmio_w(common + 0x30, base + 0x2000, 8);
-	mmio_w(common + 0x1c, 1, 2);
+	mmio_w(drv.common + 0x16, q, 2);
+	mmio_w(drv.common + 0x18, QSIZE, 2);
+	mmio_w(drv.common + 0x20, base, 8);
+	mmio_w(drv.common + 0x28, base + 0x1000, 8);
+	mmio_w(drv.common + 0x30, base + 0x2000, 8);
+	mmio_w(drv.common + 0x1c, 1, 2);
 }
 
 /* reset, negotiate VERSION_1, and stop before DRIVER_OK */
 static void dev_begin(void)
 {
-	mmio_w(common + 0x14, 0, 1);
-	mmio_w(common + 0x14, 3, 1);
-	mmio_w(common + 0x08, 1, 4);
-	mmio_w(common + 0x0c, 1, 4);
-	mmio_w(common + 0x14, 0xb, 1);
+	mmio_w(drv.common + 0x14, 0, 1);
+	mmio_w(drv.common + 0x14, 3, 1);
+	mmio_w(drv.common + 0x08, 1, 4);
+	mmio_w(drv.common + 0x0c, 1, 4);
+	mmio_w(drv.common + 0x14, 0xb, 1);
 }
 
 /* the eventfd's count, consumed; 0 when it was not signalled */
@@ -151,15 +141,6 @@ static bool kick0_drained(void)
 	return poll(&p, 1, 0) == 0;
 }
 
-static void find_bar(void)
-{
-	bar = testvm_cfg_read(&vm, slot, PCI_BAR0, 4) & ~0xfu;
-	testvm_cfg_write(&vm, slot, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	for (unsigned c = testvm_cfg_read(&vm, slot, PCI_CAP_PTR, 1); c; c = testvm_cfg_read(&vm, slot, c + 1, 1))
-		if (testvm_cfg_read(&vm, slot, c, 1) == 0x09 && testvm_cfg_read(&vm, slot, c + 3, 1) == 1)
-			common = bar + testvm_cfg_read(&vm, slot, c + 8, 4);
-}
-
 /* the engine binds (KVM): registrations follow queues and BAR */
 static void test_bindings(void)
 {
@@ -170,14 +151,14 @@ static void test_bindings(void)
 	dev_begin();
 	ok(ncalls == 0, "no queue enabled: nothing bound (%d calls)", ncalls);
 	queue_enable(0, 0x100000);
-	n0 = bar + NOTIFY_OFF;
-	n1 = bar + NOTIFY_OFF + 4;
+	n0 = drv.bar + NOTIFY_OFF;
+	n1 = drv.bar + NOTIFY_OFF + 4;
 	ok(ncalls == 1 && called(n0, dev.kick[0].fd, true),
 	   "queue 0 enabled: its eventfd bound at BAR 0 + 0x3000 (%d calls)", ncalls);
 	queue_enable(1, 0x110000);
 	ok(ncalls == 2 && called(n1, dev.kick[1].fd, true), "queue 1 enabled: its own eventfd at BAR 0 + 0x3004");
 	ok(dev.kick[0].fd != dev.kick[1].fd, "one eventfd per queue");
-	mmio_w(common + 0x14, 0xf, 1);
+	mmio_w(drv.common + 0x14, 0xf, 1);
 
 	ncalls = 0;
 	testvm_cfg_write(&vm, slot, PCI_BAR0, MOVED_BAR, 4);
@@ -196,11 +177,11 @@ static void test_bindings(void)
 	ncalls = 0;
 	testvm_cfg_write(&vm, slot, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
 	ok(ncalls == 0, "a configuration write that changes nothing binds nothing");
-	bar = MOVED_BAR;
-	common = (common & 0xffff) + bar;
+	drv.bar = MOVED_BAR;
+	drv.common = (drv.common & 0xffff) + drv.bar;
 
 	ncalls = 0;
-	mmio_w(common + 0x14, 0, 1);
+	mmio_w(drv.common + 0x14, 0, 1);
 	ok(ncalls == 2 && called(MOVED_BAR + NOTIFY_OFF, dev.kick[0].fd, false) &&
 		   called(MOVED_BAR + NOTIFY_OFF + 4, dev.kick[1].fd, false),
 	   "device reset: both queues unbound (%d calls)", ncalls);
@@ -218,24 +199,24 @@ static void test_signals(void)
 	fd_take(dev.kick[0].fd);
 	fd_take(dev.kick[1].fd);
 
-	mmio_w(bar + NOTIFY_OFF, 0, 2);
+	mmio_w(drv.bar + NOTIFY_OFF, 0, 2);
 	ok(fd_take(dev.kick[0].fd) == 0, "a notify before DRIVER_OK is ignored");
-	mmio_w(common + 0x14, 0xf, 1);
+	mmio_w(drv.common + 0x14, 0xf, 1);
 
 	uint64_t before = dev.notifies;
-	mmio_w(bar + NOTIFY_OFF, 0, 2);
+	mmio_w(drv.bar + NOTIFY_OFF, 0, 2);
 	ok(fd_take(dev.kick[0].fd) == 1, "a 16-bit write to queue 0's notify address signals its eventfd");
-	mmio_w(bar + NOTIFY_OFF, 0, 4);
-	mmio_w(bar + NOTIFY_OFF, 0, 4);
+	mmio_w(drv.bar + NOTIFY_OFF, 0, 4);
+	mmio_w(drv.bar + NOTIFY_OFF, 0, 4);
 	ok(fd_take(dev.kick[0].fd) == 2, "two 32-bit writes: the eventfd counts two");
 	ok(notified[0] == 0 && notified[1] == 0, "nothing ran on the writing thread");
 	ok(dev.notifies == before, "the transport leaves the count to the I/O thread");
 
-	mmio_w(bar + NOTIFY_OFF + 4, 1, 2);
+	mmio_w(drv.bar + NOTIFY_OFF + 4, 1, 2);
 	ok(fd_take(dev.kick[1].fd) == 0 && fd_take(dev.kick[0].fd) == 0,
 	   "a notify for queue 1, not enabled, signals nothing");
 	ok(dev.notifies == before + 1, "but is counted");
-	mmio_w(bar + NOTIFY_OFF + 8, 2, 2);
+	mmio_w(drv.bar + NOTIFY_OFF + 8, 2, 2);
 	ok(fd_take(dev.kick[0].fd) == 0 && fd_take(dev.kick[1].fd) == 0,
 	   "a write past the last queue's notify address signals nothing");
 }
@@ -249,7 +230,7 @@ static void test_iothread(void)
 		return;
 	}
 	uint64_t before = dev.notifies;
-	mmio_w(bar + NOTIFY_OFF, 0, 2);
+	mmio_w(drv.bar + NOTIFY_OFF, 0, 2);
 	ok(wait_for(q0_notified), "the I/O thread runs the device's notify for queue 0");
 	ok(off_main, "not on the thread that wrote the notify address");
 	ok(lock_held, "with vm->io_lock held");
@@ -265,7 +246,7 @@ static void test_iothread(void)
 	notified[0] = 0;
 	uint64_t one = 1;
 	ok(write(dev.kick[0].fd, &one, sizeof(one)) == sizeof(one), "a kick left pending");
-	mmio_w(common + 0x14, 0, 1);
+	mmio_w(drv.common + 0x14, 0, 1);
 	iothread_start(vm.io);
 	ok(wait_for(kick0_drained) && notified[0] == 0,
 	   "consumed after a reset without running the device (%d)", notified[0]);
@@ -283,58 +264,32 @@ static void test_iothread(void)
 #define IMG_SIZE (1u << 20)
 #define V_QUEUE 0x41
 
-static uint8_t *gp(uint64_t gpa)
-{
-	return vm_gpa(&vm, gpa, 1);
-}
-
-static uint16_t blk_used(void)
-{
-	uint16_t v;
-
-	memcpy(&v, gp(USED + 2), 2);
-	return v;
-}
-
-static uint16_t blk_avail;
+static struct vdrv blk;
 
 static bool blk_done(void)
 {
-	return blk_used() == blk_avail;
+	return vdrv_used_idx(&blk, 0) == blk.avail_idx[0];
 }
 
-static void blk_req(uint64_t notify, uint32_t type, uint64_t sector, uint32_t len, bool to_guest)
+static void blk_req(uint32_t type, uint64_t sector, uint32_t len, bool to_guest)
 {
 	uint8_t *h = gp(HDR);
-	struct {
-		uint64_t addr;
-		uint32_t len;
-		uint16_t flags, next;
-	} d[3] = {
-		{ HDR, 16, VIRTQ_DESC_F_NEXT, 1 },
-		{ DATA, len, VIRTQ_DESC_F_NEXT | (to_guest ? VIRTQ_DESC_F_WRITE : 0), 2 },
-		{ STATUS, 1, VIRTQ_DESC_F_WRITE, 0 },
-	};
-	uint16_t head = 0;
 
 	memset(h, 0, 16);
 	memcpy(h, &type, 4);
 	memcpy(h + 8, &sector, 8);
 	*gp(STATUS) = 0xee;
-	memcpy(gp(DESC), d, sizeof(d));
-	memcpy(gp(AVAIL + 4 + 2 * (blk_avail % QSIZE)), &head, 2);
-	blk_avail++;
-	__atomic_store_n((uint16_t *)gp(AVAIL + 2), blk_avail, __ATOMIC_RELEASE);
-	mmio_w(notify, 0, 2);
+	set_desc(DESC, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(DESC, 1, DATA, len, VIRTQ_DESC_F_NEXT | (to_guest ? VIRTQ_DESC_F_WRITE : 0), 2);
+	set_desc(DESC, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_submit(&blk, 0, 0);
 }
 
 static void test_blk(struct pci_bus *bus)
 {
 	char path[] = "/tmp/accord-unit-kick-XXXXXX";
 	int fd = mkstemp(path);
-	uint64_t bbar, bcommon = 0, bnotify = 0, bmsix = 0;
 	uint8_t buf[1024];
-	int bslot = slot + 1;
 
 	if (fd < 0 || ftruncate(fd, IMG_SIZE)) {
 		ok(false, "a temporary image");
@@ -345,53 +300,26 @@ static void test_blk(struct pci_bus *bus)
 		ok(false, "virtio-blk on the I/O thread");
 		return;
 	}
-	bbar = testvm_cfg_read(&vm, bslot, PCI_BAR0, 4) & ~0xfu;
-	testvm_cfg_write(&vm, bslot, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	for (unsigned c = testvm_cfg_read(&vm, bslot, PCI_CAP_PTR, 1); c; c = testvm_cfg_read(&vm, bslot, c + 1, 1)) {
-		uint8_t id = testvm_cfg_read(&vm, bslot, c, 1), type = testvm_cfg_read(&vm, bslot, c + 3, 1);
-
-		if (id == 0x11) {
-			bmsix = bbar + (testvm_cfg_read(&vm, bslot, c + 4, 4) & ~7u);
-			testvm_cfg_write(&vm, bslot, c + 2, 0x8000, 2);
-		} else if (id == 0x09 && type == 1) {
-			bcommon = bbar + testvm_cfg_read(&vm, bslot, c + 8, 4);
-		} else if (id == 0x09 && type == 2) {
-			bnotify = bbar + testvm_cfg_read(&vm, bslot, c + 8, 4);
-		}
-	}
+	bool up = vdrv_probe(&blk, slot + 1);
+	blk.qsize = QSIZE;
+	blk.desc[0] = DESC;
+	blk.avail[0] = AVAIL;
+	blk.used[0] = USED;
 	/* queue 0's vector 1 to V_QUEUE on the LAPIC */
-	mmio_w(bmsix + 16, 0xfee00000, 4);
-	mmio_w(bmsix + 20, 0, 4);
-	mmio_w(bmsix + 24, V_QUEUE, 4);
-	mmio_w(bmsix + 28, 0, 4);
-	mmio_w(bcommon + 0x14, 0, 1);
-	mmio_w(bcommon + 0x14, 3, 1);
-	mmio_w(bcommon + 0x08, 1, 4);
-	mmio_w(bcommon + 0x0c, 1, 4);
-	mmio_w(bcommon + 0x14, 0xb, 1);
-	mmio_w(bcommon + 0x16, 0, 2);
-	mmio_w(bcommon + 0x18, QSIZE, 2);
-	mmio_w(bcommon + 0x1a, 1, 2);
-	mmio_w(bcommon + 0x20, DESC, 8);
-	mmio_w(bcommon + 0x28, AVAIL, 8);
-	mmio_w(bcommon + 0x30, USED, 8);
-	mmio_w(bcommon + 0x1c, 1, 2);
-	mmio_w(bcommon + 0x14, 0xf, 1);
-	ok(bcommon && bnotify && mmio_r(bcommon + 0x14, 1) == 0xf, "virtio-blk up with an MSI-X vector for its queue");
+	vdrv_msix(&blk, 2, V_QUEUE - 1);
+	ok(up && vdrv_setup(&blk, 0), "virtio-blk up with an MSI-X vector for its queue");
 
 	iothread_start(vm.io);
 	for (int i = 0; i < 1024; i++)
 		gp(DATA)[i] = i * 13 + 5;
-	blk_req(bnotify, 1, 4, 1024, false);
+	blk_req(1, 4, 1024, false);
 	bool done = wait_for(blk_done);
 	ok(done && *gp(STATUS) == 0, "a 1 KiB write completes on the I/O thread (status %u)", *gp(STATUS));
 	ok(pread(fd, buf, 1024, 4 * 512) == 1024 && !memcmp(buf, gp(DATA), 1024), "the image holds the data");
-	int v = lapic_get_interrupt(vm.vcpu[0]->lapic, true);
+	int v = take_irq();
 	ok(v == V_QUEUE, "the queue's MSI-X vector reached the LAPIC from the I/O thread (%#x)", v);
-	if (v >= 0)
-		lapic_mmio_write(vm.vcpu[0]->lapic, 0xB0, 0, 4);
 	memset(gp(DATA), 0, 1024);
-	blk_req(bnotify, 0, 4, 1024, true);
+	blk_req(0, 4, 1024, true);
 	ok(wait_for(blk_done) && *gp(STATUS) == 0 && !memcmp(buf, gp(DATA), 1024),
 	   "reading it back on the I/O thread gives the same bytes");
 	iothread_stop(vm.io);
@@ -420,7 +348,7 @@ int main(void)
 	slot = dev.pci.slot;
 	ok(dev.kick[0].fd >= 0 && dev.kick[1].fd >= 0 && !dev.kick[0].gpa && !dev.kick[1].gpa,
 	   "an eventfd per queue, bound nowhere yet");
-	find_bar();
+	vdrv_probe(&drv, slot);
 	test_bindings();
 	test_signals();
 	test_iothread();

@@ -28,6 +28,7 @@
 #include "tap.h"
 #include "testvm.h"
 #include "test_backend.h"
+#include "virtio_driver.h"
 
 #define RAM_SIZE (16u << 20)
 #define QSIZE 256
@@ -61,33 +62,10 @@
 #define F_CTRL_RX (1u << 18)
 #define F_CTRL_MAC_ADDR (1u << 23)
 
-static const uint64_t q_desc[3] = { 0x100000, 0x110000, 0x120000 };
-static const uint64_t q_avail[3] = { 0x102000, 0x112000, 0x122000 };
-static const uint64_t q_used[3] = { 0x103000, 0x113000, 0x123000 };
-
-static struct vm vm;
 static struct pci_bus *bus;
 static struct iothread *io;
-static uint64_t bar, common, notify, devcfg, msix;
-static uint16_t avail_idx[3];
+static struct vdrv net;
 static uint8_t *snapshot;
-
-/* ---- accesses, locked like the engines ---- */
-
-static uint64_t mmio_r(uint64_t a, int size)
-{
-	return locked_read(&vm, &vm.mmio, a, size);
-}
-
-static void mmio_w(uint64_t a, uint64_t v, int size)
-{
-	locked_write(&vm, &vm.mmio, a, v, size);
-}
-
-static uint8_t *gp(uint64_t gpa)
-{
-	return vm_gpa(&vm, gpa, 1);
-}
 
 /* the vectors the LAPIC has pending, as a bitmask relative to V_CONFIG */
 static unsigned take_irqs(void)
@@ -95,52 +73,10 @@ static unsigned take_irqs(void)
 	unsigned seen = 0;
 	int v;
 
-	pthread_mutex_lock(&vm.io_lock);
-	while ((v = lapic_get_interrupt(vm.vcpu[0]->lapic, true)) >= 0) {
-		lapic_mmio_write(vm.vcpu[0]->lapic, 0xB0, 0, 4);
+	while ((v = take_irq()) >= 0)
 		if (v >= V_CONFIG && v <= V_CTRL)
 			seen |= 1u << (v - V_CONFIG);
-	}
-	pthread_mutex_unlock(&vm.io_lock);
 	return seen;
-}
-
-/* ---- the driver's side ---- */
-
-static uint8_t status(void)
-{
-	return mmio_r(common + 0x14, 1);
-}
-
-static void set_desc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *d = gp(table + 16 * i);
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static uint16_t used_idx(int q)
-{
-	return __atomic_load_n((uint16_t *)gp(q_used[q] + 2), __ATOMIC_ACQUIRE);
-}
-
-static void used_elem(int q, int i, uint32_t *id, uint32_t *len)
-{
-	uint8_t *e = gp(q_used[q] + 4 + 8 * (i % QSIZE));
-
-	memcpy(id, e, 4);
-	memcpy(len, e + 4, 4);
-}
-
-/* make head available on queue q without notifying */
-static void post(int q, uint16_t head)
-{
-	memcpy(gp(q_avail[q] + 4 + 2 * (avail_idx[q] % QSIZE)), &head, 2);
-	avail_idx[q]++;
-	__atomic_store_n((uint16_t *)gp(q_avail[q] + 2), avail_idx[q], __ATOMIC_RELEASE);
 }
 
 /* The device's notifies are served on the I/O thread (through the
@@ -151,45 +87,17 @@ static void post(int q, uint16_t head)
 static void kick(int q)
 {
 	iothread_stop(io);
-	mmio_w(notify + 4 * q, q, 2);
+	vdrv_notify(&net, q);
 	iothread_run_pending(io);
 	iothread_start(io);
 }
 
-/* reset and bring the device up with both queues */
+/* reset and bring the device up with its receive and transmit queues,
+ * and the control queue when lo offers it */
 static bool dev_setup(uint32_t lo)
 {
-	mmio_w(common + 0x14, 0, 1);
-	if (status() != 0)
-		return false;
-	int nq = lo & F_CTRL_VQ ? 3 : 2;
-
-	for (int q = 0; q < 3; q++) {
-		memset(gp(q_desc[q]), 0, 0x4000);
-		avail_idx[q] = 0;
-	}
-	mmio_w(common + 0x14, 1, 1);
-	mmio_w(common + 0x14, 3, 1);
-	mmio_w(common + 0x08, 0, 4);
-	mmio_w(common + 0x0c, lo, 4);
-	mmio_w(common + 0x08, 1, 4);
-	mmio_w(common + 0x0c, 1, 4); /* VERSION_1 */
-	mmio_w(common + 0x14, 0xb, 1);
-	if (!(status() & VIRTIO_S_FEATURES_OK))
-		return false;
-	mmio_w(common + 0x10, 0, 2);
-	for (int q = 0; q < nq; q++) {
-		mmio_w(common + 0x16, q, 2);
-		mmio_w(common + 0x18, QSIZE, 2);
-		mmio_w(common + 0x1a, q + 1, 2);
-		mmio_w(common + 0x20, q_desc[q], 8);
-		mmio_w(common + 0x28, q_avail[q], 8);
-		mmio_w(common + 0x30, q_used[q], 8);
-		mmio_w(common + 0x1c, 1, 2);
-	}
-	mmio_w(common + 0x14, 0xf, 1);
-	take_irqs();
-	return status() == 0xf;
+	net.nq = lo & F_CTRL_VQ ? 3 : 2;
+	return vdrv_setup(&net, lo);
 }
 
 /* a transmit chain: the header and the frame in two descriptors at slot */
@@ -199,17 +107,17 @@ static void tx_frame(int slot, const uint8_t *frame, uint32_t len)
 
 	memset(gp(at), 0, HDR_LEN);
 	memcpy(gp(at + HDR_LEN), frame, len);
-	set_desc(q_desc[TXQ], slot, at, HDR_LEN, VIRTQ_DESC_F_NEXT, slot + 1);
-	set_desc(q_desc[TXQ], slot + 1, at + HDR_LEN, len, 0, 0);
-	post(TXQ, slot);
+	set_desc(net.desc[TXQ], slot, at, HDR_LEN, VIRTQ_DESC_F_NEXT, slot + 1);
+	set_desc(net.desc[TXQ], slot + 1, at + HDR_LEN, len, 0, 0);
+	vdrv_post(&net, TXQ, slot);
 }
 
 /* n receive buffers of len bytes, one descriptor each, from slot first */
 static void rx_buffers(int first, int n, uint32_t len)
 {
 	for (int i = first; i < first + n; i++) {
-		set_desc(q_desc[RXQ], i, RXBUF + RXBUF_LEN * i, len, VIRTQ_DESC_F_WRITE, 0);
-		post(RXQ, i);
+		set_desc(net.desc[RXQ], i, RXBUF + RXBUF_LEN * i, len, VIRTQ_DESC_F_WRITE, 0);
+		vdrv_post(&net, RXQ, i);
 	}
 }
 
@@ -224,11 +132,11 @@ static void make_frame(uint8_t *f, size_t len, unsigned seed)
 static bool wait_used(int q, uint16_t want)
 {
 	for (int i = 0; i < 20000; i++) {
-		if (used_idx(q) == want)
+		if (vdrv_used_idx(&net, q) == want)
 			return true;
 		usleep(1000);
 	}
-	return used_idx(q) == want;
+	return vdrv_used_idx(&net, q) == want;
 }
 
 /* ---- tests ---- */
@@ -238,35 +146,19 @@ static void test_identity(void)
 	ok(mmio_r(PCI_ECAM_BASE + (1 << 15), 4) == 0x10411af4, "virtio-net at 00:01.0 is 1af4:1041");
 	ok(testvm_cfg_read(&vm, 1, 0x0a, 2) == 0x0200, "class 0200 (Ethernet)");
 	testvm_cfg_write(&vm, 1, 0x10, 0xd0000000, 4);
-	testvm_cfg_write(&vm, 1, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	bar = testvm_cfg_read(&vm, 1, 0x10, 4) & ~0xfu;
-	int n = 0;
-	for (unsigned c = testvm_cfg_read(&vm, 1, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, 1, c + 1, 1), n++) {
-		uint8_t id = testvm_cfg_read(&vm, 1, c, 1);
-		if (id == 0x11) {
-			msix = bar + (testvm_cfg_read(&vm, 1, c + 4, 4) & ~7u);
-			testvm_cfg_write(&vm, 1, c + 2, 0x8000, 2);
-		} else if (id == 0x09) {
-			uint8_t type = testvm_cfg_read(&vm, 1, c + 3, 1);
-			uint64_t at = bar + testvm_cfg_read(&vm, 1, c + 8, 4);
-			if (type == 1)
-				common = at;
-			if (type == 2)
-				notify = at;
-			if (type == 4)
-				devcfg = at;
-		}
-	}
-	ok(common && notify && devcfg && msix, "common, notify, device and MSI-X structures found");
-	ok(mmio_r(common + 0x12, 2) == 3, "three queues: receive, transmit, control");
+	ok(vdrv_probe(&net, 1) && net.devcfg, "common, notify, device and MSI-X structures found");
+	net.qsize = QSIZE;
+	for (int q = 0; q < 3; q++)
+		vdrv_place(&net, q, 0x100000 + 0x10000 * q);
+	ok(mmio_r(net.common + 0x12, 2) == 3, "three queues: receive, transmit, control");
 	uint8_t mac[6];
 	for (int i = 0; i < 6; i++)
-		mac[i] = mmio_r(devcfg + i, 1);
+		mac[i] = mmio_r(net.devcfg + i, 1);
 	ok(!memcmp(mac, "\x52\x41\x43\xaa\xbb\x01", 6), "config: the MAC given");
-	ok(mmio_r(devcfg + 6, 2) == 1, "config: status LINK_UP");
+	ok(mmio_r(net.devcfg + 6, 2) == 1, "config: status LINK_UP");
 
-	mmio_w(common + 0x00, 0, 4);
-	uint32_t lo = mmio_r(common + 0x04, 4);
+	mmio_w(net.common + 0x00, 0, 4);
+	uint32_t lo = mmio_r(net.common + 0x04, 4);
 	uint32_t want = F_MAC | F_MRG | F_STATUS | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6 |
 			F_HOST_ECN | F_CTRL_VQ | F_CTRL_RX | F_CTRL_MAC_ADDR;
 	ok((lo & want) == want, "MAC, MRG_RXBUF, STATUS, CSUM, GUEST_CSUM, HOST_TSO4/6/ECN, CTRL_VQ/RX/MAC_ADDR offered");
@@ -275,30 +167,19 @@ static void test_identity(void)
 	ok((lo & ~(want | 1u << VIRTIO_F_INDIRECT_DESC | 1u << VIRTIO_F_EVENT_IDX)) == 0,
 	   "nothing else offered on a backend without offloads (%#x)", lo);
 
-	for (int v = 0; v < 4; v++) {
-		mmio_w(msix + 16 * v, 0xfee00000, 4);
-		mmio_w(msix + 16 * v + 4, 0, 4);
-		mmio_w(msix + 16 * v + 8, V_CONFIG + v, 4);
-		mmio_w(msix + 16 * v + 12, 0, 4);
-	}
+	vdrv_msix(&net, 4, V_CONFIG);
 }
 
 /* the device features of the NIC at 00:slot.0 (BAR at bar_at) */
 static uint32_t slot_features(int slot, uint32_t bar_at)
 {
-	uint64_t b, com = 0;
-	int n = 0;
+	struct vdrv d;
 
 	testvm_cfg_write(&vm, slot, 0x10, bar_at, 4);
-	testvm_cfg_write(&vm, slot, 0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	b = testvm_cfg_read(&vm, slot, 0x10, 4) & ~0xfu;
-	for (unsigned c = testvm_cfg_read(&vm, slot, 0x34, 1); c && n < 48; c = testvm_cfg_read(&vm, slot, c + 1, 1), n++)
-		if (testvm_cfg_read(&vm, slot, c, 1) == 0x09 && testvm_cfg_read(&vm, slot, c + 3, 1) == 1)
-			com = b + testvm_cfg_read(&vm, slot, c + 8, 4);
-	if (!com)
+	if (!vdrv_probe(&d, slot))
 		return 0;
-	mmio_w(com + 0x00, 0, 4);
-	return mmio_r(com + 0x04, 4);
+	mmio_w(d.common + 0x00, 0, 4);
+	return mmio_r(d.common + 0x04, 4);
 }
 
 /* offload=off and offload=csum: NICs at 00:02.0 and 00:03.0 */
@@ -324,23 +205,23 @@ static void test_tx(void)
 	ok(tb.sent == 1 && tb.last_len == sizeof(f) && !memcmp(tb.last, f, sizeof(f)),
 	   "TX: a 1514-byte frame reaches the backend byte for byte, without the header");
 	uint32_t id, len;
-	used_elem(TXQ, 0, &id, &len);
-	ok(used_idx(TXQ) == 1 && id == 0 && len == 0, "TX: the chain comes back used, 0 bytes written");
+	vdrv_used_elem(&net, TXQ, 0, &id, &len);
+	ok(vdrv_used_idx(&net, TXQ) == 1 && id == 0 && len == 0, "TX: the chain comes back used, 0 bytes written");
 	ok(take_irqs() & 1u << 2, "TX: the transmit queue's vector fires");
 
 	/* the header and the frame in one descriptor, as Linux sends them */
 	make_frame(f, 60, 2);
 	memset(gp(TXBUF), 0, HDR_LEN);
 	memcpy(gp(TXBUF + HDR_LEN), f, 60);
-	set_desc(q_desc[TXQ], 4, TXBUF, HDR_LEN + 60, 0, 0);
-	post(TXQ, 4);
+	set_desc(net.desc[TXQ], 4, TXBUF, HDR_LEN + 60, 0, 0);
+	vdrv_post(&net, TXQ, 4);
 	kick(TXQ);
 	ok(tb.sent == 2 && tb.last_len == 60 && !memcmp(tb.last, f, 60), "TX: header and frame in one descriptor");
 
 	/* a runt is no frame: dropped, the chain still returned */
 	tx_frame(6, f, 10);
 	kick(TXQ);
-	ok(tb.sent == 2 && used_idx(TXQ) == 3 && !(status() & VIRTIO_S_NEEDS_RESET),
+	ok(tb.sent == 2 && vdrv_used_idx(&net, TXQ) == 3 && !vdrv_needs_reset(&net),
 	   "TX: a 10-byte runt is dropped, the chain returned");
 }
 
@@ -354,12 +235,12 @@ static void test_rx(void)
 	make_frame(f, sizeof(f), 3);
 	host_frame(f, sizeof(f));
 	usleep(20000);
-	ok(used_idx(RXQ) == 0 && !(status() & VIRTIO_S_NEEDS_RESET), "RX: with no buffers the frame waits");
+	ok(vdrv_used_idx(&net, RXQ) == 0 && !vdrv_needs_reset(&net), "RX: with no buffers the frame waits");
 	rx_buffers(0, 4, RXBUF_LEN);
 	kick(RXQ);
-	used_elem(RXQ, 0, &id, &len);
+	vdrv_used_elem(&net, RXQ, 0, &id, &len);
 	memcpy(hdr, gp(RXBUF), HDR_LEN);
-	ok(used_idx(RXQ) == 1 && id == 0 && len == HDR_LEN + sizeof(f), "RX: the notify delivers it (%u bytes)", len);
+	ok(vdrv_used_idx(&net, RXQ) == 1 && id == 0 && len == HDR_LEN + sizeof(f), "RX: the notify delivers it (%u bytes)", len);
 	ok(!memcmp(gp(RXBUF + HDR_LEN), f, sizeof(f)), "RX: the frame byte for byte after the header");
 	ok(hdr[0] == 0 && hdr[1] == 0 && hdr[10] == 1 && hdr[11] == 0, "RX: header flags 0, GSO_NONE, num_buffers 1");
 	ok(take_irqs() & 1u << 1, "RX: the receive queue's vector fires");
@@ -381,12 +262,12 @@ static void test_rx(void)
 	make_frame(f, 300, 5);
 	host_frame(f, 300);
 	bool four = wait_used(RXQ, 8);
-	ok(four, "RX: a 300-byte frame takes four 100-byte buffers (used %u)", used_idx(RXQ));
+	ok(four, "RX: a 300-byte frame takes four 100-byte buffers (used %u)", vdrv_used_idx(&net, RXQ));
 	uint8_t got[400];
 	uint32_t total = 0;
 	bool ids = true;
 	for (int i = 4; i < 8; i++) {
-		used_elem(RXQ, i, &id, &len);
+		vdrv_used_elem(&net, RXQ, i, &id, &len);
 		ids &= id == (uint32_t)i;
 		memcpy(got + total, gp(RXBUF + RXBUF_LEN * id), len);
 		total += len;
@@ -408,7 +289,7 @@ static void test_no_mrg(void)
 	host_frame(f, 500);
 	ok(wait_used(RXQ, 1), "RX: a frame too big for one buffer is dropped, the next fits");
 	uint32_t id, len;
-	used_elem(RXQ, 0, &id, &len);
+	vdrv_used_elem(&net, RXQ, 0, &id, &len);
 	ok(id == 0 && len == HDR_LEN + 500 && !memcmp(gp(RXBUF + HDR_LEN), f, 500) && gp(RXBUF)[10] == 1,
 	   "RX: the buffer holds the 500-byte frame, num_buffers 1");
 	take_irqs();
@@ -430,11 +311,11 @@ static void test_flow(void)
 	ok(n > 0 && n < 1000 && !host_can_send(), "no buffers: the port stops the backend after %d frames", n);
 	rx_buffers(0, QSIZE, 128);
 	kick(RXQ);
-	ok(used_idx(RXQ) == n, "posting buffers delivers all %d waiting frames (used %u)", n, used_idx(RXQ));
+	ok(vdrv_used_idx(&net, RXQ) == n, "posting buffers delivers all %d waiting frames (used %u)", n, vdrv_used_idx(&net, RXQ));
 	bool order = true;
 	for (int i = 0; i < n; i++) {
 		uint32_t id, len;
-		used_elem(RXQ, i, &id, &len);
+		vdrv_used_elem(&net, RXQ, i, &id, &len);
 		order &= len == HDR_LEN + sizeof(f) && gp(RXBUF + RXBUF_LEN * id)[HDR_LEN] == (uint8_t)i;
 	}
 	ok(order, "in order, none lost");
@@ -736,9 +617,9 @@ static void tx_offload(const uint8_t *frame, size_t len, uint8_t flags, uint8_t 
 		memcpy(h + 2 + 2 * i, &v[i], 2);
 	memcpy(gp(BIGBUF + HDR_LEN), frame, len);
 	/* the header alone, then the frame: as a scatter-gather driver does */
-	set_desc(q_desc[TXQ], 0, BIGBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(q_desc[TXQ], 1, BIGBUF + HDR_LEN, len, 0, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, BIGBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(net.desc[TXQ], 1, BIGBUF + HDR_LEN, len, 0, 0);
+	vdrv_post(&net, TXQ, 0);
 	kick(TXQ);
 }
 
@@ -767,12 +648,12 @@ static void test_offload_tx(void)
 		make_partial(f, v6, len);
 		tb.keep = true;
 		tb.nkept = 0;
-		uint16_t used = used_idx(TXQ);
+		uint16_t used = vdrv_used_idx(&net, TXQ);
 		tx_offload(f, len, NET_OFF_NEEDS_CSUM, v6 ? NET_GSO_TCPV6 | NET_GSO_ECN : NET_GSO_TCPV4,
 			   (v6 ? 54 : 34) + TCP_HLEN, 1448, v6 ? 54 : 34, 16);
 		tb.keep = false;
 		bool good = check_segments(orig, len, v6, 1448, tb.nkept, tb.kept, tb.kept_len, why, sizeof(why));
-		ok(good && used_idx(TXQ) == used + 1,
+		ok(good && vdrv_used_idx(&net, TXQ) == used + 1,
 		   "HOST_TSO%d: a 64 KiB frame leaves as %d segments, headers, checksums and bytes right %s", v6 ? 6 : 4,
 		   tb.nkept, good ? "" : why);
 		for (int i = 0; i < tb.nkept; i++)
@@ -785,14 +666,14 @@ static void test_offload_tx(void)
 	len = tcp_frame(f, false, 5000, 0x18);
 	make_partial(f, false, len);
 	sent = tb.sent;
-	uint16_t used = used_idx(TXQ);
+	uint16_t used = vdrv_used_idx(&net, TXQ);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 0, 34, 16);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, len + 1, 1448, 34, 16);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, len - 10, 9);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, 65535, 65535);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV6, 66, 1448, 34, 16);
 	tx_offload(f, 60, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 54, 1448, 34, 16);
-	ok(tb.sent == sent && used_idx(TXQ) == used + 6 && !(status() & VIRTIO_S_NEEDS_RESET),
+	ok(tb.sent == sent && vdrv_used_idx(&net, TXQ) == used + 6 && !vdrv_needs_reset(&net),
 	   "gso_size 0, hdr_len or csum_start+offset beyond the frame, TCPV6 on IPv4, a cut TSO frame: "
 	   "6 dropped, 6 chains returned, no reset");
 	make_frame(f, 100, 12);
@@ -804,7 +685,7 @@ static void test_offload_tx(void)
 	sent = tb.sent;
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, 34, 16);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 536, 34, 16);
-	ok(tb.sent == sent && !(status() & VIRTIO_S_NEEDS_RESET), "NEEDS_CSUM and TSO4 not negotiated: dropped");
+	ok(tb.sent == sent && !vdrv_needs_reset(&net), "NEEDS_CSUM and TSO4 not negotiated: dropped");
 	take_irqs();
 }
 
@@ -837,18 +718,18 @@ static void test_offload_rx(void)
 static int ctrl(uint8_t cls, uint8_t cmd, const void *data, size_t dlen)
 {
 	uint8_t *c = gp(CTRLBUF);
-	uint16_t before = used_idx(CTRLQ);
+	uint16_t before = vdrv_used_idx(&net, CTRLQ);
 
 	c[0] = cls;
 	c[1] = cmd;
 	if (dlen)
 		memcpy(c + 2, data, dlen);
 	*gp(CTRLBUF + 0x1000) = 0xee;
-	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 2 + dlen, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(q_desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
-	post(CTRLQ, 0);
+	set_desc(net.desc[CTRLQ], 0, CTRLBUF, 2 + dlen, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(net.desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_post(&net, CTRLQ, 0);
 	kick(CTRLQ);
-	if (used_idx(CTRLQ) != (uint16_t)(before + 1))
+	if (vdrv_used_idx(&net, CTRLQ) != (uint16_t)(before + 1))
 		return -1;
 	return *gp(CTRLBUF + 0x1000);
 }
@@ -867,10 +748,10 @@ static bool passes(const uint8_t *dst)
 	memset(f, 0xff, 6);
 	host_frame(f, sizeof(f));
 	for (int i = 0; i < 20000; i++) {
-		uint16_t u = used_idx(RXQ);
+		uint16_t u = vdrv_used_idx(&net, RXQ);
 		if (u != rx_seen) {
 			uint32_t id, len;
-			used_elem(RXQ, u - 1, &id, &len);
+			vdrv_used_elem(&net, RXQ, u - 1, &id, &len);
 			if (!memcmp(gp(RXBUF + RXBUF_LEN * id + HDR_LEN), "\xff\xff\xff\xff\xff\xff", 6)) {
 				bool got = (uint16_t)(u - rx_seen) == 2;
 				rx_seen = u;
@@ -912,7 +793,7 @@ static void test_ctrl(void)
 	ok(ctrl(1, 1, newmac, 6) == 0, "MAC_ADDR_SET: VIRTIO_NET_OK");
 	uint8_t cfg[6];
 	for (int i = 0; i < 6; i++)
-		cfg[i] = mmio_r(devcfg + i, 1);
+		cfg[i] = mmio_r(net.devcfg + i, 1);
 	ok(!memcmp(cfg, newmac, 6) && passes(newmac) && !passes(own),
 	   "the new address is in the configuration and the filter, the old one is not");
 
@@ -944,27 +825,27 @@ static void test_ctrl(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++, cmds++)
 		errs += ctrl(bad[i].cls, bad[i].cmd, bad[i].data, bad[i].len) == 1;
 	/* a command of one byte: no command at all */
-	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 1, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(q_desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
-	post(CTRLQ, 0);
+	set_desc(net.desc[CTRLQ], 0, CTRLBUF, 1, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(net.desc[CTRLQ], 1, CTRLBUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_post(&net, CTRLQ, 0);
 	kick(CTRLQ);
 	cmds++;
 	errs += *gp(CTRLBUF + 0x1000) == 1;
 	for (int i = 0; i < 6; i++)
-		cfg[i] = mmio_r(devcfg + i, 1);
-	ok(errs == cmds && !memcmp(cfg, newmac, 6) && !passes(other) && !(status() & VIRTIO_S_NEEDS_RESET),
+		cfg[i] = mmio_r(net.devcfg + i, 1);
+	ok(errs == cmds && !memcmp(cfg, newmac, 6) && !passes(other) && !vdrv_needs_reset(&net),
 	   "%d of %d malformed commands answered VIRTIO_NET_ERR; the address and the filter unchanged", errs, cmds);
 
 	/* a command with nowhere to put the ack breaks the rules */
-	set_desc(q_desc[CTRLQ], 0, CTRLBUF, 3, 0, 0);
-	post(CTRLQ, 0);
+	set_desc(net.desc[CTRLQ], 0, CTRLBUF, 3, 0, 0);
+	vdrv_post(&net, CTRLQ, 0);
 	kick(CTRLQ);
-	ok(status() & VIRTIO_S_NEEDS_RESET, "a command without an ack buffer: NEEDS_RESET");
+	ok(vdrv_needs_reset(&net), "a command without an ack buffer: NEEDS_RESET");
 	take_irqs();
 
 	ok(dev_setup(F_MAC | F_MRG | F_STATUS | F_CTRL_VQ), "a reset, and up with CTRL_VQ alone");
 	for (int i = 0; i < 6; i++)
-		cfg[i] = mmio_r(devcfg + i, 1);
+		cfg[i] = mmio_r(net.devcfg + i, 1);
 	ok(!memcmp(cfg, own, 6), "the reset brought the original address back");
 	ok(ctrl(0, 0, &off, 1) == 1 && ctrl(1, 1, newmac, 6) == 1, "RX and MAC_ADDR_SET without their features: VIRTIO_NET_ERR");
 	rx_buffers(0, QSIZE, 128);
@@ -983,7 +864,7 @@ static bool ram_untouched(void)
 		bool allowed = false;
 
 		for (int q = 0; q < 2; q++)
-			allowed |= (i >= q_used[q] && i < q_used[q] + 6 + 8 * QSIZE + 2);
+			allowed |= (i >= net.used[q] && i < net.used[q] + 6 + 8 * QSIZE + 2);
 		allowed |= i >= RXBUF && i < RXBUF + RXBUF_LEN * QSIZE;
 		if (!allowed && vm.ram[i] != snapshot[i])
 			return false;
@@ -1006,14 +887,14 @@ static void bad_case(const char *what, int q, void (*build)(void))
 		kick(RXQ);
 		make_frame(f, sizeof(f), 10);
 		host_frame(f, sizeof(f));
-		for (int i = 0; i < 20000 && !(status() & VIRTIO_S_NEEDS_RESET); i++)
+		for (int i = 0; i < 20000 && !vdrv_needs_reset(&net); i++)
 			usleep(1000);
 	} else {
 		kick(TXQ);
 	}
 	unsigned irqs = take_irqs();
-	ok((status() & VIRTIO_S_NEEDS_RESET) && (irqs & 1), "%s: NEEDS_RESET and a configuration interrupt", what);
-	ok(tb.sent == sent && ram_untouched() && used_idx(q) == 0,
+	ok(vdrv_needs_reset(&net) && (irqs & 1), "%s: NEEDS_RESET and a configuration interrupt", what);
+	ok(tb.sent == sent && ram_untouched() && vdrv_used_idx(&net, q) == 0,
 	   "%s: nothing sent, nothing used, no RAM changed", what);
 	/* a device that needs a reset ignores its queues until then */
 	tx_frame(0, f, sizeof(f));
@@ -1023,98 +904,97 @@ static void bad_case(const char *what, int q, void (*build)(void))
 
 static void t_outside(void)
 {
-	set_desc(q_desc[TXQ], 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(q_desc[TXQ], 1, RAM_SIZE - 16, 64, 0, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(net.desc[TXQ], 1, RAM_SIZE - 16, 64, 0, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_huge_addr(void)
 {
-	set_desc(q_desc[TXQ], 0, 0xfffffffffffff000ull, 0x2000, 0, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, 0xfffffffffffff000ull, 0x2000, 0, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_loop(void)
 {
-	set_desc(q_desc[TXQ], 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(q_desc[TXQ], 1, TXBUF + 64, 64, VIRTQ_DESC_F_NEXT, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(net.desc[TXQ], 1, TXBUF + 64, 64, VIRTQ_DESC_F_NEXT, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_oversized(void)
 {
 	/* in RAM, but more than any frame without segmentation offload */
-	set_desc(q_desc[TXQ], 0, TXBUF, HDR_LEN + NET_MAX_FRAME + 1, 0, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, TXBUF, HDR_LEN + NET_MAX_FRAME + 1, 0, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_short_hdr(void)
 {
-	set_desc(q_desc[TXQ], 0, TXBUF, 8, 0, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, TXBUF, 8, 0, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_bad_head(void)
 {
-	post(TXQ, QSIZE + 3);
+	vdrv_post(&net, TXQ, QSIZE + 3);
 }
 
 static void t_bad_next(void)
 {
-	set_desc(q_desc[TXQ], 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, QSIZE);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, QSIZE);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_avail_jump(void)
 {
-	set_desc(q_desc[TXQ], 0, TXBUF, HDR_LEN + 60, 0, 0);
-	post(TXQ, 0);
-	avail_idx[TXQ] += QSIZE + 1;
-	__atomic_store_n((uint16_t *)gp(q_avail[TXQ] + 2), avail_idx[TXQ], __ATOMIC_RELEASE);
+	set_desc(net.desc[TXQ], 0, TXBUF, HDR_LEN + 60, 0, 0);
+	vdrv_post(&net, TXQ, 0);
+	vdrv_publish(&net, TXQ, net.avail_idx[TXQ] + QSIZE + 1);
 }
 
 static void t_writable_tx(void)
 {
-	set_desc(q_desc[TXQ], 0, TXBUF, HDR_LEN + 60, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(q_desc[TXQ], 1, TXBUF + 0x1000, 64, VIRTQ_DESC_F_WRITE, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, TXBUF, HDR_LEN + 60, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(net.desc[TXQ], 1, TXBUF + 0x1000, 64, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void t_indirect_loop(void)
 {
 	set_desc(INDIRECT, 0, TXBUF, HDR_LEN, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(INDIRECT, 1, TXBUF + 64, 64, VIRTQ_DESC_F_NEXT, 0);
-	set_desc(q_desc[TXQ], 0, INDIRECT, 32, VIRTQ_DESC_F_INDIRECT, 0);
-	post(TXQ, 0);
+	set_desc(net.desc[TXQ], 0, INDIRECT, 32, VIRTQ_DESC_F_INDIRECT, 0);
+	vdrv_post(&net, TXQ, 0);
 }
 
 static void r_outside(void)
 {
-	set_desc(q_desc[RXQ], 0, RAM_SIZE - 100, 2048, VIRTQ_DESC_F_WRITE, 0);
-	post(RXQ, 0);
+	set_desc(net.desc[RXQ], 0, RAM_SIZE - 100, 2048, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_post(&net, RXQ, 0);
 }
 
 static void r_readable(void)
 {
-	set_desc(q_desc[RXQ], 0, RXBUF, 2048, 0, 0);
-	post(RXQ, 0);
+	set_desc(net.desc[RXQ], 0, RXBUF, 2048, 0, 0);
+	vdrv_post(&net, RXQ, 0);
 }
 
 static void r_short(void)
 {
-	set_desc(q_desc[RXQ], 0, RXBUF, 8, VIRTQ_DESC_F_WRITE, 0);
-	post(RXQ, 0);
+	set_desc(net.desc[RXQ], 0, RXBUF, 8, VIRTQ_DESC_F_WRITE, 0);
+	vdrv_post(&net, RXQ, 0);
 }
 
 static void r_loop(void)
 {
-	set_desc(q_desc[RXQ], 0, RXBUF, 2048, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
-	post(RXQ, 0);
+	set_desc(net.desc[RXQ], 0, RXBUF, 2048, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
+	vdrv_post(&net, RXQ, 0);
 }
 
 static void r_bad_head(void)
 {
-	post(RXQ, 0xffff);
+	vdrv_post(&net, RXQ, 0xffff);
 }
 
 static void test_malicious(void)

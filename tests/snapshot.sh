@@ -21,10 +21,8 @@
 #   with the backend made again, after the restore.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. tests/lib/guest-tap.bash
-. tests/lib/console.bash
+. tests/lib/linux-guest.bash
 
-ACCORD=${ACCORD:-build/accord}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 TICKER=build/api-guest/ticker.elf
 IMG=build/guest-image-virtio
@@ -244,12 +242,7 @@ first=$(ticks_continue "$tmp/sb-off.r.log" "$tmp/chain.r.log" 300)
 result "the snapshot of the restored VM restores: the ticks go on from $first to 300" "$(tail -n 3 "$tmp/chain.r.log")"
 
 # ---- the stock kernel with a disk, a counting loop ----
-MKGUEST_OUT=$PWD/$IMG GUEST_TOOLS="mke2fs" GUEST_MODULES="virtio_pci virtio_blk" tools/mkguest >"$tmp/mkguest.log" 2>&1
-if [ ! -f "$IMG/vmlinuz" ] || [ ! -f "$IMG/initrd.cpio.gz" ]; then
-	tap_skip "snapshots of Linux" "no guest image (tools/mkguest failed: $(tail -n 1 "$tmp/mkguest.log"))"
-	tap_summary
-	exit 0
-fi
+guest_image "snapshots of Linux" "virtio_pci virtio_blk" "mke2fs"
 disk=$tmp/disk.img
 truncate -s 16M "$disk"
 N=300
@@ -258,13 +251,7 @@ log=$tmp/linux.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name lin --disk path="$disk"
 pids+=("$CONSOLE_PID")
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "Linux with a virtio disk boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-	tap_summary
-	exit 0
-fi
+guest_booted "Linux with a virtio disk boots to init"
 sleep 1
 console_check "the guest writes its disk before the snapshot" \
 	'printf before-snapshot | dd of=/dev/vda bs=512 seek=8 conv=fsync 2>/dev/null; echo W$((1+1))' "^W2"
@@ -347,25 +334,15 @@ linux_restore first
 linux_restore second
 
 # ---- virtio-net on user-mode networking: the backend is made again ----
-NIMG=build/guest-image-net
-MKGUEST_OUT=$PWD/$NIMG GUEST_MODULES="virtio_pci virtio_net" tools/mkguest >"$tmp/mkguest-net.log" 2>&1
+IMG=build/guest-image-net
+guest_image "snapshots of Linux with virtio-net" "virtio_pci virtio_net"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-if [ ! -f "$NIMG/vmlinuz" ] || [ -z "$port" ]; then
-	tap_skip "snapshots of Linux with virtio-net" "no guest image or no free port"
-	tap_summary
-	exit 0
-fi
 nlog=$tmp/net.log
-console_start "$nlog" "$ACCORD" run --kernel "$NIMG/vmlinuz" --initrd "$NIMG/initrd.cpio.gz" \
+console_start "$nlog" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name net \
 	--net "user,hostfwd=tcp:127.0.0.1:$port-:8080"
 pids+=("$CONSOLE_PID")
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "Linux with virtio-net boots to init" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_finish 1
-	tap_summary
-	exit 0
-fi
+guest_booted "Linux with virtio-net boots to init"
 sleep 1
 console_check "net: DHCP from slirp, and an httpd behind hostfwd" \
 	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; mkdir -p /www && echo token-$((6*7)) >/www/t && httpd -p 8080 -h /www && echo N$((1+1)) $(ifconfig eth0 | grep -o "inet addr:[0-9.]*")' \

@@ -23,6 +23,7 @@
 #include "engine/engine.h"
 #include "vm/vm.h"
 #include "tap.h"
+#include "boot_images.h"
 
 #define MIB (1024ull * 1024)
 #define GIB (1024ull * MIB)
@@ -52,24 +53,6 @@ static uint32_t get32(const uint8_t *p)
 static uint64_t get64(const uint8_t *p)
 {
 	return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, v);
-	put16(p + 2, v >> 16);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, v);
-	put32(p + 4, v >> 32);
 }
 
 static uint8_t *gpa(uint64_t addr, uint64_t len)
@@ -166,143 +149,7 @@ static void expect_fail(const char *kernel, const char *initrd, const char *cmdl
 	ok(good, "%s -> -1, one line [%s]", desc, err);
 }
 
-/* ---- synthetic images ---- */
-
-#define SYN_PADDR 0x1000000ull
-#define SYN_VADDR 0xffffffff81000000ull
-#define SYN_ENTRY_OFF 0x40
-#define SYN_CODE 0x1000
-#define SYN_BSS 0x3000
-#define SYN_PVH_ENTRY_OFF 0x80
-
-static uint8_t syn_code[SYN_CODE];
-
-/* An x86-64 ELF with one PT_LOAD (file bytes then bss) and optionally a
- * PT_NOTE holding a PVH entry note. Returns the length written to buf. */
-static size_t make_elf64(uint8_t *buf, bool pvh)
-{
-	size_t code_off = 0x200;
-	uint8_t *ph = buf + 64, *note = buf + 0x100;
-
-	memset(buf, 0, code_off + SYN_CODE);
-	memcpy(buf, "\x7f" "ELF", 4);
-	buf[4] = 2;
-	buf[5] = 1;
-	buf[6] = 1;
-	put16(buf + 16, 2);
-	put16(buf + 18, 62);
-	put32(buf + 20, 1);
-	put64(buf + 24, SYN_VADDR + SYN_ENTRY_OFF);
-	put64(buf + 32, 64);
-	put16(buf + 52, 64);
-	put16(buf + 54, 56);
-	put16(buf + 56, pvh ? 2 : 1);
-	put32(ph, 1);
-	put32(ph + 4, 7);
-	put64(ph + 8, code_off);
-	put64(ph + 16, SYN_VADDR);
-	put64(ph + 24, SYN_PADDR);
-	put64(ph + 32, SYN_CODE);
-	put64(ph + 40, SYN_CODE + SYN_BSS);
-	put64(ph + 48, 0x200000);
-	if (pvh) {
-		ph += 56;
-		put32(ph, 4);
-		put64(ph + 8, note - buf);
-		put64(ph + 32, 20);
-		put64(ph + 40, 20);
-		put32(note, 4);
-		put32(note + 4, 4);
-		put32(note + 8, 18);
-		memcpy(note + 12, "Xen", 4);
-		put32(note + 16, SYN_PADDR + SYN_PVH_ENTRY_OFF);
-	}
-	memcpy(buf + code_off, syn_code, SYN_CODE);
-	return code_off + SYN_CODE;
-}
-
-static size_t compress_gzip(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
-{
-	z_stream z = { 0 };
-
-	deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY);
-	z.next_in = (uint8_t *)in;
-	z.avail_in = len;
-	z.next_out = out;
-	z.avail_out = cap;
-	deflate(&z, Z_FINISH);
-	deflateEnd(&z);
-	return z.total_out; /* gzip's trailer already ends in the size */
-}
-
-static size_t compress_xz(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
-{
-	size_t pos = 0;
-
-	lzma_easy_buffer_encode(6, LZMA_CHECK_CRC32, NULL, in, len, out, &pos, cap);
-	put32(out + pos, len);
-	return pos + 4;
-}
-
-static size_t compress_zstd(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
-{
-	size_t n = ZSTD_compress(out, cap, in, len, 19);
-
-	put32(out + n, len);
-	return n + 4;
-}
-
-/* legacy frame, split into small blocks to exercise the block loop */
-static size_t compress_lz4(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
-{
-	size_t pos = 4, done = 0;
-
-	put32(out, 0x184C2102);
-	while (done < len) {
-		size_t chunk = len - done < 1024 ? len - done : 1024;
-		int n = LZ4_compress_default((const char *)in + done, (char *)out + pos + 4, chunk,
-					     cap - pos - 4);
-
-		put32(out + pos, n);
-		pos += 4 + n;
-		done += chunk;
-	}
-	put32(out + pos, len);
-	return pos + 4;
-}
-
-#define SYN_SETUP_SECTS 1
-#define SYN_PM_OFF ((SYN_SETUP_SECTS + 1) * 512)
-#define SYN_PAYLOAD_OFF 0x100
-
-/* A bzImage around payload: 0x100 bytes of stand-in decompressor, then the
- * payload; the setup header describes both. */
-static size_t make_bzimage(uint8_t *buf, const uint8_t *payload, size_t len)
-{
-	size_t pm = (SYN_PAYLOAD_OFF + len + 15) & ~15ul;
-
-	memset(buf, 0, SYN_PM_OFF + pm);
-	buf[0x1F1] = SYN_SETUP_SECTS;
-	put32(buf + 0x1F4, pm / 16);
-	put16(buf + 0x1FE, 0xAA55);
-	buf[0x200] = 0xEB;
-	buf[0x201] = 0x6A; /* header ends at 0x26C */
-	memcpy(buf + 0x202, "HdrS", 4);
-	put16(buf + 0x206, 0x20F);
-	buf[0x211] = 0x01;
-	put32(buf + 0x22C, 0x7fffffff);
-	put32(buf + 0x230, 0x200000);
-	buf[0x234] = 1;
-	put16(buf + 0x236, 0x3);
-	put32(buf + 0x238, 2047);
-	put32(buf + 0x248, SYN_PAYLOAD_OFF);
-	put32(buf + 0x24C, len);
-	put64(buf + 0x258, SYN_PADDR);
-	put32(buf + 0x260, 0x400000);
-	memset(buf + SYN_PM_OFF, 0xCC, SYN_PAYLOAD_OFF);
-	memcpy(buf + SYN_PM_OFF + SYN_PAYLOAD_OFF, payload, len);
-	return SYN_PM_OFF + pm;
-}
+/* ---- the synthetic images of tests/boot_images.h ---- */
 
 static void check_e820(const uint8_t *bp, const char *what)
 {
@@ -456,43 +303,6 @@ static void test_vmlinux_and_pvh(void)
 
 /* ---- Multiboot ---- */
 
-#define MB_LOAD 0x100000u
-
-static void mb_header(uint8_t *p, uint32_t flags)
-{
-	put32(p, 0x1BADB002);
-	put32(p + 4, flags);
-	put32(p + 8, -(0x1BADB002u + flags));
-}
-
-static size_t make_mb_elf32(uint8_t *buf, uint32_t flags)
-{
-	uint8_t *ph = buf + 52;
-
-	memset(buf, 0, 0x1000);
-	memcpy(buf, "\x7f" "ELF", 4);
-	buf[4] = 1;
-	buf[5] = 1;
-	buf[6] = 1;
-	put16(buf + 16, 2);
-	put16(buf + 18, 3);
-	put32(buf + 20, 1);
-	put32(buf + 24, MB_LOAD + 0x20);
-	put32(buf + 28, 52);
-	put16(buf + 40, 52);
-	put16(buf + 42, 32);
-	put16(buf + 44, 1);
-	put32(ph, 1);
-	put32(ph + 4, 0x100);
-	put32(ph + 8, MB_LOAD);
-	put32(ph + 12, MB_LOAD);
-	put32(ph + 16, 0x100);
-	put32(ph + 20, 0x800);
-	mb_header(buf + 0x100, flags);
-	memset(buf + 0x120, 0x90, 0xE0);
-	return 0x200;
-}
-
 static void test_multiboot(void)
 {
 	static uint8_t img[0x1000];
@@ -530,14 +340,7 @@ static void test_multiboot(void)
 	   "Multiboot info: mmap entries of size 20");
 
 	/* a.out kludge in a raw binary: header at 0x10, bss after the file */
-	memset(img, 0x90, 0x400);
-	mb_header(img + 0x10, 0x10003);
-	put32(img + 0x1C, MB_LOAD + 0x10);
-	put32(img + 0x20, MB_LOAD);
-	put32(img + 0x24, MB_LOAD + 0x400);
-	put32(img + 0x28, MB_LOAD + 0x2000);
-	put32(img + 0x2C, MB_LOAD + 0x40);
-	cfg.kernel = write_file("mb.bin", img, 0x400);
+	cfg.kernel = write_file("mb.bin", img, make_mb_aout(img));
 	cfg.initrd = NULL;
 	vm_fill(0xAA);
 	r = boot_capture(&cfg, &bs, err, sizeof(err));
@@ -1058,8 +861,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "unit_boot: vm_create failed\n");
 		return 2;
 	}
-	for (i = 0; i < SYN_CODE; i++)
-		syn_code[i] = i * 13 + 1;
+	syn_code_init();
 
 	test_synthetic_formats();
 	test_vmlinux_and_pvh();

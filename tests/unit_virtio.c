@@ -495,11 +495,8 @@ static void test_malicious(void)
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_KVM) < 0) {
-		fprintf(stderr, "vm_create failed\n");
+	if (!vdrv_vm_create(RAM_SIZE, &stub_engine))
 		return 1;
-	}
-	lapic_mmio_write(vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
 	snapshot = malloc(RAM_SIZE);
 	img_fd = mkstemp(img_path);
 	int ro_fd = mkstemp(ro_path);

@@ -309,11 +309,8 @@ int main(void)
 	int in[2], out[2];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_KVM) < 0) {
-		fprintf(stderr, "vm_create failed\n");
+	if (!vdrv_vm_create(RAM_SIZE, &stub_engine))
 		return 1;
-	}
-	lapic_mmio_write(vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
 	snapshot = malloc(RAM_SIZE);
 	if (!snapshot || pipe(in) || pipe(out)) {
 		perror("setup");

@@ -331,11 +331,8 @@ int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	main_thread = pthread_self();
-	if (vm_create(&vm, RAM_SIZE, 1, &rec_engine, PERSONALITY_KVM) < 0) {
-		fprintf(stderr, "vm_create failed\n");
+	if (!vdrv_vm_create(RAM_SIZE, &rec_engine))
 		return 1;
-	}
-	lapic_mmio_write(vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
 	vm.io = iothread_create();
 	struct pci_bus *bus = vm.io ? pci_init(&vm) : NULL;
 	dev.device_id = 0x7f;

@@ -1072,11 +1072,8 @@ int main(void)
 	static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0xaa, 0xbb, 0x01 };
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_KVM) < 0) {
-		fprintf(stderr, "vm_create failed\n");
+	if (!vdrv_vm_create(RAM_SIZE, &stub_engine))
 		return 1;
-	}
-	lapic_mmio_write(vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
 	snapshot = malloc(RAM_SIZE);
 	io = iothread_create();
 	bus = pci_init(&vm);

@@ -10,11 +10,13 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dev/dev.h"
 #include "dev/pci.h"
 #include "dev/virtio/virtio.h"
+#include "engine/engine.h"
 #include "vm/vm.h"
 #include "testvm.h"
 
@@ -34,6 +36,18 @@ struct vdrv {
 };
 
 static struct vm vm;
+
+/* the test's VM: ram bytes and one vCPU on engine (stub_engine runs
+ * none), its LAPIC software-enabled so that MSI-X messages land */
+static inline bool vdrv_vm_create(uint64_t ram, const struct engine_ops *engine)
+{
+	if (vm_create(&vm, ram, 1, engine, PERSONALITY_KVM) < 0) {
+		fprintf(stderr, "vm_create failed\n");
+		return false;
+	}
+	lapic_mmio_write(vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
+	return true;
+}
 
 /* ---- accesses, locked like the engines ---- */
 

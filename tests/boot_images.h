@@ -19,6 +19,9 @@
 #include <zlib.h>
 #include <zstd.h>
 
+/* the loaders' own little-endian get16..put64, MIB and GIB */
+#include "boot/internal.h"
+
 #define SYN_PADDR 0x1000000ull
 #define SYN_VADDR 0xffffffff81000000ull
 #define SYN_ENTRY_OFF 0x40
@@ -38,25 +41,6 @@ static inline void syn_code_init(void)
 {
 	for (int i = 0; i < SYN_CODE; i++)
 		syn_code[i] = i * 13 + 1;
-}
-
-/* little-endian stores */
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, v);
-	put16(p + 2, v >> 16);
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, v);
-	put32(p + 4, v >> 32);
 }
 
 /* An x86-64 ELF with one PT_LOAD (syn_code, then bss) and optionally a

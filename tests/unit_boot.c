@@ -25,8 +25,6 @@
 #include "tap.h"
 #include "boot_images.h"
 
-#define MIB (1024ull * 1024)
-#define GIB (1024ull * MIB)
 #define VM_MEM (256 * MIB)
 #define NCPUS 2
 
@@ -38,21 +36,6 @@ static void skip(const char *why, const char *what)
 {
 	printf("ok %d - %s # SKIP %s\n", ++n_test, what, why);
 	n_pass++;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return p[0] | p[1] << 8;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 static uint8_t *gpa(uint64_t addr, uint64_t len)

@@ -21,19 +21,5 @@ load_known_deviations "accord:$ACCEL"
 disks=$(mktemp -d)
 trap 'rm -rf "$disks"' EXIT
 
-names=$(guest_kernel_names)
-[ -n "$names" ] || tap_not_ok "accord_guest: guest kernels" "guest/tests/ has none"
-for name in $names; do
-	for variant in multiboot pvh; do
-		image=build/guest/$name.elf
-		[ "$variant" = pvh ] && image=build/guest/$name.pvh.elf
-		if [ ! -f "$image" ]; then
-			tap_not_ok "$name.$variant: clean run" "$image is missing (make guests)"
-			continue
-		fi
-		guest_vmm_args accord "$name" "$disks"
-		guest_tap_run "$name.$variant" "$name" "$GUEST_TIMEOUT" \
-			"$ACCORD" run --kernel "$image" --debug-exit --accel "$ACCEL" "${GUEST_ARGS[@]}"
-	done
-done
+guest_tap_run_all accord "$disks" "$ACCORD" run --kernel @KERNEL --debug-exit --accel "$ACCEL" @ARGS
 tap_summary

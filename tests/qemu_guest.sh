@@ -22,21 +22,6 @@ if ! command -v "$QEMU" >/dev/null; then
 	exit 0
 fi
 
-names=$(guest_kernel_names)
-[ -n "$names" ] || tap_not_ok "qemu_guest: guest kernels" "guest/tests/ has none"
-for name in $names; do
-	for variant in multiboot pvh; do
-		image=build/guest/$name.elf
-		[ "$variant" = pvh ] && image=build/guest/$name.pvh.elf
-		if [ ! -f "$image" ]; then
-			tap_not_ok "$name.$variant: clean run" "$image is missing (make guests)"
-			continue
-		fi
-		guest_vmm_args qemu "$name" "$disks"
-		guest_tap_run "$name.$variant" "$name" "$GUEST_TIMEOUT" \
-			"$QEMU" -accel tcg -kernel "$image" "${GUEST_ARGS[@]}" \
-			-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-			-serial stdio -display none -monitor none -no-reboot -m 128
-	done
-done
+guest_tap_run_all qemu "$disks" "$QEMU" -accel tcg -kernel @KERNEL @ARGS \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -display none -monitor none -no-reboot -m 128
 tap_summary

@@ -1,5 +1,6 @@
 # Sourced by tests/qemu_guest.sh and tests/accord_guest.sh: runs a guest test
-# kernel (guest/) under some VMM and turns its serial protocol into TAP.
+# kernel (guest/) under some VMM and turns its serial protocol into TAP
+# (guest_tap_run; guest_tap_run_all for all of them).
 #
 # The kernel prints "PASS name", "FAIL name: reason", "SKIP name: reason",
 # finally "DONE passed=N failed=N skipped=N", and writes 0 (all passed) or 1
@@ -203,6 +204,41 @@ guest_tap_run() {
 		tap_ok "$label: clean run"
 	fi
 	rm -f "$out" "$err"
+}
+
+# guest_tap_run_all VMM DIR COMMAND...
+# guest_tap_run for every guest test kernel, booted both as Multiboot
+# (NAME.elf, label NAME.multiboot) and as PVH (NAME.pvh.elf, NAME.pvh), each
+# on the machine its family asks for (guest_vmm_args VMM, disk images in
+# DIR), GUEST_TIMEOUT seconds each. In COMMAND... (the VMM's command line)
+# the word @KERNEL stands for the image and @ARGS for the family's
+# arguments.
+guest_tap_run_all() {
+	local vmm=$1 dir=$2 names name variant image arg
+	local -a cmd
+	shift 2
+	names=$(guest_kernel_names)
+	[ -n "$names" ] || tap_not_ok "${vmm}_guest: guest kernels" "guest/tests/ has none"
+	for name in $names; do
+		for variant in multiboot pvh; do
+			image=build/guest/$name.elf
+			[ "$variant" = pvh ] && image=build/guest/$name.pvh.elf
+			if [ ! -f "$image" ]; then
+				tap_not_ok "$name.$variant: clean run" "$image is missing (make guests)"
+				continue
+			fi
+			guest_vmm_args "$vmm" "$name" "$dir"
+			cmd=()
+			for arg in "$@"; do
+				case "$arg" in
+				@KERNEL) cmd+=("$image") ;;
+				@ARGS) cmd+=("${GUEST_ARGS[@]}") ;;
+				*) cmd+=("$arg") ;;
+				esac
+			done
+			guest_tap_run "$name.$variant" "$name" "$GUEST_TIMEOUT" "${cmd[@]}"
+		done
+	done
 }
 
 tap_summary() {

@@ -637,25 +637,19 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 
 	/* the run's own row: did it end the way a guest test kernel must? */
 	int want = ri->failed ? 3 : 1;
-	char *problem = NULL;
-	if (!res.started)
-		problem = xasprintf("could not start: %s", res.error);
-	else if (res.aborted)
-		problem = xasprintf("%s", res.aborted);
-	else if (res.timed_out)
-		problem = xasprintf("timed out after %d s", c->timeout);
-	else if (res.signal)
-		problem = xasprintf("killed by signal %d (%s)", res.signal, strsignal(res.signal));
-	else if (too_many)
-		problem = xasprintf("printed more than %d results; the rest were not read", MAX_RESULTS);
-	else if (!done)
-		problem = xasprintf("ended without a DONE line (exit status %d)", res.status);
-	else if (!done_agrees)
-		problem = xasprintf("DONE passed=%u failed=%u skipped=%u disagrees with the lines printed "
-				    "(%u passed, %u failed, %u skipped)",
-				    dp, df, ds, ri->passed, ri->failed, ri->skipped);
-	else if (res.status != want)
-		problem = xasprintf("exit status %d, expected %d", res.status, want);
+	char *problem = child_failure(&res, c->timeout);
+	if (!problem) {
+		if (too_many)
+			problem = xasprintf("printed more than %d results; the rest were not read", MAX_RESULTS);
+		else if (!done)
+			problem = xasprintf("ended without a DONE line (exit status %d)", res.status);
+		else if (!done_agrees)
+			problem = xasprintf("DONE passed=%u failed=%u skipped=%u disagrees with the lines printed "
+					    "(%u passed, %u failed, %u skipped)",
+					    dp, df, ds, ri->passed, ri->failed, ri->skipped);
+		else if (res.status != want)
+			problem = xasprintf("exit status %d, expected %d", res.status, want);
+	}
 
 	struct row *rr = row_get(c, ki, RUN_ROW);
 	char *pass = xasprintf("ended cleanly: exit status %d, %.1f s", res.status, res.seconds);

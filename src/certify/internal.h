@@ -128,6 +128,10 @@ struct child_result {
 void run_child(char *const argv[], int timeout_s, const char *abort_marker,
 	       const char *abort_reason, struct child_result *r);
 void child_result_free(struct child_result *r);
+/* why a run ended other than by exiting (malloc'ed): it could not start,
+ * was aborted, ran past timeout_s or was killed by a signal; NULL when it
+ * exited, whatever its status */
+char *child_failure(const struct child_result *r, int timeout_s);
 /* certify.c: a finished run's time, and its serial and stderr output as
  * logs/TARGET-ACCEL.KERNEL.{serial,stderr}.log (none when it never started) */
 void run_record(const struct certify *c, struct run_info *ri, struct target *t, const struct kernel *k,

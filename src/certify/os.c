@@ -332,19 +332,13 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 		judge(c, ki, ti, res.out);
 
 	/* a clean run: the probe finished and the VM powered off (status 0) */
-	char *problem = NULL, *done = res.started ? value(res.out, "done") : NULL;
-	if (!res.started)
-		problem = xasprintf("could not start: %s", res.error);
-	else if (res.aborted)
-		problem = xasprintf("%s", res.aborted);
-	else if (res.timed_out)
-		problem = xasprintf("timed out after %d s", c->timeout);
-	else if (res.signal)
-		problem = xasprintf("killed by signal %d (%s)", res.signal, strsignal(res.signal));
-	else if (!done)
-		problem = xasprintf("the guest's probe did not finish (exit status %d)", res.status);
-	else if (res.status != 0)
-		problem = xasprintf("exit status %d after power-off, expected 0", res.status);
+	char *problem = child_failure(&res, c->timeout), *done = res.started ? value(res.out, "done") : NULL;
+	if (!problem) {
+		if (!done)
+			problem = xasprintf("the guest's probe did not finish (exit status %d)", res.status);
+		else if (res.status != 0)
+			problem = xasprintf("exit status %d after power-off, expected 0", res.status);
+	}
 	free(done);
 	char *pass = xasprintf("booted and powered off: %.1f s", res.seconds);
 	cell_set_run(&rr->cells[ti], problem, &res, pass);

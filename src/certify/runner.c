@@ -167,3 +167,16 @@ void child_result_free(struct child_result *r)
 	free(r->err);
 	r->out = r->err = NULL;
 }
+
+char *child_failure(const struct child_result *r, int timeout_s)
+{
+	if (!r->started)
+		return xasprintf("could not start: %s", r->error);
+	if (r->aborted)
+		return xasprintf("%s", r->aborted);
+	if (r->timed_out)
+		return xasprintf("timed out after %d s", timeout_s);
+	if (r->signal)
+		return xasprintf("killed by signal %d (%s)", r->signal, strsignal(r->signal));
+	return NULL;
+}

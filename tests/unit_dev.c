@@ -431,6 +431,25 @@ static time_t rtc_time(bool binary)
 	return timegm(&tm);
 }
 
+/* set the clock to t in binary mode, as a guest does (SET held, then
+ * released), and let it run */
+static void rtc_set(time_t t)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	cmos_write(0x0B, 0x86);
+	cmos_write(0x09, (uint8_t)(tm.tm_year % 100));
+	cmos_write(0x32, (uint8_t)((tm.tm_year + 1900) / 100));
+	cmos_write(0x08, (uint8_t)(tm.tm_mon + 1));
+	cmos_write(0x07, (uint8_t)tm.tm_mday);
+	cmos_write(0x04, (uint8_t)tm.tm_hour);
+	cmos_write(0x02, (uint8_t)tm.tm_min);
+	cmos_write(0x00, (uint8_t)tm.tm_sec);
+	cmos_write(0x0B, 0x06);
+	cmos_write(0x0B, 0x02);
+}
+
 static void test_rtc(void)
 {
 	time_t t, now;
@@ -467,21 +486,7 @@ static void test_rtc(void)
 	   (long long)t);
 	/* and back to host time */
 	now = time(NULL);
-	{
-		struct tm tm;
-
-		gmtime_r(&now, &tm);
-		cmos_write(0x0B, 0x86);
-		cmos_write(0x09, (uint8_t)(tm.tm_year % 100));
-		cmos_write(0x32, (uint8_t)((tm.tm_year + 1900) / 100));
-		cmos_write(0x08, (uint8_t)(tm.tm_mon + 1));
-		cmos_write(0x07, (uint8_t)tm.tm_mday);
-		cmos_write(0x04, (uint8_t)tm.tm_hour);
-		cmos_write(0x02, (uint8_t)tm.tm_min);
-		cmos_write(0x00, (uint8_t)tm.tm_sec);
-		cmos_write(0x0B, 0x06);
-		cmos_write(0x0B, 0x02);
-	}
+	rtc_set(now);
 	t = rtc_time(false);
 	ok(t >= now - 1 && t <= now + 2, "rtc: set back to host time");
 
@@ -512,7 +517,6 @@ static void test_rtc(void)
 static void test_rtc_old_years(void)
 {
 	time_t now = time(NULL);
-	struct tm tm;
 	uint8_t y, c;
 
 	cmos_write(0x0B, 0x82);
@@ -538,17 +542,7 @@ static void test_rtc_old_years(void)
 	ok((y & 0x0F) <= 9 && (y >> 4) <= 9 && (c & 0x0F) <= 9 && (c >> 4) <= 9,
 	   "rtc: a year before 0 reads back as BCD (got %#x %#x)", y, c);
 	/* back to host time */
-	gmtime_r(&now, &tm);
-	cmos_write(0x0B, 0x86);
-	cmos_write(0x09, (uint8_t)(tm.tm_year % 100));
-	cmos_write(0x32, (uint8_t)((tm.tm_year + 1900) / 100));
-	cmos_write(0x08, (uint8_t)(tm.tm_mon + 1));
-	cmos_write(0x07, (uint8_t)tm.tm_mday);
-	cmos_write(0x04, (uint8_t)tm.tm_hour);
-	cmos_write(0x02, (uint8_t)tm.tm_min);
-	cmos_write(0x00, (uint8_t)tm.tm_sec);
-	cmos_write(0x0B, 0x06);
-	cmos_write(0x0B, 0x02);
+	rtc_set(now);
 }
 
 /* ---- PIT ---- */

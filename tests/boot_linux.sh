@@ -25,13 +25,7 @@ boot_and_check() {
 	local log=$tmp/$label.log
 	console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 		--cmdline "console=ttyS0 panic=-1" --memory 512M --cpus "$cpus" --accel "$ACCEL"
-	if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-		tap_not_ok "$label: boots to init" "no 'init ready' line within ${BOOT_TIMEOUT}s"
-		console_tail 25
-		console_finish 1
-		return
-	fi
-	tap_ok "$label: boots to init"
+	guest_boot_wait "$label: boots to init" || return
 	sleep 1
 	console_send 'echo U$((1+1)) $(uname -r) U$((2+1))'
 	if console_wait "U2 $release U3" 60; then

@@ -69,12 +69,7 @@ log=$tmp/boot1.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=hvc0 panic=-1" --memory 256M --accel "$ACCEL" --console virtio \
 	--rng --disk path="$vda" --disk path="$vdb"
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "console=hvc0: init reaches the virtio console" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-else
-	tap_ok "console=hvc0: init reaches the virtio console"
+if guest_boot_wait "console=hvc0: init reaches the virtio console"; then
 	sleep 1
 	console_check "a typed command's output comes back through hvc0" \
 		'echo H$((1+1)) $(cat /sys/class/tty/console/active) $(readlink /proc/self/fd/0) H$((2+1))' \
@@ -119,11 +114,7 @@ fi
 log=$tmp/boot2.log
 console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
 	--cmdline "console=hvc0 panic=-1" --memory 256M --accel "$ACCEL" --console virtio
-if ! console_wait "accord-guest: init ready" "$BOOT_TIMEOUT"; then
-	tap_not_ok "a panic on hvc0: the guest boots" "no 'init ready' within ${BOOT_TIMEOUT}s"
-	console_tail 25
-	console_finish 1
-else
+if guest_boot_wait "a panic on hvc0: the guest boots"; then
 	sleep 1
 	console_send 'echo c >/proc/sysrq-trigger'
 	console_finish 120

@@ -141,23 +141,33 @@ refused() {
 	[ "$rc" -eq 10 ] && [ "$(wc -l <"$tmp/bad.log")" -eq 1 ] && grep -qE "$regex" "$tmp/bad.log"
 	result "$what: refused in one line, status 10" "status $rc: $(head -c 300 "$tmp/bad.log")"
 }
+# flipped FILE COPY OFFSET MASK: COPY is FILE with the byte at OFFSET
+# XORed with MASK
+flipped() {
+	cp "$1" "$2"
+	python3 -c "
+import sys
+f = open(sys.argv[1], 'r+b'); at = int(sys.argv[2]); f.seek(at); b = f.read(1); f.seek(at)
+f.write(bytes([b[0] ^ int(sys.argv[3])]))" "$2" "$3" "$4"
+}
+# patched FILE COPY OFFSET TEXT: COPY is FILE with TEXT (a printf format)
+# written at OFFSET
+patched() {
+	cp "$1" "$2"
+	# shellcheck disable=SC2059 # the text is a format, for its escapes
+	printf "$4" | dd of="$2" bs=1 seek="$3" conv=notrunc status=none
+}
 if [ -s "$snap" ]; then
 	size=$(stat -c %s "$snap")
 	head -c $((size / 2)) "$snap" >"$tmp/trunc.snap"
 	refused "a snapshot cut in half" "$tmp/trunc.snap" "truncated"
 	head -c $((size - 3)) "$snap" >"$tmp/trunc3.snap"
 	refused "a snapshot 3 bytes short" "$tmp/trunc3.snap" "truncated|damaged"
-	cp "$snap" "$tmp/flip.snap"
-	python3 -c "
-import sys
-f = open(sys.argv[1], 'r+b'); f.seek($size // 3); b = f.read(1); f.seek($size // 3)
-f.write(bytes([b[0] ^ 0x10]))" "$tmp/flip.snap"
+	flipped "$snap" "$tmp/flip.snap" $((size / 3)) 16
 	refused "a snapshot with one bit flipped" "$tmp/flip.snap" "checksum"
-	cp "$snap" "$tmp/version.snap"
-	printf '\x02' | dd of="$tmp/version.snap" bs=1 seek=8 conv=notrunc status=none
+	patched "$snap" "$tmp/version.snap" 8 '\x02'
 	refused "a snapshot of format version 2" "$tmp/version.snap" "version 2"
-	cp "$snap" "$tmp/magic.snap"
-	printf 'XCCSNAP' | dd of="$tmp/magic.snap" bs=1 seek=0 conv=notrunc status=none
+	patched "$snap" "$tmp/magic.snap" 0 'XCCSNAP'
 	refused "a file with another magic" "$tmp/magic.snap" "not an accord snapshot"
 	: >"$tmp/empty.snap"
 	refused "an empty file" "$tmp/empty.snap" "not an accord snapshot"
@@ -274,17 +284,11 @@ disk_sum=$(sha256sum <"$disk")
 lsize=$(stat -c %s "$tmp/lin.snap")
 head -c $((lsize - 4096)) "$tmp/lin.snap" >"$tmp/lin-trunc.snap"
 refused "Linux: a truncated snapshot" "$tmp/lin-trunc.snap" "truncated"
-cp "$tmp/lin.snap" "$tmp/lin-flip.snap"
-python3 -c "
-import sys
-f = open(sys.argv[1], 'r+b'); f.seek($lsize // 2); b = f.read(1); f.seek($lsize // 2)
-f.write(bytes([b[0] ^ 1]))" "$tmp/lin-flip.snap"
+flipped "$tmp/lin.snap" "$tmp/lin-flip.snap" $((lsize / 2)) 1
 refused "Linux: a bit flipped" "$tmp/lin-flip.snap" "checksum"
-cp "$tmp/lin.snap" "$tmp/lin-version.snap"
-printf '\x07' | dd of="$tmp/lin-version.snap" bs=1 seek=8 conv=notrunc status=none
+patched "$tmp/lin.snap" "$tmp/lin-version.snap" 8 '\x07'
 refused "Linux: format version 7" "$tmp/lin-version.snap" "version 7"
-cp "$tmp/lin.snap" "$tmp/lin-magic.snap"
-printf 'NOTSNAP' | dd of="$tmp/lin-magic.snap" bs=1 seek=0 conv=notrunc status=none
+patched "$tmp/lin.snap" "$tmp/lin-magic.snap" 0 'NOTSNAP'
 refused "Linux: another magic" "$tmp/lin-magic.snap" "not an accord snapshot"
 # a disk of another size than the snapshot's: the machine is made, the
 # disk opened read-only by nothing, then refused

@@ -99,8 +99,9 @@ static inline void set_desc(uint64_t table, int i, uint64_t addr, uint32_t len, 
 /* ---- the driver ---- */
 
 /* Turn on memory decoding and bus mastering of the function in slot, find
- * its capabilities and enable MSI-X; true when the common, notify and
- * MSI-X structures are there. Leaves the queue layout alone. */
+ * its capabilities, enable MSI-X and set nq to the device's queues; true
+ * when the common, notify and MSI-X structures are there. The queue size
+ * and the rings are left as they were. */
 static inline bool vdrv_probe(struct vdrv *d, int slot)
 {
 	unsigned c, n = 0;

@@ -40,6 +40,7 @@
 #include "vm/vm.h"
 #include "fuzz.h"
 #include "testvm.h"
+#include "virtio_driver.h"
 
 #define VF_RAM (16u << 20)
 #define VF_DESC 0x100000u
@@ -50,31 +51,9 @@
 #define VF_DATA_SIZE 0x10000u
 #define VF_BAR 0xd0000000u
 
-static struct vm vf_vm;
 static struct pci_bus *vf_bus;
-static uint64_t vf_common, vf_notify;
-static unsigned vf_notify_mult;
-static int vf_slot;
-
-static uint64_t vf_rd(uint64_t a, int size)
-{
-	return locked_read(&vf_vm, &vf_vm.mmio, a, size);
-}
-
-static void vf_wr(uint64_t a, uint64_t v, int size)
-{
-	locked_write(&vf_vm, &vf_vm.mmio, a, v, size);
-}
-
-static uint32_t vf_cfg_rd(unsigned off, int size)
-{
-	return locked_read(&vf_vm, &vf_vm.mmio, PCI_ECAM_BASE + (vf_slot << 15) + off, size);
-}
-
-static void vf_cfg_wr(unsigned off, uint32_t v, int size)
-{
-	locked_write(&vf_vm, &vf_vm.mmio, PCI_ECAM_BASE + (vf_slot << 15) + off, v, size);
-}
+/* the device under test, found by vfuzz_attach */
+static struct vdrv vf_dev;
 
 /* the rings of the current input */
 static uint64_t vf_desc_at, vf_avail_at, vf_used_at;
@@ -84,18 +63,16 @@ static void vfuzz_vm(void)
 {
 	uint8_t *ram;
 
-	if (vm_create(&vf_vm, VF_RAM, 1, &stub_engine, PERSONALITY_KVM) < 0)
+	if (!vdrv_vm_create(VF_RAM, &stub_engine))
 		abort();
 	/* guest RAM with an inaccessible page after it: reads past the end
 	 * of RAM land there instead of in whatever the host mapped next */
 	ram = mmap(NULL, VF_RAM + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (ram == MAP_FAILED || mprotect(ram, VF_RAM, PROT_READ | PROT_WRITE))
 		abort();
-	munmap(vf_vm.ram, VF_RAM);
-	vf_vm.ram = ram;
-	/* the LAPIC software-enabled, so that MSI-X messages land */
-	lapic_mmio_write(vf_vm.vcpu[0]->lapic, 0xF0, 0x1FF, 4);
-	vf_bus = pci_init(&vf_vm);
+	munmap(vm.ram, VF_RAM);
+	vm.ram = ram;
+	vf_bus = pci_init(&vm);
 	if (!vf_bus)
 		abort();
 }
@@ -104,55 +81,20 @@ static void vfuzz_vm(void)
  * the MSI-X vectors at the LAPIC */
 static void vfuzz_attach(int slot)
 {
-	uint64_t msix = 0;
-	unsigned n = 0;
-
-	vf_slot = slot;
-	vf_cfg_wr(0x10, VF_BAR, 4);
-	vf_cfg_wr(0x04, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
-	for (unsigned c = vf_cfg_rd(0x34, 1); c && n < 48; c = vf_cfg_rd(c + 1, 1), n++) {
-		uint8_t id = vf_cfg_rd(c, 1);
-
-		if (id == 0x11) {
-			msix = VF_BAR + (vf_cfg_rd(c + 4, 4) & ~7u);
-			vf_cfg_wr(c + 2, 0x8000, 2);
-		} else if (id == 0x09) {
-			uint8_t type = vf_cfg_rd(c + 3, 1);
-
-			if (type == 1)
-				vf_common = VF_BAR + vf_cfg_rd(c + 8, 4);
-			if (type == 2) {
-				vf_notify = VF_BAR + vf_cfg_rd(c + 8, 4);
-				vf_notify_mult = vf_cfg_rd(c + 16, 4);
-			}
-		}
-	}
-	if (!vf_common || !vf_notify || !msix)
+	testvm_cfg_write(&vm, slot, 0x10, VF_BAR, 4);
+	if (!vdrv_probe(&vf_dev, slot))
 		abort();
-	for (int v = 0; v <= VIRTIO_MAX_QUEUES; v++) {
-		vf_wr(msix + 16 * v, 0xfee00000, 4);
-		vf_wr(msix + 16 * v + 8, 0x40 + v, 4);
-		vf_wr(msix + 16 * v + 12, 0, 4);
-	}
+	vdrv_msix(&vf_dev, VIRTIO_MAX_QUEUES + 1, 0x40);
 }
 
-/* notify queue q; a device served on an I/O thread (vf_vm.io, not
+/* notify queue q; a device served on an I/O thread (vm.io, not
  * started) has the notify's eventfd served here, on this thread, as the
  * I/O thread would serve it */
 static void vf_kick(unsigned q)
 {
-	vf_wr(vf_notify + vf_notify_mult * q, 0, 2);
-	if (vf_vm.io)
-		iothread_run_pending(vf_vm.io);
-}
-
-/* taking interrupts keeps the LAPIC's state bounded from input to input */
-static void vfuzz_drain(void)
-{
-	struct lapic *l = vf_vm.vcpu[0]->lapic;
-
-	while (lapic_get_interrupt(l, true) >= 0)
-		lapic_mmio_write(l, 0xB0, 0, 4);
+	vdrv_notify(&vf_dev, q);
+	if (vm.io)
+		iothread_run_pending(vm.io);
 }
 
 struct vf_in {
@@ -181,7 +123,7 @@ static void vf_desc(uint64_t table, struct vf_in *in, unsigned count)
 	unsigned idx = vf_take(in, 1) % count;
 	uint8_t mode = vf_take(in, 1);
 	uint64_t addr = vf_take(in, 4);
-	uint8_t *d = vm_gpa(&vf_vm, table + 16 * idx, 16);
+	uint8_t *d = vm_gpa(&vm, table + 16 * idx, 16);
 
 	if (mode & 1)
 		addr |= (uint64_t)(mode >> 1) << 32;
@@ -203,7 +145,7 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 	uint16_t avail_idx = 0;
 	uint32_t lo, hi;
 
-	vf_wr(vf_common + 0x14, 0, 1);
+	mmio_w(vf_dev.common + 0x14, 0, 1);
 	vf_desc_at = VF_DESC;
 	vf_avail_at = VF_AVAIL;
 	vf_used_at = VF_USED;
@@ -212,37 +154,37 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 	case 2: vf_avail_at = VF_RAM - (6 + 2 * qsize); break;
 	case 3: vf_used_at = VF_RAM - (8 + 8 * qsize); break;
 	}
-	memset(vm_gpa(&vf_vm, VF_DESC, VF_DATA + VF_DATA_SIZE - VF_DESC), 0,
+	memset(vm_gpa(&vm, VF_DESC, VF_DATA + VF_DATA_SIZE - VF_DESC), 0,
 	       VF_DATA + VF_DATA_SIZE - VF_DESC);
-	memset(vm_gpa(&vf_vm, VF_RAM - 0x1000, 0x1000), 0, 0x1000);
-	vf_wr(vf_common + 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
-	vf_wr(vf_common + 0x00, 0, 4);
-	lo = vf_rd(vf_common + 0x04, 4);
+	memset(vm_gpa(&vm, VF_RAM - 0x1000, 0x1000), 0, 0x1000);
+	mmio_w(vf_dev.common + 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
+	mmio_w(vf_dev.common + 0x00, 0, 4);
+	lo = mmio_r(vf_dev.common + 0x04, 4);
 	if (!(feat & 4))
 		lo &= (feat & 1 ? 1u << VIRTIO_F_INDIRECT_DESC : 0) |
 		      (feat & 2 ? 1u << VIRTIO_F_EVENT_IDX : 0);
-	vf_wr(vf_common + 0x00, 1, 4);
-	hi = vf_rd(vf_common + 0x04, 4);
+	mmio_w(vf_dev.common + 0x00, 1, 4);
+	hi = mmio_r(vf_dev.common + 0x04, 4);
 	if (!(feat & 4))
 		hi &= 1; /* VERSION_1 */
-	vf_wr(vf_common + 0x08, 0, 4);
-	vf_wr(vf_common + 0x0c, lo, 4);
-	vf_wr(vf_common + 0x08, 1, 4);
-	vf_wr(vf_common + 0x0c, hi, 4);
-	vf_wr(vf_common + 0x14, 0xb, 1);
-	vf_wr(vf_common + 0x10, 0, 2);
-	queue %= vf_rd(vf_common + 0x12, 2);
-	vf_wr(vf_common + 0x16, queue, 2);
-	vf_wr(vf_common + 0x18, qsize, 2);
-	vf_wr(vf_common + 0x1a, 1 + queue, 2);
-	vf_wr(vf_common + 0x20, vf_desc_at, 8);
-	vf_wr(vf_common + 0x28, vf_avail_at, 8);
-	vf_wr(vf_common + 0x30, vf_used_at, 8);
-	vf_wr(vf_common + 0x1c, 1, 2);
-	vf_wr(vf_common + 0x14, 0xf, 1);
+	mmio_w(vf_dev.common + 0x08, 0, 4);
+	mmio_w(vf_dev.common + 0x0c, lo, 4);
+	mmio_w(vf_dev.common + 0x08, 1, 4);
+	mmio_w(vf_dev.common + 0x0c, hi, 4);
+	mmio_w(vf_dev.common + 0x14, 0xb, 1);
+	mmio_w(vf_dev.common + 0x10, 0, 2);
+	queue %= mmio_r(vf_dev.common + 0x12, 2);
+	mmio_w(vf_dev.common + 0x16, queue, 2);
+	mmio_w(vf_dev.common + 0x18, qsize, 2);
+	mmio_w(vf_dev.common + 0x1a, 1 + queue, 2);
+	mmio_w(vf_dev.common + 0x20, vf_desc_at, 8);
+	mmio_w(vf_dev.common + 0x28, vf_avail_at, 8);
+	mmio_w(vf_dev.common + 0x30, vf_used_at, 8);
+	mmio_w(vf_dev.common + 0x1c, 1, 2);
+	mmio_w(vf_dev.common + 0x14, 0xf, 1);
 
 	while (in.n) {
-		uint8_t *avail = vm_gpa(&vf_vm, vf_avail_at, 6 + 2 * qsize);
+		uint8_t *avail = vm_gpa(&vm, vf_avail_at, 6 + 2 * qsize);
 
 		switch (vf_take(&in, 1) % 8) {
 		case 0:
@@ -261,7 +203,7 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 			break;
 		case 4: {
 			unsigned off = vf_take(&in, 2), n = vf_take(&in, 1);
-			uint8_t *d = vm_gpa(&vf_vm, VF_DATA + off, n);
+			uint8_t *d = vm_gpa(&vm, VF_DATA + off, n);
 
 			for (unsigned i = 0; i < n && d && off + i < VF_DATA_SIZE; i++)
 				d[i] = vf_take(&in, 1);
@@ -277,12 +219,14 @@ static void vfuzz_run(const uint8_t *data, size_t size)
 			unsigned off = vf_take(&in, 1) % 0x40;
 			uint32_t v = vf_take(&in, 4);
 
-			vf_wr(vf_common + off, v, 1 << (vf_take(&in, 1) % 3));
+			mmio_w(vf_dev.common + off, v, 1 << (vf_take(&in, 1) % 3));
 			break;
 		}
 		}
 	}
-	vfuzz_drain();
+	/* taking interrupts keeps the LAPIC's state bounded from input to
+	 * input */
+	drain_irqs();
 }
 
 /* ---- building seeds ---- */

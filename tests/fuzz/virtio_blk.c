@@ -20,14 +20,14 @@ static void fuzz_init(void)
 
 	vfuzz_vm();
 	/* served on an I/O thread, as accord runs it (vf_kick serves it) */
-	vf_vm.io = iothread_create();
-	if (!vf_vm.io)
+	vm.io = iothread_create();
+	if (!vm.io)
 		abort();
 	img = memfd_create("disk", 0);
 	if (img < 0 || ftruncate(img, IMG_SIZE) < 0)
 		abort();
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", img);
-	if (!virtio_blk_create(&vf_vm, vf_bus, path, false))
+	if (!virtio_blk_create(&vm, vf_bus, path, false))
 		abort();
 	vfuzz_attach(1);
 }

@@ -12,7 +12,7 @@ static void fuzz_init(void)
 	int out = open("/dev/null", O_WRONLY);
 
 	vfuzz_vm();
-	if (out < 0 || !virtio_console_create(&vf_vm, vf_bus, out))
+	if (out < 0 || !virtio_console_create(&vm, vf_bus, out))
 		abort();
 	vfuzz_attach(1);
 }

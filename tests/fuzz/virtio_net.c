@@ -68,9 +68,9 @@ static void fuzz_init(void)
 	struct iothread *io = iothread_create();
 
 	vfuzz_vm();
-	vf_vm.io = io;
+	vm.io = io;
 	nb.ops = &tb_ops;
-	if (!io || !virtio_net_create(&vf_vm, vf_bus, io, &nb, &(struct net_config){ .kind = NET_USER }))
+	if (!io || !virtio_net_create(&vm, vf_bus, io, &nb, &(struct net_config){ .kind = NET_USER }))
 		abort();
 	vfuzz_attach(1);
 }
@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (next_frame < nframes)
 		deliver();
 	vf_kick(0);
-	vfuzz_drain();
+	drain_irqs();
 	return 0;
 }
 

@@ -7,7 +7,7 @@
 static void fuzz_init(void)
 {
 	vfuzz_vm();
-	if (!virtio_rng_create(&vf_vm, vf_bus))
+	if (!virtio_rng_create(&vm, vf_bus))
 		abort();
 	vfuzz_attach(1);
 }

@@ -389,19 +389,26 @@ void append_lines(char **detail, const char *text, bool last, const char *prefix
 	*detail = d;
 }
 
-void cell_set_run(struct cell *cell, const char *problem, const struct child_result *res, const char *pass)
+void run_done(struct cell *cell, const struct target *t, const struct kernel *k, const struct run_info *ri,
+	      char *problem, struct child_result *res, char *pass)
 {
 	if (!problem) {
 		cell_set(cell, V_PASS, pass);
-		return;
+	} else {
+		char *detail = xstrdup(problem);
+		if (res->started) {
+			append_lines(&detail, res->err, false, "stderr: ");
+			append_lines(&detail, res->out, true, "serial: ");
+		}
+		cell_set(cell, V_ERROR, detail);
+		free(detail);
 	}
-	char *detail = xstrdup(problem);
-	if (res->started) {
-		append_lines(&detail, res->err, false, "stderr: ");
-		append_lines(&detail, res->out, true, "serial: ");
-	}
-	cell_set(cell, V_ERROR, detail);
-	free(detail);
+	printf("[%s] %s: %u passed, %u failed, %u skipped (%.1f s)%s%s\n", t->name, k->label, ri->passed,
+	       ri->failed, ri->skipped, res->seconds, problem ? ": error: " : "", problem ? problem : "");
+	fflush(stdout);
+	free(problem);
+	free(pass);
+	child_result_free(res);
 }
 
 static const char *known_note(const struct certify *c, const struct target *t, const struct kernel *k,
@@ -652,15 +659,8 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 	}
 
 	struct row *rr = row_get(c, ki, RUN_ROW);
-	char *pass = xasprintf("ended cleanly: exit status %d, %.1f s", res.status, res.seconds);
-	cell_set_run(&rr->cells[ti], problem, &res, pass);
-	free(pass);
-
-	printf("[%s] %s: %u passed, %u failed, %u skipped (%.1f s)%s%s\n", t->name, k->label, ri->passed,
-	       ri->failed, ri->skipped, res.seconds, problem ? ": error: " : "", problem ? problem : "");
-	fflush(stdout);
-	free(problem);
-	child_result_free(&res);
+	run_done(&rr->cells[ti], t, k, ri, problem, &res,
+		 xasprintf("ended cleanly: exit status %d, %.1f s", res.status, res.seconds));
 }
 
 /* tests that a target did not report, and the targets that could not run */

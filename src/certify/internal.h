@@ -107,10 +107,12 @@ void cell_set(struct cell *cell, enum verdict v, const char *detail);	/* twice: 
 /* the first (or last) lines of a captured stream, prefixed, appended to *detail */
 void append_lines(char **detail, const char *text, bool last, const char *prefix);
 struct child_result;
-/* a finished run's cell: ERROR with problem, the first lines of its stderr
- * and the last of its serial output when it started; PASS with pass
- * otherwise */
-void cell_set_run(struct cell *cell, const char *problem, const struct child_result *res, const char *pass);
+/* the end of a finished run: its cell (ERROR with problem, the first lines
+ * of its stderr and the last of its serial output when it started; PASS
+ * with pass otherwise) and its line on stdout; problem, pass and res are
+ * freed */
+void run_done(struct cell *cell, const struct target *t, const struct kernel *k, const struct run_info *ri,
+	      char *problem, struct child_result *res, char *pass);
 char *make_disk(const struct certify *c, const struct kernel *k, const char *size, char *why, size_t n);
 
 /* runner.c: a child process with a deadline, its output captured */

@@ -340,12 +340,5 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 			problem = xasprintf("exit status %d after power-off, expected 0", res.status);
 	}
 	free(done);
-	char *pass = xasprintf("booted and powered off: %.1f s", res.seconds);
-	cell_set_run(&rr->cells[ti], problem, &res, pass);
-	free(pass);
-	printf("[%s] %s: %u passed, %u failed, %u skipped (%.1f s)%s%s\n", t->name, k->label, ri->passed,
-	       ri->failed, ri->skipped, res.seconds, problem ? ": error: " : "", problem ? problem : "");
-	fflush(stdout);
-	free(problem);
-	child_result_free(&res);
+	run_done(&rr->cells[ti], t, k, ri, problem, &res, xasprintf("booted and powered off: %.1f s", res.seconds));
 }

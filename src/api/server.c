@@ -305,9 +305,24 @@ static struct json_object *get_counters(void)
 		struct netvsc_counters nc = { 0 };
 
 		json_object_object_add(d, "id", json_object_new_string(cfg->nic[i].id));
-		/* virtio-net NICs keep no counters for the API yet */
-		if (cfg->personality != PERSONALITY_HYPERV) {
+		if (api.m->nic_dev[i]) {
+			struct virtio_net_counters vc;
+
+			pthread_mutex_lock(&vm->io_lock);
+			virtio_net_counters(api.m->nic_dev[i], &vc);
+			pthread_mutex_unlock(&vm->io_lock);
 			json_object_object_add(d, "bus", json_object_new_string("virtio"));
+			json_add_u64(d, "rx_frames", vc.rx_frames);
+			json_add_u64(d, "rx_bytes", vc.rx_bytes);
+			json_add_u64(d, "rx_dropped", vc.rx_dropped);
+			json_add_u64(d, "rx_filtered", vc.rx_filtered);
+			json_add_u64(d, "tx_frames", vc.tx_frames);
+			json_add_u64(d, "tx_bytes", vc.tx_bytes);
+			json_add_u64(d, "tx_dropped", vc.tx_dropped);
+			json_add_u64(d, "tx_bad_offload", vc.tx_bad_offload);
+			json_add_u64(d, "tx_segments", vc.tx_segments);
+			json_add_u64(d, "control_ok", vc.control_ok);
+			json_add_u64(d, "control_failed", vc.control_failed);
 			json_object_array_add(nics, d);
 			continue;
 		}
@@ -960,6 +975,8 @@ static int do_snapshot(const struct http_request *req, int *passed_fd, int *end,
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char why[300];
+	/* a paused VM is restored paused */
+	vm->snap_paused = was_paused;
 	int rc = snapshot_write(vm, fd, why, sizeof(why));
 	off_t size = rc == 0 ? lseek(fd, 0, SEEK_CUR) : -1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -981,6 +998,7 @@ static int do_snapshot(const struct http_request *req, int *passed_fd, int *end,
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "path", json_object_new_string(path));
 	json_object_object_add(o, "bytes", json_object_new_int64(size));
+	json_object_object_add(o, "state", json_object_new_string(was_paused ? "paused" : "running"));
 	json_object_object_add(o, "ms", json_object_new_int64((t1.tv_sec - t0.tv_sec) * 1000 +
 							      (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	snprintf(err, errlen, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));

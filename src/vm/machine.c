@@ -475,6 +475,8 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 			rc = EXIT_BAD_SNAPSHOT;
 			goto fail;
 		}
+		if (m->restore->paused)
+			vm_start_paused(vm);
 		snapshot_close(m->restore);
 		m->restore = NULL;
 	} else {

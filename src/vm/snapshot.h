@@ -5,7 +5,7 @@
  * File format (little-endian, version SNAP_VERSION):
  *   header, 64 bytes: magic "ACCSNAP\0", u32 version, u32 header size (64),
  *     u64 RAM bytes, u32 vCPUs, u32 engine (0 emu, 1 kvm), u32 personality
- *     (0 kvm), u32 0, u64 VM time in ns, 16 bytes 0
+ *     (0 kvm), u32 flags (SNAP_F_*), u64 VM time in ns, 16 bytes 0
  *   sections, each: u32 type, u32 instance, u64 payload length, the
  *     payload, zero bytes up to a multiple of 8:
  *     SNAP_CONFIG (first, once): the accord run arguments, each NUL-ended
@@ -39,6 +39,9 @@ struct vm;
 
 enum snap_section { SNAP_CONFIG = 1, SNAP_CPU, SNAP_DEV, SNAP_RAM, SNAP_END };
 enum snap_engine { SNAP_ENGINE_EMU, SNAP_ENGINE_KVM };
+/* header flags: the VM was paused (the pause action) when it was saved,
+ * and a restore leaves it paused unless told otherwise */
+#define SNAP_F_PAUSED 1u
 
 /* a device's bytes as it saves them */
 struct snap_buf {
@@ -77,8 +80,8 @@ int vm_snap_register(struct vm *vm, const char *name, snap_save_fn save, snap_lo
 void snapshot_set_config(struct vm *vm, int argc, char *const *argv);
 
 /* Write the snapshot of a paused VM to fd (from its start; the caller
- * made it and renames it into place). The disks are flushed first. 0, or
- * -1 with one line of why in err. */
+ * made it and renames it into place). The disks are flushed first; the
+ * header records vm->snap_paused. 0, or -1 with one line of why in err. */
 int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen);
 
 /* a snapshot read and checked: the header, the sections' framing, the
@@ -87,6 +90,7 @@ struct snap_file {
 	uint32_t version;
 	uint64_t ram_size, vm_time_ns;
 	uint32_t ncpus, engine, personality;
+	bool paused; /* SNAP_F_PAUSED: what a restore does unless told otherwise */
 	int argc;
 	char *argv[SNAP_MAX_ARGS + 1];
 	const uint8_t *data; /* the whole file */

@@ -772,6 +772,34 @@ int api_configure(struct machine_config *c, const char *path, const char *id, co
 	return 404;
 }
 
+int api_remove(struct machine_config *c, const char *path, const char *id, size_t body_len, char *err,
+	       size_t errlen)
+{
+	static const struct {
+		const char *path;
+		int (*remove)(struct machine_config *c, const char *id, char *err, size_t n);
+	} forms[] = {
+		{ "/vm/drives/{id}", machine_remove_disk },
+		{ "/vm/network-interfaces/{id}", machine_remove_nic },
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		if (strcmp(path, forms[i].path))
+			continue;
+		if (!id || !machine_id_ok(id)) {
+			snprintf(err, errlen, "an id is 1 to %d of A-Z a-z 0-9 . _ - and does not start with a dot",
+				 MACHINE_ID_MAX);
+			return 400;
+		}
+		if (body_len) {
+			snprintf(err, errlen, "DELETE takes no body");
+			return 400;
+		}
+		return forms[i].remove(c, id, err, errlen) ? 404 : 204;
+	}
+	snprintf(err, errlen, "no such resource: %.64s", path);
+	return 404;
+}
+
 /* what an action leaves for after its reply went out */
 enum { END_NONE, END_STOP, END_RESET, END_BUILT, END_PROCESS };
 
@@ -1019,11 +1047,14 @@ static const struct route routes[] = {
 	{ "/vm/kvp/external", "PUT" },
 	{ "/vm/actions", "PUT" },
 	{ "/vm/snapshot", "PUT" },
-	/* pre-boot configuration (api_configure); {id} is one path segment */
+	/* pre-boot configuration (api_configure, api_remove); {id} is one
+	 * path segment */
 	{ "/vm/machine-config", "PUT" },
 	{ "/vm/boot-source", "PUT" },
 	{ "/vm/drives/{id}", "PUT" },
+	{ "/vm/drives/{id}", "DELETE" },
 	{ "/vm/network-interfaces/{id}", "PUT" },
+	{ "/vm/network-interfaces/{id}", "DELETE" },
 	{ "/vm/rng", "PUT" },
 	{ "/vm/console", "PUT" },
 };
@@ -1047,20 +1078,28 @@ static void handle(int fd, const struct http_request *req, int *passed_fd)
 	bool ka = req->keep_alive;
 	const struct route *r = NULL;
 	const char *id = NULL;
+	char methods[32] = "";
 	api.requests++;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
-		if (route_match(routes[i].path, req->path, &id))
+	/* the route of this path and method; the path's methods for a 405 */
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++) {
+		if (!route_match(routes[i].path, req->path, &id))
+			continue;
+		if (!strcmp(req->method, routes[i].method))
 			r = &routes[i];
-	if (!r) {
+		else
+			snprintf(methods + strlen(methods), sizeof(methods) - strlen(methods), "%s%s",
+				 methods[0] ? ", " : "", routes[i].method);
+	}
+	if (!r && !methods[0]) {
 		char msg[HTTP_MAX_PATH + 32];
 		snprintf(msg, sizeof(msg), "no such resource: %s", req->path);
 		reply_error(fd, 404, msg, ka, NULL);
 		return;
 	}
-	if (strcmp(req->method, r->method)) {
-		char msg[96], allow[48];
-		snprintf(msg, sizeof(msg), "%s takes %s, not %.16s", r->path, r->method, req->method);
-		snprintf(allow, sizeof(allow), "Allow: %s\r\n", r->method);
+	if (!r) {
+		char msg[HTTP_MAX_PATH + 96], allow[48];
+		snprintf(msg, sizeof(msg), "%s takes %s, not %.16s", req->path, methods, req->method);
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", methods);
 		reply_error(fd, 405, msg, ka, allow);
 		return;
 	}
@@ -1100,9 +1139,13 @@ static void handle(int fd, const struct http_request *req, int *passed_fd)
 	} else if (strcmp(r->path, "/vm/actions")) {
 		char err[512] = "";
 		int status = 409;
+		bool del = !strcmp(r->method, "DELETE");
 		/* the configuration is fixed once the machine is built */
 		if (api.m->vm)
-			snprintf(err, sizeof(err), "the VM has started: %s can only be set before the start", r->path);
+			snprintf(err, sizeof(err), "the VM has started: %s can only be %s before the start", r->path,
+				 del ? "removed" : "set");
+		else if (del)
+			status = api_remove(&api.m->cfg, r->path, id, req->body_len, err, sizeof(err));
 		else
 			status = api_configure(&api.m->cfg, r->path, id, req->body, req->body_len, err, sizeof(err));
 		if (status >= 400)

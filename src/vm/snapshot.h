@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct vm;
 
@@ -57,6 +58,16 @@ struct snap_rd {
 	size_t len, off;
 };
 bool snap_get(struct snap_rd *r, void *dst, size_t n);
+/* A bool of a state struct read back whole holds whatever byte the file
+ * had, and one that is neither 0 nor 1 must not be read as a bool: a load
+ * checks its bools' bytes with this first. */
+static inline bool snap_bool_ok(const bool *b)
+{
+	uint8_t v;
+
+	memcpy(&v, b, 1);
+	return v <= 1;
+}
 
 /* A device's part of a snapshot. save runs with every vCPU paused and
  * vm->io_lock held: 0, or -1 with why in err (the snapshot is not

@@ -27,7 +27,10 @@ static void usage(FILE *f)
 		"       accord kvp NAME                  what a Hyper-V guest reports through KVP\n"
 		"       accord snapshot NAME FILE [--stop]   save the running VM to FILE\n"
 		"       accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n"
-		"                        re-create the VM saved in FILE and run it on\n"
+		"                      [--state saved|running|paused]\n"
+		"                        re-create the VM saved in FILE and run it on; a VM\n"
+		"                        saved while paused comes back paused (--state saved)\n"
+		"                        until accord resume NAME, unless --state says otherwise\n"
 		"\n"
 		"  --kernel FILE     bzImage, vmlinux / PVH ELF, or Multiboot kernel\n"
 		"  --initrd FILE     initial ramdisk\n"
@@ -264,10 +267,11 @@ static int cmd_restore(int argc, char **argv)
 		{ "name", required_argument, 0, 'N' },
 		{ "api-socket", required_argument, 0, 'A' },
 		{ "sandbox", required_argument, 0, 'S' },
+		{ "state", required_argument, 0, 's' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	const char *extra[6];
+	const char *extra[6], *state = "saved";
 	int nextra = 0, ch;
 	static struct snap_file snap;
 	char err[320];
@@ -279,6 +283,7 @@ static int cmd_restore(int argc, char **argv)
 		case 'N': extra[nextra++] = "--name"; extra[nextra++] = optarg; break;
 		case 'A': extra[nextra++] = "--api-socket"; extra[nextra++] = optarg; break;
 		case 'S': extra[nextra++] = "--sandbox"; extra[nextra++] = optarg; break;
+		case 's': state = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: ch = -2; break;
 		}
@@ -286,13 +291,21 @@ static int cmd_restore(int argc, char **argv)
 			break;
 	}
 	if (ch != -1 || optind != argc - 1) {
-		fprintf(stderr, "accord: usage: accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off]\n");
+		fprintf(stderr, "accord: usage: accord restore FILE [--name NAME] [--api-socket PATH] [--sandbox on|off] "
+				"[--state saved|running|paused]\n");
+		return EXIT_USAGE;
+	}
+	if (strcmp(state, "saved") && strcmp(state, "running") && strcmp(state, "paused")) {
+		fprintf(stderr, "accord: --state '%s': expected saved, running or paused\n", state);
 		return EXIT_USAGE;
 	}
 	if (snapshot_open(&snap, argv[optind], err, sizeof(err)) < 0) {
 		fprintf(stderr, "accord: restore: %s\n", err);
 		return EXIT_BAD_SNAPSHOT;
 	}
+	/* the run state the VM comes back in: the snapshot's, or the one asked for */
+	if (strcmp(state, "saved"))
+		snap.paused = !strcmp(state, "paused");
 	char **run_argv = calloc((size_t)snap.argc + nextra + 2, sizeof(char *));
 	if (!run_argv) {
 		fprintf(stderr, "accord: out of memory\n");

@@ -270,7 +270,9 @@ WHY=$(cat "$tmp/doc.out")
 SC=$SOCKDIR/vm-c.sock
 live_ok=1
 while read -r method path; do
-	[ "$method" = PUT ] && continue # the actions are exercised above
+	# the actions are exercised above, PUT and DELETE on the pre-boot
+	# routes in tests/api_config.sh
+	[ "$method" = PUT ] || [ "$method" = DELETE ] && continue
 	[ "$(api "$SC" "$method" "$path")" = 200 ] || { live_ok=0; WHY="$method $path"; }
 	[ "$(api "$SC" POST "$path")" = 405 ] || { live_ok=0; WHY="POST $path"; }
 done <"$tmp/routes"

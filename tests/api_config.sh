@@ -10,9 +10,10 @@
 # stock kernel configured only through the API: 2 vCPUs, 256 MiB, a disk,
 # a user NIC with a host forward, virtio-rng, checked from inside the
 # guest; GET /vm/config shows NICs, rng and console; pre-boot routes and a
-# second start answer 409 afterwards. Also: a VM configured on the command
-# line refuses the pre-boot routes, and stop before the start ends the
-# process with status 0.
+# second start answer 409 afterwards; a drive and a NIC removed with DELETE
+# before the start are not in the guest, DELETE after it is 409. Also: a VM
+# configured on the command line refuses the pre-boot routes, and stop
+# before the start ends the process with status 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
@@ -58,6 +59,20 @@ put_exact() {
 	code=$(api "$sock" PUT "$path" -d "$json")
 	WHY="got $code: $(head -c 300 "$tmp/body"); want: $line"
 	[ -n "$line" ] && [ "$code" = "$want" ] && [ "$(api_error)" = "$line" ]
+	result "$name"
+}
+
+# del NAME STATUS [REGEX] SOCKET PATH: a DELETE answered with STATUS (and
+# for errors a JSON error matching REGEX)
+del() {
+	local name=$1 want=$2 regex=$3 sock=$4 path=$5 code
+	code=$(api "$sock" DELETE "$path")
+	WHY="got $code: $(head -c 300 "$tmp/body")"
+	if [ "$want" = 204 ]; then
+		[ "$code" = 204 ]
+	else
+		[ "$code" = "$want" ] && api_error | grep -qE -- "$regex"
+	fi
 	result "$name"
 }
 
@@ -256,6 +271,22 @@ put "network-interfaces/eth0 replaced: the first port again, a free one" 204 "" 
 	"{\"backend\": \"user\", \"mac\": \"52:54:00:12:34:56\", \"hostfwd\": [\"tcp:127.0.0.1:$p1-:8080\", \"tcp:127.0.0.1:$p3-:8081\"]}"
 put "rng on" 204 "" "$S" /vm/rng '{"enabled": true}'
 put "console serial" 204 "" "$S" /vm/console '{"kind": "serial"}'
+# a drive and a NIC added, then taken out again: the guest must not see them
+put "drives/extra: a second disk" 204 "" "$S" /vm/drives/extra "{\"path\": \"$tmp/disk.img\", \"read_only\": true}"
+put "network-interfaces/eth9: a second NIC" 204 "" "$S" /vm/network-interfaces/eth9 '{"backend": "user"}'
+del "DELETE /vm/drives/extra: 204" 204 "" "$S" /vm/drives/extra
+del "DELETE /vm/network-interfaces/eth9: 204" 204 "" "$S" /vm/network-interfaces/eth9
+del "DELETE /vm/drives/extra again: 404" 404 "^no drive 'extra'$" "$S" /vm/drives/extra
+del "DELETE /vm/network-interfaces/eth7 (never added): 404" 404 "^no network interface 'eth7'$" "$S" /vm/network-interfaces/eth7
+code=$(api "$S" DELETE /vm/drives/scratch -d '{}')
+WHY="got $code: $(head -c 300 "$tmp/body")"
+[ "$code" = 400 ] && api_error | grep -q "takes no body"; result "DELETE with a body: 400"
+code=$(api "$S" DELETE /vm/rng)
+WHY="got $code: $(head -c 300 "$tmp/body")"
+[ "$code" = 405 ] && api_error | grep -q "takes PUT, not DELETE"; result "DELETE /vm/rng: 405"
+code=$(api "$S" GET /vm/config)
+WHY="$code $(cat "$tmp/body")"
+[ "$(jq_ '([x["id"] for x in d["disks"]], [x["id"] for x in d["nics"]])')" = "(['scratch'], ['eth0'])" ]; result "GET /vm/config: the removed drive and NIC are gone, the others stay"
 code=$(api "$S" GET /vm)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] && [ "$(jq_ 'd["state"]')" = configuring ]; result "after all the refusals, the process still serves, still configuring"
@@ -275,6 +306,8 @@ WHY="MemTotal $mem_kb kB"
 console_check "/dev/vda is the configured disk: 8 MiB, its first bytes" \
 	'echo VDA$(cat /sys/block/vda/size)-$(head -c 20 /dev/vda)X' '^VDA16384-accord-apicfg-disk-7X'
 console_check "eth0 has the configured MAC" 'echo MAC$(cat /sys/class/net/eth0/address)X' '^MAC52:54:00:12:34:56X'
+console_check "one disk and one NIC: the ones removed before the start are not there" \
+	'echo NV$(ls /sys/block | grep -c "^vd")-$(ls /sys/class/net | grep -c "^eth")X' '^NV1-1X'
 console_check "the user network answers DHCP" 'udhcpc -i eth0 -n -q -t 5 >/dev/null 2>&1; echo DHCP$?X' '^DHCP0X' 180
 console_check "virtio-rng is the guest's hwrng" 'echo RNG$(cat /sys/class/misc/hw_random/rng_current)X' '^RNGvirtio_rng'
 WHY="port $p1"
@@ -294,6 +327,8 @@ for r in machine-config:'{"vcpus": 1}' boot-source:"{\"kernel\": \"$IMG/vmlinuz\
 	rng:'{"enabled": false}' console:'{"kind": "virtio"}'; do
 	put "PUT /vm/${r%%:*} after the start: 409" 409 "has started" "$S" "/vm/${r%%:*}" "${r#*:}"
 done
+del "DELETE /vm/drives/scratch after the start: 409" 409 "has started: .* can only be removed before the start" "$S" /vm/drives/scratch
+del "DELETE /vm/network-interfaces/eth0 after the start: 409" 409 "has started" "$S" /vm/network-interfaces/eth0
 code=$(api "$S" GET /vm/config)
 WHY="$code $(cat "$tmp/body")"
 [ "$(jq_ '(d["vcpus"], d["rng"], d["console"], len(d["disks"]), len(d["nics"]))')" = "(2, True, 'serial', 1, 1)" ]; result "the refused PUTs changed nothing"

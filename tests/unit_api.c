@@ -1,7 +1,7 @@
 /* The control API's request parsing: HTTP/1.1 heads and bodies
  * (src/api/http.c), the JSON body of PUT /vm/actions and the pre-boot
- * routes' bodies (api_configure, src/api/server.c) against well-formed,
- * malformed, oversized and random input. */
+ * routes' bodies and DELETEs (api_configure, api_remove, src/api/server.c)
+ * against well-formed, malformed, oversized and random input. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -379,6 +379,55 @@ static void configure(void)
 	expect_put("an unknown route", "/vm/balloon", NULL, "{}", 404);
 }
 
+static void expect_remove(const char *what, const char *path, const char *id, size_t body_len, int status)
+{
+	err[0] = 0;
+	int r = api_remove(&cfg, path, id, body_len, err, sizeof(err));
+	ok(r == status && (status == 204 || err[0]), "%s: %d (got %d: %s)", what, status, r, err);
+}
+
+/* DELETE on the routes with an id, on what configure() left: drives root,
+ * d0..d14 and interfaces eth0..eth3 */
+static void removing(void)
+{
+	char body[512];
+
+	ok(cfg.ndisks == 16 && cfg.nnics == 4, "16 drives and 4 interfaces to remove from");
+	expect_remove("DELETE drives/d3", "/vm/drives/{id}", "d3", 0, 204);
+	bool order = cfg.ndisks == 15 && !strcmp(cfg.disk[0].id, "root");
+	for (int i = 1; i < cfg.ndisks; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "d%d", i < 4 ? i - 1 : i);
+		order &= !strcmp(cfg.disk[i].id, want) && cfg.disk[i].path;
+	}
+	ok(order, "... gone, the others in their order");
+	expect_remove("DELETE drives/d3 again", "/vm/drives/{id}", "d3", 0, 404);
+	ok(!strcmp(err, "no drive 'd3'"), "... says so: %s", err);
+	expect_remove("DELETE drives with a body", "/vm/drives/{id}", "d4", 2, 400);
+	expect_remove("DELETE drives: an id starting with a dot", "/vm/drives/{id}", ".d4", 0, 400);
+	expect_remove("DELETE drives: no id", "/vm/drives/{id}", NULL, 0, 400);
+	ok(cfg.ndisks == 15, "... none of them removed anything");
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", disk_file);
+	expect_put("a drive again where one was removed", "/vm/drives/{id}", "new", body, 204);
+	ok(cfg.ndisks == 16 && !strcmp(cfg.disk[15].id, "new"), "... added last");
+	for (int i = cfg.ndisks - 1; i >= 0; i--) {
+		char id[MACHINE_ID_MAX + 1];
+		snprintf(id, sizeof(id), "%s", cfg.disk[i].id);
+		api_remove(&cfg, "/vm/drives/{id}", id, 0, err, sizeof(err));
+	}
+	ok(cfg.ndisks == 0, "every drive removed, one by one from the last");
+
+	expect_remove("DELETE network-interfaces/eth1", "/vm/network-interfaces/{id}", "eth1", 0, 204);
+	ok(cfg.nnics == 3 && !strcmp(cfg.nic[0].id, "eth0") && !strcmp(cfg.nic[1].id, "eth2") &&
+		   !strcmp(cfg.nic[2].id, "eth3") && cfg.nic[0].net.nfwd == 2 && cfg.nic[0].net.fwd[1].host_port == 5353,
+	   "... gone, the others as they were");
+	expect_remove("DELETE network-interfaces/eth9", "/vm/network-interfaces/{id}", "eth9", 0, 404);
+	ok(!strcmp(err, "no network interface 'eth9'"), "... says so: %s", err);
+	expect_put("a fourth interface again", "/vm/network-interfaces/{id}", "eth5", "{\"backend\": \"user\"}", 204);
+	ok(cfg.nnics == 4, "... 4 again");
+	expect_remove("DELETE of a route without an id", "/vm/rng", NULL, 0, 404);
+}
+
 static bool config_sane(void)
 {
 	bool sane = cfg.cpus >= 1 && cfg.cpus <= 64 && cfg.memory >= MACHINE_MIN_MEMORY && !(cfg.memory & 0xfff) &&
@@ -406,7 +455,7 @@ static void configure_random(void)
 	snprintf(bodies[5], 256, "{\"kind\": \"serial\"}");
 	static const char json_bytes[] = "0123456789{}[]\",:tfn-. ";
 	char buf[300], id[8];
-	int bad = 0, accepted = 0;
+	int bad = 0, accepted = 0, removed = 0;
 	srand(9);
 	machine_config_free(&cfg);
 	for (int i = 0; i < 60000; i++) {
@@ -425,13 +474,22 @@ static void configure_random(void)
 		}
 		snprintf(id, sizeof(id), "x%d", rand() % 24);
 		err[0] = 0;
+		/* now and then a DELETE of a drive or an interface */
+		if (i % 7 == 6) {
+			int st = api_remove(&cfg, paths[2 + rand() % 2], id, 0, err, sizeof(err));
+			removed += st == 204;
+			if ((st != 204 && st != 404) || (st == 404 && !err[0]) || !config_sane())
+				bad++;
+			continue;
+		}
 		int st = api_configure(&cfg, paths[r], id, buf, len, err, sizeof(err));
 		accepted += st == 204;
 		if ((st != 204 && st != 400) || (st == 400 && !err[0]) || !config_sane())
 			bad++;
 	}
-	ok(bad == 0 && accepted > 5000, "60000 random and mutated pre-boot bodies: 204 or 400 with a reason, the "
-	   "configuration within bounds (%d bad, %d accepted)", bad, accepted);
+	ok(bad == 0 && accepted > 5000 && removed > 500,
+	   "60000 random and mutated pre-boot bodies and DELETEs: 204, 400 or 404 with a reason, the "
+	   "configuration within bounds (%d bad, %d accepted, %d removed)", bad, accepted, removed);
 }
 
 int main(void)
@@ -447,6 +505,7 @@ int main(void)
 	} else {
 		write_kernel();
 		configure();
+		removing();
 		configure_random();
 		machine_config_free(&cfg);
 		unlink(kernel);

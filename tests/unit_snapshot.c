@@ -309,6 +309,22 @@ int main(void)
 	rc = rc ? rc : snapshot_apply(&g, d, err, sizeof(err));
 	ok(rc < 0 && strstr(err, "device"), "a device this machine does not have: %s", err);
 
+	/* the run state in the header's flags */
+	snapshot_parse(&f, snap, n, err, sizeof(err));
+	ok(!f.paused, "a running VM's snapshot says running");
+	uint8_t *ps = NULL;
+	a->snap_paused = true;
+	size_t pn = write_snapshot(a, &ps);
+	a->snap_paused = false;
+	ok(pn && snapshot_parse(&g, ps, pn, err, sizeof(err)) == 0 && g.paused && ps[36] == SNAP_F_PAUSED,
+	   "a paused VM's snapshot says paused (SNAP_F_PAUSED)");
+	if (pn) {
+		ps[36] = 2;
+		reseal(ps, pn);
+		ok(!parses(ps, pn, err, sizeof(err)) && strstr(err, "bad header"), "an unknown flag: %s", err);
+	}
+	free(ps);
+
 	/* machines of another shape */
 	struct vm *e = machine(RAM * 2, 2, true);
 	snapshot_parse(&f, snap, n, err, sizeof(err));

@@ -3,8 +3,9 @@
  * offloads not offered), frames both ways byte for byte, merged receive
  * buffers, a frame waiting for buffers, flow control towards the backend,
  * frames a backend answers from inside send (as slirp does), --net
- * parsing. Then
- * malicious rings on both queues: buffers outside RAM, loops, oversized
+ * parsing, the counters the control API reports; a snapshot of the
+ * address, the filter and the receive offloads the driver set, loaded
+ * into a reset device, and damaged ones refused. Then malicious rings on both queues: buffers outside RAM, loops, oversized
  * lengths, bad indices, short headers, buffers of the wrong direction.
  * Each must leave the device NEEDS_RESET with a configuration interrupt,
  * send nothing to the backend, and change no guest RAM beyond the rings
@@ -24,6 +25,7 @@
 #include "net/net.h"
 #include "net/offload.h"
 #include "vm/iothread.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "tap.h"
 #include "testvm.h"
@@ -66,6 +68,7 @@ static struct pci_bus *bus;
 static struct iothread *io;
 static struct vdrv net;
 static uint8_t *snapshot;
+static struct virtio_net *nic; /* the NIC at 00:01.0 */
 
 /* the vectors the LAPIC has pending, as a bitmask relative to V_CONFIG */
 static unsigned take_irqs(void)
@@ -603,6 +606,13 @@ static void test_offload_helpers(void)
 
 /* ---- offloads through the device ---- */
 
+static void counters(struct virtio_net_counters *c)
+{
+	pthread_mutex_lock(&vm.io_lock);
+	virtio_net_counters(nic, c);
+	pthread_mutex_unlock(&vm.io_lock);
+}
+
 /* a transmit chain with the given header fields, frame at BIGBUF */
 static void tx_offload(const uint8_t *frame, size_t len, uint8_t flags, uint8_t gso, uint16_t hdr_len,
 		       uint16_t gso_size, uint16_t cstart, uint16_t coff)
@@ -667,6 +677,8 @@ static void test_offload_tx(void)
 	make_partial(f, false, len);
 	sent = tb.sent;
 	uint16_t used = vdrv_used_idx(&net, TXQ);
+	struct virtio_net_counters c0, c1;
+	counters(&c0);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, 66, 0, 34, 16);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_TCPV4, len + 1, 1448, 34, 16);
 	tx_offload(f, len, NET_OFF_NEEDS_CSUM, NET_GSO_NONE, 0, 0, len - 10, 9);
@@ -676,6 +688,9 @@ static void test_offload_tx(void)
 	ok(tb.sent == sent && vdrv_used_idx(&net, TXQ) == used + 6 && !vdrv_needs_reset(&net),
 	   "gso_size 0, hdr_len or csum_start+offset beyond the frame, TCPV6 on IPv4, a cut TSO frame: "
 	   "6 dropped, 6 chains returned, no reset");
+	counters(&c1);
+	ok(c1.tx_bad_offload - c0.tx_bad_offload == 6 && c1.tx_frames == c0.tx_frames,
+	   "counters: 6 more tx_bad_offload, no frame sent");
 	make_frame(f, 100, 12);
 	tx_offload(f, 100, 0, 0, 0, 0, 0, 0);
 	ok(tb.sent == sent + 1, "and the next plain frame goes out");
@@ -853,6 +868,187 @@ static void test_ctrl(void)
 	rx_seen = 0;
 	ok(passes(other), "and the filter stays promiscuous");
 	take_irqs();
+}
+
+/* ---- counters and snapshots ---- */
+
+/* the snapshot hook of a device: its name, the instance of that name */
+static struct snap_hook *hook(const char *name, int instance)
+{
+	for (int i = 0; i < vm.nsnap_hooks; i++)
+		if (!strcmp(vm.snap_hooks[i].name, name) && instance-- == 0)
+			return &vm.snap_hooks[i];
+	return NULL;
+}
+
+/* the transport's section and virtio-net's, as snapshot_write saves them */
+static bool save_nic(int instance, struct snap_buf *t, struct snap_buf *d)
+{
+	struct snap_hook *ht = hook("virtio", instance), *hd = hook("virtio-net", instance);
+	char err[200];
+	bool good;
+
+	if (!ht || !hd)
+		return false;
+	pthread_mutex_lock(&vm.io_lock);
+	good = !ht->save(ht->opaque, t, err, sizeof(err)) && !hd->save(hd->opaque, d, err, sizeof(err));
+	pthread_mutex_unlock(&vm.io_lock);
+	return good && !t->failed && !d->failed;
+}
+
+/* and loaded as snapshot_apply does: the transport first, all bytes used */
+static bool load_nic(int instance, const struct snap_buf *t, const uint8_t *d, size_t dlen, char *err, size_t n)
+{
+	struct snap_hook *ht = hook("virtio", instance), *hd = hook("virtio-net", instance);
+	struct snap_rd rt = { t->p, t->len, 0 }, rd = { d, dlen, 0 };
+	bool good;
+
+	err[0] = 0;
+	if (!ht || !hd)
+		return false;
+	pthread_mutex_lock(&vm.io_lock);
+	good = !ht->load(ht->opaque, &rt, err, n) && rt.off == rt.len && !hd->load(hd->opaque, &rd, err, n) &&
+	       rd.off == rd.len;
+	pthread_mutex_unlock(&vm.io_lock);
+	return good;
+}
+
+static bool config_mac_is(const uint8_t *mac)
+{
+	uint8_t cfg[6];
+
+	for (int i = 0; i < 6; i++)
+		cfg[i] = mmio_r(net.devcfg + i, 1);
+	return !memcmp(cfg, mac, 6);
+}
+
+/* a backend that can take large segments, and what it was told */
+static unsigned told_offloads, told_times;
+
+static void ob_set_rx_offload(struct net_backend *nb, unsigned offloads)
+{
+	told_offloads = offloads;
+	told_times++;
+}
+
+static const struct net_backend_ops ob_ops = { tb_send, tb_resume, NULL, ob_set_rx_offload };
+static struct net_backend ob = { .ops = &ob_ops,
+				 .offloads = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 | NET_OFFLOAD_ECN };
+
+/* A snapshot of the NIC after the driver set its address and filter: saved,
+ * the device reset (as a fresh process's is), loaded; then damaged sections
+ * are refused and change nothing. The guest's receive offloads reach a new
+ * backend at the load. */
+static void test_snapshot(void)
+{
+	static const uint8_t own[6] = { 0x52, 0x41, 0x43, 0xaa, 0xbb, 0x01 };
+	static const uint8_t other[6] = { 0x52, 0x41, 0x43, 0x12, 0x34, 0x56 };
+	static const uint8_t mcast[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb };
+	static const uint8_t mcast2[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x42 };
+	static const uint8_t listed[6] = { 0x02, 0x11, 0x22, 0x33, 0x44, 0x55 };
+	static const uint8_t newmac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x99 };
+	struct virtio_net_counters c0, c1;
+	struct snap_buf t = { 0 }, d = { 0 };
+	bool loaded;
+	uint8_t off = 0, table[64], bad[2048];
+	char err[200];
+
+	ok(dev_setup(F_MAC | F_MRG | F_STATUS | F_CTRL_VQ | F_CTRL_RX | F_CTRL_MAC_ADDR),
+	   "snapshot: up with the control queue");
+	rx_buffers(0, QSIZE, 128);
+	kick(RXQ);
+	rx_seen = 0;
+	counters(&c0);
+	memset(table, 0, sizeof(table));
+	table[0] = 1;
+	memcpy(table + 4, listed, 6);
+	table[10] = 1;
+	memcpy(table + 14, mcast, 6);
+	bool set = ctrl(0, 0, &off, 1) == 0 && ctrl(1, 0, table, 20) == 0 && ctrl(1, 1, newmac, 6) == 0 &&
+		   ctrl(1, 1, mcast, 6) == 1;
+	bool filtered = !passes(other) && passes(newmac) && !passes(own) && passes(listed) && !passes(mcast2);
+	counters(&c1);
+	ok(set && filtered, "the driver sets PROMISC off, a MAC table and a new address: the filter follows");
+	/* five frames and their five broadcast markers: two in, three out */
+	ok(c1.control_ok - c0.control_ok == 3 && c1.control_failed - c0.control_failed == 1 &&
+		   c1.rx_filtered - c0.rx_filtered == 3 && c1.rx_frames - c0.rx_frames == 7,
+	   "counters: 3 commands OK, 1 failed, 3 frames filtered, 7 received (%llu %llu %llu %llu)",
+	   (unsigned long long)(c1.control_ok - c0.control_ok), (unsigned long long)(c1.control_failed - c0.control_failed),
+	   (unsigned long long)(c1.rx_filtered - c0.rx_filtered), (unsigned long long)(c1.rx_frames - c0.rx_frames));
+
+	bool saved = save_nic(0, &t, &d);
+	ok(saved, "saved: the transport's section and virtio-net's (%zu bytes)", d.len);
+	/* what a fresh process's device is: reset, the address it was made with */
+	iothread_stop(io);
+	mmio_w(net.common + 0x14, 0, 1);
+	iothread_run_pending(io);
+	iothread_start(io);
+	ok(config_mac_is(own), "a reset device has its first address again");
+	loaded = load_nic(0, &t, d.p, d.len, err, sizeof(err));
+	ok(loaded, "loaded%s%s", err[0] ? ": " : "", err);
+	ok(vdrv_status(&net) == 0xf && config_mac_is(newmac), "the driver's address is back in the configuration");
+	ok(!passes(other) && passes(newmac) && !passes(own) && passes(listed) && passes(mcast) && !passes(mcast2),
+	   "the filter is back: not promiscuous, the new address and the listed ones in, the rest out");
+
+	/* damaged sections: refused, the device as it was */
+	struct {
+		const char *what;
+		size_t at;
+		uint8_t v;
+	} cases[] = {
+		{ "version 2", 0, 2 },
+		{ "a multicast address", 4, 0x01 },
+		{ "PROMISC 2", 10, 2 },
+		{ "ALLMULTI 255", 11, 255 },
+		{ "65 unicast entries", 14, 65 },
+		{ "a multicast table overflowing and listing entries", 13, 1 },
+		{ "receive offloads the driver did not take", 22, NET_OFFLOAD_CSUM },
+	};
+	int refused = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy(bad, d.p, d.len);
+		bad[cases[i].at] = cases[i].v;
+		bool no = !load_nic(0, &t, bad, d.len, err, sizeof(err));
+		refused += no;
+		if (!no || !err[0])
+			ok(false, "snapshot: %s is refused with a reason (%s)", cases[i].what, err);
+	}
+	bool cut = !load_nic(0, &t, d.p, d.len - 1, err, sizeof(err));
+	ok(refused == (int)(sizeof(cases) / sizeof(cases[0])) && cut,
+	   "%d damaged virtio-net sections and a cut one refused", refused);
+	ok(config_mac_is(newmac) && !passes(other) && passes(newmac) && passes(listed),
+	   "and the device is as the good load left it");
+	take_irqs();
+	free(t.p);
+	free(d.p);
+
+	/* the receive offloads: the NIC at 00:04.0 on a backend with TSO */
+	struct vdrv ob_nic = { .qsize = QSIZE };
+	bool up;
+
+	testvm_cfg_write(&vm, 4, 0x10, 0xd0300000, 4);
+	up = vdrv_probe(&ob_nic, 4);
+	ob_nic.nq = 0; /* features only: no queue is needed */
+	up = up && vdrv_setup(&ob_nic, F_MAC | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO4 << 1);
+	memset(&t, 0, sizeof(t));
+	memset(&d, 0, sizeof(d));
+	ok(up && told_times == 0,
+	   "a NIC on a backend with TSO, GUEST_CSUM and GUEST_TSO4/6 taken, the backend not told yet");
+	saved = save_nic(3, &t, &d);
+	ok(saved, "saved");
+	mmio_w(ob_nic.common + 0x14, 0, 1);
+	told_times = 0;
+	loaded = load_nic(3, &t, d.p, d.len, err, sizeof(err));
+	ok(loaded && told_times == 1 && told_offloads == (NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6),
+	   "loaded: the new backend is told the offloads at once (%#x)", told_offloads);
+	memcpy(bad, d.p, d.len);
+	bad[22] = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 | NET_OFFLOAD_ECN;
+	told_times = 0;
+	ok(!load_nic(3, &t, bad, d.len, err, sizeof(err)) && strstr(err, "negotiated") && told_times == 0,
+	   "GUEST_ECN the driver did not take: refused, the backend not told (%s)", err);
+	mmio_w(ob_nic.common + 0x14, 0, 1);
+	free(t.p);
+	free(d.p);
 }
 
 /* ---- malicious rings ---- */
@@ -1089,7 +1285,10 @@ int main(void)
 	static struct net_backend nb2 = { .ops = &tb_ops }, nb3 = { .ops = &tb_ops };
 	struct net_config cfg2 = { .kind = NET_USER, .offload = NET_OFFLOAD_OFF };
 	struct net_config cfg3 = { .kind = NET_USER, .offload = NET_OFFLOAD_CSUM_ONLY };
-	bool extra = virtio_net_create(&vm, bus, io, &nb2, &cfg2) && virtio_net_create(&vm, bus, io, &nb3, &cfg3);
+	struct net_config cfg4 = { .kind = NET_TAP };
+	bool extra = virtio_net_create(&vm, bus, io, &nb2, &cfg2) && virtio_net_create(&vm, bus, io, &nb3, &cfg3) &&
+		     virtio_net_create(&vm, bus, io, &ob, &cfg4);
+	nic = n;
 	test_parse();
 	ok(n != NULL && iothread_start(io) == 0, "a virtio-net device on a test backend, I/O thread running");
 	if (n) {
@@ -1107,6 +1306,8 @@ int main(void)
 		test_offload_tx();
 		test_offload_rx();
 		test_ctrl();
+		if (extra)
+			test_snapshot();
 		test_malicious();
 	}
 	iothread_stop(io);

@@ -20,5 +20,11 @@ struct machine_config;
  * NULL. 204, or 400 with why in err and c as it was; 404 for another path. */
 int api_configure(struct machine_config *c, const char *path, const char *id, const char *body, size_t len,
 		  char *err, size_t errlen);
+/* DELETE /vm/drives/{id} and /vm/network-interfaces/{id} before the
+ * start: the drive or interface id taken out of c. 204; 404 for an id that
+ * is not there (or another path); 400 for a bad id or a body (body_len is
+ * its length), with why in err and c as it was. */
+int api_remove(struct machine_config *c, const char *path, const char *id, size_t body_len, char *err,
+	       size_t errlen);
 
 #endif

@@ -305,9 +305,24 @@ static struct json_object *get_counters(void)
 		struct netvsc_counters nc = { 0 };
 
 		json_object_object_add(d, "id", json_object_new_string(cfg->nic[i].id));
-		/* virtio-net NICs keep no counters for the API yet */
-		if (cfg->personality != PERSONALITY_HYPERV) {
+		if (api.m->nic_dev[i]) {
+			struct virtio_net_counters vc;
+
+			pthread_mutex_lock(&vm->io_lock);
+			virtio_net_counters(api.m->nic_dev[i], &vc);
+			pthread_mutex_unlock(&vm->io_lock);
 			json_object_object_add(d, "bus", json_object_new_string("virtio"));
+			json_add_u64(d, "rx_frames", vc.rx_frames);
+			json_add_u64(d, "rx_bytes", vc.rx_bytes);
+			json_add_u64(d, "rx_dropped", vc.rx_dropped);
+			json_add_u64(d, "rx_filtered", vc.rx_filtered);
+			json_add_u64(d, "tx_frames", vc.tx_frames);
+			json_add_u64(d, "tx_bytes", vc.tx_bytes);
+			json_add_u64(d, "tx_dropped", vc.tx_dropped);
+			json_add_u64(d, "tx_bad_offload", vc.tx_bad_offload);
+			json_add_u64(d, "tx_segments", vc.tx_segments);
+			json_add_u64(d, "control_ok", vc.control_ok);
+			json_add_u64(d, "control_failed", vc.control_failed);
 			json_object_array_add(nics, d);
 			continue;
 		}
@@ -757,6 +772,34 @@ int api_configure(struct machine_config *c, const char *path, const char *id, co
 	return 404;
 }
 
+int api_remove(struct machine_config *c, const char *path, const char *id, size_t body_len, char *err,
+	       size_t errlen)
+{
+	static const struct {
+		const char *path;
+		int (*remove)(struct machine_config *c, const char *id, char *err, size_t n);
+	} forms[] = {
+		{ "/vm/drives/{id}", machine_remove_disk },
+		{ "/vm/network-interfaces/{id}", machine_remove_nic },
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		if (strcmp(path, forms[i].path))
+			continue;
+		if (!id || !machine_id_ok(id)) {
+			snprintf(err, errlen, "an id is 1 to %d of A-Z a-z 0-9 . _ - and does not start with a dot",
+				 MACHINE_ID_MAX);
+			return 400;
+		}
+		if (body_len) {
+			snprintf(err, errlen, "DELETE takes no body");
+			return 400;
+		}
+		return forms[i].remove(c, id, err, errlen) ? 404 : 204;
+	}
+	snprintf(err, errlen, "no such resource: %.64s", path);
+	return 404;
+}
+
 /* what an action leaves for after its reply went out */
 enum { END_NONE, END_STOP, END_RESET, END_BUILT, END_PROCESS };
 
@@ -960,6 +1003,8 @@ static int do_snapshot(const struct http_request *req, int *passed_fd, int *end,
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char why[300];
+	/* a paused VM is restored paused */
+	vm->snap_paused = was_paused;
 	int rc = snapshot_write(vm, fd, why, sizeof(why));
 	off_t size = rc == 0 ? lseek(fd, 0, SEEK_CUR) : -1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -981,6 +1026,7 @@ static int do_snapshot(const struct http_request *req, int *passed_fd, int *end,
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "path", json_object_new_string(path));
 	json_object_object_add(o, "bytes", json_object_new_int64(size));
+	json_object_object_add(o, "state", json_object_new_string(was_paused ? "paused" : "running"));
 	json_object_object_add(o, "ms", json_object_new_int64((t1.tv_sec - t0.tv_sec) * 1000 +
 							      (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	snprintf(err, errlen, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -1001,11 +1047,14 @@ static const struct route routes[] = {
 	{ "/vm/kvp/external", "PUT" },
 	{ "/vm/actions", "PUT" },
 	{ "/vm/snapshot", "PUT" },
-	/* pre-boot configuration (api_configure); {id} is one path segment */
+	/* pre-boot configuration (api_configure, api_remove); {id} is one
+	 * path segment */
 	{ "/vm/machine-config", "PUT" },
 	{ "/vm/boot-source", "PUT" },
 	{ "/vm/drives/{id}", "PUT" },
+	{ "/vm/drives/{id}", "DELETE" },
 	{ "/vm/network-interfaces/{id}", "PUT" },
+	{ "/vm/network-interfaces/{id}", "DELETE" },
 	{ "/vm/rng", "PUT" },
 	{ "/vm/console", "PUT" },
 };
@@ -1029,20 +1078,28 @@ static void handle(int fd, const struct http_request *req, int *passed_fd)
 	bool ka = req->keep_alive;
 	const struct route *r = NULL;
 	const char *id = NULL;
+	char methods[32] = "";
 	api.requests++;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
-		if (route_match(routes[i].path, req->path, &id))
+	/* the route of this path and method; the path's methods for a 405 */
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++) {
+		if (!route_match(routes[i].path, req->path, &id))
+			continue;
+		if (!strcmp(req->method, routes[i].method))
 			r = &routes[i];
-	if (!r) {
+		else
+			snprintf(methods + strlen(methods), sizeof(methods) - strlen(methods), "%s%s",
+				 methods[0] ? ", " : "", routes[i].method);
+	}
+	if (!r && !methods[0]) {
 		char msg[HTTP_MAX_PATH + 32];
 		snprintf(msg, sizeof(msg), "no such resource: %s", req->path);
 		reply_error(fd, 404, msg, ka, NULL);
 		return;
 	}
-	if (strcmp(req->method, r->method)) {
-		char msg[96], allow[48];
-		snprintf(msg, sizeof(msg), "%s takes %s, not %.16s", r->path, r->method, req->method);
-		snprintf(allow, sizeof(allow), "Allow: %s\r\n", r->method);
+	if (!r) {
+		char msg[HTTP_MAX_PATH + 96], allow[48];
+		snprintf(msg, sizeof(msg), "%s takes %s, not %.16s", req->path, methods, req->method);
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", methods);
 		reply_error(fd, 405, msg, ka, allow);
 		return;
 	}
@@ -1082,9 +1139,13 @@ static void handle(int fd, const struct http_request *req, int *passed_fd)
 	} else if (strcmp(r->path, "/vm/actions")) {
 		char err[512] = "";
 		int status = 409;
+		bool del = !strcmp(r->method, "DELETE");
 		/* the configuration is fixed once the machine is built */
 		if (api.m->vm)
-			snprintf(err, sizeof(err), "the VM has started: %s can only be set before the start", r->path);
+			snprintf(err, sizeof(err), "the VM has started: %s can only be %s before the start", r->path,
+				 del ? "removed" : "set");
+		else if (del)
+			status = api_remove(&api.m->cfg, r->path, id, req->body_len, err, sizeof(err));
 		else
 			status = api_configure(&api.m->cfg, r->path, id, req->body, req->body_len, err, sizeof(err));
 		if (status >= 400)

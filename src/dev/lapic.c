@@ -6,6 +6,7 @@
  * never takes vm->io_lock or another LAPIC's lock while holding its own. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -718,6 +719,10 @@ static int lapic_load(void *o, struct snap_rd *r, char *err, size_t n)
 
 	if (!snap_get(r, &s, sizeof(s)) || !snap_get(r, &nmi, 1))
 		return -1;
+	if (!snap_bool_ok(&s.extint)) {
+		snprintf(err, n, "bad ExtINT state");
+		return -1;
+	}
 	pthread_mutex_lock(&l->lock);
 	l->s = s;
 	pthread_mutex_unlock(&l->lock);

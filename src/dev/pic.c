@@ -373,7 +373,13 @@ static int pic_load(void *o, struct snap_rd *r, char *err, size_t n)
 	if (!snap_get(r, &s, sizeof(s)) || !snap_get(r, &out, 1))
 		return -1;
 	for (int i = 0; i < 2; i++) {
-		if (s.chip[i].lowest > 7 || s.chip[i].init_step == 1 || s.chip[i].init_step > 4) {
+		const struct pic_chip *c = &s.chip[i];
+		const bool *flags[] = { &c->icw4, &c->single, &c->auto_eoi, &c->rotate_on_aeoi,
+					&c->special_fully_nested, &c->special_mask, &c->read_isr, &c->poll };
+		bool bools = true;
+		for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]); k++)
+			bools &= snap_bool_ok(flags[k]);
+		if (c->lowest > 7 || c->init_step == 1 || c->init_step > 4 || !bools) {
 			snprintf(err, n, "bad 8259 state");
 			return -1;
 		}

@@ -379,7 +379,12 @@ static int pit_snap_load(void *o, struct snap_rd *r, char *err, size_t n)
 		return -1;
 	for (int i = 0; i < 3; i++) {
 		const struct pit_channel *c = &s.ch[i];
-		if (c->mode > 5 || c->rw > RW_WORD || c->reload < 1 || c->reload > 65536) {
+		const bool *flags[] = { &c->bcd, &c->gate, &c->armed, &c->null_count, &c->write_msb,
+					&c->read_msb, &c->count_latched, &c->status_latched };
+		bool bools = true;
+		for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]); k++)
+			bools &= snap_bool_ok(flags[k]);
+		if (c->mode > 5 || c->rw > RW_WORD || c->reload < 1 || c->reload > 65536 || !bools) {
 			snprintf(err, n, "bad 8254 channel %d", i);
 			return -1;
 		}

@@ -370,8 +370,8 @@ static int rtc_load(void *o, struct snap_rd *rd, char *err, size_t n)
 
 	if (!snap_get(rd, &s, sizeof(s)))
 		return -1;
-	if (s.index > 0x7F) {
-		snprintf(err, n, "bad CMOS index");
+	if (s.index > 0x7F || !snap_bool_ok(&s.irq)) {
+		snprintf(err, n, "bad CMOS index or interrupt state");
 		return -1;
 	}
 	/* the calendar runs on from the host's clock, as a powered-off

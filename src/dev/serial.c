@@ -313,6 +313,10 @@ static int serial_load(void *o, struct snap_rd *r, char *err, size_t n)
 		snprintf(err, n, "bad receive buffer");
 		return -1;
 	}
+	if (!snap_bool_ok(&s.thr_ipending) || !snap_bool_ok(&s.irq)) {
+		snprintf(err, n, "bad interrupt state");
+		return -1;
+	}
 	/* what the console typed since this process started follows what
 	 * the guest had not read yet */
 	unsigned typed = sp->s.rx_count;

@@ -160,26 +160,34 @@ bool machine_id_ok(const char *id)
 	return ok;
 }
 
-/* the slot for id in a list of count entries of size bytes whose first
- * member is the id: the existing one, or the next free one (count grows),
- * or -1 when the list is full; id NULL names one prefixN */
+/* the index of id in a list of count entries of size bytes whose first
+ * member is the id, or -1 */
+static int find_id(const char *ids, size_t size, int count, const char *id)
+{
+	for (int i = 0; i < count; i++)
+		if (!strcmp(ids + i * size, id))
+			return i;
+	return -1;
+}
+
+/* the slot for id in such a list: the existing one, or the next free one
+ * (count grows), or -1 when the list is full; id NULL names one prefixN */
 static int slot(char *ids, size_t size, int *count, int max, const char *prefix, const char **id,
 		char *buf, size_t bufn)
 {
+	int i;
+
 	if (!*id) {
 		for (int k = *count;; k++) {
 			snprintf(buf, bufn, "%s%d", prefix, k);
-			bool used = false;
-			for (int i = 0; i < *count; i++)
-				used |= !strcmp(ids + i * size, buf);
-			if (!used)
+			if (find_id(ids, size, *count, buf) < 0)
 				break;
 		}
 		*id = buf;
 	}
-	for (int i = 0; i < *count; i++)
-		if (!strcmp(ids + i * size, *id))
-			return i;
+	i = find_id(ids, size, *count, *id);
+	if (i >= 0)
+		return i;
 	return *count < max ? (*count)++ : -1;
 }
 
@@ -231,6 +239,36 @@ int machine_set_nic(struct machine_config *c, const char *id, const struct net_c
 	}
 	snprintf(c->nic[i].id, sizeof(c->nic[i].id), "%s", id);
 	c->nic[i].net = *net;
+	return 0;
+}
+
+int machine_remove_disk(struct machine_config *c, const char *id, char *err, size_t n)
+{
+	int i = find_id(c->disk[0].id, sizeof(c->disk[0]), c->ndisks, id);
+
+	if (i < 0) {
+		snprintf(err, n, "no drive '%.64s'", id);
+		return EXIT_USAGE;
+	}
+	free(c->disk[i].path);
+	/* the others keep their order: the guest sees them as added */
+	memmove(&c->disk[i], &c->disk[i + 1], (size_t)(c->ndisks - i - 1) * sizeof(c->disk[0]));
+	c->ndisks--;
+	memset(&c->disk[c->ndisks], 0, sizeof(c->disk[0]));
+	return 0;
+}
+
+int machine_remove_nic(struct machine_config *c, const char *id, char *err, size_t n)
+{
+	int i = find_id(c->nic[0].id, sizeof(c->nic[0]), c->nnics, id);
+
+	if (i < 0) {
+		snprintf(err, n, "no network interface '%.64s'", id);
+		return EXIT_USAGE;
+	}
+	memmove(&c->nic[i], &c->nic[i + 1], (size_t)(c->nnics - i - 1) * sizeof(c->nic[0]));
+	c->nnics--;
+	memset(&c->nic[c->nnics], 0, sizeof(c->nic[0]));
 	return 0;
 }
 
@@ -475,6 +513,8 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 			rc = EXIT_BAD_SNAPSHOT;
 			goto fail;
 		}
+		if (m->restore->paused)
+			vm_start_paused(vm);
 		snapshot_close(m->restore);
 		m->restore = NULL;
 	} else {

@@ -102,6 +102,10 @@ int machine_set_boot(struct machine_config *c, const char *kernel, const char *i
 /* id NULL: the next "diskN" / "netN"; an existing id is replaced */
 int machine_set_disk(struct machine_config *c, const char *id, const char *path, bool ro, char *err, size_t n);
 int machine_set_nic(struct machine_config *c, const char *id, const struct net_config *net, char *err, size_t n);
+/* take drive or interface id out (the others keep their order); an id
+ * that is not there is EXIT_USAGE */
+int machine_remove_disk(struct machine_config *c, const char *id, char *err, size_t n);
+int machine_remove_nic(struct machine_config *c, const char *id, char *err, size_t n);
 /* 1 to MACHINE_ID_MAX of [A-Za-z0-9._-], not starting with a dot */
 bool machine_id_ok(const char *id);
 

@@ -260,7 +260,7 @@ int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen)
 	u32[0] = (uint32_t)vm->ncpus;
 	u32[1] = engine_id(vm);
 	u32[2] = (uint32_t)vm->personality;
-	u32[3] = 0;
+	u32[3] = vm->snap_paused ? SNAP_F_PAUSED : 0;
 	memcpy(hdr + 24, u32, 16);
 	u64 = vm_now_ns(vm);
 	memcpy(hdr + 40, &u64, 8);
@@ -394,7 +394,7 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 		return -1;
 	}
 	uint64_t fsize;
-	uint32_t crc, magic, hsize, zero;
+	uint32_t crc, magic, hsize, flags;
 	memcpy(&fsize, data + size - 16, 8);
 	memcpy(&crc, data + size - 8, 4);
 	memcpy(&magic, data + size - 4, 4);
@@ -420,9 +420,10 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 	memcpy(&f->ncpus, data + 24, 4);
 	memcpy(&f->engine, data + 28, 4);
 	memcpy(&f->personality, data + 32, 4);
-	memcpy(&zero, data + 36, 4);
+	memcpy(&flags, data + 36, 4);
 	memcpy(&f->vm_time_ns, data + 40, 8);
-	if (hsize != SNAP_HEADER_SIZE || zero) {
+	f->paused = flags & SNAP_F_PAUSED;
+	if (hsize != SNAP_HEADER_SIZE || (flags & ~SNAP_F_PAUSED)) {
 		fail(err, errlen, "damaged snapshot: bad header");
 		return -1;
 	}

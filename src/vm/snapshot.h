@@ -5,7 +5,7 @@
  * File format (little-endian, version SNAP_VERSION):
  *   header, 64 bytes: magic "ACCSNAP\0", u32 version, u32 header size (64),
  *     u64 RAM bytes, u32 vCPUs, u32 engine (0 emu, 1 kvm), u32 personality
- *     (0 kvm), u32 0, u64 VM time in ns, 16 bytes 0
+ *     (0 kvm), u32 flags (SNAP_F_*), u64 VM time in ns, 16 bytes 0
  *   sections, each: u32 type, u32 instance, u64 payload length, the
  *     payload, zero bytes up to a multiple of 8:
  *     SNAP_CONFIG (first, once): the accord run arguments, each NUL-ended
@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct vm;
 
@@ -39,6 +40,9 @@ struct vm;
 
 enum snap_section { SNAP_CONFIG = 1, SNAP_CPU, SNAP_DEV, SNAP_RAM, SNAP_END };
 enum snap_engine { SNAP_ENGINE_EMU, SNAP_ENGINE_KVM };
+/* header flags: the VM was paused (the pause action) when it was saved,
+ * and a restore leaves it paused unless told otherwise */
+#define SNAP_F_PAUSED 1u
 
 /* a device's bytes as it saves them */
 struct snap_buf {
@@ -54,6 +58,16 @@ struct snap_rd {
 	size_t len, off;
 };
 bool snap_get(struct snap_rd *r, void *dst, size_t n);
+/* A bool of a state struct read back whole holds whatever byte the file
+ * had, and one that is neither 0 nor 1 must not be read as a bool: a load
+ * checks its bools' bytes with this first. */
+static inline bool snap_bool_ok(const bool *b)
+{
+	uint8_t v;
+
+	memcpy(&v, b, 1);
+	return v <= 1;
+}
 
 /* A device's part of a snapshot. save runs with every vCPU paused and
  * vm->io_lock held: 0, or -1 with why in err (the snapshot is not
@@ -77,8 +91,8 @@ int vm_snap_register(struct vm *vm, const char *name, snap_save_fn save, snap_lo
 void snapshot_set_config(struct vm *vm, int argc, char *const *argv);
 
 /* Write the snapshot of a paused VM to fd (from its start; the caller
- * made it and renames it into place). The disks are flushed first. 0, or
- * -1 with one line of why in err. */
+ * made it and renames it into place). The disks are flushed first; the
+ * header records vm->snap_paused. 0, or -1 with one line of why in err. */
 int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen);
 
 /* a snapshot read and checked: the header, the sections' framing, the
@@ -87,6 +101,7 @@ struct snap_file {
 	uint32_t version;
 	uint64_t ram_size, vm_time_ns;
 	uint32_t ncpus, engine, personality;
+	bool paused; /* SNAP_F_PAUSED: what a restore does unless told otherwise */
 	int argc;
 	char *argv[SNAP_MAX_ARGS + 1];
 	const uint8_t *data; /* the whole file */

@@ -243,6 +243,14 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
+void vm_start_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->paused = true;
+	vm->pause_request = 1;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 /* the vCPU's side of vm_pause: wait out the pause outside vcpu_run */
 static void vcpu_park(struct vcpu *v)
 {

@@ -117,6 +117,9 @@ struct vm {
 	int nsnap_hooks;
 	char **snap_argv;
 	int snap_argc;
+	/* the VM was paused (the pause action) before a snapshot held it:
+	 * what the snapshot records, set by its writer */
+	bool snap_paused;
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality);
@@ -151,6 +154,9 @@ void vm_request_exit(struct vm *vm, int reason, int status, const char *msg);
  * ended or a debugger holds it; resume lets them run again. */
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+/* before vm_run: the VM starts paused (a restored snapshot of a paused
+ * VM), its vCPUs parked before their first instruction until vm_resume */
+void vm_start_paused(struct vm *vm);
 /* The machine's MSRs, after the CPU core's own: the LAPIC's, then the
  * personality's (src/vm/msr.c). Both engines send every MSR they do not
  * hold themselves here, on the vCPU's thread; false means #GP. */

@@ -22,7 +22,12 @@
  * MSI-X vector, so receiving never waits for a vCPU exit. When rxq fills
  * up the backend stops reading from the host; when the guest posts
  * buffers (its notify of queue 0) and the queue drains, the backend
- * resumes. */
+ * resumes.
+ *
+ * A snapshot holds what the driver set through the control queue (the
+ * station address, the receive filter) and the receive offloads it took,
+ * which a restored device tells its new backend at once (TUNSETOFFLOAD on
+ * tap); the transport (pci.c) holds the rest. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -34,6 +39,7 @@
 #include "dev/virtio/virtio.h"
 #include "net/net.h"
 #include "vm/iothread.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 #define VIRTIO_ID_NET 1
@@ -564,9 +570,109 @@ static void net_reset(struct virtio_dev *vd)
 
 static const struct virtio_dev_ops net_ops = { .notify = net_notify, .reset = net_reset };
 
+/* The snapshot section: a version, then the station address, the filter's
+ * modes, both tables with their counts, and the receive offloads the
+ * driver took, field by field in little-endian. */
+#define NET_SNAP_VERSION 1
+
+/* what the driver takes on receive: its features, once it is running */
+static unsigned rx_taken(const struct virtio_net *n)
+{
+	return net_running(&n->vd) ? rx_offloads(&n->vd) : 0;
+}
+
+static int net_save(void *o, struct snap_buf *b, char *err, size_t errlen)
+{
+	struct virtio_net *n = o;
+	uint32_t u[4] = { NET_SNAP_VERSION, n->n_uni, n->n_multi, rx_taken(n) };
+	uint8_t modes[4] = { n->promisc, n->allmulti, n->uni_overflow, n->multi_overflow };
+
+	snap_put(b, &u[0], 4);
+	snap_put(b, n->vd.config, 6);
+	snap_put(b, modes, 4);
+	snap_put(b, &u[1], 12);
+	snap_put(b, n->uni, sizeof(n->uni));
+	snap_put(b, n->multi, sizeof(n->multi));
+	return 0;
+}
+
+/* Every field checked before any is used: the device is left as it was
+ * when one is bad. The transport's section came first, so the driver's
+ * features and status are the snapshot's. */
+static int net_load(void *o, struct snap_rd *r, char *err, size_t errlen)
+{
+	struct virtio_net *n = o;
+	uint32_t version, counts[3];
+	uint8_t mac[6], modes[4], uni[MAC_TABLE_MAX][6], multi[MAC_TABLE_MAX][6];
+
+	if (!snap_get(r, &version, 4))
+		return -1;
+	if (version != NET_SNAP_VERSION) {
+		snprintf(err, errlen, "virtio-net state of version %u; this accord reads version %u", version,
+			 NET_SNAP_VERSION);
+		return -1;
+	}
+	if (!snap_get(r, mac, 6) || !snap_get(r, modes, 4) || !snap_get(r, counts, 12) ||
+	    !snap_get(r, uni, sizeof(uni)) || !snap_get(r, multi, sizeof(multi)))
+		return -1;
+	if (mac[0] & 1) {
+		snprintf(err, errlen, "a multicast station address");
+		return -1;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (modes[i] > 1) {
+			snprintf(err, errlen, "a receive mode of %u", modes[i]);
+			return -1;
+		}
+	}
+	/* a table too long for the filter is kept as its overflow alone */
+	if (counts[0] > MAC_TABLE_MAX || counts[1] > MAC_TABLE_MAX || (modes[2] && counts[0]) ||
+	    (modes[3] && counts[1])) {
+		snprintf(err, errlen, "MAC filter tables of %u and %u entries", counts[0], counts[1]);
+		return -1;
+	}
+	if (counts[2] != rx_taken(n)) {
+		snprintf(err, errlen, "receive offloads %#x, but the driver negotiated %#x", counts[2], rx_taken(n));
+		return -1;
+	}
+	memcpy(n->vd.config, mac, 6);
+	n->promisc = modes[0];
+	n->allmulti = modes[1];
+	n->uni_overflow = modes[2];
+	n->multi_overflow = modes[3];
+	n->n_uni = counts[0];
+	n->n_multi = counts[1];
+	memcpy(n->uni, uni, sizeof(uni));
+	memcpy(n->multi, multi, sizeof(multi));
+	/* the backend is new: it has been told nothing yet */
+	if (n->nb->ops->set_rx_offload) {
+		n->nb->ops->set_rx_offload(n->nb, counts[2] & n->nb->offloads);
+		n->rx_offload_set = counts[2];
+	}
+	return 0;
+}
+
 void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6])
 {
 	memcpy(mac, n->vd.config, 6);
+}
+
+void virtio_net_counters(const struct virtio_net *n, struct virtio_net_counters *c)
+{
+	*c = (struct virtio_net_counters){
+		.rx_frames = n->rx_frames,
+		.rx_bytes = n->rx_bytes,
+		.rx_dropped = __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED) +
+			      __atomic_load_n(&n->nb->rx_dropped, __ATOMIC_RELAXED),
+		.rx_filtered = n->rx_filtered,
+		.tx_frames = n->tx_frames,
+		.tx_bytes = n->tx_bytes,
+		.tx_dropped = n->tx_dropped + __atomic_load_n(&n->nb->tx_dropped, __ATOMIC_RELAXED),
+		.tx_bad_offload = n->tx_bad_hdr,
+		.tx_segments = n->tx_segments,
+		.control_ok = n->ctrl_ok,
+		.control_failed = n->ctrl_err,
+	};
 }
 
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,
@@ -623,6 +729,11 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 		fprintf(stderr, "accord: virtio-net: no room on the PCI bus\n");
 		iothread_fd_del(io, n->rxq.kick_fd);
 		goto fail;
+	}
+	/* after the transport's: a load sees the driver's features */
+	if (vm_snap_register(vm, "virtio-net", net_save, net_load, n) < 0) {
+		fprintf(stderr, "accord: virtio-net: out of memory\n");
+		return NULL;
 	}
 	nb->port = (struct net_port){ port_can_receive, port_receive, port_receive_offload, n };
 	return n;

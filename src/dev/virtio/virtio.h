@@ -185,5 +185,18 @@ struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct 
 				     struct net_backend *nb, const struct net_config *cfg);
 /* the MAC address the device shows the guest */
 void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6]);
+/* for the control API, under vm->io_lock: frames and bytes each way;
+ * frames for the guest dropped (no room, too long for its buffers, or by
+ * the backend) and those its receive filter (CTRL_RX, CTRL_MAC) kept out;
+ * the guest's frames dropped (too short, or refused by the host) and
+ * those with an offload request that does not fit the frame; the TCP
+ * segments the device cut for a backend without TSO; control-queue
+ * commands answered VIRTIO_NET_OK and VIRTIO_NET_ERR */
+struct virtio_net_counters {
+	uint64_t rx_frames, rx_bytes, rx_dropped, rx_filtered;
+	uint64_t tx_frames, tx_bytes, tx_dropped, tx_bad_offload, tx_segments;
+	uint64_t control_ok, control_failed;
+};
+void virtio_net_counters(const struct virtio_net *n, struct virtio_net_counters *c);
 
 #endif

@@ -722,10 +722,12 @@ static int util_load(void *opaque, struct snap_rd *r, char *err, size_t n)
 	}
 	if (!snap_get(r, f, sizeof(f)) || !snap_get(r, u64, sizeof(u64)) || !snap_get(r, &nsets, 4))
 		goto bad;
-	/* one KVP exchange at a time; a SET in flight is the queue's head */
+	/* one KVP exchange at a time; a SET in flight is the queue's head;
+	 * an enumeration under way is at one of the pools (past the last
+	 * once done) */
 	why = "bad KVP state";
 	if (f[0] > 1 || f[1] > 1 || f[2] > 1 || (f[0] && f[1]) || nsets > KVP_SETS_MAX || (f[1] && !nsets) ||
-	    u32[2] >= sizeof(kvp_pools) || u32[3] > HV_KVP_MAX_PAIRS)
+	    u32[2] > sizeof(kvp_pools) || (f[0] && u32[2] == sizeof(kvp_pools)) || u32[3] > HV_KVP_MAX_PAIRS)
 		goto bad;
 	for (unsigned i = 0; i < nsets; i++)
 		if (!snap_get(r, &sets[i].ksize, 4) || !snap_get(r, &sets[i].vsize, 4) || sets[i].ksize > KVP_KEY_MAX ||

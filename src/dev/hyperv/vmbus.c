@@ -824,7 +824,7 @@ static int vmbus_load(void *opaque, struct snap_rd *r, char *err, size_t n)
 	uint32_t ver, u32[5], q_len, ngpadl;
 	uint64_t errors, dropped;
 	bool connected;
-	const char *why = "truncated";
+	const char *why = "truncated, or a flag other than 0 or 1";
 
 	if (!snap_get(r, &ver, 4) || ver != SNAP_VMBUS_VERSION) {
 		snprintf(err, n, "VMBus state of another version");
@@ -853,7 +853,7 @@ static int vmbus_load(void *opaque, struct snap_rd *r, char *err, size_t n)
 		uint8_t type[16];
 		uint32_t relid;
 
-		why = "truncated channel";
+		why = "a channel truncated, or a flag other than 0 or 1";
 		if (!snap_get(r, &relid, 4) || !snap_get(r, type, 16) || !snap_get(r, c->instance, 16) ||
 		    !get_bool(r, &c->open) || !get_bool(r, &c->broken) || !snap_get(r, &c->target_vp, 4) ||
 		    !snap_get(r, &c->ring_gpadl, 4) || !snap_get(r, &c->split, 4) || !snap_get(r, &c->in_index, 4) ||

@@ -234,3 +234,12 @@ TEST_SCRIPTS += tests/hyperv_util.sh
 # (tests/api_config.sh); the request parsing in tests/unit_api.c
 TEST_SCRIPTS += tests/api_config.sh
 # ---- end configuring through the API ----
+# ---- Hyper-V snapshots (owner: src/dev/hyperv/ snapshot hooks) ----
+# --personality hyperv snapshots: the Hyper-V test kernel's synthetic timer
+# ticking through snapshot, SIGKILL and restore on emu and kvm, damaged
+# VMBus/SynIC/util sections refused; the stock kernel with storvsc (ext4)
+# and netvsc (hostfwd) resuming a counting loop (tests/hyperv_snapshot.sh);
+# the sections' round trips and refusals in tests/unit_netvsc.c and
+# tests/unit_vmbus.c
+TEST_SCRIPTS += tests/hyperv_snapshot.sh
+# ---- end Hyper-V snapshots ----

@@ -36,6 +36,7 @@ static struct vm *kvm_vm;
 static char *const config[] = { "--memory", "16M", "--accel", "emu", "--rng" };
 static char *const hv_config[] = { "--memory", "16M", "--accel", "emu", "--personality", "hyperv" };
 static struct net_backend nb;
+static struct iothread *io;
 
 static void fz_send(struct net_backend *b, const void *frame, size_t len)
 {
@@ -52,10 +53,10 @@ static const struct net_backend_ops fz_ops = { fz_send, fz_resume };
 static void hv_machine_init(const char *img)
 {
 	static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0, 0, 1 };
-	struct iothread *io = iothread_create();
 	struct vmbus *vb;
 
 	nb.ops = &fz_ops;
+	io = iothread_create();
 	if (!io || vm_create(&vm, RAM_SIZE, 1, &engine_emu, PERSONALITY_HYPERV) < 0 || !(vb = vmbus_create(&vm)) ||
 	    !netvsc_create(vb, &vm, io, &nb, mac) || !storvsc_create(vb, img, false) || !hv_util_create(vb, &vm, 0))
 		abort();

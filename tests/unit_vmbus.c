@@ -1143,6 +1143,19 @@ static void test_snapshot(void)
 		free(s[i].p);
 	}
 	ok(good, "snapshot: the machine goes back to the snapshot");
+
+	/* the restored guest's clock stood still since the snapshot: the
+	 * next tick sets it (SYNC), as Hyper-V does after a resume */
+	uint8_t *ic;
+	uint32_t len;
+	uint64_t trans;
+	bool before = false, sync = false;
+	while ((ic = ic_recv(&ch5, &len, &trans)))
+		before |= ic[12] == 4 && ic[28 + 24] == 1;
+	hv_util_tick(util);
+	while ((ic = ic_recv(&ch5, &len, &trans)))
+		sync |= ic[12] == 4 && ic[28 + 24] == 1;
+	ok(!before && sync, "snapshot: after the restore the next tick sends the guest a time SYNC");
 }
 
 int main(void)

@@ -8,8 +8,9 @@
  * - heartbeat: a sequence number once a second, the guest adds one;
  * - time sync: the host's UTC in 100 ns units since 1601 with the
  *   partition reference time it was read at, SYNC once the channel is
- *   negotiated (the guest sets its clock), then a SAMPLE every 5 s (the
- *   guest's PTP clock "hyperv" follows them);
+ *   negotiated (the guest sets its clock) and after a restore from a
+ *   snapshot, then a SAMPLE every 5 s (the guest's PTP clock "hyperv"
+ *   follows them);
  * - KVP: the host enumerates the guest's pools one request at a time
  *   (the guest's hv_kvp_daemon answers): the auto pool (host name, OS,
  *   addresses), the guest pool (what the guest's programs wrote) and the
@@ -173,6 +174,7 @@ struct hv_util {
 	struct kvp_pool kvp_pool[HV_KVP_POOL_COUNT], kvp_next;
 	uint8_t out[IC_MAX], kvp_req[KVP_MSG_LEN];
 	unsigned tick;
+	bool resync; /* restored from a snapshot: the guest's clock is behind */
 	int pipe[2];
 	pthread_t thread;
 };
@@ -742,6 +744,7 @@ static int util_load(void *opaque, struct snap_rd *r, char *err, size_t n)
 		goto bad;
 
 	h->tick = u32[1];
+	h->resync = true;
 	h->kvp_step = u32[2];
 	h->kvp_index = u32[3];
 	for (unsigned k = 0; k < UTIL_COUNT; k++) {
@@ -815,8 +818,14 @@ void hv_util_tick(struct hv_util *h)
 		vmbus_put64(b, u->seq);
 		ic_send(u, ICMSGTYPE_HEARTBEAT, b, sizeof(b));
 	}
-	if (tick % TIMESYNC_SAMPLE_SEC == 0 && chan_ready(&h->chan[UTIL_TIMESYNC]))
+	/* after a restore, as Hyper-V after a resume: SYNC sets the guest's
+	 * clock, which stood still from the snapshot to the restore */
+	if (h->resync && chan_ready(&h->chan[UTIL_TIMESYNC])) {
+		timesync_send(&h->chan[UTIL_TIMESYNC], ICTIMESYNCFLAG_SYNC);
+		h->resync = false;
+	} else if (tick % TIMESYNC_SAMPLE_SEC == 0 && chan_ready(&h->chan[UTIL_TIMESYNC])) {
 		timesync_send(&h->chan[UTIL_TIMESYNC], ICTIMESYNCFLAG_SAMPLE);
+	}
 	kvp_work(h, tick % KVP_REFRESH_SEC == 0);
 	vmbus_unlock(h->vb);
 }

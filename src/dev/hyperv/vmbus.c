@@ -725,7 +725,7 @@ static int vmbus_save(void *opaque, struct snap_buf *b, char *err, size_t n)
 	pthread_mutex_lock(&vb->lock);
 	for (unsigned i = 0; i < vb->nchan; i++) {
 		if (vb->chan[i]->rescinded) {
-			snprintf(err, n, "VMBus channel %u was removed (rescinded): a machine without it cannot be made again",
+			snprintf(err, n, "VMBus channel %u was hot-removed (rescinded): a VM with a removed device cannot be saved",
 				 vb->chan[i]->relid);
 			pthread_mutex_unlock(&vb->lock);
 			return -1;

@@ -749,6 +749,7 @@ static void test_snapshot(void)
 	put8_at(&s[0], HV_STIMER0 + 24, 2, "hyperv", "a pending flag of 2");
 	put32_at(&s[1], 0, 2, "vmbus", "section version 2");
 	put8_at(&s[1], 4, 2, "vmbus", "connected = 2");
+	put8_at(&s[1], 4, 0, "vmbus", "an open channel on a bus not connected");
 	put32_at(&s[1], 5, 0x12345, "vmbus", "an unknown protocol version");
 	put32_at(&s[1], 13, 1, "vmbus", "the message VP 1 of 1");
 	put32_at(&s[1], 21, 2, "vmbus", "2 channels on a bus of 1");

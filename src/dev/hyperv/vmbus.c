@@ -864,7 +864,8 @@ static int vmbus_load(void *opaque, struct snap_rd *r, char *err, size_t n)
 			goto fail;
 		}
 		why = "bad channel";
-		if (c->target_vp >= (uint32_t)vb->vm->ncpus)
+		/* an UNLOAD or INITIATE_CONTACT closes every channel */
+		if (c->target_vp >= (uint32_t)vb->vm->ncpus || (c->open && !connected))
 			goto bad;
 	}
 	why = "bad message queue";

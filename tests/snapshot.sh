@@ -7,7 +7,7 @@
 #   file does the same;
 # - files that are not good snapshots (truncated, a flipped bit, another
 #   format version, another magic, empty, missing) are refused with one
-#   line and status 10; a --personality hyperv VM is refused; the API's
+#   line and status 10; the API's
 #   PUT /vm/snapshot with a path (sandbox off), with the sandbox on (409)
 #   and with bad bodies (400);
 # - the stock kernel with a virtio-blk disk (tools/mkguest) on emu: the
@@ -180,24 +180,6 @@ fi
 rc=$?
 [ $rc -eq 6 ] && [ ! -e "$tmp/x.snap" ] && [ ! -e "$tmp/x.snap.tmp" ]
 result "accord snapshot of no such VM: status 6, no file left" "status $rc: $(cat "$tmp/novm.log")"
-
-# ---- hyperv: not yet ----
-"$ACCORD" run --kernel "$TICKER" --accel emu --personality hyperv --memory 64M --name hv </dev/null \
-	>"$tmp/hv.log" 2>&1 &
-pid=$!
-pids+=("$pid")
-wait_for 60 ticks_at_least "$tmp/hv.log" 2
-"$ACCORD" snapshot hv "$tmp/hv.snap" >"$tmp/hv.snap.log" 2>&1
-rc=$?
-[ $rc -eq 7 ] && [ "$(wc -l <"$tmp/hv.snap.log")" -eq 1 ] && grep -q "hyperv" "$tmp/hv.snap.log" &&
-	[ ! -e "$tmp/hv.snap" ] && [ ! -e "$tmp/hv.snap.tmp" ]
-result "--personality hyperv: accord snapshot refuses in one line (status 7), no file" \
-	"status $rc: $(cat "$tmp/hv.snap.log")"
-n=$(grep -c '^tick ' "$tmp/hv.log")
-wait_for 30 ticks_at_least "$tmp/hv.log" $((n + 3))
-result "--personality hyperv: the VM runs on after the refusal"
-kill -9 "$pid"
-wait "$pid" 2>/dev/null
 
 # ---- the API: PUT /vm/snapshot ----
 api() {

@@ -243,3 +243,12 @@ TEST_SCRIPTS += tests/api_config.sh
 # tests/unit_virtio_net.c
 TEST_SCRIPTS += tests/snapshot_state.sh
 # ---- end snapshot state ----
+# ---- Hyper-V snapshots (owner: src/dev/hyperv/ snapshot hooks) ----
+# --personality hyperv snapshots: the Hyper-V test kernel's synthetic timer
+# ticking through snapshot, SIGKILL and restore on emu and kvm, damaged
+# VMBus/SynIC/util sections refused; the stock kernel with storvsc (ext4)
+# and netvsc (hostfwd) resuming a counting loop (tests/hyperv_snapshot.sh);
+# the sections' round trips and refusals in tests/unit_netvsc.c and
+# tests/unit_vmbus.c
+TEST_SCRIPTS += tests/hyperv_snapshot.sh
+# ---- end Hyper-V snapshots ----

@@ -29,6 +29,7 @@
 #include "testvm.h"
 #include "test_backend.h"
 #include "vmbus_guest.h"
+#include "snap_hooks.h"
 
 #define RAM_SIZE (16u << 20)
 
@@ -655,6 +656,152 @@ static void test_link(void)
 	rx_done(x.tid);
 }
 
+/* ---- snapshots: the hyperv, vmbus and netvsc sections ---- */
+
+static void put32_at(struct sec_buf *s, size_t off, uint32_t v, const char *name, const char *what)
+{
+	char err[200];
+
+	ok(sh_patch_refused(&vm, name, s, off, &v, 4, err, sizeof(err)), "snapshot: %s with %s is refused: %s", name,
+	   what, err);
+}
+
+static void put8_at(struct sec_buf *s, size_t off, uint8_t v, const char *name, const char *what)
+{
+	char err[200];
+
+	ok(sh_patch_refused(&vm, name, s, off, &v, 1, err, sizeof(err)), "snapshot: %s with %s is refused: %s", name,
+	   what, err);
+}
+
+/* field offsets in the sections (the formats in hv_save, vmbus_save and
+ * nv_save): the partition's first vCPU, the bus's first channel */
+#define HV_VP0 72
+#define HV_SINT0 (HV_VP0 + 24)
+#define HV_STIMER0 (HV_VP0 + 162)
+#define VB_CHAN0 41
+#define VB_QLEN (VB_CHAN0 + 90)
+#define NV_CTRL_LEN 46
+
+static void test_snapshot(void)
+{
+	static const char *const names[] = { "hyperv", "vmbus", "netvsc" };
+	static uint8_t f[300];
+	struct sec_buf s[3];
+	struct xfer held, x1, x2;
+	uint8_t *ram = malloc(RAM_SIZE);
+	char err[200];
+	bool good = ram != NULL, got;
+
+	/* a periodic synthetic timer armed far ahead, and a frame in a
+	 * receive section the guest still holds */
+	hv_msr_write(v0, 0x400000b2, 1 | 2 | 2u << 16);
+	hv_msr_write(v0, 0x400000b3, 100000000000ull);
+	frame_fill(f, 300, mac, 77);
+	ok(rx_one(f, 300, &held, false), "snapshot: a frame sits in a receive section the guest holds");
+	for (int i = 0; i < 3; i++) {
+		bool rt = sh_round_trip(&vm, names[i], &s[i]);
+
+		ok(rt, "snapshot: the %s section saves, loads and saves again as the same %zu bytes", names[i],
+		   rt ? s[i].len : 0);
+		good &= rt;
+	}
+	if (!good)
+		return;
+	memcpy(ram, vm.ram, RAM_SIZE);
+
+	/* the guest goes on: gives the section back, takes a frame, sets
+	 * another filter */
+	rx_done(held.tid);
+	got = rx_one(f, 300, &x1, true);
+	ok(got && set(0x0001010e, "\x20\0\0\0", 4) == 0 && !sh_same(&vm, "netvsc", &s[2]) && !sh_same(&vm, "vmbus", &s[1]),
+	   "snapshot: the guest moves on (a section back, a frame, the filter promiscuous)");
+	hv_msr_write(v0, 0x400000b2, 0);
+	ok(!sh_same(&vm, "hyperv", &s[0]), "snapshot: and a timer stopped");
+
+	/* back to the snapshot: memory, then the sections in the machine's order */
+	memcpy(vm.ram, ram, RAM_SIZE);
+	good = true;
+	for (int i = 0; i < 3; i++)
+		good &= sh_load(&vm, names[i], s[i].p, s[i].len, err, sizeof(err)) == 0 && sh_same(&vm, names[i], &s[i]);
+	ok(good, "snapshot: loaded back, every section is as it was saved");
+	rx_done(held.tid);
+	got = rx_one(f, 300, &x2, true);
+	ok(got && x2.offset == x1.offset && x2.count == x1.count && !memcmp(x2.msg + 44, f, 300),
+	   "the restored NIC takes the held section back and delivers the next frame where it did before (offset %u)",
+	   x2.offset);
+	x2 = query(0x0001010e, 0, false);
+	ok(x2.count == 28 && vmbus_get32(x2.msg + 24) == 0x0d, "its packet filter is the snapshot's (0x%x)",
+	   vmbus_get32(x2.msg + 24));
+
+	/* what cannot be a snapshot is refused, and changes nothing */
+	for (int i = 0; i < 3; i++)
+		sh_load(&vm, names[i], s[i].p, s[i].len, err, sizeof(err));
+	for (int i = 0; i < 3; i++)
+		ok(sh_truncations_refused(&vm, names[i], &s[i]), "snapshot: each of the %zu truncations of %s is refused",
+		   s[i].len, names[i]);
+	put32_at(&s[0], 0, 2, "hyperv", "section version 2");
+	put32_at(&s[0], 4, 2, "hyperv", "2 vCPUs");
+	put32_at(&s[0], HV_SINT0, 0x05, "hyperv", "an unmasked SINT on exception vector 5");
+	put32_at(&s[0], HV_VP0 + 16, 0x40000001, "hyperv", "a SIMP page outside RAM");
+	put32_at(&s[0], 16, 0x1001, "hyperv", "the hypercall page enabled outside RAM");
+	put32_at(&s[0], HV_STIMER0 + 16, 5, "hyperv", "a disabled timer armed");
+	put8_at(&s[0], HV_STIMER0 + 24, 2, "hyperv", "a pending flag of 2");
+	put32_at(&s[1], 0, 2, "vmbus", "section version 2");
+	put8_at(&s[1], 4, 2, "vmbus", "connected = 2");
+	put8_at(&s[1], 4, 0, "vmbus", "an open channel on a bus not connected");
+	put32_at(&s[1], 5, 0x12345, "vmbus", "an unknown protocol version");
+	put32_at(&s[1], 13, 1, "vmbus", "the message VP 1 of 1");
+	put32_at(&s[1], 21, 2, "vmbus", "2 channels on a bus of 1");
+	put32_at(&s[1], VB_CHAN0, 2, "vmbus", "another relid");
+	put8_at(&s[1], VB_CHAN0 + 4, 0x64, "vmbus", "another class of device");
+	put32_at(&s[1], VB_CHAN0 + 38, 1, "vmbus", "a target VP that does not exist");
+	put32_at(&s[1], VB_CHAN0 + 42, 0xdead, "vmbus", "a ring on an unknown GPADL");
+	put32_at(&s[1], VB_CHAN0 + 46, 1, "vmbus", "a ring split after 1 page");
+	put32_at(&s[1], VB_CHAN0 + 50, 3, "vmbus", "an unaligned ring index");
+	put32_at(&s[1], VB_CHAN0 + 54, 0x7fff0000, "vmbus", "a ring index past the ring");
+	put32_at(&s[1], VB_QLEN, 1000, "vmbus", "1000 queued messages");
+	uint32_t qlen = vmbus_get32(s[1].p + VB_QLEN);
+	size_t goff = VB_QLEN + 4;
+	for (uint32_t i = 0; i < qlen; i++)
+		goff += 4 + vmbus_get32(s[1].p + goff);
+	put32_at(&s[1], goff, 300, "vmbus", "300 GPADLs");
+	/* the first GPADL: id, relid, want, have, rangecount, complete, then the range and its first PFN */
+	put32_at(&s[1], goff + 4 + 4, 9, "vmbus", "a GPADL of a channel that does not exist");
+	put32_at(&s[1], goff + 4 + 27 + 8, 0x100000, "vmbus", "a GPADL page outside guest RAM");
+	put32_at(&s[1], goff + 4 + 8, 1, "vmbus", "a GPADL shorter than its ranges");
+	put32_at(&s[2], 0, 2, "netvsc", "section version 2");
+	put32_at(&s[2], 4, 0x12345, "netvsc", "an NVSP version never offered");
+	put32_at(&s[2], 20, 65537, "netvsc", "65537 receive sections");
+	put32_at(&s[2], 20, vmbus_get32(s[2].p + 20) + 1, "netvsc", "more receive sections than its GPADL holds");
+	put32_at(&s[2], 24, 0, "netvsc", "a send buffer of no sections");
+	put32_at(&s[2], 32, 21, "netvsc", "21 error lines");
+	put8_at(&s[2], 42, 2, "netvsc", "rx_ok = 2");
+	put32_at(&s[2], NV_CTRL_LEN, 17, "netvsc", "17 queued RNDIS replies");
+	size_t foff = NV_CTRL_LEN + 4;
+	for (uint32_t i = 0; i < vmbus_get32(s[2].p + NV_CTRL_LEN); i++)
+		foff += 4 + vmbus_get32(s[2].p + foff);
+	foff += sizeof(struct netvsc_counters);
+	put32_at(&s[2], foff, vmbus_get32(s[2].p + 20) + 1, "netvsc", "more free sections than sections");
+	put32_at(&s[2], foff + 8, vmbus_get32(s[2].p + foff + 4), "netvsc", "a free section twice");
+	put32_at(&s[2], foff + 4, vmbus_get32(s[2].p + 20), "netvsc", "a free section past the buffer");
+	for (int i = 0; i < 3; i++)
+		ok(sh_flips(&vm, names[i], &s[i], 300, 7 + i), "snapshot: %s with 300 random damages: refused with a "
+		   "reason or loaded, never a crash", names[i]);
+
+	/* the machine as at the snapshot again, for the tests after this one */
+	memcpy(vm.ram, ram, RAM_SIZE);
+	good = true;
+	for (int i = 0; i < 3; i++)
+		good &= sh_load(&vm, names[i], s[i].p, s[i].len, err, sizeof(err)) == 0;
+	rx_done(held.tid);
+	hv_msr_write(v0, 0x400000b2, 0);
+	ok(good, "snapshot: the machine goes back to the snapshot");
+	for (int i = 0; i < 3; i++)
+		free(s[i].p);
+	free(ram);
+}
+
 static void test_hostile(void)
 {
 	static uint8_t m[7000], f[100];
@@ -879,6 +1026,7 @@ int main(void)
 		test_rx();
 		test_flow();
 		test_link();
+		test_snapshot();
 		test_hostile();
 		test_teardown();
 	}

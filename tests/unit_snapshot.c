@@ -16,6 +16,8 @@
 #include <zlib.h>
 
 #include "dev/dev.h"
+#include "dev/hyperv/hyperv.h"
+#include "dev/hyperv/vmbus.h"
 #include "dev/pci.h"
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
@@ -332,16 +334,45 @@ int main(void)
 	struct vm *h = machine(RAM, 2, false);
 	ok(snapshot_apply(&f, h, err, sizeof(err)) < 0, "a machine without the virtio-rng: %s", err);
 
-	/* a hyperv machine is not snapshotted */
-	static struct vm hv;
+	/* a hyperv machine: the partition, VMBus and the integration services
+	 * are saved and loaded into a machine made the same way */
+	static struct vm hv[2];
+	static char *const hv_config[] = { "--kernel", "/k", "--memory", "16M", "--personality", "hyperv" };
 	int fd = memfd_create("hv", 0);
-	if (vm_create(&hv, RAM, 1, &engine_emu, PERSONALITY_HYPERV) == 0) {
-		snapshot_set_config(&hv, sizeof(config) / sizeof(config[0]), config);
-		ok(snapshot_write(&hv, fd, err, sizeof(err)) < 0 && strstr(err, "hyperv") &&
-			   lseek(fd, 0, SEEK_END) == 0,
-		   "--personality hyperv: refused, nothing written: %s", err);
-	} else {
-		ok(false, "a hyperv machine");
+	bool made = true;
+	for (int i = 0; i < 2; i++) {
+		struct vmbus *vb = NULL;
+		made &= vm_create(&hv[i], RAM, 1, &engine_emu, PERSONALITY_HYPERV) == 0 && (vb = vmbus_create(&hv[i])) &&
+			hv_util_create(vb, &hv[i], 0);
+	}
+	ok(made, "two hyperv machines with VMBus and the integration services");
+	if (made) {
+		snapshot_set_config(&hv[0], sizeof(hv_config) / sizeof(hv_config[0]), hv_config);
+		/* the guest's SynIC and a timer */
+		hv_msr_write(hv[0].vcpu[0], 0x40000083, 0x10000 | 1);
+		hv_msr_write(hv[0].vcpu[0], 0x40000090 + 2, 0x52);
+		hv_msr_write(hv[0].vcpu[0], 0x400000b0, 1 | 2 | 2u << 16);
+		hv_msr_write(hv[0].vcpu[0], 0x400000b1, 1000000000);
+		rc = snapshot_write(&hv[0], fd, err, sizeof(err));
+		off_t hn = lseek(fd, 0, SEEK_END);
+		uint8_t *hs = hn > 0 ? malloc((size_t)hn) : NULL;
+		struct snap_file hf;
+		uint64_t simp = 0, sint = 0, stimer = 0;
+		ok(rc == 0 && hs && pread(fd, hs, (size_t)hn, 0) == hn, "--personality hyperv: snapshot_write: %s",
+		   rc ? err : "ok");
+		rc = hs ? snapshot_parse(&hf, hs, (size_t)hn, err, sizeof(err)) : -1;
+		ok(rc == 0 && hf.personality == PERSONALITY_HYPERV, "it parses, personality hyperv in the header");
+		rc = rc ? rc : snapshot_apply(&hf, &hv[1], err, sizeof(err));
+		hv_msr_read(hv[1].vcpu[0], 0x40000083, &simp);
+		hv_msr_read(hv[1].vcpu[0], 0x40000090 + 2, &sint);
+		hv_msr_read(hv[1].vcpu[0], 0x400000b1, &stimer);
+		ok(rc == 0 && simp == (0x10000 | 1) && sint == 0x52 && stimer == 1000000000,
+		   "and loads into the second: SIMP %#llx, SINT2 %#llx, STIMER0_COUNT %llu (%s)", (unsigned long long)simp,
+		   (unsigned long long)sint, (unsigned long long)stimer, rc ? err : "ok");
+		snapshot_parse(&hf, hs, (size_t)hn, err, sizeof(err));
+		ok(snapshot_apply(&hf, machine(RAM, 1, false), err, sizeof(err)) < 0 && strstr(err, "not this one"),
+		   "a kvm-personality machine refuses it: %s", err);
+		free(hs);
 	}
 	free(c);
 	free(snap);

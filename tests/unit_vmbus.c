@@ -25,6 +25,7 @@
 #include "tap.h"
 #include "testvm.h"
 #include "vmbus_guest.h"
+#include "snap_hooks.h"
 
 #define RAM_SIZE (16u << 20)
 #define IMG_SIZE (1u << 20)
@@ -1059,6 +1060,104 @@ static void test_kvp(void)
 	ok(!strcmp(pairs, "Name=v\xc3\xa0l\xf0\x9f\x98\x80;"), "the last complete enumeration stays readable");
 }
 
+/* ---- snapshots: the storvsc, integration services and partition
+ * sections; the bus refuses to be saved with a rescinded channel ---- */
+
+static void patch_refused(struct sec_buf *s, const char *name, size_t off, const void *v, size_t n, const char *what)
+{
+	char err[200];
+
+	ok(sh_patch_refused(&vm, name, s, off, v, n, err, sizeof(err)), "snapshot: %s with %s is refused: %s", name, what,
+	   err);
+}
+
+/* hv-util's section (util_save): the channels from 16, 35 bytes each,
+ * then the KVP flags, counters, SETs and the pools */
+#define UT_CHAN(k) (16 + 35 * (k))
+#define UT_FLAGS UT_CHAN(4)
+#define UT_NSETS (UT_FLAGS + 3 + 24)
+
+/* the offset of pool p's count in hv-util's section */
+static size_t ut_pool(const struct sec_buf *s, unsigned pool)
+{
+	size_t off = UT_NSETS + 4;
+
+	for (uint32_t i = 0; i < vmbus_get32(s->p + UT_NSETS); i++)
+		off += 8 + vmbus_get32(s->p + off) + vmbus_get32(s->p + off + 4);
+	for (unsigned p = 0; p < pool; p++) {
+		uint32_t n = vmbus_get32(s->p + off);
+
+		off += 4;
+		for (uint32_t i = 0; i < 2 * n; i++)
+			off += 4 + vmbus_get32(s->p + off);
+	}
+	return off;
+}
+
+static void test_snapshot(void)
+{
+	static const char *const names[] = { "hyperv", "storvsc", "hv-util" };
+	struct sec_buf s[3], vbs;
+	char err[200];
+	bool good = true;
+
+	good = sh_save(&vm, "vmbus", &vbs, err, sizeof(err)) < 0 && strstr(err, "rescinded");
+	ok(good, "snapshot: a bus with a rescinded channel (the removed disk) is not saved: %s", err);
+	for (int i = 0; i < 3; i++) {
+		bool rt = sh_round_trip(&vm, names[i], &s[i]);
+
+		ok(rt, "snapshot: the %s section saves, loads and saves again as the same %zu bytes", names[i],
+		   rt ? s[i].len : 0);
+		if (!rt)
+			return;
+	}
+	uint32_t kvp_n = vmbus_get32(s[2].p + ut_pool(&s[2], 2));
+	ok(kvp_n == 1 && vmbus_get32(s[2].p + UT_CHAN(3)) != 0,
+	   "snapshot: hv-util holds the negotiated KVP channel and the auto pool's pair (%u)", kvp_n);
+	for (int i = 0; i < 3; i++)
+		ok(sh_truncations_refused(&vm, names[i], &s[i]), "snapshot: each of the %zu truncations of %s is refused",
+		   s[i].len, names[i]);
+	uint64_t blocks = (IMG_SIZE / 512) + 1;
+	patch_refused(&s[1], "storvsc", 4, &blocks, 8, "a disk of another size");
+	patch_refused(&s[1], "storvsc", 0, "\2", 1, "section version 2");
+	patch_refused(&s[2], "hv-util", 0, "\2", 1, "section version 2");
+	patch_refused(&s[2], "hv-util", 8, "\4", 1, "an enumeration past the end");
+	patch_refused(&s[2], "hv-util", 12, "\101", 1, "an enumeration at pair 65");
+	patch_refused(&s[2], "hv-util", UT_CHAN(0), "\2", 1, "negotiated = 2");
+	patch_refused(&s[2], "hv-util", UT_CHAN(3) + 5, "\x45\x23\x01\0", 4, "a KVP version never offered");
+	patch_refused(&s[2], "hv-util", UT_CHAN(3) + 1, "\7\0\0\0", 4, "a framework version never offered");
+	patch_refused(&s[2], "hv-util", UT_CHAN(3) + 9, "\7\0", 2, "a request of type 7 in flight");
+	patch_refused(&s[2], "hv-util", UT_FLAGS, "\1\1", 2, "an enumeration and a SET at once");
+	if (!vmbus_get32(s[2].p + UT_NSETS))
+		patch_refused(&s[2], "hv-util", UT_FLAGS, "\0\1", 2, "a SET in flight with none queued");
+	patch_refused(&s[2], "hv-util", UT_NSETS, "\11", 1, "9 queued SETs");
+	patch_refused(&s[2], "hv-util", ut_pool(&s[2], 0), "\101", 1, "65 pairs in a pool");
+	size_t key = ut_pool(&s[2], 2) + 4;
+	patch_refused(&s[2], "hv-util", key + 4, "\0", 1, "a NUL in a key");
+	patch_refused(&s[2], "hv-util", key, "\0\20\0\0", 4, "a key of 4096 bytes");
+	for (int i = 0; i < 3; i++)
+		ok(sh_flips(&vm, names[i], &s[i], 300, 17 + i), "snapshot: %s with 300 random damages: refused with a "
+		   "reason or loaded, never a crash", names[i]);
+	for (int i = 0; i < 3; i++) {
+		good &= sh_load(&vm, names[i], s[i].p, s[i].len, err, sizeof(err)) == 0;
+		free(s[i].p);
+	}
+	ok(good, "snapshot: the machine goes back to the snapshot");
+
+	/* the restored guest's clock stood still since the snapshot: the
+	 * next tick sets it (SYNC), as Hyper-V does after a resume */
+	uint8_t *ic;
+	uint32_t len;
+	uint64_t trans;
+	bool before = false, sync = false;
+	while ((ic = ic_recv(&ch5, &len, &trans)))
+		before |= ic[12] == 4 && ic[28 + 24] == 1;
+	hv_util_tick(util);
+	while ((ic = ic_recv(&ch5, &len, &trans)))
+		sync |= ic[12] == 4 && ic[28 + 24] == 1;
+	ok(!before && sync, "snapshot: after the restore the next tick sends the guest a time SYNC");
+}
+
 int main(void)
 {
 	struct storvsc *ro;
@@ -1105,6 +1204,7 @@ int main(void)
 		if (util) {
 			test_timesync();
 			test_kvp();
+			test_snapshot();
 		}
 	}
 	dup2(saved_stderr, 2);

@@ -6,7 +6,14 @@
  * protocol, periodic, direct mode). Each check needs the feature bit that
  * announces it; a target without it gets a SKIP that says so. Timing is
  * asserted only within generous bands. Every target reports every check,
- * if only as a SKIP. accord runs this family with --personality hyperv. */
+ * if only as a SKIP. accord runs this family with --personality hyperv.
+ *
+ * With "hyperv.ticks=N" on the command line it then ticks N times, for
+ * the snapshot tests (tests/hyperv_snapshot.sh): a periodic synthetic
+ * timer's message on an auto-EOI SINT every 20 ms, "hvtick I" printed for
+ * each, and the check hyperv.ticks at the end: the expirations rise, the
+ * TSC page agrees with the counter MSR and neither goes back. A VM
+ * snapshotted and restored meanwhile must keep all of that. */
 #include "guest.h"
 
 #define HV_X64_MSR_GUEST_OS_ID 0x40000000
@@ -337,14 +344,17 @@ static struct hv_message *slot(void)
 }
 
 /* the guest's side of the slot protocol: free it, EOM when asked */
-static void slot_release(void)
+static void slot_release_at(volatile struct hv_message *m)
 {
-	volatile struct hv_message *m = slot();
-
 	m->type = 0;
 	asm volatile("mfence" ::: "memory");
 	if (m->flags & 1)
 		wrmsr(HV_X64_MSR_EOM, 0);
+}
+
+static void slot_release(void)
+{
+	slot_release_at(slot());
 }
 
 static const char *const stimer_checks[] = {
@@ -444,6 +454,63 @@ static void test_synic(void)
 	wrmsr(HV_X64_MSR_SINT0 + SINT_AEOI, 1ul << 16);
 }
 
+static uint64_t cmdline_count(const char *key)
+{
+	const char *p = strstr(boot_cmdline(), key);
+	uint64_t n = 0;
+
+	if (!p)
+		return 0;
+	for (p += strlen(key); *p >= '0' && *p <= '9'; p++)
+		n = n * 10 + (uint64_t)(*p - '0');
+	return n;
+}
+
+#define TICK_REF 200000 /* 20 ms in 100 ns units */
+
+static void test_ticks(uint64_t count)
+{
+	volatile struct hv_message *m = &simp[SINT_AEOI];
+	uint64_t last_exp = 0, last_ref = 0, i, a = 0, t = 0, b = 0;
+	bool ok = true;
+	const char *why = "";
+
+	if (!hv_present || !(features_a & F_SYNTIMER) || !(features_a & F_REFERENCE_TSC) || !tsc_page.sequence) {
+		skip("hyperv.ticks", "no synthetic timers or TSC page");
+		return;
+	}
+	m->type = 0;
+	wrmsr(HV_X64_MSR_SINT0 + SINT_AEOI, VEC_AEOI | 1ul << 17);
+	wrmsr(HV_X64_MSR_STIMER0_CONFIG, 1 | 2 | (uint64_t)SINT_AEOI << 16);
+	wrmsr(HV_X64_MSR_STIMER0_COUNT, TICK_REF);
+	for (i = 1; i <= count; i++) {
+		/* the slot fills from the timer; an interrupt with it, whose
+		 * auto-EOI leaves the LAPIC free for the next one */
+		while (m->type != HVMSG_TIMER_EXPIRED)
+			asm volatile("sti; hlt; cli");
+		asm volatile("sti");
+		a = ref_count();
+		tsc_page_read(&t);
+		b = ref_count();
+		if (m->u.timer.index != 0 || m->u.timer.expiration <= last_exp)
+			ok = false, why = "the expirations went back or another timer fired";
+		else if (t < last_ref || a < last_ref || t + 10000 < a || t > b + 10000)
+			ok = false, why = "the TSC page and the counter disagree or went back";
+		else if (aeoi_in_isr)
+			ok = false, why = "the auto-EOI vector was left in service";
+		if (!ok)
+			break;
+		last_exp = m->u.timer.expiration;
+		last_ref = b;
+		printf("hvtick %lu\n", i);
+		slot_release_at(m);
+	}
+	wrmsr(HV_X64_MSR_STIMER0_CONFIG, 0);
+	wrmsr(HV_X64_MSR_SINT0 + SINT_AEOI, 1ul << 16);
+	check(ok, "hyperv.ticks", "after %lu ticks: %s (counter %lu, page %lu, counter %lu; before: %lu; expiration %lu)",
+	      i - 1, why, a, t, b, last_ref, last_exp);
+}
+
 void test_main(void)
 {
 	struct cpuid_regs r = cpuid(0x40000000, 0);
@@ -474,6 +541,9 @@ void test_main(void)
 	test_reference_time();
 	test_tsc_page();
 	test_synic();
+	uint64_t ticks = cmdline_count("hyperv.ticks=");
+	if (ticks)
+		test_ticks(ticks);
 	cli();
 	if (features_a & F_SYNIC)
 		wrmsr(HV_X64_MSR_SCONTROL, 0);

@@ -973,10 +973,6 @@ static int do_snapshot(const struct http_request *req, int *passed_fd, int *end,
 		snprintf(err, errlen, "the VM has shut down");
 		return 409;
 	}
-	if (vm->personality != PERSONALITY_KVM) {
-		snprintf(err, errlen, "snapshots of --personality hyperv guests are not supported yet (SynIC and VMBus state)");
-		return 409;
-	}
 	if (vm->gdb) {
 		snprintf(err, errlen, "the VM is under the gdb stub's control (--gdb)");
 		return 409;

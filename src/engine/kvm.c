@@ -1391,7 +1391,11 @@ static int state_set_full(struct kvm_vcpu_priv *p, const struct cpu_state *s, co
 	if (ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
 		return -1;
 	p->halted = s->halted;
-	p->ready = false;
+	/* A halted vCPU does not enter KVM_RUN until an interrupt is taken,
+	 * so no exit would tell it is ready for one: it is when it halted
+	 * with interrupts on and nothing pending (as after KVM_EXIT_HLT). */
+	p->ready = s->halted && (s->rflags & (1u << 9)) && !s->intr_shadow && s->irq_injected < 0 &&
+		   s->exc_vector < 0;
 	return 0;
 }
 

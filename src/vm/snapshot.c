@@ -233,10 +233,6 @@ static uint32_t engine_id(const struct vm *vm)
 
 int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen)
 {
-	if (vm->personality != PERSONALITY_KVM) {
-		fail(err, errlen, "snapshots of --personality hyperv guests are not supported yet (SynIC and VMBus state)");
-		return -1;
-	}
 	if (!vm->snap_argc) {
 		fail(err, errlen, "this VM has no configuration to save");
 		return -1;
@@ -428,7 +424,7 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 		return -1;
 	}
 	if (f->ram_size < PAGE || f->ram_size % PAGE || f->ram_size > (1ull << 40) || f->ncpus < 1 ||
-	    f->ncpus > VM_MAX_CPUS || f->engine > SNAP_ENGINE_KVM || f->personality != PERSONALITY_KVM) {
+	    f->ncpus > VM_MAX_CPUS || f->engine > SNAP_ENGINE_KVM || f->personality > PERSONALITY_HYPERV) {
 		fail(err, errlen, "damaged snapshot: bad machine in the header (%llu bytes of RAM, %u vCPUs)",
 		     (unsigned long long)f->ram_size, f->ncpus);
 		return -1;

@@ -5,7 +5,7 @@
  * File format (little-endian, version SNAP_VERSION):
  *   header, 64 bytes: magic "ACCSNAP\0", u32 version, u32 header size (64),
  *     u64 RAM bytes, u32 vCPUs, u32 engine (0 emu, 1 kvm), u32 personality
- *     (0 kvm), u32 flags (SNAP_F_*), u64 VM time in ns, 16 bytes 0
+ *     (0 kvm, 1 hyperv), u32 flags (SNAP_F_*), u64 VM time in ns, 16 bytes 0
  *   sections, each: u32 type, u32 instance, u64 payload length, the
  *     payload, zero bytes up to a multiple of 8:
  *     SNAP_CONFIG (first, once): the accord run arguments, each NUL-ended

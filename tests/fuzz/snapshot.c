@@ -5,8 +5,13 @@
  * the configuration, the vCPU and memory sections and the devices' state;
  * a file that parses is loaded into a small machine (emu, 1 vCPU, the
  * platform devices, PCI with a virtio-rng, a virtio-blk on a scratch
- * image and a virtio-net on a backend that drops everything, 16 MiB). Nothing may read or write outside the file or the
- * machine, and a refusal always says why. smoke runs: 3000 */
+ * image and a virtio-net on a backend that drops everything, 16 MiB),
+ * or, when the header says --personality hyperv, into a Hyper-V one (the partition, VMBus with a netvsc NIC, a storvsc disk and
+ * the integration services, 16 MiB). Nothing may read or write outside
+ * the file or the machine, and a refusal always says why. The seeds are
+ * snapshots of both machines, the Hyper-V one with a guest that has
+ * connected VMBus, opened the NIC's channel, handed over its buffers and
+ * initialised RNDIS (tests/fuzz/hyperv.h), a timer armed. smoke runs: 3000 */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -22,31 +27,57 @@
 #include "vm/iothread.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
+#include "hyperv.h"
 
 #define RAM (16ull << 20)
 
-static struct vm *vm;
+/* the KVM-personality machine; hyperv.h's vm is the Hyper-V one */
+static struct vm *kvm_vm;
 static char *const config[] = { "--memory", "16M", "--accel", "emu", "--rng", "--net", "user" };
+static char *const hv_config[] = { "--memory", "16M", "--accel", "emu", "--personality", "hyperv" };
+static struct net_backend nb;
+static struct iothread *io;
 
-static void null_send(struct net_backend *nb, const void *frame, size_t len)
+static void fz_send(struct net_backend *b, const void *frame, size_t len)
 {
 }
 
-static void null_resume(struct net_backend *nb)
+static void fz_resume(struct net_backend *b)
 {
 }
 
-/* a load hands a restored NIC's receive offloads to its backend */
-static void null_rx_offload(struct net_backend *nb, unsigned offloads)
+static const struct net_backend_ops fz_ops = { fz_send, fz_resume };
+
+/* a load hands a restored virtio NIC's receive offloads to its backend */
+static void fz_rx_offload(struct net_backend *b, unsigned offloads)
 {
-	if (offloads & ~nb->offloads)
+	if (offloads & ~b->offloads)
 		abort();
 }
 
-static const struct net_backend_ops null_ops = { null_send, null_resume, NULL, null_rx_offload };
-static struct net_backend null_nb = { .ops = &null_ops,
+static const struct net_backend_ops fz_vnet_ops = { fz_send, fz_resume, NULL, fz_rx_offload };
+static struct net_backend vnet_nb = { .ops = &fz_vnet_ops,
 				      .offloads = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 |
 						  NET_OFFLOAD_ECN };
+
+/* the Hyper-V machine, its NIC first (relid 1, the channel hyperv.h's
+ * programs open); the I/O thread is never started */
+static void hv_machine_init(const char *img)
+{
+	static const uint8_t mac[6] = { 0x52, 0x41, 0x43, 0, 0, 1 };
+	struct vmbus *vb;
+
+	nb.ops = &fz_ops;
+	if (vm_create(&vm, RAM_SIZE, 1, &engine_emu, PERSONALITY_HYPERV) < 0 || !(vb = vmbus_create(&vm)) ||
+	    !netvsc_create(vb, &vm, io, &nb, mac) || !storvsc_create(vb, img, false) || !hv_util_create(vb, &vm, 0))
+		abort();
+	v0 = vm.vcpu[0];
+	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
+	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
+	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
+	hv_msr_write(v0, 0x40000080, 1);
+	snapshot_set_config(&vm, sizeof(hv_config) / sizeof(hv_config[0]), hv_config);
+}
 
 static void fuzz_init(void)
 {
@@ -55,19 +86,20 @@ static void fuzz_init(void)
 	int null_fd = open("/dev/null", O_WRONLY);
 	struct platform_opts po = { .console_out_fd = null_fd };
 	struct pci_bus *bus;
-	struct iothread *io;
 	struct net_config nc = { .kind = NET_TAP };
 
 	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
 		abort();
 	close(fd);
-	vm = calloc(1, sizeof(*vm));
-	if (!vm || vm_create(vm, RAM, 1, &engine_emu, PERSONALITY_KVM) < 0 || platform_init(vm, &po) < 0 ||
-	    !(bus = pci_init(vm)) || !virtio_rng_create(vm, bus) || !virtio_blk_create(vm, bus, img, false) ||
-	    !(io = iothread_create()) || !virtio_net_create(vm, bus, io, &null_nb, &nc))
+	kvm_vm = calloc(1, sizeof(*kvm_vm));
+	io = iothread_create();
+	if (!kvm_vm || !io || vm_create(kvm_vm, RAM, 1, &engine_emu, PERSONALITY_KVM) < 0 || platform_init(kvm_vm, &po) < 0 ||
+	    !(bus = pci_init(kvm_vm)) || !virtio_rng_create(kvm_vm, bus) || !virtio_blk_create(kvm_vm, bus, img, false) ||
+	    !virtio_net_create(kvm_vm, bus, io, &vnet_nb, &nc))
 		abort();
+	hv_machine_init(img);
 	unlink(img);
-	snapshot_set_config(vm, sizeof(config) / sizeof(config[0]), config);
+	snapshot_set_config(kvm_vm, sizeof(config) / sizeof(config[0]), config);
 }
 
 static void try_load(const uint8_t *p, size_t n)
@@ -86,7 +118,7 @@ static void try_load(const uint8_t *p, size_t n)
 		if ((const uint8_t *)f.argv[i] < p || (const uint8_t *)f.argv[i] >= p + n)
 			abort();
 	err[0] = 0;
-	if (snapshot_apply(&f, vm, err, sizeof(err)) < 0 && !err[0])
+	if (snapshot_apply(&f, f.personality == PERSONALITY_HYPERV ? &vm : kvm_vm, err, sizeof(err)) < 0 && !err[0])
 		abort();
 }
 
@@ -110,25 +142,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-static void fuzz_seeds(void)
+/* a snapshot of m as a seed */
+static void seed_of(struct vm *m, const char *name, bool cuts)
 {
 	int fd = memfd_create("snap", 0);
 	char err[256];
 
-	/* a machine that did something: memory, a vCPU in long mode
-	 * (the seeds are written before fuzz_init would run) */
-	fuzz_init();
-	memcpy(vm->ram + 0x100000, "seed", 4);
-	vm->ram[RAM - 4096] = 1;
-	struct cpu_state s;
-	vm->engine->get_state(vm->vcpu[0], &s);
-	s.cr0 = 0x80000011;
-	s.cr4 = 0x20;
-	s.efer = 0x500;
-	s.seg[1].attr = 0x9b | 1u << 9;
-	s.flags = CPU_STATE_FULL;
-	vm->engine->set_state(vm->vcpu[0], &s);
-	if (fd < 0 || snapshot_write(vm, fd, err, sizeof(err)) < 0) {
+	if (fd < 0 || snapshot_write(m, fd, err, sizeof(err)) < 0) {
 		fprintf(stderr, "fuzz: snapshot_write: %s\n", err);
 		exit(2);
 	}
@@ -136,9 +156,76 @@ static void fuzz_seeds(void)
 	uint8_t *p = malloc((size_t)n);
 	if (!p || pread(fd, p, (size_t)n, 0) != n)
 		exit(2);
-	fuzz_seed("machine", p, (size_t)n);
-	fuzz_seed("header-only", p, SNAP_HEADER_SIZE);
-	fuzz_seed("cut", p, (size_t)n / 2);
+	fuzz_seed(name, p, (size_t)n);
+	if (cuts) {
+		fuzz_seed("header-only", p, SNAP_HEADER_SIZE);
+		fuzz_seed("cut", p, (size_t)n / 2);
+	}
 	free(p);
 	close(fd);
+}
+
+/* a buffer's GPADL on the NIC's channel */
+static void p_buffer(struct prog *p, uint32_t id, uint64_t gpa, unsigned pages)
+{
+	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 8 };
+
+	fz_put32(m + 8, 1);
+	fz_put32(m + 12, id);
+	fz_put16(m + 16, 8 + 8 * pages);
+	fz_put16(m + 18, 1);
+	fz_put32(m + 20, pages * PAGE);
+	for (unsigned i = 0; i < pages; i++)
+		fz_put64(m + 28 + 8 * i, gpa / PAGE + i);
+	p_post(p, m, 28 + 8 * pages);
+}
+
+static void p_nvsp(struct prog *p, uint32_t type, uint32_t a, uint32_t b, uint32_t c)
+{
+	uint8_t nv[40] = { 0 };
+
+	fz_put32(nv, type);
+	fz_put32(nv + 4, a);
+	fz_put32(nv + 8, b);
+	fz_put32(nv + 12, c);
+	p_packet(p, 6, nv, 0, nv, sizeof(nv));
+}
+
+static void fuzz_seeds(void)
+{
+	/* a machine that did something: memory, a vCPU in long mode
+	 * (the seeds are written before fuzz_init would run) */
+	fuzz_init();
+	memcpy(kvm_vm->ram + 0x100000, "seed", 4);
+	kvm_vm->ram[RAM - 4096] = 1;
+	struct cpu_state s;
+	kvm_vm->engine->get_state(kvm_vm->vcpu[0], &s);
+	s.cr0 = 0x80000011;
+	s.cr4 = 0x20;
+	s.efer = 0x500;
+	s.seg[1].attr = 0x9b | 1u << 9;
+	s.flags = CPU_STATE_FULL;
+	kvm_vm->engine->set_state(kvm_vm->vcpu[0], &s);
+	seed_of(kvm_vm, "machine", true);
+
+	/* the Hyper-V guest: VMBus, the NIC's buffers, NVSP, RNDIS */
+	struct prog p = { .gpadl = 0x1000 };
+	uint8_t m[64] = { 2 };
+	p_open(&p);
+	p_buffer(&p, 0x2000, AREA + 0x10000u, 16);
+	p_buffer(&p, 0x2001, AREA + 0x20000u, 4);
+	p_nvsp(&p, 1, 0x60001, 0x60001, 0);
+	p_nvsp(&p, 101, 0x2000, 0xcafe, 0);
+	p_nvsp(&p, 104, 0x2001, 0, 0);
+	fz_put32(m + 4, 24);
+	fz_put32(m + 8, 1);
+	fz_put32(m + 12, 1);
+	p_write(&p, AREA + 0x20000u, m, 24);
+	p_nvsp(&p, 107, 1, 0, 24);
+	struct in in = { p.b, p.n };
+	while (in.n)
+		hvf_op(&in, take(&in, 1) & 3);
+	hv_msr_write(v0, 0x400000b2, 1 | 2 | 2u << 16);
+	hv_msr_write(v0, 0x400000b3, 1000000);
+	seed_of(&vm, "hyperv", false);
 }

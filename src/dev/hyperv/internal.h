@@ -45,4 +45,14 @@ struct hv {
 bool synic_msr_read(struct hv *hv, struct vcpu *v, uint32_t msr, uint64_t *val);
 bool synic_msr_write(struct hv *hv, struct vcpu *v, uint32_t msr, uint64_t val);
 
+/* synic.c: one virtual processor's SynIC and timers in a snapshot; load
+ * reads and checks them into p (a copy, not the live state): false when
+ * they are not a state the guest could have reached. synic_restored then
+ * tells the vCPUs' LAPICs the auto-EOI vectors. With hv->lock held. */
+struct snap_buf;
+struct snap_rd;
+void synic_save(const struct hv_vp *p, struct snap_buf *b);
+bool synic_load(struct hv *hv, struct hv_vp *p, struct snap_rd *r);
+void synic_restored(struct hv *hv);
+
 #endif

@@ -16,9 +16,10 @@
  * layout): frames are whole and carry their own checksums both ways. No
  * RSS, so one channel; a subchannel request is answered with none.
  *
- * Transmit runs on the vCPU thread that signalled, under the bus lock.
- * Received frames wait in a host-side queue until a receive section is
- * free; the I/O thread moves them into guest memory under the bus lock.
+ * Transmit runs on the vCPU thread that signalled, under vm->io_lock and
+ * the bus lock (vmbus_lock). Received frames wait in a host-side queue
+ * until a receive section is free; the I/O thread moves them into guest
+ * memory under both locks.
  * With no section free the queue fills and the backend stops reading,
  * until the guest completes some. */
 #define _GNU_SOURCE
@@ -33,6 +34,7 @@
 #include "dev/hyperv/vmbus.h"
 #include "net/net.h"
 #include "vm/iothread.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 /* f8615163-df3e-46c5-913f-f2d2f965ed0e (HV_NIC_GUID), in guid_t byte order */
@@ -559,9 +561,8 @@ static bool rndis_packet(struct netvsc *n, const uint8_t *m, uint32_t len)
 		f = n->frame;
 		dlen += 4;
 	}
-	pthread_mutex_lock(&n->vm->io_lock);
+	/* the bus's work holds vm->io_lock, as a backend wants */
 	n->nb->ops->send(n->nb, f, dlen);
-	pthread_mutex_unlock(&n->vm->io_lock);
 	n->c.tx_frames++;
 	n->c.tx_bytes += dlen;
 	return true;
@@ -896,6 +897,145 @@ static void nv_close(struct vmbus_channel *ch)
 
 static const struct vmbus_dev_ops nv_ops = { .notify = nv_notify, .close = nv_close };
 
+/* ---- snapshots ---- */
+
+#define SNAP_NETVSC_VERSION 1
+
+/* NVSP and RNDIS state, the buffers' GPADLs and which receive sections
+ * the guest still holds (announced, not completed: their packets are in
+ * its ring), the replies waiting for a section. Frames the backend
+ * delivered but no section took yet are not kept: a restored VM's
+ * backend starts afresh, and they count as dropped. */
+static int nv_save(void *opaque, struct snap_buf *b, char *err, size_t errlen)
+{
+	struct netvsc *n = opaque;
+	uint8_t flags[4] = { n->rx_ok, n->tx_ok, n->rndis_up, n->link_up };
+	uint32_t u32[9] = { SNAP_NETVSC_VERSION, n->version, n->rx_gpadl, n->tx_gpadl, n->rx_id,
+			    n->rx_sections, n->tx_sections, n->filter, n->error_lines };
+
+	snap_put(b, u32, sizeof(u32));
+	snap_put(b, n->mac, 6);
+	snap_put(b, flags, 4);
+	snap_put(b, &n->ctrl_len, 4);
+	for (unsigned i = 0; i < n->ctrl_len; i++) {
+		const struct ctrl_msg *c = &n->ctrlq[(n->ctrl_head + i) % CTRLQ_LEN];
+
+		snap_put(b, &c->len, 4);
+		snap_put(b, c->data, c->len);
+	}
+	pthread_mutex_lock(&n->rxq.lock);
+	snap_put(b, &n->c, sizeof(n->c));
+	pthread_mutex_unlock(&n->rxq.lock);
+	if (n->rx_ok) {
+		snap_put(b, &n->rx_nfree, 4);
+		snap_put(b, n->rx_free, (size_t)n->rx_nfree * 4);
+	}
+	return 0;
+}
+
+/* sections of a buffer GPADL as nvsp_buffer cuts them, or 0 when the
+ * guest has torn it down (which rx_send and nvsp_rndis notice) */
+static uint64_t nv_sections(struct netvsc *n, uint32_t gpadl, uint32_t section, uint32_t max)
+{
+	uint32_t npages;
+	uint64_t count;
+
+	if (!vmbus_chan_gpadl(n->ch, gpadl, &npages))
+		return 0;
+	count = (uint64_t)npages * VMBUS_PAGE / section;
+	return count > max ? max : count;
+}
+
+static int nv_load(void *opaque, struct snap_rd *r, char *err, size_t errlen)
+{
+	struct netvsc *n = opaque;
+	uint32_t u32[9], ctrl_len, nfree = 0, *rx_free = NULL;
+	uint8_t mac[6], flags[4], *busy = NULL;
+	struct ctrl_msg *ctrl = calloc(CTRLQ_LEN, sizeof(*ctrl));
+	struct netvsc_counters c;
+	uint64_t have;
+	bool version_ok = false;
+	const char *why = "truncated";
+
+	if (!ctrl)
+		goto bad;
+	if (!snap_get(r, u32, sizeof(u32)) || u32[0] != SNAP_NETVSC_VERSION) {
+		why = "another version";
+		goto bad;
+	}
+	if (!snap_get(r, mac, 6) || !snap_get(r, flags, 4) || !snap_get(r, &ctrl_len, 4))
+		goto bad;
+	why = "bad NVSP or RNDIS state";
+	for (unsigned i = 0; i < sizeof(nvsp_versions) / sizeof(nvsp_versions[0]); i++)
+		version_ok |= u32[1] == nvsp_versions[i];
+	if ((u32[1] && !version_ok) || u32[4] > 0xffff || u32[8] > MAX_ERROR_LINES || flags[0] > 1 ||
+	    flags[1] > 1 || flags[2] > 1 || flags[3] > 1 || ctrl_len > CTRLQ_LEN)
+		goto bad;
+	for (unsigned i = 0; i < ctrl_len; i++)
+		if (!snap_get(r, &ctrl[i].len, 4) || ctrl[i].len > CTRL_MAX || !snap_get(r, ctrl[i].data, ctrl[i].len))
+			goto bad;
+	if (!snap_get(r, &c, sizeof(c)))
+		goto bad;
+	/* the receive buffer: its sections, and a stack of the free ones
+	 * holding each section the guest does not hold, once */
+	why = "bad receive buffer";
+	if (!flags[0] && u32[5])
+		goto bad;
+	if (flags[0]) {
+		have = nv_sections(n, u32[2], RX_SECTION, RX_MAX_SECTIONS);
+		if (!u32[5] || u32[5] > RX_MAX_SECTIONS || (have && have != u32[5]) || !snap_get(r, &nfree, 4) ||
+		    nfree > u32[5])
+			goto bad;
+		rx_free = malloc((size_t)u32[5] * sizeof(*rx_free));
+		busy = malloc(u32[5]);
+		if (!rx_free || !busy || !snap_get(r, rx_free, (size_t)nfree * 4))
+			goto bad;
+		memset(busy, 1, u32[5]);
+		for (uint32_t i = 0; i < nfree; i++) {
+			if (rx_free[i] >= u32[5] || !busy[rx_free[i]])
+				goto bad;
+			busy[rx_free[i]] = 0;
+		}
+	}
+	why = "bad send buffer";
+	if ((!flags[1] && u32[6]) ||
+	    (flags[1] && (!u32[6] || ((have = nv_sections(n, u32[3], TX_SECTION, UINT32_MAX)) && have != u32[6]))))
+		goto bad;
+
+	free(n->rx_free);
+	free(n->rx_busy);
+	n->rx_free = rx_free;
+	n->rx_busy = busy;
+	n->rx_nfree = nfree;
+	n->version = u32[1];
+	n->rx_gpadl = u32[2];
+	n->tx_gpadl = u32[3];
+	n->rx_id = (uint16_t)u32[4];
+	n->rx_sections = u32[5];
+	n->tx_sections = u32[6];
+	n->filter = u32[7];
+	n->error_lines = u32[8];
+	memcpy(n->mac, mac, 6);
+	n->rx_ok = flags[0];
+	n->tx_ok = flags[1];
+	n->rndis_up = flags[2];
+	n->link_up = flags[3];
+	memcpy(n->ctrlq, ctrl, sizeof(n->ctrlq));
+	n->ctrl_head = 0;
+	n->ctrl_len = ctrl_len;
+	pthread_mutex_lock(&n->rxq.lock);
+	n->c = c;
+	pthread_mutex_unlock(&n->rxq.lock);
+	free(ctrl);
+	return 0;
+bad:
+	snprintf(err, errlen, "bad netvsc state: %s", ctrl ? why : "out of memory");
+	free(ctrl);
+	free(rx_free);
+	free(busy);
+	return -1;
+}
+
 /* ---- the backend's side ---- */
 
 static bool port_can_receive(void *opaque)
@@ -960,7 +1100,7 @@ struct netvsc *netvsc_create(struct vmbus *vb, struct vm *vm, struct iothread *i
 	instance[14] = count >> 8;
 	instance[15] = count;
 	n->ch = vmbus_add_channel(vb, nic_class, instance, &nv_ops, n);
-	if (!n->ch) {
+	if (!n->ch || vm_snap_register(vm, "netvsc", nv_save, nv_load, n)) {
 		iothread_fd_del(io, n->rxq.kick_fd);
 		goto fail;
 	}

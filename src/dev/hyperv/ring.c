@@ -94,6 +94,16 @@ int ring_attach(struct vmbus_ring *r, uint8_t **page, uint32_t npages, bool host
 	return 0;
 }
 
+int ring_restore(struct vmbus_ring *r, uint8_t **page, uint32_t npages, uint32_t host_index)
+{
+	if (npages < 2 || npages - 1 > UINT32_MAX / VMBUS_PAGE)
+		return -1;
+	r->page = page;
+	r->size = (npages - 1) * VMBUS_PAGE;
+	r->host_index = host_index;
+	return rb_index_ok(r, host_index) ? 0 : -1;
+}
+
 static uint32_t rb_used(const struct vmbus_ring *r, uint32_t w, uint32_t rd)
 {
 	return w >= rd ? w - rd : r->size - rd + w;

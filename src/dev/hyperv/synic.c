@@ -15,6 +15,7 @@
 
 #include "dev/dev.h"
 #include "dev/hyperv/internal.h"
+#include "vm/snapshot.h"
 
 #define HV_X64_MSR_SCONTROL 0x40000080
 #define HV_X64_MSR_SVERSION 0x40000081
@@ -349,4 +350,70 @@ bool synic_msr_write(struct hv *hv, struct vcpu *v, uint32_t msr, uint64_t val)
 	if (eom && hv->vmbus && hv->vmbus->eom)
 		hv->vmbus->eom(hv->vmbus->opaque, vp);
 	return ok;
+}
+
+/* ---- snapshots ---- */
+
+/* The registers as the guest wrote them, the timers' deadlines (reference
+ * times, which a restored VM continues) and the senders waiting for an
+ * EOM. Messages and event flags are in the guest's pages. */
+void synic_save(const struct hv_vp *p, struct snap_buf *b)
+{
+	snap_put(b, &p->scontrol, 8);
+	snap_put(b, &p->siefp, 8);
+	snap_put(b, &p->simp, 8);
+	snap_put(b, p->sint, sizeof(p->sint));
+	snap_put(b, &p->vp_assist, 8);
+	snap_put(b, &p->waiters, 2);
+	for (int i = 0; i < HV_STIMER_COUNT; i++) {
+		const struct hv_stimer *t = &p->stimer[i];
+		uint8_t pending = t->pending;
+
+		snap_put(b, &t->config, 8);
+		snap_put(b, &t->count, 8);
+		snap_put(b, &t->exp, 8);
+		snap_put(b, &pending, 1);
+		snap_put(b, &t->pending_exp, 8);
+	}
+}
+
+/* an enabled SIMP or SIEFP page must be guest RAM, as page_write wants */
+static bool page_ok(struct hv *hv, uint64_t reg)
+{
+	if (reg & ~(PAGE_GPA_MASK | PAGE_ENABLE))
+		return false;
+	return !(reg & PAGE_ENABLE) || vm_gpa(hv->vm, reg & PAGE_GPA_MASK, 0x1000);
+}
+
+bool synic_load(struct hv *hv, struct hv_vp *p, struct snap_rd *r)
+{
+	memset(p, 0, sizeof(*p));
+	if (!snap_get(r, &p->scontrol, 8) || !snap_get(r, &p->siefp, 8) || !snap_get(r, &p->simp, 8) ||
+	    !snap_get(r, p->sint, sizeof(p->sint)) || !snap_get(r, &p->vp_assist, 8) || !snap_get(r, &p->waiters, 2))
+		return false;
+	if ((p->scontrol & ~1ull) || !page_ok(hv, p->siefp) || !page_ok(hv, p->simp) ||
+	    (p->vp_assist & ~(PAGE_GPA_MASK | PAGE_ENABLE)))
+		return false;
+	for (int i = 0; i < HV_SINT_COUNT; i++)
+		if ((p->sint[i] & ~SINT_WRITABLE) || (!(p->sint[i] & SINT_MASKED) && SINT_VECTOR(p->sint[i]) < 16))
+			return false;
+	for (int i = 0; i < HV_STIMER_COUNT; i++) {
+		struct hv_stimer *t = &p->stimer[i];
+		uint8_t pending;
+
+		if (!snap_get(r, &t->config, 8) || !snap_get(r, &t->count, 8) || !snap_get(r, &t->exp, 8) ||
+		    !snap_get(r, &pending, 1) || !snap_get(r, &t->pending_exp, 8) || pending > 1)
+			return false;
+		t->pending = pending;
+		/* armed only while enabled with a count (stimer_start) */
+		if ((t->config & ~STIMER_WRITABLE) || (t->exp && (!(t->config & STIMER_ENABLE) || !t->count)))
+			return false;
+	}
+	return true;
+}
+
+void synic_restored(struct hv *hv)
+{
+	for (int i = 0; i < hv->vm->ncpus; i++)
+		auto_eoi_update(hv, hv->vm->vcpu[i]);
 }

@@ -12,6 +12,7 @@
 #include "cpu/cpu.h"
 #include "dev/hyperv/internal.h"
 #include "engine/engine.h"
+#include "vm/snapshot.h"
 
 #define HV_X64_MSR_GUEST_OS_ID 0x40000000
 #define HV_X64_MSR_HYPERCALL 0x40000001
@@ -49,6 +50,9 @@ uint64_t hv_ref_time(const struct vm *vm)
 	return vm_now_ns(vm) / 100;
 }
 
+static int hv_save(void *opaque, struct snap_buf *b, char *err, size_t n);
+static int hv_load(void *opaque, struct snap_rd *r, char *err, size_t n);
+
 int hv_create(struct vm *vm)
 {
 	struct hv *hv = calloc(1, sizeof(*hv));
@@ -63,6 +67,10 @@ int hv_create(struct vm *vm)
 		for (int s = 0; s < HV_SINT_COUNT; s++)
 			hv->vp[i].sint[s] = 1ull << 16; /* masked */
 	vm->hv = hv;
+	if (vm_snap_register(vm, "hyperv", hv_save, hv_load, hv) < 0) {
+		fprintf(stderr, "accord: hyperv: out of memory\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -151,6 +159,79 @@ static void crash_report(struct hv *hv)
 		 (unsigned long long)hv->crash_p[2], (unsigned long long)hv->crash_p[3],
 		 (unsigned long long)hv->crash_p[4]);
 	vm_request_exit(hv->vm, VM_PANIC, 2, msg);
+}
+
+/* ---- snapshots ---- */
+
+#define SNAP_HV_VERSION 1
+
+/* The partition's MSRs and every vCPU's SynIC. The hypercall page, the
+ * reference TSC page and the SynIC pages are guest memory. The TSC page
+ * is written again on load, as Hyper-V does after a migration: the
+ * restored VM's clock goes on from the snapshot's time, but a guest TSC
+ * that the engine could not put back where it was (a KVM that keeps its
+ * own) would otherwise move the page's time away from the counter's. */
+static int hv_save(void *opaque, struct snap_buf *b, char *err, size_t n)
+{
+	struct hv *hv = opaque;
+	uint32_t u32[2] = { SNAP_HV_VERSION, (uint32_t)hv->vm->ncpus };
+
+	pthread_mutex_lock(&hv->lock);
+	snap_put(b, u32, 8);
+	snap_put(b, &hv->guest_os_id, 8);
+	snap_put(b, &hv->hypercall, 8);
+	snap_put(b, &hv->reference_tsc, 8);
+	snap_put(b, hv->crash_p, sizeof(hv->crash_p));
+	for (int i = 0; i < hv->vm->ncpus; i++)
+		synic_save(&hv->vp[i], b);
+	pthread_mutex_unlock(&hv->lock);
+	return 0;
+}
+
+static int hv_load(void *opaque, struct snap_rd *r, char *err, size_t n)
+{
+	struct hv *hv = opaque;
+	struct vm *vm = hv->vm;
+	uint64_t os, hc, tsc, crash[5];
+	uint32_t u32[2];
+	struct hv_vp *vp = calloc((size_t)vm->ncpus, sizeof(*vp));
+
+	if (!vp) {
+		snprintf(err, n, "out of memory");
+		return -1;
+	}
+	if (!snap_get(r, u32, 8) || u32[0] != SNAP_HV_VERSION || u32[1] != (uint32_t)vm->ncpus) {
+		snprintf(err, n, "Hyper-V state of another version or machine");
+		goto fail;
+	}
+	if (!snap_get(r, &os, 8) || !snap_get(r, &hc, 8) || !snap_get(r, &tsc, 8) || !snap_get(r, crash, sizeof(crash)))
+		goto bad;
+	/* as hypercall_write and tsc_page_write leave them */
+	if ((hc & ~(PAGE_GPA_MASK | HYPERCALL_ENABLE | HYPERCALL_LOCKED)) || ((hc & HYPERCALL_ENABLE) && !os) ||
+	    ((hc & HYPERCALL_ENABLE) && !vm_gpa(vm, hc & PAGE_GPA_MASK, 4096)) || (tsc & ~(PAGE_GPA_MASK | 1)))
+		goto bad;
+	for (int i = 0; i < vm->ncpus; i++) {
+		if (!synic_load(hv, &vp[i], r)) {
+			snprintf(err, n, "bad SynIC state of vCPU %d", i);
+			goto fail;
+		}
+	}
+	pthread_mutex_lock(&hv->lock);
+	hv->guest_os_id = os;
+	hv->hypercall = hc;
+	hv->reference_tsc = tsc;
+	memcpy(hv->crash_p, crash, sizeof(crash));
+	memcpy(hv->vp, vp, (size_t)vm->ncpus * sizeof(*vp));
+	synic_restored(hv);
+	tsc_page_write(hv, vm->vcpu[0], tsc);
+	pthread_mutex_unlock(&hv->lock);
+	free(vp);
+	return 0;
+bad:
+	snprintf(err, n, "bad Hyper-V partition state");
+fail:
+	free(vp);
+	return -1;
 }
 
 bool hv_msr_read(struct vcpu *v, uint32_t msr, uint64_t *val)

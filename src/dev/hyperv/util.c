@@ -8,8 +8,9 @@
  * - heartbeat: a sequence number once a second, the guest adds one;
  * - time sync: the host's UTC in 100 ns units since 1601 with the
  *   partition reference time it was read at, SYNC once the channel is
- *   negotiated (the guest sets its clock), then a SAMPLE every 5 s (the
- *   guest's PTP clock "hyperv" follows them);
+ *   negotiated (the guest sets its clock) and after a restore from a
+ *   snapshot, then a SAMPLE every 5 s (the guest's PTP clock "hyperv"
+ *   follows them);
  * - KVP: the host enumerates the guest's pools one request at a time
  *   (the guest's hv_kvp_daemon answers): the auto pool (host name, OS,
  *   addresses), the guest pool (what the guest's programs wrote) and the
@@ -38,6 +39,7 @@
 #include "dev/hyperv/hyperv.h"
 #include "dev/hyperv/vmbus.h"
 #include "vm/console.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 #define ICMSGTYPE_NEGOTIATE 0
@@ -172,6 +174,7 @@ struct hv_util {
 	struct kvp_pool kvp_pool[HV_KVP_POOL_COUNT], kvp_next;
 	uint8_t out[IC_MAX], kvp_req[KVP_MSG_LEN];
 	unsigned tick;
+	bool resync; /* restored from a snapshot: the guest's clock is behind */
 	int pipe[2];
 	pthread_t thread;
 };
@@ -589,6 +592,199 @@ static void util_close(struct vmbus_channel *ch)
 
 static const struct vmbus_dev_ops util_ops = { .open = util_open, .notify = util_notify, .close = util_close };
 
+/* ---- snapshots ---- */
+
+#define SNAP_UTIL_VERSION 1
+/* a pair's UTF-8 from at most 1024 UTF-16 units */
+#define KVP_STR_MAX (3 * KVP_VAL_MAX / 2)
+
+static void put_str(struct snap_buf *b, const char *s)
+{
+	uint32_t len = (uint32_t)strlen(s);
+
+	snap_put(b, &len, 4);
+	snap_put(b, s, len);
+}
+
+static void put_pool(struct snap_buf *b, const struct kvp_pool *p)
+{
+	snap_put(b, &p->n, 4);
+	for (unsigned i = 0; i < p->n; i++) {
+		put_str(b, p->key[i]);
+		put_str(b, p->value[i]);
+	}
+}
+
+/* The four services' negotiated versions and exchanges in flight (their
+ * requests are in the guest's rings), the KVP enumeration under way with
+ * the pairs read so far, the SETs queued and the last complete pools. */
+static int util_save(void *opaque, struct snap_buf *b, char *err, size_t n)
+{
+	struct hv_util *h = opaque;
+	uint32_t u32[4] = { SNAP_UTIL_VERSION, h->tick, h->kvp_step, h->kvp_index };
+	uint8_t f[3] = { h->kvp_running, h->kvp_setting, h->kvp_due };
+	uint64_t u64[3] = { h->kvp_rounds, h->kvp_sets_done, h->kvp_sets_failed };
+
+	snap_put(b, u32, sizeof(u32));
+	for (unsigned k = 0; k < UTIL_COUNT; k++) {
+		const struct util_chan *u = &h->chan[k];
+		uint8_t neg = u->negotiated;
+
+		snap_put(b, &neg, 1);
+		snap_put(b, &u->fw, 4);
+		snap_put(b, &u->srv, 4);
+		snap_put(b, &u->waiting, 2);
+		snap_put(b, &u->trans, 8);
+		snap_put(b, &u->answers, 8);
+		snap_put(b, &u->seq, 8);
+	}
+	snap_put(b, f, sizeof(f));
+	snap_put(b, u64, sizeof(u64));
+	snap_put(b, &h->kvp_nsets, 4);
+	for (unsigned i = 0; i < h->kvp_nsets; i++) {
+		const struct kvp_set *s = &h->kvp_set[i];
+
+		snap_put(b, &s->ksize, 4);
+		snap_put(b, &s->vsize, 4);
+		snap_put(b, s->key, s->ksize);
+		snap_put(b, s->value, s->vsize);
+	}
+	for (unsigned p = 0; p < HV_KVP_POOL_COUNT; p++)
+		put_pool(b, &h->kvp_pool[p]);
+	put_pool(b, &h->kvp_next);
+	return 0;
+}
+
+/* a pool's pairs, NUL-free strings of bounded length; false when bad */
+static bool get_pool(struct snap_rd *r, struct kvp_pool *p)
+{
+	uint32_t n;
+
+	if (!snap_get(r, &n, 4) || n > HV_KVP_MAX_PAIRS)
+		return false;
+	for (p->n = 0; p->n < n;) {
+		char *s[2] = { NULL, NULL };
+
+		for (int i = 0; i < 2; i++) {
+			uint32_t len;
+
+			if (!snap_get(r, &len, 4) || len > KVP_STR_MAX || !(s[i] = malloc(len + 1)) ||
+			    !snap_get(r, s[i], len) || memchr(s[i], 0, len)) {
+				free(s[0]);
+				free(s[1]);
+				return false;
+			}
+			s[i][len] = 0;
+		}
+		p->key[p->n] = s[0];
+		p->value[p->n++] = s[1];
+	}
+	return true;
+}
+
+static int util_load(void *opaque, struct snap_rd *r, char *err, size_t n)
+{
+	struct hv_util *h = opaque;
+	struct util_chan chan[UTIL_COUNT];
+	struct kvp_pool *pool = calloc(HV_KVP_POOL_COUNT + 1, sizeof(*pool));
+	struct kvp_set *sets = calloc(KVP_SETS_MAX, sizeof(*sets));
+	uint32_t u32[4], nsets;
+	uint8_t f[3];
+	uint64_t u64[3];
+	const char *why = "truncated";
+
+	if (!pool || !sets) {
+		why = "out of memory";
+		goto bad;
+	}
+	if (!snap_get(r, u32, sizeof(u32)) || u32[0] != SNAP_UTIL_VERSION) {
+		why = "another version";
+		goto bad;
+	}
+	for (unsigned k = 0; k < UTIL_COUNT; k++) {
+		const struct util_service *sv = &services[k];
+		struct util_chan *u = &chan[k];
+		uint8_t neg;
+		bool fw_ok = false, srv_ok = false;
+
+		if (!snap_get(r, &neg, 1) || !snap_get(r, &u->fw, 4) || !snap_get(r, &u->srv, 4) ||
+		    !snap_get(r, &u->waiting, 2) || !snap_get(r, &u->trans, 8) || !snap_get(r, &u->answers, 8) ||
+		    !snap_get(r, &u->seq, 8))
+			goto bad;
+		for (unsigned i = 0; i < 2; i++)
+			fw_ok |= u->fw == fw_versions[i];
+		for (unsigned i = 0; i < sv->nsrv; i++)
+			srv_ok |= u->srv == sv->srv[i];
+		why = "bad negotiation";
+		if (neg > 1 || (neg && (!fw_ok || !srv_ok)) ||
+		    (u->waiting != 0xffff && u->waiting != ICMSGTYPE_NEGOTIATE && u->waiting != sv->msg_type))
+			goto bad;
+		u->negotiated = neg;
+		why = "truncated";
+	}
+	if (!snap_get(r, f, sizeof(f)) || !snap_get(r, u64, sizeof(u64)) || !snap_get(r, &nsets, 4))
+		goto bad;
+	/* one KVP exchange at a time; a SET in flight is the queue's head;
+	 * an enumeration under way is at one of the pools (past the last
+	 * once done) */
+	why = "bad KVP state";
+	if (f[0] > 1 || f[1] > 1 || f[2] > 1 || (f[0] && f[1]) || nsets > KVP_SETS_MAX || (f[1] && !nsets) ||
+	    u32[2] > sizeof(kvp_pools) || (f[0] && u32[2] == sizeof(kvp_pools)) || u32[3] > HV_KVP_MAX_PAIRS)
+		goto bad;
+	for (unsigned i = 0; i < nsets; i++)
+		if (!snap_get(r, &sets[i].ksize, 4) || !snap_get(r, &sets[i].vsize, 4) || sets[i].ksize > KVP_KEY_MAX ||
+		    sets[i].vsize > KVP_VAL_MAX || !snap_get(r, sets[i].key, sets[i].ksize) ||
+		    !snap_get(r, sets[i].value, sets[i].vsize))
+			goto bad;
+	for (unsigned p = 0; p <= HV_KVP_POOL_COUNT; p++)
+		if (!get_pool(r, &pool[p]))
+			goto bad;
+	/* the enumeration under way holds at most one pair per index read */
+	if (pool[HV_KVP_POOL_COUNT].n > u32[3])
+		goto bad;
+
+	h->tick = u32[1];
+	h->resync = true;
+	h->kvp_step = u32[2];
+	h->kvp_index = u32[3];
+	for (unsigned k = 0; k < UTIL_COUNT; k++) {
+		struct util_chan *u = &h->chan[k];
+
+		u->negotiated = chan[k].negotiated;
+		u->fw = chan[k].fw;
+		u->srv = chan[k].srv;
+		u->waiting = chan[k].waiting;
+		u->trans = chan[k].trans;
+		u->answers = chan[k].answers;
+		u->seq = chan[k].seq;
+	}
+	h->kvp_running = f[0];
+	h->kvp_setting = f[1];
+	h->kvp_due = f[2];
+	h->kvp_rounds = u64[0];
+	h->kvp_sets_done = u64[1];
+	h->kvp_sets_failed = u64[2];
+	memcpy(h->kvp_set, sets, nsets * sizeof(*sets));
+	h->kvp_nsets = nsets;
+	for (unsigned p = 0; p < HV_KVP_POOL_COUNT; p++) {
+		kvp_pool_clear(&h->kvp_pool[p]);
+		h->kvp_pool[p] = pool[p];
+	}
+	kvp_pool_clear(&h->kvp_next);
+	h->kvp_next = pool[HV_KVP_POOL_COUNT];
+	free(pool);
+	free(sets);
+	return 0;
+bad:
+	snprintf(err, n, "bad integration services state: %s", why);
+	if (pool)
+		for (unsigned p = 0; p <= HV_KVP_POOL_COUNT; p++)
+			kvp_pool_clear(&pool[p]);
+	free(pool);
+	free(sets);
+	return -1;
+}
+
 /* flags 1: shut down, by force if need be */
 int hv_util_shutdown(struct hv_util *h)
 {
@@ -622,8 +818,14 @@ void hv_util_tick(struct hv_util *h)
 		vmbus_put64(b, u->seq);
 		ic_send(u, ICMSGTYPE_HEARTBEAT, b, sizeof(b));
 	}
-	if (tick % TIMESYNC_SAMPLE_SEC == 0 && chan_ready(&h->chan[UTIL_TIMESYNC]))
+	/* after a restore, as Hyper-V after a resume: SYNC sets the guest's
+	 * clock, which stood still from the snapshot to the restore */
+	if (h->resync && chan_ready(&h->chan[UTIL_TIMESYNC])) {
+		timesync_send(&h->chan[UTIL_TIMESYNC], ICTIMESYNCFLAG_SYNC);
+		h->resync = false;
+	} else if (tick % TIMESYNC_SAMPLE_SEC == 0 && chan_ready(&h->chan[UTIL_TIMESYNC])) {
 		timesync_send(&h->chan[UTIL_TIMESYNC], ICTIMESYNCFLAG_SAMPLE);
+	}
 	kvp_work(h, tick % KVP_REFRESH_SEC == 0);
 	vmbus_unlock(h->vb);
 }
@@ -701,6 +903,10 @@ struct hv_util *hv_util_create(struct vmbus *vb, struct vm *vm, unsigned flags)
 		u->ch = vmbus_add_channel(vb, services[k].class, instance, &util_ops, u);
 		if (!u->ch)
 			return NULL;
+	}
+	if (vm_snap_register(vm, "hv-util", util_save, util_load, h)) {
+		fprintf(stderr, "accord: cannot set up the integration services\n");
+		return NULL;
 	}
 	if (!(flags & HV_UTIL_THREAD))
 		return h;

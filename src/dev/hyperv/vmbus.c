@@ -15,6 +15,7 @@
 #include "boot/boot.h"
 #include "dev/hyperv/hyperv.h"
 #include "dev/hyperv/vmbus.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
 
 /* enum vmbus_channel_message_type */
@@ -238,7 +239,7 @@ static void send_offer(struct vmbus *vb, struct vmbus_channel *ch)
 
 /* The ranges of a complete GPADL become one page list; every PFN must be
  * guest RAM. */
-static int gpadl_resolve(struct vmbus *vb, struct gpadl *g)
+static int gpadl_resolve(struct vmbus *vb, struct gpadl *g, bool report)
 {
 	uint32_t w = 0, n = 0;
 
@@ -262,8 +263,9 @@ static int gpadl_resolve(struct vmbus *vb, struct gpadl *g)
 
 			if (pfn >= (1ull << 52) / VMBUS_PAGE ||
 			    !(g->page[n++] = vm_gpa(vb->vm, pfn * VMBUS_PAGE, VMBUS_PAGE))) {
-				vmbus_error(vb, "GPADL %u: PFN %#llx is not guest RAM", g->id,
-					    (unsigned long long)pfn);
+				if (report)
+					vmbus_error(vb, "GPADL %u: PFN %#llx is not guest RAM", g->id,
+						    (unsigned long long)pfn);
 				return -1;
 			}
 		}
@@ -283,14 +285,13 @@ static void gpadl_finish(struct vmbus *vb, struct gpadl **slot, bool ok)
 
 	vmbus_put32(m + 8, g->relid);
 	vmbus_put32(m + 12, g->id);
-	if (!ok || gpadl_resolve(vb, g)) {
+	if (!ok || gpadl_resolve(vb, g, true)) {
 		vmbus_error(vb, "GPADL %u refused: malformed ranges or pages outside guest RAM", g->id);
 		vmbus_put32(m + 16, STATUS_UNSUCCESSFUL);
 		gpadl_free(slot);
 	} else {
+		/* the ranges stay: a snapshot saves them and resolves them again */
 		g->complete = true;
-		free(g->words);
-		g->words = NULL;
 	}
 	vmbus_post(vb, MSG_GPADL_CREATED, m, sizeof(m));
 }
@@ -560,9 +561,9 @@ static uint16_t vmbus_post_message(void *opaque, unsigned vp, uint32_t connectio
 		return HV_STATUS_INVALID_CONNECTION_ID;
 	if (type != HV_MESSAGE_VMBUS || len > HV_MESSAGE_PAYLOAD_MAX)
 		return HV_STATUS_INVALID_PARAMETER;
-	pthread_mutex_lock(&vb->lock);
+	vmbus_lock(vb);
 	vmbus_message(vb, connection_id, payload, len);
-	pthread_mutex_unlock(&vb->lock);
+	vmbus_unlock(vb);
 	return HV_STATUS_SUCCESS;
 }
 
@@ -573,16 +574,16 @@ static uint16_t vmbus_signal_event(void *opaque, unsigned vp, uint32_t connectio
 
 	if (connection_id <= CHAN_CONN_ID_BASE)
 		return HV_STATUS_INVALID_CONNECTION_ID;
-	pthread_mutex_lock(&vb->lock);
+	vmbus_lock(vb);
 	ch = chan_by_relid(vb, connection_id - CHAN_CONN_ID_BASE);
 	if (!ch) {
-		pthread_mutex_unlock(&vb->lock);
+		vmbus_unlock(vb);
 		return HV_STATUS_INVALID_CONNECTION_ID;
 	}
 	ch->signals_in++;
 	if (ch->open && !ch->broken && ch->ops->notify)
 		ch->ops->notify(ch);
-	pthread_mutex_unlock(&vb->lock);
+	vmbus_unlock(vb);
 	return HV_STATUS_SUCCESS;
 }
 
@@ -590,9 +591,9 @@ static void vmbus_eom(void *opaque, unsigned vp)
 {
 	struct vmbus *vb = opaque;
 
-	pthread_mutex_lock(&vb->lock);
+	vmbus_lock(vb);
 	vmbus_flush(vb);
-	pthread_mutex_unlock(&vb->lock);
+	vmbus_unlock(vb);
 }
 
 /* ---- what the channel devices use ---- */
@@ -702,6 +703,287 @@ int vmbus_pkt_sg(struct vm *vm, const uint8_t *pkt, uint32_t len, struct vmbus_s
 	return n;
 }
 
+/* ---- snapshots ---- */
+
+#define SNAP_VMBUS_VERSION 1
+
+static void put8(struct snap_buf *b, uint8_t v)
+{
+	snap_put(b, &v, 1);
+}
+
+/* The bus, its channels and their GPADLs, as ranges: the pages are
+ * resolved again on load, which checks them as the guest's own GPADL
+ * messages are checked. Ring contents are guest memory; the host's index
+ * of each ring is here. Runs under vm->io_lock, which every user of the
+ * bus holds. */
+static int vmbus_save(void *opaque, struct snap_buf *b, char *err, size_t n)
+{
+	struct vmbus *vb = opaque;
+	uint32_t u32[5], ngpadl = 0;
+
+	pthread_mutex_lock(&vb->lock);
+	for (unsigned i = 0; i < vb->nchan; i++) {
+		if (vb->chan[i]->rescinded) {
+			snprintf(err, n, "VMBus channel %u was hot-removed (rescinded): a VM with a removed device cannot be saved",
+				 vb->chan[i]->relid);
+			pthread_mutex_unlock(&vb->lock);
+			return -1;
+		}
+	}
+	u32[0] = SNAP_VMBUS_VERSION;
+	snap_put(b, u32, 4);
+	put8(b, vb->connected);
+	u32[0] = vb->version;
+	u32[1] = vb->msg_conn_id;
+	u32[2] = vb->vp;
+	u32[3] = vb->sint;
+	u32[4] = vb->nchan;
+	snap_put(b, u32, 20);
+	snap_put(b, &vb->errors, 8);
+	snap_put(b, &vb->dropped, 8);
+	for (unsigned i = 0; i < vb->nchan; i++) {
+		struct vmbus_channel *ch = vb->chan[i];
+
+		snap_put(b, &ch->relid, 4);
+		snap_put(b, ch->type, 16);
+		snap_put(b, ch->instance, 16);
+		put8(b, ch->open);
+		put8(b, ch->broken);
+		u32[0] = ch->target_vp;
+		u32[1] = ch->ring_gpadl;
+		u32[2] = ch->open ? (uint32_t)(ch->out.page - ch->in.page) : 0;
+		u32[3] = ch->in.host_index;
+		u32[4] = ch->out.host_index;
+		snap_put(b, u32, 20);
+		snap_put(b, &ch->signals_in, 8);
+		snap_put(b, &ch->interrupts_out, 8);
+		snap_put(b, &ch->packets_in, 8);
+		snap_put(b, &ch->packets_out, 8);
+	}
+	snap_put(b, &vb->q_len, 4);
+	for (unsigned i = 0; i < vb->q_len; i++) {
+		const struct msg *m = &vb->queue[(vb->q_head + i) % QUEUE_LEN];
+
+		snap_put(b, &m->len, 4);
+		snap_put(b, m->data, m->len);
+	}
+	for (unsigned i = 0; i < MAX_GPADLS; i++)
+		ngpadl += vb->gpadl[i] != NULL;
+	snap_put(b, &ngpadl, 4);
+	for (unsigned i = 0; i < MAX_GPADLS; i++) {
+		const struct gpadl *g = vb->gpadl[i];
+
+		if (!g)
+			continue;
+		u32[0] = g->id;
+		u32[1] = g->relid;
+		u32[2] = g->want;
+		u32[3] = g->have;
+		snap_put(b, u32, 16);
+		snap_put(b, &g->rangecount, 2);
+		put8(b, g->complete);
+		snap_put(b, g->words, (size_t)g->have * 8);
+	}
+	pthread_mutex_unlock(&vb->lock);
+	return 0;
+}
+
+/* a channel's part of the file, read before anything is changed */
+struct chan_snap {
+	uint8_t instance[16];
+	bool open, broken;
+	uint32_t target_vp, ring_gpadl, split, in_index, out_index;
+	uint64_t counters[4];
+	struct gpadl *ring;
+};
+
+static bool get_bool(struct snap_rd *r, bool *v)
+{
+	uint8_t b;
+
+	if (!snap_get(r, &b, 1) || b > 1)
+		return false;
+	*v = b;
+	return true;
+}
+
+static void gpadls_free(struct gpadl **g, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (g[i])
+			gpadl_free(&g[i]);
+}
+
+static int vmbus_load(void *opaque, struct snap_rd *r, char *err, size_t n)
+{
+	struct vmbus *vb = opaque;
+	struct chan_snap *cs = NULL;
+	struct gpadl *g[MAX_GPADLS] = { 0 };
+	struct msg *queue = NULL;
+	uint32_t ver, u32[5], q_len, ngpadl;
+	uint64_t errors, dropped;
+	bool connected;
+	const char *why = "truncated, or a flag other than 0 or 1";
+
+	if (!snap_get(r, &ver, 4) || ver != SNAP_VMBUS_VERSION) {
+		snprintf(err, n, "VMBus state of another version");
+		return -1;
+	}
+	if (!get_bool(r, &connected) || !snap_get(r, u32, 20) || !snap_get(r, &errors, 8) ||
+	    !snap_get(r, &dropped, 8))
+		goto bad;
+	why = "bad connection";
+	if ((connected && (!version_known(u32[0]) ||
+			   u32[1] != (u32[0] >= VERSION_WIN10_V5 ? MSG_CONN_ID_4 : MSG_CONN_ID))) ||
+	    u32[2] >= (uint32_t)vb->vm->ncpus || u32[3] >= 16)
+		goto bad;
+	if (u32[4] != vb->nchan) {
+		snprintf(err, n, "the snapshot has %u VMBus channels, this machine %u", u32[4], vb->nchan);
+		return -1;
+	}
+	cs = calloc(vb->nchan + 1, sizeof(*cs));
+	queue = calloc(QUEUE_LEN, sizeof(*queue));
+	if (!cs || !queue) {
+		why = "out of memory";
+		goto bad;
+	}
+	for (unsigned i = 0; i < vb->nchan; i++) {
+		struct chan_snap *c = &cs[i];
+		uint8_t type[16];
+		uint32_t relid;
+
+		why = "a channel truncated, or a flag other than 0 or 1";
+		if (!snap_get(r, &relid, 4) || !snap_get(r, type, 16) || !snap_get(r, c->instance, 16) ||
+		    !get_bool(r, &c->open) || !get_bool(r, &c->broken) || !snap_get(r, &c->target_vp, 4) ||
+		    !snap_get(r, &c->ring_gpadl, 4) || !snap_get(r, &c->split, 4) || !snap_get(r, &c->in_index, 4) ||
+		    !snap_get(r, &c->out_index, 4) || !snap_get(r, c->counters, 32))
+			goto bad;
+		if (relid != vb->chan[i]->relid || memcmp(type, vb->chan[i]->type, 16)) {
+			snprintf(err, n, "VMBus channel %u of the snapshot is another device than this machine's", i + 1);
+			goto fail;
+		}
+		why = "bad channel";
+		/* an UNLOAD or INITIATE_CONTACT closes every channel */
+		if (c->target_vp >= (uint32_t)vb->vm->ncpus || (c->open && !connected))
+			goto bad;
+	}
+	why = "bad message queue";
+	if (!snap_get(r, &q_len, 4) || q_len > QUEUE_LEN)
+		goto bad;
+	for (unsigned i = 0; i < q_len; i++)
+		if (!snap_get(r, &queue[i].len, 4) || queue[i].len < HDR || queue[i].len > HV_MESSAGE_PAYLOAD_MAX ||
+		    !snap_get(r, queue[i].data, queue[i].len))
+			goto bad;
+	why = "bad GPADL";
+	if (!snap_get(r, &ngpadl, 4) || ngpadl > MAX_GPADLS)
+		goto bad;
+	for (unsigned i = 0; i < ngpadl; i++) {
+		uint32_t id, relid, want, have;
+		uint16_t rangecount;
+		bool complete;
+
+		if (!snap_get(r, &id, 4) || !snap_get(r, &relid, 4) || !snap_get(r, &want, 4) ||
+		    !snap_get(r, &have, 4) || !snap_get(r, &rangecount, 2) || !get_bool(r, &complete))
+			goto bad;
+		/* as msg_gpadl_header and msg_gpadl_body allow them */
+		if (!chan_by_relid(vb, relid) || want > 0xffff / 8 || !rangecount || want < 2u * rangecount ||
+		    have > want || complete != (have == want))
+			goto bad;
+		for (unsigned j = 0; j < i; j++)
+			if (g[j]->id == id)
+				goto bad;
+		g[i] = calloc(1, sizeof(*g[i]));
+		if (!g[i] || !(g[i]->words = malloc((size_t)want * 8))) {
+			why = "out of memory";
+			goto bad;
+		}
+		g[i]->id = id;
+		g[i]->relid = relid;
+		g[i]->want = want;
+		g[i]->have = have;
+		g[i]->rangecount = rangecount;
+		if (!snap_get(r, g[i]->words, (size_t)have * 8))
+			goto bad;
+		if (complete) {
+			if (gpadl_resolve(vb, g[i], false)) {
+				why = "a GPADL's ranges are malformed or outside guest RAM";
+				goto bad;
+			}
+			g[i]->complete = true;
+		}
+	}
+	/* each open channel's rings, in a GPADL of its own */
+	for (unsigned i = 0; i < vb->nchan; i++) {
+		struct chan_snap *c = &cs[i];
+		struct vmbus_ring in, out;
+
+		if (!c->open)
+			continue;
+		why = "an open channel's ring GPADL is missing";
+		for (unsigned j = 0; j < ngpadl && !c->ring; j++)
+			if (g[j]->id == c->ring_gpadl)
+				c->ring = g[j];
+		if (!c->ring || !c->ring->complete || c->ring->relid != i + 1 || c->ring->user)
+			goto bad;
+		why = "bad ring split or index";
+		if (c->ring->npages < 4 || c->split < 2 || c->split > c->ring->npages - 2 ||
+		    ring_restore(&in, c->ring->page, c->split, c->in_index) ||
+		    ring_restore(&out, c->ring->page + c->split, c->ring->npages - c->split, c->out_index))
+			goto bad;
+		c->ring->user = vb->chan[i];
+	}
+
+	/* all checked: replace the bus's state without telling the devices,
+	 * whose own sections follow */
+	pthread_mutex_lock(&vb->lock);
+	for (unsigned i = 0; i < MAX_GPADLS; i++)
+		if (vb->gpadl[i])
+			gpadl_free(&vb->gpadl[i]);
+	memcpy(vb->gpadl, g, sizeof(g));
+	vb->connected = connected;
+	vb->version = u32[0];
+	vb->msg_conn_id = u32[1];
+	vb->vp = u32[2];
+	vb->sint = u32[3];
+	vb->errors = errors;
+	vb->dropped = dropped;
+	vb->q_head = 0;
+	vb->q_len = q_len;
+	memcpy(vb->queue, queue, q_len * sizeof(*queue));
+	for (unsigned i = 0; i < vb->nchan; i++) {
+		struct vmbus_channel *ch = vb->chan[i];
+		struct chan_snap *c = &cs[i];
+
+		memcpy(ch->instance, c->instance, 16);
+		ch->open = c->open;
+		ch->broken = c->broken;
+		ch->target_vp = c->target_vp;
+		ch->ring_gpadl = c->ring_gpadl;
+		memset(&ch->in, 0, sizeof(ch->in));
+		memset(&ch->out, 0, sizeof(ch->out));
+		if (c->open) {
+			ring_restore(&ch->in, c->ring->page, c->split, c->in_index);
+			ring_restore(&ch->out, c->ring->page + c->split, c->ring->npages - c->split, c->out_index);
+		}
+		ch->signals_in = c->counters[0];
+		ch->interrupts_out = c->counters[1];
+		ch->packets_in = c->counters[2];
+		ch->packets_out = c->counters[3];
+	}
+	pthread_mutex_unlock(&vb->lock);
+	free(cs);
+	free(queue);
+	return 0;
+bad:
+	snprintf(err, n, "bad VMBus state: %s", why);
+fail:
+	gpadls_free(g, MAX_GPADLS);
+	free(cs);
+	free(queue);
+	return -1;
+}
+
 /* ---- set-up ---- */
 
 /* \_SB.VMBS: drivers/hv/vmbus_drv.c binds to _HID "VMBus" and walks the
@@ -731,7 +1013,7 @@ struct vmbus *vmbus_create(struct vm *vm)
 		.eom = vmbus_eom,
 	};
 
-	if (!vb || acpi_register_dsdt(vmbus_dsdt)) {
+	if (!vb || acpi_register_dsdt(vmbus_dsdt) || vm_snap_register(vm, "vmbus", vmbus_save, vmbus_load, vb)) {
 		fprintf(stderr, "accord: cannot set up VMBus\n");
 		free(vb);
 		return NULL;
@@ -773,12 +1055,14 @@ struct vmbus_channel *vmbus_add_channel(struct vmbus *vb, const uint8_t type[16]
 
 void vmbus_lock(struct vmbus *vb)
 {
+	pthread_mutex_lock(&vb->vm->io_lock);
 	pthread_mutex_lock(&vb->lock);
 }
 
 void vmbus_unlock(struct vmbus *vb)
 {
 	pthread_mutex_unlock(&vb->lock);
+	pthread_mutex_unlock(&vb->vm->io_lock);
 }
 
 void vmbus_rescind(struct vmbus_channel *ch)
@@ -786,7 +1070,7 @@ void vmbus_rescind(struct vmbus_channel *ch)
 	struct vmbus *vb = ch->vb;
 	uint8_t m[12] = { 0 };
 
-	pthread_mutex_lock(&vb->lock);
+	vmbus_lock(vb);
 	if (!ch->rescinded) {
 		chan_close(ch);
 		ch->rescinded = true;
@@ -794,5 +1078,5 @@ void vmbus_rescind(struct vmbus_channel *ch)
 		if (vb->connected)
 			vmbus_post(vb, MSG_RESCIND_CHANNELOFFER, m, sizeof(m));
 	}
-	pthread_mutex_unlock(&vb->lock);
+	vmbus_unlock(vb);
 }

@@ -4,7 +4,14 @@
  * protocol's public description.
  *
  * Locking: one mutex per bus serialises the channel messages, every
- * channel's rings and the devices' work; the device ops run under it. */
+ * channel's rings and the devices' work; the device ops run under it.
+ * vm->io_lock comes before it (vmbus_lock takes both), as for every other
+ * device: a snapshot, which holds io_lock, finds the bus and the guest
+ * memory it writes at rest while it saves them.
+ *
+ * Each part registers its snapshot hook at creation (vmbus first, then
+ * the channel devices in the order the machine adds them), so a restored
+ * bus has its channels, GPADLs and rings back before the devices load. */
 #ifndef ACCORD_DEV_HYPERV_VMBUS_H
 #define ACCORD_DEV_HYPERV_VMBUS_H
 
@@ -85,6 +92,9 @@ struct vmbus_ring {
 /* ring.c. Every index read from guest memory is checked; -1 means the
  * guest broke the ring and the channel must stop. */
 int ring_attach(struct vmbus_ring *r, uint8_t **page, uint32_t npages, bool host_reads);
+/* the same for a ring a snapshot describes, with the host's index as it
+ * was saved (guest memory is not touched); -1 when that index is bad */
+int ring_restore(struct vmbus_ring *r, uint8_t **page, uint32_t npages, uint32_t host_index);
 /* guest to host: copy the next packet (descriptor first) into buf and
  * return its length; 0 when the ring is empty; -1 when an index or the
  * descriptor is corrupt or the packet is longer than cap */
@@ -145,8 +155,8 @@ struct vmbus *vmbus_create(struct vm *vm);
 /* offer a channel of class type; NULL when the bus is full */
 struct vmbus_channel *vmbus_add_channel(struct vmbus *vb, const uint8_t type[16], const uint8_t instance[16],
 					const struct vmbus_dev_ops *ops, void *opaque);
-/* for work outside the SynIC's callbacks (a timer, a signal): the bus lock
- * under which the device ops run */
+/* for work outside the SynIC's callbacks (a timer, a signal): vm->io_lock
+ * and the bus lock, under which the device ops run */
 void vmbus_lock(struct vmbus *vb);
 void vmbus_unlock(struct vmbus *vb);
 /* withdraw an offer (hot removal): RESCIND_CHANNELOFFER; locks the bus */

@@ -6,8 +6,9 @@
  * a file that parses is loaded into a small machine (emu, 1 vCPU, the
  * platform devices, PCI with a virtio-rng, a virtio-blk on a scratch
  * image and a virtio-net on a backend that drops everything, 16 MiB),
- * or, when the header says --personality hyperv, into a Hyper-V one (the partition, VMBus with a netvsc NIC, a storvsc disk and
- * the integration services, 16 MiB). Nothing may read or write outside
+ * or, when the header says --personality hyperv, into a Hyper-V one (the
+ * partition, VMBus with a netvsc NIC, a storvsc disk and the integration
+ * services, 16 MiB). Nothing may read or write outside
  * the file or the machine, and a refusal always says why. The seeds are
  * snapshots of both machines, the Hyper-V one with a guest that has
  * connected VMBus, opened the NIC's channel, handed over its buffers and

@@ -65,6 +65,18 @@
 #define DR7_FIXED1 (1ull << 10)
 #define DR6_BREAKS 0xfull
 
+/* Where KVM misses interrupt windows, a vCPU steps at most window_budget
+ * instructions to find one, then polls: KVM_RUN ends every
+ * WINDOW_POLL_NS and the interrupt goes in at the first exit with IF=1.
+ * Stepping is exact (sti; nop; cli lets the interrupt in after the nop)
+ * but costs a KVM_RUN per instruction, and Linux keeps interrupts off for
+ * thousands of instructions in its handlers; the budget halves each time
+ * a search runs out and doubles each time one succeeds. */
+#define WINDOW_STEPS_MAX 4096u
+#define WINDOW_STEPS_MIN 32u
+#define WINDOW_POLL_NS 200000ll
+#define WINDOW_POLLING UINT32_MAX /* window_count: the budget ran out */
+
 /* the timer signal comes at least this often, as vm.c re-checks a halted
  * vCPU now and then regardless of deadlines */
 #define KVM_MAX_SLEEP_NS 100000000ll
@@ -111,6 +123,8 @@ struct kvm_vcpu_priv {
 	bool step_over;	  /* resume at a breakpoint: one step without it first */
 	uint64_t step_over_rip;
 	bool window_step; /* stepping until an interrupt window opens */
+	uint32_t window_count;	/* steps taken for the interrupt waiting now */
+	uint32_t window_budget; /* steps allowed before polling instead */
 	struct kvm_guest_debug dbg_set;
 
 	/* instructions this host's KVM cannot emulate run on accord's CPU */
@@ -616,6 +630,7 @@ static int kvm_vcpu_init(struct vcpu *v)
 	v->engine_priv = p;
 	p->v = v;
 	p->kvm = k;
+	p->window_budget = WINDOW_STEPS_MAX;
 	pthread_mutex_init(&p->lock, NULL);
 	p->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)v->index);
 	if (p->fd < 0) {
@@ -1021,6 +1036,15 @@ static bool debug_exit(struct kvm_vcpu_priv *p)
 	return p->dbg.single_step || (p->run->debug.arch.dr6 & DR6_BREAKS);
 }
 
+/* An interrupt went in: the search for its window ended within its
+ * budget, and the next may step longer */
+static void window_found(struct kvm_vcpu_priv *p)
+{
+	if (p->window_count != WINDOW_POLLING && p->window_budget < WINDOW_STEPS_MAX)
+		p->window_budget *= 2;
+	p->window_count = 0;
+}
+
 /* Inject the LAPIC's highest vector if the vCPU can take it now (the last
  * exit said so and nothing has changed the registers since); otherwise ask
  * KVM to exit when it can, or step to find that point where KVM would not
@@ -1044,12 +1068,24 @@ static void interrupts_deliver(struct kvm_vcpu_priv *p)
 			if (ioctl(p->fd, KVM_INTERRUPT, &irq) == 0) {
 				p->ready = false;
 				p->halted = false;
+				window_found(p);
 			}
 			vec = lapic_get_interrupt(l, false);
 		}
 	}
 	p->run->request_interrupt_window = vec >= 0;
-	p->window_step = vec >= 0 && p->kvm->window_steps;
+	if (vec < 0 || !p->kvm->window_steps) {
+		p->window_step = false;
+		p->window_count = 0;
+		return;
+	}
+	if (p->window_count == p->window_budget) {
+		/* this search ran out: poll, and the next one steps less */
+		if (p->window_budget > WINDOW_STEPS_MIN)
+			p->window_budget /= 2;
+		p->window_count = WINDOW_POLLING;
+	}
+	p->window_step = p->window_count < p->window_budget;
 }
 
 static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
@@ -1097,6 +1133,9 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 			ex->kind = EXIT_ERROR;
 			return 0;
 		}
+		if (p->run->request_interrupt_window && !p->window_step && p->kvm->window_steps &&
+		    (next < 0 || next > WINDOW_POLL_NS))
+			next = WINDOW_POLL_NS;
 		timer_arm(p, next);
 		uint8_t cr8 = tpr_read(v->lapic);
 		run->cr8 = cr8;
@@ -1144,6 +1183,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 			p->halted = true;
 			break;
 		case KVM_EXIT_DEBUG:
+			p->window_count += p->window_step;
 			if (debug_exit(p)) {
 				ex->kind = EXIT_DEBUG;
 				return 0;
@@ -1265,6 +1305,29 @@ static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val)
 	return true;
 }
 
+/* state_msrs into their fields in one KVM_GET_MSRS where KVM knows them
+ * all; from the first it does not know on, one at a time (those read 0) */
+static void msrs_get(struct kvm_vcpu_priv *p, struct cpu_state *s)
+{
+	enum { N = sizeof(state_msrs) / sizeof(state_msrs[0]) };
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[N];
+	} m = { .h.nmsrs = N };
+	int got;
+
+	for (int i = 0; i < N; i++)
+		m.e[i].index = state_msrs[i];
+	got = ioctl(p->fd, KVM_GET_MSRS, &m);
+	if (got < 0)
+		got = 0;
+	for (int i = 0; i < N; i++)
+		if (i < got)
+			*state_msr_field(s, i) = m.e[i].data;
+		else if (!msr_get(p, state_msrs[i], state_msr_field(s, i)))
+			*state_msr_field(s, i) = 0;
+}
+
 static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val)
 {
 	struct {
@@ -1328,9 +1391,7 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 			if (x.xcrs[i].xcr == 0)
 				s->xcr0 = x.xcrs[i].value;
 	}
-	for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++)
-		if (!msr_get(p, state_msrs[i], state_msr_field(s, (int)i)))
-			*state_msr_field(s, (int)i) = 0;
+	msrs_get(p, s);
 	uint64_t tsc;
 	if (!msr_get(p, MSR_IA32_TSC, &tsc))
 		return -1;
@@ -1825,8 +1886,7 @@ static unsigned state_changed(const struct cpu_state *a, const struct cpu_state 
 /* the first time each kind of instruction is stepped (ACCORD_VERBOSE=1);
  * bytes, not a disassembly: capstone's set-up calls what the sandbox
  * forbids */
-static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct insn *in, const uint8_t *bytes,
-		     int fault)
+static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct insn *in, int fault)
 {
 	uint32_t kind = (uint32_t)in->map << 16 | (uint32_t)in->op << 8 | (in->has_modrm ? in->reg & 7 : 0);
 	char hex[64];
@@ -1838,9 +1898,9 @@ static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct 
 	if (st->nseen == (int)(sizeof(st->seen) / sizeof(st->seen[0])))
 		return;
 	st->seen[st->nseen++] = kind;
-	for (int i = 0; i < 8; i++)
-		len += snprintf(hex + len, sizeof(hex) - len, "%s%02x", i ? " " : "", bytes[i]);
-	fprintf(stderr, "accord: kvm: cpu%d: the host's KVM cannot emulate the instruction at rip %#llx (%s ...); "
+	for (int i = 0; i < in->len && i < 15; i++)
+		len += snprintf(hex + len, sizeof(hex) - len, "%s%02x", i ? " " : "", in->bytes[i]);
+	fprintf(stderr, "accord: kvm: cpu%d: the host's KVM cannot emulate the instruction at rip %#llx (%s); "
 			"accord's interpreter ran it%s\n",
 		p->v->index, (unsigned long long)st->cpu.insn_rip, hex, fault >= 0 ? ", and it faulted" : "");
 }
@@ -1874,7 +1934,6 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	struct kvm_step *st = p->step;
 	struct kvm_regs r;
 	struct insn in;
-	uint8_t bytes[15] = { 0 };
 	int fault;
 
 	if (!st)
@@ -1885,13 +1944,6 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	if (emu_state_load(&st->cpu, &st->before) < 0)
 		return STEP_CANNOT;
 	struct cpu *c = &st->cpu;
-	for (int i = 0; i < 15; i++) {
-		uint64_t gpa;
-		uint8_t *h;
-		if (kvm_translate(p->v, c->seg[S_CS].base + c->rip + i, &gpa) < 0 || !(h = vm_gpa(p->v->vm, gpa, 1)))
-			break;
-		bytes[i] = *h;
-	}
 	enum cpu_stop stop = cpu_step(c, &in, &fault);
 	if (stop == STOP_SHUTDOWN)
 		return STEP_SHUTDOWN;
@@ -1935,7 +1987,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	}
 	p->steps++;
 	if (p->kvm->verbose)
-		step_say(p, st, &in, bytes, fault);
+		step_say(p, st, &in, fault);
 	return STEP_DONE;
 }
 

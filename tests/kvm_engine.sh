@@ -271,7 +271,7 @@ if [ "$kvm_usable" -eq 1 ] && [ "$kvm_fast" -eq 0 ]; then
 	said='^accord: kvm: cpu0: the host.s KVM cannot emulate the instruction at rip 0x[0-9a-f]* \('
 	count=$(sed -n "s/^accord: kvm: cpu0: \([0-9]*\) instructions the host's KVM cannot emulate ran on accord's interpreter.*/\1/p" \
 		"$tmp/step.err")
-	if guest_clean "$tmp/step.out" "$RUN_STATUS" && grep -q "${said}cc)" "$tmp/step.err" &&
+	if guest_clean "$tmp/step.out" "$RUN_STATUS" && grep -Eq "${said}cc\\)" "$tmp/step.err" &&
 		grep -Eq "${said}(f0 )?48 0f c7 " "$tmp/step.err" && [ "${count:-0}" -ge 5 ]; then
 		tap_ok "smoke on kvm: int3 and cmpxchg16b stepped by accord's interpreter ($count steps), the kernel passes"
 	else

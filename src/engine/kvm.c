@@ -17,7 +17,12 @@
  * for (it notices only at its next exit of another kind), so that sti; nop;
  * cli never lets a pending interrupt in. vm_init asks a throwaway VM whether
  * the exit comes; where it does not, a vCPU with an interrupt waiting for
- * IF=1 runs single-stepped until KVM says it can take it.
+ * IF=1 runs single-stepped until KVM says it can take it (within a budget,
+ * then polled).
+ *
+ * Such a KVM also fails on instructions its emulator lacks (cmpxchg16b,
+ * int3, clac): each runs on accord's interpreter (src/cpu/) with the
+ * vCPU's whole state, and the state goes back to KVM (insn_step).
  *
  * ACCORD_KVM_DEV names the device to open instead of /dev/kvm (tests use
  * it to simulate a host without KVM); ACCORD_VERBOSE=1 says on stderr what

@@ -235,6 +235,15 @@ static void test_bp(void)
 	      "exception.bp_int3", "%s at RIP 0x%lx, int3 region 0x%lx-0x%lx",
 	      trap_name(t->vector), t->rip, t->region_start, t->region_end);
 
+	/* one #BP, and the registers live across it are as they were */
+	uint64_t a = 0x1122334455667788ul, b = 0x99aabbccddeeff00ul;
+	trap_reset();
+	asm volatile(TRAP_RESUME("int3") : "+r"(a), "+r"(b));
+	check(t->vector == VEC_BP && t->count == 1 &&
+	      a == 0x1122334455667788ul && b == 0x99aabbccddeeff00ul,
+	      "exception.bp_int3_registers", "%s (%u exceptions), registers 0x%lx 0x%lx",
+	      trap_name(t->vector), t->count, a, b);
+
 	trap_reset();
 	asm volatile(TRAP_RESUME("int $3"));
 	check(t->vector == VEC_BP && t->rip == t->region_end,
@@ -474,6 +483,54 @@ static void test_cmpxchg16b(void)
 		     : "+a"(lo), "+d"(hi)
 		     : "S"(&cx16_buf[1]), "b"(0ul), "c"(0ul) : "memory");
 	expect_fault("alu.cmpxchg16b_misaligned_gp", VEC_GP, 0, true);
+
+	/* a mismatch loads the memory operand into RDX:RAX, clears ZF and
+	 * leaves memory as it was (the write-back is of the old value) */
+	lo = 5;
+	hi = 6;
+	asm volatile("lock cmpxchg16b %[m]; setz %[z]"
+		     : [m] "+m"(cx16_buf[0]), "+a"(lo), "+d"(hi), [z] "=q"(zf)
+		     : "b"(0x11ul), "c"(0x22ul) : "memory");
+	check(!zf && lo == 0xaa && hi == 0xbb && cx16_buf[0] == 0xaa &&
+	      cx16_buf[1] == 0xbb, "alu.cmpxchg16b_mismatch",
+	      "ZF=%u RDX:RAX=0x%lx:0x%lx mem=0x%lx:0x%lx", zf, hi, lo,
+	      cx16_buf[1], cx16_buf[0]);
+
+	/* on a page that is not present: #PF, CR2 the operand, the registers
+	 * unchanged; the error code's W bit is left open (a locked
+	 * read-modify-write: QEMU TCG reports the read) */
+	uint64_t addr = PF_TEST_PAGE + 0x2340;
+	page_unmap_2m(PF_TEST_PAGE);
+	trap_reset();
+	asm volatile(TRAP_RESUME("lock cmpxchg16b (%%rsi)")
+		     : "+a"(lo), "+d"(hi)
+		     : "S"(addr), "b"(0ul), "c"(0ul) : "memory");
+	page_map_2m(PF_TEST_PAGE);
+	expect_fault("alu.cmpxchg16b_not_present_pf", VEC_PF, 0, false);
+	check(trap_last.cr2 == addr && !(trap_last.error_code & ~(uint64_t)PF_W) &&
+	      lo == 0xaa && hi == 0xbb, "alu.cmpxchg16b_pf_cr2",
+	      "CR2 = 0x%lx (expected 0x%lx), error code 0x%lx, RDX:RAX = 0x%lx:0x%lx",
+	      trap_last.cr2, addr, trap_last.error_code, hi, lo);
+}
+
+/* The XSAVE instructions with CR4.OSXSAVE clear (as the loaders leave it):
+ * #UD, whatever CPUID says (SDM vol. 1 13.3, vol. 2 XRSTOR and XSAVE) */
+static uint8_t xsave_area[1024] __attribute__((aligned(64)));
+
+static void test_xsave_disabled(void)
+{
+	if (read_cr4() & (1ul << 18)) {
+		skip("xsave.xrstor_without_osxsave_ud", "CR4.OSXSAVE is set");
+		return;
+	}
+	trap_reset();
+	asm volatile(TRAP_RESUME("xrstor (%%rdi)")
+		     : : "D"(xsave_area), "a"(3u), "d"(0u) : "memory");
+	expect_fault("xsave.xrstor_without_osxsave_ud", VEC_UD, 0, false);
+	trap_reset();
+	asm volatile(TRAP_RESUME("xsave (%%rdi)")
+		     : : "D"(xsave_area), "a"(3u), "d"(0u) : "memory");
+	expect_fault("xsave.xsave_without_osxsave_ud", VEC_UD, 0, false);
 }
 
 static void fill(uint8_t *p, size_t n, uint8_t seed)
@@ -609,6 +666,7 @@ void test_main(void)
 	test_bsf_bsr();
 	test_cmpxchg();
 	test_cmpxchg16b();
+	test_xsave_disabled();
 	test_movsb();
 	test_stosq();
 	test_scas_cmps();

@@ -51,6 +51,8 @@ enum { S_ES, S_CS, S_SS, S_DS, S_FS, S_GS, S_NONE = 7 };
 #define CR4_PGE (1u << 7)
 #define CR4_OSFXSR (1u << 9)
 #define CR4_OSXMMEXCPT (1u << 10)
+#define CR4_OSXSAVE (1u << 18)
+#define CR4_SMAP (1u << 21)
 #define EFER_SCE (1u << 0)
 #define EFER_LME (1u << 8)
 #define EFER_LMA (1u << 10)
@@ -246,6 +248,14 @@ void cpu_init(struct cpu *c, int index);
 void cpu_reset(struct cpu *c); /* power-on state: real mode at f000:fff0 */
 /* Run until something needs the VMM or max_insns retire. */
 enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns);
+
+/* Execute the one instruction at RIP and nothing else: no interrupt is
+ * taken, no cached block used (the kvm engine runs what its host's KVM
+ * cannot emulate). A fault it raises is delivered through the IDT as
+ * cpu_run would, and *fault says which (-1: none); *in is the decoded
+ * instruction (len 0 when it could not be fetched). STOP_NONE, STOP_HLT
+ * (it was hlt) or STOP_SHUTDOWN (a triple fault). */
+enum cpu_stop cpu_step(struct cpu *c, struct insn *in, int *fault);
 
 /* Exceptions: never return; unwind to cpu_run, which delivers them. */
 __attribute__((noreturn)) void cpu_fault(struct cpu *c, int vector, uint32_t errcode);

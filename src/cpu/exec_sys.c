@@ -472,6 +472,17 @@ static void group0f01(struct cpu *c, struct insn *in)
 				c->kernel_gs_base = t;
 			}
 			return;
+		case 0xCA: case 0xCB: /* clac, stac */
+			/* they exist where CR4.SMAP can be set: never on
+			 * emu (CR4_KNOWN), on the kvm engine's steps where
+			 * the host's KVM gives the guest SMAP */
+			if (!(c->cr4 & CR4_SMAP) || c->cpl)
+				cpu_ud(c);
+			if (m == 0xCA)
+				c->rflags &= ~(uint64_t)F_AC;
+			else
+				c->rflags |= F_AC;
+			return;
 		case 0xF9: { /* rdtscp */
 			uint64_t t = c->bus.tsc(c->bus.opaque) + c->tsc_adjust;
 			c->r[R_RAX] = (uint32_t)t;

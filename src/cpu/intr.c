@@ -377,6 +377,31 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns)
 	return r;
 }
 
+enum cpu_stop cpu_step(struct cpu *c, struct insn *in, int *fault)
+{
+	*fault = -1;
+	in->len = 0;
+	c->pending_exc = -1;
+	if (setjmp(c->fault_jmp)) {
+		*fault = c->pending_exc;
+		if (!deliver_fault(c))
+			return STOP_SHUTDOWN;
+		c->icount++;
+		return STOP_NONE;
+	}
+	c->insn_rip = c->rip;
+	c->insn_rsp = c->r[R_RSP];
+	c->intr_shadow = false;
+	bool tf = c->rflags & F_TF;
+	insn_decode(c, in);
+	exec_insn(c, in);
+	c->code_epoch++;
+	c->icount++;
+	if (tf)
+		single_step_trap(c, in);
+	return c->halted ? STOP_HLT : STOP_NONE;
+}
+
 void cpu_disasm(const uint8_t *bytes, int len, uint64_t rip, char *out, int outlen)
 {
 	csh h;

@@ -204,9 +204,8 @@ static void seg_in(struct seg *s, const struct cpu_seg *o)
 	*s = (struct seg){ .sel = o->sel, .base = o->base, .limit = o->limit, .attr = o->attr };
 }
 
-static int emu_get_state(struct vcpu *v, struct cpu_state *s)
+void emu_state_save(const struct cpu *c, struct cpu_state *s)
 {
-	struct cpu *c = emu_cpu(v);
 	memset(s, 0, sizeof(*s));
 	memcpy(s->r, c->r, sizeof(s->r));
 	s->rip = c->rip;
@@ -252,12 +251,16 @@ static int emu_get_state(struct vcpu *v, struct cpu_state *s)
 	/* between two cpu_run calls nothing is half delivered */
 	s->exc_vector = -1;
 	s->irq_injected = -1;
+}
+
+static int emu_get_state(struct vcpu *v, struct cpu_state *s)
+{
+	emu_state_save(emu_cpu(v), s);
 	return 0;
 }
 
-static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
+int emu_state_load(struct cpu *c, const struct cpu_state *s)
 {
-	struct cpu *c = emu_cpu(v);
 	memcpy(c->r, s->r, sizeof(c->r));
 	c->rip = s->rip;
 	c->rflags = s->rflags | 2;
@@ -307,6 +310,11 @@ static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
 	c->code_epoch++;
 	c->intr_poke = 1;
 	return 0;
+}
+
+static int emu_set_state(struct vcpu *v, const struct cpu_state *s)
+{
+	return emu_state_load(emu_cpu(v), s);
 }
 
 static int emu_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)

@@ -143,6 +143,14 @@ struct engine_ops {
 };
 
 extern const struct engine_ops engine_emu;
+
+/* emu's CPU (src/cpu/) to and from a cpu_state, as emu's get_state and
+ * set_state do it (src/engine/emu.c); the kvm engine runs an instruction
+ * its host cannot emulate on such a CPU */
+struct cpu;
+void emu_state_save(const struct cpu *c, struct cpu_state *s);
+int emu_state_load(struct cpu *c, const struct cpu_state *s);
+
 extern const struct engine_ops engine_kvm;
 
 /* kvm engine availability (src/engine/kvm.c); the environment variable

@@ -17,7 +17,12 @@
  * for (it notices only at its next exit of another kind), so that sti; nop;
  * cli never lets a pending interrupt in. vm_init asks a throwaway VM whether
  * the exit comes; where it does not, a vCPU with an interrupt waiting for
- * IF=1 runs single-stepped until KVM says it can take it.
+ * IF=1 runs single-stepped until KVM says it can take it (within a budget,
+ * then polled).
+ *
+ * Such a KVM also fails on instructions its emulator lacks (cmpxchg16b,
+ * int3, clac): each runs on accord's interpreter (src/cpu/) with the
+ * vCPU's whole state, and the state goes back to KVM (insn_step).
  *
  * ACCORD_KVM_DEV names the device to open instead of /dev/kvm (tests use
  * it to simulate a host without KVM); ACCORD_VERBOSE=1 says on stderr what
@@ -65,6 +70,18 @@
 #define DR7_FIXED1 (1ull << 10)
 #define DR6_BREAKS 0xfull
 
+/* Where KVM misses interrupt windows, a vCPU steps at most window_budget
+ * instructions to find one, then polls: KVM_RUN ends every
+ * WINDOW_POLL_NS and the interrupt goes in at the first exit with IF=1.
+ * Stepping is exact (sti; nop; cli lets the interrupt in after the nop)
+ * but costs a KVM_RUN per instruction, and Linux keeps interrupts off for
+ * thousands of instructions in its handlers; the budget halves each time
+ * a search runs out and doubles each time one succeeds. */
+#define WINDOW_STEPS_MAX 4096u
+#define WINDOW_STEPS_MIN 32u
+#define WINDOW_POLL_NS 200000ll
+#define WINDOW_POLLING UINT32_MAX /* window_count: the budget ran out */
+
 /* the timer signal comes at least this often, as vm.c re-checks a halted
  * vCPU now and then regardless of deadlines */
 #define KVM_MAX_SLEEP_NS 100000000ll
@@ -111,7 +128,13 @@ struct kvm_vcpu_priv {
 	bool step_over;	  /* resume at a breakpoint: one step without it first */
 	uint64_t step_over_rip;
 	bool window_step; /* stepping until an interrupt window opens */
+	uint32_t window_count;	/* steps taken for the interrupt waiting now */
+	uint32_t window_budget; /* steps allowed before polling instead */
 	struct kvm_guest_debug dbg_set;
+
+	/* instructions this host's KVM cannot emulate run on accord's CPU */
+	struct kvm_step *step;
+	uint64_t steps, step_ns;
 
 	/* the state KVM_CREATE_VCPU gave: INIT returns an AP to it */
 	struct kvm_regs reset_regs;
@@ -123,11 +146,24 @@ struct kvm_vcpu_priv {
 	bool have_xcrs;
 };
 
+/* A vCPU's instruction stepped by accord's interpreter: its CPU, and the
+ * vCPU's state before and after the instruction. */
+struct kvm_step {
+	struct cpu cpu;
+	struct cpu_state before, after;
+	/* the first kinds of instruction stepped, said once each (verbose) */
+	uint32_t seen[8];
+	int nseen;
+};
+
 static __thread struct kvm_vcpu_priv *thread_vcpu;
 static pthread_key_t thread_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static int window_probe(char *why, size_t n);
+enum { STEP_DONE, STEP_CANNOT, STEP_SHUTDOWN };
+static int insn_step(struct kvm_vcpu_priv *p);
+static struct kvm_step *step_create(struct kvm_vcpu_priv *p);
 
 static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
 {
@@ -599,6 +635,7 @@ static int kvm_vcpu_init(struct vcpu *v)
 	v->engine_priv = p;
 	p->v = v;
 	p->kvm = k;
+	p->window_budget = WINDOW_STEPS_MAX;
 	pthread_mutex_init(&p->lock, NULL);
 	p->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)v->index);
 	if (p->fd < 0) {
@@ -621,6 +658,10 @@ static int kvm_vcpu_init(struct vcpu *v)
 		return -1;
 	}
 	p->have_xcrs = ioctl(p->fd, KVM_GET_XCRS, &p->reset_xcrs) == 0;
+	/* made now: the sandbox comes before the first instruction to step */
+	p->step = step_create(p);
+	if (!p->step)
+		return -1;
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
 	cpuid_query(k->personality, v->index, 1, 0, &r);
@@ -636,6 +677,10 @@ static void kick_handler(int sig)
 static void thread_gone(void *arg)
 {
 	struct kvm_vcpu_priv *p = arg;
+	if (p->kvm->verbose && p->steps)
+		fprintf(stderr, "accord: kvm: cpu%d: %llu instructions the host's KVM cannot emulate ran on accord's "
+				"interpreter (%.1f us each)\n",
+			p->v->index, (unsigned long long)p->steps, p->step_ns / 1e3 / p->steps);
 	pthread_mutex_lock(&p->lock);
 	p->thread_live = false;
 	if (p->timer_ok)
@@ -778,33 +823,38 @@ static void pio_exit(struct kvm_vcpu_priv *p)
 	pthread_mutex_unlock(&vm->io_lock);
 }
 
-static void mmio_exit(struct kvm_vcpu_priv *p)
+/* a guest access to MMIO at gpa: accord's LAPIC, or a device on the bus */
+static void mmio_access(struct kvm_vcpu_priv *p, uint64_t gpa, uint64_t *val, int len, bool write)
 {
-	struct kvm_run *run = p->run;
 	struct vm *vm = p->v->vm;
-	uint64_t gpa = run->mmio.phys_addr, val = 0;
-	uint32_t mlen = run->mmio.len;
-	int len = mlen > 8 ? 8 : (int)mlen;
 
 	if ((gpa & ~0xfffull) == LAPIC_BASE) {
-		if (run->mmio.is_write) {
-			memcpy(&val, run->mmio.data, len);
-			lapic_mmio_write(p->v->lapic, gpa & 0xfff, val, len);
-		} else {
-			val = lapic_mmio_read(p->v->lapic, gpa & 0xfff, len);
-			memcpy(run->mmio.data, &val, len);
-		}
+		if (write)
+			lapic_mmio_write(p->v->lapic, gpa & 0xfff, *val, len);
+		else
+			*val = lapic_mmio_read(p->v->lapic, gpa & 0xfff, len);
 		return;
 	}
 	pthread_mutex_lock(&vm->io_lock);
-	if (run->mmio.is_write) {
-		memcpy(&val, run->mmio.data, len);
-		bus_write(&vm->mmio, gpa, val, len);
-	} else {
-		bus_read(&vm->mmio, gpa, len, &val);
-		memcpy(run->mmio.data, &val, len);
-	}
+	if (write)
+		bus_write(&vm->mmio, gpa, *val, len);
+	else
+		bus_read(&vm->mmio, gpa, len, val);
 	pthread_mutex_unlock(&vm->io_lock);
+}
+
+static void mmio_exit(struct kvm_vcpu_priv *p)
+{
+	struct kvm_run *run = p->run;
+	uint64_t val = 0;
+	uint32_t mlen = run->mmio.len;
+	int len = mlen > 8 ? 8 : (int)mlen;
+
+	if (run->mmio.is_write)
+		memcpy(&val, run->mmio.data, len);
+	mmio_access(p, run->mmio.phys_addr, &val, len, run->mmio.is_write);
+	if (!run->mmio.is_write)
+		memcpy(run->mmio.data, &val, len);
 }
 
 static bool guest_tsc(struct kvm_vcpu_priv *p, uint64_t *tsc)
@@ -991,6 +1041,15 @@ static bool debug_exit(struct kvm_vcpu_priv *p)
 	return p->dbg.single_step || (p->run->debug.arch.dr6 & DR6_BREAKS);
 }
 
+/* An interrupt went in: the search for its window ended within its
+ * budget, and the next may step longer */
+static void window_found(struct kvm_vcpu_priv *p)
+{
+	if (p->window_count != WINDOW_POLLING && p->window_budget < WINDOW_STEPS_MAX)
+		p->window_budget *= 2;
+	p->window_count = 0;
+}
+
 /* Inject the LAPIC's highest vector if the vCPU can take it now (the last
  * exit said so and nothing has changed the registers since); otherwise ask
  * KVM to exit when it can, or step to find that point where KVM would not
@@ -1014,12 +1073,24 @@ static void interrupts_deliver(struct kvm_vcpu_priv *p)
 			if (ioctl(p->fd, KVM_INTERRUPT, &irq) == 0) {
 				p->ready = false;
 				p->halted = false;
+				window_found(p);
 			}
 			vec = lapic_get_interrupt(l, false);
 		}
 	}
 	p->run->request_interrupt_window = vec >= 0;
-	p->window_step = vec >= 0 && p->kvm->window_steps;
+	if (vec < 0 || !p->kvm->window_steps) {
+		p->window_step = false;
+		p->window_count = 0;
+		return;
+	}
+	if (p->window_count == p->window_budget) {
+		/* this search ran out: poll, and the next one steps less */
+		if (p->window_budget > WINDOW_STEPS_MIN)
+			p->window_budget /= 2;
+		p->window_count = WINDOW_POLLING;
+	}
+	p->window_step = p->window_count < p->window_budget;
 }
 
 static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
@@ -1067,6 +1138,9 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 			ex->kind = EXIT_ERROR;
 			return 0;
 		}
+		if (p->run->request_interrupt_window && !p->window_step && p->kvm->window_steps &&
+		    (next < 0 || next > WINDOW_POLL_NS))
+			next = WINDOW_POLL_NS;
 		timer_arm(p, next);
 		uint8_t cr8 = tpr_read(v->lapic);
 		run->cr8 = cr8;
@@ -1114,6 +1188,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 			p->halted = true;
 			break;
 		case KVM_EXIT_DEBUG:
+			p->window_count += p->window_step;
 			if (debug_exit(p)) {
 				ex->kind = EXIT_DEBUG;
 				return 0;
@@ -1137,6 +1212,19 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 				 run->fail_entry.cpu);
 			return 0;
 		case KVM_EXIT_INTERNAL_ERROR:
+			if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
+				uint64_t t0 = mono_ns();
+				int r = insn_step(p);
+				p->step_ns += mono_ns() - t0;
+				if (r == STEP_DONE)
+					break;
+				if (r == STEP_SHUTDOWN) {
+					ex->kind = EXIT_SHUTDOWN;
+					snprintf(ex->msg, sizeof(ex->msg), "rip=%#llx",
+						 (unsigned long long)p->step->cpu.insn_rip);
+					return 0;
+				}
+			}
 			ex->kind = EXIT_ERROR;
 			describe_internal(p, ex->msg, sizeof(ex->msg));
 			return 0;
@@ -1222,6 +1310,29 @@ static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val)
 	return true;
 }
 
+/* state_msrs into their fields in one KVM_GET_MSRS where KVM knows them
+ * all; from the first it does not know on, one at a time (those read 0) */
+static void msrs_get(struct kvm_vcpu_priv *p, struct cpu_state *s)
+{
+	enum { N = sizeof(state_msrs) / sizeof(state_msrs[0]) };
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[N];
+	} m = { .h.nmsrs = N };
+	int got;
+
+	for (int i = 0; i < N; i++)
+		m.e[i].index = state_msrs[i];
+	got = ioctl(p->fd, KVM_GET_MSRS, &m);
+	if (got < 0)
+		got = 0;
+	for (int i = 0; i < N; i++)
+		if (i < got)
+			*state_msr_field(s, i) = m.e[i].data;
+		else if (!msr_get(p, state_msrs[i], state_msr_field(s, i)))
+			*state_msr_field(s, i) = 0;
+}
+
 static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val)
 {
 	struct {
@@ -1285,9 +1396,7 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 			if (x.xcrs[i].xcr == 0)
 				s->xcr0 = x.xcrs[i].value;
 	}
-	for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++)
-		if (!msr_get(p, state_msrs[i], state_msr_field(s, (int)i)))
-			*state_msr_field(s, (int)i) = 0;
+	msrs_get(p, s);
 	uint64_t tsc;
 	if (!msr_get(p, MSR_IA32_TSC, &tsc))
 		return -1;
@@ -1310,11 +1419,23 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 	return 0;
 }
 
+/* the parts of a cpu_state that state_set writes besides the registers */
+enum {
+	STATE_SREGS = 1u << 0,	/* segments, descriptor tables, CRs, EFER */
+	STATE_FPU = 1u << 1,	/* x87/SSE and the XSAVE area */
+	STATE_XCR = 1u << 2,
+	STATE_DREGS = 1u << 3,
+	STATE_MSRS = 1u << 4,	/* state_msrs and IA32_TSC_DEADLINE */
+	STATE_TSC = 1u << 5,
+	STATE_EVENTS = 1u << 6, /* pending events, interrupt shadow, halt */
+	STATE_ALL = 0x7f,
+};
+
 /* KVM's order: the system registers (EFER before the MSRs that depend on
  * long mode), the FPU, XCR0, the debug registers, the MSRs and the TSC,
  * the registers (KVM_SET_REGS drops a pending exception), the pending
  * events last */
-static int state_set_full(struct kvm_vcpu_priv *p, const struct cpu_state *s, const struct kvm_regs *r)
+static int state_set(struct kvm_vcpu_priv *p, const struct cpu_state *s, const struct kvm_regs *r, unsigned parts)
 {
 	struct kvm_sregs sr;
 	struct kvm_segment *segs[6] = { &sr.es, &sr.cs, &sr.ss, &sr.ds, &sr.fs, &sr.gs };
@@ -1322,80 +1443,94 @@ static int state_set_full(struct kvm_vcpu_priv *p, const struct cpu_state *s, co
 	struct kvm_vcpu_events ev;
 	struct kvm_fpu f = { 0 };
 
-	if (ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
-		return -1;
-	for (int i = 0; i < 6; i++)
-		seg_in(segs[i], &s->seg[i]);
-	seg_in(&sr.tr, &s->tr);
-	seg_in(&sr.ldt, &s->ldtr);
-	sr.gdt = (struct kvm_dtable){ .base = s->gdtr.base, .limit = s->gdtr.limit };
-	sr.idt = (struct kvm_dtable){ .base = s->idtr.base, .limit = s->idtr.limit };
-	sr.cr0 = s->cr0;
-	sr.cr2 = s->cr2;
-	sr.cr3 = s->cr3;
-	sr.cr4 = s->cr4;
-	sr.cr8 = s->cr8;
-	sr.efer = s->efer;
-	memset(sr.interrupt_bitmap, 0, sizeof(sr.interrupt_bitmap));
-	if (ioctl(p->fd, KVM_SET_SREGS, &sr) < 0)
-		return -1;
-	memcpy(&f.fcw, s->fxsave + 0, 2);
-	memcpy(&f.fsw, s->fxsave + 2, 2);
-	f.ftwx = s->fxsave[4];
-	memcpy(&f.last_opcode, s->fxsave + 6, 2);
-	memcpy(&f.last_ip, s->fxsave + 8, 8);
-	memcpy(&f.last_dp, s->fxsave + 16, 8);
-	memcpy(&f.mxcsr, s->fxsave + 24, 4);
-	memcpy(f.fpr, s->fxsave + 32, sizeof(f.fpr));
-	memcpy(f.xmm, s->fxsave + 160, sizeof(f.xmm));
-	if (ioctl(p->fd, KVM_SET_FPU, &f) < 0)
-		return -1;
-	/* the same x87/SSE state and what lies beyond it */
-	if (s->xsave_size == sizeof(struct kvm_xsave) && ioctl(p->fd, KVM_SET_XSAVE, (struct kvm_xsave *)s->xsave) < 0)
-		return -1;
-	if (p->have_xcrs) {
+	if (parts & STATE_SREGS) {
+		if (ioctl(p->fd, KVM_GET_SREGS, &sr) < 0)
+			return -1;
+		for (int i = 0; i < 6; i++)
+			seg_in(segs[i], &s->seg[i]);
+		seg_in(&sr.tr, &s->tr);
+		seg_in(&sr.ldt, &s->ldtr);
+		sr.gdt = (struct kvm_dtable){ .base = s->gdtr.base, .limit = s->gdtr.limit };
+		sr.idt = (struct kvm_dtable){ .base = s->idtr.base, .limit = s->idtr.limit };
+		sr.cr0 = s->cr0;
+		sr.cr2 = s->cr2;
+		sr.cr3 = s->cr3;
+		sr.cr4 = s->cr4;
+		sr.cr8 = s->cr8;
+		sr.efer = s->efer;
+		memset(sr.interrupt_bitmap, 0, sizeof(sr.interrupt_bitmap));
+		if (ioctl(p->fd, KVM_SET_SREGS, &sr) < 0)
+			return -1;
+	}
+	if (parts & STATE_FPU) {
+		memcpy(&f.fcw, s->fxsave + 0, 2);
+		memcpy(&f.fsw, s->fxsave + 2, 2);
+		f.ftwx = s->fxsave[4];
+		memcpy(&f.last_opcode, s->fxsave + 6, 2);
+		memcpy(&f.last_ip, s->fxsave + 8, 8);
+		memcpy(&f.last_dp, s->fxsave + 16, 8);
+		memcpy(&f.mxcsr, s->fxsave + 24, 4);
+		memcpy(f.fpr, s->fxsave + 32, sizeof(f.fpr));
+		memcpy(f.xmm, s->fxsave + 160, sizeof(f.xmm));
+		if (ioctl(p->fd, KVM_SET_FPU, &f) < 0)
+			return -1;
+		/* the same x87/SSE state and what lies beyond it */
+		if (s->xsave_size == sizeof(struct kvm_xsave) &&
+		    ioctl(p->fd, KVM_SET_XSAVE, (struct kvm_xsave *)s->xsave) < 0)
+			return -1;
+	}
+	if ((parts & STATE_XCR) && p->have_xcrs) {
 		struct kvm_xcrs x = { .nr_xcrs = 1 };
 		x.xcrs[0].xcr = 0;
 		x.xcrs[0].value = s->xcr0;
 		if (ioctl(p->fd, KVM_SET_XCRS, &x) < 0)
 			return -1;
 	}
-	memcpy(dr.db, s->dr, sizeof(dr.db));
-	dr.dr6 = s->dr[6];
-	dr.dr7 = s->dr[7];
-	if (ioctl(p->fd, KVM_SET_DEBUGREGS, &dr) < 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++) {
-		/* an MSR this KVM does not know read as 0 and stays so */
-		uint64_t val = *state_msr_field((struct cpu_state *)s, (int)i);
-		if (!msr_set(p, state_msrs[i], val) && val)
+	if (parts & STATE_DREGS) {
+		memcpy(dr.db, s->dr, sizeof(dr.db));
+		dr.dr6 = s->dr[6];
+		dr.dr7 = s->dr[7];
+		if (ioctl(p->fd, KVM_SET_DEBUGREGS, &dr) < 0)
 			return -1;
 	}
-	if (!msr_set(p, MSR_IA32_TSC, vm_ticks(p, vm_now_ns(p->v->vm)) + (uint64_t)s->tsc_offset))
+	if (parts & STATE_MSRS) {
+		for (size_t i = 0; i < sizeof(state_msrs) / sizeof(state_msrs[0]); i++) {
+			/* an MSR this KVM does not know read as 0 and stays so */
+			uint64_t val = *state_msr_field((struct cpu_state *)s, (int)i);
+			if (!msr_set(p, state_msrs[i], val) && val)
+				return -1;
+		}
+		p->tsc_deadline = s->tsc_deadline;
+	}
+	if ((parts & STATE_TSC) &&
+	    !msr_set(p, MSR_IA32_TSC, vm_ticks(p, vm_now_ns(p->v->vm)) + (uint64_t)s->tsc_offset))
 		return -1;
-	p->tsc_deadline = s->tsc_deadline;
-	if (ioctl(p->fd, KVM_SET_REGS, r) < 0 || ioctl(p->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+	if (ioctl(p->fd, KVM_SET_REGS, r) < 0)
 		return -1;
-	ev.exception.injected = s->exc_vector >= 0;
-	ev.exception.pending = 0;
-	ev.exception.nr = s->exc_vector >= 0 ? (uint8_t)s->exc_vector : 0;
-	ev.exception.has_error_code = s->exc_has_error;
-	ev.exception.error_code = s->exc_error;
-	ev.interrupt.injected = s->irq_injected >= 0;
-	ev.interrupt.nr = s->irq_injected >= 0 ? (uint8_t)s->irq_injected : 0;
-	ev.interrupt.shadow = s->intr_shadow;
-	ev.nmi.injected = 0;
-	ev.nmi.pending = s->nmi_pending;
-	ev.nmi.masked = s->nmi_blocked;
-	ev.flags = KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING;
-	if (ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
-		return -1;
-	p->halted = s->halted;
+	if (parts & STATE_EVENTS) {
+		if (ioctl(p->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+			return -1;
+		ev.exception.injected = s->exc_vector >= 0;
+		ev.exception.pending = 0;
+		ev.exception.nr = s->exc_vector >= 0 ? (uint8_t)s->exc_vector : 0;
+		ev.exception.has_error_code = s->exc_has_error;
+		ev.exception.error_code = s->exc_error;
+		ev.interrupt.injected = s->irq_injected >= 0;
+		ev.interrupt.nr = s->irq_injected >= 0 ? (uint8_t)s->irq_injected : 0;
+		ev.interrupt.shadow = s->intr_shadow;
+		ev.nmi.injected = 0;
+		ev.nmi.pending = s->nmi_pending;
+		ev.nmi.masked = s->nmi_blocked;
+		ev.flags = KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING;
+		if (ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+			return -1;
+		p->halted = s->halted;
+	}
 	/* A halted vCPU does not enter KVM_RUN until an interrupt is taken,
 	 * so no exit would tell it is ready for one: it is when it halted
 	 * with interrupts on and nothing pending (as after KVM_EXIT_HLT). */
-	p->ready = s->halted && (s->rflags & (1u << 9)) && !s->intr_shadow && s->irq_injected < 0 &&
-		   s->exc_vector < 0;
+	p->ready = (parts & STATE_EVENTS) && s->halted && (s->rflags & (1u << 9)) && !s->intr_shadow &&
+		   s->irq_injected < 0 && s->exc_vector < 0;
 	return 0;
 }
 
@@ -1441,6 +1576,12 @@ static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
 	s->sel[5] = sr.gs.selector;
 	s->fs_base = sr.fs.base;
 	s->gs_base = sr.gs.base;
+	/* the XSAVE area starts with the FXSAVE image, and it is there
+	 * where KVM_GET_FPU returns nothing */
+	if (s->xsave_size) {
+		memcpy(s->fxsave, s->xsave, sizeof(s->fxsave));
+		return 0;
+	}
 	return fxsave_image(p, s->fxsave);
 }
 
@@ -1474,7 +1615,7 @@ static int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
 	p->ready = false; /* IF may have changed: wait for KVM to say */
 	if (!(s->flags & CPU_STATE_FULL))
 		return ioctl(p->fd, KVM_SET_REGS, &r);
-	return state_set_full(p, s, &r);
+	return state_set(p, s, &r, STATE_ALL);
 }
 
 static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)
@@ -1626,6 +1767,237 @@ static int kvm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)
 		fprintf(stderr, "accord: kvm: KVM_IOEVENTFD %s %#llx: %s\n", assign ? "at" : "off",
 			(unsigned long long)gpa, assign ? "writes there signal an eventfd without an exit" : "removed");
 	return 0;
+}
+
+/* ---- instructions the host's KVM cannot emulate ---- */
+
+/* accord's CPU reaches the machine as a KVM exit would */
+static uint8_t *step_gpa_page(void *opaque, uint64_t gpa, bool write)
+{
+	struct kvm_vcpu_priv *p = opaque;
+	(void)write;
+	return vm_gpa(p->v->vm, gpa, 0x1000);
+}
+
+static uint64_t step_mmio_read(void *opaque, uint64_t gpa, int size)
+{
+	uint64_t val = 0;
+	mmio_access(opaque, gpa, &val, size, false);
+	return val;
+}
+
+static void step_mmio_write(void *opaque, uint64_t gpa, uint64_t val, int size)
+{
+	mmio_access(opaque, gpa, &val, size, true);
+}
+
+static uint32_t step_pio_in(void *opaque, uint16_t port, int size)
+{
+	struct vm *vm = ((struct kvm_vcpu_priv *)opaque)->v->vm;
+	uint64_t val = 0;
+	pthread_mutex_lock(&vm->io_lock);
+	bus_read(&vm->pio, port, size, &val);
+	pthread_mutex_unlock(&vm->io_lock);
+	return (uint32_t)val;
+}
+
+static void step_pio_out(void *opaque, uint16_t port, uint32_t val, int size)
+{
+	struct kvm_vcpu_priv *p = opaque;
+	struct vm *vm = p->v->vm;
+	if (vm_pio_out_vcpu(p->v, port, val, size))
+		return;
+	pthread_mutex_lock(&vm->io_lock);
+	bus_write(&vm->pio, port, val, size);
+	pthread_mutex_unlock(&vm->io_lock);
+}
+
+/* the engine injects interrupts between KVM_RUNs, never inside a step */
+static int step_intr_vector(void *opaque, bool ack)
+{
+	(void)opaque;
+	(void)ack;
+	return -1;
+}
+
+static bool step_msr_read(void *opaque, uint32_t msr, uint64_t *val)
+{
+	return machine_msr_read(opaque, msr, val);
+}
+
+static bool step_msr_write(void *opaque, uint32_t msr, uint64_t val)
+{
+	return machine_msr_write(opaque, msr, val);
+}
+
+/* the CPU adds tsc_offset (its IA32_TSC_ADJUST) to this */
+static uint64_t step_tsc(void *opaque)
+{
+	struct kvm_vcpu_priv *p = opaque;
+	return vm_ticks(p, vm_now_ns(p->v->vm));
+}
+
+static uint8_t no_code_map[CODE_MAP_SIZE];
+
+static struct kvm_step *step_create(struct kvm_vcpu_priv *p)
+{
+	struct kvm_step *st = aligned_alloc(64, (sizeof(*st) + 63) & ~(size_t)63);
+	if (!st)
+		return NULL;
+	memset(st, 0, sizeof(*st));
+	/* cpu_init without the block cache: a step decodes its one
+	 * instruction, and no code page is ever marked in the map */
+	st->cpu.index = p->v->index;
+	st->cpu.code_map = no_code_map;
+	cpu_reset(&st->cpu);
+	st->cpu.personality = p->kvm->personality;
+	st->cpu.bus = (struct cpu_bus){
+		.gpa_page = step_gpa_page,
+		.mmio_read = step_mmio_read,
+		.mmio_write = step_mmio_write,
+		.pio_in = step_pio_in,
+		.pio_out = step_pio_out,
+		.intr_vector = step_intr_vector,
+		.msr_read = step_msr_read,
+		.msr_write = step_msr_write,
+		.tsc = step_tsc,
+		.opaque = p,
+	};
+	return st;
+}
+
+/* the parts of the state an instruction changed */
+static unsigned state_changed(const struct cpu_state *a, const struct cpu_state *b)
+{
+	unsigned parts = 0;
+#define DIFF(f) memcmp(&a->f, &b->f, sizeof(a->f))
+	if (DIFF(seg) || DIFF(tr) || DIFF(ldtr) || DIFF(gdtr) || DIFF(idtr) || DIFF(cr0) || DIFF(cr2) ||
+	    DIFF(cr3) || DIFF(cr4) || DIFF(cr8) || DIFF(efer))
+		parts |= STATE_SREGS;
+	if (DIFF(fxsave) || DIFF(xsave))
+		parts |= STATE_FPU;
+	if (DIFF(xcr0))
+		parts |= STATE_XCR;
+	if (DIFF(dr))
+		parts |= STATE_DREGS;
+	if (DIFF(star) || DIFF(lstar) || DIFF(cstar) || DIFF(sfmask) || DIFF(kernel_gs_base) || DIFF(tsc_aux) ||
+	    DIFF(sysenter_cs) || DIFF(sysenter_esp) || DIFF(sysenter_eip) || DIFF(pat) || DIFF(misc_enable) ||
+	    DIFF(tsc_adjust))
+		parts |= STATE_MSRS;
+	if (DIFF(tsc_offset))
+		parts |= STATE_TSC;
+	if (DIFF(intr_shadow) || DIFF(nmi_pending) || DIFF(nmi_blocked) || DIFF(halted))
+		parts |= STATE_EVENTS;
+#undef DIFF
+	return parts;
+}
+
+/* the first time each kind of instruction is stepped (ACCORD_VERBOSE=1);
+ * bytes, not a disassembly: capstone's set-up calls what the sandbox
+ * forbids */
+static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct insn *in, int fault)
+{
+	uint32_t kind = (uint32_t)in->map << 16 | (uint32_t)in->op << 8 | (in->has_modrm ? in->reg & 7 : 0);
+	char hex[64];
+	int len = 0;
+
+	for (int i = 0; i < st->nseen; i++)
+		if (st->seen[i] == kind)
+			return;
+	if (st->nseen == (int)(sizeof(st->seen) / sizeof(st->seen[0])))
+		return;
+	st->seen[st->nseen++] = kind;
+	for (int i = 0; i < in->len && i < 15; i++)
+		len += snprintf(hex + len, sizeof(hex) - len, "%s%02x", i ? " " : "", in->bytes[i]);
+	fprintf(stderr, "accord: kvm: cpu%d: the host's KVM cannot emulate the instruction at rip %#llx (%s); "
+			"accord's interpreter ran it%s\n",
+		p->v->index, (unsigned long long)st->cpu.insn_rip, hex, fault >= 0 ? ", and it faulted" : "");
+}
+
+/* Whether a #UD the interpreter raised is what the architecture defines
+ * for the instruction, not an opcode the interpreter lacks: ud0, ud1 and
+ * ud2, and the XSAVE family while CR4.OSXSAVE is clear (the interpreter
+ * has no XSAVE; SDM vol. 1 13.3). */
+static bool ud_defined(const struct cpu *c, const struct insn *in)
+{
+	int reg = in->reg & 7;
+
+	if (in->map != 1)
+		return false;
+	if (in->op == 0x0b || in->op == 0xb9 || in->op == 0xff)
+		return true;
+	bool xsave = in->is_mem && ((in->op == 0xae && reg >= 4 && reg <= 6 && !in->rep && !in->opsize_prefix) ||
+				    (in->op == 0xc7 && reg >= 3 && reg <= 5));
+	return xsave && !(c->cr4 & CR4_OSXSAVE);
+}
+
+/* KVM stopped at an instruction its emulator cannot run: run that one
+ * instruction on accord's CPU with the vCPU's whole state, and hand the
+ * state back. Its faults, and the exceptions it raises (int3's #BP), go
+ * through the guest's IDT as a CPU delivers them. STEP_CANNOT (nothing
+ * changed) when the interpreter cannot run it either: it raised #UD for
+ * an opcode that is not one of the undefined-opcode instructions, or the
+ * vCPU was in the middle of an event delivery. */
+static int insn_step(struct kvm_vcpu_priv *p)
+{
+	struct kvm_step *st = p->step;
+	struct kvm_regs r;
+	struct insn in;
+	int fault;
+
+	if (!st)
+		return STEP_CANNOT;
+	if (kvm_get_state(p->v, &st->before) < 0)
+		return STEP_CANNOT;
+	st->before.flags = CPU_STATE_FULL;
+	if (emu_state_load(&st->cpu, &st->before) < 0)
+		return STEP_CANNOT;
+	struct cpu *c = &st->cpu;
+	enum cpu_stop stop = cpu_step(c, &in, &fault);
+	if (stop == STOP_SHUTDOWN)
+		return STEP_SHUTDOWN;
+	if (fault == EXC_UD && !ud_defined(c, &in))
+		return STEP_CANNOT;
+	emu_state_save(c, &st->after);
+	st->after.flags = CPU_STATE_FULL;
+	/* what emu's CPU does not hold stays as KVM had it */
+	st->after.tsc_deadline = st->before.tsc_deadline;
+	st->after.tsc_adjust = st->before.tsc_adjust;
+	st->after.xsave_size = st->before.xsave_size;
+	memcpy(st->after.xsave, st->before.xsave, sizeof(st->after.xsave));
+	if (st->after.xsave_size)
+		memcpy(st->after.xsave, st->after.fxsave, 416);
+	if (stop == STOP_HLT)
+		st->after.halted = 1;
+	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0)
+		return STEP_CANNOT;
+	r.rax = st->after.r[R_RAX];
+	r.rcx = st->after.r[R_RCX];
+	r.rdx = st->after.r[R_RDX];
+	r.rbx = st->after.r[R_RBX];
+	r.rsp = st->after.r[R_RSP];
+	r.rbp = st->after.r[R_RBP];
+	r.rsi = st->after.r[R_RSI];
+	r.rdi = st->after.r[R_RDI];
+	r.r8 = st->after.r[R_R8];
+	r.r9 = st->after.r[R_R9];
+	r.r10 = st->after.r[R_R10];
+	r.r11 = st->after.r[R_R11];
+	r.r12 = st->after.r[R_R12];
+	r.r13 = st->after.r[R_R13];
+	r.r14 = st->after.r[R_R14];
+	r.r15 = st->after.r[R_R15];
+	r.rip = st->after.rip;
+	r.rflags = st->after.rflags | 2;
+	if (state_set(p, &st->after, &r, state_changed(&st->before, &st->after)) < 0) {
+		fprintf(stderr, "accord: kvm: cannot write back the state of a stepped instruction: %s\n",
+			strerror(errno));
+		return STEP_CANNOT;
+	}
+	p->steps++;
+	if (p->kvm->verbose)
+		step_say(p, st, &in, fault);
+	return STEP_DONE;
 }
 
 const struct engine_ops engine_kvm = {

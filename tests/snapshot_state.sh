@@ -34,7 +34,8 @@ cleanup() {
 trap cleanup EXIT
 api_runtime_dir
 
-ticks() { grep -c '^tick ' "$1"; }
+# 0 while the console log is not there yet
+ticks() { cat "$1" 2>/dev/null | grep -c '^tick '; }
 last_tick() { grep '^tick ' "$1" | tail -n 1 | tr -dc '0-9'; }
 first_tick() { grep '^tick ' "$1" | head -n 1 | tr -dc '0-9'; }
 more_ticks_than() { [ "$(ticks "$1")" -gt "$2" ]; }

@@ -27,7 +27,7 @@
 #include "cpu/cpu.h"
 #include "cpu/jit.h"
 
-#define BLOCK_MAX_INSNS 32
+#define BLOCK_MAX_INSNS 64
 #define BLOCK_HASH (1u << 14)
 #define BLOCK_ARENA (16u << 20)
 

@@ -37,8 +37,8 @@
 #include "cpu/jit.h"
 
 #define JIT_SIZE (16u << 20)
-/* worst case for one block: BLOCK_MAX_INSNS instructions and exits */
-#define JIT_BLOCK_MAX 32768u
+/* more than the code for one block: 64 instructions and their exits */
+#define JIT_BLOCK_MAX 65536u
 
 struct jit {
 	uint8_t *code;
@@ -344,9 +344,11 @@ static bool classify(const struct insn *in, struct form *f)
 
 struct emit {
 	uint8_t *p;
-	int8_t host[16]; /* guest register -> host register, -1 */
-	uint16_t used;   /* guest registers loaded at entry */
-	int nhost;
+	int8_t host[16]; /* guest register -> host register now, -1 */
+	int nhost;       /* pool registers in use */
+	/* a register was evicted: the mapping is no longer the one the
+	 * code starts with */
+	bool moved;
 	uint8_t saved[POOL_SIZE]; /* callee-saved host registers pushed */
 	int nsaved;
 	int cpl3;        /* the TLB set the block runs with */
@@ -456,6 +458,14 @@ static void emit_fill(struct emit *e)
 	e->hostfl = true;
 }
 
+/* the guest registers held in host registers back into the cpu */
+static void emit_store_all(struct emit *e)
+{
+	for (int g = 0; g < 16; g++)
+		if (e->host[g] >= 0)
+			emit_cpu(e, 0x89, e->host[g], OFF(r[g]));
+}
+
 /* Leave the code with RIP moved on by delta from the block's start (code
  * may run at several linear addresses: shared libraries, the vDSO), count
  * instructions added to icount, returning ret. */
@@ -463,9 +473,7 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 {
 	if (e->hostfl)
 		b1(e, 0x9C); /* pushfq */
-	for (int g = 0; g < 16; g++)
-		if (e->used & (1u << g))
-			emit_cpu(e, 0x89, e->host[g], OFF(r[g]));
+	emit_store_all(e);
 	if (e->hostfl) {
 		BYTES(e, 0x41, 0x5B,                                   /* pop r11 */
 		      0x41, 0x81, 0xE3, F_ARITH & 0xff, F_ARITH >> 8, 0, 0); /* and r11d, F_ARITH */
@@ -494,36 +502,51 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 	b1(e, 0xC3);
 }
 
-/* the host register for guest register g, taken from the pool on first
- * use; -1 when the pool is empty */
-static int host_of(struct emit *e, int g)
+/* the guest registers an instruction names */
+static void form_regs(const struct form *f, int8_t regs[4])
 {
-	if (e->host[g] < 0) {
-		if (e->nhost == POOL_SIZE)
-			return -1;
-		e->host[g] = (int8_t)pool[e->nhost++];
-		e->used |= 1u << g;
-	}
-	return e->host[g];
+	regs[0] = f->reg;
+	regs[1] = f->rm;
+	regs[2] = f->base;
+	regs[3] = f->index;
 }
 
-/* the guest registers f names get host registers; false when they do not
- * fit (the pool is left as it was) */
-static bool assign(struct emit *e, const struct form *f)
+static bool names(const struct form *f, int g)
 {
-	int8_t saved_host[16];
-	memcpy(saved_host, e->host, sizeof(saved_host));
-	uint16_t used = e->used;
-	int nhost = e->nhost;
-	const int8_t regs[4] = { f->reg, f->rm, f->base, f->index };
-	for (int i = 0; i < 4; i++)
-		if (regs[i] >= 0 && host_of(e, regs[i]) < 0) {
-			memcpy(e->host, saved_host, sizeof(saved_host));
-			e->used = used;
-			e->nhost = nhost;
-			return false;
+	return f->reg == g || f->rm == g || f->base == g || f->index == g;
+}
+
+/* Give the registers of instruction i of the run host registers. The
+ * first POOL_SIZE distinct ones got theirs at entry; a later one takes
+ * the host register of the guest register used again last (or never),
+ * stored back first. Moves only: the flags stay as they are. */
+static void emit_regs(struct emit *e, const struct form *forms, int k, int i)
+{
+	int8_t regs[4];
+	form_regs(&forms[i], regs);
+	for (int r = 0; r < 4; r++) {
+		int g = regs[r];
+		if (g < 0 || e->host[g] >= 0)
+			continue;
+		int victim = -1, far = -1;
+		for (int v = 0; v < 16; v++) {
+			if (e->host[v] < 0 || names(&forms[i], v))
+				continue;
+			int next = i + 1;
+			while (next < k && !names(&forms[next], v))
+				next++;
+			if (next > far) {
+				far = next;
+				victim = v;
+			}
 		}
-	return true;
+		int h = e->host[victim];
+		emit_cpu(e, 0x89, h, OFF(r[victim]));
+		e->host[victim] = -1;
+		e->host[g] = (int8_t)h;
+		emit_cpu(e, 0x8B, h, OFF(r[g]));
+		e->moved = true;
+	}
 }
 
 /* lea into host register hr of in's memory operand (rip: in's address,
@@ -564,6 +587,7 @@ static void emit_ea(struct emit *e, const struct insn *in, const struct form *f,
 struct side {
 	uint8_t *at[4];
 	int n;
+	int8_t host[16]; /* the register mapping there */
 };
 
 /* r11 = the host address of the size bytes at linear r11 for a read or a
@@ -717,16 +741,13 @@ struct scan {
 
 /* how far the run at in goes, which registers it needs, what it does with
  * the flags */
-static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, struct scan *s, struct emit *e)
+static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, struct scan *s)
 {
 	uint64_t rip = rip0;
 	bool seen = false;
 	s->k = 0;
 	s->flags_in = false;
 	s->ends_with_jump = false;
-	memset(e->host, -1, sizeof(e->host));
-	e->used = 0;
-	e->nhost = 0;
 	if (c->mode != 64 || n > 64)
 		return;
 	for (int k = 0; k < n; k++) {
@@ -741,8 +762,6 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		if ((f->kind == K_JCC || f->kind == K_JMP) && (rip + in[k].len + in[k].imm) >> 12 != rip0 >> 12)
 			return;
 		if (in[k].riprel && (int64_t)(int32_t)(in[k].disp + 0x2000) != in[k].disp + 0x2000)
-			return;
-		if (!assign(e, f))
 			return;
 		if (!seen && (f->mem != M_NONE || f->fl != FL_NONE)) {
 			seen = true;
@@ -760,8 +779,7 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0)
 {
 	struct scan s;
-	struct emit e;
-	scan(c, in, n, rip0, &s, &e);
+	scan(c, in, n, rip0, &s);
 	return s.k;
 }
 
@@ -770,19 +788,30 @@ struct exit {
 	uint8_t *at;   /* the rel32 to point at the exit */
 	int32_t delta; /* target - the block's start */
 	uint32_t count;
-	bool hostfl;
+	bool hostfl, moved;
+	int8_t host[16];
 };
 
 int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn)
 {
 	struct scan sc;
 	struct emit e = { 0 };
-	scan(c, in, n, rip0, &sc, &e);
+	scan(c, in, n, rip0, &sc);
 	const struct form *forms = sc.forms;
 	int k = sc.k;
 	if (k < JIT_MIN_RUN)
 		return 0;
 	e.cpl3 = c->cpl == 3;
+	/* the first POOL_SIZE guest registers the run names, in the order
+	 * it names them, are loaded at entry */
+	memset(e.host, -1, sizeof(e.host));
+	for (int i = 0; i < k && e.nhost < POOL_SIZE; i++) {
+		int8_t regs[4];
+		form_regs(&forms[i], regs);
+		for (int r = 0; r < 4; r++)
+			if (regs[r] >= 0 && e.host[regs[r]] < 0 && e.nhost < POOL_SIZE)
+				e.host[regs[r]] = (int8_t)pool[e.nhost++];
+	}
 
 	uint8_t *start = j->code + j->used;
 	e.p = start;
@@ -801,8 +830,9 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		      0x9E);                      /* sahf: SF ZF AF PF CF */
 		e.hostfl = true;
 	}
+	uint8_t *reload = e.p;
 	for (int g = 0; g < 16; g++)
-		if (e.used & (1u << g))
+		if (e.host[g] >= 0)
 			emit_cpu(&e, 0x8B, e.host[g], OFF(r[g]));
 	uint8_t *top = e.p;
 
@@ -814,6 +844,8 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		const struct form *f = &forms[i];
 		uint64_t next = rip + in[i].len;
 		sides[i].n = 0;
+		emit_regs(&e, forms, k, i);
+		memcpy(sides[i].host, e.host, sizeof(e.host));
 		if (f->kind == K_JCC || f->kind == K_JMP) {
 			if (f->kind == K_JCC) {
 				if (!e.hostfl)
@@ -823,8 +855,10 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 			} else {
 				b1(&e, 0xE9);
 			}
-			exits[nexits++] = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0),
-							 (uint32_t)(i + 1), e.hostfl };
+			struct exit *x = &exits[nexits++];
+			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1),
+					    e.hostfl, e.moved, { 0 } };
+			memcpy(x->host, e.host, sizeof(e.host));
 		} else if (f->mem != M_NONE) {
 			emit_access(&e, &in[i], f, rip, rip0, &sides[i]);
 		} else {
@@ -846,6 +880,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 			for (int x = 0; x < sides[i].n; x++)
 				patch(sides[i].at[x], e.p);
 			e.hostfl = false;
+			memcpy(e.host, sides[i].host, sizeof(e.host));
 			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i);
 		}
 		rip += in[i].len;
@@ -853,6 +888,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 	for (int x = 0; x < nexits; x++) {
 		patch(exits[x].at, e.p);
 		e.hostfl = exits[x].hostfl;
+		memcpy(e.host, exits[x].host, sizeof(e.host));
 		if (exits[x].delta || sc.flags_in) {
 			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT);
 			continue;
@@ -860,9 +896,14 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		/* back to the start, where the flags are not read before they
 		 * are written: go round again unless the budget is used up or
 		 * something is pending, with the flags in c->rflags as at the
-		 * first entry */
+		 * first entry, and the registers as there (evicted ones are
+		 * stored, the entry's loaded again) */
 		if (e.hostfl)
 			emit_spill(&e);
+		if (exits[x].moved) {
+			emit_store_all(&e);
+			memset(e.host, -1, sizeof(e.host));
+		}
 		BYTES(&e, 0x48, 0x81, 0x87); /* add qword [rdi + icount], count */
 		b4(&e, OFF(icount));
 		b4(&e, exits[x].count);
@@ -878,7 +919,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		BYTES(&e, 0x0F, 0x85);       /* jnz out */
 		uint8_t *out2 = rel32(&e);
 		b1(&e, 0xE9);                /* jmp top */
-		patch(rel32(&e), top);
+		patch(rel32(&e), exits[x].moved ? reload : top);
 		patch(out1, e.p);
 		patch(out2, e.p);
 		emit_exit(&e, 0, 0, JIT_LEFT);

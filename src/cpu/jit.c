@@ -43,6 +43,17 @@
 struct jit {
 	uint8_t *code;
 	size_t used;
+	size_t base; /* the entry code at the start of code */
+};
+
+/* The entry into host code: the host's callee-saved registers are saved
+ * once here, so that blocks' code may use them all and go on into one
+ * another's without saving them again, and each returns here. */
+static const uint8_t enter_code[] = {
+	0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, /* push rbx rbp r12-r15 */
+	0xFF, 0xD2,                                                 /* call rdx */
+	0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, /* pop r15-r12 rbp rbx */
+	0xC3,                                                       /* ret */
 };
 
 struct jit *jit_create(void)
@@ -55,6 +66,8 @@ struct jit *jit_create(void)
 		free(j);
 		return NULL;
 	}
+	memcpy(j->code, enter_code, sizeof(enter_code));
+	j->base = j->used = (sizeof(enter_code) + 15) & ~(size_t)15;
 	return j;
 }
 
@@ -68,7 +81,12 @@ void jit_destroy(struct jit *j)
 
 void jit_reset(struct jit *j)
 {
-	j->used = 0;
+	j->used = j->base;
+}
+
+jit_enter jit_entry(const struct jit *j)
+{
+	return (jit_enter)(void *)j->code;
 }
 
 bool jit_room(const struct jit *j)
@@ -349,9 +367,8 @@ struct emit {
 	/* a register was evicted: the mapping is no longer the one the
 	 * code starts with */
 	bool moved;
-	uint8_t saved[POOL_SIZE]; /* callee-saved host registers pushed */
-	int nsaved;
 	int cpl3;        /* the TLB set the block runs with */
+	void *owner;     /* the block, for c->jit_block */
 	/* the guest's arithmetic flags are in the host's RFLAGS (else in
 	 * c->rflags) */
 	bool hostfl;
@@ -410,18 +427,6 @@ static void emit_cpu(struct emit *e, uint8_t op, int h, uint32_t off)
 	b4(e, off);
 }
 
-static bool callee_saved(int h)
-{
-	return h == H_RBX || h == H_RBP || h >= H_R12;
-}
-
-static void emit_push(struct emit *e, int h, bool pop)
-{
-	if (h >= 8)
-		b1(e, 0x41);
-	b1(e, (pop ? 0x58 : 0x50) | (h & 7));
-}
-
 /* lea dst, [src + disp] (64-bit) */
 static void emit_lea_disp(struct emit *e, int dst, int src, int32_t disp)
 {
@@ -468,8 +473,10 @@ static void emit_store_all(struct emit *e)
 
 /* Leave the code with RIP moved on by delta from the block's start (code
  * may run at several linear addresses: shared libraries, the vDSO), count
- * instructions added to icount, returning ret. */
-static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret)
+ * instructions added to icount, returning ret. A chainable exit (to a
+ * fixed place in the block's page) ends in a jmp that jit_link may point
+ * at the next block's code. */
+static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret, bool chainable)
 {
 	if (e->hostfl)
 		b1(e, 0x9C); /* pushfq */
@@ -495,8 +502,28 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 		b4(e, OFF(icount));
 		b4(e, count);
 	}
-	for (int i = e->nsaved - 1; i >= 0; i--)
-		emit_push(e, e->saved[i], true);
+	BYTES(e, 0x49, 0xBB); /* mov r11, owner */
+	bn(e, (uintptr_t)e->owner, 8);
+	BYTES(e, 0x4C, 0x89, 0x9F); /* mov [rdi + jit_block], r11 */
+	b4(e, OFF(jit_block));
+	uint8_t *slot_imm = NULL;
+	if (chainable) {
+		BYTES(e, 0x49, 0xBB); /* mov r11, slot */
+		slot_imm = e->p;
+		bn(e, 0, 8);
+		BYTES(e, 0x4C, 0x89, 0x9F); /* mov [rdi + jit_exit], r11 */
+	} else {
+		BYTES(e, 0x48, 0xC7, 0x87); /* mov qword [rdi + jit_exit], 0 */
+	}
+	b4(e, OFF(jit_exit));
+	if (!chainable)
+		b4(e, 0);
+	if (chainable) {
+		uintptr_t slot = (uintptr_t)e->p;
+		memcpy(slot_imm, &slot, 8);
+		b1(e, 0xE9); /* jmp: on to the next instruction until linked */
+		b4(e, 0);
+	}
 	b1(e, 0xB8); /* mov eax, ret */
 	b4(e, ret);
 	b1(e, 0xC3);
@@ -792,7 +819,8 @@ struct exit {
 	int8_t host[16];
 };
 
-int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn)
+int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, void *owner,
+		  jit_fn *fn)
 {
 	struct scan sc;
 	struct emit e = { 0 };
@@ -802,6 +830,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 	if (k < JIT_MIN_RUN)
 		return 0;
 	e.cpl3 = c->cpl == 3;
+	e.owner = owner;
 	/* the first POOL_SIZE guest registers the run names, in the order
 	 * it names them, are loaded at entry */
 	memset(e.host, -1, sizeof(e.host));
@@ -815,11 +844,6 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 
 	uint8_t *start = j->code + j->used;
 	e.p = start;
-	for (int i = 0; i < e.nhost; i++)
-		if (callee_saved(pool[i])) {
-			e.saved[e.nsaved++] = pool[i];
-			emit_push(&e, pool[i], false);
-		}
 	if (sc.flags_in) {
 		emit_cpu(&e, 0x8B, H_RAX, OFF(rflags));
 		BYTES(&e, 0x41, 0x89, 0xC3,       /* mov r11d, eax */
@@ -871,7 +895,8 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		rip = next;
 	}
 	if (!sc.ends_with_jump)
-		emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)k, (uint32_t)k);
+		emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)k, (uint32_t)k,
+			  k == n && (rip0 & 0xfff) + (rip - rip0) < 0x1000);
 	/* side exits: before the access, the flags in c->rflags; the
 	 * handlers run the instruction */
 	rip = rip0;
@@ -881,7 +906,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 				patch(sides[i].at[x], e.p);
 			e.hostfl = false;
 			memcpy(e.host, sides[i].host, sizeof(e.host));
-			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i);
+			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i, false);
 		}
 		rip += in[i].len;
 	}
@@ -890,7 +915,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		e.hostfl = exits[x].hostfl;
 		memcpy(e.host, exits[x].host, sizeof(e.host));
 		if (exits[x].delta || sc.flags_in) {
-			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT);
+			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, true);
 			continue;
 		}
 		/* back to the start, where the flags are not read before they
@@ -922,9 +947,66 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		patch(rel32(&e), exits[x].moved ? reload : top);
 		patch(out1, e.p);
 		patch(out2, e.p);
-		emit_exit(&e, 0, 0, JIT_LEFT);
+		emit_exit(&e, 0, 0, JIT_LEFT, false);
 	}
 	j->used += ((size_t)(e.p - start) + 15) & ~(size_t)15;
 	*fn = (jit_fn)(void *)start;
 	return k;
+}
+/* where a link stub holds the epoch's address and its final jmp */
+#define STUB_EPOCH 2
+#define STUB_JMP 62
+
+bool jit_link(struct jit *j, void *slot, jit_fn to, const uint64_t *epoch)
+{
+	uint8_t *back = (uint8_t *)slot + 5;
+	int32_t rel;
+	memcpy(&rel, (uint8_t *)slot + 1, 4);
+	if (rel) {
+		/* linked before, to a block since replaced or whose checks
+		 * failed: the same stub, pointed at the block there now */
+		uint8_t *stub = back + rel;
+		const uint64_t *was;
+		memcpy(&was, stub + STUB_EPOCH, 8);
+		int32_t jmp, want = (int32_t)((const uint8_t *)(void *)to - (stub + STUB_JMP + 5));
+		memcpy(&jmp, stub + STUB_JMP + 1, 4);
+		/* writing code the host may have fetched costs it a pipeline
+		 * flush: only when the link changes */
+		if (was != epoch || jmp != want) {
+			memcpy(stub + STUB_EPOCH, &epoch, 8);
+			patch(stub + STUB_JMP + 1, (const uint8_t *)(void *)to);
+		}
+		return true;
+	}
+	if (j->used + 128 + JIT_BLOCK_MAX > JIT_SIZE)
+		return false;
+	uint8_t *start = j->code + j->used;
+	struct emit e = { .p = start };
+	/* the next block's checks of block_exec: its code unchanged since
+	 * compared, the budget, nothing pending */
+	BYTES(&e, 0x49, 0xBB); /* mov r11, epoch */
+	bn(&e, (uintptr_t)epoch, 8);
+	BYTES(&e, 0x4D, 0x8B, 0x1B,  /* mov r11, [r11] */
+	      0x4C, 0x3B, 0x9F);     /* cmp r11, [rdi + code_epoch] */
+	b4(&e, OFF(code_epoch));
+	BYTES(&e, 0x0F, 0x85);       /* jne back */
+	patch(rel32(&e), back);
+	BYTES(&e, 0x4C, 0x8B, 0x9F); /* mov r11, [rdi + icount] */
+	b4(&e, OFF(icount));
+	BYTES(&e, 0x49, 0x39, 0xF3,  /* cmp r11, rsi */
+	      0x0F, 0x83);           /* jae back */
+	patch(rel32(&e), back);
+	BYTES(&e, 0x44, 0x8B, 0x9F); /* mov r11d, [rdi + intr_poke] */
+	b4(&e, OFF(intr_poke));
+	BYTES(&e, 0x44, 0x0B, 0x9F); /* or r11d, [rdi + stop_request] */
+	b4(&e, OFF(stop_request));
+	BYTES(&e, 0x0F, 0x85);       /* jnz back */
+	patch(rel32(&e), back);
+	if (e.p - start != STUB_JMP)
+		abort();
+	b1(&e, 0xE9);                /* jmp to */
+	patch(rel32(&e), (const uint8_t *)(void *)to);
+	j->used += ((size_t)(e.p - start) + 15) & ~(size_t)15;
+	patch((uint8_t *)slot + 1, start);
+	return true;
 }

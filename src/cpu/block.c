@@ -263,7 +263,7 @@ bool block_exec(struct cpu *c, uint64_t end)
 	struct block *b = NULL;
 	bool ran = false;
 	/* the exit of host code that led here, to link to this block's */
-	void *link = NULL;
+	uintptr_t link = 0;
 	unsigned flushes = bc->flushes;
 	/* one block after another while nothing asks for cpu_run's attention:
 	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
@@ -286,8 +286,8 @@ bool block_exec(struct cpu *c, uint64_t end)
 			bc->last = b;
 		}
 		if (link && b->jit && !c->intr_shadow && flushes == bc->flushes)
-			jit_link(bc->jit, link, b->jit, &b->epoch);
-		link = NULL;
+			jit_link(bc->jit, link, b->jit, &b->epoch, p, c->cpl == 3);
+		link = 0;
 		c->smc = false;
 		/* The instructions that set the interrupt shadow (sti, mov ss,
 		 * pop ss) end their block; the shadow lasts one instruction,

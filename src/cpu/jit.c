@@ -105,7 +105,7 @@ static const uint8_t pool[] = { H_RAX, H_RCX, H_RDX, H_R8, H_RBX, H_RBP, H_R12, 
 /* what an instruction does with the arithmetic flags */
 enum { FL_NONE, FL_READ, FL_FULL, FL_RW };
 /* how it is re-encoded */
-enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP };
+enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET };
 /* what it does with its memory operand */
 enum { M_NONE, M_R, M_W, M_RW };
 
@@ -248,6 +248,12 @@ static bool form_map0(const struct insn *in, struct form *f)
 	case 0xE9: case 0xEB:
 		f->kind = K_JMP;
 		return true;
+	case 0xE8: case 0xC3: /* near call and ret: the return address on the stack */
+		f->kind = op == 0xE8 ? K_CALL : K_RET;
+		f->base = R_RSP;
+		f->mem = op == 0xE8 ? M_W : M_R;
+		f->size = 8;
+		return !in->opsize_prefix;
 	case 0xB0 ... 0xBF:
 		f->kind = K_OPREG;
 		f->rm = (op & 7) | (in->rex & 1 ? 8 : 0);
@@ -438,28 +444,44 @@ static void emit_lea_disp(struct emit *e, int dst, int src, int32_t disp)
 	b4(e, (uint32_t)disp);
 }
 
-/* the host's flags into c->rflags: state "in memory" */
+/* The host's flags into c->rflags: state "in memory". pushf and popf are
+ * microcoded and the slowest part of a block's exit; lahf, sahf and seto
+ * are single operations (guest RAX kept in r9 around them; r9-r11
+ * scratch). */
 static void emit_spill(struct emit *e)
 {
-	BYTES(e, 0x9C,                                           /* pushfq */
-	      0x41, 0x5B,                                        /* pop r11 */
-	      0x41, 0x81, 0xE3, F_ARITH & 0xff, F_ARITH >> 8, 0, 0); /* and r11d, F_ARITH */
-	emit_cpu(e, 0x8B, H_R10, OFF(rflags));
-	BYTES(e, 0x49, 0x81, 0xE2);                              /* and r10, ~F_ARITH */
+	BYTES(e, 0x41, 0x0F, 0x90, 0xC3,            /* seto r11b */
+	      0x49, 0x89, 0xC1,                     /* mov r9, rax */
+	      0x9F,                                 /* lahf: SF ZF AF PF CF */
+	      0x41, 0x89, 0xC2,                     /* mov r10d, eax */
+	      0x4C, 0x89, 0xC8,                     /* mov rax, r9 */
+	      0x41, 0xC1, 0xEA, 0x08,               /* shr r10d, 8 */
+	      0x41, 0x81, 0xE2, 0xD5, 0, 0, 0,      /* and r10d, SF ZF AF PF CF */
+	      0x45, 0x0F, 0xB6, 0xDB,               /* movzx r11d, r11b */
+	      0x41, 0xC1, 0xE3, 0x0B,               /* shl r11d, 11: OF */
+	      0x45, 0x09, 0xDA);                    /* or r10d, r11d */
+	_Static_assert(F_ARITH == 0x8D5, "the arithmetic flags are OF and the low byte's 0xD5");
+	emit_cpu(e, 0x8B, H_R11, OFF(rflags));
+	BYTES(e, 0x49, 0x81, 0xE3);                 /* and r11, ~F_ARITH */
 	b4(e, (uint32_t)~F_ARITH);
-	BYTES(e, 0x4D, 0x09, 0xDA);                              /* or r10, r11 */
-	emit_cpu(e, 0x89, H_R10, OFF(rflags));
+	BYTES(e, 0x4D, 0x09, 0xD3);                 /* or r11, r10 */
+	emit_cpu(e, 0x89, H_R11, OFF(rflags));
 	e->hostfl = false;
 }
 
-/* c->rflags' arithmetic flags into the host's (only those: popf must not
- * set the host's TF, AC or DF) */
+/* c->rflags' arithmetic flags into the host's (only those); r9 and r10
+ * scratch, r11 (an operand's address) kept */
 static void emit_fill(struct emit *e)
 {
-	emit_cpu(e, 0x8B, H_R10, OFF(rflags));
-	BYTES(e, 0x41, 0x81, 0xE2, F_ARITH & 0xff, F_ARITH >> 8, 0, 0, /* and r10d, F_ARITH */
-	      0x41, 0x52,                                            /* push r10 */
-	      0x9D);                                                 /* popfq */
+	BYTES(e, 0x49, 0x89, 0xC1);                 /* mov r9, rax */
+	emit_cpu(e, 0x8B, H_RAX, OFF(rflags));
+	BYTES(e, 0x41, 0x89, 0xC2,                  /* mov r10d, eax */
+	      0x41, 0xC1, 0xEA, 0x0B,               /* shr r10d, 11 */
+	      0x41, 0x83, 0xE2, 0x01,               /* and r10d, 1 */
+	      0xC1, 0xE0, 0x08,                     /* shl eax, 8 */
+	      0x41, 0x80, 0xC2, 0x7F,               /* add r10b, 0x7f: OF = the guest's */
+	      0x9E,                                 /* sahf: SF ZF AF PF CF */
+	      0x4C, 0x89, 0xC8);                    /* mov rax, r9 */
 	e->hostfl = true;
 }
 
@@ -471,28 +493,27 @@ static void emit_store_all(struct emit *e)
 			emit_cpu(e, 0x89, e->host[g], OFF(r[g]));
 }
 
+/* how an exit may go on into the next block's code */
+enum { CH_NONE, CH_PAGE, CH_FAR };
+
 /* Leave the code with RIP moved on by delta from the block's start (code
- * may run at several linear addresses: shared libraries, the vDSO), count
- * instructions added to icount, returning ret. A chainable exit (to a
- * fixed place in the block's page) ends in a jmp that jit_link may point
- * at the next block's code. */
-static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret, bool chainable)
+ * may run at several linear addresses: shared libraries, the vDSO), or set
+ * to r10 (RIP_R10), count instructions added to icount, returning ret. A
+ * chainable exit ends in a jmp that jit_link may point at the next block's
+ * code: CH_PAGE to a fixed place in the block's page, CH_FAR elsewhere
+ * (the link then checks the TLB too). */
+#define RIP_R10 INT32_MIN
+static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret, int chain)
 {
+	bool chainable = chain != CH_NONE;
+	/* (a transfer to r10 spilled the flags before it) */
 	if (e->hostfl)
-		b1(e, 0x9C); /* pushfq */
+		emit_spill(e);
 	emit_store_all(e);
-	if (e->hostfl) {
-		BYTES(e, 0x41, 0x5B,                                   /* pop r11 */
-		      0x41, 0x81, 0xE3, F_ARITH & 0xff, F_ARITH >> 8, 0, 0); /* and r11d, F_ARITH */
-		emit_cpu(e, 0x8B, H_RAX, OFF(rflags));
-		b1(e, 0x48); /* and rax, ~F_ARITH */
-		b1(e, 0x25);
-		b4(e, (uint32_t)~F_ARITH);
-		BYTES(e, 0x4C, 0x09, 0xD8); /* or rax, r11 */
-		emit_cpu(e, 0x89, H_RAX, OFF(rflags));
-	}
 	/* the guest's flags are stored: the adds may clobber the host's */
-	if (delta) {
+	if (delta == RIP_R10) {
+		emit_cpu(e, 0x89, H_R10, OFF(rip));
+	} else if (delta) {
 		BYTES(e, 0x48, 0x81, 0x87); /* add qword [rdi + rip], delta */
 		b4(e, OFF(rip));
 		b4(e, (uint32_t)delta);
@@ -519,7 +540,10 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 	if (!chainable)
 		b4(e, 0);
 	if (chainable) {
-		uintptr_t slot = (uintptr_t)e->p;
+		/* the jmp at an even address: bit 0 of jit_exit says CH_FAR */
+		if ((uintptr_t)e->p & 1)
+			b1(e, 0x90);
+		uintptr_t slot = (uintptr_t)e->p | (chain == CH_FAR);
 		memcpy(slot_imm, &slot, 8);
 		b1(e, 0xE9); /* jmp: on to the next instruction until linked */
 		b4(e, 0);
@@ -714,6 +738,52 @@ static void emit_insn(struct emit *e, const struct insn *in, const struct form *
 	bn(e, in->imm, in->imm_size);
 }
 
+/* a side exit unless r10 holds a canonical address (r9 scratch) */
+static void emit_canonical(struct emit *e, struct side *s)
+{
+	BYTES(e, 0x4D, 0x89, 0xD1,       /* mov r9, r10 */
+	      0x49, 0xC1, 0xE1, 16,      /* shl r9, 16 */
+	      0x49, 0xC1, 0xF9, 16,      /* sar r9, 16 */
+	      0x4D, 0x39, 0xD1,          /* cmp r9, r10 */
+	      0x0F, 0x85);               /* jne side */
+	s->at[s->n++] = rel32(e);
+}
+
+/* A call, a ret or a jmp out of the page, the run's last instruction: the
+ * target's RIP into r10 (a jmp's and a call's as a delta from the
+ * block's start), a side exit before it when that is not canonical or
+ * the stack access cannot be made here. The flags are in c->rflags
+ * after it. */
+static void emit_transfer(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip,
+			  uint64_t rip0, struct side *s)
+{
+	if (e->hostfl)
+		emit_spill(e);
+	int hs = e->host[R_RSP];
+	if (f->kind == K_RET) {
+		emit_lea_disp(e, H_R11, hs, 0);
+		emit_lookup(e, false, 8, s);
+		BYTES(e, 0x4D, 0x8B, 0x13); /* mov r10, [r11] */
+		emit_canonical(e, s);
+		emit_lea_disp(e, hs, hs, 8);
+		return;
+	}
+	uint64_t next = rip + in->len;
+	emit_cpu(e, 0x8B, H_R10, OFF(rip));
+	BYTES(e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + target - rip0] */
+	b4(e, (uint32_t)(int32_t)(next + in->imm - rip0));
+	emit_canonical(e, s);
+	if (f->kind == K_CALL) {
+		emit_lea_disp(e, H_R11, hs, -8);
+		emit_lookup(e, true, 8, s);
+		emit_cpu(e, 0x8B, H_R10, OFF(rip));
+		BYTES(e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + next - rip0] */
+		b4(e, (uint32_t)(int32_t)(next - rip0));
+		BYTES(e, 0x4D, 0x89, 0x13); /* mov [r11], r10 */
+		emit_lea_disp(e, hs, hs, -8);
+	}
+}
+
 /* an instruction with a memory operand, or a side exit before it */
 static void emit_access(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip, uint64_t rip0,
 			struct side *s)
@@ -784,9 +854,13 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		if (f->byte && !in[k].rex &&
 		    ((f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
 			return;
-		/* branches within the block's page only: their targets are
-		 * canonical wherever the page is mapped */
-		if ((f->kind == K_JCC || f->kind == K_JMP) && (rip + in[k].len + in[k].imm) >> 12 != rip0 >> 12)
+		/* conditional branches within the block's page only (their
+		 * targets are canonical wherever the page is mapped); a jmp or
+		 * a call anywhere a delta from the block's start reaches */
+		int64_t delta = (int64_t)(rip + in[k].len + in[k].imm - rip0);
+		if (f->kind == K_JCC && (rip0 + delta) >> 12 != rip0 >> 12)
+			return;
+		if ((f->kind == K_JMP || f->kind == K_CALL) && (delta != (int32_t)delta || delta == INT32_MIN))
 			return;
 		if (in[k].riprel && (int64_t)(int32_t)(in[k].disp + 0x2000) != in[k].disp + 0x2000)
 			return;
@@ -796,7 +870,7 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		}
 		rip += in[k].len;
 		s->k = k + 1;
-		if (f->kind == K_JMP) {
+		if (f->kind == K_JMP || f->kind == K_CALL || f->kind == K_RET) {
 			s->ends_with_jump = true;
 			return;
 		}
@@ -813,8 +887,9 @@ int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0)
 /* a branch out of the run, patched once the exits are laid out */
 struct exit {
 	uint8_t *at;   /* the rel32 to point at the exit */
-	int32_t delta; /* target - the block's start */
+	int32_t delta; /* target - the block's start, or RIP_R10 */
 	uint32_t count;
+	int chain;
 	bool hostfl, moved;
 	int8_t host[16];
 };
@@ -827,7 +902,9 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 	scan(c, in, n, rip0, &sc);
 	const struct form *forms = sc.forms;
 	int k = sc.k;
-	if (k < JIT_MIN_RUN)
+	/* a run ending in a transfer is worth it at any length: its exit
+	 * may be linked to the next block's code */
+	if (k < JIT_MIN_RUN && !sc.ends_with_jump)
 		return 0;
 	e.cpl3 = c->cpl == 3;
 	e.owner = owner;
@@ -870,7 +947,16 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		sides[i].n = 0;
 		emit_regs(&e, forms, k, i);
 		memcpy(sides[i].host, e.host, sizeof(e.host));
-		if (f->kind == K_JCC || f->kind == K_JMP) {
+		bool far = f->kind == K_CALL || f->kind == K_RET ||
+			   (f->kind == K_JMP && (next + in[i].imm) >> 12 != rip0 >> 12);
+		if (far) {
+			emit_transfer(&e, &in[i], f, rip, rip0, &sides[i]);
+			b1(&e, 0xE9);
+			struct exit *x = &exits[nexits++];
+			*x = (struct exit){ rel32(&e), f->kind == K_RET ? RIP_R10 : (int32_t)(next + in[i].imm - rip0),
+					    (uint32_t)(i + 1), f->kind == K_RET ? CH_NONE : CH_FAR, false, e.moved, { 0 } };
+			memcpy(x->host, e.host, sizeof(e.host));
+		} else if (f->kind == K_JCC || f->kind == K_JMP) {
 			if (f->kind == K_JCC) {
 				if (!e.hostfl)
 					emit_fill(&e);
@@ -880,7 +966,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 				b1(&e, 0xE9);
 			}
 			struct exit *x = &exits[nexits++];
-			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1),
+			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1), CH_PAGE,
 					    e.hostfl, e.moved, { 0 } };
 			memcpy(x->host, e.host, sizeof(e.host));
 		} else if (f->mem != M_NONE) {
@@ -896,7 +982,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 	}
 	if (!sc.ends_with_jump)
 		emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)k, (uint32_t)k,
-			  k == n && (rip0 & 0xfff) + (rip - rip0) < 0x1000);
+			  k == n && (rip0 & 0xfff) + (rip - rip0) < 0x1000 ? CH_PAGE : CH_NONE);
 	/* side exits: before the access, the flags in c->rflags; the
 	 * handlers run the instruction */
 	rip = rip0;
@@ -906,7 +992,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 				patch(sides[i].at[x], e.p);
 			e.hostfl = false;
 			memcpy(e.host, sides[i].host, sizeof(e.host));
-			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i, false);
+			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i, CH_NONE);
 		}
 		rip += in[i].len;
 	}
@@ -914,8 +1000,8 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		patch(exits[x].at, e.p);
 		e.hostfl = exits[x].hostfl;
 		memcpy(e.host, exits[x].host, sizeof(e.host));
-		if (exits[x].delta || sc.flags_in) {
-			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, true);
+		if (exits[x].delta || sc.flags_in || exits[x].chain == CH_FAR) {
+			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, exits[x].chain);
 			continue;
 		}
 		/* back to the start, where the flags are not read before they
@@ -947,38 +1033,48 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		patch(rel32(&e), exits[x].moved ? reload : top);
 		patch(out1, e.p);
 		patch(out2, e.p);
-		emit_exit(&e, 0, 0, JIT_LEFT, false);
+		emit_exit(&e, 0, 0, JIT_LEFT, CH_NONE);
 	}
 	j->used += ((size_t)(e.p - start) + 15) & ~(size_t)15;
 	*fn = (jit_fn)(void *)start;
 	return k;
 }
-/* where a link stub holds the epoch's address and its final jmp */
+/* where a link stub holds the epoch's address, the host page of the
+ * target (CH_FAR) and its final jmp */
 #define STUB_EPOCH 2
-#define STUB_JMP 62
+#define STUB_PAGE 122
+#define STUB_JMP(far) ((far) ? 139 : 62)
 
-bool jit_link(struct jit *j, void *slot, jit_fn to, const uint64_t *epoch)
+bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, const uint8_t *code, bool cpl3)
 {
-	uint8_t *back = (uint8_t *)slot + 5;
+	bool far = exit & 1;
+	uint8_t *slot = (uint8_t *)(exit & ~(uintptr_t)1);
+	uintptr_t page = (uintptr_t)code & ~(uintptr_t)0xfff;
+	uint8_t *back = slot + 5;
 	int32_t rel;
-	memcpy(&rel, (uint8_t *)slot + 1, 4);
+	memcpy(&rel, slot + 1, 4);
 	if (rel) {
 		/* linked before, to a block since replaced or whose checks
 		 * failed: the same stub, pointed at the block there now */
 		uint8_t *stub = back + rel;
 		const uint64_t *was;
+		uintptr_t was_page = page;
 		memcpy(&was, stub + STUB_EPOCH, 8);
-		int32_t jmp, want = (int32_t)((const uint8_t *)(void *)to - (stub + STUB_JMP + 5));
-		memcpy(&jmp, stub + STUB_JMP + 1, 4);
+		if (far)
+			memcpy(&was_page, stub + STUB_PAGE, 8);
+		int32_t jmp, want = (int32_t)((const uint8_t *)(void *)to - (stub + STUB_JMP(far) + 5));
+		memcpy(&jmp, stub + STUB_JMP(far) + 1, 4);
 		/* writing code the host may have fetched costs it a pipeline
 		 * flush: only when the link changes */
-		if (was != epoch || jmp != want) {
+		if (was != epoch || jmp != want || was_page != page) {
 			memcpy(stub + STUB_EPOCH, &epoch, 8);
-			patch(stub + STUB_JMP + 1, (const uint8_t *)(void *)to);
+			if (far)
+				memcpy(stub + STUB_PAGE, &page, 8);
+			patch(stub + STUB_JMP(far) + 1, (const uint8_t *)(void *)to);
 		}
 		return true;
 	}
-	if (j->used + 128 + JIT_BLOCK_MAX > JIT_SIZE)
+	if (j->used + 256 + JIT_BLOCK_MAX > JIT_SIZE)
 		return false;
 	uint8_t *start = j->code + j->used;
 	struct emit e = { .p = start };
@@ -1002,11 +1098,39 @@ bool jit_link(struct jit *j, void *slot, jit_fn to, const uint64_t *epoch)
 	b4(&e, OFF(stop_request));
 	BYTES(&e, 0x0F, 0x85);       /* jnz back */
 	patch(rel32(&e), back);
-	if (e.p - start != STUB_JMP)
+	if (far) {
+		/* the target's page is where it was at the link, through an
+		 * executable TLB entry of the same set: the linear address
+		 * of a page mapped elsewhere may hold other code */
+		uint32_t tlb = OFF(tlb) + (uint32_t)(cpl3 * sizeof(((struct cpu *)0)->tlb[0]));
+		BYTES(&e, 0x4C, 0x8B, 0x9F);           /* mov r11, [rdi + rip] */
+		b4(&e, OFF(rip));
+		BYTES(&e, 0x4D, 0x89, 0xDA,            /* mov r10, r11 */
+		      0x49, 0xC1, 0xEA, 12,            /* shr r10, 12 */
+		      0x45, 0x0F, 0xB6, 0xD2,          /* movzx r10d, r10b */
+		      0x4F, 0x8D, 0x14, 0x92,          /* lea r10, [r10 + r10 * 4] */
+		      0x4E, 0x8D, 0x94, 0xD7);         /* lea r10, [rdi + r10 * 8 + tlb] */
+		b4(&e, tlb);
+		BYTES(&e, 0x49, 0x81, 0xE3, 0x00, 0xF0, 0xFF, 0xFF, /* and r11, ~0xfff */
+		      0x4D, 0x89, 0xD9,                /* mov r9, r11 */
+		      0x49, 0x83, 0xC9, 0x01,          /* or r9, 1 */
+		      0x4D, 0x3B, 0x4A, 16,            /* cmp r9, [r10 + tag_x] */
+		      0x0F, 0x85);                     /* jne back */
+		patch(rel32(&e), back);
+		BYTES(&e, 0x4D, 0x03, 0x5A, 24,        /* add r11, [r10 + addend] */
+		      0x49, 0xB9);                     /* mov r9, page */
+		if (e.p - start != STUB_PAGE)
+			abort();
+		bn(&e, page, 8);
+		BYTES(&e, 0x4D, 0x39, 0xCB,            /* cmp r11, r9 */
+		      0x0F, 0x85);                     /* jne back */
+		patch(rel32(&e), back);
+	}
+	if (e.p - start != STUB_JMP(far))
 		abort();
 	b1(&e, 0xE9);                /* jmp to */
 	patch(rel32(&e), (const uint8_t *)(void *)to);
 	j->used += ((size_t)(e.p - start) + 15) & ~(size_t)15;
-	patch((uint8_t *)slot + 1, start);
+	patch(slot + 1, start);
 	return true;
 }

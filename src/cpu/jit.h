@@ -36,10 +36,12 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		  jit_fn *fn);
 /* Every return of the code says in c->jit_block which block's code
  * returned (code jumps on to the next block's once linked) and in
- * c->jit_exit the exit it took when that exit goes to a fixed place in the
- * page (else NULL). Point that exit at to, the code of the block there,
- * entered while its epoch is the CPU's, the budget lasts and nothing is
- * pending; false when there is no room. */
-bool jit_link(struct jit *j, void *slot, jit_fn to, const uint64_t *epoch);
+ * c->jit_exit the exit it took when that exit may be linked (else 0).
+ * Point that exit at to, the code of the block for the guest code at
+ * host address code (cpl3: the TLB set it runs with), entered while its
+ * epoch is the CPU's, the budget lasts, nothing is pending and, for an
+ * exit out of the page, the TLB still maps RIP there; false when there
+ * is no room. */
+bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, const uint8_t *code, bool cpl3);
 
 #endif

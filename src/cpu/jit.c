@@ -36,7 +36,7 @@
 
 #include "cpu/jit.h"
 
-#define JIT_SIZE (16u << 20)
+#define JIT_SIZE (64u << 20)
 /* more than the code for one block: 64 instructions and their exits */
 #define JIT_BLOCK_MAX 65536u
 

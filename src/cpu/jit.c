@@ -338,6 +338,62 @@ static bool form_map0(const struct insn *in, struct form *f)
 	return false;
 }
 
+/* the guest registers in (of form f) may write: an exit stores only
+ * those (more is harmless, fewer a bug) */
+static uint16_t form_writes(const struct insn *in, const struct form *f)
+{
+	uint16_t w = 0;
+	if (f->kind == K_PUSH || f->kind == K_POP || f->kind == K_CALL || f->kind == K_RET)
+		w |= 1u << R_RSP;
+	if (f->kind != K_MODRM && f->kind != K_OPREG && f->kind != K_LEA && f->kind != K_POP)
+		return w;
+	bool wreg = true, wrm = true;
+	uint8_t op = in->op;
+	if (in->map == 0 && op < 0x40) {
+		int sub = op >> 3;
+		wreg = (op & 7) < 4 && (op & 2) && sub != 7;
+		wrm = !((op & 7) < 4 && (op & 2)) && sub != 7;
+	} else if (in->map == 0) {
+		switch (op) {
+		case 0x84: case 0x85: case 0xA8: case 0xA9:
+			wreg = wrm = false;
+			break;
+		case 0x88: case 0x89:
+			wreg = false;
+			break;
+		case 0x63: case 0x69: case 0x6B: case 0x8A: case 0x8B: case 0x8D:
+			wrm = false;
+			break;
+		case 0x80: case 0x81: case 0x83:
+			wrm = f->digit != 7;
+			break;
+		case 0xF6: case 0xF7:
+			wrm = f->digit != 0;
+			break;
+		}
+	} else {
+		switch (op) {
+		case 0xA3:
+			wreg = wrm = false;
+			break;
+		case 0xA4: case 0xAB: case 0xAC: case 0xB3: case 0xBB:
+			wreg = false;
+			break;
+		case 0xBA:
+			wrm = f->digit != 4;
+			break;
+		case 0x40 ... 0x4F: case 0xAF: case 0xB6: case 0xB7: case 0xBC: case 0xBD: case 0xBE: case 0xBF:
+			wrm = false;
+			break;
+		}
+	}
+	if (wreg && f->reg >= 0)
+		w |= 1u << f->reg;
+	if (wrm && f->rm >= 0)
+		w |= 1u << f->rm;
+	return w;
+}
+
 /* Is in an instruction this file translates, and how? */
 static bool classify(const struct insn *in, struct form *f)
 {
@@ -373,6 +429,7 @@ struct emit {
 	/* a register was evicted: the mapping is no longer the one the
 	 * code starts with */
 	bool moved;
+	uint16_t dirty; /* guest registers written since loaded */
 	int cpl3;        /* the TLB set the block runs with */
 	void *owner;     /* the block, for c->jit_block */
 	/* the guest's arithmetic flags are in the host's RFLAGS (else in
@@ -485,11 +542,11 @@ static void emit_fill(struct emit *e)
 	e->hostfl = true;
 }
 
-/* the guest registers held in host registers back into the cpu */
+/* the guest registers written in host registers back into the cpu */
 static void emit_store_all(struct emit *e)
 {
 	for (int g = 0; g < 16; g++)
-		if (e->host[g] >= 0)
+		if (e->host[g] >= 0 && (e->dirty >> g & 1))
 			emit_cpu(e, 0x89, e->host[g], OFF(r[g]));
 }
 
@@ -592,7 +649,9 @@ static void emit_regs(struct emit *e, const struct form *forms, int k, int i)
 			}
 		}
 		int h = e->host[victim];
-		emit_cpu(e, 0x89, h, OFF(r[victim]));
+		if (e->dirty >> victim & 1)
+			emit_cpu(e, 0x89, h, OFF(r[victim]));
+		e->dirty &= (uint16_t)~(1u << victim);
 		e->host[victim] = -1;
 		e->host[g] = (int8_t)h;
 		emit_cpu(e, 0x8B, h, OFF(r[g]));
@@ -639,6 +698,7 @@ struct side {
 	uint8_t *at[4];
 	int n;
 	int8_t host[16]; /* the register mapping there */
+	uint16_t dirty;
 };
 
 /* r11 = the host address of the size bytes at linear r11 for a read or a
@@ -892,6 +952,7 @@ struct exit {
 	int chain;
 	bool hostfl, moved;
 	int8_t host[16];
+	uint16_t dirty;
 };
 
 int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, void *owner,
@@ -919,6 +980,16 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 				e.host[regs[r]] = (int8_t)pool[e.nhost++];
 	}
 
+	/* A run that loops back to its start goes round with the registers
+	 * it wrote in the last round not yet stored: they are all written
+	 * at every exit. */
+	uint64_t at = rip0;
+	for (int i = 0; i < k; i++) {
+		at += in[i].len;
+		if ((forms[i].kind == K_JCC || forms[i].kind == K_JMP) && at + in[i].imm == rip0 && !sc.flags_in)
+			for (int x = 0; x < k; x++)
+				e.dirty |= form_writes(&in[x], &forms[x]);
+	}
 	uint8_t *start = j->code + j->used;
 	e.p = start;
 	if (sc.flags_in) {
@@ -947,15 +1018,18 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		sides[i].n = 0;
 		emit_regs(&e, forms, k, i);
 		memcpy(sides[i].host, e.host, sizeof(e.host));
+		sides[i].dirty = e.dirty;
 		bool far = f->kind == K_CALL || f->kind == K_RET ||
 			   (f->kind == K_JMP && (next + in[i].imm) >> 12 != rip0 >> 12);
 		if (far) {
 			emit_transfer(&e, &in[i], f, rip, rip0, &sides[i]);
+			e.dirty |= form_writes(&in[i], f);
 			b1(&e, 0xE9);
 			struct exit *x = &exits[nexits++];
 			*x = (struct exit){ rel32(&e), f->kind == K_RET ? RIP_R10 : (int32_t)(next + in[i].imm - rip0),
 					    (uint32_t)(i + 1), f->kind == K_RET ? CH_NONE : CH_FAR, false, e.moved, { 0 } };
 			memcpy(x->host, e.host, sizeof(e.host));
+			x->dirty = e.dirty;
 		} else if (f->kind == K_JCC || f->kind == K_JMP) {
 			if (f->kind == K_JCC) {
 				if (!e.hostfl)
@@ -967,14 +1041,17 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 			}
 			struct exit *x = &exits[nexits++];
 			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1), CH_PAGE,
-					    e.hostfl, e.moved, { 0 } };
+					    e.hostfl, e.moved, { 0 }, 0 };
 			memcpy(x->host, e.host, sizeof(e.host));
+			x->dirty = e.dirty;
 		} else if (f->mem != M_NONE) {
 			emit_access(&e, &in[i], f, rip, rip0, &sides[i]);
+			e.dirty |= form_writes(&in[i], f);
 		} else {
 			if ((f->fl == FL_READ || f->fl == FL_RW) && !e.hostfl)
 				emit_fill(&e);
 			emit_insn(&e, &in[i], f, rip, rip0);
+			e.dirty |= form_writes(&in[i], f);
 			if (f->fl != FL_NONE)
 				e.hostfl = true;
 		}
@@ -992,6 +1069,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 				patch(sides[i].at[x], e.p);
 			e.hostfl = false;
 			memcpy(e.host, sides[i].host, sizeof(e.host));
+			e.dirty = sides[i].dirty;
 			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i, CH_NONE);
 		}
 		rip += in[i].len;
@@ -1000,6 +1078,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		patch(exits[x].at, e.p);
 		e.hostfl = exits[x].hostfl;
 		memcpy(e.host, exits[x].host, sizeof(e.host));
+		e.dirty = exits[x].dirty;
 		if (exits[x].delta || sc.flags_in || exits[x].chain == CH_FAR) {
 			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, exits[x].chain);
 			continue;

@@ -2,15 +2,16 @@
  *
  * Guest and host are both x86-64, so an instruction that works on general
  * registers, the arithmetic flags and ordinary memory can run as itself:
- * the guest registers a run uses are loaded into host registers once, each
+ * the guest registers a run uses are loaded into host registers (the first
+ * ten at entry, later ones in place of the one used again last), each
  * instruction is re-encoded with its ModRM (and REX) register fields
  * pointing at those host registers and its memory operand at the host
- * address of the guest's, and the registers are stored back when the run
- * leaves. The arithmetic flags are the host's, from the host's own
+ * address of the guest's, and the registers it wrote are stored back when
+ * the run leaves. The arithmetic flags are the host's, from the host's own
  * instruction, undefined ones included, as in the interpreter (alu.h). They
  * live in the host's RFLAGS while the run computes with them and in
  * c->rflags around memory accesses (the address lookup clobbers the host's),
- * loaded and stored only where the run needs it.
+ * moved with lahf/seto and sahf only where the run needs it.
  *
  * A memory operand's linear address is looked up in the software TLB
  * inline; when the entry is missing, the access crosses a page, or a write
@@ -22,14 +23,22 @@
  * A run ends at the first instruction outside that set (implicit register
  * operands, string operations, anything that needs the machine); the
  * block's handlers go on from there, and a block ends where the next run
- * would start (block.c). Conditional and near jumps within the block's page
- * leave the run with RIP at their target, as an offset from the block's
- * start: the same code serves every linear address its page is mapped at.
- * A jump back to the start of the block, when the flags are not read there
- * before they are written, loops inside the code while the budget lasts and
- * no interrupt or stop is pending, as block_exec would have re-run the
- * block. The code belongs to its block, which is compared with memory
- * before it runs (block.c), and is dropped with it. */
+ * would start (block.c). Conditional jumps within the block's page leave
+ * the run with RIP at their target, as an offset from the block's start:
+ * the same code serves every linear address its page is mapped at. A run
+ * may end in a near call, a ret, or a jmp anywhere, the return address
+ * pushed or popped through the same lookup. A jump back to the start of
+ * the block, when the flags are not read there before they are written,
+ * loops inside the code while the budget lasts and no interrupt or stop is
+ * pending, as block_exec would have re-run the block.
+ *
+ * An exit to a fixed target (a branch, the fall-through, a call or jmp)
+ * is linked by block_exec to the code of the block found there, through a
+ * stub that checks that block's epoch, the budget and pending events (and
+ * for a target in another page, that the TLB maps it where it did), so
+ * code goes on from block to block without returning. The code belongs to
+ * its block, which is compared with memory before it runs (block.c), and
+ * is dropped with it when the arenas are emptied. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>

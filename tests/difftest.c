@@ -3012,6 +3012,9 @@ static const struct family families[] = {
 	{ "smc", gen_smc, NULL, 10000, 3 },
 	{ "fault", gen_fault, NULL, 25000, 1 },
 	{ "mix", gen_mix, setup_stack, 30000, 8 },
+	/* runs naming more guest registers than the translator has host
+	 * registers for (evictions within a run) */
+	{ "mixlong", gen_mix, setup_stack, 8000, 32 },
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
 

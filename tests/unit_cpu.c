@@ -12,10 +12,13 @@
  * Prints TAP and "N passed, N failed". */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cpu/cpu.h"
 #include "vm/vm.h"
@@ -200,7 +203,7 @@ static void machine_reset(void)
 /* ---- code ---- */
 
 struct code {
-	uint8_t b[512];
+	uint8_t b[0x1100];
 	int n;
 };
 
@@ -1344,6 +1347,201 @@ static void test_jit_alias(void)
 	}
 }
 
+/* Host code of one block jumps straight into the next block's once linked
+ * (jit.c jit_link); the link checks the next block's epoch, the budget and
+ * pending events on every hop. A loop over two blocks A and B, chained to
+ * each other: A patches the immediate of B's first instruction in its
+ * third round (a store into a code page), and B must add the new value
+ * from then on. Then the code is run again after the test has written B
+ * (as a device or the VMM would) while the link A -> B stands. */
+static void test_jit_chain_smc(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	B(&k, 2, 0x31, 0xD2);                         /* xor edx, edx */
+	int a = k.n;
+	B(&k, 2, 0xFF, 0xC1);                         /* A: inc ecx */
+	B(&k, 3, 0x83, 0xC2, 0x01);                   /* add edx, 1 */
+	B(&k, 3, 0x83, 0xF9, 0x03);                   /* cmp ecx, 3 */
+	B(&k, 2, 0x75, 9);                            /* jne B */
+	B(&k, 2, 0xC6, 0x05);                         /* mov byte [rip + B + 1], 10 */
+	imm32(&k, 3);
+	B(&k, 1, 10);
+	B(&k, 2, 0xEB, 0);                            /* jmp B */
+	int b = k.n;
+	B(&k, 1, 0xB8);                               /* B: mov eax, 1 */
+	imm32(&k, 1);
+	B(&k, 2, 0x01, 0xC3);                         /* add ebx, eax */
+	B(&k, 3, 0x83, 0xC2, 0x00);                   /* add edx, 0 */
+	B(&k, 3, 0x83, 0xF9, 0x06);                   /* cmp ecx, 6 */
+	B(&k, 2, 0x75, (uint8_t)(a - (k.n + 2)));     /* jne A */
+	B(&k, 1, 0xF4);
+	if (b != a + 19)
+		abort();
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 2 + 4 * 10 && C->r[R_RDX] == 6,
+	   "jit chain: a store into the next block's code is seen through the link (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+	/* the second run starts with the patched byte; then B's immediate
+	 * is written from outside between runs */
+	k.b[b + 1] = 10;
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 60, "jit chain: the same code again (rbx %" PRIu64 ")", C->r[R_RBX]);
+	ram[KCODE + b + 1] = 7;
+	o = run_at(KCODE, &(struct code){ 0 }, KCODE);
+	ok(o.vector == -1 && C->r[R_RBX] == 2 * 7 + 4 * 10,
+	   "jit chain: a block written from outside while linked to is decoded again (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+}
+
+static void *raise_irq(void *arg)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	pending_irq = 0x30;
+	__atomic_store_n(&C->intr_poke, 1, __ATOMIC_SEQ_CST);
+	return arg;
+}
+
+/* An interrupt raised (by another thread, as devices do) while two blocks
+ * run around in host code, linked to each other, is taken at a hop; and a
+ * loop without interrupts stops at the end of its budget. */
+static void test_jit_chain_intr(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	int a = k.n;
+	B(&k, 3, 0x83, 0xC0, 0x01);                   /* A: add eax, 1 */
+	B(&k, 3, 0x83, 0xC3, 0x02);                   /* add ebx, 2 */
+	B(&k, 3, 0x83, 0xC1, 0x03);                   /* add ecx, 3 */
+	B(&k, 2, 0xEB, 0);                            /* jmp B */
+	B(&k, 3, 0x83, 0xC2, 0x01);                   /* B: add edx, 1 */
+	B(&k, 3, 0x83, 0xC6, 0x01);                   /* add esi, 1 */
+	B(&k, 3, 0x83, 0xC7, 0x01);                   /* add edi, 1 */
+	B(&k, 2, 0xEB, (uint8_t)(a - (k.n + 2)));     /* jmp A */
+	memcpy(ram + KCODE, k.b, k.n);
+	C->rip = KCODE;
+	C->rflags = 0x202;
+	C->halted = false;
+	C->cur_exc = -1;
+	/* a loop that never stops fails the test rather than hang it */
+	alarm(120);
+	enum cpu_stop stop = cpu_run(C, 1000000);
+	ok(stop == STOP_BUDGET && C->icount >= 1000000 && C->r[R_RAX] + C->r[R_RDX] > 1000,
+	   "jit chain: a loop over linked blocks ends with its budget");
+	pthread_t t;
+	pthread_create(&t, NULL, raise_irq, NULL);
+	stop = cpu_run(C, 20000000000ull);
+	pthread_join(t, NULL);
+	alarm(0);
+	ok(stop == STOP_HLT && C->rip == STUBS + 0x30 * 16 + 1 && rd64(C->r[R_RSP]) >= KCODE &&
+		   rd64(C->r[R_RSP]) < KCODE + (uint64_t)k.n,
+	   "jit chain: an interrupt raised while linked blocks loop is taken");
+}
+
+/* Near calls, rets and jmps out of the page end a run of host code; a
+ * link from a call or jmp into another page also checks that the TLB
+ * still maps the target where it did. One code page X is mapped at two
+ * linear addresses, and the page after each maps a different function:
+ * the same call in X must reach the function at its own mapping, in one
+ * run (no serializing instruction between the two). */
+static void test_jit_call_alias(void)
+{
+	const uint64_t a1 = 0x300000000ull, a2 = 0x300010000ull;
+	const uint64_t f1 = KCODE + 0x1000, f2 = DATA + 0x10000;
+	machine_reset();
+	map4k(a1, KCODE, PG_P);
+	map4k(a1 + 0x1000, f1, PG_P);
+	map4k(a2, KCODE, PG_P);
+	map4k(a2 + 0x1000, f2, PG_P);
+	const uint8_t fn1[] = { 0xB8, 1, 0, 0, 0, 0xC3 }, fn2[] = { 0xB8, 2, 0, 0, 0, 0xC3 };
+	memcpy(ram + f1, fn1, sizeof(fn1));
+	memcpy(ram + f2, fn2, sizeof(fn2));
+	struct code k = { 0 };
+	movabs(&k, R_R8, a1 ^ a2);
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	int top = k.n;
+	B(&k, 1, 0xE8);                               /* top: call the next page */
+	imm32(&k, (uint32_t)(0x1000 - (k.n + 4)));
+	B(&k, 2, 0x01, 0xC3);                         /* add ebx, eax */
+	B(&k, 2, 0xFF, 0xC1);                         /* inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x06);                   /* cmp ecx, 6 */
+	B(&k, 2, 0x74, 12);                           /* je done */
+	B(&k, 3, 0x48, 0x8D, 0x15);                   /* lea rdx, [rip + top] */
+	imm32(&k, (uint32_t)(top - (k.n + 4)));
+	B(&k, 3, 0x4C, 0x31, 0xC2);                   /* xor rdx, r8: the other mapping */
+	B(&k, 2, 0xFF, 0xE2);                         /* jmp rdx */
+	B(&k, 1, 0xF4);                               /* done: hlt */
+	struct outcome o = run_at(KCODE, &k, a1);
+	ok(o.vector == -1 && C->r[R_RBX] == 3 * 1 + 3 * 2 && (o.at & 0xfff) == (uint64_t)k.n - 1,
+	   "jit call: a call into the next page reaches the function mapped there at each mapping (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+}
+
+/* A ret goes where the stack says, not necessarily after its call; a
+ * call whose return address straddles two pages, and a call instruction
+ * that does, in a loop (the second round through linked code). */
+static void test_jit_call_ret(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	int top = k.n;
+	B(&k, 1, 0xE8);                               /* top: call f */
+	int call = k.n;
+	imm32(&k, 0);
+	B(&k, 3, 0x83, 0xC3, 0x64);                   /* add ebx, 100: skipped by f's ret */
+	B(&k, 3, 0x83, 0xC3, 0x01);                   /* add ebx, 1 */
+	B(&k, 2, 0xFF, 0xC1);                         /* inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x05);                   /* cmp ecx, 5 */
+	B(&k, 2, 0x75, (uint8_t)(top - (k.n + 2)));   /* jne top */
+	B(&k, 1, 0xF4);
+	int f = k.n;
+	B(&k, 5, 0x48, 0x83, 0x04, 0x24, 0x03);       /* f: add qword [rsp], 3 */
+	B(&k, 2, 0x31, 0xC0);                         /* xor eax, eax */
+	B(&k, 1, 0xC3);                               /* ret */
+	uint32_t rel = (uint32_t)(f - (call + 4));
+	memcpy(k.b + call, &rel, 4);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 5, "jit ret: to the address on the stack, past its call's next instruction (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+	/* the return address at 4 bytes below a page boundary: the push
+	 * and the pop straddle two pages */
+	C->r[R_RSP] = USTACK_TOP - 0x1000 + 4;
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 5 && C->r[R_RSP] == USTACK_TOP - 0x1000 + 4,
+	   "jit call: a return address across a page boundary");
+	/* a call instruction across a page boundary, into a function in the
+	 * first page */
+	machine_reset();
+	k.n = 0;
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	B(&k, 1, 0xE9);                               /* jmp top */
+	imm32(&k, (uint32_t)(0xffe - (k.n + 4)));
+	f = k.n;
+	B(&k, 3, 0x83, 0xC3, 0x07);                   /* f: add ebx, 7 */
+	B(&k, 1, 0xC3);                               /* ret */
+	while (k.n < 0xffe)
+		B(&k, 1, 0x90);
+	top = k.n;
+	B(&k, 1, 0xE8);                               /* top: call f, at 0xffe of its page */
+	imm32(&k, (uint32_t)(f - (k.n + 4)));
+	B(&k, 2, 0xFF, 0xC1);                         /* inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x04);                   /* cmp ecx, 4 */
+	B(&k, 2, 0x75, (uint8_t)(top - (k.n + 2)));   /* jne top */
+	B(&k, 1, 0xF4);
+	if (top != 0xffe || k.n > (int)sizeof(k.b))
+		abort();
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 28 && o.at == KCODE + k.n - 1,
+	   "jit call: a call instruction across a page boundary (rbx %" PRIu64 ")", C->r[R_RBX]);
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1378,6 +1576,10 @@ int main(void)
 	test_smc();
 	test_group_rex_r();
 	test_jit_alias();
+	test_jit_chain_smc();
+	test_jit_chain_intr();
+	test_jit_call_alias();
+	test_jit_call_ret();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

@@ -27,7 +27,7 @@
 #include "cpu/cpu.h"
 #include "cpu/jit.h"
 
-#define BLOCK_MAX_INSNS 32
+#define BLOCK_MAX_INSNS 64
 #define BLOCK_HASH (1u << 14)
 #define BLOCK_ARENA (16u << 20)
 
@@ -55,6 +55,8 @@ struct block_cache {
 	struct block *last; /* the block that ran last, NULL after a flush */
 	uint8_t *code_map;  /* CODE_MAP_SIZE bytes, see struct cpu */
 	struct jit *jit;    /* NULL: no host code (ACCORD_JIT=0) */
+	jit_enter enter;
+	unsigned flushes;   /* how often the arenas were emptied */
 };
 
 /* the code map of a CPU without a block cache: no page holds code */
@@ -78,6 +80,8 @@ struct block_cache *block_cache_create(uint8_t **code_map)
 	const char *env = getenv("ACCORD_JIT");
 	if (!env || strcmp(env, "0"))
 		bc->jit = jit_create();
+	if (bc->jit)
+		bc->enter = jit_entry(bc->jit);
 	return bc;
 }
 
@@ -139,6 +143,7 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 		bc->last = NULL;
 		if (bc->jit)
 			jit_reset(bc->jit);
+		bc->flushes++;
 	}
 	struct block *volatile b = (struct block *)(bc->arena + bc->used);
 	uint64_t rip0 = c->rip, cr2 = c->cr2;
@@ -201,7 +206,7 @@ static struct block *block_build(struct cpu *c, const uint8_t *p, uint64_t lin, 
 	b->ninsns = (uint8_t)n;
 	b->jit = NULL;
 	if (bc->jit)
-		jit_translate(bc->jit, c, b->in, n, rip0, &b->jit);
+		jit_translate(bc->jit, c, b->in, n, rip0, (void *)b, &b->jit);
 	unsigned slot = block_slot(key);
 	b->next = bc->hash[slot];
 	bc->hash[slot] = b;
@@ -257,6 +262,9 @@ bool block_exec(struct cpu *c, uint64_t end)
 	struct block_cache *bc = c->blocks;
 	struct block *b = NULL;
 	bool ran = false;
+	/* the exit of host code that led here, to link to this block's */
+	uintptr_t link = 0;
+	unsigned flushes = bc->flushes;
 	/* one block after another while nothing asks for cpu_run's attention:
 	 * an event, a fault (which unwinds), TF set by popf or iret, hlt, or
 	 * the end of the budget */
@@ -277,6 +285,9 @@ bool block_exec(struct cpu *c, uint64_t end)
 			}
 			bc->last = b;
 		}
+		if (link && b->jit && !c->intr_shadow && flushes == bc->flushes)
+			jit_link(bc->jit, link, b->jit, &b->epoch, p, c->cpl == 3);
+		link = 0;
 		c->smc = false;
 		/* The instructions that set the interrupt shadow (sti, mov ss,
 		 * pop ss) end their block; the shadow lasts one instruction,
@@ -284,9 +295,14 @@ bool block_exec(struct cpu *c, uint64_t end)
 		struct insn *in = b->in, *stop = b->in + (c->intr_shadow ? 1 : b->ninsns);
 		bool more = true;
 		if (b->jit && !c->intr_shadow) {
-			unsigned at = b->jit(c, end);
+			unsigned at = bc->enter(c, end, b->jit);
+			/* linked code may have gone on into other blocks */
+			b = bc->last = c->jit_block;
+			link = c->jit_exit;
+			flushes = bc->flushes;
 			more = at < b->ninsns;
-			in += more ? at : 0;
+			in = b->in + (more ? at : 0);
+			stop = b->in + b->ninsns;
 		}
 		c->intr_shadow = false;
 		while (more) {

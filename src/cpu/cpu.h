@@ -230,6 +230,9 @@ struct cpu {
 	uint64_t code_epoch;
 	bool smc;
 	bool slice_ended; /* cpu_run last returned STOP_BUDGET */
+	/* where host code made from blocks returned (jit.h) */
+	void *jit_block;
+	uintptr_t jit_exit;
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
 	int personality; /* enum vm_personality: the CPUID hypervisor leaves */

@@ -2,15 +2,16 @@
  *
  * Guest and host are both x86-64, so an instruction that works on general
  * registers, the arithmetic flags and ordinary memory can run as itself:
- * the guest registers a run uses are loaded into host registers once, each
+ * the guest registers a run uses are loaded into host registers (the first
+ * ten at entry, later ones in place of the one used again last), each
  * instruction is re-encoded with its ModRM (and REX) register fields
  * pointing at those host registers and its memory operand at the host
- * address of the guest's, and the registers are stored back when the run
- * leaves. The arithmetic flags are the host's, from the host's own
+ * address of the guest's, and the registers it wrote are stored back when
+ * the run leaves. The arithmetic flags are the host's, from the host's own
  * instruction, undefined ones included, as in the interpreter (alu.h). They
  * live in the host's RFLAGS while the run computes with them and in
  * c->rflags around memory accesses (the address lookup clobbers the host's),
- * loaded and stored only where the run needs it.
+ * moved with lahf/seto and sahf only where the run needs it.
  *
  * A memory operand's linear address is looked up in the software TLB
  * inline; when the entry is missing, the access crosses a page, or a write
@@ -22,27 +23,46 @@
  * A run ends at the first instruction outside that set (implicit register
  * operands, string operations, anything that needs the machine); the
  * block's handlers go on from there, and a block ends where the next run
- * would start (block.c). Conditional and near jumps within the block's page
- * leave the run with RIP at their target, as an offset from the block's
- * start: the same code serves every linear address its page is mapped at.
- * A jump back to the start of the block, when the flags are not read there
- * before they are written, loops inside the code while the budget lasts and
- * no interrupt or stop is pending, as block_exec would have re-run the
- * block. The code belongs to its block, which is compared with memory
- * before it runs (block.c), and is dropped with it. */
+ * would start (block.c). Conditional jumps within the block's page leave
+ * the run with RIP at their target, as an offset from the block's start:
+ * the same code serves every linear address its page is mapped at. A run
+ * may end in a near call, a ret, or a jmp anywhere, the return address
+ * pushed or popped through the same lookup. A jump back to the start of
+ * the block, when the flags are not read there before they are written,
+ * loops inside the code while the budget lasts and no interrupt or stop is
+ * pending, as block_exec would have re-run the block.
+ *
+ * An exit to a fixed target (a branch, the fall-through, a call or jmp)
+ * is linked by block_exec to the code of the block found there, through a
+ * stub that checks that block's epoch, the budget and pending events (and
+ * for a target in another page, that the TLB maps it where it did), so
+ * code goes on from block to block without returning. The code belongs to
+ * its block, which is compared with memory before it runs (block.c), and
+ * is dropped with it when the arenas are emptied. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
 #include "cpu/jit.h"
 
-#define JIT_SIZE (16u << 20)
-/* worst case for one block: BLOCK_MAX_INSNS instructions and exits */
-#define JIT_BLOCK_MAX 32768u
+#define JIT_SIZE (64u << 20)
+/* more than the code for one block: 64 instructions and their exits */
+#define JIT_BLOCK_MAX 65536u
 
 struct jit {
 	uint8_t *code;
 	size_t used;
+	size_t base; /* the entry code at the start of code */
+};
+
+/* The entry into host code: the host's callee-saved registers are saved
+ * once here, so that blocks' code may use them all and go on into one
+ * another's without saving them again, and each returns here. */
+static const uint8_t enter_code[] = {
+	0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, /* push rbx rbp r12-r15 */
+	0xFF, 0xD2,                                                 /* call rdx */
+	0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, /* pop r15-r12 rbp rbx */
+	0xC3,                                                       /* ret */
 };
 
 struct jit *jit_create(void)
@@ -55,6 +75,8 @@ struct jit *jit_create(void)
 		free(j);
 		return NULL;
 	}
+	memcpy(j->code, enter_code, sizeof(enter_code));
+	j->base = j->used = (sizeof(enter_code) + 15) & ~(size_t)15;
 	return j;
 }
 
@@ -68,7 +90,12 @@ void jit_destroy(struct jit *j)
 
 void jit_reset(struct jit *j)
 {
-	j->used = 0;
+	j->used = j->base;
+}
+
+jit_enter jit_entry(const struct jit *j)
+{
+	return (jit_enter)(void *)j->code;
 }
 
 bool jit_room(const struct jit *j)
@@ -87,7 +114,7 @@ static const uint8_t pool[] = { H_RAX, H_RCX, H_RDX, H_R8, H_RBX, H_RBP, H_R12, 
 /* what an instruction does with the arithmetic flags */
 enum { FL_NONE, FL_READ, FL_FULL, FL_RW };
 /* how it is re-encoded */
-enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP };
+enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET };
 /* what it does with its memory operand */
 enum { M_NONE, M_R, M_W, M_RW };
 
@@ -230,6 +257,12 @@ static bool form_map0(const struct insn *in, struct form *f)
 	case 0xE9: case 0xEB:
 		f->kind = K_JMP;
 		return true;
+	case 0xE8: case 0xC3: /* near call and ret: the return address on the stack */
+		f->kind = op == 0xE8 ? K_CALL : K_RET;
+		f->base = R_RSP;
+		f->mem = op == 0xE8 ? M_W : M_R;
+		f->size = 8;
+		return !in->opsize_prefix;
 	case 0xB0 ... 0xBF:
 		f->kind = K_OPREG;
 		f->rm = (op & 7) | (in->rex & 1 ? 8 : 0);
@@ -314,6 +347,62 @@ static bool form_map0(const struct insn *in, struct form *f)
 	return false;
 }
 
+/* the guest registers in (of form f) may write: an exit stores only
+ * those (more is harmless, fewer a bug) */
+static uint16_t form_writes(const struct insn *in, const struct form *f)
+{
+	uint16_t w = 0;
+	if (f->kind == K_PUSH || f->kind == K_POP || f->kind == K_CALL || f->kind == K_RET)
+		w |= 1u << R_RSP;
+	if (f->kind != K_MODRM && f->kind != K_OPREG && f->kind != K_LEA && f->kind != K_POP)
+		return w;
+	bool wreg = true, wrm = true;
+	uint8_t op = in->op;
+	if (in->map == 0 && op < 0x40) {
+		int sub = op >> 3;
+		wreg = (op & 7) < 4 && (op & 2) && sub != 7;
+		wrm = !((op & 7) < 4 && (op & 2)) && sub != 7;
+	} else if (in->map == 0) {
+		switch (op) {
+		case 0x84: case 0x85: case 0xA8: case 0xA9:
+			wreg = wrm = false;
+			break;
+		case 0x88: case 0x89:
+			wreg = false;
+			break;
+		case 0x63: case 0x69: case 0x6B: case 0x8A: case 0x8B: case 0x8D:
+			wrm = false;
+			break;
+		case 0x80: case 0x81: case 0x83:
+			wrm = f->digit != 7;
+			break;
+		case 0xF6: case 0xF7:
+			wrm = f->digit != 0;
+			break;
+		}
+	} else {
+		switch (op) {
+		case 0xA3:
+			wreg = wrm = false;
+			break;
+		case 0xA4: case 0xAB: case 0xAC: case 0xB3: case 0xBB:
+			wreg = false;
+			break;
+		case 0xBA:
+			wrm = f->digit != 4;
+			break;
+		case 0x40 ... 0x4F: case 0xAF: case 0xB6: case 0xB7: case 0xBC: case 0xBD: case 0xBE: case 0xBF:
+			wrm = false;
+			break;
+		}
+	}
+	if (wreg && f->reg >= 0)
+		w |= 1u << f->reg;
+	if (wrm && f->rm >= 0)
+		w |= 1u << f->rm;
+	return w;
+}
+
 /* Is in an instruction this file translates, and how? */
 static bool classify(const struct insn *in, struct form *f)
 {
@@ -344,12 +433,14 @@ static bool classify(const struct insn *in, struct form *f)
 
 struct emit {
 	uint8_t *p;
-	int8_t host[16]; /* guest register -> host register, -1 */
-	uint16_t used;   /* guest registers loaded at entry */
-	int nhost;
-	uint8_t saved[POOL_SIZE]; /* callee-saved host registers pushed */
-	int nsaved;
+	int8_t host[16]; /* guest register -> host register now, -1 */
+	int nhost;       /* pool registers in use */
+	/* a register was evicted: the mapping is no longer the one the
+	 * code starts with */
+	bool moved;
+	uint16_t dirty; /* guest registers written since loaded */
 	int cpl3;        /* the TLB set the block runs with */
+	void *owner;     /* the block, for c->jit_block */
 	/* the guest's arithmetic flags are in the host's RFLAGS (else in
 	 * c->rflags) */
 	bool hostfl;
@@ -408,18 +499,6 @@ static void emit_cpu(struct emit *e, uint8_t op, int h, uint32_t off)
 	b4(e, off);
 }
 
-static bool callee_saved(int h)
-{
-	return h == H_RBX || h == H_RBP || h >= H_R12;
-}
-
-static void emit_push(struct emit *e, int h, bool pop)
-{
-	if (h >= 8)
-		b1(e, 0x41);
-	b1(e, (pop ? 0x58 : 0x50) | (h & 7));
-}
-
 /* lea dst, [src + disp] (64-bit) */
 static void emit_lea_disp(struct emit *e, int dst, int src, int32_t disp)
 {
@@ -431,53 +510,76 @@ static void emit_lea_disp(struct emit *e, int dst, int src, int32_t disp)
 	b4(e, (uint32_t)disp);
 }
 
-/* the host's flags into c->rflags: state "in memory" */
+/* The host's flags into c->rflags: state "in memory". pushf and popf are
+ * microcoded and the slowest part of a block's exit; lahf, sahf and seto
+ * are single operations (guest RAX kept in r9 around them; r9-r11
+ * scratch). */
 static void emit_spill(struct emit *e)
 {
-	BYTES(e, 0x9C,                                           /* pushfq */
-	      0x41, 0x5B,                                        /* pop r11 */
-	      0x41, 0x81, 0xE3, F_ARITH & 0xff, F_ARITH >> 8, 0, 0); /* and r11d, F_ARITH */
-	emit_cpu(e, 0x8B, H_R10, OFF(rflags));
-	BYTES(e, 0x49, 0x81, 0xE2);                              /* and r10, ~F_ARITH */
+	BYTES(e, 0x41, 0x0F, 0x90, 0xC3,            /* seto r11b */
+	      0x49, 0x89, 0xC1,                     /* mov r9, rax */
+	      0x9F,                                 /* lahf: SF ZF AF PF CF */
+	      0x41, 0x89, 0xC2,                     /* mov r10d, eax */
+	      0x4C, 0x89, 0xC8,                     /* mov rax, r9 */
+	      0x41, 0xC1, 0xEA, 0x08,               /* shr r10d, 8 */
+	      0x41, 0x81, 0xE2, 0xD5, 0, 0, 0,      /* and r10d, SF ZF AF PF CF */
+	      0x45, 0x0F, 0xB6, 0xDB,               /* movzx r11d, r11b */
+	      0x41, 0xC1, 0xE3, 0x0B,               /* shl r11d, 11: OF */
+	      0x45, 0x09, 0xDA);                    /* or r10d, r11d */
+	_Static_assert(F_ARITH == 0x8D5, "the arithmetic flags are OF and the low byte's 0xD5");
+	emit_cpu(e, 0x8B, H_R11, OFF(rflags));
+	BYTES(e, 0x49, 0x81, 0xE3);                 /* and r11, ~F_ARITH */
 	b4(e, (uint32_t)~F_ARITH);
-	BYTES(e, 0x4D, 0x09, 0xDA);                              /* or r10, r11 */
-	emit_cpu(e, 0x89, H_R10, OFF(rflags));
+	BYTES(e, 0x4D, 0x09, 0xD3);                 /* or r11, r10 */
+	emit_cpu(e, 0x89, H_R11, OFF(rflags));
 	e->hostfl = false;
 }
 
-/* c->rflags' arithmetic flags into the host's (only those: popf must not
- * set the host's TF, AC or DF) */
+/* c->rflags' arithmetic flags into the host's (only those); r9 and r10
+ * scratch, r11 (an operand's address) kept */
 static void emit_fill(struct emit *e)
 {
-	emit_cpu(e, 0x8B, H_R10, OFF(rflags));
-	BYTES(e, 0x41, 0x81, 0xE2, F_ARITH & 0xff, F_ARITH >> 8, 0, 0, /* and r10d, F_ARITH */
-	      0x41, 0x52,                                            /* push r10 */
-	      0x9D);                                                 /* popfq */
+	BYTES(e, 0x49, 0x89, 0xC1);                 /* mov r9, rax */
+	emit_cpu(e, 0x8B, H_RAX, OFF(rflags));
+	BYTES(e, 0x41, 0x89, 0xC2,                  /* mov r10d, eax */
+	      0x41, 0xC1, 0xEA, 0x0B,               /* shr r10d, 11 */
+	      0x41, 0x83, 0xE2, 0x01,               /* and r10d, 1 */
+	      0xC1, 0xE0, 0x08,                     /* shl eax, 8 */
+	      0x41, 0x80, 0xC2, 0x7F,               /* add r10b, 0x7f: OF = the guest's */
+	      0x9E,                                 /* sahf: SF ZF AF PF CF */
+	      0x4C, 0x89, 0xC8);                    /* mov rax, r9 */
 	e->hostfl = true;
 }
 
-/* Leave the code with RIP moved on by delta from the block's start (code
- * may run at several linear addresses: shared libraries, the vDSO), count
- * instructions added to icount, returning ret. */
-static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret)
+/* the guest registers written in host registers back into the cpu */
+static void emit_store_all(struct emit *e)
 {
-	if (e->hostfl)
-		b1(e, 0x9C); /* pushfq */
 	for (int g = 0; g < 16; g++)
-		if (e->used & (1u << g))
+		if (e->host[g] >= 0 && (e->dirty >> g & 1))
 			emit_cpu(e, 0x89, e->host[g], OFF(r[g]));
-	if (e->hostfl) {
-		BYTES(e, 0x41, 0x5B,                                   /* pop r11 */
-		      0x41, 0x81, 0xE3, F_ARITH & 0xff, F_ARITH >> 8, 0, 0); /* and r11d, F_ARITH */
-		emit_cpu(e, 0x8B, H_RAX, OFF(rflags));
-		b1(e, 0x48); /* and rax, ~F_ARITH */
-		b1(e, 0x25);
-		b4(e, (uint32_t)~F_ARITH);
-		BYTES(e, 0x4C, 0x09, 0xD8); /* or rax, r11 */
-		emit_cpu(e, 0x89, H_RAX, OFF(rflags));
-	}
+}
+
+/* how an exit may go on into the next block's code */
+enum { CH_NONE, CH_PAGE, CH_FAR };
+
+/* Leave the code with RIP moved on by delta from the block's start (code
+ * may run at several linear addresses: shared libraries, the vDSO), or set
+ * to r10 (RIP_R10), count instructions added to icount, returning ret. A
+ * chainable exit ends in a jmp that jit_link may point at the next block's
+ * code: CH_PAGE to a fixed place in the block's page, CH_FAR elsewhere
+ * (the link then checks the TLB too). */
+#define RIP_R10 INT32_MIN
+static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret, int chain)
+{
+	bool chainable = chain != CH_NONE;
+	/* (a transfer to r10 spilled the flags before it) */
+	if (e->hostfl)
+		emit_spill(e);
+	emit_store_all(e);
 	/* the guest's flags are stored: the adds may clobber the host's */
-	if (delta) {
+	if (delta == RIP_R10) {
+		emit_cpu(e, 0x89, H_R10, OFF(rip));
+	} else if (delta) {
 		BYTES(e, 0x48, 0x81, 0x87); /* add qword [rdi + rip], delta */
 		b4(e, OFF(rip));
 		b4(e, (uint32_t)delta);
@@ -487,43 +589,83 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 		b4(e, OFF(icount));
 		b4(e, count);
 	}
-	for (int i = e->nsaved - 1; i >= 0; i--)
-		emit_push(e, e->saved[i], true);
+	BYTES(e, 0x49, 0xBB); /* mov r11, owner */
+	bn(e, (uintptr_t)e->owner, 8);
+	BYTES(e, 0x4C, 0x89, 0x9F); /* mov [rdi + jit_block], r11 */
+	b4(e, OFF(jit_block));
+	uint8_t *slot_imm = NULL;
+	if (chainable) {
+		BYTES(e, 0x49, 0xBB); /* mov r11, slot */
+		slot_imm = e->p;
+		bn(e, 0, 8);
+		BYTES(e, 0x4C, 0x89, 0x9F); /* mov [rdi + jit_exit], r11 */
+	} else {
+		BYTES(e, 0x48, 0xC7, 0x87); /* mov qword [rdi + jit_exit], 0 */
+	}
+	b4(e, OFF(jit_exit));
+	if (!chainable)
+		b4(e, 0);
+	if (chainable) {
+		/* the jmp at an even address: bit 0 of jit_exit says CH_FAR */
+		if ((uintptr_t)e->p & 1)
+			b1(e, 0x90);
+		uintptr_t slot = (uintptr_t)e->p | (chain == CH_FAR);
+		memcpy(slot_imm, &slot, 8);
+		b1(e, 0xE9); /* jmp: on to the next instruction until linked */
+		b4(e, 0);
+	}
 	b1(e, 0xB8); /* mov eax, ret */
 	b4(e, ret);
 	b1(e, 0xC3);
 }
 
-/* the host register for guest register g, taken from the pool on first
- * use; -1 when the pool is empty */
-static int host_of(struct emit *e, int g)
+/* the guest registers an instruction names */
+static void form_regs(const struct form *f, int8_t regs[4])
 {
-	if (e->host[g] < 0) {
-		if (e->nhost == POOL_SIZE)
-			return -1;
-		e->host[g] = (int8_t)pool[e->nhost++];
-		e->used |= 1u << g;
-	}
-	return e->host[g];
+	regs[0] = f->reg;
+	regs[1] = f->rm;
+	regs[2] = f->base;
+	regs[3] = f->index;
 }
 
-/* the guest registers f names get host registers; false when they do not
- * fit (the pool is left as it was) */
-static bool assign(struct emit *e, const struct form *f)
+static bool names(const struct form *f, int g)
 {
-	int8_t saved_host[16];
-	memcpy(saved_host, e->host, sizeof(saved_host));
-	uint16_t used = e->used;
-	int nhost = e->nhost;
-	const int8_t regs[4] = { f->reg, f->rm, f->base, f->index };
-	for (int i = 0; i < 4; i++)
-		if (regs[i] >= 0 && host_of(e, regs[i]) < 0) {
-			memcpy(e->host, saved_host, sizeof(saved_host));
-			e->used = used;
-			e->nhost = nhost;
-			return false;
+	return f->reg == g || f->rm == g || f->base == g || f->index == g;
+}
+
+/* Give the registers of instruction i of the run host registers. The
+ * first POOL_SIZE distinct ones got theirs at entry; a later one takes
+ * the host register of the guest register used again last (or never),
+ * stored back first. Moves only: the flags stay as they are. */
+static void emit_regs(struct emit *e, const struct form *forms, int k, int i)
+{
+	int8_t regs[4];
+	form_regs(&forms[i], regs);
+	for (int r = 0; r < 4; r++) {
+		int g = regs[r];
+		if (g < 0 || e->host[g] >= 0)
+			continue;
+		int victim = -1, far = -1;
+		for (int v = 0; v < 16; v++) {
+			if (e->host[v] < 0 || names(&forms[i], v))
+				continue;
+			int next = i + 1;
+			while (next < k && !names(&forms[next], v))
+				next++;
+			if (next > far) {
+				far = next;
+				victim = v;
+			}
 		}
-	return true;
+		int h = e->host[victim];
+		if (e->dirty >> victim & 1)
+			emit_cpu(e, 0x89, h, OFF(r[victim]));
+		e->dirty &= (uint16_t)~(1u << victim);
+		e->host[victim] = -1;
+		e->host[g] = (int8_t)h;
+		emit_cpu(e, 0x8B, h, OFF(r[g]));
+		e->moved = true;
+	}
 }
 
 /* lea into host register hr of in's memory operand (rip: in's address,
@@ -564,6 +706,8 @@ static void emit_ea(struct emit *e, const struct insn *in, const struct form *f,
 struct side {
 	uint8_t *at[4];
 	int n;
+	int8_t host[16]; /* the register mapping there */
+	uint16_t dirty;
 };
 
 /* r11 = the host address of the size bytes at linear r11 for a read or a
@@ -663,6 +807,52 @@ static void emit_insn(struct emit *e, const struct insn *in, const struct form *
 	bn(e, in->imm, in->imm_size);
 }
 
+/* a side exit unless r10 holds a canonical address (r9 scratch) */
+static void emit_canonical(struct emit *e, struct side *s)
+{
+	BYTES(e, 0x4D, 0x89, 0xD1,       /* mov r9, r10 */
+	      0x49, 0xC1, 0xE1, 16,      /* shl r9, 16 */
+	      0x49, 0xC1, 0xF9, 16,      /* sar r9, 16 */
+	      0x4D, 0x39, 0xD1,          /* cmp r9, r10 */
+	      0x0F, 0x85);               /* jne side */
+	s->at[s->n++] = rel32(e);
+}
+
+/* A call, a ret or a jmp out of the page, the run's last instruction: the
+ * target's RIP into r10 (a jmp's and a call's as a delta from the
+ * block's start), a side exit before it when that is not canonical or
+ * the stack access cannot be made here. The flags are in c->rflags
+ * after it. */
+static void emit_transfer(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip,
+			  uint64_t rip0, struct side *s)
+{
+	if (e->hostfl)
+		emit_spill(e);
+	int hs = e->host[R_RSP];
+	if (f->kind == K_RET) {
+		emit_lea_disp(e, H_R11, hs, 0);
+		emit_lookup(e, false, 8, s);
+		BYTES(e, 0x4D, 0x8B, 0x13); /* mov r10, [r11] */
+		emit_canonical(e, s);
+		emit_lea_disp(e, hs, hs, 8);
+		return;
+	}
+	uint64_t next = rip + in->len;
+	emit_cpu(e, 0x8B, H_R10, OFF(rip));
+	BYTES(e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + target - rip0] */
+	b4(e, (uint32_t)(int32_t)(next + in->imm - rip0));
+	emit_canonical(e, s);
+	if (f->kind == K_CALL) {
+		emit_lea_disp(e, H_R11, hs, -8);
+		emit_lookup(e, true, 8, s);
+		emit_cpu(e, 0x8B, H_R10, OFF(rip));
+		BYTES(e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + next - rip0] */
+		b4(e, (uint32_t)(int32_t)(next - rip0));
+		BYTES(e, 0x4D, 0x89, 0x13); /* mov [r11], r10 */
+		emit_lea_disp(e, hs, hs, -8);
+	}
+}
+
 /* an instruction with a memory operand, or a side exit before it */
 static void emit_access(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip, uint64_t rip0,
 			struct side *s)
@@ -717,16 +907,13 @@ struct scan {
 
 /* how far the run at in goes, which registers it needs, what it does with
  * the flags */
-static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, struct scan *s, struct emit *e)
+static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, struct scan *s)
 {
 	uint64_t rip = rip0;
 	bool seen = false;
 	s->k = 0;
 	s->flags_in = false;
 	s->ends_with_jump = false;
-	memset(e->host, -1, sizeof(e->host));
-	e->used = 0;
-	e->nhost = 0;
 	if (c->mode != 64 || n > 64)
 		return;
 	for (int k = 0; k < n; k++) {
@@ -736,13 +923,15 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		if (f->byte && !in[k].rex &&
 		    ((f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
 			return;
-		/* branches within the block's page only: their targets are
-		 * canonical wherever the page is mapped */
-		if ((f->kind == K_JCC || f->kind == K_JMP) && (rip + in[k].len + in[k].imm) >> 12 != rip0 >> 12)
+		/* conditional branches within the block's page only (their
+		 * targets are canonical wherever the page is mapped); a jmp or
+		 * a call anywhere a delta from the block's start reaches */
+		int64_t delta = (int64_t)(rip + in[k].len + in[k].imm - rip0);
+		if (f->kind == K_JCC && (rip0 + delta) >> 12 != rip0 >> 12)
+			return;
+		if ((f->kind == K_JMP || f->kind == K_CALL) && (delta != (int32_t)delta || delta == INT32_MIN))
 			return;
 		if (in[k].riprel && (int64_t)(int32_t)(in[k].disp + 0x2000) != in[k].disp + 0x2000)
-			return;
-		if (!assign(e, f))
 			return;
 		if (!seen && (f->mem != M_NONE || f->fl != FL_NONE)) {
 			seen = true;
@@ -750,7 +939,7 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		}
 		rip += in[k].len;
 		s->k = k + 1;
-		if (f->kind == K_JMP) {
+		if (f->kind == K_JMP || f->kind == K_CALL || f->kind == K_RET) {
 			s->ends_with_jump = true;
 			return;
 		}
@@ -760,37 +949,58 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0)
 {
 	struct scan s;
-	struct emit e;
-	scan(c, in, n, rip0, &s, &e);
+	scan(c, in, n, rip0, &s);
 	return s.k;
 }
 
 /* a branch out of the run, patched once the exits are laid out */
 struct exit {
 	uint8_t *at;   /* the rel32 to point at the exit */
-	int32_t delta; /* target - the block's start */
+	int32_t delta; /* target - the block's start, or RIP_R10 */
 	uint32_t count;
-	bool hostfl;
+	int chain;
+	bool hostfl, moved;
+	int8_t host[16];
+	uint16_t dirty;
 };
 
-int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn)
+int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, void *owner,
+		  jit_fn *fn)
 {
 	struct scan sc;
 	struct emit e = { 0 };
-	scan(c, in, n, rip0, &sc, &e);
+	scan(c, in, n, rip0, &sc);
 	const struct form *forms = sc.forms;
 	int k = sc.k;
-	if (k < JIT_MIN_RUN)
+	/* a run ending in a transfer is worth it at any length: its exit
+	 * may be linked to the next block's code */
+	if (k < JIT_MIN_RUN && !sc.ends_with_jump)
 		return 0;
 	e.cpl3 = c->cpl == 3;
+	e.owner = owner;
+	/* the first POOL_SIZE guest registers the run names, in the order
+	 * it names them, are loaded at entry */
+	memset(e.host, -1, sizeof(e.host));
+	for (int i = 0; i < k && e.nhost < POOL_SIZE; i++) {
+		int8_t regs[4];
+		form_regs(&forms[i], regs);
+		for (int r = 0; r < 4; r++)
+			if (regs[r] >= 0 && e.host[regs[r]] < 0 && e.nhost < POOL_SIZE)
+				e.host[regs[r]] = (int8_t)pool[e.nhost++];
+	}
 
+	/* A run that loops back to its start goes round with the registers
+	 * it wrote in the last round not yet stored: they are all written
+	 * at every exit. */
+	uint64_t at = rip0;
+	for (int i = 0; i < k; i++) {
+		at += in[i].len;
+		if ((forms[i].kind == K_JCC || forms[i].kind == K_JMP) && at + in[i].imm == rip0 && !sc.flags_in)
+			for (int x = 0; x < k; x++)
+				e.dirty |= form_writes(&in[x], &forms[x]);
+	}
 	uint8_t *start = j->code + j->used;
 	e.p = start;
-	for (int i = 0; i < e.nhost; i++)
-		if (callee_saved(pool[i])) {
-			e.saved[e.nsaved++] = pool[i];
-			emit_push(&e, pool[i], false);
-		}
 	if (sc.flags_in) {
 		emit_cpu(&e, 0x8B, H_RAX, OFF(rflags));
 		BYTES(&e, 0x41, 0x89, 0xC3,       /* mov r11d, eax */
@@ -801,8 +1011,9 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		      0x9E);                      /* sahf: SF ZF AF PF CF */
 		e.hostfl = true;
 	}
+	uint8_t *reload = e.p;
 	for (int g = 0; g < 16; g++)
-		if (e.used & (1u << g))
+		if (e.host[g] >= 0)
 			emit_cpu(&e, 0x8B, e.host[g], OFF(r[g]));
 	uint8_t *top = e.p;
 
@@ -814,7 +1025,21 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		const struct form *f = &forms[i];
 		uint64_t next = rip + in[i].len;
 		sides[i].n = 0;
-		if (f->kind == K_JCC || f->kind == K_JMP) {
+		emit_regs(&e, forms, k, i);
+		memcpy(sides[i].host, e.host, sizeof(e.host));
+		sides[i].dirty = e.dirty;
+		bool far = f->kind == K_CALL || f->kind == K_RET ||
+			   (f->kind == K_JMP && (next + in[i].imm) >> 12 != rip0 >> 12);
+		if (far) {
+			emit_transfer(&e, &in[i], f, rip, rip0, &sides[i]);
+			e.dirty |= form_writes(&in[i], f);
+			b1(&e, 0xE9);
+			struct exit *x = &exits[nexits++];
+			*x = (struct exit){ rel32(&e), f->kind == K_RET ? RIP_R10 : (int32_t)(next + in[i].imm - rip0),
+					    (uint32_t)(i + 1), f->kind == K_RET ? CH_NONE : CH_FAR, false, e.moved, { 0 } };
+			memcpy(x->host, e.host, sizeof(e.host));
+			x->dirty = e.dirty;
+		} else if (f->kind == K_JCC || f->kind == K_JMP) {
 			if (f->kind == K_JCC) {
 				if (!e.hostfl)
 					emit_fill(&e);
@@ -823,21 +1048,27 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 			} else {
 				b1(&e, 0xE9);
 			}
-			exits[nexits++] = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0),
-							 (uint32_t)(i + 1), e.hostfl };
+			struct exit *x = &exits[nexits++];
+			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1), CH_PAGE,
+					    e.hostfl, e.moved, { 0 }, 0 };
+			memcpy(x->host, e.host, sizeof(e.host));
+			x->dirty = e.dirty;
 		} else if (f->mem != M_NONE) {
 			emit_access(&e, &in[i], f, rip, rip0, &sides[i]);
+			e.dirty |= form_writes(&in[i], f);
 		} else {
 			if ((f->fl == FL_READ || f->fl == FL_RW) && !e.hostfl)
 				emit_fill(&e);
 			emit_insn(&e, &in[i], f, rip, rip0);
+			e.dirty |= form_writes(&in[i], f);
 			if (f->fl != FL_NONE)
 				e.hostfl = true;
 		}
 		rip = next;
 	}
 	if (!sc.ends_with_jump)
-		emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)k, (uint32_t)k);
+		emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)k, (uint32_t)k,
+			  k == n && (rip0 & 0xfff) + (rip - rip0) < 0x1000 ? CH_PAGE : CH_NONE);
 	/* side exits: before the access, the flags in c->rflags; the
 	 * handlers run the instruction */
 	rip = rip0;
@@ -846,23 +1077,32 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 			for (int x = 0; x < sides[i].n; x++)
 				patch(sides[i].at[x], e.p);
 			e.hostfl = false;
-			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i);
+			memcpy(e.host, sides[i].host, sizeof(e.host));
+			e.dirty = sides[i].dirty;
+			emit_exit(&e, (int32_t)(rip - rip0), (uint32_t)i, (uint32_t)i, CH_NONE);
 		}
 		rip += in[i].len;
 	}
 	for (int x = 0; x < nexits; x++) {
 		patch(exits[x].at, e.p);
 		e.hostfl = exits[x].hostfl;
-		if (exits[x].delta || sc.flags_in) {
-			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT);
+		memcpy(e.host, exits[x].host, sizeof(e.host));
+		e.dirty = exits[x].dirty;
+		if (exits[x].delta || sc.flags_in || exits[x].chain == CH_FAR) {
+			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, exits[x].chain);
 			continue;
 		}
 		/* back to the start, where the flags are not read before they
 		 * are written: go round again unless the budget is used up or
 		 * something is pending, with the flags in c->rflags as at the
-		 * first entry */
+		 * first entry, and the registers as there (evicted ones are
+		 * stored, the entry's loaded again) */
 		if (e.hostfl)
 			emit_spill(&e);
+		if (exits[x].moved) {
+			emit_store_all(&e);
+			memset(e.host, -1, sizeof(e.host));
+		}
 		BYTES(&e, 0x48, 0x81, 0x87); /* add qword [rdi + icount], count */
 		b4(&e, OFF(icount));
 		b4(&e, exits[x].count);
@@ -878,12 +1118,107 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		BYTES(&e, 0x0F, 0x85);       /* jnz out */
 		uint8_t *out2 = rel32(&e);
 		b1(&e, 0xE9);                /* jmp top */
-		patch(rel32(&e), top);
+		patch(rel32(&e), exits[x].moved ? reload : top);
 		patch(out1, e.p);
 		patch(out2, e.p);
-		emit_exit(&e, 0, 0, JIT_LEFT);
+		emit_exit(&e, 0, 0, JIT_LEFT, CH_NONE);
 	}
 	j->used += ((size_t)(e.p - start) + 15) & ~(size_t)15;
 	*fn = (jit_fn)(void *)start;
 	return k;
+}
+/* where a link stub holds the epoch's address, the host page of the
+ * target (CH_FAR) and its final jmp */
+#define STUB_EPOCH 2
+#define STUB_PAGE 122
+#define STUB_JMP(far) ((far) ? 139 : 62)
+
+bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, const uint8_t *code, bool cpl3)
+{
+	bool far = exit & 1;
+	uint8_t *slot = (uint8_t *)(exit & ~(uintptr_t)1);
+	uintptr_t page = (uintptr_t)code & ~(uintptr_t)0xfff;
+	uint8_t *back = slot + 5;
+	int32_t rel;
+	memcpy(&rel, slot + 1, 4);
+	if (rel) {
+		/* linked before, to a block since replaced or whose checks
+		 * failed: the same stub, pointed at the block there now */
+		uint8_t *stub = back + rel;
+		const uint64_t *was;
+		uintptr_t was_page = page;
+		memcpy(&was, stub + STUB_EPOCH, 8);
+		if (far)
+			memcpy(&was_page, stub + STUB_PAGE, 8);
+		int32_t jmp, want = (int32_t)((const uint8_t *)(void *)to - (stub + STUB_JMP(far) + 5));
+		memcpy(&jmp, stub + STUB_JMP(far) + 1, 4);
+		/* writing code the host may have fetched costs it a pipeline
+		 * flush: only when the link changes */
+		if (was != epoch || jmp != want || was_page != page) {
+			memcpy(stub + STUB_EPOCH, &epoch, 8);
+			if (far)
+				memcpy(stub + STUB_PAGE, &page, 8);
+			patch(stub + STUB_JMP(far) + 1, (const uint8_t *)(void *)to);
+		}
+		return true;
+	}
+	if (j->used + 256 + JIT_BLOCK_MAX > JIT_SIZE)
+		return false;
+	uint8_t *start = j->code + j->used;
+	struct emit e = { .p = start };
+	/* the next block's checks of block_exec: its code unchanged since
+	 * compared, the budget, nothing pending */
+	BYTES(&e, 0x49, 0xBB); /* mov r11, epoch */
+	bn(&e, (uintptr_t)epoch, 8);
+	BYTES(&e, 0x4D, 0x8B, 0x1B,  /* mov r11, [r11] */
+	      0x4C, 0x3B, 0x9F);     /* cmp r11, [rdi + code_epoch] */
+	b4(&e, OFF(code_epoch));
+	BYTES(&e, 0x0F, 0x85);       /* jne back */
+	patch(rel32(&e), back);
+	BYTES(&e, 0x4C, 0x8B, 0x9F); /* mov r11, [rdi + icount] */
+	b4(&e, OFF(icount));
+	BYTES(&e, 0x49, 0x39, 0xF3,  /* cmp r11, rsi */
+	      0x0F, 0x83);           /* jae back */
+	patch(rel32(&e), back);
+	BYTES(&e, 0x44, 0x8B, 0x9F); /* mov r11d, [rdi + intr_poke] */
+	b4(&e, OFF(intr_poke));
+	BYTES(&e, 0x44, 0x0B, 0x9F); /* or r11d, [rdi + stop_request] */
+	b4(&e, OFF(stop_request));
+	BYTES(&e, 0x0F, 0x85);       /* jnz back */
+	patch(rel32(&e), back);
+	if (far) {
+		/* the target's page is where it was at the link, through an
+		 * executable TLB entry of the same set: the linear address
+		 * of a page mapped elsewhere may hold other code */
+		uint32_t tlb = OFF(tlb) + (uint32_t)(cpl3 * sizeof(((struct cpu *)0)->tlb[0]));
+		BYTES(&e, 0x4C, 0x8B, 0x9F);           /* mov r11, [rdi + rip] */
+		b4(&e, OFF(rip));
+		BYTES(&e, 0x4D, 0x89, 0xDA,            /* mov r10, r11 */
+		      0x49, 0xC1, 0xEA, 12,            /* shr r10, 12 */
+		      0x45, 0x0F, 0xB6, 0xD2,          /* movzx r10d, r10b */
+		      0x4F, 0x8D, 0x14, 0x92,          /* lea r10, [r10 + r10 * 4] */
+		      0x4E, 0x8D, 0x94, 0xD7);         /* lea r10, [rdi + r10 * 8 + tlb] */
+		b4(&e, tlb);
+		BYTES(&e, 0x49, 0x81, 0xE3, 0x00, 0xF0, 0xFF, 0xFF, /* and r11, ~0xfff */
+		      0x4D, 0x89, 0xD9,                /* mov r9, r11 */
+		      0x49, 0x83, 0xC9, 0x01,          /* or r9, 1 */
+		      0x4D, 0x3B, 0x4A, 16,            /* cmp r9, [r10 + tag_x] */
+		      0x0F, 0x85);                     /* jne back */
+		patch(rel32(&e), back);
+		BYTES(&e, 0x4D, 0x03, 0x5A, 24,        /* add r11, [r10 + addend] */
+		      0x49, 0xB9);                     /* mov r9, page */
+		if (e.p - start != STUB_PAGE)
+			abort();
+		bn(&e, page, 8);
+		BYTES(&e, 0x4D, 0x39, 0xCB,            /* cmp r11, r9 */
+		      0x0F, 0x85);                     /* jne back */
+		patch(rel32(&e), back);
+	}
+	if (e.p - start != STUB_JMP(far))
+		abort();
+	b1(&e, 0xE9);                /* jmp to */
+	patch(rel32(&e), (const uint8_t *)(void *)to);
+	j->used += ((size_t)(e.p - start) + 15) & ~(size_t)15;
+	patch(slot + 1, start);
+	return true;
 }

@@ -12,6 +12,9 @@
  * start loops inside the code while icount < end and nothing is pending. */
 typedef unsigned (*jit_fn)(struct cpu *c, uint64_t end);
 #define JIT_LEFT 255u
+/* Code runs through the entry (jit_entry), which saves the host's
+ * callee-saved registers: enter(c, end, fn) */
+typedef unsigned (*jit_enter)(struct cpu *c, uint64_t end, jit_fn fn);
 
 struct jit;
 struct jit *jit_create(void);
@@ -20,14 +23,25 @@ void jit_destroy(struct jit *j);
 void jit_reset(struct jit *j);
 /* room for one more block's code? */
 bool jit_room(const struct jit *j);
+jit_enter jit_entry(const struct jit *j);
 /* shorter runs are left to the handlers: entering and leaving the code
  * costs about as much as they do */
 #define JIT_MIN_RUN 3
 /* how many of the n decoded instructions at rip0 a run would cover */
 int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0);
 /* Translate the run at the start of the n decoded instructions at rip0
- * (64-bit mode, JIT_MIN_RUN instructions or more); returns how many it
- * covers (0: no code) and the code in *fn. */
-int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, jit_fn *fn);
+ * (64-bit mode, JIT_MIN_RUN instructions or more) of the block owner;
+ * returns how many it covers (0: no code) and the code in *fn. */
+int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, void *owner,
+		  jit_fn *fn);
+/* Every return of the code says in c->jit_block which block's code
+ * returned (code jumps on to the next block's once linked) and in
+ * c->jit_exit the exit it took when that exit may be linked (else 0).
+ * Point that exit at to, the code of the block for the guest code at
+ * host address code (cpl3: the TLB set it runs with), entered while its
+ * epoch is the CPU's, the budget lasts, nothing is pending and, for an
+ * exit out of the page, the TLB still maps RIP there; false when there
+ * is no room. */
+bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, const uint8_t *code, bool cpl3);
 
 #endif

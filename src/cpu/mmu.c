@@ -58,12 +58,20 @@ void phys_write(struct cpu *c, uint64_t gpa, uint64_t val, int size)
 
 void tlb_flush(struct cpu *c)
 {
-	memset(c->tlb, 0, sizeof(c->tlb));
+	if (c->tlb_nlog > TLB_LOG) {
+		memset(c->tlb, 0, sizeof(c->tlb));
+	} else {
+		for (unsigned i = 0; i < c->tlb_nlog; i++) {
+			unsigned k = c->tlb_log[i];
+			memset(&c->tlb[k >> TLB_BITS][k & (TLB_SIZE - 1)], 0, sizeof(struct tlb_entry));
+		}
+	}
+	c->tlb_nlog = 0;
 }
 
 void tlb_flush_page(struct cpu *c, uint64_t lin)
 {
-	unsigned i = (lin >> 12) & (TLB_SIZE - 1);
+	unsigned i = tlb_index(lin);
 	memset(&c->tlb[0][i], 0, sizeof(c->tlb[0][i]));
 	memset(&c->tlb[1][i], 0, sizeof(c->tlb[1][i]));
 }
@@ -215,10 +223,17 @@ static uint8_t *translate_fill(struct cpu *c, uint64_t lin, int kind, uint64_t *
 	if (!hp)
 		return NULL;
 	int user = c->cpl == 3;
-	struct tlb_entry *e = &c->tlb[user][(lin >> 12) & (TLB_SIZE - 1)];
+	struct tlb_entry *e = &c->tlb[user][tlb_index(lin)];
 	uint64_t tag = (lin & ~0xfffull) | 1;
-	if (e->tag_r != tag && e->tag_w != tag && e->tag_x != tag)
+	if (e->tag_r != tag && e->tag_w != tag && e->tag_x != tag) {
+		/* an empty entry is filled: log it for tlb_flush */
+		if (!(e->tag_r | e->tag_w | e->tag_x) && c->tlb_nlog <= TLB_LOG) {
+			if (c->tlb_nlog < TLB_LOG)
+				c->tlb_log[c->tlb_nlog] = (uint16_t)(user << TLB_BITS | tlb_index(lin));
+			c->tlb_nlog++;
+		}
 		memset(e, 0, sizeof(*e));
+	}
 	e->addend = (uintptr_t)hp - (lin & ~0xfffull);
 	e->gpa = page;
 	e->tag_r = tag;

@@ -123,7 +123,7 @@ struct fxstate {
 struct tlb_entry {
 	uint64_t tag_r, tag_w, tag_x;
 	uintptr_t addend;
-	uint64_t gpa; /* guest-physical page, for the decode cache and SMC */
+	uint64_t global; /* a global page with CR4.PGE: kept by a CR3 load */
 };
 
 struct cpu;
@@ -351,6 +351,8 @@ uint8_t mem_fetch_mmio(struct cpu *c, uint64_t lin);
 uint64_t phys_read(struct cpu *c, uint64_t gpa, int size);
 void phys_write(struct cpu *c, uint64_t gpa, uint64_t val, int size);
 void tlb_flush(struct cpu *c);
+/* a CR3 load: the entries of global pages stay (CR4.PGE) */
+void tlb_flush_nonglobal(struct cpu *c);
 void tlb_flush_page(struct cpu *c, uint64_t lin);
 /* Translate without side effects besides A/D bits; returns false and sets
  * *err (page-fault error code) when the access would fault. */

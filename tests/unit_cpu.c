@@ -616,6 +616,120 @@ static void test_tlb(void)
 	ok(pf_is(o, l, 0), "tlb: toggling CR4.PGE flushes (not-present page faults)");
 }
 
+/* n linear pages, each read once (a TLB entry each), then all mapped to
+ * another physical page and CR3 reloaded: every read must see the new
+ * page, whether the TLB's flush log held all the entries or overflowed */
+static void tlb_flush_many(int n)
+{
+	machine_reset();
+	const uint64_t base = 0x20000000;
+	wr64(DATA + 0x1000, 1);
+	wr64(DATA + 0x2000, 1000);
+	wr64(DATA + 0x3000, 7);
+	for (int i = 0; i < n; i++)
+		map4k(base + i * 0x1000ull, DATA + (i & 1 ? 0x2000 : 0x1000), PG_P | PG_W);
+	struct code loop = { 0 };
+	movabs(&loop, R_RBX, base);
+	B(&loop, 1, 0xB9), imm32(&loop, (uint32_t)n); /* mov ecx, n */
+	B(&loop, 2, 0x31, 0xC0);                      /* xor eax, eax */
+	B(&loop, 3, 0x48, 0x03, 0x03);                /* add rax, [rbx] */
+	B(&loop, 3, 0x48, 0x81, 0xC3), imm32(&loop, 0x1000); /* add rbx, 0x1000 */
+	B(&loop, 2, 0xFF, 0xC9);                      /* dec ecx */
+	B(&loop, 2, 0x75, 0xF2);                      /* jnz the add */
+	B(&loop, 1, 0xF4);
+	struct outcome o = run_k(&loop);
+	uint64_t before = (uint64_t)(n / 2) * 1000 + (uint64_t)(n - n / 2);
+	ok(o.vector == -1 && C->r[R_RAX] == before, "tlb: %d pages read through their first mappings", n);
+	for (int i = 0; i < n; i++)
+		map4k(base + i * 0x1000ull, DATA + 0x3000, PG_P | PG_W);
+	struct code k = { 0 };
+	B(&k, 3, 0x0F, 0x20, 0xD8); /* mov rax, cr3 */
+	B(&k, 3, 0x0F, 0x22, 0xD8); /* mov cr3, rax */
+	memcpy(k.b + k.n, loop.b, loop.n);
+	k.n += loop.n;
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 7ull * n, "tlb: after a CR3 load all %d pages read the new mapping", n);
+}
+
+/* n pages, the odd ones global (CR4.PGE is on), all read, then all mapped
+ * to another page: a CR3 load must drop the even pages' translations (the
+ * odd ones may stay, as on a real CPU), invlpg an odd one's */
+static void tlb_flush_global(int n)
+{
+	machine_reset();
+	const uint64_t base = 0x20000000;
+	wr64(DATA + 0x1000, 1);
+	wr64(DATA + 0x3000, 7);
+	for (int i = 0; i < n; i++)
+		map4k(base + i * 0x1000ull, DATA + 0x1000, PG_P | PG_W | (i & 1 ? 0x100 : 0));
+	struct code loop = { 0 };
+	B(&loop, 1, 0xB9), imm32(&loop, (uint32_t)n); /* mov ecx, n */
+	B(&loop, 2, 0x31, 0xC0);                      /* xor eax, eax */
+	B(&loop, 3, 0x48, 0x03, 0x03);                /* add rax, [rbx] */
+	B(&loop, 3, 0x48, 0x81, 0xC3), imm32(&loop, 0x1000); /* add rbx, 0x1000 */
+	B(&loop, 2, 0xFF, 0xC9);                      /* dec ecx */
+	B(&loop, 2, 0x75, 0xF2);                      /* jnz the add */
+	B(&loop, 1, 0xF4);
+	struct code k = { 0 };
+	movabs(&k, R_RBX, base);
+	memcpy(k.b + k.n, loop.b, loop.n);
+	k.n += loop.n;
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == (uint64_t)n, "tlb: %d pages, half of them global, read", n);
+	for (int i = 0; i < n; i++)
+		map4k(base + i * 0x1000ull, DATA + 0x3000, PG_P | PG_W | (i & 1 ? 0x100 : 0));
+	/* a CR3 load, then the even pages only */
+	k.n = 0;
+	B(&k, 3, 0x0F, 0x20, 0xD8); /* mov rax, cr3 */
+	B(&k, 3, 0x0F, 0x22, 0xD8); /* mov cr3, rax */
+	movabs(&k, R_RBX, base);
+	B(&k, 1, 0xB9), imm32(&k, (uint32_t)(n / 2)); /* mov ecx, n / 2 */
+	B(&k, 2, 0x31, 0xC0);
+	B(&k, 3, 0x48, 0x03, 0x03);
+	B(&k, 3, 0x48, 0x81, 0xC3), imm32(&k, 0x2000);
+	B(&k, 2, 0xFF, 0xC9);
+	B(&k, 2, 0x75, 0xF2);
+	B(&k, 1, 0xF4);
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 7ull * (n / 2),
+	   "tlb: after a CR3 load the %d non-global pages read the new mapping", n / 2);
+	k.n = 0;
+	movabs(&k, R_RBX, base + 0x1000);
+	B(&k, 3, 0x0F, 0x01, 0x3B); /* invlpg [rbx] */
+	B(&k, 3, 0x48, 0x8B, 0x03); /* mov rax, [rbx] */
+	B(&k, 1, 0xF4);
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 7, "tlb: after invlpg a global page reads the new mapping (%d pages)", n);
+}
+
+/* two pages that share a TLB entry evict each other, and each still reads
+ * its own page */
+static void tlb_same_entry(void)
+{
+	machine_reset();
+	const uint64_t a = 0x30000000, b = a ^ (((uint64_t)TLB_SIZE + 1) << 12);
+	ok(tlb_index(a) == tlb_index(b), "tlb: the test's two pages share an entry");
+	map4k(a, DATA + 0x1000, PG_P | PG_W);
+	map4k(b, DATA + 0x2000, PG_P | PG_W);
+	wr64(DATA + 0x1000, 5);
+	wr64(DATA + 0x2000, 300);
+	struct code k = { 0 };
+	movabs(&k, R_RBX, a);
+	movabs(&k, R_RSI, b);
+	B(&k, 1, 0xB9), imm32(&k, 10);   /* mov ecx, 10 */
+	B(&k, 2, 0x31, 0xC0);            /* xor eax, eax */
+	B(&k, 3, 0x48, 0x03, 0x03);      /* add rax, [rbx] */
+	B(&k, 3, 0x48, 0x03, 0x06);      /* add rax, [rsi] */
+	B(&k, 4, 0x48, 0x83, 0x06, 1);   /* add qword [rsi], 1 */
+	B(&k, 2, 0xFF, 0xC9);            /* dec ecx */
+	B(&k, 2, 0x75, 0xF2);            /* jnz the first add */
+	B(&k, 1, 0xF4);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 10 * 5 + 10 * 300 + 45 && rd64(DATA + 0x2000) == 310 &&
+		   rd64(DATA + 0x1000) == 5,
+	   "tlb: two pages sharing an entry, read and written in turn");
+}
+
 /* ================= exceptions and interrupts ================= */
 
 static void test_exceptions(void)
@@ -1573,6 +1687,11 @@ int main(void)
 	test_nx_wp_us();
 	test_reserved();
 	test_tlb();
+	tlb_flush_many(8);
+	tlb_flush_many(600);
+	tlb_flush_global(8);
+	tlb_flush_global(600);
+	tlb_same_entry();
 	test_smc();
 	test_group_rex_r();
 	test_jit_alias();

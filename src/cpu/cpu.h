@@ -111,13 +111,21 @@ struct fxstate {
 
 /* software TLB: one direct-mapped set per privilege class (0 = supervisor,
  * 1 = user). A tag is the linear page number | 1 when valid for that kind
- * of access; addend turns a linear address into a host pointer. */
-#define TLB_BITS 8
+ * of access; addend turns a linear address into a host pointer. 4096
+ * entries a set, indexed by the page number with the next 12 bits folded
+ * in (tlb_index): with 256 entries indexed by the low 8 bits, two hot
+ * pages a multiple of 1 MiB apart (a process's stack, heap and buffers
+ * land anywhere; the kernel's text, data and bss are 16 MiB apart)
+ * evicted each other on every access. */
+#define TLB_BITS 12
 #define TLB_SIZE (1u << TLB_BITS)
+/* the entries filled since the last flush, which a flush clears rather
+ * than the whole TLB (a CR3 write is frequent, the set is large) */
+#define TLB_LOG 512
 struct tlb_entry {
 	uint64_t tag_r, tag_w, tag_x;
 	uintptr_t addend;
-	uint64_t gpa; /* guest-physical page, for the decode cache and SMC */
+	uint64_t global; /* a global page with CR4.PGE: kept by a CR3 load */
 };
 
 struct cpu;
@@ -217,6 +225,8 @@ struct cpu {
 	jmp_buf fault_jmp;
 
 	struct tlb_entry tlb[2][TLB_SIZE];
+	uint16_t tlb_log[TLB_LOG]; /* class << TLB_BITS | index */
+	unsigned tlb_nlog;         /* TLB_LOG + 1: the log overflowed */
 
 	struct cpu_bus bus;
 	/* blocks of decoded instructions (block.c); NULL: decode every time */
@@ -274,9 +284,15 @@ void cpu_deliver(struct cpu *c, int vector, bool has_err, uint32_t err, bool sof
 uint64_t mem_read_slow(struct cpu *c, uint64_t lin, int size);
 void mem_write_slow(struct cpu *c, uint64_t lin, uint64_t val, int size);
 
+/* the host code computes the same (jit.c emit_lookup) */
+static inline unsigned tlb_index(uint64_t lin)
+{
+	return (unsigned)((lin >> 12) ^ (lin >> (12 + TLB_BITS))) & (TLB_SIZE - 1);
+}
+
 static inline struct tlb_entry *tlb_entry(struct cpu *c, uint64_t lin)
 {
-	return &c->tlb[c->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+	return &c->tlb[c->cpl == 3][tlb_index(lin)];
 }
 
 #define CODE_MAP_SIZE (1u << 20)
@@ -348,6 +364,8 @@ uint8_t mem_fetch_mmio(struct cpu *c, uint64_t lin);
 uint64_t phys_read(struct cpu *c, uint64_t gpa, int size);
 void phys_write(struct cpu *c, uint64_t gpa, uint64_t val, int size);
 void tlb_flush(struct cpu *c);
+/* a CR3 load: the entries of global pages stay (CR4.PGE) */
+void tlb_flush_nonglobal(struct cpu *c);
 void tlb_flush_page(struct cpu *c, uint64_t lin);
 /* Translate without side effects besides A/D bits; returns false and sets
  * *err (page-fault error code) when the access would fault. */

@@ -243,6 +243,53 @@ static bool testb_ai(struct cpu *c, struct insn *in)
 	return next(c, in);
 }
 
+/* the other byte ALU forms (00-35 with a byte operand, 80): string and
+ * checksum code in user programs */
+HOT bool alub_to_rm(struct cpu *c, struct insn *in, int op, uint64_t src)
+{
+	if (in->is_mem)
+		return alu_to_mem(c, in, op, 1, src);
+	reg_write(c, in->rm, alu(c, op, 1, reg_read(c, in->rm, 1, in->rex), src), 1, in->rex);
+	return next(c, in);
+}
+
+#define BYTE_FORMS(NAME, OP)                                                                       \
+	static bool NAME##b_mr(struct cpu *c, struct insn *in)                                     \
+	{                                                                                          \
+		return alub_to_rm(c, in, OP, reg_read(c, in->reg, 1, in->rex));                    \
+	}                                                                                          \
+	static bool NAME##b_rm(struct cpu *c, struct insn *in)                                     \
+	{                                                                                          \
+		uint64_t r = alu(c, OP, 1, reg_read(c, in->reg, 1, in->rex), rm8(c, in));          \
+		reg_write(c, in->reg, r, 1, in->rex);                                              \
+		return next(c, in);                                                                \
+	}                                                                                          \
+	static bool NAME##b_ai(struct cpu *c, struct insn *in)                                     \
+	{                                                                                          \
+		reg_write(c, R_RAX, alu(c, OP, 1, c->r[R_RAX], in->imm), 1, false);                \
+		return next(c, in);                                                                \
+	}                                                                                          \
+	static bool NAME##b_mi(struct cpu *c, struct insn *in)                                     \
+	{                                                                                          \
+		return alub_to_rm(c, in, OP, (uint8_t)in->imm);                                    \
+	}
+BYTE_FORMS(add, ALU_ADD)
+BYTE_FORMS(or, ALU_OR)
+BYTE_FORMS(adc, ALU_ADC)
+BYTE_FORMS(sbb, ALU_SBB)
+BYTE_FORMS(and, ALU_AND)
+BYTE_FORMS(sub, ALU_SUB)
+BYTE_FORMS(xor, ALU_XOR)
+
+struct byte_forms {
+	handler mr, rm, ai, mi;
+};
+#define BFORMS(N) { N##b_mr, N##b_rm, N##b_ai, N##b_mi }
+/* [op]: ALU_ADD .. ALU_XOR; cmp has its own handlers above */
+static const struct byte_forms byte_table[7] = {
+	BFORMS(add), BFORMS(or), BFORMS(adc), BFORMS(sbb), BFORMS(and), BFORMS(sub), BFORMS(xor),
+};
+
 /* nop, pause, endbr64, the hint nops */
 static bool nop(struct cpu *c, struct insn *in)
 {
@@ -508,6 +555,10 @@ static handler bind_map0(struct cpu *c, const struct insn *in)
 	bool wide = size == 8, dw = size == 4 || size == 8;
 	bool m64 = c->mode == 64;
 
+	if (op < 0x38 && ((op & 7) == 0 || (op & 7) == 2 || (op & 7) == 4)) {
+		const struct byte_forms *f = &byte_table[op >> 3];
+		return (op & 7) == 0 ? f->mr : (op & 7) == 2 ? f->rm : f->ai;
+	}
 	if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3 || (op & 7) == 5)) {
 		if (!dw)
 			return NULL;
@@ -535,7 +586,7 @@ static handler bind_map0(struct cpu *c, const struct insn *in)
 	case 0x90: return in->rex & 1 ? NULL : nop;
 	case 0xA8: return testb_ai;
 	case 0x80:
-		return (in->reg & 7) == 7 ? cmpb_mi : NULL;
+		return (in->reg & 7) == 7 ? cmpb_mi : byte_table[in->reg & 7].mi;
 	case 0x81: case 0x83: {
 		if (!dw)
 			return NULL;

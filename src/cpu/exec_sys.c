@@ -353,7 +353,7 @@ void cpu_set_cr0(struct cpu *c, uint64_t v)
 void cpu_set_cr3(struct cpu *c, uint64_t v)
 {
 	c->cr3 = v & ~(1ull << 63); /* bit 63: PCID no-flush, PCID is not advertised */
-	tlb_flush(c);
+	tlb_flush_nonglobal(c);
 }
 
 /* CR4 bits accord implements: VME/PVI are not (#GP) */

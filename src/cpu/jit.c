@@ -719,10 +719,15 @@ static void emit_lookup(struct emit *e, bool write, int size, struct side *s)
 	uint8_t tag = write ? offsetof(struct tlb_entry, tag_w) : offsetof(struct tlb_entry, tag_r);
 	_Static_assert(sizeof(struct tlb_entry) == 40, "the index scales by 5 * 8");
 	_Static_assert(offsetof(struct tlb_entry, addend) == 24, "addend at 24");
+	_Static_assert(TLB_BITS == 12, "tlb_index folds 12 bits");
 	BYTES(e, 0x4D, 0x89, 0xDA,             /* mov r10, r11 */
 	      0x49, 0xC1, 0xEA, 12,            /* shr r10, 12 */
-	      0x45, 0x0F, 0xB6, 0xD2,          /* movzx r10d, r10b */
-	      0x4F, 0x8D, 0x14, 0x92,          /* lea r10, [r10 + r10 * 4] */
+	      0x4D, 0x89, 0xD1,                /* mov r9, r10 */
+	      0x49, 0xC1, 0xE9, 12,            /* shr r9, 12 */
+	      0x4D, 0x31, 0xCA,                /* xor r10, r9 */
+	      0x41, 0x81, 0xE2);               /* and r10d, TLB_SIZE - 1 */
+	b4(e, TLB_SIZE - 1);
+	BYTES(e, 0x4F, 0x8D, 0x14, 0x92,       /* lea r10, [r10 + r10 * 4] */
 	      0x4E, 0x8D, 0x94, 0xD7);         /* lea r10, [rdi + r10 * 8 + tlb] */
 	b4(e, tlb);
 	BYTES(e, 0x4D, 0x89, 0xD9,             /* mov r9, r11 */

@@ -13,6 +13,7 @@
 #define PTE_A (1ull << 5)
 #define PTE_D (1ull << 6)
 #define PTE_PS (1ull << 7)
+#define PTE_G (1ull << 8)
 #define PTE_NX (1ull << 63)
 /* the physical-address width advertised in CPUID 0x80000008 */
 #define PHYS_BITS VM_PHYS_ADDR_BITS
@@ -58,12 +59,38 @@ void phys_write(struct cpu *c, uint64_t gpa, uint64_t val, int size)
 
 void tlb_flush(struct cpu *c)
 {
-	memset(c->tlb, 0, sizeof(c->tlb));
+	if (c->tlb_nlog > TLB_LOG) {
+		memset(c->tlb, 0, sizeof(c->tlb));
+	} else {
+		for (unsigned i = 0; i < c->tlb_nlog; i++) {
+			unsigned k = c->tlb_log[i];
+			memset(&c->tlb[k >> TLB_BITS][k & (TLB_SIZE - 1)], 0, sizeof(struct tlb_entry));
+		}
+	}
+	c->tlb_nlog = 0;
+}
+
+void tlb_flush_nonglobal(struct cpu *c)
+{
+	if (c->tlb_nlog > TLB_LOG) {
+		tlb_flush(c);
+		return;
+	}
+	unsigned kept = 0;
+	for (unsigned i = 0; i < c->tlb_nlog; i++) {
+		unsigned k = c->tlb_log[i];
+		struct tlb_entry *e = &c->tlb[k >> TLB_BITS][k & (TLB_SIZE - 1)];
+		if (e->global)
+			c->tlb_log[kept++] = (uint16_t)k;
+		else
+			memset(e, 0, sizeof(*e));
+	}
+	c->tlb_nlog = kept;
 }
 
 void tlb_flush_page(struct cpu *c, uint64_t lin)
 {
-	unsigned i = (lin >> 12) & (TLB_SIZE - 1);
+	unsigned i = tlb_index(lin);
 	memset(&c->tlb[0][i], 0, sizeof(c->tlb[0][i]));
 	memset(&c->tlb[1][i], 0, sizeof(c->tlb[1][i]));
 }
@@ -83,8 +110,9 @@ static void pte_set_bits(struct cpu *c, uint64_t gpa, uint64_t bits)
 /* The walk. access: ACC_R/W/X plus ACC_USER/ACC_SUPER to override the
  * privilege of the access. On success *gpa and the effective permissions. */
 static bool walk(struct cpu *c, uint64_t lin, int access, uint64_t *gpa, uint32_t *err,
-		 bool *writable, bool *exec, bool *dirty)
+		 bool *writable, bool *exec, bool *dirty, bool *global)
 {
+	*global = false;
 	int kind = access & 3;
 	bool user = (access & ACC_USER) || (c->cpl == 3 && !(access & ACC_SUPER));
 	uint32_t ec = (kind == ACC_W ? PF_W : 0) | (user ? PF_U : 0) | (kind == ACC_X && (c->efer & EFER_NXE) ? PF_I : 0);
@@ -179,6 +207,7 @@ leaf:
 	*writable = w || (!user && !(c->cr0 & CR0_WP));
 	*exec = !nx;
 	*dirty = (pte & PTE_D) || kind == ACC_W;
+	*global = (pte & PTE_G) && (c->cr4 & CR4_PGE);
 	return true;
 fault:
 	*err = ec;
@@ -193,8 +222,8 @@ prot:
 
 bool mmu_translate(struct cpu *c, uint64_t lin, int access, uint64_t *gpa, uint32_t *err)
 {
-	bool w, x, d;
-	return walk(c, lin, access, gpa, err, &w, &x, &d);
+	bool w, x, d, g;
+	return walk(c, lin, access, gpa, err, &w, &x, &d, &g);
 }
 
 /* Translate for an access by the running instruction, fault on failure,
@@ -203,10 +232,10 @@ bool mmu_translate(struct cpu *c, uint64_t lin, int access, uint64_t *gpa, uint3
 static uint8_t *translate_fill(struct cpu *c, uint64_t lin, int kind, uint64_t *gpa)
 {
 	uint32_t err = 0;
-	bool w, x, d;
+	bool w, x, d, g;
 	if (c->mode == 64 && !lin_canonical(lin))
 		cpu_fault(c, EXC_GP, 0);
-	if (!walk(c, lin, kind, gpa, &err, &w, &x, &d)) {
+	if (!walk(c, lin, kind, gpa, &err, &w, &x, &d, &g)) {
 		c->cr2 = lin;
 		cpu_fault(c, EXC_PF, err);
 	}
@@ -215,12 +244,20 @@ static uint8_t *translate_fill(struct cpu *c, uint64_t lin, int kind, uint64_t *
 	if (!hp)
 		return NULL;
 	int user = c->cpl == 3;
-	struct tlb_entry *e = &c->tlb[user][(lin >> 12) & (TLB_SIZE - 1)];
+	struct tlb_entry *e = &c->tlb[user][tlb_index(lin)];
 	uint64_t tag = (lin & ~0xfffull) | 1;
-	if (e->tag_r != tag && e->tag_w != tag && e->tag_x != tag)
+	if (e->tag_r != tag && e->tag_w != tag && e->tag_x != tag) {
+		/* an empty entry is filled: log it for tlb_flush */
+		if (!(e->tag_r | e->tag_w | e->tag_x) && c->tlb_nlog <= TLB_LOG) {
+			if (c->tlb_nlog < TLB_LOG)
+				c->tlb_log[c->tlb_nlog] = (uint16_t)(user << TLB_BITS | tlb_index(lin));
+			c->tlb_nlog++;
+		}
 		memset(e, 0, sizeof(*e));
+	}
 	e->addend = (uintptr_t)hp - (lin & ~0xfffull);
-	e->gpa = page;
+	/* kept by CR3 loads (tlb_flush_nonglobal) */
+	e->global = g;
 	e->tag_r = tag;
 	if (w && d)
 		e->tag_w = tag;

@@ -710,15 +710,10 @@ struct side {
 	uint16_t dirty;
 };
 
-/* r11 = the host address of the size bytes at linear r11 for a read or a
- * write, or a side exit when the TLB has no entry for it, the access
- * crosses a page or (a write) the page holds decoded code */
-static void emit_lookup(struct emit *e, bool write, int size, struct side *s)
+/* r10 = the TLB entry of the linear address in r11 (cpu.h's tlb_index,
+ * r9 clobbered), tlb the offset of the privilege class's array */
+static void emit_tlb_entry(struct emit *e, uint32_t tlb)
 {
-	uint32_t tlb = OFF(tlb) + (uint32_t)(e->cpl3 * sizeof(((struct cpu *)0)->tlb[0]));
-	uint8_t tag = write ? offsetof(struct tlb_entry, tag_w) : offsetof(struct tlb_entry, tag_r);
-	_Static_assert(sizeof(struct tlb_entry) == 40, "the index scales by 5 * 8");
-	_Static_assert(offsetof(struct tlb_entry, addend) == 24, "addend at 24");
 	_Static_assert(TLB_BITS == 12, "tlb_index folds 12 bits");
 	BYTES(e, 0x4D, 0x89, 0xDA,             /* mov r10, r11 */
 	      0x49, 0xC1, 0xEA, 12,            /* shr r10, 12 */
@@ -730,6 +725,18 @@ static void emit_lookup(struct emit *e, bool write, int size, struct side *s)
 	BYTES(e, 0x4F, 0x8D, 0x14, 0x92,       /* lea r10, [r10 + r10 * 4] */
 	      0x4E, 0x8D, 0x94, 0xD7);         /* lea r10, [rdi + r10 * 8 + tlb] */
 	b4(e, tlb);
+}
+
+/* r11 = the host address of the size bytes at linear r11 for a read or a
+ * write, or a side exit when the TLB has no entry for it, the access
+ * crosses a page or (a write) the page holds decoded code */
+static void emit_lookup(struct emit *e, bool write, int size, struct side *s)
+{
+	uint32_t tlb = OFF(tlb) + (uint32_t)(e->cpl3 * sizeof(((struct cpu *)0)->tlb[0]));
+	uint8_t tag = write ? offsetof(struct tlb_entry, tag_w) : offsetof(struct tlb_entry, tag_r);
+	_Static_assert(sizeof(struct tlb_entry) == 40, "the index scales by 5 * 8");
+	_Static_assert(offsetof(struct tlb_entry, addend) == 24, "addend at 24");
+	emit_tlb_entry(e, tlb);
 	BYTES(e, 0x4D, 0x89, 0xD9,             /* mov r9, r11 */
 	      0x49, 0x81, 0xE1, 0x00, 0xF0, 0xFF, 0xFF, /* and r9, ~0xfff */
 	      0x49, 0x83, 0xC9, 0x01,          /* or r9, 1 */
@@ -1135,8 +1142,8 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 /* where a link stub holds the epoch's address, the host page of the
  * target (CH_FAR) and its final jmp */
 #define STUB_EPOCH 2
-#define STUB_PAGE 122
-#define STUB_JMP(far) ((far) ? 139 : 62)
+#define STUB_PAGE 135
+#define STUB_JMP(far) ((far) ? 152 : 62)
 
 bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, const uint8_t *code, bool cpl3)
 {
@@ -1198,12 +1205,7 @@ bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, c
 		uint32_t tlb = OFF(tlb) + (uint32_t)(cpl3 * sizeof(((struct cpu *)0)->tlb[0]));
 		BYTES(&e, 0x4C, 0x8B, 0x9F);           /* mov r11, [rdi + rip] */
 		b4(&e, OFF(rip));
-		BYTES(&e, 0x4D, 0x89, 0xDA,            /* mov r10, r11 */
-		      0x49, 0xC1, 0xEA, 12,            /* shr r10, 12 */
-		      0x45, 0x0F, 0xB6, 0xD2,          /* movzx r10d, r10b */
-		      0x4F, 0x8D, 0x14, 0x92,          /* lea r10, [r10 + r10 * 4] */
-		      0x4E, 0x8D, 0x94, 0xD7);         /* lea r10, [rdi + r10 * 8 + tlb] */
-		b4(&e, tlb);
+		emit_tlb_entry(&e, tlb);
 		BYTES(&e, 0x49, 0x81, 0xE3, 0x00, 0xF0, 0xFF, 0xFF, /* and r11, ~0xfff */
 		      0x4D, 0x89, 0xD9,                /* mov r9, r11 */
 		      0x49, 0x83, 0xC9, 0x01,          /* or r9, 1 */

@@ -65,16 +65,22 @@ static inline void eom(void)
 	}
 }
 
-/* the VM and vCPU 0's SynIC */
-static inline void hvf_init(void)
+/* vCPU 0's SynIC: message and event pages, the VMBus SINT unmasked */
+static inline void hvf_synic_init(void)
 {
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0)
-		abort();
 	v0 = vm.vcpu[0];
 	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
 	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
 	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
 	hv_msr_write(v0, 0x40000080, 1);
+}
+
+/* the VM and vCPU 0's SynIC */
+static inline void hvf_init(void)
+{
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0)
+		abort();
+	hvf_synic_init();
 }
 
 struct in {

@@ -72,11 +72,7 @@ static void hv_machine_init(const char *img)
 	if (vm_create(&vm, RAM_SIZE, 1, &engine_emu, PERSONALITY_HYPERV) < 0 || !(vb = vmbus_create(&vm)) ||
 	    !netvsc_create(vb, &vm, io, &nb, mac) || !storvsc_create(vb, img, false) || !hv_util_create(vb, &vm, 0))
 		abort();
-	v0 = vm.vcpu[0];
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
+	hvf_synic_init();
 	snapshot_set_config(&vm, sizeof(hv_config) / sizeof(hv_config[0]), hv_config);
 }
 

@@ -14,6 +14,12 @@
 #                                WHAT names it in the TAP lines; status 1
 #                                when it did not tick (a SKIP when kvm is
 #                                not there)
+#   loop_snapshot WHAT           on the console of VM lin (log $log), a loop
+#                                counting to $N and printing its sum $SUM;
+#                                snapshot it mid-loop to $tmp/lin.snap,
+#                                SIGKILL it; WHAT names the guest
+#   loop_continues RESTORED      the restored loop's counter goes on one by
+#                                one from where the snapshot was to N - 1
 #   net_guest_start NAME LOG     the stock kernel in $IMG with virtio-net on
 #                                user-mode networking, hostfwd from the
 #                                host's $port to the guest's 8080, booted
@@ -69,6 +75,31 @@ snap_round_trip() {
 	first2=$(ticks_continue "$word" "$tmp/$name.log" "$tmp/$name.r2.log" "$last" "${SNAP_MUST[@]}")
 	[ $? -eq 0 ] && [ "$first1" = "$first2" ]
 	result "$accel: a second restore of the same file starts at the same tick ($first2)"
+}
+
+loop_snapshot() {
+	console_send "i=0; s=0; while [ \$i -lt $N ]; do echo count \$i; s=\$((s+i)); i=\$((i+1)); sleep 0.02; done; echo done \$((s+0)) L\$((1+1))"
+	if console_wait "^count 40" 120; then
+		tap_ok "the loop counts"
+	else
+		tap_not_ok "the loop counts" "$(tail -n 3 "$log")"
+	fi
+	"$ACCORD" snapshot lin "$tmp/lin.snap" >"$tmp/lin.snap.log" 2>&1
+	result "accord snapshot of $1 in the middle of the loop" "$(cat "$tmp/lin.snap.log")"
+	kill -9 "$CONSOLE_PID"
+	console_finish 5
+	! grep -q "^done" "$log"
+	result "the loop had not finished when the VM was killed" "$(tail -n 2 "$log")"
+}
+
+loop_continues() {
+	python3 - "$log" "$1" "$N" <<'EOF'
+import re, sys
+orig = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
+rest = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
+n = int(sys.argv[3])
+sys.exit(0 if rest and rest[0] >= 40 and rest[0] - 1 in orig and rest == list(range(rest[0], n)) else 1)
+EOF
 }
 
 net_guest_start() {

@@ -22,6 +22,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
+. tests/lib/api.bash
+. tests/lib/snapshot.bash
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 HVK=build/guest/hyperv.elf
@@ -29,48 +31,13 @@ IMG=build/guest-image-hvsnap
 tmp=$(mktemp -d)
 # the VMs' API sockets live here, away from other tests' VMs
 export XDG_RUNTIME_DIR=$tmp
-pids=()
 cleanup() {
-	for p in "${pids[@]}"; do
-		kill -9 "$p" 2>/dev/null
-	done
+	api_kill_pids
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${2:-}"; fi
-}
-
-wait_for() {
-	local limit=$1 n=0
-	shift
-	while ! "$@"; do
-		[ $n -ge $((limit * 10)) ] && return 1
-		sleep 0.1
-		n=$((n + 1))
-	done
-}
-
-ticks_at_least() {
-	[ -f "$1" ] && [ "$(grep -c '^hvtick ' "$1")" -ge "$2" ]
-}
-
-# the ticks of a restored run go on one by one from the one after the
-# original's last to LAST, and the check passed; prints the first
-ticks_continue() {
-	python3 - "$1" "$2" "$3" <<'EOF'
-import re, sys
-orig = [int(m) for m in re.findall(r'^hvtick (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
-rest = [int(m) for m in re.findall(r'^hvtick (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
-last = int(sys.argv[3])
-text = open(sys.argv[2]).read()
-ok = (len(rest) > 0 and rest[0] >= 2 and rest[0] - 1 in orig and rest == list(range(rest[0], last + 1))
-      and 'PASS hyperv.ticks' in text and 'failed=0' in text)
-print(rest[0] if rest else 0)
-sys.exit(0 if ok else 1)
-EOF
-}
+# the test kernel's checks passed, the TSC page and the counter MSR agreeing
+SNAP_MUST=("PASS hyperv.ticks" "failed=0")
 
 # damage FILE SECTION OFFSET VALUE: the u32 at OFFSET in the payload of
 # device section SECTION (after its 16-byte name) set to VALUE, the
@@ -107,37 +74,8 @@ refused() {
 # hvk_round_trip ENGINE: the Hyper-V test kernel ticking, snapshotted,
 # killed, restored twice
 hvk_round_trip() {
-	local accel=$1 name=hvk-$1
-	"$ACCORD" run --kernel "$HVK" --accel "$accel" --personality hyperv --memory 64M --name "$name" \
-		--cmdline "hyperv.ticks=150" --debug-exit </dev/null >"$tmp/$name.log" 2>&1 &
-	local pid=$!
-	pids+=("$pid")
-	if ! wait_for 60 ticks_at_least "$tmp/$name.log" 20; then
-		if [ "$accel" = kvm ] && ! kill -0 "$pid" 2>/dev/null; then
-			tap_skip "$accel: snapshot and restore of the Hyper-V test kernel" \
-				"no kvm engine here ($(grep '^accord:' "$tmp/$name.log" | head -n 1))"
-			return 1
-		fi
-		tap_not_ok "$accel: the Hyper-V test kernel ticks" "$(tail -n 3 "$tmp/$name.log")"
-		return 1
-	fi
-	"$ACCORD" snapshot "$name" "$tmp/$name.snap" >"$tmp/$name.snap.log" 2>&1
-	result "$accel: accord snapshot of the Hyper-V test kernel while its synthetic timer ticks" \
-		"$(cat "$tmp/$name.snap.log")"
-	kill -9 "$pid"
-	wait "$pid" 2>/dev/null
-	local first1 first2 rc
-	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r1" </dev/null >"$tmp/$name.r1.log" 2>&1
-	rc=$?
-	first1=$(ticks_continue "$tmp/$name.log" "$tmp/$name.r1.log" 150)
-	result "$accel: restored after SIGKILL, the ticks go on from $first1 to 150, TSC page and counter agree" \
-		"$(head -n 3 "$tmp/$name.r1.log"; tail -n 3 "$tmp/$name.r1.log")"
-	[ "$rc" -eq 1 ]
-	result "$accel: the restored guest ends through debug-exit (status 1)" "status $rc"
-	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r2" </dev/null >"$tmp/$name.r2.log" 2>&1
-	first2=$(ticks_continue "$tmp/$name.log" "$tmp/$name.r2.log" 150)
-	[ $? -eq 0 ] && [ "$first1" = "$first2" ]
-	result "$accel: a second restore of the same file starts at the same tick ($first2)"
+	snap_round_trip "$1" "hvk-$1" hvtick 150 "the Hyper-V test kernel" \
+		--kernel "$HVK" --personality hyperv --memory 64M --cmdline "hyperv.ticks=150"
 }
 
 if [ ! -f "$HVK" ]; then
@@ -183,19 +121,7 @@ console_check "netvsc: DHCP from slirp, an httpd behind hostfwd" \
 	"^N2 inet addr:10.0.2.15"
 [ "$(curl -s -m 30 "http://127.0.0.1:$port/t")" = token-42 ]
 result "the host reaches the guest's httpd through hostfwd"
-console_send "i=0; s=0; while [ \$i -lt $N ]; do echo count \$i; s=\$((s+i)); i=\$((i+1)); sleep 0.02; done; echo done \$((s+0)) L\$((1+1))"
-if console_wait "^count 40" 120; then
-	tap_ok "the loop counts"
-else
-	tap_not_ok "the loop counts" "$(tail -n 3 "$log")"
-fi
-"$ACCORD" snapshot lin "$tmp/lin.snap" >"$tmp/lin.snap.log" 2>&1
-result "accord snapshot of the Hyper-V guest in the middle of the loop" "$(cat "$tmp/lin.snap.log")"
-kill -9 "$CONSOLE_PID"
-console_finish 5
-grep -q "^done" "$log"
-[ $? -ne 0 ]
-result "the loop had not finished when the VM was killed" "$(tail -n 2 "$log")"
+loop_snapshot "the Hyper-V guest"
 # a gap between snapshot and restore, which the guest's clock does not see
 # until the time sync service sets it
 sleep 8
@@ -208,13 +134,7 @@ if console_wait "^done $SUM" 300; then
 else
 	tap_not_ok "restored: the loop ends with done $SUM" "$(tail -n 5 "$rlog")"
 fi
-python3 - "$log" "$rlog" "$N" <<'EOF'
-import re, sys
-orig = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
-rest = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
-n = int(sys.argv[3])
-sys.exit(0 if rest and rest[0] >= 40 and rest[0] - 1 in orig and rest == list(range(rest[0], n)) else 1)
-EOF
+loop_continues "$rlog"
 result "the counter goes on from where the snapshot was, one by one to $((N - 1))" "$(grep -m 3 '^count' "$rlog")"
 console_check "storvsc: the file written before the snapshot reads back" \
 	'echo R$((1+1)) $(cat /mnt/before.txt) R$((2+1))' "^R2 before-42 R3"

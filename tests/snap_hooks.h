@@ -19,11 +19,14 @@ struct sec_buf {
 	size_t len;
 };
 
-static struct snap_hook *sh_find(struct vm *vm, const char *name)
+/* the hook of section NAME, err cleared; NULL with why in err */
+static struct snap_hook *sh_find(struct vm *vm, const char *name, char *err, size_t n)
 {
+	err[0] = 0;
 	for (int i = 0; i < vm->nsnap_hooks; i++)
 		if (!strcmp(vm->snap_hooks[i].name, name))
 			return &vm->snap_hooks[i];
+	snprintf(err, n, "no hook %s", name);
 	return NULL;
 }
 
@@ -31,15 +34,12 @@ static struct snap_hook *sh_find(struct vm *vm, const char *name)
  * -1 with why in err */
 static int sh_save(struct vm *vm, const char *name, struct sec_buf *out, char *err, size_t n)
 {
-	struct snap_hook *h = sh_find(vm, name);
+	struct snap_hook *h = sh_find(vm, name, err, n);
 	struct snap_buf b = { 0 };
 	int rc;
 
-	err[0] = 0;
-	if (!h) {
-		snprintf(err, n, "no hook %s", name);
+	if (!h)
 		return -1;
-	}
 	pthread_mutex_lock(&vm->io_lock);
 	rc = h->save(h->opaque, &b, err, n);
 	pthread_mutex_unlock(&vm->io_lock);
@@ -55,15 +55,12 @@ static int sh_save(struct vm *vm, const char *name, struct sec_buf *out, char *e
 /* as snapshot_apply: the load, and every byte of the section used */
 static int sh_load(struct vm *vm, const char *name, const uint8_t *p, size_t len, char *err, size_t n)
 {
-	struct snap_hook *h = sh_find(vm, name);
+	struct snap_hook *h = sh_find(vm, name, err, n);
 	struct snap_rd r = { p, len, 0 };
 	int rc;
 
-	err[0] = 0;
-	if (!h) {
-		snprintf(err, n, "no hook %s", name);
+	if (!h)
 		return -1;
-	}
 	pthread_mutex_lock(&vm->io_lock);
 	rc = h->load(h->opaque, &r, err, n);
 	pthread_mutex_unlock(&vm->io_lock);

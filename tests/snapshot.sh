@@ -22,6 +22,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
+. tests/lib/api.bash
+. tests/lib/snapshot.bash
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 TICKER=build/api-guest/ticker.elf
@@ -29,83 +31,21 @@ IMG=build/guest-image-virtio
 tmp=$(mktemp -d)
 # the VMs' API sockets live here, away from other tests' VMs
 export XDG_RUNTIME_DIR=$tmp
-pids=()
 cleanup() {
-	for p in "${pids[@]}"; do
-		kill -9 "$p" 2>/dev/null
-	done
+	api_kill_pids
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+SNAP_MUST=("PASS ticker.ticks")
 
-result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${2:-}"; fi
-}
-
-wait_for() {
-	local limit=$1 n=0
-	shift
-	while ! "$@"; do
-		[ $n -ge $((limit * 10)) ] && return 1
-		sleep 0.1
-		n=$((n + 1))
-	done
-}
-
-ticks_at_least() {
-	[ -f "$1" ] && [ "$(grep -c '^tick ' "$1")" -ge "$2" ]
-}
-
-# the ticks of a restored run: the first is T, the original printed T-1,
-# and they go on one by one up to the end, then the guest's PASS
-ticks_continue() {
-	local orig=$1 restored=$2 last=$3
-	python3 - "$orig" "$restored" "$last" <<'EOF'
-import re, sys
-orig = [int(m) for m in re.findall(r'^tick (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
-rest = [int(m) for m in re.findall(r'^tick (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
-last = int(sys.argv[3])
-ok = (len(rest) > 0 and rest[0] >= 2 and rest[0] - 1 in orig and rest == list(range(rest[0], last + 1))
-      and 'PASS ticker.ticks' in open(sys.argv[2]).read())
-print(rest[0] if rest else 0)
-sys.exit(0 if ok else 1)
-EOF
-}
-
-# ticker_round_trip ACCEL CPUS: snapshot a ticking VM, kill it, restore twice
+# ticker_round_trip ACCEL CPUS: snapshot a ticking VM, kill it, restore
+# twice; the snapshot was written whole, under its name
 ticker_round_trip() {
 	local accel=$1 cpus=$2 name=tick-$1
-	"$ACCORD" run --kernel "$TICKER" --accel "$accel" --cpus "$cpus" --memory 64M --name "$name" \
-		--cmdline "ticker.count=200" --debug-exit </dev/null >"$tmp/$name.log" 2>&1 &
-	local pid=$!
-	pids+=("$pid")
-	if ! wait_for 60 ticks_at_least "$tmp/$name.log" 20; then
-		if [ "$accel" = kvm ] && ! kill -0 "$pid" 2>/dev/null; then
-			tap_skip "$accel: snapshot and restore of a ticking test kernel" \
-				"no kvm engine here ($(grep '^accord:' "$tmp/$name.log" | head -n 1))"
-			return
-		fi
-		tap_not_ok "$accel: the ticker ticks" "$(tail -n 3 "$tmp/$name.log")"
-		return
-	fi
-	"$ACCORD" snapshot "$name" "$tmp/$name.snap" >"$tmp/$name.snap.log" 2>&1
-	result "$accel: accord snapshot of a ticking VM ($cpus vCPUs)" "$(cat "$tmp/$name.snap.log")"
-	kill -9 "$pid"
-	wait "$pid" 2>/dev/null
+	snap_round_trip "$accel" "$name" tick 200 "the ticker ($cpus vCPUs)" \
+		--kernel "$TICKER" --cpus "$cpus" --memory 64M --cmdline "ticker.count=200" || return
 	[ -s "$tmp/$name.snap" ] && [ ! -e "$tmp/$name.snap.tmp" ]
 	result "$accel: the snapshot file is in place, no .tmp left"
-	local first1 first2 rc
-	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r1" </dev/null >"$tmp/$name.r1.log" 2>&1
-	rc=$?
-	first1=$(ticks_continue "$tmp/$name.log" "$tmp/$name.r1.log" 200)
-	result "$accel: restored after SIGKILL, the ticks go on from $first1 to 200" \
-		"$(head -n 3 "$tmp/$name.r1.log"; tail -n 3 "$tmp/$name.r1.log")"
-	[ "$rc" -eq 1 ]
-	result "$accel: the restored guest ends through debug-exit (status 1)" "status $rc"
-	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r2" </dev/null >"$tmp/$name.r2.log" 2>&1
-	first2=$(ticks_continue "$tmp/$name.log" "$tmp/$name.r2.log" 200)
-	[ $? -eq 0 ] && [ "$first1" = "$first2" ]
-	result "$accel: a second restore of the same file starts at the same tick ($first2)"
 }
 
 # command lines: one line, status 1
@@ -190,7 +130,7 @@ api() {
 	</dev/null >"$tmp/sb-on.log" 2>&1 &
 pid=$!
 pids+=("$pid")
-wait_for 60 ticks_at_least "$tmp/sb-on.log" 2
+wait_for 60 ticks_at_least tick "$tmp/sb-on.log" 2
 code=$(api sb-on "{\"path\": \"$tmp/api-on.snap\"}")
 [ "$code" = 409 ] && grep -q "sandbox" "$tmp/api.body" && [ ! -e "$tmp/api-on.snap" ]
 result "API: PUT /vm/snapshot with a path under the sandbox: 409, no file" "$code $(cat "$tmp/api.body")"
@@ -210,7 +150,7 @@ wait "$pid" 2>/dev/null
 	--cmdline "ticker.count=300" --debug-exit </dev/null >"$tmp/sb-off.log" 2>&1 &
 pid=$!
 pids+=("$pid")
-wait_for 60 ticks_at_least "$tmp/sb-off.log" 20
+wait_for 60 ticks_at_least tick "$tmp/sb-off.log" 20
 code=$(api sb-off "{\"path\": \"$tmp/api-off.snap\", \"stop\": true}")
 [ "$code" = 200 ] && grep -q '"bytes"' "$tmp/api.body" && [ -s "$tmp/api-off.snap" ] && [ ! -e "$tmp/api-off.snap.tmp" ]
 result "API: PUT /vm/snapshot {path, stop} with --sandbox off: 200, the file" "$code $(cat "$tmp/api.body")"
@@ -223,14 +163,14 @@ timeout 120 "$ACCORD" restore "$tmp/api-off.snap" --name sb-off-r --sandbox off 
 pid=$!
 pids+=("$pid")
 # the restored VM is snapshotted in turn: its configuration came from the file
-wait_for 60 ticks_at_least "$tmp/sb-off.r.log" 30
+wait_for 60 ticks_at_least tick "$tmp/sb-off.r.log" 30
 "$ACCORD" snapshot sb-off-r "$tmp/chain.snap" >"$tmp/chain.snap.log" 2>&1
 result "a restored VM can be snapshotted again" "$(cat "$tmp/chain.snap.log")"
 wait "$pid"
-first=$(ticks_continue "$tmp/sb-off.log" "$tmp/sb-off.r.log" 300)
+first=$(ticks_continue tick "$tmp/sb-off.log" "$tmp/sb-off.r.log" 300 "${SNAP_MUST[@]}")
 result "API: the snapshot restores, the ticks go on from $first to 300" "$(tail -n 3 "$tmp/sb-off.r.log")"
 timeout 120 "$ACCORD" restore "$tmp/chain.snap" --name chain-r </dev/null >"$tmp/chain.r.log" 2>&1
-first=$(ticks_continue "$tmp/sb-off.r.log" "$tmp/chain.r.log" 300)
+first=$(ticks_continue tick "$tmp/sb-off.r.log" "$tmp/chain.r.log" 300 "${SNAP_MUST[@]}")
 result "the snapshot of the restored VM restores: the ticks go on from $first to 300" "$(tail -n 3 "$tmp/chain.r.log")"
 
 # ---- the stock kernel with a disk, a counting loop ----
@@ -247,19 +187,7 @@ guest_booted "Linux with a virtio disk boots to init"
 sleep 1
 console_check "the guest writes its disk before the snapshot" \
 	'printf before-snapshot | dd of=/dev/vda bs=512 seek=8 conv=fsync 2>/dev/null; echo W$((1+1))' "^W2"
-console_send "i=0; s=0; while [ \$i -lt $N ]; do echo count \$i; s=\$((s+i)); i=\$((i+1)); sleep 0.02; done; echo done \$((s+0)) L\$((1+1))"
-if console_wait "^count 40" 120; then
-	tap_ok "the loop counts"
-else
-	tap_not_ok "the loop counts" "$(tail -n 3 "$log")"
-fi
-"$ACCORD" snapshot lin "$tmp/lin.snap" >"$tmp/lin.snap.log" 2>&1
-result "accord snapshot of Linux in the middle of the loop" "$(cat "$tmp/lin.snap.log")"
-kill -9 "$CONSOLE_PID"
-console_finish 5
-grep -q "^done" "$log"
-[ $? -ne 0 ]
-result "the loop had not finished when the VM was killed" "$(tail -n 2 "$log")"
+loop_snapshot "Linux"
 disk_sum=$(sha256sum <"$disk")
 
 # refused restores touch nothing: the disk image stays as it was
@@ -296,13 +224,7 @@ linux_restore() {
 		return
 	fi
 	tap_ok "$tag: the restored loop ends with done $SUM"
-	python3 - "$log" "$rlog" "$N" <<'EOF'
-import re, sys
-orig = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[1]).read(), re.M)]
-rest = [int(m) for m in re.findall(r'^count (\d+)\r?$', open(sys.argv[2]).read(), re.M)]
-n = int(sys.argv[3])
-sys.exit(0 if rest and rest[0] >= 40 and rest[0] - 1 in orig and rest == list(range(rest[0], n)) else 1)
-EOF
+	loop_continues "$rlog"
 	result "$tag: the counter goes on from where the snapshot was, one by one to $((N - 1))" \
 		"$(grep -m 3 '^count' "$rlog")"
 	console_check "$tag: the guest reads what it wrote before the snapshot" \
@@ -322,14 +244,8 @@ linux_restore second
 # ---- virtio-net on user-mode networking: the backend is made again ----
 IMG=build/guest-image-net
 guest_image "snapshots of Linux with virtio-net" "virtio_pci virtio_net"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 nlog=$tmp/net.log
-console_start "$nlog" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
-	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name net \
-	--net "user,hostfwd=tcp:127.0.0.1:$port-:8080"
-pids+=("$CONSOLE_PID")
-guest_booted "Linux with virtio-net boots to init"
-sleep 1
+net_guest_start net "$nlog"
 console_check "net: DHCP from slirp, and an httpd behind hostfwd" \
 	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; mkdir -p /www && echo token-$((6*7)) >/www/t && httpd -p 8080 -h /www && echo N$((1+1)) $(ifconfig eth0 | grep -o "inet addr:[0-9.]*")' \
 	"^N2 inet addr:10.0.2.15"

@@ -20,6 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
 . tests/lib/api.bash
+. tests/lib/snapshot.bash
 
 TICKER=build/api-guest/ticker.elf
 IMG=build/guest-image-net
@@ -123,15 +124,9 @@ WHY="status $rc: $(cat "$tmp/err")"
 
 # ---- Linux: virtio-net's MAC and filter, and the clock ----
 guest_image "snapshots of Linux with virtio-net" "virtio_pci virtio_net"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 NEWMAC=52:54:00:12:34:99
 log=$tmp/net.log
-console_start "$log" "$ACCORD" run --kernel "$IMG/vmlinuz" --initrd "$IMG/initrd.cpio.gz" \
-	--cmdline "console=ttyS0 panic=-1" --memory 256M --accel emu --name sn \
-	--net "user,hostfwd=tcp:127.0.0.1:$port-:8080"
-pids+=("$CONSOLE_PID")
-guest_booted "Linux with virtio-net boots to init"
-sleep 1
+net_guest_start sn "$log"
 console_check "DHCP, an httpd, then the MAC changed with ip link (and slirp told by an ARP request)" \
 	"udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; mkdir -p /www && echo token-\$((6*7)) >/www/t && httpd -p 8080 -h /www && ip link set dev eth0 address $NEWMAC && arping -c 1 -w 10 -I eth0 10.0.2.2 >/dev/null; echo M\$((1+1)) \$(cat /sys/class/net/eth0/address) \$(ifconfig eth0 | grep -o 'inet addr:[0-9.]*')" \
 	"^M2 $NEWMAC inet addr:10.0.2.15" 120

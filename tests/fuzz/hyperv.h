@@ -65,16 +65,22 @@ static inline void eom(void)
 	}
 }
 
-/* the VM and vCPU 0's SynIC */
-static inline void hvf_init(void)
+/* vCPU 0's SynIC: message and event pages, the VMBus SINT unmasked */
+static inline void hvf_synic_init(void)
 {
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0)
-		abort();
 	v0 = vm.vcpu[0];
 	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
 	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
 	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
 	hv_msr_write(v0, 0x40000080, 1);
+}
+
+/* the VM and vCPU 0's SynIC */
+static inline void hvf_init(void)
+{
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV) < 0)
+		abort();
+	hvf_synic_init();
 }
 
 struct in {
@@ -199,6 +205,21 @@ static inline void p_write(struct prog *p, uint64_t gpa, const uint8_t *d, unsig
 	}
 }
 
+/* GPADL ID on the channel: PAGES pages from GPA, in one header message */
+static inline void p_gpadl_create(struct prog *p, uint32_t id, uint64_t gpa, unsigned pages)
+{
+	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 8 };
+
+	fz_put32(m + 8, p_relid(p));
+	fz_put32(m + 12, id);
+	fz_put16(m + 16, 8 + 8 * pages);
+	fz_put16(m + 18, 1);
+	fz_put32(m + 20, pages * PAGE);
+	for (unsigned i = 0; i < pages; i++)
+		fz_put64(m + 28 + 8 * i, gpa / PAGE + i);
+	p_post(p, m, 28 + 8 * pages);
+}
+
 /* connect as Linux does at 5.3, ask for offers, make the GPADL, open */
 static inline void p_open(struct prog *p)
 {
@@ -210,16 +231,7 @@ static inline void p_open(struct prog *p)
 	memset(m, 0, sizeof(m));
 	m[0] = 3;
 	p_post(p, m, 8);
-	memset(m, 0, sizeof(m));
-	m[0] = 8;
-	fz_put32(m + 8, p_relid(p));
-	fz_put32(m + 12, p_gpadl(p));
-	fz_put16(m + 16, 8 + 8 * RING_PAGES);
-	fz_put16(m + 18, 1);
-	fz_put32(m + 20, RING_PAGES * PAGE);
-	for (unsigned i = 0; i < RING_PAGES; i++)
-		fz_put64(m + 28 + 8 * i, p_ring(p) / PAGE + i);
-	p_post(p, m, 28 + 8 * RING_PAGES);
+	p_gpadl_create(p, p_gpadl(p), p_ring(p), RING_PAGES);
 	memset(m, 0, sizeof(m));
 	m[0] = 5;
 	fz_put32(m + 8, p_relid(p));
@@ -254,6 +266,18 @@ static inline void p_packet(struct prog *p, uint16_t type, const uint8_t *extra,
 	pb(p, 2, 1);
 	pb(p, 0x100 + p_relid(p), 4);
 	pb(p, 3, 1);
+}
+
+/* a netvsc NVSP message (type and three u32s) in an in-band packet */
+static inline void p_nvsp(struct prog *p, uint32_t type, uint32_t a, uint32_t b, uint32_t c)
+{
+	uint8_t nv[40] = { 0 };
+
+	fz_put32(nv, type);
+	fz_put32(nv + 4, a);
+	fz_put32(nv + 8, b);
+	fz_put32(nv + 12, c);
+	p_packet(p, 6, nv, 0, nv, sizeof(nv));
 }
 
 #endif

@@ -84,32 +84,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define RX_GPA (AREA + 0x10000u)
 #define TX_GPA (AREA + 0x20000u)
 
-/* a buffer's GPADL on the NIC's channel */
-static void p_buffer(struct prog *p, uint32_t id, uint64_t gpa, unsigned pages)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 8 };
-
-	fz_put32(m + 8, 1);
-	fz_put32(m + 12, id);
-	fz_put16(m + 16, 8 + 8 * pages);
-	fz_put16(m + 18, 1);
-	fz_put32(m + 20, pages * PAGE);
-	for (unsigned i = 0; i < pages; i++)
-		fz_put64(m + 28 + 8 * i, gpa / PAGE + i);
-	p_post(p, m, 28 + 8 * pages);
-}
-
-static void p_nvsp(struct prog *p, uint32_t type, uint32_t a, uint32_t b, uint32_t c)
-{
-	uint8_t nv[40] = { 0 };
-
-	fz_put32(nv, type);
-	fz_put32(nv + 4, a);
-	fz_put32(nv + 8, b);
-	fz_put32(nv + 12, c);
-	p_packet(p, 6, nv, 0, nv, sizeof(nv));
-}
-
 /* an RNDIS message in send section 0 */
 static void p_rndis(struct prog *p, const uint8_t *m, uint32_t len)
 {
@@ -122,8 +96,8 @@ static void p_setup(struct prog *p)
 	uint8_t m[64] = { 2 };
 
 	p_open(p);
-	p_buffer(p, 0x2000, RX_GPA, 16);
-	p_buffer(p, 0x2001, TX_GPA, 4);
+	p_gpadl_create(p, 0x2000, RX_GPA, 16);
+	p_gpadl_create(p, 0x2001, TX_GPA, 4);
 	p_nvsp(p, 1, 0x60001, 0x60001, 0);
 	p_nvsp(p, 101, 0x2000, 0xcafe, 0);
 	p_nvsp(p, 104, 0x2001, 0, 0);

@@ -72,11 +72,7 @@ static void hv_machine_init(const char *img)
 	if (vm_create(&vm, RAM_SIZE, 1, &engine_emu, PERSONALITY_HYPERV) < 0 || !(vb = vmbus_create(&vm)) ||
 	    !netvsc_create(vb, &vm, io, &nb, mac) || !storvsc_create(vb, img, false) || !hv_util_create(vb, &vm, 0))
 		abort();
-	v0 = vm.vcpu[0];
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
+	hvf_synic_init();
 	snapshot_set_config(&vm, sizeof(hv_config) / sizeof(hv_config[0]), hv_config);
 }
 
@@ -166,32 +162,6 @@ static void seed_of(struct vm *m, const char *name, bool cuts)
 	close(fd);
 }
 
-/* a buffer's GPADL on the NIC's channel */
-static void p_buffer(struct prog *p, uint32_t id, uint64_t gpa, unsigned pages)
-{
-	uint8_t m[HV_MESSAGE_PAYLOAD_MAX] = { 8 };
-
-	fz_put32(m + 8, 1);
-	fz_put32(m + 12, id);
-	fz_put16(m + 16, 8 + 8 * pages);
-	fz_put16(m + 18, 1);
-	fz_put32(m + 20, pages * PAGE);
-	for (unsigned i = 0; i < pages; i++)
-		fz_put64(m + 28 + 8 * i, gpa / PAGE + i);
-	p_post(p, m, 28 + 8 * pages);
-}
-
-static void p_nvsp(struct prog *p, uint32_t type, uint32_t a, uint32_t b, uint32_t c)
-{
-	uint8_t nv[40] = { 0 };
-
-	fz_put32(nv, type);
-	fz_put32(nv + 4, a);
-	fz_put32(nv + 8, b);
-	fz_put32(nv + 12, c);
-	p_packet(p, 6, nv, 0, nv, sizeof(nv));
-}
-
 static void fuzz_seeds(void)
 {
 	/* a machine that did something: memory, a vCPU in long mode
@@ -213,8 +183,8 @@ static void fuzz_seeds(void)
 	struct prog p = { .gpadl = 0x1000 };
 	uint8_t m[64] = { 2 };
 	p_open(&p);
-	p_buffer(&p, 0x2000, AREA + 0x10000u, 16);
-	p_buffer(&p, 0x2001, AREA + 0x20000u, 4);
+	p_gpadl_create(&p, 0x2000, AREA + 0x10000u, 16);
+	p_gpadl_create(&p, 0x2001, AREA + 0x20000u, 4);
 	p_nvsp(&p, 1, 0x60001, 0x60001, 0);
 	p_nvsp(&p, 101, 0x2000, 0xcafe, 0);
 	p_nvsp(&p, 104, 0x2001, 0, 0);

@@ -2,8 +2,8 @@
 # guest-tap.bash). They use the caller's $tmp; the body of the last request
 # is $tmp/body.
 #
-#   COND; result NAME            a TAP line for the status of COND ($WHY
-#                                says why it failed)
+#   COND; result NAME [WHY]      a TAP line for the status of COND (WHY,
+#                                or else $WHY, says why it failed)
 #   wait_for SECONDS COMMAND...  until COMMAND succeeds (polling)
 #   gone PID                     true once process PID has ended
 #   api_request SOCKET METHOD PATH [curl args...]
@@ -19,7 +19,7 @@
 API_MAX_TIME=20
 
 result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${WHY:-}"; fi
+	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${2:-${WHY:-}}"; fi
 	WHY=
 }
 

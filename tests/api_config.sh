@@ -39,11 +39,12 @@ cli_line() {
 	"$ACCORD" run "$@" </dev/null 2>&1 >/dev/null | head -n 1 | sed 's/^accord: //'
 }
 
-# put NAME STATUS [REGEX] SOCKET PATH JSON: a PUT answered with STATUS (and
-# for errors a JSON error matching REGEX)
-put() {
-	local name=$1 want=$2 regex=$3 sock=$4 path=$5 json=$6 code
-	code=$(api "$sock" PUT "$path" -d "$json")
+# ask METHOD NAME STATUS [REGEX] SOCKET PATH [CURL ARGS...]: a request
+# answered with STATUS (and for errors a JSON error matching REGEX)
+ask() {
+	local method=$1 name=$2 want=$3 regex=$4 sock=$5 path=$6 code
+	shift 6
+	code=$(api "$sock" "$method" "$path" "$@")
 	WHY="got $code: $(head -c 300 "$tmp/body")"
 	if [ "$want" = 204 ]; then
 		[ "$code" = 204 ]
@@ -52,6 +53,9 @@ put() {
 	fi
 	result "$name"
 }
+
+# put NAME STATUS [REGEX] SOCKET PATH JSON
+put() { ask PUT "$1" "$2" "$3" "$4" "$5" -d "$6"; }
 
 # put_exact NAME STATUS LINE SOCKET PATH JSON: an error that is exactly LINE
 put_exact() {
@@ -62,19 +66,8 @@ put_exact() {
 	result "$name"
 }
 
-# del NAME STATUS [REGEX] SOCKET PATH: a DELETE answered with STATUS (and
-# for errors a JSON error matching REGEX)
-del() {
-	local name=$1 want=$2 regex=$3 sock=$4 path=$5 code
-	code=$(api "$sock" DELETE "$path")
-	WHY="got $code: $(head -c 300 "$tmp/body")"
-	if [ "$want" = 204 ]; then
-		[ "$code" = 204 ]
-	else
-		[ "$code" = "$want" ] && api_error | grep -qE -- "$regex"
-	fi
-	result "$name"
-}
+# del NAME STATUS [REGEX] SOCKET PATH
+del() { ask DELETE "$@"; }
 
 # free TCP ports on 127.0.0.1
 free_port() {

@@ -65,22 +65,13 @@ static void emu_mmio_write(void *opaque, uint64_t gpa, uint64_t val, int size)
 
 static uint32_t emu_pio_in(void *opaque, uint16_t port, int size)
 {
-	struct vcpu *v = opaque;
-	uint64_t val;
-	pthread_mutex_lock(&v->vm->io_lock);
-	bus_read(&v->vm->pio, port, size, &val);
-	pthread_mutex_unlock(&v->vm->io_lock);
-	return (uint32_t)val;
+	return vm_pio_in(opaque, port, size);
 }
 
 static void emu_pio_out(void *opaque, uint16_t port, uint32_t val, int size)
 {
 	struct vcpu *v = opaque;
-	if (vm_pio_out_vcpu(v, port, val, size))
-		return;
-	pthread_mutex_lock(&v->vm->io_lock);
-	bus_write(&v->vm->pio, port, val, size);
-	pthread_mutex_unlock(&v->vm->io_lock);
+	vm_pio_out(v, port, val, size);
 	if (v->vm->exit_reason)
 		emu_cpu(v)->stop_request = 1;
 }

@@ -1793,23 +1793,12 @@ static void step_mmio_write(void *opaque, uint64_t gpa, uint64_t val, int size)
 
 static uint32_t step_pio_in(void *opaque, uint16_t port, int size)
 {
-	struct vm *vm = ((struct kvm_vcpu_priv *)opaque)->v->vm;
-	uint64_t val = 0;
-	pthread_mutex_lock(&vm->io_lock);
-	bus_read(&vm->pio, port, size, &val);
-	pthread_mutex_unlock(&vm->io_lock);
-	return (uint32_t)val;
+	return vm_pio_in(((struct kvm_vcpu_priv *)opaque)->v, port, size);
 }
 
 static void step_pio_out(void *opaque, uint16_t port, uint32_t val, int size)
 {
-	struct kvm_vcpu_priv *p = opaque;
-	struct vm *vm = p->v->vm;
-	if (vm_pio_out_vcpu(p->v, port, val, size))
-		return;
-	pthread_mutex_lock(&vm->io_lock);
-	bus_write(&vm->pio, port, val, size);
-	pthread_mutex_unlock(&vm->io_lock);
+	vm_pio_out(((struct kvm_vcpu_priv *)opaque)->v, port, val, size);
 }
 
 /* the engine injects interrupts between KVM_RUNs, never inside a step */

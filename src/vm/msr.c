@@ -43,6 +43,25 @@ bool vm_pio_out_vcpu(struct vcpu *v, uint16_t port, uint32_t val, int size)
 	return false;
 }
 
+uint32_t vm_pio_in(struct vcpu *v, uint16_t port, int size)
+{
+	uint64_t val = 0;
+
+	pthread_mutex_lock(&v->vm->io_lock);
+	bus_read(&v->vm->pio, port, size, &val);
+	pthread_mutex_unlock(&v->vm->io_lock);
+	return (uint32_t)val;
+}
+
+void vm_pio_out(struct vcpu *v, uint16_t port, uint32_t val, int size)
+{
+	if (vm_pio_out_vcpu(v, port, val, size))
+		return;
+	pthread_mutex_lock(&v->vm->io_lock);
+	bus_write(&v->vm->pio, port, val, size);
+	pthread_mutex_unlock(&v->vm->io_lock);
+}
+
 void vm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
 {
 	const struct engine_ops *e = v->vm->engine;

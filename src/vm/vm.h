@@ -166,6 +166,11 @@ bool vm_msr_write(struct vcpu *v, uint32_t msr, uint64_t val);
  * device (the Hyper-V hypercall port). Both engines offer every OUT here
  * first, with no lock held; true means it was taken. */
 bool vm_pio_out_vcpu(struct vcpu *v, uint16_t port, uint32_t val, int size);
+/* one port access of vCPU v, as both engines make it when they run an IN
+ * or OUT themselves: an OUT goes to vm_pio_out_vcpu first, then to the
+ * device bus under io_lock */
+uint32_t vm_pio_in(struct vcpu *v, uint16_t port, int size);
+void vm_pio_out(struct vcpu *v, uint16_t port, uint32_t val, int size);
 /* the guest's TSC on this vCPU at VM time ns (vm_now_ns(), just read), and
  * its rate: what paravirtual clocks (kvmclock, the Hyper-V TSC page) tell
  * the guest to scale */

@@ -1010,7 +1010,7 @@ int main(void)
 	dup2(fileno(errlog), 2);
 
 	v0 = vm.vcpu[0];
-	synic_setup();
+	synic_setup(v0);
 	struct vmbus *vb = vmbus_create(&vm);
 	pthread_mutex_init(&tb.lock, NULL);
 	tb.nb.ops = &tb_ops;

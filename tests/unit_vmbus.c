@@ -1181,7 +1181,7 @@ int main(void)
 	dup2(fileno(errlog), 2);
 
 	v0 = vm.vcpu[0];
-	synic_setup();
+	synic_setup(v0);
 	vb = vmbus_create(&vm);
 	ok(vb != NULL, "vmbus_create plugs VMBus into the partition");
 	ok(storvsc_create(vb, img_path, false) != NULL, "a storvsc disk");

@@ -12,17 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dev/hyperv/hyperv.h"
-#include "dev/hyperv/vmbus.h"
-#include "vm/vm.h"
-
-#define PAGE 4096u
-
-/* the guest's SynIC pages and hypercall input page */
-#define SIMP_GPA 0xf00000u
-#define SIEFP_GPA 0xf01000u
-#define HC_INPUT_GPA 0xf02000u
-#define VMBUS_SINT 2
+#include "synic_guest.h"
 
 static struct vm vm;
 static struct vcpu *v0;
@@ -33,17 +23,9 @@ static inline uint8_t *gp(uint64_t gpa)
 	return vm_gpa(&vm, gpa, 1);
 }
 
-static inline void synic_setup(void)
-{
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
-}
-
 static inline uint8_t *msg_slot(void)
 {
-	return gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE);
+	return synic_msg_slot(v0);
 }
 
 /* the message in the VMBus slot, or NULL; taking it frees the slot and
@@ -57,9 +39,7 @@ static inline const uint8_t *next_msg(uint32_t *len)
 		return NULL;
 	*len = slot[4];
 	memcpy(copy, slot + 16, HV_MESSAGE_PAYLOAD_MAX);
-	vmbus_put32(slot, 0);
-	if (slot[5] & 1)
-		hv_msr_write(v0, 0x40000084, 0);
+	synic_msg_free(v0, slot);
 	return copy;
 }
 
@@ -80,14 +60,7 @@ static inline bool event_flag(uint32_t relid)
 
 static inline uint16_t post_msg(uint32_t conn, uint32_t type, const void *m, uint32_t len)
 {
-	uint8_t *in = gp(HC_INPUT_GPA);
-
-	vmbus_put32(in, conn);
-	vmbus_put32(in + 4, 0);
-	vmbus_put32(in + 8, type);
-	vmbus_put32(in + 12, len);
-	memcpy(in + 16, m, len);
-	return hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0) & 0xffff;
+	return synic_post(v0, conn, type, m, len);
 }
 
 static inline uint16_t post(uint32_t conn, const void *m, uint32_t len)

@@ -17,20 +17,13 @@
 #ifndef ACCORD_FUZZ_HYPERV_H
 #define ACCORD_FUZZ_HYPERV_H
 
-#include "dev/hyperv/hyperv.h"
-#include "dev/hyperv/vmbus.h"
-#include "vm/vm.h"
 #include "fuzz.h"
+#include "synic_guest.h"
 #include "testvm.h"
 
 #define RAM_SIZE (16u << 20)
-#define PAGE 4096u
 #define AREA 0x100000u
 #define AREA_SIZE 0x100000u
-#define SIMP_GPA 0xf00000u
-#define SIEFP_GPA 0xf01000u
-#define HC_INPUT_GPA 0xf02000u
-#define VMBUS_SINT 2
 
 static struct vm vm;
 static struct vcpu *v0;
@@ -42,37 +35,22 @@ static inline uint8_t *gp(uint64_t gpa, size_t len)
 
 static inline void post(uint32_t conn, const uint8_t *m, uint32_t len)
 {
-	uint8_t *in = gp(HC_INPUT_GPA, 16 + HV_MESSAGE_PAYLOAD_MAX);
-
-	fz_put32(in, conn);
-	fz_put32(in + 4, 0);
-	fz_put32(in + 8, 1);
-	fz_put32(in + 12, len);
-	memcpy(in + 16, m, len);
-	hv_hypercall_exec(v0, 0x5c, HC_INPUT_GPA, 0);
+	synic_post(v0, conn, 1, m, len);
 }
 
 static inline void eom(void)
 {
-	uint8_t *slot = gp(SIMP_GPA + VMBUS_SINT * HV_MESSAGE_SIZE, HV_MESSAGE_SIZE);
+	uint8_t *slot = synic_msg_slot(v0);
 
-	for (int i = 0; i < 64 && (slot[0] | slot[1] | slot[2] | slot[3]); i++) {
-		bool pending = slot[5] & 1;
-
-		memset(slot, 0, 4);
-		if (pending)
-			hv_msr_write(v0, 0x40000084, 0);
-	}
+	for (int i = 0; i < 64 && vmbus_get32(slot); i++)
+		synic_msg_free(v0, slot);
 }
 
-/* vCPU 0's SynIC: message and event pages, the VMBus SINT unmasked */
+/* vCPU 0's SynIC */
 static inline void hvf_synic_init(void)
 {
 	v0 = vm.vcpu[0];
-	hv_msr_write(v0, 0x40000083, SIMP_GPA | 1);
-	hv_msr_write(v0, 0x40000082, SIEFP_GPA | 1);
-	hv_msr_write(v0, 0x40000090 + VMBUS_SINT, 0xf3);
-	hv_msr_write(v0, 0x40000080, 1);
+	synic_setup(v0);
 }
 
 /* the VM and vCPU 0's SynIC */

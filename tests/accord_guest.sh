@@ -18,8 +18,7 @@ if [ ! -x "$ACCORD" ]; then
 fi
 
 load_known_deviations "accord:$ACCEL"
-disks=$(mktemp -d)
-trap 'rm -rf "$disks"' EXIT
+test_tmp
 
-guest_tap_run_all accord "$disks" "$ACCORD" run --kernel @KERNEL --debug-exit --accel "$ACCEL" @ARGS
+guest_tap_run_all accord "$tmp" "$ACCORD" run --kernel @KERNEL --debug-exit --accel "$ACCEL" @ARGS
 tap_summary

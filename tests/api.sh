@@ -17,13 +17,7 @@ cd "$(dirname "$0")/.."
 
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
-tmp=$(mktemp -d)
-cleanup() {
-	api_kill_pids
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-api_runtime_dir
+api_test_tmp
 
 is_json_error() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if isinstance(d.get("error"), str) and d["error"] else 1)' \

@@ -21,14 +21,10 @@ cd "$(dirname "$0")/.."
 
 TICKER=build/api-guest/ticker.elf
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
-tmp=$(mktemp -d)
 cleanup() {
-	api_kill_pids
 	[ -n "${holder:-}" ] && kill "$holder" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-api_runtime_dir
+api_test_tmp cleanup
 API_MAX_TIME=60
 
 api_error() { jq_ 'd["error"]'; }

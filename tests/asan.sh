@@ -19,8 +19,7 @@ SAN_REPORT='ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ASan'
 ACCORD=build/asan/accord
 IMG=build/guest-image
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-600}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 if make -s -j2 asan >"$tmp/build.log" 2>&1; then
 	tap_ok "make asan"

@@ -10,8 +10,7 @@ cd "$(dirname "$0")/.."
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 IMG=build/guest-image
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 guest_image_default "boot linux"
 release=$(cat "$IMG/kernel.release")

@@ -17,8 +17,7 @@ cd "$(dirname "$0")/.."
 
 ACCORD=${ACCORD:-build/accord}
 QEMU=qemu-system-x86_64
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 if [ ! -x "$ACCORD" ]; then
 	tap_not_ok "certify" "$ACCORD is missing (make all)"

@@ -7,8 +7,7 @@ cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 
 ACCORD=${ACCORD:-build/accord}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 kernel=$(tests/stock-kernel.sh)
 

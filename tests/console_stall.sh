@@ -11,13 +11,11 @@ cd "$(dirname "$0")/.."
 
 ACCORD=${ACCORD:-build/accord}
 COUNT=400000
-tmp=$(mktemp -d)
 holder=
 cleanup() {
 	[ -n "$holder" ] && kill "$holder" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
+test_tmp cleanup
 
 tests/lib/tiny-multiboot.py "$tmp/chatty.mb" "$COUNT" "Kernel panic - not syncing: console stall test"
 

@@ -12,13 +12,11 @@ cd "$(dirname "$0")/.."
 
 ACCORD=${ACCORD:-build/accord}
 TICKER=build/api-guest/ticker.elf
-tmp=$(mktemp -d)
 pid=
 cleanup() {
 	[ -z "$pid" ] || kill -9 "$pid" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
+test_tmp cleanup
 api_runtime_dir
 name=flood-$$
 sock=$SOCKDIR/$name.sock

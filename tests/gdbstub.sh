@@ -14,13 +14,11 @@ ACCORD=${ACCORD:-build/accord}
 QEMU=${QEMU:-qemu-system-x86_64}
 KERNEL=build/guest/smoke.elf
 SYMS=build/guest/smoke.elf64
-tmp=$(mktemp -d)
 apid=""
 cleanup() {
 	[ -z "$apid" ] || kill "$apid" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
+test_tmp cleanup
 
 for f in "$ACCORD" "$KERNEL" "$SYMS"; do
 	if [ ! -e "$f" ]; then

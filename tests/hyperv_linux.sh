@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 guest_image_default "hyperv linux"
 

@@ -23,15 +23,13 @@ IMG=build/guest-image-hvnet
 MAC=52:41:43:aa:cc:01
 MAC_TAP=52:41:43:aa:cc:02
 NIC_CLASS=f8615163-df3e-46c5-913f-f2d2f965ed0e
-tmp=$(mktemp -d)
 http_pid=
 tap_if=
 cleanup() {
 	[ -z "$http_pid" ] || kill "$http_pid" 2>/dev/null
 	[ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
+test_tmp cleanup
 
 guest_image "netvsc in the guest" "hv_vmbus hv_netvsc"
 

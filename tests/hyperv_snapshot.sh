@@ -28,14 +28,7 @@ cd "$(dirname "$0")/.."
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 HVK=build/guest/hyperv.elf
 IMG=build/guest-image-hvsnap
-tmp=$(mktemp -d)
-# the VMs' API sockets live here, away from other tests' VMs
-export XDG_RUNTIME_DIR=$tmp
-cleanup() {
-	api_kill_pids
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+api_test_tmp
 # the test kernel's checks passed, the TSC page and the counter MSR agreeing
 SNAP_MUST=("PASS hyperv.ticks" "failed=0")
 

@@ -24,8 +24,7 @@ SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
 HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
 TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
 KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 guest_image "storvsc in the guest" "hv_vmbus hv_storvsc sd_mod hv_utils" mke2fs
 

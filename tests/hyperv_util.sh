@@ -33,8 +33,7 @@ KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 # a generous bound for "the guest's clock agrees with the host's": the
 # point is 2001 against now, not precision
 CLOCK_SLACK=120
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 guest_image "integration services in the guest" "hv_vmbus hv_utils" "hv_kvp_daemon phc_ctl"
 

@@ -25,8 +25,7 @@ cd "$(dirname "$0")/.."
 
 ACCORD=${ACCORD:-build/accord}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-300}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 # Differences between kvm and emu that the SDM allows, as "kernel/test" →
 # reason; a listed test that differs is reported as TODO with the reason.

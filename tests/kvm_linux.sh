@@ -19,8 +19,7 @@ cd "$(dirname "$0")/.."
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-1800}
 IMG=build/guest-image-virtio
 MIB=1048576
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 if ! err=$("$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null) &&
 	[[ $err == "accord: --accel kvm: "* ]]; then

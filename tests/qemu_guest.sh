@@ -13,8 +13,7 @@ QEMU=${QEMU:-qemu-system-x86_64}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-120}
 
 load_known_deviations qemu:tcg
-disks=$(mktemp -d)
-trap 'rm -rf "$disks"' EXIT
+test_tmp
 
 if ! command -v "$QEMU" >/dev/null; then
 	tap_skip "qemu_guest" "$QEMU is not installed"
@@ -22,6 +21,6 @@ if ! command -v "$QEMU" >/dev/null; then
 	exit 0
 fi
 
-guest_tap_run_all qemu "$disks" "$QEMU" -accel tcg -kernel @KERNEL @ARGS \
+guest_tap_run_all qemu "$tmp" "$QEMU" -accel tcg -kernel @KERNEL @ARGS \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -display none -monitor none -no-reboot -m 128
 tap_summary

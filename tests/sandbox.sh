@@ -10,13 +10,11 @@ cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
 
 ACCORD=${ACCORD:-build/accord}
-tmp=$(mktemp -d)
 pid=
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
+test_tmp cleanup
 
 tests/lib/tiny-multiboot.py "$tmp/idle.mb" 0 "idle guest ready"
 

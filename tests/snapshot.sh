@@ -28,14 +28,7 @@ cd "$(dirname "$0")/.."
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 TICKER=build/api-guest/ticker.elf
 IMG=build/guest-image-virtio
-tmp=$(mktemp -d)
-# the VMs' API sockets live here, away from other tests' VMs
-export XDG_RUNTIME_DIR=$tmp
-cleanup() {
-	api_kill_pids
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+api_test_tmp
 SNAP_MUST=("PASS ticker.ticks")
 
 # ticker_round_trip ACCEL CPUS: snapshot a ticking VM, kill it, restore
@@ -123,7 +116,7 @@ result "accord snapshot of no such VM: status 6, no file left" "status $rc: $(ca
 
 # ---- the API: PUT /vm/snapshot ----
 api() {
-	curl -s -o "$tmp/api.body" -w '%{http_code}' --unix-socket "$tmp/accord/$1.sock" -X PUT \
+	curl -s -o "$tmp/api.body" -w '%{http_code}' --unix-socket "$SOCKDIR/$1.sock" -X PUT \
 		-H 'Content-Type: application/json' --data "$2" http://localhost/vm/snapshot
 }
 "$ACCORD" run --kernel "$TICKER" --accel emu --memory 64M --name sb-on --cmdline "ticker.count=100000" \

@@ -26,14 +26,7 @@ TICKER=build/api-guest/ticker.elf
 IMG=build/guest-image-net
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 GAP=${GAP:-8}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	api_kill_pids
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-api_runtime_dir
+api_test_tmp
 
 # 0 while the console log is not there yet
 ticks() { cat "$1" 2>/dev/null | grep -c '^tick '; }

@@ -16,8 +16,7 @@ cd "$(dirname "$0")/.."
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-virtio
 MIB=1048576
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 guest_image "virtio-blk in the guest" "virtio_pci virtio_blk" "mke2fs"
 

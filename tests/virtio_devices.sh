@@ -20,8 +20,7 @@ cd "$(dirname "$0")/.."
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 IMG=build/guest-image-virtio-devices
 MIB=1048576
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 no_virtio_errors() {
 	local log=$1 what=$2

@@ -32,7 +32,6 @@ MAC_USER=52:41:43:aa:bb:01
 MAC_TAP=52:41:43:aa:bb:02
 MAC_NEW=52:41:43:aa:bb:77
 DNS_NAME=accord-dns-test.example
-tmp=$(mktemp -d)
 http_pid=
 tap_http_pid=
 dns_pid=
@@ -42,9 +41,8 @@ cleanup() {
 	[ -z "$tap_http_pid" ] || kill "$tap_http_pid" 2>/dev/null
 	[ -z "$dns_pid" ] || kill "$dns_pid" 2>/dev/null
 	[ -z "$tap_if" ] || ip link del "$tap_if" 2>/dev/null
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
+test_tmp cleanup
 
 guest_image "virtio-net in the guest" "virtio_pci virtio_net"
 

@@ -10,8 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/guest-tap.bash
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+test_tmp
 
 if make -s -j2 fuzz >"$tmp/build.log" 2>&1; then
 	tap_ok "build the harnesses (clang, libFuzzer, ASan, UBSan)"

@@ -15,6 +15,9 @@
 #                                $tmp/body (d)
 #   api_runtime_dir              every socket of the test under $tmp/run
 #   api_kill_pids                kill -9 the processes in $pids
+#   api_test_tmp [FUNCTION...]   test_tmp and api_runtime_dir, the
+#                                processes in $pids killed at exit before
+#                                the FUNCTIONs run
 
 API_MAX_TIME=20
 
@@ -59,10 +62,14 @@ api_runtime_dir() {
 	SOCKDIR=$XDG_RUNTIME_DIR/accord
 }
 
-# pids: the processes a test started and its cleanup ends with
-# api_kill_pids
+# pids: the processes a test started; api_test_tmp kills them at exit
 pids=()
 api_kill_pids() {
 	local p
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+}
+
+api_test_tmp() {
+	test_tmp api_kill_pids "$@"
+	api_runtime_dir
 }

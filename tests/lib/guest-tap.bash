@@ -241,6 +241,21 @@ guest_tap_run_all() {
 	done
 }
 
+# test_tmp [FUNCTION...]: $tmp, the test's scratch directory; at exit the
+# FUNCTIONs (the test's own clean-up: processes it started, interfaces)
+# run, then $tmp is removed
+test_tmp() {
+	tmp=$(mktemp -d)
+	TEST_CLEANUP=("$@")
+	trap test_exit EXIT
+}
+
+test_exit() {
+	local f
+	for f in "${TEST_CLEANUP[@]}"; do "$f"; done
+	rm -rf "$tmp"
+}
+
 tap_summary() {
 	echo "1..$TAP_N"
 	echo "$TAP_PASSED passed, $TAP_FAILED failed, $TAP_SKIPPED skipped"

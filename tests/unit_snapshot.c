@@ -5,16 +5,22 @@
  * state and device registers; it holds only the pages written. Damaged
  * files (every truncation up to the first sections, flipped bits, another
  * version or magic, and well-framed files with a valid checksum but bad
- * contents) are refused, and a machine of another shape refuses to load. */
+ * contents) are refused, and a machine of another shape refuses to load.
+ * A VM whose state forbids a snapshot (a hot-removed VMBus disk) is
+ * refused as such: SNAP_REFUSED, and 409 with the reason from the control
+ * API's PUT /vm/snapshot (a failed write is 500). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "api/api.h"
 #include "dev/dev.h"
 #include "dev/hyperv/hyperv.h"
 #include "dev/hyperv/vmbus.h"
@@ -22,6 +28,7 @@
 #include "dev/virtio/virtio.h"
 #include "engine/engine.h"
 #include "tap.h"
+#include "vm/machine.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 
@@ -181,6 +188,82 @@ static size_t find_section(const uint8_t *p, size_t n, uint32_t t)
 		off += 16 + ((len + 7) & ~7ull);
 	}
 	return 0;
+}
+
+/* PUT PATH with BODY on the API socket SOCK: the reply's status, its
+ * body in reply */
+static int api_put(const char *sock, const char *path, const char *body, char *reply, size_t cap)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char req[512], buf[4096];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), status = -1;
+	size_t got = 0;
+	ssize_t r;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	int len = snprintf(req, sizeof(req), "PUT %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+			   path, strlen(body), body);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || write(fd, req, (size_t)len) != len) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while (got < sizeof(buf) - 1 && (r = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	buf[got] = 0;
+	char *sep = strstr(buf, "\r\n\r\n");
+	if (sscanf(buf, "HTTP/1.1 %d", &status) != 1 || !sep)
+		return -1;
+	sep[strcspn(sep + 4, "\n") + 4] = 0;
+	snprintf(reply, cap, "%s", sep + 4);
+	return status;
+}
+
+/* a hyperv VM with a storvsc disk that was hot-removed: its state, not the
+ * host, forbids the snapshot */
+static void refused_snapshot(void)
+{
+	static struct vm vm;
+	static struct machine m;
+	static char *const cfg[] = { "--kernel", "/k", "--memory", "16M", "--personality", "hyperv" };
+	char dir[] = "/tmp/accord-unit-snapshot-XXXXXX", img[64], sock[64], body[160], file[64], reply[1024],
+	     err[320] = "";
+	struct vmbus *vb = NULL;
+	struct storvsc *disk = NULL;
+	int fd = -1;
+
+	bool made = mkdtemp(dir) != NULL;
+	snprintf(img, sizeof(img), "%s/disk.img", dir);
+	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
+	snprintf(file, sizeof(file), "%s/vm.snap", dir);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", file);
+	made = made && (fd = open(img, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0 && ftruncate(fd, 1 << 20) == 0 &&
+	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV) == 0 && (vb = vmbus_create(&vm)) &&
+	       (disk = storvsc_create(vb, img, false));
+	if (fd >= 0)
+		close(fd);
+	ok(made, "a hyperv machine with a storvsc disk");
+	if (!made)
+		return;
+	snapshot_set_config(&vm, sizeof(cfg) / sizeof(cfg[0]), cfg);
+	storvsc_remove(disk);
+	fd = memfd_create("refused", 0);
+	int rc = snapshot_write(&vm, fd, err, sizeof(err));
+	close(fd);
+	ok(rc == SNAP_REFUSED && strstr(err, "hot-removed"), "the disk hot-removed: snapshot_write refuses (%d): %s",
+	   rc, err);
+
+	machine_config_init(&m.cfg);
+	m.vm = &vm;
+	vm_start_paused(&vm);
+	int status = api_start(&m, "refused", sock) == 0 ? api_put(sock, "/vm/snapshot", body, reply, sizeof(reply)) : -1;
+	ok(status == 409 && strstr(reply, "hot-removed"),
+	   "PUT /vm/snapshot of that VM: 409 with the reason, not 500 like a failed write (%d %s)", status, reply);
+	ok(access(file, F_OK) < 0 && access(strcat(file, ".tmp"), F_OK) < 0, "and no snapshot file is left");
+	api_stop();
+	unlink(img);
+	rmdir(dir);
 }
 
 int main(void)
@@ -374,6 +457,7 @@ int main(void)
 		   "a kvm-personality machine refuses it: %s", err);
 		free(hs);
 	}
+	refused_snapshot();
 	free(c);
 	free(snap);
 	printf("1..%d\n%d passed, %d failed\n", n_test, n_pass, n_fail);

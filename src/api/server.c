@@ -1017,7 +1017,7 @@ static int do_snapshot(const struct http_request *req, int *passed_fd, int *end,
 		vm_resume(vm);
 	if (rc < 0) {
 		snprintf(err, errlen, "%s", why);
-		return 500;
+		return rc == SNAP_REFUSED ? 409 : 500;
 	}
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "path", json_object_new_string(path));

@@ -291,8 +291,11 @@ int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen)
 			instance += !strcmp(vm->snap_hooks[j].name, h->name);
 		b.len = 0;
 		snap_put(&b, h->name, SNAP_NAME_LEN);
-		if (h->save(h->opaque, &b, err, errlen) < 0)
+		int saved = h->save(h->opaque, &b, err, errlen);
+		if (saved < 0) {
+			rc = saved == SNAP_REFUSED ? SNAP_REFUSED : -1;
 			goto out;
+		}
 		if (b.failed) {
 			fail(err, errlen, "out of memory");
 			goto out;

@@ -71,10 +71,12 @@ static inline bool snap_bool_ok(const bool *b)
 
 /* A device's part of a snapshot. save runs with every vCPU paused and
  * vm->io_lock held: 0, or -1 with why in err (the snapshot is not
- * written). load runs before any vCPU runs, on a machine made from the
+ * written), or SNAP_REFUSED with why when it is the VM's state, not a
+ * failure, that forbids the snapshot (a hot-removed device). load runs before any vCPU runs, on a machine made from the
  * same configuration: 0, or -1 with why in err when the bytes cannot be
  * this device's state (nothing of the device is changed then); under
  * vm->io_lock too, as the devices' own threads may already run. */
+#define SNAP_REFUSED (-2)
 typedef int (*snap_save_fn)(void *opaque, struct snap_buf *b, char *err, size_t errlen);
 typedef int (*snap_load_fn)(void *opaque, struct snap_rd *r, char *err, size_t errlen);
 struct snap_hook {
@@ -92,7 +94,8 @@ void snapshot_set_config(struct vm *vm, int argc, char *const *argv);
 
 /* Write the snapshot of a paused VM to fd (from its start; the caller
  * made it and renames it into place). The disks are flushed first; the
- * header records vm->snap_paused. 0, or -1 with one line of why in err. */
+ * header records vm->snap_paused. 0, or -1 with one line of why in err,
+ * or SNAP_REFUSED (a device's save said so) with its why. */
 int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen);
 
 /* a snapshot read and checked: the header, the sections' framing, the

@@ -573,7 +573,7 @@ static int stor_save(void *opaque, struct snap_buf *b, char *err, size_t n)
 
 	if (!s->disk) {
 		snprintf(err, n, "a removed storvsc disk cannot be saved");
-		return -1;
+		return SNAP_REFUSED;
 	}
 	if (!s->disk->ro && disk_flush(s->disk) < 0) {
 		snprintf(err, n, "cannot flush the disk %s", s->disk->name);

@@ -728,7 +728,7 @@ static int vmbus_save(void *opaque, struct snap_buf *b, char *err, size_t n)
 			snprintf(err, n, "VMBus channel %u was hot-removed (rescinded): a VM with a removed device cannot be saved",
 				 vb->chan[i]->relid);
 			pthread_mutex_unlock(&vb->lock);
-			return -1;
+			return SNAP_REFUSED;
 		}
 	}
 	u32[0] = SNAP_VMBUS_VERSION;

@@ -770,7 +770,8 @@ static void test_snapshot(void)
 	put32_at(&s[1], goff + 4 + 4, 9, "vmbus", "a GPADL of a channel that does not exist");
 	put32_at(&s[1], goff + 4 + 27 + 8, 0x100000, "vmbus", "a GPADL page outside guest RAM");
 	put32_at(&s[1], goff + 4 + 8, 1, "vmbus", "a GPADL shorter than its ranges");
-	put32_at(&s[2], 0, 2, "netvsc", "section version 2");
+	put32_at(&s[2], 0, 3, "netvsc", "section version 3");
+	put32_at(&s[2], 0, 0, "netvsc", "section version 0");
 	put32_at(&s[2], 4, 0x12345, "netvsc", "an NVSP version never offered");
 	put32_at(&s[2], 20, 65537, "netvsc", "65537 receive sections");
 	put32_at(&s[2], 20, vmbus_get32(s[2].p + 20) + 1, "netvsc", "more receive sections than its GPADL holds");
@@ -799,6 +800,97 @@ static void test_snapshot(void)
 	ok(good, "snapshot: the machine goes back to the snapshot");
 	for (int i = 0; i < 3; i++)
 		free(s[i].p);
+	free(ram);
+}
+
+/* Frames the backend delivered while the guest held every receive
+ * section are in the netvsc section: after going back to the snapshot
+ * they reach the guest, in order, as it gives sections back. A section
+ * of version 1 (before they were kept) loads, with none. */
+static void test_snapshot_queued(void)
+{
+	static const char *const names[] = { "hyperv", "vmbus", "netvsc" };
+	enum { NSEC = RX_PAGES * PAGE / RX_SECTION, NQ = 3, FLEN = 200 };
+	static struct xfer held[NSEC], y;
+	static uint8_t f[NQ][FLEN];
+	struct sec_buf s[3] = { 0 };
+	uint8_t *ram = malloc(RAM_SIZE), *v1 = NULL;
+	char err[200] = "";
+	bool good = ram != NULL;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < NSEC && good; i++) {
+		frame_fill(f[0], FLEN, mac, 100 + i);
+		good = rx_one(f[0], FLEN, &held[i], false);
+	}
+	for (unsigned k = 0; k < NQ && good; k++) {
+		frame_fill(f[k], FLEN, mac, 200 + k);
+		host_frame(f[k], FLEN);
+	}
+	good = good && !host_xfer(&y, 200);
+	ok(good, "snapshot: the guest holds all %u receive sections, %u frames wait for one", NSEC, NQ);
+	if (!good)
+		goto out;
+	memcpy(ram, vm.ram, RAM_SIZE);
+	for (int i = 0; i < 3; i++)
+		good &= sh_save(&vm, names[i], &s[i], err, sizeof(err)) == 0;
+	size_t qoff = good ? s[2].len - NQ * (4 + FLEN) - 4 : 0;
+	ok(good && vmbus_get32(s[2].p + qoff) == NQ && vmbus_get32(s[2].p + qoff + 4) == FLEN &&
+		   !memcmp(s[2].p + qoff + 8, f[0], FLEN),
+	   "snapshot: the netvsc section holds the %u waiting frames", NQ);
+	if (!good)
+		goto out;
+	ok(sh_truncations_refused(&vm, "netvsc", &s[2]), "snapshot: each of the %zu truncations of it is refused",
+	   s[2].len);
+	put32_at(&s[2], qoff, NET_RXQ_HARD + 1, "netvsc", "more queued frames than the queue holds");
+	put32_at(&s[2], qoff + 4, 13, "netvsc", "a queued frame shorter than an Ethernet header");
+	put32_at(&s[2], qoff + 4, FLEN + 1, "netvsc", "a queued frame longer than its bytes");
+
+	/* the guest goes on and takes them; then back to the snapshot */
+	for (unsigned i = 0; i < NSEC; i++)
+		rx_done(held[i].tid);
+	for (unsigned k = 0; k < NQ && host_xfer(&y, 3000); k++, n++)
+		rx_done(y.tid);
+	memcpy(vm.ram, ram, RAM_SIZE);
+	for (int i = 0; i < 3; i++)
+		good &= sh_load(&vm, names[i], s[i].p, s[i].len, err, sizeof(err)) == 0;
+	ok(good && n == NQ && !host_xfer(&y, 200), "snapshot: back to it, the guest holds every section again%s%s",
+	   good ? "" : ": ", good ? "" : err);
+
+	/* it gives one back, then the rest: the frames come in order */
+	n = 0;
+	rx_done(held[0].tid);
+	for (unsigned k = 0; k < NQ; k++) {
+		if (!host_xfer(&y, 3000) || y.count != 44 + FLEN || memcmp(y.msg + 44, f[k], FLEN))
+			break;
+		n++;
+		rx_done(y.tid);
+		if (k == 0)
+			for (unsigned i = 1; i < NSEC; i++)
+				rx_done(held[i].tid);
+	}
+	ok(n == NQ, "the restored NIC delivers the %u frames that waited at the snapshot, in order, byte for byte "
+	   "(%u did)", NQ, n);
+
+	/* version 1: the same state without the frames */
+	v1 = malloc(qoff);
+	good = v1 != NULL;
+	if (good) {
+		memcpy(v1, s[2].p, qoff);
+		vmbus_put32(v1, 1);
+		memcpy(vm.ram, ram, RAM_SIZE);
+		for (int i = 0; i < 2; i++)
+			good &= sh_load(&vm, names[i], s[i].p, s[i].len, err, sizeof(err)) == 0;
+		good &= sh_load(&vm, "netvsc", v1, qoff, err, sizeof(err)) == 0;
+		for (unsigned i = 0; good && i < NSEC; i++)
+			rx_done(held[i].tid);
+	}
+	ok(good && !host_xfer(&y, 300), "snapshot: a version 1 netvsc section loads, with no frames waiting%s%s",
+	   good ? "" : ": ", good ? "" : err);
+out:
+	for (int i = 0; i < 3; i++)
+		free(s[i].p);
+	free(v1);
 	free(ram);
 }
 
@@ -1027,6 +1119,7 @@ int main(void)
 		test_flow();
 		test_link();
 		test_snapshot();
+		test_snapshot_queued();
 		test_hostile();
 		test_teardown();
 	}

@@ -899,13 +899,16 @@ static const struct vmbus_dev_ops nv_ops = { .notify = nv_notify, .close = nv_cl
 
 /* ---- snapshots ---- */
 
-#define SNAP_NETVSC_VERSION 1
+/* 2 added the frames waiting for a receive section; a section of
+ * version 1 loads with none */
+#define SNAP_NETVSC_VERSION 2
 
 /* NVSP and RNDIS state, the buffers' GPADLs and which receive sections
  * the guest still holds (announced, not completed: their packets are in
- * its ring), the replies waiting for a section. Frames the backend
- * delivered but no section took yet are not kept: a restored VM's
- * backend starts afresh, and they count as dropped. */
+ * its ring), the replies waiting for a section, and the frames the
+ * backend delivered that no section took yet (each: u32 length, the
+ * bytes): a guest that held every section at the snapshot gets them when
+ * it gives sections back, as it would have without the snapshot. */
 static int nv_save(void *opaque, struct snap_buf *b, char *err, size_t errlen)
 {
 	struct netvsc *n = opaque;
@@ -925,12 +928,59 @@ static int nv_save(void *opaque, struct snap_buf *b, char *err, size_t errlen)
 	}
 	pthread_mutex_lock(&n->rxq.lock);
 	snap_put(b, &n->c, sizeof(n->c));
-	pthread_mutex_unlock(&n->rxq.lock);
 	if (n->rx_ok) {
 		snap_put(b, &n->rx_nfree, 4);
 		snap_put(b, n->rx_free, (size_t)n->rx_nfree * 4);
 	}
+	snap_put(b, &n->rxq.len, 4);
+	for (const struct net_rx_frame *f = n->rxq.head; f; f = f->next) {
+		uint32_t len = (uint32_t)f->len;
+
+		snap_put(b, &len, 4);
+		snap_put(b, f->data, f->len);
+	}
+	pthread_mutex_unlock(&n->rxq.lock);
 	return 0;
+}
+
+/* the queued frames of a section: at most what the queue holds, each as
+ * port_receive would have queued it; NULL, or why not (the frames read
+ * so far are in the list) */
+static const char *nv_load_frames(struct snap_rd *r, struct net_rx_frame **head, struct net_rx_frame **tail,
+				  uint32_t *count)
+{
+	if (!snap_get(r, count, 4) || *count > NET_RXQ_HARD)
+		return "bad queued frames";
+	for (uint32_t i = 0; i < *count; i++) {
+		uint32_t len;
+		struct net_rx_frame *f;
+
+		if (!snap_get(r, &len, 4) || len < ETH_HLEN || len > NET_MAX_FRAME)
+			return "bad queued frames";
+		if (!(f = malloc(sizeof(*f) + len)))
+			return "out of memory";
+		f->next = NULL;
+		f->o = (struct net_offload){ 0 };
+		f->len = len;
+		if (*tail)
+			(*tail)->next = f;
+		else
+			*head = f;
+		*tail = f;
+		if (!snap_get(r, f->data, len))
+			return "bad queued frames";
+	}
+	return NULL;
+}
+
+static void nv_free_frames(struct net_rx_frame *f)
+{
+	while (f) {
+		struct net_rx_frame *next = f->next;
+
+		free(f);
+		f = next;
+	}
 }
 
 /* sections of a buffer GPADL as nvsp_buffer cuts them, or 0 when the
@@ -949,8 +999,10 @@ static uint64_t nv_sections(struct netvsc *n, uint32_t gpadl, uint32_t section, 
 static int nv_load(void *opaque, struct snap_rd *r, char *err, size_t errlen)
 {
 	struct netvsc *n = opaque;
-	uint32_t u32[9], ctrl_len, nfree = 0, *rx_free = NULL;
+	uint32_t u32[9], ctrl_len, nfree = 0, *rx_free = NULL, nframes = 0;
 	uint8_t mac[6], flags[4], *busy = NULL;
+	struct net_rx_frame *frames = NULL, *last = NULL;
+	uint64_t one = 1;
 	struct ctrl_msg *ctrl = calloc(CTRLQ_LEN, sizeof(*ctrl));
 	struct netvsc_counters c;
 	uint64_t have;
@@ -959,7 +1011,7 @@ static int nv_load(void *opaque, struct snap_rd *r, char *err, size_t errlen)
 
 	if (!ctrl)
 		goto bad;
-	if (!snap_get(r, u32, sizeof(u32)) || u32[0] != SNAP_NETVSC_VERSION) {
+	if (!snap_get(r, u32, sizeof(u32)) || !u32[0] || u32[0] > SNAP_NETVSC_VERSION) {
 		why = "another version";
 		goto bad;
 	}
@@ -1001,6 +1053,8 @@ static int nv_load(void *opaque, struct snap_rd *r, char *err, size_t errlen)
 	if ((!flags[1] && u32[6]) ||
 	    (flags[1] && (!u32[6] || ((have = nv_sections(n, u32[3], TX_SECTION, UINT32_MAX)) && have != u32[6]))))
 		goto bad;
+	if (u32[0] >= 2 && (why = nv_load_frames(r, &frames, &last, &nframes)))
+		goto bad;
 
 	free(n->rx_free);
 	free(n->rx_busy);
@@ -1023,9 +1077,18 @@ static int nv_load(void *opaque, struct snap_rd *r, char *err, size_t errlen)
 	memcpy(n->ctrlq, ctrl, sizeof(n->ctrlq));
 	n->ctrl_head = 0;
 	n->ctrl_len = ctrl_len;
+	/* the queue is the snapshot's: what a new backend delivered before
+	 * the load goes, as frames do when the guest closes the channel */
+	net_rxq_drop_all(&n->rxq, n->nb, &n->c.rx_dropped);
 	pthread_mutex_lock(&n->rxq.lock);
 	n->c = c;
+	n->rxq.head = frames;
+	n->rxq.tail = last;
+	n->rxq.len = nframes;
 	pthread_mutex_unlock(&n->rxq.lock);
+	/* the I/O thread moves them once the guest has a section free */
+	if (frames && write(n->rxq.kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		perror("accord: netvsc");
 	free(ctrl);
 	return 0;
 bad:
@@ -1033,6 +1096,7 @@ bad:
 	free(ctrl);
 	free(rx_free);
 	free(busy);
+	nv_free_frames(frames);
 	return -1;
 }
 

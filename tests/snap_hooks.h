@@ -20,7 +20,7 @@ struct sec_buf {
 };
 
 /* the hook of section NAME, err cleared; NULL with why in err */
-static struct snap_hook *sh_find(struct vm *vm, const char *name, char *err, size_t n)
+static inline struct snap_hook *sh_find(struct vm *vm, const char *name, char *err, size_t n)
 {
 	err[0] = 0;
 	for (int i = 0; i < vm->nsnap_hooks; i++)
@@ -32,7 +32,7 @@ static struct snap_hook *sh_find(struct vm *vm, const char *name, char *err, siz
 
 /* the device's bytes (without the name snapshot_write puts first); 0, or
  * -1 with why in err */
-static int sh_save(struct vm *vm, const char *name, struct sec_buf *out, char *err, size_t n)
+static inline int sh_save(struct vm *vm, const char *name, struct sec_buf *out, char *err, size_t n)
 {
 	struct snap_hook *h = sh_find(vm, name, err, n);
 	struct snap_buf b = { 0 };
@@ -53,7 +53,7 @@ static int sh_save(struct vm *vm, const char *name, struct sec_buf *out, char *e
 }
 
 /* as snapshot_apply: the load, and every byte of the section used */
-static int sh_load(struct vm *vm, const char *name, const uint8_t *p, size_t len, char *err, size_t n)
+static inline int sh_load(struct vm *vm, const char *name, const uint8_t *p, size_t len, char *err, size_t n)
 {
 	struct snap_hook *h = sh_find(vm, name, err, n);
 	struct snap_rd r = { p, len, 0 };
@@ -71,7 +71,7 @@ static int sh_load(struct vm *vm, const char *name, const uint8_t *p, size_t len
 	return rc;
 }
 
-static bool sh_same(struct vm *vm, const char *name, const struct sec_buf *want)
+static inline bool sh_same(struct vm *vm, const char *name, const struct sec_buf *want)
 {
 	struct sec_buf now;
 	char err[200];
@@ -85,7 +85,7 @@ static bool sh_same(struct vm *vm, const char *name, const struct sec_buf *want)
 }
 
 /* save, load that, save again: the same bytes */
-static bool sh_round_trip(struct vm *vm, const char *name, struct sec_buf *saved)
+static inline bool sh_round_trip(struct vm *vm, const char *name, struct sec_buf *saved)
 {
 	char err[200];
 
@@ -101,7 +101,7 @@ static bool sh_round_trip(struct vm *vm, const char *name, struct sec_buf *saved
 }
 
 /* every shorter section is refused with a reason and changes nothing */
-static bool sh_truncations_refused(struct vm *vm, const char *name, const struct sec_buf *s)
+static inline bool sh_truncations_refused(struct vm *vm, const char *name, const struct sec_buf *s)
 {
 	char err[200];
 
@@ -116,8 +116,8 @@ static bool sh_truncations_refused(struct vm *vm, const char *name, const struct
 
 /* the section with n bytes at off replaced: refused with a reason, the
  * device unchanged; the reason in err */
-static bool sh_patch_refused(struct vm *vm, const char *name, const struct sec_buf *s, size_t off, const void *bytes,
-			     size_t n, char *err, size_t errlen)
+static inline bool sh_patch_refused(struct vm *vm, const char *name, const struct sec_buf *s, size_t off,
+				    const void *bytes, size_t n, char *err, size_t errlen)
 {
 	uint8_t *c = malloc(s->len);
 	bool refused;
@@ -139,7 +139,7 @@ static bool sh_patch_refused(struct vm *vm, const char *name, const struct sec_b
 /* random bytes changed, count times: each load refused with a reason or
  * taken (and then the original loads back); nothing crashes (the ASan
  * build checks the reads) */
-static bool sh_flips(struct vm *vm, const char *name, const struct sec_buf *s, unsigned count, unsigned seed)
+static inline bool sh_flips(struct vm *vm, const char *name, const struct sec_buf *s, unsigned count, unsigned seed)
 {
 	uint8_t *c = malloc(s->len ? s->len : 1);
 	char err[200];

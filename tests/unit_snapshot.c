@@ -201,8 +201,9 @@ static int api_put(const char *sock, const char *path, const char *body, char *r
 	ssize_t r;
 
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
-	int len = snprintf(req, sizeof(req), "PUT %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-			   path, strlen(body), body);
+	int len = snprintf(req, sizeof(req),
+			   "PUT %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s", path,
+			   strlen(body), body);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || write(fd, req, (size_t)len) != len) {
 		if (fd >= 0)
 			close(fd);
@@ -257,7 +258,9 @@ static void refused_snapshot(void)
 	machine_config_init(&m.cfg);
 	m.vm = &vm;
 	vm_start_paused(&vm);
-	int status = api_start(&m, "refused", sock) == 0 ? api_put(sock, "/vm/snapshot", body, reply, sizeof(reply)) : -1;
+	int status = -1;
+	if (api_start(&m, "refused", sock) == 0)
+		status = api_put(sock, "/vm/snapshot", body, reply, sizeof(reply));
 	ok(status == 409 && strstr(reply, "hot-removed"),
 	   "PUT /vm/snapshot of that VM: 409 with the reason, not 500 like a failed write (%d %s)", status, reply);
 	ok(access(file, F_OK) < 0 && access(strcat(file, ".tmp"), F_OK) < 0, "and no snapshot file is left");

@@ -4,7 +4,8 @@
  * image. Then malicious rings: buffers outside RAM, loops, bad indices,
  * bad flags, oversized lengths. Each must leave the device NEEDS_RESET
  * with a configuration interrupt, and leave guest RAM and the image
- * untouched apart from what the rules allow. */
+ * untouched apart from what the rules allow. The disk's snapshot section
+ * carries its size and its counters. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "tap.h"
 #include "testvm.h"
 #include "virtio_driver.h"
+#include "snap_hooks.h"
 
 #define RAM_SIZE (16u << 20)
 #define QSIZE 16
@@ -243,6 +245,53 @@ static void test_io(void)
 	memcpy(&aev, gp(USED + 4 + 8 * QSIZE), 2);
 	ok(aev == 1, "EVENT_IDX: avail_event follows the ring (%u)", aev);
 	ok(take_irq() < 0, "EVENT_IDX: used_event suppresses the interrupt");
+}
+
+/* The disk's snapshot section: its size and its counters, which a load
+ * puts back (they go on in a restored VM); a section of the size alone
+ * (version 1, before the counters) loads and leaves them as they are. */
+static void test_snapshot(struct virtio_blk *disk)
+{
+	struct virtio_blk_counters at_save, now;
+	struct sec_buf s = { 0 };
+	char err[200] = "";
+	bool good;
+
+	virtio_blk_counters(disk, &at_save);
+	good = sh_round_trip(&vm, "virtio-blk", &s) && s.len == 16 + sizeof(at_save);
+	ok(good && at_save.reads && at_save.writes,
+	   "snapshot: the disk's section: its size and counters (%llu reads, %llu writes), saved and loaded back",
+	   (unsigned long long)at_save.reads, (unsigned long long)at_save.writes);
+	if (!good) {
+		free(s.p);
+		return;
+	}
+	blk_req(0, 0, 512, false);
+	virtio_blk_counters(disk, &now);
+	good = now.reads == at_save.reads + 1 && sh_load(&vm, "virtio-blk", s.p, s.len, err, sizeof(err)) == 0;
+	virtio_blk_counters(disk, &now);
+	ok(good && !memcmp(&now, &at_save, sizeof(now)), "a read after the snapshot, then the load: the counters "
+	   "are the snapshot's again (%llu reads)%s%s", (unsigned long long)now.reads, err[0] ? ": " : "", err);
+
+	blk_req(0, 0, 512, false);
+	virtio_blk_counters(disk, &at_save);
+	good = sh_load(&vm, "virtio-blk", s.p, 8, err, sizeof(err)) == 0;
+	virtio_blk_counters(disk, &now);
+	ok(good && !memcmp(&now, &at_save, sizeof(now)),
+	   "a section of the size alone (version 1) loads, the counters left as they were%s%s", err[0] ? ": " : "",
+	   err);
+
+	good = sh_load(&vm, "virtio-blk", s.p, s.len, err, sizeof(err)) == 0;
+	ok(good && sh_patch_refused(&vm, "virtio-blk", &s, 8, "\3", 1, err, sizeof(err)), "version 3 is refused: %s",
+	   err);
+	ok(sh_patch_refused(&vm, "virtio-blk", &s, 0, "\1", 1, err, sizeof(err)), "another disk size is refused: %s",
+	   err);
+	bool cut = true;
+	for (size_t len = 0; len < s.len; len++)
+		if (len != 8)
+			cut &= sh_load(&vm, "virtio-blk", s.p, len, err, sizeof(err)) < 0;
+	ok(cut, "every other cut of the section is refused");
+	free(s.p);
 }
 
 static void test_ro(void)
@@ -524,6 +573,7 @@ int main(void)
 		test_features();
 		vdrv_msix(&blk, 2, V_CONFIG);
 		test_io();
+		test_snapshot(disk);
 		test_ro();
 		test_malicious();
 	}

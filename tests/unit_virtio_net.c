@@ -976,8 +976,12 @@ static void test_snapshot(void)
 	   (unsigned long long)(c1.control_ok - c0.control_ok), (unsigned long long)(c1.control_failed - c0.control_failed),
 	   (unsigned long long)(c1.rx_filtered - c0.rx_filtered), (unsigned long long)(c1.rx_frames - c0.rx_frames));
 
+	struct virtio_net_counters at_save, now;
+	counters(&at_save);
 	bool saved = save_nic(0, &t, &d);
 	ok(saved, "saved: the transport's section and virtio-net's (%zu bytes)", d.len);
+	/* the NIC counts on after the snapshot */
+	passes(newmac);
 	/* what a fresh process's device is: reset, the address it was made with */
 	iothread_stop(io);
 	mmio_w(net.common + 0x14, 0, 1);
@@ -986,6 +990,10 @@ static void test_snapshot(void)
 	ok(config_mac_is(own), "a reset device has its first address again");
 	loaded = load_nic(0, &t, d.p, d.len, err, sizeof(err));
 	ok(loaded, "loaded%s%s", err[0] ? ": " : "", err);
+	counters(&now);
+	ok(loaded && !memcmp(&now, &at_save, sizeof(now)),
+	   "the counters are the snapshot's again (%llu frames received, %llu commands OK)",
+	   (unsigned long long)now.rx_frames, (unsigned long long)now.control_ok);
 	ok(vdrv_status(&net) == 0xf && config_mac_is(newmac), "the driver's address is back in the configuration");
 	ok(!passes(other) && passes(newmac) && !passes(own) && passes(listed) && passes(mcast) && !passes(mcast2),
 	   "the filter is back: not promiscuous, the new address and the listed ones in, the rest out");
@@ -996,7 +1004,8 @@ static void test_snapshot(void)
 		size_t at;
 		uint8_t v;
 	} cases[] = {
-		{ "version 2", 0, 2 },
+		{ "version 3", 0, 3 },
+		{ "version 0", 0, 0 },
 		{ "a multicast address", 4, 0x01 },
 		{ "PROMISC 2", 10, 2 },
 		{ "ALLMULTI 255", 11, 255 },
@@ -1018,6 +1027,14 @@ static void test_snapshot(void)
 	   "%d damaged virtio-net sections and a cut one refused", refused);
 	ok(config_mac_is(newmac) && !passes(other) && passes(newmac) && passes(listed),
 	   "and the device is as the good load left it");
+	/* version 1, before the counters: the rest of the state, counters as they are */
+	counters(&at_save);
+	memcpy(bad, d.p, d.len - sizeof(now));
+	bad[0] = 1;
+	loaded = load_nic(0, &t, bad, d.len - sizeof(now), err, sizeof(err));
+	counters(&now);
+	ok(loaded && !memcmp(&now, &at_save, sizeof(now)) && config_mac_is(newmac),
+	   "a version 1 section (no counters) loads, the counters left as they were%s%s", err[0] ? ": " : "", err);
 	take_irqs();
 	free(t.p);
 	free(d.p);

@@ -44,8 +44,7 @@ struct virtio_blk {
 	bool ro;
 	uint64_t sectors;
 	char id[BLK_ID_BYTES];
-	uint64_t reads, writes, flushes, io_errors;
-	uint64_t read_bytes, write_bytes;
+	struct virtio_blk_counters c;
 	struct virtq_req req;
 };
 
@@ -145,8 +144,8 @@ static uint32_t blk_request(struct virtio_blk *b, const struct virtq_req *r)
 			status = BLK_S_IOERR;
 			break;
 		}
-		b->reads++;
-		b->read_bytes += len;
+		b->c.reads++;
+		b->c.read_bytes += len;
 		data = len;
 		break;
 	case BLK_T_OUT:
@@ -156,11 +155,11 @@ static uint32_t blk_request(struct virtio_blk *b, const struct virtq_req *r)
 			status = BLK_S_IOERR;
 			break;
 		}
-		b->writes++;
-		b->write_bytes += len;
+		b->c.writes++;
+		b->c.write_bytes += len;
 		break;
 	case BLK_T_FLUSH:
-		b->flushes++;
+		b->c.flushes++;
 		if (disk_flush(b->disk))
 			status = BLK_S_IOERR;
 		break;
@@ -177,7 +176,7 @@ static uint32_t blk_request(struct virtio_blk *b, const struct virtq_req *r)
 		break;
 	}
 	if (status == BLK_S_IOERR)
-		b->io_errors++;
+		b->c.io_errors++;
 	vq_write(r, r->wlen - 1, &status, 1);
 	return data + 1;
 }
@@ -205,17 +204,25 @@ static const struct virtio_dev_ops blk_ops = { .notify = blk_notify };
 
 /* Requests are served as they are notified, so none is in flight while
  * the vCPUs are paused; what they wrote reaches the image before the
- * snapshot that assumes it. The image's size is kept to notice a disk
- * that is not the one the guest had. */
+ * snapshot that assumes it. The section: the image's size in sectors (to
+ * notice a disk that is not the one the guest had), then u32 version, u32
+ * 0 and the counters (struct virtio_blk_counters), which go on in the
+ * restored VM as the guest's own statistics do. A section of the sectors
+ * alone (version 1, before the counters) loads with them left as they are. */
+#define BLK_SNAP_VERSION 2
+
 static int blk_save(void *o, struct snap_buf *sb, char *err, size_t n)
 {
 	struct virtio_blk *b = o;
+	uint32_t ver[2] = { BLK_SNAP_VERSION, 0 };
 
 	if (!b->ro && disk_flush(b->disk) < 0) {
 		snprintf(err, n, "cannot flush the disk %s", b->disk->name);
 		return -1;
 	}
 	snap_put(sb, &b->sectors, 8);
+	snap_put(sb, ver, 8);
+	snap_put(sb, &b->c, sizeof(b->c));
 	return 0;
 }
 
@@ -223,14 +230,23 @@ static int blk_load(void *o, struct snap_rd *r, char *err, size_t n)
 {
 	struct virtio_blk *b = o;
 	uint64_t sectors;
+	uint32_t ver[2] = { 1, 0 };
+	struct virtio_blk_counters c;
 
 	if (!snap_get(r, &sectors, 8))
 		return -1;
+	if (r->off < r->len &&
+	    (!snap_get(r, ver, 8) || ver[0] != BLK_SNAP_VERSION || ver[1] || !snap_get(r, &c, sizeof(c)))) {
+		snprintf(err, n, "bad virtio-blk state (version %u)", ver[0]);
+		return -1;
+	}
 	if (sectors != b->sectors) {
 		snprintf(err, n, "the disk %s has %llu sectors, the snapshot's had %llu", b->disk->name,
 			 (unsigned long long)b->sectors, (unsigned long long)sectors);
 		return -1;
 	}
+	if (ver[0] == BLK_SNAP_VERSION)
+		b->c = c;
 	return 0;
 }
 
@@ -279,8 +295,5 @@ fail:
 
 void virtio_blk_counters(struct virtio_blk *b, struct virtio_blk_counters *c)
 {
-	*c = (struct virtio_blk_counters){
-		.reads = b->reads, .writes = b->writes, .flushes = b->flushes, .io_errors = b->io_errors,
-		.read_bytes = b->read_bytes, .write_bytes = b->write_bytes,
-	};
+	*c = b->c;
 }

@@ -94,9 +94,9 @@ struct virtio_net {
 	uint8_t uni[MAC_TABLE_MAX][6], multi[MAC_TABLE_MAX][6];
 	unsigned rx_offload_set; /* what the backend was told */
 
-	uint64_t rx_frames, rx_bytes, rx_dropped, rx_filtered;
-	uint64_t tx_frames, tx_bytes, tx_dropped, tx_bad_hdr, tx_segments;
-	uint64_t ctrl_ok, ctrl_err;
+	/* the device's own; GET /vm/counters adds the backend's drops.
+	 * rx_dropped also moves under the queue lock alone */
+	struct virtio_net_counters c;
 	struct virtq_req req;
 	struct virtq_used used[VIRTQ_MAX_SIZE];
 	uint8_t tx_buf[NET_MAX_FRAME];
@@ -300,12 +300,12 @@ static void rx_flush(struct virtio_net *n)
 			break;
 		}
 		if (rc == RX_DONE) {
-			n->rx_frames++;
-			n->rx_bytes += f->len;
+			n->c.rx_frames++;
+			n->c.rx_bytes += f->len;
 		} else if (rc == RX_FILTERED) {
-			n->rx_filtered++;
+			n->c.rx_filtered++;
 		} else {
-			n->rx_dropped++;
+			n->c.rx_dropped++;
 		}
 		net_rxq_pop(&n->rxq);
 	}
@@ -329,7 +329,7 @@ static bool port_can_receive(void *opaque)
 static void port_queue(struct virtio_net *n, const struct net_offload *o, const void *frame,
 		       size_t len)
 {
-	net_rxq_push(&n->rxq, o, frame, len, 0, &n->rx_dropped, "accord: virtio-net");
+	net_rxq_push(&n->rxq, o, frame, len, 0, &n->c.rx_dropped, "accord: virtio-net");
 }
 
 static void port_receive(void *opaque, const void *frame, size_t len)
@@ -363,7 +363,7 @@ static void tx_segment(void *opaque, const uint8_t *frame, size_t len)
 	struct virtio_net *n = opaque;
 
 	n->nb->ops->send(n->nb, frame, len);
-	n->tx_segments++;
+	n->c.tx_segments++;
 }
 
 /* a frame from tx_buf whose offload request passed the checks */
@@ -411,13 +411,13 @@ static void tx_drain(struct virtio_net *n)
 		struct net_offload o = { hdr[0], hdr[1], le16(hdr + 2), le16(hdr + 4), le16(hdr + 6),
 					 le16(hdr + 8) };
 		if (len < ETH_HLEN) {
-			n->tx_dropped++;
+			n->c.tx_dropped++;
 		} else if (net_offload_check(&o, n->tx_buf, len, tx_offloads(vd))) {
-			n->tx_bad_hdr++;
+			n->c.tx_bad_offload++;
 		} else {
 			tx_send(n, &o, len);
-			n->tx_frames++;
-			n->tx_bytes += len;
+			n->c.tx_frames++;
+			n->c.tx_bytes += len;
 		}
 		if (vq_push(q, r->head, 0))
 			irq = true;
@@ -514,9 +514,9 @@ static void ctrl_drain(struct virtio_net *n)
 		}
 		ack = ctrl_command(n, r);
 		if (ack == CTRL_OK)
-			n->ctrl_ok++;
+			n->c.control_ok++;
 		else
-			n->ctrl_err++;
+			n->c.control_failed++;
 		vq_write(r, 0, &ack, 1);
 		if (vq_push(q, r->head, 1))
 			irq = true;
@@ -563,7 +563,7 @@ static void net_reset(struct virtio_dev *vd)
 {
 	struct virtio_net *n = vd->opaque;
 
-	net_rxq_drop_all(&n->rxq, n->nb, &n->rx_dropped);
+	net_rxq_drop_all(&n->rxq, n->nb, &n->c.rx_dropped);
 	filter_reset(n);
 	rx_offload_sync(n, 0);
 }
@@ -572,8 +572,11 @@ static const struct virtio_dev_ops net_ops = { .notify = net_notify, .reset = ne
 
 /* The snapshot section: a version, then the station address, the filter's
  * modes, both tables with their counts, and the receive offloads the
- * driver took, field by field in little-endian. */
-#define NET_SNAP_VERSION 1
+ * driver took, field by field in little-endian; from version 2 the
+ * counters as GET /vm/counters shows them (struct virtio_net_counters),
+ * which go on in the restored VM as the guest's own statistics do. A
+ * section of version 1 loads with the counters left as they are. */
+#define NET_SNAP_VERSION 2
 
 /* what the driver takes on receive: its features, once it is running */
 static unsigned rx_taken(const struct virtio_net *n)
@@ -593,6 +596,9 @@ static int net_save(void *o, struct snap_buf *b, char *err, size_t errlen)
 	snap_put(b, &u[1], 12);
 	snap_put(b, n->uni, sizeof(n->uni));
 	snap_put(b, n->multi, sizeof(n->multi));
+	struct virtio_net_counters c;
+	virtio_net_counters(n, &c);
+	snap_put(b, &c, sizeof(c));
 	return 0;
 }
 
@@ -604,16 +610,18 @@ static int net_load(void *o, struct snap_rd *r, char *err, size_t errlen)
 	struct virtio_net *n = o;
 	uint32_t version, counts[3];
 	uint8_t mac[6], modes[4], uni[MAC_TABLE_MAX][6], multi[MAC_TABLE_MAX][6];
+	struct virtio_net_counters c;
 
 	if (!snap_get(r, &version, 4))
 		return -1;
-	if (version != NET_SNAP_VERSION) {
+	if (!version || version > NET_SNAP_VERSION) {
 		snprintf(err, errlen, "virtio-net state of version %u; this accord reads version %u", version,
 			 NET_SNAP_VERSION);
 		return -1;
 	}
 	if (!snap_get(r, mac, 6) || !snap_get(r, modes, 4) || !snap_get(r, counts, 12) ||
-	    !snap_get(r, uni, sizeof(uni)) || !snap_get(r, multi, sizeof(multi)))
+	    !snap_get(r, uni, sizeof(uni)) || !snap_get(r, multi, sizeof(multi)) ||
+	    (version >= 2 && !snap_get(r, &c, sizeof(c))))
 		return -1;
 	if (mac[0] & 1) {
 		snprintf(err, errlen, "a multicast station address");
@@ -644,6 +652,13 @@ static int net_load(void *o, struct snap_rd *r, char *err, size_t errlen)
 	n->n_multi = counts[1];
 	memcpy(n->uni, uni, sizeof(uni));
 	memcpy(n->multi, multi, sizeof(multi));
+	/* the backend's own drops are in the saved sums; a new one counts
+	 * from 0 */
+	if (version >= 2) {
+		pthread_mutex_lock(&n->rxq.lock);
+		n->c = c;
+		pthread_mutex_unlock(&n->rxq.lock);
+	}
 	/* the backend is new: it has been told nothing yet */
 	if (n->nb->ops->set_rx_offload) {
 		n->nb->ops->set_rx_offload(n->nb, counts[2] & n->nb->offloads);
@@ -659,20 +674,10 @@ void virtio_net_mac(const struct virtio_net *n, uint8_t mac[6])
 
 void virtio_net_counters(const struct virtio_net *n, struct virtio_net_counters *c)
 {
-	*c = (struct virtio_net_counters){
-		.rx_frames = n->rx_frames,
-		.rx_bytes = n->rx_bytes,
-		.rx_dropped = __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED) +
-			      __atomic_load_n(&n->nb->rx_dropped, __ATOMIC_RELAXED),
-		.rx_filtered = n->rx_filtered,
-		.tx_frames = n->tx_frames,
-		.tx_bytes = n->tx_bytes,
-		.tx_dropped = n->tx_dropped + __atomic_load_n(&n->nb->tx_dropped, __ATOMIC_RELAXED),
-		.tx_bad_offload = n->tx_bad_hdr,
-		.tx_segments = n->tx_segments,
-		.control_ok = n->ctrl_ok,
-		.control_failed = n->ctrl_err,
-	};
+	*c = n->c;
+	c->rx_dropped = __atomic_load_n(&n->c.rx_dropped, __ATOMIC_RELAXED) +
+			__atomic_load_n(&n->nb->rx_dropped, __ATOMIC_RELAXED);
+	c->tx_dropped += __atomic_load_n(&n->nb->tx_dropped, __ATOMIC_RELAXED);
 }
 
 struct virtio_net *virtio_net_create(struct vm *vm, struct pci_bus *bus, struct iothread *io,

@@ -11,7 +11,7 @@
 #   is the guest's (the host reaches the guest's httpd through hostfwd, also
 #   after the guest programs its filter again, which a device that lost the
 #   MAC would answer by dropping every frame to it); GET /vm/counters has
-#   the NIC's counters;
+#   the NIC's counters, which go on from the snapshot's;
 # - the guest's wall clock: restored after a gap of GAP seconds, Linux's
 #   time of day is behind by at least that gap (it goes on from the VM
 #   clock), while the CMOS RTC reads the host's time, so `hwclock -s` in
@@ -133,6 +133,11 @@ console_check "DHCP, an httpd, then the MAC changed with ip link (and slirp told
 	"^M2 $NEWMAC inet addr:10.0.2.15" 120
 WHY="$(curl -s -m 30 "http://127.0.0.1:$port/t" 2>&1)"
 [ "$WHY" = token-42 ]; result "the host reaches the guest's httpd at its new MAC through hostfwd"
+# the NIC's counters so far (DHCP, the httpd's answer, the MAC change):
+# they go on in the restored VM
+api "$SOCKDIR/sn.sock" GET /vm/counters >/dev/null
+before_ctrl=$(jq_ 'd["nics"][0]["control_ok"]')
+before_tx=$(jq_ 'd["nics"][0]["tx_frames"]')
 "$ACCORD" snapshot sn "$tmp/net.snap" >"$tmp/err" 2>&1
 rc=$?
 WHY="status $rc: $(cat "$tmp/err")"
@@ -148,6 +153,10 @@ t1=$(date +%s)
 console_check "the restored guest answers on its console" 'echo C$((1+1)) $(date +%s) C$((2+1))' "^C2 [0-9]+ C3" 60
 t2=$(date +%s)
 guest_before=$(console_match '^C2 ([0-9]+) C3')
+# the counters before the guest used the NIC again
+api "$SOCKDIR/sn-r.sock" GET /vm/counters >/dev/null
+restored_ctrl=$(jq_ 'd["nics"][0]["control_ok"]')
+restored_tx=$(jq_ 'd["nics"][0]["tx_frames"]')
 code=$(api "$SOCKDIR/sn-r.sock" GET /vm/config)
 WHY="$code $(cat "$tmp/body")"
 [ "$code" = 200 ] && [ "$(jq_ 'd["nics"][0]["mac"]')" = "$NEWMAC" ]; result "restored: GET /vm/config shows the MAC the guest set"
@@ -163,10 +172,12 @@ WHY="$(curl -s -m 20 "http://127.0.0.1:$port/t" 2>&1)"
 console_check "the guest renews its DHCP lease with the new MAC" \
 	'udhcpc -i eth0 -q -n -t 5 -T 3 >/dev/null 2>&1; echo D$((1+1)) $?' "^D2 0" 120
 code=$(api "$SOCKDIR/sn-r.sock" GET /vm/counters)
-WHY="$code $(cat "$tmp/body")"
-[ "$code" = 200 ] &&
+WHY="$code $(cat "$tmp/body"); control_ok, tx_frames before the snapshot: ${before_ctrl:-none}, ${before_tx:-none}; at the restore: ${restored_ctrl:-none}, ${restored_tx:-none}"
+[ "$code" = 200 ] && [ -n "$before_ctrl" ] && [ -n "$before_tx" ] && [ "$before_tx" -gt 0 ] &&
+	[ -n "$restored_ctrl" ] && [ -n "$restored_tx" ] &&
+	[ "$restored_ctrl" -ge "$before_ctrl" ] && [ "$restored_tx" -ge "$before_tx" ] &&
 	[ "$(jq_ 'sorted(k for k in d["nics"][0] if k not in ("id", "bus"))')" = "['control_failed', 'control_ok', 'rx_bytes', 'rx_dropped', 'rx_filtered', 'rx_frames', 'tx_bad_offload', 'tx_bytes', 'tx_dropped', 'tx_frames', 'tx_segments']" ] &&
-	[ "$(jq_ 'd["nics"][0]["control_ok"] >= 2 and d["nics"][0]["rx_frames"] > 0 and d["nics"][0]["tx_frames"] > 0')" = True ]; result "GET /vm/counters: the virtio NIC's counters (control commands since the restore, frames both ways)"
+	[ "$(jq_ "d['nics'][0]['control_ok'] >= $restored_ctrl + 2 and d['nics'][0]['rx_frames'] > 0 and d['nics'][0]['tx_frames'] > $restored_tx")" = True ]; result "GET /vm/counters: the virtio NIC's counters go on from the snapshot's, the control commands and frames since the restore added"
 
 # the clock: Linux's time of day goes on from the snapshot's, the RTC has
 # the host's

@@ -1656,6 +1656,109 @@ static void test_jit_call_ret(void)
 	   "jit call: a call instruction across a page boundary (rbx %" PRIu64 ")", C->r[R_RBX]);
 }
 
+/* A near ret in host code goes on into the code of the block at its
+ * target through a jump cache indexed by the target's host address (jit.c
+ * emit_ret_lookup), checked like a link. Two return sites, in two pages,
+ * placed so that their host addresses share a slot of the cache: each
+ * ret must land at its own site, not at the one the slot held last. */
+static void test_jit_ret_cache(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	uint64_t page = (uint64_t)(uintptr_t)(ram + KCODE) >> 12;
+	int pad = 0, offb;
+	/* site A at KCODE + 13 + pad; site B where it shares A's slot */
+	for (;; pad++) {
+		int offa = 13 + pad;
+		offb = (offa ^ (int)(page & 0xfff) ^ (int)((page + 1) & 0xfff)) & 0xfff;
+		if (offb >= 5 && offb < 0xfc0)
+			break;
+	}
+	B(&k, 2, 0x31, 0xC0);                         /* xor eax, eax */
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	while (k.n < 8 + pad)
+		B(&k, 1, 0x90);
+	int top = k.n;
+	B(&k, 1, 0xE8);                               /* top: call f */
+	int call = k.n;
+	imm32(&k, 0);
+	B(&k, 3, 0x83, 0xC3, 0x01);                   /* A: add ebx, 1 */
+	B(&k, 1, 0xE9);                               /* jmp B - 5 */
+	imm32(&k, (uint32_t)(0x1000 + offb - 5 - (k.n + 4)));
+	int f = k.n;
+	B(&k, 3, 0x83, 0xC0, 0x01);                   /* f: add eax, 1 */
+	B(&k, 1, 0xC3);                               /* ret */
+	uint32_t rel = (uint32_t)(f - (call + 4));
+	memcpy(k.b + call, &rel, 4);
+	if (top + 5 != 13 + pad)
+		abort();
+	struct code kb = { 0 };
+	int at = 0x1000 + offb - 5;
+	B(&kb, 1, 0xE8);                              /* call f */
+	imm32(&kb, (uint32_t)(f - (at + 5)));
+	B(&kb, 3, 0x83, 0xC3, 0x64);                  /* B: add ebx, 100 */
+	B(&kb, 2, 0xFF, 0xC1);                        /* inc ecx */
+	B(&kb, 3, 0x83, 0xF9, 0x32);                  /* cmp ecx, 50 */
+	B(&kb, 2, 0x74, 5);                           /* je done */
+	B(&kb, 1, 0xE9);                              /* jmp top */
+	imm32(&kb, (uint32_t)(top - (at + kb.n + 4)));
+	B(&kb, 1, 0xF4);                              /* done: hlt */
+	memcpy(ram + KCODE + at, kb.b, kb.n);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 100 && C->r[R_RBX] == 50 * 101 && o.at == KCODE + at + kb.n - 1,
+	   "jit ret: two return sites sharing a slot of the jump cache, each reached (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+	/* site B's code written from outside between runs, as a device
+	 * would: the cached target must not run */
+	ram[KCODE + at + 7] = 0x65;
+	o = run_at(KCODE, &(struct code){ 0 }, KCODE);
+	ok(o.vector == -1 && C->r[R_RBX] == 50 * 102,
+	   "jit ret: a return site written from outside is decoded again (rbx %" PRIu64 ")", C->r[R_RBX]);
+}
+
+/* A block that returns to its own start (push rcx; ret) loops through the
+ * jump cache alone, with no link between: it ends with its budget, sees
+ * its code written from outside while stopped, and takes an interrupt
+ * raised meanwhile. */
+static void test_jit_ret_loop(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	B(&k, 3, 0x48, 0x8D, 0x0D);                   /* lea rcx, [rip + top] */
+	imm32(&k, 0);
+	int top = k.n;
+	B(&k, 3, 0x83, 0xC0, 0x01);                   /* top: add eax, 1 */
+	B(&k, 3, 0x83, 0xC3, 0x01);                   /* add ebx, 1 */
+	B(&k, 1, 0x51);                               /* push rcx */
+	B(&k, 1, 0xC3);                               /* ret */
+	memcpy(ram + KCODE, k.b, k.n);
+	C->rip = KCODE;
+	C->rflags = 0x202;
+	C->halted = false;
+	C->cur_exc = -1;
+	alarm(120);
+	enum cpu_stop stop = cpu_run(C, 1000000);
+	ok(stop == STOP_BUDGET && C->icount >= 1000000 && C->r[R_RAX] > 1000 && C->r[R_RAX] == C->r[R_RBX],
+	   "jit ret: a block returning to its own start ends with its budget");
+	uint64_t a = C->r[R_RAX], b = C->r[R_RBX];
+	/* written while stopped other than at the end of a slice (as the
+	 * gdb stub or a snapshot restore would) */
+	ram[KCODE + top + 2] = 2;
+	C->slice_ended = false;
+	stop = cpu_run(C, 100000);
+	ok(stop == STOP_BUDGET && C->r[R_RBX] > b + 1000 && C->r[R_RAX] - a == 2 * (C->r[R_RBX] - b),
+	   "jit ret: its code written from outside while stopped is decoded again (%" PRIu64 " rounds, eax +%" PRIu64 ")",
+	   C->r[R_RBX] - b, C->r[R_RAX] - a);
+	pthread_t t;
+	pthread_create(&t, NULL, raise_irq, NULL);
+	stop = cpu_run(C, 20000000000ull);
+	pthread_join(t, NULL);
+	alarm(0);
+	ok(stop == STOP_HLT && C->rip == STUBS + 0x30 * 16 + 1,
+	   "jit ret: an interrupt raised while it loops is taken");
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1699,6 +1802,8 @@ int main(void)
 	test_jit_chain_intr();
 	test_jit_call_alias();
 	test_jit_call_ret();
+	test_jit_ret_cache();
+	test_jit_ret_loop();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

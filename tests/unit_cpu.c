@@ -1759,6 +1759,67 @@ static void test_jit_ret_loop(void)
 	   "jit ret: an interrupt raised while it loops is taken");
 }
 
+/* A conditional branch out of its page goes on in host code: taken, the
+ * run leaves through a link that checks the TLB like a jmp's (the same
+ * code mapped at two linear addresses, the page after each holding a
+ * different target); a target past the canonical boundary is a #GP at the
+ * branch, not at the target. */
+static void test_jit_jcc_far(void)
+{
+	const uint64_t a1 = 0x300000000ull, a2 = 0x300010000ull;
+	const uint64_t t1 = KCODE + 0x1000, t2 = DATA + 0x10000;
+	machine_reset();
+	map4k(a1, KCODE, PG_P);
+	map4k(a1 + 0x1000, t1, PG_P);
+	map4k(a2, KCODE, PG_P);
+	map4k(a2 + 0x1000, t2, PG_P);
+	struct code k = { 0 };
+	movabs(&k, R_R8, a1 ^ a2);
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	int top = k.n;
+	B(&k, 2, 0xFF, 0xC1);                         /* top: inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x07);                   /* cmp ecx, 7 */
+	B(&k, 2, 0x0F, 0x85);                         /* jne the next page */
+	imm32(&k, (uint32_t)(0x1000 - (k.n + 4)));
+	B(&k, 1, 0xF4);                               /* hlt */
+	int back = k.n;
+	B(&k, 3, 0x48, 0x8D, 0x15);                   /* back: lea rdx, [rip + top] */
+	imm32(&k, (uint32_t)(top - (k.n + 4)));
+	B(&k, 3, 0x4C, 0x31, 0xC2);                   /* xor rdx, r8: the other mapping */
+	B(&k, 2, 0xFF, 0xE2);                         /* jmp rdx */
+	/* at the start of each next page: add ebx, 1 (or 2); jmp back */
+	for (int i = 0; i < 2; i++) {
+		uint8_t *t = ram + (i ? t2 : t1);
+		const uint8_t f[] = { 0x83, 0xC3, (uint8_t)(i + 1), 0xE9 };
+		memcpy(t, f, sizeof(f));
+		uint32_t rel = (uint32_t)(back - (0x1000 + 8));
+		memcpy(t + 4, &rel, 4);
+	}
+	struct outcome o = run_at(KCODE, &k, a1);
+	ok(o.vector == -1 && C->r[R_RBX] == 3 * 1 + 3 * 2 && C->r[R_RCX] == 7,
+	   "jit jcc: a branch into the next page reaches the code mapped there at each mapping (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+
+	/* the last page below the canonical boundary, its branch taken to
+	 * 16 bytes past it */
+	const uint64_t edge = 0x7ffffffff000ull;
+	machine_reset();
+	map4k(edge, KCODE, PG_P);
+	k.n = 0;
+	B(&k, 2, 0x31, 0xC0);                         /* xor eax, eax */
+	B(&k, 2, 0xFF, 0xC0);                         /* inc eax */
+	B(&k, 3, 0x83, 0xF8, 0x01);                   /* cmp eax, 1 */
+	int jcc = k.n;
+	B(&k, 2, 0x0F, 0x84);                         /* je edge + 0x1010 */
+	imm32(&k, (uint32_t)(0x1010 - (k.n + 4)));
+	B(&k, 1, 0xF4);
+	o = run_at(KCODE, &k, edge);
+	ok(o.vector == 13 && o.rip == edge + (uint64_t)jcc,
+	   "jit jcc: a branch past the canonical boundary is #GP at the branch (vector %d at %#" PRIx64 ")",
+	   o.vector, o.rip);
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1804,6 +1865,7 @@ int main(void)
 	test_jit_call_ret();
 	test_jit_ret_cache();
 	test_jit_ret_loop();
+	test_jit_jcc_far();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

@@ -1027,16 +1027,19 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		struct form *f = &s->forms[k];
 		if (!classify(&in[k], f))
 			return;
+		/* without REX, byte registers 4-7 are AH-BH, which the host
+		 * code (always with REX) cannot name; movzx and movsx read a
+		 * byte but write a full register */
+		bool wide_reg = f->map1 && (in[k].op == 0xB6 || in[k].op == 0xBE);
 		if (f->byte && !in[k].rex &&
-		    ((f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
+		    ((!wide_reg && f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
 			return;
 		/* conditional branches within the block's page only (their
 		 * targets are canonical wherever the page is mapped); a jmp or
 		 * a call anywhere a delta from the block's start reaches */
 		int64_t delta = (int64_t)(rip + in[k].len + in[k].imm - rip0);
-		if (f->kind == K_JCC && (rip0 + delta) >> 12 != rip0 >> 12)
-			return;
-		if ((f->kind == K_JMP || f->kind == K_CALL) && (delta != (int32_t)delta || delta == INT32_MIN))
+		if ((f->kind == K_JMP || f->kind == K_CALL || f->kind == K_JCC) &&
+		    (delta != (int32_t)delta || delta == INT32_MIN))
 			return;
 		if (in[k].riprel && (int64_t)(int32_t)(in[k].disp + 0x2000) != in[k].disp + 0x2000)
 			return;
@@ -1069,6 +1072,12 @@ struct exit {
 	bool hostfl, moved;
 	int8_t host[16];
 	uint16_t dirty;
+	/* a conditional branch out of the page: its target is checked to be
+	 * canonical at the exit, else the exit is before it (RIP moved on by
+	 * before, count i) */
+	bool check;
+	int i;
+	int32_t before;
 };
 
 int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, void *owner,
@@ -1147,6 +1156,16 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 					    (uint32_t)(i + 1), f->kind == K_RET ? CH_RET : CH_FAR, false, e.moved, { 0 } };
 			memcpy(x->host, e.host, sizeof(e.host));
 			x->dirty = e.dirty;
+		} else if (f->kind == K_JCC && (next + in[i].imm) >> 12 != rip0 >> 12) {
+			if (!e.hostfl)
+				emit_fill(&e);
+			b1(&e, 0x0F);
+			b1(&e, 0x80 | (in[i].op & 15));
+			struct exit *x = &exits[nexits++];
+			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1), CH_FAR,
+					    e.hostfl, e.moved, { 0 }, 0, true, i, (int32_t)(rip - rip0) };
+			memcpy(x->host, e.host, sizeof(e.host));
+			x->dirty = e.dirty;
 		} else if (f->kind == K_JCC || f->kind == K_JMP) {
 			if (f->kind == K_JCC) {
 				if (!e.hostfl)
@@ -1196,6 +1215,21 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		e.hostfl = exits[x].hostfl;
 		memcpy(e.host, exits[x].host, sizeof(e.host));
 		e.dirty = exits[x].dirty;
+		if (exits[x].check) {
+			struct side bad = { .n = 0 };
+			if (e.hostfl)
+				emit_spill(&e);
+			emit_store_all(&e);
+			e.dirty = 0;
+			emit_cpu(&e, 0x8B, H_R10, OFF(rip));
+			BYTES(&e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + target - rip0] */
+			b4(&e, (uint32_t)exits[x].delta);
+			emit_canonical(&e, &bad);
+			emit_exit(&e, RIP_R10, exits[x].count, JIT_LEFT, CH_FAR);
+			patch(bad.at[0], e.p);
+			emit_exit(&e, exits[x].before, (uint32_t)exits[x].i, (uint32_t)exits[x].i, CH_NONE);
+			continue;
+		}
 		if (exits[x].delta || sc.flags_in || exits[x].chain == CH_FAR) {
 			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, exits[x].chain);
 			continue;

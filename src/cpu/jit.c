@@ -23,11 +23,12 @@
  * A run ends at the first instruction outside that set (implicit register
  * operands, string operations, anything that needs the machine); the
  * block's handlers go on from there, and a block ends where the next run
- * would start (block.c). Conditional jumps within the block's page leave
- * the run with RIP at their target, as an offset from the block's start:
- * the same code serves every linear address its page is mapped at. A run
- * may end in a near call, a ret, or a jmp anywhere, the return address
- * pushed or popped through the same lookup. A jump back to the start of
+ * would start (block.c). Conditional jumps leave the run with RIP at
+ * their target, as an offset from the block's start: the same code serves
+ * every linear address its page is mapped at (a target in another page
+ * is checked to be canonical on the way out). A run may end in a near
+ * call, a ret, or a jmp anywhere, the return address pushed or popped
+ * through the same lookup. A jump back to the start of
  * the block, when the flags are not read there before they are written,
  * loops inside the code while the budget lasts and no interrupt or stop is
  * pending, as block_exec would have re-run the block.
@@ -36,7 +37,9 @@
  * is linked by block_exec to the code of the block found there, through a
  * stub that checks that block's epoch, the budget and pending events (and
  * for a target in another page, that the TLB maps it where it did), so
- * code goes on from block to block without returning. The code belongs to
+ * code goes on from block to block without returning. A ret, whose
+ * target changes from one call to the next, goes on through a jump cache
+ * read as data instead, with the same checks. The code belongs to
  * its block, which is compared with memory before it runs (block.c), and
  * is dropped with it when the arenas are emptied. */
 #include <stddef.h>

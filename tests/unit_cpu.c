@@ -1656,6 +1656,170 @@ static void test_jit_call_ret(void)
 	   "jit call: a call instruction across a page boundary (rbx %" PRIu64 ")", C->r[R_RBX]);
 }
 
+/* A near ret in host code goes on into the code of the block at its
+ * target through a jump cache indexed by the target's host address (jit.c
+ * emit_ret_lookup), checked like a link. Two return sites, in two pages,
+ * placed so that their host addresses share a slot of the cache: each
+ * ret must land at its own site, not at the one the slot held last. */
+static void test_jit_ret_cache(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	uint64_t page = (uint64_t)(uintptr_t)(ram + KCODE) >> 12;
+	int pad = 0, offb;
+	/* site A at KCODE + 13 + pad; site B where it shares A's slot */
+	for (;; pad++) {
+		int offa = 13 + pad;
+		offb = (offa ^ (int)(page & 0xfff) ^ (int)((page + 1) & 0xfff)) & 0xfff;
+		if (offb >= 5 && offb < 0xfc0)
+			break;
+	}
+	B(&k, 2, 0x31, 0xC0);                         /* xor eax, eax */
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	while (k.n < 8 + pad)
+		B(&k, 1, 0x90);
+	int top = k.n;
+	B(&k, 1, 0xE8);                               /* top: call f */
+	int call = k.n;
+	imm32(&k, 0);
+	B(&k, 3, 0x83, 0xC3, 0x01);                   /* A: add ebx, 1 */
+	B(&k, 1, 0xE9);                               /* jmp B - 5 */
+	imm32(&k, (uint32_t)(0x1000 + offb - 5 - (k.n + 4)));
+	int f = k.n;
+	B(&k, 3, 0x83, 0xC0, 0x01);                   /* f: add eax, 1 */
+	B(&k, 1, 0xC3);                               /* ret */
+	uint32_t rel = (uint32_t)(f - (call + 4));
+	memcpy(k.b + call, &rel, 4);
+	if (top + 5 != 13 + pad)
+		abort();
+	struct code kb = { 0 };
+	int at = 0x1000 + offb - 5;
+	B(&kb, 1, 0xE8);                              /* call f */
+	imm32(&kb, (uint32_t)(f - (at + 5)));
+	B(&kb, 3, 0x83, 0xC3, 0x64);                  /* B: add ebx, 100 */
+	B(&kb, 2, 0xFF, 0xC1);                        /* inc ecx */
+	B(&kb, 3, 0x83, 0xF9, 0x32);                  /* cmp ecx, 50 */
+	B(&kb, 2, 0x74, 5);                           /* je done */
+	B(&kb, 1, 0xE9);                              /* jmp top */
+	imm32(&kb, (uint32_t)(top - (at + kb.n + 4)));
+	B(&kb, 1, 0xF4);                              /* done: hlt */
+	memcpy(ram + KCODE + at, kb.b, kb.n);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RAX] == 100 && C->r[R_RBX] == 50 * 101 && o.at == KCODE + at + kb.n - 1,
+	   "jit ret: two return sites sharing a slot of the jump cache, each reached (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+	/* site B's code written from outside between runs, as a device
+	 * would: the cached target must not run */
+	ram[KCODE + at + 7] = 0x65;
+	o = run_at(KCODE, &(struct code){ 0 }, KCODE);
+	ok(o.vector == -1 && C->r[R_RBX] == 50 * 102,
+	   "jit ret: a return site written from outside is decoded again (rbx %" PRIu64 ")", C->r[R_RBX]);
+}
+
+/* A block that returns to its own start (push rcx; ret) loops through the
+ * jump cache alone, with no link between: it ends with its budget, sees
+ * its code written from outside while stopped, and takes an interrupt
+ * raised meanwhile. */
+static void test_jit_ret_loop(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	B(&k, 3, 0x48, 0x8D, 0x0D);                   /* lea rcx, [rip + top] */
+	imm32(&k, 0);
+	int top = k.n;
+	B(&k, 3, 0x83, 0xC0, 0x01);                   /* top: add eax, 1 */
+	B(&k, 3, 0x83, 0xC3, 0x01);                   /* add ebx, 1 */
+	B(&k, 1, 0x51);                               /* push rcx */
+	B(&k, 1, 0xC3);                               /* ret */
+	memcpy(ram + KCODE, k.b, k.n);
+	C->rip = KCODE;
+	C->rflags = 0x202;
+	C->halted = false;
+	C->cur_exc = -1;
+	alarm(120);
+	enum cpu_stop stop = cpu_run(C, 1000000);
+	ok(stop == STOP_BUDGET && C->icount >= 1000000 && C->r[R_RAX] > 1000 && C->r[R_RAX] == C->r[R_RBX],
+	   "jit ret: a block returning to its own start ends with its budget");
+	uint64_t a = C->r[R_RAX], b = C->r[R_RBX];
+	/* written while stopped other than at the end of a slice (as the
+	 * gdb stub or a snapshot restore would) */
+	ram[KCODE + top + 2] = 2;
+	C->slice_ended = false;
+	stop = cpu_run(C, 100000);
+	ok(stop == STOP_BUDGET && C->r[R_RBX] > b + 1000 && C->r[R_RAX] - a == 2 * (C->r[R_RBX] - b),
+	   "jit ret: its code written from outside while stopped is decoded again (%" PRIu64 " rounds, eax +%" PRIu64 ")",
+	   C->r[R_RBX] - b, C->r[R_RAX] - a);
+	pthread_t t;
+	pthread_create(&t, NULL, raise_irq, NULL);
+	stop = cpu_run(C, 20000000000ull);
+	pthread_join(t, NULL);
+	alarm(0);
+	ok(stop == STOP_HLT && C->rip == STUBS + 0x30 * 16 + 1,
+	   "jit ret: an interrupt raised while it loops is taken");
+}
+
+/* A conditional branch out of its page goes on in host code: taken, the
+ * run leaves through a link that checks the TLB like a jmp's (the same
+ * code mapped at two linear addresses, the page after each holding a
+ * different target); a target past the canonical boundary is a #GP at the
+ * branch, not at the target. */
+static void test_jit_jcc_far(void)
+{
+	const uint64_t a1 = 0x300000000ull, a2 = 0x300010000ull;
+	const uint64_t t1 = KCODE + 0x1000, t2 = DATA + 0x10000;
+	machine_reset();
+	map4k(a1, KCODE, PG_P);
+	map4k(a1 + 0x1000, t1, PG_P);
+	map4k(a2, KCODE, PG_P);
+	map4k(a2 + 0x1000, t2, PG_P);
+	struct code k = { 0 };
+	movabs(&k, R_R8, a1 ^ a2);
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	int top = k.n;
+	B(&k, 2, 0xFF, 0xC1);                         /* top: inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x07);                   /* cmp ecx, 7 */
+	B(&k, 2, 0x0F, 0x85);                         /* jne the next page */
+	imm32(&k, (uint32_t)(0x1000 - (k.n + 4)));
+	B(&k, 1, 0xF4);                               /* hlt */
+	int back = k.n;
+	B(&k, 3, 0x48, 0x8D, 0x15);                   /* back: lea rdx, [rip + top] */
+	imm32(&k, (uint32_t)(top - (k.n + 4)));
+	B(&k, 3, 0x4C, 0x31, 0xC2);                   /* xor rdx, r8: the other mapping */
+	B(&k, 2, 0xFF, 0xE2);                         /* jmp rdx */
+	/* at the start of each next page: add ebx, 1 (or 2); jmp back */
+	for (int i = 0; i < 2; i++) {
+		uint8_t *t = ram + (i ? t2 : t1);
+		const uint8_t f[] = { 0x83, 0xC3, (uint8_t)(i + 1), 0xE9 };
+		memcpy(t, f, sizeof(f));
+		uint32_t rel = (uint32_t)(back - (0x1000 + 8));
+		memcpy(t + 4, &rel, 4);
+	}
+	struct outcome o = run_at(KCODE, &k, a1);
+	ok(o.vector == -1 && C->r[R_RBX] == 3 * 1 + 3 * 2 && C->r[R_RCX] == 7,
+	   "jit jcc: a branch into the next page reaches the code mapped there at each mapping (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+
+	/* the last page below the canonical boundary, its branch taken to
+	 * 16 bytes past it */
+	const uint64_t edge = 0x7ffffffff000ull;
+	machine_reset();
+	map4k(edge, KCODE, PG_P);
+	k.n = 0;
+	B(&k, 2, 0x31, 0xC0);                         /* xor eax, eax */
+	B(&k, 2, 0xFF, 0xC0);                         /* inc eax */
+	B(&k, 3, 0x83, 0xF8, 0x01);                   /* cmp eax, 1 */
+	int jcc = k.n;
+	B(&k, 2, 0x0F, 0x84);                         /* je edge + 0x1010 */
+	imm32(&k, (uint32_t)(0x1010 - (k.n + 4)));
+	B(&k, 1, 0xF4);
+	o = run_at(KCODE, &k, edge);
+	ok(o.vector == 13 && o.rip == edge + (uint64_t)jcc,
+	   "jit jcc: a branch past the canonical boundary is #GP at the branch (vector %d at %#" PRIx64 ")",
+	   o.vector, o.rip);
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1699,6 +1863,9 @@ int main(void)
 	test_jit_chain_intr();
 	test_jit_call_alias();
 	test_jit_call_ret();
+	test_jit_ret_cache();
+	test_jit_ret_loop();
+	test_jit_jcc_far();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

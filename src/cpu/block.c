@@ -285,8 +285,12 @@ bool block_exec(struct cpu *c, uint64_t end)
 			}
 			bc->last = b;
 		}
-		if (link && b->jit && !c->intr_shadow && flushes == bc->flushes)
-			jit_link(bc->jit, link, b->jit, &b->epoch, p, c->cpl == 3);
+		if (link && b->jit && !c->intr_shadow && flushes == bc->flushes) {
+			if (link == JIT_EXIT_RET)
+				jit_remember(bc->jit, key, b->jit, &b->epoch);
+			else
+				jit_link(bc->jit, link, b->jit, &b->epoch, p, c->cpl == 3);
+		}
 		link = 0;
 		c->smc = false;
 		/* The instructions that set the interrupt shadow (sti, mov ss,

@@ -23,11 +23,12 @@
  * A run ends at the first instruction outside that set (implicit register
  * operands, string operations, anything that needs the machine); the
  * block's handlers go on from there, and a block ends where the next run
- * would start (block.c). Conditional jumps within the block's page leave
- * the run with RIP at their target, as an offset from the block's start:
- * the same code serves every linear address its page is mapped at. A run
- * may end in a near call, a ret, or a jmp anywhere, the return address
- * pushed or popped through the same lookup. A jump back to the start of
+ * would start (block.c). Conditional jumps leave the run with RIP at
+ * their target, as an offset from the block's start: the same code serves
+ * every linear address its page is mapped at (a target in another page
+ * is checked to be canonical on the way out). A run may end in a near
+ * call, a ret, or a jmp anywhere, the return address pushed or popped
+ * through the same lookup. A jump back to the start of
  * the block, when the flags are not read there before they are written,
  * loops inside the code while the budget lasts and no interrupt or stop is
  * pending, as block_exec would have re-run the block.
@@ -36,7 +37,9 @@
  * is linked by block_exec to the code of the block found there, through a
  * stub that checks that block's epoch, the budget and pending events (and
  * for a target in another page, that the TLB maps it where it did), so
- * code goes on from block to block without returning. The code belongs to
+ * code goes on from block to block without returning. A ret, whose
+ * target changes from one call to the next, goes on through a jump cache
+ * read as data instead, with the same checks. The code belongs to
  * its block, which is compared with memory before it runs (block.c), and
  * is dropped with it when the arenas are emptied. */
 #include <stddef.h>
@@ -49,10 +52,22 @@
 /* more than the code for one block: 64 instructions and their exits */
 #define JIT_BLOCK_MAX 65536u
 
+/* the jump cache of returns: the code of the block at a host address
+ * (block.c's key: host address, TLB set and mode), valid while its
+ * epoch is the CPU's */
+#define RET_CACHE 4096u
+struct ret_target {
+	uintptr_t key;
+	jit_fn fn;
+	const uint64_t *epoch;
+	uintptr_t unused;
+};
+
 struct jit {
 	uint8_t *code;
 	size_t used;
 	size_t base; /* the entry code at the start of code */
+	struct ret_target *ret;
 };
 
 /* The entry into host code: the host's callee-saved registers are saved
@@ -75,6 +90,12 @@ struct jit *jit_create(void)
 		free(j);
 		return NULL;
 	}
+	j->ret = calloc(RET_CACHE, sizeof(*j->ret));
+	if (!j->ret) {
+		munmap(j->code, JIT_SIZE);
+		free(j);
+		return NULL;
+	}
 	memcpy(j->code, enter_code, sizeof(enter_code));
 	j->base = j->used = (sizeof(enter_code) + 15) & ~(size_t)15;
 	return j;
@@ -85,12 +106,24 @@ void jit_destroy(struct jit *j)
 	if (!j)
 		return;
 	munmap(j->code, JIT_SIZE);
+	free(j->ret);
 	free(j);
 }
 
 void jit_reset(struct jit *j)
 {
 	j->used = j->base;
+	memset(j->ret, 0, RET_CACHE * sizeof(*j->ret));
+}
+
+static unsigned ret_slot(uintptr_t key)
+{
+	return (unsigned)((key >> 4) ^ (key >> 16)) & (RET_CACHE - 1);
+}
+
+void jit_remember(struct jit *j, uintptr_t key, jit_fn fn, const uint64_t *epoch)
+{
+	j->ret[ret_slot(key)] = (struct ret_target){ key, fn, epoch, 0 };
 }
 
 jit_enter jit_entry(const struct jit *j)
@@ -441,6 +474,7 @@ struct emit {
 	uint16_t dirty; /* guest registers written since loaded */
 	int cpl3;        /* the TLB set the block runs with */
 	void *owner;     /* the block, for c->jit_block */
+	struct jit *j;
 	/* the guest's arithmetic flags are in the host's RFLAGS (else in
 	 * c->rflags) */
 	bool hostfl;
@@ -559,8 +593,74 @@ static void emit_store_all(struct emit *e)
 			emit_cpu(e, 0x89, e->host[g], OFF(r[g]));
 }
 
-/* how an exit may go on into the next block's code */
-enum { CH_NONE, CH_PAGE, CH_FAR };
+/* how an exit may go on into the next block's code: CH_RET through the
+ * jump cache */
+enum { CH_NONE, CH_PAGE, CH_FAR, CH_RET };
+
+static void emit_tlb_entry(struct emit *e, uint32_t tlb);
+
+/* A return's target (RIP in r10, stored) through the jump cache: on into
+ * the code remembered for the host address the TLB maps it to, with the
+ * checks of a link (that code's epoch, the budget, nothing pending);
+ * else c->jit_exit = JIT_EXIT_RET and the code returns. */
+static void emit_ret_lookup(struct emit *e)
+{
+	uint8_t *miss[5];
+	int n = 0;
+	uint32_t tlb = OFF(tlb) + (uint32_t)(e->cpl3 * sizeof(((struct cpu *)0)->tlb[0]));
+	_Static_assert(sizeof(struct ret_target) == 32, "the slot scales by 32");
+	BYTES(e, 0x4D, 0x89, 0xD3);                /* mov r11, r10 */
+	emit_tlb_entry(e, tlb);
+	BYTES(e, 0x4D, 0x89, 0xD9,                 /* mov r9, r11 */
+	      0x49, 0x81, 0xE1, 0x00, 0xF0, 0xFF, 0xFF, /* and r9, ~0xfff */
+	      0x49, 0x83, 0xC9, 0x01,              /* or r9, 1 */
+	      0x4D, 0x3B, 0x4A);                   /* cmp r9, [r10 + tag_x] */
+	b1(e, offsetof(struct tlb_entry, tag_x));
+	BYTES(e, 0x0F, 0x85);                      /* jne miss */
+	miss[n++] = rel32(e);
+	BYTES(e, 0x4D, 0x03, 0x5A, 24,             /* add r11, [r10 + addend] */
+	      0x49, 0xC1, 0xE3, 0x04,              /* shl r11, 4 */
+	      0x49, 0x83, 0xCB);                   /* or r11, TLB set and mode */
+	b1(e, (uint8_t)(e->cpl3 << 3 | 64 >> 4));
+	/* ret_slot(r11) * 32 + the cache */
+	BYTES(e, 0x4D, 0x89, 0xD9,                 /* mov r9, r11 */
+	      0x49, 0xC1, 0xE9, 0x04,              /* shr r9, 4 */
+	      0x4D, 0x89, 0xDA,                    /* mov r10, r11 */
+	      0x49, 0xC1, 0xEA, 0x10,              /* shr r10, 16 */
+	      0x4D, 0x31, 0xD1,                    /* xor r9, r10 */
+	      0x41, 0x81, 0xE1);                   /* and r9d, RET_CACHE - 1 */
+	b4(e, RET_CACHE - 1);
+	BYTES(e, 0x49, 0xC1, 0xE1, 0x05,           /* shl r9, 5 */
+	      0x49, 0xBA);                         /* mov r10, cache */
+	bn(e, (uintptr_t)e->j->ret, 8);
+	BYTES(e, 0x4D, 0x01, 0xCA,                 /* add r10, r9 */
+	      0x4D, 0x3B, 0x1A,                    /* cmp r11, [r10] */
+	      0x0F, 0x85);                         /* jne miss */
+	miss[n++] = rel32(e);
+	BYTES(e, 0x4D, 0x8B, 0x4A, 0x10,           /* mov r9, [r10 + epoch] */
+	      0x4D, 0x8B, 0x09,                    /* mov r9, [r9] */
+	      0x4C, 0x3B, 0x8F);                   /* cmp r9, [rdi + code_epoch] */
+	b4(e, OFF(code_epoch));
+	BYTES(e, 0x0F, 0x85);                      /* jne miss */
+	miss[n++] = rel32(e);
+	BYTES(e, 0x4C, 0x8B, 0x8F);                /* mov r9, [rdi + icount] */
+	b4(e, OFF(icount));
+	BYTES(e, 0x49, 0x39, 0xF1,                 /* cmp r9, rsi */
+	      0x0F, 0x83);                         /* jae miss */
+	miss[n++] = rel32(e);
+	BYTES(e, 0x44, 0x8B, 0x8F);                /* mov r9d, [rdi + intr_poke] */
+	b4(e, OFF(intr_poke));
+	BYTES(e, 0x44, 0x0B, 0x8F);                /* or r9d, [rdi + stop_request] */
+	b4(e, OFF(stop_request));
+	BYTES(e, 0x0F, 0x85);                      /* jnz miss */
+	miss[n++] = rel32(e);
+	BYTES(e, 0x41, 0xFF, 0x62, 0x08);          /* jmp [r10 + fn] */
+	for (int i = 0; i < n; i++)
+		patch(miss[i], e->p);
+	BYTES(e, 0x48, 0xC7, 0x87);                /* mov qword [rdi + jit_exit], JIT_EXIT_RET */
+	b4(e, OFF(jit_exit));
+	b4(e, JIT_EXIT_RET);
+}
 
 /* Leave the code with RIP moved on by delta from the block's start (code
  * may run at several linear addresses: shared libraries, the vDSO), or set
@@ -571,7 +671,6 @@ enum { CH_NONE, CH_PAGE, CH_FAR };
 #define RIP_R10 INT32_MIN
 static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t ret, int chain)
 {
-	bool chainable = chain != CH_NONE;
 	/* (a transfer to r10 spilled the flags before it) */
 	if (e->hostfl)
 		emit_spill(e);
@@ -593,19 +692,18 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 	bn(e, (uintptr_t)e->owner, 8);
 	BYTES(e, 0x4C, 0x89, 0x9F); /* mov [rdi + jit_block], r11 */
 	b4(e, OFF(jit_block));
-	uint8_t *slot_imm = NULL;
-	if (chainable) {
+	if (chain == CH_RET) {
+		emit_ret_lookup(e);
+	} else if (chain == CH_NONE) {
+		BYTES(e, 0x48, 0xC7, 0x87); /* mov qword [rdi + jit_exit], 0 */
+		b4(e, OFF(jit_exit));
+		b4(e, 0);
+	} else {
 		BYTES(e, 0x49, 0xBB); /* mov r11, slot */
-		slot_imm = e->p;
+		uint8_t *slot_imm = e->p;
 		bn(e, 0, 8);
 		BYTES(e, 0x4C, 0x89, 0x9F); /* mov [rdi + jit_exit], r11 */
-	} else {
-		BYTES(e, 0x48, 0xC7, 0x87); /* mov qword [rdi + jit_exit], 0 */
-	}
-	b4(e, OFF(jit_exit));
-	if (!chainable)
-		b4(e, 0);
-	if (chainable) {
+		b4(e, OFF(jit_exit));
 		/* the jmp at an even address: bit 0 of jit_exit says CH_FAR */
 		if ((uintptr_t)e->p & 1)
 			b1(e, 0x90);
@@ -932,16 +1030,19 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		struct form *f = &s->forms[k];
 		if (!classify(&in[k], f))
 			return;
+		/* without REX, byte registers 4-7 are AH-BH, which the host
+		 * code (always with REX) cannot name; movzx and movsx read a
+		 * byte but write a full register */
+		bool wide_reg = f->map1 && (in[k].op == 0xB6 || in[k].op == 0xBE);
 		if (f->byte && !in[k].rex &&
-		    ((f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
+		    ((!wide_reg && f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
 			return;
 		/* conditional branches within the block's page only (their
 		 * targets are canonical wherever the page is mapped); a jmp or
 		 * a call anywhere a delta from the block's start reaches */
 		int64_t delta = (int64_t)(rip + in[k].len + in[k].imm - rip0);
-		if (f->kind == K_JCC && (rip0 + delta) >> 12 != rip0 >> 12)
-			return;
-		if ((f->kind == K_JMP || f->kind == K_CALL) && (delta != (int32_t)delta || delta == INT32_MIN))
+		if ((f->kind == K_JMP || f->kind == K_CALL || f->kind == K_JCC) &&
+		    (delta != (int32_t)delta || delta == INT32_MIN))
 			return;
 		if (in[k].riprel && (int64_t)(int32_t)(in[k].disp + 0x2000) != in[k].disp + 0x2000)
 			return;
@@ -974,6 +1075,12 @@ struct exit {
 	bool hostfl, moved;
 	int8_t host[16];
 	uint16_t dirty;
+	/* a conditional branch out of the page: its target is checked to be
+	 * canonical at the exit, else the exit is before it (RIP moved on by
+	 * before, count i) */
+	bool check;
+	int i;
+	int32_t before;
 };
 
 int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, uint64_t rip0, void *owner,
@@ -990,6 +1097,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		return 0;
 	e.cpl3 = c->cpl == 3;
 	e.owner = owner;
+	e.j = j;
 	/* the first POOL_SIZE guest registers the run names, in the order
 	 * it names them, are loaded at entry */
 	memset(e.host, -1, sizeof(e.host));
@@ -1048,7 +1156,17 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 			b1(&e, 0xE9);
 			struct exit *x = &exits[nexits++];
 			*x = (struct exit){ rel32(&e), f->kind == K_RET ? RIP_R10 : (int32_t)(next + in[i].imm - rip0),
-					    (uint32_t)(i + 1), f->kind == K_RET ? CH_NONE : CH_FAR, false, e.moved, { 0 } };
+					    (uint32_t)(i + 1), f->kind == K_RET ? CH_RET : CH_FAR, false, e.moved, { 0 } };
+			memcpy(x->host, e.host, sizeof(e.host));
+			x->dirty = e.dirty;
+		} else if (f->kind == K_JCC && (next + in[i].imm) >> 12 != rip0 >> 12) {
+			if (!e.hostfl)
+				emit_fill(&e);
+			b1(&e, 0x0F);
+			b1(&e, 0x80 | (in[i].op & 15));
+			struct exit *x = &exits[nexits++];
+			*x = (struct exit){ rel32(&e), (int32_t)(next + in[i].imm - rip0), (uint32_t)(i + 1), CH_FAR,
+					    e.hostfl, e.moved, { 0 }, 0, true, i, (int32_t)(rip - rip0) };
 			memcpy(x->host, e.host, sizeof(e.host));
 			x->dirty = e.dirty;
 		} else if (f->kind == K_JCC || f->kind == K_JMP) {
@@ -1100,6 +1218,21 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		e.hostfl = exits[x].hostfl;
 		memcpy(e.host, exits[x].host, sizeof(e.host));
 		e.dirty = exits[x].dirty;
+		if (exits[x].check) {
+			struct side bad = { .n = 0 };
+			if (e.hostfl)
+				emit_spill(&e);
+			emit_store_all(&e);
+			e.dirty = 0;
+			emit_cpu(&e, 0x8B, H_R10, OFF(rip));
+			BYTES(&e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + target - rip0] */
+			b4(&e, (uint32_t)exits[x].delta);
+			emit_canonical(&e, &bad);
+			emit_exit(&e, RIP_R10, exits[x].count, JIT_LEFT, CH_FAR);
+			patch(bad.at[0], e.p);
+			emit_exit(&e, exits[x].before, (uint32_t)exits[x].i, (uint32_t)exits[x].i, CH_NONE);
+			continue;
+		}
 		if (exits[x].delta || sc.flags_in || exits[x].chain == CH_FAR) {
 			emit_exit(&e, exits[x].delta, exits[x].count, JIT_LEFT, exits[x].chain);
 			continue;

@@ -298,6 +298,18 @@ if [ "$kvm_usable" -eq 1 ] && [ -f build/guest/pci.elf ]; then
 	else
 		tap_not_ok "pci on kvm: bindings removed at reset" "$bound bound, $removed removed"
 	fi
+	# with KVM's LAPICs, the disk's MSI-X vector is an eventfd KVM routes
+	# (KVM_IRQFD): the one interrupt the family asks for comes through it
+	if [ "$split_usable" -eq 1 ]; then
+		irqfd=$(grep -c "^accord: kvm: KVM_IRQFD gsi [0-9]* (MSI 0xfee[0-9a-f]* 0x60): eventfd writes interrupt the guest$" \
+			"$tmp/ioev.err")
+		if [ "$irqfd" -eq 1 ] && grep -q '^PASS virtio.blk_msix_interrupt' "$tmp/ioev.out"; then
+			tap_ok "pci on kvm, irqchip split: the disk's MSI-X vector bound with KVM_IRQFD, its interrupt taken"
+		else
+			tap_not_ok "pci on kvm, irqchip split: MSI-X through KVM_IRQFD" \
+				"$irqfd bindings; $(grep -m3 'IRQFD\|msix' "$tmp/ioev.err" "$tmp/ioev.out" | tr '\n' ' ')"
+		fi
+	fi
 else
 	tap_skip "pci on kvm: virtio-blk through KVM_IOEVENTFD" "no usable /dev/kvm or no build/guest/pci.elf"
 fi

@@ -154,6 +154,9 @@ struct engine_ops {
 	 * level-triggered vector to ioapic_eoi(). 0, or -1. */
 	int (*msi)(struct vm *vm, uint64_t addr, uint32_t data);
 	int (*gsi_route)(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid);
+	/* split irqchip: a write to eventfd fd sends the MSI (addr, data);
+	 * *gsi < 0: a new route (its GSI in *gsi), else that route changes */
+	int (*irqfd)(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
 };
 
 extern const struct engine_ops engine_emu;

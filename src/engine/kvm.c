@@ -87,6 +87,9 @@
 #define LVT_DM_EXTINT 0x700u
 #define LVT_DM_NMI 0x400u
 #define LVT_DM_MASK 0x700u
+/* GSIs routed: the IOAPIC's pins, then one per irqfd (virtio's MSI-X
+ * vectors: 17 a device at most) */
+#define KVM_GSIS (IOAPIC_PINS + 512)
 
 /* DR0-DR3 hold the debugger's breakpoints (SDM vol. 3B 18.2): DR7 enables
  * each globally (G0-G3) as an execute breakpoint (R/W and LEN 00); GE and
@@ -129,10 +132,12 @@ struct kvm_vm {
 	bool ioeventfd;	   /* KVM_IOEVENTFD with length 0 (any width) */
 	bool split;	   /* the split irqchip: KVM's LAPICs */
 	bool blockirq;	   /* KVM_GUESTDBG_BLOCKIRQ: no interrupt during a step */
-	/* split: the IOAPIC pins' routes (KVM_SET_GSI_ROUTING) */
+	/* split: the GSI routes (KVM_SET_GSI_ROUTING), the IOAPIC's pins
+	 * first, then the irqfds' */
 	pthread_mutex_t route_lock;
-	bool route_valid[IOAPIC_PINS];
-	struct kvm_irq_routing_entry route[IOAPIC_PINS];
+	bool route_valid[KVM_GSIS];
+	struct kvm_irq_routing_entry route[KVM_GSIS];
+	struct kvm_irq_routing *routing; /* the table as KVM gets it */
 };
 
 struct kvm_vcpu_priv {
@@ -598,6 +603,9 @@ static int split_enable(struct kvm_vm *k)
 	}
 	int dbg = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2);
 	k->blockirq = dbg > 0 && (dbg & KVM_GUESTDBG_BLOCKIRQ);
+	k->routing = calloc(1, sizeof(*k->routing) + KVM_GSIS * sizeof(k->routing->entries[0]));
+	if (!k->routing)
+		return -1;
 	pthread_mutex_init(&k->route_lock, NULL);
 	k->split = true;
 	return 0;
@@ -2001,31 +2009,73 @@ static int kvm_msi(struct vm *vm, uint64_t addr, uint32_t data)
 /* KVM reports the EOI of a level-triggered vector (KVM_EXIT_IOAPIC_EOI)
  * only for the vectors of MSI routes on the GSIs reserved for the IOAPIC:
  * the routing table holds the IOAPIC's level-triggered pins as they are */
-static int kvm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid)
+/* route gsi as the MSI (addr, data), or no longer; under route_lock */
+static int route_set(struct kvm_vm *k, unsigned gsi, uint64_t addr, uint32_t data, bool valid)
 {
-	struct kvm_vm *k = vm->engine_priv;
-	struct {
-		struct kvm_irq_routing h;
-		struct kvm_irq_routing_entry e[IOAPIC_PINS];
-	} t = { 0 };
-	int rc;
-
-	if (!k || !k->split || gsi >= IOAPIC_PINS)
-		return -1;
-	pthread_mutex_lock(&k->route_lock);
 	k->route_valid[gsi] = valid;
 	k->route[gsi] = (struct kvm_irq_routing_entry){
 		.gsi = gsi,
 		.type = KVM_IRQ_ROUTING_MSI,
 		.u.msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data },
 	};
-	for (unsigned i = 0; i < IOAPIC_PINS; i++)
+	k->routing->nr = 0;
+	for (unsigned i = 0; i < KVM_GSIS; i++)
 		if (k->route_valid[i])
-			t.e[t.h.nr++] = k->route[i];
-	rc = ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, &t);
+			k->routing->entries[k->routing->nr++] = k->route[i];
+	return ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, k->routing);
+}
+
+static int kvm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	int rc;
+
+	if (!k || !k->split || gsi >= IOAPIC_PINS)
+		return -1;
+	pthread_mutex_lock(&k->route_lock);
+	rc = route_set(k, gsi, addr, data, valid);
 	pthread_mutex_unlock(&k->route_lock);
 	if (rc < 0)
 		fprintf(stderr, "accord: kvm: KVM_SET_GSI_ROUTING (IOAPIC pin %u): %s\n", gsi, strerror(errno));
+	return rc < 0 ? -1 : 0;
+}
+
+/* A device's MSI through an eventfd: KVM injects at each write (from the
+ * I/O thread) without an ioctl of accord's; the route is a GSI past the
+ * IOAPIC's, changed in place when the message changes */
+static int kvm_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	int g = *gsi, rc = -1;
+
+	if (!k || !k->split || (g >= 0 && (g < IOAPIC_PINS || g >= KVM_GSIS || !k->route_valid[g])))
+		return -1;
+	pthread_mutex_lock(&k->route_lock);
+	if (g < 0) {
+		for (g = IOAPIC_PINS; g < KVM_GSIS && k->route_valid[g]; g++)
+			;
+		if (g == KVM_GSIS) {
+			pthread_mutex_unlock(&k->route_lock);
+			return -1;
+		}
+		struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)g };
+		int err = 0;
+		rc = route_set(k, (unsigned)g, addr, data, true);
+		if (rc == 0 && (rc = ioctl(k->vm_fd, KVM_IRQFD, &irqfd)) < 0) {
+			err = errno;
+			route_set(k, (unsigned)g, 0, 0, false);
+		} else if (rc < 0) {
+			err = errno;
+		}
+		if (k->verbose)
+			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g,
+				(unsigned long long)addr, data, rc ? strerror(err) : "eventfd writes interrupt the guest");
+		if (rc == 0)
+			*gsi = g;
+	} else {
+		rc = route_set(k, (unsigned)g, addr, data, true);
+	}
+	pthread_mutex_unlock(&k->route_lock);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -2265,6 +2315,7 @@ const struct engine_ops engine_kvm = {
 	.ioeventfd = kvm_ioeventfd,
 	.msi = kvm_msi,
 	.gsi_route = kvm_gsi_route,
+	.irqfd = kvm_irqfd,
 };
 
 /* ---- --accel auto's probe ---- */

@@ -142,6 +142,13 @@ int vm_read_phys(struct vm *vm, uint64_t gpa, void *dst, uint64_t len)
 	return 0;
 }
 
+int vm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+{
+	if (vm->irqchip != VM_IRQCHIP_SPLIT || !vm->engine->irqfd || addr >> 20 != 0xFEE)
+		return -1;
+	return vm->engine->irqfd(vm, gsi, fd, addr, data);
+}
+
 int vm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)
 {
 	return vm->engine->ioeventfd ? vm->engine->ioeventfd(vm, gpa, fd, assign) : -1;

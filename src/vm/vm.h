@@ -147,6 +147,11 @@ uint64_t vm_tsc(const struct vm *vm);
 /* interrupt lines (GSI) and MSIs, routed through IOAPIC/PIC to LAPICs */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 void vm_send_msi(struct vm *vm, uint64_t addr, uint32_t data);
+/* An eventfd whose every write sends the MSI (addr, data) inside the
+ * engine (the split irqchip's KVM_IRQFD): *gsi < 0 binds fd to a new
+ * route and sets *gsi, else route *gsi carries (addr, data) from now on.
+ * 0, or -1 when the engine cannot (send with vm_send_msi instead). */
+int vm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
 /* the split irqchip: IOAPIC pin gsi as the engine's LAPICs must know it
  * (valid false: masked or not level-triggered) */
 void vm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid);

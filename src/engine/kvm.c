@@ -282,7 +282,8 @@ static const struct {
 	{ KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
 	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
 	{ KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER" },
-	{ KVM_CAP_X86_APIC_BUS_CYCLES_NS, "KVM_CAP_X86_APIC_BUS_CYCLES_NS (Linux 6.11: its LAPIC timer at accord's 25 MHz)" },
+	{ KVM_CAP_X86_APIC_BUS_CYCLES_NS,
+	  "KVM_CAP_X86_APIC_BUS_CYCLES_NS (Linux 6.11: its LAPIC timer at accord's 25 MHz)" },
 };
 
 int kvm_split_check(char *why, size_t n)
@@ -1827,7 +1828,8 @@ static int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
 		return ioctl(p->fd, KVM_SET_REGS, &r);
 	if (p->kvm->split != (s->lapic_size != 0) || (s->lapic_size && s->lapic_size != sizeof(s->lapic))) {
 		fprintf(stderr, "accord: kvm: cpu%d's state %s; this VM's LAPIC is %s\n", v->index,
-			s->lapic_size ? "holds KVM's LAPIC (--irqchip split)" : "has no LAPIC of KVM's (--irqchip user)",
+			s->lapic_size ? "holds KVM's LAPIC (--irqchip split)"
+				      : "has no LAPIC of KVM's (--irqchip user)",
 			p->kvm->split ? "KVM's (--irqchip split)" : "accord's (--irqchip user)");
 		return -1;
 	}
@@ -2069,7 +2071,8 @@ static int kvm_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t da
 		}
 		if (k->verbose)
 			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g,
-				(unsigned long long)addr, data, rc ? strerror(err) : "eventfd writes interrupt the guest");
+				(unsigned long long)addr, data,
+				rc ? strerror(err) : "eventfd writes interrupt the guest");
 		if (rc == 0)
 			*gsi = g;
 	} else {

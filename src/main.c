@@ -40,6 +40,10 @@ static void usage(FILE *f)
 		"  --accel ENGINE    auto, emu or kvm (default auto)\n"
 		"  --personality P   kvm or hyperv: the paravirtual interface the guest\n"
 		"                    finds at CPUID 0x40000000 (default kvm)\n"
+		"  --irqchip split|user  kvm engine: the LAPICs in KVM, the IOAPIC and PIC\n"
+		"                    in accord (split), or all of them in accord (user);\n"
+		"                    default split where the host's KVM has it and the\n"
+		"                    personality is kvm\n"
 		"  --debug-exit      port 0xf4 ends the VM with status (v << 1) | 1\n"
 		"  --disk path=FILE[,ro]  a disk on a raw image (repeatable): virtio-blk,\n"
 		"                    or a VMBus SCSI disk (storvsc) with --personality hyperv\n"
@@ -129,6 +133,7 @@ static int cmd_run(int argc, char **argv)
 		{ "api-socket", required_argument, 0, 'A' },
 		{ "net", required_argument, 0, 'n' },
 		{ "personality", required_argument, 0, 'P' },
+		{ "irqchip", required_argument, 0, 'I' },
 		{ "rng", no_argument, 0, 'r' },
 		{ "console", required_argument, 0, 'C' },
 		{ "sandbox", required_argument, 0, 'S' },
@@ -205,6 +210,10 @@ static int cmd_run(int argc, char **argv)
 		case 'P':
 			if ((rc = machine_set_personality(c, optarg, err, sizeof(err))))
 				fprintf(stderr, "accord: --personality '%s': %s\n", optarg, err);
+			break;
+		case 'I':
+			if ((rc = machine_set_irqchip(c, optarg, err, sizeof(err))))
+				fprintf(stderr, "accord: --irqchip '%s': %s\n", optarg, err);
 			break;
 		case 'r': c->rng = true; break;
 		case 'C':

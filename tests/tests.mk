@@ -252,3 +252,11 @@ TEST_SCRIPTS += tests/snapshot_state.sh
 # tests/unit_vmbus.c
 TEST_SCRIPTS += tests/hyperv_snapshot.sh
 # ---- end Hyper-V snapshots ----
+# ---- the split irqchip (owner: src/dev/irq.c, src/dev/ioapic.c, src/engine/kvm.c) ----
+# the IOAPIC's and MSIs' messages handed to the engine's LAPICs as MSIs
+# (ExtINT kept), level pins mirrored as routes on every change and after a
+# snapshot's load, EOI redelivery, irqfd only with the split irqchip
+# (tests/unit_irqchip.c, a recording engine: no /dev/kvm needed); on kvm,
+# tests/kvm_engine.sh runs the guest families with both irqchips
+TEST_BINS += build/tests/unit_irqchip
+# ---- end split irqchip ----

@@ -33,6 +33,7 @@ enum {
 #define VEC_IPI_HIGH 0x61
 #define VEC_PIT 0x70
 #define VEC_RTC 0x78
+#define VEC_UART 0x68
 #define VEC_SPURIOUS 0xff
 
 #define IOAPIC_BASE 0xfec00000ul
@@ -50,6 +51,7 @@ static volatile bool isr_in_handler;
 static volatile uint64_t last_rip, last_tsc;
 static volatile uint8_t rtc_c_seen;
 static volatile bool no_eoi;
+static volatile bool uart_remote_irr[4]; /* in each level-triggered delivery */
 
 static bool apic_bit(unsigned base, int vec)
 {
@@ -507,6 +509,58 @@ static void test_tsc_deadline(void)
 
 /* ---- IOAPIC, PIT, RTC ---- */
 
+#define COM1 0x3f8
+#define COM1_GSI 4
+#define REDIR_REMOTE_IRR (1u << 14)
+#define REDIR_LEVEL (1u << 15)
+#define UART_LEVEL_DELIVERIES 3
+
+/* The UART's THRE interrupt holds its line until IIR is read or IER
+ * drops it (16550 datasheet): the handler does neither before its EOI,
+ * so a level-triggered pin delivers again, until the third delivery
+ * turns IER off. Remote IRR is read before each EOI. */
+static void uart_level_handler(struct trap_frame *f)
+{
+	unsigned n = count[f->vector]++;
+
+	if (n < ARRAY_SIZE(uart_remote_irr))
+		uart_remote_irr[n] = iolapic_read(0x10 + 2 * COM1_GSI) & REDIR_REMOTE_IRR;
+	if (n + 1 >= UART_LEVEL_DELIVERIES)
+		outb(COM1 + 1, 0);
+	lapic_write(APIC_EOI, 0);
+}
+
+/* 82093AA 3.2.4: a level-triggered pin sets remote IRR when its message
+ * is accepted and clears it at the LAPIC's EOI of that vector; a line
+ * still asserted then interrupts again */
+static void test_ioapic_level(void)
+{
+	uint32_t id = lapic_read(APIC_ID) >> 24, redir;
+	uint8_t mcr = inb(COM1 + 4), ier = inb(COM1 + 1);
+
+	reset_counts();
+	trap_set_handler(VEC_UART, uart_level_handler);
+	iolapic_write(0x11 + 2 * COM1_GSI, id << 24);
+	iolapic_write(0x10 + 2 * COM1_GSI, VEC_UART | REDIR_LEVEL);
+	outb(COM1 + 4, mcr | 0x08); /* OUT2 gates the UART's line */
+	sti();
+	outb(COM1 + 1, 0x02);	    /* THRE interrupt, THR empty: asserted */
+	wait_count(&count[VEC_UART], UART_LEVEL_DELIVERIES, 200000);
+	delay_us(2000);
+	cli();
+	redir = iolapic_read(0x10 + 2 * COM1_GSI);
+	iolapic_write(0x10 + 2 * COM1_GSI, VEC_UART | REDIR_LEVEL | LVT_MASKED);
+	outb(COM1 + 1, ier);
+	outb(COM1 + 4, mcr);
+	check(count[VEC_UART] >= 1 && uart_remote_irr[0], "ioapic.level_remote_irr",
+	      "%u deliveries, remote IRR %u in the first", count[VEC_UART], uart_remote_irr[0]);
+	check(count[VEC_UART] == UART_LEVEL_DELIVERIES, "ioapic.level_redelivered_after_eoi",
+	      "%u deliveries of a line held through %d EOIs (expected %d)", count[VEC_UART],
+	      UART_LEVEL_DELIVERIES - 1, UART_LEVEL_DELIVERIES);
+	check(!(redir & REDIR_REMOTE_IRR), "ioapic.level_eoi_clears_remote_irr",
+	      "redirection entry 0x%08x after the last EOI", redir);
+}
+
 static void test_ioapic(void)
 {
 	uint32_t ver = iolapic_read(1);
@@ -682,6 +736,7 @@ void test_main(void)
 	test_timer_accuracy();
 	test_tsc_deadline();
 	test_ioapic();
+	test_ioapic_level();
 	test_pit();
 	test_rtc();
 	cli();

@@ -39,6 +39,10 @@ bool lapic_msr_write(struct lapic *l, uint32_t msr, uint64_t val);
 /* the vectors (a 256-bit set) that are EOI'd as they are accepted: the
  * Hyper-V SynIC's auto-EOI SINTs */
 void lapic_set_auto_eoi(struct lapic *l, const uint32_t vectors[8]);
+/* the vector of the 8259's INTA cycle when its INTR is up (ack: the
+ * cycle happens), else -1; takes vm->io_lock. The split irqchip's engine
+ * asks it where its LAPIC takes ExtINT. */
+int pic_extint(struct vm *vm, bool ack);
 /* an NMI arrived (IPI, IOAPIC or MSI); reading it clears it */
 bool lapic_take_nmi(struct lapic *l);
 

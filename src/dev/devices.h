@@ -47,6 +47,9 @@ struct irq_msg {
  * LAPIC for shorthands (NULL from the IOAPIC and MSIs). Takes only LAPIC
  * locks, so any thread may call it. */
 void irq_deliver(struct vm *vm, const struct irq_msg *m, struct lapic *src);
+/* split irqchip: IOAPIC pin's message mirrored to the engine (valid false:
+ * none), so that its LAPICs report the EOI of a level-triggered vector */
+void irq_route_pin(struct vm *vm, int pin, const struct irq_msg *m, bool valid);
 
 /* lapic.c: the parts of a LAPIC that irq_deliver needs */
 bool lapic_match(struct lapic *l, uint8_t dest, bool logical);

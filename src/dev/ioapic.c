@@ -34,10 +34,9 @@ struct ioapic {
 	struct ioapic_state s;
 };
 
-static void ioapic_service(struct ioapic *a, int pin)
+static struct irq_msg ioapic_msg(uint64_t e)
 {
-	uint64_t e = a->s.redir[pin];
-	struct irq_msg m = {
+	return (struct irq_msg){
 		.vector = e & 0xFF,
 		.mode = e >> 8 & 7,
 		.logical = (e & REDIR_LOGICAL) != 0,
@@ -45,6 +44,23 @@ static void ioapic_service(struct ioapic *a, int pin)
 		.shorthand = APIC_DEST_NONE,
 		.dest = e >> 56,
 	};
+}
+
+/* The split irqchip's LAPICs report an EOI only for the vectors of the
+ * level-triggered pins they know of: tell them each such pin as it is now */
+static void ioapic_route(struct ioapic *a, int pin)
+{
+	uint64_t e = a->s.redir[pin];
+	struct irq_msg m = ioapic_msg(e);
+
+	irq_route_pin(a->vm, pin, &m,
+		      !(e & REDIR_MASKED) && m.level && (m.mode == APIC_DM_FIXED || m.mode == APIC_DM_LOWEST));
+}
+
+static void ioapic_service(struct ioapic *a, int pin)
+{
+	uint64_t e = a->s.redir[pin];
+	struct irq_msg m = ioapic_msg(e);
 
 	if (e & REDIR_MASKED)
 		return;
@@ -134,6 +150,8 @@ static void ioapic_reg_write(struct ioapic *a, uint32_t reg, uint32_t val)
 	if (!(e & REDIR_LEVEL))
 		e &= ~REDIR_REMOTE_IRR;
 	a->s.redir[pin] = e;
+	if ((e ^ old) & ~(REDIR_REMOTE_IRR | REDIR_DELIVERY_STATUS))
+		ioapic_route(a, pin);
 	/* unmasking a pin whose line is held asserts it now */
 	if (e & REDIR_LEVEL)
 		ioapic_service(a, pin);
@@ -181,7 +199,11 @@ static int ioapic_load(void *o, struct snap_rd *r, char *err, size_t n)
 {
 	struct ioapic *a = o;
 
-	return snap_get(r, &a->s, sizeof(a->s)) ? 0 : -1;
+	if (!snap_get(r, &a->s, sizeof(a->s)))
+		return -1;
+	for (int pin = 0; pin < IOAPIC_PINS; pin++)
+		ioapic_route(a, pin);
+	return 0;
 }
 
 struct ioapic *ioapic_create(struct vm *vm)

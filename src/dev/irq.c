@@ -1,9 +1,42 @@
 /* Interrupt routing: GSI lines into the PIC and the IOAPIC, MSIs, and the
- * fan-out of APIC bus messages (IOAPIC, MSI, IPI) to the LAPICs. */
+ * fan-out of APIC bus messages (IOAPIC, MSI, IPI) to the LAPICs; with the
+ * split irqchip, the hand-over of IOAPIC and MSI messages to the engine's
+ * LAPICs. */
 #include "dev/dev.h"
 #include "dev/devices.h"
 #include "dev/platform.h"
+#include "engine/engine.h"
 #include "vm/vm.h"
+
+#define MSI_ADDR_BASE 0xFEE00000u
+#define MSI_ADDR_LOGICAL (1u << 2)
+#define MSI_DATA_ASSERT (1u << 14)
+#define MSI_DATA_LEVEL (1u << 15)
+
+/* a message as the MSI address and data that carry it (Intel SDM vol. 3A
+ * 11.11): what an engine's LAPIC takes */
+static void irq_msi_encode(const struct irq_msg *m, uint64_t *addr, uint32_t *data)
+{
+	*addr = MSI_ADDR_BASE | (uint32_t)m->dest << 12 | (m->logical ? MSI_ADDR_LOGICAL : 0);
+	*data = m->vector | (uint32_t)(m->mode & 7) << 8 | MSI_DATA_ASSERT | (m->level ? MSI_DATA_LEVEL : 0);
+}
+
+void vm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid)
+{
+	if (vm->irqchip == VM_IRQCHIP_SPLIT && vm->engine->gsi_route)
+		vm->engine->gsi_route(vm, gsi, addr, data, valid);
+}
+
+void irq_route_pin(struct vm *vm, int pin, const struct irq_msg *m, bool valid)
+{
+	uint64_t addr;
+	uint32_t data;
+
+	if (vm->irqchip != VM_IRQCHIP_SPLIT)
+		return;
+	irq_msi_encode(m, &addr, &data);
+	vm_gsi_route(vm, (unsigned)pin, addr, data, valid);
+}
 
 /* The caller holds vm->io_lock: the PIC and IOAPIC state is behind it. */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level)
@@ -76,6 +109,19 @@ void irq_deliver(struct vm *vm, const struct irq_msg *m, struct lapic *src)
 {
 	struct vcpu *lowest = NULL;
 	uint32_t lowest_apr = 0;
+
+	/* Split irqchip: the IOAPIC's and the MSIs' messages go to the
+	 * engine's LAPICs (IPIs never come here: they are the engine's).
+	 * ExtINT stays: it names the PIC, which the engine asks for its
+	 * vector at the interrupt window. */
+	if (vm->irqchip == VM_IRQCHIP_SPLIT && !src && m->mode != APIC_DM_EXTINT && vm->engine->msi) {
+		uint64_t addr;
+		uint32_t data;
+
+		irq_msi_encode(m, &addr, &data);
+		vm->engine->msi(vm, addr, data);
+		return;
+	}
 
 	for (int i = 0; i < vm->ncpus && i < VM_MAX_CPUS; i++) {
 		struct vcpu *v = vm->vcpu[i];

@@ -546,9 +546,7 @@ int lapic_get_interrupt(struct lapic *l, bool ack)
 	/* ExtINT bypasses the IRR and the priority logic: the vector comes
 	 * from the 8259's INTA cycle */
 	if (vm->pic && pic_output(vm->pic) && lapic_wired_to_pic(l)) {
-		pthread_mutex_lock(&vm->io_lock);
-		v = pic_intack(vm->pic, ack);
-		pthread_mutex_unlock(&vm->io_lock);
+		v = pic_extint(vm, ack);
 		if (v >= 0) {
 			if (ack) {
 				pthread_mutex_lock(&l->lock);

@@ -168,6 +168,18 @@ bool pic_output(struct pic *p)
 	return atomic_load(&p->output);
 }
 
+int pic_extint(struct vm *vm, bool ack)
+{
+	int v = -1;
+
+	if (!vm->pic || !pic_output(vm->pic))
+		return -1;
+	pthread_mutex_lock(&vm->io_lock);
+	v = pic_intack(vm->pic, ack);
+	pthread_mutex_unlock(&vm->io_lock);
+	return v;
+}
+
 int pic_intack(struct pic *p, bool ack)
 {
 	struct pic_chip *m = &p->s.chip[MASTER], *sl = &p->s.chip[SLAVE];

@@ -259,6 +259,8 @@ int emu_state_load(struct cpu *c, const struct cpu_state *s)
 		return 0;
 	if (s->exc_vector >= 0 || s->irq_injected >= 0)
 		return -1; /* the kvm engine's mid-injection state; emu has none */
+	if (s->lapic_size)
+		return -1; /* KVM's LAPIC (split irqchip); emu's is a device */
 	c->cr0 = s->cr0;
 	c->cr2 = s->cr2;
 	c->cr3 = s->cr3;

@@ -93,6 +93,12 @@ struct cpu_state {
 	 * more than accord's model (AVX); xsave_size 0: none, FXSAVE is all */
 	uint32_t xsave_size;
 	uint8_t xsave[4096];
+	/* the split irqchip: KVM's LAPIC (KVM_GET_LAPIC's registers; its TSC
+	 * deadline is tsc_deadline above) and the vCPU's run state
+	 * (KVM_MP_STATE_*: halted, waiting for its SIPI). lapic_size 0: the
+	 * LAPIC is accord's device, saved with the devices. */
+	uint32_t lapic_size, mp_state;
+	uint8_t lapic[1024];
 };
 
 /* The debugger's hold on one vCPU (the gdb stub). Breakpoints are RIP
@@ -140,6 +146,17 @@ struct engine_ops {
 	 * -1 when the engine cannot: the write then ends the vCPU's run as
 	 * any MMIO does and the device signals fd itself. NULL: never. */
 	int (*ioeventfd)(struct vm *vm, uint64_t gpa, int fd, bool assign);
+	/* The split irqchip (vm->irqchip VM_IRQCHIP_SPLIT; NULL on engines
+	 * without one): the LAPICs are the engine's. msi sends an interrupt
+	 * message (MSI address and data) to them, from any thread.
+	 * gsi_route mirrors IOAPIC pin gsi as such a message (valid false:
+	 * no route), so that the engine's LAPIC reports the EOI of a
+	 * level-triggered vector to ioapic_eoi(). 0, or -1. */
+	int (*msi)(struct vm *vm, uint64_t addr, uint32_t data);
+	int (*gsi_route)(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid);
+	/* split irqchip: a write to eventfd fd sends the MSI (addr, data);
+	 * *gsi < 0: a new route (its GSI in *gsi), else that route changes */
+	int (*irqfd)(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
 };
 
 extern const struct engine_ops engine_emu;
@@ -162,5 +179,8 @@ extern const struct engine_ops engine_kvm;
  * KVM is unusable (why says why). */
 int kvm_check(char *why, size_t n);
 int kvm_probe(char *why, size_t n);
+/* whether the host's KVM can run the split irqchip (its LAPIC, accord's
+ * IOAPIC and PIC): 0, or -1 and why */
+int kvm_split_check(char *why, size_t n);
 
 #endif

@@ -24,6 +24,15 @@
  * int3, clac): each runs on accord's interpreter (src/cpu/) with the
  * vCPU's whole state, and the state goes back to KVM (insn_step).
  *
+ * The split irqchip (vm->irqchip VM_IRQCHIP_SPLIT, --irqchip split): the
+ * LAPICs are KVM's (KVM_CAP_SPLIT_IRQCHIP). KVM then injects their
+ * interrupts, halts the vCPU inside KVM_RUN, starts APs at their SIPI,
+ * serves IA32_APIC_BASE, the TSC deadline and the x2APIC MSRs; the IOAPIC's
+ * and the MSIs' messages come here from irq_deliver() (KVM_SIGNAL_MSI), the
+ * level-triggered IOAPIC pins are mirrored as GSI routes so that their EOI
+ * ends KVM_RUN with KVM_EXIT_IOAPIC_EOI, and only the PIC's ExtINT is
+ * injected from here (KVM_INTERRUPT where KVM's LINT0 takes it).
+ *
  * ACCORD_KVM_DEV names the device to open instead of /dev/kvm (tests use
  * it to simulate a host without KVM); ACCORD_VERBOSE=1 says on stderr what
  * the host's KVM made the engine change in the CPU model. */
@@ -43,6 +52,7 @@
 
 #include "cpu/cpu.h"
 #include "dev/dev.h"
+#include "dev/platform.h"
 #include "engine/engine.h"
 #include "vm/vm.h"
 
@@ -61,6 +71,25 @@
 #define MSR_IA32_TSC 0x10
 #define MSR_APIC_BASE 0x1b
 #define MSR_TSC_DEADLINE 0x6e0
+#define APIC_BASE_ENABLE (1ull << 11)
+
+/* The split irqchip's LAPIC timer counts at accord's crystal (CPUID 0x15
+ * ECX), one cycle every this many ns (Linux 6.11's capability; the
+ * headers may predate it) */
+#ifndef KVM_CAP_X86_APIC_BUS_CYCLES_NS
+#define KVM_CAP_X86_APIC_BUS_CYCLES_NS 237
+#endif
+#define APIC_BUS_CYCLE_NS (1000000000ull / VM_CRYSTAL_HZ)
+/* KVM's LAPIC registers (KVM_GET_LAPIC): LVT LINT0 and LINT1 */
+#define KVM_APIC_LVT0 0x350
+#define KVM_APIC_LVT1 0x360
+#define LVT_MASKED (1u << 16)
+#define LVT_DM_EXTINT 0x700u
+#define LVT_DM_NMI 0x400u
+#define LVT_DM_MASK 0x700u
+/* GSIs routed: the IOAPIC's pins, then one per irqfd (virtio's MSI-X
+ * vectors: 17 a device at most) */
+#define KVM_GSIS (IOAPIC_PINS + 512)
 
 /* DR0-DR3 hold the debugger's breakpoints (SDM vol. 3B 18.2): DR7 enables
  * each globally (G0-G3) as an execute breakpoint (R/W and LEN 00); GE and
@@ -101,6 +130,14 @@ struct kvm_vm {
 	bool verbose;
 	bool window_steps; /* KVM misses interrupt windows: step to find them */
 	bool ioeventfd;	   /* KVM_IOEVENTFD with length 0 (any width) */
+	bool split;	   /* the split irqchip: KVM's LAPICs */
+	bool blockirq;	   /* KVM_GUESTDBG_BLOCKIRQ: no interrupt during a step */
+	/* split: the GSI routes (KVM_SET_GSI_ROUTING), the IOAPIC's pins
+	 * first, then the irqfds' */
+	pthread_mutex_t route_lock;
+	bool route_valid[KVM_GSIS];
+	struct kvm_irq_routing_entry route[KVM_GSIS];
+	struct kvm_irq_routing *routing; /* the table as KVM gets it */
 };
 
 struct kvm_vcpu_priv {
@@ -232,6 +269,35 @@ int kvm_check(char *why, size_t n)
 	int fd = kvm_open_dev(why, n);
 	if (fd < 0)
 		return -1;
+	close(fd);
+	return 0;
+}
+
+/* what the split irqchip needs of the host's KVM besides kvm_check's */
+static const struct {
+	int cap;
+	const char *name;
+} split_caps[] = {
+	{ KVM_CAP_SPLIT_IRQCHIP, "KVM_CAP_SPLIT_IRQCHIP" },
+	{ KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
+	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
+	{ KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER" },
+	{ KVM_CAP_X86_APIC_BUS_CYCLES_NS,
+	  "KVM_CAP_X86_APIC_BUS_CYCLES_NS (Linux 6.11: its LAPIC timer at accord's 25 MHz)" },
+};
+
+int kvm_split_check(char *why, size_t n)
+{
+	int fd = kvm_open_dev(why, n);
+	if (fd < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(split_caps) / sizeof(split_caps[0]); i++) {
+		if (ioctl(fd, KVM_CHECK_EXTENSION, split_caps[i].cap) <= 0) {
+			snprintf(why, n, "the host's KVM lacks %s", split_caps[i].name);
+			close(fd);
+			return -1;
+		}
+	}
 	close(fd);
 	return 0;
 }
@@ -494,26 +560,56 @@ static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
  * KVM's own paravirtual MSRs are accord's to answer, not KVM's: the
  * personality accord's CPUID announces (src/dev/kvmclock.c,
  * src/dev/hyperv/) serves them on both engines. */
-static int msr_filter_set(int vm_fd)
+static int msr_filter_set(int vm_fd, bool split)
 {
 	static uint8_t deny[0x200 / 8]; /* all zero: every MSR of a range exits */
 	static const struct {
 		uint32_t base, n;
+		bool lapic; /* the split irqchip's LAPIC (KVM's) serves it */
 	} ranges[] = {
-		{ MSR_APIC_BASE, 1 },
-		{ MSR_TSC_DEADLINE, 1 },
-		{ 0x40000000, 0x200 }, /* Hyper-V (TLFS) */
-		{ 0x11, 2 },	       /* MSR_KVM_WALL_CLOCK, MSR_KVM_SYSTEM_TIME */
-		{ 0x4b564d00, 0x100 }, /* KVM's paravirtual MSRs */
+		{ MSR_APIC_BASE, 1, true },
+		{ MSR_TSC_DEADLINE, 1, true },
+		{ 0x40000000, 0x200, false }, /* Hyper-V (TLFS) */
+		{ 0x11, 2, false },	       /* MSR_KVM_WALL_CLOCK, MSR_KVM_SYSTEM_TIME */
+		{ 0x4b564d00, 0x100, false }, /* KVM's paravirtual MSRs */
 	};
 	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+	int n = 0;
 	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
-		f.ranges[i].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
-		f.ranges[i].base = ranges[i].base;
-		f.ranges[i].nmsrs = ranges[i].n;
-		f.ranges[i].bitmap = deny;
+		if (split && ranges[i].lapic)
+			continue;
+		f.ranges[n].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+		f.ranges[n].base = ranges[i].base;
+		f.ranges[n].nmsrs = ranges[i].n;
+		f.ranges[n].bitmap = deny;
+		n++;
 	}
 	return ioctl(vm_fd, KVM_X86_SET_MSR_FILTER, &f);
+}
+
+/* The split irqchip, before any vCPU: KVM's LAPICs with IOAPIC_PINS GSIs
+ * reserved for accord's IOAPIC, their timer at accord's crystal */
+static int split_enable(struct kvm_vm *k)
+{
+	struct kvm_enable_cap split = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { IOAPIC_PINS } };
+	struct kvm_enable_cap bus = { .cap = KVM_CAP_X86_APIC_BUS_CYCLES_NS, .args = { APIC_BUS_CYCLE_NS } };
+
+	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &split) < 0) {
+		fprintf(stderr, "accord: kvm: KVM_CAP_SPLIT_IRQCHIP: %s\n", strerror(errno));
+		return -1;
+	}
+	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &bus) < 0) {
+		fprintf(stderr, "accord: kvm: KVM_CAP_X86_APIC_BUS_CYCLES_NS: %s\n", strerror(errno));
+		return -1;
+	}
+	int dbg = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2);
+	k->blockirq = dbg > 0 && (dbg & KVM_GUESTDBG_BLOCKIRQ);
+	k->routing = calloc(1, sizeof(*k->routing) + KVM_GSIS * sizeof(k->routing->entries[0]));
+	if (!k->routing)
+		return -1;
+	pthread_mutex_init(&k->route_lock, NULL);
+	k->split = true;
+	return 0;
 }
 
 static int kvm_vm_init(struct vm *vm)
@@ -576,7 +672,9 @@ static int kvm_vm_init(struct vm *vm)
 		.cap = KVM_CAP_X86_USER_SPACE_MSR,
 		.args = { KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL },
 	};
-	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || msr_filter_set(k->vm_fd) < 0) {
+	if (vm->irqchip == VM_IRQCHIP_SPLIT && split_enable(k) < 0)
+		return -1;
+	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || msr_filter_set(k->vm_fd, k->split) < 0) {
 		fprintf(stderr, "accord: kvm: cannot send MSRs to accord's model: %s\n", strerror(errno));
 		return -1;
 	}
@@ -626,6 +724,31 @@ static void tsc_rate_set(struct kvm_vcpu_priv *p)
 			(unsigned long long)want, host);
 }
 
+static uint32_t lapic_reg(const struct kvm_lapic_state *st, unsigned off)
+{
+	uint32_t v;
+	memcpy(&v, st->regs + off, 4);
+	return v;
+}
+
+static void lapic_reg_set(struct kvm_lapic_state *st, unsigned off, uint32_t v)
+{
+	memcpy(st->regs + off, &v, 4);
+}
+
+/* what a BIOS leaves on the BSP, as accord's LAPIC starts (lapic.c):
+ * virtual wire mode, the 8259 on LINT0 and NMI on LINT1 */
+static int split_bsp_lints(struct kvm_vcpu_priv *p)
+{
+	struct kvm_lapic_state st;
+
+	if (ioctl(p->fd, KVM_GET_LAPIC, &st) < 0)
+		return -1;
+	lapic_reg_set(&st, KVM_APIC_LVT0, LVT_DM_EXTINT);
+	lapic_reg_set(&st, KVM_APIC_LVT1, LVT_DM_NMI);
+	return ioctl(p->fd, KVM_SET_LAPIC, &st);
+}
+
 static int kvm_vcpu_init(struct vcpu *v)
 {
 	struct kvm_vm *k = v->vm->engine_priv;
@@ -658,6 +781,10 @@ static int kvm_vcpu_init(struct vcpu *v)
 		return -1;
 	}
 	p->have_xcrs = ioctl(p->fd, KVM_GET_XCRS, &p->reset_xcrs) == 0;
+	if (k->split && v->index == 0 && split_bsp_lints(p) < 0) {
+		fprintf(stderr, "accord: kvm: cannot set up cpu0's LAPIC: %s\n", strerror(errno));
+		return -1;
+	}
 	/* made now: the sandbox comes before the first instruction to step */
 	p->step = step_create(p);
 	if (!p->step)
@@ -828,7 +955,7 @@ static void mmio_access(struct kvm_vcpu_priv *p, uint64_t gpa, uint64_t *val, in
 {
 	struct vm *vm = p->v->vm;
 
-	if ((gpa & ~0xfffull) == LAPIC_BASE) {
+	if ((gpa & ~0xfffull) == LAPIC_BASE && !p->kvm->split) {
 		if (write)
 			lapic_mmio_write(p->v->lapic, gpa & 0xfff, *val, len);
 		else
@@ -903,8 +1030,20 @@ static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *h
 	return 0;
 }
 
+static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val);
+static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val);
+
+/* the MSRs of the split irqchip's LAPIC: KVM's (an instruction stepped on
+ * accord's interpreter reaches them here) */
+static bool split_lapic_msr(struct kvm_vcpu_priv *p, uint32_t msr)
+{
+	return p->kvm->split && (msr == MSR_APIC_BASE || msr == MSR_TSC_DEADLINE || (msr >= 0x800 && msr < 0x900));
+}
+
 static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *val)
 {
+	if (split_lapic_msr(p, msr))
+		return msr_get(p, msr, val);
 	if (msr == MSR_TSC_DEADLINE) {
 		uint64_t armed;
 		if (!lapic_msr_read(p->v->lapic, msr, &armed))
@@ -917,6 +1056,8 @@ static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *va
 
 static bool machine_msr_write(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t val)
 {
+	if (split_lapic_msr(p, msr))
+		return msr_set(p, msr, val);
 	if (msr == MSR_TSC_DEADLINE)
 		return deadline_write(p, val);
 	return vm_msr_write(p->v, msr, val);
@@ -991,6 +1132,11 @@ static int debug_apply(struct kvm_vcpu_priv *p)
 
 	if (d->single_step || p->step_over || p->window_step)
 		g.control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+	/* KVM's LAPIC would deliver an interrupt inside the debugger's step:
+	 * the step then ends at the handler's first instruction, not after
+	 * the one the debugger meant (as emu and the user irqchip step) */
+	if ((d->single_step || p->step_over) && p->kvm->blockirq)
+		g.control |= KVM_GUESTDBG_BLOCKIRQ;
 	if (d->nbreak) {
 		g.control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP;
 		g.arch.debugreg[7] = DR7_GE | DR7_FIXED1;
@@ -1055,11 +1201,35 @@ static void window_found(struct kvm_vcpu_priv *p)
  * KVM to exit when it can, or step to find that point where KVM would not
  * exit. A debugger's step executes one instruction, not the first of an
  * interrupt handler (as on emu); a halted vCPU still wakes. */
+/* Split irqchip: whether KVM's LAPIC takes the PIC's INTR now (LINT0
+ * unmasked as ExtINT, or the APIC hardware-disabled), as KVM decides */
+static bool split_extint_wired(struct kvm_vcpu_priv *p)
+{
+	struct kvm_lapic_state st;
+	uint64_t base;
+	uint32_t lvt0;
+
+	if (!msr_get(p, MSR_APIC_BASE, &base) || ioctl(p->fd, KVM_GET_LAPIC, &st) < 0)
+		return false;
+	lvt0 = lapic_reg(&st, KVM_APIC_LVT0);
+	return !(base & APIC_BASE_ENABLE) || (lvt0 & (LVT_MASKED | LVT_DM_MASK)) == LVT_DM_EXTINT;
+}
+
+/* the vector to inject from here: the user irqchip's LAPIC's, or with
+ * the split irqchip the PIC's where KVM's LAPIC takes it */
+static int interrupt_pending(struct kvm_vcpu_priv *p, bool ack)
+{
+	if (!p->kvm->split)
+		return lapic_get_interrupt(p->v->lapic, ack);
+	if (!ack && (pic_extint(p->v->vm, false) < 0 || !split_extint_wired(p)))
+		return -1;
+	return pic_extint(p->v->vm, ack);
+}
+
 static void interrupts_deliver(struct kvm_vcpu_priv *p)
 {
-	struct lapic *l = p->v->lapic;
 	bool stepping = (p->dbg.single_step || p->step_over) && !p->halted;
-	int vec = stepping ? -1 : lapic_get_interrupt(l, false);
+	int vec = stepping ? -1 : interrupt_pending(p, false);
 
 	if (vec >= 0 && p->ready) {
 		if (p->window_step) {
@@ -1067,7 +1237,7 @@ static void interrupts_deliver(struct kvm_vcpu_priv *p)
 			p->window_step = false;
 			debug_apply(p);
 		}
-		vec = lapic_get_interrupt(l, true);
+		vec = interrupt_pending(p, true);
 		if (vec >= 0) {
 			struct kvm_interrupt irq = { .irq = (uint32_t)vec };
 			if (ioctl(p->fd, KVM_INTERRUPT, &irq) == 0) {
@@ -1075,7 +1245,7 @@ static void interrupts_deliver(struct kvm_vcpu_priv *p)
 				p->halted = false;
 				window_found(p);
 			}
-			vec = lapic_get_interrupt(l, false);
+			vec = interrupt_pending(p, false);
 		}
 	}
 	p->run->request_interrupt_window = vec >= 0;
@@ -1142,7 +1312,8 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		    (next < 0 || next > WINDOW_POLL_NS))
 			next = WINDOW_POLL_NS;
 		timer_arm(p, next);
-		uint8_t cr8 = tpr_read(v->lapic);
+		/* the split irqchip's TPR is KVM's LAPIC's */
+		uint8_t cr8 = p->kvm->split ? 0 : tpr_read(v->lapic);
 		run->cr8 = cr8;
 		run->immediate_exit = 0;
 
@@ -1152,7 +1323,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		p->ready = run->ready_for_interrupt_injection;
 		p->io_pending = false;
 		/* a guest write to CR8 is a write to the LAPIC's TPR */
-		if (run->cr8 != cr8)
+		if (!p->kvm->split && run->cr8 != cr8)
 			lapic_mmio_write(v->lapic, 0x80, (uint32_t)(run->cr8 & 0xf) << 4, 4);
 		if (rc < 0) {
 			if (err == EINTR || err == EAGAIN) {
@@ -1193,6 +1364,9 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 				ex->kind = EXIT_DEBUG;
 				return 0;
 			}
+			break;
+		case KVM_EXIT_IOAPIC_EOI:
+			ioapic_eoi(vm, run->eoi.vector);
 			break;
 		case KVM_EXIT_IRQ_WINDOW_OPEN:
 		case KVM_EXIT_SET_TPR:
@@ -1368,6 +1542,21 @@ static void seg_in(struct kvm_segment *k, const struct cpu_seg *o)
 	};
 }
 
+/* the split irqchip's LAPIC and run state; the TSC deadline is KVM's */
+static int state_get_lapic(struct kvm_vcpu_priv *p, struct cpu_state *s)
+{
+	struct kvm_mp_state mp;
+
+	_Static_assert(sizeof(struct kvm_lapic_state) == sizeof(s->lapic), "LAPIC state");
+	if (ioctl(p->fd, KVM_GET_LAPIC, (struct kvm_lapic_state *)s->lapic) < 0 ||
+	    ioctl(p->fd, KVM_GET_MP_STATE, &mp) < 0)
+		return -1;
+	s->lapic_size = sizeof(s->lapic);
+	s->mp_state = mp.mp_state;
+	s->halted = mp.mp_state == KVM_MP_STATE_HALTED;
+	return 0;
+}
+
 /* everything beyond the GPRs, RIP, RFLAGS and the FXSAVE image */
 static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, struct cpu_state *s)
 {
@@ -1402,6 +1591,8 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 		return -1;
 	s->tsc_offset = (int64_t)(tsc - vm_ticks(p, vm_now_ns(p->v->vm)));
 	s->tsc_deadline = p->tsc_deadline;
+	if (p->kvm->split && !msr_get(p, MSR_TSC_DEADLINE, &s->tsc_deadline))
+		return -1;
 	if (ioctl(p->kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0) {
 		_Static_assert(sizeof(struct kvm_xsave) <= sizeof(s->xsave), "XSAVE area");
 		if (ioctl(p->fd, KVM_GET_XSAVE, (struct kvm_xsave *)s->xsave) < 0)
@@ -1428,7 +1619,8 @@ enum {
 	STATE_MSRS = 1u << 4,	/* state_msrs and IA32_TSC_DEADLINE */
 	STATE_TSC = 1u << 5,
 	STATE_EVENTS = 1u << 6, /* pending events, interrupt shadow, halt */
-	STATE_ALL = 0x7f,
+	STATE_LAPIC = 1u << 7,	/* the split irqchip's LAPIC and run state */
+	STATE_ALL = 0xff,
 };
 
 /* KVM's order: the system registers (EFER before the MSRs that depend on
@@ -1524,7 +1716,20 @@ static int state_set(struct kvm_vcpu_priv *p, const struct cpu_state *s, const s
 		ev.flags = KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING;
 		if (ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
 			return -1;
-		p->halted = s->halted;
+		p->halted = s->halted && !p->kvm->split;
+		/* a HLT stepped on accord's interpreter: KVM's vCPU halts */
+		struct kvm_mp_state mp = { KVM_MP_STATE_HALTED };
+		if (p->kvm->split && s->halted && !(parts & STATE_LAPIC) && ioctl(p->fd, KVM_SET_MP_STATE, &mp) < 0)
+			return -1;
+	}
+	/* the LAPIC before its TSC deadline (KVM takes one only in the
+	 * timer's deadline mode), the run state last */
+	if ((parts & STATE_LAPIC) && p->kvm->split) {
+		struct kvm_mp_state mp = { s->mp_state };
+		if (ioctl(p->fd, KVM_SET_LAPIC, (const struct kvm_lapic_state *)s->lapic) < 0 ||
+		    (s->tsc_deadline && !msr_set(p, MSR_TSC_DEADLINE, s->tsc_deadline)) ||
+		    ioctl(p->fd, KVM_SET_MP_STATE, &mp) < 0)
+			return -1;
 	}
 	/* A halted vCPU does not enter KVM_RUN until an interrupt is taken,
 	 * so no exit would tell it is ready for one: it is when it halted
@@ -1534,16 +1739,17 @@ static int state_set(struct kvm_vcpu_priv *p, const struct cpu_state *s, const s
 	return 0;
 }
 
-static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
+/* the vCPU's state; with lapic, the split irqchip's LAPIC too (an
+ * instruction stepped on accord's interpreter leaves it as it is) */
+static int state_get(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic)
 {
-	struct kvm_vcpu_priv *p = priv(v);
 	struct kvm_regs r;
 	struct kvm_sregs sr;
 
 	io_complete(p);
 	memset(s, 0, sizeof(*s));
 	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 ||
-	    state_get_full(p, &sr, s) < 0)
+	    state_get_full(p, &sr, s) < 0 || (lapic && p->kvm->split && state_get_lapic(p, s) < 0))
 		return -1;
 	s->r[R_RAX] = r.rax;
 	s->r[R_RCX] = r.rcx;
@@ -1585,6 +1791,11 @@ static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
 	return fxsave_image(p, s->fxsave);
 }
 
+static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
+{
+	return state_get(priv(v), s, true);
+}
+
 /* the general-purpose registers, RIP and RFLAGS, as emu_set_state */
 static int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
 {
@@ -1615,6 +1826,13 @@ static int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
 	p->ready = false; /* IF may have changed: wait for KVM to say */
 	if (!(s->flags & CPU_STATE_FULL))
 		return ioctl(p->fd, KVM_SET_REGS, &r);
+	if (p->kvm->split != (s->lapic_size != 0) || (s->lapic_size && s->lapic_size != sizeof(s->lapic))) {
+		fprintf(stderr, "accord: kvm: cpu%d's state %s; this VM's LAPIC is %s\n", v->index,
+			s->lapic_size ? "holds KVM's LAPIC (--irqchip split)"
+				      : "has no LAPIC of KVM's (--irqchip user)",
+			p->kvm->split ? "KVM's (--irqchip split)" : "accord's (--irqchip user)");
+		return -1;
+	}
 	return state_set(p, s, &r, STATE_ALL);
 }
 
@@ -1767,6 +1985,101 @@ static int kvm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)
 		fprintf(stderr, "accord: kvm: KVM_IOEVENTFD %s %#llx: %s\n", assign ? "at" : "off",
 			(unsigned long long)gpa, assign ? "writes there signal an eventfd without an exit" : "removed");
 	return 0;
+}
+
+/* ---- the split irqchip's messages ---- */
+
+/* An IOAPIC or MSI message for KVM's LAPICs. KVM_SIGNAL_MSI is a VM
+ * ioctl: any thread may send one, and a halted vCPU wakes inside KVM. */
+static int kvm_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	struct kvm_msi m = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data };
+
+	if (!k || !k->split)
+		return -1;
+	/* 0: the message reached no LAPIC (all disabled): as on hardware */
+	if (ioctl(k->vm_fd, KVM_SIGNAL_MSI, &m) < 0) {
+		if (k->verbose)
+			fprintf(stderr, "accord: kvm: KVM_SIGNAL_MSI %#llx %#x: %s\n", (unsigned long long)addr, data,
+				strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* KVM reports the EOI of a level-triggered vector (KVM_EXIT_IOAPIC_EOI)
+ * only for the vectors of MSI routes on the GSIs reserved for the IOAPIC:
+ * the routing table holds the IOAPIC's level-triggered pins as they are */
+/* route gsi as the MSI (addr, data), or no longer; under route_lock */
+static int route_set(struct kvm_vm *k, unsigned gsi, uint64_t addr, uint32_t data, bool valid)
+{
+	k->route_valid[gsi] = valid;
+	k->route[gsi] = (struct kvm_irq_routing_entry){
+		.gsi = gsi,
+		.type = KVM_IRQ_ROUTING_MSI,
+		.u.msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data },
+	};
+	k->routing->nr = 0;
+	for (unsigned i = 0; i < KVM_GSIS; i++)
+		if (k->route_valid[i])
+			k->routing->entries[k->routing->nr++] = k->route[i];
+	return ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, k->routing);
+}
+
+static int kvm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	int rc;
+
+	if (!k || !k->split || gsi >= IOAPIC_PINS)
+		return -1;
+	pthread_mutex_lock(&k->route_lock);
+	rc = route_set(k, gsi, addr, data, valid);
+	pthread_mutex_unlock(&k->route_lock);
+	if (rc < 0)
+		fprintf(stderr, "accord: kvm: KVM_SET_GSI_ROUTING (IOAPIC pin %u): %s\n", gsi, strerror(errno));
+	return rc < 0 ? -1 : 0;
+}
+
+/* A device's MSI through an eventfd: KVM injects at each write (from the
+ * I/O thread) without an ioctl of accord's; the route is a GSI past the
+ * IOAPIC's, changed in place when the message changes */
+static int kvm_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	int g = *gsi, rc = -1;
+
+	if (!k || !k->split || (g >= 0 && (g < IOAPIC_PINS || g >= KVM_GSIS || !k->route_valid[g])))
+		return -1;
+	pthread_mutex_lock(&k->route_lock);
+	if (g < 0) {
+		for (g = IOAPIC_PINS; g < KVM_GSIS && k->route_valid[g]; g++)
+			;
+		if (g == KVM_GSIS) {
+			pthread_mutex_unlock(&k->route_lock);
+			return -1;
+		}
+		struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)g };
+		int err = 0;
+		rc = route_set(k, (unsigned)g, addr, data, true);
+		if (rc == 0 && (rc = ioctl(k->vm_fd, KVM_IRQFD, &irqfd)) < 0) {
+			err = errno;
+			route_set(k, (unsigned)g, 0, 0, false);
+		} else if (rc < 0) {
+			err = errno;
+		}
+		if (k->verbose)
+			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g,
+				(unsigned long long)addr, data,
+				rc ? strerror(err) : "eventfd writes interrupt the guest");
+		if (rc == 0)
+			*gsi = g;
+	} else {
+		rc = route_set(k, (unsigned)g, addr, data, true);
+	}
+	pthread_mutex_unlock(&k->route_lock);
+	return rc < 0 ? -1 : 0;
 }
 
 /* ---- instructions the host's KVM cannot emulate ---- */
@@ -1936,7 +2249,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 
 	if (!st)
 		return STEP_CANNOT;
-	if (kvm_get_state(p->v, &st->before) < 0)
+	if (state_get(p, &st->before, false) < 0)
 		return STEP_CANNOT;
 	st->before.flags = CPU_STATE_FULL;
 	if (emu_state_load(&st->cpu, &st->before) < 0)
@@ -2003,6 +2316,9 @@ const struct engine_ops engine_kvm = {
 	.translate = kvm_translate,
 	.guest_tsc = kvm_guest_tsc,
 	.ioeventfd = kvm_ioeventfd,
+	.msi = kvm_msi,
+	.gsi_route = kvm_gsi_route,
+	.irqfd = kvm_irqfd,
 };
 
 /* ---- --accel auto's probe ---- */

@@ -33,6 +33,7 @@ void machine_config_init(struct machine_config *c)
 	c->cpus = 1;
 	c->accel = "auto";
 	c->personality = PERSONALITY_KVM;
+	c->irqchip = "auto";
 	c->sandbox = true;
 }
 
@@ -272,7 +273,57 @@ int machine_remove_nic(struct machine_config *c, const char *id, char *err, size
 	return 0;
 }
 
+int machine_set_irqchip(struct machine_config *c, const char *irqchip, char *err, size_t n)
+{
+	static const char *const names[] = { "auto", "split", "user" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(irqchip, names[i])) {
+			c->irqchip = names[i];
+			return 0;
+		}
+	}
+	snprintf(err, n, "expected split or user");
+	return EXIT_USAGE;
+}
+
 /* ---- building ---- */
+
+/* Where the LAPICs go, once the engine is chosen: split asked for must be
+ * possible (else an exit status after a line saying why not: EXIT_USAGE
+ * for the configuration, EXIT_NO_ACCEL for the host); auto is split where
+ * it is. */
+static int choose_irqchip(const struct machine_config *c, const struct engine_ops *engine, int *irqchip)
+{
+	int rc = EXIT_USAGE;
+	bool asked = !strcmp(c->irqchip, "split"), verbose = getenv("ACCORD_VERBOSE") &&
+							  strcmp(getenv("ACCORD_VERBOSE"), "0");
+	char why[256] = "";
+
+	*irqchip = VM_IRQCHIP_USER;
+	if (!strcmp(c->irqchip, "user"))
+		return 0;
+	if (engine != &engine_kvm)
+		snprintf(why, sizeof(why), "the %s engine has no in-kernel LAPIC (split needs --accel kvm)",
+			 engine->name);
+	else if (c->personality == PERSONALITY_HYPERV)
+		snprintf(why, sizeof(why),
+			 "--personality hyperv keeps the LAPICs in accord (the SynIC delivers into them)");
+	else if (kvm_split_check(why, sizeof(why)) == 0)
+		*irqchip = VM_IRQCHIP_SPLIT;
+	else
+		rc = EXIT_NO_ACCEL;
+	if (asked && *irqchip != VM_IRQCHIP_SPLIT) {
+		fprintf(stderr, "accord: --irqchip split: %s\n", why);
+		return rc;
+	}
+	if (verbose && engine == &engine_kvm && *irqchip == VM_IRQCHIP_SPLIT)
+		fprintf(stderr, "accord: kvm: irqchip split: the LAPICs are KVM's, the IOAPIC and PIC accord's\n");
+	else if (verbose && engine == &engine_kvm)
+		fprintf(stderr, "accord: kvm: irqchip user: the LAPICs, IOAPIC and PIC are accord's%s%s%s\n",
+			why[0] ? " (" : "", why, why[0] ? ")" : "");
+	return 0;
+}
 
 static const struct engine_ops *choose_engine(const char *accel)
 {
@@ -342,7 +393,7 @@ static int make_backends(struct machine *m, struct net_backend **nb)
  * keeps them): paths made absolute, the engine that was chosen. */
 static int record_config(const struct machine_config *c, struct vm *vm)
 {
-	enum { MAX_ARGS = 2 * (8 + MACHINE_MAX_DISKS + MACHINE_MAX_NICS) };
+	enum { MAX_ARGS = 2 * (12 + MACHINE_MAX_DISKS + MACHINE_MAX_NICS) };
 	char *a[MAX_ARGS];
 	int n = 0, rc = 0;
 	char buf[64];
@@ -371,6 +422,8 @@ static int record_config(const struct machine_config *c, struct vm *vm)
 	ARG(vm->engine->name);
 	ARG("--personality");
 	ARG(c->personality == PERSONALITY_HYPERV ? "hyperv" : "kvm");
+	ARG("--irqchip");
+	ARG(vm->irqchip == VM_IRQCHIP_SPLIT ? "split" : "user");
 	if (c->debug_exit)
 		ARG("--debug-exit");
 	for (int i = 0; i < c->ndisks; i++) {
@@ -432,6 +485,9 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 	m->engine = choose_engine(c->accel);
 	if (!m->engine)
 		return EXIT_NO_ACCEL;
+	int irqchip;
+	if ((rc = choose_irqchip(c, m->engine, &irqchip)))
+		return rc;
 	if (recoverable && (rc = check_files(c)))
 		return rc;
 	if ((rc = make_backends(m, nb)))
@@ -445,7 +501,7 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 		fprintf(stderr, "accord: out of memory\n");
 		return EXIT_VM_FAILED;
 	}
-	if (vm_create(vm, c->memory, c->cpus, m->engine, c->personality) < 0)
+	if (vm_create(vm, c->memory, c->cpus, m->engine, c->personality, irqchip) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = c->debug_exit;
 	/* virtio-blk and virtio-net serve the guest's notifies there too */

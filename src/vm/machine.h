@@ -50,6 +50,7 @@ struct machine_config {
 	int cpus;
 	const char *accel; /* "auto", "emu" or "kvm" (static) */
 	int personality;   /* enum vm_personality */
+	const char *irqchip; /* "auto", "split" or "user" (static) */
 	bool debug_exit, rng, virtio_console, sandbox;
 	char *gdb;
 	int ndisks;
@@ -95,6 +96,7 @@ int machine_set_memory(struct machine_config *c, uint64_t bytes, char *err, size
 int machine_set_cpus(struct machine_config *c, long cpus, char *err, size_t n);
 int machine_set_accel(struct machine_config *c, const char *accel, char *err, size_t n);
 int machine_set_personality(struct machine_config *c, const char *p, char *err, size_t n);
+int machine_set_irqchip(struct machine_config *c, const char *irqchip, char *err, size_t n);
 int machine_set_console(struct machine_config *c, const char *kind, char *err, size_t n);
 /* NULL initrd or cmdline: none */
 int machine_set_boot(struct machine_config *c, const char *kernel, const char *initrd, const char *cmdline,

@@ -31,7 +31,7 @@
 struct vm;
 
 #define SNAP_MAGIC "ACCSNAP"
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2 /* 2: cpu_state holds the split irqchip's LAPIC */
 #define SNAP_HEADER_SIZE 64
 #define SNAP_TRAILER_SIZE 16
 #define SNAP_END_MAGIC 0x444e4553u /* "SEND" */

@@ -37,11 +37,13 @@ uint64_t vm_tsc(const struct vm *vm)
 	return (uint64_t)((unsigned __int128)vm_now_ns(vm) * VM_TSC_HZ / 1000000000ull);
 }
 
-int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality)
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality,
+	      int irqchip)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->t0_ns = mono_ns();
 	vm->personality = personality;
+	vm->irqchip = irqchip;
 	if (personality == PERSONALITY_HYPERV ? hv_create(vm) < 0 : kvmclock_create(vm) < 0)
 		return -1;
 	vm->ram_size = ram_size;
@@ -70,7 +72,9 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_o
 			return -1;
 		v->vm = vm;
 		v->index = i;
-		v->state = i == 0 ? VCPU_RUNNING : VCPU_WAIT_SIPI;
+		/* with the engine's LAPICs, the engine holds an AP until its
+		 * INIT-SIPI-SIPI itself, inside vcpu_run */
+		v->state = i == 0 || irqchip == VM_IRQCHIP_SPLIT ? VCPU_RUNNING : VCPU_WAIT_SIPI;
 		pthread_mutex_init(&v->lock, NULL);
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
@@ -136,6 +140,13 @@ int vm_read_phys(struct vm *vm, uint64_t gpa, void *dst, uint64_t len)
 		return -1;
 	memcpy(dst, p, len);
 	return 0;
+}
+
+int vm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+{
+	if (vm->irqchip != VM_IRQCHIP_SPLIT || !vm->engine->irqfd || addr >> 20 != 0xFEE)
+		return -1;
+	return vm->engine->irqfd(vm, gsi, fd, addr, data);
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)

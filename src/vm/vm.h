@@ -56,6 +56,14 @@ enum vm_personality {
 	PERSONALITY_HYPERV, /* "Microsoft Hv": the TLFS (src/dev/hyperv/) */
 };
 
+/* where the LAPICs are (--irqchip): accord's devices (src/dev/lapic.c), or
+ * the engine's (KVM's in-kernel LAPIC), with the IOAPIC and PIC still
+ * accord's: their messages go to the engine's msi hook */
+enum vm_irqchip {
+	VM_IRQCHIP_USER,
+	VM_IRQCHIP_SPLIT,
+};
+
 /* why the VM ended */
 enum vm_exit_reason {
 	VM_RUNNING = 0,
@@ -91,6 +99,7 @@ struct vm {
 	struct acpipm *acpipm;
 
 	int personality;	    /* enum vm_personality */
+	int irqchip;		    /* enum vm_irqchip */
 	struct hv *hv;		    /* PERSONALITY_HYPERV, else NULL */
 	struct kvmclock *kvmclock; /* PERSONALITY_KVM, else NULL */
 
@@ -122,7 +131,8 @@ struct vm {
 	bool snap_paused;
 };
 
-int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality);
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality,
+	      int irqchip);
 void vm_destroy(struct vm *vm);
 /* host pointer for [gpa, gpa+len) if it is all RAM, else NULL */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
@@ -137,6 +147,14 @@ uint64_t vm_tsc(const struct vm *vm);
 /* interrupt lines (GSI) and MSIs, routed through IOAPIC/PIC to LAPICs */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 void vm_send_msi(struct vm *vm, uint64_t addr, uint32_t data);
+/* An eventfd whose every write sends the MSI (addr, data) inside the
+ * engine (the split irqchip's KVM_IRQFD): *gsi < 0 binds fd to a new
+ * route and sets *gsi, else route *gsi carries (addr, data) from now on.
+ * 0, or -1 when the engine cannot (send with vm_send_msi instead). */
+int vm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
+/* the split irqchip: IOAPIC pin gsi as the engine's LAPICs must know it
+ * (valid false: masked or not level-triggered) */
+void vm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid);
 /* Bind an eventfd to a guest write at gpa (a virtio notify address)
  * through the engine (ioeventfd in engine.h); -1 when the engine cannot, and
  * the write then reaches the bus as before. */

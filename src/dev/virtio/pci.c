@@ -59,13 +59,43 @@ static uint16_t msix_ctrl(const struct virtio_dev *vd)
 	return pci_get_le(vd->pci.cfg + vd->msix_cap + 2, 2);
 }
 
+/* Where the engine can (the split irqchip), vector v's message goes as a
+ * write to an eventfd that the engine routes to its LAPICs (KVM_IRQFD):
+ * bound at the vector's first interrupt, its route following the table
+ * entry as it is when the message goes out (the mask and the PBA stay
+ * the transport's). false: send it with vm_send_msi. */
+static bool msix_irqfd(struct virtio_dev *vd, unsigned v, uint64_t addr, uint32_t data)
+{
+	struct virtio_irqfd *f = &vd->irqfd[v];
+	uint64_t one = 1;
+
+	if (f->failed || addr >> 20 != 0xFEE)
+		return false;
+	if (f->fd < 0) {
+		f->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (f->fd < 0 || vm_msi_irqfd(vd->vm, &f->gsi, f->fd, addr, data) < 0) {
+			if (f->fd >= 0)
+				close(f->fd);
+			*f = (struct virtio_irqfd){ .fd = -1, .gsi = -1, .failed = true };
+			return false;
+		}
+	} else if ((f->addr != addr || f->data != data) && vm_msi_irqfd(vd->vm, &f->gsi, f->fd, addr, data) < 0) {
+		return false;
+	}
+	f->addr = addr;
+	f->data = data;
+	return write(f->fd, &one, sizeof(one)) == sizeof(one);
+}
+
 static void msix_send(struct virtio_dev *vd, unsigned v)
 {
 	const uint8_t *e = vd->msix_table + 16 * v;
 	uint64_t addr = pci_get_le(e, 4) | (uint64_t)pci_get_le(e + 4, 4) << 32;
+	uint32_t data = pci_get_le(e + 8, 4);
 
 	vd->interrupts++;
-	vm_send_msi(vd->vm, addr, pci_get_le(e + 8, 4));
+	if (!msix_irqfd(vd, v, addr, data))
+		vm_send_msi(vd->vm, addr, data);
 }
 
 static bool msix_masked(const struct virtio_dev *vd, unsigned v)
@@ -515,6 +545,8 @@ int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, u
 	vd->vm = vm;
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&vd->vq[i]);
+	for (int v = 0; v < VIRTIO_MAX_QUEUES + 1; v++)
+		vd->irqfd[v] = (struct virtio_irqfd){ .fd = -1, .gsi = -1 };
 	for (int q = 0; vd->io && q < vd->nqueues; q++) {
 		struct virtio_kick *k = &vd->kick[q];
 

@@ -102,6 +102,16 @@ struct virtio_kick {
 	uint64_t gpa; /* where the engine signals fd itself; 0: nowhere */
 };
 
+/* an MSI-X vector sent through an eventfd the engine routes (the split
+ * irqchip's KVM_IRQFD): fd -1 until its first interrupt; the route the
+ * engine holds for it (gsi) carries addr and data */
+struct virtio_irqfd {
+	int fd, gsi;
+	bool failed; /* the engine cannot: vm_send_msi */
+	uint64_t addr;
+	uint32_t data;
+};
+
 struct virtio_dev_ops {
 	/* the driver notified queue q */
 	void (*notify)(struct virtio_dev *vd, int q);
@@ -132,6 +142,7 @@ struct virtio_dev {
 	unsigned cfgwin_cap; /* VIRTIO_PCI_CAP_PCI_CFG */
 	uint8_t msix_table[16 * (VIRTIO_MAX_QUEUES + 1)];
 	uint8_t msix_pba[8];
+	struct virtio_irqfd irqfd[VIRTIO_MAX_QUEUES + 1];
 	/* notifies served on this I/O thread (NULL: on the vCPU's) */
 	struct iothread *io;
 	struct virtio_kick kick[VIRTIO_MAX_QUEUES];

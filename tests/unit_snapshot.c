@@ -240,7 +240,7 @@ static void refused_snapshot(void)
 	snprintf(file, sizeof(file), "%s/vm.snap", dir);
 	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", file);
 	made = made && (fd = open(img, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0 && ftruncate(fd, 1 << 20) == 0 &&
-	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV) == 0 && (vb = vmbus_create(&vm)) &&
+	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER) == 0 && (vb = vmbus_create(&vm)) &&
 	       (disk = storvsc_create(vb, img, false));
 	if (fd >= 0)
 		close(fd);

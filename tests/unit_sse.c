@@ -6,7 +6,8 @@
  * the bytes around a memory operand), encodes one instruction form with
  * random registers, immediate and memory placement, and runs it twice:
  * in a struct cpu in 64-bit mode on a small identity-mapped guest memory
- * (insn_decode + exec_insn, faults caught through c->fault_jmp), and natively
+ * (insn_decode + exec_insn, or every other time the handler insn_bind
+ * binds for a block; faults caught through c->fault_jmp), and natively
  * on the host with the same state loaded (fxrstor64 + all GPRs), the memory
  * operand based at rbx/rdi pointing into a host buffer. The two resulting
  * states and memory buffers must be equal. FOP/FIP/FDP are not compared
@@ -276,15 +277,23 @@ static void guest_modes(struct cpu *c)
 	tlb_flush(c);
 }
 
-/* run one instruction; the exception vector or -1 */
+/* run one instruction, every other time through the handler a block
+ * binds to it (exec_fast.c) as a block runs it; the exception vector or -1 */
 static int guest_step(struct cpu *c)
 {
+	static unsigned steps;
 	if (setjmp(c->fault_jmp))
 		return c->pending_exc;
 	struct insn in;
 	c->insn_rip = c->rip;
 	c->insn_rsp = c->r[R_RSP];
-	exec_insn(c, insn_decode(c, &in));
+	struct insn *d = insn_decode(c, &in);
+	if (steps++ & 1) {
+		insn_bind(c, d, false);
+		d->fn(c, d);
+	} else {
+		exec_insn(c, d);
+	}
 	return -1;
 }
 

@@ -657,6 +657,18 @@ static handler bind_map0(struct cpu *c, const struct insn *in)
 	return NULL;
 }
 
+/* MMX and SSE (maps 2 and 3, and map 1's opcodes that exec_map1 and
+ * exec_sys leave to sse.c): straight to sse_exec, not through the two
+ * switches */
+static bool h_sse(struct cpu *c, struct insn *in)
+{
+	if (in->is_mem)
+		insn_ea(c, in);
+	if (!sse_exec(c, in))
+		cpu_ud(c);
+	return next_store(c, in);
+}
+
 static handler bind_map1(struct cpu *c, const struct insn *in)
 {
 	uint8_t op = in->op;
@@ -688,6 +700,8 @@ static handler bind_map1(struct cpu *c, const struct insn *in)
 		if (op == 0xBE)
 			return wide ? movsb8 : movsb4;
 		return wide ? movsw8 : movsw4;
+	case 0x10 ... 0x17: case 0x28 ... 0x2F: case 0x50 ... 0x7F: case 0xC2 ... 0xC6: case 0xD0 ... 0xFE:
+		return h_sse;
 	}
 	return NULL;
 }
@@ -701,6 +715,8 @@ void insn_bind(struct cpu *c, struct insn *in, bool ends_block)
 			h = bind_map0(c, in);
 		else if (in->map == 1)
 			h = bind_map1(c, in);
+		else
+			h = h_sse;
 	}
 	if (!h && ends_block)
 		h = serializing(in) ? h_system : h_end;

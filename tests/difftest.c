@@ -3015,6 +3015,10 @@ static const struct family families[] = {
 	/* runs naming more guest registers than the translator has host
 	 * registers for (evictions within a run) */
 	{ "mixlong", gen_mix, setup_stack, 8000, 32 },
+	/* shifts by CL and AH..BH in long runs: the count and the high-byte
+	 * registers moved between host registers by evictions */
+	{ "shiftlong", gen_shift, NULL, 8000, 24, true },
+	{ "alulong", gen_alu, NULL, 8000, 24, true },
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
 

@@ -6,7 +6,8 @@
  * the bytes around a memory operand), encodes one instruction form with
  * random registers, immediate and memory placement, and runs it twice:
  * in a struct cpu in 64-bit mode on a small identity-mapped guest memory
- * (insn_decode + exec_insn, faults caught through c->fault_jmp), and natively
+ * (insn_decode + exec_insn, or every other time the handler insn_bind
+ * binds for a block; faults caught through c->fault_jmp), and natively
  * on the host with the same state loaded (fxrstor64 + all GPRs), the memory
  * operand based at rbx/rdi pointing into a host buffer. The two resulting
  * states and memory buffers must be equal. FOP/FIP/FDP are not compared
@@ -276,15 +277,23 @@ static void guest_modes(struct cpu *c)
 	tlb_flush(c);
 }
 
-/* run one instruction; the exception vector or -1 */
+/* run one instruction, every other time through the handler a block
+ * binds to it (exec_fast.c) as a block runs it; the exception vector or -1 */
 static int guest_step(struct cpu *c)
 {
+	static unsigned steps;
 	if (setjmp(c->fault_jmp))
 		return c->pending_exc;
 	struct insn in;
 	c->insn_rip = c->rip;
 	c->insn_rsp = c->r[R_RSP];
-	exec_insn(c, insn_decode(c, &in));
+	struct insn *d = insn_decode(c, &in);
+	if (steps++ & 1) {
+		insn_bind(c, d, false);
+		d->fn(c, d);
+	} else {
+		exec_insn(c, d);
+	}
 	return -1;
 }
 
@@ -1180,6 +1189,26 @@ static void test_exceptions(void)
 	ok(guest_exc(fxsave, 3, 0, CR0_EM, 0, &s) == EXC_NM, "fxsave with CR0.EM: #NM");
 	ok(guest_exc(ldmxcsr, 3, 0, CR0_EM, 0, &s) == EXC_UD, "ldmxcsr with CR0.EM: #UD");
 	ok(guest_exc(ldmxcsr, 3, 0, CR0_TS, 0, &s) == EXC_NM, "ldmxcsr with CR0.TS: #NM");
+	/* the forms exec_fast.c runs without sse_exec, each through both
+	 * paths (guest_step alternates) */
+	static const struct { uint8_t code[5]; int len; const char *name; } fast[] = {
+		{ { 0xF2, 0x0F, 0x10, 0x03 }, 4, "movsd xmm0, [rbx]" },
+		{ { 0xF2, 0x0F, 0x11, 0xC1 }, 4, "movsd xmm1, xmm0" },
+		{ { 0x0F, 0x28, 0xC1 }, 3, "movaps xmm0, xmm1" },
+		{ { 0x66, 0x0F, 0x57, 0xC9 }, 4, "xorpd xmm1, xmm1" },
+		{ { 0x66, 0x48, 0x0F, 0x6E, 0xC0 }, 5, "movq xmm0, rax" },
+		{ { 0x66, 0x48, 0x0F, 0x7E, 0xC0 }, 5, "movq rax, xmm0" },
+	};
+	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++) {
+		int v[6];
+		for (int k = 0; k < 2; k++) {
+			v[3 * k] = guest_exc(fast[i].code, fast[i].len, 0, CR0_EM, 0, &s);
+			v[3 * k + 1] = guest_exc(fast[i].code, fast[i].len, 0, 0, CR4_OSFXSR, &s);
+			v[3 * k + 2] = guest_exc(fast[i].code, fast[i].len, 0, CR0_TS, 0, &s);
+		}
+		ok(v[0] == EXC_UD && v[1] == EXC_UD && v[2] == EXC_NM && v[3] == EXC_UD && v[4] == EXC_UD &&
+		   v[5] == EXC_NM, "%s with CR0.EM, without CR4.OSFXSR, with CR0.TS: #UD #UD #NM", fast[i].name);
+	}
 
 	/* alignment */
 	static const uint8_t movaps_mis[] = { 0x0F, 0x28, 0x43, 0x01 }; /* movaps xmm0, [rbx+1] */

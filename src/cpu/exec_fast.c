@@ -657,6 +657,120 @@ static handler bind_map0(struct cpu *c, const struct insn *in)
 	return NULL;
 }
 
+/* MMX and SSE (maps 2 and 3, and map 1's opcodes that exec_map1 and
+ * exec_sys leave to sse.c): straight to sse_exec, not through the two
+ * switches */
+static bool h_sse(struct cpu *c, struct insn *in)
+{
+	if (in->is_mem)
+		insn_ea(c, in);
+	if (!sse_exec(c, in))
+		cpu_ud(c);
+	return next_store(c, in);
+}
+
+/* The scalar-double moves and register copies of compiled floating-point
+ * code (busybox awk), without sse_exec's table walk; with CR0.EM or TS
+ * set or CR4.OSFXSR clear, sse_exec raises what it raises. */
+HOT bool sse_ready(const struct cpu *c)
+{
+	return !(c->cr0 & (CR0_EM | CR0_TS)) && (c->cr4 & CR4_OSFXSR);
+}
+
+static bool movsd_xm(struct cpu *c, struct insn *in) /* F2 0F 10 */
+{
+	if (!sse_ready(c))
+		return h_sse(c, in);
+	xmm_t *d = &c->fx.xmm[in->reg];
+	if (in->is_mem) {
+		d->q[0] = mem_read(c, ea_lin(c, in), 8);
+		d->q[1] = 0;
+	} else {
+		d->q[0] = c->fx.xmm[in->rm].q[0];
+	}
+	return next(c, in);
+}
+
+static bool movsd_mx(struct cpu *c, struct insn *in) /* F2 0F 11 */
+{
+	if (!sse_ready(c))
+		return h_sse(c, in);
+	uint64_t v = c->fx.xmm[in->reg].q[0];
+	if (in->is_mem) {
+		mem_write(c, ea_lin(c, in), v, 8);
+		return next_store(c, in);
+	}
+	c->fx.xmm[in->rm].q[0] = v;
+	return next(c, in);
+}
+
+static bool movap_xx(struct cpu *c, struct insn *in) /* (66) 0F 28, registers */
+{
+	if (!sse_ready(c))
+		return h_sse(c, in);
+	c->fx.xmm[in->reg] = c->fx.xmm[in->rm];
+	return next(c, in);
+}
+
+static bool xor_xx(struct cpu *c, struct insn *in) /* (66) 0F 57, 66 0F EF, registers */
+{
+	if (!sse_ready(c))
+		return h_sse(c, in);
+	xmm_t *d = &c->fx.xmm[in->reg];
+	const xmm_t *s = &c->fx.xmm[in->rm];
+	d->q[0] ^= s->q[0];
+	d->q[1] ^= s->q[1];
+	return next(c, in);
+}
+
+static bool movq_xr(struct cpu *c, struct insn *in) /* 66 REX.W 0F 6E, registers */
+{
+	if (!sse_ready(c))
+		return h_sse(c, in);
+	xmm_t *d = &c->fx.xmm[in->reg];
+	d->q[0] = c->r[in->rm];
+	d->q[1] = 0;
+	return next(c, in);
+}
+
+static bool movq_rx(struct cpu *c, struct insn *in) /* 66 REX.W 0F 7E, registers */
+{
+	if (!sse_ready(c))
+		return h_sse(c, in);
+	c->r[in->rm] = c->fx.xmm[in->reg].q[0];
+	return next(c, in);
+}
+
+/* the SSE forms above, by mandatory prefix, or h_sse */
+static handler bind_sse(const struct insn *in)
+{
+	bool p66 = !in->rep && in->opsize_prefix, np = !in->rep && !in->opsize_prefix;
+	bool reg = !in->is_mem;
+	switch (in->op) {
+	case 0x10: case 0x11:
+		if (in->rep == 0xF2)
+			return in->op == 0x10 ? movsd_xm : movsd_mx;
+		break;
+	case 0x28:
+		if ((np || p66) && reg)
+			return movap_xx;
+		break;
+	case 0x57:
+		if ((np || p66) && reg)
+			return xor_xx;
+		break;
+	case 0xEF:
+		if (p66 && reg)
+			return xor_xx;
+		break;
+	case 0x6E: case 0x7E:
+		if (p66 && reg && (in->rex & 8))
+			return in->op == 0x6E ? movq_xr : movq_rx;
+		break;
+	}
+	return h_sse;
+}
+
 static handler bind_map1(struct cpu *c, const struct insn *in)
 {
 	uint8_t op = in->op;
@@ -688,6 +802,8 @@ static handler bind_map1(struct cpu *c, const struct insn *in)
 		if (op == 0xBE)
 			return wide ? movsb8 : movsb4;
 		return wide ? movsw8 : movsw4;
+	case 0x10 ... 0x17: case 0x28 ... 0x2F: case 0x50 ... 0x7F: case 0xC2 ... 0xC6: case 0xD0 ... 0xFE:
+		return bind_sse(in);
 	}
 	return NULL;
 }
@@ -701,6 +817,8 @@ void insn_bind(struct cpu *c, struct insn *in, bool ends_block)
 			h = bind_map0(c, in);
 		else if (in->map == 1)
 			h = bind_map1(c, in);
+		else
+			h = h_sse;
 	}
 	if (!h && ends_block)
 		h = serializing(in) ? h_system : h_end;

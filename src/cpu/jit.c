@@ -156,10 +156,15 @@ struct form {
 	uint8_t mem, size; /* memory access and its size in bytes */
 	bool map1;
 	bool byte;     /* byte operands: without REX, 4..7 mean AH..BH */
+	bool reg_full; /* movzx, movsx: ModRM.reg is not a byte operand */
 	bool lockable; /* a lock prefix makes it atomic (else #UD) */
+	/* AH..BH: bit 0 ModRM.reg, bit 1 ModRM.rm (reg and rm then name
+	 * the guest register 0..3 they are the second byte of) */
+	uint8_t hi;
 	int8_t reg;    /* guest register in ModRM.reg; -1: the digit */
 	int8_t rm;     /* guest register in ModRM.rm or the opcode's low bits */
 	int8_t base, index; /* of the memory operand; push/pop: RSP in base */
+	int8_t cnt;    /* RCX for a shift count in CL, else -1 */
 };
 
 /* flags of the ALU operation add/or/adc/sbb/and/sub/xor/cmp */
@@ -215,7 +220,10 @@ static bool form_map1(const struct insn *in, struct form *f)
 		f->fl = FL_RW;
 		return !in->is_mem;
 	case 0xA4: case 0xAC: /* shld, shrd imm */
+	case 0xA5: case 0xAD: /* and cl */
 		rm_operand(in, f, M_RW, size);
+		if (op & 1)
+			f->cnt = R_RCX;
 		f->fl = FL_RW;
 		return true;
 	case 0xAF: case 0xBC: case 0xBD: /* imul, bsf, bsr */
@@ -232,6 +240,7 @@ static bool form_map1(const struct insn *in, struct form *f)
 	case 0xB6: case 0xBE: /* movzx, movsx */
 		rm_operand(in, f, M_R, 1);
 		f->byte = true;
+		f->reg_full = true;
 		return true;
 	case 0xB7: case 0xBF:
 		rm_operand(in, f, M_R, 2);
@@ -353,10 +362,13 @@ static bool form_map0(const struct insn *in, struct form *f)
 		f->lockable = f->digit != 7;
 		f->fl = alu_fl(f->digit);
 		return true;
-	case 0xC0: case 0xC1: case 0xD0: case 0xD1:
-		f->byte = op == 0xC0 || op == 0xD0;
+	case 0xC0: case 0xC1: case 0xD0: case 0xD1: case 0xD2: case 0xD3:
+		f->byte = !(op & 1);
 		rm_operand(in, f, M_RW, f->byte ? 1 : size);
+		/* a count of 0 leaves the flags as they were */
 		f->fl = FL_RW;
+		if (op >= 0xD2)
+			f->cnt = R_RCX;
 		return true;
 	case 0xC6: case 0xC7:
 		rm_operand(in, f, M_W, bsize);
@@ -418,7 +430,7 @@ static uint16_t form_writes(const struct insn *in, const struct form *f)
 		case 0xA3:
 			wreg = wrm = false;
 			break;
-		case 0xA4: case 0xAB: case 0xAC: case 0xB3: case 0xBB:
+		case 0xA4: case 0xA5: case 0xAB: case 0xAC: case 0xAD: case 0xB3: case 0xBB:
 			wreg = false;
 			break;
 		case 0xBA:
@@ -446,9 +458,23 @@ static bool classify(const struct insn *in, struct form *f)
 	f->rm = -1;
 	f->base = -1;
 	f->index = -1;
+	f->cnt = -1;
 	bool ok = in->map == 1 ? form_map1(in, f) : in->map == 0 && form_map0(in, f);
 	if (!ok)
 		return false;
+	if (f->byte && !in->rex) {
+		if (f->reg >= 4 && !f->reg_full) {
+			f->reg -= 4;
+			f->hi |= 1;
+		}
+		if (f->rm >= 4) {
+			f->rm -= 4;
+			f->hi |= 2;
+		}
+		/* encoded without REX: no [r11], no r9 for CL */
+		if (f->hi && (in->is_mem || f->cnt >= 0))
+			return false;
+	}
 	if (f->kind == K_NOP) {
 		f->reg = f->rm = -1;
 		return !in->lock;
@@ -718,17 +744,19 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 }
 
 /* the guest registers an instruction names */
-static void form_regs(const struct form *f, int8_t regs[4])
+#define FORM_REGS 5
+static void form_regs(const struct form *f, int8_t regs[FORM_REGS])
 {
 	regs[0] = f->reg;
 	regs[1] = f->rm;
 	regs[2] = f->base;
 	regs[3] = f->index;
+	regs[4] = f->cnt;
 }
 
 static bool names(const struct form *f, int g)
 {
-	return f->reg == g || f->rm == g || f->base == g || f->index == g;
+	return f->reg == g || f->rm == g || f->base == g || f->index == g || f->cnt == g;
 }
 
 /* Give the registers of instruction i of the run host registers. The
@@ -737,9 +765,9 @@ static bool names(const struct form *f, int g)
  * stored back first. Moves only: the flags stay as they are. */
 static void emit_regs(struct emit *e, const struct form *forms, int k, int i)
 {
-	int8_t regs[4];
+	int8_t regs[FORM_REGS];
 	form_regs(&forms[i], regs);
-	for (int r = 0; r < 4; r++) {
+	for (int r = 0; r < FORM_REGS; r++) {
 		int g = regs[r];
 		if (g < 0 || e->host[g] >= 0)
 			continue;
@@ -864,10 +892,62 @@ static void emit_lookup(struct emit *e, bool write, int size, struct side *s)
 	}
 }
 
+/* A shift by CL needs the count in the host's CL: when guest RCX lives
+ * elsewhere, host RCX waits in r9 meanwhile (an operand living in host
+ * RCX is named as r9 then). Moves leave the flags alone. */
+static bool emit_cl_in(struct emit *e, const struct form *f)
+{
+	if (f->cnt < 0 || e->host[f->cnt] == H_RCX)
+		return false;
+	int hc = e->host[f->cnt];
+	BYTES(e, 0x49, 0x89, 0xC9); /* mov r9, rcx */
+	b1(e, 0x48 | hc >> 3);      /* mov rcx, hc */
+	b1(e, 0x8B);
+	b1(e, 0xC8 | (hc & 7));
+	return true;
+}
+
+static int cl_host(bool moved, int h)
+{
+	return moved && h == H_RCX ? H_R9 : h;
+}
+
+static void emit_cl_out(struct emit *e, bool moved)
+{
+	if (moved)
+		BYTES(e, 0x4C, 0x89, 0xC9); /* mov rcx, r9 */
+}
+
+/* An instruction naming AH..BH is encoded without REX, so its registers
+ * must live in host RAX..RBX: xchg (which leaves the flags alone) brings
+ * them there, and the guest registers that lived there to theirs. */
+static void emit_low(struct emit *e, const struct form *f)
+{
+	int8_t g[2] = { f->reg, f->rm };
+	for (int i = 0; i < 2; i++) {
+		int h = g[i] >= 0 ? e->host[g[i]] : 0;
+		if (h < 4)
+			continue;
+		int other = g[i ^ 1] >= 0 && g[i ^ 1] != g[i] ? e->host[g[i ^ 1]] : -1;
+		int t = other == 0 ? 1 : 0;
+		int o = 0;
+		while (o < 16 && e->host[o] != t)
+			o++;
+		b1(e, 0x48 | (h >> 3) << 2); /* xchg h, t */
+		b1(e, 0x87);
+		b1(e, 0xC0 | (h & 7) << 3 | t);
+		if (o < 16)
+			e->host[o] = (int8_t)h;
+		e->host[g[i]] = (int8_t)t;
+		e->moved = true;
+	}
+}
+
 /* an instruction with its memory operand at [r11] */
 static void emit_mem_insn(struct emit *e, const struct insn *in, const struct form *f)
 {
-	int hr = f->reg >= 0 ? e->host[f->reg] : f->digit;
+	bool cl = emit_cl_in(e, f);
+	int hr = f->reg >= 0 ? cl_host(cl, e->host[f->reg]) : f->digit;
 	if (in->lock)
 		b1(e, 0xF0);
 	if (in->opsize_prefix)
@@ -878,13 +958,32 @@ static void emit_mem_insn(struct emit *e, const struct insn *in, const struct fo
 	b1(e, f->op);
 	b1(e, (hr & 7) << 3 | 3);
 	bn(e, in->imm, in->imm_size);
+	emit_cl_out(e, cl);
 }
 
 /* an instruction on registers only */
 static void emit_insn(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip, uint64_t rip0)
 {
-	int hr = f->reg >= 0 ? e->host[f->reg] : f->digit;
-	int hm = f->rm >= 0 ? e->host[f->rm] : 0;
+	if (f->hi) {
+		emit_low(e, f);
+		int hr = f->reg >= 0 ? e->host[f->reg] + (f->hi & 1 ? 4 : 0) : f->digit;
+		int hm = e->host[f->rm] + (f->hi & 2 ? 4 : 0);
+		if (in->opsize_prefix)
+			b1(e, 0x66);
+		if (f->kind == K_OPREG) {
+			b1(e, (f->op & ~7) | hm);
+		} else {
+			if (f->map1)
+				b1(e, 0x0F);
+			b1(e, f->op);
+			b1(e, 0xC0 | hr << 3 | hm);
+		}
+		bn(e, in->imm, in->imm_size);
+		return;
+	}
+	bool cl = emit_cl_in(e, f);
+	int hr = f->reg >= 0 ? cl_host(cl, e->host[f->reg]) : f->digit;
+	int hm = f->rm >= 0 ? cl_host(cl, e->host[f->rm]) : 0;
 	uint8_t w = in->rex & 8;
 	switch (f->kind) {
 	case K_NOP:
@@ -915,6 +1014,7 @@ static void emit_insn(struct emit *e, const struct insn *in, const struct form *
 	b1(e, f->op);
 	b1(e, 0xC0 | (hr & 7) << 3 | (hm & 7));
 	bn(e, in->imm, in->imm_size);
+	emit_cl_out(e, cl);
 }
 
 /* a side exit unless r10 holds a canonical address (r9 scratch) */
@@ -1030,16 +1130,9 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		struct form *f = &s->forms[k];
 		if (!classify(&in[k], f))
 			return;
-		/* without REX, byte registers 4-7 are AH-BH, which the host
-		 * code (always with REX) cannot name; movzx and movsx read a
-		 * byte but write a full register */
-		bool wide_reg = f->map1 && (in[k].op == 0xB6 || in[k].op == 0xBE);
-		if (f->byte && !in[k].rex &&
-		    ((!wide_reg && f->reg >= 4 && f->reg < 8) || (f->rm >= 4 && f->rm < 8)))
-			return;
-		/* conditional branches within the block's page only (their
-		 * targets are canonical wherever the page is mapped); a jmp or
-		 * a call anywhere a delta from the block's start reaches */
+		/* a jmp, call or conditional branch anywhere a delta from the
+		 * block's start reaches (out of the page through a linked far
+		 * exit that checks the target is canonical) */
 		int64_t delta = (int64_t)(rip + in[k].len + in[k].imm - rip0);
 		if ((f->kind == K_JMP || f->kind == K_CALL || f->kind == K_JCC) &&
 		    (delta != (int32_t)delta || delta == INT32_MIN))
@@ -1064,6 +1157,28 @@ int jit_prefix(struct cpu *c, const struct insn *in, int n, uint64_t rip0)
 	struct scan s;
 	scan(c, in, n, rip0, &s);
 	return s.k;
+}
+
+/* Guest RAX..RBX loaded at entry go into host RAX..RBX (the others into
+ * the rest of the pool): a shift then finds its count in CL, and AH..BH
+ * are where an instruction without REX names them. */
+static void entry_prefer(int8_t host[16])
+{
+	bool used[16] = { false };
+	for (int g = R_RAX; g <= R_RBX; g++)
+		if (host[g] >= 0) {
+			host[g] = (int8_t)g;
+			used[g] = true;
+		}
+	int p = 0;
+	for (int g = R_RSP; g < 16; g++) {
+		if (host[g] < 0)
+			continue;
+		while (used[pool[p]])
+			p++;
+		host[g] = (int8_t)pool[p];
+		used[pool[p]] = true;
+	}
 }
 
 /* a branch out of the run, patched once the exits are laid out */
@@ -1102,12 +1217,13 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 	 * it names them, are loaded at entry */
 	memset(e.host, -1, sizeof(e.host));
 	for (int i = 0; i < k && e.nhost < POOL_SIZE; i++) {
-		int8_t regs[4];
+		int8_t regs[FORM_REGS];
 		form_regs(&forms[i], regs);
-		for (int r = 0; r < 4; r++)
+		for (int r = 0; r < FORM_REGS; r++)
 			if (regs[r] >= 0 && e.host[regs[r]] < 0 && e.nhost < POOL_SIZE)
 				e.host[regs[r]] = (int8_t)pool[e.nhost++];
 	}
+	entry_prefer(e.host);
 
 	/* A run that loops back to its start goes round with the registers
 	 * it wrote in the last round not yet stored: they are all written

@@ -130,7 +130,7 @@ WHY="still $(ticks "$tmp/a.log") ticks"
 wait_for 60 more_ticks_than "$tmp/a.log" $((n2 + 2)); result "resumed: the ticks go on"
 next=$(grep '^tick ' "$tmp/a.log" | sed -n "$((n2 + 1))p" | tr -dc '0-9')
 WHY="last before the pause $last1, first after $next"
-[ "$next" = $((last1 + 1)) ]; result "resumed where it stopped: tick $((last1 + 1)) follows tick $last1"
+[ "$next" = $((last1 + 1)) ]; result $? "resumed where it stopped: tick $((last1 + 1)) follows tick $last1"
 code=$(api "$SA" GET /vm)
 [ "$code" = 200 ] && [ "$(jq_ 'd["state"]')" = running ]; result "GET /vm says running again"
 

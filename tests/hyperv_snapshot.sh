@@ -61,7 +61,7 @@ refused() {
 	timeout 60 "$ACCORD" restore "$2" --name "refused-$$" </dev/null >"$tmp/refused.log" 2>&1
 	rc=$?
 	[ $rc -eq 10 ] && [ "$(wc -l <"$tmp/refused.log")" -eq 1 ] && grep -q -- "$3" "$tmp/refused.log"
-	result "$1: status 10, one line" "status $rc: $(head -c 300 "$tmp/refused.log")"
+	result $? "$1: status 10, one line" "status $rc: $(head -c 300 "$tmp/refused.log")"
 }
 
 # hvk_round_trip ENGINE: the Hyper-V test kernel ticking, snapshotted,
@@ -128,7 +128,7 @@ else
 	tap_not_ok "restored: the loop ends with done $SUM" "$(tail -n 5 "$rlog")"
 fi
 loop_continues "$rlog"
-result "the counter goes on from where the snapshot was, one by one to $((N - 1))" "$(grep -m 3 '^count' "$rlog")"
+result $? "the counter goes on from where the snapshot was, one by one to $((N - 1))" "$(grep -m 3 '^count' "$rlog")"
 console_check "storvsc: the file written before the snapshot reads back" \
 	'echo R$((1+1)) $(cat /mnt/before.txt) R$((2+1))' "^R2 before-42 R3"
 console_check "storvsc: a file written after the restore, synced, the file system unmounted" \
@@ -153,7 +153,7 @@ console_check "no hv_vmbus, storvsc or netvsc error in dmesg" \
 console_finish 60
 if command -v e2fsck >/dev/null && command -v debugfs >/dev/null; then
 	e2fsck -fn "$disk" >"$tmp/fsck.log" 2>&1
-	result "the image is clean ext4 (e2fsck -fn)" "$(tail -n 3 "$tmp/fsck.log")"
+	result $? "the image is clean ext4 (e2fsck -fn)" "$(tail -n 3 "$tmp/fsck.log")"
 	[ "$(debugfs -R 'cat /before.txt' "$disk" 2>/dev/null)" = before-42 ] &&
 		[ "$(debugfs -R 'cat /after.txt' "$disk" 2>/dev/null)" = after-42 ]
 	result "the image holds the files written before the snapshot and after the restore"

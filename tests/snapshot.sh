@@ -51,7 +51,7 @@ usage_err() {
 	"$@" </dev/null >"$tmp/usage.log" 2>&1
 	rc=$?
 	[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/usage.log")" -eq 1 ] && grep -q "usage" "$tmp/usage.log"
-	result "$what: one line, status 1" "status $rc: $(head -c 300 "$tmp/usage.log")"
+	result $? "$what: one line, status 1" "status $rc: $(head -c 300 "$tmp/usage.log")"
 }
 usage_err "accord restore without a file" "$ACCORD" restore
 usage_err "accord restore with two files" "$ACCORD" restore "$tmp/a" "$tmp/b"
@@ -80,7 +80,7 @@ refused() {
 	"$ACCORD" restore "$file" --name "bad" </dev/null >"$tmp/bad.log" 2>&1
 	rc=$?
 	[ "$rc" -eq 10 ] && [ "$(wc -l <"$tmp/bad.log")" -eq 1 ] && grep -qE "$regex" "$tmp/bad.log"
-	result "$what: refused in one line, status 10" "status $rc: $(head -c 300 "$tmp/bad.log")"
+	result $? "$what: refused in one line, status 10" "status $rc: $(head -c 300 "$tmp/bad.log")"
 }
 # flipped FILE COPY OFFSET MASK: COPY is FILE with the byte at OFFSET
 # XORed with MASK
@@ -108,6 +108,29 @@ if [ -s "$snap" ]; then
 	refused "a snapshot with one bit flipped" "$tmp/flip.snap" "checksum"
 	patched "$snap" "$tmp/version.snap" 8 '\x09'
 	refused "a snapshot of format version 9" "$tmp/version.snap" "version 9"
+	# the same file as version 1 wrote it: vCPU records without the
+	# LAPIC fields of version 2 (5204 bytes of cpu_state), new checksum
+	python3 - "$snap" "$tmp/v1.snap" <<'EOF'
+import struct, sys, zlib
+d = open(sys.argv[1], 'rb').read()
+out, off, end = bytearray(d[:64]), 64, len(d) - 16
+struct.pack_into('<I', out, 8, 1)
+while off < end:
+    t, i, n = struct.unpack_from('<IIQ', d, off)
+    p = d[off + 16:off + 16 + n]
+    if t == 2:
+        p = p[:8 + 5204]
+    out += struct.pack('<IIQ', t, i, len(p)) + p + bytes(-len(p) % 8)
+    off += 16 + n + (-n % 8)
+size = len(out) + 16
+out += struct.pack('<Q', size)
+out += struct.pack('<II', zlib.crc32(bytes(out)), 0x444e4553)
+open(sys.argv[2], 'wb').write(out)
+EOF
+	timeout 120 "$ACCORD" restore "$tmp/v1.snap" --name v1 </dev/null >"$tmp/v1.log" 2>&1
+	first=$(ticks_continue tick "$tmp/tick-emu.log" "$tmp/v1.log" 200 "${SNAP_MUST[@]}")
+	result $? "a version 1 file (vCPU records without the LAPIC fields) restores: the ticks go on from $first" \
+		"$(head -n 3 "$tmp/v1.log")"
 	patched "$snap" "$tmp/magic.snap" 0 'XCCSNAP'
 	refused "a file with another magic" "$tmp/magic.snap" "not an accord snapshot"
 	: >"$tmp/empty.snap"
@@ -120,7 +143,7 @@ fi
 "$ACCORD" snapshot nosuchvm "$tmp/x.snap" >"$tmp/novm.log" 2>&1
 rc=$?
 [ $rc -eq 6 ] && [ ! -e "$tmp/x.snap" ] && [ ! -e "$tmp/x.snap.tmp" ]
-result "accord snapshot of no such VM: status 6, no file left" "status $rc: $(cat "$tmp/novm.log")"
+result $? "accord snapshot of no such VM: status 6, no file left" "status $rc: $(cat "$tmp/novm.log")"
 
 # ---- the API: PUT /vm/snapshot ----
 api() {
@@ -134,16 +157,16 @@ pids+=("$pid")
 wait_for 60 ticks_at_least tick "$tmp/sb-on.log" 2
 code=$(api sb-on "{\"path\": \"$tmp/api-on.snap\"}")
 [ "$code" = 409 ] && grep -q "sandbox" "$tmp/api.body" && [ ! -e "$tmp/api-on.snap" ]
-result "API: PUT /vm/snapshot with a path under the sandbox: 409, no file" "$code $(cat "$tmp/api.body")"
+result $? "API: PUT /vm/snapshot with a path under the sandbox: 409, no file" "$code $(cat "$tmp/api.body")"
 code=$(api sb-on '{"path": 1}')
 [ "$code" = 400 ]
-result "API: a path that is not a string: 400" "$code $(cat "$tmp/api.body")"
+result $? "API: a path that is not a string: 400" "$code $(cat "$tmp/api.body")"
 code=$(api sb-on '{"file": "x"}')
 [ "$code" = 400 ] && grep -q "unknown field" "$tmp/api.body"
-result "API: an unknown field: 400" "$code $(cat "$tmp/api.body")"
+result $? "API: an unknown field: 400" "$code $(cat "$tmp/api.body")"
 code=$(api sb-on '')
 [ "$code" = 400 ]
-result "API: no body: 400" "$code $(cat "$tmp/api.body")"
+result $? "API: no body: 400" "$code $(cat "$tmp/api.body")"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null
 
@@ -154,7 +177,7 @@ pids+=("$pid")
 wait_for 60 ticks_at_least tick "$tmp/sb-off.log" 20
 code=$(api sb-off "{\"path\": \"$tmp/api-off.snap\", \"stop\": true}")
 [ "$code" = 200 ] && grep -q '"bytes"' "$tmp/api.body" && [ -s "$tmp/api-off.snap" ] && [ ! -e "$tmp/api-off.snap.tmp" ]
-result "API: PUT /vm/snapshot {path, stop} with --sandbox off: 200, the file" "$code $(cat "$tmp/api.body")"
+result $? "API: PUT /vm/snapshot {path, stop} with --sandbox off: 200, the file" "$code $(cat "$tmp/api.body")"
 wait_for 30 eval "! kill -0 $pid 2>/dev/null"
 wait "$pid"
 rc=$?
@@ -166,13 +189,13 @@ pids+=("$pid")
 # the restored VM is snapshotted in turn: its configuration came from the file
 wait_for 60 ticks_at_least tick "$tmp/sb-off.r.log" 30
 "$ACCORD" snapshot sb-off-r "$tmp/chain.snap" >"$tmp/chain.snap.log" 2>&1
-result "a restored VM can be snapshotted again" "$(cat "$tmp/chain.snap.log")"
+result $? "a restored VM can be snapshotted again" "$(cat "$tmp/chain.snap.log")"
 wait "$pid"
 first=$(ticks_continue tick "$tmp/sb-off.log" "$tmp/sb-off.r.log" 300 "${SNAP_MUST[@]}")
-result "API: the snapshot restores, the ticks go on from $first to 300" "$(tail -n 3 "$tmp/sb-off.r.log")"
+result $? "API: the snapshot restores, the ticks go on from $first to 300" "$(tail -n 3 "$tmp/sb-off.r.log")"
 timeout 120 "$ACCORD" restore "$tmp/chain.snap" --name chain-r </dev/null >"$tmp/chain.r.log" 2>&1
 first=$(ticks_continue tick "$tmp/sb-off.r.log" "$tmp/chain.r.log" 300 "${SNAP_MUST[@]}")
-result "the snapshot of the restored VM restores: the ticks go on from $first to 300" "$(tail -n 3 "$tmp/chain.r.log")"
+result $? "the snapshot of the restored VM restores: the ticks go on from $first to 300" "$(tail -n 3 "$tmp/chain.r.log")"
 
 # ---- the stock kernel with a disk, a counting loop ----
 guest_image "snapshots of Linux" "virtio_pci virtio_blk" "mke2fs"
@@ -226,7 +249,7 @@ linux_restore() {
 	fi
 	tap_ok "$tag: the restored loop ends with done $SUM"
 	loop_continues "$rlog"
-	result "$tag: the counter goes on from where the snapshot was, one by one to $((N - 1))" \
+	result $? "$tag: the counter goes on from where the snapshot was, one by one to $((N - 1))" \
 		"$(grep -m 3 '^count' "$rlog")"
 	console_check "$tag: the guest reads what it wrote before the snapshot" \
 		'echo R$((1+1)) $(dd if=/dev/vda bs=512 skip=8 count=1 2>/dev/null | head -c 15) R$((2+1))' \
@@ -253,7 +276,7 @@ console_check "net: DHCP from slirp, and an httpd behind hostfwd" \
 [ "$(curl -s -m 30 "http://127.0.0.1:$port/t")" = token-42 ]
 result "net: the host reaches the guest's httpd through hostfwd"
 "$ACCORD" snapshot net "$tmp/net.snap" >"$tmp/net.snap.log" 2>&1
-result "net: accord snapshot" "$(cat "$tmp/net.snap.log")"
+result $? "net: accord snapshot" "$(cat "$tmp/net.snap.log")"
 kill -9 "$CONSOLE_PID"
 console_finish 5
 console_start "$nlog.r" "$ACCORD" restore "$tmp/net.snap" --name net-r

@@ -260,3 +260,10 @@ TEST_SCRIPTS += tests/hyperv_snapshot.sh
 # tests/kvm_engine.sh runs the guest families with both irqchips
 TEST_BINS += build/tests/unit_irqchip
 # ---- end split irqchip ----
+# ---- the test scripts' own pitfalls (tests/lint_scripts.sh) ----
+# a `result` whose arguments hold a command substitution must be given its
+# condition's status first: bash sets $? to the substitution's before the
+# call, and such a line reported the substitution's status (it could not
+# fail)
+TEST_SCRIPTS += tests/lint_scripts.sh
+# ---- end lint ----

@@ -340,6 +340,18 @@ struct sec {
 };
 
 /* the section at *off, advanced past it; false when it does not fit */
+/* a vCPU record's bytes in a file of format version: version 1 had no
+ * split irqchip, its records end before the LAPIC fields (read as
+ * lapic_size 0: the LAPIC is accord's device, in the device sections) */
+#define SNAP_CPU_V1_SIZE 5204
+_Static_assert(offsetof(struct cpu_state, lapic_size) == SNAP_CPU_V1_SIZE,
+	       "cpu_state's fields before lapic_size are version 1's vCPU record: add new ones at its end");
+
+static size_t cpu_record_size(uint32_t version)
+{
+	return version == 1 ? SNAP_CPU_V1_SIZE : sizeof(struct cpu_state);
+}
+
 static bool next_section(const struct snap_file *f, uint64_t end, uint64_t *off, struct sec *s)
 {
 	if (end - *off < 16)
@@ -383,8 +395,8 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 		return -1;
 	}
 	memcpy(&f->version, data + 8, 4);
-	if (f->version != SNAP_VERSION) {
-		fail(err, errlen, "snapshot format version %u; this accord reads version %u", f->version,
+	if (f->version != SNAP_VERSION && f->version != 1) {
+		fail(err, errlen, "snapshot format version %u; this accord reads versions 1 and %u", f->version,
 		     SNAP_VERSION);
 		return -1;
 	}
@@ -464,7 +476,7 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 			break;
 		case SNAP_CPU:
 			if (s.instance >= f->ncpus || (cpus_seen[s.instance / 64] >> (s.instance % 64) & 1) ||
-			    s.len != 8 + sizeof(struct cpu_state)) {
+			    s.len != 8 + cpu_record_size(f->version)) {
 				fail(err, errlen, "damaged snapshot: bad vCPU section (vCPU %u, %llu bytes)", s.instance,
 				     (unsigned long long)s.len);
 				return -1;
@@ -641,7 +653,8 @@ int snapshot_apply(struct snap_file *f, struct vm *vm, char *err, size_t errlen)
 			struct cpu_state cs;
 			uint32_t st[2];
 			memcpy(st, s.p, sizeof(st));
-			memcpy(&cs, s.p + sizeof(st), sizeof(cs));
+			memset(&cs, 0, sizeof(cs));
+			memcpy(&cs, s.p + sizeof(st), s.len - sizeof(st));
 			if (st[0] != VCPU_RUNNING && st[0] != VCPU_WAIT_SIPI) {
 				fail(err, errlen, "damaged snapshot: vCPU %u in run state %u", s.instance, st[0]);
 				goto fail;

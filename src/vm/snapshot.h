@@ -2,7 +2,8 @@
  * the guest memory ever touched, in one versioned file with a checksum,
  * and the machine configuration to re-create the VM in a fresh process.
  *
- * File format (little-endian, version SNAP_VERSION):
+ * File format (little-endian, version SNAP_VERSION; version 1 files still
+ * load: their SNAP_CPU records end before cpu_state's lapic_size):
  *   header, 64 bytes: magic "ACCSNAP\0", u32 version, u32 header size (64),
  *     u64 RAM bytes, u32 vCPUs, u32 engine (0 emu, 1 kvm), u32 personality
  *     (0 kvm, 1 hyperv), u32 flags (SNAP_F_*), u64 VM time in ns, 16 bytes 0

@@ -4,6 +4,9 @@
 #
 #   COND; result NAME [WHY]      a TAP line for the status of COND (WHY,
 #                                or else $WHY, says why it failed)
+#   COND; result $? NAME WHY     the same, when NAME or WHY has a command
+#                                substitution: bash sets $? to its status
+#                                before result runs, so pass COND's first
 #   wait_for SECONDS COMMAND...  until COMMAND succeeds (polling)
 #   gone PID                     true once process PID has ended
 #   api_request SOCKET METHOD PATH [curl args...]
@@ -22,7 +25,12 @@
 API_MAX_TIME=20
 
 result() {
-	if [ $? -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${2:-${WHY:-}}"; fi
+	local rc=$?
+	if [[ $1 =~ ^[0-9]+$ ]]; then
+		rc=$1
+		shift
+	fi
+	if [ "$rc" -eq 0 ]; then tap_ok "$1"; else tap_not_ok "$1" "${2:-${WHY:-}}"; fi
 	WHY=
 }
 

@@ -60,14 +60,14 @@ snap_round_trip() {
 		return 1
 	fi
 	"$ACCORD" snapshot "$name" "$tmp/$name.snap" >"$tmp/$name.snap.log" 2>&1
-	result "$accel: accord snapshot of $what while it ticks" "$(cat "$tmp/$name.snap.log")"
+	result $? "$accel: accord snapshot of $what while it ticks" "$(cat "$tmp/$name.snap.log")"
 	kill -9 "$pid"
 	wait "$pid" 2>/dev/null
 	local first1 first2 rc
 	timeout 120 "$ACCORD" restore "$tmp/$name.snap" --name "$name-r1" </dev/null >"$tmp/$name.r1.log" 2>&1
 	rc=$?
 	first1=$(ticks_continue "$word" "$tmp/$name.log" "$tmp/$name.r1.log" "$last" "${SNAP_MUST[@]}")
-	result "$accel: restored after SIGKILL, the ticks go on from $first1 to $last" \
+	result $? "$accel: restored after SIGKILL, the ticks go on from $first1 to $last" \
 		"$(head -n 3 "$tmp/$name.r1.log"; tail -n 3 "$tmp/$name.r1.log")"
 	[ "$rc" -eq 1 ]
 	result "$accel: the restored guest ends through debug-exit (status 1)" "status $rc"
@@ -85,11 +85,11 @@ loop_snapshot() {
 		tap_not_ok "the loop counts" "$(tail -n 3 "$log")"
 	fi
 	"$ACCORD" snapshot lin "$tmp/lin.snap" >"$tmp/lin.snap.log" 2>&1
-	result "accord snapshot of $1 in the middle of the loop" "$(cat "$tmp/lin.snap.log")"
+	result $? "accord snapshot of $1 in the middle of the loop" "$(cat "$tmp/lin.snap.log")"
 	kill -9 "$CONSOLE_PID"
 	console_finish 5
 	! grep -q "^done" "$log"
-	result "the loop had not finished when the VM was killed" "$(tail -n 2 "$log")"
+	result $? "the loop had not finished when the VM was killed" "$(tail -n 2 "$log")"
 }
 
 loop_continues() {

@@ -2044,42 +2044,56 @@ static int kvm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t da
 
 /* A device's MSI through an eventfd: KVM injects at each write (from the
  * I/O thread) without an ioctl of accord's; the route is a GSI past the
- * IOAPIC's, changed in place when the message changes */
-static int kvm_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+ * IOAPIC's, held until the device releases it (the vector masked,
+ * disabled or reprogrammed, the device reset or gone) */
+static int kvm_irqfd(struct vm *vm, int fd, uint64_t addr, uint32_t data)
 {
 	struct kvm_vm *k = vm->engine_priv;
-	int g = *gsi, rc = -1;
+	int g, rc, err = 0;
 
-	if (!k || !k->split || (g >= 0 && (g < IOAPIC_PINS || g >= KVM_GSIS || !k->route_valid[g])))
+	if (!k || !k->split || fd < 0)
 		return -1;
 	pthread_mutex_lock(&k->route_lock);
-	if (g < 0) {
-		for (g = IOAPIC_PINS; g < KVM_GSIS && k->route_valid[g]; g++)
-			;
-		if (g == KVM_GSIS) {
-			pthread_mutex_unlock(&k->route_lock);
-			return -1;
-		}
-		struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)g };
-		int err = 0;
-		rc = route_set(k, (unsigned)g, addr, data, true);
-		if (rc == 0 && (rc = ioctl(k->vm_fd, KVM_IRQFD, &irqfd)) < 0) {
-			err = errno;
-			route_set(k, (unsigned)g, 0, 0, false);
-		} else if (rc < 0) {
-			err = errno;
-		}
-		if (k->verbose)
-			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g,
-				(unsigned long long)addr, data,
-				rc ? strerror(err) : "eventfd writes interrupt the guest");
-		if (rc == 0)
-			*gsi = g;
-	} else {
-		rc = route_set(k, (unsigned)g, addr, data, true);
+	for (g = IOAPIC_PINS; g < KVM_GSIS && k->route_valid[g]; g++)
+		;
+	if (g == KVM_GSIS) {
+		pthread_mutex_unlock(&k->route_lock);
+		return -1;
+	}
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)g };
+	rc = route_set(k, (unsigned)g, addr, data, true);
+	if (rc == 0 && (rc = ioctl(k->vm_fd, KVM_IRQFD, &irqfd)) < 0) {
+		err = errno;
+		route_set(k, (unsigned)g, 0, 0, false);
+	} else if (rc < 0) {
+		err = errno;
 	}
 	pthread_mutex_unlock(&k->route_lock);
-	return rc < 0 ? -1 : 0;
+	if (k->verbose)
+		fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g, (unsigned long long)addr,
+			data, rc ? strerror(err) : "eventfd writes interrupt the guest");
+	return rc < 0 ? -1 : g;
+}
+
+/* KVM drops its reference to fd at the deassign; the route goes after it
+ * so that no write in between reaches a GSI without one */
+static void kvm_irqfd_release(struct vm *vm, int gsi, int fd)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN };
+
+	if (!k || !k->split || gsi < IOAPIC_PINS || gsi >= KVM_GSIS)
+		return;
+	pthread_mutex_lock(&k->route_lock);
+	if (k->route_valid[gsi]) {
+		if (ioctl(k->vm_fd, KVM_IRQFD, &irqfd) < 0)
+			fprintf(stderr, "accord: kvm: KVM_IRQFD deassign gsi %d: %s\n", gsi, strerror(errno));
+		if (route_set(k, (unsigned)gsi, 0, 0, false) < 0)
+			fprintf(stderr, "accord: kvm: KVM_SET_GSI_ROUTING (drop gsi %d): %s\n", gsi, strerror(errno));
+		else if (k->verbose)
+			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d released\n", gsi);
+	}
+	pthread_mutex_unlock(&k->route_lock);
 }
 
 /* ---- instructions the host's KVM cannot emulate ---- */
@@ -2319,6 +2333,7 @@ const struct engine_ops engine_kvm = {
 	.msi = kvm_msi,
 	.gsi_route = kvm_gsi_route,
 	.irqfd = kvm_irqfd,
+	.irqfd_release = kvm_irqfd_release,
 };
 
 /* ---- --accel auto's probe ---- */

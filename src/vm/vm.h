@@ -100,6 +100,9 @@ struct vm {
 
 	int personality;	    /* enum vm_personality */
 	int irqchip;		    /* enum vm_irqchip */
+	/* split irqchip: ExtINT messages from the IOAPIC, which KVM's LAPIC
+	 * cannot take (said once on stderr) */
+	unsigned extint_dropped;
 	struct hv *hv;		    /* PERSONALITY_HYPERV, else NULL */
 	struct kvmclock *kvmclock; /* PERSONALITY_KVM, else NULL */
 

@@ -298,15 +298,28 @@ if [ "$kvm_usable" -eq 1 ] && [ -f build/guest/pci.elf ]; then
 		tap_not_ok "pci on kvm: bindings removed at reset" "$bound bound, $removed removed"
 	fi
 	# with KVM's LAPICs, the disk's MSI-X vector is an eventfd KVM routes
-	# (KVM_IRQFD): the one interrupt the family asks for comes through it
+	# (KVM_IRQFD): the family's interrupt comes through it; then the guest
+	# masks, reprograms and unmasks the entry 24 times: each binding is
+	# released (deassigned, its route dropped, the eventfd closed) before
+	# the next, which takes the same GSI again, and the last one goes at
+	# the device's reset
 	if [ "$split_usable" -eq 1 ]; then
-		irqfd=$(grep -c "^accord: kvm: KVM_IRQFD gsi [0-9]* (MSI 0xfee[0-9a-f]* 0x60): eventfd writes interrupt the guest$" \
+		irqfd=$(grep -c "^accord: kvm: KVM_IRQFD gsi [0-9]* (MSI 0xfee[0-9a-f]* 0x6[01]): eventfd writes interrupt the guest$" \
 			"$tmp/ioev.err")
-		if [ "$irqfd" -eq 1 ] && grep -q '^PASS virtio.blk_msix_interrupt' "$tmp/ioev.out"; then
+		released=$(grep -c "^accord: kvm: KVM_IRQFD gsi [0-9]* released$" "$tmp/ioev.err")
+		gsis=$(grep -o "^accord: kvm: KVM_IRQFD gsi [0-9]*" "$tmp/ioev.err" | sort -u | wc -l)
+		if [ "$irqfd" -ge 1 ] && grep -q '^PASS virtio.blk_msix_interrupt' "$tmp/ioev.out"; then
 			tap_ok "pci on kvm, irqchip split: the disk's MSI-X vector bound with KVM_IRQFD, its interrupt taken"
 		else
 			tap_not_ok "pci on kvm, irqchip split: MSI-X through KVM_IRQFD" \
 				"$irqfd bindings; $(grep -m3 'IRQFD\|msix' "$tmp/ioev.err" "$tmp/ioev.out" | tr '\n' ' ')"
+		fi
+		if [ "$irqfd" -ge 25 ] && [ "$released" -eq "$irqfd" ] && [ "$gsis" -eq 1 ] &&
+			grep -q '^PASS virtio.blk_msix_reprogrammed' "$tmp/ioev.out"; then
+			tap_ok "pci on kvm, irqchip split: $irqfd KVM_IRQFD bindings over 24 reprogrammings, each released, one GSI"
+		else
+			tap_not_ok "pci on kvm, irqchip split: irqfds released as the guest reprograms its vector" \
+				"$irqfd bound, $released released, $gsis GSIs; $(grep 'msix_reprogrammed' "$tmp/ioev.out")"
 		fi
 	fi
 else

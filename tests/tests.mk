@@ -267,3 +267,10 @@ TEST_BINS += build/tests/unit_irqchip
 # fail)
 TEST_SCRIPTS += tests/lint_scripts.sh
 # ---- end lint ----
+# ---- virtio MSI-X irqfd release (owner: src/dev/virtio/pci.c, src/engine/kvm.c) ----
+# a vector's KVM_IRQFD binding released when it is masked (entry or
+# function mask), reprogrammed, MSI-X disabled, the device reset or gone;
+# no fd growth over 1000 reprogrammings (tests/unit_virtio_irqfd.c, a
+# recording engine: no /dev/kvm needed)
+TEST_BINS += build/tests/unit_virtio_irqfd
+# ---- end virtio MSI-X irqfd release ----

@@ -275,6 +275,26 @@ static void configure(void)
 		   "{\"accel\": \"emu\", \"personality\": \"hyperv\", \"debug_exit\": true}", 204);
 	ok(!strcmp(cfg.accel, "emu") && cfg.personality == 1 && cfg.debug_exit && cfg.cpus == 2,
 	   "... set, the vCPUs kept");
+	expect_put("machine-config: irqchip user", "/vm/machine-config", NULL, "{\"irqchip\": \"user\"}", 204);
+	ok(!strcmp(cfg.irqchip, "user"), "... set (%s)", cfg.irqchip);
+	expect_put("machine-config: irqchip bogus", "/vm/machine-config", NULL, "{\"irqchip\": \"bogus\"}", 400);
+	ok(!strcmp(err, "irqchip 'bogus': expected split or user"), "... with its line (%s)", err);
+	expect_put("machine-config: irqchip split with accel emu", "/vm/machine-config", NULL,
+		   "{\"irqchip\": \"split\"}", 400);
+	ok(strstr(err, "irqchip split: the emu engine has no in-kernel LAPIC") && !strcmp(cfg.irqchip, "user"),
+	   "... with its line, nothing changed (%s)", err);
+	expect_put("machine-config: irqchip split with personality hyperv", "/vm/machine-config", NULL,
+		   "{\"irqchip\": \"split\", \"accel\": \"auto\"}", 400);
+	ok(strstr(err, "irqchip split: personality hyperv keeps the LAPICs in accord") != NULL, "... with its line (%s)",
+	   err);
+	expect_put("machine-config: irqchip split with accel auto (decided at the start)", "/vm/machine-config", NULL,
+		   "{\"irqchip\": \"split\", \"accel\": \"auto\", \"personality\": \"kvm\"}", 204);
+	ok(!strcmp(cfg.irqchip, "split") && !strcmp(cfg.accel, "auto"), "... set");
+	expect_put("machine-config: accel emu under irqchip split", "/vm/machine-config", NULL,
+		   "{\"accel\": \"emu\"}", 400);
+	expect_put("machine-config: irqchip 7", "/vm/machine-config", NULL, "{\"irqchip\": 7}", 400);
+	expect_put("machine-config: back to emu, hyperv, irqchip auto", "/vm/machine-config", NULL,
+		   "{\"accel\": \"emu\", \"personality\": \"hyperv\", \"irqchip\": \"auto\"}", 204);
 	expect_put("machine-config: {} changes nothing", "/vm/machine-config", NULL, "{}", 204);
 	expect_put("machine-config: 0 vCPUs", "/vm/machine-config", NULL, "{\"vcpus\": 0}", 400);
 	expect_put("machine-config: 65 vCPUs", "/vm/machine-config", NULL, "{\"vcpus\": 65}", 400);

@@ -222,6 +222,7 @@ static struct json_object *get_config(void)
 	json_object_object_add(o, "engine", vm ? json_object_new_string(vm->engine->name) : NULL);
 	json_object_object_add(o, "personality",
 			       json_object_new_string(c->personality == PERSONALITY_HYPERV ? "hyperv" : "kvm"));
+	json_object_object_add(o, "irqchip", json_object_new_string(c->irqchip));
 	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
 	json_object_object_add(o, "gdb", jstr_or_null(c->gdb));
 	json_object_object_add(o, "console", json_object_new_string(c->virtio_console ? "virtio" : "serial"));
@@ -603,6 +604,28 @@ static int put_machine_config(struct machine_config *c, const char *id, struct j
 		snprintf(err, errlen, "personality '%.32s': %s", s, why);
 		return 400;
 	}
+	if ((r = string_field(o, "irqchip", false, &s, err, errlen)) < 0)
+		return 400;
+	if (r && machine_set_irqchip(&t, s, why, sizeof(why))) {
+		snprintf(err, errlen, "irqchip '%.32s': %s", s, why);
+		return 400;
+	}
+	/* split where it cannot be: refused now, as accord run refuses it,
+	 * where the engine is known (auto decides at the start) */
+	if (!strcmp(t.irqchip, "split")) {
+		why[0] = 0;
+		if (!strcmp(t.accel, "emu"))
+			snprintf(why, sizeof(why), "the emu engine has no in-kernel LAPIC (split needs accel kvm)");
+		else if (t.personality == PERSONALITY_HYPERV)
+			snprintf(why, sizeof(why),
+				 "personality hyperv keeps the LAPICs in accord (the SynIC delivers into them)");
+		else if (!strcmp(t.accel, "kvm"))
+			kvm_split_check(why, sizeof(why));
+		if (why[0]) {
+			snprintf(err, errlen, "irqchip split: %s", why);
+			return 400;
+		}
+	}
 	if ((r = field(o, "debug_exit", json_type_boolean, &v, err, errlen)) < 0)
 		return 400;
 	if (r)
@@ -734,7 +757,8 @@ static int put_console(struct machine_config *c, const char *id, struct json_obj
 int api_configure(struct machine_config *c, const char *path, const char *id, const char *body, size_t len,
 		  char *err, size_t errlen)
 {
-	static const char *const machine[] = { "vcpus", "memory_mib", "accel", "personality", "debug_exit", NULL };
+	static const char *const machine[] = { "vcpus", "memory_mib", "accel", "personality", "irqchip", "debug_exit",
+					       NULL };
 	static const char *const boot[] = { "kernel", "initrd", "cmdline", NULL };
 	static const char *const drive[] = { "path", "read_only", NULL };
 	static const char *const nic[] = { "backend", "tap", "mac", "hostfwd", NULL };

@@ -2,6 +2,8 @@
  * fan-out of APIC bus messages (IOAPIC, MSI, IPI) to the LAPICs; with the
  * split irqchip, the hand-over of IOAPIC and MSI messages to the engine's
  * LAPICs. */
+#include <stdio.h>
+
 #include "dev/dev.h"
 #include "dev/devices.h"
 #include "dev/platform.h"
@@ -112,9 +114,19 @@ void irq_deliver(struct vm *vm, const struct irq_msg *m, struct lapic *src)
 
 	/* Split irqchip: the IOAPIC's and the MSIs' messages go to the
 	 * engine's LAPICs (IPIs never come here: they are the engine's).
-	 * ExtINT stays: it names the PIC, which the engine asks for its
-	 * vector at the interrupt window. */
-	if (vm->irqchip == VM_IRQCHIP_SPLIT && !src && m->mode != APIC_DM_EXTINT && vm->engine->msi) {
+	 * ExtINT names the PIC, whose vector KVM's LAPIC takes only through
+	 * its LINT0 (unmasked, as ExtINT: kvm_apic_accept_pic_intr), where
+	 * the engine hands it over at the interrupt window; KVM has no way
+	 * in for an IOAPIC pin's ExtINT (it drops such a message itself), so
+	 * the pin delivers nothing more than LINT0 does: said once. */
+	if (vm->irqchip == VM_IRQCHIP_SPLIT && !src && m->mode == APIC_DM_EXTINT) {
+		if (__atomic_fetch_add(&vm->extint_dropped, 1, __ATOMIC_RELAXED) == 0)
+			fprintf(stderr, "accord: an IOAPIC pin in ExtINT mode: with --irqchip split the PIC reaches "
+					"KVM's LAPIC only through LINT0 (unmasked, ExtINT); --irqchip user delivers "
+					"the pin\n");
+		return;
+	}
+	if (vm->irqchip == VM_IRQCHIP_SPLIT && !src && vm->engine->msi) {
 		uint64_t addr;
 		uint32_t data;
 

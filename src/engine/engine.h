@@ -154,9 +154,11 @@ struct engine_ops {
 	 * level-triggered vector to ioapic_eoi(). 0, or -1. */
 	int (*msi)(struct vm *vm, uint64_t addr, uint32_t data);
 	int (*gsi_route)(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid);
-	/* split irqchip: a write to eventfd fd sends the MSI (addr, data);
-	 * *gsi < 0: a new route (its GSI in *gsi), else that route changes */
-	int (*irqfd)(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
+	/* split irqchip: a write to eventfd fd sends the MSI (addr, data)
+	 * through a new route: its GSI, or -1. irqfd_release undoes it (fd
+	 * unbound, the route dropped; the caller closes fd). */
+	int (*irqfd)(struct vm *vm, int fd, uint64_t addr, uint32_t data);
+	void (*irqfd_release)(struct vm *vm, int gsi, int fd);
 };
 
 extern const struct engine_ops engine_emu;

@@ -72,6 +72,7 @@
 #define MSR_APIC_BASE 0x1b
 #define MSR_TSC_DEADLINE 0x6e0
 #define APIC_BASE_ENABLE (1ull << 11)
+#define APIC_BASE_ADDR 0x000ffffffffff000ull
 
 /* The split irqchip's LAPIC timer counts at accord's crystal (CPUID 0x15
  * ECX), one cycle every this many ns (Linux 6.11's capability; the
@@ -191,6 +192,7 @@ struct kvm_step {
 	/* the first kinds of instruction stepped, said once each (verbose) */
 	uint32_t seen[8];
 	int nseen;
+	bool lapic_write; /* the instruction wrote KVM's LAPIC page: refused */
 };
 
 static __thread struct kvm_vcpu_priv *thread_vcpu;
@@ -200,6 +202,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int window_probe(char *why, size_t n);
 enum { STEP_DONE, STEP_CANNOT, STEP_SHUTDOWN };
 static int insn_step(struct kvm_vcpu_priv *p);
+static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val);
 static struct kvm_step *step_create(struct kvm_vcpu_priv *p);
 
 static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
@@ -951,10 +954,45 @@ static void pio_exit(struct kvm_vcpu_priv *p)
 }
 
 /* a guest access to MMIO at gpa: accord's LAPIC, or a device on the bus */
+/* Split irqchip: an instruction stepped on accord's interpreter reaches
+ * KVM's LAPIC page (KVM's own exits never do while it is enabled). A read
+ * comes from KVM_GET_LAPIC, which holds the timer's current count as of
+ * now; a write's effects (EOI, ICR, the timer) are KVM's to carry out, and
+ * KVM_SET_LAPIC does not: the step is refused (st->lapic_write). false:
+ * not KVM's LAPIC (disabled, or elsewhere). */
+static bool split_lapic_access(struct kvm_vcpu_priv *p, uint64_t gpa, uint64_t *val, int len, bool write)
+{
+	struct kvm_lapic_state st;
+	uint64_t base;
+	unsigned off = gpa & 0xfff;
+
+	if (!p->kvm->split || !p->step || !msr_get(p, MSR_APIC_BASE, &base) || !(base & APIC_BASE_ENABLE) ||
+	    (gpa & ~0xfffull) != (base & APIC_BASE_ADDR))
+		return false;
+	if (write) {
+		p->step->lapic_write = true;
+		return true;
+	}
+	*val = 0;
+	if (ioctl(p->fd, KVM_GET_LAPIC, &st) < 0) {
+		p->step->lapic_write = true; /* no state to read: refused as well */
+		return true;
+	}
+	/* each register is the first 4 bytes of its 16; the rest reads 0 */
+	for (int i = 0; i < len && i < 8; i++) {
+		unsigned b = off + (unsigned)i;
+		if (b < sizeof(st.regs) && (b & 0xf) < 4)
+			*val |= (uint64_t)(uint8_t)st.regs[b] << (8 * i);
+	}
+	return true;
+}
+
 static void mmio_access(struct kvm_vcpu_priv *p, uint64_t gpa, uint64_t *val, int len, bool write)
 {
 	struct vm *vm = p->v->vm;
 
+	if (split_lapic_access(p, gpa, val, len, write))
+		return;
 	if ((gpa & ~0xfffull) == LAPIC_BASE && !p->kvm->split) {
 		if (write)
 			lapic_mmio_write(p->v->lapic, gpa & 0xfff, *val, len);
@@ -1030,7 +1068,6 @@ static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *h
 	return 0;
 }
 
-static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val);
 static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val);
 
 /* the MSRs of the split irqchip's LAPIC: KVM's (an instruction stepped on
@@ -1097,7 +1134,10 @@ static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
 		for (int i = 0; i < nb && len > 0 && (size_t)len < n; i++)
 			len += snprintf(msg + len, n - len, " %02x", bytes[i]);
 		if (!nb && len > 0 && (size_t)len < n)
-			snprintf(msg + len, n - len, " (bytes unknown)");
+			len += snprintf(msg + len, n - len, " (bytes unknown)");
+		if (p->step && p->step->lapic_write && len > 0 && (size_t)len < n)
+			snprintf(msg + len, n - len, "; it writes KVM's LAPIC (--irqchip split), which accord's "
+						     "interpreter cannot (--irqchip user can)");
 		return;
 	}
 	case KVM_INTERNAL_ERROR_SIMUL_EX:
@@ -2044,42 +2084,56 @@ static int kvm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t da
 
 /* A device's MSI through an eventfd: KVM injects at each write (from the
  * I/O thread) without an ioctl of accord's; the route is a GSI past the
- * IOAPIC's, changed in place when the message changes */
-static int kvm_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+ * IOAPIC's, held until the device releases it (the vector masked,
+ * disabled or reprogrammed, the device reset or gone) */
+static int kvm_irqfd(struct vm *vm, int fd, uint64_t addr, uint32_t data)
 {
 	struct kvm_vm *k = vm->engine_priv;
-	int g = *gsi, rc = -1;
+	int g, rc, err = 0;
 
-	if (!k || !k->split || (g >= 0 && (g < IOAPIC_PINS || g >= KVM_GSIS || !k->route_valid[g])))
+	if (!k || !k->split || fd < 0)
 		return -1;
 	pthread_mutex_lock(&k->route_lock);
-	if (g < 0) {
-		for (g = IOAPIC_PINS; g < KVM_GSIS && k->route_valid[g]; g++)
-			;
-		if (g == KVM_GSIS) {
-			pthread_mutex_unlock(&k->route_lock);
-			return -1;
-		}
-		struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)g };
-		int err = 0;
-		rc = route_set(k, (unsigned)g, addr, data, true);
-		if (rc == 0 && (rc = ioctl(k->vm_fd, KVM_IRQFD, &irqfd)) < 0) {
-			err = errno;
-			route_set(k, (unsigned)g, 0, 0, false);
-		} else if (rc < 0) {
-			err = errno;
-		}
-		if (k->verbose)
-			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g,
-				(unsigned long long)addr, data,
-				rc ? strerror(err) : "eventfd writes interrupt the guest");
-		if (rc == 0)
-			*gsi = g;
-	} else {
-		rc = route_set(k, (unsigned)g, addr, data, true);
+	for (g = IOAPIC_PINS; g < KVM_GSIS && k->route_valid[g]; g++)
+		;
+	if (g == KVM_GSIS) {
+		pthread_mutex_unlock(&k->route_lock);
+		return -1;
+	}
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)g };
+	rc = route_set(k, (unsigned)g, addr, data, true);
+	if (rc == 0 && (rc = ioctl(k->vm_fd, KVM_IRQFD, &irqfd)) < 0) {
+		err = errno;
+		route_set(k, (unsigned)g, 0, 0, false);
+	} else if (rc < 0) {
+		err = errno;
 	}
 	pthread_mutex_unlock(&k->route_lock);
-	return rc < 0 ? -1 : 0;
+	if (k->verbose)
+		fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d (MSI %#llx %#x): %s\n", g, (unsigned long long)addr,
+			data, rc ? strerror(err) : "eventfd writes interrupt the guest");
+	return rc < 0 ? -1 : g;
+}
+
+/* KVM drops its reference to fd at the deassign; the route goes after it
+ * so that no write in between reaches a GSI without one */
+static void kvm_irqfd_release(struct vm *vm, int gsi, int fd)
+{
+	struct kvm_vm *k = vm->engine_priv;
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = (uint32_t)gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN };
+
+	if (!k || !k->split || gsi < IOAPIC_PINS || gsi >= KVM_GSIS)
+		return;
+	pthread_mutex_lock(&k->route_lock);
+	if (k->route_valid[gsi]) {
+		if (ioctl(k->vm_fd, KVM_IRQFD, &irqfd) < 0)
+			fprintf(stderr, "accord: kvm: KVM_IRQFD deassign gsi %d: %s\n", gsi, strerror(errno));
+		if (route_set(k, (unsigned)gsi, 0, 0, false) < 0)
+			fprintf(stderr, "accord: kvm: KVM_SET_GSI_ROUTING (drop gsi %d): %s\n", gsi, strerror(errno));
+		else if (k->verbose)
+			fprintf(stderr, "accord: kvm: KVM_IRQFD gsi %d released\n", gsi);
+	}
+	pthread_mutex_unlock(&k->route_lock);
 }
 
 /* ---- instructions the host's KVM cannot emulate ---- */
@@ -2255,7 +2309,10 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	if (emu_state_load(&st->cpu, &st->before) < 0)
 		return STEP_CANNOT;
 	struct cpu *c = &st->cpu;
+	st->lapic_write = false;
 	enum cpu_stop stop = cpu_step(c, &in, &fault);
+	if (st->lapic_write)
+		return STEP_CANNOT;
 	if (stop == STOP_SHUTDOWN)
 		return STEP_SHUTDOWN;
 	if (fault == EXC_UD && !ud_defined(c, &in))
@@ -2267,8 +2324,13 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	st->after.tsc_adjust = st->before.tsc_adjust;
 	st->after.xsave_size = st->before.xsave_size;
 	memcpy(st->after.xsave, st->before.xsave, sizeof(st->after.xsave));
-	if (st->after.xsave_size)
+	if (st->after.xsave_size) {
 		memcpy(st->after.xsave, st->after.fxsave, 416);
+		/* XSTATE_BV (SDM vol. 1 13.4.2): x87 and SSE as the legacy area
+		 * holds them; with the bits clear (the registers were in their
+		 * init state when KVM saved them) XRSTOR would load zeros */
+		st->after.xsave[512] |= 3;
+	}
 	if (stop == STOP_HLT)
 		st->after.halted = 1;
 	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0)
@@ -2319,6 +2381,7 @@ const struct engine_ops engine_kvm = {
 	.msi = kvm_msi,
 	.gsi_route = kvm_gsi_route,
 	.irqfd = kvm_irqfd,
+	.irqfd_release = kvm_irqfd_release,
 };
 
 /* ---- --accel auto's probe ---- */

@@ -142,11 +142,18 @@ int vm_read_phys(struct vm *vm, uint64_t gpa, void *dst, uint64_t len)
 	return 0;
 }
 
-int vm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data)
+int vm_msi_irqfd(struct vm *vm, int fd, uint64_t addr, uint32_t data)
 {
-	if (vm->irqchip != VM_IRQCHIP_SPLIT || !vm->engine->irqfd || addr >> 20 != 0xFEE)
+	if (vm->irqchip != VM_IRQCHIP_SPLIT || !vm->engine->irqfd || !vm->engine->irqfd_release ||
+	    addr >> 20 != 0xFEE)
 		return -1;
-	return vm->engine->irqfd(vm, gsi, fd, addr, data);
+	return vm->engine->irqfd(vm, fd, addr, data);
+}
+
+void vm_msi_irqfd_release(struct vm *vm, int gsi, int fd)
+{
+	if (gsi >= 0 && vm->engine->irqfd_release)
+		vm->engine->irqfd_release(vm, gsi, fd);
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t gpa, int fd, bool assign)

@@ -100,6 +100,9 @@ struct vm {
 
 	int personality;	    /* enum vm_personality */
 	int irqchip;		    /* enum vm_irqchip */
+	/* split irqchip: ExtINT messages from the IOAPIC, which KVM's LAPIC
+	 * cannot take (said once on stderr) */
+	unsigned extint_dropped;
 	struct hv *hv;		    /* PERSONALITY_HYPERV, else NULL */
 	struct kvmclock *kvmclock; /* PERSONALITY_KVM, else NULL */
 
@@ -148,10 +151,11 @@ uint64_t vm_tsc(const struct vm *vm);
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 void vm_send_msi(struct vm *vm, uint64_t addr, uint32_t data);
 /* An eventfd whose every write sends the MSI (addr, data) inside the
- * engine (the split irqchip's KVM_IRQFD): *gsi < 0 binds fd to a new
- * route and sets *gsi, else route *gsi carries (addr, data) from now on.
- * 0, or -1 when the engine cannot (send with vm_send_msi instead). */
-int vm_msi_irqfd(struct vm *vm, int *gsi, int fd, uint64_t addr, uint32_t data);
+ * engine (the split irqchip's KVM_IRQFD), bound to a new route: its GSI,
+ * or -1 when the engine cannot (send with vm_send_msi instead).
+ * vm_msi_irqfd_release unbinds fd and drops route gsi (fd stays open). */
+int vm_msi_irqfd(struct vm *vm, int fd, uint64_t addr, uint32_t data);
+void vm_msi_irqfd_release(struct vm *vm, int gsi, int fd);
 /* the split irqchip: IOAPIC pin gsi as the engine's LAPICs must know it
  * (valid false: masked or not level-triggered) */
 void vm_gsi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data, bool valid);

@@ -154,5 +154,6 @@ void virtio_console_destroy(struct virtio_console *c)
 	if (!c)
 		return;
 	console_input_free(c->in);
+	virtio_pci_release(&c->vd);
 	free(c);
 }

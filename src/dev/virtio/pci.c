@@ -59,11 +59,16 @@ static uint16_t msix_ctrl(const struct virtio_dev *vd)
 	return pci_get_le(vd->pci.cfg + vd->msix_cap + 2, 2);
 }
 
+static bool msix_masked(const struct virtio_dev *vd, unsigned v)
+{
+	return (msix_ctrl(vd) & MSIX_MASKALL) || (vd->msix_table[16 * v + 12] & 1);
+}
+
 /* Where the engine can (the split irqchip), vector v's message goes as a
  * write to an eventfd that the engine routes to its LAPICs (KVM_IRQFD):
- * bound at the vector's first interrupt, its route following the table
- * entry as it is when the message goes out (the mask and the PBA stay
- * the transport's). false: send it with vm_send_msi. */
+ * bound at the vector's first interrupt with the table entry as it is
+ * then, released by msix_sync when that no longer holds (the mask and the
+ * PBA stay the transport's). false: send it with vm_send_msi. */
 static bool msix_irqfd(struct virtio_dev *vd, unsigned v, uint64_t addr, uint32_t data)
 {
 	struct virtio_irqfd *f = &vd->irqfd[v];
@@ -73,18 +78,46 @@ static bool msix_irqfd(struct virtio_dev *vd, unsigned v, uint64_t addr, uint32_
 		return false;
 	if (f->fd < 0) {
 		f->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (f->fd < 0 || vm_msi_irqfd(vd->vm, &f->gsi, f->fd, addr, data) < 0) {
+		f->gsi = f->fd < 0 ? -1 : vm_msi_irqfd(vd->vm, f->fd, addr, data);
+		if (f->gsi < 0) {
 			if (f->fd >= 0)
 				close(f->fd);
 			*f = (struct virtio_irqfd){ .fd = -1, .gsi = -1, .failed = true };
 			return false;
 		}
-	} else if ((f->addr != addr || f->data != data) && vm_msi_irqfd(vd->vm, &f->gsi, f->fd, addr, data) < 0) {
-		return false;
+		f->addr = addr;
+		f->data = data;
 	}
-	f->addr = addr;
-	f->data = data;
 	return write(f->fd, &one, sizeof(one)) == sizeof(one);
+}
+
+static void msix_unbind(struct virtio_dev *vd, unsigned v)
+{
+	struct virtio_irqfd *f = &vd->irqfd[v];
+
+	if (f->fd < 0)
+		return;
+	vm_msi_irqfd_release(vd->vm, f->gsi, f->fd);
+	close(f->fd);
+	f->fd = f->gsi = -1;
+}
+
+/* A bound vector keeps its eventfd and route only while it is enabled,
+ * unmasked and holds the message it was bound with: a guest that masks or
+ * reprograms its vectors over and over holds one binding a vector at most */
+static void msix_sync(struct virtio_dev *vd)
+{
+	for (unsigned v = 0; v < VIRTIO_MAX_QUEUES + 1; v++) {
+		const uint8_t *e = vd->msix_table + 16 * v;
+		const struct virtio_irqfd *f = &vd->irqfd[v];
+
+		if (f->fd < 0)
+			continue;
+		if (v >= msix_nvec(vd) || !(msix_ctrl(vd) & MSIX_ENABLE) || msix_masked(vd, v) ||
+		    (pci_get_le(e, 4) | (uint64_t)pci_get_le(e + 4, 4) << 32) != f->addr ||
+		    pci_get_le(e + 8, 4) != f->data)
+			msix_unbind(vd, v);
+	}
 }
 
 static void msix_send(struct virtio_dev *vd, unsigned v)
@@ -96,11 +129,6 @@ static void msix_send(struct virtio_dev *vd, unsigned v)
 	vd->interrupts++;
 	if (!msix_irqfd(vd, v, addr, data))
 		vm_send_msi(vd->vm, addr, data);
-}
-
-static bool msix_masked(const struct virtio_dev *vd, unsigned v)
-{
-	return (msix_ctrl(vd) & MSIX_MASKALL) || (vd->msix_table[16 * v + 12] & 1);
 }
 
 static void msix_fire(struct virtio_dev *vd, uint16_t v)
@@ -202,6 +230,7 @@ static void device_reset(struct virtio_dev *vd)
 	vd->config_vector = VIRTIO_NO_VECTOR;
 	vd->queue_sel = 0;
 	memset(vd->msix_pba, 0, sizeof(vd->msix_pba)); /* nothing is pending any more */
+	virtio_pci_release(vd);
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&vd->vq[i]);
 	kicks_bind(vd);
@@ -375,6 +404,7 @@ static void bar_write(void *opaque, uint64_t off, uint64_t val, int size)
 	} else if (off >= MSIX_TABLE_OFF && off + size <= MSIX_TABLE_OFF + 16 * msix_nvec(vd) &&
 		   size <= 8) {
 		memcpy(vd->msix_table + (off - MSIX_TABLE_OFF), &val, size);
+		msix_sync(vd);
 		msix_flush(vd);
 	}
 	/* the device configuration of the devices here is read-only */
@@ -414,8 +444,10 @@ static void cfg_written(struct pci_dev *d, unsigned off, unsigned len)
 	uint32_t at;
 	int size;
 
-	if (off < vd->msix_cap + 4 && off + len > vd->msix_cap + 2)
+	if (off < vd->msix_cap + 4 && off + len > vd->msix_cap + 2) {
+		msix_sync(vd);
 		msix_flush(vd);
+	}
 	kicks_bind(vd);
 	if (cfg_window(vd, off, len, &at, &size))
 		bar_write(vd, at, pci_get_le(d->cfg + vd->cfgwin_cap + 16, size), size);
@@ -496,6 +528,7 @@ static int virtio_load(void *o, struct snap_rd *r, char *err, size_t n)
 	vd->isr = s.isr;
 	memcpy(vd->msix_table, s.msix_table, sizeof(vd->msix_table));
 	memcpy(vd->msix_pba, s.msix_pba, sizeof(vd->msix_pba));
+	msix_sync(vd);
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		struct virtq *q = &vd->vq[i];
 		const struct vq_snap *qs = &s.vq[i];
@@ -533,6 +566,12 @@ static int virtio_load(void *o, struct snap_rd *r, char *err, size_t n)
 		}
 	}
 	return 0;
+}
+
+void virtio_pci_release(struct virtio_dev *vd)
+{
+	for (unsigned v = 0; v < VIRTIO_MAX_QUEUES + 1; v++)
+		msix_unbind(vd, v);
 }
 
 int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, uint32_t class_code)

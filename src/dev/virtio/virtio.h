@@ -153,6 +153,8 @@ struct virtio_dev {
 /* Sets up the PCI function (IDs, capabilities, BAR) and plugs it into the
  * bus. The device fills id, ops, features, nqueues and config first. */
 int virtio_pci_init(struct virtio_dev *vd, struct vm *vm, struct pci_bus *bus, uint32_t class_code);
+/* a device that goes away: its MSI-X vectors' engine bindings released */
+void virtio_pci_release(struct virtio_dev *vd);
 /* signal queue q's vector (the caller decided the driver wants it) */
 void virtio_notify_queue(struct virtio_dev *vd, int q);
 /* the driver broke the rules: NEEDS_RESET and a configuration interrupt */

@@ -2985,6 +2985,14 @@ static void gen_mix(struct gen *g)
 	gens[rnd(sizeof(gens) / sizeof(gens[0]))](g);
 }
 
+/* mul and div among instructions naming many registers: long runs evict
+ * and reload RAX and RDX into other host registers */
+static void gen_muldivmix(struct gen *g)
+{
+	static void (*const gens[])(struct gen *g) = { gen_muldiv, gen_alu, gen_mov, gen_lea };
+	gens[rnd(sizeof(gens) / sizeof(gens[0]))](g);
+}
+
 struct family {
 	const char *name;
 	void (*gen)(struct gen *g);
@@ -3019,6 +3027,9 @@ static const struct family families[] = {
 	 * registers moved between host registers by evictions */
 	{ "shiftlong", gen_shift, NULL, 8000, 24, true },
 	{ "alulong", gen_alu, NULL, 8000, 24, true },
+	/* mul and div in long runs: RAX and RDX moved into host RAX and RDX
+	 * past evictions, #DE before the host divides */
+	{ "muldivlong", gen_muldivmix, NULL, 8000, 32, true },
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
 

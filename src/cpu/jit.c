@@ -147,7 +147,7 @@ static const uint8_t pool[] = { H_RAX, H_RCX, H_RDX, H_R8, H_RBX, H_RBP, H_R12, 
 /* what an instruction does with the arithmetic flags */
 enum { FL_NONE, FL_READ, FL_FULL, FL_RW };
 /* how it is re-encoded */
-enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET, K_MULDIV };
+enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET, K_MULDIV, K_MOVSD };
 /* what it does with its memory operand */
 enum { M_NONE, M_R, M_W, M_RW };
 
@@ -166,6 +166,7 @@ struct form {
 	int8_t base, index; /* of the memory operand; push/pop: RSP in base */
 	int8_t cnt;    /* RCX for a shift count in CL, else -1 */
 	int8_t ax, dx; /* mul, div: RAX and RDX, else -1 */
+	int8_t xmm;    /* movsd: the XMM register */
 };
 
 /* flags of the ALU operation add/or/adc/sbb/and/sub/xor/cmp */
@@ -203,6 +204,15 @@ static bool form_map1(const struct insn *in, struct form *f)
 		f->kind = K_OPREG;
 		f->rm = (op & 7) | (in->rex & 1 ? 8 : 0);
 		return size != 2;
+	}
+	if ((op == 0x10 || op == 0x11) && in->rep == 0xF2) {
+		/* movsd xmm, m64 and m64, xmm: data moved between memory and
+		 * c->fx as integers, so the host's MXCSR and vector registers
+		 * stay out of it */
+		f->kind = K_MOVSD;
+		f->xmm = (int8_t)in->reg;
+		rm_operand(in, f, op == 0x10 ? M_R : M_W, 8);
+		return in->is_mem && !in->opsize_prefix;
 	}
 	f->reg = in->reg;
 	switch (op) {
@@ -496,7 +506,7 @@ static bool classify(const struct insn *in, struct form *f)
 		f->reg = f->rm = -1;
 		return !in->lock;
 	}
-	if (in->rep || (in->lock && !(f->lockable && in->is_mem)))
+	if ((in->rep && f->kind != K_MOVSD) || (in->lock && !(f->lockable && in->is_mem)))
 		return false;
 	if (in->is_mem && !in->riprel) {
 		f->base = in->base;
@@ -850,7 +860,7 @@ static void emit_ea(struct emit *e, const struct insn *in, const struct form *f,
 
 /* the side exits of a memory access: to patch with the exit before it */
 struct side {
-	uint8_t *at[4];
+	uint8_t *at[6];
 	int n;
 	int8_t host[16]; /* the register mapping there */
 	uint16_t dirty;
@@ -1178,6 +1188,34 @@ static void emit_muldiv(struct emit *e, const struct insn *in, const struct form
 	e->hostfl = true;
 }
 
+/* movsd between [r11] and XMM f->xmm in c->fx, through r9; a side exit
+ * when CR0.EM, CR0.TS or a clear CR4.OSFXSR make it #UD or #NM (the
+ * handler raises it). The flags are in c->rflags here. */
+static void emit_movsd(struct emit *e, const struct insn *in, const struct form *f, struct side *s)
+{
+	uint32_t x = OFF(fx) + (uint32_t)offsetof(struct fxstate, xmm) + 16u * (uint32_t)f->xmm;
+	BYTES(e, 0xF7, 0x87);                /* test dword [rdi + cr0], EM | TS */
+	b4(e, OFF(cr0));
+	b4(e, CR0_EM | CR0_TS);
+	BYTES(e, 0x0F, 0x85);                /* jnz side */
+	s->at[s->n++] = rel32(e);
+	BYTES(e, 0xF7, 0x87);                /* test dword [rdi + cr4], OSFXSR */
+	b4(e, OFF(cr4));
+	b4(e, CR4_OSFXSR);
+	BYTES(e, 0x0F, 0x84);                /* jz side */
+	s->at[s->n++] = rel32(e);
+	if (in->op == 0x10) {
+		BYTES(e, 0x4D, 0x8B, 0x0B);  /* mov r9, [r11] */
+		emit_cpu(e, 0x89, H_R9, x);
+		BYTES(e, 0x48, 0xC7, 0x87);  /* mov qword [rdi + x + 8], 0 */
+		b4(e, x + 8);
+		b4(e, 0);
+	} else {
+		emit_cpu(e, 0x8B, H_R9, x);
+		BYTES(e, 0x4D, 0x89, 0x0B);  /* mov [r11], r9 */
+	}
+}
+
 /* an instruction with a memory operand, or a side exit before it */
 static void emit_access(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip, uint64_t rip0,
 			struct side *s)
@@ -1219,6 +1257,10 @@ static void emit_access(struct emit *e, const struct insn *in, const struct form
 		b4(e, OFF(seg[in->seg].base));
 	}
 	emit_lookup(e, write, f->size, s);
+	if (f->kind == K_MOVSD) {
+		emit_movsd(e, in, f, s);
+		return;
+	}
 	if (f->fl == FL_READ || f->fl == FL_RW)
 		emit_fill(e);
 	emit_mem_insn(e, in, f);

@@ -3201,8 +3201,9 @@ static const struct family families[] = {
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
 
-/* XMM registers and MXCSR: random bits or small doubles, the rounding
- * mode the default, every exception masked, some status flags set; from
+/* XMM registers and MXCSR: random bits or small doubles, any rounding
+ * mode, now and then FTZ or DAZ, every exception masked, some status
+ * flags set; from
  * a generator of their own, so that the other families' cases stay
  * what they were */
 static void sse_state(struct tcase *t, uint64_t seed)
@@ -3220,6 +3221,10 @@ static void sse_state(struct tcase *t, uint64_t seed)
 		t->xmm[i][1] = rnd64();
 	}
 	t->mxcsr = 0x1f80 | (uint32_t)rnd(64);
+	if (rnd(4) == 0) /* another rounding mode */
+		t->mxcsr |= (uint32_t)(1 + rnd(3)) << 13;
+	if (rnd(8) == 0) /* flush to zero, denormals are zero */
+		t->mxcsr |= rnd(2) ? 0x8000 : 0x40;
 	rng = save;
 }
 

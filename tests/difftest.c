@@ -138,6 +138,8 @@ struct tcase {
 	int len;                  /* offset of the terminator */
 	bool code2_absent;        /* the second code page is not present */
 	uint64_t r[16], rflags;
+	uint64_t xmm[16][2];
+	uint32_t mxcsr;
 	uint64_t mem_seed;
 	uint32_t flag_mask; /* flags compared when the sequence completes */
 	uint32_t flag_extra;
@@ -151,6 +153,8 @@ struct tcase {
 
 struct result {
 	uint64_t r[16], rip, rflags, cr2;
+	uint64_t xmm[16][2];
+	uint32_t mxcsr;
 	int vector;
 	uint32_t err;
 	uint8_t data[DATA_SIZE];
@@ -2483,6 +2487,8 @@ struct nstate {
 	uint64_t r[16];
 	uint64_t rflags;
 	uint64_t target;
+	uint64_t xmm[16][2]; /* at 144 */
+	uint32_t mxcsr, host_mxcsr; /* at 400, 404 */
 };
 struct nstate dt_in, dt_out;
 uint64_t dt_host_rsp;
@@ -2498,6 +2504,23 @@ asm(".text\n"
     "	push %rbx\n	push %rbp\n	push %r12\n	push %r13\n	push %r14\n	push %r15\n"
     "	mov %rsp, dt_host_rsp(%rip)\n"
     "	xor %eax, %eax\n	mov %eax, %ds\n	mov %eax, %es\n"
+    "	stmxcsr dt_in+404(%rip)\n	ldmxcsr dt_in+400(%rip)\n"
+    "	movdqu dt_in+144(%rip), %xmm0\n"
+    "	movdqu dt_in+160(%rip), %xmm1\n"
+    "	movdqu dt_in+176(%rip), %xmm2\n"
+    "	movdqu dt_in+192(%rip), %xmm3\n"
+    "	movdqu dt_in+208(%rip), %xmm4\n"
+    "	movdqu dt_in+224(%rip), %xmm5\n"
+    "	movdqu dt_in+240(%rip), %xmm6\n"
+    "	movdqu dt_in+256(%rip), %xmm7\n"
+    "	movdqu dt_in+272(%rip), %xmm8\n"
+    "	movdqu dt_in+288(%rip), %xmm9\n"
+    "	movdqu dt_in+304(%rip), %xmm10\n"
+    "	movdqu dt_in+320(%rip), %xmm11\n"
+    "	movdqu dt_in+336(%rip), %xmm12\n"
+    "	movdqu dt_in+352(%rip), %xmm13\n"
+    "	movdqu dt_in+368(%rip), %xmm14\n"
+    "	movdqu dt_in+384(%rip), %xmm15\n"
     "	pushq dt_in+128(%rip)\n	popfq\n"
     "	mov dt_in+0(%rip), %rax\n	mov dt_in+8(%rip), %rcx\n"
     "	mov dt_in+16(%rip), %rdx\n	mov dt_in+24(%rip), %rbx\n"
@@ -2518,6 +2541,23 @@ asm(".text\n"
     "	mov %r10, dt_out+80(%rip)\n	mov %r11, dt_out+88(%rip)\n"
     "	mov %r12, dt_out+96(%rip)\n	mov %r13, dt_out+104(%rip)\n"
     "	mov %r14, dt_out+112(%rip)\n	mov %r15, dt_out+120(%rip)\n"
+    "	movdqu %xmm0, dt_out+144(%rip)\n"
+    "	movdqu %xmm1, dt_out+160(%rip)\n"
+    "	movdqu %xmm2, dt_out+176(%rip)\n"
+    "	movdqu %xmm3, dt_out+192(%rip)\n"
+    "	movdqu %xmm4, dt_out+208(%rip)\n"
+    "	movdqu %xmm5, dt_out+224(%rip)\n"
+    "	movdqu %xmm6, dt_out+240(%rip)\n"
+    "	movdqu %xmm7, dt_out+256(%rip)\n"
+    "	movdqu %xmm8, dt_out+272(%rip)\n"
+    "	movdqu %xmm9, dt_out+288(%rip)\n"
+    "	movdqu %xmm10, dt_out+304(%rip)\n"
+    "	movdqu %xmm11, dt_out+320(%rip)\n"
+    "	movdqu %xmm12, dt_out+336(%rip)\n"
+    "	movdqu %xmm13, dt_out+352(%rip)\n"
+    "	movdqu %xmm14, dt_out+368(%rip)\n"
+    "	movdqu %xmm15, dt_out+384(%rip)\n"
+    "	stmxcsr dt_out+400(%rip)\n	ldmxcsr dt_in+404(%rip)\n"
     "	mov dt_host_rsp(%rip), %rsp\n"
     "	pushfq\n	popq dt_out+128(%rip)\n"
     "	cld\n"
@@ -2542,6 +2582,9 @@ static void dt_signal(int sig, siginfo_t *si, void *ucp)
 	r->vector = (int)gr[REG_TRAPNO];
 	r->err = (uint32_t)gr[REG_ERR];
 	r->cr2 = gr[REG_CR2];
+	/* the handler runs with the host's own MXCSR; the case's is here */
+	memcpy(r->xmm, uc->uc_mcontext.fpregs->_xmm, sizeof(r->xmm));
+	r->mxcsr = uc->uc_mcontext.fpregs->mxcsr;
 	siglongjmp(dt_jb, 1);
 }
 
@@ -2603,11 +2646,15 @@ static void native_child(struct tcase *cases, struct result *res, int from, int 
 		memcpy(dt_in.r, t->r, sizeof(t->r));
 		dt_in.rflags = t->rflags;
 		dt_in.target = CODE_ADDR + t->start;
+		memcpy(dt_in.xmm, t->xmm, sizeof(t->xmm));
+		dt_in.mxcsr = t->mxcsr;
 		dt_cur = r;
 		if (!sigsetjmp(dt_jb, 1)) {
 			dt_enter();
 			memcpy(r->r, dt_out.r, sizeof(r->r));
 			r->rflags = dt_out.rflags;
+			memcpy(r->xmm, dt_out.xmm, sizeof(r->xmm));
+			r->mxcsr = dt_out.mxcsr;
 			r->rip = CODE_ADDR + t->len;
 			r->vector = V_DONE;
 			r->err = 0;
@@ -2789,6 +2836,8 @@ static void emu_run(struct tcase *t, int cpl, struct result *r)
 	memcpy(c->r, t->r, sizeof(c->r));
 	c->rip = CODE_ADDR + t->start;
 	c->rflags = t->rflags;
+	memcpy(c->fx.xmm, t->xmm, sizeof(t->xmm));
+	c->fx.mxcsr = t->mxcsr;
 	if (cpl == 3) {
 		cpu_set_seg_flat(c, S_CS, SEL_UCODE, 0xfb | SEG_ATTR_L | 1u << 11);
 		cpu_set_seg_flat(c, S_SS, SEL_UDATA, 0xf3 | SEG_ATTR_DB | 1u << 11);
@@ -2862,6 +2911,8 @@ static void emu_run(struct tcase *t, int cpl, struct result *r)
 	}
 	memcpy(r->data, ram + DATA_GPA, DATA_SIZE);
 	memcpy(r->stack, ram + STACK_GPA, STACK_SIZE);
+	memcpy(r->xmm, c->fx.xmm, sizeof(r->xmm));
+	r->mxcsr = c->fx.mxcsr;
 }
 
 /* ================= comparing and reporting ================= */
@@ -2930,6 +2981,12 @@ static int compare(struct tcase *t, struct result *n, struct result *e, int cpl,
 	for (int i = 0; i < 16; i++)
 		if (!(t->reg_undef >> i & 1) && n->r[i] != e->r[i])
 			WHY(" [%s: host %#" PRIx64 ", emu %#" PRIx64 "]", regname[i], n->r[i], e->r[i]);
+	for (int i = 0; i < 16; i++)
+		if (n->xmm[i][0] != e->xmm[i][0] || n->xmm[i][1] != e->xmm[i][1])
+			WHY(" [xmm%d: host %016" PRIx64 "%016" PRIx64 ", emu %016" PRIx64 "%016" PRIx64 "]", i,
+			    n->xmm[i][1], n->xmm[i][0], e->xmm[i][1], e->xmm[i][0]);
+	if (n->mxcsr != e->mxcsr)
+		WHY(" [mxcsr: host %#x, emu %#x]", n->mxcsr, e->mxcsr);
 	uint32_t fm = flags_to_compare(t, n);
 	if ((n->rflags ^ e->rflags) & fm)
 		WHY(" [rflags (mask %#x): host %#" PRIx64 ", emu %#" PRIx64 "]", fm, n->rflags & fm, e->rflags & fm);
@@ -2969,6 +3026,10 @@ static void print_case(struct tcase *t)
 		printf(" %s=%" PRIx64 "%s", regname[i], t->r[i], i == 7 ? "\n#        " : "");
 	printf(" rflags=%" PRIx64 " mem=%" PRIx64 "%s\n", t->rflags, t->mem_seed,
 	       t->code2_absent ? " (second code page absent)" : "");
+	printf("#         mxcsr=%x", t->mxcsr);
+	for (int i = 0; i < 16; i++)
+		printf(" xmm%d=%016" PRIx64 "%016" PRIx64 "%s", i, t->xmm[i][1], t->xmm[i][0], i % 4 == 3 ? "\n#        " : "");
+	printf("\n");
 }
 
 /* ================= families ================= */
@@ -2983,6 +3044,118 @@ static void gen_mix(struct gen *g)
 		gen_alu, gen_unary, gen_mov, gen_lea, gen_stack, gen_xchg, gen_bit, gen_shift, gen_cond,
 	};
 	gens[rnd(sizeof(gens) / sizeof(gens[0]))](g);
+}
+
+/* mul and div among instructions naming many registers: long runs evict
+ * and reload RAX and RDX into other host registers */
+static void gen_muldivmix(struct gen *g)
+{
+	static void (*const gens[])(struct gen *g) = { gen_muldiv, gen_alu, gen_mov, gen_lea };
+	gens[rnd(sizeof(gens) / sizeof(gens[0]))](g);
+}
+
+/* ---- SSE: scalar double and the data movement of compiled code ---- */
+
+static void gen_sse_k(struct gen *g, int k)
+{
+	struct ins x;
+	ins_init(&x, 4);
+	x.map = 1;
+	x.modrm = true;
+	x.reg = rnd(16);
+	switch (k) {
+	case 0: case 1: /* movsd xmm, xmm/m64; movsd xmm/m64, xmm */
+		x.pfx |= PF2;
+		x.op = 0x10 + k;
+		rm_pick(g, &x, 8, false);
+		break;
+	case 2: case 3: /* movups, movupd: load and store */
+		x.pfx |= rnd(2) ? P66 : 0;
+		x.op = 0x10 + (k & 1);
+		rm_pick(g, &x, 16, false);
+		break;
+	case 4: /* addsd, mulsd, subsd, minsd, divsd, maxsd, sqrtsd */
+		x.pfx |= PF2;
+		x.op = (int[]){ 0x58, 0x59, 0x5C, 0x5D, 0x5E, 0x5F, 0x51 }[rnd(7)];
+		rm_pick(g, &x, 8, false);
+		break;
+	case 5: /* ucomisd, comisd */
+		x.pfx |= P66;
+		x.op = 0x2E + rnd(2);
+		rm_pick(g, &x, 8, false);
+		emit(g, &x);
+		fl_set(g, F_ARITH, 0);
+		return;
+	case 6: /* cvtsi2sd xmm, r/m32 and r/m64 */
+		x.pfx |= PF2;
+		x.op = 0x2A;
+		x.w = rnd(2);
+		rm_pick(g, &x, x.w ? 8 : 4, false);
+		break;
+	case 7: /* cvttsd2si, cvtsd2si r, xmm/m64 */
+		x.pfx |= PF2;
+		x.op = 0x2C + rnd(2);
+		x.w = rnd(2);
+		rm_pick(g, &x, 8, false);
+		x.reg = pick_reg(g, &x, 8, true);
+		break;
+	case 8: /* movq xmm, r64; movq r64, xmm (66 REX.W 0F 6E / 7E) */
+		x.pfx |= P66;
+		x.w = true;
+		x.op = rnd(2) ? 0x6E : 0x7E;
+		x.rm_mem = false;
+		x.rm = pick_reg(g, &x, 8, x.op == 0x7E);
+		break;
+	case 9: /* movaps, movapd, xorps, xorpd, pxor, andpd, andnpd, orpd
+		 * between registers */
+		x.op = (int[]){ 0x28, 0x57, 0xEF, 0x54, 0x55, 0x56 }[rnd(6)];
+		x.pfx |= x.op == 0xEF || rnd(2) ? P66 : 0;
+		x.rm_mem = false;
+		x.rm = rnd(16);
+		break;
+	case 10: /* cvtsd2ss, cvtss2sd */
+		x.pfx |= rnd(2) ? PF2 : PF3;
+		x.op = 0x5A;
+		rm_pick(g, &x, x.pfx & PF2 ? 8 : 4, false);
+		break;
+	case 11: /* unpcklpd, movhpd/movlpd load */
+		x.pfx |= P66;
+		x.op = 0x14;
+		x.rm_mem = false;
+		x.rm = rnd(16);
+		break;
+	default: /* movq xmm, xmm/m64 (F3 0F 7E), movq xmm/m64, xmm (66 0F D6) */
+		if (rnd(2)) {
+			x.pfx |= PF3;
+			x.op = 0x7E;
+		} else {
+			x.pfx |= P66;
+			x.op = 0xD6;
+		}
+		rm_pick(g, &x, 8, false);
+		break;
+	}
+	/* an xmm operand in ModRM.rm names XMM0-15: any will do */
+	if (!x.rm_mem && k != 6 && k != 8)
+		x.rm = rnd(16);
+	emit(g, &x);
+}
+
+static void gen_sse(struct gen *g)
+{
+	gen_sse_k(g, rnd(13));
+}
+
+/* movsd loads and stores among integer instructions: runs of host code
+ * (src/cpu/jit.c) through them */
+static void gen_ssemix(struct gen *g)
+{
+	switch (rnd(4)) {
+	case 0: gen_sse_k(g, rnd(2)); break;
+	case 1: gen_sse(g); break;
+	case 2: gen_mov(g); break;
+	default: gen_alu(g); break;
+	}
 }
 
 struct family {
@@ -3019,8 +3192,41 @@ static const struct family families[] = {
 	 * registers moved between host registers by evictions */
 	{ "shiftlong", gen_shift, NULL, 8000, 24, true },
 	{ "alulong", gen_alu, NULL, 8000, 24, true },
+	/* mul and div in long runs: RAX and RDX moved into host RAX and RDX
+	 * past evictions, #DE before the host divides */
+	{ "muldivlong", gen_muldivmix, NULL, 8000, 32, true },
+	/* XMM registers and MXCSR compared */
+	{ "sse", gen_sse, NULL, 20000, 4, true },
+	{ "ssemix", gen_ssemix, NULL, 10000, 16, true },
 };
 #define NFAM ((int)(sizeof(families) / sizeof(families[0])))
+
+/* XMM registers and MXCSR: random bits or small doubles, any rounding
+ * mode, now and then FTZ or DAZ, every exception masked, some status
+ * flags set; from
+ * a generator of their own, so that the other families' cases stay
+ * what they were */
+static void sse_state(struct tcase *t, uint64_t seed)
+{
+	uint64_t save = rng;
+	rng = seed * 0xD1B54A32D192ED03ull + 0x5e5e;
+	rnd64();
+	for (int i = 0; i < 16; i++) {
+		if (rnd(2)) {
+			t->xmm[i][0] = rnd64();
+		} else {
+			double d = (double)((int)rnd(2001) - 1000) / (double)(1 + rnd(8));
+			memcpy(&t->xmm[i][0], &d, 8);
+		}
+		t->xmm[i][1] = rnd64();
+	}
+	t->mxcsr = 0x1f80 | (uint32_t)rnd(64);
+	if (rnd(4) == 0) /* another rounding mode */
+		t->mxcsr |= (uint32_t)(1 + rnd(3)) << 13;
+	if (rnd(8) == 0) /* flush to zero, denormals are zero */
+		t->mxcsr |= rnd(2) ? 0x8000 : 0x40;
+	rng = save;
+}
 
 static void gen_case(const struct family *f, struct tcase *t, struct formset *forms, uint64_t seed)
 {
@@ -3037,6 +3243,7 @@ static void gen_case(const struct family *f, struct tcase *t, struct formset *fo
 	if (rnd(4) == 0)
 		t->rflags |= F_DF;
 	t->mem_seed = rnd64();
+	sse_state(t, seed);
 	memset(&g, 0, sizeof(g));
 	g.t = t;
 	g.forms = forms;

@@ -1820,6 +1820,43 @@ static void test_jit_jcc_far(void)
 	   o.vector, o.rip);
 }
 
+/* movsd to and from memory runs in host code, which checks CR0.EM/TS and
+ * CR4.OSFXSR each time: the same code, already translated, raises #NM
+ * and #UD at the movsd once they say so. */
+static void test_jit_movsd(void)
+{
+	machine_reset();
+	for (int i = 0; i < 64; i++) {
+		uint64_t v = 0x0101010101010101ull * (uint64_t)i;
+		memcpy(ram + DATA + 8 * i, &v, 8);
+	}
+	memset(&C->fx.xmm[1], 0xAB, 16);
+	struct code k = { 0 };
+	movabs(&k, R_RSI, DATA);
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	int top = k.n;
+	B(&k, 5, 0xF2, 0x0F, 0x10, 0x0C, 0xCE);       /* top: movsd xmm1, [rsi + rcx * 8] */
+	B(&k, 5, 0xF2, 0x0F, 0x11, 0x8C, 0xCE);       /* movsd [rsi + rcx * 8 + 0x800], xmm1 */
+	imm32(&k, 0x800);
+	B(&k, 2, 0xFF, 0xC1);                         /* inc ecx */
+	B(&k, 3, 0x83, 0xF9, 64);                     /* cmp ecx, 64 */
+	B(&k, 2, 0x75, (uint8_t)(top - (k.n + 2)));   /* jne top */
+	B(&k, 1, 0xF4);
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && !memcmp(ram + DATA, ram + DATA + 0x800, 64 * 8) &&
+		   C->fx.xmm[1].q[0] == 0x3f3f3f3f3f3f3f3full && C->fx.xmm[1].q[1] == 0,
+	   "jit movsd: 64 loads and stores, the upper half cleared by the load");
+	C->cr0 |= CR0_TS;
+	o = run_k(&k);
+	ok(o.vector == 7 && o.rip == KCODE + (uint64_t)top && C->r[R_RCX] == 0,
+	   "jit movsd: with CR0.TS, #NM at the load (vector %d at %#" PRIx64 ")", o.vector, o.rip);
+	C->cr0 &= ~(uint64_t)CR0_TS;
+	C->cr4 &= ~(uint64_t)CR4_OSFXSR;
+	o = run_k(&k);
+	ok(o.vector == 6 && o.rip == KCODE + (uint64_t)top,
+	   "jit movsd: without CR4.OSFXSR, #UD at the load (vector %d at %#" PRIx64 ")", o.vector, o.rip);
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1866,6 +1903,7 @@ int main(void)
 	test_jit_ret_cache();
 	test_jit_ret_loop();
 	test_jit_jcc_far();
+	test_jit_movsd();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

@@ -147,7 +147,7 @@ static const uint8_t pool[] = { H_RAX, H_RCX, H_RDX, H_R8, H_RBX, H_RBP, H_R12, 
 /* what an instruction does with the arithmetic flags */
 enum { FL_NONE, FL_READ, FL_FULL, FL_RW };
 /* how it is re-encoded */
-enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET };
+enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET, K_MULDIV, K_MOVSD };
 /* what it does with its memory operand */
 enum { M_NONE, M_R, M_W, M_RW };
 
@@ -165,6 +165,8 @@ struct form {
 	int8_t rm;     /* guest register in ModRM.rm or the opcode's low bits */
 	int8_t base, index; /* of the memory operand; push/pop: RSP in base */
 	int8_t cnt;    /* RCX for a shift count in CL, else -1 */
+	int8_t ax, dx; /* mul, div: RAX and RDX, else -1 */
+	int8_t xmm;    /* movsd: the XMM register */
 };
 
 /* flags of the ALU operation add/or/adc/sbb/and/sub/xor/cmp */
@@ -202,6 +204,15 @@ static bool form_map1(const struct insn *in, struct form *f)
 		f->kind = K_OPREG;
 		f->rm = (op & 7) | (in->rex & 1 ? 8 : 0);
 		return size != 2;
+	}
+	if ((op == 0x10 || op == 0x11) && in->rep == 0xF2) {
+		/* movsd xmm, m64 and m64, xmm: data moved between memory and
+		 * c->fx as integers, so the host's MXCSR and vector registers
+		 * stay out of it */
+		f->kind = K_MOVSD;
+		f->xmm = (int8_t)in->reg;
+		rm_operand(in, f, op == 0x10 ? M_R : M_W, 8);
+		return in->is_mem && !in->opsize_prefix;
 	}
 	f->reg = in->reg;
 	switch (op) {
@@ -379,6 +390,18 @@ static bool form_map0(const struct insn *in, struct form *f)
 			f->fl = FL_FULL;
 			return true;
 		}
+		if (f->digit >= 4) {
+			/* mul, imul, div, idiv on EDX:EAX or RDX:RAX; the
+			 * flags the SDM leaves undefined are the host's from
+			 * the guest's (imul r, r/m's likewise; exec.c keeps
+			 * them, as the hosts the difftest ran on do) */
+			f->kind = K_MULDIV;
+			f->ax = R_RAX;
+			f->dx = R_RDX;
+			rm_operand(in, f, M_R, size);
+			f->fl = FL_RW;
+			return op == 0xF7 && size >= 4;
+		}
 		rm_operand(in, f, M_RW, bsize);
 		f->lockable = true;
 		f->fl = f->digit == 3 ? FL_FULL : FL_NONE;
@@ -397,6 +420,8 @@ static bool form_map0(const struct insn *in, struct form *f)
 static uint16_t form_writes(const struct insn *in, const struct form *f)
 {
 	uint16_t w = 0;
+	if (f->kind == K_MULDIV)
+		return 1u << R_RAX | 1u << R_RDX;
 	if (f->kind == K_PUSH || f->kind == K_POP || f->kind == K_CALL || f->kind == K_RET)
 		w |= 1u << R_RSP;
 	if (f->kind != K_MODRM && f->kind != K_OPREG && f->kind != K_LEA && f->kind != K_POP)
@@ -459,6 +484,8 @@ static bool classify(const struct insn *in, struct form *f)
 	f->base = -1;
 	f->index = -1;
 	f->cnt = -1;
+	f->ax = -1;
+	f->dx = -1;
 	bool ok = in->map == 1 ? form_map1(in, f) : in->map == 0 && form_map0(in, f);
 	if (!ok)
 		return false;
@@ -479,7 +506,7 @@ static bool classify(const struct insn *in, struct form *f)
 		f->reg = f->rm = -1;
 		return !in->lock;
 	}
-	if (in->rep || (in->lock && !(f->lockable && in->is_mem)))
+	if ((in->rep && f->kind != K_MOVSD) || (in->lock && !(f->lockable && in->is_mem)))
 		return false;
 	if (in->is_mem && !in->riprel) {
 		f->base = in->base;
@@ -744,7 +771,7 @@ static void emit_exit(struct emit *e, int32_t delta, uint32_t count, uint32_t re
 }
 
 /* the guest registers an instruction names */
-#define FORM_REGS 5
+#define FORM_REGS 7
 static void form_regs(const struct form *f, int8_t regs[FORM_REGS])
 {
 	regs[0] = f->reg;
@@ -752,11 +779,14 @@ static void form_regs(const struct form *f, int8_t regs[FORM_REGS])
 	regs[2] = f->base;
 	regs[3] = f->index;
 	regs[4] = f->cnt;
+	regs[5] = f->ax;
+	regs[6] = f->dx;
 }
 
 static bool names(const struct form *f, int g)
 {
-	return f->reg == g || f->rm == g || f->base == g || f->index == g || f->cnt == g;
+	return f->reg == g || f->rm == g || f->base == g || f->index == g || f->cnt == g ||
+	       f->ax == g || f->dx == g;
 }
 
 /* Give the registers of instruction i of the run host registers. The
@@ -830,7 +860,7 @@ static void emit_ea(struct emit *e, const struct insn *in, const struct form *f,
 
 /* the side exits of a memory access: to patch with the exit before it */
 struct side {
-	uint8_t *at[4];
+	uint8_t *at[6];
 	int n;
 	int8_t host[16]; /* the register mapping there */
 	uint16_t dirty;
@@ -1063,11 +1093,138 @@ static void emit_transfer(struct emit *e, const struct insn *in, const struct fo
 	}
 }
 
+/* Guest register g into host register h, by xchg (the flags stay): the
+ * guest register living in h, if any, goes where g was. */
+static void emit_place(struct emit *e, int g, int h)
+{
+	int x = e->host[g];
+	if (x == h)
+		return;
+	b1(e, 0x48 | (x >> 3) << 2 | h >> 3); /* xchg h, x */
+	b1(e, 0x87);
+	b1(e, 0xC0 | (x & 7) << 3 | (h & 7));
+	for (int o = 0; o < 16; o++)
+		if (e->host[o] == h)
+			e->host[o] = (int8_t)x;
+	e->host[g] = (int8_t)h;
+	e->moved = true;
+}
+
+/* A side exit where div (sign: idiv) by host register hd would raise #DE:
+ * the handler raises it. idiv is taken only on a dividend that is the
+ * sign extension of the accumulator (cdq, cqo) and a divisor other than
+ * 0 and -1: its quotient then fits, and the interpreter decides the
+ * rest. r10 scratch. */
+static void emit_div_check(struct emit *e, uint8_t w, bool sign, int hd, struct side *s)
+{
+	int ha = e->host[R_RAX], hx = e->host[R_RDX];
+	int bits = w ? 64 : 32;
+	if (!sign) {
+		b1(e, 0x40 | w | (hd >> 3) << 2 | hx >> 3); /* cmp hx, hd */
+		b1(e, 0x39);
+		b1(e, 0xC0 | (hd & 7) << 3 | (hx & 7));
+		BYTES(e, 0x0F, 0x83);                      /* jae side */
+		s->at[s->n++] = rel32(e);
+		return;
+	}
+	b1(e, 0x44 | w | hd >> 3);                          /* lea r10, [hd + 1] */
+	b1(e, 0x8D);
+	b1(e, 0x40 | 2 << 3 | (hd & 7));
+	if ((hd & 7) == 4)
+		b1(e, 0x24);
+	b1(e, 1);
+	b1(e, 0x41 | w);                                    /* cmp r10, 1 */
+	BYTES(e, 0x83, 0xFA, 1,
+	      0x0F, 0x86);                                  /* jbe side: 0 or -1 */
+	s->at[s->n++] = rel32(e);
+	b1(e, 0x41 | w | (ha >> 3) << 2);                   /* mov r10, ha */
+	b1(e, 0x89);
+	b1(e, 0xC0 | (ha & 7) << 3 | 2);
+	b1(e, 0x41 | w);                                    /* sar r10, bits - 1 */
+	BYTES(e, 0xC1, 0xFA);
+	b1(e, (uint8_t)(bits - 1));
+	b1(e, 0x41 | w | (hx >> 3) << 2);                   /* cmp r10, hx */
+	b1(e, 0x39);
+	b1(e, 0xC0 | (hx & 7) << 3 | 2);
+	BYTES(e, 0x0F, 0x85);                               /* jne side */
+	s->at[s->n++] = rel32(e);
+}
+
+/* mul, imul, div, idiv (F7 /4-/7): the accumulator's guest registers
+ * brought into host RAX and RDX, a memory operand loaded into r11 first,
+ * #DE left to the handler by a side exit before the instruction */
+static void emit_muldiv(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip,
+			uint64_t rip0, struct side *s)
+{
+	bool div = f->digit >= 6;
+	uint8_t w = in->rex & 8;
+	int hd = H_R11;
+	/* a side exit finds the flags in c->rflags */
+	if ((div || in->is_mem) && e->hostfl)
+		emit_spill(e);
+	if (in->is_mem) {
+		emit_ea(e, in, f, H_R11, 8, rip, rip0);
+		if (in->seg == S_FS || in->seg == S_GS) {
+			BYTES(e, 0x4C, 0x03, 0x9F); /* add r11, [rdi + base] */
+			b4(e, OFF(seg[in->seg].base));
+		}
+		emit_lookup(e, false, f->size, s);
+		b1(e, 0x45 | w);                    /* mov r11, [r11] */
+		BYTES(e, 0x8B, 0x1B);
+	} else {
+		hd = e->host[f->rm];
+	}
+	if (div)
+		emit_div_check(e, w, f->digit == 7, hd, s);
+	emit_place(e, R_RAX, H_RAX);
+	emit_place(e, R_RDX, H_RDX);
+	if (!in->is_mem)
+		hd = e->host[f->rm];
+	if (!e->hostfl)
+		emit_fill(e);
+	b1(e, 0x40 | w | hd >> 3);
+	b1(e, 0xF7);
+	b1(e, 0xC0 | f->digit << 3 | (hd & 7));
+	e->hostfl = true;
+}
+
+/* movsd between [r11] and XMM f->xmm in c->fx, through r9; a side exit
+ * when CR0.EM, CR0.TS or a clear CR4.OSFXSR make it #UD or #NM (the
+ * handler raises it). The flags are in c->rflags here. */
+static void emit_movsd(struct emit *e, const struct insn *in, const struct form *f, struct side *s)
+{
+	uint32_t x = OFF(fx) + (uint32_t)offsetof(struct fxstate, xmm) + 16u * (uint32_t)f->xmm;
+	BYTES(e, 0xF7, 0x87);                /* test dword [rdi + cr0], EM | TS */
+	b4(e, OFF(cr0));
+	b4(e, CR0_EM | CR0_TS);
+	BYTES(e, 0x0F, 0x85);                /* jnz side */
+	s->at[s->n++] = rel32(e);
+	BYTES(e, 0xF7, 0x87);                /* test dword [rdi + cr4], OSFXSR */
+	b4(e, OFF(cr4));
+	b4(e, CR4_OSFXSR);
+	BYTES(e, 0x0F, 0x84);                /* jz side */
+	s->at[s->n++] = rel32(e);
+	if (in->op == 0x10) {
+		BYTES(e, 0x4D, 0x8B, 0x0B);  /* mov r9, [r11] */
+		emit_cpu(e, 0x89, H_R9, x);
+		BYTES(e, 0x48, 0xC7, 0x87);  /* mov qword [rdi + x + 8], 0 */
+		b4(e, x + 8);
+		b4(e, 0);
+	} else {
+		emit_cpu(e, 0x8B, H_R9, x);
+		BYTES(e, 0x4D, 0x89, 0x0B);  /* mov [r11], r9 */
+	}
+}
+
 /* an instruction with a memory operand, or a side exit before it */
 static void emit_access(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip, uint64_t rip0,
 			struct side *s)
 {
 	bool write = f->mem != M_R;
+	if (f->kind == K_MULDIV) {
+		emit_muldiv(e, in, f, rip, rip0, s);
+		return;
+	}
 	/* a side exit leaves the flags in c->rflags, the lookup clobbers
 	 * the host's */
 	if (e->hostfl)
@@ -1100,6 +1257,10 @@ static void emit_access(struct emit *e, const struct insn *in, const struct form
 		b4(e, OFF(seg[in->seg].base));
 	}
 	emit_lookup(e, write, f->size, s);
+	if (f->kind == K_MOVSD) {
+		emit_movsd(e, in, f, s);
+		return;
+	}
 	if (f->fl == FL_READ || f->fl == FL_RW)
 		emit_fill(e);
 	emit_mem_insn(e, in, f);
@@ -1299,7 +1460,7 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 					    e.hostfl, e.moved, { 0 }, 0 };
 			memcpy(x->host, e.host, sizeof(e.host));
 			x->dirty = e.dirty;
-		} else if (f->mem != M_NONE) {
+		} else if (f->mem != M_NONE || f->kind == K_MULDIV) {
 			emit_access(&e, &in[i], f, rip, rip0, &sides[i]);
 			e.dirty |= form_writes(&in[i], f);
 		} else {

@@ -1857,6 +1857,128 @@ static void test_jit_movsd(void)
 	   "jit movsd: without CR4.OSFXSR, #UD at the load (vector %d at %#" PRIx64 ")", o.vector, o.rip);
 }
 
+/* jmp r/m and call r/m (ff /4, ff /2) in host code go on through the
+ * jump cache the rets use: one jmp through a table in memory reaching
+ * four targets in turn (one of them a jmp through a register), calls
+ * through memory and a register, the push of one across a page
+ * boundary, and targets past the canonical boundary #GP at the jmp or
+ * call. */
+static void test_jit_indirect(void)
+{
+	machine_reset();
+	struct code k = { 0 };
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	B(&k, 3, 0x48, 0x8D, 0x35);                   /* lea rsi, [rip + table] */
+	int table_rel = k.n;
+	imm32(&k, 0);
+	int top = k.n;
+	B(&k, 2, 0x89, 0xC8);                         /* top: mov eax, ecx */
+	B(&k, 3, 0x83, 0xE0, 0x03);                   /* and eax, 3 */
+	B(&k, 3, 0xFF, 0x24, 0xC6);                   /* jmp [rsi + rax * 8] */
+	int t[4], to_next[3];
+	const uint8_t add[3] = { 1, 10, 100 };
+	for (int i = 0; i < 3; i++) {
+		t[i] = k.n;
+		B(&k, 3, 0x83, 0xC3, add[i]);         /* add ebx, 1 / 10 / 100 */
+		B(&k, 1, 0xEB);                       /* jmp next */
+		to_next[i] = k.n;
+		B(&k, 1, 0);
+	}
+	t[3] = k.n;
+	B(&k, 3, 0x48, 0x8D, 0x15);                   /* lea rdx, [rip + t3b] */
+	imm32(&k, 4);
+	B(&k, 2, 0xFF, 0xE2);                         /* jmp rdx */
+	B(&k, 2, 0x0F, 0x0B);                         /* ud2: not reached */
+	B(&k, 6, 0x81, 0xC3, 0xE8, 0x03, 0x00, 0x00); /* t3b: add ebx, 1000 */
+	int next = k.n;
+	for (int i = 0; i < 3; i++)
+		k.b[to_next[i]] = (uint8_t)(next - (to_next[i] + 1));
+	B(&k, 2, 0xFF, 0xC1);                         /* next: inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x28);                   /* cmp ecx, 40 */
+	B(&k, 2, 0x75, (uint8_t)(top - (k.n + 2)));   /* jne top */
+	int done = k.n;
+	B(&k, 1, 0xF4);                               /* hlt */
+	while (k.n & 7)
+		B(&k, 1, 0xCC);
+	uint32_t rel = (uint32_t)(k.n - (table_rel + 4));
+	memcpy(k.b + table_rel, &rel, 4);
+	for (int i = 0; i < 4; i++) {
+		uint64_t a = KCODE + (uint64_t)t[i];
+		memcpy(k.b + k.n, &a, 8);
+		k.n += 8;
+	}
+	struct outcome o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 10 * 1111 && o.at == KCODE + (uint64_t)done,
+	   "jit jmp r/m: through a table in memory and a register, each target reached (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+
+	machine_reset();
+	k.n = 0;
+	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */
+	B(&k, 2, 0x31, 0xC9);                         /* xor ecx, ecx */
+	B(&k, 3, 0x48, 0x8D, 0x35);                   /* lea rsi, [rip + table] */
+	table_rel = k.n;
+	imm32(&k, 0);
+	top = k.n;
+	B(&k, 2, 0xFF, 0x16);                         /* top: call [rsi] */
+	B(&k, 3, 0x48, 0x8D, 0x15);                   /* lea rdx, [rip + g] */
+	int g_rel = k.n;
+	imm32(&k, 0);
+	B(&k, 2, 0xFF, 0xD2);                         /* call rdx */
+	B(&k, 3, 0xFF, 0x56, 0x08);                   /* call [rsi + 8] */
+	B(&k, 3, 0x83, 0xC3, 0x02);                   /* add ebx, 2 */
+	B(&k, 2, 0xFF, 0xC1);                         /* inc ecx */
+	B(&k, 3, 0x83, 0xF9, 0x1E);                   /* cmp ecx, 30 */
+	B(&k, 2, 0x75, (uint8_t)(top - (k.n + 2)));   /* jne top */
+	done = k.n;
+	B(&k, 1, 0xF4);                               /* hlt */
+	int f = k.n;
+	B(&k, 3, 0x83, 0xC3, 0x01);                   /* f: add ebx, 1 */
+	B(&k, 1, 0xC3);                               /* ret */
+	int g = k.n;
+	B(&k, 3, 0x83, 0xC3, 0x64);                   /* g: add ebx, 100 */
+	B(&k, 1, 0xC3);                               /* ret */
+	rel = (uint32_t)(g - (g_rel + 4));
+	memcpy(k.b + g_rel, &rel, 4);
+	while (k.n & 7)
+		B(&k, 1, 0xCC);
+	rel = (uint32_t)(k.n - (table_rel + 4));
+	memcpy(k.b + table_rel, &rel, 4);
+	uint64_t fa = KCODE + (uint64_t)f, ga = KCODE + (uint64_t)g;
+	memcpy(k.b + k.n, &fa, 8);
+	memcpy(k.b + k.n + 8, &ga, 8);
+	k.n += 16;
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 30 * 203 && o.at == KCODE + (uint64_t)done,
+	   "jit call r/m: through memory and a register, each returning after its call (rbx %" PRIu64 ")",
+	   C->r[R_RBX]);
+	/* the return addresses 4 bytes below a page boundary: each push
+	 * straddles two pages */
+	C->r[R_RSP] = USTACK_TOP - 0x1000 + 4;
+	o = run_k(&k);
+	ok(o.vector == -1 && C->r[R_RBX] == 30 * 203 && C->r[R_RSP] == USTACK_TOP - 0x1000 + 4,
+	   "jit call r/m: return addresses across a page boundary (rbx %" PRIu64 ")", C->r[R_RBX]);
+
+	for (int call = 0; call < 2; call++) {
+		machine_reset();
+		k.n = 0;
+		movabs(&k, R_RDX, 0x800000000000ull);
+		B(&k, 2, 0x31, 0xC9);                 /* xor ecx, ecx */
+		B(&k, 2, 0xFF, 0xC1);                 /* inc ecx */
+		int at = k.n;
+		if (call)
+			B(&k, 3, 0x48, 0x89, 0xE6);   /* mov rsi, rsp */
+		at = k.n;
+		B(&k, 2, 0xFF, call ? 0xD2 : 0xE2);   /* call rdx / jmp rdx */
+		B(&k, 1, 0xF4);
+		o = run_k(&k);
+		ok(o.vector == 13 && o.rip == KCODE + (uint64_t)at && C->r[R_RCX] == 1,
+		   "jit %s r/m: a target past the canonical boundary is #GP at the %s (vector %d at %#" PRIx64 ")",
+		   call ? "call" : "jmp", call ? "call" : "jmp", o.vector, o.rip);
+	}
+}
+
 /* REX.R is no part of a group opcode's sub-opcode (ModRM.reg): 4C 81 /0 is
  * add, 4C F7 /0 is test with its immediate */
 static void test_group_rex_r(void)
@@ -1904,6 +2026,7 @@ int main(void)
 	test_jit_ret_loop();
 	test_jit_jcc_far();
 	test_jit_movsd();
+	test_jit_indirect();
 	test_exceptions();
 	test_ist_rsp0();
 	test_double_triple();

@@ -243,6 +243,7 @@ struct cpu {
 	/* where host code made from blocks returned (jit.h) */
 	void *jit_block;
 	uintptr_t jit_exit;
+	uint64_t jit_target; /* an indirect call's target while it pushes */
 	uint64_t icount; /* instructions retired */
 	int index;       /* vCPU number (APIC ID) */
 	int personality; /* enum vm_personality: the CPUID hypervisor leaves */

@@ -27,7 +27,8 @@
  * their target, as an offset from the block's start: the same code serves
  * every linear address its page is mapped at (a target in another page
  * is checked to be canonical on the way out). A run may end in a near
- * call, a ret, or a jmp anywhere, the return address pushed or popped
+ * call, a ret, or a jmp anywhere (an indirect jmp or call too: its target
+ * from a register or memory), the return address pushed or popped
  * through the same lookup. A jump back to the start of
  * the block, when the flags are not read there before they are written,
  * loops inside the code while the budget lasts and no interrupt or stop is
@@ -37,8 +38,9 @@
  * is linked by block_exec to the code of the block found there, through a
  * stub that checks that block's epoch, the budget and pending events (and
  * for a target in another page, that the TLB maps it where it did), so
- * code goes on from block to block without returning. A ret, whose
- * target changes from one call to the next, goes on through a jump cache
+ * code goes on from block to block without returning. A ret or an
+ * indirect jmp or call, whose target changes from one run to the next,
+ * goes on through a jump cache
  * read as data instead, with the same checks. The code belongs to
  * its block, which is compared with memory before it runs (block.c), and
  * is dropped with it when the arenas are emptied. */
@@ -52,7 +54,7 @@
 /* more than the code for one block: 64 instructions and their exits */
 #define JIT_BLOCK_MAX 65536u
 
-/* the jump cache of returns: the code of the block at a host address
+/* the jump cache of returns and indirect jumps: the code of the block at a host address
  * (block.c's key: host address, TLB set and mode), valid while its
  * epoch is the CPU's */
 #define RET_CACHE 4096u
@@ -147,7 +149,8 @@ static const uint8_t pool[] = { H_RAX, H_RCX, H_RDX, H_R8, H_RBX, H_RBP, H_R12, 
 /* what an instruction does with the arithmetic flags */
 enum { FL_NONE, FL_READ, FL_FULL, FL_RW };
 /* how it is re-encoded */
-enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET, K_MULDIV, K_MOVSD };
+enum { K_NOP, K_MODRM, K_OPREG, K_PLAIN, K_LEA, K_JCC, K_JMP, K_PUSH, K_POP, K_CALL, K_RET, K_MULDIV, K_MOVSD, K_JMPI,
+       K_CALLI };
 /* what it does with its memory operand */
 enum { M_NONE, M_R, M_W, M_RW };
 
@@ -422,7 +425,7 @@ static uint16_t form_writes(const struct insn *in, const struct form *f)
 	uint16_t w = 0;
 	if (f->kind == K_MULDIV)
 		return 1u << R_RAX | 1u << R_RDX;
-	if (f->kind == K_PUSH || f->kind == K_POP || f->kind == K_CALL || f->kind == K_RET)
+	if (f->kind == K_PUSH || f->kind == K_POP || f->kind == K_CALL || f->kind == K_RET || f->kind == K_CALLI)
 		w |= 1u << R_RSP;
 	if (f->kind != K_MODRM && f->kind != K_OPREG && f->kind != K_LEA && f->kind != K_POP)
 		return w;
@@ -652,7 +655,7 @@ enum { CH_NONE, CH_PAGE, CH_FAR, CH_RET };
 
 static void emit_tlb_entry(struct emit *e, uint32_t tlb);
 
-/* A return's target (RIP in r10, stored) through the jump cache: on into
+/* A ret's or an indirect jmp's target (RIP in r10, stored) through the jump cache: on into
  * the code remembered for the host address the TLB maps it to, with the
  * checks of a link (that code's epoch, the budget, nothing pending);
  * else c->jit_exit = JIT_EXIT_RET and the code returns. */
@@ -860,7 +863,7 @@ static void emit_ea(struct emit *e, const struct insn *in, const struct form *f,
 
 /* the side exits of a memory access: to patch with the exit before it */
 struct side {
-	uint8_t *at[6];
+	uint8_t *at[8];
 	int n;
 	int8_t host[16]; /* the register mapping there */
 	uint16_t dirty;
@@ -1058,10 +1061,11 @@ static void emit_canonical(struct emit *e, struct side *s)
 	s->at[s->n++] = rel32(e);
 }
 
-/* A call, a ret or a jmp out of the page, the run's last instruction: the
- * target's RIP into r10 (a jmp's and a call's as a delta from the
- * block's start), a side exit before it when that is not canonical or
- * the stack access cannot be made here. The flags are in c->rflags
+/* A call, a ret, an indirect jmp or call, or a jmp out of the page, the
+ * run's last instruction: the target's RIP into r10 (a direct jmp's and
+ * call's as a delta from the block's start), a side exit before it when
+ * that is not canonical or the target's read or the stack access cannot
+ * be made here. The flags are in c->rflags
  * after it. */
 static void emit_transfer(struct emit *e, const struct insn *in, const struct form *f, uint64_t rip,
 			  uint64_t rip0, struct side *s)
@@ -1078,6 +1082,36 @@ static void emit_transfer(struct emit *e, const struct insn *in, const struct fo
 		return;
 	}
 	uint64_t next = rip + in->len;
+	if (f->kind == K_JMPI || f->kind == K_CALLI) {
+		if (in->is_mem) {
+			emit_ea(e, in, f, H_R11, 8, rip, rip0);
+			if (in->seg == S_FS || in->seg == S_GS) {
+				BYTES(e, 0x4C, 0x03, 0x9F); /* add r11, [rdi + base] */
+				b4(e, OFF(seg[in->seg].base));
+			}
+			emit_lookup(e, false, 8, s);
+			BYTES(e, 0x4D, 0x8B, 0x13); /* mov r10, [r11] */
+		} else {
+			int hm = e->host[f->rm];
+			b1(e, 0x4C | (hm >> 3)); /* mov r10, hm */
+			b1(e, 0x8B);
+			b1(e, 0xD0 | (hm & 7));
+		}
+		emit_canonical(e, s);
+		if (f->kind == K_JMPI)
+			return;
+		/* the push's lookup clobbers r10: the target waits in the cpu */
+		emit_cpu(e, 0x89, H_R10, OFF(jit_target));
+		emit_lea_disp(e, H_R11, hs, -8);
+		emit_lookup(e, true, 8, s);
+		emit_cpu(e, 0x8B, H_R10, OFF(rip));
+		BYTES(e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + next - rip0] */
+		b4(e, (uint32_t)(int32_t)(next - rip0));
+		BYTES(e, 0x4D, 0x89, 0x13); /* mov [r11], r10 */
+		emit_lea_disp(e, hs, hs, -8);
+		emit_cpu(e, 0x8B, H_R10, OFF(jit_target));
+		return;
+	}
 	emit_cpu(e, 0x8B, H_R10, OFF(rip));
 	BYTES(e, 0x4D, 0x8D, 0x92); /* lea r10, [r10 + target - rip0] */
 	b4(e, (uint32_t)(int32_t)(next + in->imm - rip0));
@@ -1268,6 +1302,27 @@ static void emit_access(struct emit *e, const struct insn *in, const struct form
 		e->hostfl = true;
 }
 
+/* jmp r/m and call r/m (ff /4, ff /2) with a 64-bit target: the target
+ * from rm or the memory operand; a call's RSP in reg */
+static bool form_indirect(const struct insn *in, struct form *f)
+{
+	int digit = in->reg & 7;
+	if (in->map != 0 || in->op != 0xFF || (digit != 2 && digit != 4) || in->opsize_prefix || in->lock ||
+	    in->rep)
+		return false;
+	memset(f, 0, sizeof(*f));
+	f->kind = digit == 4 ? K_JMPI : K_CALLI;
+	f->op = in->op;
+	f->reg = digit == 2 ? R_RSP : -1;
+	f->rm = in->is_mem ? -1 : in->rm;
+	f->base = in->is_mem && !in->riprel ? in->base : -1;
+	f->index = in->is_mem && !in->riprel ? in->index : -1;
+	f->cnt = -1;
+	f->mem = in->is_mem ? M_R : M_NONE;
+	f->size = 8;
+	return true;
+}
+
 /* what a scan of a block's start found */
 struct scan {
 	struct form forms[64];
@@ -1289,7 +1344,7 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		return;
 	for (int k = 0; k < n; k++) {
 		struct form *f = &s->forms[k];
-		if (!classify(&in[k], f))
+		if (!classify(&in[k], f) && !form_indirect(&in[k], f))
 			return;
 		/* a jmp, call or conditional branch anywhere a delta from the
 		 * block's start reaches (out of the page through a linked far
@@ -1306,7 +1361,8 @@ static void scan(struct cpu *c, const struct insn *in, int n, uint64_t rip0, str
 		}
 		rip += in[k].len;
 		s->k = k + 1;
-		if (f->kind == K_JMP || f->kind == K_CALL || f->kind == K_RET) {
+		if (f->kind == K_JMP || f->kind == K_CALL || f->kind == K_RET || f->kind == K_JMPI ||
+		    f->kind == K_CALLI) {
 			s->ends_with_jump = true;
 			return;
 		}
@@ -1425,15 +1481,16 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
 		emit_regs(&e, forms, k, i);
 		memcpy(sides[i].host, e.host, sizeof(e.host));
 		sides[i].dirty = e.dirty;
-		bool far = f->kind == K_CALL || f->kind == K_RET ||
+		bool to_r10 = f->kind == K_RET || f->kind == K_JMPI || f->kind == K_CALLI;
+		bool far = f->kind == K_CALL || to_r10 ||
 			   (f->kind == K_JMP && (next + in[i].imm) >> 12 != rip0 >> 12);
 		if (far) {
 			emit_transfer(&e, &in[i], f, rip, rip0, &sides[i]);
 			e.dirty |= form_writes(&in[i], f);
 			b1(&e, 0xE9);
 			struct exit *x = &exits[nexits++];
-			*x = (struct exit){ rel32(&e), f->kind == K_RET ? RIP_R10 : (int32_t)(next + in[i].imm - rip0),
-					    (uint32_t)(i + 1), f->kind == K_RET ? CH_RET : CH_FAR, false, e.moved, { 0 } };
+			*x = (struct exit){ rel32(&e), to_r10 ? RIP_R10 : (int32_t)(next + in[i].imm - rip0),
+					    (uint32_t)(i + 1), to_r10 ? CH_RET : CH_FAR, false, e.moved, { 0 } };
 			memcpy(x->host, e.host, sizeof(e.host));
 			x->dirty = e.dirty;
 		} else if (f->kind == K_JCC && (next + in[i].imm) >> 12 != rip0 >> 12) {

@@ -43,11 +43,12 @@ int jit_translate(struct jit *j, struct cpu *c, const struct insn *in, int n, ui
  * exit out of the page, the TLB still maps RIP there; false when there
  * is no room. */
 bool jit_link(struct jit *j, uintptr_t exit, jit_fn to, const uint64_t *epoch, const uint8_t *code, bool cpl3);
-/* c->jit_exit after a near ret whose target the jump cache did not hold
- * (or whose checks failed): remember the target block's code there */
+/* c->jit_exit after a near ret or an indirect jmp or call whose target
+ * the jump cache did not hold (or whose checks failed): remember the
+ * target block's code there */
 #define JIT_EXIT_RET 2u
-/* the jump cache of returns: the code of the block with this key
- * (block.c), entered while *epoch is the CPU's code_epoch */
+/* the jump cache of returns and indirect jumps: the code of the block
+ * with this key (block.c), entered while *epoch is the CPU's code_epoch */
 void jit_remember(struct jit *j, uintptr_t key, jit_fn fn, const uint64_t *epoch);
 
 #endif

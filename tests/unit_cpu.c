@@ -1555,6 +1555,20 @@ static void test_jit_chain_intr(void)
 	   "jit chain: an interrupt raised while linked blocks loop is taken");
 }
 
+/* The code page KCODE mapped at two linear addresses, ALIAS1 and ALIAS2,
+ * the page after each mapping next1 and next2 (after a machine reset):
+ * the same code reaching a different page at each of its mappings. */
+#define ALIAS1 0x300000000ull
+#define ALIAS2 0x300010000ull
+static void map_code_twice(uint64_t next1, uint64_t next2)
+{
+	machine_reset();
+	map4k(ALIAS1, KCODE, PG_P);
+	map4k(ALIAS1 + 0x1000, next1, PG_P);
+	map4k(ALIAS2, KCODE, PG_P);
+	map4k(ALIAS2 + 0x1000, next2, PG_P);
+}
+
 /* Near calls, rets and jmps out of the page end a run of host code; a
  * link from a call or jmp into another page also checks that the TLB
  * still maps the target where it did. One code page X is mapped at two
@@ -1563,13 +1577,9 @@ static void test_jit_chain_intr(void)
  * run (no serializing instruction between the two). */
 static void test_jit_call_alias(void)
 {
-	const uint64_t a1 = 0x300000000ull, a2 = 0x300010000ull;
+	const uint64_t a1 = ALIAS1, a2 = ALIAS2;
 	const uint64_t f1 = KCODE + 0x1000, f2 = DATA + 0x10000;
-	machine_reset();
-	map4k(a1, KCODE, PG_P);
-	map4k(a1 + 0x1000, f1, PG_P);
-	map4k(a2, KCODE, PG_P);
-	map4k(a2 + 0x1000, f2, PG_P);
+	map_code_twice(f1, f2);
 	const uint8_t fn1[] = { 0xB8, 1, 0, 0, 0, 0xC3 }, fn2[] = { 0xB8, 2, 0, 0, 0, 0xC3 };
 	memcpy(ram + f1, fn1, sizeof(fn1));
 	memcpy(ram + f2, fn2, sizeof(fn2));
@@ -1766,13 +1776,9 @@ static void test_jit_ret_loop(void)
  * branch, not at the target. */
 static void test_jit_jcc_far(void)
 {
-	const uint64_t a1 = 0x300000000ull, a2 = 0x300010000ull;
+	const uint64_t a1 = ALIAS1, a2 = ALIAS2;
 	const uint64_t t1 = KCODE + 0x1000, t2 = DATA + 0x10000;
-	machine_reset();
-	map4k(a1, KCODE, PG_P);
-	map4k(a1 + 0x1000, t1, PG_P);
-	map4k(a2, KCODE, PG_P);
-	map4k(a2 + 0x1000, t2, PG_P);
+	map_code_twice(t1, t2);
 	struct code k = { 0 };
 	movabs(&k, R_R8, a1 ^ a2);
 	B(&k, 2, 0x31, 0xDB);                         /* xor ebx, ebx */

@@ -268,12 +268,18 @@ static bool has_err(int v)
 	return v == 8 || (v >= 10 && v <= 14) || v == 17;
 }
 
-static struct outcome run_at(uint64_t gpa, const struct code *k, uint64_t rip)
+/* k's code at gpa, the CPU about to run it from rip */
+static void load_at(uint64_t gpa, const struct code *k, uint64_t rip)
 {
 	memcpy(ram + gpa, k->b, k->n);
 	C->rip = rip;
 	C->halted = false;
 	C->cur_exc = -1;
+}
+
+static struct outcome run_at(uint64_t gpa, const struct code *k, uint64_t rip)
+{
+	load_at(gpa, k, rip);
 	struct outcome o = { 0 };
 	o.stop = cpu_run(C, 100000);
 	o.vector = -2;
@@ -1535,11 +1541,8 @@ static void test_jit_chain_intr(void)
 	B(&k, 3, 0x83, 0xC6, 0x01);                   /* add esi, 1 */
 	B(&k, 3, 0x83, 0xC7, 0x01);                   /* add edi, 1 */
 	B(&k, 2, 0xEB, (uint8_t)(a - (k.n + 2)));     /* jmp A */
-	memcpy(ram + KCODE, k.b, k.n);
-	C->rip = KCODE;
+	load_at(KCODE, &k, KCODE);
 	C->rflags = 0x202;
-	C->halted = false;
-	C->cur_exc = -1;
 	/* a loop that never stops fails the test rather than hang it */
 	alarm(120);
 	enum cpu_stop stop = cpu_run(C, 1000000);
@@ -1742,11 +1745,8 @@ static void test_jit_ret_loop(void)
 	B(&k, 3, 0x83, 0xC3, 0x01);                   /* add ebx, 1 */
 	B(&k, 1, 0x51);                               /* push rcx */
 	B(&k, 1, 0xC3);                               /* ret */
-	memcpy(ram + KCODE, k.b, k.n);
-	C->rip = KCODE;
+	load_at(KCODE, &k, KCODE);
 	C->rflags = 0x202;
-	C->halted = false;
-	C->cur_exc = -1;
 	alarm(120);
 	enum cpu_stop stop = cpu_run(C, 1000000);
 	ok(stop == STOP_BUDGET && C->icount >= 1000000 && C->r[R_RAX] > 1000 && C->r[R_RAX] == C->r[R_RBX],

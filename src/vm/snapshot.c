@@ -339,7 +339,6 @@ struct sec {
 	const uint8_t *p;
 };
 
-/* the section at *off, advanced past it; false when it does not fit */
 /* a vCPU record's bytes in a file of format version: version 1 had no
  * split irqchip, its records end before the LAPIC fields (read as
  * lapic_size 0: the LAPIC is accord's device, in the device sections) */
@@ -352,6 +351,7 @@ static size_t cpu_record_size(uint32_t version)
 	return version == 1 ? SNAP_CPU_V1_SIZE : sizeof(struct cpu_state);
 }
 
+/* the section at *off, advanced past it; false when it does not fit */
 static bool next_section(const struct snap_file *f, uint64_t end, uint64_t *off, struct sec *s)
 {
 	if (end - *off < 16)

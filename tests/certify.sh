@@ -6,7 +6,9 @@
 # targets and every test the kernels print (each family on the machine
 # guest/families gives it), that the known deviations of guest/known-deviations
 # are FAILs with their note (QEMU's exception.pf_reserved_bit, its MSR #GPs)
-# and that accord:emu fails nothing else, that the OS-level rows pass, that
+# and that accord:emu fails nothing else, that an entry's conditions (kvm=,
+# irqchip=) narrow it to the machines they name, that accord:kvm's timers
+# FAILs are all listed for this host's KVM, that the OS-level rows pass, that
 # a target that cannot run is "unavailable" and not failed, and - with a
 # stand-in for QEMU that prints hostile text, hangs, crashes, ends early or
 # reports a machine that is not the one configured - that guest text is
@@ -83,6 +85,13 @@ assert t["accord:emu"]["available"] is True
 assert t["accord:emu"]["errors"] == 0, t["accord:emu"]
 assert t["qemu:tcg"]["available"] is have_qemu, t["qemu:tcg"]
 ' "$out/report.json" "$have_qemu"
+
+pycheck "report.json: accord:emu runs with kvm=none irqchip=user (what known deviations are matched against)" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = [x for x in d["targets"] if x["name"] == "accord:emu"][0]
+assert t["machine"] == "kvm=none irqchip=user", t
+' "$out/report.json"
 
 # accord fails nothing but what guest/known-deviations lists for it
 pycheck "report.json: accord:emu FAILs only its listed known deviations" '
@@ -248,6 +257,9 @@ crash.elf)
 nodone.elf)
 	printf 'PASS nodone.one\n'
 	exit 1 ;;
+cond.elf)
+	printf 'FAIL cond.a: a\nFAIL cond.b: b\nFAIL cond.c: c\nDONE passed=0 failed=3 skipped=0\n'
+	exit 3 ;;
 fam.elf | bogus.elf)
 	printf 'PASS fam.ran\nDONE passed=1 failed=0 skipped=0\n'
 	exit 1 ;;
@@ -316,6 +328,56 @@ assert b["verdict"] == "error" and "floppy=1" in b["detail"], b
 k = {x["name"]: x for x in d["kernels"]}
 assert k["fam.multiboot"]["machine"] == "cpus=3 disk=2M qemu-machine=q35", k
 ' "$out/report.json"
+
+# ---- known deviations with conditions (guest/known-deviations) ----
+mkdir -p "$tmp/condkernels"
+: >"$tmp/condkernels/cond.elf"
+printf '%s\t%s\t%s\n' "qemu:tcg kvm=emulated" cond/cond.a "NOMATCH-A" "qemu:* kvm=none" cond/cond.b "MATCH-B" \
+	"qemu:tcg irqchip=user" cond/cond.c "NOMATCH-C" "qemu:tcg bogus=1" cond/cond.a "BOGUS" \
+	>"$tmp/condkernels/known-deviations"
+out=$tmp/cond
+PATH=$fake:$PATH "$ACCORD" certify --target qemu:tcg --kernels "$tmp/condkernels" --out "$out" \
+	--timeout 10 --no-os >"$tmp/cond.stdout" 2>"$tmp/cond.stderr"
+check "certify: an unknown condition in known-deviations is said, with the line" \
+	grep -q "unknown condition 'bogus=1' (irqchip=, kvm=): qemu:tcg" "$tmp/cond.stderr"
+pycheck "report.json: a known deviation applies only where its conditions hold (qemu:tcg has kvm=none, no irqchip)" '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["targets"][0]["machine"] == "kvm=none", d["targets"][0]
+n = {t["name"]: t["note"] for t in d["tests"] if t["kernel"] == "cond.multiboot"}
+assert n["cond.a"] is None and n["cond.c"] is None, n
+assert "MATCH-B" in n["cond.b"] and "with kvm=none" in n["cond.b"], n
+' "$out/report.json"
+
+# accord:kvm: every difference from the architecture is listed with its
+# reason, for this host's KVM (the probe) and the irqchip accord chooses
+# (split where the host's KVM can): the timers family, whose LAPIC checks
+# differ on an emulated KVM's LAPIC
+if ! "$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null | grep -q '^accord: --accel kvm: '; then
+	kind=$(kvm_kind "$ACCORD")
+	irqchip=split
+	"$ACCORD" run --kernel /nonexistent --accel kvm --irqchip split 2>&1 </dev/null |
+		grep -q '^accord: --irqchip split: ' && irqchip=user
+	mkdir -p "$tmp/kvmkernels"
+	cp build/guest/timers.elf build/guest/families build/guest/known-deviations "$tmp/kvmkernels/"
+	out=$tmp/kvmcert
+	"$ACCORD" certify --target accord:kvm --kernels "$tmp/kvmkernels" --out "$out" --no-os \
+		>"$tmp/kvmcert.stdout" 2>&1
+	sed 's/^/# /' "$tmp/kvmcert.stdout"
+	pycheck "report.json: accord:kvm (kvm=$kind irqchip=$irqchip): the run is clean and every FAIL is a listed deviation" '
+import json, sys
+d = json.load(open(sys.argv[1])); kind, irqchip = sys.argv[2], sys.argv[3]
+t = d["targets"][0]
+assert t["machine"].startswith("kvm=%s irqchip=%s" % (kind, irqchip)), t
+assert t["errors"] == 0, t
+fails = [(x["name"], x["note"]) for x in d["tests"] if x["results"]["accord:kvm"]["verdict"] == "fail"]
+assert all(note and "known deviation of accord:kvm" in note for name, note in fails), fails
+ran = [x for x in d["tests"] if x["results"]["accord:kvm"]["verdict"] == "pass"]
+assert len(ran) > 20, len(ran)
+' "$out/report.json" "$kind" "$irqchip"
+else
+	tap_skip "report.json: accord:kvm, every FAIL a listed deviation" "no usable /dev/kvm"
+fi
 
 # ---- the OS-level checks judge what the guest reports ----
 mkdir -p "$tmp/osimg" "$tmp/oskernels"

@@ -46,15 +46,6 @@ declare -A KVM_DIFFERENCES=()
 # interrupts-off reads, the stepped instructions); loop and paging do not
 # touch it, and hyperv keeps accord's LAPIC
 SPLIT_FAMILIES="smoke msr timers kvmclock smp pci"
-# Differences of the split irqchip (KVM's LAPIC) on a host whose KVM
-# emulates guest ring-0 code (this project's build hosts run kvm_pvm), as
-# "kernel/test" → what that KVM does; checked only on such a host.
-declare -A SPLIT_EMULATED_DIFFERENCES=(
-	[timers/interrupt.taken_after_sti_shadow]="this host's KVM injects its LAPIC's interrupt only at its next exit, not where an STI shadow ends (the window exit the user irqchip steps for)"
-	[timers/lapic.priority_order]="the vector left pending by interrupt.taken_after_sti_shadow comes first"
-	[timers/lapic.isr_set_in_handler]="this host's KVM shows the ISR bit clear while the handler of an accepted vector runs"
-	[timers/ioapic.level_redelivered_after_eoi]="this host's KVM reports the level-triggered vector's EOI (KVM_EXIT_IOAPIC_EOI) once as it delivers it, before the handler runs: one more delivery than EOIs"
-)
 KVM_DIFFERENCES[paging/large.1g_offset]="the host's KVM does not support 1 GiB pages, so the kvm engine clears CPUID 0x80000001 EDX bit 26 and the test skips; SDM vol. 3A 4.1.4: 1-GByte pages exist only where that bit is set"
 
 if [ ! -x "$ACCORD" ]; then
@@ -89,15 +80,18 @@ run_guest "$tmp/auto.out" "$tmp/auto.err" --kernel "$smoke" --accel auto
 auto_err=$(cat "$tmp/auto.err")
 auto_lines=$(grep -c . "$tmp/auto.err")
 kvm_fast=0
+kvm_kind=none # guest/known-deviations' kvm= condition
 probe_reason=""
 emulated_re='^accord: --accel auto: (.*) runs guest kernel code at [0-9]+ ns per instruction \(an emulated KVM\); using emu$'
 missing_re='^accord: --accel auto: no usable /dev/kvm \((.*)\); using emu$'
 if [ "$auto_lines" -eq 0 ]; then
 	kvm_fast=1
+	kvm_kind=hardware
 	tap_ok "--accel auto: KVM runs ring-0 code at hardware speed; kvm chosen without a message"
 elif [ "$auto_lines" -eq 1 ] && [[ $auto_err =~ $emulated_re ]]; then
 	probe_reason=${auto_err#accord: --accel auto: }
 	probe_reason=${probe_reason%; using emu}
+	kvm_kind=emulated
 	tap_ok "--accel auto: chooses emu and says why ($probe_reason)"
 elif [ "$auto_lines" -eq 1 ] && [[ $auto_err =~ $missing_re ]]; then
 	probe_reason=${BASH_REMATCH[1]}
@@ -178,12 +172,6 @@ if [ "$kvm_usable" -eq 1 ] &&
 	tap_skip "guest kernels on kvm with --irqchip split" "$split_reason"
 fi
 
-# and the kvm entries of the list every runner reads (guest/known-deviations)
-load_known_deviations accord:kvm
-for t in "${!KNOWN_DEVIATIONS[@]}"; do
-	KVM_DIFFERENCES[$t]=${KNOWN_DEVIATIONS[$t]}
-done
-
 kernels=()
 if [ -n "${KVM_TEST_KERNELS:-}" ]; then
 	for image in $KVM_TEST_KERNELS; do
@@ -222,11 +210,13 @@ for entry in "${kernels[@]}"; do
 		irqchips+=(split)
 	for irqchip in "${irqchips[@]}"; do
 		label="$variant on kvm (irqchip $irqchip)"
+		# and the accord:kvm entries of the list every runner reads
+		# (guest/known-deviations) for this host's KVM and this irqchip
 		declare -A diffs=()
 		for t in "${!KVM_DIFFERENCES[@]}"; do diffs[$t]=${KVM_DIFFERENCES[$t]}; done
-		if [ "$irqchip" = split ] && [ "$kvm_fast" -eq 0 ]; then
-			for t in "${!SPLIT_EMULATED_DIFFERENCES[@]}"; do diffs[$t]=${SPLIT_EMULATED_DIFFERENCES[$t]}; done
-		fi
+		KNOWN_DEVIATIONS=()
+		load_known_deviations accord:kvm "kvm=$kvm_kind irqchip=$irqchip"
+		for t in "${!KNOWN_DEVIATIONS[@]}"; do diffs[$t]=${KNOWN_DEVIATIONS[$t]}; done
 		run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm --irqchip "$irqchip" "${GUEST_ARGS[@]}"
 		kvm_status=$RUN_STATUS
 		declare -A seen=()

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 QEMU=${QEMU:-qemu-system-x86_64}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-120}
 
-load_known_deviations qemu:tcg
+load_known_deviations qemu:tcg kvm=none
 test_tmp
 
 if ! command -v "$QEMU" >/dev/null; then

@@ -26,6 +26,7 @@
 
 #include "certify/certify.h"
 #include "certify/internal.h"
+#include "engine/engine.h"
 
 enum {
 	CERTIFY_OK = 0,		/* the run completed and the reports are written */
@@ -147,6 +148,25 @@ static bool kvm_usable(char *why, size_t n)
 	return true;
 }
 
+/* The conditions a known deviation may depend on: whether /dev/kvm runs
+ * guest kernel code in hardware (the --accel auto probe) and, for accord's
+ * kvm engine, the irqchip it chooses by default (runs with a personality
+ * that needs accord's LAPIC use "user": run_irqchip) */
+static void target_machine(struct target *t)
+{
+	char why[256] = "", nosplit[256];
+	snprintf(t->kvm, sizeof(t->kvm), "none");
+	if (!strcmp(t->accel, "kvm")) {
+		int fast = kvm_probe(why, sizeof(why));
+		snprintf(t->kvm, sizeof(t->kvm), "%s", fast > 0 ? "hardware" : fast == 0 ? "emulated" : "unknown");
+	}
+	if (t->kind == TARGET_ACCORD)
+		snprintf(t->irqchip, sizeof(t->irqchip), "%s",
+			 !strcmp(t->accel, "kvm") && !kvm_split_check(nosplit, sizeof(nosplit)) ? "split" : "user");
+	snprintf(t->machine, sizeof(t->machine), "kvm=%s%s%s%s%s", t->kvm, *t->irqchip ? " irqchip=" : "",
+		 t->irqchip, *why ? "; " : "", why);
+}
+
 static void target_check(struct target *t)
 {
 	t->available = true;
@@ -157,6 +177,8 @@ static void target_check(struct target *t)
 	}
 	if (!strcmp(t->accel, "kvm") && !kvm_usable(t->reason, sizeof(t->reason)))
 		t->available = false;
+	if (t->available)
+		target_machine(t);
 }
 
 /* ---- kernels ---- */
@@ -255,7 +277,20 @@ static int load_families(struct certify *c)
 	return 0;
 }
 
-/* "TARGET-GLOB<tab>FAMILY/TEST<tab>REASON" lines */
+/* the first condition of a "key=value ..." list that is not irqchip= or
+ * kvm=, or NULL */
+static const char *condition_unknown(const char *cond)
+{
+	while (*cond) {
+		if (strncmp(cond, "irqchip=", 8) && strncmp(cond, "kvm=", 4))
+			return cond;
+		cond += strcspn(cond, " ");
+		cond += strspn(cond, " ");
+	}
+	return NULL;
+}
+
+/* "TARGET-GLOB [CONDITION...]<tab>FAMILY/TEST<tab>REASON" lines */
 static int load_deviations(struct certify *c)
 {
 	char *path = xasprintf("%s/known-deviations", c->kernels_dir), *buf = NULL, *line;
@@ -277,13 +312,25 @@ static int load_deviations(struct certify *c)
 		}
 		*test++ = 0;
 		*note++ = 0;
+		char *cond = line + strcspn(line, " ");
+		if (*cond)
+			*cond++ = 0;
+		cond += strspn(cond, " ");
+		const char *bad = condition_unknown(cond);
+		if (bad) {
+			fprintf(stderr, "accord certify: %s: unknown condition '%.*s' (irqchip=, kvm=): %s\t%s\n",
+				path, (int)strcspn(bad, " "), bad, line, test);
+			continue;
+		}
 		c->deviations = realloc(c->deviations, (c->ndeviations + 1) * sizeof(*c->deviations));
 		if (!c->deviations)
 			abort();
 		struct deviation *d = &c->deviations[c->ndeviations++];
 		d->target_glob = xstrdup(line);
 		d->test = sanitize(test, strlen(test));
-		d->note = xasprintf("known deviation of %s: %s", line, note);
+		d->conditions = xstrdup(cond);
+		d->note = *cond ? xasprintf("known deviation of %s with %s: %s", line, cond, note)
+				: xasprintf("known deviation of %s: %s", line, note);
 	}
 	fclose(f);
 	free(buf);
@@ -411,6 +458,31 @@ void run_done(struct cell *cell, const struct target *t, const struct kernel *k,
 	child_result_free(res);
 }
 
+/* the irqchip accord runs kernel k with on target t ("" for other VMMs):
+ * a family with a personality keeps accord's LAPIC (the Hyper-V SynIC is
+ * built on it) */
+static const char *run_irqchip(const struct target *t, const struct kernel *k)
+{
+	if (t->kind == TARGET_ACCORD && k->options && strstr(k->options, "personality="))
+		return "user";
+	return t->irqchip;
+}
+
+/* whether every "key=value" of cond holds for kernel k on target t */
+static bool conditions_hold(const char *cond, const struct target *t, const struct kernel *k)
+{
+	while (*cond) {
+		size_t n = strcspn(cond, " ");
+		const char *eq = memchr(cond, '=', n), *have = !strncmp(cond, "kvm=", 4) ? t->kvm : run_irqchip(t, k);
+		size_t vn = n - (size_t)(eq + 1 - cond);
+		if (strlen(have) != vn || strncmp(eq + 1, have, vn))
+			return false;
+		cond += n;
+		cond += strspn(cond, " ");
+	}
+	return true;
+}
+
 static const char *known_note(const struct certify *c, const struct target *t, const struct kernel *k,
 			      const char *test)
 {
@@ -418,7 +490,7 @@ static const char *known_note(const struct certify *c, const struct target *t, c
 	for (int i = 0; i < c->ndeviations; i++) {
 		const struct deviation *d = &c->deviations[i];
 		if (!fnmatch(d->target_glob, t->name, 0) && !strncmp(d->test, k->family, fn) &&
-		    d->test[fn] == '/' && !strcmp(d->test + fn + 1, test))
+		    d->test[fn] == '/' && !strcmp(d->test + fn + 1, test) && conditions_hold(d->conditions, t, k))
 			return d->note;
 	}
 	return NULL;
@@ -579,6 +651,10 @@ static void run_one(struct certify *c, int ki, int ti, const char *self)
 		argv[n++] = "--debug-exit";
 		argv[n++] = "--accel";
 		argv[n++] = (char *)t->accel;
+		if (!strcmp(t->accel, "kvm")) {
+			argv[n++] = "--irqchip";
+			argv[n++] = (char *)run_irqchip(t, k);
+		}
 	} else {
 		argv[n++] = QEMU_BINARY;
 		argv[n++] = "-accel";
@@ -834,7 +910,7 @@ int certify_main(int argc, char **argv)
 	for (int ti = 0; ti < c.ntargets; ti++) {
 		target_check(&c.targets[ti]);
 		if (c.targets[ti].available)
-			printf("target %s: available\n", c.targets[ti].name);
+			printf("target %s: available: %s\n", c.targets[ti].name, c.targets[ti].machine);
 		else
 			printf("target %s: unavailable: %s\n", c.targets[ti].name, c.targets[ti].reason);
 	}

@@ -26,6 +26,14 @@ struct target {
 	const char *accel;	/* emu, kvm, tcg */
 	bool available;
 	char reason[256];	/* why not available */
+	/* what a known deviation's conditions are matched against (see
+	 * guest/known-deviations): the irqchip accord:kvm runs with ("split"
+	 * or "user"; "" where the target has no choice) and what /dev/kvm
+	 * is for a kvm target ("hardware", "emulated"; "none" without KVM);
+	 * machine says both, with the probe's figure, for the reports */
+	char irqchip[8];
+	char kvm[16];
+	char machine[320];
 	unsigned passed, failed, skipped, errors;
 	double seconds;
 };
@@ -44,6 +52,7 @@ struct kernel {
 /* an entry of <kernels>/known-deviations */
 struct deviation {
 	char *target_glob, *test, *note;	/* test is "family/test" */
+	char *conditions;			/* "irqchip=split kvm=emulated", or "" */
 };
 
 struct cell {

@@ -309,6 +309,10 @@ void os_run(struct certify *c, int ki, int ti, const char *self)
 			      (char *)t->accel };
 		memcpy(argv, a, sizeof(a));
 		n = sizeof(a) / sizeof(a[0]);
+		if (!strcmp(t->accel, "kvm")) {
+			argv[n++] = "--irqchip";
+			argv[n++] = t->irqchip;
+		}
 	} else {
 		snprintf(mem, sizeof(mem), "%d", OS_MEMORY_MIB);
 		drive = xasprintf("file=%s,if=none,id=disk0,format=raw", disk);

@@ -55,6 +55,11 @@ int report_json(const struct certify *c, const char *path)
 			fputs("null", f);
 		else
 			put_json_string(f, t->reason);
+		fputs(",\n      \"machine\": ", f);
+		if (t->available)
+			put_json_string(f, t->machine);
+		else
+			fputs("null", f);
 		fprintf(f, ",\n      \"verdict\": \"%s\",\n      \"certified\": %s,\n", target_verdict(t),
 			target_certified(t) ? "true" : "false");
 		fprintf(f, "      \"passed\": %u, \"failed\": %u, \"skipped\": %u, \"errors\": %u,\n", t->passed,
@@ -168,6 +173,10 @@ int report_junit(const struct certify *c, const char *path)
 		if (!t->available) {
 			fputs("      <property name=\"reason\" value=\"", f);
 			put_xml(f, t->reason);
+			fputs("\"/>\n", f);
+		} else {
+			fputs("      <property name=\"machine\" value=\"", f);
+			put_xml(f, t->machine);
 			fputs("\"/>\n", f);
 		}
 		fputs("    </properties>\n", f);
@@ -329,7 +338,13 @@ int report_html(const struct certify *c, const char *path)
 		const char *cls = !t->available ? "unavailable" : target_certified(t) ? "certified" : "notcertified";
 		fputs("<tr><td><b>", f);
 		put_xml(f, t->name);
-		fprintf(f, "</b></td><td class=\"%s\">%s", cls, target_verdict(t));
+		fputs("</b>", f);
+		if (t->available) {
+			fputs("<br><span class=\"meta\">", f);
+			put_xml(f, t->machine);
+			fputs("</span>", f);
+		}
+		fprintf(f, "</td><td class=\"%s\">%s", cls, target_verdict(t));
 		if (!t->available) {
 			fputs(": ", f);
 			put_xml(f, t->reason);

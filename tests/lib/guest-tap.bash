@@ -44,17 +44,37 @@ tap_todo() {
 	echo "not ok $TAP_N - $1 # TODO $2"
 }
 
-# load_known_deviations TARGET: the entries of guest/known-deviations whose
-# target glob matches TARGET (accord:emu, qemu:tcg, ...)
+# load_known_deviations TARGET [CONDITIONS]: the entries of
+# guest/known-deviations whose target glob matches TARGET (accord:emu,
+# qemu:tcg, ...) and whose conditions are all among CONDITIONS (what the
+# caller knows of its machine: "kvm=none irqchip=user", "kvm=emulated
+# irqchip=split"; guest/known-deviations says what they mean)
 load_known_deviations() {
-	local target=$1 glob test reason
+	local target=$1 have=" ${2:-} " glob test reason cond c ok
 	while IFS=$'\t' read -r glob test reason; do
 		case "$glob" in '' | '#'*) continue ;; esac
+		read -r glob cond <<<"$glob"
+		ok=1
+		for c in $cond; do
+			[[ $have == *" $c "* ]] || ok=0
+		done
 		# shellcheck disable=SC2053 # the first field is a glob
-		if [[ $target == $glob ]]; then
+		if [ "$ok" -eq 1 ] && [[ $target == $glob ]]; then
 			KNOWN_DEVIATIONS[$test]=$reason
 		fi
 	done <guest/known-deviations
+}
+
+# kvm_kind ACCORD: what /dev/kvm is for a known deviation's kvm= condition,
+# as accord's --accel auto probe says: hardware, emulated, or none
+kvm_kind() {
+	local err
+	err=$("$1" run --accel auto --kernel /nonexistent 2>&1 </dev/null | grep -m1 '^accord: --accel auto: ')
+	case "$err" in
+	*"(an emulated KVM)"*) echo emulated ;;
+	*"no usable /dev/kvm"*) echo none ;;
+	*) echo hardware ;;
+	esac
 }
 
 # guest_family_options NAME: the family's line of guest/families, without

@@ -23,10 +23,7 @@ fi
 if [ "$ACCEL" = emu ]; then
 	load_known_deviations "accord:$ACCEL" "kvm=none irqchip=user"
 else
-	irqchip=split
-	"$ACCORD" run --kernel /nonexistent --accel kvm --irqchip split 2>&1 </dev/null |
-		grep -q '^accord: --irqchip split: ' && irqchip=user
-	load_known_deviations "accord:$ACCEL" "kvm=$(kvm_kind "$ACCORD") irqchip=$irqchip"
+	load_known_deviations "accord:$ACCEL" "kvm=$(kvm_kind "$ACCORD") irqchip=$(kvm_irqchip "$ACCORD")"
 fi
 test_tmp
 

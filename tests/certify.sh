@@ -355,9 +355,7 @@ assert "MATCH-B" in n["cond.b"] and "with kvm=none" in n["cond.b"], n
 # differ on an emulated KVM's LAPIC
 if ! "$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null | grep -q '^accord: --accel kvm: '; then
 	kind=$(kvm_kind "$ACCORD")
-	irqchip=split
-	"$ACCORD" run --kernel /nonexistent --accel kvm --irqchip split 2>&1 </dev/null |
-		grep -q '^accord: --irqchip split: ' && irqchip=user
+	irqchip=$(kvm_irqchip "$ACCORD")
 	mkdir -p "$tmp/kvmkernels"
 	cp build/guest/timers.elf build/guest/families build/guest/known-deviations "$tmp/kvmkernels/"
 	out=$tmp/kvmcert

@@ -77,6 +77,17 @@ kvm_kind() {
 	esac
 }
 
+# kvm_irqchip ACCORD: the irqchip accord's kvm engine chooses by default,
+# for a known deviation's irqchip= condition: split where the host's KVM can
+kvm_irqchip() {
+	if "$1" run --kernel /nonexistent --accel kvm --irqchip split 2>&1 </dev/null |
+		grep -q '^accord: --irqchip split: '; then
+		echo user
+	else
+		echo split
+	fi
+}
+
 # guest_family_options NAME: the family's line of guest/families, without
 # the name (empty for a family that needs the default machine)
 guest_family_options() {

@@ -2356,9 +2356,14 @@ static bool ahead_allow(void *opaque, const struct insn *in)
 			return true; /* SSE/MMX */
 		if ((op >= 0x40 && op <= 0x4f) || (op >= 0x80 && op <= 0x8f) || op == 0x0d || (op >= 0x18 && op <= 0x1f))
 			return true; /* cmovcc, jcc, hints and nops */
-		if (op == 0xa3 || op == 0xaf || op == 0xb6 || op == 0xb7 || op == 0xb8 || op == 0xbc || op == 0xbd ||
-		    op == 0xbe || op == 0xbf || (op >= 0xc8 && op <= 0xcf) || (op == 0xba && reg == 4))
-			return true; /* bt, imul, movzx/movsx, popcnt, bsf/bsr, bswap */
+		if (op == 0xa3 || op == 0xaf || op == 0xb6 || op == 0xb7 || op == 0xb8 || op == 0xbe || op == 0xbf ||
+		    (op >= 0xc8 && op <= 0xcf) || (op == 0xba && reg == 4))
+			return true; /* bt, imul, movzx/movsx, popcnt, bswap */
+		/* bsf/bsr; not tzcnt/lzcnt, which are bsf/bsr where CPUID has
+		 * no BMI1/ABM: the guest may see the host's CPUID, the
+		 * interpreter models accord's */
+		if (op == 0xbc || op == 0xbd)
+			return in->rep != 0xf3;
 		if ((op >= 0x90 && op <= 0x9f) || op == 0xa4 || op == 0xa5 || op == 0xab || op == 0xac || op == 0xad ||
 		    op == 0xb0 || op == 0xb1 || op == 0xb3 || op == 0xbb || op == 0xc0 || op == 0xc1 ||
 		    (op == 0xba && reg >= 5))

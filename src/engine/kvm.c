@@ -2293,7 +2293,7 @@ static unsigned state_changed(const struct cpu_state *a, const struct cpu_state 
 /* the first time each kind of instruction is stepped (ACCORD_VERBOSE=1);
  * bytes, not a disassembly: capstone's set-up calls what the sandbox
  * forbids */
-static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct insn *in, int fault)
+static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, uint64_t rip, const struct insn *in, int fault)
 {
 	uint32_t kind = (uint32_t)in->map << 16 | (uint32_t)in->op << 8 | (in->has_modrm ? in->reg & 7 : 0);
 	char hex[64];
@@ -2309,7 +2309,7 @@ static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct 
 		len += snprintf(hex + len, sizeof(hex) - len, "%s%02x", i ? " " : "", in->bytes[i]);
 	fprintf(stderr, "accord: kvm: cpu%d: the host's KVM cannot emulate the instruction at rip %#llx (%s); "
 			"accord's interpreter ran it%s\n",
-		p->v->index, (unsigned long long)st->cpu.insn_rip, hex, fault >= 0 ? ", and it faulted" : "");
+		p->v->index, (unsigned long long)rip, hex, fault >= 0 ? ", and it faulted" : "");
 }
 
 /* Whether a #UD the interpreter raised is what the architecture defines
@@ -2463,7 +2463,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 		return STEP_SHUTDOWN;
 	if (fault == EXC_UD && !ud_defined(c, &in))
 		return STEP_CANNOT;
-	uint64_t ahead = stop == STOP_NONE && fault < 0 ? step_ahead(p, st) : 0;
+	uint64_t rip = c->insn_rip, ahead = stop == STOP_NONE && fault < 0 ? step_ahead(p, st) : 0;
 	emu_state_save(c, &st->after);
 	st->after.flags = CPU_STATE_FULL;
 	/* what emu's CPU does not hold stays as KVM had it */
@@ -2506,7 +2506,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	p->steps++;
 	p->ahead += ahead;
 	if (p->kvm->verbose)
-		step_say(p, st, &in, fault);
+		step_say(p, st, rip, &in, fault);
 	return STEP_DONE;
 }
 

@@ -930,6 +930,80 @@ static void test_single_step(void)
 	   "single-step: rep movsb traps after one iteration, RIP at the instruction");
 }
 
+/* ================= cpu_step_if ================= */
+
+/* the filter of the cpu_step_if cases: no mov r/m64, r64 */
+static bool allow_no_store(void *o, const struct insn *in)
+{
+	return !(in->map == 0 && in->op == 0x89);
+}
+
+static uint64_t abandon_read(void *o, uint64_t gpa, int size)
+{
+	cpu_abandon(C);
+}
+
+/* one instruction at KCODE through cpu_step_if; RAX, RBX, RSP and XMM0
+ * preset */
+static enum cpu_stop step_if(const struct code *k)
+{
+	struct insn in;
+
+	load_at(KCODE, k, KCODE);
+	C->r[R_RAX] = 0x1111;
+	C->r[R_RBX] = 0x2222;
+	C->r[R_RSP] = KSTACK_TOP - 0x800;
+	C->cr2 = 0x77;
+	memset(&C->fx.xmm[0], 0x5a, sizeof(C->fx.xmm[0]));
+	return cpu_step_if(C, &in, allow_no_store, NULL);
+}
+
+/* what a cpu_step_if that did not run must leave: the preset state */
+static bool step_if_untouched(void)
+{
+	uint8_t x[16];
+
+	memset(x, 0x5a, sizeof(x));
+	return C->rip == KCODE && C->r[R_RAX] == 0x1111 && C->r[R_RBX] == 0x2222 &&
+	       C->r[R_RSP] == KSTACK_TOP - 0x800 && C->cr2 == 0x77 && !memcmp(&C->fx.xmm[0], x, sizeof(x));
+}
+
+static void test_step_if(void)
+{
+	struct code k = { 0 };
+
+	machine_reset();
+	B(&k, 3, 0x48, 0x01, 0xD8); /* add rax, rbx */
+	ok(step_if(&k) == STOP_NONE && C->r[R_RAX] == 0x3333 && C->rip == KCODE + 3,
+	   "cpu_step_if: an admitted instruction runs");
+	k.n = 0;
+	B(&k, 2, 0x48, 0x89), B(&k, 2, 0x04, 0x25), imm32(&k, DATA); /* mov [DATA], rax */
+	wr64(DATA, 0);
+	ok(step_if(&k) == STOP_REQUEST && step_if_untouched() && rd64(DATA) == 0,
+	   "cpu_step_if: an instruction the filter refuses does not run");
+	k.n = 0;
+	B(&k, 2, 0x48, 0x8B), B(&k, 2, 0x04, 0x25), imm32(&k, 0x40000000); /* mov rax, [1 GiB]: #PF */
+	ok(step_if(&k) == STOP_REQUEST && step_if_untouched() && rd64(KSTACK_TOP - 0x800 - 8) == 0,
+	   "cpu_step_if: a #PF is not delivered (no frame pushed); registers and CR2 as before");
+	k.n = 0;
+	B(&k, 4, 0x66, 0x0F, 0x70, 0x04), B(&k, 1, 0x25), imm32(&k, 0x40000000), B(&k, 1, 0); /* pshufd xmm0, [1 GiB], 0 */
+	ok(step_if(&k) == STOP_REQUEST && step_if_untouched(), "cpu_step_if: a faulting SSE load leaves XMM0 as it was");
+	k.n = 0;
+	B(&k, 2, 0x48, 0x8B), B(&k, 2, 0x1C, 0x25), imm32(&k, 0x3ff000); /* mov rbx, [RAM's last page] */
+	map4k(0x3ff000, RAM_SIZE + 0x1000, PG_P | PG_W); /* past RAM: the bus */
+	C->bus.mmio_read = abandon_read;
+	tlb_flush(C);
+	ok(step_if(&k) == STOP_REQUEST && step_if_untouched(), "cpu_step_if: an access the bus abandons does not run");
+	k.n = 0;
+	B(&k, 3, 0x48, 0x01, 0xD8);
+	load_at(KCODE, &k, KCODE);
+	C->rflags |= F_TF;
+	struct insn in;
+	ok(cpu_step_if(C, &in, allow_no_store, NULL) == STOP_REQUEST && C->rip == KCODE,
+	   "cpu_step_if: nothing runs with RFLAGS.TF set");
+	C->rflags &= ~(uint64_t)F_TF;
+}
+
 /* ================= syscall, sysret, iretq, swapgs ================= */
 
 #define MSR_EFER 0xc0000080
@@ -2038,6 +2112,7 @@ int main(void)
 	test_double_triple();
 	test_external_interrupt();
 	test_single_step();
+	test_step_if();
 	test_syscall();
 	test_iret_swapgs();
 	test_msrs();

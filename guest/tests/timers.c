@@ -464,6 +464,138 @@ static void test_timer_periodic(void)
 	lapic_write(APIC_LVT_TIMER, LVT_MASKED);
 }
 
+/* ---- a long stretch of SSE code with the timer running ---- */
+
+#define CR4_OSFXSR (1u << 9)
+#define SSE_CHUNK 256	   /* rounds a call of mix_sse */
+#define SSE_MIN_ROUNDS 2048
+
+/* four vectors of four lanes and a checksum of the first lane */
+struct mix {
+	uint32_t v[4][4];
+	uint32_t sum;
+};
+
+static const uint32_t mix_msg[16] = {
+	0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
+	0x1f83d9ab, 0x5be0cd19, 0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344,
+	0xa4093822, 0x299f31d0, 0x082efa98, 0xec4e6c89,
+};
+
+/* n (> 0) rounds of blake2s's add-xor-rotate on SSE2 registers, mixed
+ * with general-purpose loads and arithmetic: what Linux's SIMD self-tests
+ * run with interrupts on, and what a hypervisor's instruction emulator
+ * may hand to its VMM one instruction at a time */
+static void mix_sse(struct mix *m, uint32_t n)
+{
+	asm volatile("movdqu 0(%[m]), %%xmm0\n\t"
+		     "movdqu 16(%[m]), %%xmm1\n\t"
+		     "movdqu 32(%[m]), %%xmm2\n\t"
+		     "movdqu 48(%[m]), %%xmm3\n"
+		     "1:\n\t"
+		     "movl %%ecx, %%eax\n\t"
+		     "andl $15, %%eax\n\t"
+		     "movd (%[msg],%%rax,4), %%xmm5\n\t"
+		     "pshufd $0, %%xmm5, %%xmm5\n\t"
+		     "paddd %%xmm5, %%xmm0\n\t"
+		     "paddd %%xmm1, %%xmm0\n\t"
+		     "pxor %%xmm0, %%xmm3\n\t"
+		     "movdqa %%xmm3, %%xmm4\n\t"
+		     "pslld $16, %%xmm3\n\t"
+		     "psrld $16, %%xmm4\n\t"
+		     "por %%xmm4, %%xmm3\n\t"
+		     "paddd %%xmm3, %%xmm2\n\t"
+		     "pxor %%xmm2, %%xmm1\n\t"
+		     "movdqa %%xmm1, %%xmm4\n\t"
+		     "pslld $12, %%xmm1\n\t"
+		     "psrld $20, %%xmm4\n\t"
+		     "por %%xmm4, %%xmm1\n\t"
+		     "pshufd $0x93, %%xmm0, %%xmm0\n\t"
+		     "movd %%xmm0, %%eax\n\t"
+		     "addl %%eax, %[sum]\n\t"
+		     "decl %%ecx\n\t"
+		     "jnz 1b\n\t"
+		     "movdqu %%xmm0, 0(%[m])\n\t"
+		     "movdqu %%xmm1, 16(%[m])\n\t"
+		     "movdqu %%xmm2, 32(%[m])\n\t"
+		     "movdqu %%xmm3, 48(%[m])"
+		     : [sum] "+r"(m->sum), "+c"(n)
+		     : [m] "r"(m->v), [msg] "r"(mix_msg)
+		     : "rax", "memory", "cc");
+}
+
+static uint32_t rotl32(uint32_t x, int r)
+{
+	return x << r | x >> (32 - r);
+}
+
+/* mix_sse in C */
+static void mix_ref(struct mix *m, uint32_t n)
+{
+	uint32_t *a = m->v[0], *b = m->v[1], *c = m->v[2], *d = m->v[3];
+
+	for (; n; n--) {
+		uint32_t w = mix_msg[n & 15], t[4];
+
+		for (int i = 0; i < 4; i++) {
+			a[i] += w + b[i];
+			d[i] = rotl32(d[i] ^ a[i], 16);
+			c[i] += d[i];
+			b[i] = rotl32(b[i] ^ c[i], 12);
+		}
+		/* pshufd 0x93: lane i takes lane (i + 3) % 4 */
+		for (int i = 0; i < 4; i++)
+			t[i] = a[(i + 3) % 4];
+		for (int i = 0; i < 4; i++)
+			a[i] = t[i];
+		m->sum += a[0];
+	}
+}
+
+/* The SSE stretch runs with IF=1 and the LAPIC timer at a 1 ms period
+ * until 3 interrupts came and SSE_MIN_ROUNDS rounds ran (3 s of PM time at
+ * most): its results must be those of the same rounds in C, and the
+ * timer's interrupts must come while it runs. */
+static void test_sse_stretch(void)
+{
+	uint32_t period = apic_hz / 1000 ? apic_hz / 1000 : 1000;
+	static struct mix sse, ref;
+	uint32_t rounds = 0, start;
+	uint64_t cr4 = read_cr4();
+	unsigned ticks;
+
+	if (!(cpuid(1, 0).edx & (1u << 26))) {
+		skip("sse.stretch_result", "no SSE2");
+		skip("interrupt.during_sse_stretch", "no SSE2");
+		return;
+	}
+	for (int i = 0; i < 16; i++)
+		sse.v[i / 4][i % 4] = ref.v[i / 4][i % 4] = mix_msg[(i * 7) & 15] ^ (uint32_t)i;
+	/* SDM vol. 3A 2.5: SSE instructions need CR4.OSFXSR */
+	write_cr4(cr4 | CR4_OSFXSR);
+	reset_counts();
+	lapic_write(APIC_TIMER_DCR, 0xb);
+	lapic_write(APIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
+	sti();
+	start = pm_read();
+	lapic_write(APIC_TIMER_ICR, period);
+	while ((count[VEC_TIMER] < 3 || rounds < SSE_MIN_ROUNDS) && pm_since(start) < us_to_pm(3000000)) {
+		mix_sse(&sse, SSE_CHUNK);
+		rounds += SSE_CHUNK;
+	}
+	ticks = count[VEC_TIMER];
+	lapic_write(APIC_TIMER_ICR, 0);
+	cli();
+	lapic_write(APIC_LVT_TIMER, LVT_MASKED);
+	write_cr4(cr4);
+	for (uint32_t r = 0; r < rounds; r += SSE_CHUNK)
+		mix_ref(&ref, SSE_CHUNK);
+	check(!memcmp(&sse, &ref, sizeof(sse)), "sse.stretch_result",
+	      "%u rounds: checksum 0x%08x (C: 0x%08x), lane 0 0x%08x (C: 0x%08x)", rounds, sse.sum, ref.sum,
+	      sse.v[0][0], ref.v[0][0]);
+	check(ticks >= 3, "interrupt.during_sse_stretch", "%u timer interrupts during %u rounds", ticks, rounds);
+}
+
 static void test_timer_accuracy(void)
 {
 	uint32_t start, elapsed_us;
@@ -754,6 +886,7 @@ void test_main(void)
 	calibrate_apic();
 	test_timer_oneshot();
 	test_timer_periodic();
+	test_sse_stretch();
 	test_timer_accuracy();
 	test_tsc_deadline();
 	test_ioapic();

@@ -271,6 +271,20 @@ enum cpu_stop cpu_run(struct cpu *c, uint64_t max_insns);
  * (it was hlt) or STOP_SHUTDOWN (a triple fault). */
 enum cpu_stop cpu_step(struct cpu *c, struct insn *in, int *fault);
 
+/* cpu_step for instructions that may as well not run (the kvm engine runs
+ * on past the one its KVM could not, where KVM would do the rest): the
+ * instruction at RIP runs only when allow(opaque, in) admits it once
+ * decoded, and is kept only when it completes without an exception and
+ * without the bus calling cpu_abandon. STOP_NONE: it ran; STOP_REQUEST:
+ * it did not, and the registers, RIP, RFLAGS, CR2 and the x87/SSE state
+ * are as before it (allow must admit nothing that changes more before it
+ * can fault; memory it stored before the fault stays stored). Never with
+ * RFLAGS.TF set, an interrupt shadow or a halted CPU: STOP_REQUEST. */
+enum cpu_stop cpu_step_if(struct cpu *c, struct insn *in, bool (*allow)(void *opaque, const struct insn *in),
+			  void *opaque);
+/* from a bus callback inside cpu_step_if: the instruction does not run */
+__attribute__((noreturn)) void cpu_abandon(struct cpu *c);
+
 /* Exceptions: never return; unwind to cpu_run, which delivers them. */
 __attribute__((noreturn)) void cpu_fault(struct cpu *c, int vector, uint32_t errcode);
 __attribute__((noreturn)) void cpu_ud(struct cpu *c);

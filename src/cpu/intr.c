@@ -402,6 +402,46 @@ enum cpu_stop cpu_step(struct cpu *c, struct insn *in, int *fault)
 	return c->halted ? STOP_HLT : STOP_NONE;
 }
 
+/* pending_exc of an instruction abandoned by the bus */
+#define EXC_ABANDON (-2)
+
+void cpu_abandon(struct cpu *c)
+{
+	cpu_fault(c, EXC_ABANDON, 0);
+}
+
+enum cpu_stop cpu_step_if(struct cpu *c, struct insn *in, bool (*allow)(void *opaque, const struct insn *in),
+			  void *opaque)
+{
+	uint64_t r[16], rip = c->rip, rflags = c->rflags, cr2 = c->cr2;
+	struct fxstate fx;
+
+	in->len = 0;
+	if ((c->rflags & F_TF) || c->intr_shadow || c->halted)
+		return STOP_REQUEST;
+	memcpy(r, c->r, sizeof(r));
+	memcpy(&fx, &c->fx, sizeof(fx));
+	c->pending_exc = -1;
+	if (setjmp(c->fault_jmp)) {
+		memcpy(c->r, r, sizeof(r));
+		memcpy(&c->fx, &fx, sizeof(fx));
+		c->rip = rip;
+		c->rflags = rflags;
+		c->cr2 = cr2;
+		c->pending_exc = -1;
+		return STOP_REQUEST;
+	}
+	c->insn_rip = c->rip;
+	c->insn_rsp = c->r[R_RSP];
+	insn_decode(c, in);
+	if (!allow(opaque, in))
+		return STOP_REQUEST;
+	exec_insn(c, in);
+	c->code_epoch++;
+	c->icount++;
+	return STOP_NONE;
+}
+
 void cpu_disasm(const uint8_t *bytes, int len, uint64_t rip, char *out, int outlen)
 {
 	csh h;

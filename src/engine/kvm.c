@@ -21,8 +21,10 @@
  * then polled).
  *
  * Such a KVM also fails on instructions its emulator lacks (cmpxchg16b,
- * int3, clac): each runs on accord's interpreter (src/cpu/) with the
- * vCPU's whole state, and the state goes back to KVM (insn_step).
+ * int3, clac, SSE): each runs on accord's interpreter (src/cpu/) with the
+ * vCPU's whole state, which runs on past it while the instructions need
+ * nothing of KVM's or the VMM's, and the state goes back to KVM
+ * (insn_step, step_ahead).
  *
  * The split irqchip (vm->irqchip VM_IRQCHIP_SPLIT, --irqchip split): the
  * LAPICs are KVM's (KVM_CAP_SPLIT_IRQCHIP). KVM then injects their
@@ -116,6 +118,15 @@
  * vCPU now and then regardless of deadlines */
 #define KVM_MAX_SLEEP_NS 100000000ll
 
+/* A run ahead after a stepped instruction (step_ahead) ends after this
+ * many instructions or this long, whichever comes first, and looks at
+ * the clock, the VM's requests and the LAPIC every AHEAD_POLL
+ * instructions: interrupts (KVM's LAPIC's included, which the engine
+ * cannot see), kicks and pauses wait that long at most. */
+#define AHEAD_MAX 100000u
+#define AHEAD_NS 200000ull
+#define AHEAD_POLL 64u
+
 /* --accel auto's probe: a loop of `dec ecx; jnz` in ring 0. Hardware runs an
  * iteration in about a nanosecond; an emulated KVM in hundreds. */
 #define PROBE_ITERS 50000
@@ -173,6 +184,7 @@ struct kvm_vcpu_priv {
 	/* instructions this host's KVM cannot emulate run on accord's CPU */
 	struct kvm_step *step;
 	uint64_t steps, step_ns;
+	uint64_t ahead; /* instructions run ahead after the steps */
 
 	/* the state KVM_CREATE_VCPU gave: INIT returns an AP to it */
 	struct kvm_regs reset_regs;
@@ -193,6 +205,7 @@ struct kvm_step {
 	uint32_t seen[8];
 	int nseen;
 	bool lapic_write; /* the instruction wrote KVM's LAPIC page: refused */
+	bool ahead;	  /* running ahead: the bus abandons what is not RAM */
 };
 
 static __thread struct kvm_vcpu_priv *thread_vcpu;
@@ -809,8 +822,9 @@ static void thread_gone(void *arg)
 	struct kvm_vcpu_priv *p = arg;
 	if (p->kvm->verbose && p->steps)
 		fprintf(stderr, "accord: kvm: cpu%d: %llu instructions the host's KVM cannot emulate ran on accord's "
-				"interpreter (%.1f us each)\n",
-			p->v->index, (unsigned long long)p->steps, p->step_ns / 1e3 / p->steps);
+				"interpreter, and %llu after them in the same hand-overs (%.1f us a hand-over)\n",
+			p->v->index, (unsigned long long)p->steps, (unsigned long long)p->ahead,
+			p->step_ns / 1e3 / p->steps);
 	pthread_mutex_lock(&p->lock);
 	p->thread_live = false;
 	if (p->timer_ok)
@@ -1779,9 +1793,10 @@ static int state_set(struct kvm_vcpu_priv *p, const struct cpu_state *s, const s
 	return 0;
 }
 
-/* the vCPU's state; with lapic, the split irqchip's LAPIC too (an
- * instruction stepped on accord's interpreter leaves it as it is) */
-static int state_get(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic)
+/* the vCPU's state (with rp, KVM_GET_REGS's registers too); with lapic,
+ * the split irqchip's LAPIC too (an instruction stepped on accord's
+ * interpreter leaves it as it is) */
+static int state_read(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic, struct kvm_regs *rp)
 {
 	struct kvm_regs r;
 	struct kvm_sregs sr;
@@ -1791,6 +1806,8 @@ static int state_get(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic)
 	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 ||
 	    state_get_full(p, &sr, s) < 0 || (lapic && p->kvm->split && state_get_lapic(p, s) < 0))
 		return -1;
+	if (rp)
+		*rp = r;
 	s->r[R_RAX] = r.rax;
 	s->r[R_RCX] = r.rcx;
 	s->r[R_RDX] = r.rdx;
@@ -1829,6 +1846,17 @@ static int state_get(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic)
 		return 0;
 	}
 	return fxsave_image(p, s->fxsave);
+}
+
+static int state_get(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic)
+{
+	return state_read(p, s, lapic, NULL);
+}
+
+/* without the LAPIC, and the registers as KVM_GET_REGS gave them */
+static int state_get_regs(struct kvm_vcpu_priv *p, struct cpu_state *s, struct kvm_regs *r)
+{
+	return state_read(p, s, false, r);
 }
 
 static int kvm_get_state(struct vcpu *v, struct cpu_state *s)
@@ -2146,25 +2174,37 @@ static uint8_t *step_gpa_page(void *opaque, uint64_t gpa, bool write)
 	return vm_gpa(p->v->vm, gpa, 0x1000);
 }
 
+/* A run ahead leaves the devices to KVM's exits: the instruction does
+ * not run (step_ahead's filter keeps port I/O and MSRs out already) */
+static void step_device(struct kvm_vcpu_priv *p)
+{
+	if (p->step->ahead)
+		cpu_abandon(&p->step->cpu);
+}
+
 static uint64_t step_mmio_read(void *opaque, uint64_t gpa, int size)
 {
 	uint64_t val = 0;
+	step_device(opaque);
 	mmio_access(opaque, gpa, &val, size, false);
 	return val;
 }
 
 static void step_mmio_write(void *opaque, uint64_t gpa, uint64_t val, int size)
 {
+	step_device(opaque);
 	mmio_access(opaque, gpa, &val, size, true);
 }
 
 static uint32_t step_pio_in(void *opaque, uint16_t port, int size)
 {
+	step_device(opaque);
 	return vm_pio_in(((struct kvm_vcpu_priv *)opaque)->v, port, size);
 }
 
 static void step_pio_out(void *opaque, uint16_t port, uint32_t val, int size)
 {
+	step_device(opaque);
 	vm_pio_out(((struct kvm_vcpu_priv *)opaque)->v, port, val, size);
 }
 
@@ -2178,11 +2218,13 @@ static int step_intr_vector(void *opaque, bool ack)
 
 static bool step_msr_read(void *opaque, uint32_t msr, uint64_t *val)
 {
+	step_device(opaque);
 	return machine_msr_read(opaque, msr, val);
 }
 
 static bool step_msr_write(void *opaque, uint32_t msr, uint64_t val)
 {
+	step_device(opaque);
 	return machine_msr_write(opaque, msr, val);
 }
 
@@ -2251,7 +2293,7 @@ static unsigned state_changed(const struct cpu_state *a, const struct cpu_state 
 /* the first time each kind of instruction is stepped (ACCORD_VERBOSE=1);
  * bytes, not a disassembly: capstone's set-up calls what the sandbox
  * forbids */
-static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct insn *in, int fault)
+static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, uint64_t rip, const struct insn *in, int fault)
 {
 	uint32_t kind = (uint32_t)in->map << 16 | (uint32_t)in->op << 8 | (in->has_modrm ? in->reg & 7 : 0);
 	char hex[64];
@@ -2267,7 +2309,7 @@ static void step_say(struct kvm_vcpu_priv *p, struct kvm_step *st, const struct 
 		len += snprintf(hex + len, sizeof(hex) - len, "%s%02x", i ? " " : "", in->bytes[i]);
 	fprintf(stderr, "accord: kvm: cpu%d: the host's KVM cannot emulate the instruction at rip %#llx (%s); "
 			"accord's interpreter ran it%s\n",
-		p->v->index, (unsigned long long)st->cpu.insn_rip, hex, fault >= 0 ? ", and it faulted" : "");
+		p->v->index, (unsigned long long)rip, hex, fault >= 0 ? ", and it faulted" : "");
 }
 
 /* Whether a #UD the interpreter raised is what the architecture defines
@@ -2287,9 +2329,113 @@ static bool ud_defined(const struct cpu *c, const struct insn *in)
 	return xsave && !(c->cr4 & CR4_OSXSAVE);
 }
 
+/* Whether an instruction may run ahead on accord's CPU (step_ahead):
+ * what changes only the registers, the flags and RIP, reads memory at
+ * most, and cannot change IF, CPL, the mode or anything KVM keeps apart
+ * (MSRs, control and debug registers, descriptor tables, the TSC, CPUID's
+ * model); and the SSE family (0F map's SIMD rows, 0F 38 and 0F 3A), whose
+ * stores are what the step writes anyway. General-purpose stores (push
+ * and call included) and locked instructions are left to KVM: KVM sees
+ * those writes (a guest page table written by accord's CPU would escape
+ * KVM's write tracking; no kernel writes its page tables with SSE). */
+static bool ahead_allow(void *opaque, const struct insn *in)
+{
+	unsigned op = in->op, reg = in->reg & 7;
+	bool reg_only = !in->is_mem;
+
+	(void)opaque;
+	if (in->lock)
+		return false;
+	if (in->map == 2)
+		return op < 0xf0 || ((op == 0xf0 || op == 0xf1) && in->rep == 0xf2); /* crc32 reads */
+	if (in->map == 3)
+		return true;
+	if (in->map == 1) {
+		if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x77) ||
+		    op == 0x7e || op == 0x7f || op == 0xc2 || (op >= 0xc4 && op <= 0xc6) || (op >= 0xd0 && op <= 0xfe))
+			return true; /* SSE/MMX */
+		if ((op >= 0x40 && op <= 0x4f) || (op >= 0x80 && op <= 0x8f) || op == 0x0d || (op >= 0x18 && op <= 0x1f))
+			return true; /* cmovcc, jcc, hints and nops */
+		if (op == 0xa3 || op == 0xaf || op == 0xb6 || op == 0xb7 || op == 0xb8 || op == 0xbe || op == 0xbf ||
+		    (op >= 0xc8 && op <= 0xcf) || (op == 0xba && reg == 4))
+			return true; /* bt, imul, movzx/movsx, popcnt, bswap */
+		/* bsf/bsr; not tzcnt/lzcnt, which are bsf/bsr where CPUID has
+		 * no BMI1/ABM: the guest may see the host's CPUID, the
+		 * interpreter models accord's */
+		if (op == 0xbc || op == 0xbd)
+			return in->rep != 0xf3;
+		if ((op >= 0x90 && op <= 0x9f) || op == 0xa4 || op == 0xa5 || op == 0xab || op == 0xac || op == 0xad ||
+		    op == 0xb0 || op == 0xb1 || op == 0xb3 || op == 0xbb || op == 0xc0 || op == 0xc1 ||
+		    (op == 0xba && reg >= 5))
+			return reg_only; /* setcc, shld/shrd, bts/btr/btc, cmpxchg, xadd */
+		return false;
+	}
+	if (op < 0x40 && (op & 7) < 6 && (op & 0xf0) != 0xf0) {
+		/* the ALU rows: r/m op= r only to a register; cmp never writes */
+		if ((op & 7) >= 2 || (op & 0x38) == 0x38)
+			return true;
+		return reg_only;
+	}
+	switch (op) {
+	case 0x63: case 0x69: case 0x6b: case 0x84: case 0x85: case 0x8a: case 0x8b: case 0x8d:
+	case 0x98: case 0x99: case 0xa8: case 0xa9: case 0xc2: case 0xc3: case 0xe0: case 0xe1: case 0xe2:
+	case 0xe3: case 0xe9: case 0xeb: case 0xf5: case 0xf8: case 0xf9: case 0xfc: case 0xfd:
+		return true; /* movsxd, imul, test, mov and lea loads, cbw/cwd, ret, loops, jmp, flags */
+	case 0x70 ... 0x7f: case 0xb0 ... 0xbf:
+		return true; /* jcc, mov imm */
+	case 0x90 ... 0x97:
+		return in->rep != 0xf3; /* xchg, nop; not pause (a spin loop: back to KVM) */
+	case 0x80: case 0x81: case 0x83:
+		return reg == 7 || reg_only;
+	case 0x86: case 0x87: case 0x88: case 0x89: case 0x8c: case 0xc0: case 0xc1: case 0xc6: case 0xc7:
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+		return reg_only;
+	case 0xf6: case 0xf7:
+		return reg != 2 && reg != 3 ? true : reg_only; /* test, mul, div read; not, neg write */
+	case 0xfe:
+		return reg <= 1 && reg_only;
+	case 0xff:
+		return reg == 4 || (reg <= 1 && reg_only); /* jmp r/m; inc/dec */
+	}
+	return false;
+}
+
+/* After the step, accord's CPU runs on with the state it holds while the
+ * instructions are ahead_allow's and RAM-only (the bus abandons the
+ * first device access), for AHEAD_MAX instructions or AHEAD_NS at most,
+ * and ends early for what the run loop must see: an interrupt the
+ * guest can take from accord's LAPIC, the VM's exit, pause or INIT
+ * requests, the next timer deadline. Not while a debugger steps or has
+ * breakpoints, nor with the guest's own breakpoints enabled in DR7
+ * (accord's CPU does not check them). How many ran. */
+static uint64_t step_ahead(struct kvm_vcpu_priv *p, struct kvm_step *st)
+{
+	struct cpu *c = &st->cpu;
+	struct vm *vm = p->v->vm;
+	struct insn in;
+	uint64_t n, until;
+
+	if (p->dbg.single_step || p->dbg.nbreak || p->step_over || (c->dr[7] & 0xff))
+		return 0;
+	until = mono_ns() + AHEAD_NS;
+	if (p->timer_at_ns && p->timer_at_ns < until)
+		until = p->timer_at_ns;
+	st->ahead = true;
+	for (n = 0; n < AHEAD_MAX; n++) {
+		if (n % AHEAD_POLL == 0 &&
+		    (vm->exit_reason || vm->pause_request || p->v->init_pending || mono_ns() >= until ||
+		     (!p->kvm->split && (c->rflags & F_IF) && lapic_get_interrupt(p->v->lapic, false) >= 0)))
+			break;
+		if (cpu_step_if(c, &in, ahead_allow, p) != STOP_NONE)
+			break;
+	}
+	st->ahead = false;
+	return n;
+}
+
 /* KVM stopped at an instruction its emulator cannot run: run that one
- * instruction on accord's CPU with the vCPU's whole state, and hand the
- * state back. Its faults, and the exceptions it raises (int3's #BP), go
+ * instruction on accord's CPU with the vCPU's whole state, run on
+ * (step_ahead), and hand the state back. Its faults, and the exceptions it raises (int3's #BP), go
  * through the guest's IDT as a CPU delivers them. STEP_CANNOT (nothing
  * changed) when the interpreter cannot run it either: it raised #UD for
  * an opcode that is not one of the undefined-opcode instructions, or the
@@ -2303,7 +2449,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 
 	if (!st)
 		return STEP_CANNOT;
-	if (state_get(p, &st->before, false) < 0)
+	if (state_get_regs(p, &st->before, &r) < 0)
 		return STEP_CANNOT;
 	st->before.flags = CPU_STATE_FULL;
 	if (emu_state_load(&st->cpu, &st->before) < 0)
@@ -2317,6 +2463,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 		return STEP_SHUTDOWN;
 	if (fault == EXC_UD && !ud_defined(c, &in))
 		return STEP_CANNOT;
+	uint64_t rip = c->insn_rip, ahead = stop == STOP_NONE && fault < 0 ? step_ahead(p, st) : 0;
 	emu_state_save(c, &st->after);
 	st->after.flags = CPU_STATE_FULL;
 	/* what emu's CPU does not hold stays as KVM had it */
@@ -2324,7 +2471,7 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	st->after.tsc_adjust = st->before.tsc_adjust;
 	st->after.xsave_size = st->before.xsave_size;
 	memcpy(st->after.xsave, st->before.xsave, sizeof(st->after.xsave));
-	if (st->after.xsave_size) {
+	if (st->after.xsave_size && memcmp(st->after.fxsave, st->before.fxsave, 416)) {
 		memcpy(st->after.xsave, st->after.fxsave, 416);
 		/* XSTATE_BV (SDM vol. 1 13.4.2): x87 and SSE as the legacy area
 		 * holds them; with the bits clear (the registers were in their
@@ -2333,8 +2480,6 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	}
 	if (stop == STOP_HLT)
 		st->after.halted = 1;
-	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0)
-		return STEP_CANNOT;
 	r.rax = st->after.r[R_RAX];
 	r.rcx = st->after.r[R_RCX];
 	r.rdx = st->after.r[R_RDX];
@@ -2359,8 +2504,9 @@ static int insn_step(struct kvm_vcpu_priv *p)
 		return STEP_CANNOT;
 	}
 	p->steps++;
+	p->ahead += ahead;
 	if (p->kvm->verbose)
-		step_say(p, st, &in, fault);
+		step_say(p, st, rip, &in, fault);
 	return STEP_DONE;
 }
 

@@ -203,6 +203,8 @@ static int window_probe(char *why, size_t n);
 enum { STEP_DONE, STEP_CANNOT, STEP_SHUTDOWN };
 static int insn_step(struct kvm_vcpu_priv *p);
 static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val);
+static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val);
+static uint64_t vm_ticks(struct kvm_vcpu_priv *p, uint64_t ns);
 static struct kvm_step *step_create(struct kvm_vcpu_priv *p);
 
 static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
@@ -437,7 +439,12 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	if (c->nent >= 256)
 		return -1;
 	cpuid_query(k->personality, cpu, leaf, sub, &r);
-	if (indexed && sub > 0 && !(r.eax | r.ebx | r.ecx | r.edx))
+	/* A leaf the model leaves all zero gets no entry: KVM answers zeros
+	 * for an absent leaf below the range's maximum, as the model does,
+	 * but fills sizes into an entry that exists (0xD.0 EBX from XCR0,
+	 * kvm_update_cpuid_runtime), which the guest would then read where
+	 * the model has no XSAVE. */
+	if (!(r.eax | r.ebx | r.ecx | r.edx))
 		return 0;
 	struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
 	memset(e, 0, sizeof(*e));
@@ -774,6 +781,15 @@ static int kvm_vcpu_init(struct vcpu *v)
 		return -1;
 	}
 	tsc_rate_set(p);
+	/* KVM_SET_TSC_KHZ changes the rate, not the offset KVM_CREATE_VCPU
+	 * chose for the host's: scaled, the TSC would start from the
+	 * host's uptime times (ratio - 1), below zero (near 2^64) where the
+	 * guest's rate is the lower. It starts at the VM clock, as vm_tsc()
+	 * on emu, and KVM keeps the vCPUs' writes in step. */
+	if (!msr_set(p, MSR_IA32_TSC, vm_ticks(p, vm_now_ns(v->vm)))) {
+		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_TSC\n", v->index);
+		return -1;
+	}
 	if (cpuid_set(p) < 0)
 		return -1;
 	if (ioctl(p->fd, KVM_GET_REGS, &p->reset_regs) < 0 || ioctl(p->fd, KVM_GET_SREGS, &p->reset_sregs) < 0 ||
@@ -901,15 +917,29 @@ static void timer_arm(struct kvm_vcpu_priv *p, int64_t ns)
 		p->timer_at_ns = at;
 }
 
+static void pio_exit(struct kvm_vcpu_priv *p);
+static void mmio_exit(struct kvm_vcpu_priv *p);
+
 /* Finish the exit KVM still owes (an IN's data, an MMIO read, an RDMSR)
  * without running guest code, so registers read or written now are those
- * after the instruction. */
+ * after the instruction. Completing one part of an access may stop at
+ * the next (KVM splits an MMIO access that crosses a page, or is wider
+ * than 8 bytes, into fragments; a string I/O instruction can need another
+ * batch): KVM_RUN then returns that exit, not EINTR, and it is served
+ * here as the run loop would. */
 static void io_complete(struct kvm_vcpu_priv *p)
 {
 	if (!p->io_pending)
 		return;
 	p->run->immediate_exit = 1;
-	ioctl(p->fd, KVM_RUN, 0);
+	while (ioctl(p->fd, KVM_RUN, 0) == 0) {
+		if (p->run->exit_reason == KVM_EXIT_MMIO)
+			mmio_exit(p);
+		else if (p->run->exit_reason == KVM_EXIT_IO)
+			pio_exit(p);
+		else
+			break;
+	}
 	p->run->immediate_exit = 0;
 	p->io_pending = false;
 	p->ready = false;
@@ -1067,8 +1097,6 @@ static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *h
 	*hz = (uint64_t)p->kvm->tsc_khz * 1000;
 	return 0;
 }
-
-static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val);
 
 /* the MSRs of the split irqchip's LAPIC: KVM's (an instruction stepped on
  * accord's interpreter reaches them here) */

@@ -1,0 +1,241 @@
+/* The kvm engine (src/engine/kvm.c) against what a conforming KVM does
+ * where this project's hosts' KVM does something else or nothing, on the
+ * real /dev/kvm with ioctl() interposed: the test's own ioctl() records
+ * what the engine asks and answers for a conforming KVM where this host's
+ * cannot (TSC scaling).
+ *  - KVM_SET_TSC_KHZ changes the TSC's rate, not its offset: each vCPU's
+ *    IA32_TSC is written after the rate is set, with the VM clock;
+ *  - CPUID: no leaf the model leaves zero is handed to KVM (KVM fills
+ *    0xD.0 EBX into an entry that exists: KVM_GET_CPUID2 cannot show it
+ *    here, where KVM reports the host's leaves instead);
+ *  - an MMIO read that crosses a page is two exits; a vCPU stopped after
+ *    the first (a pause) has its state read: the second part is served
+ *    there too, and the guest reads the device's bytes, not stale ones.
+ * Without a usable /dev/kvm every check is a skip. Prints TAP. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cpu/cpu.h"
+#include "engine/engine.h"
+#include "vm/vm.h"
+#include "tap.h"
+
+#define NCPUS 2
+#define MSR_IA32_TSC 0x10
+#define FRAG_BASE 0xd0000000ull
+
+static int n_skip;
+
+/* what the engine asked of KVM, in order */
+#define MAX_RECS 64
+static struct rec {
+	int fd;
+	unsigned long req;
+	uint64_t val;
+} recs[MAX_RECS];
+static int nrecs;
+static struct kvm_cpuid2 *cpuid_set0; /* the first KVM_SET_CPUID2's table */
+static bool conforming_tsc;	      /* answer as a KVM with TSC scaling */
+
+static void record(int fd, unsigned long req, uint64_t val)
+{
+	if (nrecs < MAX_RECS)
+		recs[nrecs++] = (struct rec){ fd, req, val };
+}
+
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (conforming_tsc && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_TSC_CONTROL)
+		return 1;
+	if (conforming_tsc && req == KVM_SET_TSC_KHZ) {
+		record(fd, req, (uintptr_t)arg);
+		return 0;
+	}
+	if (req == KVM_SET_MSRS) {
+		const struct kvm_msrs *m = arg;
+		for (uint32_t i = 0; i < m->nmsrs; i++)
+			if (m->entries[i].index == MSR_IA32_TSC)
+				record(fd, req, m->entries[i].data);
+	}
+	if (req == KVM_SET_CPUID2 && !cpuid_set0) {
+		const struct kvm_cpuid2 *c = arg;
+		size_t n = sizeof(*c) + c->nent * sizeof(c->entries[0]);
+		cpuid_set0 = malloc(n);
+		if (cpuid_set0)
+			memcpy(cpuid_set0, c, n);
+	}
+	return (int)syscall(SYS_ioctl, fd, req, arg);
+}
+
+static void skip(const char *name, const char *why)
+{
+	printf("ok %d - %s # SKIP %s\n", ++n_test, name, why);
+	n_skip++;
+}
+
+/* each vCPU: KVM_SET_TSC_KHZ, then its IA32_TSC at the VM clock */
+static void test_tsc(uint64_t tsc_after)
+{
+	int fds[NCPUS], n = 0;
+	bool ordered = true, in_range = true, rate_ok = true;
+
+	for (int i = 0; i < nrecs; i++)
+		if (recs[i].req == KVM_SET_TSC_KHZ && n < NCPUS) {
+			fds[n++] = recs[i].fd;
+			rate_ok &= recs[i].val == VM_TSC_HZ / 1000;
+		}
+	ok(n == NCPUS && rate_ok, "KVM_SET_TSC_KHZ %llu on each of %d vCPUs (%d asked)",
+	   (unsigned long long)(VM_TSC_HZ / 1000), NCPUS, n);
+	for (int c = 0; c < n; c++) {
+		int rate = -1, tsc = -1;
+		for (int i = 0; i < nrecs; i++) {
+			if (recs[i].fd != fds[c])
+				continue;
+			if (recs[i].req == KVM_SET_TSC_KHZ && rate < 0)
+				rate = i;
+			if (recs[i].req == KVM_SET_MSRS && tsc < 0)
+				tsc = i;
+		}
+		ordered &= rate >= 0 && tsc > rate;
+		in_range &= tsc > rate && recs[tsc].val <= tsc_after;
+	}
+	ok(n && ordered, "each vCPU's IA32_TSC is written after its KVM_SET_TSC_KHZ (a conforming KVM keeps the "
+			 "offset it chose for the host's rate)");
+	ok(n && in_range, "the TSC written is the VM clock at the guest's rate (at most %llu after creation)",
+	   (unsigned long long)tsc_after);
+}
+
+static void test_cpuid(struct vm *vm)
+{
+	struct cpuid_result r;
+	bool zero = false, leaf_d = false;
+	uint32_t i;
+
+	if (!cpuid_set0) {
+		ok(false, "KVM_SET_CPUID2 was called");
+		return;
+	}
+	for (i = 0; i < cpuid_set0->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &cpuid_set0->entries[i];
+		zero |= !(e->eax | e->ebx | e->ecx | e->edx);
+		leaf_d |= e->function == 0xd;
+	}
+	cpuid_query(vm->personality, 0, 1, 0, &r);
+	ok(!zero, "no all-zero leaf handed to KVM_SET_CPUID2 (%u entries)", cpuid_set0->nent);
+	ok((r.ecx & (1u << 26)) || !leaf_d, "without XSAVE in the model no leaf 0xD entry, whose EBX KVM fills in");
+
+}
+
+/* the MMIO device the fragments read: byte n of its range reads n & 0xff;
+ * the first read asks the vCPU to stop, as a pause would */
+static int frag_reads;
+static struct vm *frag_vm;
+
+static uint64_t frag_read(void *opaque, uint64_t off, int size)
+{
+	uint64_t v = 0;
+	(void)opaque;
+	if (++frag_reads == 1)
+		frag_vm->pause_request = 1;
+	for (int i = 0; i < size; i++)
+		v |= (uint64_t)((off + i) & 0xff) << (8 * i);
+	return v;
+}
+
+static void frag_write(void *opaque, uint64_t off, uint64_t val, int size)
+{
+	(void)opaque, (void)off, (void)val, (void)size;
+}
+
+static const struct io_ops frag_ops = { .read = frag_read, .write = frag_write };
+
+static void test_fragments(struct vm *vm)
+{
+	/* 32-bit flat code: mov eax, [FRAG_BASE + 0xffe]; mov [0x2000], eax; hlt */
+	static const uint8_t code[] = { 0xa1, 0xfe, 0x0f, 0x00, 0xd0, 0xa3, 0x00, 0x20, 0x00, 0x00, 0xf4 };
+	struct boot_state bs = { .mode = 32, .rip = 0x1000, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
+	struct vcpu *v = vm->vcpu[0];
+	struct vcpu_exit ex = { 0 };
+	struct cpu_state *s = calloc(1, sizeof(*s));
+	uint32_t got;
+
+	frag_vm = vm;
+	if (!s || bus_register(&vm->mmio, FRAG_BASE, 0x2000, &frag_ops, NULL, "frag") < 0) {
+		ok(false, "set-up of the fragment test");
+		free(s);
+		return;
+	}
+	memcpy(vm->ram + 0x1000, code, sizeof(code));
+	if (engine_kvm.set_boot_state(v, &bs) < 0) {
+		ok(false, "the 32-bit boot state is taken");
+		free(s);
+		return;
+	}
+	engine_kvm.vcpu_run(v, &ex);
+	ok(ex.kind == EXIT_KICK && frag_reads == 1, "the vCPU stops after the first part of the access (exit %d, %d reads)",
+	   ex.kind, frag_reads);
+	ok(engine_kvm.get_state(v, s) == 0, "its state is read there");
+	vm->pause_request = 0;
+	for (int i = 0; i < 4 && ex.kind != EXIT_HLT && ex.kind != EXIT_ERROR; i++) {
+		memset(&ex, 0, sizeof(ex));
+		engine_kvm.vcpu_run(v, &ex);
+	}
+	memcpy(&got, vm->ram + 0x2000, 4);
+	ok(ex.kind == EXIT_HLT, "the guest runs on to its hlt (exit %d%s%s)", ex.kind, ex.msg[0] ? ": " : "", ex.msg);
+	ok(frag_reads == 2 && got == 0x0100fffe,
+	   "a 4-byte MMIO read across a page reads both parts from the device: %#x (want 0x100fffe), %d reads", got,
+	   frag_reads);
+	free(s);
+}
+
+int main(void)
+{
+	static const char *const names[] = {
+		"KVM_SET_TSC_KHZ on each vCPU",
+		"each vCPU's IA32_TSC is written after its KVM_SET_TSC_KHZ",
+		"the TSC written is the VM clock at the guest's rate",
+		"no all-zero leaf handed to KVM_SET_CPUID2",
+		"without XSAVE in the model no leaf 0xD entry",
+		"the vCPU stops after the first part of the access",
+		"its state is read there",
+		"the guest runs on to its hlt",
+		"a 4-byte MMIO read across a page reads both parts from the device",
+	};
+	static struct vm vm;
+	char why[256];
+
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (kvm_check(why, sizeof(why)) < 0) {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			skip(names[i], why);
+		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+		return 0;
+	}
+	conforming_tsc = true;
+	if (vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0) {
+		ok(false, "vm_create on the kvm engine");
+		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+		return 1;
+	}
+	uint64_t tsc_after = vm_tsc(&vm);
+	conforming_tsc = false;
+	test_tsc(tsc_after);
+	test_cpuid(&vm);
+	test_fragments(&vm);
+	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+	return n_fail ? 1 : 0;
+}

@@ -10,7 +10,8 @@
  *    here, where KVM reports the host's leaves instead);
  *  - an MMIO read that crosses a page is two exits; a vCPU stopped after
  *    the first (a pause) has its state read: the second part is served
- *    there too, and the guest reads the device's bytes, not stale ones.
+ *    there too, and the guest reads the device's bytes, not stale ones;
+ *  - KVM's hypercalls are limited to what CPUID 0x40000001 announces.
  * Without a usable /dev/kvm every check is a skip. Prints TAP. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -202,6 +204,51 @@ static void test_fragments(struct vm *vm)
 	free(s);
 }
 
+static struct vm *hung_vm;
+
+static void hung(int sig)
+{
+	(void)sig;
+	hung_vm->pause_request = 1;
+}
+
+/* KVM_HC_SCHED_YIELD, which a KVM that does not enforce CPUID 0x40000001
+ * carries out (0) although accord announces no KVM_FEATURE_PV_SCHED_YIELD;
+ * enforced, -KVM_ENOSYS (Documentation/virt/kvm/x86/hypercalls.rst) */
+static void test_hypercall(struct vm *vm)
+{
+	/* mov eax, 11; xor ebx, ebx; vmcall; mov [0x2004], eax; hlt */
+	static const uint8_t code[] = { 0xb8, 0x0b, 0x00, 0x00, 0x00, 0x31, 0xdb, 0x0f, 0x01, 0xc1,
+					0xa3, 0x04, 0x20, 0x00, 0x00, 0xf4 };
+	struct boot_state bs = { .mode = 32, .rip = 0x1100, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
+	struct vcpu *v = vm->vcpu[0];
+	struct vcpu_exit ex = { 0 };
+	uint32_t got = 0x5a5a5a5a;
+
+	memcpy(vm->ram + 0x1100, code, sizeof(code));
+	memcpy(vm->ram + 0x2004, &got, 4);
+	if (engine_kvm.set_boot_state(v, &bs) < 0) {
+		ok(false, "the 32-bit boot state is taken");
+		return;
+	}
+	/* a KVM that cannot run vmcall may loop on it: stopped after 5 s */
+	hung_vm = vm;
+	signal(SIGALRM, hung);
+	alarm(5);
+	for (int i = 0; i < 4 && ex.kind != EXIT_HLT && ex.kind != EXIT_ERROR && !vm->pause_request; i++) {
+		memset(&ex, 0, sizeof(ex));
+		engine_kvm.vcpu_run(v, &ex);
+	}
+	alarm(0);
+	memcpy(&got, vm->ram + 0x2004, 4);
+	if (ex.kind != EXIT_HLT)
+		skip("a KVM hypercall CPUID 0x40000001 does not announce is refused",
+		     "this host's KVM does not get past the vmcall (it is still there after 5 s)");
+	else
+		ok(got == (uint32_t)-1000, "a KVM hypercall CPUID 0x40000001 does not announce is refused: "
+					   "EAX %#x (want -KVM_ENOSYS, 0xfffffc18)", got);
+}
+
 int main(void)
 {
 	static const char *const names[] = {
@@ -214,6 +261,7 @@ int main(void)
 		"its state is read there",
 		"the guest runs on to its hlt",
 		"a 4-byte MMIO read across a page reads both parts from the device",
+		"a KVM hypercall CPUID 0x40000001 does not announce is refused",
 	};
 	static struct vm vm;
 	char why[256];
@@ -236,6 +284,7 @@ int main(void)
 	test_tsc(tsc_after);
 	test_cpuid(&vm);
 	test_fragments(&vm);
+	test_hypercall(&vm);
 	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 	return n_fail ? 1 : 0;
 }

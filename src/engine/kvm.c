@@ -792,6 +792,17 @@ static int kvm_vcpu_init(struct vcpu *v)
 	}
 	if (cpuid_set(p) < 0)
 		return -1;
+	/* KVM answers its paravirtual hypercalls (and MSRs) whatever CPUID
+	 * says unless told to enforce it (api.rst KVM_CAP_ENFORCE_PV_FEATURE_CPUID):
+	 * the guest gets what 0x40000001 announces, which is accord's
+	 * kvmclock and no hypercall (none of them under --personality hyperv) */
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_ENFORCE_PV_FEATURE_CPUID) > 0) {
+		struct kvm_enable_cap pv = { .cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID, .args = { 1 } };
+		if (ioctl(p->fd, KVM_ENABLE_CAP, &pv) < 0) {
+			fprintf(stderr, "accord: kvm: KVM_CAP_ENFORCE_PV_FEATURE_CPUID: %s\n", strerror(errno));
+			return -1;
+		}
+	}
 	if (ioctl(p->fd, KVM_GET_REGS, &p->reset_regs) < 0 || ioctl(p->fd, KVM_GET_SREGS, &p->reset_sregs) < 0 ||
 	    ioctl(p->fd, KVM_GET_FPU, &p->reset_fpu) < 0 ||
 	    ioctl(p->fd, KVM_GET_VCPU_EVENTS, &p->reset_events) < 0 ||
@@ -1190,6 +1201,30 @@ static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
 		snprintf(msg + len, n - len, ")");
 }
 
+/* KVM_EXIT_FAIL_ENTRY: the hardware refused the vCPU's state. VMX reports
+ * the exit reason with bit 31 set (SDM vol. 3C 26.8: 33 invalid guest
+ * state, 34 MSR loading, 41 machine check), or VM_INSTRUCTION_ERROR where
+ * VMLAUNCH/VMRESUME itself failed; SVM reports VMEXIT_INVALID (-1) for a
+ * VMCB that fails its consistency checks (APM vol. 2 15.5.1). */
+static void describe_fail_entry(struct kvm_vcpu_priv *p, char *msg, size_t n)
+{
+	uint64_t why = p->run->fail_entry.hardware_entry_failure_reason;
+	struct kvm_regs regs = { 0 };
+	const char *what = "";
+
+	ioctl(p->fd, KVM_GET_REGS, &regs);
+	if (why == 0x80000021)
+		what = ": VMX, invalid guest state";
+	else if (why == 0x80000022)
+		what = ": VMX, MSR loading";
+	else if (why == 0x80000029)
+		what = ": VMX, machine check";
+	else if (why == ~0ull)
+		what = ": SVM, invalid VMCB state";
+	snprintf(msg, n, "kvm: VM entry failed at rip %#llx (hardware reason %#llx%s, host CPU %u)",
+		 (unsigned long long)regs.rip, (unsigned long long)why, what, p->run->fail_entry.cpu);
+}
+
 /* Tell KVM what the debugger and the search for an interrupt window need,
  * when that changed. The trap flag KVM sets for a step is its own: it
  * takes it out of RFLAGS again when stepping ends (KVM_SET_GUEST_DEBUG). */
@@ -1449,9 +1484,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		}
 		case KVM_EXIT_FAIL_ENTRY:
 			ex->kind = EXIT_ERROR;
-			snprintf(ex->msg, sizeof(ex->msg), "kvm: VM entry failed (hardware reason %#llx, host CPU %u)",
-				 (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
-				 run->fail_entry.cpu);
+			describe_fail_entry(p, ex->msg, sizeof(ex->msg));
 			return 0;
 		case KVM_EXIT_INTERNAL_ERROR:
 			if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {

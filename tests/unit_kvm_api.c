@@ -7,7 +7,8 @@
  *    IA32_TSC is written after the rate is set, with the VM clock;
  *  - CPUID: no leaf the model leaves zero is handed to KVM (KVM fills
  *    0xD.0 EBX into an entry that exists: KVM_GET_CPUID2 cannot show it
- *    here, where KVM reports the host's leaves instead);
+ *    here, where KVM reports the host's leaves instead); MAXPHYADDR is
+ *    the host's where KVM cannot give the guest a smaller one;
  *  - an MMIO read that crosses a page is two exits; a vCPU stopped after
  *    the first (a pause) has its state read: the second part is served
  *    there too, and the guest reads the device's bytes, not stale ones;
@@ -33,6 +34,8 @@
 #define NCPUS 2
 #define MSR_IA32_TSC 0x10
 #define FRAG_BASE 0xd0000000ull
+/* a conforming host's MAXPHYADDR, where KVM cannot give the guest fewer */
+#define HOST_PHYS 46
 
 static int n_skip;
 
@@ -45,7 +48,9 @@ static struct rec {
 } recs[MAX_RECS];
 static int nrecs;
 static struct kvm_cpuid2 *cpuid_set0; /* the first KVM_SET_CPUID2's table */
-static bool conforming_tsc;	      /* answer as a KVM with TSC scaling */
+/* answer as a KVM with TSC scaling, on a host with HOST_PHYS physical
+ * address bits, without KVM_CAP_SMALLER_MAXPHYADDR (VMX's default with EPT) */
+static bool conforming_tsc;
 
 static void record(int fd, unsigned long req, uint64_t val)
 {
@@ -63,6 +68,16 @@ int ioctl(int fd, unsigned long req, ...)
 	va_end(ap);
 	if (conforming_tsc && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_TSC_CONTROL)
 		return 1;
+	if (conforming_tsc && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_SMALLER_MAXPHYADDR)
+		return 0;
+	if (conforming_tsc && req == KVM_GET_SUPPORTED_CPUID) {
+		struct kvm_cpuid2 *c = arg;
+		int rc = (int)syscall(SYS_ioctl, fd, req, arg);
+		for (uint32_t i = 0; rc == 0 && i < c->nent; i++)
+			if (c->entries[i].function == 0x80000008)
+				c->entries[i].eax = (c->entries[i].eax & ~0xffu) | HOST_PHYS;
+		return rc;
+	}
 	if (conforming_tsc && req == KVM_SET_TSC_KHZ) {
 		record(fd, req, (uintptr_t)arg);
 		return 0;
@@ -139,6 +154,12 @@ static void test_cpuid(struct vm *vm)
 	cpuid_query(vm->personality, 0, 1, 0, &r);
 	ok(!zero, "no all-zero leaf handed to KVM_SET_CPUID2 (%u entries)", cpuid_set0->nent);
 	ok((r.ecx & (1u << 26)) || !leaf_d, "without XSAVE in the model no leaf 0xD entry, whose EBX KVM fills in");
+	uint32_t phys = 0;
+	for (i = 0; i < cpuid_set0->nent; i++)
+		if (cpuid_set0->entries[i].function == 0x80000008)
+			phys = cpuid_set0->entries[i].eax & 0xff;
+	ok(phys == HOST_PHYS, "without KVM_CAP_SMALLER_MAXPHYADDR the guest's MAXPHYADDR is the host's %u (got %u)",
+	   HOST_PHYS, phys);
 
 }
 
@@ -257,6 +278,7 @@ int main(void)
 		"the TSC written is the VM clock at the guest's rate",
 		"no all-zero leaf handed to KVM_SET_CPUID2",
 		"without XSAVE in the model no leaf 0xD entry",
+		"without KVM_CAP_SMALLER_MAXPHYADDR the guest's MAXPHYADDR is the host's",
 		"the vCPU stops after the first part of the access",
 		"its state is read there",
 		"the guest runs on to its hlt",

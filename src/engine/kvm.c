@@ -133,6 +133,7 @@ struct kvm_vm {
 	bool ioeventfd;	   /* KVM_IOEVENTFD with length 0 (any width) */
 	bool split;	   /* the split irqchip: KVM's LAPICs */
 	bool blockirq;	   /* KVM_GUESTDBG_BLOCKIRQ: no interrupt during a step */
+	bool smaller_phys; /* KVM_CAP_SMALLER_MAXPHYADDR */
 	/* split: the GSI routes (KVM_SET_GSI_ROUTING), the IOAPIC's pins
 	 * first, then the irqfds' */
 	pthread_mutex_t route_lock;
@@ -397,11 +398,20 @@ static void cpuid_mask(struct kvm_vm *k, int cpu, struct kvm_cpuid_entry2 *e)
 				"hidden from the guest\n",
 				e->function, e->index, regname[i], drop);
 	}
-	/* never more address bits than the host has */
+	/* Never more address bits than the host has. Nor fewer physical
+	 * ones where KVM cannot give a guest fewer than the host's
+	 * (KVM_CAP_SMALLER_MAXPHYADDR absent: with EPT or NPT the hardware
+	 * walks the guest's page tables and faults only on the host's
+	 * reserved bits, so a PTE with the model's bit 40 set would map
+	 * memory above the model's 1 TiB rather than fault). */
 	if (e->function == 0x80000008 && s) {
-		uint32_t phys = e->eax & 0xff, lin = (e->eax >> 8) & 0xff;
-		if ((s->eax & 0xff) && phys > (s->eax & 0xff))
-			phys = s->eax & 0xff;
+		uint32_t phys = e->eax & 0xff, lin = (e->eax >> 8) & 0xff, host = s->eax & 0xff;
+		if (host && (phys > host || (phys < host && !k->smaller_phys))) {
+			if (k->verbose && cpu == 0)
+				fprintf(stderr, "accord: kvm: the guest's MAXPHYADDR is the host's %u bits, not %u\n",
+					host, phys);
+			phys = host;
+		}
 		if (((s->eax >> 8) & 0xff) && lin > ((s->eax >> 8) & 0xff))
 			lin = (s->eax >> 8) & 0xff;
 		e->eax = (e->eax & ~0xffffu) | lin << 8 | phys;
@@ -637,6 +647,7 @@ static int kvm_vm_init(struct vm *vm)
 		return -1;
 	}
 	k->run_size = ioctl(k->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	k->smaller_phys = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SMALLER_MAXPHYADDR) > 0;
 	k->supported = get_supported_cpuid(k->sys_fd);
 	if (k->run_size <= 0 || !k->supported) {
 		fprintf(stderr, "accord: kvm: cannot query the host's KVM: %s\n", strerror(errno));

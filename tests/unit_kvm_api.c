@@ -51,6 +51,7 @@ static struct kvm_cpuid2 *cpuid_set0; /* the first KVM_SET_CPUID2's table */
 /* answer as a KVM with TSC scaling, on a host with HOST_PHYS physical
  * address bits, without KVM_CAP_SMALLER_MAXPHYADDR (VMX's default with EPT) */
 static bool conforming_tsc;
+static int last_vcpu_fd = -1; /* the vCPU KVM_CREATE_VCPU made last */
 
 static void record(int fd, unsigned long req, uint64_t val)
 {
@@ -94,6 +95,11 @@ int ioctl(int fd, unsigned long req, ...)
 		cpuid_set0 = malloc(n);
 		if (cpuid_set0)
 			memcpy(cpuid_set0, c, n);
+	}
+	if (req == KVM_CREATE_VCPU) {
+		int rc = (int)syscall(SYS_ioctl, fd, req, arg);
+		last_vcpu_fd = rc;
+		return rc;
 	}
 	return (int)syscall(SYS_ioctl, fd, req, arg);
 }
@@ -270,6 +276,47 @@ static void test_hypercall(struct vm *vm)
 					   "EAX %#x (want -KVM_ENOSYS, 0xfffffc18)", got);
 }
 
+/* With KVM's LAPICs an AP's INIT and SIPI wait in KVM until it runs or
+ * its run state is read (KVM_GET_MP_STATE carries them out): a state read
+ * between (a pause, a snapshot, gdb) must give the registers the SIPI
+ * set, not the ones from before it with the run state from after it */
+static void test_sipi(void)
+{
+	static struct vm vm;
+	char why[256];
+	struct cpu_state *s;
+
+	if (kvm_split_check(why, sizeof(why)) < 0) {
+		skip("an AP's state read after its SIPI holds the SIPI's CS:IP", why);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_SPLIT) < 0) {
+		ok(false, "vm_create with the split irqchip");
+		free(s);
+		return;
+	}
+	/* INIT, then SIPI with vector 0x10, to APIC ID 1: edge, physical */
+	/* KVM finds a LAPIC for a message in a map it rebuilds when a
+	 * LAPIC changes; a vCPU made after the last change is not in it
+	 * yet (the guest's first LAPIC writes rebuild it) */
+	struct kvm_lapic_state ls;
+	if (last_vcpu_fd < 0 || syscall(SYS_ioctl, last_vcpu_fd, KVM_GET_LAPIC, &ls) < 0 ||
+	    syscall(SYS_ioctl, last_vcpu_fd, KVM_SET_LAPIC, &ls) < 0) {
+		ok(false, "KVM_GET/SET_LAPIC on cpu%d", NCPUS - 1);
+		free(s);
+		return;
+	}
+	engine_kvm.msi(&vm, 0xfee00000ull | 1u << 12, 5u << 8);
+	engine_kvm.msi(&vm, 0xfee00000ull | 1u << 12, 6u << 8 | 0x10);
+	int rc = engine_kvm.get_state(vm.vcpu[1], s);
+	ok(rc == 0 && s->mp_state == KVM_MP_STATE_RUNNABLE && s->seg[1].sel == 0x1000 && s->seg[1].base == 0x10000 &&
+		   s->rip == 0,
+	   "an AP's state read after its SIPI holds the SIPI's CS:IP (run state %u, CS %#x base %#llx, IP %#llx)",
+	   s->mp_state, s->seg[1].sel, (unsigned long long)s->seg[1].base, (unsigned long long)s->rip);
+	free(s);
+}
+
 int main(void)
 {
 	static const char *const names[] = {
@@ -284,6 +331,7 @@ int main(void)
 		"the guest runs on to its hlt",
 		"a 4-byte MMIO read across a page reads both parts from the device",
 		"a KVM hypercall CPUID 0x40000001 does not announce is refused",
+		"an AP's state read after its SIPI holds the SIPI's CS:IP",
 	};
 	static struct vm vm;
 	char why[256];
@@ -307,6 +355,7 @@ int main(void)
 	test_cpuid(&vm);
 	test_fragments(&vm);
 	test_hypercall(&vm);
+	test_sipi();
 	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 	return n_fail ? 1 : 0;
 }

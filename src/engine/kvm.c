@@ -1718,7 +1718,7 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 	s->intr_shadow = ev.interrupt.shadow;
 	s->nmi_pending = ev.nmi.pending || ev.nmi.injected;
 	s->nmi_blocked = ev.nmi.masked;
-	s->halted = p->halted;
+	s->halted |= p->halted; /* or KVM's run state (state_get_lapic) */
 	return 0;
 }
 
@@ -1860,8 +1860,11 @@ static int state_get(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic)
 
 	io_complete(p);
 	memset(s, 0, sizeof(*s));
-	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 ||
-	    state_get_full(p, &sr, s) < 0 || (lapic && p->kvm->split && state_get_lapic(p, s) < 0))
+	/* the run state first: KVM_GET_MP_STATE carries out an INIT or SIPI
+	 * that KVM's LAPIC accepted for a vCPU not in KVM_RUN since, which
+	 * changes the registers read after it (a SIPI: CS:IP) */
+	if ((lapic && p->kvm->split && state_get_lapic(p, s) < 0) || ioctl(p->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 || state_get_full(p, &sr, s) < 0)
 		return -1;
 	s->r[R_RAX] = r.rax;
 	s->r[R_RCX] = r.rcx;

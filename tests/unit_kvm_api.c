@@ -2,7 +2,7 @@
  * where this project's hosts' KVM does something else or nothing, on the
  * real /dev/kvm with ioctl() interposed: the test's own ioctl() records
  * what the engine asks and answers for a conforming KVM where this host's
- * cannot (TSC scaling).
+ * cannot (TSC scaling; no smaller guest MAXPHYADDR than the host's).
  *  - KVM_SET_TSC_KHZ changes the TSC's rate, not its offset: each vCPU's
  *    IA32_TSC is written after the rate is set, with the VM clock;
  *  - CPUID: no leaf the model leaves zero is handed to KVM (KVM fills
@@ -12,7 +12,9 @@
  *  - an MMIO read that crosses a page is two exits; a vCPU stopped after
  *    the first (a pause) has its state read: the second part is served
  *    there too, and the guest reads the device's bytes, not stale ones;
- *  - KVM's hypercalls are limited to what CPUID 0x40000001 announces.
+ *  - KVM's hypercalls are limited to what CPUID 0x40000001 announces;
+ *  - with KVM's LAPICs, an AP's state read after KVM accepted its INIT
+ *    and SIPI is the SIPI's (KVM_GET_MP_STATE carries them out).
  * Without a usable /dev/kvm every check is a skip. Prints TAP. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,7 +52,7 @@ static int nrecs;
 static struct kvm_cpuid2 *cpuid_set0; /* the first KVM_SET_CPUID2's table */
 /* answer as a KVM with TSC scaling, on a host with HOST_PHYS physical
  * address bits, without KVM_CAP_SMALLER_MAXPHYADDR (VMX's default with EPT) */
-static bool conforming_tsc;
+static bool conforming;
 static int last_vcpu_fd = -1; /* the vCPU KVM_CREATE_VCPU made last */
 
 static void record(int fd, unsigned long req, uint64_t val)
@@ -67,11 +69,11 @@ int ioctl(int fd, unsigned long req, ...)
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	if (conforming_tsc && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_TSC_CONTROL)
+	if (conforming && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_TSC_CONTROL)
 		return 1;
-	if (conforming_tsc && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_SMALLER_MAXPHYADDR)
+	if (conforming && req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_SMALLER_MAXPHYADDR)
 		return 0;
-	if (conforming_tsc && req == KVM_GET_SUPPORTED_CPUID) {
+	if (conforming && req == KVM_GET_SUPPORTED_CPUID) {
 		struct kvm_cpuid2 *c = arg;
 		int rc = (int)syscall(SYS_ioctl, fd, req, arg);
 		for (uint32_t i = 0; rc == 0 && i < c->nent; i++)
@@ -79,7 +81,7 @@ int ioctl(int fd, unsigned long req, ...)
 				c->entries[i].eax = (c->entries[i].eax & ~0xffu) | HOST_PHYS;
 		return rc;
 	}
-	if (conforming_tsc && req == KVM_SET_TSC_KHZ) {
+	if (conforming && req == KVM_SET_TSC_KHZ) {
 		record(fd, req, (uintptr_t)arg);
 		return 0;
 	}
@@ -343,14 +345,14 @@ int main(void)
 		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 		return 0;
 	}
-	conforming_tsc = true;
+	conforming = true;
 	if (vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0) {
 		ok(false, "vm_create on the kvm engine");
 		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 		return 1;
 	}
 	uint64_t tsc_after = vm_tsc(&vm);
-	conforming_tsc = false;
+	conforming = false;
 	test_tsc(tsc_after);
 	test_cpuid(&vm);
 	test_fragments(&vm);

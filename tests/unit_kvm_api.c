@@ -5,6 +5,7 @@
  * cannot (TSC scaling; no smaller guest MAXPHYADDR than the host's).
  *  - KVM_SET_TSC_KHZ changes the TSC's rate, not its offset: each vCPU's
  *    IA32_TSC is written after the rate is set, with the VM clock;
+ *  - IA32_MISC_ENABLE is the model's (fast strings), not KVM's RESET value;
  *  - CPUID: no leaf the model leaves zero is handed to KVM (KVM fills
  *    0xD.0 EBX into an entry that exists: KVM_GET_CPUID2 cannot show it
  *    here, where KVM reports the host's leaves instead); MAXPHYADDR is
@@ -35,6 +36,7 @@
 
 #define NCPUS 2
 #define MSR_IA32_TSC 0x10
+#define MSR_MISC_ENABLE 0x1a0
 #define FRAG_BASE 0xd0000000ull
 /* a conforming host's MAXPHYADDR, where KVM cannot give the guest fewer */
 #define HOST_PHYS 46
@@ -90,6 +92,8 @@ int ioctl(int fd, unsigned long req, ...)
 		for (uint32_t i = 0; i < m->nmsrs; i++)
 			if (m->entries[i].index == MSR_IA32_TSC)
 				record(fd, req, m->entries[i].data);
+			else if (m->entries[i].index == MSR_MISC_ENABLE)
+				record(fd, MSR_MISC_ENABLE, m->entries[i].data);
 	}
 	if (req == KVM_SET_CPUID2 && !cpuid_set0) {
 		const struct kvm_cpuid2 *c = arg;
@@ -142,6 +146,26 @@ static void test_tsc(uint64_t tsc_after)
 			 "offset it chose for the host's rate)");
 	ok(n && in_range, "the TSC written is the VM clock at the guest's rate (at most %llu after creation)",
 	   (unsigned long long)tsc_after);
+}
+
+/* KVM's RESET value of IA32_MISC_ENABLE is 0x1800 (no fast strings);
+ * each vCPU gets the model's, as emu's CPU has it after its reset */
+static void test_misc_enable(void)
+{
+	struct cpu c;
+	int n = 0;
+	bool same = true;
+
+	memset(&c, 0, sizeof(c));
+	cpu_reset(&c);
+	for (int i = 0; i < nrecs; i++)
+		if (recs[i].req == MSR_MISC_ENABLE) {
+			n++;
+			same &= recs[i].val == c.misc_enable;
+		}
+	ok(n == NCPUS && same && (c.misc_enable & 1),
+	   "each vCPU's IA32_MISC_ENABLE is the model's reset value %#llx, fast strings on (%d written)",
+	   (unsigned long long)c.misc_enable, n);
 }
 
 static void test_cpuid(struct vm *vm)
@@ -325,6 +349,7 @@ int main(void)
 		"KVM_SET_TSC_KHZ on each vCPU",
 		"each vCPU's IA32_TSC is written after its KVM_SET_TSC_KHZ",
 		"the TSC written is the VM clock at the guest's rate",
+		"each vCPU's IA32_MISC_ENABLE is the model's reset value",
 		"no all-zero leaf handed to KVM_SET_CPUID2",
 		"without XSAVE in the model no leaf 0xD entry",
 		"without KVM_CAP_SMALLER_MAXPHYADDR the guest's MAXPHYADDR is the host's",
@@ -354,6 +379,7 @@ int main(void)
 	uint64_t tsc_after = vm_tsc(&vm);
 	conforming = false;
 	test_tsc(tsc_after);
+	test_misc_enable();
 	test_cpuid(&vm);
 	test_fragments(&vm);
 	test_hypercall(&vm);

@@ -70,6 +70,7 @@
 
 #define MSR_IA32_TSC 0x10
 #define MSR_APIC_BASE 0x1b
+#define MSR_MISC_ENABLE 0x1a0
 #define MSR_TSC_DEADLINE 0x6e0
 #define APIC_BASE_ENABLE (1ull << 11)
 #define APIC_BASE_ADDR 0x000ffffffffff000ull
@@ -830,6 +831,13 @@ static int kvm_vcpu_init(struct vcpu *v)
 	p->step = step_create(p);
 	if (!p->step)
 		return -1;
+	/* KVM's RESET leaves IA32_MISC_ENABLE with fast strings off (PEBS
+	 * and BTS unavailable: 0x1800), on which Linux turns ERMS and
+	 * REP_GOOD off; the model's value is accord's CPU's after its reset */
+	if (!msr_set(p, MSR_MISC_ENABLE, p->step->cpu.misc_enable)) {
+		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_MISC_ENABLE\n", v->index);
+		return -1;
+	}
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
 	cpuid_query(k->personality, v->index, 1, 0, &r);

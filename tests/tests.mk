@@ -274,3 +274,11 @@ TEST_SCRIPTS += tests/lint_scripts.sh
 # recording engine: no /dev/kvm needed)
 TEST_BINS += build/tests/unit_virtio_irqfd
 # ---- end virtio MSI-X irqfd release ----
+# ---- the kvm engine against a conforming KVM (owner: src/engine/kvm.c) ----
+# on /dev/kvm with ioctl() interposed: each vCPU's TSC written after
+# KVM_SET_TSC_KHZ (answered as a KVM with TSC scaling), no all-zero CPUID
+# leaf handed to KVM (it fills 0xD.0 EBX into one), an MMIO read across a
+# page completed part by part when the vCPU's state is read between the
+# parts (tests/unit_kvm_api.c; skips without /dev/kvm)
+TEST_BINS += build/tests/unit_kvm_api
+# ---- end kvm against a conforming KVM ----

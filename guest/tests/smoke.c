@@ -59,6 +59,16 @@ static void test_cpuid(void)
 	r = cpuid(0x80000001, 0);
 	check(r.edx & (1u << 29), "cpuid.long_mode",
 	      "leaf 0x80000001 EDX = 0x%08x without LM (bit 29)", r.edx);
+
+	/* leaf 0xD agrees with leaf 1's XSAVE (ECX bit 26): with it, x87
+	 * and SSE state and an area of at least the legacy region and the
+	 * header; without it, no state and no size (SDM vol. 1 13.2) */
+	bool xsave = cpuid(1, 0).ecx & (1u << 26);
+	r = cpuid(0xd, 0);
+	check(xsave ? (r.eax & 3) == 3 && r.ebx >= 576 && r.ecx >= r.ebx
+		    : !(r.eax | r.ebx | r.ecx | r.edx),
+	      "cpuid.leaf_d_matches_xsave", "XSAVE %s, leaf 0xD.0 = %08x %08x %08x %08x",
+	      xsave ? "on" : "off", r.eax, r.ebx, r.ecx, r.edx);
 }
 
 static void test_long_mode(void)

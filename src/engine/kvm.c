@@ -72,6 +72,7 @@
 
 #define MSR_IA32_TSC 0x10
 #define MSR_APIC_BASE 0x1b
+#define MSR_MISC_ENABLE 0x1a0
 #define MSR_TSC_DEADLINE 0x6e0
 #define APIC_BASE_ENABLE (1ull << 11)
 #define APIC_BASE_ADDR 0x000ffffffffff000ull
@@ -144,6 +145,7 @@ struct kvm_vm {
 	bool ioeventfd;	   /* KVM_IOEVENTFD with length 0 (any width) */
 	bool split;	   /* the split irqchip: KVM's LAPICs */
 	bool blockirq;	   /* KVM_GUESTDBG_BLOCKIRQ: no interrupt during a step */
+	bool smaller_phys; /* KVM_CAP_SMALLER_MAXPHYADDR */
 	/* split: the GSI routes (KVM_SET_GSI_ROUTING), the IOAPIC's pins
 	 * first, then the irqfds' */
 	pthread_mutex_t route_lock;
@@ -216,6 +218,8 @@ static int window_probe(char *why, size_t n);
 enum { STEP_DONE, STEP_CANNOT, STEP_SHUTDOWN };
 static int insn_step(struct kvm_vcpu_priv *p);
 static bool msr_get(struct kvm_vcpu_priv *p, uint32_t index, uint64_t *val);
+static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val);
+static uint64_t vm_ticks(struct kvm_vcpu_priv *p, uint64_t ns);
 static struct kvm_step *step_create(struct kvm_vcpu_priv *p);
 
 static inline struct kvm_vcpu_priv *priv(struct vcpu *v)
@@ -408,11 +412,20 @@ static void cpuid_mask(struct kvm_vm *k, int cpu, struct kvm_cpuid_entry2 *e)
 				"hidden from the guest\n",
 				e->function, e->index, regname[i], drop);
 	}
-	/* never more address bits than the host has */
+	/* Never more address bits than the host has. Nor fewer physical
+	 * ones where KVM cannot give a guest fewer than the host's
+	 * (KVM_CAP_SMALLER_MAXPHYADDR absent: with EPT or NPT the hardware
+	 * walks the guest's page tables and faults only on the host's
+	 * reserved bits, so a PTE with the model's bit 40 set would map
+	 * memory above the model's 1 TiB rather than fault). */
 	if (e->function == 0x80000008 && s) {
-		uint32_t phys = e->eax & 0xff, lin = (e->eax >> 8) & 0xff;
-		if ((s->eax & 0xff) && phys > (s->eax & 0xff))
-			phys = s->eax & 0xff;
+		uint32_t phys = e->eax & 0xff, lin = (e->eax >> 8) & 0xff, host = s->eax & 0xff;
+		if (host && (phys > host || (phys < host && !k->smaller_phys))) {
+			if (k->verbose && cpu == 0)
+				fprintf(stderr, "accord: kvm: the guest's MAXPHYADDR is the host's %u bits, not %u\n",
+					host, phys);
+			phys = host;
+		}
 		if (((s->eax >> 8) & 0xff) && lin > ((s->eax >> 8) & 0xff))
 			lin = (s->eax >> 8) & 0xff;
 		e->eax = (e->eax & ~0xffffu) | lin << 8 | phys;
@@ -450,7 +463,12 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	if (c->nent >= 256)
 		return -1;
 	cpuid_query(k->personality, cpu, leaf, sub, &r);
-	if (indexed && sub > 0 && !(r.eax | r.ebx | r.ecx | r.edx))
+	/* A leaf the model leaves all zero gets no entry: KVM answers zeros
+	 * for an absent leaf below the range's maximum, as the model does,
+	 * but fills sizes into an entry that exists (0xD.0 EBX from XCR0,
+	 * kvm_update_cpuid_runtime), which the guest would then read where
+	 * the model has no XSAVE. */
+	if (!(r.eax | r.ebx | r.ecx | r.edx))
 		return 0;
 	struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
 	memset(e, 0, sizeof(*e));
@@ -643,6 +661,7 @@ static int kvm_vm_init(struct vm *vm)
 		return -1;
 	}
 	k->run_size = ioctl(k->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	k->smaller_phys = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SMALLER_MAXPHYADDR) > 0;
 	k->supported = get_supported_cpuid(k->sys_fd);
 	if (k->run_size <= 0 || !k->supported) {
 		fprintf(stderr, "accord: kvm: cannot query the host's KVM: %s\n", strerror(errno));
@@ -787,8 +806,28 @@ static int kvm_vcpu_init(struct vcpu *v)
 		return -1;
 	}
 	tsc_rate_set(p);
+	/* KVM_SET_TSC_KHZ changes the rate, not the offset KVM_CREATE_VCPU
+	 * chose for the host's: scaled, the TSC would start from the
+	 * host's uptime times (ratio - 1), below zero (near 2^64) where the
+	 * guest's rate is the lower. It starts at the VM clock, as vm_tsc()
+	 * on emu, and KVM keeps the vCPUs' writes in step. */
+	if (!msr_set(p, MSR_IA32_TSC, vm_ticks(p, vm_now_ns(v->vm)))) {
+		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_TSC\n", v->index);
+		return -1;
+	}
 	if (cpuid_set(p) < 0)
 		return -1;
+	/* KVM answers its paravirtual hypercalls (and MSRs) whatever CPUID
+	 * says unless told to enforce it (api.rst KVM_CAP_ENFORCE_PV_FEATURE_CPUID):
+	 * the guest gets what 0x40000001 announces, which is accord's
+	 * kvmclock and no hypercall (none of them under --personality hyperv) */
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_ENFORCE_PV_FEATURE_CPUID) > 0) {
+		struct kvm_enable_cap pv = { .cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID, .args = { 1 } };
+		if (ioctl(p->fd, KVM_ENABLE_CAP, &pv) < 0) {
+			fprintf(stderr, "accord: kvm: KVM_CAP_ENFORCE_PV_FEATURE_CPUID: %s\n", strerror(errno));
+			return -1;
+		}
+	}
 	if (ioctl(p->fd, KVM_GET_REGS, &p->reset_regs) < 0 || ioctl(p->fd, KVM_GET_SREGS, &p->reset_sregs) < 0 ||
 	    ioctl(p->fd, KVM_GET_FPU, &p->reset_fpu) < 0 ||
 	    ioctl(p->fd, KVM_GET_VCPU_EVENTS, &p->reset_events) < 0 ||
@@ -805,6 +844,13 @@ static int kvm_vcpu_init(struct vcpu *v)
 	p->step = step_create(p);
 	if (!p->step)
 		return -1;
+	/* KVM's RESET leaves IA32_MISC_ENABLE with fast strings off (PEBS
+	 * and BTS unavailable: 0x1800), on which Linux turns ERMS and
+	 * REP_GOOD off; the model's value is accord's CPU's after its reset */
+	if (!msr_set(p, MSR_MISC_ENABLE, p->step->cpu.misc_enable)) {
+		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_MISC_ENABLE\n", v->index);
+		return -1;
+	}
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
 	cpuid_query(k->personality, v->index, 1, 0, &r);
@@ -915,15 +961,29 @@ static void timer_arm(struct kvm_vcpu_priv *p, int64_t ns)
 		p->timer_at_ns = at;
 }
 
+static void pio_exit(struct kvm_vcpu_priv *p);
+static void mmio_exit(struct kvm_vcpu_priv *p);
+
 /* Finish the exit KVM still owes (an IN's data, an MMIO read, an RDMSR)
  * without running guest code, so registers read or written now are those
- * after the instruction. */
+ * after the instruction. Completing one part of an access may stop at
+ * the next (KVM splits an MMIO access that crosses a page, or is wider
+ * than 8 bytes, into fragments; a string I/O instruction can need another
+ * batch): KVM_RUN then returns that exit, not EINTR, and it is served
+ * here as the run loop would. */
 static void io_complete(struct kvm_vcpu_priv *p)
 {
 	if (!p->io_pending)
 		return;
 	p->run->immediate_exit = 1;
-	ioctl(p->fd, KVM_RUN, 0);
+	while (ioctl(p->fd, KVM_RUN, 0) == 0) {
+		if (p->run->exit_reason == KVM_EXIT_MMIO)
+			mmio_exit(p);
+		else if (p->run->exit_reason == KVM_EXIT_IO)
+			pio_exit(p);
+		else
+			break;
+	}
 	p->run->immediate_exit = 0;
 	p->io_pending = false;
 	p->ready = false;
@@ -1082,8 +1142,6 @@ static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *h
 	return 0;
 }
 
-static bool msr_set(struct kvm_vcpu_priv *p, uint32_t index, uint64_t val);
-
 /* the MSRs of the split irqchip's LAPIC: KVM's (an instruction stepped on
  * accord's interpreter reaches them here) */
 static bool split_lapic_msr(struct kvm_vcpu_priv *p, uint32_t msr)
@@ -1174,6 +1232,30 @@ static void describe_internal(struct kvm_vcpu_priv *p, char *msg, size_t n)
 				(unsigned long long)run->internal.data[i]);
 	if (run->internal.ndata && len > 0 && (size_t)len < n)
 		snprintf(msg + len, n - len, ")");
+}
+
+/* KVM_EXIT_FAIL_ENTRY: the hardware refused the vCPU's state. VMX reports
+ * the exit reason with bit 31 set (SDM vol. 3C 26.8: 33 invalid guest
+ * state, 34 MSR loading, 41 machine check), or VM_INSTRUCTION_ERROR where
+ * VMLAUNCH/VMRESUME itself failed; SVM reports VMEXIT_INVALID (-1) for a
+ * VMCB that fails its consistency checks (APM vol. 2 15.5.1). */
+static void describe_fail_entry(struct kvm_vcpu_priv *p, char *msg, size_t n)
+{
+	uint64_t why = p->run->fail_entry.hardware_entry_failure_reason;
+	struct kvm_regs regs = { 0 };
+	const char *what = "";
+
+	ioctl(p->fd, KVM_GET_REGS, &regs);
+	if (why == 0x80000021)
+		what = ": VMX, invalid guest state";
+	else if (why == 0x80000022)
+		what = ": VMX, MSR loading";
+	else if (why == 0x80000029)
+		what = ": VMX, machine check";
+	else if (why == ~0ull)
+		what = ": SVM, invalid VMCB state";
+	snprintf(msg, n, "kvm: VM entry failed at rip %#llx (hardware reason %#llx%s, host CPU %u)",
+		 (unsigned long long)regs.rip, (unsigned long long)why, what, p->run->fail_entry.cpu);
 }
 
 /* Tell KVM what the debugger and the search for an interrupt window need,
@@ -1435,9 +1517,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct vcpu_exit *ex)
 		}
 		case KVM_EXIT_FAIL_ENTRY:
 			ex->kind = EXIT_ERROR;
-			snprintf(ex->msg, sizeof(ex->msg), "kvm: VM entry failed (hardware reason %#llx, host CPU %u)",
-				 (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
-				 run->fail_entry.cpu);
+			describe_fail_entry(p, ex->msg, sizeof(ex->msg));
 			return 0;
 		case KVM_EXIT_INTERNAL_ERROR:
 			if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
@@ -1660,7 +1740,7 @@ static int state_get_full(struct kvm_vcpu_priv *p, const struct kvm_sregs *sr, s
 	s->intr_shadow = ev.interrupt.shadow;
 	s->nmi_pending = ev.nmi.pending || ev.nmi.injected;
 	s->nmi_blocked = ev.nmi.masked;
-	s->halted = p->halted;
+	s->halted |= p->halted; /* or KVM's run state (state_get_lapic) */
 	return 0;
 }
 
@@ -1803,8 +1883,11 @@ static int state_read(struct kvm_vcpu_priv *p, struct cpu_state *s, bool lapic, 
 
 	io_complete(p);
 	memset(s, 0, sizeof(*s));
-	if (ioctl(p->fd, KVM_GET_REGS, &r) < 0 || ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 ||
-	    state_get_full(p, &sr, s) < 0 || (lapic && p->kvm->split && state_get_lapic(p, s) < 0))
+	/* the run state first: KVM_GET_MP_STATE carries out an INIT or SIPI
+	 * that KVM's LAPIC accepted for a vCPU not in KVM_RUN since, which
+	 * changes the registers read after it (a SIPI: CS:IP) */
+	if ((lapic && p->kvm->split && state_get_lapic(p, s) < 0) || ioctl(p->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(p->fd, KVM_GET_SREGS, &sr) < 0 || state_get_full(p, &sr, s) < 0)
 		return -1;
 	if (rp)
 		*rp = r;

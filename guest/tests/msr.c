@@ -390,11 +390,39 @@ static void user_enter(void *rip)
 	__builtin_unreachable();
 }
 
+/* SDM vol. 2B SYSCALL: from ring 3 to LSTAR with CS from STAR[47:32],
+ * CPL 0; the landing's ud2 proves ring 0 fetched it */
+extern char syscall_landing[];
+asm(".text\n"
+    "syscall_landing:\n\t"
+    "ud2\n");
+
+static void test_cpl3_syscall(void)
+{
+	struct trap t;
+	uint64_t efer = rdmsr(MSR_EFER), star = rdmsr(MSR_STAR), lstar = rdmsr(MSR_LSTAR),
+		 sfmask = rdmsr(MSR_SFMASK);
+	int v;
+
+	wrmsr(MSR_EFER, efer | EFER_SCE);
+	wrmsr(MSR_STAR, 0x001b0010ul << 32);
+	wrmsr(MSR_LSTAR, (uint64_t)syscall_landing);
+	wrmsr(MSR_SFMASK, 0x47700);
+	v = trap_catch(user_enter, (void *)(USER_PAGE + 8), &t);
+	check(v == VEC_UD && t.rip == (uint64_t)syscall_landing, "cpl3.syscall_lands_at_lstar",
+	      "ring-3 SYSCALL: %s (error 0x%lx) at 0x%lx, cr2 0x%lx, expected #UD at LSTAR 0x%lx in ring 0",
+	      trap_name(v), t.error_code, t.rip, t.cr2, (uint64_t)syscall_landing);
+	wrmsr(MSR_EFER, efer);
+	wrmsr(MSR_STAR, star);
+	wrmsr(MSR_LSTAR, lstar);
+	wrmsr(MSR_SFMASK, sfmask);
+}
+
 static void test_cpl3(void)
 {
 	extern uint64_t gdt[], pml4[], pdpt[];
-	/* rdmsr; ud2 and wrmsr; ud2 */
-	static const uint8_t stubs[] = { 0x0f, 0x32, 0x0f, 0x0b, 0x0f, 0x30, 0x0f, 0x0b };
+	/* rdmsr; ud2 and wrmsr; ud2, syscall; ud2 */
+	static const uint8_t stubs[] = { 0x0f, 0x32, 0x0f, 0x0b, 0x0f, 0x30, 0x0f, 0x0b, 0x0f, 0x05, 0x0f, 0x0b };
 	uint64_t tss = ((gdt[SEL_TSS / 8] >> 16) & 0xffffff) |
 		       (((gdt[SEL_TSS / 8] >> 56) & 0xff) << 24) |
 		       (gdt[SEL_TSS / 8 + 1] << 32);
@@ -417,6 +445,7 @@ static void test_cpl3(void)
 		      i ? "WRMSR" : "RDMSR", trap_name(v), t.error_code, t.rip,
 		      USER_PAGE + 4 * i);
 	}
+	test_cpl3_syscall();
 	asm volatile("movw %w0, %%ds\n\tmovw %w0, %%es\n\t"
 		     "movw %w0, %%fs\n\tmovw %w0, %%gs"
 		     : : "r"(SEL_DATA));

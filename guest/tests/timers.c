@@ -430,12 +430,11 @@ static void test_timer_oneshot(void)
 	      ccr);
 }
 
-static void test_timer_periodic(void)
+/* the LAPIC timer periodic with IF=1 from now: the PM timer's count at
+ * its start */
+static uint32_t timer_periodic_start(uint32_t period)
 {
-	uint32_t period = apic_hz / 1000 ? apic_hz / 1000 : 1000; /* 1 ms */
-	uint32_t start, elapsed_us;
-	unsigned n, after;
-	bool got;
+	uint32_t start;
 
 	reset_counts();
 	lapic_write(APIC_TIMER_DCR, 0xb);
@@ -443,6 +442,17 @@ static void test_timer_periodic(void)
 	sti();
 	start = pm_read();
 	lapic_write(APIC_TIMER_ICR, period);
+	return start;
+}
+
+static void test_timer_periodic(void)
+{
+	uint32_t period = apic_hz / 1000 ? apic_hz / 1000 : 1000; /* 1 ms */
+	uint32_t start, elapsed_us;
+	unsigned n, after;
+	bool got;
+
+	start = timer_periodic_start(period);
 	/* Five interrupts take at least four periods (SDM 11.5.4: one per
 	 * period). The upper bound is only a give-up: a VMM whose vCPU is
 	 * descheduled coalesces periods into one pending interrupt, so how
@@ -573,12 +583,7 @@ static void test_sse_stretch(void)
 		sse.v[i / 4][i % 4] = ref.v[i / 4][i % 4] = mix_msg[(i * 7) & 15] ^ (uint32_t)i;
 	/* SDM vol. 3A 2.5: SSE instructions need CR4.OSFXSR */
 	write_cr4(cr4 | CR4_OSFXSR);
-	reset_counts();
-	lapic_write(APIC_TIMER_DCR, 0xb);
-	lapic_write(APIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
-	sti();
-	start = pm_read();
-	lapic_write(APIC_TIMER_ICR, period);
+	start = timer_periodic_start(period);
 	while ((count[VEC_TIMER] < 3 || rounds < SSE_MIN_ROUNDS) && pm_since(start) < us_to_pm(3000000)) {
 		mix_sse(&sse, SSE_CHUNK);
 		rounds += SSE_CHUNK;

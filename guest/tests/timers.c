@@ -397,9 +397,15 @@ static void calibrate_apic(void)
 	printf("# APIC timer %lu Hz (calibrated)\n", apic_hz);
 }
 
+/* LAPIC timer counts (divide by 1) in 1 ms, once calibrated */
+static uint32_t apic_ticks_1ms(void)
+{
+	return apic_hz / 1000 ? apic_hz / 1000 : 1000;
+}
+
 static void test_timer_oneshot(void)
 {
-	uint32_t ccr, initial = apic_hz / 1000 ? apic_hz / 1000 : 1000; /* 1 ms */
+	uint32_t ccr, initial = apic_ticks_1ms();
 	bool fired;
 
 	reset_counts();
@@ -430,9 +436,9 @@ static void test_timer_oneshot(void)
 	      ccr);
 }
 
-/* the LAPIC timer periodic with IF=1 from now: the PM timer's count at
- * its start */
-static uint32_t timer_periodic_start(uint32_t period)
+/* the LAPIC timer periodic at 1 ms with IF=1 from now: the PM timer's
+ * count at its start */
+static uint32_t timer_periodic_start(void)
 {
 	uint32_t start;
 
@@ -441,18 +447,17 @@ static uint32_t timer_periodic_start(uint32_t period)
 	lapic_write(APIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
 	sti();
 	start = pm_read();
-	lapic_write(APIC_TIMER_ICR, period);
+	lapic_write(APIC_TIMER_ICR, apic_ticks_1ms());
 	return start;
 }
 
 static void test_timer_periodic(void)
 {
-	uint32_t period = apic_hz / 1000 ? apic_hz / 1000 : 1000; /* 1 ms */
 	uint32_t start, elapsed_us;
 	unsigned n, after;
 	bool got;
 
-	start = timer_periodic_start(period);
+	start = timer_periodic_start();
 	/* Five interrupts take at least four periods (SDM 11.5.4: one per
 	 * period). The upper bound is only a give-up: a VMM whose vCPU is
 	 * descheduled coalesces periods into one pending interrupt, so how
@@ -568,7 +573,6 @@ static void mix_ref(struct mix *m, uint32_t n)
  * timer's interrupts must come while it runs. */
 static void test_sse_stretch(void)
 {
-	uint32_t period = apic_hz / 1000 ? apic_hz / 1000 : 1000;
 	static struct mix sse, ref;
 	uint32_t rounds = 0, start;
 	uint64_t cr4 = read_cr4();
@@ -583,7 +587,7 @@ static void test_sse_stretch(void)
 		sse.v[i / 4][i % 4] = ref.v[i / 4][i % 4] = mix_msg[(i * 7) & 15] ^ (uint32_t)i;
 	/* SDM vol. 3A 2.5: SSE instructions need CR4.OSFXSR */
 	write_cr4(cr4 | CR4_OSFXSR);
-	start = timer_periodic_start(period);
+	start = timer_periodic_start();
 	while ((count[VEC_TIMER] < 3 || rounds < SSE_MIN_ROUNDS) && pm_since(start) < us_to_pm(3000000)) {
 		mix_sse(&sse, SSE_CHUNK);
 		rounds += SSE_CHUNK;

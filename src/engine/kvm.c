@@ -2453,7 +2453,7 @@ static bool ahead_allow(void *opaque, const struct insn *in)
 			return reg_only; /* setcc, shld/shrd, bts/btr/btc, cmpxchg, xadd */
 		return false;
 	}
-	if (op < 0x40 && (op & 7) < 6 && (op & 0xf0) != 0xf0) {
+	if (op < 0x40 && (op & 7) < 6) {
 		/* the ALU rows: r/m op= r only to a register; cmp never writes */
 		if ((op & 7) >= 2 || (op & 0x38) == 0x38)
 			return true;
@@ -2518,11 +2518,12 @@ static uint64_t step_ahead(struct kvm_vcpu_priv *p, struct kvm_step *st)
 
 /* KVM stopped at an instruction its emulator cannot run: run that one
  * instruction on accord's CPU with the vCPU's whole state, run on
- * (step_ahead), and hand the state back. Its faults, and the exceptions it raises (int3's #BP), go
- * through the guest's IDT as a CPU delivers them. STEP_CANNOT (nothing
- * changed) when the interpreter cannot run it either: it raised #UD for
- * an opcode that is not one of the undefined-opcode instructions, or the
- * vCPU was in the middle of an event delivery. */
+ * (step_ahead), and hand the state back. Its faults, and the exceptions
+ * it raises (int3's #BP), go through the guest's IDT as a CPU delivers
+ * them. STEP_CANNOT (nothing changed) when the interpreter cannot run it
+ * either: it raised #UD for an opcode that is not one of the
+ * undefined-opcode instructions, or the vCPU was in the middle of an
+ * event delivery. */
 static int insn_step(struct kvm_vcpu_priv *p)
 {
 	struct kvm_step *st = p->step;

@@ -31,6 +31,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/guest-tap.bash
+. tests/lib/kvm-compare.bash
 
 ACCORD=${ACCORD:-build/accord}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-300}
@@ -154,11 +155,6 @@ else
 fi
 
 # ---- (c) the guest test kernels on kvm, compared with emu ----
-# results FILE: "name result" per PASS/FAIL/SKIP line, in order
-results() {
-	sed -n 's/\r$//; s/^\(PASS\|FAIL\|SKIP\) \([^:]*\).*/\2 \1/p' "$1"
-}
-
 kvm_usable=1
 if ! err=$("$ACCORD" run --kernel /nonexistent --accel kvm 2>&1 </dev/null) &&
 	[[ $err == "accord: --accel kvm: "* ]]; then
@@ -201,12 +197,6 @@ for entry in "${kernels[@]}"; do
 	guest_vmm_args accord "$name" "$tmp"
 	run_guest "$tmp/emu.out" "$tmp/emu.err" --kernel "$image" --accel emu "${GUEST_ARGS[@]}"
 	emu_status=$RUN_STATUS
-	declare -A emu_res=() emu_why=()
-	while read -r t r; do emu_res[$t]=$r; done < <(results "$tmp/emu.out")
-	while IFS= read -r line; do
-		t=${line#FAIL }
-		emu_why[${t%%:*}]=${t#*: }
-	done < <(grep '^FAIL ' "$tmp/emu.out" | tr -d '\r')
 	irqchips=(user)
 	[ "$split_usable" -eq 0 ] || [[ $variant == *.pvh ]] || [[ " $SPLIT_FAMILIES " != *" $name "* ]] ||
 		irqchips+=(split)
@@ -214,54 +204,16 @@ for entry in "${kernels[@]}"; do
 		label="$variant on kvm (irqchip $irqchip)"
 		# and the accord:kvm entries of the list every runner reads
 		# (guest/known-deviations) for this host's KVM and this irqchip
-		declare -A diffs=()
-		for t in "${!KVM_DIFFERENCES[@]}"; do diffs[$t]=${KVM_DIFFERENCES[$t]}; done
+		declare -A DIFFS=()
+		for t in "${!KVM_DIFFERENCES[@]}"; do DIFFS[$t]=${KVM_DIFFERENCES[$t]}; done
 		KNOWN_DEVIATIONS=()
 		load_known_deviations accord:kvm "kvm=$kvm_kind irqchip=$irqchip"
-		for t in "${!KNOWN_DEVIATIONS[@]}"; do diffs[$t]=${KNOWN_DEVIATIONS[$t]}; done
+		for t in "${!KNOWN_DEVIATIONS[@]}"; do DIFFS[$t]=${KNOWN_DEVIATIONS[$t]}; done
 		run_guest "$tmp/kvm.out" "$tmp/kvm.err" --kernel "$image" --accel kvm --irqchip "$irqchip" "${GUEST_ARGS[@]}"
-		kvm_status=$RUN_STATUS
-		declare -A seen=()
-		listed=0
-		while read -r t r; do
-			seen[$t]=1
-			e=${emu_res[$t]:-}
-			if [ "$r" = "$e" ]; then
-				tap_ok "$label/$t: $r as on emu"
-			elif [ -n "${diffs[$name/$t]:-}" ]; then
-				tap_todo "$label/$t" "${diffs[$name/$t]} (kvm $r, emu ${e:-no line})"
-				[ "$r" != FAIL ] || listed=$((listed + 1))
-			else
-				why=$(grep -m1 "^FAIL $t:" "$tmp/kvm.out" | tr -d '\r')
-				[ "$e" = FAIL ] && why="emu: ${emu_why[$t]}"
-				tap_not_ok "$label/$t: kvm $r, emu ${e:-no line}" "$why"
-			fi
-		done < <(results "$tmp/kvm.out")
-		missing=0
-		for t in "${!emu_res[@]}"; do
-			[ -n "${seen[$t]:-}" ] || missing=$((missing + 1))
+		kvm_compare "$label" "$name" "$tmp/kvm.out" "$tmp/kvm.err" "$RUN_STATUS" "$tmp/emu.out" "$emu_status" \
+			$((1 - kvm_fast))
+		unset DIFFS
 	done
-	kvm_err=$(grep -m1 'accord: the VM failed: ' "$tmp/kvm.err")
-	kvm_err=${kvm_err#accord: the VM failed: }
-	if ! grep -q '^DONE ' "$tmp/emu.out"; then
-		tap_not_ok "$label: the emu run to compare with" "status $emu_status, no DONE line"
-	elif [ "$kvm_fast" -eq 0 ] && [[ $kvm_err == kvm:* ]]; then
-		# the host's KVM emulates ring-0 code and lacks an instruction
-		tap_skip "$label: $missing further checks" "this host's KVM stopped the guest: $kvm_err"
-	elif [ "$missing" -eq 0 ] && [ "$kvm_status" -ne "$emu_status" ] && [ "$listed" -gt 0 ] &&
-		! grep -q '^FAIL ' <(grep '^FAIL ' "$tmp/kvm.out" | tr -d '\r' | while IFS= read -r l; do
-			t=${l#FAIL }; t=${t%%:*}; [ -n "${diffs[$name/$t]:-}" ] || echo "$l"; done); then
-		# the exit status differs only through the listed differences
-		tap_todo "$label: the whole run" "kvm status $kvm_status, emu $emu_status, from the $listed listed differences"
-	elif [ "$missing" -ne 0 ] || [ "$kvm_status" -ne "$emu_status" ]; then
-		tap_not_ok "$label: the whole run" \
-			"kvm status $kvm_status, emu $emu_status; $missing checks missing; ${kvm_err:-$(head -n 3 "$tmp/kvm.err")}"
-	else
-		tap_ok "$label: the whole run ends as on emu ($(grep -m1 '^DONE' "$tmp/kvm.out" | tr -d '\r'))"
-	fi
-	unset seen diffs
-	done
-	unset emu_res emu_why
 done
 
 # ---- (c2) virtio notifies through KVM_IOEVENTFD ----

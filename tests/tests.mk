@@ -87,6 +87,9 @@ TEST_BINS += build/tests/unit_boot
 # --accel auto's probe and fallback, --accel kvm without a device, the guest
 # test kernels on kvm compared with emu, Linux on kvm where KVM is fast
 TEST_SCRIPTS += tests/kvm_engine.sh
+# the same on a host with AMD-V (QEMU's TCG with -cpu max, kvm_amd, accord
+# inside): the guest test kernels compared with emu, --accel auto
+TEST_SCRIPTS += tests/kvm_svm.sh
 # ---- end kvm engine ----
 
 # ---- gdb stub and lockstep (owner: src/vm/gdbstub.c, tools/lockstep) ----

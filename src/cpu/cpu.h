@@ -402,11 +402,18 @@ static inline uint64_t seg_lin(struct cpu *c, int seg, uint64_t off)
 /* operand helpers for instruction families (inline: every instruction
  * uses them) */
 
+/* bits 63:47 all equal: canonical with 48-bit linear addresses (the CPU
+ * model has no LA57) */
+static inline bool lin_canonical(uint64_t lin)
+{
+	return (int64_t)(lin << 16) >> 16 == (int64_t)lin;
+}
+
 /* In 64-bit mode a non-canonical address through SS raises #SS(0), through
  * any other segment #GP(0) (mmu.c) */
 static inline uint64_t ss_canonical(struct cpu *c, uint64_t lin)
 {
-	if (c->mode == 64 && (int64_t)(lin << 16) >> 16 != (int64_t)lin)
+	if (c->mode == 64 && !lin_canonical(lin))
 		cpu_fault(c, EXC_SS, 0);
 	return lin;
 }

@@ -20,11 +20,6 @@
 #define PTE_ADDR (((1ull << PHYS_BITS) - 1) & ~0xfffull)
 #define PTE_RSVD_ADDR (((1ull << 52) - 1) & ~((1ull << PHYS_BITS) - 1))
 
-static inline bool lin_canonical(uint64_t lin)
-{
-	return (int64_t)(lin << 16) >> 16 == (int64_t)lin;
-}
-
 uint64_t phys_read(struct cpu *c, uint64_t gpa, int size)
 {
 	uint8_t *p = c->bus.gpa_page(c->bus.opaque, gpa & ~0xfffull, false);

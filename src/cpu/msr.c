@@ -27,11 +27,6 @@
 #define ARCH_CAP_EMU (1ull << 0 | 1ull << 4 | 1ull << 5 | 1ull << 8 | 1ull << 13 | 1ull << 14 | \
 		      1ull << 15 | 1ull << 24 | 1ull << 26 | 1ull << 27)
 
-static bool canonical(uint64_t v)
-{
-	return (int64_t)(v << 16) >> 16 == (int64_t)v;
-}
-
 bool msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
 {
 	switch (msr) {
@@ -69,8 +64,8 @@ bool msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 	case MSR_TSC_ADJUST: c->tsc_adjust = (int64_t)v; return true;
 	case MSR_UCODE_REV: c->ucode_rev = 0; return true; /* writing 0 primes the read */
 	case MSR_SYSENTER_CS: c->sysenter_cs = v; return true;
-	case MSR_SYSENTER_ESP: if (!canonical(v)) cpu_gp0(c); c->sysenter_esp = v; return true;
-	case MSR_SYSENTER_EIP: if (!canonical(v)) cpu_gp0(c); c->sysenter_eip = v; return true;
+	case MSR_SYSENTER_ESP: if (!lin_canonical(v)) cpu_gp0(c); c->sysenter_esp = v; return true;
+	case MSR_SYSENTER_EIP: if (!lin_canonical(v)) cpu_gp0(c); c->sysenter_eip = v; return true;
 	case MSR_MISC_ENABLE:
 		/* fast strings and the bits Linux toggles; limit CPUID (bit 22)
 		 * and XD disable (bit 34) are refused */
@@ -88,12 +83,12 @@ bool msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 		return true;
 	case MSR_EFER: cpu_set_efer(c, v); return true;
 	case MSR_STAR: c->star = v; return true;
-	case MSR_LSTAR: if (!canonical(v)) cpu_gp0(c); c->lstar = v; return true;
-	case MSR_CSTAR: if (!canonical(v)) cpu_gp0(c); c->cstar = v; return true;
+	case MSR_LSTAR: if (!lin_canonical(v)) cpu_gp0(c); c->lstar = v; return true;
+	case MSR_CSTAR: if (!lin_canonical(v)) cpu_gp0(c); c->cstar = v; return true;
 	case MSR_SFMASK: c->sfmask = v & 0xffffffff; return true;
-	case MSR_FS_BASE: if (!canonical(v)) cpu_gp0(c); c->seg[S_FS].base = v; return true;
-	case MSR_GS_BASE: if (!canonical(v)) cpu_gp0(c); c->seg[S_GS].base = v; return true;
-	case MSR_KERNEL_GS_BASE: if (!canonical(v)) cpu_gp0(c); c->kernel_gs_base = v; return true;
+	case MSR_FS_BASE: if (!lin_canonical(v)) cpu_gp0(c); c->seg[S_FS].base = v; return true;
+	case MSR_GS_BASE: if (!lin_canonical(v)) cpu_gp0(c); c->seg[S_GS].base = v; return true;
+	case MSR_KERNEL_GS_BASE: if (!lin_canonical(v)) cpu_gp0(c); c->kernel_gs_base = v; return true;
 	case MSR_TSC_AUX: if (v >> 32) cpu_gp0(c); c->tsc_aux = v; return true;
 	}
 	return false;

@@ -72,6 +72,8 @@
 
 #define MSR_IA32_TSC 0x10
 #define MSR_APIC_BASE 0x1b
+#define MSR_SYSENTER_ESP 0x175
+#define MSR_SYSENTER_EIP 0x176
 #define MSR_MISC_ENABLE 0x1a0
 #define MSR_TSC_DEADLINE 0x6e0
 #define APIC_BASE_ENABLE (1ull << 11)
@@ -146,6 +148,7 @@ struct kvm_vm {
 	bool split;	   /* the split irqchip: KVM's LAPICs */
 	bool blockirq;	   /* KVM_GUESTDBG_BLOCKIRQ: no interrupt during a step */
 	bool smaller_phys; /* KVM_CAP_SMALLER_MAXPHYADDR */
+	bool emu_fail_exits; /* KVM_CAP_EXIT_ON_EMULATION_FAILURE enabled */
 	/* split: the GSI routes (KVM_SET_GSI_ROUTING), the IOAPIC's pins
 	 * first, then the irqfds' */
 	pthread_mutex_t route_lock;
@@ -599,20 +602,27 @@ static int msr_filter_set(int vm_fd, bool split)
 	static uint8_t deny[0x200 / 8]; /* all zero: every MSR of a range exits */
 	static const struct {
 		uint32_t base, n;
-		bool lapic; /* the split irqchip's LAPIC (KVM's) serves it */
+		bool lapic;	 /* the split irqchip's LAPIC (KVM's) serves it */
+		bool write_only; /* reads stay in KVM */
 	} ranges[] = {
-		{ MSR_APIC_BASE, 1, true },
-		{ MSR_TSC_DEADLINE, 1, true },
-		{ 0x40000000, 0x200, false }, /* Hyper-V (TLFS) */
-		{ 0x11, 2, false },	       /* MSR_KVM_WALL_CLOCK, MSR_KVM_SYSTEM_TIME */
-		{ 0x4b564d00, 0x100, false }, /* KVM's paravirtual MSRs */
+		{ MSR_APIC_BASE, 1, true, false },
+		{ MSR_TSC_DEADLINE, 1, true, false },
+		{ 0x40000000, 0x200, false, false }, /* Hyper-V (TLFS) */
+		{ 0x11, 2, false, false },	      /* MSR_KVM_WALL_CLOCK, MSR_KVM_SYSTEM_TIME */
+		{ 0x4b564d00, 0x100, false, false }, /* KVM's paravirtual MSRs */
+		/* KVM keeps a non-canonical SYSENTER_ESP/EIP where it
+		 * intercepts them (AMD: x86.c's __kvm_set_msr makes the value
+		 * canonical, as an AMD CPU ignores it); the GenuineIntel model
+		 * raises #GP(0) (SDM vol. 2B WRMSR) */
+		{ MSR_SYSENTER_ESP, 2, false, true },
 	};
 	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
 	int n = 0;
 	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
 		if (split && ranges[i].lapic)
 			continue;
-		f.ranges[n].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+		f.ranges[n].flags = ranges[i].write_only ? KVM_MSR_FILTER_WRITE
+							 : KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
 		f.ranges[n].base = ranges[i].base;
 		f.ranges[n].nmsrs = ranges[i].n;
 		f.ranges[n].bitmap = deny;
@@ -712,6 +722,14 @@ static int kvm_vm_init(struct vm *vm)
 	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || msr_filter_set(k->vm_fd, k->split) < 0) {
 		fprintf(stderr, "accord: kvm: cannot send MSRs to accord's model: %s\n", strerror(errno));
 		return -1;
+	}
+	/* An instruction KVM's emulator lacks (an SSE load from MMIO, ...)
+	 * comes to accord's interpreter (insn_step). Without this capability
+	 * (Linux 5.14) KVM exits so only at CPL 0, with #UD already queued,
+	 * and at CPL 3 injects #UD instead. */
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0) {
+		struct kvm_enable_cap ef = { .cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE, .args = { 1 } };
+		k->emu_fail_exits = ioctl(k->vm_fd, KVM_ENABLE_CAP, &ef) == 0;
 	}
 	/* virtio notifies: Linux writes 16 bits, other drivers 32; one
 	 * registration of length 0 catches either */
@@ -1169,6 +1187,8 @@ static bool machine_msr_write(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t va
 		return msr_set(p, msr, val);
 	if (msr == MSR_TSC_DEADLINE)
 		return deadline_write(p, val);
+	if (msr == MSR_SYSENTER_ESP || msr == MSR_SYSENTER_EIP)
+		return lin_canonical(val) && msr_set(p, msr, val);
 	return vm_msr_write(p->v, msr, val);
 }
 
@@ -2524,6 +2544,33 @@ static uint64_t step_ahead(struct kvm_vcpu_priv *p, struct kvm_step *st)
  * either: it raised #UD for an opcode that is not one of the
  * undefined-opcode instructions, or the vCPU was in the middle of an
  * event delivery. */
+/* Without KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM (Linux 5.x-6.x,
+ * handle_emulation_failure) queues #UD for the instruction and then exits
+ * to user space at CPL 0: that #UD is KVM's, not the instruction's, and
+ * goes before the instruction runs on accord's CPU. */
+static int drop_queued_ud(struct kvm_vcpu_priv *p)
+{
+	struct kvm_vcpu_events ev;
+
+	if (ioctl(p->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	if (!(ev.exception.pending || ev.exception.injected) || ev.exception.nr != EXC_UD)
+		return 0;
+	ev.exception.pending = ev.exception.injected = 0;
+	ev.exception.has_error_code = 0;
+	ev.exception_has_payload = 0;
+	return ioctl(p->fd, KVM_SET_VCPU_EVENTS, &ev);
+}
+
+/* STEP_CANNOT, with the reason under ACCORD_VERBOSE=1 */
+static int step_cannot(struct kvm_vcpu_priv *p, const char *why)
+{
+	if (p->kvm->verbose)
+		fprintf(stderr, "accord: kvm: cpu%d: cannot step the instruction KVM could not emulate: %s\n",
+			p->v->index, why);
+	return STEP_CANNOT;
+}
+
 static int insn_step(struct kvm_vcpu_priv *p)
 {
 	struct kvm_step *st = p->step;
@@ -2532,21 +2579,24 @@ static int insn_step(struct kvm_vcpu_priv *p)
 	int fault;
 
 	if (!st)
-		return STEP_CANNOT;
+		return step_cannot(p, "no interpreter for this vCPU");
+	if (!p->kvm->emu_fail_exits && drop_queued_ud(p) < 0)
+		return step_cannot(p, "KVM's #UD for the instruction cannot be taken back");
 	if (state_get_regs(p, &st->before, &r) < 0)
-		return STEP_CANNOT;
+		return step_cannot(p, "the vCPU's state cannot be read");
 	st->before.flags = CPU_STATE_FULL;
 	if (emu_state_load(&st->cpu, &st->before) < 0)
-		return STEP_CANNOT;
+		return step_cannot(p, st->before.lapic_size ? "the state holds KVM's LAPIC"
+							    : "the vCPU is in the middle of an event delivery");
 	struct cpu *c = &st->cpu;
 	st->lapic_write = false;
 	enum cpu_stop stop = cpu_step(c, &in, &fault);
 	if (st->lapic_write)
-		return STEP_CANNOT;
+		return step_cannot(p, "the instruction writes KVM's LAPIC");
 	if (stop == STOP_SHUTDOWN)
 		return STEP_SHUTDOWN;
 	if (fault == EXC_UD && !ud_defined(c, &in))
-		return STEP_CANNOT;
+		return step_cannot(p, "accord's interpreter has no such instruction either (#UD)");
 	uint64_t rip = c->insn_rip, ahead = stop == STOP_NONE && fault < 0 ? step_ahead(p, st) : 0;
 	emu_state_save(c, &st->after);
 	st->after.flags = CPU_STATE_FULL;

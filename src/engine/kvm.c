@@ -72,6 +72,8 @@
 
 #define MSR_IA32_TSC 0x10
 #define MSR_APIC_BASE 0x1b
+#define MSR_PLATFORM_INFO 0xce
+#define MSR_MISC_FEATURES_ENABLES 0x140
 #define MSR_SYSENTER_ESP 0x175
 #define MSR_SYSENTER_EIP 0x176
 #define MSR_MISC_ENABLE 0x1a0
@@ -615,6 +617,11 @@ static int msr_filter_set(int vm_fd, bool split)
 		 * canonical, as an AMD CPU ignores it); the GenuineIntel model
 		 * raises #GP(0) (SDM vol. 2B WRMSR) */
 		{ MSR_SYSENTER_ESP, 2, false, true },
+		/* KVM answers these itself, with CPUID faulting on offer
+		 * (Linux's cpuid_fault flag); the model has neither, so the
+		 * guest gets #GP as on emu */
+		{ MSR_PLATFORM_INFO, 1, false, false },
+		{ MSR_MISC_FEATURES_ENABLES, 1, false, false },
 	};
 	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
 	int n = 0;

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The stock Debian kernel on the kvm engine on a host with hardware
+# virtualization (tests/lib/svm-host.bash: the stock kernel under QEMU's TCG
+# with -cpu max, whose CPU has AMD-V with nested paging, kvm_amd, accord
+# inside), and compared with the same boot on emu here.
+#  (a) with --accel kvm --irqchip user and no command-line workarounds, with
+#      one CPU and with two: the guest's init runs /autotest.sh (user space,
+#      which this project's emulating KVM cannot run), uname -r is the
+#      pinned release, nproc and /proc/cpuinfo count the CPUs, the guest's
+#      /bin/busybox hashes as the image's, a virtio-blk disk reads back the
+#      host's random pattern through MSI-X interrupts, and poweroff ends
+#      accord with status 0;
+#  (b) "exactly as on emu": the same image and /autotest.sh on emu here
+#      (two CPUs), and what the guest reports compared line by line with
+#      each kvm boot: the kernel's FPU lines (x86/fpu:), the CPUs' flags in
+#      /proc/cpuinfo, the clocksource and those on offer, the kernel's
+#      warnings (WARNING, BUG, Call Trace, segfault). A difference is
+#      TODO only when SVM_LINUX_DIFFERENCES below gives the reason.
+# Without qemu-system-x86_64, a host image or a guest image: one skip with
+# the reason.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/linux-guest.bash
+. tests/lib/svm-host.bash
+
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
+IMG=build/guest-image-virtio
+MIB=1048576
+test_tmp
+
+# what the guest may report differently on this kvm and on emu, with the
+# reason (key: the report's name, as in the L2 lines below)
+declare -A SVM_LINUX_DIFFERENCES=()
+
+if [ ! -x "$ACCORD" ]; then
+	tap_not_ok "linux on kvm with AMD-V" "$ACCORD is missing (make all)"
+	tap_summary
+	exit 1
+fi
+accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
+svm_host_image "linux on kvm with AMD-V"
+guest_image "linux on kvm with AMD-V" "virtio_pci virtio_blk"
+release=$(cat "$IMG/kernel.release")
+
+# The guest's checks: its init runs /autotest.sh (accord.autotest), which a
+# second archive replaces; each report is one "L2: name value" line on the
+# console.
+mkdir -p "$tmp/l2/bin"
+cat >"$tmp/l2/autotest.sh" <<'EOF'
+#!/bin/sh
+r() { echo "L2: $*"; }
+r "uname $(uname -r)"
+r "nproc $(nproc)"
+r "cpuinfo $(grep -c '^processor' /proc/cpuinfo)"
+r "busybox $(sha256sum /bin/busybox | cut -d' ' -f1)"
+r "disk $(dd if=/dev/vda bs=1048576 skip=8 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+# the disk's request vectors: MSI-X lines, their counts over all CPUs
+r "msix $(awk '/PCI-MSI/ && /virtio.*-req/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts)"
+dmesg | sed -n 's/^\[[ 0-9.]*\] //; s/^x86\/fpu: /fpu /p' | while read -r l; do r "$l"; done
+grep '^flags' /proc/cpuinfo | sort | uniq -c | while read -r n l; do r "flags $n $l"; done
+grep -E '^(vendor_id|cpu family|model|model name|stepping|microcode|cache size|address sizes)[[:space:]]*:' /proc/cpuinfo | sort | uniq -c | while read -r l; do r "cpu $l"; done
+for f in /sys/devices/system/cpu/vulnerabilities/*; do r "vulnerability ${f##*/} $(cat "$f")"; done
+r "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+r "clocksources $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource)"
+dmesg | sed 's/^\[[ 0-9.]*\] //' | grep -E 'WARNING|BUG|Call Trace|segfault' | while read -r l; do r "warning $l"; done
+r "end"
+poweroff -f
+EOF
+chmod 755 "$tmp/l2/autotest.sh"
+(cd "$tmp/l2" && echo autotest.sh | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$tmp/l2.cpio.gz"
+initrd=$tmp/l2-initrd.cpio.gz
+cat "$IMG/initrd.cpio.gz" "$tmp/l2.cpio.gz" >"$initrd"
+kernel=$PWD/$IMG/vmlinuz
+
+# the image's busybox, as the guest should hash it
+mkdir -p "$tmp/initrd"
+gzip -dc "$IMG/initrd.cpio.gz" | (cd "$tmp/initrd" && cpio -id --quiet bin/busybox 2>/dev/null)
+busybox_sum=$(sha256sum <"$tmp/initrd/bin/busybox" 2>/dev/null | cut -d' ' -f1)
+
+# a random MiB at 8 MiB of a 16 MiB disk
+disk=$tmp/disk.img
+truncate -s 16M "$disk"
+head -c $MIB /dev/urandom >"$tmp/pattern"
+dd if="$tmp/pattern" of="$disk" bs=$MIB seek=8 conv=notrunc status=none
+pattern_sum=$(sha256sum <"$tmp/pattern" | cut -d' ' -f1)
+
+# the host's script: the same boot with one CPU and with two
+q() {
+	local a out=""
+	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
+	echo "$out"
+}
+boot_args=(--kernel "$kernel" --initrd "$initrd" --cmdline "console=ttyS0 panic=-1 accord.autotest"
+	--memory 256M --disk "path=$disk")
+{
+	echo "A=$(q "$accord_abs")"
+	echo 'run() { id=$1; shift; timeout 300 $A run "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
+	echo "run cpus1 --accel kvm --irqchip user --cpus 1 $(q "${boot_args[@]}")"
+	echo "run cpus2 --accel kvm --irqchip user --cpus 2 $(q "${boot_args[@]}")"
+} >"$tmp/run.sh"
+svm_host_run "$tmp/svm.log" "$tmp/out" "$tmp/run.sh" "$kernel" "$initrd" "$disk"
+
+if [ "$SVM_CPU" != "npt svm" ]; then
+	why=$(grep -m1 -i 'error\|qemu-system' "$tmp/svm.log")
+	if grep -q '^svm-host: cpu' "$tmp/svm.log"; then
+		why="its CPU flags: '${SVM_CPU}' (QEMU's -cpu max without SVM or NPT)"
+	fi
+	tap_skip "linux on kvm with AMD-V" "QEMU gives no host with SVM and nested paging: ${why:-QEMU status $SVM_STATUS}"
+	tap_summary
+	exit 0
+fi
+
+# the emu boot here, natively
+timeout --kill-after=5 "$GUEST_TIMEOUT" "$ACCORD" run --accel emu --cpus 2 "${boot_args[@]}" \
+	</dev/null >"$tmp/out/emu.out" 2>"$tmp/out/emu.err"
+echo $? >"$tmp/out/emu.status"
+
+# report NAME FILE: the values of "L2: NAME ..." lines
+report() {
+	sed -n "s/\r\$//; s/^L2: $1 //p" "$2" 2>/dev/null
+}
+
+# ---- (a) the boots on kvm ----
+for cpus in 1 2; do
+	out=$tmp/out/cpus$cpus.out
+	what="linux on kvm with AMD-V, $cpus CPU$([ "$cpus" = 1 ] || echo s)"
+	if [ ! -f "$tmp/out/cpus$cpus.status" ]; then
+		tap_not_ok "$what" "no run (the host's script stopped before it; last lines: $(tail -n 3 "$tmp/svm.log" | tr '\r\n' '  '))"
+		continue
+	fi
+	if grep -q '^L2: end' "$out"; then
+		tap_ok "$what: boots to init with no command-line workarounds, /autotest.sh runs to its end"
+	else
+		tap_not_ok "$what: boots to init, /autotest.sh runs to its end" \
+			"status $(cat "$tmp/out/cpus$cpus.status"); $(grep -m1 '^accord:' "$tmp/out/cpus$cpus.err"); last lines: $(tail -n 3 "$out" | tr '\r\n' '  ')"
+	fi
+	v=$(report uname "$out")
+	if [ "$v" = "$release" ]; then tap_ok "$what: uname -r is $release"
+	else tap_not_ok "$what: uname -r is $release" "got '$v'"; fi
+	v="$(report nproc "$out") $(report cpuinfo "$out")"
+	if [ "$v" = "$cpus $cpus" ]; then tap_ok "$what: nproc and /proc/cpuinfo count $cpus"
+	else tap_not_ok "$what: nproc and /proc/cpuinfo count $cpus" "nproc and cpuinfo: '$v'"; fi
+	v=$(report busybox "$out")
+	if [ -n "$busybox_sum" ] && [ "$v" = "$busybox_sum" ]; then tap_ok "$what: /bin/busybox hashes as the image's"
+	else tap_not_ok "$what: /bin/busybox hashes as the image's" "guest '$v', image '$busybox_sum'"; fi
+	v=$(report disk "$out")
+	if [ "$v" = "$pattern_sum" ]; then tap_ok "$what: the guest reads the host's pattern from virtio-blk"
+	else tap_not_ok "$what: the guest reads the host's pattern from virtio-blk" "guest '$v', host '$pattern_sum'"; fi
+	v=$(report msix "$out")
+	if [ "${v:-0}" -gt 0 ] 2>/dev/null; then tap_ok "$what: the disk's MSI-X vectors interrupt the guest ($v)"
+	else tap_not_ok "$what: the disk's MSI-X vectors interrupt the guest" "count '$v'"; fi
+	v=$(cat "$tmp/out/cpus$cpus.status")
+	if [ "$v" = 0 ] && grep -q '^L2: end' "$out"; then tap_ok "$what: poweroff ends accord with status 0"
+	else tap_not_ok "$what: poweroff ends accord with status 0" "status $v"; fi
+done
+
+# ---- (b) compared with emu ----
+emu=$tmp/out/emu.out
+if ! grep -q '^L2: end' "$emu" || [ "$(cat "$tmp/out/emu.status")" != 0 ]; then
+	tap_not_ok "linux on emu here (the comparison's reference)" \
+		"status $(cat "$tmp/out/emu.status"); last lines: $(tail -n 3 "$emu" | tr '\r\n' '  ')"
+else
+	for cpus in 1 2; do
+		out=$tmp/out/cpus$cpus.out
+		grep -q '^L2: end' "$out" || continue
+		for name in fpu flags cpu vulnerability clocksource clocksources warning; do
+			want=$(report "$name" "$emu")
+			have=$(report "$name" "$out")
+			if { [ "$name" = flags ] || [ "$name" = cpu ]; } && [ "$cpus" = 1 ]; then
+				want=$(sed 's/^2 /1 /' <<<"$want")
+			fi
+			what="linux on kvm with AMD-V, $cpus CPU(s), as on emu: $name"
+			if [ "$want" = "$have" ]; then
+				tap_ok "$what"
+			elif [ -n "${SVM_LINUX_DIFFERENCES[$name]:-}" ]; then
+				tap_todo "$what" "${SVM_LINUX_DIFFERENCES[$name]}"
+			else
+				tap_not_ok "$what" "$(diff <(echo "$want") <(echo "$have") | sed -n 's/^\([<>]\)/\1/p' | sed 's/^</emu:/; s/^>/kvm:/' | tr '\n' ';')"
+			fi
+		done
+	done
+fi
+tap_summary

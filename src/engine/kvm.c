@@ -73,6 +73,7 @@
 #define MSR_IA32_TSC 0x10
 #define MSR_APIC_BASE 0x1b
 #define MSR_PLATFORM_INFO 0xce
+#define MSR_ARCH_CAPABILITIES 0x10a
 #define MSR_MISC_FEATURES_ENABLES 0x140
 #define MSR_SYSENTER_ESP 0x175
 #define MSR_SYSENTER_EIP 0x176
@@ -809,6 +810,37 @@ static int split_bsp_lints(struct kvm_vcpu_priv *p)
 	return ioctl(p->fd, KVM_SET_LAPIC, &st);
 }
 
+/* IA32_ARCH_CAPABILITIES says which speculative-execution problems the CPU
+ * does not have. KVM answers it with what it vouches for on this host,
+ * which is not the model's (the guest's mitigations would differ from
+ * emu's); the model's bits say so of accord's interpreter, not of the
+ * hardware the guest runs on here: the guest gets those KVM vouches for
+ * too (KVM_GET_MSRS on /dev/kvm: the feature MSR; none where KVM has no
+ * feature MSRs). */
+static int arch_capabilities_set(struct kvm_vcpu_priv *p)
+{
+	uint64_t model;
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} host = { .h.nmsrs = 1, .e.index = MSR_ARCH_CAPABILITIES };
+	if (!msr_read(&p->step->cpu, MSR_ARCH_CAPABILITIES, &model))
+		return 0;
+	if (ioctl(p->kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) <= 0 ||
+	    ioctl(p->kvm->sys_fd, KVM_GET_MSRS, &host) != 1)
+		host.e.data = 0;
+	if (p->kvm->verbose && p->v->index == 0 && (model & ~host.e.data))
+		fprintf(stderr,
+			"accord: kvm: IA32_ARCH_CAPABILITIES bits 0x%llx are not vouched for by this host's KVM; "
+			"hidden from the guest\n",
+			(unsigned long long)(model & ~host.e.data));
+	if (!msr_set(p, MSR_ARCH_CAPABILITIES, model & host.e.data)) {
+		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_ARCH_CAPABILITIES\n", p->v->index);
+		return -1;
+	}
+	return 0;
+}
+
 static int kvm_vcpu_init(struct vcpu *v)
 {
 	struct kvm_vm *k = v->vm->engine_priv;
@@ -876,6 +908,8 @@ static int kvm_vcpu_init(struct vcpu *v)
 		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_MISC_ENABLE\n", v->index);
 		return -1;
 	}
+	if (arch_capabilities_set(p) < 0)
+		return -1;
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
 	cpuid_query(k->personality, v->index, 1, 0, &r);

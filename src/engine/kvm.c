@@ -143,6 +143,7 @@ struct kvm_vm {
 	int sys_fd, vm_fd;
 	int run_size;
 	struct kvm_cpuid2 *supported; /* KVM_GET_SUPPORTED_CPUID */
+	uint64_t arch_caps;	      /* IA32_ARCH_CAPABILITIES bits KVM vouches for */
 	uint32_t tsc_khz;	      /* the guest's TSC rate; 0: unknown */
 	int personality;	      /* vm->personality: CPUID's hypervisor leaves */
 	bool verbose;
@@ -172,6 +173,7 @@ struct kvm_vcpu_priv {
 	bool thread_live;
 	timer_t timer;
 	bool timer_ok;
+	bool arch_caps_told; /* ACCORD_VERBOSE's IA32_ARCH_CAPABILITIES line */
 	uint64_t timer_at_ns; /* armed expiry, CLOCK_MONOTONIC; 0: none */
 
 	bool halted;	 /* stopped at HLT until an interrupt or NMI */
@@ -591,6 +593,22 @@ static struct kvm_cpuid2 *get_supported_cpuid(int sys_fd)
 	return NULL;
 }
 
+/* IA32_ARCH_CAPABILITIES says which speculative-execution problems the CPU
+ * does not have: KVM's answer is what it vouches for on this host (the
+ * feature MSR of KVM_GET_MSRS on /dev/kvm; none where KVM has no feature
+ * MSRs), the model's says so of accord's interpreter */
+static uint64_t host_arch_capabilities(int sys_fd)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e.index = MSR_ARCH_CAPABILITIES };
+	if (ioctl(sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) <= 0 ||
+	    ioctl(sys_fd, KVM_GET_MSRS, &m) != 1)
+		return 0;
+	return m.e.data;
+}
+
 /* ---- the VM ---- */
 
 /* The interrupt-controller MSRs go to accord's LAPIC: IA32_APIC_BASE and
@@ -623,6 +641,9 @@ static int msr_filter_set(int vm_fd, bool split)
 		 * guest gets #GP as on emu */
 		{ MSR_PLATFORM_INFO, 1, false, false },
 		{ MSR_MISC_FEATURES_ENABLES, 1, false, false },
+		/* KVM's own value would give the guest other mitigations than
+		 * on emu: machine_msr_read answers the model's */
+		{ MSR_ARCH_CAPABILITIES, 1, false, false },
 	};
 	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
 	int n = 0;
@@ -681,6 +702,7 @@ static int kvm_vm_init(struct vm *vm)
 	k->run_size = ioctl(k->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	k->smaller_phys = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SMALLER_MAXPHYADDR) > 0;
 	k->supported = get_supported_cpuid(k->sys_fd);
+	k->arch_caps = host_arch_capabilities(k->sys_fd);
 	if (k->run_size <= 0 || !k->supported) {
 		fprintf(stderr, "accord: kvm: cannot query the host's KVM: %s\n", strerror(errno));
 		return -1;
@@ -810,37 +832,6 @@ static int split_bsp_lints(struct kvm_vcpu_priv *p)
 	return ioctl(p->fd, KVM_SET_LAPIC, &st);
 }
 
-/* IA32_ARCH_CAPABILITIES says which speculative-execution problems the CPU
- * does not have. KVM answers it with what it vouches for on this host,
- * which is not the model's (the guest's mitigations would differ from
- * emu's); the model's bits say so of accord's interpreter, not of the
- * hardware the guest runs on here: the guest gets those KVM vouches for
- * too (KVM_GET_MSRS on /dev/kvm: the feature MSR; none where KVM has no
- * feature MSRs). */
-static int arch_capabilities_set(struct kvm_vcpu_priv *p)
-{
-	uint64_t model;
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} host = { .h.nmsrs = 1, .e.index = MSR_ARCH_CAPABILITIES };
-	if (!msr_read(&p->step->cpu, MSR_ARCH_CAPABILITIES, &model))
-		return 0;
-	if (ioctl(p->kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) <= 0 ||
-	    ioctl(p->kvm->sys_fd, KVM_GET_MSRS, &host) != 1)
-		host.e.data = 0;
-	if (p->kvm->verbose && p->v->index == 0 && (model & ~host.e.data))
-		fprintf(stderr,
-			"accord: kvm: IA32_ARCH_CAPABILITIES bits 0x%llx are not vouched for by this host's KVM; "
-			"hidden from the guest\n",
-			(unsigned long long)(model & ~host.e.data));
-	if (!msr_set(p, MSR_ARCH_CAPABILITIES, model & host.e.data)) {
-		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_ARCH_CAPABILITIES\n", p->v->index);
-		return -1;
-	}
-	return 0;
-}
-
 static int kvm_vcpu_init(struct vcpu *v)
 {
 	struct kvm_vm *k = v->vm->engine_priv;
@@ -908,8 +899,6 @@ static int kvm_vcpu_init(struct vcpu *v)
 		fprintf(stderr, "accord: kvm: KVM_SET_MSRS refused cpu%d's IA32_MISC_ENABLE\n", v->index);
 		return -1;
 	}
-	if (arch_capabilities_set(p) < 0)
-		return -1;
 	/* after RESET and INIT, EDX holds the processor signature */
 	struct cpuid_result r;
 	cpuid_query(k->personality, v->index, 1, 0, &r);
@@ -1217,6 +1206,21 @@ static bool machine_msr_read(struct kvm_vcpu_priv *p, uint32_t msr, uint64_t *va
 		if (!lapic_msr_read(p->v->lapic, msr, &armed))
 			return false;
 		*val = armed ? p->tsc_deadline : 0;
+		return true;
+	}
+	if (msr == MSR_ARCH_CAPABILITIES) {
+		/* the model's bits, of those KVM vouches for: the guest's code
+		 * runs on the host's CPU, not on accord's interpreter */
+		uint64_t model;
+		if (!msr_read(&p->step->cpu, msr, &model))
+			return false;
+		if (p->kvm->verbose && p->v->index == 0 && !p->arch_caps_told && (model & ~p->kvm->arch_caps))
+			fprintf(stderr,
+				"accord: kvm: IA32_ARCH_CAPABILITIES bits 0x%llx are not vouched for by this host's "
+				"KVM; hidden from the guest\n",
+				(unsigned long long)(model & ~p->kvm->arch_caps));
+		p->arch_caps_told = true;
+		*val = model & p->kvm->arch_caps;
 		return true;
 	}
 	return vm_msr_read(p->v, msr, val);

@@ -10,12 +10,19 @@
 #      /bin/busybox hashes as the image's, a virtio-blk disk reads back the
 #      host's random pattern through MSI-X interrupts, and poweroff ends
 #      accord with status 0;
-#  (b) "exactly as on emu": the same image and /autotest.sh on emu here
-#      (two CPUs), and what the guest reports compared line by line with
-#      each kvm boot: the kernel's FPU lines (x86/fpu:), the CPUs' flags in
-#      /proc/cpuinfo, the clocksource and those on offer, the kernel's
-#      warnings (WARNING, BUG, Call Trace, segfault). A difference is
-#      TODO only when SVM_LINUX_DIFFERENCES below gives the reason.
+#  (b) --personality hyperv there with Linux's own drivers (hv_vmbus,
+#      hv_storvsc, hv_utils), two CPUs: VMBus protocol 5.3, the shutdown,
+#      heartbeat, time sync, KVP and SCSI channels, the pattern read from a
+#      storvsc disk, the reference TSC page as clocksource, no kernel
+#      warning emu's boot does not give;
+#  (c) "exactly as on emu": the virtio image and /autotest.sh on emu here
+#      (two CPUs), and what the guest reports compared with each kvm boot,
+#      each difference its own line: the CPU's identity in /proc/cpuinfo,
+#      the kernel's FPU lines (x86/fpu:), each CPU flag, each entry of
+#      /sys/devices/system/cpu/vulnerabilities, the clocksource and those
+#      on offer, the kernel's warnings (WARNING, BUG, Call Trace,
+#      segfault). A difference is TODO only when SVM_LINUX_DIFFERENCES
+#      below gives the reason.
 # Without qemu-system-x86_64, a host image or a guest image: one skip with
 # the reason.
 set -uo pipefail
@@ -26,6 +33,11 @@ cd "$(dirname "$0")/.."
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
 IMG=build/guest-image-virtio
 MIB=1048576
+SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
+SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
+HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
+TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
+KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 test_tmp
 
 # what the guest may report differently on this kvm and on emu, with the
@@ -59,6 +71,9 @@ accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 svm_host_image "linux on kvm with AMD-V"
 guest_image "linux on kvm with AMD-V" "virtio_pci virtio_blk"
 release=$(cat "$IMG/kernel.release")
+# the Hyper-V guest's image, as tests/hyperv_storage.sh builds it
+HV_IMG=build/guest-image-hyperv
+IMG=$HV_IMG guest_image "linux with --personality hyperv on kvm with AMD-V" "hv_vmbus hv_storvsc sd_mod hv_utils" mke2fs
 
 # The guest's checks: its init runs /autotest.sh (accord.autotest), which a
 # second archive replaces; each report is one "L2: name value" line on the
@@ -71,7 +86,12 @@ r "uname $(uname -r)"
 r "nproc $(nproc)"
 r "cpuinfo $(grep -c '^processor' /proc/cpuinfo)"
 r "busybox $(sha256sum /bin/busybox | cut -d' ' -f1)"
-r "disk $(dd if=/dev/vda bs=1048576 skip=8 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+# the first disk: virtio-blk's vda or storvsc's sda
+for d in vda sda; do
+	[ -b /dev/$d ] && r "disk $d $(cat /sys/block/$d/size) $(dd if=/dev/$d bs=1048576 skip=8 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+done
+dmesg | sed -n 's/^\[[ 0-9.]*\] //; s/^hv_vmbus: Vmbus version:/vmbus /p' | while read -r l; do r "$l"; done
+[ -d /sys/bus/vmbus/devices ] && r "vmbus-classes $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c | tr -s ' \n' '  ')"
 # the disk's request vectors: MSI-X lines, their counts over all CPUs
 r "msix $(awk '/PCI-MSI/ && /virtio.*-req/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts)"
 dmesg | sed -n 's/^\[[ 0-9.]*\] //; s/^x86\/fpu: /fpu /p' | while read -r l; do r "$l"; done
@@ -89,6 +109,9 @@ chmod 755 "$tmp/l2/autotest.sh"
 initrd=$tmp/l2-initrd.cpio.gz
 cat "$IMG/initrd.cpio.gz" "$tmp/l2.cpio.gz" >"$initrd"
 kernel=$PWD/$IMG/vmlinuz
+hv_initrd=$tmp/l2-hv-initrd.cpio.gz
+cat "$HV_IMG/initrd.cpio.gz" "$tmp/l2.cpio.gz" >"$hv_initrd"
+hv_kernel=$PWD/$HV_IMG/vmlinuz
 
 # the image's busybox, as the guest should hash it
 mkdir -p "$tmp/initrd"
@@ -102,7 +125,8 @@ head -c $MIB /dev/urandom >"$tmp/pattern"
 dd if="$tmp/pattern" of="$disk" bs=$MIB seek=8 conv=notrunc status=none
 pattern_sum=$(sha256sum <"$tmp/pattern" | cut -d' ' -f1)
 
-# the host's script: the same boot with one CPU and with two
+# the host's script: the same boot with one CPU and with two, then the
+# Hyper-V guest
 q() {
 	local a out=""
 	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
@@ -115,8 +139,9 @@ boot_args=(--kernel "$kernel" --initrd "$initrd" --cmdline "console=ttyS0 panic=
 	echo 'run() { id=$1; shift; timeout 300 $A run "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
 	echo "run cpus1 --accel kvm --irqchip user --cpus 1 $(q "${boot_args[@]}")"
 	echo "run cpus2 --accel kvm --irqchip user --cpus 2 $(q "${boot_args[@]}")"
+	echo "run hyperv --accel kvm --irqchip user --cpus 2 --personality hyperv --kernel $(q "$hv_kernel") --initrd $(q "$hv_initrd") $(q "${boot_args[@]:4}")"
 } >"$tmp/run.sh"
-svm_host_run "$tmp/svm.log" "$tmp/out" "$tmp/run.sh" "$kernel" "$initrd" "$disk"
+svm_host_run "$tmp/svm.log" "$tmp/out" "$tmp/run.sh" "$kernel" "$initrd" "$hv_kernel" "$hv_initrd" "$disk"
 
 if [ "$SVM_CPU" != "npt svm" ]; then
 	why=$(grep -m1 -i 'error\|qemu-system' "$tmp/svm.log")
@@ -162,7 +187,7 @@ for cpus in 1 2; do
 	if [ -n "$busybox_sum" ] && [ "$v" = "$busybox_sum" ]; then tap_ok "$what: /bin/busybox hashes as the image's"
 	else tap_not_ok "$what: /bin/busybox hashes as the image's" "guest '$v', image '$busybox_sum'"; fi
 	v=$(report disk "$out")
-	if [ "$v" = "$pattern_sum" ]; then tap_ok "$what: the guest reads the host's pattern from virtio-blk"
+	if [ "$v" = "vda 32768 $pattern_sum" ]; then tap_ok "$what: the guest reads the host's pattern from virtio-blk"
 	else tap_not_ok "$what: the guest reads the host's pattern from virtio-blk" "guest '$v', host '$pattern_sum'"; fi
 	v=$(report msix "$out")
 	if [ "${v:-0}" -gt 0 ] 2>/dev/null; then tap_ok "$what: the disk's MSI-X vectors interrupt the guest ($v)"
@@ -172,7 +197,39 @@ for cpus in 1 2; do
 	else tap_not_ok "$what: poweroff ends accord with status 0" "status $v"; fi
 done
 
-# ---- (b) compared with emu ----
+# ---- (b) the Hyper-V personality: Linux's own VMBus drivers ----
+out=$tmp/out/hyperv.out
+what="linux with --personality hyperv on kvm with AMD-V, 2 CPUs"
+if [ ! -f "$tmp/out/hyperv.status" ]; then
+	tap_not_ok "$what" "no run (the host's script stopped before it; last lines: $(tail -n 3 "$tmp/svm.log" | tr '\r\n' '  '))"
+else
+	if grep -q '^L2: end' "$out" && [ "$(cat "$tmp/out/hyperv.status")" = 0 ]; then
+		tap_ok "$what: boots, /autotest.sh runs to its end, poweroff ends accord with status 0"
+	else
+		tap_not_ok "$what: boots, /autotest.sh runs to its end, poweroff" \
+			"status $(cat "$tmp/out/hyperv.status"); $(grep -m1 '^accord:' "$tmp/out/hyperv.err"); last lines: $(tail -n 3 "$out" | tr '\r\n' '  ')"
+	fi
+	v=$(report vmbus "$out")
+	if [ "$v" = 5.3 ]; then tap_ok "$what: hv_vmbus connects at VMBus protocol 5.3"
+	else tap_not_ok "$what: hv_vmbus connects at VMBus protocol 5.3" "got '$v'"; fi
+	v=$(report vmbus-classes "$out")
+	want="1 {$SHUTDOWN_CLASS} 1 {$HEARTBEAT_CLASS} 1 {$TIMESYNC_CLASS} 1 {$KVP_CLASS} 1 {$SCSI_CLASS}"
+	v=${v# }
+	if [ "${v% }" = "$want" ]; then tap_ok "$what: the VMBus channels: shutdown, heartbeat, time sync, KVP, SCSI"
+	else tap_not_ok "$what: the VMBus channels: shutdown, heartbeat, time sync, KVP, SCSI" "got '$v'"; fi
+	v=$(report disk "$out")
+	if [ "$v" = "sda 32768 $pattern_sum" ]; then tap_ok "$what: the guest reads the host's pattern from a storvsc disk"
+	else tap_not_ok "$what: the guest reads the host's pattern from a storvsc disk" "got '$v', host '$pattern_sum'"; fi
+	v=$(report clocksource "$out")
+	if [ "$v" = hyperv_clocksource_tsc_page ]; then tap_ok "$what: the clocksource is the reference TSC page"
+	else tap_not_ok "$what: the clocksource is the reference TSC page" "got '$v'"; fi
+	# no warning emu's boot of the virtio guest does not give too
+	v=$(comm -13 <(report warning "$tmp/out/emu.out" | sort -u) <(report warning "$out" | sort -u))
+	if grep -q '^L2: end' "$out" && [ -z "$v" ]; then tap_ok "$what: no kernel warning beyond emu's"
+	else tap_not_ok "$what: no kernel warning beyond emu's" "${v//$'\n'/; }"; fi
+fi
+
+# ---- (c) compared with emu ----
 # compare WHAT KEY WANT HAVE: one check, TODO where SVM_LINUX_DIFFERENCES
 # gives KEY's reason
 compare() {

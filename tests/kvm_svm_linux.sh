@@ -91,6 +91,7 @@ for d in vda sda; do
 	[ -b /dev/$d ] && r "disk $d $(cat /sys/block/$d/size) $(dd if=/dev/$d bs=1048576 skip=8 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
 done
 dmesg | sed -n 's/^\[[ 0-9.]*\] //; s/^hv_vmbus: Vmbus version:/vmbus /p' | while read -r l; do r "$l"; done
+dmesg | sed -n 's/^\[[ 0-9.]*\] //; /^Hyper-V: /p' | while read -r l; do r "$l"; done
 [ -d /sys/bus/vmbus/devices ] && r "vmbus-classes $(cat /sys/bus/vmbus/devices/*/class_id | sort | uniq -c | tr -s ' \n' '  ')"
 # the disk's request vectors: MSI-X lines, their counts over all CPUs
 r "msix $(awk '/PCI-MSI/ && /virtio.*-req/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts)"
@@ -153,10 +154,14 @@ if [ "$SVM_CPU" != "npt svm" ]; then
 	exit 0
 fi
 
-# the emu boot here, natively
+# the emu boots here, natively
 timeout --kill-after=5 "$GUEST_TIMEOUT" "$ACCORD" run --accel emu --cpus 2 "${boot_args[@]}" \
 	</dev/null >"$tmp/out/emu.out" 2>"$tmp/out/emu.err"
 echo $? >"$tmp/out/emu.status"
+timeout --kill-after=5 "$GUEST_TIMEOUT" "$ACCORD" run --accel emu --cpus 2 --personality hyperv \
+	--kernel "$hv_kernel" --initrd "$hv_initrd" "${boot_args[@]:4}" \
+	</dev/null >"$tmp/out/emu-hyperv.out" 2>"$tmp/out/emu-hyperv.err"
+echo $? >"$tmp/out/emu-hyperv.status"
 
 # report NAME FILE: the values of "L2: NAME ..." lines
 report() {
@@ -247,45 +252,54 @@ compare() {
 words() {
 	report "$2" "$1" | cut -d: -f2- | tr ' \t' '\n\n' | sed '/^$/d' | sort -u
 }
-emu=$tmp/out/emu.out
-if ! grep -q '^L2: end' "$emu" || [ "$(cat "$tmp/out/emu.status")" != 0 ]; then
-	tap_not_ok "linux on emu here (the comparison's reference)" \
-		"status $(cat "$tmp/out/emu.status"); last lines: $(tail -n 3 "$emu" | tr '\r\n' '  ')"
-else
-	for cpus in 1 2; do
-		out=$tmp/out/cpus$cpus.out
-		grep -q '^L2: end' "$out" || continue
-		what="linux on kvm with AMD-V, $cpus CPU$([ "$cpus" = 1 ] || echo s), as on emu"
-		# the CPU: its identity, the kernel's FPU set-up, every CPU's
-		# flags (each one that differs its own line)
-		compare "$what: vendor, family, model, cache, address sizes" cpu \
-			"$(report cpu "$emu" | sed "s/^[0-9]* //")" "$(report cpu "$out" | sed "s/^[0-9]* //")"
-		compare "$what: the kernel's x86/fpu lines" fpu "$(report fpu "$emu")" "$(report fpu "$out")"
-		v=$(report flags "$out" | cut -d' ' -f1)
-		if [ "$v" = "$cpus" ]; then tap_ok "$what: every CPU shows the same flags"
-		else tap_not_ok "$what: every CPU shows the same flags" "CPUs per distinct flags line: '${v//$'\n'/ }'"; fi
-		nflags=0
-		while read -r mark flag; do
-			[ -n "$flag" ] || continue
-			nflags=$((nflags + 1))
-			if [ "$mark" = "<" ]; then
-				compare "$what: flag $flag (emu has it, kvm not)" "flag/$flag" has lacks
-			else
-				compare "$what: flag $flag (kvm has it, emu not)" "flag/$flag" lacks has
-			fi
-		done < <(diff <(words "$emu" flags) <(words "$out" flags) | sed -n 's/^\([<>]\) /\1 /p')
-		[ "$nflags" != 0 ] || tap_ok "$what: /proc/cpuinfo's flags ($(words "$out" flags | wc -l))"
-		# what the kernel made of them
-		while read -r name; do
-			compare "$what: vulnerabilities/$name" "vulnerability/$name" \
-				"$(report vulnerability "$emu" | sed -n "s/^$name //p")" \
-				"$(report vulnerability "$out" | sed -n "s/^$name //p")"
-		done < <({ report vulnerability "$emu"; report vulnerability "$out"; } | cut -d' ' -f1 | sort -u)
-		compare "$what: the clocksource" clocksource "$(report clocksource "$emu")" "$(report clocksource "$out")"
-		compare "$what: the clocksources on offer" clocksource \
-			"$(report clocksources "$emu" | tr ' ' '\n' | sort)" "$(report clocksources "$out" | tr ' ' '\n' | sort)"
-		compare "$what: the kernel's warnings (WARNING, BUG, Call Trace, segfault)" warning \
-			"$(report warning "$emu")" "$(report warning "$out")"
-	done
-fi
+for run in cpus1:emu:1 cpus2:emu:2 hyperv:emu-hyperv:2; do
+	IFS=: read -r id ref cpus <<<"$run"
+	out=$tmp/out/$id.out
+	emu=$tmp/out/$ref.out
+	grep -q '^L2: end' "$out" || continue
+	what="linux on kvm with AMD-V, $cpus CPU$([ "$cpus" = 1 ] || echo s)"
+	[ "$id" != hyperv ] || what="linux with --personality hyperv on kvm with AMD-V, $cpus CPUs"
+	what+=", as on emu"
+	if ! grep -q '^L2: end' "$emu" || [ "$(cat "$tmp/out/$ref.status")" != 0 ]; then
+		tap_not_ok "$what (emu's boot here, the reference)" \
+			"status $(cat "$tmp/out/$ref.status"); last lines: $(tail -n 3 "$emu" | tr '\r\n' '  ')"
+		continue
+	fi
+	# the CPU: its identity, the kernel's FPU set-up, every CPU's flags
+	# (each one that differs its own line)
+	compare "$what: vendor, family, model, cache, address sizes" cpu \
+		"$(report cpu "$emu" | sed "s/^[0-9]* //")" "$(report cpu "$out" | sed "s/^[0-9]* //")"
+	compare "$what: the kernel's x86/fpu lines" fpu "$(report fpu "$emu")" "$(report fpu "$out")"
+	v=$(report flags "$out" | cut -d' ' -f1)
+	if [ "$v" = "$cpus" ]; then tap_ok "$what: every CPU shows the same flags"
+	else tap_not_ok "$what: every CPU shows the same flags" "CPUs per distinct flags line: '${v//$'\n'/ }'"; fi
+	nflags=0
+	while read -r mark flag; do
+		[ -n "$flag" ] || continue
+		nflags=$((nflags + 1))
+		if [ "$mark" = "<" ]; then
+			compare "$what: flag $flag (emu has it, kvm not)" "flag/$flag" has lacks
+		else
+			compare "$what: flag $flag (kvm has it, emu not)" "flag/$flag" lacks has
+		fi
+	done < <(diff <(words "$emu" flags) <(words "$out" flags) | sed -n 's/^\([<>]\) /\1 /p')
+	[ "$nflags" != 0 ] || tap_ok "$what: /proc/cpuinfo's flags ($(words "$out" flags | wc -l))"
+	# what the kernel made of them
+	while read -r name; do
+		compare "$what: vulnerabilities/$name" "vulnerability/$name" \
+			"$(report vulnerability "$emu" | sed -n "s/^$name //p")" \
+			"$(report vulnerability "$out" | sed -n "s/^$name //p")"
+	done < <({ report vulnerability "$emu"; report vulnerability "$out"; } | cut -d' ' -f1 | sort -u)
+	if [ "$id" = hyperv ] && [ -z "$(report Hyper-V: "$out")" ]; then
+		tap_not_ok "$what: the kernel's Hyper-V: lines" "none: the guest did not see Hyper-V"
+	elif [ "$id" = hyperv ]; then
+		compare "$what: the kernel's Hyper-V: lines (features, hints, host build, timer frequency)" hyperv \
+			"$(report Hyper-V: "$emu")" "$(report Hyper-V: "$out")"
+	fi
+	compare "$what: the clocksource" clocksource "$(report clocksource "$emu")" "$(report clocksource "$out")"
+	compare "$what: the clocksources on offer" clocksource \
+		"$(report clocksources "$emu" | tr ' ' '\n' | sort)" "$(report clocksources "$out" | tr ' ' '\n' | sort)"
+	compare "$what: the kernel's warnings (WARNING, BUG, Call Trace, segfault)" warning \
+		"$(report warning "$emu")" "$(report warning "$out")"
+done
 tap_summary

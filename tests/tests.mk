@@ -92,9 +92,10 @@ TEST_SCRIPTS += tests/kvm_engine.sh
 TEST_SCRIPTS += tests/kvm_svm.sh
 # the stock Debian kernel there on --accel kvm --irqchip user, 1 and 2 CPUs:
 # user space, uname, the CPU count, busybox's hash, a virtio-blk pattern
-# through MSI-X, poweroff; what the guest reports (CPU identity, x86/fpu
-# lines, flags, vulnerabilities, clocksource, warnings) compared with the
-# same boot on emu here; MSR_PLATFORM_INFO and IA32_ARCH_CAPABILITIES as
+# through MSI-X, poweroff; --personality hyperv with Linux's VMBus drivers
+# (storvsc); what the guest reports (CPU identity, x86/fpu lines, flags,
+# vulnerabilities, Hyper-V lines, clocksource, warnings) compared with the
+# same boots on emu here; MSR_PLATFORM_INFO and IA32_ARCH_CAPABILITIES as
 # the model says (tests/kvm_svm_linux.sh)
 TEST_SCRIPTS += tests/kvm_svm_linux.sh
 # ---- end kvm engine ----

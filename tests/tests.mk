@@ -90,6 +90,8 @@ TEST_SCRIPTS += tests/kvm_engine.sh
 # the same on a host with AMD-V (QEMU's TCG with -cpu max, kvm_amd, accord
 # inside): the guest test kernels compared with emu, --accel auto
 TEST_SCRIPTS += tests/kvm_svm.sh
+# there, a running Linux (2 vCPUs) saved mid-loop and restored twice
+TEST_SCRIPTS += tests/kvm_svm_snapshot.sh
 # ---- end kvm engine ----
 
 # ---- gdb stub and lockstep (owner: src/vm/gdbstub.c, tools/lockstep) ----

@@ -21,7 +21,8 @@
 #      (nothing on accord's interpreter); in the timers kernel only the SSE
 #      loads from the LAPIC's MMIO, which KVM's emulator lacks, run on
 #      accord's interpreter; the pci kernel's virtio-blk notifies are
-#      KVM_IOEVENTFDs, each removed again at the device's reset.
+#      KVM_IOEVENTFDs, each removed again at the device's reset;
+#  (e) build/tests/unit_kvm_api there, each of its lines as one here.
 # Without qemu-system-x86_64 or a host image: one skip with the reason.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,7 @@ q() {
 	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
 	echo "$out"
 }
-files=()
+files=("$PWD/build/tests/unit_kvm_api")
 kernels=()
 for name in $(guest_kernel_names); do
 	kernels+=("$name $name.multiboot build/guest/$name.elf" "$name $name.pvh build/guest/$name.pvh.elf")
@@ -72,6 +73,7 @@ mkdir -p "$tmp/svm-files"
 	echo "run auto --kernel $(q "$PWD/build/guest/smoke.elf") --accel auto"
 	echo '$A run --kernel /nonexistent --accel kvm --irqchip split </dev/null 2>&1 | grep "^accord: --irqchip split: " >/out/split.why'
 	echo 'split=1; [ -s /out/split.why ] && split=0'
+	echo "$(q "$PWD/build/tests/unit_kvm_api") >/out/unit_kvm_api.tap 2>/out/unit_kvm_api.err"
 	for name in smoke timers pci; do
 		guest_vmm_args accord "$name" "$tmp/svm-files"
 		echo "ACCORD_VERBOSE=1 run $name.verbose --kernel $(q "$PWD/build/guest/$name.elf") --accel kvm --irqchip user $(q "${GUEST_ARGS[@]}")"
@@ -194,4 +196,19 @@ if ran_clean pci && grep -q '^PASS virtio.blk_many_requests' "$tmp/out/pci.verbo
 else
 	tap_not_ok "pci on AMD-V: virtio-blk through KVM_IOEVENTFD" "$bound bound, $removed removed; $(grep -m2 '^FAIL\|^DONE' "$tmp/out/pci.verbose.out" 2>/dev/null | tr '\n' ' ')"
 fi
+
+# ---- (e) unit_kvm_api on such a host ----
+if ! grep -q '^[0-9]* passed, [0-9]* failed' "$tmp/out/unit_kvm_api.tap" 2>/dev/null; then
+	tap_not_ok "unit_kvm_api on AMD-V" "no summary line; $(tail -n 3 "$tmp/out/unit_kvm_api.tap" "$tmp/out/unit_kvm_api.err" 2>/dev/null | tr '\n' ' ')"
+fi
+while IFS= read -r line; do
+	case "$line" in
+	"ok "*" # SKIP "*)
+		t=${line#ok * - }
+		tap_skip "unit_kvm_api on AMD-V: ${t%% # SKIP *}" "${t#* # SKIP }"
+		;;
+	"ok "*) tap_ok "unit_kvm_api on AMD-V: ${line#ok * - }" ;;
+	"not ok "*) tap_not_ok "unit_kvm_api on AMD-V: ${line#not ok * - }" "" ;;
+	esac
+done < <(tr -d '\r' <"$tmp/out/unit_kvm_api.tap" 2>/dev/null)
 tap_summary

@@ -14,7 +14,15 @@
 #      host's KVM has it (else one skip with the reason). A difference is
 #      TODO only when guest/known-deviations lists it for accord:kvm on
 #      such a host (kvm=hardware) or SVM_DIFFERENCES below names it: what
-#      the CPU under this KVM, QEMU's TCG, does differently from AMD's.
+#      the CPU under this KVM, QEMU's TCG, does differently from AMD's;
+#  (d) with ACCORD_VERBOSE=1, what the engine does on such a host: KVM
+#      gives an exit at the end of an STI shadow (no stepping to interrupt
+#      windows); the smoke kernel's int3 and cmpxchg16b run in the hardware
+#      (nothing on accord's interpreter); in the timers kernel only the SSE
+#      loads from the LAPIC's MMIO, which KVM's emulator lacks, run on
+#      accord's interpreter; the pci kernel's virtio-blk notifies are
+#      KVM_IOEVENTFDs, each removed again at the device's reset;
+#  (e) build/tests/unit_kvm_api there, each of its lines as one here.
 # Without qemu-system-x86_64 or a host image: one skip with the reason.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +61,7 @@ q() {
 	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
 	echo "$out"
 }
-files=()
+files=("$PWD/build/tests/unit_kvm_api")
 kernels=()
 for name in $(guest_kernel_names); do
 	kernels+=("$name $name.multiboot build/guest/$name.elf" "$name $name.pvh build/guest/$name.pvh.elf")
@@ -65,6 +73,11 @@ mkdir -p "$tmp/svm-files"
 	echo "run auto --kernel $(q "$PWD/build/guest/smoke.elf") --accel auto"
 	echo '$A run --kernel /nonexistent --accel kvm --irqchip split </dev/null 2>&1 | grep "^accord: --irqchip split: " >/out/split.why'
 	echo 'split=1; [ -s /out/split.why ] && split=0'
+	echo "$(q "$PWD/build/tests/unit_kvm_api") >/out/unit_kvm_api.tap 2>/out/unit_kvm_api.err"
+	for name in smoke timers pci; do
+		guest_vmm_args accord "$name" "$tmp/svm-files"
+		echo "ACCORD_VERBOSE=1 run $name.verbose --kernel $(q "$PWD/build/guest/$name.elf") --accel kvm --irqchip user $(q "${GUEST_ARGS[@]}")"
+	done
 	for entry in "${kernels[@]}"; do
 		read -r name variant image <<<"$entry"
 		[ -f "$image" ] || continue
@@ -146,4 +159,56 @@ for entry in "${kernels[@]}"; do
 		unset DIFFS
 	done
 done
+
+# ---- (d) what the engine does on such a host (ACCORD_VERBOSE=1) ----
+# verbose NAME: the verbose run's stderr, or nothing when it did not run
+verbose() {
+	cat "$tmp/out/$1.verbose.err" 2>/dev/null
+}
+ran_clean() {
+	grep -q '^DONE ' "$tmp/out/$1.verbose.out" 2>/dev/null
+}
+stepped_re="instructions the host's KVM cannot emulate ran on accord's interpreter"
+if ! ran_clean smoke; then
+	tap_not_ok "smoke on AMD-V, verbose: runs to its end" "$(verbose smoke | tail -n 3 | tr '\n' ' ')"
+elif verbose smoke | grep -q 'gives no exit at the end of an STI shadow'; then
+	tap_not_ok "smoke on AMD-V: KVM gives an exit at the end of an STI shadow" "$(verbose smoke | grep -m1 'STI shadow')"
+else
+	tap_ok "smoke on AMD-V: KVM gives an exit at the end of an STI shadow (no stepping to interrupt windows)"
+fi
+if ran_clean smoke && ! verbose smoke | grep -q "$stepped_re"; then
+	tap_ok "smoke on AMD-V: int3 and cmpxchg16b run in the hardware (no instruction on accord's interpreter)"
+else
+	tap_not_ok "smoke on AMD-V: nothing on accord's interpreter" "$(verbose smoke | grep -m3 'cannot emulate' | tr '\n' ' ')"
+fi
+kinds=$(verbose timers | sed -n "s/^accord: kvm: cpu[0-9]*: the host's KVM cannot emulate the instruction at rip 0x[0-9a-f]* (\([0-9a-f ]*\)).*/\1/p")
+if ran_clean timers && [ -n "$kinds" ] && ! grep -qv '^66 0f 6e ' <<<"$kinds"; then
+	tap_ok "timers on AMD-V: only the SSE loads from the LAPIC's MMIO (movd, which KVM's emulator lacks) run on accord's interpreter ($(verbose timers | grep -m1 "$stepped_re" | sed 's/^accord: kvm: //'))"
+else
+	tap_not_ok "timers on AMD-V: only the SSE loads from MMIO on accord's interpreter" \
+		"stepped: ${kinds:-none}; $(verbose timers | grep -m1 'failed\|cannot step')"
+fi
+bound=$(verbose pci | grep -c '^accord: kvm: KVM_IOEVENTFD at 0x[0-9a-f]*: writes there signal an eventfd without an exit$')
+removed=$(verbose pci | grep -c '^accord: kvm: KVM_IOEVENTFD off 0x[0-9a-f]*: removed$')
+if ran_clean pci && grep -q '^PASS virtio.blk_many_requests' "$tmp/out/pci.verbose.out" && [ "$bound" -ge 1 ] &&
+	[ "$removed" -eq "$bound" ]; then
+	tap_ok "pci on AMD-V: the disk's queue notify bound with KVM_IOEVENTFD ($bound bindings), its requests complete, each binding removed at the reset"
+else
+	tap_not_ok "pci on AMD-V: virtio-blk through KVM_IOEVENTFD" "$bound bound, $removed removed; $(grep -m2 '^FAIL\|^DONE' "$tmp/out/pci.verbose.out" 2>/dev/null | tr '\n' ' ')"
+fi
+
+# ---- (e) unit_kvm_api on such a host ----
+if ! grep -q '^[0-9]* passed, [0-9]* failed' "$tmp/out/unit_kvm_api.tap" 2>/dev/null; then
+	tap_not_ok "unit_kvm_api on AMD-V" "no summary line; $(tail -n 3 "$tmp/out/unit_kvm_api.tap" "$tmp/out/unit_kvm_api.err" 2>/dev/null | tr '\n' ' ')"
+fi
+while IFS= read -r line; do
+	case "$line" in
+	"ok "*" # SKIP "*)
+		t=${line#ok * - }
+		tap_skip "unit_kvm_api on AMD-V: ${t%% # SKIP *}" "${t#* # SKIP }"
+		;;
+	"ok "*) tap_ok "unit_kvm_api on AMD-V: ${line#ok * - }" ;;
+	"not ok "*) tap_not_ok "unit_kvm_api on AMD-V: ${line#not ok * - }" "" ;;
+	esac
+done < <(tr -d '\r' <"$tmp/out/unit_kvm_api.tap" 2>/dev/null)
 tap_summary

@@ -98,6 +98,8 @@ TEST_SCRIPTS += tests/kvm_svm.sh
 # same boots on emu here; MSR_PLATFORM_INFO and IA32_ARCH_CAPABILITIES as
 # the model says (tests/kvm_svm_linux.sh)
 TEST_SCRIPTS += tests/kvm_svm_linux.sh
+# there, a running Linux (2 vCPUs) saved mid-loop and restored twice
+TEST_SCRIPTS += tests/kvm_svm_snapshot.sh
 # ---- end kvm engine ----
 
 # ---- gdb stub and lockstep (owner: src/vm/gdbstub.c, tools/lockstep) ----

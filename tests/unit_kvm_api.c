@@ -15,7 +15,10 @@
  *    there too, and the guest reads the device's bytes, not stale ones;
  *  - KVM's hypercalls are limited to what CPUID 0x40000001 announces;
  *  - with KVM's LAPICs, an AP's state read after KVM accepted its INIT
- *    and SIPI is the SIPI's (KVM_GET_MP_STATE carries them out).
+ *    and SIPI is the SIPI's (KVM_GET_MP_STATE carries them out);
+ *  - without KVM_CAP_EXIT_ON_EMULATION_FAILURE KVM queues #UD with an
+ *    emulation failure's exit: accord's interpreter still runs the
+ *    instruction, and the guest never sees that #UD.
  * Without a usable /dev/kvm every check is a skip. Prints TAP. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,6 +65,43 @@ static void record(int fd, unsigned long req, uint64_t val)
 {
 	if (nrecs < MAX_RECS)
 		recs[nrecs++] = (struct rec){ fd, req, val };
+}
+
+/* KVM_RUN as a KVM without KVM_CAP_EXIT_ON_EMULATION_FAILURE (before
+ * Linux 5.14, or the capability off) ends it: an instruction its emulator
+ * cannot run gets #UD queued, and at CPL 0 the exit to user space as well
+ * (x86.c, handle_emulation_failure) */
+static int emu_failures;
+
+static int run_queue_ud(int fd)
+{
+	static int map_fd = -1;
+	static struct kvm_run *run;
+	struct kvm_vcpu_events ev;
+	int rc = (int)syscall(SYS_ioctl, fd, KVM_RUN, 0);
+
+	if (rc < 0)
+		return rc;
+	if (map_fd != fd) {
+		if (run)
+			munmap(run, sizeof(*run));
+		run = mmap(NULL, sizeof(*run), PROT_READ, MAP_SHARED, fd, 0);
+		if (run == MAP_FAILED)
+			run = NULL;
+		map_fd = run ? fd : -1;
+	}
+	if (!run || run->exit_reason != KVM_EXIT_INTERNAL_ERROR ||
+	    run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION)
+		return rc;
+	emu_failures++;
+	if (syscall(SYS_ioctl, fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && !ev.exception.injected &&
+	    !ev.exception.pending) {
+		ev.exception.injected = 1;
+		ev.exception.nr = 6;
+		ev.exception.has_error_code = 0;
+		syscall(SYS_ioctl, fd, KVM_SET_VCPU_EVENTS, &ev);
+	}
+	return rc;
 }
 
 int ioctl(int fd, unsigned long req, ...)
@@ -107,6 +148,10 @@ int ioctl(int fd, unsigned long req, ...)
 		last_vcpu_fd = rc;
 		return rc;
 	}
+	if (req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_EXIT_ON_EMULATION_FAILURE)
+		return 0;
+	if (req == KVM_RUN)
+		return run_queue_ud(fd);
 	return (int)syscall(SYS_ioctl, fd, req, arg);
 }
 
@@ -195,6 +240,19 @@ static void test_cpuid(struct vm *vm)
 
 }
 
+/* 32-bit flat code at rip for cpu0; false (said) when KVM refuses the state */
+static bool code_load(struct vm *vm, uint64_t rip, const uint8_t *code, size_t n)
+{
+	struct boot_state bs = { .mode = 32, .rip = rip, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
+
+	memcpy(vm->ram + rip, code, n);
+	if (engine_kvm.set_boot_state(vm->vcpu[0], &bs) < 0) {
+		ok(false, "the 32-bit boot state is taken");
+		return false;
+	}
+	return true;
+}
+
 /* the MMIO device the fragments read: byte n of its range reads n & 0xff;
  * the first read asks the vCPU to stop, as a pause would */
 static int frag_reads;
@@ -222,7 +280,6 @@ static void test_fragments(struct vm *vm)
 {
 	/* 32-bit flat code: mov eax, [FRAG_BASE + 0xffe]; mov [0x2000], eax; hlt */
 	static const uint8_t code[] = { 0xa1, 0xfe, 0x0f, 0x00, 0xd0, 0xa3, 0x00, 0x20, 0x00, 0x00, 0xf4 };
-	struct boot_state bs = { .mode = 32, .rip = 0x1000, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
 	struct vcpu *v = vm->vcpu[0];
 	struct vcpu_exit ex = { 0 };
 	struct cpu_state *s = calloc(1, sizeof(*s));
@@ -234,9 +291,7 @@ static void test_fragments(struct vm *vm)
 		free(s);
 		return;
 	}
-	memcpy(vm->ram + 0x1000, code, sizeof(code));
-	if (engine_kvm.set_boot_state(v, &bs) < 0) {
-		ok(false, "the 32-bit boot state is taken");
+	if (!code_load(vm, 0x1000, code, sizeof(code))) {
 		free(s);
 		return;
 	}
@@ -273,17 +328,13 @@ static void test_hypercall(struct vm *vm)
 	/* mov eax, 11; xor ebx, ebx; vmcall; mov [0x2004], eax; hlt */
 	static const uint8_t code[] = { 0xb8, 0x0b, 0x00, 0x00, 0x00, 0x31, 0xdb, 0x0f, 0x01, 0xc1,
 					0xa3, 0x04, 0x20, 0x00, 0x00, 0xf4 };
-	struct boot_state bs = { .mode = 32, .rip = 0x1100, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
 	struct vcpu *v = vm->vcpu[0];
 	struct vcpu_exit ex = { 0 };
 	uint32_t got = 0x5a5a5a5a;
 
-	memcpy(vm->ram + 0x1100, code, sizeof(code));
 	memcpy(vm->ram + 0x2004, &got, 4);
-	if (engine_kvm.set_boot_state(v, &bs) < 0) {
-		ok(false, "the 32-bit boot state is taken");
+	if (!code_load(vm, 0x1100, code, sizeof(code)))
 		return;
-	}
 	/* a KVM that cannot run vmcall may loop on it: stopped after 5 s */
 	hung_vm = vm;
 	signal(SIGALRM, hung);
@@ -300,6 +351,42 @@ static void test_hypercall(struct vm *vm)
 	else
 		ok(got == (uint32_t)-1000, "a KVM hypercall CPUID 0x40000001 does not announce is refused: "
 					   "EAX %#x (want -KVM_ENOSYS, 0xfffffc18)", got);
+}
+
+/* An SSE load from MMIO, which KVM's emulator lacks: on a KVM that
+ * queues #UD with its exit (run_queue_ud) the instruction still runs on
+ * accord's interpreter, and the guest (no IDT: a #UD would be a triple
+ * fault) reads the device's bytes */
+static void test_emulation_failure(struct vm *vm)
+{
+	/* mov eax, cr4; or eax, 0x200 (OSFXSR); mov cr4, eax;
+	 * movd xmm0, [FRAG_BASE + 0x10]; movd [0x2008], xmm0; hlt */
+	static const uint8_t code[] = { 0x0f, 0x20, 0xe0, 0x0d, 0x00, 0x02, 0x00, 0x00, 0x0f, 0x22, 0xe0,
+					0x66, 0x0f, 0x6e, 0x05, 0x10, 0x00, 0x00, 0xd0,
+					0x66, 0x0f, 0x7e, 0x05, 0x08, 0x20, 0x00, 0x00, 0xf4 };
+	struct vcpu *v = vm->vcpu[0];
+	struct vcpu_exit ex = { 0 };
+	uint32_t got = 0x5a5a5a5a;
+
+	memcpy(vm->ram + 0x2008, &got, 4);
+	if (!code_load(vm, 0x1200, code, sizeof(code)))
+		return;
+	emu_failures = 0;
+	vm->pause_request = 0;
+	for (int i = 0; i < 4 && ex.kind != EXIT_HLT && ex.kind != EXIT_ERROR && ex.kind != EXIT_SHUTDOWN; i++) {
+		memset(&ex, 0, sizeof(ex));
+		engine_kvm.vcpu_run(v, &ex);
+	}
+	memcpy(&got, vm->ram + 0x2008, 4);
+	if (!emu_failures && ex.kind == EXIT_HLT) {
+		skip("an instruction KVM cannot emulate, with #UD queued, runs on accord's interpreter",
+		     "this host's KVM emulated the SSE load from MMIO itself");
+		return;
+	}
+	ok(ex.kind == EXIT_HLT && got == 0x13121110,
+	   "an instruction KVM cannot emulate, with #UD queued, runs on accord's interpreter: exit %d%s%s, "
+	   "read %#x (want 0x13121110)",
+	   ex.kind, ex.msg[0] ? ": " : "", ex.msg, got);
 }
 
 /* With KVM's LAPICs an AP's INIT and SIPI wait in KVM until it runs or
@@ -359,6 +446,7 @@ int main(void)
 		"a 4-byte MMIO read across a page reads both parts from the device",
 		"a KVM hypercall CPUID 0x40000001 does not announce is refused",
 		"an AP's state read after its SIPI holds the SIPI's CS:IP",
+		"an instruction KVM cannot emulate, with #UD queued, runs on accord's interpreter",
 	};
 	static struct vm vm;
 	char why[256];
@@ -383,6 +471,7 @@ int main(void)
 	test_cpuid(&vm);
 	test_fragments(&vm);
 	test_hypercall(&vm);
+	test_emulation_failure(&vm);
 	test_sipi();
 	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 	return n_fail ? 1 : 0;

@@ -489,6 +489,10 @@ static int cpuid_add(struct kvm_vm *k, int cpu, struct kvm_cpuid2 *c, uint32_t l
 	e->edx = r.edx;
 	cpuid_mask(k, cpu, e);
 	cpuid_tsc(k, e);
+	/* nor one that is all zero once what the host's KVM lacks is hidden
+	 * (0x80000007 on a host without an invariant TSC) */
+	if (!(e->eax | e->ebx | e->ecx | e->edx))
+		c->nent--;
 	return 0;
 }
 

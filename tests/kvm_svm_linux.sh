@@ -137,7 +137,7 @@ boot_args=(--kernel "$kernel" --initrd "$initrd" --cmdline "console=ttyS0 panic=
 	--memory 256M --disk "path=$disk")
 {
 	echo "A=$(q "$accord_abs")"
-	echo 'run() { id=$1; shift; timeout 300 $A run "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
+	echo 'run() { id=$1; shift; timeout 120 $A run "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
 	echo "run cpus1 --accel kvm --irqchip user --cpus 1 $(q "${boot_args[@]}")"
 	echo "run cpus2 --accel kvm --irqchip user --cpus 2 $(q "${boot_args[@]}")"
 	echo "run hyperv --accel kvm --irqchip user --cpus 2 --personality hyperv --kernel $(q "$hv_kernel") --initrd $(q "$hv_initrd") $(q "${boot_args[@]:4}")"

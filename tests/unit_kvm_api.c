@@ -402,7 +402,7 @@ static void test_sipi(void)
 		return;
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s || vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_SPLIT) < 0) {
+	if (!s || vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_SPLIT, 0) < 0) {
 		ok(false, "vm_create with the split irqchip");
 		free(s);
 		return;
@@ -457,7 +457,7 @@ int main(void)
 		return 0;
 	}
 	conforming = true;
-	if (vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0) {
+	if (vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0) {
 		ok(false, "vm_create on the kvm engine");
 		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 		return 1;

@@ -48,7 +48,7 @@ static struct vm *machine(uint64_t ram, int cpus, bool rng)
 	int null_fd = open("/dev/null", O_WRONLY);
 	struct platform_opts po = { .console_out_fd = null_fd };
 
-	if (!vm || vm_create(vm, ram, cpus, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0 || platform_init(vm, &po) < 0)
+	if (!vm || vm_create(vm, ram, cpus, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0 || platform_init(vm, &po) < 0)
 		return NULL;
 	struct pci_bus *bus = pci_init(vm);
 	if (!bus || (rng && !virtio_rng_create(vm, bus)))
@@ -240,7 +240,7 @@ static void refused_snapshot(void)
 	snprintf(file, sizeof(file), "%s/vm.snap", dir);
 	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", file);
 	made = made && (fd = open(img, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0 && ftruncate(fd, 1 << 20) == 0 &&
-	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER) == 0 && (vb = vmbus_create(&vm)) &&
+	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) == 0 && (vb = vmbus_create(&vm)) &&
 	       (disk = storvsc_create(vb, img, false));
 	if (fd >= 0)
 		close(fd);
@@ -430,7 +430,7 @@ int main(void)
 	bool made = true;
 	for (int i = 0; i < 2; i++) {
 		struct vmbus *vb = NULL;
-		made &= vm_create(&hv[i], RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER) == 0 && (vb = vmbus_create(&hv[i])) &&
+		made &= vm_create(&hv[i], RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) == 0 && (vb = vmbus_create(&hv[i])) &&
 			hv_util_create(vb, &hv[i], 0);
 	}
 	ok(made, "two hyperv machines with VMBus and the integration services");

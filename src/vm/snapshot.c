@@ -445,8 +445,9 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 	if (f->ram_size < PAGE || f->ram_size % PAGE || f->ram_size > (1ull << 40) || f->ncpus < 1 ||
 	    f->ncpus > VM_MAX_CPUS || f->engine > SNAP_ENGINE_KVM || f->personality > PERSONALITY_HYPERV ||
 	    (f->crystal_hz != VM_CRYSTAL_HZ && (f->crystal_hz != VM_CRYSTAL_KVM_HZ || f->engine != SNAP_ENGINE_KVM))) {
-		fail(err, errlen, "damaged snapshot: bad machine in the header (%llu bytes of RAM, %u vCPUs)",
-		     (unsigned long long)f->ram_size, f->ncpus);
+		fail(err, errlen,
+		     "damaged snapshot: bad machine in the header (%llu bytes of RAM, %u vCPUs, LAPIC timer at %llu Hz)",
+		     (unsigned long long)f->ram_size, f->ncpus, (unsigned long long)f->crystal_hz);
 		return -1;
 	}
 
@@ -628,8 +629,9 @@ int snapshot_apply(struct snap_file *f, struct vm *vm, char *err, size_t errlen)
 
 	if (f->ram_size != vm->ram_size || f->ncpus != (uint32_t)vm->ncpus || f->engine != engine_id(vm) ||
 	    f->personality != (uint32_t)vm->personality || f->crystal_hz != vm->crystal_hz) {
-		fail(err, errlen, "the snapshot's machine (%llu MiB, %u vCPUs, %s) is not this one",
-		     (unsigned long long)(f->ram_size >> 20), f->ncpus, f->engine ? "kvm" : "emu");
+		fail(err, errlen, "the snapshot's machine (%llu MiB, %u vCPUs, %s, LAPIC timer at %llu kHz) is not this one",
+		     (unsigned long long)(f->ram_size >> 20), f->ncpus, f->engine ? "kvm" : "emu",
+		     (unsigned long long)(f->crystal_hz / 1000));
 		return -1;
 	}
 	/* one more than the hooks: a surplus section is noticed */

@@ -450,6 +450,9 @@ int main(void)
 	g.engine = SNAP_ENGINE_EMU; /* this machine's: only the crystal differs */
 	ok(snapshot_apply(&g, k1, err, sizeof(err)) < 0 && strstr(err, "not this one"),
 	   "a machine whose LAPIC timer counts at another rate refuses it: %s", err);
+	static struct vm user1g;
+	ok(vm_create(&user1g, RAM, 1, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER, VM_CRYSTAL_KVM_HZ) < 0,
+	   "no machine with accord's LAPICs (--irqchip user) is made for a 1 GHz crystal");
 
 	/* machines of another shape */
 	struct vm *e = machine(RAM * 2, 2, true);

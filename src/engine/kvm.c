@@ -450,8 +450,9 @@ static void ratio_nearest(uint64_t a, uint64_t b, uint64_t nmax, uint32_t *num, 
 
 	while (y) {
 		uint64_t t = x / y, r = x % y;
-		if (t * p1 + p0 > nmax || t * q1 + q0 > UINT32_MAX) {
-			uint64_t s = (nmax - p0) / p1;
+		if ((unsigned __int128)t * p1 + p0 > nmax || (unsigned __int128)t * q1 + q0 > UINT32_MAX) {
+			/* the largest step s < t within the bounds */
+			uint64_t s = p1 ? (nmax - p0) / p1 : t - 1;
 			if (q1 && (UINT32_MAX - q0) / q1 < s)
 				s = (UINT32_MAX - q0) / q1;
 			uint64_t ps = s * p1 + p0, qs = s * q1 + q0;

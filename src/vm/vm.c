@@ -44,6 +44,13 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_o
 	vm->t0_ns = mono_ns();
 	vm->personality = personality;
 	vm->irqchip = irqchip;
+	/* accord's LAPICs (src/dev/lapic.c) count at VM_CRYSTAL_HZ */
+	if (irqchip == VM_IRQCHIP_USER && crystal_hz && crystal_hz != VM_CRYSTAL_HZ) {
+		fprintf(stderr, "accord: the guest's LAPIC timer counts at %llu kHz, accord's LAPIC at %llu kHz "
+				"(--irqchip user)\n",
+			(unsigned long long)(crystal_hz / 1000), (unsigned long long)(VM_CRYSTAL_HZ / 1000));
+		return -1;
+	}
 	if (personality == PERSONALITY_HYPERV ? hv_create(vm) < 0 : kvmclock_create(vm) < 0)
 		return -1;
 	vm->ram_size = ram_size;
@@ -64,13 +71,6 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_o
 		return -1;
 	}
 	madvise(vm->ram, ram_size, MADV_HUGEPAGE);
-	/* accord's LAPICs (src/dev/lapic.c) count at VM_CRYSTAL_HZ */
-	if (irqchip == VM_IRQCHIP_USER && crystal_hz && crystal_hz != VM_CRYSTAL_HZ) {
-		fprintf(stderr, "accord: the guest's LAPIC timer counts at %llu kHz, accord's LAPIC at %llu kHz "
-				"(--irqchip user)\n",
-			(unsigned long long)(crystal_hz / 1000), (unsigned long long)(VM_CRYSTAL_HZ / 1000));
-		return -1;
-	}
 	vm->crystal_hz = crystal_hz;
 	if (engine->vm_init && engine->vm_init(vm) < 0)
 		return -1;

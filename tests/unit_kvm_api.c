@@ -265,6 +265,19 @@ static void test_cpuid(struct vm *vm)
 
 }
 
+/* 32-bit flat code at rip for cpu0; false (said) when KVM refuses the state */
+static bool code_load(struct vm *vm, uint64_t rip, const uint8_t *code, size_t n)
+{
+	struct boot_state bs = { .mode = 32, .rip = rip, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
+
+	memcpy(vm->ram + rip, code, n);
+	if (engine_kvm.set_boot_state(vm->vcpu[0], &bs) < 0) {
+		ok(false, "the 32-bit boot state is taken");
+		return false;
+	}
+	return true;
+}
+
 /* the MMIO device the fragments read: byte n of its range reads n & 0xff;
  * the first read asks the vCPU to stop, as a pause would */
 static int frag_reads;
@@ -292,7 +305,6 @@ static void test_fragments(struct vm *vm)
 {
 	/* 32-bit flat code: mov eax, [FRAG_BASE + 0xffe]; mov [0x2000], eax; hlt */
 	static const uint8_t code[] = { 0xa1, 0xfe, 0x0f, 0x00, 0xd0, 0xa3, 0x00, 0x20, 0x00, 0x00, 0xf4 };
-	struct boot_state bs = { .mode = 32, .rip = 0x1000, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
 	struct vcpu *v = vm->vcpu[0];
 	struct vcpu_exit ex = { 0 };
 	struct cpu_state *s = calloc(1, sizeof(*s));
@@ -304,9 +316,7 @@ static void test_fragments(struct vm *vm)
 		free(s);
 		return;
 	}
-	memcpy(vm->ram + 0x1000, code, sizeof(code));
-	if (engine_kvm.set_boot_state(v, &bs) < 0) {
-		ok(false, "the 32-bit boot state is taken");
+	if (!code_load(vm, 0x1000, code, sizeof(code))) {
 		free(s);
 		return;
 	}
@@ -343,17 +353,13 @@ static void test_hypercall(struct vm *vm)
 	/* mov eax, 11; xor ebx, ebx; vmcall; mov [0x2004], eax; hlt */
 	static const uint8_t code[] = { 0xb8, 0x0b, 0x00, 0x00, 0x00, 0x31, 0xdb, 0x0f, 0x01, 0xc1,
 					0xa3, 0x04, 0x20, 0x00, 0x00, 0xf4 };
-	struct boot_state bs = { .mode = 32, .rip = 0x1100, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
 	struct vcpu *v = vm->vcpu[0];
 	struct vcpu_exit ex = { 0 };
 	uint32_t got = 0x5a5a5a5a;
 
-	memcpy(vm->ram + 0x1100, code, sizeof(code));
 	memcpy(vm->ram + 0x2004, &got, 4);
-	if (engine_kvm.set_boot_state(v, &bs) < 0) {
-		ok(false, "the 32-bit boot state is taken");
+	if (!code_load(vm, 0x1100, code, sizeof(code)))
 		return;
-	}
 	/* a KVM that cannot run vmcall may loop on it: stopped after 5 s */
 	hung_vm = vm;
 	signal(SIGALRM, hung);
@@ -383,17 +389,13 @@ static void test_emulation_failure(struct vm *vm)
 	static const uint8_t code[] = { 0x0f, 0x20, 0xe0, 0x0d, 0x00, 0x02, 0x00, 0x00, 0x0f, 0x22, 0xe0,
 					0x66, 0x0f, 0x6e, 0x05, 0x10, 0x00, 0x00, 0xd0,
 					0x66, 0x0f, 0x7e, 0x05, 0x08, 0x20, 0x00, 0x00, 0xf4 };
-	struct boot_state bs = { .mode = 32, .rip = 0x1200, .rsp = 0x8000, .gdt_base = 0x3000, .gdt_limit = 0x1f };
 	struct vcpu *v = vm->vcpu[0];
 	struct vcpu_exit ex = { 0 };
 	uint32_t got = 0x5a5a5a5a;
 
-	memcpy(vm->ram + 0x1200, code, sizeof(code));
 	memcpy(vm->ram + 0x2008, &got, 4);
-	if (engine_kvm.set_boot_state(v, &bs) < 0) {
-		ok(false, "the 32-bit boot state is taken");
+	if (!code_load(vm, 0x1200, code, sizeof(code)))
 		return;
-	}
 	emu_failures = 0;
 	vm->pause_request = 0;
 	for (int i = 0; i < 4 && ex.kind != EXIT_HLT && ex.kind != EXIT_ERROR && ex.kind != EXIT_SHUTDOWN; i++) {

@@ -20,8 +20,7 @@ cd "$(dirname "$0")/.."
 . tests/lib/svm-host.bash
 
 ACCORD=${ACCORD:-build/accord}
-test_tmp
-api_runtime_dir
+api_test_tmp
 svm_host_image "the split irqchip on AMD-V without KVM_CAP_X86_APIC_BUS_CYCLES_NS"
 accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 timers=$PWD/build/guest/timers.elf
@@ -116,6 +115,7 @@ elif [ ! -s "$snap" ]; then
 else
 	ACCORD_VERBOSE=1 "$ACCORD" restore "$snap" --name here --state paused </dev/null >"$tmp/here.out" 2>"$tmp/here.err" &
 	pid=$!
+	pids+=("$pid")
 	for _ in $(seq 60); do
 		"$ACCORD" stop here >/dev/null 2>&1 && break
 		sleep 1

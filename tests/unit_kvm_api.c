@@ -83,6 +83,9 @@ static void record(int fd, unsigned long req, uint64_t val)
 		recs[nrecs++] = (struct rec){ fd, req, val };
 }
 
+/* a preemption, once, just before the engine's next read of the TSC */
+static unsigned tsc_delay_us;
+
 /* KVM_RUN as a KVM without KVM_CAP_EXIT_ON_EMULATION_FAILURE (before
  * Linux 5.14, or the capability off) ends it: an instruction its emulator
  * cannot run gets #UD queued, and at CPL 0 the exit to user space as well
@@ -177,6 +180,11 @@ int ioctl(int fd, unsigned long req, ...)
 		return 0;
 	if (req == KVM_RUN)
 		return run_queue_ud(fd);
+	if (req == KVM_GET_MSRS && tsc_delay_us && ((const struct kvm_msrs *)arg)->nmsrs == 1 &&
+	    ((const struct kvm_msrs *)arg)->entries[0].index == MSR_IA32_TSC) {
+		usleep(tsc_delay_us);
+		tsc_delay_us = 0;
+	}
 	return (int)syscall(SYS_ioctl, fd, req, arg);
 }
 
@@ -414,6 +422,39 @@ static void test_emulation_failure(struct vm *vm)
 	   ex.kind, ex.msg[0] ? ": " : "", ex.msg, got);
 }
 
+/* kvmclock and the TSC page pair a VM time with the guest's TSC at that
+ * time (engine_ops.guest_tsc): a thread preempted before its read of
+ * KVM's TSC (5 ms here) must not pair the time with a later TSC. Two
+ * pairs 5 ms and more apart must agree with the TSC's rate. */
+static void test_tsc_pair(void)
+{
+	static struct vm vm;
+	uint64_t ns0, ns1, t0, t1, hz0, hz1;
+
+	if (vm_create(&vm, 16 << 20, 1, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0) {
+		ok(false, "vm_create for the TSC pairs");
+		return;
+	}
+	ns0 = vm_now_ns(&vm);
+	tsc_delay_us = 5000;
+	int r0 = engine_kvm.guest_tsc(vm.vcpu[0], ns0, &t0, &hz0);
+	ns1 = vm_now_ns(&vm);
+	int r1 = engine_kvm.guest_tsc(vm.vcpu[0], ns1, &t1, &hz1);
+	tsc_delay_us = 0;
+	if (r0 < 0 || r1 < 0) {
+		skip("the guest's TSC paired with the VM time despite a preempted read",
+		     "the engine knows no TSC rate on this host");
+		vm_destroy(&vm);
+		return;
+	}
+	double err_us = ((double)(t1 - t0) * 1e6 / (double)hz0) - (double)(ns1 - ns0) / 1e3;
+	ok(hz0 == hz1 && err_us > -500 && err_us < 500,
+	   "the guest's TSC paired with the VM time despite a preempted read: %.0f us apart by the TSC, %.0f us "
+	   "by the clock (rate %llu Hz)",
+	   (double)(t1 - t0) * 1e6 / (double)hz0, (double)(ns1 - ns0) / 1e3, (unsigned long long)hz0);
+	vm_destroy(&vm);
+}
+
 /* With KVM's LAPICs an AP's INIT and SIPI wait in KVM until it runs or
  * its run state is read (KVM_GET_MP_STATE carries them out): a state read
  * between (a pause, a snapshot, gdb) must give the registers the SIPI
@@ -567,6 +608,7 @@ int main(void)
 		"a KVM hypercall CPUID 0x40000001 does not announce is refused",
 		"an AP's state read after its SIPI holds the SIPI's CS:IP",
 		"an instruction KVM cannot emulate, with #UD queued, runs on accord's interpreter",
+		"the guest's TSC paired with the VM time despite a preempted read",
 		"the split irqchip's crystal, KVM's LAPIC timer and CPUID 0x15 agree",
 	};
 	static struct vm vm;
@@ -593,6 +635,7 @@ int main(void)
 	test_fragments(&vm);
 	test_hypercall(&vm);
 	test_emulation_failure(&vm);
+	test_tsc_pair();
 	test_sipi();
 	test_crystal();
 	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);

@@ -51,19 +51,21 @@ sum=$(sha256sum "$tmp/l2root/bin/busybox" | cut -c1-16)
 cat >"$tmp/run.sh" <<EOF
 A=$accord_abs
 mkdir -p /run
-# wait_for FILE PATTERN SECONDS
+# wait_for FILE PATTERN SECONDS PID: until the pattern is in the file;
+# 1 after SECONDS or once the process PID has ended without it
 wait_for() {
 	n=0
 	while ! grep -q "\$2" "\$1" 2>/dev/null; do
 		n=\$((n + 1))
 		[ \$n -gt \$3 ] && return 1
+		kill -0 "\$4" 2>/dev/null || return 1
 		sleep 1
 	done
 }
 \$A run --accel kvm --irqchip user --cpus 2 --memory 256M --name lin --kernel $PWD/$IMG/vmlinuz \\
 	--initrd $initrd --cmdline "console=ttyS0 panic=-1 quiet accord.autotest" </dev/null >/out/run.log 2>&1 &
 pid=\$!
-wait_for /out/run.log "^tick 4 " 300
+wait_for /out/run.log "^tick 4 " 300 \$pid || kill \$pid
 \$A snapshot lin /tmp/lin.snap --stop >/out/snap.log 2>&1
 echo \$? >/out/snap.status
 wait \$pid
@@ -71,7 +73,7 @@ echo \$? >/out/run.status
 for r in 1 2; do
 	\$A restore /tmp/lin.snap --name lin\$r </dev/null >/out/restore\$r.log 2>&1 &
 	pid=\$!
-	wait_for /out/restore\$r.log "^tick $TICKS " 300 || kill \$pid
+	wait_for /out/restore\$r.log "^tick $TICKS " 300 \$pid || kill \$pid
 	wait \$pid
 	echo \$? >/out/restore\$r.status
 done

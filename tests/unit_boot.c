@@ -840,7 +840,7 @@ int main(int argc, char **argv)
 		perror("mkdtemp");
 		return 2;
 	}
-	if (vm_create(&vm, VM_MEM, NCPUS, &test_engine, PERSONALITY_KVM, VM_IRQCHIP_USER)) {
+	if (vm_create(&vm, VM_MEM, NCPUS, &test_engine, PERSONALITY_KVM, VM_IRQCHIP_USER, 0)) {
 		fprintf(stderr, "unit_boot: vm_create failed\n");
 		return 2;
 	}

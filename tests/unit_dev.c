@@ -1021,7 +1021,7 @@ int main(void)
 		perror("pipe");
 		return 1;
 	}
-	if (vm_create(&vm, 16 << 20, NCPUS, &stub_engine, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0) {
+	if (vm_create(&vm, 16 << 20, NCPUS, &stub_engine, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

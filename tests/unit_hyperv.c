@@ -101,7 +101,7 @@ static struct vm *make_vm(int personality)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 
-	if (!vm || vm_create(vm, RAM, NCPUS, &stub_engine, personality, VM_IRQCHIP_USER) < 0) {
+	if (!vm || vm_create(vm, RAM, NCPUS, &stub_engine, personality, VM_IRQCHIP_USER, 0) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		exit(1);
 	}

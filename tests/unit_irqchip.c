@@ -241,7 +241,7 @@ int main(void)
 		perror("pipe");
 		return 1;
 	}
-	if (vm_create(&vm, 16 << 20, 2, &rec_engine, PERSONALITY_KVM, VM_IRQCHIP_SPLIT) < 0) {
+	if (vm_create(&vm, 16 << 20, 2, &rec_engine, PERSONALITY_KVM, VM_IRQCHIP_SPLIT, 0) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

@@ -18,10 +18,17 @@
  *    and SIPI is the SIPI's (KVM_GET_MP_STATE carries them out);
  *  - without KVM_CAP_EXIT_ON_EMULATION_FAILURE KVM queues #UD with an
  *    emulation failure's exit: accord's interpreter still runs the
- *    instruction, and the guest never sees that #UD.
+ *    instruction, and the guest never sees that #UD;
+ *  - the split irqchip's LAPIC timer and CPUID 0x15 agree: with
+ *    KVM_CAP_X86_APIC_BUS_CYCLES_NS answered absent (before Linux 6.11)
+ *    KVM's timer counts at 1 GHz, the VM's crystal, and 0x15 says so with
+ *    a TSC ratio Linux's 32-bit arithmetic takes; with it, KVM is set to
+ *    the crystal's cycle (40 ns, or 1 ns for a restored 1 GHz guest); a
+ *    restored 25 MHz guest cannot run where KVM lacks it.
  * Without a usable /dev/kvm every check is a skip. Prints TAP. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,6 +46,10 @@
 #include "tap.h"
 
 #define NCPUS 2
+/* Linux 6.11's capability; the headers may predate it */
+#ifndef KVM_CAP_X86_APIC_BUS_CYCLES_NS
+#define KVM_CAP_X86_APIC_BUS_CYCLES_NS 237
+#endif
 #define MSR_IA32_TSC 0x10
 #define MSR_MISC_ENABLE 0x1a0
 #define FRAG_BASE 0xd0000000ull
@@ -60,12 +71,20 @@ static struct kvm_cpuid2 *cpuid_set0; /* the first KVM_SET_CPUID2's table */
  * address bits, without KVM_CAP_SMALLER_MAXPHYADDR (VMX's default with EPT) */
 static bool conforming;
 static int last_vcpu_fd = -1; /* the vCPU KVM_CREATE_VCPU made last */
+/* answer KVM_CAP_X86_APIC_BUS_CYCLES_NS absent, as a KVM before 6.11 */
+static bool no_bus_cycles;
+static struct kvm_cpuid2 *cpuid_last; /* the last KVM_SET_CPUID2's table */
+static int bus_cycle_sets;	      /* KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) */
+static uint64_t bus_cycle_ns;	      /* the last one's argument */
 
 static void record(int fd, unsigned long req, uint64_t val)
 {
 	if (nrecs < MAX_RECS)
 		recs[nrecs++] = (struct rec){ fd, req, val };
 }
+
+/* a preemption, once, just before the engine's next read of the TSC */
+static unsigned tsc_delay_us;
 
 /* KVM_RUN as a KVM without KVM_CAP_EXIT_ON_EMULATION_FAILURE (before
  * Linux 5.14, or the capability off) ends it: an instruction its emulator
@@ -136,12 +155,21 @@ int ioctl(int fd, unsigned long req, ...)
 			else if (m->entries[i].index == MSR_MISC_ENABLE)
 				record(fd, MSR_MISC_ENABLE, m->entries[i].data);
 	}
-	if (req == KVM_SET_CPUID2 && !cpuid_set0) {
+	if (req == KVM_SET_CPUID2) {
 		const struct kvm_cpuid2 *c = arg;
 		size_t n = sizeof(*c) + c->nent * sizeof(c->entries[0]);
-		cpuid_set0 = malloc(n);
-		if (cpuid_set0)
+		free(cpuid_last);
+		cpuid_last = malloc(n);
+		if (cpuid_last)
+			memcpy(cpuid_last, c, n);
+		if (!cpuid_set0 && (cpuid_set0 = malloc(n)))
 			memcpy(cpuid_set0, c, n);
+	}
+	if (req == KVM_CHECK_EXTENSION && (long)arg == KVM_CAP_X86_APIC_BUS_CYCLES_NS && no_bus_cycles)
+		return 0;
+	if (req == KVM_ENABLE_CAP && ((const struct kvm_enable_cap *)arg)->cap == KVM_CAP_X86_APIC_BUS_CYCLES_NS) {
+		bus_cycle_sets++;
+		bus_cycle_ns = ((const struct kvm_enable_cap *)arg)->args[0];
 	}
 	if (req == KVM_CREATE_VCPU) {
 		int rc = (int)syscall(SYS_ioctl, fd, req, arg);
@@ -152,6 +180,11 @@ int ioctl(int fd, unsigned long req, ...)
 		return 0;
 	if (req == KVM_RUN)
 		return run_queue_ud(fd);
+	if (req == KVM_GET_MSRS && tsc_delay_us && ((const struct kvm_msrs *)arg)->nmsrs == 1 &&
+	    ((const struct kvm_msrs *)arg)->entries[0].index == MSR_IA32_TSC) {
+		usleep(tsc_delay_us);
+		tsc_delay_us = 0;
+	}
 	return (int)syscall(SYS_ioctl, fd, req, arg);
 }
 
@@ -389,6 +422,39 @@ static void test_emulation_failure(struct vm *vm)
 	   ex.kind, ex.msg[0] ? ": " : "", ex.msg, got);
 }
 
+/* kvmclock and the TSC page pair a VM time with the guest's TSC at that
+ * time (engine_ops.guest_tsc): a thread preempted before its read of
+ * KVM's TSC (5 ms here) must not pair the time with a later TSC. Two
+ * pairs 5 ms and more apart must agree with the TSC's rate. */
+static void test_tsc_pair(void)
+{
+	static struct vm vm;
+	uint64_t ns0, ns1, t0, t1, hz0, hz1;
+
+	if (vm_create(&vm, 16 << 20, 1, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0) {
+		ok(false, "vm_create for the TSC pairs");
+		return;
+	}
+	ns0 = vm_now_ns(&vm);
+	tsc_delay_us = 5000;
+	int r0 = engine_kvm.guest_tsc(vm.vcpu[0], ns0, &t0, &hz0);
+	ns1 = vm_now_ns(&vm);
+	int r1 = engine_kvm.guest_tsc(vm.vcpu[0], ns1, &t1, &hz1);
+	tsc_delay_us = 0;
+	if (r0 < 0 || r1 < 0) {
+		skip("the guest's TSC paired with the VM time despite a preempted read",
+		     "the engine knows no TSC rate on this host");
+		vm_destroy(&vm);
+		return;
+	}
+	double err_us = ((double)(t1 - t0) * 1e6 / (double)hz0) - (double)(ns1 - ns0) / 1e3;
+	ok(hz0 == hz1 && err_us > -500 && err_us < 500,
+	   "the guest's TSC paired with the VM time despite a preempted read: %.0f us apart by the TSC, %.0f us "
+	   "by the clock (rate %llu Hz)",
+	   (double)(t1 - t0) * 1e6 / (double)hz0, (double)(ns1 - ns0) / 1e3, (unsigned long long)hz0);
+	vm_destroy(&vm);
+}
+
 /* With KVM's LAPICs an AP's INIT and SIPI wait in KVM until it runs or
  * its run state is read (KVM_GET_MP_STATE carries them out): a state read
  * between (a pause, a snapshot, gdb) must give the registers the SIPI
@@ -404,7 +470,7 @@ static void test_sipi(void)
 		return;
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s || vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_SPLIT) < 0) {
+	if (!s || vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_SPLIT, 0) < 0) {
 		ok(false, "vm_create with the split irqchip");
 		free(s);
 		return;
@@ -430,6 +496,101 @@ static void test_sipi(void)
 	free(s);
 }
 
+/* leaf 0x15 of the last KVM_SET_CPUID2 */
+static const struct kvm_cpuid_entry2 *leaf15(void)
+{
+	for (uint32_t i = 0; cpuid_last && i < cpuid_last->nent; i++)
+		if (cpuid_last->entries[i].function == 0x15)
+			return &cpuid_last->entries[i];
+	return NULL;
+}
+
+/* a split-irqchip VM made with the crystal asked for (0: the engine's
+ * choice): vm_create's result, the bus cycle KVM was set to (0: none) */
+static int crystal_vm(struct vm *vm, uint64_t crystal_hz, uint64_t *cycle)
+{
+	bus_cycle_sets = 0;
+	bus_cycle_ns = 0;
+	free(cpuid_last);
+	cpuid_last = NULL;
+	int rc = vm_create(vm, 16 << 20, 1, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_SPLIT, crystal_hz);
+	*cycle = bus_cycle_sets ? bus_cycle_ns : 0;
+	return rc;
+}
+
+/* The split irqchip's LAPIC timer counts at the VM's crystal, and CPUID
+ * 0x15 tells the guest that crystal and a TSC ratio Linux's
+ * crystal_khz * EBX / EAX (32 bits, native_calibrate_tsc) turns into the
+ * TSC rate the vCPU has */
+static void test_crystal(void)
+{
+	static const char *const names[] = {
+		"without KVM_CAP_X86_APIC_BUS_CYCLES_NS the split irqchip is available",
+		"without KVM_CAP_X86_APIC_BUS_CYCLES_NS the VM's crystal is KVM's 1 GHz, KVM left at its 1 ns cycle",
+		"without KVM_CAP_X86_APIC_BUS_CYCLES_NS CPUID 0x15 says a 1 GHz crystal and the TSC's rate",
+		"a restored 25 MHz guest is refused where KVM lacks KVM_CAP_X86_APIC_BUS_CYCLES_NS",
+		"with KVM_CAP_X86_APIC_BUS_CYCLES_NS KVM counts at 25 MHz (40 ns) and CPUID 0x15 says 25 MHz",
+		"with KVM_CAP_X86_APIC_BUS_CYCLES_NS a restored 1 GHz guest gets KVM at 1 ns and CPUID 0x15 1 GHz",
+	};
+	static struct vm vm[4];
+	char why[256];
+	uint64_t cycle;
+	const struct kvm_cpuid_entry2 *e;
+	size_t t = 0;
+
+	no_bus_cycles = true;
+	if (kvm_split_check(why, sizeof(why)) < 0) {
+		if (strstr(why, "APIC_BUS_CYCLES"))
+			ok(false, "%s (it says: %s)", names[t++], why);
+		for (; t < sizeof(names) / sizeof(names[0]); t++)
+			skip(names[t], why);
+		no_bus_cycles = false;
+		return;
+	}
+	ok(true, "%s", names[t++]);
+	int rc = crystal_vm(&vm[0], 0, &cycle);
+	int tsc_khz = last_vcpu_fd >= 0 ? (int)syscall(SYS_ioctl, last_vcpu_fd, KVM_GET_TSC_KHZ, 0) : -1;
+	ok(rc == 0 && vm[0].crystal_hz == 1000000000ull && !cycle,
+	   "%s (vm_create %d, crystal %llu Hz, bus cycle set to %llu ns)", names[t++], rc,
+	   (unsigned long long)vm[0].crystal_hz, (unsigned long long)cycle);
+	e = leaf15();
+	if (!e || tsc_khz <= 0) {
+		ok(false, "%s (leaf 0x15 %s, KVM_GET_TSC_KHZ %d)", names[t++], e ? "set" : "missing", tsc_khz);
+	} else {
+		uint32_t crystal_khz = e->ecx / 1000;
+		uint64_t prod = (uint64_t)crystal_khz * e->ebx;
+		uint32_t linux_khz = e->eax ? (uint32_t)(crystal_khz * e->ebx) / e->eax : 0;
+		int64_t off = (int64_t)linux_khz - tsc_khz;
+		ok(e->ecx == 1000000000u && prod <= UINT32_MAX && e->eax && (off < 0 ? -off : off) <= tsc_khz / 100000,
+		   "%s: ECX %u, EBX/EAX %u/%u: %u kHz in 32 bits, the vCPU's TSC %d kHz", names[t++], e->ecx, e->ebx,
+		   e->eax, linux_khz, tsc_khz);
+	}
+	rc = crystal_vm(&vm[1], VM_CRYSTAL_HZ, &cycle);
+	ok(rc < 0, "%s (vm_create %d)", names[t++], rc);
+	no_bus_cycles = false;
+
+	const char *dev = getenv("ACCORD_KVM_DEV") ? getenv("ACCORD_KVM_DEV") : "/dev/kvm";
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	long bus = fd >= 0 ? syscall(SYS_ioctl, fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_APIC_BUS_CYCLES_NS) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (bus <= 0) {
+		for (; t < sizeof(names) / sizeof(names[0]); t++)
+			skip(names[t], "the host's KVM lacks KVM_CAP_X86_APIC_BUS_CYCLES_NS (Linux 6.11)");
+		return;
+	}
+	rc = crystal_vm(&vm[2], 0, &cycle);
+	e = leaf15();
+	ok(rc == 0 && vm[2].crystal_hz == VM_CRYSTAL_HZ && cycle == 40 && e && e->ecx == VM_CRYSTAL_HZ,
+	   "%s (vm_create %d, crystal %llu Hz, bus cycle %llu ns, 0x15 ECX %u)", names[t++], rc,
+	   (unsigned long long)vm[2].crystal_hz, (unsigned long long)cycle, e ? e->ecx : 0);
+	rc = crystal_vm(&vm[3], 1000000000ull, &cycle);
+	e = leaf15();
+	ok(rc == 0 && vm[3].crystal_hz == 1000000000ull && cycle == 1 && e && e->ecx == 1000000000u,
+	   "%s (vm_create %d, crystal %llu Hz, bus cycle %llu ns, 0x15 ECX %u)", names[t++], rc,
+	   (unsigned long long)vm[3].crystal_hz, (unsigned long long)cycle, e ? e->ecx : 0);
+}
+
 int main(void)
 {
 	static const char *const names[] = {
@@ -447,6 +608,8 @@ int main(void)
 		"a KVM hypercall CPUID 0x40000001 does not announce is refused",
 		"an AP's state read after its SIPI holds the SIPI's CS:IP",
 		"an instruction KVM cannot emulate, with #UD queued, runs on accord's interpreter",
+		"the guest's TSC paired with the VM time despite a preempted read",
+		"the split irqchip's crystal, KVM's LAPIC timer and CPUID 0x15 agree",
 	};
 	static struct vm vm;
 	char why[256];
@@ -459,7 +622,7 @@ int main(void)
 		return 0;
 	}
 	conforming = true;
-	if (vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0) {
+	if (vm_create(&vm, 16 << 20, NCPUS, &engine_kvm, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0) {
 		ok(false, "vm_create on the kvm engine");
 		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 		return 1;
@@ -472,7 +635,9 @@ int main(void)
 	test_fragments(&vm);
 	test_hypercall(&vm);
 	test_emulation_failure(&vm);
+	test_tsc_pair();
 	test_sipi();
+	test_crystal();
 	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
 	return n_fail ? 1 : 0;
 }

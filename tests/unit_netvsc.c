@@ -1087,7 +1087,7 @@ static void test_teardown(void)
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV, VM_IRQCHIP_USER) < 0) {
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return 1;
 	}

@@ -37,7 +37,7 @@
 static char *const config[] = { "--kernel", "/k", "--memory", "16M", "--cpus", "2", "--rng" };
 
 /* the machines stay reachable until exit (LeakSanitizer in tests/asan.sh) */
-static struct vm *machines[8];
+static struct vm *machines[12];
 static int nmachines;
 
 static struct vm *machine(uint64_t ram, int cpus, bool rng)
@@ -48,7 +48,7 @@ static struct vm *machine(uint64_t ram, int cpus, bool rng)
 	int null_fd = open("/dev/null", O_WRONLY);
 	struct platform_opts po = { .console_out_fd = null_fd };
 
-	if (!vm || vm_create(vm, ram, cpus, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0 || platform_init(vm, &po) < 0)
+	if (!vm || vm_create(vm, ram, cpus, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0 || platform_init(vm, &po) < 0)
 		return NULL;
 	struct pci_bus *bus = pci_init(vm);
 	if (!bus || (rng && !virtio_rng_create(vm, bus)))
@@ -240,7 +240,7 @@ static void refused_snapshot(void)
 	snprintf(file, sizeof(file), "%s/vm.snap", dir);
 	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", file);
 	made = made && (fd = open(img, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0 && ftruncate(fd, 1 << 20) == 0 &&
-	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER) == 0 && (vb = vmbus_create(&vm)) &&
+	       vm_create(&vm, RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) == 0 && (vb = vmbus_create(&vm)) &&
 	       (disk = storvsc_create(vb, img, false));
 	if (fd >= 0)
 		close(fd);
@@ -415,6 +415,45 @@ int main(void)
 	}
 	free(ps);
 
+	/* the LAPIC timer's clock in the header (version 3): what the guest
+	 * was told, and the machine made for it must count at it */
+	uint64_t hz;
+	memcpy(&hz, snap + 48, 8);
+	snapshot_parse(&f, snap, n, err, sizeof(err));
+	ok(hz == VM_CRYSTAL_HZ && f.crystal_hz == VM_CRYSTAL_HZ, "the header holds the VM's crystal, %llu Hz",
+	   (unsigned long long)hz);
+	memcpy(c, snap, n);
+	hz = 0;
+	memcpy(c + 48, &hz, 8);
+	c[8] = 2;
+	reseal(c, n);
+	err[0] = 0;
+	ok(snapshot_parse(&g, c, n, err, sizeof(err)) == 0 && g.crystal_hz == VM_CRYSTAL_HZ,
+	   "a version 2 file (no crystal) is read as VM_CRYSTAL_HZ: %s", err);
+	c[8] = SNAP_VERSION;
+	hz = 24000000;
+	memcpy(c + 48, &hz, 8);
+	reseal(c, n);
+	ok(!parses(c, n, err, sizeof(err)) && strstr(err, "bad machine"), "a crystal accord never tells: %s", err);
+	hz = VM_CRYSTAL_KVM_HZ;
+	memcpy(c + 48, &hz, 8);
+	reseal(c, n);
+	ok(!parses(c, n, err, sizeof(err)) && strstr(err, "bad machine"),
+	   "KVM's 1 GHz crystal in an emu engine's snapshot: %s", err);
+	uint32_t kvm_engine = SNAP_ENGINE_KVM;
+	memcpy(c + 28, &kvm_engine, 4);
+	reseal(c, n);
+	err[0] = 0;
+	ok(snapshot_parse(&g, c, n, err, sizeof(err)) == 0 && g.crystal_hz == VM_CRYSTAL_KVM_HZ,
+	   "KVM's 1 GHz crystal in a kvm engine's snapshot is read: %s", err);
+	struct vm *k1 = machine(RAM, 2, true);
+	g.engine = SNAP_ENGINE_EMU; /* this machine's: only the crystal differs */
+	ok(snapshot_apply(&g, k1, err, sizeof(err)) < 0 && strstr(err, "not this one"),
+	   "a machine whose LAPIC timer counts at another rate refuses it: %s", err);
+	static struct vm user1g;
+	ok(vm_create(&user1g, RAM, 1, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER, VM_CRYSTAL_KVM_HZ) < 0,
+	   "no machine with accord's LAPICs (--irqchip user) is made for a 1 GHz crystal");
+
 	/* machines of another shape */
 	struct vm *e = machine(RAM * 2, 2, true);
 	snapshot_parse(&f, snap, n, err, sizeof(err));
@@ -430,7 +469,7 @@ int main(void)
 	bool made = true;
 	for (int i = 0; i < 2; i++) {
 		struct vmbus *vb = NULL;
-		made &= vm_create(&hv[i], RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER) == 0 && (vb = vmbus_create(&hv[i])) &&
+		made &= vm_create(&hv[i], RAM, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) == 0 && (vb = vmbus_create(&hv[i])) &&
 			hv_util_create(vb, &hv[i], 0);
 	}
 	ok(made, "two hyperv machines with VMBus and the integration services");

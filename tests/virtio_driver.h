@@ -41,7 +41,7 @@ static struct vm vm;
  * none), its LAPIC software-enabled so that MSI-X messages land */
 static inline bool vdrv_vm_create(uint64_t ram, const struct engine_ops *engine)
 {
-	if (vm_create(&vm, ram, 1, engine, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0) {
+	if (vm_create(&vm, ram, 1, engine, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0) {
 		fprintf(stderr, "vm_create failed\n");
 		return false;
 	}

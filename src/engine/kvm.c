@@ -82,13 +82,13 @@
 #define APIC_BASE_ENABLE (1ull << 11)
 #define APIC_BASE_ADDR 0x000ffffffffff000ull
 
-/* The split irqchip's LAPIC timer counts at accord's crystal (CPUID 0x15
- * ECX), one cycle every this many ns (Linux 6.11's capability; the
- * headers may predate it) */
+/* The split irqchip's LAPIC timer counts at the VM's crystal (CPUID 0x15
+ * ECX), one cycle every 10^9 / vm->crystal_hz ns, where KVM has Linux
+ * 6.11's capability (the headers may predate it); a KVM without it counts
+ * at VM_CRYSTAL_KVM_HZ, and the guest is told that */
 #ifndef KVM_CAP_X86_APIC_BUS_CYCLES_NS
 #define KVM_CAP_X86_APIC_BUS_CYCLES_NS 237
 #endif
-#define APIC_BUS_CYCLE_NS (1000000000ull / VM_CRYSTAL_HZ)
 /* KVM's LAPIC registers (KVM_GET_LAPIC): LVT LINT0 and LINT1 */
 #define KVM_APIC_LVT0 0x350
 #define KVM_APIC_LVT1 0x360
@@ -145,6 +145,7 @@ struct kvm_vm {
 	struct kvm_cpuid2 *supported; /* KVM_GET_SUPPORTED_CPUID */
 	uint64_t arch_caps;	      /* IA32_ARCH_CAPABILITIES bits KVM vouches for */
 	uint32_t tsc_khz;	      /* the guest's TSC rate; 0: unknown */
+	uint64_t crystal_hz;	      /* vm->crystal_hz: CPUID 0x15 ECX */
 	int personality;	      /* vm->personality: CPUID's hypervisor leaves */
 	bool verbose;
 	bool window_steps; /* KVM misses interrupt windows: step to find them */
@@ -310,8 +311,6 @@ static const struct {
 	{ KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
 	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
 	{ KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER" },
-	{ KVM_CAP_X86_APIC_BUS_CYCLES_NS,
-	  "KVM_CAP_X86_APIC_BUS_CYCLES_NS (Linux 6.11: its LAPIC timer at accord's 25 MHz)" },
 };
 
 int kvm_split_check(char *why, size_t n)
@@ -440,24 +439,62 @@ static void cpuid_mask(struct kvm_vm *k, int cpu, struct kvm_cpuid_entry2 *e)
 	}
 }
 
-/* CPUID 0x15 and 0x16 tell the guest its TSC rate. The crystal (ECX) is
- * the LAPIC timer's clock and stays; the ratio follows the TSC the guest
- * really gets when KVM cannot scale it to VM_TSC_HZ. */
+/* |p/q - a/b| * q * b, to compare fractions' distances to a/b as |p*b - q*a| / q */
+static unsigned __int128 ratio_off(uint64_t p, uint64_t q, uint64_t a, uint64_t b)
+{
+	unsigned __int128 x = (unsigned __int128)p * b, y = (unsigned __int128)q * a;
+	return x > y ? x - y : y - x;
+}
+
+/* the fraction num/den nearest a/b with num <= nmax and den < 2^32: the
+ * last convergent of a/b's continued fraction within the bounds, or the
+ * semiconvergent after it where that is nearer; num 0 when none fits */
+static void ratio_nearest(uint64_t a, uint64_t b, uint64_t nmax, uint32_t *num, uint32_t *den)
+{
+	uint64_t p0 = 0, q0 = 1, p1 = 1, q1 = 0, x = a, y = b;
+
+	while (y) {
+		uint64_t t = x / y, r = x % y;
+		if ((unsigned __int128)t * p1 + p0 > nmax || (unsigned __int128)t * q1 + q0 > UINT32_MAX) {
+			/* the largest step s < t within the bounds */
+			uint64_t s = p1 ? (nmax - p0) / p1 : t - 1;
+			if (q1 && (UINT32_MAX - q0) / q1 < s)
+				s = (UINT32_MAX - q0) / q1;
+			uint64_t ps = s * p1 + p0, qs = s * q1 + q0;
+			if (s && (!q1 || ratio_off(ps, qs, a, b) * q1 < ratio_off(p1, q1, a, b) * qs)) {
+				p1 = ps;
+				q1 = qs;
+			}
+			break;
+		}
+		uint64_t p2 = t * p1 + p0, q2 = t * q1 + q0;
+		p0 = p1;
+		q0 = q1;
+		p1 = p2;
+		q1 = q2;
+		x = y;
+		y = r;
+	}
+	*num = q1 ? (uint32_t)p1 : 0;
+	*den = q1 ? (uint32_t)q1 : 1;
+}
+
+/* CPUID 0x15 and 0x16 tell the guest its TSC rate, and 0x15 ECX the
+ * crystal that clocks its LAPIC timer. The model says VM_TSC_HZ and
+ * VM_CRYSTAL_HZ; where KVM cannot scale the TSC to VM_TSC_HZ, or the VM's
+ * crystal is KVM's 1 GHz (split_enable), they follow what the guest
+ * really gets. */
 static void cpuid_tsc(struct kvm_vm *k, struct kvm_cpuid_entry2 *e)
 {
-	if ((uint64_t)k->tsc_khz * 1000 == VM_TSC_HZ)
+	if ((uint64_t)k->tsc_khz * 1000 == VM_TSC_HZ && k->crystal_hz == VM_CRYSTAL_HZ)
 		return;
 	if (e->function == 0x15) {
 		/* Linux computes crystal_khz * EBX / EAX in 32 bits: the
-		 * largest ratio that fits, within a few ppm of the rate */
-		uint64_t crystal_khz = VM_CRYSTAL_HZ / 1000;
-		uint64_t den = k->tsc_khz ? (UINT32_MAX / crystal_khz) * crystal_khz / k->tsc_khz : 0;
-		if (!den)
-			den = 1;
-		e->eax = (uint32_t)den;
-		e->ebx = (uint32_t)(((uint64_t)k->tsc_khz * den + crystal_khz / 2) / crystal_khz);
-		if ((uint64_t)e->ebx * crystal_khz > UINT32_MAX)
-			e->ebx = 0; /* the ratio is not enumerated: the guest calibrates */
+		 * nearest ratio that fits; EBX 0 (the guest calibrates)
+		 * where the TSC rate is unknown */
+		uint64_t crystal_khz = k->crystal_hz / 1000;
+		e->ecx = (uint32_t)k->crystal_hz;
+		ratio_nearest(k->tsc_khz, crystal_khz, UINT32_MAX / crystal_khz, &e->ebx, &e->eax);
 	} else if (e->function == 0x16) {
 		e->eax = k->tsc_khz / 1000;
 		e->ebx = k->tsc_khz / 1000;
@@ -665,20 +702,43 @@ static int msr_filter_set(int vm_fd, bool split)
 }
 
 /* The split irqchip, before any vCPU: KVM's LAPICs with IOAPIC_PINS GSIs
- * reserved for accord's IOAPIC, their timer at accord's crystal */
-static int split_enable(struct kvm_vm *k)
+ * reserved for accord's IOAPIC, their timer at the VM's crystal. A KVM
+ * with KVM_CAP_X86_APIC_BUS_CYCLES_NS counts at vm->crystal_hz (a restored
+ * guest's, else VM_CRYSTAL_HZ); one without counts at VM_CRYSTAL_KVM_HZ,
+ * which becomes the VM's crystal (a restored guest told another cannot
+ * run there). */
+static int split_enable(struct kvm_vm *k, struct vm *vm)
 {
 	struct kvm_enable_cap split = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { IOAPIC_PINS } };
-	struct kvm_enable_cap bus = { .cap = KVM_CAP_X86_APIC_BUS_CYCLES_NS, .args = { APIC_BUS_CYCLE_NS } };
+	bool bus_cycles = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_APIC_BUS_CYCLES_NS) > 0;
+	uint64_t restored = vm->crystal_hz;
 
+	if (!vm->crystal_hz)
+		vm->crystal_hz = bus_cycles ? VM_CRYSTAL_HZ : VM_CRYSTAL_KVM_HZ;
+	if (!bus_cycles && vm->crystal_hz != VM_CRYSTAL_KVM_HZ) {
+		fprintf(stderr,
+			"accord: kvm: the guest's LAPIC timer counts at %llu kHz, which the host's KVM cannot give "
+			"(it lacks KVM_CAP_X86_APIC_BUS_CYCLES_NS, Linux 6.11: its LAPIC timer counts at 1 GHz)\n",
+			(unsigned long long)(vm->crystal_hz / 1000));
+		return -1;
+	}
 	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &split) < 0) {
 		fprintf(stderr, "accord: kvm: KVM_CAP_SPLIT_IRQCHIP: %s\n", strerror(errno));
 		return -1;
 	}
-	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &bus) < 0) {
-		fprintf(stderr, "accord: kvm: KVM_CAP_X86_APIC_BUS_CYCLES_NS: %s\n", strerror(errno));
-		return -1;
+	if (bus_cycles) {
+		struct kvm_enable_cap bus = { .cap = KVM_CAP_X86_APIC_BUS_CYCLES_NS,
+					      .args = { 1000000000ull / vm->crystal_hz } };
+		if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &bus) < 0) {
+			fprintf(stderr, "accord: kvm: KVM_CAP_X86_APIC_BUS_CYCLES_NS: %s\n", strerror(errno));
+			return -1;
+		}
 	}
+	if (k->verbose && vm->crystal_hz == VM_CRYSTAL_KVM_HZ)
+		fprintf(stderr, "accord: kvm: the LAPIC timer counts at KVM's 1 GHz (%s); CPUID 0x15 tells the guest "
+				"a 1 GHz crystal\n",
+			bus_cycles && restored ? "the restored guest was told so"
+					       : "the host's KVM lacks KVM_CAP_X86_APIC_BUS_CYCLES_NS, Linux 6.11");
 	int dbg = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2);
 	k->blockirq = dbg > 0 && (dbg & KVM_GUESTDBG_BLOCKIRQ);
 	k->routing = calloc(1, sizeof(*k->routing) + KVM_GSIS * sizeof(k->routing->entries[0]));
@@ -751,8 +811,11 @@ static int kvm_vm_init(struct vm *vm)
 		.cap = KVM_CAP_X86_USER_SPACE_MSR,
 		.args = { KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL },
 	};
-	if (vm->irqchip == VM_IRQCHIP_SPLIT && split_enable(k) < 0)
+	if (vm->irqchip == VM_IRQCHIP_SPLIT && split_enable(k, vm) < 0)
 		return -1;
+	if (!vm->crystal_hz)
+		vm->crystal_hz = VM_CRYSTAL_HZ;
+	k->crystal_hz = vm->crystal_hz;
 	if (ioctl(k->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || msr_filter_set(k->vm_fd, k->split) < 0) {
 		fprintf(stderr, "accord: kvm: cannot send MSRs to accord's model: %s\n", strerror(errno));
 		return -1;
@@ -1184,13 +1247,35 @@ static bool deadline_write(struct kvm_vcpu_priv *p, uint64_t val)
 
 /* MSRs that KVM leaves to accord: the machine's model answers, as it does
  * for the emu engine after the CPU core's own MSRs; false means #GP */
-/* KVM's TSC is read now; ns was read just before, close enough */
+/* The guest's TSC at VM time ns (kvmclock's and the TSC page's pair).
+ * KVM's TSC is read between two reads of the VM clock and carried to ns
+ * at the TSC's rate: taken as it comes, a thread preempted between the
+ * caller's clock read and the ioctl (a loaded host) paired the clock with
+ * a later TSC, and the guest's clock ran that far behind (2 ms seen).
+ * The narrowest of a few tries counts. */
+#define TSC_PAIR_TRIES 4
+#define TSC_PAIR_NS 20000
 static int kvm_guest_tsc(struct vcpu *v, uint64_t ns, uint64_t *tsc, uint64_t *hz)
 {
 	struct kvm_vcpu_priv *p = priv(v);
-	if (!p->kvm->tsc_khz || !guest_tsc(p, tsc))
+	uint64_t g, t0, t1, best = UINT64_MAX, at = 0, val = 0;
+
+	if (!p->kvm->tsc_khz)
 		return -1;
+	for (int i = 0; i < TSC_PAIR_TRIES && best > TSC_PAIR_NS; i++) {
+		t0 = vm_now_ns(v->vm);
+		if (!guest_tsc(p, &g))
+			return -1;
+		t1 = vm_now_ns(v->vm);
+		if (t1 - t0 < best) {
+			best = t1 - t0;
+			at = t0 + best / 2;
+			val = g;
+		}
+	}
 	*hz = (uint64_t)p->kvm->tsc_khz * 1000;
+	__int128 d = (__int128)((int64_t)(ns - at)) * (__int128)*hz / 1000000000;
+	*tsc = (uint64_t)((__int128)val + d);
 	return 0;
 }
 

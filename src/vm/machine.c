@@ -501,7 +501,9 @@ int machine_build(struct machine *m, bool recoverable, bool *fatal)
 		fprintf(stderr, "accord: out of memory\n");
 		return EXIT_VM_FAILED;
 	}
-	if (vm_create(vm, c->memory, c->cpus, m->engine, c->personality, irqchip) < 0)
+	/* a restored guest's LAPIC timer goes on at the rate it was told */
+	if (vm_create(vm, c->memory, c->cpus, m->engine, c->personality, irqchip,
+		      m->restore ? m->restore->crystal_hz : 0) < 0)
 		return EXIT_VM_FAILED;
 	vm->debug_exit = c->debug_exit;
 	/* virtio-blk and virtio-net serve the guest's notifies there too */

@@ -260,6 +260,7 @@ int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen)
 	memcpy(hdr + 24, u32, 16);
 	u64 = vm_now_ns(vm);
 	memcpy(hdr + 40, &u64, 8);
+	memcpy(hdr + 48, &vm->crystal_hz, 8);
 	out_put(o, hdr, sizeof(hdr));
 
 	uint64_t clen = 0;
@@ -395,8 +396,8 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 		return -1;
 	}
 	memcpy(&f->version, data + 8, 4);
-	if (f->version != SNAP_VERSION && f->version != 1) {
-		fail(err, errlen, "snapshot format version %u; this accord reads versions 1 and %u", f->version,
+	if (f->version < 1 || f->version > SNAP_VERSION) {
+		fail(err, errlen, "snapshot format version %u; this accord reads versions 1 to %u", f->version,
 		     SNAP_VERSION);
 		return -1;
 	}
@@ -433,15 +434,20 @@ int snapshot_parse(struct snap_file *f, const uint8_t *data, size_t size, char *
 	memcpy(&f->personality, data + 32, 4);
 	memcpy(&flags, data + 36, 4);
 	memcpy(&f->vm_time_ns, data + 40, 8);
+	f->crystal_hz = VM_CRYSTAL_HZ;
+	if (f->version >= 3)
+		memcpy(&f->crystal_hz, data + 48, 8);
 	f->paused = flags & SNAP_F_PAUSED;
 	if (hsize != SNAP_HEADER_SIZE || (flags & ~SNAP_F_PAUSED)) {
 		fail(err, errlen, "damaged snapshot: bad header");
 		return -1;
 	}
 	if (f->ram_size < PAGE || f->ram_size % PAGE || f->ram_size > (1ull << 40) || f->ncpus < 1 ||
-	    f->ncpus > VM_MAX_CPUS || f->engine > SNAP_ENGINE_KVM || f->personality > PERSONALITY_HYPERV) {
-		fail(err, errlen, "damaged snapshot: bad machine in the header (%llu bytes of RAM, %u vCPUs)",
-		     (unsigned long long)f->ram_size, f->ncpus);
+	    f->ncpus > VM_MAX_CPUS || f->engine > SNAP_ENGINE_KVM || f->personality > PERSONALITY_HYPERV ||
+	    (f->crystal_hz != VM_CRYSTAL_HZ && (f->crystal_hz != VM_CRYSTAL_KVM_HZ || f->engine != SNAP_ENGINE_KVM))) {
+		fail(err, errlen,
+		     "damaged snapshot: bad machine in the header (%llu bytes of RAM, %u vCPUs, LAPIC timer at %llu Hz)",
+		     (unsigned long long)f->ram_size, f->ncpus, (unsigned long long)f->crystal_hz);
 		return -1;
 	}
 
@@ -622,9 +628,10 @@ int snapshot_apply(struct snap_file *f, struct vm *vm, char *err, size_t errlen)
 	struct sec s;
 
 	if (f->ram_size != vm->ram_size || f->ncpus != (uint32_t)vm->ncpus || f->engine != engine_id(vm) ||
-	    f->personality != (uint32_t)vm->personality) {
-		fail(err, errlen, "the snapshot's machine (%llu MiB, %u vCPUs, %s) is not this one",
-		     (unsigned long long)(f->ram_size >> 20), f->ncpus, f->engine ? "kvm" : "emu");
+	    f->personality != (uint32_t)vm->personality || f->crystal_hz != vm->crystal_hz) {
+		fail(err, errlen, "the snapshot's machine (%llu MiB, %u vCPUs, %s, LAPIC timer at %llu kHz) is not this one",
+		     (unsigned long long)(f->ram_size >> 20), f->ncpus, f->engine ? "kvm" : "emu",
+		     (unsigned long long)(f->crystal_hz / 1000));
 		return -1;
 	}
 	/* one more than the hooks: a surplus section is noticed */

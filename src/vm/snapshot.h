@@ -2,11 +2,14 @@
  * the guest memory ever touched, in one versioned file with a checksum,
  * and the machine configuration to re-create the VM in a fresh process.
  *
- * File format (little-endian, version SNAP_VERSION; version 1 files still
- * load: their SNAP_CPU records end before cpu_state's lapic_size):
+ * File format (little-endian, version SNAP_VERSION; version 1 and 2 files
+ * still load: version 1's SNAP_CPU records end before cpu_state's
+ * lapic_size, and both had no crystal, which was VM_CRYSTAL_HZ):
  *   header, 64 bytes: magic "ACCSNAP\0", u32 version, u32 header size (64),
  *     u64 RAM bytes, u32 vCPUs, u32 engine (0 emu, 1 kvm), u32 personality
- *     (0 kvm, 1 hyperv), u32 flags (SNAP_F_*), u64 VM time in ns, 16 bytes 0
+ *     (0 kvm, 1 hyperv), u32 flags (SNAP_F_*), u64 VM time in ns, u64 the
+ *     LAPIC timer's clock in Hz (vm->crystal_hz: VM_CRYSTAL_HZ, or
+ *     VM_CRYSTAL_KVM_HZ on kvm), 8 bytes 0
  *   sections, each: u32 type, u32 instance, u64 payload length, the
  *     payload, zero bytes up to a multiple of 8:
  *     SNAP_CONFIG (first, once): the accord run arguments, each NUL-ended
@@ -32,7 +35,7 @@
 struct vm;
 
 #define SNAP_MAGIC "ACCSNAP"
-#define SNAP_VERSION 2 /* 2: cpu_state holds the split irqchip's LAPIC */
+#define SNAP_VERSION 3 /* 2: cpu_state holds the split irqchip's LAPIC; 3: the crystal */
 #define SNAP_HEADER_SIZE 64
 #define SNAP_TRAILER_SIZE 16
 #define SNAP_END_MAGIC 0x444e4553u /* "SEND" */
@@ -104,6 +107,7 @@ int snapshot_write(struct vm *vm, int fd, char *err, size_t errlen);
 struct snap_file {
 	uint32_t version;
 	uint64_t ram_size, vm_time_ns;
+	uint64_t crystal_hz; /* the VM's crystal: the machine made must count at it */
 	uint32_t ncpus, engine, personality;
 	bool paused; /* SNAP_F_PAUSED: what a restore does unless told otherwise */
 	int argc;

@@ -38,12 +38,19 @@ uint64_t vm_tsc(const struct vm *vm)
 }
 
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality,
-	      int irqchip)
+	      int irqchip, uint64_t crystal_hz)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->t0_ns = mono_ns();
 	vm->personality = personality;
 	vm->irqchip = irqchip;
+	/* accord's LAPICs (src/dev/lapic.c) count at VM_CRYSTAL_HZ */
+	if (irqchip == VM_IRQCHIP_USER && crystal_hz && crystal_hz != VM_CRYSTAL_HZ) {
+		fprintf(stderr, "accord: the guest's LAPIC timer counts at %llu kHz, accord's LAPIC at %llu kHz "
+				"(--irqchip user)\n",
+			(unsigned long long)(crystal_hz / 1000), (unsigned long long)(VM_CRYSTAL_HZ / 1000));
+		return -1;
+	}
 	if (personality == PERSONALITY_HYPERV ? hv_create(vm) < 0 : kvmclock_create(vm) < 0)
 		return -1;
 	vm->ram_size = ram_size;
@@ -64,8 +71,11 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_o
 		return -1;
 	}
 	madvise(vm->ram, ram_size, MADV_HUGEPAGE);
+	vm->crystal_hz = crystal_hz;
 	if (engine->vm_init && engine->vm_init(vm) < 0)
 		return -1;
+	if (!vm->crystal_hz)
+		vm->crystal_hz = VM_CRYSTAL_HZ;
 	for (int i = 0; i < ncpus; i++) {
 		struct vcpu *v = calloc(1, sizeof(*v));
 		if (!v)

@@ -23,6 +23,10 @@
 #define VM_CRYSTAL_HZ 25000000ull
 #define VM_TSC_RATIO 80ull /* TSC = 2 GHz */
 #define VM_TSC_HZ (VM_CRYSTAL_HZ * VM_TSC_RATIO)
+/* The LAPIC timer clock of a VM whose LAPICs are a KVM's that counts only
+ * at 1 GHz (before Linux 6.11's KVM_CAP_X86_APIC_BUS_CYCLES_NS): that VM's
+ * vm->crystal_hz, which CPUID 0x15 tells its guest instead */
+#define VM_CRYSTAL_KVM_HZ 1000000000ull
 
 struct vm;
 struct hv;
@@ -100,6 +104,9 @@ struct vm {
 
 	int personality;	    /* enum vm_personality */
 	int irqchip;		    /* enum vm_irqchip */
+	/* the LAPIC timer's clock as the guest is told (CPUID 0x15 ECX):
+	 * VM_CRYSTAL_HZ, or VM_CRYSTAL_KVM_HZ with KVM's LAPICs (split) */
+	uint64_t crystal_hz;
 	/* split irqchip: ExtINT messages from the IOAPIC, which KVM's LAPIC
 	 * cannot take (said once on stderr) */
 	unsigned extint_dropped;
@@ -134,8 +141,11 @@ struct vm {
 	bool snap_paused;
 };
 
+/* crystal_hz: the LAPIC timer clock the guest must be told (a restored
+ * guest's), or 0: VM_CRYSTAL_HZ where the engine's LAPIC can count at it
+ * (the engine's vm_init chooses) */
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus, const struct engine_ops *engine, int personality,
-	      int irqchip);
+	      int irqchip, uint64_t crystal_hz);
 void vm_destroy(struct vm *vm);
 /* host pointer for [gpa, gpa+len) if it is all RAM, else NULL */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);

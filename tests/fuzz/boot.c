@@ -23,7 +23,7 @@ static char kpath[64];
 
 static void fuzz_init(void)
 {
-	if (vm_create(&vm, RAM, 1, &stub_engine, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0)
+	if (vm_create(&vm, RAM, 1, &stub_engine, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0)
 		abort();
 	kfd = memfd_create("kernel", 0);
 	if (kfd < 0)

@@ -56,7 +56,7 @@ static inline void hvf_synic_init(void)
 /* the VM and vCPU 0's SynIC */
 static inline void hvf_init(void)
 {
-	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV, VM_IRQCHIP_USER) < 0)
+	if (vm_create(&vm, RAM_SIZE, 1, &stub_engine, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) < 0)
 		abort();
 	hvf_synic_init();
 }

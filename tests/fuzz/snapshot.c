@@ -69,7 +69,7 @@ static void hv_machine_init(const char *img)
 	struct vmbus *vb;
 
 	nb.ops = &fz_ops;
-	if (vm_create(&vm, RAM_SIZE, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER) < 0 || !(vb = vmbus_create(&vm)) ||
+	if (vm_create(&vm, RAM_SIZE, 1, &engine_emu, PERSONALITY_HYPERV, VM_IRQCHIP_USER, 0) < 0 || !(vb = vmbus_create(&vm)) ||
 	    !netvsc_create(vb, &vm, io, &nb, mac) || !storvsc_create(vb, img, false) || !hv_util_create(vb, &vm, 0))
 		abort();
 	hvf_synic_init();
@@ -90,7 +90,7 @@ static void fuzz_init(void)
 	close(fd);
 	kvm_vm = calloc(1, sizeof(*kvm_vm));
 	io = iothread_create();
-	if (!kvm_vm || !io || vm_create(kvm_vm, RAM, 1, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER) < 0 || platform_init(kvm_vm, &po) < 0 ||
+	if (!kvm_vm || !io || vm_create(kvm_vm, RAM, 1, &engine_emu, PERSONALITY_KVM, VM_IRQCHIP_USER, 0) < 0 || platform_init(kvm_vm, &po) < 0 ||
 	    !(bus = pci_init(kvm_vm)) || !virtio_rng_create(kvm_vm, bus) || !virtio_blk_create(kvm_vm, bus, img, false) ||
 	    !virtio_net_create(kvm_vm, bus, io, &vnet_nb, &nc))
 		abort();

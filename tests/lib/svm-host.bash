@@ -50,8 +50,9 @@ svm_host_run() {
 	rm -rf "$stage" "$out"
 	mkdir -p "$stage/svm" "$out"
 	# under /svm/files: the host's /init mounts a tmpfs on /tmp, which
-	# would hide files staged there; its script copies them out
-	for f in "$@"; do
+	# would hide files staged there (accord's own binary in a clone under
+	# /tmp among them); its script copies them out
+	for f in "$PWD/build/accord" "$@"; do
 		mkdir -p "$stage/svm/files$(dirname "$f")"
 		cp -L "$f" "$stage/svm/files$f"
 	done

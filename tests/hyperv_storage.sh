@@ -14,16 +14,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
+. tests/lib/vmbus-classes.bash
 . tests/lib/disk.bash
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hyperv
 MIB=1048576
-SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
-SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
-HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
-TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
-KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 test_tmp
 
 guest_image "storvsc in the guest" "hv_vmbus hv_storvsc sd_mod hv_utils" mke2fs

@@ -23,13 +23,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
+. tests/lib/vmbus-classes.bash
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-400}
 IMG=build/guest-image-hvutil
-SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
-HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
-TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
-KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 # a generous bound for "the guest's clock agrees with the host's": the
 # point is 2001 against now, not precision
 CLOCK_SLACK=120

@@ -56,11 +56,6 @@ accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 svm_host_image "kvm on a host with AMD-V"
 
 # the runs, as lines of the host's script: one file per run under /out
-q() {
-	local a out=""
-	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
-	echo "$out"
-}
 files=("$PWD/build/tests/unit_kvm_api")
 kernels=()
 for name in $(guest_kernel_names); do
@@ -68,24 +63,24 @@ for name in $(guest_kernel_names); do
 done
 mkdir -p "$tmp/svm-files"
 {
-	echo "A=$(q "$accord_abs")"
+	echo "A=$(svm_quote "$accord_abs")"
 	echo 'run() { id=$1; shift; timeout 300 $A run --debug-exit "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
-	echo "run auto --kernel $(q "$PWD/build/guest/smoke.elf") --accel auto"
+	echo "run auto --kernel $(svm_quote "$PWD/build/guest/smoke.elf") --accel auto"
 	echo '$A run --kernel /nonexistent --accel kvm --irqchip split </dev/null 2>&1 | grep "^accord: --irqchip split: " >/out/split.why'
 	echo 'split=1; [ -s /out/split.why ] && split=0'
-	echo "$(q "$PWD/build/tests/unit_kvm_api") >/out/unit_kvm_api.tap 2>/out/unit_kvm_api.err"
+	echo "$(svm_quote "$PWD/build/tests/unit_kvm_api") >/out/unit_kvm_api.tap 2>/out/unit_kvm_api.err"
 	for name in smoke timers pci; do
 		guest_vmm_args accord "$name" "$tmp/svm-files"
-		echo "ACCORD_VERBOSE=1 run $name.verbose --kernel $(q "$PWD/build/guest/$name.elf") --accel kvm --irqchip user $(q "${GUEST_ARGS[@]}")"
+		echo "ACCORD_VERBOSE=1 run $name.verbose --kernel $(svm_quote "$PWD/build/guest/$name.elf") --accel kvm --irqchip user $(svm_quote "${GUEST_ARGS[@]}")"
 	done
 	for entry in "${kernels[@]}"; do
 		read -r name variant image <<<"$entry"
 		[ -f "$image" ] || continue
 		files+=("$PWD/$image")
 		guest_vmm_args accord "$name" "$tmp/svm-files"
-		echo "run $variant.user --kernel $(q "$PWD/$image") --accel kvm --irqchip user $(q "${GUEST_ARGS[@]}")"
+		echo "run $variant.user --kernel $(svm_quote "$PWD/$image") --accel kvm --irqchip user $(svm_quote "${GUEST_ARGS[@]}")"
 		[[ $variant == *.pvh ]] || [ "$name" = hyperv ] ||
-			echo "[ \$split = 0 ] || run $variant.split --kernel $(q "$PWD/$image") --accel kvm --irqchip split $(q "${GUEST_ARGS[@]}")"
+			echo "[ \$split = 0 ] || run $variant.split --kernel $(svm_quote "$PWD/$image") --accel kvm --irqchip split $(svm_quote "${GUEST_ARGS[@]}")"
 	done
 } >"$tmp/run.sh"
 for f in "$tmp"/svm-files/*; do
@@ -95,15 +90,7 @@ done
 svm_host_run "$tmp/svm.log" "$tmp/out" "$tmp/run.sh" "${files[@]}"
 
 # ---- (a) the host ----
-if [ "$SVM_CPU" != "npt svm" ]; then
-	why=$(grep -m1 -i 'error\|qemu-system' "$tmp/svm.log")
-	if grep -q '^svm-host: cpu' "$tmp/svm.log"; then
-		why="its CPU flags: '${SVM_CPU}' (QEMU's -cpu max without SVM or NPT)"
-	fi
-	tap_skip "kvm on a host with AMD-V" "QEMU gives no host with SVM and nested paging: ${why:-QEMU status $SVM_STATUS}"
-	tap_summary
-	exit 0
-fi
+svm_host_required "kvm on a host with AMD-V"
 if grep -q '^svm-host: kvm /dev/kvm' "$tmp/svm.log" && grep -q '^svm-host: done' "$tmp/svm.log"; then
 	tap_ok "the host under QEMU has SVM and nested paging, kvm_amd gives /dev/kvm, its script ran to the end"
 else

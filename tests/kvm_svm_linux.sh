@@ -28,16 +28,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/linux-guest.bash
+. tests/lib/vmbus-classes.bash
 . tests/lib/svm-host.bash
 
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
 IMG=build/guest-image-virtio
 MIB=1048576
-SCSI_CLASS=ba6163d9-04a1-4d29-b605-72e2ffb1dc7f
-SHUTDOWN_CLASS=0e0b6031-5213-4934-818b-38d90ced39db
-HEARTBEAT_CLASS=57164f39-9115-4e78-ab55-382f3bd5422d
-TIMESYNC_CLASS=9527e630-d0ae-497b-adce-e80ab0175caf
-KVP_CLASS=a9a0f4e7-5a45-4d96-b827-8a841e8c03e6
 test_tmp
 
 # what the guest may report differently on this kvm and on emu, with the
@@ -128,31 +124,18 @@ pattern_sum=$(sha256sum <"$tmp/pattern" | cut -d' ' -f1)
 
 # the host's script: the same boot with one CPU and with two, then the
 # Hyper-V guest
-q() {
-	local a out=""
-	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
-	echo "$out"
-}
 boot_args=(--kernel "$kernel" --initrd "$initrd" --cmdline "console=ttyS0 panic=-1 accord.autotest"
 	--memory 256M --disk "path=$disk")
 {
-	echo "A=$(q "$accord_abs")"
+	echo "A=$(svm_quote "$accord_abs")"
 	echo 'run() { id=$1; shift; timeout 120 $A run "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
-	echo "run cpus1 --accel kvm --irqchip user --cpus 1 $(q "${boot_args[@]}")"
-	echo "run cpus2 --accel kvm --irqchip user --cpus 2 $(q "${boot_args[@]}")"
-	echo "run hyperv --accel kvm --irqchip user --cpus 2 --personality hyperv --kernel $(q "$hv_kernel") --initrd $(q "$hv_initrd") $(q "${boot_args[@]:4}")"
+	echo "run cpus1 --accel kvm --irqchip user --cpus 1 $(svm_quote "${boot_args[@]}")"
+	echo "run cpus2 --accel kvm --irqchip user --cpus 2 $(svm_quote "${boot_args[@]}")"
+	echo "run hyperv --accel kvm --irqchip user --cpus 2 --personality hyperv --kernel $(svm_quote "$hv_kernel") --initrd $(svm_quote "$hv_initrd") $(svm_quote "${boot_args[@]:4}")"
 } >"$tmp/run.sh"
 svm_host_run "$tmp/svm.log" "$tmp/out" "$tmp/run.sh" "$kernel" "$initrd" "$hv_kernel" "$hv_initrd" "$disk"
 
-if [ "$SVM_CPU" != "npt svm" ]; then
-	why=$(grep -m1 -i 'error\|qemu-system' "$tmp/svm.log")
-	if grep -q '^svm-host: cpu' "$tmp/svm.log"; then
-		why="its CPU flags: '${SVM_CPU}' (QEMU's -cpu max without SVM or NPT)"
-	fi
-	tap_skip "linux on kvm with AMD-V" "QEMU gives no host with SVM and nested paging: ${why:-QEMU status $SVM_STATUS}"
-	tap_summary
-	exit 0
-fi
+svm_host_required "linux on kvm with AMD-V"
 
 # the emu boots here, natively
 timeout --kill-after=5 "$GUEST_TIMEOUT" "$ACCORD" run --accel emu --cpus 2 "${boot_args[@]}" \

@@ -19,7 +19,11 @@
 #                                 in the directory OUT; the console in LOG.
 #                                 Sets SVM_STATUS (QEMU's exit status) and
 #                                 SVM_CPU (the host CPU's flags SVM needs:
-#                                 "svm npt" when both are there)
+#                                 "npt svm" when both are there)
+#   svm_host_required NAME        after svm_host_run: unless the host had
+#                                 SVM and NPT, NAME skipped with the
+#                                 reason, the summary, exit 0
+#   svm_quote ARG...              the ARGs quoted for the host's sh
 #
 # Needs qemu-system-x86_64 (Debian's qemu-system-x86), cpio and tar.
 
@@ -85,9 +89,28 @@ EOF
 		-nographic -no-reboot -kernel "$SVM_IMG/vmlinuz" -initrd "$tmp/svm-initrd.cpio.gz" \
 		-append "console=ttyS0 panic=-1 quiet accord.autotest" \
 		-drive "file=$tmp/svm-out.img,format=raw,if=virtio" </dev/null >"$log" 2>&1 || SVM_STATUS=$?
+	SVM_LOG=$log
 	SVM_CPU=$(sed -n 's/\r$//; s/^svm-host: cpu //p' "$log" | head -n 1)
 	SVM_CPU=${SVM_CPU% }
 	tar -xf "$tmp/svm-out.img" -C "$out" 2>/dev/null || true
 	rm -f "$tmp/svm-out.img" "$tmp/svm-initrd.cpio.gz" "$tmp/svm-extra.cpio.gz"
 	rm -rf "$stage"
+}
+
+# svm_host_required NAME
+svm_host_required() {
+	local why
+	[ "$SVM_CPU" = "npt svm" ] && return 0
+	why=$(grep -m1 -i 'error\|qemu-system' "$SVM_LOG")
+	grep -q '^svm-host: cpu' "$SVM_LOG" && why="its CPU flags: '${SVM_CPU}' (QEMU's -cpu max without SVM or NPT)"
+	tap_skip "$1" "QEMU gives no host with SVM and nested paging: ${why:-QEMU status $SVM_STATUS}"
+	tap_summary
+	exit 0
+}
+
+# svm_quote ARG...: each in single quotes, for a line of the host's script
+svm_quote() {
+	local a out=""
+	for a in "$@"; do out+="'${a//\'/\'\\\'\'}' "; done
+	echo "$out"
 }

@@ -116,6 +116,9 @@ struct engine_ops {
 	const char *name;
 	int (*vm_init)(struct vm *vm);
 	int (*vcpu_init)(struct vcpu *cpu);
+	/* optional: what vcpu_init made besides engine_priv itself, which
+	 * vm_destroy frees after this (the vCPU's thread has ended) */
+	void (*vcpu_destroy)(struct vcpu *cpu);
 	/* run until the VMM must act; port I/O and MMIO are handled inside
 	 * through the vm's buses */
 	int (*vcpu_run)(struct vcpu *cpu, struct vcpu_exit *exit);

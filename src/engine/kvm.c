@@ -899,6 +899,22 @@ static int split_bsp_lints(struct kvm_vcpu_priv *p)
 	return ioctl(p->fd, KVM_SET_LAPIC, &st);
 }
 
+/* the interpreter for stepped instructions, kvm_run and the vCPU's fd
+ * (a failed vcpu_init may have made only some) */
+static void kvm_vcpu_destroy(struct vcpu *v)
+{
+	struct kvm_vcpu_priv *p = priv(v);
+
+	free(p->step);
+	p->step = NULL;
+	if (p->run && p->run != MAP_FAILED)
+		munmap(p->run, p->kvm->run_size);
+	p->run = NULL;
+	if (p->fd > 0)
+		close(p->fd);
+	p->fd = -1;
+}
+
 static int kvm_vcpu_init(struct vcpu *v)
 {
 	struct kvm_vm *k = v->vm->engine_priv;
@@ -2782,6 +2798,7 @@ const struct engine_ops engine_kvm = {
 	.name = "kvm",
 	.vm_init = kvm_vm_init,
 	.vcpu_init = kvm_vcpu_init,
+	.vcpu_destroy = kvm_vcpu_destroy,
 	.vcpu_run = kvm_vcpu_run,
 	.vcpu_kick = kvm_vcpu_kick,
 	.get_state = kvm_get_state,

@@ -108,6 +108,8 @@ void vm_destroy(struct vm *vm)
 			continue;
 		if (v->lapic)
 			lapic_destroy(v->lapic);
+		if (v->engine_priv && vm->engine && vm->engine->vcpu_destroy)
+			vm->engine->vcpu_destroy(v);
 		free(v->engine_priv);
 		free(v);
 	}

@@ -47,12 +47,6 @@ for msr in lstar fs_base gs_base kernel_gs_base; do
 	SVM_DIFFERENCES[msr/$msr.noncanonical_gp]=$tcg_canon
 done
 
-if [ ! -x "$ACCORD" ]; then
-	tap_not_ok "kvm_svm" "$ACCORD is missing (make all)"
-	tap_summary
-	exit 1
-fi
-accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 svm_host_image "kvm on a host with AMD-V"
 
 # the runs, as lines of the host's script: one file per run under /out
@@ -63,7 +57,7 @@ for name in $(guest_kernel_names); do
 done
 mkdir -p "$tmp/svm-files"
 {
-	echo "A=$(svm_quote "$accord_abs")"
+	echo "A=$(svm_quote "$SVM_ACCORD")"
 	echo 'run() { id=$1; shift; timeout 300 $A run --debug-exit "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
 	echo "run auto --kernel $(svm_quote "$PWD/build/guest/smoke.elf") --accel auto"
 	echo '$A run --kernel /nonexistent --accel kvm --irqchip split </dev/null 2>&1 | grep "^accord: --irqchip split: " >/out/split.why'

@@ -58,12 +58,6 @@ SVM_LINUX_DIFFERENCES[clocksource]="follows from nonstop_tsc: without an invaria
 # model's bits KVM vouches for
 SVM_LINUX_DIFFERENCES[vulnerability/mmio_stale_data]="the host's KVM does not vouch for IA32_ARCH_CAPABILITIES' FBSDP_NO, PSDP_NO and SBDR_SSDP_NO (QEMU's TCG CPU has no such MSR), which the kvm engine then hides: the guest's code runs on that CPU"
 
-if [ ! -x "$ACCORD" ]; then
-	tap_not_ok "linux on kvm with AMD-V" "$ACCORD is missing (make all)"
-	tap_summary
-	exit 1
-fi
-accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 svm_host_image "linux on kvm with AMD-V"
 guest_image "linux on kvm with AMD-V" "virtio_pci virtio_blk"
 release=$(cat "$IMG/kernel.release")
@@ -127,7 +121,7 @@ pattern_sum=$(sha256sum <"$tmp/pattern" | cut -d' ' -f1)
 boot_args=(--kernel "$kernel" --initrd "$initrd" --cmdline "console=ttyS0 panic=-1 accord.autotest"
 	--memory 256M --disk "path=$disk")
 {
-	echo "A=$(svm_quote "$accord_abs")"
+	echo "A=$(svm_quote "$SVM_ACCORD")"
 	echo 'run() { id=$1; shift; timeout 120 $A run "$@" </dev/null >/out/$id.out 2>/out/$id.err; echo $? >/out/$id.status; echo "svm-host: $id status $(cat /out/$id.status)"; }'
 	echo "run cpus1 --accel kvm --irqchip user --cpus 1 $(svm_quote "${boot_args[@]}")"
 	echo "run cpus2 --accel kvm --irqchip user --cpus 2 $(svm_quote "${boot_args[@]}")"

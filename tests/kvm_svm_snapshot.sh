@@ -23,7 +23,6 @@ TICKS=15
 test_tmp
 svm_host_image "linux snapshots on kvm with AMD-V"
 guest_image_default "linux snapshots on kvm with AMD-V"
-accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 
 # the guest's loop replaces the image's /autotest.sh (a later cpio
 # archive's files replace the earlier ones')
@@ -49,7 +48,7 @@ mkdir -p "$tmp/l2root"
 sum=$(sha256sum "$tmp/l2root/bin/busybox" | cut -c1-16)
 
 cat >"$tmp/run.sh" <<EOF
-A=$accord_abs
+A=$SVM_ACCORD
 mkdir -p /run
 # wait_for FILE PATTERN SECONDS PID: until the pattern is in the file;
 # 1 after SECONDS or once the process PID has ended without it

@@ -22,12 +22,11 @@ cd "$(dirname "$0")/.."
 ACCORD=${ACCORD:-build/accord}
 api_test_tmp
 svm_host_image "the split irqchip on AMD-V without KVM_CAP_X86_APIC_BUS_CYCLES_NS"
-accord_abs=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 timers=$PWD/build/guest/timers.elf
 loop=$PWD/build/guest/loop.elf
 
 cat >"$tmp/run.sh" <<EOF
-A=$accord_abs
+A=$SVM_ACCORD
 mkdir -p /run
 \$A run --kernel /nonexistent --accel kvm --irqchip split </dev/null 2>&1 | grep '^accord: --irqchip split: ' >/out/split.why
 ACCORD_VERBOSE=1 timeout 300 \$A run --debug-exit --kernel $timers --accel kvm --irqchip auto </dev/null \\

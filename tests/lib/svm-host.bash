@@ -10,7 +10,10 @@
 #   svm_host_image NAME           build $SVM_IMG (the stock kernel, an
 #                                 initramfs with kvm_amd, virtio_blk and
 #                                 accord); without one: NAME skipped, the
-#                                 summary, exit 0
+#                                 summary, exit 0; without $ACCORD
+#                                 (build/accord): NAME not ok, exit 1.
+#                                 Sets SVM_ACCORD, $ACCORD's absolute path
+#                                 (the host has it there)
 #   svm_host_run LOG OUT SCRIPT [FILE...]
 #                                 boots the host and runs SCRIPT there with
 #                                 /bin/sh (busybox): the FILEs are copied
@@ -33,7 +36,13 @@ SVM_MEMORY=${SVM_MEMORY:-3G}
 
 # svm_host_image NAME
 svm_host_image() {
-	local name=$1
+	local name=$1 accord=${ACCORD:-build/accord}
+	if [ ! -x "$accord" ]; then
+		tap_not_ok "$name" "$accord is missing (make all)"
+		tap_summary
+		exit 1
+	fi
+	SVM_ACCORD=$(cd "$(dirname "$accord")" && pwd)/$(basename "$accord")
 	if ! command -v qemu-system-x86_64 >/dev/null; then
 		tap_skip "$name" "no qemu-system-x86_64 (Debian package qemu-system-x86) for a host with AMD-V"
 		tap_summary
@@ -56,7 +65,7 @@ svm_host_run() {
 	# under /svm/files: the host's /init mounts a tmpfs on /tmp, which
 	# would hide files staged there (accord's own binary in a clone under
 	# /tmp among them); its script copies them out
-	for f in "$PWD/build/accord" "$@"; do
+	for f in "$SVM_ACCORD" "$@"; do
 		mkdir -p "$stage/svm/files$(dirname "$f")"
 		cp -L "$f" "$stage/svm/files$f"
 	done

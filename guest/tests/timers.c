@@ -678,6 +678,72 @@ static void test_tsc_deadline(void)
 	lapic_write(APIC_LVT_TIMER, LVT_MASKED);
 }
 
+/* An interrupt that becomes due while an instruction faults is taken
+ * after the fault's delivery (SDM vol. 3A 6.9: the #GP is the
+ * instruction's own event; the interrupt waits for the next boundary at
+ * which IF allows it, here after the handler's IRET), never lost. A
+ * hypervisor that finishes the faulting RDMSR on the way back into the
+ * guest meets both there. The TSC deadline is swept across a few of the
+ * RDMSR's round trips so that some expiries fall while it is outside the
+ * guest; a lost interrupt would also stay in service (ISR) and block the
+ * vector from then on. Whether the MSR faults does not matter: each
+ * deadline's interrupt must come. */
+#define MSR_ABSENT 0xdeadbeef /* outside every MSR range */
+#define MSR_FAULT_SWEEP 300
+
+static void rdmsr_absent(void)
+{
+	uint32_t lo = 0, hi = 0;
+
+	asm volatile(TRAP_RESUME("rdmsr") : "+a"(lo), "+d"(hi) : "c"(MSR_ABSENT) : "memory");
+}
+
+static void test_irq_at_msr_fault(void)
+{
+	uint64_t t0, trip = ~0ull, step;
+	unsigned i, lost = MSR_FAULT_SWEEP;
+	int fault;
+
+	if (!(cpuid(1, 0).ecx & (1u << 24))) {
+		skip("interrupt.after_msr_fault", "CPUID.1:ECX.TSC_Deadline is clear");
+		return;
+	}
+	/* the shortest of a few round trips of the faulting RDMSR */
+	for (i = 0; i < 8; i++) {
+		t0 = rdtsc();
+		rdmsr_absent();
+		t0 = rdtsc() - t0;
+		if (t0 < trip)
+			trip = t0;
+	}
+	trap_reset();
+	rdmsr_absent();
+	fault = trap_last.vector;
+	step = trip * 3 / MSR_FAULT_SWEEP + 1;
+	reset_counts();
+	lapic_write(APIC_LVT_TIMER, LVT_DEADLINE | VEC_TIMER);
+	sti();
+	for (i = 0; i < MSR_FAULT_SWEEP; i++) {
+		wrmsr(MSR_TSC_DEADLINE, rdtsc() + i * step);
+		rdmsr_absent();
+		if (!wait_count(&count[VEC_TIMER], i + 1, 200000)) {
+			lost = i;
+			break;
+		}
+	}
+	cli();
+	wrmsr(MSR_TSC_DEADLINE, 0);
+	lapic_write(APIC_LVT_TIMER, LVT_MASKED);
+	bool in_service = apic_bit(APIC_ISR, VEC_TIMER);
+	if (in_service)
+		lapic_write(APIC_EOI, 0); /* for the checks after this one */
+	check(lost == MSR_FAULT_SWEEP, "interrupt.after_msr_fault",
+	      "deadline %u of %u (%lu TSC ticks after the write; RDMSR 0x%x takes %lu and ends in %s): "
+	      "no interrupt within 200 ms (%u taken, vector 0x%x %sin service)",
+	      lost + 1, MSR_FAULT_SWEEP, lost * step, MSR_ABSENT, trip, fault < 0 ? "no exception" : trap_name(fault),
+	      count[VEC_TIMER], VEC_TIMER, in_service ? "" : "not ");
+}
+
 /* ---- IOAPIC, PIT, RTC ---- */
 
 #define COM1 0x3f8
@@ -907,6 +973,7 @@ void test_main(void)
 	test_sse_stretch();
 	test_timer_accuracy();
 	test_tsc_deadline();
+	test_irq_at_msr_fault();
 	test_ioapic();
 	test_ioapic_level();
 	test_pit();

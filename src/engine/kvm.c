@@ -1104,10 +1104,12 @@ static void mmio_exit(struct kvm_vcpu_priv *p);
  * here as the run loop would. */
 static void io_complete(struct kvm_vcpu_priv *p)
 {
+	int rc;
+
 	if (!p->io_pending)
 		return;
 	p->run->immediate_exit = 1;
-	while (ioctl(p->fd, KVM_RUN, 0) == 0) {
+	while ((rc = ioctl(p->fd, KVM_RUN, 0)) == 0) {
 		if (p->run->exit_reason == KVM_EXIT_MMIO)
 			mmio_exit(p);
 		else if (p->run->exit_reason == KVM_EXIT_IO)
@@ -1115,9 +1117,11 @@ static void io_complete(struct kvm_vcpu_priv *p)
 		else
 			break;
 	}
+	/* KVM_RUN's EINTR says whether the vCPU, after the instruction,
+	 * takes an interrupt (not with an exception the instruction raised) */
+	p->ready = rc < 0 && errno == EINTR && p->run->ready_for_interrupt_injection;
 	p->run->immediate_exit = 0;
 	p->io_pending = false;
-	p->ready = false;
 }
 
 static uint8_t tpr_read(struct lapic *l)
@@ -1537,6 +1541,16 @@ static void interrupts_deliver(struct kvm_vcpu_priv *p)
 	bool stepping = (p->dbg.single_step || p->step_over) && !p->halted;
 	int vec = stepping ? -1 : interrupt_pending(p, false);
 
+	/* An exit's instruction is finished on the next KVM_RUN, and that may
+	 * raise an exception: #GP for an MSR access accord refused, a fault of
+	 * the emulator's. KVM injects one event per entry, the exception,
+	 * and drops an interrupt queued with KVM_INTERRUPT before it (Linux
+	 * 6.1: the interrupt is gone at the next exit, while accord's LAPIC
+	 * holds it in service and blocks every vector at or below its
+	 * class). So the instruction is completed first, and the interrupt
+	 * goes in only where KVM then says the vCPU takes one. */
+	if (vec >= 0 && p->ready && p->io_pending)
+		io_complete(p);
 	if (vec >= 0 && p->ready) {
 		if (p->window_step) {
 			/* the handler's frame must not save KVM's trap flag */

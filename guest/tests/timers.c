@@ -726,7 +726,9 @@ static void test_irq_at_msr_fault(void)
 	for (i = 0; i < MSR_FAULT_SWEEP; i++) {
 		wrmsr(MSR_TSC_DEADLINE, rdtsc() + i * step);
 		rdmsr_absent();
-		if (!wait_count(&count[VEC_TIMER], i + 1, 200000)) {
+		/* twice: a host that stalled the vCPU past the first wait
+		 * delivers the interrupt at the exit that ended it */
+		if (!wait_count(&count[VEC_TIMER], i + 1, 200000) && !wait_count(&count[VEC_TIMER], i + 1, 200000)) {
 			lost = i;
 			break;
 		}
@@ -739,7 +741,7 @@ static void test_irq_at_msr_fault(void)
 		lapic_write(APIC_EOI, 0); /* for the checks after this one */
 	check(lost == MSR_FAULT_SWEEP, "interrupt.after_msr_fault",
 	      "deadline %u of %u (%lu TSC ticks after the write; RDMSR 0x%x takes %lu and ends in %s): "
-	      "no interrupt within 200 ms (%u taken, vector 0x%x %sin service)",
+	      "no interrupt within 400 ms (%u taken, vector 0x%x %sin service)",
 	      lost + 1, MSR_FAULT_SWEEP, lost * step, MSR_ABSENT, trip, fault < 0 ? "no exception" : trap_name(fault),
 	      count[VEC_TIMER], VEC_TIMER, in_service ? "" : "not ");
 }

@@ -282,6 +282,27 @@ static inline void wrmsr(uint32_t msr, uint64_t v)
 		     "d"((uint32_t)(v >> 32)) : "memory");
 }
 
+/* RDMSR/WRMSR with an exception caught: the vector (details in
+ * trap_last), or -1; a faulting RDMSR leaves *v 0 */
+static inline int rdmsr_try(uint32_t msr, uint64_t *v)
+{
+	uint32_t lo = 0, hi = 0;
+
+	trap_reset();
+	asm volatile(TRAP_RESUME("rdmsr") : "+a"(lo), "+d"(hi) : "c"(msr) : "memory");
+	*v = (uint64_t)hi << 32 | lo;
+	return trap_last.vector;
+}
+
+static inline int wrmsr_try(uint32_t msr, uint64_t v)
+{
+	trap_reset();
+	asm volatile(TRAP_RESUME("wrmsr")
+		     : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
+		     : "memory");
+	return trap_last.vector;
+}
+
 static inline uint64_t rdtsc(void)
 {
 	uint32_t lo, hi;

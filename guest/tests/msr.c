@@ -41,26 +41,6 @@
 static bool intel;
 static unsigned maxphyaddr;
 
-/* RDMSR/WRMSR with an exception caught: the vector, or -1 */
-static int rdmsr_try(uint32_t msr, uint64_t *v)
-{
-	uint32_t lo = 0, hi = 0;
-
-	trap_reset();
-	asm volatile(TRAP_RESUME("rdmsr") : "+a"(lo), "+d"(hi) : "c"(msr));
-	*v = (uint64_t)hi << 32 | lo;
-	return trap_last.vector;
-}
-
-static int wrmsr_try(uint32_t msr, uint64_t v)
-{
-	trap_reset();
-	asm volatile(TRAP_RESUME("wrmsr")
-		     : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
-		     : "memory");
-	return trap_last.vector;
-}
-
 /* the last access ended in #GP(0), reported on the instruction itself */
 static bool gp0(void)
 {

@@ -691,16 +691,9 @@ static void test_tsc_deadline(void)
 #define MSR_ABSENT 0xdeadbeef /* outside every MSR range */
 #define MSR_FAULT_SWEEP 300
 
-static void rdmsr_absent(void)
-{
-	uint32_t lo = 0, hi = 0;
-
-	asm volatile(TRAP_RESUME("rdmsr") : "+a"(lo), "+d"(hi) : "c"(MSR_ABSENT) : "memory");
-}
-
 static void test_irq_at_msr_fault(void)
 {
-	uint64_t t0, trip = ~0ull, step;
+	uint64_t t0, trip = ~0ull, step, v;
 	unsigned i, lost = MSR_FAULT_SWEEP;
 	int fault;
 
@@ -711,21 +704,19 @@ static void test_irq_at_msr_fault(void)
 	/* the shortest of a few round trips of the faulting RDMSR */
 	for (i = 0; i < 8; i++) {
 		t0 = rdtsc();
-		rdmsr_absent();
+		rdmsr_try(MSR_ABSENT, &v);
 		t0 = rdtsc() - t0;
 		if (t0 < trip)
 			trip = t0;
 	}
-	trap_reset();
-	rdmsr_absent();
-	fault = trap_last.vector;
+	fault = rdmsr_try(MSR_ABSENT, &v);
 	step = trip * 3 / MSR_FAULT_SWEEP + 1;
 	reset_counts();
 	lapic_write(APIC_LVT_TIMER, LVT_DEADLINE | VEC_TIMER);
 	sti();
 	for (i = 0; i < MSR_FAULT_SWEEP; i++) {
 		wrmsr(MSR_TSC_DEADLINE, rdtsc() + i * step);
-		rdmsr_absent();
+		rdmsr_try(MSR_ABSENT, &v);
 		/* twice: a host that stalled the vCPU past the first wait
 		 * delivers the interrupt at the exit that ended it */
 		if (!wait_count(&count[VEC_TIMER], i + 1, 200000) && !wait_count(&count[VEC_TIMER], i + 1, 200000)) {
